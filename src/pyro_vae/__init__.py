@@ -1,0 +1,26 @@
+"""pyro-vae: variational autoencoders written as Pyro programs.
+
+The model p(x | z) p(z) is a Pyro program, the encoder q(z | x) an amortized guide with
+the same site names, and inference takes any (model, guide) pair::
+
+    from pyro_vae import ModelConfig, build_vae, make_objective, importance_log_likelihood
+    model, guide = build_vae(ModelConfig(latent_dim=20), image_shape=(1, 28, 28))
+    loss = make_objective("elbo").differentiable_loss(model, guide, x)   # x: [B, 1, 28, 28]
+    estimate = importance_log_likelihood(model, guide, x_test, k=1000)  # nats per example
+"""
+
+from pyro_vae.build import build_vae
+from pyro_vae.config import Config, DataConfig, ModelConfig, TrainConfig
+from pyro_vae.data import load_dataset
+from pyro_vae.errors import PyroVAEError
+from pyro_vae.inference.loglik import importance_log_likelihood
+from pyro_vae.inference.objectives import elbo_terms, make_objective
+from pyro_vae.likelihoods import LIKELIHOODS, make_likelihood
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Config", "DataConfig", "ModelConfig", "TrainConfig", "LIKELIHOODS", "PyroVAEError",
+    "build_vae", "elbo_terms", "importance_log_likelihood", "load_dataset", "make_likelihood",
+    "make_objective",
+]

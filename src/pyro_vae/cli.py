@@ -1,0 +1,187 @@
+"""The ``pyro-vae`` command: parses flags and config, then calls the library. No maths here.
+
+Every field of the configuration (see :mod:`pyro_vae.config`) is a ``train`` flag:
+``latent_dim`` is ``--latent-dim``. A problem the user can fix exits with code 2 and one
+sentence on stderr (the traceback too with ``--debug``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from dataclasses import MISSING, fields
+from pathlib import Path
+
+from pyro_vae.config import SECTIONS, Config
+from pyro_vae.errors import PyroVAEError
+
+USAGE_ERROR = 2
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    for section, cls in SECTIONS.items():
+        group = parser.add_argument_group(f"[{section}] options (override the config file)")
+        for f in fields(cls):
+            default = f.default_factory() if f.default is MISSING else f.default
+            group.add_argument("--" + f.name.replace("_", "-"), dest=f"cfg:{section}.{f.name}",
+                               default=None, metavar=f.name.upper(),
+                               help=f"default: {default}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pyro-vae", description="Variational autoencoders in Pyro.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a VAE (or continue one with --resume)")
+    train.add_argument("--config", help="a TOML config file (configs/*.toml)")
+    train.add_argument("--run-dir", help="where the run's files go (default: runs/<dataset>-<likelihood>)")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_config_flags(train)
+
+    evaluate = commands.add_parser("evaluate", help="test ELBO, or log p(x) by importance sampling with --k")
+    evaluate.add_argument("run_dir")
+    evaluate.add_argument("--k", type=int, default=0, help="importance samples per example (0: ELBO only)")
+    evaluate.add_argument("--split", default="test", choices=("train", "valid", "test"))
+    evaluate.add_argument("--limit", type=int, default=0, help="only the first N examples")
+    evaluate.add_argument("--batch-size", type=int, default=100, help="examples per chunk for --k")
+    evaluate.add_argument("--checkpoint", default="best", choices=("best", "last"))
+    evaluate.add_argument("--device", default=None)
+    evaluate.add_argument("--seed", type=int, default=0)
+
+    sample = commands.add_parser("sample", help="a grid of samples from the prior")
+    sample.add_argument("run_dir")
+    sample.add_argument("-n", type=int, default=64)
+    sample.add_argument("-o", "--output", default=None, help="default: RUN_DIR/samples.png")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--device", default=None)
+
+    recon = commands.add_parser("reconstruct", help="test images beside their reconstructions")
+    recon.add_argument("run_dir")
+    recon.add_argument("-n", type=int, default=32)
+    recon.add_argument("-o", "--output", default=None, help="default: RUN_DIR/reconstructions.png")
+    recon.add_argument("--device", default=None)
+    return parser
+
+
+def _config_from_args(args) -> tuple[Config, Config]:
+    """(config from file + flags, and the same built from defaults + flags for --resume)."""
+    config = Config.load(args.config) if args.config else Config()
+    flags_only = Config()
+    for key, value in vars(args).items():
+        if key.startswith("cfg:") and value is not None:
+            dotted = key[4:]
+            flag = "--" + dotted.split(".")[1].replace("_", "-")
+            config.set(dotted, value, source=flag)
+            flags_only.set(dotted, value, source=flag)
+    return config, flags_only
+
+
+def cmd_train(args) -> int:
+    from pyro_vae.runs import read_run_config, train_run
+
+    config, flags_only = _config_from_args(args)
+    if args.resume:
+        # On resume the run's own config.toml rules; flags may extend epochs or move device.
+        saved = read_run_config(Path(args.resume))
+        for key, value in vars(args).items():
+            if key.startswith("cfg:") and value is not None:
+                saved.set(key[4:], value, source="--" + key[4:].split(".")[1].replace("_", "-"))
+        summary = train_run(None, Path(args.resume), resume=True, progress=False if args.no_progress else None,
+                            overrides=saved)
+        run_dir = Path(args.resume)
+    else:
+        config.validate()
+        run_dir = Path(args.run_dir or f"runs/{config.data.dataset}-{config.model.likelihood}")
+        summary = train_run(config, run_dir, progress=False if args.no_progress else None)
+    print(f"test ELBO {summary['test_elbo']:.2f} nats per example (best epoch {summary['best_epoch']}); "
+          f"run directory {run_dir}")
+    for figure in summary["figures"]:
+        print(f"figure: {figure}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    import pyro
+
+    from pyro_vae.inference.loglik import importance_log_likelihood
+    from pyro_vae.runs import open_run, write_json
+
+    if args.k < 0 or args.limit < 0 or args.batch_size < 1:
+        raise PyroVAEError("--k and --limit must be 0 or more and --batch-size at least 1.")
+    run = open_run(Path(args.run_dir), args.checkpoint, args.device)
+    pyro.set_rng_seed(args.seed)
+    if args.k == 0:
+        from pyro_vae.runs import evaluate_run
+
+        result = evaluate_run(run, args.split)
+        write_json(run.run_dir / "evaluation.json", result)
+        print(f"{args.split} ELBO {result['elbo']:.2f} nats per example "
+              f"(reconstruction {result['reconstruction']:.2f}, KL {result['kl']:.2f}; {result['examples']} examples)")
+        return 0
+    images = run.dataset().split(args.split).images
+    if args.limit:
+        images = images[:args.limit]
+    estimate = importance_log_likelihood(run.model, run.guide, images, k=args.k, batch_size=args.batch_size,
+                                         progress=sys.stderr.isatty())
+    result = {"split": args.split, "checkpoint": args.checkpoint, **estimate.summary()}
+    write_json(run.run_dir / "loglik.json", result)
+    print(f"{args.split} log p(x) {estimate.mean:.2f} ± {estimate.stderr:.2f} nats per example "
+          f"(K={args.k}, {len(images)} examples, ESS mean {result['ess_mean']:.1f} min {result['ess_min']:.1f}, "
+          f"{estimate.seconds:.1f} s)")
+    return 0
+
+
+def cmd_sample(args) -> int:
+    import pyro
+
+    from pyro_vae.plots import plot_samples
+    from pyro_vae.runs import check_not_clobbering, open_run
+
+    if args.n < 1:
+        raise PyroVAEError(f"-n must be at least 1, not {args.n}.")
+    run = open_run(Path(args.run_dir), "best", args.device)
+    output = Path(args.output or run.run_dir / "samples.png")
+    check_not_clobbering(output, run.run_dir)
+    pyro.set_rng_seed(args.seed)
+    print(plot_samples(run.model, output, n=args.n, device=run.device))
+    return 0
+
+
+def cmd_reconstruct(args) -> int:
+    from pyro_vae.plots import plot_reconstructions
+    from pyro_vae.runs import check_not_clobbering, open_run
+
+    if args.n < 1:
+        raise PyroVAEError(f"-n must be at least 1, not {args.n}.")
+    run = open_run(Path(args.run_dir), "best", args.device)
+    output = Path(args.output or run.run_dir / "reconstructions.png")
+    check_not_clobbering(output, run.run_dir)
+    images = run.dataset().test.images[:args.n]
+    print(plot_reconstructions(run.model, run.guide, images, output))
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample, "reconstruct": cmd_reconstruct}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except PyroVAEError as err:
+        if args.debug:
+            traceback.print_exc()
+        print(f"pyro-vae: error: {err}", file=sys.stderr)
+        return USAGE_ERROR
+    except KeyboardInterrupt:
+        print("pyro-vae: interrupted; the last checkpoint is intact.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

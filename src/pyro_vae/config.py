@@ -1,0 +1,252 @@
+"""Run configuration: one dataclass per section, read from TOML, overridden by flags.
+
+A config file has three tables, ``[data]``, ``[model]`` and ``[train]``, whose keys are
+the fields below. Every field name is unique across sections, so each one is also a
+command-line flag (``latent_dim`` -> ``--latent-dim``). The resolved configuration is
+written into the run directory as ``config.toml`` and is what a checkpoint is checked
+against on ``--resume``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from pyro_vae.errors import ConfigError
+
+DATASETS = ("fashion-mnist", "mnist", "binarized-mnist", "idx")
+BINARIZATIONS = ("none", "dynamic", "static", "threshold")
+NETWORKS = ("mlp", "conv")
+ACTIVATIONS = ("relu", "softplus", "tanh", "elu", "leaky_relu", "gelu")
+SCALE_TRANSFORMS = ("softplus", "exp")
+OBJECTIVES = ("elbo", "analytic-kl", "iwae")
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "fashion-mnist"
+    data_dir: str = ""
+    binarize: str = "dynamic"
+    #: Use only the first N training examples (0 = all); for quick experiments and tests.
+    train_limit: int = 0
+
+    def validate(self) -> None:
+        _choice("dataset", self.dataset, DATASETS)
+        _choice("binarize", self.binarize, BINARIZATIONS)
+        _at_least("train_limit", self.train_limit, 0)
+        if self.dataset == "idx" and not self.data_dir:
+            raise ConfigError(
+                "dataset 'idx' reads your own IDX files: give their folder with --data-dir DIR."
+            )
+
+
+@dataclass
+class ModelConfig:
+    model: str = "vae"
+    latent_dim: int = 20
+    network: str = "mlp"
+    hidden_dims: list[int] = field(default_factory=lambda: [512, 256])
+    conv_channels: list[int] = field(default_factory=lambda: [32, 64])
+    activation: str = "relu"
+    likelihood: str = "bernoulli"
+    #: Standard deviation of the fixed-scale Gaussian likelihood (pixel units).
+    likelihood_scale: float = 0.1
+    scale_transform: str = "softplus"
+    #: Floor added to the encoder's standard deviation so it never reaches 0.
+    min_scale: float = 1e-3
+
+    def validate(self) -> None:
+        from pyro_vae.likelihoods import LIKELIHOODS  # the registry is the list of names
+
+        _choice("model", self.model, ("vae",))
+        _at_least("latent_dim", self.latent_dim, 1)
+        _choice("network", self.network, NETWORKS)
+        _choice("activation", self.activation, ACTIVATIONS)
+        _choice("likelihood", self.likelihood, tuple(LIKELIHOODS))
+        _choice("scale_transform", self.scale_transform, SCALE_TRANSFORMS)
+        if not self.hidden_dims or any(h < 1 for h in self.hidden_dims):
+            raise ConfigError("hidden_dims must be a non-empty list of positive sizes, e.g. [512, 256].")
+        if not self.conv_channels or any(c < 1 for c in self.conv_channels):
+            raise ConfigError("conv_channels must be a non-empty list of positive sizes, e.g. [32, 64].")
+        _positive("likelihood_scale", self.likelihood_scale)
+        _positive("min_scale", self.min_scale)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    #: Clip the gradients' global norm to this value (0 = no clipping).
+    clip_norm: float = 0.0
+    objective: str = "elbo"
+    num_particles: int = 1
+    #: Importance samples per example for --objective iwae.
+    k: int = 5
+    #: Weight of the KL term (beta-VAE); 1 is the ELBO.
+    beta: float = 1.0
+    #: Linear KL warm-up from 0 to beta over this many epochs (0 = none).
+    kl_warmup_epochs: int = 0
+    seed: int = 0
+    device: str = "cpu"
+    #: Save samples and reconstructions every N epochs (0 = only at the end).
+    figure_every: int = 0
+
+    def validate(self) -> None:
+        _at_least("epochs", self.epochs, 1)
+        _at_least("batch_size", self.batch_size, 1)
+        _positive("learning_rate", self.learning_rate)
+        _at_least("clip_norm", self.clip_norm, 0)
+        _choice("objective", self.objective, OBJECTIVES)
+        _at_least("num_particles", self.num_particles, 1)
+        _at_least("k", self.k, 1)
+        _at_least("beta", self.beta, 0)
+        _at_least("kl_warmup_epochs", self.kl_warmup_epochs, 0)
+        _at_least("figure_every", self.figure_every, 0)
+        if not (self.device == "cpu" or self.device.startswith("cuda")):
+            raise ConfigError(f"device must be 'cpu' or 'cuda[:N]', not {self.device!r}.")
+
+
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self) -> Config:
+        self.data.validate()
+        self.model.validate()
+        self.train.validate()
+        return self
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], source: str = "the configuration") -> Config:
+        """Build a config from nested tables, naming unknown keys and wrong types."""
+        unknown = set(raw) - set(SECTIONS)
+        if unknown:
+            name = sorted(unknown)[0]
+            raise ConfigError(f"{source}: unknown table [{name}]{_suggest(name, SECTIONS)}.")
+        config = cls()
+        for section, table in raw.items():
+            if not isinstance(table, dict):
+                raise ConfigError(f"{source}: '{section}' must be a table ([{section}]).")
+            for key, value in table.items():
+                config.set(f"{section}.{key}", value, source=source)
+        return config
+
+    def set(self, dotted: str, value: Any, source: str = "the configuration") -> None:
+        """Set ``section.key`` (or a bare key, unique across sections) to a typed value."""
+        section, key = self._locate(dotted, source)
+        obj = getattr(self, section)
+        setattr(obj, key, coerce(f"{section}.{key}", value, field_types(type(obj))[key], source))
+
+    def _locate(self, dotted: str, source: str) -> tuple[str, str]:
+        if "." in dotted:
+            section, key = dotted.split(".", 1)
+            if section not in SECTIONS:
+                raise ConfigError(f"{source}: unknown table [{section}]{_suggest(section, SECTIONS)}.")
+            known = field_types(SECTIONS[section])
+            if key not in known:
+                raise ConfigError(f"{source}: unknown key '{key}' in [{section}]{_suggest(key, known)}.")
+            return section, key
+        for section, cls in SECTIONS.items():
+            if dotted in field_types(cls):
+                return section, dotted
+        every = [k for cls in SECTIONS.values() for k in field_types(cls)]
+        raise ConfigError(f"{source}: unknown option '{dotted}'{_suggest(dotted, every)}.")
+
+    @classmethod
+    def load(cls, path: str | Path) -> Config:
+        path = Path(path)
+        try:
+            with open(path, "rb") as handle:
+                raw = tomllib.load(handle)
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist; check the path.") from None
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"config file {path} is not valid TOML ({err}); fix the syntax.") from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(f"config file {path} cannot be read ({err}).") from None
+        return cls.from_dict(raw, source=str(path))
+
+    def dumps(self) -> str:
+        return tomli_w.dumps(self.to_dict())
+
+
+def field_types(cls: type) -> dict[str, Any]:
+    hints = {f.name: f.type for f in fields(cls)}
+    # ``from __future__ import annotations`` stores types as strings; map them back.
+    table = {"int": int, "float": float, "str": str, "bool": bool, "list[int]": list}
+    return {name: table.get(t, t) if isinstance(t, str) else t for name, t in hints.items()}
+
+
+def coerce(name: str, value: Any, kind: type, source: str) -> Any:
+    """Convert ``value`` (from TOML or a flag string) to ``kind`` or say why not."""
+    try:
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+                return value.lower() in ("true", "1", "yes")
+            raise ValueError
+        if kind is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        if kind is float:
+            if isinstance(value, bool):
+                raise ValueError
+            out = float(value)
+            if not math.isfinite(out):
+                raise ValueError
+            return out
+        if kind is str:
+            if not isinstance(value, str):
+                raise ValueError
+            return value
+        if kind is list:
+            if isinstance(value, str):
+                value = [v for v in value.replace(",", " ").split() if v]
+            if not isinstance(value, list):
+                raise ValueError
+            return [coerce(name, v, int, source) for v in value]
+    except (ValueError, TypeError, OverflowError):
+        pass
+    else:
+        raise AssertionError(f"unsupported field type {kind}")
+    expected = {bool: "true or false", int: "a whole number", float: "a finite number",
+                str: "a string", list: "a list of whole numbers"}[kind]
+    raise ConfigError(f"{source}: {name} must be {expected}, not {value!r}.")
+
+
+def _suggest(name: str, options) -> str:
+    close = difflib.get_close_matches(name, list(options), n=1)
+    return f"; did you mean '{close[0]}'?" if close else f"; valid: {', '.join(sorted(options))}"
+
+
+def _choice(name: str, value: str, options: tuple[str, ...]) -> None:
+    if value not in options:
+        raise ConfigError(f"unknown {name} '{value}'{_suggest(value, options)} (choose from {', '.join(options)}).")
+
+
+def _at_least(name: str, value: float, low: float) -> None:
+    if value < low:
+        raise ConfigError(f"{name} must be at least {low}, not {value}.")
+
+
+def _positive(name: str, value: float) -> None:
+    if not value > 0:
+        raise ConfigError(f"{name} must be positive, not {value}.")

@@ -1,0 +1,187 @@
+"""Named data sets with fixed splits, as float tensors ``[N, C, H, W]`` in [0, 1].
+
+Splits (fixed, the same for every run):
+
+* ``fashion-mnist``, ``mnist`` and ``idx`` (your own IDX files): the first 50,000 training
+  images train, the last 10,000 validate, the 10,000 ``t10k`` images test. An ``idx``
+  folder with fewer than 20,000 training images keeps its last sixth for validation.
+* ``binarized-mnist``: Larochelle's static split, 50,000 / 10,000 / 10,000.
+
+Binarization (``--binarize``) of grey-level data:
+
+* ``none``: keep grey levels in [0, 1];
+* ``dynamic``: each training image is redrawn as Bernoulli(pixel) in every batch; the
+  validation and test images are drawn once with the fixed seed 0, so every run is
+  scored on the same binary images;
+* ``static``: every split drawn once as Bernoulli(pixel) with the run's seed;
+* ``threshold``: pixel > 0.5.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pyro_vae.data.readers import read_amat, read_idx
+from pyro_vae.data.sources import BINARIZED_MNIST, FASHION_MNIST, MNIST, check_data_dir, locate
+from pyro_vae.errors import DataError
+
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+DIGIT_CLASSES = tuple(str(d) for d in range(10))
+VALIDATION_SIZE = 10_000
+EVAL_BINARIZATION_SEED = 0
+
+
+@dataclass
+class Split:
+    """Images ``[N, C, H, W]`` float32 in [0, 1] and optional labels ``[N]`` int64."""
+
+    images: torch.Tensor
+    labels: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def to(self, device) -> Split:
+        labels = None if self.labels is None else self.labels.to(device)
+        return Split(self.images.to(device), labels)
+
+    def head(self, n: int) -> Split:
+        labels = None if self.labels is None else self.labels[:n]
+        return Split(self.images[:n], labels)
+
+
+@dataclass
+class ImageDataset:
+    name: str
+    train: Split
+    valid: Split
+    test: Split
+    binarize: str = "none"
+    class_names: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train.images.shape[1:])
+
+    def split(self, name: str) -> Split:
+        if name not in ("train", "valid", "test"):
+            raise DataError(f"unknown split '{name}'; choose train, valid or test.")
+        return getattr(self, name)
+
+    def to(self, device) -> ImageDataset:
+        return ImageDataset(self.name, self.train.to(device), self.valid.to(device),
+                            self.test.to(device), self.binarize, self.class_names)
+
+    def check_support(self, likelihood) -> None:
+        """Refuse data outside ``likelihood``'s support, once, before training."""
+        for split_name in ("train", "valid", "test"):
+            images = self.split(split_name).images
+            what = f"the {split_name} split of '{self.name}'"
+            if split_name == "train" and self.binarize == "dynamic":
+                if not torch.isfinite(images).all() or ((images < 0) | (images > 1)).any():
+                    raise DataError(f"{what} needs pixel intensities in [0, 1] for dynamic binarization.")
+                continue
+            likelihood.check_support(images, what)
+
+
+def binarize_batch(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One Bernoulli(pixel) draw of every pixel."""
+    return torch.bernoulli(images, generator=generator)
+
+
+def _binarize(images: torch.Tensor, how: str, seed: int) -> torch.Tensor:
+    if how == "threshold":
+        return (images > 0.5).float()
+    if how in ("static", "dynamic"):
+        return binarize_batch(images, torch.Generator().manual_seed(seed))
+    return images
+
+
+def _to_images(array: np.ndarray, path: Path, max_value: float = 255.0) -> torch.Tensor:
+    """uint8 ``[N, H, W]`` or ``[N, D]`` in 0..max_value -> float ``[N, 1, H, W]`` in [0, 1]."""
+    if array.ndim == 2:  # .amat rows are flattened 28x28 images
+        side = int(round(array.shape[1] ** 0.5))
+        array = array.reshape(-1, side, side)
+    if array.ndim != 3 or array.shape[0] == 0:
+        raise DataError(f"{path} holds no images of shape [N, H, W] (its shape is {array.shape}).")
+    if array.dtype != np.uint8:
+        raise DataError(f"{path} holds {array.dtype} values; images must be unsigned bytes (0-255).")
+    return torch.from_numpy(array.astype(np.float32) / max_value).unsqueeze(1)
+
+
+def _labels(array: np.ndarray, path: Path, count: int, num_classes: int = 10) -> torch.Tensor:
+    if array.ndim != 1 or array.shape[0] != count:
+        raise DataError(f"{path} has {array.shape[0] if array.ndim else 0} labels for {count} images; "
+                        "images and labels must come from the same set.")
+    if array.size and (array.min() < 0 or array.max() >= num_classes):
+        raise DataError(f"{path} has labels outside 0..{num_classes - 1}.")
+    return torch.from_numpy(array.astype(np.int64))
+
+
+def _idx_splits(paths: dict[str, Path], labelled: bool) -> tuple[Split, Split, Split]:
+    images = {role: _to_images(read_idx(paths[f"{role}_images"], 3), paths[f"{role}_images"])
+              for role in ("train", "test")}
+    labels = {role: None for role in ("train", "test")}
+    if labelled:
+        labels = {role: _labels(read_idx(paths[f"{role}_labels"], 1), paths[f"{role}_labels"],
+                                len(images[role])) for role in ("train", "test")}
+    n = len(images["train"])
+    n_valid = VALIDATION_SIZE if n >= 2 * VALIDATION_SIZE else n // 6
+    if n_valid == 0:
+        raise DataError(f"{paths['train_images']} has too few images ({n}) to hold out a validation split.")
+    cut = n - n_valid
+
+    def part(role, rows):
+        return Split(images[role][rows], None if labels[role] is None else labels[role][rows])
+
+    return part("train", slice(0, cut)), part("train", slice(cut, n)), part("test", slice(None))
+
+
+def _own_idx_paths(data_dir: str) -> tuple[dict[str, Path], bool]:
+    check_data_dir(data_dir)
+    root = Path(data_dir).expanduser()
+    paths = {}
+    for role, stem in (("train_images", "train-images-idx3-ubyte"), ("train_labels", "train-labels-idx1-ubyte"),
+                       ("test_images", "t10k-images-idx3-ubyte"), ("test_labels", "t10k-labels-idx1-ubyte")):
+        for name in (stem, stem + ".gz"):
+            if (root / name).is_file():
+                paths[role] = root / name
+    for role in ("train_images", "test_images"):
+        if role not in paths:
+            stem = "train-images-idx3-ubyte" if role == "train_images" else "t10k-images-idx3-ubyte"
+            raise DataError(f"{root} has no {stem}[.gz]; an idx data folder needs MNIST-style file names.")
+    return paths, "train_labels" in paths and "test_labels" in paths
+
+
+def load_dataset(name: str, data_dir: str = "", binarize: str = "none", seed: int = 0,
+                 train_limit: int = 0, download: bool = True) -> ImageDataset:
+    """Load data set ``name`` with its fixed splits and the chosen binarization."""
+    if name in ("fashion-mnist", "mnist"):
+        source = FASHION_MNIST if name == "fashion-mnist" else MNIST
+        train, valid, test = _idx_splits(locate(source, data_dir or None, download), labelled=True)
+        classes = FASHION_MNIST_CLASSES if name == "fashion-mnist" else DIGIT_CLASSES
+    elif name == "binarized-mnist":
+        paths = locate(BINARIZED_MNIST, data_dir or None, download)
+        train, valid, test = (Split(_to_images(read_amat(paths[f"{role}_images"]), paths[f"{role}_images"], 1.0))
+                              for role in ("train", "valid", "test"))
+        classes = ()
+        binarize = "none"  # already binary
+    elif name == "idx":
+        paths, labelled = _own_idx_paths(data_dir)
+        train, valid, test = _idx_splits(paths, labelled)
+        classes = DIGIT_CLASSES if labelled else ()
+    else:
+        raise DataError(f"unknown dataset '{name}'; choose fashion-mnist, mnist, binarized-mnist or idx.")
+    if train_limit:
+        train = train.head(train_limit)
+    if binarize != "dynamic":
+        train = Split(_binarize(train.images, binarize, seed), train.labels)
+    eval_seed = EVAL_BINARIZATION_SEED if binarize == "dynamic" else seed
+    valid = Split(_binarize(valid.images, binarize, eval_seed), valid.labels)
+    test = Split(_binarize(test.images, binarize, eval_seed + 1), test.labels)
+    return ImageDataset(name, train, valid, test, binarize, classes)

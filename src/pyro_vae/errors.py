@@ -1,0 +1,26 @@
+"""The library's own error types.
+
+Every problem a user can fix (bad data, a bad option, a missing file) is raised as a
+:class:`PyroVAEError` whose message is one sentence naming the problem and the fix.
+The CLI turns these into exit code 2 without a traceback; anything else is a bug.
+"""
+
+
+class PyroVAEError(Exception):
+    """A problem the user can fix; the message says what and how."""
+
+
+class ConfigError(PyroVAEError):
+    """An option or configuration file is wrong."""
+
+
+class DataError(PyroVAEError):
+    """A data file or data set is missing, corrupt, or unsuited to the likelihood."""
+
+
+class CheckpointError(PyroVAEError):
+    """A run directory or checkpoint cannot be used."""
+
+
+class TrainingError(PyroVAEError):
+    """Training cannot go on (for example, the loss became NaN)."""

@@ -1,0 +1,30 @@
+"""The VAE's amortized guide q(z | x) = N(z; loc(x), diag(scale(x)^2))."""
+
+from __future__ import annotations
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.nn.module import PyroModule, to_pyro_module_
+
+
+class DiagonalNormalGuide(PyroModule):
+    """q(z | x) = N(loc(x), diag(scale(x)^2)), the mean-field encoder of Kingma & Welling.
+
+    Samples site ``z`` ``[B, L]`` inside ``pyro.plate("data", B)``, as the model does.
+    ``encoder`` maps ``[..., C, H, W]`` images to ``(loc, scale)``, each ``[..., L]``.
+    """
+
+    def __init__(self, encoder: torch.nn.Module):
+        super().__init__()
+        to_pyro_module_(encoder)
+        self.encoder = encoder
+
+    def forward(self, x: torch.Tensor) -> None:
+        with pyro.plate("data", x.shape[0]):
+            loc, scale = self.encoder(x)
+            pyro.sample("z", dist.Normal(loc, scale, validate_args=False).to_event(1))
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loc, scale) of q(z | x), each ``[..., L]``; ``loc`` is the usual 'code' of x."""
+        return self.encoder(x)

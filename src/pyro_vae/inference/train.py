@@ -1,0 +1,205 @@
+"""The training loop: stochastic gradient ascent on a Pyro ELBO, epoch by epoch.
+
+Each step draws a batch from tensors already on the device, computes the objective's
+``differentiable_loss`` (minus the bound summed over the batch, in nats) on the model
+and guide, and takes one ``torch.optim.Adam`` step over all their parameters. (Pyro's
+``SVI`` with ``pyro.optim.Adam`` does the same with one optimizer per parameter; a single
+torch optimizer is as correct, faster, and its state is one ``state_dict``.)
+
+After every epoch the validation ELBO and its parts are computed, a row is appended to
+the history, and a checkpoint is written: ``checkpoint_last.pt`` always and
+``checkpoint_best.pt`` when the validation ELBO improved. The checkpoint holds every RNG
+state the loop draws from, so a resumed run ends with the same parameters as one that
+was never stopped (on CPU, same seed).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from pyro import poutine
+
+from pyro_vae.data.datasets import ImageDataset, binarize_batch
+from pyro_vae.errors import CheckpointError, TrainingError
+from pyro_vae.inference.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
+from pyro_vae.inference.objectives import ELBOTerms, elbo_terms, latent_sites, linear_warmup, scale_sites
+
+
+@dataclass
+class TrainSettings:
+    epochs: int
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    clip_norm: float = 0.0
+    beta: float = 1.0
+    kl_warmup_epochs: int = 0
+    analytic_kl: bool = False
+    eval_batch_size: int = 1000
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0  # epochs completed
+    step: int = 0
+    best_valid_elbo: float = -math.inf
+    history: list[dict] = field(default_factory=list)
+
+
+def evaluate_elbo(model: Callable, guide: Callable, images: torch.Tensor, batch_size: int = 1000,
+                  analytic_kl: bool = False) -> dict[str, float]:
+    """Mean ELBO, reconstruction and KL over ``images`` ``[N, C, H, W]``, nats per example."""
+    totals = torch.zeros(3, dtype=torch.float64)
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            terms: ELBOTerms = elbo_terms(model, guide, images[start:start + batch_size], analytic_kl=analytic_kl)
+            totals += torch.stack([terms.elbo.sum(), terms.reconstruction.sum(), terms.kl.sum()]).double().cpu()
+    elbo, recon, kl = (totals / len(images)).tolist()
+    return {"elbo": elbo, "reconstruction": recon, "kl": kl}
+
+
+class Trainer:
+    """Trains ``model`` and ``guide`` on ``dataset`` with ``objective``.
+
+    ``objective`` is any object with ``differentiable_loss(model, guide, x)`` (Pyro's
+    ``Trace_ELBO``, ``TraceMeanField_ELBO``, or :class:`~pyro_vae.inference.objectives.IWAELoss`).
+    ``on_epoch(trainer, row)`` is called after each epoch's checkpoint (figures, logs).
+    """
+
+    def __init__(self, model, guide, objective, dataset: ImageDataset, settings: TrainSettings,
+                 run_dir: Path | None = None, seed: int = 0, device: str | torch.device = "cpu",
+                 extra_state: dict | None = None, on_epoch: Callable | None = None,
+                 progress: bool | None = None, log: Callable[[str], None] = print):
+        self.model, self.guide, self.objective = model, guide, objective
+        self.dataset, self.settings = dataset, settings
+        self.run_dir = Path(run_dir) if run_dir else None
+        self.device = torch.device(device)
+        self.extra_state = extra_state or {}
+        self.on_epoch, self.progress, self.log = on_epoch, progress, log
+        self.parameters = [p for p in list(model.parameters()) + list(guide.parameters()) if p.requires_grad]
+        self.optimizer = torch.optim.Adam(self.parameters, lr=settings.learning_rate)
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.state = TrainState()
+        probe = poutine.trace(guide).get_trace(dataset.train.images[:1])
+        self.latent_names = latent_sites(probe)
+
+    # -- one epoch ---------------------------------------------------------------------
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.dataset.train) / self.settings.batch_size)
+
+    def kl_weight(self) -> float:
+        warmup = self.settings.kl_warmup_epochs * self.steps_per_epoch()
+        return linear_warmup(self.state.step, warmup, self.settings.beta)
+
+    def train_epoch(self) -> float:
+        """One pass over the training set; returns the mean training bound (nats/example)."""
+        train, size = self.dataset.train.images, self.settings.batch_size
+        order = torch.randperm(len(train), generator=self.generator, device=self.device)
+        batches = range(0, len(train), size)
+        if self.progress is not False:
+            from tqdm.auto import tqdm
+
+            batches = tqdm(batches, desc=f"epoch {self.state.epoch + 1}", unit="batch",
+                           leave=False, disable=None if self.progress is None else False)
+        total, last_finite = 0.0, None
+        for start in batches:
+            x = train[order[start:start + size]]
+            if self.dataset.binarize == "dynamic":
+                x = binarize_batch(x, self.generator)
+            beta = self.kl_weight()
+            model, guide = self.model, self.guide
+            if beta != 1.0:
+                model = scale_sites(model, self.latent_names, beta)
+                guide = scale_sites(guide, self.latent_names, beta)
+            loss = self.objective.differentiable_loss(model, guide, x)
+            value = loss.item()
+            if not math.isfinite(value):
+                raise TrainingError(
+                    f"the loss became {value} at step {self.state.step + 1} (epoch {self.state.epoch + 1}); "
+                    f"the last finite loss was {last_finite}; lower --learning-rate, set --clip-norm, or "
+                    "raise --likelihood-scale (the last good checkpoint is kept)."
+                )
+            last_finite = value / len(x)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.settings.clip_norm > 0:
+                torch.nn.utils.clip_grad_norm_(self.parameters, self.settings.clip_norm)
+            self.optimizer.step()
+            total += value
+            self.state.step += 1
+        return -total / len(train)
+
+    # -- the loop ----------------------------------------------------------------------
+    def fit(self) -> TrainState:
+        while self.state.epoch < self.settings.epochs:
+            start = time.perf_counter()
+            self.model.train(), self.guide.train()
+            train_bound = self.train_epoch()
+            seconds = time.perf_counter() - start
+            self.model.eval(), self.guide.eval()
+            valid = evaluate_elbo(self.model, self.guide, self.dataset.valid.images,
+                                  self.settings.eval_batch_size, self.settings.analytic_kl)
+            self.state.epoch += 1
+            row = {"epoch": self.state.epoch, "step": self.state.step, "train_elbo": train_bound,
+                   "valid_elbo": valid["elbo"], "valid_reconstruction": valid["reconstruction"],
+                   "valid_kl": valid["kl"], "kl_weight": self.kl_weight(), "seconds": seconds}
+            self.state.history.append(row)
+            improved = valid["elbo"] > self.state.best_valid_elbo
+            if improved:
+                self.state.best_valid_elbo = valid["elbo"]
+            self.log(f"epoch {row['epoch']:>3}  train ELBO {train_bound:9.2f}  valid ELBO {valid['elbo']:9.2f} "
+                     f"(recon {valid['reconstruction']:9.2f}, KL {valid['kl']:7.2f})  {seconds:6.1f} s"
+                     + ("  *best" if improved else ""))
+            if self.run_dir is not None:
+                self.save(self.run_dir / LAST)
+                if improved:
+                    self.save(self.run_dir / BEST)
+            if self.on_epoch is not None:
+                self.on_epoch(self, row)
+        return self.state
+
+    # -- checkpoints -------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        rng = {"torch": torch.get_rng_state(), "data": self.generator.get_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {
+            "format": "pyro-vae-checkpoint-1",
+            "model": self.model.state_dict(),
+            "guide": self.guide.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "epoch": self.state.epoch,
+            "step": self.state.step,
+            "best_valid_elbo": self.state.best_valid_elbo,
+            "history": self.state.history,
+            "rng": rng,
+            **self.extra_state,
+        }
+
+    def save(self, path: Path) -> None:
+        save_checkpoint(path, self.state_dict())
+
+    def load(self, path: Path) -> None:
+        """Continue from the checkpoint at ``path``: parameters, optimizer, RNGs, history."""
+        checkpoint = load_checkpoint(path, map_location=self.device)
+        if checkpoint.get("format") != "pyro-vae-checkpoint-1":
+            raise CheckpointError(f"{path} is not a pyro-vae checkpoint.")
+        try:
+            self.model.load_state_dict(checkpoint["model"])
+            self.guide.load_state_dict(checkpoint["guide"])
+        except RuntimeError as err:
+            raise CheckpointError(
+                f"checkpoint {path} does not fit the configured model ({str(err).splitlines()[0]}); "
+                "use the run's own config.toml."
+            ) from None
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.state = TrainState(checkpoint["epoch"], checkpoint["step"], checkpoint["best_valid_elbo"],
+                                list(checkpoint["history"]))
+        torch.set_rng_state(checkpoint["rng"]["torch"].cpu())
+        self.generator.set_state(checkpoint["rng"]["data"].cpu())
+        if "cuda" in checkpoint["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([s.cpu() for s in checkpoint["rng"]["cuda"]])

@@ -1,0 +1,151 @@
+"""Observation models p(x | decoder output), chosen by name.
+
+A likelihood turns the decoder's output ``[..., C, H, W]`` into a Pyro distribution whose
+event is the whole image (``.to_event(3)``), so ``log_prob`` is in nats per image. Each
+one also checks, once at the data boundary, that the data lie in its support.
+
+Adding one: subclass :class:`Likelihood`, implement ``distribution`` (and ``mean`` if
+the distribution has no ``.mean``), set ``name``, and decorate it with ``@register``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pyro.distributions as dist
+import torch
+from pyro.nn.module import PyroModule
+from torch import nn
+from torch.nn import functional as F
+
+from pyro_vae.errors import DataError
+
+LIKELIHOODS: dict[str, type[Likelihood]] = {}
+
+
+def register(cls: type[Likelihood]) -> type[Likelihood]:
+    LIKELIHOODS[cls.name] = cls
+    return cls
+
+
+def make_likelihood(name: str, image_shape: tuple[int, int, int], scale: float = 0.1) -> Likelihood:
+    """The likelihood called ``name`` for images of ``image_shape``; ``scale`` is the
+    fixed Gaussian's standard deviation (and the learned ones' starting value)."""
+    return LIKELIHOODS[name](image_shape=tuple(image_shape), scale=scale)
+
+
+class Likelihood(PyroModule):
+    name = ""
+
+    def __init__(self, image_shape: tuple[int, int, int], scale: float = 0.1):
+        super().__init__()
+        self.image_shape = image_shape
+
+    def distribution(self, output: torch.Tensor) -> dist.TorchDistribution:
+        raise NotImplementedError
+
+    def mean(self, output: torch.Tensor) -> torch.Tensor:
+        """E[x | decoder output], the image one shows for a decoded code."""
+        return self.distribution(output).mean
+
+    def check_support(self, x: torch.Tensor, what: str = "the data") -> None:
+        """Raise :class:`DataError` if ``x`` lies outside this likelihood's support."""
+        if not torch.isfinite(x).all():
+            raise DataError(f"{what} contains NaN or infinite values; clean or drop those images.")
+
+    def _event(self, d: torch.distributions.Distribution) -> dist.TorchDistribution:
+        return d.to_event(len(self.image_shape))
+
+
+@register
+class BernoulliLikelihood(Likelihood):
+    """x ~ Bernoulli(sigmoid(output)) per pixel; ``output`` are logits (stable log-probs)."""
+
+    name = "bernoulli"
+
+    def distribution(self, output):
+        # Arguments are checked once at the data boundary, not at every step.
+        return self._event(dist.Bernoulli(logits=output, validate_args=False))
+
+    def mean(self, output):
+        return torch.sigmoid(output)
+
+    def check_support(self, x, what="the data"):
+        super().check_support(x, what)
+        if not ((x == 0) | (x == 1)).all():
+            raise DataError(
+                f"{what} has grey-level pixels but the Bernoulli likelihood needs 0/1 pixels; "
+                "binarize them with --binarize dynamic|static or choose a continuous likelihood "
+                "(--likelihood continuous-bernoulli or gaussian)."
+            )
+
+
+@register
+class ContinuousBernoulliLikelihood(Likelihood):
+    """x ~ ContinuousBernoulli(logits=output) per pixel, for grey levels in [0, 1]
+    (Loaiza-Ganem & Cunningham 2019); includes the normalising constant."""
+
+    name = "continuous-bernoulli"
+
+    def distribution(self, output):
+        return self._event(dist.ContinuousBernoulli(logits=output, validate_args=False))
+
+    def check_support(self, x, what="the data"):
+        super().check_support(x, what)
+        if ((x < 0) | (x > 1)).any():
+            raise DataError(
+                f"{what} has values outside [0, 1], the continuous Bernoulli's support; "
+                "scale pixels to [0, 1] or use --likelihood gaussian."
+            )
+
+
+@register
+class GaussianLikelihood(Likelihood):
+    """x ~ Normal(output, sigma) per pixel with a fixed sigma (``--likelihood-scale``)."""
+
+    name = "gaussian"
+
+    def __init__(self, image_shape, scale=0.1):
+        super().__init__(image_shape, scale)
+        self.register_buffer("fixed_scale", torch.tensor(float(scale)))
+
+    def scale(self) -> torch.Tensor:
+        return self.fixed_scale
+
+    def distribution(self, output):
+        return self._event(dist.Normal(output, self.scale().expand(output.shape), validate_args=False))
+
+    def mean(self, output):
+        return output
+
+
+class _LearnedScaleGaussian(GaussianLikelihood):
+    """Gaussian whose sigma is learned as softplus(raw) + 1e-3; ``param_shape`` sets
+    how many sigmas (one for all pixels, or one per pixel)."""
+
+    param_shape: tuple[int, ...] = ()
+
+    def __init__(self, image_shape, scale=0.1):
+        super().__init__(image_shape, scale)
+        start = math.log(math.expm1(max(scale - 1e-3, 1e-6)))  # softplus^{-1}
+        shape = self.param_shape or image_shape
+        self.raw_scale = nn.Parameter(torch.full(shape, start))
+
+    def scale(self):
+        return F.softplus(self.raw_scale) + 1e-3
+
+
+@register
+class GlobalScaleGaussianLikelihood(_LearnedScaleGaussian):
+    """Gaussian with one learned sigma shared by every pixel."""
+
+    name = "gaussian-learned"
+    param_shape = (1,)
+
+
+@register
+class PixelScaleGaussianLikelihood(_LearnedScaleGaussian):
+    """Gaussian with a learned sigma for every pixel (shape ``[C, H, W]``)."""
+
+    name = "gaussian-learned-per-pixel"
+    param_shape = ()  # the image's own shape

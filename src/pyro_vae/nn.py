@@ -1,0 +1,134 @@
+"""Plain torch building blocks: MLP and convolutional encoder/decoder bodies.
+
+Shapes: images are ``[..., C, H, W]`` and latents ``[..., L]``; every network accepts
+any number of leading batch dimensions (Pyro adds one for vectorized particles and
+importance samples) and returns outputs with the same leading dimensions.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+ACTIVATIONS = {
+    "relu": nn.ReLU,
+    "softplus": nn.Softplus,
+    "tanh": nn.Tanh,
+    "elu": nn.ELU,
+    "leaky_relu": nn.LeakyReLU,
+    "gelu": nn.GELU,
+}
+
+
+def mlp(sizes: list[int], activation: str = "relu") -> nn.Sequential:
+    """Linear layers ``sizes[0] -> ... -> sizes[-1]`` with ``activation`` between them
+    and after the last one (the heads that follow are linear)."""
+    layers: list[nn.Module] = []
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(fan_in, fan_out), ACTIVATIONS[activation]()]
+    return nn.Sequential(*layers)
+
+
+class _LeadingDims(nn.Module):
+    """Applies ``body`` to the trailing ``event_dims`` dimensions of its input."""
+
+    event_dims: int
+
+    def flat(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Size]:
+        lead = x.shape[: x.dim() - self.event_dims]
+        return x.reshape((-1,) + x.shape[x.dim() - self.event_dims :]), lead
+
+
+class Encoder(_LeadingDims):
+    """x ``[..., C, H, W]`` -> (loc ``[..., L]``, scale ``[..., L]``), scale > ``min_scale``.
+
+    ``scale_transform`` is ``softplus`` (scale = softplus(h) + floor) or ``exp``
+    (h is a log-variance: scale = exp(h / 2) + floor); the floor keeps q(z|x) proper.
+    """
+
+    event_dims = 3
+
+    def __init__(self, body: nn.Module, feature_dim: int, latent_dim: int,
+                 scale_transform: str = "softplus", min_scale: float = 1e-3):
+        super().__init__()
+        self.body = body
+        self.loc = nn.Linear(feature_dim, latent_dim)
+        self.raw_scale = nn.Linear(feature_dim, latent_dim)
+        self.scale_transform = scale_transform
+        self.min_scale = min_scale
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        flat, lead = self.flat(x)
+        h = self.body(flat)
+        raw = self.raw_scale(h)
+        if self.scale_transform == "exp":
+            scale = torch.exp(0.5 * raw.clamp(max=30.0)) + self.min_scale
+        else:
+            scale = F.softplus(raw) + self.min_scale
+        return self.loc(h).reshape(lead + (-1,)), scale.reshape(lead + (-1,))
+
+
+class Decoder(_LeadingDims):
+    """z ``[..., L]`` -> decoder output ``[..., C, H, W]`` (logits or means, by likelihood)."""
+
+    event_dims = 1
+
+    def __init__(self, body: nn.Module, image_shape: tuple[int, int, int]):
+        super().__init__()
+        self.body = body
+        self.image_shape = tuple(image_shape)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        flat, lead = self.flat(z)
+        return self.body(flat).reshape(lead + self.image_shape)
+
+
+def mlp_encoder_body(image_shape, hidden_dims, activation) -> tuple[nn.Module, int]:
+    sizes = [math.prod(image_shape)] + list(hidden_dims)
+    return nn.Sequential(nn.Flatten(), mlp(sizes, activation)), sizes[-1]
+
+
+def mlp_decoder_body(image_shape, latent_dim, hidden_dims, activation) -> nn.Module:
+    sizes = [latent_dim] + list(reversed(hidden_dims))
+    return nn.Sequential(mlp(sizes, activation), nn.Linear(sizes[-1], math.prod(image_shape)))
+
+
+def _check_conv_shape(image_shape, channels) -> tuple[int, int]:
+    c, h, w = image_shape
+    factor = 2 ** len(channels)
+    if h % factor or w % factor:
+        raise ValueError(
+            f"the conv network halves the image {len(channels)} times, so height and width "
+            f"must be divisible by {factor}; {h}x{w} is not (use fewer conv_channels)."
+        )
+    return h // factor, w // factor
+
+
+def conv_encoder_body(image_shape, channels, hidden_dim, activation) -> tuple[nn.Module, int]:
+    """Stride-2 4x4 convolutions, each halving height and width, then a linear layer."""
+    h, w = _check_conv_shape(image_shape, channels)
+    layers: list[nn.Module] = []
+    fan_in = image_shape[0]
+    for fan_out in channels:
+        layers += [nn.Conv2d(fan_in, fan_out, 4, stride=2, padding=1), ACTIVATIONS[activation]()]
+        fan_in = fan_out
+    layers += [nn.Flatten(), nn.Linear(fan_in * h * w, hidden_dim), ACTIVATIONS[activation]()]
+    return nn.Sequential(*layers), hidden_dim
+
+
+def conv_decoder_body(image_shape, latent_dim, channels, hidden_dim, activation) -> nn.Module:
+    """The encoder's mirror: linear layers, then stride-2 transposed convolutions."""
+    h, w = _check_conv_shape(image_shape, channels)
+    rev = list(reversed(channels))
+    layers: list[nn.Module] = [
+        nn.Linear(latent_dim, hidden_dim), ACTIVATIONS[activation](),
+        nn.Linear(hidden_dim, rev[0] * h * w), ACTIVATIONS[activation](),
+        nn.Unflatten(1, (rev[0], h, w)),
+    ]
+    for fan_in, fan_out in zip(rev[:-1], rev[1:]):
+        layers += [nn.ConvTranspose2d(fan_in, fan_out, 4, stride=2, padding=1), ACTIVATIONS[activation]()]
+    layers += [nn.ConvTranspose2d(rev[-1], image_shape[0], 4, stride=2, padding=1)]
+    return nn.Sequential(*layers)

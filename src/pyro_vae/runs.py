@@ -1,0 +1,223 @@
+"""Run directories: start, resume and reopen a training run.
+
+A run directory holds
+
+* ``config.toml``: the resolved configuration;
+* ``metrics.csv``: one row per epoch (train bound, validation ELBO and its parts, seconds);
+* ``checkpoint_last.pt`` and ``checkpoint_best.pt`` (best validation ELBO);
+* ``samples.png`` and ``reconstructions.png`` from the best model;
+* ``summary.json``: test ELBO of the best model, timings, versions.
+
+Every file is written atomically, so an interrupted run never leaves one half-written.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyro
+import torch
+
+from pyro_vae.build import build_vae
+from pyro_vae.config import Config
+from pyro_vae.data.datasets import ImageDataset, load_dataset
+from pyro_vae.errors import CheckpointError, ConfigError, PyroVAEError
+from pyro_vae.inference.checkpoint import BEST, LAST, atomic_write_text, load_checkpoint
+from pyro_vae.inference.objectives import make_objective
+from pyro_vae.inference.train import Trainer, TrainSettings, evaluate_elbo
+
+CONFIG = "config.toml"
+METRICS = "metrics.csv"
+SUMMARY = "summary.json"
+#: Options that may change when a run is resumed; everything else must match.
+RESUMABLE_CHANGES = {"train.epochs", "train.device", "train.figure_every"}
+
+
+@dataclass
+class Run:
+    """A reopened run: its configuration and its (model, guide) with loaded parameters."""
+
+    run_dir: Path
+    config: Config
+    model: torch.nn.Module
+    guide: torch.nn.Module
+    device: torch.device
+    checkpoint: dict
+
+    def dataset(self) -> ImageDataset:
+        data = self.config.data
+        return load_dataset(data.dataset, data.data_dir, data.binarize, self.config.train.seed,
+                            data.train_limit).to(self.device)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device '{name}' was asked for but CUDA is not available here; use --device cpu.")
+    return torch.device(name)
+
+
+def is_run_dir(path: Path) -> bool:
+    return (path / CONFIG).is_file() and (path / LAST).is_file()
+
+
+def read_run_config(run_dir: Path) -> Config:
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"run directory {run_dir} does not exist.")
+    if not is_run_dir(run_dir):
+        raise CheckpointError(
+            f"{run_dir} is not a pyro-vae run directory (it lacks {CONFIG} or {LAST}); "
+            "give the --run-dir of a training run."
+        )
+    return Config.load(run_dir / CONFIG).validate()
+
+
+def open_run(run_dir: Path, which: str = "best", device: str | None = None) -> Run:
+    """Reopen a run with the parameters of its ``best`` or ``last`` checkpoint."""
+    run_dir = Path(run_dir)
+    config = read_run_config(run_dir)
+    dev = resolve_device(device or config.train.device)
+    checkpoint = load_checkpoint(run_dir / (BEST if which == "best" else LAST), map_location=dev)
+    image_shape = tuple(checkpoint.get("image_shape", (1, 28, 28)))
+    model, guide = build_vae(config.model, image_shape)
+    try:
+        model.load_state_dict(checkpoint["model"])
+        guide.load_state_dict(checkpoint["guide"])
+    except (RuntimeError, KeyError) as err:
+        raise CheckpointError(
+            f"the checkpoint in {run_dir} does not fit its config.toml ({str(err).splitlines()[0]})."
+        ) from None
+    model.to(dev).eval(), guide.to(dev).eval()
+    return Run(run_dir, config, model, guide, dev, checkpoint)
+
+
+def write_metrics(path: Path, history: list[dict]) -> None:
+    if not history:
+        return
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(history[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    atomic_write_text(path, out.getvalue())
+
+
+def write_json(path: Path, payload: dict) -> None:
+    atomic_write_text(path, json.dumps(payload, indent=2) + "\n")
+
+
+def _check_resume_changes(saved: Config, requested: Config) -> None:
+    saved_d, req_d = saved.to_dict(), requested.to_dict()
+    for section, table in saved_d.items():
+        for key, value in table.items():
+            if req_d[section][key] != value and f"{section}.{key}" not in RESUMABLE_CHANGES:
+                raise ConfigError(
+                    f"cannot change {section}.{key} when resuming ({value!r} in the run, "
+                    f"{req_d[section][key]!r} asked for); start a new --run-dir instead."
+                )
+
+
+def train_run(config: Config | None, run_dir: Path, resume: bool = False, progress: bool | None = None,
+              log=print, overrides: Config | None = None) -> dict:
+    """Train ``config`` in a new ``run_dir``, or with ``resume`` continue the run there
+    (its own config.toml rules; ``overrides`` may change only :data:`RESUMABLE_CHANGES`).
+    Returns the summary written to ``summary.json``."""
+    run_dir = Path(run_dir)
+    if resume:
+        saved = read_run_config(run_dir)
+        if overrides is not None:
+            _check_resume_changes(saved, overrides)
+            for key in RESUMABLE_CHANGES:
+                section, name = key.split(".")
+                setattr(getattr(saved, section), name, getattr(getattr(overrides, section), name))
+        config = saved.validate()
+    else:
+        config.validate()
+        if run_dir.exists() and (is_run_dir(run_dir) or (run_dir / LAST).exists()):
+            raise CheckpointError(
+                f"{run_dir} already holds a training run; continue it with --resume {run_dir} "
+                "or choose a new --run-dir."
+            )
+    device = resolve_device(config.train.device)
+    train_cfg, data_cfg = config.train, config.data
+    pyro.set_rng_seed(train_cfg.seed)
+    dataset = load_dataset(data_cfg.dataset, data_cfg.data_dir, data_cfg.binarize, train_cfg.seed,
+                           data_cfg.train_limit)
+    model, guide = build_vae(config.model, dataset.image_shape)
+    dataset.check_support(model.likelihood)
+    dataset = dataset.to(device)
+    model.to(device), guide.to(device)
+    settings = TrainSettings(
+        epochs=train_cfg.epochs, batch_size=train_cfg.batch_size, learning_rate=train_cfg.learning_rate,
+        clip_norm=train_cfg.clip_norm, beta=train_cfg.beta, kl_warmup_epochs=train_cfg.kl_warmup_epochs,
+        analytic_kl=True,
+    )
+    objective = make_objective(train_cfg.objective, train_cfg.num_particles, train_cfg.k)
+
+    def on_epoch(trainer: Trainer, row: dict) -> None:
+        write_metrics(run_dir / METRICS, trainer.state.history)
+        every = config.train.figure_every
+        if every and row["epoch"] % every == 0:
+            _figures(model, guide, dataset, run_dir, device)
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(model, guide, objective, dataset, settings, run_dir=run_dir, seed=train_cfg.seed,
+                      device=device, extra_state={"config": config.to_dict(), "image_shape": list(dataset.image_shape)},
+                      on_epoch=on_epoch, progress=progress, log=log)
+    if resume:
+        trainer.load(run_dir / LAST)
+        log(f"resuming {run_dir} after epoch {trainer.state.epoch}")
+    atomic_write_text(run_dir / CONFIG, config.dumps())
+    started = time.perf_counter()
+    state = trainer.fit()
+    train_seconds = time.perf_counter() - started
+
+    best = load_checkpoint(run_dir / BEST, map_location=device)
+    model.load_state_dict(best["model"]), guide.load_state_dict(best["guide"])
+    model.eval(), guide.eval()
+    test = evaluate_elbo(model, guide, dataset.test.images, analytic_kl=True)
+    figures = _figures(model, guide, dataset, run_dir, device)
+    summary = {
+        "dataset": data_cfg.dataset,
+        "epochs": state.epoch,
+        "best_epoch": best["epoch"],
+        "best_valid_elbo": best["best_valid_elbo"],
+        "test_elbo": test["elbo"],
+        "test_reconstruction": test["reconstruction"],
+        "test_kl": test["kl"],
+        "unit": "nats per example",
+        "train_seconds_this_session": train_seconds,
+        "seconds_per_epoch": [row["seconds"] for row in state.history],
+        "figures": [str(p) for p in figures],
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "versions": {"torch": torch.__version__, "pyro": pyro.__version__, "python": platform.python_version()},
+        "device": str(device),
+    }
+    write_json(run_dir / SUMMARY, summary)
+    return summary
+
+
+def _figures(model, guide, dataset: ImageDataset, run_dir: Path, device) -> list[Path]:
+    from pyro_vae.plots import plot_reconstructions, plot_samples
+
+    return [plot_samples(model, run_dir / "samples.png", n=64, device=device),
+            plot_reconstructions(model, guide, dataset.test.images[:32], run_dir / "reconstructions.png")]
+
+
+def evaluate_run(run: Run, split: str = "test") -> dict:
+    """The run's ELBO on ``split``, with its parts, nats per example."""
+    images = run.dataset().split(split).images
+    result = evaluate_elbo(run.model, run.guide, images, analytic_kl=True)
+    return {"split": split, "examples": len(images), "unit": "nats per example", **result}
+
+
+def check_not_clobbering(path: Path, run_dir: Path) -> None:
+    """Refuse to write a figure over a run's checkpoints or configuration."""
+    protected = {(run_dir / name).resolve() for name in (CONFIG, LAST, BEST, METRICS, SUMMARY)}
+    if Path(path).resolve() in protected:
+        raise PyroVAEError(f"refusing to overwrite {path}, a file of the run; choose another -o.")
