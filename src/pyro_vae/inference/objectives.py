@@ -23,6 +23,7 @@ import torch
 from pyro import poutine
 from pyro.infer import ELBO, Trace_ELBO, TraceMeanField_ELBO
 from pyro.poutine.messenger import Messenger
+from pyro.poutine.util import site_is_subsample
 from torch.distributions import kl_divergence
 
 from pyro_vae.inference.weights import MAX_PLATE_NESTING, log_importance_weights
@@ -109,9 +110,14 @@ class ELBOTerms:
         return self.reconstruction - self.kl
 
 
+def sample_sites(trace) -> dict[str, dict]:
+    """The trace's sample sites, without the plates' subsample sites."""
+    return {name: site for name, site in trace.nodes.items()
+            if site["type"] == "sample" and not site_is_subsample(site)}
+
+
 def latent_sites(trace) -> list[str]:
-    return [name for name, site in trace.nodes.items()
-            if site["type"] == "sample" and not site["is_observed"]]
+    return [name for name, site in sample_sites(trace).items() if not site["is_observed"]]
 
 
 def elbo_terms(model: Callable, guide: Callable, *args, analytic_kl: bool = False,
@@ -128,9 +134,7 @@ def elbo_terms(model: Callable, guide: Callable, *args, analytic_kl: bool = Fals
     model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
     reconstruction = 0.0
     kl = 0.0
-    for name, site in model_trace.nodes.items():
-        if site["type"] != "sample":
-            continue
+    for name, site in sample_sites(model_trace).items():
         if site["is_observed"]:
             reconstruction = reconstruction + site["fn"].log_prob(site["value"])
             continue

@@ -7,6 +7,7 @@ from typing import Callable
 import pyro
 import torch
 from pyro import poutine
+from pyro.poutine.util import site_is_subsample
 
 #: The data plate is the only plate in the package's VAE programs.
 MAX_PLATE_NESTING = 1
@@ -26,10 +27,10 @@ def log_importance_weights(model: Callable, guide: Callable, *args, k: int,
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
     log_weight = 0.0
     for site in model_trace.nodes.values():
-        if site["type"] == "sample":
+        if site["type"] == "sample" and not site_is_subsample(site):
             log_weight = log_weight + _per_example(site, max_plate_nesting)
     for site in guide_trace.nodes.values():
-        if site["type"] == "sample" and not site["is_observed"]:
+        if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site):
             log_weight = log_weight - _per_example(site, max_plate_nesting)
     return log_weight
 

@@ -1,0 +1,80 @@
+"""Each likelihood's log-density against torch.distributions computed by hand."""
+
+import math
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from pyro_vae.errors import DataError
+from pyro_vae.likelihoods import LIKELIHOODS, make_likelihood
+
+SHAPE = (1, 2, 3)
+
+
+@pytest.fixture
+def output():
+    return torch.randn(4, *SHAPE)
+
+
+def test_bernoulli_matches_binary_cross_entropy(output):
+    x = torch.bernoulli(torch.full((4, *SHAPE), 0.5))
+    lik = make_likelihood("bernoulli", SHAPE)
+    by_hand = -F.binary_cross_entropy_with_logits(output, x, reduction="none").sum((1, 2, 3))
+    assert torch.allclose(lik.distribution(output).log_prob(x), by_hand, atol=1e-5)
+    # Stable for extreme logits, where log(sigmoid) in float32 would give -inf.
+    big = torch.full((1, *SHAPE), 200.0)
+    assert torch.isfinite(lik.distribution(big).log_prob(torch.zeros(1, *SHAPE))).all()
+
+
+def test_gaussian_fixed_scale_matches_normal_formula(output):
+    x = torch.rand(4, *SHAPE)
+    lik = make_likelihood("gaussian", SHAPE, scale=0.3)
+    by_hand = (-0.5 * ((x - output) / 0.3) ** 2 - math.log(0.3) - 0.5 * math.log(2 * math.pi)).sum((1, 2, 3))
+    assert torch.allclose(lik.distribution(output).log_prob(x), by_hand, atol=1e-4)
+    assert not list(lik.parameters())
+
+
+@pytest.mark.parametrize("name,count", [("gaussian-learned", 1), ("gaussian-learned-per-pixel", math.prod(SHAPE))])
+def test_learned_gaussian_scales_are_parameters_and_enter_the_density(name, count, output):
+    x = torch.rand(4, *SHAPE)
+    lik = make_likelihood(name, SHAPE, scale=0.2)
+    (param,) = list(lik.parameters())
+    assert param.numel() == count
+    assert torch.allclose(lik.scale(), torch.tensor(0.2), atol=1e-5)
+    with torch.no_grad():
+        param.add_(torch.linspace(0, 1, count).reshape(param.shape))
+    sigma = lik.scale().expand(output.shape)
+    by_hand = torch.distributions.Normal(output, sigma).log_prob(x).sum((1, 2, 3))
+    assert torch.allclose(lik.distribution(output).log_prob(x), by_hand, atol=1e-5)
+    lik.distribution(output).log_prob(x).sum().backward()
+    assert param.grad is not None and param.grad.abs().sum() > 0
+
+
+def test_continuous_bernoulli_includes_its_normaliser(output):
+    x = torch.rand(4, *SHAPE)
+    lik = make_likelihood("continuous-bernoulli", SHAPE)
+    lam = torch.sigmoid(output).double()
+    log_c = torch.log(2 * torch.atanh(1 - 2 * lam) / (1 - 2 * lam))  # C(lambda), lambda != 1/2
+    by_hand = (x.double() * torch.log(lam) + (1 - x.double()) * torch.log1p(-lam) + log_c).sum((1, 2, 3))
+    assert torch.allclose(lik.distribution(output).log_prob(x).double(), by_hand, atol=1e-3)
+
+
+def test_bernoulli_refuses_grey_pixels_and_names_the_fix():
+    lik = make_likelihood("bernoulli", SHAPE)
+    with pytest.raises(DataError, match="--binarize dynamic"):
+        lik.check_support(torch.full((2, *SHAPE), 0.5))
+    lik.check_support(torch.ones(2, *SHAPE))
+
+
+def test_continuous_likelihoods_check_their_support():
+    with pytest.raises(DataError, match=r"outside \[0, 1\]"):
+        make_likelihood("continuous-bernoulli", SHAPE).check_support(torch.full((1, *SHAPE), 1.5))
+    with pytest.raises(DataError, match="NaN"):
+        make_likelihood("gaussian", SHAPE).check_support(torch.full((1, *SHAPE), float("nan")))
+    make_likelihood("gaussian", SHAPE).check_support(torch.full((1, *SHAPE), -3.0))
+
+
+def test_registry_holds_every_likelihood():
+    assert set(LIKELIHOODS) >= {"bernoulli", "gaussian", "gaussian-learned", "gaussian-learned-per-pixel",
+                                "continuous-bernoulli"}

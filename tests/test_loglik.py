@@ -1,0 +1,148 @@
+"""The importance-sampling estimator of log p(x) against closed forms and quadrature."""
+
+import math
+
+import pyro
+import pytest
+import torch
+from pyro.infer import RenyiELBO
+
+from linear_gaussian import PPCA, BernoulliLine
+from pyro_vae.inference.loglik import LogMeanExp, importance_log_likelihood
+from pyro_vae.inference.objectives import IWAELoss, elbo_terms
+from pyro_vae.inference.weights import log_importance_weights
+
+
+@pytest.fixture
+def ppca():
+    return PPCA(latent_dim=2, data_dim=5, sigma=0.5)
+
+
+@pytest.mark.parametrize("k", [1, 7, 100])
+def test_exact_posterior_guide_gives_exact_log_likelihood_for_every_k(ppca, k):
+    x = ppca.sample(40)
+    estimate = importance_log_likelihood(ppca.model, ppca.exact_guide, x, k=k, batch_size=16, k_chunk=3)
+    assert torch.allclose(estimate.log_likelihood, ppca.log_marginal(x), atol=1e-4, rtol=0)
+    # Every weight is the same, so the effective sample size is K.
+    assert torch.allclose(estimate.ess, torch.full_like(estimate.ess, float(k)), rtol=1e-6)
+
+
+def test_poor_guide_elbo_below_truth_and_estimate_climbs_to_it(ppca):
+    x = ppca.sample(200)
+    truth = ppca.log_marginal(x).mean().item()
+    elbo = torch.stack([elbo_terms(ppca.model, ppca.poor_guide, x, analytic_kl=True).elbo
+                        for _ in range(50)]).mean().item()
+    means = {k: importance_log_likelihood(ppca.model, ppca.poor_guide, x, k=k, batch_size=50).mean
+             for k in (1, 10, 100, 5000)}
+    assert elbo < truth - 0.05, "the poor guide must leave a visible gap"
+    assert means[1] < means[10] < means[100] <= means[5000] + 1e-3
+    final = importance_log_likelihood(ppca.model, ppca.poor_guide, x, k=5000, batch_size=50)
+    assert abs(final.mean - truth) < 3 * final.stderr
+    assert abs(final.mean - truth) < 0.02
+
+
+def test_one_dimensional_latent_matches_quadrature():
+    line = BernoulliLine(data_dim=6)
+    g = torch.Generator().manual_seed(3)
+    x = torch.bernoulli(torch.full((12, 6), 0.5, dtype=torch.float64), generator=g)
+    exact = line.log_marginal_quadrature(x)
+    estimate = importance_log_likelihood(line.model, line.guide, x, k=20000, batch_size=12)
+    assert torch.allclose(estimate.log_likelihood, exact, atol=0.03, rtol=0)
+    # And the K=1 estimate is clearly looser: the test can tell a bad estimator.
+    crude = importance_log_likelihood(line.model, line.guide, x, k=1, batch_size=12)
+    assert (crude.log_likelihood - exact).abs().mean() > 0.1
+
+
+def test_bound_grows_with_k_on_average_and_k1_is_the_elbo(ppca):
+    x = ppca.sample(20)
+    repeats = 300
+    averages = {}
+    for k in (1, 10, 100):
+        runs = torch.stack([importance_log_likelihood(ppca.model, ppca.poor_guide, x, k=k).log_likelihood.mean()
+                            for _ in range(repeats if k < 100 else 30)])
+        averages[k] = (runs.mean().item(), runs.std().item() / math.sqrt(len(runs)))
+    assert averages[1][0] + 3 * averages[1][1] < averages[10][0]
+    assert averages[10][0] < averages[100][0] + 3 * averages[100][1]
+    # K = 1 is the one-sample ELBO estimator, so its average is the ELBO (analytic KL, many draws).
+    elbo = torch.stack([elbo_terms(ppca.model, ppca.poor_guide, x, analytic_kl=True).elbo.mean()
+                        for _ in range(2000)])
+    assert abs(averages[1][0] - elbo.mean().item()) < 4 * math.hypot(averages[1][1], elbo.std().item() / math.sqrt(2000))
+
+
+def test_chunk_merging_is_exact():
+    log_w = torch.randn(37, 9, dtype=torch.float64) * 5
+    whole = LogMeanExp()
+    whole.update(log_w)
+    for sizes in ([1] * 37, [10, 10, 10, 7], [36, 1]):
+        parts = LogMeanExp()
+        for chunk in torch.split(log_w, sizes):
+            parts.update(chunk)
+        assert torch.allclose(parts.log_mean, whole.log_mean, atol=1e-12)
+        assert torch.allclose(parts.ess, whole.ess, atol=1e-9)
+    assert torch.allclose(whole.log_mean, torch.logsumexp(log_w, 0) - math.log(37))
+    w = torch.exp(log_w - log_w.max(0).values)
+    assert torch.allclose(whole.ess, w.sum(0) ** 2 / (w ** 2).sum(0))
+
+
+def _importance_plate_size() -> int:
+    from pyro.poutine.runtime import _PYRO_STACK
+
+    return next(m.size for m in _PYRO_STACK if getattr(m, "name", None) == "importance_samples")
+
+
+def test_chunked_and_unchunked_evaluation_agree_for_the_same_draws(ppca):
+    """The guide's draws come from a fixed noise tensor indexed by (sample, example), so
+    chunking over K and over examples sees exactly the same draws as one big chunk."""
+    n, k = 30, 64
+    x = ppca.sample(n)
+    noise = torch.randn(k, n, 2, dtype=torch.float64)
+
+    def make_guide():
+        used = {"k": 0}
+
+        def guide(x_chunk, rows):
+            mean, cov = ppca.posterior(x_chunk)
+            proposal = pyro.distributions.Normal(0.5 * mean, 1.2 * cov.diagonal().sqrt()).to_event(1)
+            k_here = _importance_plate_size()
+            eps = noise[used["k"]:used["k"] + k_here][:, rows]
+            used["k"] = (used["k"] + k_here) % k
+            z = proposal.base_dist.loc + proposal.base_dist.scale * eps
+            with pyro.plate("data", x_chunk.shape[0]):
+                pyro.sample("z", pyro.distributions.Delta(z, log_density=proposal.log_prob(z), event_dim=1))
+
+        return guide
+
+    def model(x_chunk, rows):
+        ppca.model(x_chunk)
+
+    rows = torch.arange(n)
+    whole = importance_log_likelihood(model, make_guide(), x, k=k, batch_size=n, k_chunk=k, rows=rows)
+    for batch_size, k_chunk in ((7, 16), (30, 5), (1, 64)):
+        chunked = importance_log_likelihood(model, make_guide(), x, k=k, batch_size=batch_size,
+                                            k_chunk=k_chunk, rows=rows)
+        assert torch.allclose(whole.log_likelihood, chunked.log_likelihood, atol=1e-10)
+        assert torch.allclose(whole.ess, chunked.ess, atol=1e-8)
+    # The draws matter: a different noise tensor gives different numbers.
+    noise.normal_()
+    other = importance_log_likelihood(model, make_guide(), x, k=k, batch_size=n, rows=rows)
+    assert not torch.allclose(whole.log_likelihood, other.log_likelihood, atol=1e-3)
+
+
+def test_iwae_loss_matches_renyi_elbo_alpha_zero_in_expectation(ppca):
+    x = ppca.sample(10)
+    k, repeats = 8, 400
+    ours = torch.tensor([IWAELoss(k=k).loss(ppca.model, ppca.poor_guide, x) for _ in range(repeats)])
+    renyi = RenyiELBO(alpha=0, num_particles=k, vectorize_particles=True, max_plate_nesting=1)
+    theirs = torch.tensor([renyi.loss(ppca.model, ppca.poor_guide, x) for _ in range(repeats)])
+    estimator = torch.tensor([-importance_log_likelihood(ppca.model, ppca.poor_guide, x, k=k).log_likelihood.sum()
+                              for _ in range(repeats)])
+    se = math.hypot(ours.std(), theirs.std()) / math.sqrt(repeats)
+    assert abs(ours.mean() - theirs.mean()) < 4 * se
+    assert abs(estimator.mean() - theirs.mean()) < 4 * se
+
+
+def test_log_weights_are_per_example(ppca):
+    x = ppca.sample(6)
+    log_w = log_importance_weights(ppca.model, ppca.exact_guide, x, k=5)
+    assert log_w.shape == (5, 6)
+    assert torch.allclose(log_w, ppca.log_marginal(x).expand(5, 6), atol=1e-6)

@@ -1,0 +1,82 @@
+"""Trace_ELBO vs TraceMeanField_ELBO, closed-form vs Monte Carlo KL, and the KL weight."""
+
+import math
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from pyro import poutine
+from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
+
+from pyro_vae.build import build_vae
+from pyro_vae.config import ModelConfig
+from pyro_vae.inference.objectives import elbo_terms, linear_warmup, make_objective, scale_sites
+
+
+@pytest.fixture
+def vae():
+    torch.manual_seed(0)
+    model, guide = build_vae(ModelConfig(latent_dim=4, hidden_dims=[16]), (1, 4, 4))
+    x = torch.bernoulli(torch.rand(3, 1, 4, 4))
+    return model, guide, x
+
+
+def test_trace_and_mean_field_elbo_agree_in_expectation(vae):
+    model, guide, x = vae
+    n = 20000
+    mc = Trace_ELBO(num_particles=n, vectorize_particles=True, max_plate_nesting=1)
+    analytic = TraceMeanField_ELBO(num_particles=n, vectorize_particles=True, max_plate_nesting=1)
+    with torch.no_grad():
+        loss_mc, loss_an = mc.loss(model, guide, x), analytic.loss(model, guide, x)
+        # The Monte Carlo KL's spread sets the tolerance: sd of one draw / sqrt(n).
+        draws = torch.stack([elbo_terms(model, guide, x).kl.sum() for _ in range(300)])
+    assert abs(loss_mc - loss_an) < 4 * draws.std().item() / math.sqrt(n) + 1e-3
+
+
+def test_closed_form_kl_matches_monte_carlo(vae):
+    model, guide, x = vae
+    with torch.no_grad():
+        analytic = elbo_terms(model, guide, x, analytic_kl=True).kl
+        draws = torch.stack([elbo_terms(model, guide, x, analytic_kl=False).kl for _ in range(20000)])
+    se = draws.std(0) / math.sqrt(len(draws))
+    assert (analytic - draws.mean(0)).abs().le(4 * se).all()
+    # And the closed form is the Gaussian formula: 0.5 * sum(s^2 + m^2 - 1 - log s^2).
+    loc, scale = guide.encode(x)
+    by_hand = 0.5 * (scale ** 2 + loc ** 2 - 1 - torch.log(scale ** 2)).sum(-1)
+    assert torch.allclose(analytic, by_hand, atol=1e-5)
+
+
+def test_elbo_terms_match_pyro_loss(vae):
+    model, guide, x = vae
+    pyro.set_rng_seed(3)
+    pyro_loss = Trace_ELBO().loss(model, guide, x)
+    pyro.set_rng_seed(3)
+    ours = elbo_terms(model, guide, x).elbo.sum().item()
+    assert ours == pytest.approx(-pyro_loss, rel=1e-5)
+
+
+def test_kl_weight_scales_only_the_latent_terms(vae):
+    model, guide, x = vae
+    beta = 0.25
+    pyro.set_rng_seed(1)
+    full = elbo_terms(model, guide, x, analytic_kl=True)
+    pyro.set_rng_seed(1)
+    loss_beta = TraceMeanField_ELBO().loss(scale_sites(model, ["z"], beta), scale_sites(guide, ["z"], beta), x)
+    assert loss_beta == pytest.approx(-(full.reconstruction.sum() - beta * full.kl.sum()).item(), rel=1e-5)
+    trace = poutine.trace(scale_sites(model, ["z"], beta)).get_trace(x)
+    assert trace.nodes["z"]["scale"] == beta and trace.nodes["x"]["scale"] == 1.0
+
+
+def test_linear_warmup_schedule():
+    assert [linear_warmup(s, 4, 1.0) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    assert linear_warmup(0, 0, 0.5) == 0.5
+
+
+def test_num_particles_and_iwae_objectives_build_and_bound(vae):
+    model, guide, x = vae
+    with torch.no_grad():
+        elbo = torch.tensor([make_objective("elbo", num_particles=4).loss(model, guide, x) for _ in range(300)])
+        iwae = torch.tensor([make_objective("iwae", k=20).loss(model, guide, x) for _ in range(300)])
+    # The IWAE loss (minus a tighter bound) is smaller than minus the ELBO on average.
+    assert iwae.mean() < elbo.mean() - 3 * math.hypot(iwae.std(), elbo.std()) / math.sqrt(300)
