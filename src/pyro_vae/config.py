@@ -229,7 +229,8 @@ def coerce(name: str, value: Any, kind: type, source: str) -> Any:
         raise AssertionError(f"unsupported field type {kind}")
     expected = {bool: "true or false", int: "a whole number", float: "a finite number",
                 str: "a string", list: "a list of whole numbers"}[kind]
-    raise ConfigError(f"{source}: {name} must be {expected}, not {value!r}.")
+    where = source if source.startswith("--") else f"{source}: {name}"
+    raise ConfigError(f"{where} must be {expected}, not {value!r}.")
 
 
 def _suggest(name: str, options) -> str:

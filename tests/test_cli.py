@@ -1,0 +1,85 @@
+"""The pyro-vae command end to end on a tiny data set, and its usage errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from matplotlib.image import imread
+
+from pyro_vae.cli import main
+
+TINY = ["--dataset", "idx", "--latent-dim", "4", "--hidden-dims", "64", "--epochs", "2",
+        "--batch-size", "64", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def trained(idx_dir, tmp_path_factory):
+    run = tmp_path_factory.mktemp("cli") / "run"
+    assert main(["train", "--data-dir", str(idx_dir), "--run-dir", str(run), *TINY]) == 0
+    return run
+
+
+def test_train_writes_the_run_directory(trained):
+    names = {p.name for p in trained.iterdir()}
+    assert {"config.toml", "metrics.csv", "checkpoint_last.pt", "checkpoint_best.pt", "samples.png",
+            "reconstructions.png", "summary.json"} <= names
+    summary = json.loads((trained / "summary.json").read_text())
+    assert summary["epochs"] == 2 and summary["unit"] == "nats per example"
+    assert -543 < summary["test_elbo"] < 0  # better than the untrained model's 784 log(1/2)
+    assert "latent_dim = 4" in (trained / "config.toml").read_text()
+    assert len((trained / "metrics.csv").read_text().splitlines()) == 3
+
+
+def test_evaluate_sample_and_reconstruct(trained, capsys):
+    assert main(["evaluate", str(trained)]) == 0
+    out = capsys.readouterr().out
+    assert "test ELBO" in out
+    elbo = json.loads((trained / "evaluation.json").read_text())["elbo"]
+    assert main(["evaluate", str(trained), "--k", "50", "--limit", "40"]) == 0
+    loglik = json.loads((trained / "loglik.json").read_text())
+    assert loglik["k"] == 50 and loglik["examples"] == 40 and 1 <= loglik["ess_min"] <= 50
+    assert loglik["log_likelihood_mean"] > elbo - 5  # the IS bound is tighter than the ELBO (up to noise)
+    out_png = trained.parent / "s.png"
+    assert main(["sample", str(trained), "-n", "16", "-o", str(out_png)]) == 0
+    image = imread(out_png)
+    assert image.std() > 0.05  # not blank
+    assert main(["reconstruct", str(trained), "-o", str(trained.parent / "r.png")]) == 0
+    assert imread(trained.parent / "r.png").std() > 0.05
+
+
+def test_resume_extends_a_run(trained, capsys):
+    assert main(["train", "--resume", str(trained), "--epochs", "3", "--no-progress"]) == 0
+    assert len((trained / "metrics.csv").read_text().splitlines()) == 4
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["train", "--dataset", "cifar"], "unknown dataset 'cifar'"),
+    (["train", "--likelihood", "poisson"], "unknown likelihood 'poisson'"),
+    (["train", "--learning-rate", "-1"], "learning_rate must be positive"),
+    (["train", "--latent-dim", "x"], "--latent-dim must be a whole number"),
+    (["train", "--config", "/nonexistent.toml"], "does not exist"),
+    (["evaluate", "/nonexistent-run"], "does not exist"),
+    (["train", "--dataset", "idx", "--data-dir", "/nonexistent-dir"], "data directory /nonexistent-dir does not exist"),
+])
+def test_usage_errors_exit_2_with_one_sentence(argv, message, tmp_path, capsys):
+    assert main(argv + ["--run-dir", str(tmp_path / "r")] if argv[0] == "train" else argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_errors_do_not_touch_an_existing_run(trained, capsys):
+    before = {p.name: p.read_bytes() for p in trained.iterdir() if p.is_file()}
+    assert main(["train", "--run-dir", str(trained), "--data-dir", str(trained), *TINY]) == 2
+    assert "already holds a training run" in capsys.readouterr().err
+    assert main(["sample", str(trained), "-o", str(trained / "checkpoint_best.pt")]) == 2
+    after = {p.name: p.read_bytes() for p in trained.iterdir() if p.is_file()}
+    assert before == after
+
+
+def test_console_script_and_debug_traceback(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "pyro_vae.cli", "--debug", "evaluate", str(tmp_path)],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "Traceback" in result.stderr and "not a pyro-vae run directory" in result.stderr

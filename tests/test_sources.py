@@ -1,0 +1,120 @@
+"""Finding and downloading data: search order, SHA-256 checks, a local HTTP mirror."""
+
+import functools
+import gzip
+import hashlib
+import http.server
+import threading
+
+import pytest
+
+from conftest import FASHION_DIR, require_path
+from pyro_vae.data import sources
+from pyro_vae.data.sources import DataFile, DataSource, download_file, locate
+from pyro_vae.errors import DataError
+
+
+@pytest.fixture
+def mirror(tmp_path):
+    """An HTTP server on 127.0.0.1 serving the folder it returns, shut down afterwards."""
+    root = tmp_path / "mirror"
+    root.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("PYRO_VAE_DATA", raising=False)
+    monkeypatch.delenv("PYRO_VAE_MIRROR", raising=False)
+    monkeypatch.setattr(sources, "DEBIAN_ROOT", tmp_path / "no-debian")
+
+
+def _fixture_source(root, content=b"pyro-vae fixture\n" * 100):
+    (root / "data.bin.gz").write_bytes(gzip.compress(content))
+    spec = DataFile("data.bin.gz", hashlib.sha256(content).hexdigest())
+    return DataSource("fixture", {"data": spec}, ()), spec
+
+
+def test_download_verifies_and_lands_in_the_cache(mirror, tmp_path):
+    root, url = mirror
+    source, spec = _fixture_source(root)
+    source = DataSource("fixture", source.files, (url,))
+    paths = locate(source)
+    assert paths["data"] == tmp_path / "cache" / "pyro-vae" / "fixture" / "data.bin.gz"
+    assert gzip.decompress(paths["data"].read_bytes()).startswith(b"pyro-vae fixture")
+    # Found in the cache the second time: the mirror may disappear.
+    (root / "data.bin.gz").unlink()
+    assert locate(source)["data"] == paths["data"]
+
+
+def test_corrupted_download_is_rejected_and_never_replaces_a_good_file(mirror, tmp_path):
+    root, url = mirror
+    source, spec = _fixture_source(root)
+    good = b"pyro-vae fixture\n" * 100
+    (root / "data.bin.gz").write_bytes(gzip.compress(good.replace(b"fixture", b"fixturE", 1)))
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "data.bin.gz").write_bytes(gzip.compress(good))
+    before = (dest / "data.bin.gz").read_bytes()
+    with pytest.raises(DataError, match="SHA-256"):
+        download_file(spec, (url,), dest)
+    assert (dest / "data.bin.gz").read_bytes() == before
+    assert sorted(p.name for p in dest.iterdir()) == ["data.bin.gz"]  # no temporary left behind
+
+
+def test_truncated_download_and_missing_mirror_are_reported(mirror, tmp_path):
+    root, url = mirror
+    source, spec = _fixture_source(root)
+    (root / "data.bin.gz").write_bytes((root / "data.bin.gz").read_bytes()[:-12])
+    with pytest.raises(DataError, match="could not download"):
+        download_file(spec, (url, url + "nowhere/"), tmp_path / "d")
+    assert not any((tmp_path / "d").iterdir())
+
+
+def test_search_order_prefers_data_dir_then_env(tmp_path, monkeypatch):
+    content = b"abc" * 50
+    spec = DataFile("f.gz", hashlib.sha256(content).hexdigest())
+    source = DataSource("thing", {"f": spec}, ())
+    first, second = tmp_path / "first", tmp_path / "second" / "thing"
+    for folder in (first, second):
+        folder.mkdir(parents=True)
+        (folder / "f.gz").write_bytes(gzip.compress(content))
+    (second / "f").write_bytes(content)
+    monkeypatch.setenv("PYRO_VAE_DATA", str(tmp_path / "second"))
+    assert locate(source, first)["f"] == first / "f.gz"
+    assert locate(source)["f"] == second / "f.gz"
+    with pytest.raises(DataError, match="does not exist"):
+        locate(source, tmp_path / "nope")
+
+
+def test_a_corrupt_local_file_is_refused_with_its_path(tmp_path):
+    spec = DataFile("f.gz", "0" * 64)
+    (tmp_path / "f.gz").write_bytes(gzip.compress(b"whatever"))
+    with pytest.raises(DataError, match="f.gz does not match its published SHA-256"):
+        locate(DataSource("x", {"f": spec}, ()), tmp_path, download=False)
+
+
+def test_fashion_mnist_downloads_from_a_mirror_through_the_named_data_set(mirror, monkeypatch):
+    """The real path: `fashion-mnist` found nowhere, fetched from $PYRO_VAE_MIRROR, verified."""
+    require_path(FASHION_DIR / "train-labels-idx1-ubyte.gz", "Fashion-MNIST (Debian's dataset-fashion-mnist)")
+    root, url = mirror
+    for name in ("train-labels-idx1-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        (root / name).write_bytes((FASHION_DIR / name).read_bytes())
+    monkeypatch.setenv("PYRO_VAE_MIRROR", url)
+    paths = locate(sources.FASHION_MNIST, roles=("train_labels", "test_labels"))
+    assert all(p.parent.name == "fashion-mnist" and "cache" in str(p) for p in paths.values())
+    # A mirror serving a tampered copy is refused.
+    labels = gzip.decompress((FASHION_DIR / "t10k-labels-idx1-ubyte.gz").read_bytes())
+    tampered = labels[:-1] + bytes([(labels[-1] + 1) % 10])
+    (root / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(tampered))
+    paths["test_labels"].unlink()
+    with pytest.raises(DataError, match="t10k-labels"):
+        sources.download_file(sources.FASHION_MNIST.files["test_labels"], (url,), paths["test_labels"].parent)
