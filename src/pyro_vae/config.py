@@ -84,6 +84,8 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 128
     learning_rate: float = 1e-3
+    #: Multiply the learning rate by this factor after every epoch (1 = constant).
+    lr_decay: float = 1.0
     #: Clip the gradients' global norm to this value (0 = no clipping).
     clip_norm: float = 0.0
     objective: str = "elbo"
@@ -103,6 +105,7 @@ class TrainConfig:
         _at_least("epochs", self.epochs, 1)
         _at_least("batch_size", self.batch_size, 1)
         _positive("learning_rate", self.learning_rate)
+        _positive("lr_decay", self.lr_decay)
         _at_least("clip_norm", self.clip_norm, 0)
         _choice("objective", self.objective, OBJECTIVES)
         _at_least("num_particles", self.num_particles, 1)

@@ -154,6 +154,7 @@ def train_run(config: Config | None, run_dir: Path, resume: bool = False, progre
     model.to(device), guide.to(device)
     settings = TrainSettings(
         epochs=train_cfg.epochs, batch_size=train_cfg.batch_size, learning_rate=train_cfg.learning_rate,
+        lr_decay=train_cfg.lr_decay,
         clip_norm=train_cfg.clip_norm, beta=train_cfg.beta, kl_warmup_epochs=train_cfg.kl_warmup_epochs,
         analytic_kl=True,
     )

@@ -35,6 +35,7 @@ class TrainSettings:
     epochs: int
     batch_size: int = 128
     learning_rate: float = 1e-3
+    lr_decay: float = 1.0
     clip_norm: float = 0.0
     beta: float = 1.0
     kl_warmup_epochs: int = 0
@@ -105,6 +106,9 @@ class Trainer:
 
             batches = tqdm(batches, desc=f"epoch {self.state.epoch + 1}", unit="batch",
                            leave=False, disable=None if self.progress is None else False)
+        # Derived from the epoch, so a resumed run needs no scheduler state.
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.settings.learning_rate * self.settings.lr_decay ** self.state.epoch
         total, last_finite = 0.0, None
         for start in batches:
             x = train[order[start:start + size]]
