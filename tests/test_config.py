@@ -39,8 +39,8 @@ def test_bad_files_name_the_problem(tmp_path, text, message):
 
 @pytest.mark.parametrize("key,value,message", [
     ("train.learning_rate", -1.0, "learning_rate must be positive"),
-    ("model.latent_dim", 0, "latent_dim must be at least 1"),
-    ("train.k", 0, "k must be at least 1"),
+    ("model.latent_dim", 0, "latent_dim must be between 1 and 4096"),
+    ("train.k", 0, "k must be between 1 and"),
     ("model.likelihood", "bernouli", "did you mean 'bernoulli'"),
     ("data.dataset", "fashion", "did you mean 'fashion-mnist'"),
     ("train.device", "tpu", "device must be"),

@@ -15,7 +15,7 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 
 from pyro_vae.config import SECTIONS, Config
-from pyro_vae.errors import PyroVAEError
+from pyro_vae.errors import PyroVAEError, TrainingInterrupted
 
 USAGE_ERROR = 2
 
@@ -173,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command](args)
+    except TrainingInterrupted as err:
+        print(f"pyro-vae: {err}", file=sys.stderr)
+        return 128 + err.signum
     except PyroVAEError as err:
         if args.debug:
             traceback.print_exc()

@@ -66,14 +66,14 @@ class ModelConfig:
         from pyro_vae.likelihoods import LIKELIHOODS  # the registry is the list of names
 
         _choice("model", self.model, ("vae",))
-        _at_least("latent_dim", self.latent_dim, 1)
+        _between("latent_dim", self.latent_dim, 1, 4096)
         _choice("network", self.network, NETWORKS)
         _choice("activation", self.activation, ACTIVATIONS)
         _choice("likelihood", self.likelihood, tuple(LIKELIHOODS))
         _choice("scale_transform", self.scale_transform, SCALE_TRANSFORMS)
-        if not self.hidden_dims or any(h < 1 for h in self.hidden_dims):
+        if not self.hidden_dims or any(not 1 <= h <= 65536 for h in self.hidden_dims):
             raise ConfigError("hidden_dims must be a non-empty list of positive sizes, e.g. [512, 256].")
-        if not self.conv_channels or any(c < 1 for c in self.conv_channels):
+        if not self.conv_channels or any(not 1 <= c <= 4096 for c in self.conv_channels):
             raise ConfigError("conv_channels must be a non-empty list of positive sizes, e.g. [32, 64].")
         _positive("likelihood_scale", self.likelihood_scale)
         _positive("min_scale", self.min_scale)
@@ -102,14 +102,14 @@ class TrainConfig:
     figure_every: int = 0
 
     def validate(self) -> None:
-        _at_least("epochs", self.epochs, 1)
-        _at_least("batch_size", self.batch_size, 1)
+        _between("epochs", self.epochs, 1, 10**6)
+        _between("batch_size", self.batch_size, 1, 10**6)
         _positive("learning_rate", self.learning_rate)
         _positive("lr_decay", self.lr_decay)
         _at_least("clip_norm", self.clip_norm, 0)
         _choice("objective", self.objective, OBJECTIVES)
-        _at_least("num_particles", self.num_particles, 1)
-        _at_least("k", self.k, 1)
+        _between("num_particles", self.num_particles, 1, 10**5)
+        _between("k", self.k, 1, 10**5)
         _at_least("beta", self.beta, 0)
         _at_least("kl_warmup_epochs", self.kl_warmup_epochs, 0)
         _at_least("figure_every", self.figure_every, 0)
@@ -249,6 +249,11 @@ def _choice(name: str, value: str, options: tuple[str, ...]) -> None:
 def _at_least(name: str, value: float, low: float) -> None:
     if value < low:
         raise ConfigError(f"{name} must be at least {low}, not {value}.")
+
+
+def _between(name: str, value: float, low: float, high: float) -> None:
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, not {value}.")
 
 
 def _positive(name: str, value: float) -> None:

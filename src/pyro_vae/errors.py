@@ -24,3 +24,11 @@ class CheckpointError(PyroVAEError):
 
 class TrainingError(PyroVAEError):
     """Training cannot go on (for example, the loss became NaN)."""
+
+
+class TrainingInterrupted(PyroVAEError):
+    """Training stopped on SIGINT or SIGTERM after saving a checkpoint it can resume from."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum

@@ -68,6 +68,37 @@ class ImageDataset:
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(self.train.images.shape[1:])
 
+    def validate(self) -> ImageDataset:
+        """Check every split once, at the boundary: 4-D float images, finite, non-empty, of
+        one shape; labels (if any) one per image in 0..C-1. Raises :class:`DataError`."""
+        shape = None
+        for split_name in ("train", "valid", "test"):
+            split, what = self.split(split_name), f"the {split_name} split of '{self.name}'"
+            images = split.images
+            if not torch.is_tensor(images) or not images.is_floating_point():
+                raise DataError(f"{what} must be a float tensor of images, not {getattr(images, 'dtype', type(images))}.")
+            if images.dim() != 4:
+                raise DataError(f"{what} has shape {tuple(images.shape)}; images must be [N, C, H, W].")
+            if images.shape[0] == 0:
+                raise DataError(f"{what} is empty; a data set needs images in every split.")
+            if shape is not None and images.shape[1:] != shape:
+                raise DataError(f"{what} has images of shape {tuple(images.shape[1:])}, unlike the "
+                                f"training images' {tuple(shape)}.")
+            shape = images.shape[1:]
+            if not torch.isfinite(images).all():
+                raise DataError(f"{what} contains NaN or infinite values; clean or drop those images.")
+            labels = split.labels
+            if labels is not None:
+                if labels.dim() != 1 or labels.shape[0] != images.shape[0]:
+                    raise DataError(f"{what} has {labels.shape[0] if labels.dim() else 0} labels for "
+                                    f"{images.shape[0]} images; give one label per image.")
+                if labels.is_floating_point() or labels.dtype == torch.bool:
+                    raise DataError(f"{what} has {labels.dtype} labels; labels must be whole numbers.")
+                classes = len(self.class_names) or int(labels.max()) + 1
+                if labels.numel() and (labels.min() < 0 or labels.max() >= classes):
+                    raise DataError(f"{what} has labels outside 0..{classes - 1}.")
+        return self
+
     def split(self, name: str) -> Split:
         if name not in ("train", "valid", "test"):
             raise DataError(f"unknown split '{name}'; choose train, valid or test.")
@@ -184,4 +215,4 @@ def load_dataset(name: str, data_dir: str = "", binarize: str = "none", seed: in
     eval_seed = EVAL_BINARIZATION_SEED if binarize == "dynamic" else seed
     valid = Split(_binarize(valid.images, binarize, eval_seed), valid.labels)
     test = Split(_binarize(test.images, binarize, eval_seed + 1), test.labels)
-    return ImageDataset(name, train, valid, test, binarize, classes)
+    return ImageDataset(name, train, valid, test, binarize, classes).validate()

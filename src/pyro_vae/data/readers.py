@@ -80,7 +80,8 @@ def read_amat(path: Path, width: int = 784) -> np.ndarray:
         raise DataError(f"{path} holds no images.")
     # Fast path: parse every number at once; fall back to line by line to name a fault.
     try:
-        values = np.array(text.split(), dtype=np.float32) if _all_numeric(text) else None
+        with np.errstate(over="ignore"):  # "1e999" becomes inf and is refused below
+            values = np.array(text.split(), dtype=np.float32) if _all_numeric(text) else None
     except ValueError:
         values = None
     if values is None or values.size != len(lines) * width:

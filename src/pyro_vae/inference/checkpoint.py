@@ -64,6 +64,8 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; is this a pyro-vae run directory?")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is damaged
+        raise CheckpointError(f"checkpoint {path} is unreadable or corrupt (not a torch zip archive).")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:

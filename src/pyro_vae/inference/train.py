@@ -15,7 +15,10 @@ was never stopped (on CPU, same seed).
 
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +28,7 @@ import torch
 from pyro import poutine
 
 from pyro_vae.data.datasets import ImageDataset, binarize_batch
-from pyro_vae.errors import CheckpointError, TrainingError
+from pyro_vae.errors import CheckpointError, TrainingError, TrainingInterrupted
 from pyro_vae.inference.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
 from pyro_vae.inference.objectives import ELBOTerms, elbo_terms, latent_sites, linear_warmup, scale_sites
 
@@ -85,6 +88,8 @@ class Trainer:
         self.optimizer = torch.optim.Adam(self.parameters, lr=settings.learning_rate)
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.state = TrainState()
+        self.position: dict | None = None  # where a mid-epoch checkpoint stopped
+        self._stop_signal: int | None = None
         probe = poutine.trace(guide).get_trace(dataset.train.images[:1])
         self.latent_names = latent_sites(probe)
 
@@ -97,10 +102,19 @@ class Trainer:
         return linear_warmup(self.state.step, warmup, self.settings.beta)
 
     def train_epoch(self) -> float:
-        """One pass over the training set; returns the mean training bound (nats/example)."""
+        """One pass over the training set; returns the mean training bound (nats/example).
+
+        A run stopped mid-epoch (SIGINT/SIGTERM) saved the epoch's order, the next batch and
+        the running total; it continues from there with the RNGs as they were.
+        """
         train, size = self.dataset.train.images, self.settings.batch_size
-        order = torch.randperm(len(train), generator=self.generator, device=self.device)
-        batches = range(0, len(train), size)
+        if self.position is not None:
+            order, first, total = self.position["order"], self.position["next_batch"], self.position["total"]
+            self.position = None
+        else:
+            order = torch.randperm(len(train), generator=self.generator, device=self.device)
+            first, total = 0, 0.0
+        batches = range(first * size, len(train), size)
         if self.progress is not False:
             from tqdm.auto import tqdm
 
@@ -109,7 +123,7 @@ class Trainer:
         # Derived from the epoch, so a resumed run needs no scheduler state.
         for group in self.optimizer.param_groups:
             group["lr"] = self.settings.learning_rate * self.settings.lr_decay ** self.state.epoch
-        total, last_finite = 0.0, None
+        last_finite = None
         for start in batches:
             x = train[order[start:start + size]]
             if self.dataset.binarize == "dynamic":
@@ -135,10 +149,45 @@ class Trainer:
             self.optimizer.step()
             total += value
             self.state.step += 1
+            if self._stop_signal is not None:
+                self._save_interrupted(order, start // size + 1, total)
         return -total / len(train)
+
+    def _save_interrupted(self, order: torch.Tensor, next_batch: int, total: float) -> None:
+        signum = self._stop_signal
+        where = f"step {self.state.step} (epoch {self.state.epoch + 1})"
+        if self.run_dir is not None:
+            self.position = {"order": order, "next_batch": next_batch, "total": total}
+            self.save(self.run_dir / LAST)
+            self.position = None
+            message = (f"stopped by {signal.Signals(signum).name} after {where}; checkpoint saved, "
+                       f"continue with --resume {self.run_dir}.")
+        else:
+            message = f"stopped by {signal.Signals(signum).name} after {where}."
+        raise TrainingInterrupted(message, signum)
 
     # -- the loop ----------------------------------------------------------------------
     def fit(self) -> TrainState:
+        """Train until ``settings.epochs`` are done. SIGINT and SIGTERM stop the loop at the
+        next step boundary with a resumable checkpoint (:class:`TrainingInterrupted`)."""
+        with self._stop_on_signals():
+            return self._fit()
+
+    @contextlib.contextmanager
+    def _stop_on_signals(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield  # signal handlers can only be installed from the main thread
+            return
+        def request_stop(signum, frame):
+            self._stop_signal = signum
+        previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _fit(self) -> TrainState:
         while self.state.epoch < self.settings.epochs:
             start = time.perf_counter()
             self.model.train(), self.guide.train()
@@ -181,6 +230,7 @@ class Trainer:
             "best_valid_elbo": self.state.best_valid_elbo,
             "history": self.state.history,
             "rng": rng,
+            "position": self.position,
             **self.extra_state,
         }
 
@@ -203,6 +253,7 @@ class Trainer:
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.state = TrainState(checkpoint["epoch"], checkpoint["step"], checkpoint["best_valid_elbo"],
                                 list(checkpoint["history"]))
+        self.position = checkpoint.get("position")
         torch.set_rng_state(checkpoint["rng"]["torch"].cpu())
         self.generator.set_state(checkpoint["rng"]["data"].cpu())
         if "cuda" in checkpoint["rng"] and torch.cuda.is_available():
