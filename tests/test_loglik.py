@@ -146,3 +146,50 @@ def test_log_weights_are_per_example(ppca):
     log_w = log_importance_weights(ppca.model, ppca.exact_guide, x, k=5)
     assert log_w.shape == (5, 6)
     assert torch.allclose(log_w, ppca.log_marginal(x).expand(5, 6), atol=1e-6)
+
+
+@pytest.mark.parametrize("k,x,message", [
+    (0, torch.zeros(2, 1, 28, 28), "must be a whole number of at least 1"),
+    (5, torch.full((2, 1, 28, 28), 0.5), "--binarize dynamic"),
+    (5, torch.zeros(2, 1, 14, 14), r"model expects \(1, 28, 28\)"),
+    (5, torch.full((2, 1, 28, 28), float("nan")), "NaN"),
+    (5, torch.zeros(0, 1, 28, 28), "empty"),
+    (5, torch.zeros(2, 1, 28, 28, dtype=torch.long), "float tensor"),
+])
+def test_bad_input_to_the_estimator_gets_a_sentence(k, x, message):
+    from pyro_vae.build import build_vae
+    from pyro_vae.config import ModelConfig
+    from pyro_vae.errors import PyroVAEError
+
+    model, guide = build_vae(ModelConfig(latent_dim=2, hidden_dims=[8]), (1, 28, 28))
+    with pytest.raises(PyroVAEError, match=message):
+        importance_log_likelihood(model, guide, x, k=k)
+
+
+MEMORY_PROBE = """
+import resource, sys, torch
+from pyro_vae.build import build_vae
+from pyro_vae.config import ModelConfig
+from pyro_vae.inference.loglik import importance_log_likelihood
+torch.set_num_threads(1)
+network = sys.argv[1]
+model, guide = build_vae(ModelConfig(network=network, latent_dim=50, hidden_dims=[500, 500]), (1, 28, 28))
+x = torch.bernoulli(torch.full((12, 1, 28, 28), 0.3))
+estimate = importance_log_likelihood(model, guide, x, k=5000)
+assert torch.isfinite(estimate.log_likelihood).all()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+"""
+
+
+@pytest.mark.parametrize("network", ["mlp", "conv"])
+def test_peak_memory_at_k_5000_stays_under_2_gib(network):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"), OMP_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, "-c", MEMORY_PROBE, network], capture_output=True, text=True, env=env,
+                         check=True)
+    peak = int(out.stdout.strip().splitlines()[-1])
+    assert peak < 2 * 2**30, f"peak resident memory {peak / 2**30:.2f} GiB"

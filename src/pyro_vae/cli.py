@@ -47,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--k", type=int, default=0, help="importance samples per example (0: ELBO only)")
     evaluate.add_argument("--split", default="test", choices=("train", "valid", "test"))
     evaluate.add_argument("--limit", type=int, default=0, help="only the first N examples")
-    evaluate.add_argument("--batch-size", type=int, default=100, help="examples per chunk for --k")
+    evaluate.add_argument("--batch-size", type=int, default=None,
+                          help="examples per chunk for --k (default: about 10,000 example-samples a chunk)")
     evaluate.add_argument("--checkpoint", default="best", choices=("best", "last"))
     evaluate.add_argument("--device", default=None)
     evaluate.add_argument("--seed", type=int, default=0)
@@ -110,7 +111,7 @@ def cmd_evaluate(args) -> int:
     from pyro_vae.inference.loglik import importance_log_likelihood
     from pyro_vae.runs import open_run, write_json
 
-    if args.k < 0 or args.limit < 0 or args.batch_size < 1:
+    if args.k < 0 or args.limit < 0 or (args.batch_size is not None and args.batch_size < 1):
         raise PyroVAEError("--k and --limit must be 0 or more and --batch-size at least 1.")
     run = open_run(Path(args.run_dir), args.checkpoint, args.device)
     pyro.set_rng_seed(args.seed)

@@ -24,7 +24,13 @@ from typing import Callable
 
 import torch
 
+from pyro_vae.errors import ConfigError, DataError
 from pyro_vae.inference.weights import MAX_PLATE_NESTING, log_importance_weights
+
+
+#: Example-samples per chunk by default: [10,000 x 784] logits are 31 MB, and the conv
+#: decoder's largest feature maps [10,000 x 32 x 14 x 14] are 250 MB each (peak about 1 GiB).
+CHUNK_EXAMPLE_SAMPLES = 10_000
 
 
 class LogMeanExp:
@@ -90,22 +96,43 @@ class LogLikelihoodEstimate:
         }
 
 
+def _check_input(model, x, k: int) -> None:
+    """Once per call, at the boundary: K, the tensor, and the likelihood's support."""
+    if not isinstance(k, int) or k < 1:
+        raise ConfigError(f"K (--k) must be a whole number of at least 1, not {k!r}.")
+    if not torch.is_tensor(x) or not x.is_floating_point():
+        raise DataError(f"log p(x) needs a float tensor of examples, not {getattr(x, 'dtype', type(x))}.")
+    if x.dim() == 0 or x.shape[0] == 0:
+        raise DataError("log p(x) needs at least one example (the tensor is empty).")
+    decoder = getattr(model, "decoder", None)
+    expected = getattr(decoder, "image_shape", None)
+    if expected is not None and tuple(x.shape[1:]) != tuple(expected):
+        raise DataError(f"the examples have shape {tuple(x.shape[1:])} but the model expects {tuple(expected)}.")
+    likelihood = getattr(model, "likelihood", None)
+    if likelihood is not None:
+        likelihood.check_support(x, "the examples")
+    elif not torch.isfinite(x).all():
+        raise DataError("the examples contain NaN or infinite values.")
+
+
 def importance_log_likelihood(model: Callable, guide: Callable, x: torch.Tensor, *, k: int,
-                              batch_size: int = 100, k_chunk: int | None = None,
+                              batch_size: int | None = None, k_chunk: int | None = None,
                               max_plate_nesting: int = MAX_PLATE_NESTING,
                               progress: bool = False, **kwargs) -> LogLikelihoodEstimate:
     """Estimate log p(x) for every example of ``x`` ``[N, ...]`` with ``k`` guide samples.
 
-    Examples go through in chunks of ``batch_size`` and samples in chunks of ``k_chunk``
-    (by default sized so one chunk holds about 100,000 example-samples, which keeps the
-    784-512-256 MLP and the conv model well under 2 GiB). Tensors in ``kwargs`` (labels,
+    Examples go through in chunks of ``batch_size`` and samples in chunks of ``k_chunk``.
+    By default a chunk holds about 10,000 example-samples (which keeps the MLP and conv
+    models well under 2 GiB at any K), split over examples first so that each example's
+    K samples share one pass of the encoder where they fit. Tensors in ``kwargs`` (labels,
     say) are chunked along their first dimension with ``x``; the model and guide are
     called as ``model(x_chunk, **kwargs_chunk)``.
     """
-    if k < 1:
-        raise ValueError("k must be at least 1")
+    _check_input(model, x, k)
+    if batch_size is None:
+        batch_size = max(1, min(100, CHUNK_EXAMPLE_SAMPLES // k))
     if k_chunk is None:
-        k_chunk = max(1, min(k, 100_000 // max(1, min(batch_size, len(x)))))
+        k_chunk = max(1, min(k, CHUNK_EXAMPLE_SAMPLES // max(1, min(batch_size, len(x)))))
     start_time = time.perf_counter()
     estimates, ess = [], []
     starts = range(0, len(x), batch_size)
