@@ -98,6 +98,8 @@ def cmd_train(args) -> int:
         config.validate()
         run_dir = Path(args.run_dir or f"runs/{config.data.dataset}-{config.model.likelihood}")
         summary = train_run(config, run_dir, progress=False if args.no_progress else None)
+    if not summary:  # a rank other than 0 of a distributed run: rank 0 reports
+        return 0
     print(f"test ELBO {summary['test_elbo']:.2f} nats per example (best epoch {summary['best_epoch']}); "
           f"run directory {run_dir}")
     for figure in summary["figures"]:

@@ -89,6 +89,8 @@ class TrainConfig:
     #: Clip the gradients' global norm to this value (0 = no clipping).
     clip_norm: float = 0.0
     objective: str = "elbo"
+    #: "fast" (ReparamELBO, same numbers with less overhead) or "pyro" (Pyro's ELBO classes).
+    elbo_implementation: str = "fast"
     num_particles: int = 1
     #: Importance samples per example for --objective iwae.
     k: int = 5
@@ -108,6 +110,7 @@ class TrainConfig:
         _positive("lr_decay", self.lr_decay)
         _at_least("clip_norm", self.clip_norm, 0)
         _choice("objective", self.objective, OBJECTIVES)
+        _choice("elbo_implementation", self.elbo_implementation, ("fast", "pyro"))
         _between("num_particles", self.num_particles, 1, 10**5)
         _between("k", self.k, 1, 10**5)
         _at_least("beta", self.beta, 0)

@@ -29,6 +29,7 @@ from pyro_vae.config import Config
 from pyro_vae.data.datasets import ImageDataset, load_dataset
 from pyro_vae.errors import CheckpointError, ConfigError, PyroVAEError
 from pyro_vae.inference.checkpoint import BEST, LAST, atomic_write_text, load_checkpoint
+from pyro_vae.inference.distributed import DistributedContext, init_from_environment, shutdown
 from pyro_vae.inference.objectives import make_objective
 from pyro_vae.inference.train import Trainer, TrainSettings, evaluate_elbo
 
@@ -143,7 +144,15 @@ def train_run(config: Config | None, run_dir: Path, resume: bool = False, progre
                 f"{run_dir} already holds a training run; continue it with --resume {run_dir} "
                 "or choose a new --run-dir."
             )
-    device = resolve_device(config.train.device)
+    ctx, device_name = init_from_environment(config.train.device)
+    try:
+        return _train(config, run_dir, resume, progress, log, ctx, resolve_device(device_name))
+    finally:
+        shutdown()
+
+
+def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: DistributedContext,
+           device: torch.device) -> dict:
     train_cfg, data_cfg = config.train, config.data
     pyro.set_rng_seed(train_cfg.seed)
     dataset = load_dataset(data_cfg.dataset, data_cfg.data_dir, data_cfg.binarize, train_cfg.seed,
@@ -158,9 +167,10 @@ def train_run(config: Config | None, run_dir: Path, resume: bool = False, progre
         clip_norm=train_cfg.clip_norm, beta=train_cfg.beta, kl_warmup_epochs=train_cfg.kl_warmup_epochs,
         analytic_kl=True,
     )
-    objective = make_objective(train_cfg.objective, train_cfg.num_particles, train_cfg.k)
+    objective = make_objective(train_cfg.objective, train_cfg.num_particles, train_cfg.k,
+                               train_cfg.elbo_implementation)
 
-    def on_epoch(trainer: Trainer, row: dict) -> None:
+    def on_epoch(trainer: Trainer, row: dict) -> None:  # rank 0 only
         write_metrics(run_dir / METRICS, trainer.state.history)
         every = config.train.figure_every
         if every and row["epoch"] % every == 0:
@@ -169,14 +179,17 @@ def train_run(config: Config | None, run_dir: Path, resume: bool = False, progre
     run_dir.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(model, guide, objective, dataset, settings, run_dir=run_dir, seed=train_cfg.seed,
                       device=device, extra_state={"config": config.to_dict(), "image_shape": list(dataset.image_shape)},
-                      on_epoch=on_epoch, progress=progress, log=log)
+                      on_epoch=on_epoch, progress=progress, log=log, distributed=ctx)
     if resume:
         trainer.load(run_dir / LAST)
-        log(f"resuming {run_dir} after epoch {trainer.state.epoch}")
-    atomic_write_text(run_dir / CONFIG, config.dumps())
+        trainer.log(f"resuming {run_dir} after epoch {trainer.state.epoch}")
+    if ctx.is_main:
+        atomic_write_text(run_dir / CONFIG, config.dumps())
     started = time.perf_counter()
     state = trainer.fit()
     train_seconds = time.perf_counter() - started
+    if not ctx.is_main:
+        return {}
 
     best = load_checkpoint(run_dir / BEST, map_location=device)
     model.load_state_dict(best["model"]), guide.load_state_dict(best["guide"])
@@ -198,6 +211,7 @@ def train_run(config: Config | None, run_dir: Path, resume: bool = False, progre
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
         "versions": {"torch": torch.__version__, "pyro": pyro.__version__, "python": platform.python_version()},
         "device": str(device),
+        "processes": ctx.world_size,
     }
     write_json(run_dir / SUMMARY, summary)
     return summary

@@ -4,7 +4,7 @@ Each step draws a batch from tensors already on the device, computes the objecti
 ``differentiable_loss`` (minus the bound summed over the batch, in nats) on the model
 and guide, and takes one ``torch.optim.Adam`` step over all their parameters. (Pyro's
 ``SVI`` with ``pyro.optim.Adam`` does the same with one optimizer per parameter; a single
-torch optimizer is as correct, faster, and its state is one ``state_dict``.)
+fused torch optimizer is as correct, faster, and its state is one ``state_dict``.)
 
 After every epoch the validation ELBO and its parts are computed, a row is appended to
 the history, and a checkpoint is written: ``checkpoint_last.pt`` always and
@@ -30,6 +30,7 @@ from pyro import poutine
 from pyro_vae.data.datasets import ImageDataset, binarize_batch
 from pyro_vae.errors import CheckpointError, TrainingError, TrainingInterrupted
 from pyro_vae.inference.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
+from pyro_vae.inference.distributed import DistributedContext
 from pyro_vae.inference.objectives import ELBOTerms, elbo_terms, latent_sites, linear_warmup, scale_sites
 
 
@@ -66,6 +67,15 @@ def evaluate_elbo(model: Callable, guide: Callable, images: torch.Tensor, batch_
     return {"elbo": elbo, "reconstruction": recon, "kl": kl}
 
 
+def make_adam(parameters: list, learning_rate: float) -> torch.optim.Adam:
+    """Adam with its fused kernel (one call per step instead of one loop per tensor; same
+    update rule), falling back to the default implementation where it is unavailable."""
+    try:
+        return torch.optim.Adam(parameters, lr=learning_rate, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.Adam(parameters, lr=learning_rate)
+
+
 class Trainer:
     """Trains ``model`` and ``guide`` on ``dataset`` with ``objective``.
 
@@ -77,16 +87,25 @@ class Trainer:
     def __init__(self, model, guide, objective, dataset: ImageDataset, settings: TrainSettings,
                  run_dir: Path | None = None, seed: int = 0, device: str | torch.device = "cpu",
                  extra_state: dict | None = None, on_epoch: Callable | None = None,
-                 progress: bool | None = None, log: Callable[[str], None] = print):
+                 progress: bool | None = None, log: Callable[[str], None] = print,
+                 distributed: DistributedContext | None = None):
         self.model, self.guide, self.objective = model, guide, objective
         self.dataset, self.settings = dataset, settings
         self.run_dir = Path(run_dir) if run_dir else None
         self.device = torch.device(device)
         self.extra_state = extra_state or {}
-        self.on_epoch, self.progress, self.log = on_epoch, progress, log
+        self.ctx = distributed or DistributedContext()
+        self.on_epoch, self.progress = on_epoch, progress
+        self.log = log if self.ctx.is_main else (lambda message: None)
         self.parameters = [p for p in list(model.parameters()) + list(guide.parameters()) if p.requires_grad]
-        self.optimizer = torch.optim.Adam(self.parameters, lr=settings.learning_rate)
+        self.ctx.broadcast_parameters(self.parameters)
+        self.optimizer = make_adam(self.parameters, settings.learning_rate)
+        # The batch order is drawn alike on every rank; binarization noise and the model's
+        # draws (torch's global RNG) are each rank's own.
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.noise_generator = torch.Generator(device=self.device).manual_seed(seed + 7919 * (self.ctx.rank + 1))
+        if self.ctx.active:
+            torch.manual_seed(seed + self.ctx.rank)
         self.state = TrainState()
         self.position: dict | None = None  # where a mid-epoch checkpoint stopped
         self._stop_signal: int | None = None
@@ -115,7 +134,7 @@ class Trainer:
             order = torch.randperm(len(train), generator=self.generator, device=self.device)
             first, total = 0, 0.0
         batches = range(first * size, len(train), size)
-        if self.progress is not False:
+        if self.progress is not False and self.ctx.is_main:
             from tqdm.auto import tqdm
 
             batches = tqdm(batches, desc=f"epoch {self.state.epoch + 1}", unit="batch",
@@ -125,36 +144,44 @@ class Trainer:
             group["lr"] = self.settings.learning_rate * self.settings.lr_decay ** self.state.epoch
         last_finite = None
         for start in batches:
-            x = train[order[start:start + size]]
-            if self.dataset.binarize == "dynamic":
-                x = binarize_batch(x, self.generator)
+            rows = self.ctx.shard(order[start:start + size])
             beta = self.kl_weight()
-            model, guide = self.model, self.guide
-            if beta != 1.0:
-                model = scale_sites(model, self.latent_names, beta)
-                guide = scale_sites(guide, self.latent_names, beta)
-            loss = self.objective.differentiable_loss(model, guide, x)
-            value = loss.item()
-            if not math.isfinite(value):
-                raise TrainingError(
-                    f"the loss became {value} at step {self.state.step + 1} (epoch {self.state.epoch + 1}); "
-                    f"the last finite loss was {last_finite}; lower --learning-rate, set --clip-norm, or "
-                    "raise --likelihood-scale (the last good checkpoint is kept)."
-                )
-            last_finite = value / len(x)
+            value = 0.0
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if len(rows):
+                x = train[rows]
+                if self.dataset.binarize == "dynamic":
+                    x = binarize_batch(x, self.noise_generator)
+                model, guide = self.model, self.guide
+                if beta != 1.0:
+                    model = scale_sites(model, self.latent_names, beta)
+                    guide = scale_sites(guide, self.latent_names, beta)
+                loss = self.objective.differentiable_loss(model, guide, x)
+                value = loss.item()
+                if math.isfinite(value):
+                    loss.backward()
+            # One all-reduce carries the gradients, a NaN flag and a stop request.
+            stop, bad = self.ctx.sum_gradients(self.parameters, self._stop_signal is not None,
+                                               not math.isfinite(value))
+            if bad:
+                raise TrainingError(
+                    f"the loss became {value if not math.isfinite(value) else 'nan on another rank'} at step "
+                    f"{self.state.step + 1} (epoch {self.state.epoch + 1}); the last finite loss was "
+                    f"{last_finite}; lower --learning-rate, set --clip-norm, or raise --likelihood-scale "
+                    "(the last good checkpoint is kept)."
+                )
+            last_finite = value / max(1, len(rows))
             if self.settings.clip_norm > 0:
                 torch.nn.utils.clip_grad_norm_(self.parameters, self.settings.clip_norm)
             self.optimizer.step()
             total += value
             self.state.step += 1
-            if self._stop_signal is not None:
+            if stop:
                 self._save_interrupted(order, start // size + 1, total)
-        return -total / len(train)
+        return -self.ctx.sum(total, self.device) / len(train)
 
     def _save_interrupted(self, order: torch.Tensor, next_batch: int, total: float) -> None:
-        signum = self._stop_signal
+        signum = self._stop_signal or signal.SIGTERM  # another rank may have been signalled
         where = f"step {self.state.step} (epoch {self.state.epoch + 1})"
         if self.run_dir is not None:
             self.position = {"order": order, "next_batch": next_batch, "total": total}
@@ -194,9 +221,13 @@ class Trainer:
             train_bound = self.train_epoch()
             seconds = time.perf_counter() - start
             self.model.eval(), self.guide.eval()
+            self.state.epoch += 1
+            if not self.ctx.is_main:  # rank 0 alone evaluates and writes
+                if self.run_dir is not None:
+                    self.save(self.run_dir / LAST)  # takes part in gathering the RNG states
+                continue
             valid = evaluate_elbo(self.model, self.guide, self.dataset.valid.images,
                                   self.settings.eval_batch_size, self.settings.analytic_kl)
-            self.state.epoch += 1
             row = {"epoch": self.state.epoch, "step": self.state.step, "train_elbo": train_bound,
                    "valid_elbo": valid["elbo"], "valid_reconstruction": valid["reconstruction"],
                    "valid_kl": valid["kl"], "kl_weight": self.kl_weight(), "seconds": seconds}
@@ -210,16 +241,19 @@ class Trainer:
             if self.run_dir is not None:
                 self.save(self.run_dir / LAST)
                 if improved:
-                    self.save(self.run_dir / BEST)
+                    save_checkpoint(self.run_dir / BEST, self._last_state)
             if self.on_epoch is not None:
                 self.on_epoch(self, row)
         return self.state
 
     # -- checkpoints -------------------------------------------------------------------
     def state_dict(self) -> dict:
-        rng = {"torch": torch.get_rng_state(), "data": self.generator.get_state()}
+        """The whole training state; in a distributed run every rank must call it (the RNG
+        states of all ranks are gathered)."""
+        rng = {"torch": torch.get_rng_state(), "data": self.generator.get_state(),
+               "noise": self.noise_generator.get_state()}
         if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
+            rng["cuda"] = [state.cpu() for state in torch.cuda.get_rng_state_all()]
         return {
             "format": "pyro-vae-checkpoint-1",
             "model": self.model.state_dict(),
@@ -230,12 +264,17 @@ class Trainer:
             "best_valid_elbo": self.state.best_valid_elbo,
             "history": self.state.history,
             "rng": rng,
+            "rng_ranks": self.ctx.gather(rng) if self.ctx.active else [],
+            "world_size": self.ctx.world_size,
             "position": self.position,
             **self.extra_state,
         }
 
     def save(self, path: Path) -> None:
-        save_checkpoint(path, self.state_dict())
+        """Write a checkpoint (rank 0 only; every rank must call this)."""
+        self._last_state = self.state_dict()
+        if self.ctx.is_main:
+            save_checkpoint(path, self._last_state)
 
     def load(self, path: Path) -> None:
         """Continue from the checkpoint at ``path``: parameters, optimizer, RNGs, history."""
@@ -254,7 +293,14 @@ class Trainer:
         self.state = TrainState(checkpoint["epoch"], checkpoint["step"], checkpoint["best_valid_elbo"],
                                 list(checkpoint["history"]))
         self.position = checkpoint.get("position")
-        torch.set_rng_state(checkpoint["rng"]["torch"].cpu())
-        self.generator.set_state(checkpoint["rng"]["data"].cpu())
-        if "cuda" in checkpoint["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([s.cpu() for s in checkpoint["rng"]["cuda"]])
+        if checkpoint.get("world_size", 1) != self.ctx.world_size:
+            raise CheckpointError(
+                f"{path} was written by a run on {checkpoint.get('world_size', 1)} processes; resume it "
+                f"with the same number (this launch has {self.ctx.world_size})."
+            )
+        rng = checkpoint["rng_ranks"][self.ctx.rank] if self.ctx.active else checkpoint["rng"]
+        torch.set_rng_state(rng["torch"].cpu())
+        self.generator.set_state(rng["data"].cpu())
+        self.noise_generator.set_state(rng["noise"].cpu())
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([state.cpu() for state in rng["cuda"]])

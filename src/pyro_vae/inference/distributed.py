@@ -1,0 +1,101 @@
+"""Data-parallel training across processes with ``torch.distributed``.
+
+Launched by ``torchrun`` (which sets ``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK`` and the
+rendezvous address), every rank holds the whole model and the whole data set, takes a
+disjoint slice of every global batch, and before each optimizer step the gradients are
+summed across ranks. The loss is a sum over examples, so the summed gradient is exactly
+the single-process gradient of the global batch (the per-example mean gradient averaged
+over ranks, times the batch size). Rank 0 alone evaluates, writes checkpoints, metrics
+and figures; every rank's RNG state is kept in the checkpoint so every rank can resume.
+Backend: gloo on CPU, nccl on CUDA.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class DistributedContext:
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world_size > 1
+
+    def shard(self, rows: torch.Tensor) -> torch.Tensor:
+        """This rank's part of a global batch's row indices (sizes differ by at most one)."""
+        if not self.active:
+            return rows
+        return rows.tensor_split(self.world_size)[self.rank]
+
+    def sum_gradients(self, parameters: list[torch.Tensor], stop: bool, bad: bool) -> tuple[bool, bool]:
+        """Sum every parameter's gradient across ranks in one all-reduce; the same call
+        carries each rank's stop request and non-finite-loss flag, so all ranks stop (or
+        fail) at the same step. Returns (any rank asked to stop, any rank's loss was bad)."""
+        if not self.active:
+            return stop, bad
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in parameters]
+        flags = grads[0].new_tensor([float(stop), float(bad)])
+        flat = torch.cat([g.reshape(-1) for g in grads] + [flags])
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+        offset = 0
+        for p, g in zip(parameters, grads):
+            n = g.numel()
+            p.grad = flat[offset:offset + n].view_as(g)
+            offset += n
+        return bool(flat[-2].item() > 0), bool(flat[-1].item() > 0)
+
+    def sum(self, value: float, device) -> float:
+        if not self.active:
+            return value
+        tensor = torch.tensor([value], dtype=torch.float64, device=device)
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        return tensor.item()
+
+    def gather(self, obj) -> list:
+        """``obj`` from every rank, in rank order (on every rank)."""
+        if not self.active:
+            return [obj]
+        out = [None] * self.world_size
+        dist.all_gather_object(out, obj)
+        return out
+
+    def broadcast_parameters(self, parameters: list[torch.Tensor]) -> None:
+        """Start every rank from rank 0's parameters."""
+        if self.active:
+            for p in parameters:
+                dist.broadcast(p.data, src=0)
+
+    def barrier(self) -> None:
+        if self.active:
+            dist.barrier()
+
+
+def init_from_environment(device: str) -> tuple[DistributedContext, str]:
+    """Join the process group ``torchrun`` describes, if any. Returns the context and the
+    device this rank should use (``cuda:LOCAL_RANK`` on CUDA)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return DistributedContext(), device
+    cuda = device.startswith("cuda")
+    if cuda:
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+    return DistributedContext(dist.get_rank(), dist.get_world_size()), device
+
+
+def shutdown() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
