@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--batch-size", type=int, default=None,
                           help="examples per chunk for --k (default: about 10,000 example-samples a chunk)")
     evaluate.add_argument("--checkpoint", default="best", choices=("best", "last"))
+    evaluate.add_argument("-o", "--output", default=None,
+                          help="JSON file for the result (default: RUN_DIR/loglik.json with --k, else evaluation.json)")
     evaluate.add_argument("--device", default=None)
     evaluate.add_argument("--seed", type=int, default=0)
 
@@ -121,7 +123,7 @@ def cmd_evaluate(args) -> int:
         from pyro_vae.runs import evaluate_run
 
         result = evaluate_run(run, args.split)
-        write_json(run.run_dir / "evaluation.json", result)
+        write_json(_json_output(args, run.run_dir, "evaluation.json"), result)
         print(f"{args.split} ELBO {result['elbo']:.2f} nats per example "
               f"(reconstruction {result['reconstruction']:.2f}, KL {result['kl']:.2f}; {result['examples']} examples)")
         return 0
@@ -130,12 +132,20 @@ def cmd_evaluate(args) -> int:
         images = images[:args.limit]
     estimate = importance_log_likelihood(run.model, run.guide, images, k=args.k, batch_size=args.batch_size,
                                          progress=sys.stderr.isatty())
-    result = {"split": args.split, "checkpoint": args.checkpoint, **estimate.summary()}
-    write_json(run.run_dir / "loglik.json", result)
+    result = {"split": args.split, "checkpoint": args.checkpoint, "seed": args.seed, **estimate.summary()}
+    write_json(_json_output(args, run.run_dir, "loglik.json"), result)
     print(f"{args.split} log p(x) {estimate.mean:.2f} ± {estimate.stderr:.2f} nats per example "
           f"(K={args.k}, {len(images)} examples, ESS mean {result['ess_mean']:.1f} min {result['ess_min']:.1f}, "
           f"{estimate.seconds:.1f} s)")
     return 0
+
+
+def _json_output(args, run_dir: Path, default: str) -> Path:
+    from pyro_vae.runs import check_not_clobbering
+
+    path = Path(args.output) if args.output else run_dir / default
+    check_not_clobbering(path, run_dir)
+    return path
 
 
 def cmd_sample(args) -> int:
