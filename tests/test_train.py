@@ -97,3 +97,18 @@ def test_nan_loss_stops_with_a_sentence_and_keeps_the_checkpoint(idx_dir, tmp_pa
     with pytest.raises(TrainingError, match="at step 1 .*learning-rate"):
         trainer.fit()
     assert (tmp_path / "run" / LAST).read_bytes() == before
+
+
+def test_kl_warmup_in_steps_reaches_beta_after_that_many_steps(idx_dir):
+    data = load_dataset("idx", str(idx_dir), "dynamic", train_limit=64)
+    model, guide = build_vae(ModelConfig(latent_dim=2, hidden_dims=[8]), data.image_shape)
+    trainer = Trainer(model, guide, make_objective("elbo"), data,
+                      TrainSettings(epochs=1, batch_size=16, beta=0.5, kl_warmup_steps=8), progress=False)
+    weights = []
+    for _ in range(10):
+        weights.append(trainer.kl_weight())
+        trainer.state.step += 1
+    assert weights == [0.5 * min(1, (s + 1) / 8) for s in range(10)]
+    trainer.settings.kl_warmup_steps, trainer.settings.kl_warmup_epochs = 0, 2  # 2 epochs of 4 steps
+    trainer.state.step = 3
+    assert trainer.kl_weight() == 0.5 * 4 / 8

@@ -96,8 +96,10 @@ class TrainConfig:
     k: int = 5
     #: Weight of the KL term (beta-VAE); 1 is the ELBO.
     beta: float = 1.0
-    #: Linear KL warm-up from 0 to beta over this many epochs (0 = none).
+    #: Linear KL warm-up from 0 to beta over this many epochs (0 = none) ...
     kl_warmup_epochs: int = 0
+    #: ... or over this many optimizer steps (give one of the two).
+    kl_warmup_steps: int = 0
     seed: int = 0
     device: str = "cpu"
     #: Save samples and reconstructions every N epochs (0 = only at the end).
@@ -115,6 +117,10 @@ class TrainConfig:
         _between("k", self.k, 1, 10**5)
         _at_least("beta", self.beta, 0)
         _at_least("kl_warmup_epochs", self.kl_warmup_epochs, 0)
+        _at_least("kl_warmup_steps", self.kl_warmup_steps, 0)
+        if self.kl_warmup_epochs and self.kl_warmup_steps:
+            raise ConfigError("give the KL warm-up in epochs or in steps, not both "
+                              "(kl_warmup_epochs or kl_warmup_steps).")
         _at_least("figure_every", self.figure_every, 0)
         if not (self.device == "cpu" or self.device.startswith("cuda")):
             raise ConfigError(f"device must be 'cpu' or 'cuda[:N]', not {self.device!r}.")

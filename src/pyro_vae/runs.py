@@ -165,6 +165,7 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
         epochs=train_cfg.epochs, batch_size=train_cfg.batch_size, learning_rate=train_cfg.learning_rate,
         lr_decay=train_cfg.lr_decay,
         clip_norm=train_cfg.clip_norm, beta=train_cfg.beta, kl_warmup_epochs=train_cfg.kl_warmup_epochs,
+        kl_warmup_steps=train_cfg.kl_warmup_steps,
         analytic_kl=True,
     )
     objective = make_objective(train_cfg.objective, train_cfg.num_particles, train_cfg.k,

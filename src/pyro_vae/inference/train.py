@@ -43,6 +43,7 @@ class TrainSettings:
     clip_norm: float = 0.0
     beta: float = 1.0
     kl_warmup_epochs: int = 0
+    kl_warmup_steps: int = 0
     analytic_kl: bool = False
     eval_batch_size: int = 1000
 
@@ -117,7 +118,7 @@ class Trainer:
         return math.ceil(len(self.dataset.train) / self.settings.batch_size)
 
     def kl_weight(self) -> float:
-        warmup = self.settings.kl_warmup_epochs * self.steps_per_epoch()
+        warmup = self.settings.kl_warmup_steps or self.settings.kl_warmup_epochs * self.steps_per_epoch()
         return linear_warmup(self.state.step, warmup, self.settings.beta)
 
     def train_epoch(self) -> float:
