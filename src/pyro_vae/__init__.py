@@ -16,11 +16,15 @@ from pyro_vae.errors import PyroVAEError
 from pyro_vae.inference.loglik import importance_log_likelihood
 from pyro_vae.inference.objectives import elbo_terms, make_objective
 from pyro_vae.likelihoods import LIKELIHOODS, make_likelihood
+from pyro_vae.plots import (apply_attribute, attribute_vector, interpolate_codes, plot_arithmetic, plot_curves,
+                            plot_interpolation, plot_latent, plot_manifold, plot_prior_check, plot_reconstructions,
+                            plot_samples)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Config", "DataConfig", "ModelConfig", "TrainConfig", "LIKELIHOODS", "PyroVAEError",
     "build_vae", "elbo_terms", "importance_log_likelihood", "load_dataset", "make_likelihood",
-    "make_objective",
+    "make_objective", "apply_attribute", "attribute_vector", "interpolate_codes", "plot_arithmetic", "plot_curves",
+    "plot_interpolation", "plot_latent", "plot_manifold", "plot_prior_check", "plot_reconstructions", "plot_samples",
 ]

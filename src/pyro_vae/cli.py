@@ -67,6 +67,19 @@ def build_parser() -> argparse.ArgumentParser:
     recon.add_argument("-n", type=int, default=32)
     recon.add_argument("-o", "--output", default=None, help="default: RUN_DIR/reconstructions.png")
     recon.add_argument("--device", default=None)
+    plot = commands.add_parser("plot", help="a figure of a trained run")
+    plot.add_argument("run_dir")
+    plot.add_argument("--kind", required=True, choices=("samples", "reconstructions", "latent", "manifold",
+                                                        "interpolate", "arithmetic", "prior-check", "curves"))
+    plot.add_argument("-o", "--output", required=True, help="the figure file (.png or .pdf)")
+    plot.add_argument("-n", type=int, default=64, help="samples or reconstructions to show")
+    plot.add_argument("--limit", type=int, default=5000, help="test images used for latent, prior-check, arithmetic")
+    plot.add_argument("--attribute", default="", help="arithmetic: a class name or number")
+    plot.add_argument("--attribute-file", default=None, help="arithmetic: 0/1 per test image (.txt or .npy)")
+    plot.add_argument("--index-a", type=int, default=0, help="interpolate: first test image")
+    plot.add_argument("--index-b", type=int, default=1, help="interpolate: second test image")
+    plot.add_argument("--seed", type=int, default=0)
+    plot.add_argument("--device", default=None)
     return parser
 
 
@@ -178,7 +191,21 @@ def cmd_reconstruct(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample, "reconstruct": cmd_reconstruct}
+def cmd_plot(args) -> int:
+    import pyro
+
+    from pyro_vae.runs import figure_from_run, open_run
+
+    if args.n < 1 or args.limit < 2:
+        raise PyroVAEError("-n must be at least 1 and --limit at least 2.")
+    run = open_run(Path(args.run_dir), "best", args.device)
+    pyro.set_rng_seed(args.seed)
+    print(figure_from_run(run, args.kind, Path(args.output), n=args.n, limit=args.limit, attribute=args.attribute,
+                          attribute_file=args.attribute_file, index_a=args.index_a, index_b=args.index_b))
+    return 0
+
+
+COMMANDS = {"plot": cmd_plot, "train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample, "reconstruct": cmd_reconstruct}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,5 @@
-"""Figures from a trained model: prior samples and reconstructions as image grids.
+"""Figures from a trained model: samples, reconstructions, the latent space, interpolation,
+latent arithmetic, the prior-vs-posterior check and training curves.
 
 Every function takes tensors or a (model, guide) pair and a path, draws with
 matplotlib's non-interactive Agg backend, and writes a PNG (or PDF, by the suffix).
@@ -15,6 +16,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
+
+#: Figures are saved at this resolution with their own size (no tight cropping), so a
+#: figure of figsize (w, h) inches is exactly (100 w) x (100 h) pixels.
+DPI = 100
 
 
 def image_grid(images: torch.Tensor, ncol: int, pad: int = 1) -> torch.Tensor:
@@ -45,7 +50,7 @@ def _save(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
     try:
-        fig.savefig(tmp, dpi=100, bbox_inches="tight")
+        fig.savefig(tmp, dpi=DPI)
         os.replace(tmp, path)
     finally:
         plt.close(fig)
@@ -59,7 +64,7 @@ def plot_samples(model, path: Path, n: int = 64, device="cpu", title: str | None
     z = torch.randn(n, model.latent_dim, device=device)
     images = model.decode_mean(z)
     ncol = math.ceil(math.sqrt(n))
-    fig, ax = plt.subplots(figsize=(6, 6 * math.ceil(n / ncol) / ncol + 0.4))
+    fig, ax = plt.subplots(layout="constrained", figsize=(6, 6 * math.ceil(n / ncol) / ncol + 0.4))
     _show(ax, image_grid(images, ncol), title or f"{n} samples from the prior (decoder means)")
     return _save(fig, path)
 
@@ -71,9 +76,203 @@ def plot_reconstructions(model, guide, images: torch.Tensor, path: Path, title: 
     recon = model.decode_mean(loc)
     n = len(images)
     ncol = min(8, n)
-    fig, axes = plt.subplots(1, 2, figsize=(8, 4 * math.ceil(n / ncol) / ncol + 0.6))
+    fig, axes = plt.subplots(1, 2, layout="constrained", figsize=(8, 4 * math.ceil(n / ncol) / ncol + 0.6))
     _show(axes[0], image_grid(images, ncol), "inputs")
     _show(axes[1], image_grid(recon, ncol), "reconstructions (decoder mean at the code)")
     if title:
         fig.suptitle(title)
+    return _save(fig, path)
+
+
+# -- latent-space tools (pure tensor maths, tested numerically) ----------------------------
+
+def interpolate_codes(z_a: torch.Tensor, z_b: torch.Tensor, steps: int, method: str = "linear") -> torch.Tensor:
+    """``steps`` codes from ``z_a`` to ``z_b`` (``[L]`` each) -> ``[steps, L]``, endpoints included.
+
+    ``linear``: (1 - t) z_a + t z_b. ``spherical`` (slerp): along the great circle between
+    the two directions, with the norm interpolated linearly, which keeps intermediate codes
+    at the typical radius of a Gaussian prior instead of cutting through its low-density
+    centre.
+    """
+    t = torch.linspace(0, 1, steps, dtype=z_a.dtype, device=z_a.device)[:, None]
+    if method == "linear":
+        return (1 - t) * z_a + t * z_b
+    if method != "spherical":
+        raise ValueError(f"unknown interpolation {method!r}; use linear or spherical")
+    norm_a, norm_b = z_a.norm(), z_b.norm()
+    u_a, u_b = z_a / norm_a, z_b / norm_b
+    omega = torch.arccos((u_a * u_b).sum().clamp(-1 + 1e-7, 1 - 1e-7))
+    if omega.abs() < 1e-6:
+        return (1 - t) * z_a + t * z_b
+    direction = (torch.sin((1 - t) * omega) * u_a + torch.sin(t * omega) * u_b) / torch.sin(omega)
+    return direction * ((1 - t) * norm_a + t * norm_b)
+
+
+def attribute_vector(codes: torch.Tensor, has_attribute: torch.Tensor) -> torch.Tensor:
+    """Mean code of the examples with the attribute minus the mean code of those without.
+    ``codes`` ``[N, L]``, ``has_attribute`` ``[N]`` bool -> ``[L]``."""
+    has_attribute = has_attribute.bool()
+    if has_attribute.all() or not has_attribute.any():
+        raise ValueError("an attribute vector needs examples both with and without the attribute")
+    return codes[has_attribute].mean(0) - codes[~has_attribute].mean(0)
+
+
+def apply_attribute(code: torch.Tensor, vector: torch.Tensor, alphas) -> torch.Tensor:
+    """``code + alpha * vector`` for each alpha -> ``[len(alphas), L]``; alpha = 0 is the code."""
+    alphas = torch.as_tensor(list(alphas), dtype=code.dtype, device=code.device)[:, None]
+    return code + alphas * vector
+
+
+def principal_components(codes: torch.Tensor, k: int = 2) -> torch.Tensor:
+    """Project ``codes`` ``[N, L]`` on their first ``k`` principal axes -> ``[N, k]``."""
+    centred = codes - codes.mean(0)
+    _, _, v = torch.linalg.svd(centred, full_matrices=False)
+    return centred @ v[:k].T
+
+
+# -- figures ---------------------------------------------------------------------------
+
+def _rows_figure(rows: list[tuple[str, torch.Tensor]], path: Path, title: str, xlabel: str = "") -> Path:
+    fig, axes = plt.subplots(len(rows), 1, layout="constrained", figsize=(1.0 * rows[0][1].shape[0] + 1, 1.3 * len(rows) + 0.5))
+    axes = [axes] if len(rows) == 1 else list(axes)
+    for ax, (label, images) in zip(axes, rows):
+        _show(ax, image_grid(images, images.shape[0]), "")
+        ax.set_ylabel(label, rotation=0, ha="right", va="center")
+    if xlabel:
+        axes[-1].set_xlabel(xlabel)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+@torch.no_grad()
+def plot_interpolation(model, guide, x_a: torch.Tensor, x_b: torch.Tensor, path: Path, steps: int = 10) -> Path:
+    """Decoded codes between two inputs ``[C, H, W]``: a linear and a spherical row."""
+    z_a, z_b = guide.encode(x_a[None])[0][0], guide.encode(x_b[None])[0][0]
+    rows = [(method, model.decode_mean(interpolate_codes(z_a, z_b, steps, method)))
+            for method in ("linear", "spherical")]
+    return _rows_figure(rows, path, "Interpolation between two test images (codes = encoder means)",
+                        "t from 0 (first image) to 1 (second image)")
+
+
+@torch.no_grad()
+def plot_arithmetic(model, guide, images: torch.Tensor, has_attribute: torch.Tensor, examples: torch.Tensor,
+                    path: Path, attribute: str, alphas=(-2, -1, 0, 1, 2)) -> Path:
+    """Rows ``decode(code + alpha * v)`` for a few ``examples``, with ``v`` the attribute
+    vector of ``images`` (mean code with the attribute minus mean code without)."""
+    codes = _codes(guide, images)
+    vector = attribute_vector(codes, has_attribute)
+    rows = []
+    for i, x in enumerate(examples):
+        code = guide.encode(x[None])[0][0]
+        rows.append((f"example {i + 1}", model.decode_mean(apply_attribute(code, vector, alphas))))
+    labels = ", ".join(f"{a:g}" for a in alphas)
+    return _rows_figure(rows, path, f"Latent arithmetic: code + alpha x ('{attribute}' vector)",
+                        f"alpha = {labels}")
+
+
+def _codes(guide, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    return torch.cat([guide.encode(images[i:i + batch_size])[0] for i in range(0, len(images), batch_size)])
+
+
+@torch.no_grad()
+def plot_latent(guide, images: torch.Tensor, labels: torch.Tensor | None, path: Path,
+                class_names: tuple[str, ...] = ()) -> Path:
+    """Test-set codes (encoder means) coloured by class: the codes themselves for a 2-D
+    latent, their first two principal components otherwise."""
+    codes = _codes(guide, images).cpu()
+    if codes.shape[1] == 2:
+        points, axis = codes, "z"
+    else:
+        points, axis = principal_components(codes), "principal component "
+    fig, ax = plt.subplots(layout="constrained", figsize=(7, 6))
+    if labels is None:
+        ax.scatter(points[:, 0], points[:, 1], s=3, alpha=0.5)
+    else:
+        labels = labels.cpu()
+        cmap = plt.get_cmap("tab10" if int(labels.max()) < 10 else "tab20")
+        for c in labels.unique().tolist():
+            chosen = labels == c
+            name = class_names[c] if c < len(class_names) else str(c)
+            ax.scatter(points[chosen, 0], points[chosen, 1], s=3, alpha=0.6, color=cmap(c % cmap.N), label=name)
+        ax.legend(markerscale=4, fontsize=8, loc="best", title="class")
+    ax.set_xlabel(f"{axis}1" if axis == "z" else f"{axis}1")
+    ax.set_ylabel(f"{axis}2" if axis == "z" else f"{axis}2")
+    how = "" if codes.shape[1] == 2 else f" (PCA of {codes.shape[1]} dimensions)"
+    ax.set_title(f"Latent codes of {len(codes)} test images{how}")
+    return _save(fig, path)
+
+
+@torch.no_grad()
+def plot_manifold(model, path: Path, n: int = 20, device="cpu") -> Path:
+    """For a 2-D latent: decoded images on an n x n grid of the prior's quantiles 5%..95%."""
+    if model.latent_dim != 2:
+        raise ValueError(f"the manifold plot needs a 2-D latent; this model has {model.latent_dim} dimensions "
+                         "(train with --latent-dim 2)")
+    q = torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(0.05, 0.95, n))
+    grid = torch.stack(torch.meshgrid(q, q.flip(0), indexing="xy"), -1).reshape(-1, 2).to(device)
+    images = model.decode_mean(grid)
+    fig, ax = plt.subplots(layout="constrained", figsize=(8, 8))
+    _show(ax, image_grid(images, n, pad=0), "Latent manifold: decoded prior quantiles 5%..95%")
+    ax.set_xlabel("z1 (left to right)")
+    ax.set_ylabel("z2 (bottom to top)")
+    return _save(fig, path)
+
+
+@torch.no_grad()
+def plot_prior_check(guide, images: torch.Tensor, path: Path, max_dims: int = 16) -> Path:
+    """Each latent dimension's aggregate posterior (codes drawn from q(z|x) over the data)
+    against N(0, 1), and the mean KL(q || p) per dimension: dimensions with KL near 0 are
+    inactive (posterior collapse)."""
+    locs, scales = zip(*(guide.encode(images[i:i + 1000]) for i in range(0, len(images), 1000)))
+    loc, scale = torch.cat(locs).cpu(), torch.cat(scales).cpu()
+    draws = loc + scale * torch.randn_like(loc)
+    kl = (0.5 * (scale ** 2 + loc ** 2 - 1) - torch.log(scale)).mean(0)
+    dims = min(max_dims, loc.shape[1])
+    order = torch.argsort(kl, descending=True)[:dims]
+    cols = 4
+    rows = (dims + cols - 1) // cols
+    fig = plt.figure(layout="constrained", figsize=(12, 2.2 * rows + 3))
+    grid = fig.add_gridspec(rows + 1, cols)
+    xs = torch.linspace(-4, 4, 200)
+    pdf = torch.exp(-0.5 * xs ** 2) / math.sqrt(2 * math.pi)
+    for i, d in enumerate(order.tolist()):
+        ax = fig.add_subplot(grid[i // cols, i % cols])
+        ax.hist(draws[:, d].numpy(), bins=50, range=(-4, 4), density=True, alpha=0.6, label="q(z) aggregate")
+        ax.plot(xs, pdf, color="black", lw=1, label="N(0, 1)")
+        ax.set_title(f"z{d}: KL {kl[d]:.2f} nats", fontsize=9)
+        ax.set_yticks([])
+        if i == 0:
+            ax.legend(fontsize=7)
+    ax = fig.add_subplot(grid[rows, :])
+    ax.bar(range(loc.shape[1]), kl.numpy())
+    ax.axhline(0.01, color="red", lw=0.8, ls="--", label="0.01 nats: inactive below")
+    ax.set_xlabel("latent dimension")
+    ax.set_ylabel("mean KL (nats)")
+    ax.legend(fontsize=8)
+    inactive = int((kl < 0.01).sum())
+    fig.suptitle(f"Prior vs aggregate posterior ({inactive} of {loc.shape[1]} dimensions inactive)")
+    return _save(fig, path)
+
+
+def plot_curves(history: list[dict], path: Path) -> Path:
+    """Train and validation ELBO, and the validation reconstruction and KL, by epoch."""
+    if not history:
+        raise ValueError("no epochs recorded yet")
+    epochs = [row["epoch"] for row in history]
+    fig, (left, right) = plt.subplots(1, 2, layout="constrained", figsize=(11, 4))
+    left.plot(epochs, [row["train_elbo"] for row in history], label="train (training objective)")
+    left.plot(epochs, [row["valid_elbo"] for row in history], label="validation ELBO")
+    left.set_xlabel("epoch")
+    left.set_ylabel("nats per example")
+    left.set_title("ELBO")
+    left.legend()
+    right.plot(epochs, [-row["valid_reconstruction"] for row in history], label="-E[log p(x|z)] (reconstruction)")
+    right.set_xlabel("epoch")
+    right.set_ylabel("nats per example")
+    twin = right.twinx()
+    twin.plot(epochs, [row["valid_kl"] for row in history], color="tab:red", label="KL(q || p)")
+    twin.set_ylabel("KL, nats per example", color="tab:red")
+    right.set_title("Validation ELBO parts")
+    right.legend(loc="upper left")
+    twin.legend(loc="upper right")
     return _save(fig, path)

@@ -50,6 +50,7 @@ class Run:
     guide: torch.nn.Module
     device: torch.device
     checkpoint: dict
+    dataset_class_names: tuple = ()
 
     def dataset(self) -> ImageDataset:
         data = self.config.data
@@ -219,10 +220,13 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
 
 
 def _figures(model, guide, dataset: ImageDataset, run_dir: Path, device) -> list[Path]:
-    from pyro_vae.plots import plot_reconstructions, plot_samples
+    from pyro_vae.plots import plot_curves, plot_reconstructions, plot_samples
 
-    return [plot_samples(model, run_dir / "samples.png", n=64, device=device),
-            plot_reconstructions(model, guide, dataset.test.images[:32], run_dir / "reconstructions.png")]
+    figures = [plot_samples(model, run_dir / "samples.png", n=64, device=device),
+               plot_reconstructions(model, guide, dataset.test.images[:32], run_dir / "reconstructions.png")]
+    if (run_dir / METRICS).exists():
+        figures.append(plot_curves(read_metrics(run_dir), run_dir / "curves.png"))
+    return figures
 
 
 def evaluate_run(run: Run, split: str = "test") -> dict:
@@ -237,3 +241,83 @@ def check_not_clobbering(path: Path, run_dir: Path) -> None:
     protected = {(run_dir / name).resolve() for name in (CONFIG, LAST, BEST, METRICS, SUMMARY)}
     if Path(path).resolve() in protected:
         raise PyroVAEError(f"refusing to overwrite {path}, a file of the run; choose another -o.")
+
+
+FIGURE_KINDS = ("samples", "reconstructions", "latent", "manifold", "interpolate", "arithmetic",
+                "prior-check", "curves")
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    path = Path(run_dir) / METRICS
+    if not path.is_file():
+        raise PyroVAEError(f"{run_dir} has no {METRICS} yet; train at least one epoch first.")
+    with open(path, newline="") as handle:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+
+
+def _attribute_mask(run: Run, labels, attribute: str, attribute_file: str | None, n: int) -> tuple:
+    """Which of the first ``n`` test images have the attribute, and its display name."""
+    import numpy as np
+
+    if attribute_file:
+        try:
+            values = np.load(attribute_file) if attribute_file.endswith(".npy") else np.loadtxt(attribute_file)
+        except (OSError, ValueError) as err:
+            raise PyroVAEError(f"cannot read attribute labels from {attribute_file} ({err}).") from None
+        values = torch.as_tensor(np.asarray(values).reshape(-1))
+        if len(values) < n or not torch.isin(values, torch.tensor([0.0, 1.0], dtype=values.dtype)).all():
+            raise PyroVAEError(f"{attribute_file} must hold a 0 or 1 for each of the first {n} test images.")
+        return values[:n].bool(), attribute or Path(attribute_file).stem
+    if labels is None:
+        raise PyroVAEError("this data set has no labels; give boolean labels with --attribute-file FILE "
+                           "(a 0/1 per test image).")
+    names = run.dataset_class_names
+    if attribute in names:
+        index = names.index(attribute)
+    elif attribute.isdigit() and int(attribute) < max(len(names), int(labels.max()) + 1):
+        index = int(attribute)
+    else:
+        raise PyroVAEError(f"unknown attribute '{attribute}'; give a class name ({', '.join(names)}) or number.")
+    return labels[:n].cpu() == index, names[index] if index < len(names) else str(index)
+
+
+def figure_from_run(run: Run, kind: str, output: Path, n: int = 64, limit: int = 5000, attribute: str = "",
+                    attribute_file: str | None = None, index_a: int = 0, index_b: int = 1) -> Path:
+    """Draw figure ``kind`` (one of :data:`FIGURE_KINDS`) for a reopened run into ``output``."""
+    from pyro_vae import plots
+
+    check_not_clobbering(output, run.run_dir)
+    if kind == "curves":
+        return plots.plot_curves(read_metrics(run.run_dir), output)
+    if kind == "samples":
+        return plots.plot_samples(run.model, output, n=n, device=run.device)
+    if kind == "manifold":
+        try:
+            return plots.plot_manifold(run.model, output, device=run.device)
+        except ValueError as err:
+            raise PyroVAEError(f"{err}.") from None
+    dataset = run.dataset()
+    run.dataset_class_names = dataset.class_names
+    test = dataset.test.head(limit)
+    if kind == "reconstructions":
+        return plots.plot_reconstructions(run.model, run.guide, test.images[:min(n, 32)], output)
+    if kind == "latent":
+        return plots.plot_latent(run.guide, test.images, test.labels, output, dataset.class_names)
+    if kind == "prior-check":
+        return plots.plot_prior_check(run.guide, test.images, output)
+    if kind == "interpolate":
+        if not (0 <= index_a < len(test) and 0 <= index_b < len(test)):
+            raise PyroVAEError(f"--index-a and --index-b must be test image numbers below {len(test)}.")
+        return plots.plot_interpolation(run.model, run.guide, test.images[index_a], test.images[index_b], output)
+    if kind == "arithmetic":
+        if not attribute and not attribute_file:
+            raise PyroVAEError("latent arithmetic needs --attribute CLASS (a class name or number) "
+                               "or --attribute-file FILE.")
+        mask, name = _attribute_mask(run, test.labels, attribute, attribute_file, len(test))
+        try:
+            examples = test.images[~mask.to(test.images.device)][:4]
+            return plots.plot_arithmetic(run.model, run.guide, test.images, mask.to(test.images.device),
+                                         examples, output, name)
+        except ValueError as err:
+            raise PyroVAEError(f"{err}.") from None
+    raise PyroVAEError(f"unknown figure kind '{kind}'; choose from {', '.join(FIGURE_KINDS)}.")

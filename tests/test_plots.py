@@ -1,0 +1,119 @@
+"""Figures: each kind from the CLI is a PNG of the expected size that is not blank, and
+the latent-space maths behind interpolation and arithmetic is right."""
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.image import imread
+
+from pyro_vae.build import build_vae
+from pyro_vae.cli import main
+from pyro_vae.config import ModelConfig
+from pyro_vae.plots import apply_attribute, attribute_vector, interpolate_codes, principal_components
+
+TINY = ["--dataset", "idx", "--hidden-dims", "64", "--epochs", "2", "--batch-size", "64", "--no-progress"]
+
+# (kind, extra flags, expected width x height in pixels) for a 2-D latent run.
+KINDS = [
+    ("samples", ["-n", "16"], (600, 640)),
+    ("reconstructions", ["-n", "16"], (800, 160)),
+    ("latent", [], (700, 600)),
+    ("manifold", [], (800, 800)),
+    ("interpolate", ["--index-a", "0", "--index-b", "5"], (1100, 310)),
+    ("arithmetic", ["--attribute", "1"], (600, 570)),
+    ("prior-check", [], (1200, 520)),  # one row of histograms for 2 dimensions
+    ("curves", [], (1100, 400)),
+]
+
+
+@pytest.fixture(scope="module")
+def run_2d(idx_dir, tmp_path_factory):
+    run = tmp_path_factory.mktemp("plots") / "run"
+    assert main(["train", "--data-dir", str(idx_dir), "--run-dir", str(run), "--latent-dim", "2", *TINY]) == 0
+    return run
+
+
+@pytest.mark.parametrize("kind,flags,size", KINDS)
+def test_each_figure_kind_is_a_non_blank_png_of_the_expected_size(run_2d, tmp_path, kind, flags, size):
+    out = tmp_path / f"{kind}.png"
+    assert main(["plot", str(run_2d), "--kind", kind, "-o", str(out), *flags]) == 0
+    image = imread(out)
+    assert (image.shape[1], image.shape[0]) == size
+    grey = image[..., :3].mean(-1)
+    assert grey.std() > 0.05, "the figure is blank"
+
+
+def test_training_writes_curves(run_2d):
+    assert imread(run_2d / "curves.png").std() > 0.05
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--kind", "curves"], "has no metrics.csv"),
+    (["--kind", "arithmetic"], "needs --attribute"),
+    (["--kind", "arithmetic", "--attribute", "Sock"], "unknown attribute 'Sock'"),
+    (["--kind", "interpolate", "--index-a", "100000"], "--index-a and --index-b must be"),
+])
+def test_missing_pieces_get_a_sentence(run_2d, tmp_path, capsys, argv, message):
+    run = run_2d
+    if "curves" in argv:  # a copy of the run without its metrics
+        import shutil
+        run = tmp_path / "copy"
+        shutil.copytree(run_2d, run)
+        (run / "metrics.csv").unlink()
+    assert main(["plot", str(run), *argv, "-o", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_manifold_refuses_more_than_two_dimensions(idx_dir, tmp_path, capsys):
+    run = tmp_path / "run5"
+    assert main(["train", "--data-dir", str(idx_dir), "--run-dir", str(run), "--latent-dim", "5", *TINY]) == 0
+    assert main(["plot", str(run), "--kind", "manifold", "-o", str(tmp_path / "m.png")]) == 2
+    assert "needs a 2-D latent" in capsys.readouterr().err
+
+
+def test_interpolation_endpoints_and_paths():
+    z_a, z_b = torch.tensor([3.0, 0.0, 1.0]), torch.tensor([0.0, 2.0, -1.0])
+    for method in ("linear", "spherical"):
+        path = interpolate_codes(z_a, z_b, 7, method)
+        assert path.shape == (7, 3)
+        assert torch.allclose(path[0], z_a, atol=1e-6) and torch.allclose(path[-1], z_b, atol=1e-6)
+    linear = interpolate_codes(z_a, z_b, 5, "linear")
+    assert torch.allclose(linear[2], (z_a + z_b) / 2)
+    spherical = interpolate_codes(z_a, z_b, 5, "spherical")
+    # Slerp keeps the norm on the straight line between the endpoints' norms; lerp cuts inside.
+    norms = torch.linspace(z_a.norm().item(), z_b.norm().item(), 5)
+    assert torch.allclose(spherical.norm(dim=1), norms, atol=1e-5)
+    assert linear[2].norm() < spherical[2].norm() - 0.1
+
+
+def test_interpolation_endpoints_decode_the_inputs_codes():
+    torch.manual_seed(0)
+    model, guide = build_vae(ModelConfig(latent_dim=4, hidden_dims=[16]), (1, 28, 28))
+    x = torch.rand(2, 1, 28, 28)
+    codes = guide.encode(x)[0]
+    path = interpolate_codes(codes[0], codes[1], 6, "spherical")
+    decoded = model.decode_mean(path)
+    assert torch.allclose(decoded[0], model.decode_mean(codes[0]), atol=1e-5)
+    assert torch.allclose(decoded[-1], model.decode_mean(codes[1]), atol=1e-5)
+
+
+def test_attribute_vector_and_alpha_zero():
+    codes = torch.tensor([[1.0, 0.0], [3.0, 2.0], [0.0, 0.0], [0.0, 2.0]])
+    mask = torch.tensor([True, True, False, False])
+    vector = attribute_vector(codes, mask)
+    assert torch.allclose(vector, torch.tensor([2.0, 0.0]))
+    rows = apply_attribute(codes[2], vector, (-2, 0, 1))
+    assert torch.equal(rows[1], codes[2])
+    assert torch.allclose(rows[0], codes[2] - 2 * vector) and torch.allclose(rows[2], codes[2] + vector)
+    with pytest.raises(ValueError):
+        attribute_vector(codes, torch.ones(4, dtype=torch.bool))
+
+
+def test_principal_components_recover_the_main_axis():
+    g = torch.Generator().manual_seed(0)
+    t = torch.randn(500, generator=g)
+    codes = torch.stack([t, 2 * t, 0.01 * torch.randn(500, generator=g)], 1)
+    pcs = principal_components(codes)
+    assert abs(np.corrcoef(pcs[:, 0].numpy(), t.numpy())[0, 1]) > 0.999
+    assert pcs[:, 1].std() < 0.05
