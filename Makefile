@@ -9,7 +9,7 @@ FASHION_DIR := /usr/share/datasets/fashion-mnist
 # One torch thread, passive waiting: on a busy 2-core machine two spinning threads run far slower.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: demo test bench install data clean
+.PHONY: demo test bench figures install data clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,21 @@ test: install
 
 bench: install
 	$(PY) benchmarks/run.py
+
+# The figures in README.md: the demo run (20-D latent) and a 2-D latent run, both on Fashion-MNIST.
+FIG := docs/figures
+figures: install data
+	@[ -f runs/demo/checkpoint_best.pt ] || $(MAKE) demo
+	@[ -f runs/fashion-2d/checkpoint_best.pt ] || $(VENV)/bin/pyro-vae train --config configs/fashion-mnist-2d.toml --run-dir runs/fashion-2d --no-progress
+	@mkdir -p $(FIG)
+	$(VENV)/bin/pyro-vae plot runs/demo --kind samples -n 32 -o $(FIG)/samples.png
+	$(VENV)/bin/pyro-vae plot runs/demo --kind reconstructions -n 16 -o $(FIG)/reconstructions.png
+	$(VENV)/bin/pyro-vae plot runs/demo --kind interpolate --index-a 0 --index-b 2 -o $(FIG)/interpolation.png
+	$(VENV)/bin/pyro-vae plot runs/demo --kind arithmetic --attribute Trouser -o $(FIG)/arithmetic.png
+	$(VENV)/bin/pyro-vae plot runs/demo --kind prior-check -o $(FIG)/prior-check.png
+	$(VENV)/bin/pyro-vae plot runs/demo --kind curves -o $(FIG)/curves.png
+	$(VENV)/bin/pyro-vae plot runs/fashion-2d --kind latent -o $(FIG)/latent-2d.png
+	$(VENV)/bin/pyro-vae plot runs/fashion-2d --kind manifold -o $(FIG)/manifold-2d.png
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

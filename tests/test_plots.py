@@ -117,3 +117,18 @@ def test_principal_components_recover_the_main_axis():
     pcs = principal_components(codes)
     assert abs(np.corrcoef(pcs[:, 0].numpy(), t.numpy())[0, 1]) > 0.999
     assert pcs[:, 1].std() < 0.05
+
+
+def test_tensorboard_logs_scalars_every_epoch_and_images(idx_dir, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "tb"
+    assert main(["train", "--data-dir", str(idx_dir), "--run-dir", str(run), "--latent-dim", "2", *TINY,
+                 "--tensorboard", "true", "--figure-every", "2"]) == 0
+    events = EventAccumulator(str(run / "tensorboard")).Reload()
+    valid = events.Scalars("valid/elbo")
+    assert [e.step for e in valid] == [1, 2]
+    rows = (run / "metrics.csv").read_text().splitlines()[1:]
+    assert [round(e.value, 3) for e in valid] == [round(float(r.split(",")[3]), 3) for r in rows]
+    assert {"samples", "reconstructions"} <= set(events.Tags()["images"])
+    assert [e.step for e in events.Images("samples")] == [1, 2]

@@ -102,8 +102,11 @@ class TrainConfig:
     kl_warmup_steps: int = 0
     seed: int = 0
     device: str = "cpu"
-    #: Save samples and reconstructions every N epochs (0 = only at the end).
+    #: Save samples, reconstructions and curves every N epochs (0 = only at the end).
     figure_every: int = 0
+    #: Also log scalars (every epoch) and image grids (every figure_every epochs) for
+    #: TensorBoard under RUN_DIR/tensorboard (needs the optional `tensorboard` package).
+    tensorboard: bool = False
 
     def validate(self) -> None:
         _between("epochs", self.epochs, 1, 10**6)

@@ -37,7 +37,7 @@ CONFIG = "config.toml"
 METRICS = "metrics.csv"
 SUMMARY = "summary.json"
 #: Options that may change when a run is resumed; everything else must match.
-RESUMABLE_CHANGES = {"train.epochs", "train.device", "train.figure_every"}
+RESUMABLE_CHANGES = {"train.epochs", "train.device", "train.figure_every", "train.tensorboard"}
 
 
 @dataclass
@@ -172,11 +172,16 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
     objective = make_objective(train_cfg.objective, train_cfg.num_particles, train_cfg.k,
                                train_cfg.elbo_implementation)
 
+    board = _tensorboard_writer(run_dir) if train_cfg.tensorboard and ctx.is_main else None
+
     def on_epoch(trainer: Trainer, row: dict) -> None:  # rank 0 only
         write_metrics(run_dir / METRICS, trainer.state.history)
         every = config.train.figure_every
-        if every and row["epoch"] % every == 0:
+        figures_now = bool(every) and row["epoch"] % every == 0
+        if figures_now:
             _figures(model, guide, dataset, run_dir, device)
+        if board is not None:
+            _log_tensorboard(board, row, model, guide, dataset, device, images=figures_now or row["epoch"] == 1)
 
     run_dir.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(model, guide, objective, dataset, settings, run_dir=run_dir, seed=train_cfg.seed,
@@ -188,7 +193,11 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
     if ctx.is_main:
         atomic_write_text(run_dir / CONFIG, config.dumps())
     started = time.perf_counter()
-    state = trainer.fit()
+    try:
+        state = trainer.fit()
+    finally:
+        if board is not None:
+            board.close()
     train_seconds = time.perf_counter() - started
     if not ctx.is_main:
         return {}
@@ -217,6 +226,30 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
     }
     write_json(run_dir / SUMMARY, summary)
     return summary
+
+
+def _tensorboard_writer(run_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ConfigError("--tensorboard needs the tensorboard package: pip install 'pyro-vae[tensorboard]'.") from None
+    return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+
+
+@torch.no_grad()
+def _log_tensorboard(board, row: dict, model, guide, dataset: ImageDataset, device, images: bool) -> None:
+    """Scalars every epoch (nats per example); sample and reconstruction grids when asked."""
+    from pyro_vae.plots import image_grid
+
+    for key in ("train_elbo", "valid_elbo", "valid_reconstruction", "valid_kl", "kl_weight", "seconds"):
+        board.add_scalar(key.replace("_", "/", 1), row[key], row["epoch"])
+    if images:
+        samples = model.decode_mean(torch.randn(64, model.latent_dim, device=device))
+        board.add_image("samples", image_grid(samples, 8), row["epoch"], dataformats="HWC")
+        x = dataset.test.images[:16]
+        pairs = torch.cat([x, model.decode_mean(guide.encode(x)[0])])
+        board.add_image("reconstructions", image_grid(pairs, 16), row["epoch"], dataformats="HWC")
+    board.flush()
 
 
 def _figures(model, guide, dataset: ImageDataset, run_dir: Path, device) -> list[Path]:
