@@ -147,7 +147,9 @@ def train_run(config: Config | None, run_dir: Path, resume: bool = False, progre
             )
     ctx, device_name = init_from_environment(config.train.device)
     try:
-        return _train(config, run_dir, resume, progress, log, ctx, resolve_device(device_name))
+        summary = _train(config, run_dir, resume, progress, log, ctx, resolve_device(device_name))
+        ctx.barrier()  # ranks leave together: none tears down the group while rank 0 still writes
+        return summary
     finally:
         shutdown()
 
