@@ -24,6 +24,15 @@ def small_config(idx_dir, **train):
     return config.validate()
 
 
+def test_iwae_runs_keep_the_best_model_by_the_validation_iwae_bound(idx_dir, tmp_path):
+    config = small_config(idx_dir, **{"train.objective": "iwae", "train.k": 3, "train.epochs": 2})
+    train_run(config, tmp_path / "iwae", progress=False, log=lambda s: None)
+    last, best = load_checkpoint(tmp_path / "iwae" / LAST), load_checkpoint(tmp_path / "iwae" / BEST)
+    bounds = [row["valid_iwae"] for row in last["history"]]
+    assert best["best_valid_elbo"] == max(bounds)
+    assert all(row["valid_iwae"] >= row["valid_elbo"] - 1.0 for row in last["history"])  # tighter, up to noise
+
+
 @pytest.mark.parametrize("objective", ["elbo", "analytic-kl", "iwae"])
 def test_training_raises_the_validation_elbo_clearly(idx_dir, objective):
     pyro.set_rng_seed(0)

@@ -135,7 +135,7 @@ def cmd_evaluate(args) -> int:
     if args.k == 0:
         from pyro_vae.runs import evaluate_run
 
-        result = evaluate_run(run, args.split)
+        result = evaluate_run(run, args.split, args.limit)
         write_json(_json_output(args, run.run_dir, "evaluation.json"), result)
         print(f"{args.split} ELBO {result['elbo']:.2f} nats per example "
               f"(reconstruction {result['reconstruction']:.2f}, KL {result['kl']:.2f}; {result['examples']} examples)")
@@ -161,48 +161,33 @@ def _json_output(args, run_dir: Path, default: str) -> Path:
     return path
 
 
-def cmd_sample(args) -> int:
-    import pyro
-
-    from pyro_vae.plots import plot_samples
-    from pyro_vae.runs import check_not_clobbering, open_run
-
-    if args.n < 1:
-        raise PyroVAEError(f"-n must be at least 1, not {args.n}.")
-    run = open_run(Path(args.run_dir), "best", args.device)
-    output = Path(args.output or run.run_dir / "samples.png")
-    check_not_clobbering(output, run.run_dir)
-    pyro.set_rng_seed(args.seed)
-    print(plot_samples(run.model, output, n=args.n, device=run.device))
-    return 0
-
-
-def cmd_reconstruct(args) -> int:
-    from pyro_vae.plots import plot_reconstructions
-    from pyro_vae.runs import check_not_clobbering, open_run
-
-    if args.n < 1:
-        raise PyroVAEError(f"-n must be at least 1, not {args.n}.")
-    run = open_run(Path(args.run_dir), "best", args.device)
-    output = Path(args.output or run.run_dir / "reconstructions.png")
-    check_not_clobbering(output, run.run_dir)
-    images = run.dataset().test.images[:args.n]
-    print(plot_reconstructions(run.model, run.guide, images, output))
-    return 0
-
-
-def cmd_plot(args) -> int:
+def _draw(args, kind: str, output: str, **options) -> int:
+    """Reopen the run's best model and draw figure ``kind`` into ``output``."""
     import pyro
 
     from pyro_vae.runs import figure_from_run, open_run
 
-    if args.n < 1 or args.limit < 2:
-        raise PyroVAEError("-n must be at least 1 and --limit at least 2.")
+    if args.n < 1:
+        raise PyroVAEError(f"-n must be at least 1, not {args.n}.")
     run = open_run(Path(args.run_dir), "best", args.device)
-    pyro.set_rng_seed(args.seed)
-    print(figure_from_run(run, args.kind, Path(args.output), n=args.n, limit=args.limit, attribute=args.attribute,
-                          attribute_file=args.attribute_file, index_a=args.index_a, index_b=args.index_b))
+    pyro.set_rng_seed(getattr(args, "seed", 0))
+    print(figure_from_run(run, kind, Path(output or run.run_dir / f"{kind}.png"), n=args.n, **options))
     return 0
+
+
+def cmd_sample(args) -> int:
+    return _draw(args, "samples", args.output)
+
+
+def cmd_reconstruct(args) -> int:
+    return _draw(args, "reconstructions", args.output)
+
+
+def cmd_plot(args) -> int:
+    if args.limit < 2:
+        raise PyroVAEError("--limit must be at least 2.")
+    return _draw(args, args.kind, args.output, limit=args.limit, attribute=args.attribute,
+                 attribute_file=args.attribute_file, index_a=args.index_a, index_b=args.index_b)
 
 
 COMMANDS = {"plot": cmd_plot, "train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample, "reconstruct": cmd_reconstruct}

@@ -169,6 +169,7 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
         lr_decay=train_cfg.lr_decay,
         clip_norm=train_cfg.clip_norm, beta=train_cfg.beta, kl_warmup_epochs=train_cfg.kl_warmup_epochs,
         kl_warmup_steps=train_cfg.kl_warmup_steps,
+        selection_k=train_cfg.k if train_cfg.objective == "iwae" else 0,
         analytic_kl=True,
     )
     objective = make_objective(train_cfg.objective, train_cfg.num_particles, train_cfg.k,
@@ -213,7 +214,9 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
         "dataset": data_cfg.dataset,
         "epochs": state.epoch,
         "best_epoch": best["epoch"],
-        "best_valid_elbo": best["best_valid_elbo"],
+        "selection": (f"best validation IWAE bound (K={train_cfg.k})" if train_cfg.objective == "iwae"
+                      else "best validation ELBO"),
+        "best_valid_criterion": best["best_valid_elbo"],
         "test_elbo": test["elbo"],
         "test_reconstruction": test["reconstruction"],
         "test_kl": test["kl"],
@@ -264,9 +267,12 @@ def _figures(model, guide, dataset: ImageDataset, run_dir: Path, device) -> list
     return figures
 
 
-def evaluate_run(run: Run, split: str = "test") -> dict:
-    """The run's ELBO on ``split``, with its parts, nats per example."""
+def evaluate_run(run: Run, split: str = "test", limit: int = 0) -> dict:
+    """The run's ELBO on ``split`` (its first ``limit`` examples if given), with its parts,
+    nats per example."""
     images = run.dataset().split(split).images
+    if limit:
+        images = images[:limit]
     result = evaluate_elbo(run.model, run.guide, images, analytic_kl=True)
     return {"split": split, "examples": len(images), "unit": "nats per example", **result}
 

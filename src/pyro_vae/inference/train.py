@@ -46,13 +46,16 @@ class TrainSettings:
     kl_warmup_steps: int = 0
     analytic_kl: bool = False
     eval_batch_size: int = 1000
+    #: If > 0, also compute the validation importance-weighted bound with this K and keep
+    #: the best model by it (right for IWAE training, whose ELBO is not its objective).
+    selection_k: int = 0
 
 
 @dataclass
 class TrainState:
     epoch: int = 0  # epochs completed
     step: int = 0
-    best_valid_elbo: float = -math.inf
+    best_valid_elbo: float = -math.inf  # the selection criterion: valid ELBO, or IWAE bound
     history: list[dict] = field(default_factory=list)
 
 
@@ -232,10 +235,17 @@ class Trainer:
             row = {"epoch": self.state.epoch, "step": self.state.step, "train_elbo": train_bound,
                    "valid_elbo": valid["elbo"], "valid_reconstruction": valid["reconstruction"],
                    "valid_kl": valid["kl"], "kl_weight": self.kl_weight(), "seconds": seconds}
+            criterion = valid["elbo"]
+            if self.settings.selection_k:
+                from pyro_vae.inference.loglik import importance_log_likelihood
+
+                row["valid_iwae"] = importance_log_likelihood(
+                    self.model, self.guide, self.dataset.valid.images, k=self.settings.selection_k).mean
+                criterion = row["valid_iwae"]
             self.state.history.append(row)
-            improved = valid["elbo"] > self.state.best_valid_elbo
+            improved = criterion > self.state.best_valid_elbo
             if improved:
-                self.state.best_valid_elbo = valid["elbo"]
+                self.state.best_valid_elbo = criterion
             self.log(f"epoch {row['epoch']:>3}  train ELBO {train_bound:9.2f}  valid ELBO {valid['elbo']:9.2f} "
                      f"(recon {valid['reconstruction']:9.2f}, KL {valid['kl']:7.2f})  {seconds:6.1f} s"
                      + ("  *best" if improved else ""))
