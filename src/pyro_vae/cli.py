@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("-n", type=int, default=64)
     sample.add_argument("-o", "--output", default=None, help="default: RUN_DIR/samples.png")
     sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--label", type=int, default=None, help="conditional VAE: draw this class")
     sample.add_argument("--device", default=None)
 
     recon = commands.add_parser("reconstruct", help="test images beside their reconstructions")
@@ -70,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     plot = commands.add_parser("plot", help="a figure of a trained run")
     plot.add_argument("run_dir")
     plot.add_argument("--kind", required=True, choices=("samples", "reconstructions", "latent", "manifold",
-                                                        "interpolate", "arithmetic", "prior-check", "curves"))
+                                                        "interpolate", "arithmetic", "prior-check", "curves",
+                                                        "style"))
     plot.add_argument("-o", "--output", required=True, help="the figure file (.png or .pdf)")
     plot.add_argument("-n", type=int, default=64, help="samples or reconstructions to show")
     plot.add_argument("--limit", type=int, default=5000, help="test images used for latent, prior-check, arithmetic")
@@ -140,11 +142,15 @@ def cmd_evaluate(args) -> int:
         print(f"{args.split} ELBO {result['elbo']:.2f} nats per example "
               f"(reconstruction {result['reconstruction']:.2f}, KL {result['kl']:.2f}; {result['examples']} examples)")
         return 0
-    images = run.dataset().split(args.split).images
+    from pyro_vae.inference.train import label_kwargs
+
+    part = run.dataset().split(args.split)
     if args.limit:
-        images = images[:args.limit]
+        part = part.head(args.limit)
+    images = part.images
+    # For the conditional VAE this is log p(x | y), the label given.
     estimate = importance_log_likelihood(run.model, run.guide, images, k=args.k, batch_size=args.batch_size,
-                                         progress=sys.stderr.isatty())
+                                         progress=sys.stderr.isatty(), **label_kwargs(run.model, part.labels))
     result = {"split": args.split, "checkpoint": args.checkpoint, "seed": args.seed, **estimate.summary()}
     write_json(_json_output(args, run.run_dir, "loglik.json"), result)
     print(f"{args.split} log p(x) {estimate.mean:.2f} ± {estimate.stderr:.2f} nats per example "
@@ -176,7 +182,7 @@ def _draw(args, kind: str, output: str, **options) -> int:
 
 
 def cmd_sample(args) -> int:
-    return _draw(args, "samples", args.output)
+    return _draw(args, "samples", args.output, label=args.label)
 
 
 def cmd_reconstruct(args) -> int:

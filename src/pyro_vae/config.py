@@ -49,7 +49,10 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
+    #: "vae", or "cvae" (the conditional VAE p(x | z, y); needs labelled data).
     model: str = "vae"
+    #: cvae: learn a prior p(z | y) per class instead of N(0, I).
+    conditional_prior: bool = False
     latent_dim: int = 20
     network: str = "mlp"
     hidden_dims: list[int] = field(default_factory=lambda: [512, 256])
@@ -65,7 +68,7 @@ class ModelConfig:
     def validate(self) -> None:
         from pyro_vae.likelihoods import LIKELIHOODS  # the registry is the list of names
 
-        _choice("model", self.model, ("vae",))
+        _choice("model", self.model, ("vae", "cvae"))
         _between("latent_dim", self.latent_dim, 1, 4096)
         _choice("network", self.network, NETWORKS)
         _choice("activation", self.activation, ACTIVATIONS)

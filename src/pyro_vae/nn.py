@@ -52,17 +52,20 @@ class Encoder(_LeadingDims):
     event_dims = 3
 
     def __init__(self, body: nn.Module, feature_dim: int, latent_dim: int,
-                 scale_transform: str = "softplus", min_scale: float = 1e-3):
+                 scale_transform: str = "softplus", min_scale: float = 1e-3, condition_dim: int = 0):
         super().__init__()
         self.body = body
-        self.loc = nn.Linear(feature_dim, latent_dim)
-        self.raw_scale = nn.Linear(feature_dim, latent_dim)
+        self.loc = nn.Linear(feature_dim + condition_dim, latent_dim)
+        self.raw_scale = nn.Linear(feature_dim + condition_dim, latent_dim)
         self.scale_transform = scale_transform
         self.min_scale = min_scale
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``condition`` ``[..., D]`` (a one-hot label, say) joins the features before the heads."""
         flat, lead = self.flat(x)
         h = self.body(flat)
+        if condition is not None:
+            h = torch.cat([h, condition.reshape(-1, condition.shape[-1]).to(h.dtype)], -1)
         raw = self.raw_scale(h)
         if self.scale_transform == "exp":
             scale = torch.exp(0.5 * raw.clamp(max=30.0)) + self.min_scale

@@ -59,21 +59,52 @@ def _save(fig, path: Path) -> Path:
 
 
 @torch.no_grad()
-def plot_samples(model, path: Path, n: int = 64, device="cpu", title: str | None = None) -> Path:
-    """A grid of E[x | z] for ``n`` draws z ~ p(z) = N(0, I)."""
-    z = torch.randn(n, model.latent_dim, device=device)
-    images = model.decode_mean(z)
+def plot_samples(model, path: Path, n: int = 64, device="cpu", title: str | None = None,
+                 label: int | None = None, class_names: tuple[str, ...] = ()) -> Path:
+    """A grid of E[x | z] for ``n`` draws z ~ p(z) = N(0, I). For a conditional model, of
+    E[x | z, y] with z ~ p(z | y) and y = ``label``, or every class in turn by rows."""
     ncol = math.ceil(math.sqrt(n))
+    if getattr(model, "needs_labels", False):
+        if label is not None:
+            y = torch.full((n,), label, dtype=torch.long, device=device)
+            name = class_names[label] if label < len(class_names) else str(label)
+            default = f"{n} samples of class {name} (decoder means)"
+        else:
+            y = (torch.arange(n, device=device) // ncol) % model.num_classes
+            default = f"{n} samples, one class per row (decoder means)"
+        images = model.decode_mean(model.sample_prior(y), y)
+    else:
+        images = model.decode_mean(torch.randn(n, model.latent_dim, device=device))
+        default = f"{n} samples from the prior (decoder means)"
     fig, ax = plt.subplots(layout="constrained", figsize=(6, 6 * math.ceil(n / ncol) / ncol + 0.4))
-    _show(ax, image_grid(images, ncol), title or f"{n} samples from the prior (decoder means)")
+    _show(ax, image_grid(images, ncol), title or default)
     return _save(fig, path)
 
 
 @torch.no_grad()
-def plot_reconstructions(model, guide, images: torch.Tensor, path: Path, title: str | None = None) -> Path:
-    """Inputs (left) beside E[x | z = loc(x)] (right), one pair per row block."""
-    loc, _ = guide.encode(images)
-    recon = model.decode_mean(loc)
+def plot_style_transfer(model, guide, images: torch.Tensor, labels: torch.Tensor, path: Path,
+                        class_names: tuple[str, ...] = ()) -> Path:
+    """The conditional model's style grid: the top row holds test images; below, one row
+    per class decodes each image's code z = loc(x, y) with that class instead of its own,
+    so one column keeps one "handwriting style" drawn as every class."""
+    codes = guide.encode(images, labels)[0]
+    rows = [("input", images)]
+    for c in range(model.num_classes):
+        y = torch.full((len(images),), c, dtype=torch.long, device=images.device)
+        rows.append((class_names[c] if c < len(class_names) else str(c), model.decode_mean(codes, y)))
+    return _rows_figure(rows, path, "Style transfer: each column keeps one image's code z, each row sets the class",
+                        "one column per test image")
+
+
+@torch.no_grad()
+def plot_reconstructions(model, guide, images: torch.Tensor, path: Path, title: str | None = None,
+                         labels: torch.Tensor | None = None) -> Path:
+    """Inputs (left) beside E[x | z = loc(x)] (right), one pair per row block; a
+    conditional model encodes and decodes with the images' ``labels``."""
+    if getattr(model, "needs_labels", False):
+        recon = model.decode_mean(guide.encode(images, labels)[0], labels)
+    else:
+        recon = model.decode_mean(guide.encode(images)[0])
     n = len(images)
     ncol = min(8, n)
     fig, axes = plt.subplots(1, 2, layout="constrained", figsize=(8, 4 * math.ceil(n / ncol) / ncol + 0.6))

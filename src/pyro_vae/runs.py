@@ -26,8 +26,8 @@ import torch
 
 from pyro_vae.build import build_vae
 from pyro_vae.config import Config
-from pyro_vae.data.datasets import ImageDataset, load_dataset
-from pyro_vae.errors import CheckpointError, ConfigError, PyroVAEError
+from pyro_vae.data.datasets import ImageDataset, class_names, load_dataset
+from pyro_vae.errors import CheckpointError, ConfigError, DataError, PyroVAEError
 from pyro_vae.inference.checkpoint import BEST, LAST, atomic_write_text, load_checkpoint
 from pyro_vae.inference.distributed import DistributedContext, init_from_environment, shutdown
 from pyro_vae.inference.objectives import make_objective
@@ -56,6 +56,13 @@ class Run:
         data = self.config.data
         return load_dataset(data.dataset, data.data_dir, data.binarize, self.config.train.seed,
                             data.train_limit).to(self.device)
+
+
+def num_classes(dataset: ImageDataset) -> int:
+    """How many values the labels take (0 for unlabelled data)."""
+    if dataset.train.labels is None:
+        return 0
+    return len(dataset.class_names) or int(dataset.train.labels.max()) + 1
 
 
 def resolve_device(name: str) -> torch.device:
@@ -87,7 +94,7 @@ def open_run(run_dir: Path, which: str = "best", device: str | None = None) -> R
     dev = resolve_device(device or config.train.device)
     checkpoint = load_checkpoint(run_dir / (BEST if which == "best" else LAST), map_location=dev)
     image_shape = tuple(checkpoint.get("image_shape", (1, 28, 28)))
-    model, guide = build_vae(config.model, image_shape)
+    model, guide = build_vae(config.model, image_shape, checkpoint.get("num_classes", 0))
     try:
         model.load_state_dict(checkpoint["model"])
         guide.load_state_dict(checkpoint["guide"])
@@ -160,8 +167,10 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
     pyro.set_rng_seed(train_cfg.seed)
     dataset = load_dataset(data_cfg.dataset, data_cfg.data_dir, data_cfg.binarize, train_cfg.seed,
                            data_cfg.train_limit)
-    model, guide = build_vae(config.model, dataset.image_shape)
+    model, guide = build_vae(config.model, dataset.image_shape, num_classes(dataset))
     dataset.check_support(model.likelihood)
+    if model.needs_labels and dataset.train.labels is None:
+        raise DataError(f"--model {config.model.model} needs labelled data, but '{dataset.name}' has no labels.")
     dataset = dataset.to(device)
     model.to(device), guide.to(device)
     settings = TrainSettings(
@@ -188,7 +197,8 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
 
     run_dir.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(model, guide, objective, dataset, settings, run_dir=run_dir, seed=train_cfg.seed,
-                      device=device, extra_state={"config": config.to_dict(), "image_shape": list(dataset.image_shape)},
+                      device=device, extra_state={"config": config.to_dict(), "image_shape": list(dataset.image_shape),
+                                   "num_classes": num_classes(dataset)},
                       on_epoch=on_epoch, progress=progress, log=log, distributed=ctx)
     if resume:
         trainer.load(run_dir / LAST)
@@ -208,7 +218,7 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
     best = load_checkpoint(run_dir / BEST, map_location=device)
     model.load_state_dict(best["model"]), guide.load_state_dict(best["guide"])
     model.eval(), guide.eval()
-    test = evaluate_elbo(model, guide, dataset.test.images, analytic_kl=True)
+    test = evaluate_elbo(model, guide, dataset.test.images, analytic_kl=True, labels=dataset.test.labels)
     figures = _figures(model, guide, dataset, run_dir, device)
     summary = {
         "dataset": data_cfg.dataset,
@@ -260,8 +270,9 @@ def _log_tensorboard(board, row: dict, model, guide, dataset: ImageDataset, devi
 def _figures(model, guide, dataset: ImageDataset, run_dir: Path, device) -> list[Path]:
     from pyro_vae.plots import plot_curves, plot_reconstructions, plot_samples
 
-    figures = [plot_samples(model, run_dir / "samples.png", n=64, device=device),
-               plot_reconstructions(model, guide, dataset.test.images[:32], run_dir / "reconstructions.png")]
+    test = dataset.test.head(32)
+    figures = [plot_samples(model, run_dir / "samples.png", n=64, device=device, class_names=dataset.class_names),
+               plot_reconstructions(model, guide, test.images, run_dir / "reconstructions.png", labels=test.labels)]
     if (run_dir / METRICS).exists():
         figures.append(plot_curves(read_metrics(run_dir), run_dir / "curves.png"))
     return figures
@@ -270,10 +281,11 @@ def _figures(model, guide, dataset: ImageDataset, run_dir: Path, device) -> list
 def evaluate_run(run: Run, split: str = "test", limit: int = 0) -> dict:
     """The run's ELBO on ``split`` (its first ``limit`` examples if given), with its parts,
     nats per example."""
-    images = run.dataset().split(split).images
+    part = run.dataset().split(split)
     if limit:
-        images = images[:limit]
-    result = evaluate_elbo(run.model, run.guide, images, analytic_kl=True)
+        part = part.head(limit)
+    images = part.images
+    result = evaluate_elbo(run.model, run.guide, images, analytic_kl=True, labels=part.labels)
     return {"split": split, "examples": len(images), "unit": "nats per example", **result}
 
 
@@ -285,7 +297,9 @@ def check_not_clobbering(path: Path, run_dir: Path) -> None:
 
 
 FIGURE_KINDS = ("samples", "reconstructions", "latent", "manifold", "interpolate", "arithmetic",
-                "prior-check", "curves")
+                "prior-check", "curves", "style")
+#: Figures drawn for the conditional VAE (the others read codes of an unconditional guide).
+CONDITIONAL_KINDS = ("samples", "reconstructions", "curves", "style")
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
@@ -323,15 +337,26 @@ def _attribute_mask(run: Run, labels, attribute: str, attribute_file: str | None
 
 
 def figure_from_run(run: Run, kind: str, output: Path, n: int = 64, limit: int = 5000, attribute: str = "",
-                    attribute_file: str | None = None, index_a: int = 0, index_b: int = 1) -> Path:
+                    attribute_file: str | None = None, index_a: int = 0, index_b: int = 1,
+                    label: int | None = None) -> Path:
     """Draw figure ``kind`` (one of :data:`FIGURE_KINDS`) for a reopened run into ``output``."""
     from pyro_vae import plots
 
     check_not_clobbering(output, run.run_dir)
+    conditional = getattr(run.model, "needs_labels", False)
+    if conditional and kind not in CONDITIONAL_KINDS:
+        raise PyroVAEError(f"the '{kind}' figure is for the unconditional VAE; for --model cvae choose "
+                           f"{', '.join(CONDITIONAL_KINDS)}.")
+    if kind == "style" and not conditional:
+        raise PyroVAEError("the 'style' figure needs a conditional model (train with --model cvae).")
+    if label is not None and not (conditional and 0 <= label < run.model.num_classes):
+        raise PyroVAEError("--label needs a conditional model (--model cvae) and a class number below its "
+                           "number of classes.")
     if kind == "curves":
         return plots.plot_curves(read_metrics(run.run_dir), output)
     if kind == "samples":
-        return plots.plot_samples(run.model, output, n=n, device=run.device)
+        return plots.plot_samples(run.model, output, n=n, device=run.device, label=label,
+                                  class_names=class_names(run.config.data.dataset))
     if kind == "manifold":
         try:
             return plots.plot_manifold(run.model, output, device=run.device)
@@ -341,7 +366,12 @@ def figure_from_run(run: Run, kind: str, output: Path, n: int = 64, limit: int =
     run.dataset_class_names = dataset.class_names
     test = dataset.test.head(limit)
     if kind == "reconstructions":
-        return plots.plot_reconstructions(run.model, run.guide, test.images[:min(n, 32)], output)
+        shown = test.head(min(n, 32))
+        return plots.plot_reconstructions(run.model, run.guide, shown.images, output, labels=shown.labels)
+    if kind == "style":
+        shown = test.head(min(n, 10))
+        return plots.plot_style_transfer(run.model, run.guide, shown.images, shown.labels, output,
+                                         dataset.class_names)
     if kind == "latent":
         return plots.plot_latent(run.guide, test.images, test.labels, output, dataset.class_names)
     if kind == "prior-check":

@@ -36,6 +36,11 @@ VALIDATION_SIZE = 10_000
 EVAL_BINARIZATION_SEED = 0
 
 
+def class_names(dataset: str) -> tuple[str, ...]:
+    """The class names of a named data set (empty where it has none or they are numbers)."""
+    return {"fashion-mnist": FASHION_MNIST_CLASSES, "mnist": DIGIT_CLASSES}.get(dataset, ())
+
+
 @dataclass
 class Split:
     """Images ``[N, C, H, W]`` float32 in [0, 1] and optional labels ``[N]`` int64."""

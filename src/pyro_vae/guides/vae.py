@@ -15,6 +15,8 @@ class DiagonalNormalGuide(PyroModule):
     ``encoder`` maps ``[..., C, H, W]`` images to ``(loc, scale)``, each ``[..., L]``.
     """
 
+    needs_labels = False
+
     def __init__(self, encoder: torch.nn.Module):
         super().__init__()
         to_pyro_module_(encoder)

@@ -28,7 +28,7 @@ import torch
 from pyro import poutine
 
 from pyro_vae.data.datasets import ImageDataset, binarize_batch
-from pyro_vae.errors import CheckpointError, TrainingError, TrainingInterrupted
+from pyro_vae.errors import CheckpointError, DataError, TrainingError, TrainingInterrupted
 from pyro_vae.inference.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
 from pyro_vae.inference.distributed import DistributedContext
 from pyro_vae.inference.objectives import ELBOTerms, elbo_terms, latent_sites, linear_warmup, scale_sites
@@ -59,13 +59,25 @@ class TrainState:
     history: list[dict] = field(default_factory=list)
 
 
+def label_kwargs(model, labels: torch.Tensor | None, rows=slice(None)) -> dict:
+    """``{"y": labels[rows]}`` for a model conditioned on labels (``model.needs_labels``), else ``{}``."""
+    if not getattr(model, "needs_labels", False):
+        return {}
+    if labels is None:
+        raise DataError("this model is conditioned on labels, but the data set has none.")
+    return {"y": labels[rows]}
+
+
 def evaluate_elbo(model: Callable, guide: Callable, images: torch.Tensor, batch_size: int = 1000,
-                  analytic_kl: bool = False) -> dict[str, float]:
-    """Mean ELBO, reconstruction and KL over ``images`` ``[N, C, H, W]``, nats per example."""
+                  analytic_kl: bool = False, labels: torch.Tensor | None = None) -> dict[str, float]:
+    """Mean ELBO, reconstruction and KL over ``images`` ``[N, C, H, W]`` (given ``labels``
+    for a conditional model), nats per example."""
     totals = torch.zeros(3, dtype=torch.float64)
     with torch.no_grad():
         for start in range(0, len(images), batch_size):
-            terms: ELBOTerms = elbo_terms(model, guide, images[start:start + batch_size], analytic_kl=analytic_kl)
+            rows = slice(start, start + batch_size)
+            terms: ELBOTerms = elbo_terms(model, guide, images[rows], analytic_kl=analytic_kl,
+                                          **label_kwargs(model, labels, rows))
             totals += torch.stack([terms.elbo.sum(), terms.reconstruction.sum(), terms.kl.sum()]).double().cpu()
     elbo, recon, kl = (totals / len(images)).tolist()
     return {"elbo": elbo, "reconstruction": recon, "kl": kl}
@@ -113,7 +125,8 @@ class Trainer:
         self.state = TrainState()
         self.position: dict | None = None  # where a mid-epoch checkpoint stopped
         self._stop_signal: int | None = None
-        probe = poutine.trace(guide).get_trace(dataset.train.images[:1])
+        probe = poutine.trace(guide).get_trace(dataset.train.images[:1],
+                                               **label_kwargs(model, dataset.train.labels, slice(0, 1)))
         self.latent_names = latent_sites(probe)
 
     # -- one epoch ---------------------------------------------------------------------
@@ -160,7 +173,8 @@ class Trainer:
                 if beta != 1.0:
                     model = scale_sites(model, self.latent_names, beta)
                     guide = scale_sites(guide, self.latent_names, beta)
-                loss = self.objective.differentiable_loss(model, guide, x)
+                loss = self.objective.differentiable_loss(model, guide, x,
+                                                          **label_kwargs(self.model, self.dataset.train.labels, rows))
                 value = loss.item()
                 if math.isfinite(value):
                     loss.backward()
@@ -230,8 +244,9 @@ class Trainer:
                 if self.run_dir is not None:
                     self.save(self.run_dir / LAST)  # takes part in gathering the RNG states
                 continue
-            valid = evaluate_elbo(self.model, self.guide, self.dataset.valid.images,
-                                  self.settings.eval_batch_size, self.settings.analytic_kl)
+            valid_split = self.dataset.valid
+            valid = evaluate_elbo(self.model, self.guide, valid_split.images, self.settings.eval_batch_size,
+                                  self.settings.analytic_kl, valid_split.labels)
             row = {"epoch": self.state.epoch, "step": self.state.step, "train_elbo": train_bound,
                    "valid_elbo": valid["elbo"], "valid_reconstruction": valid["reconstruction"],
                    "valid_kl": valid["kl"], "kl_weight": self.kl_weight(), "seconds": seconds}
@@ -240,7 +255,8 @@ class Trainer:
                 from pyro_vae.inference.loglik import importance_log_likelihood
 
                 row["valid_iwae"] = importance_log_likelihood(
-                    self.model, self.guide, self.dataset.valid.images, k=self.settings.selection_k).mean
+                    self.model, self.guide, valid_split.images, k=self.settings.selection_k,
+                    **label_kwargs(self.model, valid_split.labels)).mean
                 criterion = row["valid_iwae"]
             self.state.history.append(row)
             improved = criterion > self.state.best_valid_elbo

@@ -17,6 +17,8 @@ class VAEModel(PyroModule):
     ``pyro.plate("data", B)``. Its guide must sample the same ``z``.
     """
 
+    needs_labels = False
+
     def __init__(self, decoder: torch.nn.Module, likelihood: Likelihood, latent_dim: int):
         super().__init__()
         to_pyro_module_(decoder)
