@@ -117,8 +117,13 @@ def cmd_train(args) -> int:
         summary = train_run(config, run_dir, progress=False if args.no_progress else None)
     if not summary:  # a rank other than 0 of a distributed run: rank 0 reports
         return 0
-    print(f"test ELBO {summary['test_elbo']:.2f} nats per example (best epoch {summary['best_epoch']}); "
-          f"run directory {run_dir}")
+    if "test_accuracy" in summary:
+        print(f"test accuracy {100 * summary['test_accuracy']:.2f}% with {summary['labels']} labels (best epoch "
+              f"{summary['best_epoch']}); supervised-only baseline {100 * summary['baseline_test_accuracy']:.2f}%; "
+              f"run directory {run_dir}")
+    else:
+        print(f"test ELBO {summary['test_elbo']:.2f} nats per example (best epoch {summary['best_epoch']}); "
+              f"run directory {run_dir}")
     for figure in summary["figures"]:
         print(f"figure: {figure}")
     return 0

@@ -36,6 +36,8 @@ class DataConfig:
     binarize: str = "dynamic"
     #: Use only the first N training examples (0 = all); for quick experiments and tests.
     train_limit: int = 0
+    #: --model m2: how many training labels to keep (balanced across classes, chosen by the seed).
+    labels: int = 0
 
     def validate(self) -> None:
         _choice("dataset", self.dataset, DATASETS)
@@ -49,7 +51,8 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    #: "vae", or "cvae" (the conditional VAE p(x | z, y); needs labelled data).
+    #: "vae", "cvae" (the conditional VAE p(x | z, y)) or "m2" (semi-supervised, Kingma
+    #: et al. 2014, with --labels N); the last two need labelled data.
     model: str = "vae"
     #: cvae: learn a prior p(z | y) per class instead of N(0, I).
     conditional_prior: bool = False
@@ -68,7 +71,7 @@ class ModelConfig:
     def validate(self) -> None:
         from pyro_vae.likelihoods import LIKELIHOODS  # the registry is the list of names
 
-        _choice("model", self.model, ("vae", "cvae"))
+        _choice("model", self.model, ("vae", "cvae", "m2"))
         _between("latent_dim", self.latent_dim, 1, 4096)
         _choice("network", self.network, NETWORKS)
         _choice("activation", self.activation, ACTIVATIONS)
@@ -97,6 +100,8 @@ class TrainConfig:
     num_particles: int = 1
     #: Importance samples per example for --objective iwae.
     k: int = 5
+    #: --model m2: weight alpha of the classifier's cross-entropy on labelled examples.
+    alpha: float = 50.0
     #: Weight of the KL term (beta-VAE); 1 is the ELBO.
     beta: float = 1.0
     #: Linear KL warm-up from 0 to beta over this many epochs (0 = none) ...
@@ -122,6 +127,7 @@ class TrainConfig:
         _between("num_particles", self.num_particles, 1, 10**5)
         _between("k", self.k, 1, 10**5)
         _at_least("beta", self.beta, 0)
+        _at_least("alpha", self.alpha, 0)
         _at_least("kl_warmup_epochs", self.kl_warmup_epochs, 0)
         _at_least("kl_warmup_steps", self.kl_warmup_steps, 0)
         if self.kl_warmup_epochs and self.kl_warmup_steps:
@@ -145,6 +151,10 @@ class Config:
         self.data.validate()
         self.model.validate()
         self.train.validate()
+        if self.model.model == "m2" and self.data.labels < 1:
+            raise ConfigError("--model m2 learns from a few labels: give their number with --labels N (e.g. 100).")
+        if self.model.model != "m2" and self.data.labels:
+            raise ConfigError("--labels is for --model m2; the other models use every label or none.")
         return self
 
     def to_dict(self) -> dict[str, dict[str, Any]]:

@@ -32,6 +32,28 @@ def mlp(sizes: list[int], activation: str = "relu") -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def broadcast_cat(*tensors: torch.Tensor) -> torch.Tensor:
+    """Concatenate along the last dimension after broadcasting all the other dimensions."""
+    batch = torch.broadcast_shapes(*(t.shape[:-1] for t in tensors))
+    return torch.cat([t.expand(batch + t.shape[-1:]) for t in tensors], -1)
+
+
+def classifier(image_shape, hidden_dims, num_classes: int, activation: str = "relu") -> nn.Module:
+    """An MLP from images ``[..., C, H, W]`` to class logits ``[..., num_classes]``."""
+    return _Classifier(nn.Sequential(mlp([math.prod(image_shape)] + list(hidden_dims), activation),
+                                     nn.Linear(hidden_dims[-1], num_classes)))
+
+
+class _Classifier(nn.Module):
+    def __init__(self, body: nn.Module):
+        super().__init__()
+        self.body = body
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-3]
+        return self.body(x.reshape(-1, math.prod(x.shape[-3:]))).reshape(lead + (-1,))
+
+
 class _LeadingDims(nn.Module):
     """Applies ``body`` to the trailing ``event_dims`` dimensions of its input."""
 
@@ -61,17 +83,19 @@ class Encoder(_LeadingDims):
         self.min_scale = min_scale
 
     def forward(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``condition`` ``[..., D]`` (a one-hot label, say) joins the features before the heads."""
+        """``condition`` ``[..., D]`` (a one-hot label, say) joins the features before the
+        heads; its leading dimensions broadcast against those of ``x`` (Pyro's enumeration
+        of a label puts the classes in a dimension of their own)."""
         flat, lead = self.flat(x)
-        h = self.body(flat)
+        h = self.body(flat).reshape(lead + (-1,))
         if condition is not None:
-            h = torch.cat([h, condition.reshape(-1, condition.shape[-1]).to(h.dtype)], -1)
+            h = broadcast_cat(h, condition.to(h.dtype))
         raw = self.raw_scale(h)
         if self.scale_transform == "exp":
             scale = torch.exp(0.5 * raw.clamp(max=30.0)) + self.min_scale
         else:
             scale = F.softplus(raw) + self.min_scale
-        return self.loc(h).reshape(lead + (-1,)), scale.reshape(lead + (-1,))
+        return self.loc(h), scale
 
 
 class Decoder(_LeadingDims):

@@ -64,7 +64,7 @@ def plot_samples(model, path: Path, n: int = 64, device="cpu", title: str | None
     """A grid of E[x | z] for ``n`` draws z ~ p(z) = N(0, I). For a conditional model, of
     E[x | z, y] with z ~ p(z | y) and y = ``label``, or every class in turn by rows."""
     ncol = math.ceil(math.sqrt(n))
-    if getattr(model, "needs_labels", False):
+    if getattr(model, "num_classes", 0):
         if label is not None:
             y = torch.full((n,), label, dtype=torch.long, device=device)
             name = class_names[label] if label < len(class_names) else str(label)
@@ -101,7 +101,7 @@ def plot_reconstructions(model, guide, images: torch.Tensor, path: Path, title: 
                          labels: torch.Tensor | None = None) -> Path:
     """Inputs (left) beside E[x | z = loc(x)] (right), one pair per row block; a
     conditional model encodes and decodes with the images' ``labels``."""
-    if getattr(model, "needs_labels", False):
+    if getattr(model, "num_classes", 0):
         recon = model.decode_mean(guide.encode(images, labels)[0], labels)
     else:
         recon = model.decode_mean(guide.encode(images)[0])
@@ -286,10 +286,24 @@ def plot_prior_check(guide, images: torch.Tensor, path: Path, max_dims: int = 16
 
 
 def plot_curves(history: list[dict], path: Path) -> Path:
-    """Train and validation ELBO, and the validation reconstruction and KL, by epoch."""
+    """Train and validation ELBO, and the validation reconstruction and KL, by epoch; for
+    a semi-supervised run, the training bound and the classifier's accuracies."""
     if not history:
         raise ValueError("no epochs recorded yet")
     epochs = [row["epoch"] for row in history]
+    if "valid_accuracy" in history[0]:
+        fig, (left, right) = plt.subplots(1, 2, layout="constrained", figsize=(11, 4))
+        left.plot(epochs, [row["train_elbo"] for row in history])
+        left.set_xlabel("epoch")
+        left.set_ylabel("nats per example")
+        left.set_title("Training bound (unlabelled + labelled, with the classification term)")
+        for key, name in (("valid_accuracy", "validation"), ("test_accuracy", "test")):
+            right.plot(epochs, [100 * row[key] for row in history], label=name)
+        right.set_xlabel("epoch")
+        right.set_ylabel("accuracy of q(y | x), %")
+        right.set_title("Classification accuracy")
+        right.legend()
+        return _save(fig, path)
     fig, (left, right) = plt.subplots(1, 2, layout="constrained", figsize=(11, 4))
     left.plot(epochs, [row["train_elbo"] for row in history], label="train (training objective)")
     left.plot(epochs, [row["valid_elbo"] for row in history], label="validation ELBO")

@@ -26,16 +26,18 @@ import torch
 
 from pyro_vae.build import build_vae
 from pyro_vae.config import Config
-from pyro_vae.data.datasets import ImageDataset, class_names, load_dataset
+from pyro_vae.data.datasets import ImageDataset, balanced_label_subset, class_names, load_dataset
 from pyro_vae.errors import CheckpointError, ConfigError, DataError, PyroVAEError
 from pyro_vae.inference.checkpoint import BEST, LAST, atomic_write_text, load_checkpoint
 from pyro_vae.inference.distributed import DistributedContext, init_from_environment, shutdown
 from pyro_vae.inference.objectives import make_objective
+from pyro_vae.inference.semisupervised import SemiSupervisedTrainer, train_supervised_baseline
 from pyro_vae.inference.train import Trainer, TrainSettings, evaluate_elbo
 
 CONFIG = "config.toml"
 METRICS = "metrics.csv"
 SUMMARY = "summary.json"
+LABELLED = "labelled_examples.json"
 #: Options that may change when a run is resumed; everything else must match.
 RESUMABLE_CHANGES = {"train.epochs", "train.device", "train.figure_every", "train.tensorboard"}
 
@@ -196,10 +198,20 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
             _log_tensorboard(board, row, model, guide, dataset, device, images=figures_now or row["epoch"] == 1)
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(model, guide, objective, dataset, settings, run_dir=run_dir, seed=train_cfg.seed,
-                      device=device, extra_state={"config": config.to_dict(), "image_shape": list(dataset.image_shape),
-                                   "num_classes": num_classes(dataset)},
-                      on_epoch=on_epoch, progress=progress, log=log, distributed=ctx)
+    options = dict(run_dir=run_dir, seed=train_cfg.seed, device=device, on_epoch=on_epoch, progress=progress,
+                   log=log, distributed=ctx, extra_state={"config": config.to_dict(), "num_classes": num_classes(dataset),
+                                                          "image_shape": list(dataset.image_shape)})
+    semi_supervised = config.model.model == "m2"
+    if semi_supervised:
+        if ctx.active:
+            raise ConfigError("--model m2 trains in one process; launch it without torchrun.")
+        labelled = balanced_label_subset(dataset.train.labels.cpu(), data_cfg.labels, train_cfg.seed)
+        write_json(run_dir / LABELLED, {"seed": train_cfg.seed, "count": len(labelled),
+                                        "per_class": dataset.train.labels.cpu()[labelled].bincount().tolist(),
+                                        "indices_into_training_split": labelled.tolist()})
+        trainer = SemiSupervisedTrainer(model, guide, dataset, labelled, settings, train_cfg.alpha, **options)
+    else:
+        trainer = Trainer(model, guide, objective, dataset, settings, **options)
     if resume:
         trainer.load(run_dir / LAST)
         trainer.log(f"resuming {run_dir} after epoch {trainer.state.epoch}")
@@ -218,19 +230,26 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
     best = load_checkpoint(run_dir / BEST, map_location=device)
     model.load_state_dict(best["model"]), guide.load_state_dict(best["guide"])
     model.eval(), guide.eval()
-    test = evaluate_elbo(model, guide, dataset.test.images, analytic_kl=True, labels=dataset.test.labels)
+    if semi_supervised:
+        results = _semi_supervised_results(config, dataset, labelled, best, trainer, device)
+    else:
+        test = evaluate_elbo(model, guide, dataset.test.images, analytic_kl=True, labels=dataset.test.labels)
+        results = {
+            "selection": (f"best validation IWAE bound (K={train_cfg.k})" if train_cfg.objective == "iwae"
+                          else "best validation ELBO"),
+            "best_valid_criterion": best["best_valid_elbo"],
+            "test_elbo": test["elbo"],
+            "test_reconstruction": test["reconstruction"],
+            "test_kl": test["kl"],
+            "unit": "nats per example",
+        }
     figures = _figures(model, guide, dataset, run_dir, device)
     summary = {
         "dataset": data_cfg.dataset,
+        "model": config.model.model,
         "epochs": state.epoch,
         "best_epoch": best["epoch"],
-        "selection": (f"best validation IWAE bound (K={train_cfg.k})" if train_cfg.objective == "iwae"
-                      else "best validation ELBO"),
-        "best_valid_criterion": best["best_valid_elbo"],
-        "test_elbo": test["elbo"],
-        "test_reconstruction": test["reconstruction"],
-        "test_kl": test["kl"],
-        "unit": "nats per example",
+        **results,
         "train_seconds_this_session": train_seconds,
         "seconds_per_epoch": [row["seconds"] for row in state.history],
         "figures": [str(p) for p in figures],
@@ -241,6 +260,23 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
     }
     write_json(run_dir / SUMMARY, summary)
     return summary
+
+
+def _semi_supervised_results(config: Config, dataset: ImageDataset, labelled, best: dict, trainer, device) -> dict:
+    """Test accuracy of M2's best model (by validation accuracy) beside the supervised-only
+    baseline: the same classifier network, initialised alike, trained on the same labels."""
+    best_row = next(row for row in best["history"] if row["epoch"] == best["epoch"])
+    pyro.set_rng_seed(config.train.seed)
+    _, fresh = build_vae(config.model, dataset.image_shape, num_classes(dataset))
+    classifier = fresh.classifier.to(device)
+    baseline = train_supervised_baseline(classifier, dataset, labelled, epochs=trainer.state.epoch,
+                                         steps_per_epoch=trainer.steps_per_epoch(),
+                                         batch_size=config.train.batch_size,
+                                         learning_rate=config.train.learning_rate, seed=config.train.seed)
+    return {"selection": "best validation accuracy of q(y | x)", "labels": len(labelled),
+            "valid_accuracy": best_row["valid_accuracy"], "test_accuracy": best_row["test_accuracy"],
+            "baseline_valid_accuracy": baseline["valid_accuracy"], "baseline_test_accuracy": baseline["test_accuracy"],
+            "baseline_best_epoch": baseline["best_epoch"]}
 
 
 def _tensorboard_writer(run_dir: Path):
@@ -256,9 +292,10 @@ def _log_tensorboard(board, row: dict, model, guide, dataset: ImageDataset, devi
     """Scalars every epoch (nats per example); sample and reconstruction grids when asked."""
     from pyro_vae.plots import image_grid
 
-    for key in ("train_elbo", "valid_elbo", "valid_reconstruction", "valid_kl", "kl_weight", "seconds"):
-        board.add_scalar(key.replace("_", "/", 1), row[key], row["epoch"])
-    if images:
+    for key, value in row.items():
+        if key not in ("epoch", "step"):
+            board.add_scalar(key.replace("_", "/", 1), value, row["epoch"])
+    if images and not getattr(model, "num_classes", 0):
         samples = model.decode_mean(torch.randn(64, model.latent_dim, device=device))
         board.add_image("samples", image_grid(samples, 8), row["epoch"], dataformats="HWC")
         x = dataset.test.images[:16]
@@ -299,7 +336,7 @@ def check_not_clobbering(path: Path, run_dir: Path) -> None:
 FIGURE_KINDS = ("samples", "reconstructions", "latent", "manifold", "interpolate", "arithmetic",
                 "prior-check", "curves", "style")
 #: Figures drawn for the conditional VAE (the others read codes of an unconditional guide).
-CONDITIONAL_KINDS = ("samples", "reconstructions", "curves", "style")
+CONDITIONAL_KINDS = ("samples", "reconstructions", "curves", "style")  # for cvae and m2
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
@@ -343,7 +380,7 @@ def figure_from_run(run: Run, kind: str, output: Path, n: int = 64, limit: int =
     from pyro_vae import plots
 
     check_not_clobbering(output, run.run_dir)
-    conditional = getattr(run.model, "needs_labels", False)
+    conditional = bool(getattr(run.model, "num_classes", 0))
     if conditional and kind not in CONDITIONAL_KINDS:
         raise PyroVAEError(f"the '{kind}' figure is for the unconditional VAE; for --model cvae choose "
                            f"{', '.join(CONDITIONAL_KINDS)}.")

@@ -41,6 +41,28 @@ def class_names(dataset: str) -> tuple[str, ...]:
     return {"fashion-mnist": FASHION_MNIST_CLASSES, "mnist": DIGIT_CLASSES}.get(dataset, ())
 
 
+def balanced_label_subset(labels: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+    """Indices of ``n`` examples, as balanced across the classes as ``n`` allows (the first
+    ``n % C`` classes get one more), chosen at random with ``seed``; sorted.
+
+    The same seed gives the same examples; the indices are into ``labels`` (a training
+    split), so they cannot overlap the validation or test split.
+    """
+    classes = int(labels.max()) + 1
+    if not classes <= n <= len(labels):
+        raise DataError(f"--labels must be between the number of classes ({classes}) and the number of "
+                        f"training examples ({len(labels)}), not {n}.")
+    generator = torch.Generator().manual_seed(seed)
+    chosen = []
+    for c in range(classes):
+        members = torch.nonzero(labels == c).flatten()
+        want = n // classes + (1 if c < n % classes else 0)
+        if len(members) < want:
+            raise DataError(f"class {c} has only {len(members)} training examples; ask for fewer --labels.")
+        chosen.append(members[torch.randperm(len(members), generator=generator)[:want]])
+    return torch.cat(chosen).sort().values
+
+
 @dataclass
 class Split:
     """Images ``[N, C, H, W]`` float32 in [0, 1] and optional labels ``[N]`` int64."""

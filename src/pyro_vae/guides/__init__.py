@@ -2,5 +2,6 @@
 
 from pyro_vae.guides.vae import DiagonalNormalGuide
 from pyro_vae.guides.cvae import ConditionalNormalGuide
+from pyro_vae.guides.m2 import M2Guide
 
-__all__ = ["ConditionalNormalGuide", "DiagonalNormalGuide"]
+__all__ = ["M2Guide", "ConditionalNormalGuide", "DiagonalNormalGuide"]

@@ -244,27 +244,15 @@ class Trainer:
                 if self.run_dir is not None:
                     self.save(self.run_dir / LAST)  # takes part in gathering the RNG states
                 continue
-            valid_split = self.dataset.valid
-            valid = evaluate_elbo(self.model, self.guide, valid_split.images, self.settings.eval_batch_size,
-                                  self.settings.analytic_kl, valid_split.labels)
-            row = {"epoch": self.state.epoch, "step": self.state.step, "train_elbo": train_bound,
-                   "valid_elbo": valid["elbo"], "valid_reconstruction": valid["reconstruction"],
-                   "valid_kl": valid["kl"], "kl_weight": self.kl_weight(), "seconds": seconds}
-            criterion = valid["elbo"]
-            if self.settings.selection_k:
-                from pyro_vae.inference.loglik import importance_log_likelihood
-
-                row["valid_iwae"] = importance_log_likelihood(
-                    self.model, self.guide, valid_split.images, k=self.settings.selection_k,
-                    **label_kwargs(self.model, valid_split.labels)).mean
-                criterion = row["valid_iwae"]
+            row = {"epoch": self.state.epoch, "step": self.state.step, "train_elbo": train_bound}
+            metrics, criterion = self.validate()
+            row.update(metrics)
+            row["seconds"] = seconds
             self.state.history.append(row)
             improved = criterion > self.state.best_valid_elbo
             if improved:
                 self.state.best_valid_elbo = criterion
-            self.log(f"epoch {row['epoch']:>3}  train ELBO {train_bound:9.2f}  valid ELBO {valid['elbo']:9.2f} "
-                     f"(recon {valid['reconstruction']:9.2f}, KL {valid['kl']:7.2f})  {seconds:6.1f} s"
-                     + ("  *best" if improved else ""))
+            self.log(self.describe(row) + ("  *best" if improved else ""))
             if self.run_dir is not None:
                 self.save(self.run_dir / LAST)
                 if improved:
@@ -272,6 +260,29 @@ class Trainer:
             if self.on_epoch is not None:
                 self.on_epoch(self, row)
         return self.state
+
+    def validate(self) -> tuple[dict, float]:
+        """Metrics of the epoch's model on the validation split, and the number the best
+        model is chosen by (the ELBO, or the IWAE bound with ``selection_k``)."""
+        valid_split = self.dataset.valid
+        valid = evaluate_elbo(self.model, self.guide, valid_split.images, self.settings.eval_batch_size,
+                              self.settings.analytic_kl, valid_split.labels)
+        metrics = {"valid_elbo": valid["elbo"], "valid_reconstruction": valid["reconstruction"],
+                   "valid_kl": valid["kl"], "kl_weight": self.kl_weight()}
+        criterion = valid["elbo"]
+        if self.settings.selection_k:
+            from pyro_vae.inference.loglik import importance_log_likelihood
+
+            metrics["valid_iwae"] = importance_log_likelihood(
+                self.model, self.guide, valid_split.images, k=self.settings.selection_k,
+                **label_kwargs(self.model, valid_split.labels)).mean
+            criterion = metrics["valid_iwae"]
+        return metrics, criterion
+
+    def describe(self, row: dict) -> str:
+        """The epoch's log line."""
+        return (f"epoch {row['epoch']:>3}  train ELBO {row['train_elbo']:9.2f}  valid ELBO {row['valid_elbo']:9.2f} "
+                f"(recon {row['valid_reconstruction']:9.2f}, KL {row['valid_kl']:7.2f})  {row['seconds']:6.1f} s")
 
     # -- checkpoints -------------------------------------------------------------------
     def state_dict(self) -> dict:

@@ -12,6 +12,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from pyro_vae.likelihoods import Likelihood
+from pyro_vae.nn import broadcast_cat
 
 
 class CVAEModel(PyroModule):
@@ -50,8 +51,7 @@ class CVAEModel(PyroModule):
         return dist.Normal(loc, scale, validate_args=False).to_event(1)
 
     def decoder_output(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        onehot = self.onehot(y, z)
-        return self.decoder(torch.cat([z, onehot.expand(z.shape[:-1] + onehot.shape[-1:])], -1))
+        return self.decoder(broadcast_cat(z, self.onehot(y, z)))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> None:
         with pyro.plate("data", x.shape[0]):

@@ -1,0 +1,163 @@
+r"""Semi-supervised learning with the M2 model (Kingma et al. 2014).
+
+The objective, for labelled pairs (x, y) and unlabelled images x, is
+
+.. math::
+
+    \mathcal{J} = \sum_{(x, y)} \Big[ -\mathrm{ELBO}(x, y) - \alpha \log q(y | x) \Big]
+                  + \sum_{x} -\Big[ \sum_y q(y | x)\, \mathrm{ELBO}(x, y) + H(q(y | x)) \Big],
+
+where the unlabelled bound sums over the classes exactly: the guide's y is enumerated in
+parallel and :class:`pyro.infer.TraceEnum_ELBO` does the sum. The auxiliary term trains the
+classifier q(y | x) on the labelled examples directly (it is on by default, ``alpha`` > 0).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from pyro.infer import Trace_ELBO, TraceEnum_ELBO
+from torch.nn import functional as F
+
+from pyro_vae.data.datasets import ImageDataset, binarize_batch
+from pyro_vae.errors import TrainingError
+from pyro_vae.inference.loglik import LogLikelihoodEstimate, importance_log_likelihood
+from pyro_vae.inference.train import Trainer, TrainSettings, make_adam
+from pyro_vae.inference.weights import MAX_PLATE_NESTING
+
+
+class SemiSupervisedLoss:
+    """Minus the M2 bound, summed over a batch (nats); ``alpha`` weights the classifier's
+    cross-entropy on labelled examples."""
+
+    def __init__(self, alpha: float = 50.0, max_plate_nesting: int = MAX_PLATE_NESTING):
+        self.alpha = alpha
+        self.elbo = TraceEnum_ELBO(max_plate_nesting=max_plate_nesting)
+        # With y observed nothing is enumerated: the plain ELBO does the same work.
+        self.labelled_elbo = Trace_ELBO(max_plate_nesting=max_plate_nesting)
+
+    def labelled(self, model: Callable, guide, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        loss = self.labelled_elbo.differentiable_loss(model, guide, x, y)
+        if self.alpha:
+            loss = loss + self.alpha * F.cross_entropy(guide.classify(x), y, reduction="sum")
+        return loss
+
+    def unlabelled(self, model: Callable, guide, x: torch.Tensor) -> torch.Tensor:
+        return self.elbo.differentiable_loss(model, guide, x)
+
+
+@torch.no_grad()
+def classification_accuracy(guide, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000) -> float:
+    """Share of ``images`` whose most probable class under q(y | x) is the label."""
+    correct = 0
+    for start in range(0, len(images), batch_size):
+        logits = guide.classify(images[start:start + batch_size])
+        correct += (logits.argmax(-1) == labels[start:start + batch_size]).sum().item()
+    return correct / len(images)
+
+
+def marginal_log_likelihood(model: Callable, guide: Callable, x: torch.Tensor, num_classes: int, *, k: int,
+                            **options) -> LogLikelihoodEstimate:
+    """log p(x) = log sum_y p(x, y) for a model with a discrete label y: for every class the
+    importance-sampling estimate of p(x, y) over z (y observed, z from q(z | x, y)), then an
+    exact log-sum over the classes. ``ess`` is the smallest over the classes."""
+    per_class = [importance_log_likelihood(model, guide, x, k=k,
+                                           y=torch.full((len(x),), c, dtype=torch.long, device=x.device), **options)
+                 for c in range(num_classes)]
+    log_joint = torch.stack([e.log_likelihood for e in per_class])
+    ess = torch.stack([e.ess for e in per_class]).min(0).values
+    return LogLikelihoodEstimate(torch.logsumexp(log_joint, 0), ess, k, sum(e.seconds for e in per_class))
+
+
+class SemiSupervisedTrainer(Trainer):
+    """Trains M2. Every step takes one unlabelled batch (the whole training split in a
+    shuffled order, labels hidden) and one labelled batch of the same size (drawn with
+    replacement from the ``labelled`` indices), a fixed 1:1 ratio of batches. After each
+    epoch the classifier q(y | x) is scored on the validation and test splits; the best
+    model is the one with the best validation accuracy."""
+
+    def __init__(self, model, guide, dataset: ImageDataset, labelled: torch.Tensor, settings: TrainSettings,
+                 alpha: float = 50.0, **options):
+        super().__init__(model, guide, SemiSupervisedLoss(alpha), dataset, settings, **options)
+        self.labelled = labelled.to(self.device)
+
+    def train_epoch(self) -> float:
+        images, labels = self.dataset.train.images, self.dataset.train.labels
+        size = self.settings.batch_size
+        if self.position is not None:
+            order, first, total = self.position["order"], self.position["next_batch"], self.position["total"]
+            self.position = None
+        else:
+            order = torch.randperm(len(images), generator=self.generator, device=self.device)
+            first, total = 0, 0.0
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.settings.learning_rate * self.settings.lr_decay ** self.state.epoch
+        for start in range(first * size, len(images), size):
+            picked = self.labelled[torch.randint(len(self.labelled), (min(size, len(self.labelled)),),
+                                                 generator=self.generator, device=self.device)]
+            x, x_labelled = images[order[start:start + size]], images[picked]
+            if self.dataset.binarize == "dynamic":
+                x, x_labelled = binarize_batch(x, self.noise_generator), binarize_batch(x_labelled, self.noise_generator)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = (self.objective.unlabelled(self.model, self.guide, x)
+                    + self.objective.labelled(self.model, self.guide, x_labelled, labels[picked]))
+            value = loss.item()
+            if not math.isfinite(value):
+                raise TrainingError(f"the loss became {value} at step {self.state.step + 1}; lower --learning-rate "
+                                    "or --alpha (the last good checkpoint is kept).")
+            loss.backward()
+            if self.settings.clip_norm > 0:
+                torch.nn.utils.clip_grad_norm_(self.parameters, self.settings.clip_norm)
+            self.optimizer.step()
+            total += value
+            self.state.step += 1
+            if self._stop_signal is not None:
+                self._save_interrupted(order, start // size + 1, total)
+        return -total / len(images)
+
+    def validate(self) -> tuple[dict, float]:
+        valid = classification_accuracy(self.guide, self.dataset.valid.images, self.dataset.valid.labels)
+        test = classification_accuracy(self.guide, self.dataset.test.images, self.dataset.test.labels)
+        return {"valid_accuracy": valid, "test_accuracy": test}, valid
+
+    def describe(self, row: dict) -> str:
+        return (f"epoch {row['epoch']:>3}  train bound {row['train_elbo']:9.2f}  valid accuracy "
+                f"{row['valid_accuracy']:.4f}  test accuracy {row['test_accuracy']:.4f}  {row['seconds']:6.1f} s")
+
+
+def train_supervised_baseline(classifier: torch.nn.Module, dataset: ImageDataset, labelled: torch.Tensor,
+                              epochs: int, steps_per_epoch: int, batch_size: int = 128, learning_rate: float = 1e-3,
+                              seed: int = 0) -> dict:
+    """The classifier trained on the labelled examples alone (cross-entropy), with the same
+    budget of steps and batch size as M2, the best epoch chosen by validation accuracy.
+    Returns its validation and test accuracy and the best epoch."""
+    device = next(classifier.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    noise = torch.Generator(device=device).manual_seed(seed + 1)
+    optimizer = make_adam(list(classifier.parameters()), learning_rate)
+    images, labels = dataset.train.images, dataset.train.labels
+    labelled = labelled.to(device)
+    best = {"valid_accuracy": -1.0}
+    wrapper = _ClassifierAsGuide(classifier)
+    for epoch in range(1, epochs + 1):
+        for _ in range(steps_per_epoch):
+            picked = labelled[torch.randint(len(labelled), (min(batch_size, len(labelled)),), generator=generator,
+                                            device=device)]
+            x = images[picked]
+            if dataset.binarize == "dynamic":
+                x = binarize_batch(x, noise)
+            optimizer.zero_grad(set_to_none=True)
+            F.cross_entropy(classifier(x), labels[picked]).backward()
+            optimizer.step()
+        valid = classification_accuracy(wrapper, dataset.valid.images, dataset.valid.labels)
+        if valid > best["valid_accuracy"]:
+            best = {"valid_accuracy": valid, "best_epoch": epoch,
+                    "test_accuracy": classification_accuracy(wrapper, dataset.test.images, dataset.test.labels)}
+    return best
+
+
+class _ClassifierAsGuide:
+    def __init__(self, classifier):
+        self.classify = classifier
