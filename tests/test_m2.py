@@ -109,3 +109,27 @@ def test_log_likelihood_sums_the_label_out_exactly():
     exact = torch.logsumexp(torch.stack([ppca.log_marginal(x - offsets[c]) for c in range(3)]), 0) - math.log(3)
     estimate = marginal_log_likelihood(model, guide, x, 3, k=5)
     assert torch.allclose(estimate.log_likelihood, exact, atol=1e-6)
+
+
+def test_m2_from_the_cli(idx_dir, tmp_path, capsys):
+    from pyro_vae.cli import main
+
+    run = tmp_path / "m2"
+    assert main(["train", "--model", "m2", "--labels", "8", "--dataset", "idx", "--data-dir", str(idx_dir),
+                 "--run-dir", str(run), "--latent-dim", "2", "--hidden-dims", "32", "--epochs", "2",
+                 "--batch-size", "64", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "test accuracy" in out and "supervised-only baseline" in out
+    import json
+
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["labels"] == 8 and 0 <= summary["baseline_test_accuracy"] <= 1
+    chosen = json.loads((run / "labelled_examples.json").read_text())
+    assert chosen["count"] == 8 and len(chosen["indices_into_training_split"]) == 8
+    rows = (run / "metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("epoch,step,train_elbo,valid_accuracy,test_accuracy") and len(rows) == 3
+    assert main(["evaluate", str(run), "--k", "10", "--limit", "20"]) == 0
+    assert json.loads((run / "loglik.json").read_text())["examples"] == 20
+    assert main(["train", "--model", "m2", "--dataset", "idx", "--data-dir", str(idx_dir),
+                 "--run-dir", str(tmp_path / "x")]) == 2
+    assert "give their number with --labels N" in capsys.readouterr().err

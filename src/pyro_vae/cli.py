@@ -153,9 +153,14 @@ def cmd_evaluate(args) -> int:
     if args.limit:
         part = part.head(args.limit)
     images = part.images
-    # For the conditional VAE this is log p(x | y), the label given.
-    estimate = importance_log_likelihood(run.model, run.guide, images, k=args.k, batch_size=args.batch_size,
-                                         progress=sys.stderr.isatty(), **label_kwargs(run.model, part.labels))
+    if run.config.model.model == "m2":  # log p(x), the label summed out exactly
+        from pyro_vae.inference.semisupervised import marginal_log_likelihood
+
+        estimate = marginal_log_likelihood(run.model, run.guide, images, run.model.num_classes, k=args.k,
+                                           batch_size=args.batch_size)
+    else:  # for the conditional VAE this is log p(x | y), the label given
+        estimate = importance_log_likelihood(run.model, run.guide, images, k=args.k, batch_size=args.batch_size,
+                                             progress=sys.stderr.isatty(), **label_kwargs(run.model, part.labels))
     result = {"split": args.split, "checkpoint": args.checkpoint, "seed": args.seed, **estimate.summary()}
     write_json(_json_output(args, run.run_dir, "loglik.json"), result)
     print(f"{args.split} log p(x) {estimate.mean:.2f} ± {estimate.stderr:.2f} nats per example "
