@@ -84,6 +84,11 @@ def test_cvae_from_the_cli(idx_dir, tmp_path, capsys):
                  "--no-progress"]) == 0
     assert main(["sample", str(run), "--label", "2", "-n", "16", "-o", str(tmp_path / "s.png")]) == 0
     assert main(["plot", str(run), "--kind", "style", "-o", str(tmp_path / "style.png")]) == 0
+    from matplotlib.image import imread
+
+    style = imread(tmp_path / "style.png")
+    assert style.shape[:2] == (1480, 1100) and style[..., :3].std() > 0.05  # 11 rows (input + 10 classes)
+    assert imread(tmp_path / "s.png")[..., :3].std() > 0.05
     assert main(["evaluate", str(run), "--k", "20", "--limit", "30"]) == 0
     assert json.loads((run / "loglik.json").read_text())["examples"] == 30
     capsys.readouterr()

@@ -128,6 +128,10 @@ def test_m2_from_the_cli(idx_dir, tmp_path, capsys):
     assert chosen["count"] == 8 and len(chosen["indices_into_training_split"]) == 8
     rows = (run / "metrics.csv").read_text().splitlines()
     assert rows[0].startswith("epoch,step,train_elbo,valid_accuracy,test_accuracy") and len(rows) == 3
+    from matplotlib.image import imread
+
+    assert main(["plot", str(run), "--kind", "curves", "-o", str(tmp_path / "acc.png")]) == 0
+    assert imread(tmp_path / "acc.png")[..., :3].std() > 0.05  # accuracy against epochs
     assert main(["evaluate", str(run), "--k", "10", "--limit", "20"]) == 0
     assert json.loads((run / "loglik.json").read_text())["examples"] == 20
     assert main(["train", "--model", "m2", "--dataset", "idx", "--data-dir", str(idx_dir),

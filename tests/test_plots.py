@@ -43,6 +43,11 @@ def test_each_figure_kind_is_a_non_blank_png_of_the_expected_size(run_2d, tmp_pa
     assert grey.std() > 0.05, "the figure is blank"
 
 
+def test_pdf_output(run_2d, tmp_path):
+    assert main(["plot", str(run_2d), "--kind", "samples", "-o", str(tmp_path / "s.pdf")]) == 0
+    assert (tmp_path / "s.pdf").read_bytes().startswith(b"%PDF")
+
+
 def test_training_writes_curves(run_2d):
     assert imread(run_2d / "curves.png").std() > 0.05
 
