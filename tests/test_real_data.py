@@ -42,3 +42,12 @@ def test_genuine_mnist_test_files_verify():
     require_path(SHARED_DATA / "mnist" / "t10k-images-idx3-ubyte.gz", "the MNIST test set")
     paths = locate(MNIST, SHARED_DATA, download=False, roles=("test_images", "test_labels", "train_labels"))
     assert paths["test_images"].parent.name == "mnist"
+
+
+def test_mnist_test_set_split_for_real_digits():
+    require_path(SHARED_DATA / "mnist" / "t10k-images-idx3-ubyte.gz", "the MNIST test set")
+    data = load_dataset("mnist-t10k", str(SHARED_DATA), "dynamic")
+    assert (len(data.train), len(data.valid), len(data.test)) == (7000, 1000, 2000)
+    assert data.class_names[3] == "3" and data.test.labels.bincount().min() > 150
+    # The three parts are disjoint slices of the same 10,000 images.
+    assert not torch.equal(data.train.images[-1], data.valid.images[0])

@@ -21,7 +21,7 @@ import tomli_w
 
 from pyro_vae.errors import ConfigError
 
-DATASETS = ("fashion-mnist", "mnist", "binarized-mnist", "idx")
+DATASETS = ("fashion-mnist", "mnist", "mnist-t10k", "binarized-mnist", "idx")
 BINARIZATIONS = ("none", "dynamic", "static", "threshold")
 NETWORKS = ("mlp", "conv")
 ACTIVATIONS = ("relu", "softplus", "tanh", "elu", "leaky_relu", "gelu")

@@ -6,6 +6,8 @@ Splits (fixed, the same for every run):
   images train, the last 10,000 validate, the 10,000 ``t10k`` images test. An ``idx``
   folder with fewer than 20,000 training images keeps its last sixth for validation.
 * ``binarized-mnist``: Larochelle's static split, 50,000 / 10,000 / 10,000.
+* ``mnist-t10k``: real handwritten digits where only the MNIST *test* set is at hand (10,000
+  labelled images): images 0-6,999 train, 7,000-7,999 validate, 8,000-9,999 test.
 
 Binarization (``--binarize``) of grey-level data:
 
@@ -38,7 +40,7 @@ EVAL_BINARIZATION_SEED = 0
 
 def class_names(dataset: str) -> tuple[str, ...]:
     """The class names of a named data set (empty where it has none or they are numbers)."""
-    return {"fashion-mnist": FASHION_MNIST_CLASSES, "mnist": DIGIT_CLASSES}.get(dataset, ())
+    return {"fashion-mnist": FASHION_MNIST_CLASSES, "mnist": DIGIT_CLASSES, "mnist-t10k": DIGIT_CLASSES}.get(dataset, ())
 
 
 def balanced_label_subset(labels: torch.Tensor, n: int, seed: int) -> torch.Tensor:
@@ -223,6 +225,13 @@ def load_dataset(name: str, data_dir: str = "", binarize: str = "none", seed: in
         source = FASHION_MNIST if name == "fashion-mnist" else MNIST
         train, valid, test = _idx_splits(locate(source, data_dir or None, download), labelled=True)
         classes = FASHION_MNIST_CLASSES if name == "fashion-mnist" else DIGIT_CLASSES
+    elif name == "mnist-t10k":
+        paths = locate(MNIST, data_dir or None, download, roles=("test_images", "test_labels"))
+        images = _to_images(read_idx(paths["test_images"], 3), paths["test_images"])
+        labels = _labels(read_idx(paths["test_labels"], 1), paths["test_labels"], len(images))
+        train, valid, test = (Split(images[rows], labels[rows])
+                              for rows in (slice(0, 7000), slice(7000, 8000), slice(8000, 10000)))
+        classes = DIGIT_CLASSES
     elif name == "binarized-mnist":
         paths = locate(BINARIZED_MNIST, data_dir or None, download)
         train, valid, test = (Split(_to_images(read_amat(paths[f"{role}_images"]), paths[f"{role}_images"], 1.0))
@@ -234,7 +243,7 @@ def load_dataset(name: str, data_dir: str = "", binarize: str = "none", seed: in
         train, valid, test = _idx_splits(paths, labelled)
         classes = DIGIT_CLASSES if labelled else ()
     else:
-        raise DataError(f"unknown dataset '{name}'; choose fashion-mnist, mnist, binarized-mnist or idx.")
+        raise DataError(f"unknown dataset '{name}'; choose fashion-mnist, mnist, mnist-t10k, binarized-mnist or idx.")
     if train_limit:
         train = train.head(train_limit)
     if binarize != "dynamic":
