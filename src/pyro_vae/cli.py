@@ -212,6 +212,9 @@ COMMANDS = {"plot": cmd_plot, "train": cmd_train, "evaluate": cmd_evaluate, "sam
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from pyro_vae.runs import flush_denormals
+
+    flush_denormals()  # subnormal floats slow CPU arithmetic many times over
     try:
         return COMMANDS[args.command](args)
     except TrainingInterrupted as err:
