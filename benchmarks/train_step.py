@@ -151,6 +151,7 @@ def main():
     parser.add_argument("--no-epoch", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    torch.set_flush_denormal(True)  # as pyro-vae's training does; applies to both candidates
     rows = []
     for network in ("mlp", "conv"):
         for batch in (128, 512):
