@@ -54,7 +54,9 @@ def median(values: list[float]) -> float:
 
 def write_result(name: str, payload: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    payload = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "machine": machine(),
+    script = f"benchmarks/{Path(sys.argv[0]).name}"
+    command = " ".join(["OMP_NUM_THREADS=1 PYTHONPATH=src .venv/bin/python", script, *sys.argv[1:]])
+    payload = {"command": command, "machine": machine(),
                "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), **payload}
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2) + "\n")
