@@ -46,7 +46,8 @@ def handwritten_log_likelihood(model, guide, x, k, batch_size=None):
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--k", type=int, default=1000)
-    parser.add_argument("--examples", type=int, default=200)
+    parser.add_argument("--examples", type=int, default=200, help="test images for the MLP")
+    parser.add_argument("--conv-examples", type=int, default=40, help="test images for the (slower) conv model")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -56,7 +57,8 @@ def main():
     for network in ("mlp", "conv"):
         model, guide = build_vae(ModelConfig(network=network, latent_dim=50, hidden_dims=[500, 500]), (1, 28, 28))
         model.eval(), guide.eval()
-        x = torch.bernoulli(torch.full((args.examples, 1, 28, 28), 0.13))
+        examples = args.examples if network == "mlp" else args.conv_examples
+        x = torch.bernoulli(torch.full((examples, 1, 28, 28), 0.13))
         # Same numbers from both for the same draws (a correctness check before timing).
         torch.manual_seed(1)
         ours = importance_log_likelihood(model, guide, x[:20], k=64).log_likelihood
@@ -66,8 +68,8 @@ def main():
             "pyro_vae": lambda: importance_log_likelihood(model, guide, x, k=args.k),
             "handwritten": lambda: handwritten_log_likelihood(model, guide, x, args.k),
         }, repeats=args.repeats, warmup=1)
-        work = args.examples * args.k
-        row = {"network": network, "k": args.k, "examples": args.examples,
+        work = examples * args.k
+        row = {"network": network, "k": args.k, "examples": examples,
                "pyro_vae_samples_per_s": work / median(times["pyro_vae"]),
                "handwritten_samples_per_s": work / median(times["handwritten"]),
                "max_abs_difference_same_draws": (ours - theirs).abs().max().item(),

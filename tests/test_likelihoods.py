@@ -25,6 +25,10 @@ def test_bernoulli_matches_binary_cross_entropy(output):
     # Stable for extreme logits, where log(sigmoid) in float32 would give -inf.
     big = torch.full((1, *SHAPE), 200.0)
     assert torch.isfinite(lik.distribution(big).log_prob(torch.zeros(1, *SHAPE))).all()
+    # The fast 0/1 formula equals torch's Bernoulli on binary data, across broadcasting.
+    wide = torch.randn(3, 4, *SHAPE) * 10
+    reference = torch.distributions.Bernoulli(logits=wide).log_prob(x.expand_as(wide)).sum((-3, -2, -1))
+    assert torch.allclose(lik.distribution(wide).log_prob(x), reference, atol=1e-4)
 
 
 def test_gaussian_fixed_scale_matches_normal_formula(output):

@@ -57,6 +57,20 @@ class Likelihood(PyroModule):
         return d.to_event(len(self.image_shape))
 
 
+class BinaryBernoulli(dist.Bernoulli):
+    """Bernoulli(logits) whose ``log_prob`` takes 0/1 values only, as the Bernoulli
+    likelihood's data are checked to be once at the boundary:
+
+    log p(x) = x log sigmoid(l) + (1 - x) log sigmoid(-l) = -softplus(l (1 - 2x)),
+
+    the same numbers as torch's binary cross-entropy kernel (to rounding) in about three
+    quarters of its time on the CPU. For values other than 0 and 1 it is not a density.
+    """
+
+    def log_prob(self, value):
+        return -F.softplus(self.logits * (1 - 2 * value))
+
+
 @register
 class BernoulliLikelihood(Likelihood):
     """x ~ Bernoulli(sigmoid(output)) per pixel; ``output`` are logits (stable log-probs)."""
@@ -65,7 +79,7 @@ class BernoulliLikelihood(Likelihood):
 
     def distribution(self, output):
         # Arguments are checked once at the data boundary, not at every step.
-        return self._event(dist.Bernoulli(logits=output, validate_args=False))
+        return self._event(BinaryBernoulli(logits=output, validate_args=False))
 
     def mean(self, output):
         return torch.sigmoid(output)
