@@ -212,11 +212,11 @@ COMMANDS = {"plot": cmd_plot, "train": cmd_train, "evaluate": cmd_evaluate, "sam
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from pyro_vae.runs import flush_denormals
+    from pyro_vae.runs import flushed_denormals
 
-    flush_denormals()  # subnormal floats slow CPU arithmetic many times over
     try:
-        return COMMANDS[args.command](args)
+        with flushed_denormals():  # subnormal floats slow CPU arithmetic many times over
+            return COMMANDS[args.command](args)
     except TrainingInterrupted as err:
         print(f"pyro-vae: {err}", file=sys.stderr)
         return 128 + err.signum
