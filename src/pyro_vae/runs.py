@@ -53,7 +53,6 @@ class Run:
     guide: torch.nn.Module
     device: torch.device
     checkpoint: dict
-    dataset_class_names: tuple = ()
 
     def dataset(self) -> ImageDataset:
         data = self.config.data
@@ -372,7 +371,7 @@ def read_metrics(run_dir: Path) -> list[dict]:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
 
 
-def _attribute_mask(run: Run, labels, attribute: str, attribute_file: str | None, n: int) -> tuple:
+def _attribute_mask(names: tuple[str, ...], labels, attribute: str, attribute_file: str | None, n: int) -> tuple:
     """Which of the first ``n`` test images have the attribute, and its display name."""
     import numpy as np
 
@@ -388,7 +387,6 @@ def _attribute_mask(run: Run, labels, attribute: str, attribute_file: str | None
     if labels is None:
         raise PyroVAEError("this data set has no labels; give boolean labels with --attribute-file FILE "
                            "(a 0/1 per test image).")
-    names = run.dataset_class_names
     if attribute in names:
         index = names.index(attribute)
     elif attribute.isdigit() and int(attribute) < max(len(names), int(labels.max()) + 1):
@@ -425,7 +423,6 @@ def figure_from_run(run: Run, kind: str, output: Path, n: int = 64, limit: int =
         except ValueError as err:
             raise PyroVAEError(f"{err}.") from None
     dataset = run.dataset()
-    run.dataset_class_names = dataset.class_names
     test = dataset.test.head(limit)
     if kind == "reconstructions":
         shown = test.head(min(n, 32))
@@ -446,7 +443,7 @@ def figure_from_run(run: Run, kind: str, output: Path, n: int = 64, limit: int =
         if not attribute and not attribute_file:
             raise PyroVAEError("latent arithmetic needs --attribute CLASS (a class name or number) "
                                "or --attribute-file FILE.")
-        mask, name = _attribute_mask(run, test.labels, attribute, attribute_file, len(test))
+        mask, name = _attribute_mask(dataset.class_names, test.labels, attribute, attribute_file, len(test))
         try:
             examples = test.images[~mask.to(test.images.device)][:4]
             return plots.plot_arithmetic(run.model, run.guide, test.images, mask.to(test.images.device),

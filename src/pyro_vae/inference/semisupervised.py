@@ -86,14 +86,7 @@ class SemiSupervisedTrainer(Trainer):
     def train_epoch(self) -> float:
         images, labels = self.dataset.train.images, self.dataset.train.labels
         size = self.settings.batch_size
-        if self.position is not None:
-            order, first, total = self.position["order"], self.position["next_batch"], self.position["total"]
-            self.position = None
-        else:
-            order = torch.randperm(len(images), generator=self.generator, device=self.device)
-            first, total = 0, 0.0
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.settings.learning_rate * self.settings.lr_decay ** self.state.epoch
+        order, first, total = self.begin_epoch(len(images))
         for start in range(first * size, len(images), size):
             picked = self.labelled[torch.randint(len(self.labelled), (min(size, len(self.labelled)),),
                                                  generator=self.generator, device=self.device)]

@@ -144,21 +144,13 @@ class Trainer:
         the running total; it continues from there with the RNGs as they were.
         """
         train, size = self.dataset.train.images, self.settings.batch_size
-        if self.position is not None:
-            order, first, total = self.position["order"], self.position["next_batch"], self.position["total"]
-            self.position = None
-        else:
-            order = torch.randperm(len(train), generator=self.generator, device=self.device)
-            first, total = 0, 0.0
+        order, first, total = self.begin_epoch(len(train))
         batches = range(first * size, len(train), size)
         if self.progress is not False and self.ctx.is_main:
             from tqdm.auto import tqdm
 
             batches = tqdm(batches, desc=f"epoch {self.state.epoch + 1}", unit="batch",
                            leave=False, disable=None if self.progress is None else False)
-        # Derived from the epoch, so a resumed run needs no scheduler state.
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.settings.learning_rate * self.settings.lr_decay ** self.state.epoch
         last_finite = None
         for start in batches:
             rows = self.ctx.shard(order[start:start + size])
@@ -197,6 +189,17 @@ class Trainer:
             if stop:
                 self._save_interrupted(order, start // size + 1, total)
         return -self.ctx.sum(total, self.device) / len(train)
+
+    def begin_epoch(self, n: int) -> tuple[torch.Tensor, int, float]:
+        """Set the epoch's learning rate and return its order of the ``n`` training examples,
+        the first batch and the running total: fresh, or where a stopped epoch left off."""
+        # Derived from the epoch, so a resumed run needs no scheduler state.
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.settings.learning_rate * self.settings.lr_decay ** self.state.epoch
+        if self.position is not None:
+            position, self.position = self.position, None
+            return position["order"], position["next_batch"], position["total"]
+        return torch.randperm(n, generator=self.generator, device=self.device), 0, 0.0
 
     def _save_interrupted(self, order: torch.Tensor, next_batch: int, total: float) -> None:
         signum = self._stop_signal or signal.SIGTERM  # another rank may have been signalled
