@@ -9,7 +9,6 @@ of the `make demo` model on Fashion-MNIST.
 from __future__ import annotations
 
 import argparse
-import math
 
 import pyro
 import torch

@@ -3,7 +3,6 @@
 import json
 
 import pyro
-import pytest
 import torch
 from pyro import poutine
 from pyro.poutine.util import site_is_subsample

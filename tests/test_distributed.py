@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pyro
-import pytest
 import torch
 from pyro import poutine
 

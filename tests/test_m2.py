@@ -55,7 +55,6 @@ def test_m2_enumerated_loss_equals_the_explicit_sum_in_expectation():
 
 
 def build_m2(classes=3):
-    from pyro_vae.config import ModelConfig
 
     config = ModelConfig(latent_dim=2, hidden_dims=[16])
     config.model = "m2"  # built from Python; not a CLI choice yet

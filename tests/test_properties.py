@@ -2,7 +2,6 @@
 parser never raise anything but the library's own errors."""
 
 import gzip
-import tomllib
 
 import numpy as np
 from hypothesis import HealthCheck, given, settings

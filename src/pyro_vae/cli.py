@@ -8,7 +8,6 @@ sentence on stderr (the traceback too with ``--debug``).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import traceback
 from dataclasses import MISSING, fields
