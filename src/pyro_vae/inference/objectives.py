@@ -27,10 +27,9 @@ import torch
 from pyro import poutine
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 from pyro.poutine.messenger import Messenger
-from pyro.poutine.util import site_is_subsample
 from torch.distributions import kl_divergence
 
-from pyro_vae.inference.weights import MAX_PLATE_NESTING, log_importance_weights
+from pyro_vae.inference.weights import MAX_PLATE_NESTING, log_importance_weights, sample_sites
 
 
 
@@ -119,12 +118,6 @@ class ELBOTerms:
     @property
     def elbo(self) -> torch.Tensor:
         return self.reconstruction - self.kl
-
-
-def sample_sites(trace) -> dict[str, dict]:
-    """The trace's sample sites, without the plates' subsample sites."""
-    return {name: site for name, site in trace.nodes.items()
-            if site["type"] == "sample" and not site_is_subsample(site)}
 
 
 def latent_sites(trace) -> list[str]:

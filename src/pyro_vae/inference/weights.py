@@ -13,6 +13,12 @@ from pyro.poutine.util import site_is_subsample
 MAX_PLATE_NESTING = 1
 
 
+def sample_sites(trace) -> dict[str, dict]:
+    """The trace's sample sites, without the plates' subsample sites."""
+    return {name: site for name, site in trace.nodes.items()
+            if site["type"] == "sample" and not site_is_subsample(site)}
+
+
 def log_importance_weights(model: Callable, guide: Callable, *args, k: int,
                            max_plate_nesting: int = MAX_PLATE_NESTING, grad: bool = False,
                            **kwargs) -> torch.Tensor:
@@ -26,11 +32,10 @@ def log_importance_weights(model: Callable, guide: Callable, *args, k: int,
         guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
     log_weight = 0.0
-    for site in model_trace.nodes.values():
-        if site["type"] == "sample" and not site_is_subsample(site):
-            log_weight = log_weight + _per_example(site, max_plate_nesting)
-    for site in guide_trace.nodes.values():
-        if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site):
+    for site in sample_sites(model_trace).values():
+        log_weight = log_weight + _per_example(site, max_plate_nesting)
+    for site in sample_sites(guide_trace).values():
+        if not site["is_observed"]:
             log_weight = log_weight - _per_example(site, max_plate_nesting)
     return log_weight
 
