@@ -25,8 +25,10 @@ def build_vae(config: ModelConfig, image_shape: tuple[int, int, int], num_classe
             dec_body = vae_nn.mlp_decoder_body(image_shape, latent + condition, config.hidden_dims, act)
         else:
             hidden = config.hidden_dims[0]
-            enc_body, features = vae_nn.conv_encoder_body(image_shape, config.conv_channels, hidden, act)
-            dec_body = vae_nn.conv_decoder_body(image_shape, latent + condition, config.conv_channels, hidden, act)
+            enc_body, features = vae_nn.conv_encoder_body(image_shape, config.conv_channels, hidden, act,
+                                                          config.batch_norm)
+            dec_body = vae_nn.conv_decoder_body(image_shape, latent + condition, config.conv_channels, hidden, act,
+                                                config.batch_norm)
     except ValueError as err:
         raise ConfigError(str(err)) from None
     encoder = vae_nn.Encoder(enc_body, features, latent, config.scale_transform, config.min_scale, condition)

@@ -75,10 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("-o", "--output", required=True, help="the figure file (.png or .pdf)")
     plot.add_argument("-n", type=int, default=64, help="samples or reconstructions to show")
     plot.add_argument("--limit", type=int, default=5000, help="test images used for latent, prior-check, arithmetic")
-    plot.add_argument("--attribute", default="", help="arithmetic: a class name or number")
+    plot.add_argument("--attribute", default="", help="arithmetic: an attribute name (Smiling), class name or number")
     plot.add_argument("--attribute-file", default=None, help="arithmetic: 0/1 per test image (.txt or .npy)")
     plot.add_argument("--index-a", type=int, default=0, help="interpolate: first test image")
     plot.add_argument("--index-b", type=int, default=1, help="interpolate: second test image")
+    plot.add_argument("--image-a", default="", help="interpolate: first image, by file name (image folders)")
+    plot.add_argument("--image-b", default="", help="interpolate: second image, by file name (image folders)")
     plot.add_argument("--seed", type=int, default=0)
     plot.add_argument("--device", default=None)
     return parser
@@ -146,12 +148,13 @@ def cmd_evaluate(args) -> int:
         print(f"{args.split} ELBO {result['elbo']:.2f} nats per example "
               f"(reconstruction {result['reconstruction']:.2f}, KL {result['kl']:.2f}; {result['examples']} examples)")
         return 0
+    from pyro_vae.data.datasets import as_tensor
     from pyro_vae.inference.train import label_kwargs
 
     part = run.dataset().split(args.split)
     if args.limit:
         part = part.head(args.limit)
-    images = part.images
+    images = as_tensor(part.images)
     if run.config.model.model == "m2":  # log p(x), the label summed out exactly
         from pyro_vae.inference.semisupervised import marginal_log_likelihood
 
@@ -202,7 +205,8 @@ def cmd_plot(args) -> int:
     if args.limit < 2:
         raise PyroVAEError("--limit must be at least 2.")
     return _draw(args, args.kind, args.output, limit=args.limit, attribute=args.attribute,
-                 attribute_file=args.attribute_file, index_a=args.index_a, index_b=args.index_b)
+                 attribute_file=args.attribute_file, index_a=args.index_a, index_b=args.index_b,
+                 image_a=args.image_a, image_b=args.image_b)
 
 
 COMMANDS = {"plot": cmd_plot, "train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample, "reconstruct": cmd_reconstruct}

@@ -21,8 +21,9 @@ import tomli_w
 
 from pyro_vae.errors import ConfigError
 
-DATASETS = ("fashion-mnist", "mnist", "mnist-t10k", "binarized-mnist", "idx")
-BINARIZATIONS = ("none", "dynamic", "static", "threshold")
+DATASETS = ("fashion-mnist", "mnist", "mnist-t10k", "binarized-mnist", "idx", "image-folder")
+BINARIZATIONS = ("auto", "none", "dynamic", "static", "threshold")
+IMAGE_MODES = ("rgb", "grey")
 NETWORKS = ("mlp", "conv")
 ACTIVATIONS = ("relu", "softplus", "tanh", "elu", "leaky_relu", "gelu")
 SCALE_TRANSFORMS = ("softplus", "exp")
@@ -33,7 +34,20 @@ OBJECTIVES = ("elbo", "analytic-kl", "iwae")
 class DataConfig:
     dataset: str = "fashion-mnist"
     data_dir: str = ""
-    binarize: str = "dynamic"
+    #: "auto" is "dynamic" for the Bernoulli likelihood and "none" for the others.
+    binarize: str = "auto"
+    #: image-folder: side of the square images in pixels (shorter side resized, centre cropped).
+    image_size: int = 64
+    #: image-folder: "rgb" (3 channels) or "grey" (1).
+    image_mode: str = "rgb"
+    #: image-folder: processes that decode the images (0 = in this process).
+    workers: int = 0
+    #: image-folder: keep the decoded images in a memory-mapped file under the user cache
+    #: (~/.cache/pyro-vae/image-folders) so later runs skip decoding and large folders
+    #: are not held in memory.
+    cache_images: bool = False
+    #: image-folder: leave out unreadable image files (named in a warning) instead of stopping.
+    skip_bad_images: bool = False
     #: Use only the first N training examples (0 = all); for quick experiments and tests.
     train_limit: int = 0
     #: --model m2: how many training labels to keep (balanced across classes, chosen by the seed).
@@ -43,10 +57,15 @@ class DataConfig:
         _choice("dataset", self.dataset, DATASETS)
         _choice("binarize", self.binarize, BINARIZATIONS)
         _at_least("train_limit", self.train_limit, 0)
+        _between("image_size", self.image_size, 4, 1024)
+        _choice("image_mode", self.image_mode, IMAGE_MODES)
+        _between("workers", self.workers, 0, 256)
         if self.dataset == "idx" and not self.data_dir:
             raise ConfigError(
                 "dataset 'idx' reads your own IDX files: give their folder with --data-dir DIR."
             )
+        if self.dataset == "image-folder" and not self.data_dir:
+            raise ConfigError("dataset 'image-folder' reads your own images: give their folder with --data-dir DIR.")
 
 
 @dataclass
@@ -60,6 +79,8 @@ class ModelConfig:
     network: str = "mlp"
     hidden_dims: list[int] = field(default_factory=lambda: [512, 256])
     conv_channels: list[int] = field(default_factory=lambda: [32, 64])
+    #: conv: batch normalisation after every convolution but the decoder's last.
+    batch_norm: bool = False
     activation: str = "relu"
     likelihood: str = "bernoulli"
     #: Standard deviation of the fixed-scale Gaussian likelihood (pixel units).
@@ -151,6 +172,8 @@ class Config:
         self.data.validate()
         self.model.validate()
         self.train.validate()
+        if self.data.binarize == "auto":
+            self.data.binarize = "dynamic" if self.model.likelihood == "bernoulli" else "none"
         if self.model.model == "m2" and self.data.labels < 1:
             raise ConfigError("--model m2 learns from a few labels: give their number with --labels N (e.g. 100).")
         if self.model.model != "m2" and self.data.labels:

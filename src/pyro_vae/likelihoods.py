@@ -134,16 +134,16 @@ class GaussianLikelihood(Likelihood):
 
 
 class _LearnedScaleGaussian(GaussianLikelihood):
-    """Gaussian whose sigma is learned as softplus(raw) + 1e-3; ``param_shape`` sets
-    how many sigmas (one for all pixels, or one per pixel)."""
+    """Gaussian whose sigma is learned as softplus(raw) + 1e-3; :meth:`param_shape` sets
+    how many sigmas (one for all pixels, one per channel, or one per pixel)."""
 
-    param_shape: tuple[int, ...] = ()
+    def param_shape(self, image_shape) -> tuple[int, ...]:
+        return tuple(image_shape)
 
     def __init__(self, image_shape, scale=0.1):
         super().__init__(image_shape, scale)
         start = math.log(math.expm1(max(scale - 1e-3, 1e-6)))  # softplus^{-1}
-        shape = self.param_shape or image_shape
-        self.raw_scale = nn.Parameter(torch.full(shape, start))
+        self.raw_scale = nn.Parameter(torch.full(self.param_shape(image_shape), start))
 
     def scale(self):
         return F.softplus(self.raw_scale) + 1e-3
@@ -154,7 +154,19 @@ class GlobalScaleGaussianLikelihood(_LearnedScaleGaussian):
     """Gaussian with one learned sigma shared by every pixel."""
 
     name = "gaussian-learned"
-    param_shape = (1,)
+
+    def param_shape(self, image_shape):
+        return (1,)
+
+
+@register
+class ChannelScaleGaussianLikelihood(_LearnedScaleGaussian):
+    """Gaussian with one learned sigma per colour channel (shape ``[C, 1, 1]``)."""
+
+    name = "gaussian-learned-per-channel"
+
+    def param_shape(self, image_shape):
+        return (image_shape[0], 1, 1)
 
 
 @register
@@ -162,4 +174,3 @@ class PixelScaleGaussianLikelihood(_LearnedScaleGaussian):
     """Gaussian with a learned sigma for every pixel (shape ``[C, H, W]``)."""
 
     name = "gaussian-learned-per-pixel"
-    param_shape = ()  # the image's own shape

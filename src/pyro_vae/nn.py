@@ -134,20 +134,29 @@ def _check_conv_shape(image_shape, channels) -> tuple[int, int]:
     return h // factor, w // factor
 
 
-def conv_encoder_body(image_shape, channels, hidden_dim, activation) -> tuple[nn.Module, int]:
-    """Stride-2 4x4 convolutions, each halving height and width, then a linear layer."""
+def _norm(channels: int, batch_norm: bool) -> list[nn.Module]:
+    return [nn.BatchNorm2d(channels)] if batch_norm else []
+
+
+def conv_encoder_body(image_shape, channels, hidden_dim, activation, batch_norm: bool = False) -> tuple[nn.Module, int]:
+    """Stride-2 4x4 convolutions, each halving height and width (each followed by batch
+    normalisation if asked), then a linear layer: 64 x 64 with four channels entries ends
+    at 4 x 4. Batch statistics are the training batch's; evaluation (``.eval()``) uses the
+    running averages, so an example's score never depends on its batch."""
     h, w = _check_conv_shape(image_shape, channels)
     layers: list[nn.Module] = []
     fan_in = image_shape[0]
     for fan_out in channels:
-        layers += [nn.Conv2d(fan_in, fan_out, 4, stride=2, padding=1), ACTIVATIONS[activation]()]
+        layers += [nn.Conv2d(fan_in, fan_out, 4, stride=2, padding=1, bias=not batch_norm),
+                   *_norm(fan_out, batch_norm), ACTIVATIONS[activation]()]
         fan_in = fan_out
     layers += [nn.Flatten(), nn.Linear(fan_in * h * w, hidden_dim), ACTIVATIONS[activation]()]
     return nn.Sequential(*layers), hidden_dim
 
 
-def conv_decoder_body(image_shape, latent_dim, channels, hidden_dim, activation) -> nn.Module:
-    """The encoder's mirror: linear layers, then stride-2 transposed convolutions."""
+def conv_decoder_body(image_shape, latent_dim, channels, hidden_dim, activation, batch_norm: bool = False) -> nn.Module:
+    """The encoder's mirror: linear layers, then stride-2 transposed convolutions (the last
+    one, to the image's channels, without normalisation or activation)."""
     h, w = _check_conv_shape(image_shape, channels)
     rev = list(reversed(channels))
     layers: list[nn.Module] = [
@@ -156,6 +165,7 @@ def conv_decoder_body(image_shape, latent_dim, channels, hidden_dim, activation)
         nn.Unflatten(1, (rev[0], h, w)),
     ]
     for fan_in, fan_out in zip(rev[:-1], rev[1:]):
-        layers += [nn.ConvTranspose2d(fan_in, fan_out, 4, stride=2, padding=1), ACTIVATIONS[activation]()]
+        layers += [nn.ConvTranspose2d(fan_in, fan_out, 4, stride=2, padding=1, bias=not batch_norm),
+                   *_norm(fan_out, batch_norm), ACTIVATIONS[activation]()]
     layers += [nn.ConvTranspose2d(rev[-1], image_shape[0], 4, stride=2, padding=1)]
     return nn.Sequential(*layers)

@@ -27,7 +27,9 @@ import torch
 
 from pyro_vae.build import build_vae
 from pyro_vae.config import Config
-from pyro_vae.data.datasets import ImageDataset, balanced_label_subset, class_names, load_dataset
+from pyro_vae.data.datasets import (FolderOptions, ImageDataset, as_tensor, balanced_label_subset, class_names,
+                                    load_dataset)
+from pyro_vae.data.sources import cache_dir
 from pyro_vae.errors import CheckpointError, ConfigError, DataError, PyroVAEError
 from pyro_vae.inference.checkpoint import BEST, LAST, atomic_write_text, load_checkpoint
 from pyro_vae.inference.distributed import DistributedContext, init_from_environment, shutdown
@@ -40,7 +42,8 @@ METRICS = "metrics.csv"
 SUMMARY = "summary.json"
 LABELLED = "labelled_examples.json"
 #: Options that may change when a run is resumed; everything else must match.
-RESUMABLE_CHANGES = {"train.epochs", "train.device", "train.figure_every", "train.tensorboard"}
+RESUMABLE_CHANGES = {"train.epochs", "train.device", "train.figure_every", "train.tensorboard", "data.workers",
+                     "data.cache_images"}
 
 
 @dataclass
@@ -55,9 +58,17 @@ class Run:
     checkpoint: dict
 
     def dataset(self) -> ImageDataset:
-        data = self.config.data
-        return load_dataset(data.dataset, data.data_dir, data.binarize, self.config.train.seed,
-                            data.train_limit).to(self.device)
+        return open_dataset(self.config).to(self.device)
+
+
+def open_dataset(config: Config, progress: bool = False) -> ImageDataset:
+    """The run's data set, as its configuration names it."""
+    data = config.data
+    folder = FolderOptions(size=data.image_size, mode=data.image_mode, workers=data.workers,
+                           cache_dir=cache_dir() / "image-folders" if data.cache_images else None,
+                           skip_bad=data.skip_bad_images, progress=progress)
+    return load_dataset(data.dataset, data.data_dir, data.binarize, config.train.seed, data.train_limit,
+                        folder=folder)
 
 
 def denormals_are_flushed() -> bool:
@@ -191,8 +202,7 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
            device: torch.device) -> dict:
     train_cfg, data_cfg = config.train, config.data
     pyro.set_rng_seed(train_cfg.seed)
-    dataset = load_dataset(data_cfg.dataset, data_cfg.data_dir, data_cfg.binarize, train_cfg.seed,
-                           data_cfg.train_limit)
+    dataset = open_dataset(config, progress=progress)
     model, guide = build_vae(config.model, dataset.image_shape, num_classes(dataset))
     dataset.check_support(model.likelihood)
     if model.needs_labels and dataset.train.labels is None:
@@ -345,7 +355,7 @@ def evaluate_run(run: Run, split: str = "test", limit: int = 0) -> dict:
     part = run.dataset().split(split)
     if limit:
         part = part.head(limit)
-    images = part.images
+    images = as_tensor(part.images)
     result = evaluate_elbo(run.model, run.guide, images, analytic_kl=True, labels=part.labels)
     return {"split": split, "examples": len(images), "unit": "nats per example", **result}
 
@@ -371,10 +381,12 @@ def read_metrics(run_dir: Path) -> list[dict]:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
 
 
-def _attribute_mask(names: tuple[str, ...], labels, attribute: str, attribute_file: str | None, n: int) -> tuple:
-    """Which of the first ``n`` test images have the attribute, and its display name."""
+def _attribute_mask(dataset: ImageDataset, split, attribute: str, attribute_file: str | None) -> tuple:
+    """Which images of ``split`` have the attribute, and its display name: from a 0/1 file,
+    a boolean attribute of the data (CelebA's ``Smiling``), or a class (name or number)."""
     import numpy as np
 
+    n = len(split)
     if attribute_file:
         try:
             values = np.load(attribute_file) if attribute_file.endswith(".npy") else np.loadtxt(attribute_file)
@@ -384,21 +396,39 @@ def _attribute_mask(names: tuple[str, ...], labels, attribute: str, attribute_fi
         if len(values) < n or not torch.isin(values, torch.tensor([0.0, 1.0], dtype=values.dtype)).all():
             raise PyroVAEError(f"{attribute_file} must hold a 0 or 1 for each of the first {n} test images.")
         return values[:n].bool(), attribute or Path(attribute_file).stem
+    if attribute in dataset.attribute_names:
+        return split.attributes[:, dataset.attribute_names.index(attribute)].cpu(), attribute
+    names, labels = dataset.class_names, split.labels
     if labels is None:
-        raise PyroVAEError("this data set has no labels; give boolean labels with --attribute-file FILE "
-                           "(a 0/1 per test image).")
+        known = f" (its attributes: {', '.join(dataset.attribute_names)})" if dataset.attribute_names else ""
+        raise PyroVAEError(f"this data set has no attribute or class '{attribute}'{known}; name one of those, or "
+                           "give boolean labels with --attribute-file FILE (a 0/1 per test image).")
     if attribute in names:
         index = names.index(attribute)
     elif attribute.isdigit() and int(attribute) < max(len(names), int(labels.max()) + 1):
         index = int(attribute)
     else:
         raise PyroVAEError(f"unknown attribute '{attribute}'; give a class name ({', '.join(names)}) or number.")
-    return labels[:n].cpu() == index, names[index] if index < len(names) else str(index)
+    return labels.cpu() == index, names[index] if index < len(names) else str(index)
+
+
+def _image_by_name(dataset: ImageDataset, name: str) -> torch.Tensor:
+    """The image whose file name (relative to the folder, or just its base name) is ``name``."""
+    for split_name in ("test", "valid", "train"):
+        split = dataset.split(split_name)
+        for i, file_name in enumerate(split.names):
+            if file_name == name or Path(file_name).name == name:
+                return split.images[i]
+    if not dataset.train.names:
+        raise PyroVAEError("--image-a/--image-b name files of an image folder; for this data set use "
+                           "--index-a and --index-b (test image numbers).")
+    raise PyroVAEError(f"no image named '{name}' in the data set; give a file name from its folder "
+                       f"(e.g. {dataset.test.names[0]}).")
 
 
 def figure_from_run(run: Run, kind: str, output: Path, n: int = 64, limit: int = 5000, attribute: str = "",
                     attribute_file: str | None = None, index_a: int = 0, index_b: int = 1,
-                    label: int | None = None) -> Path:
+                    label: int | None = None, image_a: str = "", image_b: str = "") -> Path:
     """Draw figure ``kind`` (one of :data:`FIGURE_KINDS`) for a reopened run into ``output``."""
     from pyro_vae import plots
 
@@ -436,14 +466,20 @@ def figure_from_run(run: Run, kind: str, output: Path, n: int = 64, limit: int =
     if kind == "prior-check":
         return plots.plot_prior_check(run.guide, test.images, output)
     if kind == "interpolate":
-        if not (0 <= index_a < len(test) and 0 <= index_b < len(test)):
+        if image_a or image_b:
+            if not (image_a and image_b):
+                raise PyroVAEError("give both --image-a and --image-b (two file names) to interpolate between.")
+            x_a, x_b = _image_by_name(dataset, image_a), _image_by_name(dataset, image_b)
+        elif not (0 <= index_a < len(test) and 0 <= index_b < len(test)):
             raise PyroVAEError(f"--index-a and --index-b must be test image numbers below {len(test)}.")
-        return plots.plot_interpolation(run.model, run.guide, test.images[index_a], test.images[index_b], output)
+        else:
+            x_a, x_b = test.images[index_a], test.images[index_b]
+        return plots.plot_interpolation(run.model, run.guide, x_a, x_b, output)
     if kind == "arithmetic":
         if not attribute and not attribute_file:
             raise PyroVAEError("latent arithmetic needs --attribute CLASS (a class name or number) "
                                "or --attribute-file FILE.")
-        mask, name = _attribute_mask(dataset.class_names, test.labels, attribute, attribute_file, len(test))
+        mask, name = _attribute_mask(dataset, test, attribute, attribute_file)
         try:
             examples = test.images[~mask.to(test.images.device)][:4]
             return plots.plot_arithmetic(run.model, run.guide, test.images, mask.to(test.images.device),

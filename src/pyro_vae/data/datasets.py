@@ -8,6 +8,10 @@ Splits (fixed, the same for every run):
 * ``binarized-mnist``: Larochelle's static split, 50,000 / 10,000 / 10,000.
 * ``mnist-t10k``: real handwritten digits where only the MNIST *test* set is at hand (10,000
   labelled images): images 0-6,999 train, 7,000-7,999 validate, 8,000-9,999 test.
+* ``image-folder``: your own PNG/JPEG files, colour or grey, at a chosen square size
+  (:mod:`pyro_vae.data.folders`): CelebA's partition file or a split by file name; class
+  sub-folders become labels and CelebA's attributes boolean attributes by name. Their
+  images stay bytes (memory-mapped when cached) until a batch is drawn.
 
 Binarization (``--binarize``) of grey-level data:
 
@@ -27,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pyro_vae.data.folders import ByteImages, decoded_images, scan_image_folder
 from pyro_vae.data.readers import read_amat, read_idx
 from pyro_vae.data.sources import BINARIZED_MNIST, FASHION_MNIST, MNIST, check_data_dir, locate
 from pyro_vae.errors import DataError
@@ -67,21 +72,28 @@ def balanced_label_subset(labels: torch.Tensor, n: int, seed: int) -> torch.Tens
 
 @dataclass
 class Split:
-    """Images ``[N, C, H, W]`` float32 in [0, 1] and optional labels ``[N]`` int64."""
+    """Images ``[N, C, H, W]`` float32 in [0, 1] (a tensor, or :class:`ByteImages` that
+    read as one), optional labels ``[N]`` int64, boolean attributes ``[N, A]`` and the
+    images' file names (for image folders)."""
 
-    images: torch.Tensor
+    images: torch.Tensor | ByteImages
     labels: torch.Tensor | None = None
+    attributes: torch.Tensor | None = None
+    names: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return self.images.shape[0]
 
     def to(self, device) -> Split:
         labels = None if self.labels is None else self.labels.to(device)
-        return Split(self.images.to(device), labels)
+        attributes = None if self.attributes is None else self.attributes.to(device)
+        return Split(self.images.to(device), labels, attributes, self.names)
 
     def head(self, n: int) -> Split:
+        """The first ``n`` examples, their images as a float tensor."""
         labels = None if self.labels is None else self.labels[:n]
-        return Split(self.images[:n], labels)
+        attributes = None if self.attributes is None else self.attributes[:n]
+        return Split(self.images[:n], labels, attributes, self.names[:n])
 
 
 @dataclass
@@ -92,6 +104,7 @@ class ImageDataset:
     test: Split
     binarize: str = "none"
     class_names: tuple[str, ...] = field(default_factory=tuple)
+    attribute_names: tuple[str, ...] = field(default_factory=tuple)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -104,6 +117,11 @@ class ImageDataset:
         for split_name in ("train", "valid", "test"):
             split, what = self.split(split_name), f"the {split_name} split of '{self.name}'"
             images = split.images
+            if isinstance(images, ByteImages):  # bytes / 255: float, finite and in [0, 1] by construction
+                if images.dim() != 4 or len(images) == 0:
+                    raise DataError(f"{what} is empty; a data set needs images in every split.")
+                shape = images.shape[1:]
+                continue
             if not torch.is_tensor(images) or not images.is_floating_point():
                 raise DataError(f"{what} must be a float tensor of images, not {getattr(images, 'dtype', type(images))}.")
             if images.dim() != 4:
@@ -135,7 +153,7 @@ class ImageDataset:
 
     def to(self, device) -> ImageDataset:
         return ImageDataset(self.name, self.train.to(device), self.valid.to(device),
-                            self.test.to(device), self.binarize, self.class_names)
+                            self.test.to(device), self.binarize, self.class_names, self.attribute_names)
 
     def check_support(self, likelihood) -> None:
         """Refuse data outside ``likelihood``'s support, once, before training."""
@@ -146,7 +164,8 @@ class ImageDataset:
                 if not torch.isfinite(images).all() or ((images < 0) | (images > 1)).any():
                     raise DataError(f"{what} needs pixel intensities in [0, 1] for dynamic binarization.")
                 continue
-            likelihood.check_support(images, what)
+            for batch in (images.batches() if isinstance(images, ByteImages) else (images,)):
+                likelihood.check_support(batch, what)
 
 
 def binarize_batch(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -218,10 +237,48 @@ def _own_idx_paths(data_dir: str) -> tuple[dict[str, Path], bool]:
     return paths, "train_labels" in paths and "test_labels" in paths
 
 
+@dataclass
+class FolderOptions:
+    """How ``image-folder`` data are read: square ``size`` in pixels, ``mode`` rgb or grey,
+    decoding ``workers`` (processes), an on-disk ``cache_dir`` (None: decode into memory)
+    and whether to drop unreadable files (``skip_bad``) instead of stopping."""
+
+    size: int = 64
+    mode: str = "rgb"
+    workers: int = 0
+    cache_dir: Path | None = None
+    skip_bad: bool = False
+    progress: bool = False
+
+
+def _folder_splits(data_dir: str, options: FolderOptions) -> tuple[Split, Split, Split, tuple, tuple]:
+    check_data_dir(data_dir)
+    layout = scan_image_folder(data_dir)
+    data, keep = decoded_images(layout, options.size, options.mode, options.workers, options.cache_dir,
+                                options.skip_bad, options.progress)
+    labels = None if layout.labels is None else torch.from_numpy(layout.labels)
+    attributes = None if layout.attributes is None else torch.from_numpy(layout.attributes)
+    splits = []
+    for code, split_name in enumerate(("train", "valid", "test")):
+        rows = torch.from_numpy(np.flatnonzero(keep & (layout.partition == code)))
+        if len(rows) == 0:
+            raise DataError(f"the {split_name} split of {layout.image_dir} would be empty ({int(keep.sum())} "
+                            "readable images); a folder needs at least a few dozen images.")
+        splits.append(Split(ByteImages(data, rows), None if labels is None else labels[rows],
+                            None if attributes is None else attributes[rows],
+                            tuple(layout.files[i] for i in rows.tolist())))
+    return (*splits, layout.class_names, layout.attribute_names)
+
+
 def load_dataset(name: str, data_dir: str = "", binarize: str = "none", seed: int = 0,
-                 train_limit: int = 0, download: bool = True) -> ImageDataset:
+                 train_limit: int = 0, download: bool = True, folder: FolderOptions | None = None) -> ImageDataset:
     """Load data set ``name`` with its fixed splits and the chosen binarization."""
-    if name in ("fashion-mnist", "mnist"):
+    attribute_names: tuple[str, ...] = ()
+    if name == "image-folder":
+        train, valid, test, classes, attribute_names = _folder_splits(data_dir, folder or FolderOptions())
+        if binarize != "none":  # binarized copies are made in memory, as floats
+            train, valid, test = (Split(s.images[:], s.labels, s.attributes, s.names) for s in (train, valid, test))
+    elif name in ("fashion-mnist", "mnist"):
         source = FASHION_MNIST if name == "fashion-mnist" else MNIST
         train, valid, test = _idx_splits(locate(source, data_dir or None, download), labelled=True)
         classes = FASHION_MNIST_CLASSES if name == "fashion-mnist" else DIGIT_CLASSES
@@ -243,12 +300,27 @@ def load_dataset(name: str, data_dir: str = "", binarize: str = "none", seed: in
         train, valid, test = _idx_splits(paths, labelled)
         classes = DIGIT_CLASSES if labelled else ()
     else:
-        raise DataError(f"unknown dataset '{name}'; choose fashion-mnist, mnist, mnist-t10k, binarized-mnist or idx.")
+        raise DataError(f"unknown dataset '{name}'; choose fashion-mnist, mnist, mnist-t10k, binarized-mnist, "
+                        "idx or image-folder.")
     if train_limit:
-        train = train.head(train_limit)
-    if binarize != "dynamic":
-        train = Split(_binarize(train.images, binarize, seed), train.labels)
-    eval_seed = EVAL_BINARIZATION_SEED if binarize == "dynamic" else seed
-    valid = Split(_binarize(valid.images, binarize, eval_seed), valid.labels)
-    test = Split(_binarize(test.images, binarize, eval_seed + 1), test.labels)
-    return ImageDataset(name, train, valid, test, binarize, classes).validate()
+        train = _first(train, train_limit)
+    if binarize != "none":
+        if binarize != "dynamic":
+            train = Split(_binarize(train.images, binarize, seed), train.labels, train.attributes, train.names)
+        eval_seed = EVAL_BINARIZATION_SEED if binarize == "dynamic" else seed
+        valid = Split(_binarize(valid.images, binarize, eval_seed), valid.labels, valid.attributes, valid.names)
+        test = Split(_binarize(test.images, binarize, eval_seed + 1), test.labels, test.attributes, test.names)
+    return ImageDataset(name, train, valid, test, binarize, classes, attribute_names).validate()
+
+
+def _first(split: Split, n: int) -> Split:
+    """The first ``n`` examples, keeping byte images as bytes."""
+    if isinstance(split.images, ByteImages):
+        return Split(split.images.subset(slice(0, n)), None if split.labels is None else split.labels[:n],
+                     None if split.attributes is None else split.attributes[:n], split.names[:n])
+    return split.head(n)
+
+
+def as_tensor(images: torch.Tensor | ByteImages) -> torch.Tensor:
+    """A float tensor of ``images`` (byte images are read in full)."""
+    return images if torch.is_tensor(images) else images[:]

@@ -79,9 +79,13 @@ class SemiSupervisedTrainer(Trainer):
     model is the one with the best validation accuracy."""
 
     def __init__(self, model, guide, dataset: ImageDataset, labelled: torch.Tensor, settings: TrainSettings,
-                 alpha: float = 50.0, **options):
+                 alpha: float = 50.0, labelled_weight: float | None = None, **options):
         super().__init__(model, guide, SemiSupervisedLoss(alpha), dataset, settings, **options)
         self.labelled = labelled.to(self.device)
+        if labelled_weight is None:
+            labelled_batch = min(settings.batch_size, len(labelled))
+            labelled_weight = (len(labelled) / labelled_batch) / (len(dataset.train) / settings.batch_size)
+        self.labelled_weight = labelled_weight
 
     def train_epoch(self) -> float:
         images, labels = self.dataset.train.images, self.dataset.train.labels
@@ -95,7 +99,7 @@ class SemiSupervisedTrainer(Trainer):
                 x, x_labelled = binarize_batch(x, self.noise_generator), binarize_batch(x_labelled, self.noise_generator)
             self.optimizer.zero_grad(set_to_none=True)
             loss = (self.objective.unlabelled(self.model, self.guide, x)
-                    + self.objective.labelled(self.model, self.guide, x_labelled, labels[picked]))
+                    + self.labelled_weight * self.objective.labelled(self.model, self.guide, x_labelled, labels[picked]))
             value = loss.item()
             if not math.isfinite(value):
                 raise TrainingError(f"the loss became {value} at step {self.state.step + 1}; lower --learning-rate "

@@ -27,7 +27,7 @@ from typing import Callable
 import torch
 from pyro import poutine
 
-from pyro_vae.data.datasets import ImageDataset, binarize_batch
+from pyro_vae.data.datasets import ImageDataset, as_tensor, binarize_batch
 from pyro_vae.errors import CheckpointError, DataError, TrainingError, TrainingInterrupted
 from pyro_vae.inference.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
 from pyro_vae.inference.distributed import DistributedContext
@@ -277,7 +277,7 @@ class Trainer:
             from pyro_vae.inference.loglik import importance_log_likelihood
 
             metrics["valid_iwae"] = importance_log_likelihood(
-                self.model, self.guide, valid_split.images, k=self.settings.selection_k,
+                self.model, self.guide, as_tensor(valid_split.images), k=self.settings.selection_k,
                 **label_kwargs(self.model, valid_split.labels)).mean
             criterion = metrics["valid_iwae"]
         return metrics, criterion
