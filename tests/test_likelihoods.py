@@ -82,3 +82,20 @@ def test_continuous_likelihoods_check_their_support():
 def test_registry_holds_every_likelihood():
     assert set(LIKELIHOODS) >= {"bernoulli", "gaussian", "gaussian-learned", "gaussian-learned-per-pixel",
                                 "continuous-bernoulli"}
+
+
+def test_gaussian_with_a_learned_scale_per_channel_matches_normal_formula():
+    shape = (3, 4, 5)
+    lik = make_likelihood("gaussian-learned-per-channel", shape, scale=0.2)
+    assert lik.raw_scale.shape == (3, 1, 1)
+    with torch.no_grad():
+        lik.raw_scale.copy_(torch.tensor([-1.0, 0.0, 2.0]).reshape(3, 1, 1))
+    sigma = F.softplus(torch.tensor([-1.0, 0.0, 2.0])) + 1e-3
+    mean, x = torch.randn(2, *shape), torch.rand(2, *shape)
+    by_hand = sum(
+        (-0.5 * ((x[:, c] - mean[:, c]) / sigma[c]) ** 2 - torch.log(sigma[c]) - 0.5 * math.log(2 * math.pi)).sum((1, 2))
+        for c in range(3))
+    assert torch.allclose(lik.distribution(mean).log_prob(x), by_hand, atol=1e-4)
+    # Each channel's sigma gets its own gradient.
+    lik.distribution(mean).log_prob(x).sum().backward()
+    assert (lik.raw_scale.grad.flatten().abs() > 0).all()

@@ -41,3 +41,21 @@ def test_networks_accept_extra_leading_dimensions():
     assert loc.shape == scale.shape == (2, 5, 3)
     # Leading dimensions are independent: decoding a slice equals slicing the decoding.
     assert torch.allclose(model.decoder(z)[1], model.decoder(z[1]), atol=1e-6)
+
+
+@pytest.mark.parametrize("size, channels", [(32, [16, 32, 32]), (64, [16, 32, 32, 32]), (128, [8, 16, 16, 16, 16])])
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_conv_vae_for_colour_squares_of_32_64_and_128(size, channels, batch_norm):
+    config = ModelConfig(network="conv", conv_channels=channels, hidden_dims=[64], latent_dim=200,
+                         likelihood="gaussian-learned-per-channel", batch_norm=batch_norm)
+    model, guide = build_vae(config, (3, size, size))
+    x = torch.rand(4, 3, size, size)
+    loc, scale = guide.encode(x)
+    assert loc.shape == scale.shape == (4, 200)
+    assert model.decode_mean(loc).shape == (4, 3, size, size)
+    has_norm = any(isinstance(m, torch.nn.BatchNorm2d) for m in list(model.modules()) + list(guide.modules()))
+    assert has_norm == batch_norm
+    # In evaluation an example's code does not depend on the rest of its batch.
+    model.eval(), guide.eval()
+    alone = guide.encode(x[:1])[0]
+    assert torch.allclose(alone, guide.encode(x)[0][:1], atol=1e-5)

@@ -121,8 +121,13 @@ class TrainConfig:
     num_particles: int = 1
     #: Importance samples per example for --objective iwae.
     k: int = 5
-    #: --model m2: weight alpha of the classifier's cross-entropy on labelled examples.
-    alpha: float = 50.0
+    #: --model m2: weight alpha of the classifier's cross-entropy on each labelled example,
+    #: relative to one example's bound in the objective summed over the data set.
+    alpha: float = 20000.0
+    #: --model m2: "natural" weighs the labelled batch by N_labelled / N_train per example,
+    #: so each step is an unbiased estimate of the paper's objective summed over the data;
+    #: "balanced" counts a labelled batch as much as an unlabelled one.
+    labelled_weight: str = "natural"
     #: Weight of the KL term (beta-VAE); 1 is the ELBO.
     beta: float = 1.0
     #: Linear KL warm-up from 0 to beta over this many epochs (0 = none) ...
@@ -149,6 +154,7 @@ class TrainConfig:
         _between("k", self.k, 1, 10**5)
         _at_least("beta", self.beta, 0)
         _at_least("alpha", self.alpha, 0)
+        _choice("labelled_weight", self.labelled_weight, ("natural", "balanced"))
         _at_least("kl_warmup_epochs", self.kl_warmup_epochs, 0)
         _at_least("kl_warmup_steps", self.kl_warmup_steps, 0)
         if self.kl_warmup_epochs and self.kl_warmup_steps:

@@ -243,7 +243,8 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
         write_json(run_dir / LABELLED, {"seed": train_cfg.seed, "count": len(labelled),
                                         "per_class": dataset.train.labels.cpu()[labelled].bincount().tolist(),
                                         "indices_into_training_split": labelled.tolist()})
-        trainer = SemiSupervisedTrainer(model, guide, dataset, labelled, settings, train_cfg.alpha, **options)
+        trainer = SemiSupervisedTrainer(model, guide, dataset, labelled, settings, train_cfg.alpha,
+                                        None if train_cfg.labelled_weight == "natural" else 1.0, **options)
     else:
         trainer = Trainer(model, guide, objective, dataset, settings, **options)
     if resume:

@@ -178,7 +178,7 @@ def load_image(path: Path, size: int, mode: str = "rgb") -> np.ndarray:
 
     with Image.open(path) as image:
         image = ImageOps.fit(image.convert(MODES[mode]), (size, size), method=Image.Resampling.BILINEAR)
-        array = np.asarray(image, dtype=np.uint8)
+        array = np.array(image, dtype=np.uint8)  # a writable copy
     return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
 
 

@@ -32,7 +32,7 @@ class SemiSupervisedLoss:
     """Minus the M2 bound, summed over a batch (nats); ``alpha`` weights the classifier's
     cross-entropy on labelled examples."""
 
-    def __init__(self, alpha: float = 50.0, max_plate_nesting: int = MAX_PLATE_NESTING):
+    def __init__(self, alpha: float = 20000.0, max_plate_nesting: int = MAX_PLATE_NESTING):
         self.alpha = alpha
         self.elbo = TraceEnum_ELBO(max_plate_nesting=max_plate_nesting)
         # With y observed nothing is enumerated: the plain ELBO does the same work.
@@ -74,12 +74,17 @@ def marginal_log_likelihood(model: Callable, guide: Callable, x: torch.Tensor, n
 class SemiSupervisedTrainer(Trainer):
     """Trains M2. Every step takes one unlabelled batch (the whole training split in a
     shuffled order, labels hidden) and one labelled batch of the same size (drawn with
-    replacement from the ``labelled`` indices), a fixed 1:1 ratio of batches. After each
-    epoch the classifier q(y | x) is scored on the validation and test splits; the best
-    model is the one with the best validation accuracy."""
+    replacement from the ``labelled`` indices), a fixed 1:1 ratio of batches. The labelled
+    batch's loss is multiplied by ``labelled_weight``; by default (None) that is
+    (N_l / B_l) / (N / B), so each step estimates, without bias and up to the constant
+    B / N, the objective summed over the whole data set, where the N_l labelled examples
+    count once each, as in Kingma et al.; 1 counts a labelled batch like an unlabelled one
+    (which over-weighs a few labels several hundred times). After each epoch the
+    classifier q(y | x) is scored on the validation and test splits; the best model is the
+    one with the best validation accuracy."""
 
     def __init__(self, model, guide, dataset: ImageDataset, labelled: torch.Tensor, settings: TrainSettings,
-                 alpha: float = 50.0, labelled_weight: float | None = None, **options):
+                 alpha: float = 20000.0, labelled_weight: float | None = None, **options):
         super().__init__(model, guide, SemiSupervisedLoss(alpha), dataset, settings, **options)
         self.labelled = labelled.to(self.device)
         if labelled_weight is None:
