@@ -212,3 +212,13 @@ def test_colour_vae_trains_from_the_cli_and_the_red_vector_reddens(tmp_path, cap
     assert main(["plot", str(run_dir), "--kind", "arithmetic", "--attribute", "Smiling", "-o",
                  str(tmp_path / "x.png")]) == 2
     assert "no attribute or class 'Smiling' (its attributes: Red, Green, Blue, Left, Square)" in capsys.readouterr().err
+
+
+def test_empty_or_tiny_folders_are_refused(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no images here")
+    with pytest.raises(DataError, match="holds no images"):
+        load_dataset("image-folder", str(tmp_path / "empty"))
+    class_folder(tmp_path / "tiny", n=3)
+    with pytest.raises(DataError, match=r"split of .* would be empty \(3 readable images\)"):
+        load_dataset("image-folder", str(tmp_path / "tiny"), folder=FolderOptions(size=8))
