@@ -2,38 +2,55 @@
 
 from __future__ import annotations
 
+import math
+
 from pyro_vae import nn as vae_nn
 from pyro_vae.config import ModelConfig
 from pyro_vae.errors import ConfigError
 from pyro_vae.guides import ConditionalNormalGuide, DiagonalNormalGuide, M2Guide
 from pyro_vae.likelihoods import make_likelihood
-from pyro_vae.models import CVAEModel, M2Model, VAEModel
+from pyro_vae.models import CVAEModel, M2Model, QuadrantCVAEModel, VAEModel
+from pyro_vae.models.quadrant import quadrant_mask
+
+
+def _encoder_body(config: ModelConfig, image_shape):
+    if config.network == "mlp":
+        return vae_nn.mlp_encoder_body(image_shape, config.hidden_dims, config.activation)
+    return vae_nn.conv_encoder_body(image_shape, config.conv_channels, config.hidden_dims[0], config.activation,
+                                    config.batch_norm)
 
 
 def build_vae(config: ModelConfig, image_shape: tuple[int, int, int], num_classes: int = 0):
     """The model and its guide for images of ``image_shape`` ``(C, H, W)``: p(x, z) and
-    q(z | x) for ``model = "vae"``; p(x, z | y) and q(z | x, y) for ``"cvae"``, whose
-    label y takes ``num_classes`` values."""
+    q(z | x) for ``model = "vae"``; p(x, z | y) and q(z | x, y) for ``"cvae"`` (and M2),
+    whose label y takes ``num_classes`` values; p(x_m, z | x_g) and q(z | x) for
+    ``"quadrant"``, which completes the missing quadrants x_m from the given ones x_g."""
     conditional = config.model in ("cvae", "m2")
     if conditional and num_classes < 2:
         raise ConfigError(f"--model {config.model} needs labelled data with at least 2 classes.")
     condition = num_classes if conditional else 0
-    latent, act = config.latent_dim, config.activation
+    latent = config.latent_dim
+    decoder_inputs = latent + (math.prod(image_shape) if config.model == "quadrant" else condition)
     try:
+        enc_body, features = _encoder_body(config, image_shape)
         if config.network == "mlp":
-            enc_body, features = vae_nn.mlp_encoder_body(image_shape, config.hidden_dims, act)
-            dec_body = vae_nn.mlp_decoder_body(image_shape, latent + condition, config.hidden_dims, act)
+            dec_body = vae_nn.mlp_decoder_body(image_shape, decoder_inputs, config.hidden_dims, config.activation)
         else:
-            hidden = config.hidden_dims[0]
-            enc_body, features = vae_nn.conv_encoder_body(image_shape, config.conv_channels, hidden, act,
-                                                          config.batch_norm)
-            dec_body = vae_nn.conv_decoder_body(image_shape, latent + condition, config.conv_channels, hidden, act,
-                                                config.batch_norm)
+            dec_body = vae_nn.conv_decoder_body(image_shape, decoder_inputs, config.conv_channels,
+                                                config.hidden_dims[0], config.activation, config.batch_norm)
     except ValueError as err:
         raise ConfigError(str(err)) from None
     encoder = vae_nn.Encoder(enc_body, features, latent, config.scale_transform, config.min_scale, condition)
     decoder = vae_nn.Decoder(dec_body, image_shape)
     likelihood = make_likelihood(config.likelihood, image_shape, config.likelihood_scale)
+    if config.model == "quadrant":
+        if config.likelihood.endswith(("per-pixel", "per-channel")):
+            raise ConfigError("--model quadrant observes only the missing pixels, so it needs a likelihood with "
+                              "one scale for all pixels (bernoulli, continuous-bernoulli, gaussian, gaussian-learned).")
+        prior_body, prior_features = _encoder_body(config, image_shape)  # p(z | x_g) reads the given part
+        prior_net = vae_nn.Encoder(prior_body, prior_features, latent, config.scale_transform, config.min_scale)
+        given = quadrant_mask(image_shape, config.given_quadrants)
+        return QuadrantCVAEModel(decoder, prior_net, likelihood, latent, given), DiagonalNormalGuide(encoder)
     if config.model == "m2":
         classify = vae_nn.classifier(image_shape, config.hidden_dims, num_classes, act)
         return M2Model(decoder, likelihood, latent, num_classes), M2Guide(classify, encoder, num_classes)

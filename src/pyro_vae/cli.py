@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("run_dir")
     plot.add_argument("--kind", required=True, choices=("samples", "reconstructions", "latent", "manifold",
                                                         "interpolate", "arithmetic", "prior-check", "curves",
-                                                        "style"))
+                                                        "style", "completions"))
     plot.add_argument("-o", "--output", required=True, help="the figure file (.png or .pdf)")
     plot.add_argument("-n", type=int, default=64, help="samples or reconstructions to show")
     plot.add_argument("--limit", type=int, default=5000, help="test images used for latent, prior-check, arithmetic")

@@ -70,9 +70,13 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    #: "vae", "cvae" (the conditional VAE p(x | z, y)) or "m2" (semi-supervised, Kingma
-    #: et al. 2014, with --labels N); the last two need labelled data.
+    #: "vae", "cvae" (the conditional VAE p(x | z, y)), "m2" (semi-supervised, Kingma
+    #: et al. 2014, with --labels N; these two need labelled data) or "quadrant" (a
+    #: conditional VAE that completes an image from its given quadrants, Sohn et al. 2015).
     model: str = "vae"
+    #: --model quadrant: how many quadrants are given (top-left, then top-right, then
+    #: bottom-left); the others are completed.
+    given_quadrants: int = 1
     #: cvae: learn a prior p(z | y) per class instead of N(0, I).
     conditional_prior: bool = False
     latent_dim: int = 20
@@ -92,7 +96,8 @@ class ModelConfig:
     def validate(self) -> None:
         from pyro_vae.likelihoods import LIKELIHOODS  # the registry is the list of names
 
-        _choice("model", self.model, ("vae", "cvae", "m2"))
+        _choice("model", self.model, ("vae", "cvae", "m2", "quadrant"))
+        _between("given_quadrants", self.given_quadrants, 1, 3)
         _between("latent_dim", self.latent_dim, 1, 4096)
         _choice("network", self.network, NETWORKS)
         _choice("activation", self.activation, ACTIVATIONS)

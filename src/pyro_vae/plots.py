@@ -115,6 +115,17 @@ def plot_reconstructions(model, guide, images: torch.Tensor, path: Path, title: 
     return _save(fig, path)
 
 
+@torch.no_grad()
+def plot_completions(model, images: torch.Tensor, path: Path, n: int = 6) -> Path:
+    """Quadrant completion: for each test image (a column) the original, the given part
+    alone, then ``n`` completions with z ~ p(z | x_g)."""
+    completions = model.complete(images, n)
+    rows = [("original", images), ("given", model.condition(images))]
+    rows += [(f"sample {i + 1}", completions[i]) for i in range(n)]
+    return _rows_figure(rows, path, "Completions of the missing quadrants, z ~ p(z | given part)",
+                        "one column per test image")
+
+
 # -- latent-space tools (pure tensor maths, tested numerically) ----------------------------
 
 def interpolate_codes(z_a: torch.Tensor, z_b: torch.Tensor, steps: int, method: str = "linear") -> torch.Tensor:

@@ -330,7 +330,7 @@ def _log_tensorboard(board, row: dict, model, guide, dataset: ImageDataset, devi
     for key, value in row.items():
         if key not in ("epoch", "step"):
             board.add_scalar(key.replace("_", "/", 1), value, row["epoch"])
-    if images and not getattr(model, "num_classes", 0):
+    if images and not getattr(model, "num_classes", 0) and not hasattr(model, "complete"):
         samples = model.decode_mean(torch.randn(64, model.latent_dim, device=device))
         board.add_image("samples", image_grid(samples, 8), row["epoch"], dataformats="HWC")
         x = dataset.test.images[:16]
@@ -342,6 +342,13 @@ def _log_tensorboard(board, row: dict, model, guide, dataset: ImageDataset, devi
 def _figures(model, guide, dataset: ImageDataset, run_dir: Path, device) -> list[Path]:
     from pyro_vae.plots import plot_curves, plot_reconstructions, plot_samples
 
+    if hasattr(model, "complete"):  # quadrant completion draws completions, not free samples
+        from pyro_vae.plots import plot_completions
+
+        figures = [plot_completions(model, dataset.test.head(10).images, run_dir / "completions.png")]
+        if (run_dir / METRICS).exists():
+            figures.append(plot_curves(read_metrics(run_dir), run_dir / "curves.png"))
+        return figures
     test = dataset.test.head(32)
     figures = [plot_samples(model, run_dir / "samples.png", n=64, device=device, class_names=dataset.class_names),
                plot_reconstructions(model, guide, test.images, run_dir / "reconstructions.png", labels=test.labels)]
@@ -369,7 +376,7 @@ def check_not_clobbering(path: Path, run_dir: Path) -> None:
 
 
 FIGURE_KINDS = ("samples", "reconstructions", "latent", "manifold", "interpolate", "arithmetic",
-                "prior-check", "curves", "style")
+                "prior-check", "curves", "style", "completions")
 #: Figures drawn for the conditional VAE (the others read codes of an unconditional guide).
 CONDITIONAL_KINDS = ("samples", "reconstructions", "curves", "style")  # for cvae and m2
 
@@ -434,6 +441,11 @@ def figure_from_run(run: Run, kind: str, output: Path, n: int = 64, limit: int =
     from pyro_vae import plots
 
     check_not_clobbering(output, run.run_dir)
+    if hasattr(run.model, "complete") != (kind == "completions") and kind != "curves":
+        raise PyroVAEError("the 'completions' figure is the one for --model quadrant (and 'curves'); "
+                           f"choose it for that model and another for the others, not '{kind}'.")
+    if kind == "completions":
+        return plots.plot_completions(run.model, run.dataset().test.head(min(n, 10)).images, output)
     conditional = bool(getattr(run.model, "num_classes", 0))
     if conditional and kind not in CONDITIONAL_KINDS:
         raise PyroVAEError(f"the '{kind}' figure is for the unconditional VAE; for --model cvae choose "

@@ -3,5 +3,6 @@
 from pyro_vae.models.vae import VAEModel
 from pyro_vae.models.cvae import CVAEModel
 from pyro_vae.models.m2 import M2Model
+from pyro_vae.models.quadrant import QuadrantCVAEModel
 
-__all__ = ["M2Model", "CVAEModel", "VAEModel"]
+__all__ = ["M2Model", "CVAEModel", "QuadrantCVAEModel", "VAEModel"]
