@@ -27,7 +27,7 @@ import torch
 
 from pyro_vae.build import build_vae
 from pyro_vae.config import Config
-from pyro_vae.data.datasets import (FolderOptions, ImageDataset, as_tensor, balanced_label_subset, class_names,
+from pyro_vae.data.datasets import (FolderOptions, ImageDataset, balanced_label_subset, class_names,
                                     load_dataset)
 from pyro_vae.data.sources import cache_dir
 from pyro_vae.errors import CheckpointError, ConfigError, DataError, PyroVAEError
@@ -363,7 +363,7 @@ def evaluate_run(run: Run, split: str = "test", limit: int = 0) -> dict:
     part = run.dataset().split(split)
     if limit:
         part = part.head(limit)
-    images = as_tensor(part.images)
+    images = part.images  # evaluate_elbo reads it batch by batch (byte images stay bytes until then)
     result = evaluate_elbo(run.model, run.guide, images, analytic_kl=True, labels=part.labels)
     return {"split": split, "examples": len(images), "unit": "nats per example", **result}
 
