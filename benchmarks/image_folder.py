@@ -23,11 +23,10 @@ import torch
 from common import ROOT, write_result
 
 sys.path.insert(0, str(ROOT / "tests"))
-from image_folders import ATTRIBUTES, celeba_folder  # noqa: E402
+from image_folders import celeba_folder, red_channel_along_red_vector  # noqa: E402
 
 from pyro_vae.cli import main as cli  # noqa: E402
 from pyro_vae.data.folders import decoded_images, scan_image_folder  # noqa: E402
-from pyro_vae.plots import apply_attribute, attribute_vector  # noqa: E402
 from pyro_vae.runs import open_run, read_metrics  # noqa: E402
 
 FIGURES = ROOT / "docs" / "figures"
@@ -68,13 +67,7 @@ def main():
         history = read_metrics(run)
         opened = open_run(run)
         dataset = opened.dataset()
-        test = dataset.test.head(len(dataset.test))
-        with torch.no_grad():
-            codes = opened.guide.encode(test.images)[0]
-            red = test.attributes[:, ATTRIBUTES.index("Red")]
-            vector = attribute_vector(codes, red)
-            decoded = torch.stack([opened.model.decode_mean(apply_attribute(c, vector, ALPHAS)) for c in codes[~red]])
-        red_channel = decoded[:, :, 0].mean((0, -1, -2)).tolist()
+        red_channel = red_channel_along_red_vector(opened, ALPHAS).tolist()
         FIGURES.mkdir(parents=True, exist_ok=True)
         for kind, extra in (("arithmetic", ["--attribute", "Red"]), ("samples", []), ("reconstructions", []),
                             ("interpolate", ["--image-a", dataset.test.names[0], "--image-b", dataset.test.names[3]])):

@@ -73,3 +73,20 @@ def class_folder(root: Path, n: int = 90, seed: int = 0) -> list[tuple[str, str]
         image.save(root / name)
         out.append((name, colour))
     return out
+
+
+def red_channel_along_red_vector(run, alphas=(-2, -1, 0, 1, 2)):
+    """For a reopened run on a shapes folder: the mean red channel of decoded test images
+    that are not red, at code + alpha x ('Red' vector) for each alpha -> ``[len(alphas)]``."""
+    import torch
+
+    from pyro_vae.plots import apply_attribute, attribute_vector
+
+    test = run.dataset().test
+    test = test.head(len(test))
+    with torch.no_grad():
+        codes = run.guide.encode(test.images)[0]
+        red = test.attributes[:, ATTRIBUTES.index("Red")]
+        vector = attribute_vector(codes, red)
+        decoded = torch.stack([run.model.decode_mean(apply_attribute(c, vector, alphas)) for c in codes[~red]])
+    return decoded[:, :, 0].mean((0, -1, -2))
