@@ -177,6 +177,7 @@ def load_image(path: Path, size: int, mode: str = "rgb") -> np.ndarray:
     from PIL import Image, ImageOps
 
     with Image.open(path) as image:
+        image.draft(MODES[mode], (size, size))  # JPEG: decode at 1/2, 1/4 or 1/8 scale, never below size
         image = ImageOps.fit(image.convert(MODES[mode]), (size, size), method=Image.Resampling.BILINEAR)
         array = np.array(image, dtype=np.uint8)  # a writable copy
     return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
