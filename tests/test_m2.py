@@ -39,9 +39,10 @@ def test_enumeration_is_the_exact_sum_over_three_classes_for_a_label_only_model(
     assert torch.allclose(loss, by_hand.float(), atol=1e-4)
 
 
-def test_m2_enumerated_loss_equals_the_explicit_sum_in_expectation():
+@pytest.mark.parametrize("label_at_input", [False, True])
+def test_m2_enumerated_loss_equals_the_explicit_sum_in_expectation(label_at_input):
     torch.manual_seed(0)
-    model, guide = build_m2(classes=3)
+    model, guide = build_m2(classes=3, label_at_encoder_input=label_at_input)
     x = torch.bernoulli(torch.full((4, 1, 6, 6), 0.4))
     with torch.no_grad():
         enumerated = torch.tensor([TraceEnum_ELBO(max_plate_nesting=1).loss(model, guide, x) for _ in range(300)])
@@ -54,11 +55,23 @@ def test_m2_enumerated_loss_equals_the_explicit_sum_in_expectation():
     assert abs(enumerated.mean() - by_hand) < 4 * se + 0.05
 
 
-def build_m2(classes=3):
-
-    config = ModelConfig(latent_dim=2, hidden_dims=[16])
-    config.model = "m2"  # built from Python; not a CLI choice yet
+def build_m2(classes=3, **options):
+    config = ModelConfig(model="m2", latent_dim=2, hidden_dims=[16], **options)
     return build_vae(config, (1, 6, 6), num_classes=classes)
+
+
+def test_label_at_the_encoder_input_changes_the_code_nonlinearly():
+    """Read with the pixels, the label changes the code by more than a fixed shift per class."""
+    torch.manual_seed(0)
+    _, guide = build_m2(classes=3, label_at_encoder_input=True)
+    x = torch.rand(5, 1, 6, 6)
+    shifts = [guide.encode(x, torch.full((5,), c))[0] - guide.encode(x, torch.zeros(5, dtype=torch.long))[0]
+              for c in (1, 2)]
+    assert guide.encoder.body[1][0].in_features == 36 + 3
+    assert all(s.std(0).max() > 1e-3 for s in shifts)  # the shift depends on the image
+    _, heads = build_m2(classes=3)
+    fixed = heads.encode(x, torch.ones(5, dtype=torch.long))[0] - heads.encode(x, torch.zeros(5, dtype=torch.long))[0]
+    assert fixed.std(0).max() < 1e-5  # at the heads the label only adds a constant
 
 
 def test_labelled_loss_adds_the_weighted_classification_term():

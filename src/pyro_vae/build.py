@@ -13,9 +13,10 @@ from pyro_vae.models import CVAEModel, M2Model, QuadrantCVAEModel, VAEModel
 from pyro_vae.models.quadrant import quadrant_mask
 
 
-def _encoder_body(config: ModelConfig, image_shape):
+def _encoder_body(config: ModelConfig, image_shape, extra_inputs: int = 0):
     if config.network == "mlp":
-        return vae_nn.mlp_encoder_body(image_shape, config.hidden_dims, config.activation)
+        shape = (1, 1, math.prod(image_shape) + extra_inputs)  # a flat input of pixels (and the label)
+        return vae_nn.mlp_encoder_body(shape, config.hidden_dims, config.activation)
     return vae_nn.conv_encoder_body(image_shape, config.conv_channels, config.hidden_dims[0], config.activation,
                                     config.batch_norm)
 
@@ -32,7 +33,8 @@ def build_vae(config: ModelConfig, image_shape: tuple[int, int, int], num_classe
     latent = config.latent_dim
     decoder_inputs = latent + (math.prod(image_shape) if config.model == "quadrant" else condition)
     try:
-        enc_body, features = _encoder_body(config, image_shape)
+        at_input = bool(condition) and config.network == "mlp" and config.label_at_encoder_input
+        enc_body, features = _encoder_body(config, image_shape, condition if at_input else 0)
         if config.network == "mlp":
             dec_body = vae_nn.mlp_decoder_body(image_shape, decoder_inputs, config.hidden_dims, config.activation)
         else:
@@ -40,7 +42,8 @@ def build_vae(config: ModelConfig, image_shape: tuple[int, int, int], num_classe
                                                 config.hidden_dims[0], config.activation, config.batch_norm)
     except ValueError as err:
         raise ConfigError(str(err)) from None
-    encoder = vae_nn.Encoder(enc_body, features, latent, config.scale_transform, config.min_scale, condition)
+    encoder = vae_nn.Encoder(enc_body, features, latent, config.scale_transform, config.min_scale, condition,
+                             at_input)
     decoder = vae_nn.Decoder(dec_body, image_shape)
     likelihood = make_likelihood(config.likelihood, image_shape, config.likelihood_scale)
     if config.model == "quadrant":

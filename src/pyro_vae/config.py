@@ -79,6 +79,9 @@ class ModelConfig:
     given_quadrants: int = 1
     #: cvae: learn a prior p(z | y) per class instead of N(0, I).
     conditional_prior: bool = False
+    #: cvae and m2 with the MLP: the encoder q(z | x, y) reads y with the pixels, not only
+    #: at its output heads.
+    label_at_encoder_input: bool = False
     latent_dim: int = 20
     network: str = "mlp"
     hidden_dims: list[int] = field(default_factory=lambda: [512, 256])

@@ -74,22 +74,30 @@ class Encoder(_LeadingDims):
     event_dims = 3
 
     def __init__(self, body: nn.Module, feature_dim: int, latent_dim: int,
-                 scale_transform: str = "softplus", min_scale: float = 1e-3, condition_dim: int = 0):
+                 scale_transform: str = "softplus", min_scale: float = 1e-3, condition_dim: int = 0,
+                 condition_at_input: bool = False):
         super().__init__()
         self.body = body
-        self.loc = nn.Linear(feature_dim + condition_dim, latent_dim)
-        self.raw_scale = nn.Linear(feature_dim + condition_dim, latent_dim)
+        heads_in = feature_dim + (0 if condition_at_input else condition_dim)
+        self.loc = nn.Linear(heads_in, latent_dim)
+        self.raw_scale = nn.Linear(heads_in, latent_dim)
         self.scale_transform = scale_transform
         self.min_scale = min_scale
+        self.condition_at_input = condition_at_input
 
     def forward(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``condition`` ``[..., D]`` (a one-hot label, say) joins the features before the
-        heads; its leading dimensions broadcast against those of ``x`` (Pyro's enumeration
-        of a label puts the classes in a dimension of their own)."""
-        flat, lead = self.flat(x)
-        h = self.body(flat).reshape(lead + (-1,))
-        if condition is not None:
-            h = broadcast_cat(h, condition.to(h.dtype))
+        heads, or with ``condition_at_input`` the flattened pixels before an MLP body; its
+        leading dimensions broadcast against those of ``x`` (Pyro's enumeration of a label
+        puts the classes in a dimension of their own)."""
+        if condition is not None and self.condition_at_input:  # an MLP body reading [pixels, condition]
+            joined = broadcast_cat(x.flatten(-3), condition.to(x.dtype))
+            h = self.body(joined.reshape(-1, joined.shape[-1])).reshape(joined.shape[:-1] + (-1,))
+        else:
+            flat, lead = self.flat(x)
+            h = self.body(flat).reshape(lead + (-1,))
+            if condition is not None:
+                h = broadcast_cat(h, condition.to(h.dtype))
         raw = self.raw_scale(h)
         if self.scale_transform == "exp":
             scale = torch.exp(0.5 * raw.clamp(max=30.0)) + self.min_scale
