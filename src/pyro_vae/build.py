@@ -15,8 +15,7 @@ from pyro_vae.models.quadrant import quadrant_mask
 
 def _encoder_body(config: ModelConfig, image_shape, extra_inputs: int = 0):
     if config.network == "mlp":
-        shape = (1, 1, math.prod(image_shape) + extra_inputs)  # a flat input of pixels (and the label)
-        return vae_nn.mlp_encoder_body(shape, config.hidden_dims, config.activation)
+        return vae_nn.mlp_encoder_body(image_shape, config.hidden_dims, config.activation, extra_inputs)
     return vae_nn.conv_encoder_body(image_shape, config.conv_channels, config.hidden_dims[0], config.activation,
                                     config.batch_norm)
 

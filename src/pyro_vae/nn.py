@@ -121,8 +121,9 @@ class Decoder(_LeadingDims):
         return self.body(flat).reshape(lead + self.image_shape)
 
 
-def mlp_encoder_body(image_shape, hidden_dims, activation) -> tuple[nn.Module, int]:
-    sizes = [math.prod(image_shape)] + list(hidden_dims)
+def mlp_encoder_body(image_shape, hidden_dims, activation, extra_inputs: int = 0) -> tuple[nn.Module, int]:
+    """Flattened pixels (and ``extra_inputs`` more values, a label say) -> features."""
+    sizes = [math.prod(image_shape) + extra_inputs] + list(hidden_dims)
     return nn.Sequential(nn.Flatten(), mlp(sizes, activation)), sizes[-1]
 
 

@@ -340,18 +340,15 @@ def _log_tensorboard(board, row: dict, model, guide, dataset: ImageDataset, devi
 
 
 def _figures(model, guide, dataset: ImageDataset, run_dir: Path, device) -> list[Path]:
-    from pyro_vae.plots import plot_curves, plot_reconstructions, plot_samples
+    from pyro_vae.plots import plot_completions, plot_curves, plot_reconstructions, plot_samples
 
     if hasattr(model, "complete"):  # quadrant completion draws completions, not free samples
-        from pyro_vae.plots import plot_completions
-
         figures = [plot_completions(model, dataset.test.head(10).images, run_dir / "completions.png")]
-        if (run_dir / METRICS).exists():
-            figures.append(plot_curves(read_metrics(run_dir), run_dir / "curves.png"))
-        return figures
-    test = dataset.test.head(32)
-    figures = [plot_samples(model, run_dir / "samples.png", n=64, device=device, class_names=dataset.class_names),
-               plot_reconstructions(model, guide, test.images, run_dir / "reconstructions.png", labels=test.labels)]
+    else:
+        test = dataset.test.head(32)
+        figures = [plot_samples(model, run_dir / "samples.png", n=64, device=device, class_names=dataset.class_names),
+                   plot_reconstructions(model, guide, test.images, run_dir / "reconstructions.png",
+                                        labels=test.labels)]
     if (run_dir / METRICS).exists():
         figures.append(plot_curves(read_metrics(run_dir), run_dir / "curves.png"))
     return figures

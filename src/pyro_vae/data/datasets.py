@@ -25,7 +25,7 @@ Binarization (``--binarize``) of grey-level data:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -89,11 +89,14 @@ class Split:
         attributes = None if self.attributes is None else self.attributes.to(device)
         return Split(self.images.to(device), labels, attributes, self.names)
 
-    def head(self, n: int) -> Split:
-        """The first ``n`` examples, their images as a float tensor."""
+    def head(self, n: int, keep_bytes: bool = False) -> Split:
+        """The first ``n`` examples, their images as a float tensor (byte images stay bytes
+        with ``keep_bytes``)."""
         labels = None if self.labels is None else self.labels[:n]
         attributes = None if self.attributes is None else self.attributes[:n]
-        return Split(self.images[:n], labels, attributes, self.names[:n])
+        bytes_kept = keep_bytes and isinstance(self.images, ByteImages)
+        return Split(self.images.subset(slice(0, n)) if bytes_kept else self.images[:n], labels, attributes,
+                     self.names[:n])
 
 
 @dataclass
@@ -117,12 +120,8 @@ class ImageDataset:
         for split_name in ("train", "valid", "test"):
             split, what = self.split(split_name), f"the {split_name} split of '{self.name}'"
             images = split.images
-            if isinstance(images, ByteImages):  # bytes / 255: float, finite and in [0, 1] by construction
-                if images.dim() != 4 or len(images) == 0:
-                    raise DataError(f"{what} is empty; a data set needs images in every split.")
-                shape = images.shape[1:]
-                continue
-            if not torch.is_tensor(images) or not images.is_floating_point():
+            as_bytes = isinstance(images, ByteImages)  # bytes / 255: float and finite by construction
+            if not as_bytes and (not torch.is_tensor(images) or not images.is_floating_point()):
                 raise DataError(f"{what} must be a float tensor of images, not {getattr(images, 'dtype', type(images))}.")
             if images.dim() != 4:
                 raise DataError(f"{what} has shape {tuple(images.shape)}; images must be [N, C, H, W].")
@@ -132,7 +131,7 @@ class ImageDataset:
                 raise DataError(f"{what} has images of shape {tuple(images.shape[1:])}, unlike the "
                                 f"training images' {tuple(shape)}.")
             shape = images.shape[1:]
-            if not torch.isfinite(images).all():
+            if not as_bytes and not torch.isfinite(images).all():
                 raise DataError(f"{what} contains NaN or infinite values; clean or drop those images.")
             labels = split.labels
             if labels is not None:
@@ -277,7 +276,7 @@ def load_dataset(name: str, data_dir: str = "", binarize: str = "none", seed: in
     if name == "image-folder":
         train, valid, test, classes, attribute_names = _folder_splits(data_dir, folder or FolderOptions())
         if binarize != "none":  # binarized copies are made in memory, as floats
-            train, valid, test = (Split(s.images[:], s.labels, s.attributes, s.names) for s in (train, valid, test))
+            train, valid, test = (replace(s, images=s.images[:]) for s in (train, valid, test))
     elif name in ("fashion-mnist", "mnist"):
         source = FASHION_MNIST if name == "fashion-mnist" else MNIST
         train, valid, test = _idx_splits(locate(source, data_dir or None, download), labelled=True)
@@ -303,22 +302,15 @@ def load_dataset(name: str, data_dir: str = "", binarize: str = "none", seed: in
         raise DataError(f"unknown dataset '{name}'; choose fashion-mnist, mnist, mnist-t10k, binarized-mnist, "
                         "idx or image-folder.")
     if train_limit:
-        train = _first(train, train_limit)
+        train = train.head(train_limit, keep_bytes=True)
     if binarize != "none":
         if binarize != "dynamic":
-            train = Split(_binarize(train.images, binarize, seed), train.labels, train.attributes, train.names)
+            train = replace(train, images=_binarize(train.images, binarize, seed))
         eval_seed = EVAL_BINARIZATION_SEED if binarize == "dynamic" else seed
-        valid = Split(_binarize(valid.images, binarize, eval_seed), valid.labels, valid.attributes, valid.names)
-        test = Split(_binarize(test.images, binarize, eval_seed + 1), test.labels, test.attributes, test.names)
+        valid = replace(valid, images=_binarize(valid.images, binarize, eval_seed))
+        test = replace(test, images=_binarize(test.images, binarize, eval_seed + 1))
     return ImageDataset(name, train, valid, test, binarize, classes, attribute_names).validate()
 
-
-def _first(split: Split, n: int) -> Split:
-    """The first ``n`` examples, keeping byte images as bytes."""
-    if isinstance(split.images, ByteImages):
-        return Split(split.images.subset(slice(0, n)), None if split.labels is None else split.labels[:n],
-                     None if split.attributes is None else split.attributes[:n], split.names[:n])
-    return split.head(n)
 
 
 def as_tensor(images: torch.Tensor | ByteImages) -> torch.Tensor:

@@ -41,7 +41,6 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".ti
 CELEBA_ATTRIBUTES = "list_attr_celeba.txt"
 CELEBA_PARTITION = "list_eval_partition.txt"
 MODES = {"rgb": "RGB", "grey": "L"}
-SPLIT_NAMES = ("train", "valid", "test")
 
 
 @dataclass
@@ -57,13 +56,6 @@ class FolderLayout:
     class_names: tuple[str, ...] = ()
     attributes: np.ndarray | None = None  # [N, A] bool
     attribute_names: tuple[str, ...] = ()
-
-    def select(self, keep: np.ndarray) -> FolderLayout:
-        """The same layout with only the files where ``keep`` is true."""
-        pick = np.flatnonzero(keep)
-        return FolderLayout(self.kind, self.image_dir, [self.files[i] for i in pick], self.partition[pick],
-                            None if self.labels is None else self.labels[pick], self.class_names,
-                            None if self.attributes is None else self.attributes[pick], self.attribute_names)
 
 
 def _is_image(path: Path) -> bool:
@@ -232,8 +224,11 @@ def _cache_key(layout: FolderLayout, size: int, mode: str) -> str:
     """Changes when any file is added, removed, replaced or touched, or the size or mode changes."""
     digest = hashlib.sha256(f"{layout.image_dir.resolve()}|{size}|{mode}".encode())
     for name in layout.files:
-        stat = (layout.image_dir / name).stat() if (layout.image_dir / name).exists() else None
-        digest.update(f"{name}|{stat.st_size if stat else -1}|{stat.st_mtime_ns if stat else -1}\n".encode())
+        try:
+            stat = (layout.image_dir / name).stat()
+            digest.update(f"{name}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+        except FileNotFoundError:  # a missing file is reported when the folder is decoded
+            digest.update(f"{name}|missing\n".encode())
     return digest.hexdigest()[:24]
 
 
