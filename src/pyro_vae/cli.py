@@ -13,106 +13,146 @@ import traceback
 from dataclasses import MISSING, fields
 from pathlib import Path
 
-from pyro_vae.config import SECTIONS, Config
+from pyro_vae.config import SECTIONS, Config, choices, field_help, field_types, show_value
 from pyro_vae.errors import PyroVAEError, TrainingInterrupted
 
 USAGE_ERROR = 2
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per config field, described by the field's own documentation in config.py
+    with its allowed values (checked by Config.validate, the same for flags and files)."""
     for section, cls in SECTIONS.items():
         group = parser.add_argument_group(f"[{section}] options (override the config file)")
+        notes, types = field_help(cls), field_types(cls)
         for f in fields(cls):
             default = f.default_factory() if f.default is MISSING else f.default
+            allowed = choices(f.name) or (("true", "false") if types[f.name] is bool else None)
+            metavar = "{" + ",".join(allowed) + "}" if allowed else f.name.upper()
+            note = notes[f.name].rstrip(".")
+            if default != "":
+                note += f" (default: {show_value(default)})"
             group.add_argument("--" + f.name.replace("_", "-"), dest=f"cfg:{section}.{f.name}",
-                               default=None, metavar=f.name.upper(),
-                               help=f"default: {default}")
+                               default=None, metavar=metavar, help=note.replace("%", "%%").strip())
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from pyro_vae.runs import FIGURE_KINDS, RESUMABLE_CHANGES, SUBSETS
+
     parser = argparse.ArgumentParser(prog="pyro-vae", description="Variational autoencoders in Pyro.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    train = commands.add_parser("train", help="train a VAE (or continue one with --resume)")
-    train.add_argument("--config", help="a TOML config file (configs/*.toml)")
+    train = commands.add_parser("train", help="train a VAE (or continue one with --resume)",
+                                description="Train a model; every config key is also a flag, and flags override "
+                                            "the --config file. An option that would have no effect with the "
+                                            "others (e.g. --k without --objective iwae) is refused.",
+                                formatter_class=_HelpFormatter)
+    train.add_argument("--config", metavar="FILE", help="a TOML config file with [data], [model] and [train] tables "
+                       "(configs/*.toml); with --resume, its values are applied like flags")
     train.add_argument("--run-dir", help="where the run's files go (default: runs/<dataset>-<likelihood>)")
-    train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint; "
+                       f"only {', '.join(sorted(k.split('.')[1] for k in RESUMABLE_CHANGES))} may change")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_config_flags(train)
 
-    evaluate = commands.add_parser("evaluate", help="test ELBO, or log p(x) by importance sampling with --k")
-    evaluate.add_argument("run_dir")
-    evaluate.add_argument("--k", type=int, default=0, help="importance samples per example (0: ELBO only)")
-    evaluate.add_argument("--split", default="test", choices=("train", "valid", "test"))
-    evaluate.add_argument("--limit", type=int, default=0, help="only the first N examples")
+    evaluate = commands.add_parser("evaluate", help="test ELBO, or log p(x) by importance sampling with --k",
+                                   description="Score a trained run: its ELBO (default), or with --k the "
+                                               "importance-sampled log-likelihood (log p(x); log p(x | y) for "
+                                               "cvae, log p(x_m | x_g) for quadrant), in nats per example, "
+                                               "± one standard error over the images scored.",
+                                   formatter_class=_HelpFormatter)
+    evaluate.add_argument("run_dir", help="a training run's directory")
+    evaluate.add_argument("--k", type=int, default=0, help="importance samples per example (0: the ELBO only)")
+    evaluate.add_argument("--split", default="test", choices=("train", "valid", "test"),
+                          help="which split to score (binarized as training binarized it)")
+    evaluate.add_argument("--limit", type=int, default=0, help="score only N examples of the split (0: all)")
+    evaluate.add_argument("--subset", default="random", choices=SUBSETS,
+                          help="with --limit: a random subset drawn with --seed, or the first N")
     evaluate.add_argument("--batch-size", type=int, default=None,
                           help="examples per chunk for --k (default: about 10,000 example-samples a chunk)")
-    evaluate.add_argument("--checkpoint", default="best", choices=("best", "last"))
+    evaluate.add_argument("--checkpoint", default="best", choices=("best", "last"),
+                          help="the best (by validation) or the last epoch's model")
     evaluate.add_argument("-o", "--output", default=None,
                           help="JSON file for the result (default: RUN_DIR/loglik.json with --k, else evaluation.json)")
-    evaluate.add_argument("--device", default=None)
-    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the run's)")
+    evaluate.add_argument("--seed", type=int, default=0, help="seeds the importance samples and the --limit subset")
 
-    sample = commands.add_parser("sample", help="a grid of samples from the prior")
-    sample.add_argument("run_dir")
-    sample.add_argument("-n", type=int, default=64)
-    sample.add_argument("-o", "--output", default=None, help="default: RUN_DIR/samples.png")
-    sample.add_argument("--seed", type=int, default=0)
-    sample.add_argument("--label", type=int, default=None, help="conditional VAE: draw this class")
-    sample.add_argument("--device", default=None)
+    sample = commands.add_parser("sample", help="a grid of samples from the prior", formatter_class=_HelpFormatter)
+    sample.add_argument("run_dir", help="a training run's directory")
+    sample.add_argument("-n", type=int, default=64, help="how many samples")
+    sample.add_argument("-o", "--output", default=None, help="the figure file, .png or .pdf (default: "
+                        "RUN_DIR/samples.png)")
+    sample.add_argument("--seed", type=int, default=0, help="seeds the draws from the prior")
+    sample.add_argument("--label", type=int, default=None,
+                        help="conditional VAE: draw only this class (a number; default: every class, one per row)")
+    sample.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the run's)")
 
-    recon = commands.add_parser("reconstruct", help="test images beside their reconstructions")
-    recon.add_argument("run_dir")
-    recon.add_argument("-n", type=int, default=32)
-    recon.add_argument("-o", "--output", default=None, help="default: RUN_DIR/reconstructions.png")
-    recon.add_argument("--device", default=None)
-    plot = commands.add_parser("plot", help="a figure of a trained run")
-    plot.add_argument("run_dir")
-    plot.add_argument("--kind", required=True, choices=("samples", "reconstructions", "latent", "manifold",
-                                                        "interpolate", "arithmetic", "prior-check", "curves",
-                                                        "style", "completions"))
+    recon = commands.add_parser("reconstruct", help="test images beside their reconstructions",
+                                formatter_class=_HelpFormatter)
+    recon.add_argument("run_dir", help="a training run's directory")
+    recon.add_argument("-n", type=int, default=32, help="how many test images (at most 32)")
+    recon.add_argument("-o", "--output", default=None, help="the figure file, .png or .pdf (default: "
+                       "RUN_DIR/reconstructions.png)")
+    recon.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the run's)")
+    plot = commands.add_parser("plot", help="a figure of a trained run", formatter_class=_HelpFormatter)
+    plot.add_argument("run_dir", help="a training run's directory")
+    plot.add_argument("--kind", required=True, choices=FIGURE_KINDS,
+                      help="the figure: samples, reconstructions, latent (codes by class), manifold (2-D latent), "
+                           "interpolate, arithmetic (attribute vectors), prior-check (aggregate posterior per "
+                           "dimension), curves (metrics by epoch), style (cvae), completions (quadrant)")
     plot.add_argument("-o", "--output", required=True, help="the figure file (.png or .pdf)")
     plot.add_argument("-n", type=int, default=64, help="samples or reconstructions to show")
     plot.add_argument("--limit", type=int, default=5000, help="test images used for latent, prior-check, arithmetic")
-    plot.add_argument("--attribute", default="", help="arithmetic: an attribute name (Smiling), class name or number")
+    plot.add_argument("--attribute", default="", help="arithmetic: an attribute name (Smiling), class name or "
+                      "number (names in any case)")
     plot.add_argument("--attribute-file", default=None, help="arithmetic: 0/1 per test image (.txt or .npy)")
     plot.add_argument("--index-a", type=int, default=0, help="interpolate: first test image")
     plot.add_argument("--index-b", type=int, default=1, help="interpolate: second test image")
     plot.add_argument("--image-a", default="", help="interpolate: first image, by file name (image folders)")
     plot.add_argument("--image-b", default="", help="interpolate: second image, by file name (image folders)")
-    plot.add_argument("--seed", type=int, default=0)
-    plot.add_argument("--device", default=None)
+    plot.add_argument("--seed", type=int, default=0, help="seeds the draws (samples, prior-check)")
+    plot.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the run's)")
     return parser
 
 
-def _config_from_args(args) -> tuple[Config, Config]:
-    """(config from file + flags, and the same built from defaults + flags for --resume)."""
-    config = Config.load(args.config) if args.config else Config()
-    flags_only = Config()
+class _HelpFormatter(argparse.HelpFormatter):
+    """Help with the defaults argparse knows shown after each option's description."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if "default:" in text or default is None or default is False or default == "" or default is argparse.SUPPRESS:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def _apply_flags(config: Config, args) -> Config:
+    """Set the config keys given as flags (only those) on ``config``."""
     for key, value in vars(args).items():
         if key.startswith("cfg:") and value is not None:
             dotted = key[4:]
-            flag = "--" + dotted.split(".")[1].replace("_", "-")
-            config.set(dotted, value, source=flag)
-            flags_only.set(dotted, value, source=flag)
-    return config, flags_only
+            config.set(dotted, value, source="--" + dotted.split(".")[1].replace("_", "-"))
+    return config
 
 
 def cmd_train(args) -> int:
     from pyro_vae.runs import read_run_config, train_run
 
-    config, flags_only = _config_from_args(args)
     if args.resume:
-        # On resume the run's own config.toml rules; flags may extend epochs or move device.
-        saved = read_run_config(Path(args.resume))
-        for key, value in vars(args).items():
-            if key.startswith("cfg:") and value is not None:
-                saved.set(key[4:], value, source="--" + key[4:].split(".")[1].replace("_", "-"))
+        if args.run_dir and Path(args.run_dir).resolve() != Path(args.resume).resolve():
+            raise PyroVAEError("--resume RUN_DIR continues the run where it is; drop --run-dir (or give it the "
+                               "same directory).")
+        # The run's own config.toml rules; the --config file's keys, then the flags, are
+        # applied over it: the options that may change on resume are taken, others refused.
+        requested = read_run_config(Path(args.resume))
+        if args.config:
+            requested.update_from(args.config)
         summary = train_run(None, Path(args.resume), resume=True, progress=False if args.no_progress else None,
-                            overrides=saved)
+                            overrides=_apply_flags(requested, args))
         run_dir = Path(args.resume)
     else:
+        config = _apply_flags(Config.load(args.config) if args.config else Config(), args)
         config.validate()
         run_dir = Path(args.run_dir or f"runs/{config.data.dataset}-{config.model.likelihood}")
         summary = train_run(config, run_dir, progress=False if args.no_progress else None)
@@ -143,31 +183,38 @@ def cmd_evaluate(args) -> int:
     if args.k == 0:
         from pyro_vae.runs import evaluate_run
 
-        result = evaluate_run(run, args.split, args.limit)
+        result = evaluate_run(run, args.split, args.limit, args.subset, args.seed)
         write_json(_json_output(args, run.run_dir, "evaluation.json"), result)
         print(f"{args.split} ELBO {result['elbo']:.2f} nats per example "
               f"(reconstruction {result['reconstruction']:.2f}, KL {result['kl']:.2f}; {result['examples']} examples)")
         return 0
     from pyro_vae.data.datasets import as_tensor
     from pyro_vae.inference.train import label_kwargs
+    from pyro_vae.runs import ProgressReport, ess_warning, estimate_name, evaluation_examples
 
-    part = run.dataset().split(args.split)
-    if args.limit:
-        part = part.head(args.limit)
+    part, chosen = evaluation_examples(run, args.split, args.limit, args.subset, args.seed)
     images = as_tensor(part.images)
-    if run.config.model.model == "m2":  # log p(x), the label summed out exactly
+    name = estimate_name(run.config)
+    m2 = run.config.model.model == "m2"
+    progress = ProgressReport(f"{args.split} {name}, K={args.k}", len(images) * (run.model.num_classes if m2 else 1))
+    if m2:  # log p(x), the label summed out exactly
         from pyro_vae.inference.semisupervised import marginal_log_likelihood
 
         estimate = marginal_log_likelihood(run.model, run.guide, images, run.model.num_classes, k=args.k,
-                                           batch_size=args.batch_size)
+                                           batch_size=args.batch_size, progress=progress)
     else:  # for the conditional VAE this is log p(x | y), the label given
         estimate = importance_log_likelihood(run.model, run.guide, images, k=args.k, batch_size=args.batch_size,
-                                             progress=sys.stderr.isatty(), **label_kwargs(run.model, part.labels))
-    result = {"split": args.split, "checkpoint": args.checkpoint, "seed": args.seed, **estimate.summary()}
+                                             progress=progress, **label_kwargs(run.model, part.labels))
+    progress.close()
+    result = {**chosen, "estimate": name, "checkpoint": args.checkpoint, "seed": args.seed, **estimate.summary(),
+              "stderr_is": f"the standard error of the mean over the {len(images)} {args.split} images"}
     write_json(_json_output(args, run.run_dir, "loglik.json"), result)
-    print(f"{args.split} log p(x) {estimate.mean:.2f} ± {estimate.stderr:.2f} nats per example "
-          f"(K={args.k}, {len(images)} examples, ESS mean {result['ess_mean']:.1f} min {result['ess_min']:.1f}, "
-          f"{estimate.seconds:.1f} s)")
+    print(f"{args.split} {name} {estimate.mean:.2f} ± {estimate.stderr:.2f} nats per example (± one standard error "
+          f"over the {len(images)} {args.split} images; K={args.k}, ESS mean {result['ess_mean']:.1f} "
+          f"min {result['ess_min']:.1f}, {estimate.seconds:.1f} s)")
+    warning = ess_warning(estimate)
+    if warning:
+        print(f"pyro-vae: {warning}", file=sys.stderr)
     return 0
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
 import math
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -28,6 +29,9 @@ NETWORKS = ("mlp", "conv")
 ACTIVATIONS = ("relu", "softplus", "tanh", "elu", "leaky_relu", "gelu")
 SCALE_TRANSFORMS = ("softplus", "exp")
 OBJECTIVES = ("elbo", "analytic-kl", "iwae")
+MODELS = ("vae", "cvae", "m2", "quadrant")
+ELBO_IMPLEMENTATIONS = ("fast", "pyro")
+LABELLED_WEIGHTS = ("natural", "balanced")
 
 
 @dataclass
@@ -90,7 +94,8 @@ class ModelConfig:
     batch_norm: bool = False
     activation: str = "relu"
     likelihood: str = "bernoulli"
-    #: Standard deviation of the fixed-scale Gaussian likelihood (pixel units).
+    #: Standard deviation of the fixed-scale Gaussian likelihood (pixel units); the learned
+    #: Gaussians' starting value. The other likelihoods have no scale.
     likelihood_scale: float = 0.1
     scale_transform: str = "softplus"
     #: Floor added to the encoder's standard deviation so it never reaches 0.
@@ -99,7 +104,7 @@ class ModelConfig:
     def validate(self) -> None:
         from pyro_vae.likelihoods import LIKELIHOODS  # the registry is the list of names
 
-        _choice("model", self.model, ("vae", "cvae", "m2", "quadrant"))
+        _choice("model", self.model, MODELS)
         _between("given_quadrants", self.given_quadrants, 1, 3)
         _between("latent_dim", self.latent_dim, 1, 4096)
         _choice("network", self.network, NETWORKS)
@@ -157,12 +162,12 @@ class TrainConfig:
         _positive("lr_decay", self.lr_decay)
         _at_least("clip_norm", self.clip_norm, 0)
         _choice("objective", self.objective, OBJECTIVES)
-        _choice("elbo_implementation", self.elbo_implementation, ("fast", "pyro"))
+        _choice("elbo_implementation", self.elbo_implementation, ELBO_IMPLEMENTATIONS)
         _between("num_particles", self.num_particles, 1, 10**5)
         _between("k", self.k, 1, 10**5)
         _at_least("beta", self.beta, 0)
         _at_least("alpha", self.alpha, 0)
-        _choice("labelled_weight", self.labelled_weight, ("natural", "balanced"))
+        _choice("labelled_weight", self.labelled_weight, LABELLED_WEIGHTS)
         _at_least("kl_warmup_epochs", self.kl_warmup_epochs, 0)
         _at_least("kl_warmup_steps", self.kl_warmup_steps, 0)
         if self.kl_warmup_epochs and self.kl_warmup_steps:
@@ -182,7 +187,14 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
-    def validate(self) -> Config:
+    def validate(self, check_effect: bool = True) -> Config:
+        """Check every value and how they combine, and resolve ``binarize = "auto"``.
+
+        With ``check_effect`` (a new configuration) also refuse any option set away from
+        its default where it would have no effect (:func:`ineffective_options`), so that a
+        run's config.toml never records a value that was not used. A run's own saved
+        config.toml is read with ``check_effect=False``: runs written before a rule existed
+        still open (their record is what they ran with)."""
         self.data.validate()
         self.model.validate()
         self.train.validate()
@@ -192,7 +204,16 @@ class Config:
             raise ConfigError("--model m2 learns from a few labels: give their number with --labels N (e.g. 100).")
         if self.model.model != "m2" and self.data.labels:
             raise ConfigError("--labels is for --model m2; the other models use every label or none.")
+        if check_effect:
+            self.check_effect()
         return self
+
+    def check_effect(self, keys=None) -> None:
+        """Raise :class:`ConfigError` for the first option (of ``keys``, ``section.name``;
+        default all) that is set but would have no effect, or would do the wrong thing."""
+        for key, sentence in ineffective_options(self):
+            if keys is None or key in keys:
+                raise ConfigError(sentence)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return dataclasses.asdict(self)
@@ -200,17 +221,20 @@ class Config:
     @classmethod
     def from_dict(cls, raw: dict[str, Any], source: str = "the configuration") -> Config:
         """Build a config from nested tables, naming unknown keys and wrong types."""
+        return cls().update(raw, source)
+
+    def update(self, raw: dict[str, Any], source: str = "the configuration") -> Config:
+        """Set the keys of nested tables ``raw`` (as read from TOML) and only those."""
         unknown = set(raw) - set(SECTIONS)
         if unknown:
             name = sorted(unknown)[0]
             raise ConfigError(f"{source}: unknown table [{name}]{_suggest(name, SECTIONS)}.")
-        config = cls()
         for section, table in raw.items():
             if not isinstance(table, dict):
                 raise ConfigError(f"{source}: '{section}' must be a table ([{section}]).")
             for key, value in table.items():
-                config.set(f"{section}.{key}", value, source=source)
-        return config
+                self.set(f"{section}.{key}", value, source=source)
+        return self
 
     def set(self, dotted: str, value: Any, source: str = "the configuration") -> None:
         """Set ``section.key`` (or a bare key, unique across sections) to a typed value."""
@@ -235,6 +259,10 @@ class Config:
 
     @classmethod
     def load(cls, path: str | Path) -> Config:
+        return cls().update_from(path)
+
+    def update_from(self, path: str | Path) -> Config:
+        """Set the keys that the TOML file at ``path`` names (the others keep their values)."""
         path = Path(path)
         try:
             with open(path, "rb") as handle:
@@ -245,10 +273,154 @@ class Config:
             raise ConfigError(f"config file {path} is not valid TOML ({err}); fix the syntax.") from None
         except (OSError, UnicodeDecodeError) as err:
             raise ConfigError(f"config file {path} cannot be read ({err}).") from None
-        return cls.from_dict(raw, source=str(path))
+        return self.update(raw, source=str(path))
 
     def dumps(self) -> str:
         return tomli_w.dumps(self.to_dict())
+
+
+def _takes_binary_data(likelihood: str) -> bool:
+    from pyro_vae.likelihoods import LIKELIHOODS
+
+    cls = LIKELIHOODS[likelihood]
+    return getattr(cls, "data_kind", "binary" if likelihood == "bernoulli" else "") == "binary"
+
+
+def show_value(value: Any) -> str:
+    """A value as one would type it after its flag."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def ineffective_options(config: Config) -> list[tuple[str, str]]:
+    """Every option that ``config`` sets away from its default where it has no effect (or,
+    for ``binarize``, the wrong one), as ``(section.name, the sentence that refuses it)``.
+
+    Only values that differ from the default count: a default is what every run records
+    for an option it does not use, so it claims nothing; a value someone chose does. (A
+    chosen value equal to the default records exactly what an untouched one would.)
+    """
+    from pyro_vae.likelihoods import LIKELIHOODS
+
+    data, model, train = config.data, config.model, config.train
+    defaults = Config()
+    found: list[tuple[str, str]] = []
+
+    def unused(key: str, where: str, fix: str) -> None:
+        section, name = key.split(".")
+        value = getattr(getattr(config, section), name)
+        if value != getattr(getattr(defaults, section), name):
+            found.append((key, f"--{name.replace('_', '-')} {show_value(value)} has no effect {where}; {fix}."))
+
+    if model.model == "m2":
+        m2 = "with --model m2, which trains its own bound (Kingma et al. 2014: the ELBO with the label summed out)"
+        for key in ("train.objective", "train.beta", "train.kl_warmup_epochs", "train.kl_warmup_steps",
+                    "train.num_particles", "train.k", "train.elbo_implementation"):
+            unused(key, m2, "drop it")
+    else:
+        for key in ("train.alpha", "train.labelled_weight"):
+            unused(key, f"with --model {model.model} (it weighs M2's labelled examples)", "drop it or choose --model m2")
+        if train.objective.startswith("iwae"):
+            unused("train.num_particles", f"with --objective {train.objective}, whose samples per example are --k",
+                   "drop it and set --k")
+            unused("train.elbo_implementation", f"with --objective {train.objective} (it picks how the ELBO is "
+                   "computed)", "drop it")
+        else:
+            unused("train.k", f"with --objective {train.objective} (it is the number of importance samples of "
+                   "--objective iwae)", "drop it or choose --objective iwae")
+    if model.model != "cvae":
+        unused("model.conditional_prior", f"with --model {model.model} (the learned class prior p(z | y) is the "
+               "conditional VAE's)", "drop it or choose --model cvae")
+    if model.model != "quadrant":
+        unused("model.given_quadrants", f"with --model {model.model}", "drop it or choose --model quadrant")
+    if not (model.model in ("cvae", "m2") and model.network == "mlp"):
+        unused("model.label_at_encoder_input", f"with --model {model.model} --network {model.network} (it is for "
+               "the MLP encoder of cvae and m2)", "drop it")
+    if model.network != "conv":
+        for key in ("model.conv_channels", "model.batch_norm"):
+            unused(key, f"with --network {model.network}", "drop it or choose --network conv")
+    elif model.model != "m2" and len(model.hidden_dims) > 1:
+        unused("model.hidden_dims", "beyond its first size with --network conv (one dense layer between the "
+               "convolutions and the code)", "give one size, e.g. --hidden-dims 512")
+    if not getattr(LIKELIHOODS[model.likelihood], "uses_scale", False):
+        unused("model.likelihood_scale", f"with --likelihood {model.likelihood} (it is the Gaussian likelihoods' "
+               "sigma)", "drop it or choose --likelihood gaussian")
+    if data.dataset != "image-folder":
+        for key in ("data.image_size", "data.image_mode", "data.workers", "data.cache_images",
+                    "data.skip_bad_images"):
+            unused(key, f"with --dataset {data.dataset} (it is for --dataset image-folder)", "drop it")
+    if data.binarize in ("dynamic", "static", "threshold") and not _takes_binary_data(model.likelihood):
+        found.append(("data.binarize", f"--binarize {data.binarize} makes 0/1 pixels, but --likelihood "
+                      f"{model.likelihood} models grey levels; choose --binarize none, or --likelihood bernoulli "
+                      "for binary pixels."))
+    return found
+
+
+def field_help(cls: type) -> dict[str, str]:
+    """Each field's description: its ``#:`` comment in the class body (the one source the
+    code and ``--help`` share), else :data:`FIELD_HELP`."""
+    notes: dict[str, str] = {}
+    pending: list[str] = []
+    try:
+        lines = inspect.getsource(cls).splitlines()
+    except (OSError, TypeError):  # no source (a frozen build): the table alone
+        lines = []
+    names = [f.name for f in fields(cls)]
+    for line in lines:
+        text = line.strip()
+        if text.startswith("#:"):
+            pending.append(text[2:].strip())
+            continue
+        name = text.split(":", 1)[0].strip()
+        if name in names and pending:
+            notes[name] = " ".join(pending).replace(" ... ", " ").replace("...", "").strip()
+        pending = []
+    return {name: FIELD_HELP.get(name) or notes.get(name, "") for name in names}
+
+
+def choices(name: str) -> tuple[str, ...] | None:
+    """The allowed values of option ``name`` where they are a fixed set (else None)."""
+    if name == "likelihood":
+        from pyro_vae.likelihoods import LIKELIHOODS
+
+        return tuple(LIKELIHOODS)
+    return CHOICES.get(name)
+
+
+#: The allowed values of each option with a fixed set of them (``--help`` lists these).
+CHOICES = {"dataset": DATASETS, "binarize": BINARIZATIONS, "image_mode": IMAGE_MODES, "model": MODELS,
+           "network": NETWORKS, "activation": ACTIVATIONS, "scale_transform": SCALE_TRANSFORMS,
+           "objective": OBJECTIVES, "elbo_implementation": ELBO_IMPLEMENTATIONS,
+           "labelled_weight": LABELLED_WEIGHTS}
+
+#: Descriptions of the fields that have no ``#:`` comment of their own.
+FIELD_HELP = {
+    "dataset": "the data set (idx and image-folder read your own files from --data-dir)",
+    "data_dir": "where the data set's files are (default: found in the usual places or downloaded)",
+    "binarize": "how grey pixels become the 0/1 pixels the Bernoulli likelihood needs: dynamic (redrawn as "
+                "Bernoulli(pixel) in every batch), static (drawn once), threshold (pixel > 0.5), none; auto is "
+                "dynamic for bernoulli and none for the other likelihoods",
+    "latent_dim": "dimensions of the code z",
+    "network": "encoder and decoder: fully connected (mlp) or convolutional (conv)",
+    "hidden_dims": "hidden layer sizes of the MLP, e.g. 512,256 (conv: the one dense layer's size)",
+    "conv_channels": "--network conv: channels of each convolution, e.g. 32,64",
+    "activation": "the networks' nonlinearity",
+    "likelihood": "the observation model p(x | z) (bernoulli needs 0/1 pixels)",
+    "scale_transform": "how the encoder's output becomes a positive standard deviation",
+    "epochs": "passes over the training data",
+    "batch_size": "examples per optimizer step",
+    "learning_rate": "Adam's step size",
+    "objective": "what training maximises: the ELBO (Monte Carlo KL), the ELBO with an analytic KL, or "
+                 "the importance-weighted bound with --k samples",
+    "num_particles": "samples of z per example for the two ELBOs",
+    "seed": "seeds the initialisation, batch order and binarization",
+    "device": "cpu, cuda or cuda:N",
+    "kl_warmup_steps": "linear KL warm-up from 0 to beta over this many optimizer steps instead of epochs "
+                       "(0 = none; give one of the two)",
+}
 
 
 def field_types(cls: type) -> dict[str, Any]:
@@ -305,7 +477,9 @@ def _suggest(name: str, options) -> str:
 
 def _choice(name: str, value: str, options: tuple[str, ...]) -> None:
     if value not in options:
-        raise ConfigError(f"unknown {name} '{value}'{_suggest(value, options)} (choose from {', '.join(options)}).")
+        close = difflib.get_close_matches(value, list(options), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else "."
+        raise ConfigError(f"unknown {name} '{value}' (choose from {', '.join(options)}){hint}")
 
 
 def _at_least(name: str, value: float, low: float) -> None:

@@ -36,6 +36,10 @@ def make_likelihood(name: str, image_shape: tuple[int, int, int], scale: float =
 
 class Likelihood(PyroModule):
     name = ""
+    #: Whether ``--likelihood-scale`` (``scale``) means anything to this likelihood: the
+    #: fixed Gaussian's sigma, or the learned ones' starting sigma. Where it is False,
+    #: setting the option is refused (see :func:`pyro_vae.config.ineffective_options`).
+    uses_scale = False
 
     def __init__(self, image_shape: tuple[int, int, int], scale: float = 0.1):
         super().__init__()
@@ -118,6 +122,7 @@ class GaussianLikelihood(Likelihood):
     """x ~ Normal(output, sigma) per pixel with a fixed sigma (``--likelihood-scale``)."""
 
     name = "gaussian"
+    uses_scale = True  # sigma itself (and, for the learned subclasses, its starting value)
 
     def __init__(self, image_shape, scale=0.1):
         super().__init__(image_shape, scale)

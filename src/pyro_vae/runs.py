@@ -117,7 +117,7 @@ def read_run_config(run_dir: Path) -> Config:
             f"{run_dir} is not a pyro-vae run directory (it lacks {CONFIG} or {LAST}); "
             "give the --run-dir of a training run."
         )
-    return Config.load(run_dir / CONFIG).validate()
+    return Config.load(run_dir / CONFIG).validate(check_effect=False)  # as it ran, whatever today's rules
 
 
 def open_run(run_dir: Path, which: str = "best", device: str | None = None) -> Run:
@@ -135,8 +135,22 @@ def open_run(run_dir: Path, which: str = "best", device: str | None = None) -> R
         raise CheckpointError(
             f"the checkpoint in {run_dir} does not fit its config.toml ({str(err).splitlines()[0]})."
         ) from None
+    check_finite_weights(model, guide, run_dir / (BEST if which == "best" else LAST))
     model.to(dev).eval(), guide.to(dev).eval()
     return Run(run_dir, config, model, guide, dev, checkpoint)
+
+
+def check_finite_weights(model: torch.nn.Module, guide: torch.nn.Module, path: Path) -> None:
+    """Refuse a checkpoint whose model or guide holds NaN or infinite numbers: every
+    estimate and figure drawn from it would be NaN."""
+    bad = [f"{part}.{name}" for part, module in (("model", model), ("guide", guide))
+           for name, tensor in module.state_dict().items()
+           if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    if bad:
+        more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
+        raise CheckpointError(f"{path} holds NaN or infinite weights (in {bad[0]}{more}), so nothing computed "
+                              "from it would be a number; use the other checkpoint (--checkpoint best or last) "
+                              "or train again.")
 
 
 def write_metrics(path: Path, history: list[dict]) -> None:
@@ -164,6 +178,11 @@ def _check_resume_changes(saved: Config, requested: Config) -> None:
                 )
 
 
+def _get(config: Config, key: str):
+    section, name = key.split(".")
+    return getattr(getattr(config, section), name)
+
+
 def train_run(config: Config | None, run_dir: Path, resume: bool = False, progress: bool | None = None,
               log=print, overrides: Config | None = None) -> dict:
     """Train ``config`` in a new ``run_dir``, or with ``resume`` continue the run there
@@ -177,11 +196,14 @@ def _train_run(config: Config | None, run_dir: Path, resume: bool, progress, log
     if resume:
         saved = read_run_config(run_dir)
         if overrides is not None:
+            overrides.validate(check_effect=False)  # resolves binarize "auto" as the run did
             _check_resume_changes(saved, overrides)
+            changed = {key for key in RESUMABLE_CHANGES if _get(overrides, key) != _get(saved, key)}
+            overrides.check_effect(changed)  # e.g. --workers on a data set that is not an image folder
             for key in RESUMABLE_CHANGES:
                 section, name = key.split(".")
                 setattr(getattr(saved, section), name, getattr(getattr(overrides, section), name))
-        config = saved.validate()
+        config = saved.validate(check_effect=False)
     else:
         config.validate()
         if run_dir.exists() and (is_run_dir(run_dir) or (run_dir / LAST).exists()):
@@ -216,6 +238,7 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
         kl_warmup_steps=train_cfg.kl_warmup_steps,
         selection_k=train_cfg.k if train_cfg.objective == "iwae" else 0,
         analytic_kl=True,
+        objective_label=f"IWAE bound K={train_cfg.k}" if train_cfg.objective.startswith("iwae") else "ELBO",
     )
     objective = make_objective(train_cfg.objective, train_cfg.num_particles, train_cfg.k,
                                train_cfg.elbo_implementation)
@@ -354,15 +377,101 @@ def _figures(model, guide, dataset: ImageDataset, run_dir: Path, device) -> list
     return figures
 
 
-def evaluate_run(run: Run, split: str = "test", limit: int = 0) -> dict:
-    """The run's ELBO on ``split`` (its first ``limit`` examples if given), with its parts,
-    nats per example."""
-    part = run.dataset().split(split)
-    if limit:
-        part = part.head(limit)
+def evaluate_run(run: Run, split: str = "test", limit: int = 0, subset: str = "random", seed: int = 0) -> dict:
+    """The run's ELBO on ``split`` (``limit`` of its examples if given, see
+    :func:`evaluation_examples`), with its parts, nats per example."""
+    part, chosen = evaluation_examples(run, split, limit, subset, seed)
     images = part.images  # evaluate_elbo reads it batch by batch (byte images stay bytes until then)
+    if torch.is_tensor(images):
+        run.model.likelihood.check_support(images, f"the {split} split")
     result = evaluate_elbo(run.model, run.guide, images, analytic_kl=True, labels=part.labels)
-    return {"split": split, "examples": len(images), "unit": "nats per example", **result}
+    return {**chosen, "examples": len(images), "unit": "nats per example", **result}
+
+
+#: How the examples of ``evaluate --limit N`` are chosen.
+SUBSETS = ("random", "first")
+#: ``evaluate --k`` warns when the mean effective sample size is below this share of K.
+ESS_WARNING_SHARE = 0.05
+
+
+def estimate_name(config: Config) -> str:
+    """What the importance-sampling estimate of a run's model is: log p(x | y) for the
+    conditional VAE (the label given), log p(x_m | x_g) for quadrant completion, else
+    log p(x) (M2's label is summed out)."""
+    return {"cvae": "log p(x | y)", "quadrant": "log p(x_m | x_g)"}.get(config.model.model, "log p(x)")
+
+
+def evaluation_examples(run: Run, split: str, limit: int = 0, subset: str = "random",
+                        seed: int = 0) -> tuple:
+    """The examples ``evaluate`` scores, and a record of which: split ``split`` as the model
+    is scored on it (:meth:`ImageDataset.scored_split`: binary where training binarized
+    dynamically), all of it, or with ``limit`` its first ``limit`` examples (``subset =
+    "first"``) or ``limit`` drawn without replacement with ``seed`` (``"random"``, in index
+    order). The first images of a file are not a fair sample of it (on MNIST the first
+    thousand test digits are harder than the rest)."""
+    if subset not in SUBSETS:
+        raise ConfigError(f"unknown subset '{subset}' (choose from {', '.join(SUBSETS)}).")
+    part = run.dataset().scored_split(split)
+    record: dict = {"split": split, "subset": "all"}
+    if limit and limit < len(part):
+        if subset == "first":
+            part = part.head(limit)
+            record = {"split": split, "subset": "first", "limit": limit}
+        else:
+            rows = torch.randperm(len(part), generator=torch.Generator().manual_seed(seed))[:limit].sort().values
+            part = part.take(rows)
+            record = {"split": split, "subset": "random", "limit": limit, "subset_seed": seed}
+    return part, record
+
+
+def ess_warning(estimate, share: float = ESS_WARNING_SHARE) -> str:
+    """A sentence when the mean effective sample size of ``estimate`` is below ``share`` of
+    its K (the log-weights are then dominated by a few draws and the bound far from
+    converged), else ''."""
+    mean_ess = estimate.ess.mean().item()
+    if mean_ess >= share * estimate.k:
+        return ""
+    return (f"warning: the mean effective sample size is {mean_ess:.1f} of K={estimate.k} "
+            f"({100 * mean_ess / estimate.k:.1f}%, below {100 * share:g}%), so the estimate is far from converged "
+            "and a larger --k would likely raise it.")
+
+
+class ProgressReport:
+    """Progress of a long computation over ``total`` examples: a tqdm bar where ``stream``
+    is a terminal, else a line every ``every`` seconds (a log file shows a bar's redraws
+    as garbage). Call it with (examples done, examples in this pass); a call whose count
+    falls back starts a new pass (M2 scores every class in turn)."""
+
+    def __init__(self, what: str, total: int, stream=None, every: float = 30.0):
+        import sys
+
+        self.what, self.total, self.every = what, total, every
+        self.stream = stream or sys.stderr
+        self.started = self.last_line = time.perf_counter()
+        self.offset = self.previous = 0
+        self.bar = None
+        if self.stream.isatty():
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc=what, unit="example", leave=False, file=self.stream)
+
+    def __call__(self, done: int, of: int) -> None:
+        if done < self.previous:
+            self.offset += of
+        self.previous = done
+        count = self.offset + done
+        if self.bar is not None:
+            self.bar.update(count - self.bar.n)
+            return
+        now = time.perf_counter()
+        if now - self.last_line >= self.every:
+            self.last_line = now
+            print(f"{self.what}: {count} of {self.total} examples, {now - self.started:.0f} s", file=self.stream,
+                  flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def check_not_clobbering(path: Path, run_dir: Path) -> None:

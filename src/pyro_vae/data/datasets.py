@@ -41,6 +41,9 @@ FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
 DIGIT_CLASSES = tuple(str(d) for d in range(10))
 VALIDATION_SIZE = 10_000
 EVAL_BINARIZATION_SEED = 0
+#: Seed of the one binary draw of the training split when a dynamically binarized run is
+#: scored on it (validation and test use EVAL_BINARIZATION_SEED and the one after).
+TRAIN_EVAL_BINARIZATION_SEED = EVAL_BINARIZATION_SEED + 2
 
 
 def class_names(dataset: str) -> tuple[str, ...]:
@@ -98,6 +101,15 @@ class Split:
         return Split(self.images.subset(slice(0, n)) if bytes_kept else self.images[:n], labels, attributes,
                      self.names[:n])
 
+    def take(self, rows: torch.Tensor) -> Split:
+        """The examples at indices ``rows`` ``[n]`` (int64), in that order; images as floats."""
+        def pick(t):
+            return None if t is None else t[rows.to(t.device)]
+
+        images = self.images[rows.to(self.images.device)] if torch.is_tensor(self.images) else self.images[rows]
+        return Split(images, pick(self.labels), pick(self.attributes),
+                     tuple(self.names[i] for i in rows.tolist()) if self.names else ())
+
 
 @dataclass
 class ImageDataset:
@@ -149,6 +161,18 @@ class ImageDataset:
         if name not in ("train", "valid", "test"):
             raise DataError(f"unknown split '{name}'; choose train, valid or test.")
         return getattr(self, name)
+
+    def scored_split(self, name: str) -> Split:
+        """Split ``name`` as a model of this data set is scored on it: with dynamic
+        binarization, the training images are drawn once as Bernoulli(pixel) with a fixed
+        seed, as the validation and test images are (each epoch draws them afresh in
+        training), so a Bernoulli likelihood is never scored on grey pixels."""
+        split = self.split(name)
+        if name == "train" and self.binarize == "dynamic":
+            images = binarize_batch(as_tensor(split.images).cpu(),
+                                    torch.Generator().manual_seed(TRAIN_EVAL_BINARIZATION_SEED))
+            split = replace(split, images=images.to(split.images.device))
+        return split
 
     def to(self, device) -> ImageDataset:
         return ImageDataset(self.name, self.train.to(device), self.valid.to(device),

@@ -118,7 +118,8 @@ def _check_input(model, x, k: int) -> None:
 def importance_log_likelihood(model: Callable, guide: Callable, x: torch.Tensor, *, k: int,
                               batch_size: int | None = None, k_chunk: int | None = None,
                               max_plate_nesting: int = MAX_PLATE_NESTING,
-                              progress: bool = False, **kwargs) -> LogLikelihoodEstimate:
+                              progress: bool | Callable[[int, int], None] = False,
+                              **kwargs) -> LogLikelihoodEstimate:
     """Estimate log p(x) for every example of ``x`` ``[N, ...]`` with ``k`` guide samples.
 
     Examples go through in chunks of ``batch_size`` and samples in chunks of ``k_chunk``.
@@ -126,7 +127,8 @@ def importance_log_likelihood(model: Callable, guide: Callable, x: torch.Tensor,
     models well under 2 GiB at any K), split over examples first so that each example's
     K samples share one pass of the encoder where they fit. Tensors in ``kwargs`` (labels,
     say) are chunked along their first dimension with ``x``; the model and guide are
-    called as ``model(x_chunk, **kwargs_chunk)``.
+    called as ``model(x_chunk, **kwargs_chunk)``. ``progress``: True for a tqdm bar, or a
+    callable told ``(examples done, len(x))`` after every chunk of examples.
     """
     _check_input(model, x, k)
     if batch_size is None:
@@ -136,7 +138,7 @@ def importance_log_likelihood(model: Callable, guide: Callable, x: torch.Tensor,
     start_time = time.perf_counter()
     estimates, ess = [], []
     starts = range(0, len(x), batch_size)
-    if progress:
+    if progress is True:
         from tqdm.auto import tqdm
 
         starts = tqdm(starts, desc=f"log p(x), K={k}", unit="batch", leave=False)
@@ -151,5 +153,7 @@ def importance_log_likelihood(model: Callable, guide: Callable, x: torch.Tensor,
                 max_plate_nesting=max_plate_nesting, **chunk_kwargs))
         estimates.append(accumulator.log_mean)
         ess.append(accumulator.ess)
+        if callable(progress):
+            progress(min(start + batch_size, len(x)), len(x))
     return LogLikelihoodEstimate(torch.cat(estimates).cpu(), torch.cat(ess).cpu(), k,
                                  time.perf_counter() - start_time)

@@ -49,6 +49,8 @@ class TrainSettings:
     #: If > 0, also compute the validation importance-weighted bound with this K and keep
     #: the best model by it (right for IWAE training, whose ELBO is not its objective).
     selection_k: int = 0
+    #: The bound the objective estimates, for the log line ("ELBO", "IWAE bound K=5").
+    objective_label: str = "ELBO"
 
 
 @dataclass
@@ -282,10 +284,26 @@ class Trainer:
             criterion = metrics["valid_iwae"]
         return metrics, criterion
 
+    def training_objective(self, row: dict) -> str:
+        """What the epoch's training number is: the bound itself ("train ELBO", "train IWAE
+        bound K=5") only when the KL weight was 1 throughout; otherwise the objective with
+        its KL weight, which is not that bound."""
+        label, beta = self.settings.objective_label, self.settings.beta
+        warmup = self.settings.kl_warmup_steps or self.settings.kl_warmup_epochs * self.steps_per_epoch()
+        if warmup and row["step"] - self.steps_per_epoch() < warmup:
+            return f"train objective ({label}, KL warm-up to beta={beta:g})"
+        if beta != 1:
+            return f"train objective ({label}, beta={beta:g})"
+        return f"train {label}"
+
     def describe(self, row: dict) -> str:
-        """The epoch's log line."""
-        return (f"epoch {row['epoch']:>3}  train ELBO {row['train_elbo']:9.2f}  valid ELBO {row['valid_elbo']:9.2f} "
-                f"(recon {row['valid_reconstruction']:9.2f}, KL {row['valid_kl']:7.2f})  {row['seconds']:6.1f} s")
+        """The epoch's log line; with ``selection_k`` also the validation IWAE bound that
+        chooses the best model."""
+        selection = (f"  valid IWAE bound K={self.settings.selection_k} {row['valid_iwae']:9.2f} (selects)"
+                     if "valid_iwae" in row else "")
+        return (f"epoch {row['epoch']:>3}  {self.training_objective(row)} {row['train_elbo']:9.2f}  valid ELBO "
+                f"{row['valid_elbo']:9.2f} (recon {row['valid_reconstruction']:9.2f}, KL {row['valid_kl']:7.2f})"
+                f"{selection}  {row['seconds']:6.1f} s")
 
     # -- checkpoints -------------------------------------------------------------------
     def state_dict(self) -> dict:
