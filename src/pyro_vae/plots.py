@@ -16,10 +16,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 #: Figures are saved at this resolution with their own size (no tight cropping), so a
 #: figure of figsize (w, h) inches is exactly (100 w) x (100 h) pixels.
 DPI = 100
+#: A latent dimension whose mean KL(q(z_d | x) || p(z_d)) is below this (nats) is "inactive".
+INACTIVE_KL = 0.01
 
 
 def image_grid(images: torch.Tensor, ncol: int, pad: int = 1) -> torch.Tensor:
@@ -67,11 +70,15 @@ def plot_samples(model, path: Path, n: int = 64, device="cpu", title: str | None
     if getattr(model, "num_classes", 0):
         if label is not None:
             y = torch.full((n,), label, dtype=torch.long, device=device)
-            name = class_names[label] if label < len(class_names) else str(label)
-            default = f"{n} samples of class {name} (decoder means)"
-        else:
-            y = (torch.arange(n, device=device) // ncol) % model.num_classes
-            default = f"{n} samples, one class per row (decoder means)"
+            default = f"{n} samples of class {_class_name(label, class_names)} (decoder means)"
+        else:  # every class, one row each, named: about n samples in all
+            per_class = max(1, math.ceil(n / model.num_classes))
+            rows = []
+            for c in range(model.num_classes):
+                y = torch.full((per_class,), c, dtype=torch.long, device=device)
+                rows.append((_class_name(c, class_names), model.decode_mean(model.sample_prior(y), y)))
+            return _rows_figure(rows, path, title or f"{per_class} samples of each class (decoder means), "
+                                "one class per row", "z ~ p(z | y), one column per draw")
         images = model.decode_mean(model.sample_prior(y), y)
     else:
         images = model.decode_mean(torch.randn(n, model.latent_dim, device=device))
@@ -126,6 +133,10 @@ def plot_completions(model, images: torch.Tensor, path: Path, n: int = 6) -> Pat
                         "one column per test image")
 
 
+def _class_name(index: int, class_names: tuple[str, ...]) -> str:
+    return class_names[index] if index < len(class_names) else str(index)
+
+
 # -- latent-space tools (pure tensor maths, tested numerically) ----------------------------
 
 def interpolate_codes(z_a: torch.Tensor, z_b: torch.Tensor, steps: int, method: str = "linear") -> torch.Tensor:
@@ -174,12 +185,19 @@ def principal_components(codes: torch.Tensor, k: int = 2) -> torch.Tensor:
 
 # -- figures ---------------------------------------------------------------------------
 
-def _rows_figure(rows: list[tuple[str, torch.Tensor]], path: Path, title: str, xlabel: str = "") -> Path:
+def _rows_figure(rows: list[tuple[str, torch.Tensor]], path: Path, title: str, xlabel: str = "",
+                 column_labels: list[str] | None = None) -> Path:
+    """One row of images per ``(name, images [N, C, H, W])``, the name left of its row;
+    ``column_labels`` (one per column) go under the last row."""
     fig, axes = plt.subplots(len(rows), 1, layout="constrained", figsize=(1.0 * rows[0][1].shape[0] + 1, 1.3 * len(rows) + 0.5))
     axes = [axes] if len(rows) == 1 else list(axes)
     for ax, (label, images) in zip(axes, rows):
         _show(ax, image_grid(images, images.shape[0]), "")
         ax.set_ylabel(label, rotation=0, ha="right", va="center")
+    if column_labels:
+        width, pad = rows[-1][1].shape[-1], 1  # image_grid's layout: pad, image, pad, image, ...
+        axes[-1].set_xticks([pad + i * (width + pad) + (width - 1) / 2 for i in range(len(column_labels))],
+                            column_labels)
     if xlabel:
         axes[-1].set_xlabel(xlabel)
     fig.suptitle(title)
@@ -204,12 +222,12 @@ def plot_arithmetic(model, guide, images: torch.Tensor, has_attribute: torch.Ten
     codes = _codes(guide, images)
     vector = attribute_vector(codes, has_attribute)
     rows = []
-    for i, x in enumerate(examples):
+    for i, x in enumerate(examples):  # the input first, then its code moved along the vector
         code = guide.encode(x[None])[0][0]
-        rows.append((f"example {i + 1}", model.decode_mean(apply_attribute(code, vector, alphas))))
-    labels = ", ".join(f"{a:g}" for a in alphas)
+        rows.append((f"example {i + 1}", torch.cat([x[None], model.decode_mean(apply_attribute(code, vector, alphas))])))
     return _rows_figure(rows, path, f"Latent arithmetic: code + alpha x ('{attribute}' vector)",
-                        f"alpha = {labels}")
+                        "the input image, then the decoded code + alpha x vector (alpha = 0: its reconstruction)",
+                        ["input"] + [f"alpha={a:g}" for a in alphas])
 
 
 def _codes(guide, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
@@ -255,8 +273,14 @@ def plot_manifold(model, path: Path, n: int = 20, device="cpu") -> Path:
     images = model.decode_mean(grid)
     fig, ax = plt.subplots(layout="constrained", figsize=(8, 8))
     _show(ax, image_grid(images, n, pad=0), "Latent manifold: decoded prior quantiles 5%..95%")
-    ax.set_xlabel("z1 (left to right)")
-    ax.set_ylabel("z2 (bottom to top)")
+    side = images.shape[-1]
+    every = max(1, n // 5)  # about five ticks per axis, at the centres of the decoded images
+    shown = list(range(0, n, every)) + ([n - 1] if (n - 1) % every else [])
+    centres = [i * side + (side - 1) / 2 for i in shown]
+    ax.set_xticks(centres, [f"{q[i]:.2f}" for i in shown])
+    ax.set_yticks(centres, [f"{q.flip(0)[i]:.2f}" for i in shown])
+    ax.set_xlabel("z1")
+    ax.set_ylabel("z2")
     return _save(fig, path)
 
 
@@ -286,13 +310,25 @@ def plot_prior_check(guide, images: torch.Tensor, path: Path, max_dims: int = 16
         if i == 0:
             ax.legend(fontsize=7)
     ax = fig.add_subplot(grid[rows, :])
-    ax.bar(range(loc.shape[1]), kl.numpy())
-    ax.axhline(0.01, color="red", lw=0.8, ls="--", label="0.01 nats: inactive below")
+    total = loc.shape[1]
+    active = kl >= INACTIVE_KL
+    # A log scale keeps the threshold visible beside KLs of several nats; the floor keeps
+    # an exactly collapsed dimension (KL 0) on the axis.
+    heights = kl.clamp(min=INACTIVE_KL / 10).numpy()
+    ax.bar(range(total), heights, color=["tab:blue" if a else "tab:grey" for a in active.tolist()])
+    ax.set_yscale("log")
+    ax.set_ylim(INACTIVE_KL / 10, max(1.0, float(heights.max())) * 2)
+    ax.axhline(INACTIVE_KL, color="red", lw=1.2, ls="--",
+               label=f"{INACTIVE_KL:g} nats: inactive below (grey bars)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlim(-0.6, total - 0.4)
     ax.set_xlabel("latent dimension")
-    ax.set_ylabel("mean KL (nats)")
+    ax.set_ylabel("mean KL (nats, log scale)")
     ax.legend(fontsize=8)
-    inactive = int((kl < 0.01).sum())
-    fig.suptitle(f"Prior vs aggregate posterior ({inactive} of {loc.shape[1]} dimensions inactive)")
+    inactive = int((~active).sum())
+    drawn = (f"histograms of all {total} dimensions" if dims == total
+             else f"histograms of the {dims} of {total} dimensions with the largest KL")
+    fig.suptitle(f"Prior vs aggregate posterior ({inactive} of {total} dimensions inactive; {drawn})")
     return _save(fig, path)
 
 

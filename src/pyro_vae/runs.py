@@ -510,15 +510,18 @@ def _attribute_mask(dataset: ImageDataset, split, attribute: str, attribute_file
         if len(values) < n or not torch.isin(values, torch.tensor([0.0, 1.0], dtype=values.dtype)).all():
             raise PyroVAEError(f"{attribute_file} must hold a 0 or 1 for each of the first {n} test images.")
         return values[:n].bool(), attribute or Path(attribute_file).stem
-    if attribute in dataset.attribute_names:
-        return split.attributes[:, dataset.attribute_names.index(attribute)].cpu(), attribute
+    folded = attribute.casefold()  # names match in any case: "smiling" is CelebA's "Smiling"
+    attribute_names = [a.casefold() for a in dataset.attribute_names]
+    if folded in attribute_names:
+        index = attribute_names.index(folded)
+        return split.attributes[:, index].cpu(), dataset.attribute_names[index]
     names, labels = dataset.class_names, split.labels
     if labels is None:
         known = f" (its attributes: {', '.join(dataset.attribute_names)})" if dataset.attribute_names else ""
         raise PyroVAEError(f"this data set has no attribute or class '{attribute}'{known}; name one of those, or "
                            "give boolean labels with --attribute-file FILE (a 0/1 per test image).")
-    if attribute in names:
-        index = names.index(attribute)
+    if folded in [n.casefold() for n in names]:
+        index = [n.casefold() for n in names].index(folded)
     elif attribute.isdigit() and int(attribute) < max(len(names), int(labels.max()) + 1):
         index = int(attribute)
     else:
@@ -558,9 +561,12 @@ def figure_from_run(run: Run, kind: str, output: Path, n: int = 64, limit: int =
                            f"{', '.join(CONDITIONAL_KINDS)}.")
     if kind == "style" and not conditional:
         raise PyroVAEError("the 'style' figure needs a conditional model (train with --model cvae).")
-    if label is not None and not (conditional and 0 <= label < run.model.num_classes):
-        raise PyroVAEError("--label needs a conditional model (--model cvae) and a class number below its "
-                           "number of classes.")
+    if label is not None and not conditional:
+        raise PyroVAEError(f"--label draws one class of a conditional model (--model cvae or m2); this run's "
+                           f"model is {run.config.model.model}, so drop --label.")
+    if label is not None and not 0 <= label < run.model.num_classes:
+        raise PyroVAEError(f"--label {label} is not a class of this model, which has {run.model.num_classes} "
+                           f"classes: give a number from 0 to {run.model.num_classes - 1}.")
     if kind == "curves":
         return plots.plot_curves(read_metrics(run.run_dir), output)
     if kind == "samples":
