@@ -20,7 +20,7 @@ KINDS = [
     ("latent", [], (700, 600)),
     ("manifold", [], (800, 800)),
     ("interpolate", ["--index-a", "0", "--index-b", "5"], (1100, 310)),
-    ("arithmetic", ["--attribute", "1"], (600, 570)),
+    ("arithmetic", ["--attribute", "1"], (700, 570)),  # the input, then five alphas
     ("prior-check", [], (1200, 520)),  # one row of histograms for 2 dimensions
     ("curves", [], (1100, 400)),
 ]
