@@ -185,7 +185,8 @@ def cmd_evaluate(args) -> int:
 
         result = evaluate_run(run, args.split, args.limit, args.subset, args.seed)
         write_json(_json_output(args, run.run_dir, "evaluation.json"), result)
-        print(f"{args.split} ELBO {result['elbo']:.2f} nats per example "
+        split = "train-split" if args.split == "train" else args.split  # not the training objective
+        print(f"{split} ELBO {result['elbo']:.2f} nats per example "
               f"(reconstruction {result['reconstruction']:.2f}, KL {result['kl']:.2f}; {result['examples']} examples)")
         return 0
     from pyro_vae.data.datasets import as_tensor

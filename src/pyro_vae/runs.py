@@ -135,12 +135,12 @@ def open_run(run_dir: Path, which: str = "best", device: str | None = None) -> R
         raise CheckpointError(
             f"the checkpoint in {run_dir} does not fit its config.toml ({str(err).splitlines()[0]})."
         ) from None
-    check_finite_weights(model, guide, run_dir / (BEST if which == "best" else LAST))
+    check_finite_weights(model, guide, run_dir / (BEST if which == "best" else LAST), "last" if which == "best" else "best")
     model.to(dev).eval(), guide.to(dev).eval()
     return Run(run_dir, config, model, guide, dev, checkpoint)
 
 
-def check_finite_weights(model: torch.nn.Module, guide: torch.nn.Module, path: Path) -> None:
+def check_finite_weights(model: torch.nn.Module, guide: torch.nn.Module, path: Path, other: str = "last") -> None:
     """Refuse a checkpoint whose model or guide holds NaN or infinite numbers: every
     estimate and figure drawn from it would be NaN."""
     bad = [f"{part}.{name}" for part, module in (("model", model), ("guide", guide))
@@ -149,8 +149,8 @@ def check_finite_weights(model: torch.nn.Module, guide: torch.nn.Module, path: P
     if bad:
         more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
         raise CheckpointError(f"{path} holds NaN or infinite weights (in {bad[0]}{more}), so nothing computed "
-                              "from it would be a number; use the other checkpoint (--checkpoint best or last) "
-                              "or train again.")
+                              f"from it would be a number; train the run again, or evaluate its other checkpoint "
+                              f"(--checkpoint {other}).")
 
 
 def write_metrics(path: Path, history: list[dict]) -> None:
