@@ -4,7 +4,11 @@ A config file has three tables, ``[data]``, ``[model]`` and ``[train]``, whose k
 the fields below. Every field name is unique across sections, so each one is also a
 command-line flag (``latent_dim`` -> ``--latent-dim``). The resolved configuration is
 written into the run directory as ``config.toml`` and is what a checkpoint is checked
-against on ``--resume``.
+against on ``--resume``. An option set away from its default where the other options
+leave it without effect (``k`` without the IWAE objective, say) is refused by
+:meth:`Config.validate` (:func:`ineffective_options`), so config.toml records only values
+that were used. ``--help`` describes each field by its ``#:`` comment (or
+:data:`FIELD_HELP`) and lists :func:`choices`.
 """
 
 from __future__ import annotations
