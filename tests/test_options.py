@@ -234,13 +234,15 @@ def test_evaluate_names_the_quadrant_estimate(idx_dir, tmp_path, capsys):
 def test_limit_draws_a_seeded_random_subset_by_default(vae_run):
     run = open_run(vae_run)
     test = run.dataset().test
-    part, record = evaluation_examples(run, "test", 40, seed=3)
+    part, record, indices = evaluation_examples(run, "test", 40, seed=3)
     rows = torch.randperm(len(test), generator=torch.Generator().manual_seed(3))[:40].sort().values
+    assert torch.equal(indices, rows)
     assert torch.equal(part.images, test.images[rows]) and torch.equal(part.labels, test.labels[rows])
     assert rows.max() >= 40  # not the first 40
     assert record == {"split": "test", "subset": "random", "limit": 40, "subset_seed": 3}
-    first, record = evaluation_examples(run, "test", 40, subset="first")
+    first, record, indices = evaluation_examples(run, "test", 40, subset="first")
     assert torch.equal(first.images, test.images[:40]) and record["subset"] == "first"
+    assert torch.equal(indices, torch.arange(40))
 
 
 def test_evaluate_records_the_subset(vae_run, tmp_path):
@@ -253,8 +255,8 @@ def test_evaluate_records_the_subset(vae_run, tmp_path):
 def test_the_training_split_of_a_dynamically_binarized_run_is_scored_binarized(vae_run, tmp_path, capsys):
     run = open_run(vae_run)
     assert run.config.data.binarize == "dynamic"
-    part, _ = evaluation_examples(run, "train", 50, seed=0)
-    again, _ = evaluation_examples(run, "train", 50, seed=0)
+    part, _, _ = evaluation_examples(run, "train", 50, seed=0)
+    again, _, _ = evaluation_examples(run, "train", 50, seed=0)
     assert ((part.images == 0) | (part.images == 1)).all() and torch.equal(part.images, again.images)
     grey = run.dataset().train.images
     assert not ((grey == 0) | (grey == 1)).all()  # the stored training images are grey

@@ -193,7 +193,7 @@ def cmd_evaluate(args) -> int:
     from pyro_vae.inference.train import label_kwargs
     from pyro_vae.runs import ProgressReport, ess_warning, estimate_name, evaluation_examples
 
-    part, chosen = evaluation_examples(run, args.split, args.limit, args.subset, args.seed)
+    part, chosen, _ = evaluation_examples(run, args.split, args.limit, args.subset, args.seed)
     images = as_tensor(part.images)
     name = estimate_name(run.config)
     m2 = run.config.model.model == "m2"

@@ -326,7 +326,8 @@ def ineffective_options(config: Config) -> list[tuple[str, str]]:
             unused(key, m2, "drop it")
     else:
         for key in ("train.alpha", "train.labelled_weight"):
-            unused(key, f"with --model {model.model} (it weighs M2's labelled examples)", "drop it or choose --model m2")
+            unused(key, f"with --model {model.model} (it weighs M2's labelled examples)",
+                   "drop it or choose --model m2")
         if train.objective.startswith("iwae"):
             unused("train.num_particles", f"with --objective {train.objective}, whose samples per example are --k",
                    "drop it and set --k")

@@ -224,7 +224,8 @@ def plot_arithmetic(model, guide, images: torch.Tensor, has_attribute: torch.Ten
     rows = []
     for i, x in enumerate(examples):  # the input first, then its code moved along the vector
         code = guide.encode(x[None])[0][0]
-        rows.append((f"example {i + 1}", torch.cat([x[None], model.decode_mean(apply_attribute(code, vector, alphas))])))
+        moved = model.decode_mean(apply_attribute(code, vector, alphas))
+        rows.append((f"example {i + 1}", torch.cat([x[None], moved])))
     return _rows_figure(rows, path, f"Latent arithmetic: code + alpha x ('{attribute}' vector)",
                         "the input image, then the decoded code + alpha x vector (alpha = 0: its reconstruction)",
                         ["input"] + [f"alpha={a:g}" for a in alphas])

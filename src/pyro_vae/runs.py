@@ -135,7 +135,8 @@ def open_run(run_dir: Path, which: str = "best", device: str | None = None) -> R
         raise CheckpointError(
             f"the checkpoint in {run_dir} does not fit its config.toml ({str(err).splitlines()[0]})."
         ) from None
-    check_finite_weights(model, guide, run_dir / (BEST if which == "best" else LAST), "last" if which == "best" else "best")
+    check_finite_weights(model, guide, run_dir / (BEST if which == "best" else LAST),
+                         "last" if which == "best" else "best")
     model.to(dev).eval(), guide.to(dev).eval()
     return Run(run_dir, config, model, guide, dev, checkpoint)
 
@@ -380,7 +381,7 @@ def _figures(model, guide, dataset: ImageDataset, run_dir: Path, device) -> list
 def evaluate_run(run: Run, split: str = "test", limit: int = 0, subset: str = "random", seed: int = 0) -> dict:
     """The run's ELBO on ``split`` (``limit`` of its examples if given, see
     :func:`evaluation_examples`), with its parts, nats per example."""
-    part, chosen = evaluation_examples(run, split, limit, subset, seed)
+    part, chosen, _ = evaluation_examples(run, split, limit, subset, seed)
     images = part.images  # evaluate_elbo reads it batch by batch (byte images stay bytes until then)
     if torch.is_tensor(images):
         run.model.likelihood.check_support(images, f"the {split} split")
@@ -403,7 +404,8 @@ def estimate_name(config: Config) -> str:
 
 def evaluation_examples(run: Run, split: str, limit: int = 0, subset: str = "random",
                         seed: int = 0) -> tuple:
-    """The examples ``evaluate`` scores, and a record of which: split ``split`` as the model
+    """The examples ``evaluate`` scores, a record of how they were chosen (for the JSON) and
+    their indices into the split ``[n]``: split ``split`` as the model
     is scored on it (:meth:`ImageDataset.scored_split`: binary where training binarized
     dynamically), all of it, or with ``limit`` its first ``limit`` examples (``subset =
     "first"``) or ``limit`` drawn without replacement with ``seed`` (``"random"``, in index
@@ -412,16 +414,18 @@ def evaluation_examples(run: Run, split: str, limit: int = 0, subset: str = "ran
     if subset not in SUBSETS:
         raise ConfigError(f"unknown subset '{subset}' (choose from {', '.join(SUBSETS)}).")
     part = run.dataset().scored_split(split)
+    rows = torch.arange(len(part))
     record: dict = {"split": split, "subset": "all"}
     if limit and limit < len(part):
         if subset == "first":
+            rows = rows[:limit]
             part = part.head(limit)
             record = {"split": split, "subset": "first", "limit": limit}
         else:
             rows = torch.randperm(len(part), generator=torch.Generator().manual_seed(seed))[:limit].sort().values
             part = part.take(rows)
             record = {"split": split, "subset": "random", "limit": limit, "subset_seed": seed}
-    return part, record
+    return part, record, rows
 
 
 def ess_warning(estimate, share: float = ESS_WARNING_SHARE) -> str:
