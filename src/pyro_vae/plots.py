@@ -77,8 +77,8 @@ def plot_samples(model, path: Path, n: int = 64, device="cpu", title: str | None
             for c in range(model.num_classes):
                 y = torch.full((per_class,), c, dtype=torch.long, device=device)
                 rows.append((_class_name(c, class_names), model.decode_mean(model.sample_prior(y), y)))
-            return _rows_figure(rows, path, title or f"{per_class} samples of each class (decoder means), "
-                                "one class per row", "z ~ p(z | y), one column per draw")
+            return _rows_figure(rows, path, title or f"{per_class} samples of each class\n(decoder means, "
+                                "one class per row)", "z ~ p(z | y), one column per draw")
         images = model.decode_mean(model.sample_prior(y), y)
     else:
         images = model.decode_mean(torch.randn(n, model.latent_dim, device=device))
@@ -189,7 +189,8 @@ def _rows_figure(rows: list[tuple[str, torch.Tensor]], path: Path, title: str, x
                  column_labels: list[str] | None = None) -> Path:
     """One row of images per ``(name, images [N, C, H, W])``, the name left of its row;
     ``column_labels`` (one per column) go under the last row."""
-    fig, axes = plt.subplots(len(rows), 1, layout="constrained", figsize=(1.0 * rows[0][1].shape[0] + 1, 1.3 * len(rows) + 0.5))
+    width = max(5.0, 1.0 * rows[0][1].shape[0] + 1)  # room for the title over a few columns
+    fig, axes = plt.subplots(len(rows), 1, layout="constrained", figsize=(width, 1.3 * len(rows) + 0.5))
     axes = [axes] if len(rows) == 1 else list(axes)
     for ax, (label, images) in zip(axes, rows):
         _show(ax, image_grid(images, images.shape[0]), "")
