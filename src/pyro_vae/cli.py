@@ -19,13 +19,15 @@ from pyro_vae.errors import PyroVAEError, TrainingInterrupted
 USAGE_ERROR = 2
 
 
-def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+def _add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
     """One flag per config field, described by the field's own documentation in config.py
     with its allowed values (checked by Config.validate, the same for flags and files)."""
     for section, cls in SECTIONS.items():
         group = parser.add_argument_group(f"[{section}] options (override the config file)")
         notes, types = field_help(cls), field_types(cls)
         for f in fields(cls):
+            if f.name in skip:
+                continue
             default = f.default_factory() if f.default is MISSING else f.default
             allowed = choices(f.name) or (("true", "false") if types[f.name] is bool else None)
             metavar = "{" + ",".join(allowed) + "}" if allowed else f.name.upper()
@@ -50,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=_HelpFormatter)
     train.add_argument("--config", metavar="FILE", help="a TOML config file with [data], [model] and [train] tables "
                        "(configs/*.toml); with --resume, its values are applied like flags")
-    train.add_argument("--run-dir", help="where the run's files go (default: runs/<dataset>-<likelihood>)")
+    train.add_argument("--run-dir", help="where the run's files go (default: a new "
+                       "runs/<dataset>-<model>-<likelihood>-<date>-<time>)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint; "
                        f"only {', '.join(sorted(k.split('.')[1] for k in RESUMABLE_CHANGES))} may change")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -62,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                "cvae, log p(x_m | x_g) for quadrant), in nats per example, "
                                                "± one standard error over the images scored.",
                                    formatter_class=_HelpFormatter)
-    evaluate.add_argument("run_dir", help="a training run's directory")
+    evaluate.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="one or more training runs' directories")
     evaluate.add_argument("--k", type=int, default=0, help="importance samples per example (0: the ELBO only)")
     evaluate.add_argument("--split", default="test", choices=("train", "valid", "test"),
                           help="which split to score (binarized as training binarized it)")
@@ -95,12 +98,15 @@ def build_parser() -> argparse.ArgumentParser:
     recon.add_argument("-o", "--output", default=None, help="the figure file, .png or .pdf (default: "
                        "RUN_DIR/reconstructions.png)")
     recon.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the run's)")
-    plot = commands.add_parser("plot", help="a figure of a trained run", formatter_class=_HelpFormatter)
-    plot.add_argument("run_dir", help="a training run's directory")
-    plot.add_argument("--kind", required=True, choices=FIGURE_KINDS,
+    plot = commands.add_parser("plot", help="a figure of a trained run (curves and sweep: of several)",
+                               formatter_class=_HelpFormatter)
+    plot.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="a training run's directory; several runs "
+                      "or sweep directories for --kind curves (overlaid) or sweep")
+    plot.add_argument("--kind", required=True, choices=(*FIGURE_KINDS, "sweep"),
                       help="the figure: samples, reconstructions, latent (codes by class), manifold (2-D latent), "
                            "interpolate, arithmetic (attribute vectors), prior-check (aggregate posterior per "
-                           "dimension), curves (metrics by epoch), style (cvae), completions (quadrant)")
+                           "dimension), curves (metrics by epoch; several runs overlaid), style (cvae), "
+                           "completions (quadrant), sweep (a metric against each swept setting)")
     plot.add_argument("-o", "--output", required=True, help="the figure file (.png or .pdf)")
     plot.add_argument("-n", type=int, default=64, help="samples or reconstructions to show")
     plot.add_argument("--limit", type=int, default=5000, help="test images used for latent, prior-check, arithmetic")
@@ -113,6 +119,37 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--image-b", default="", help="interpolate: second image, by file name (image folders)")
     plot.add_argument("--seed", type=int, default=0, help="seeds the draws (samples, prior-check)")
     plot.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the run's)")
+    plot.add_argument("--metric", default="test_elbo", help="sweep: the quantity drawn")
+
+    compare = commands.add_parser("compare", help="a table of runs or sweeps: what differs, what came out",
+                                  formatter_class=_HelpFormatter)
+    compare.add_argument("paths", nargs="+", metavar="RUN_OR_SWEEP")
+    compare.add_argument("-o", "--output", default=None, metavar="PREFIX",
+                         help="write PREFIX.csv and PREFIX.md (default for one sweep: SWEEP_DIR/compare)")
+    compare.add_argument("--reference", default=None, metavar="RUN_DIR",
+                         help="paired difference of log p(x) of every evaluated run against this one")
+    compare.add_argument("--figure", default=None, help="also draw the sweep figure (metric against each setting)")
+    compare.add_argument("--metric", default="test_elbo", help="the figure's quantity")
+
+    sweep = commands.add_parser("sweep", help="train a grid or a search of runs as one Optuna study",
+                                formatter_class=_HelpFormatter)
+    sweep.add_argument("--config", help="the base config (TOML); its [sweep] table may hold grid, seeds, search...")
+    sweep.add_argument("--sweep-dir", required=True, help="the sweep's directory (a rerun continues it)")
+    sweep.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                       help="a grid dimension, e.g. beta=0.5,1,2 (repeat for more)")
+    sweep.add_argument("--search", action="append", default=[], metavar="KEY=RANGE",
+                       help="a search range: int:8:64, float:0.1:2, logfloat:1e-4:1e-2 or choice:a,b")
+    sweep.add_argument("--seeds", default=None, help="repeat each grid point with seeds 0..N-1 (default: the config's seed)")
+    sweep.add_argument("--trials", type=int, default=None, help="a search's number of trials")
+    sweep.add_argument("--metric", default=None, help="what the study maximises and the figure shows "
+                       "(valid_elbo, valid_iwae, selection, test_elbo, valid_accuracy, test_accuracy; default valid_elbo)")
+    sweep.add_argument("--sampler", default=None, choices=("tpe", "random"), help="a search's sampler (default tpe)")
+    sweep.add_argument("--storage", default=None, help="Optuna storage URL shared by several machines "
+                       "(default sqlite:///SWEEP_DIR/study.db)")
+    sweep.add_argument("--workers", type=int, default=1, help="processes that take trials in parallel")
+    sweep.add_argument("--join", action="store_true", help=argparse.SUPPRESS)  # a worker process of --workers
+    sweep.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
+    _add_config_flags(sweep, skip=("workers",))  # --workers is the sweep's; data.workers goes in the config file
     return parser
 
 
@@ -154,7 +191,9 @@ def cmd_train(args) -> int:
     else:
         config = _apply_flags(Config.load(args.config) if args.config else Config(), args)
         config.validate()
-        run_dir = Path(args.run_dir or f"runs/{config.data.dataset}-{config.model.likelihood}")
+        from pyro_vae.experiments.rundirs import default_run_dir
+
+        run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(config)
         summary = train_run(config, run_dir, progress=False if args.no_progress else None)
     if not summary:  # a rank other than 0 of a distributed run: rank 0 reports
         return 0
@@ -171,14 +210,24 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    if args.k < 0 or args.limit < 0 or (args.batch_size is not None and args.batch_size < 1):
+        raise PyroVAEError("--k and --limit must be 0 or more and --batch-size at least 1.")
+    if len(args.run_dirs) > 1 and args.output:
+        raise PyroVAEError("-o names one file; with several runs leave it out (each run gets its own JSON).")
+    for run_dir in args.run_dirs:
+        if len(args.run_dirs) > 1:
+            print(f"{run_dir}:")
+        _evaluate_one(args, run_dir)
+    return 0
+
+
+def _evaluate_one(args, run_dir: str) -> None:
     import pyro
 
     from pyro_vae.inference.loglik import importance_log_likelihood
     from pyro_vae.runs import open_run, write_json
 
-    if args.k < 0 or args.limit < 0 or (args.batch_size is not None and args.batch_size < 1):
-        raise PyroVAEError("--k and --limit must be 0 or more and --batch-size at least 1.")
-    run = open_run(Path(args.run_dir), args.checkpoint, args.device)
+    run = open_run(Path(run_dir), args.checkpoint, args.device)
     pyro.set_rng_seed(args.seed)
     if args.k == 0:
         from pyro_vae.runs import evaluate_run
@@ -188,12 +237,12 @@ def cmd_evaluate(args) -> int:
         split = "train-split" if args.split == "train" else args.split  # not the training objective
         print(f"{split} ELBO {result['elbo']:.2f} nats per example "
               f"(reconstruction {result['reconstruction']:.2f}, KL {result['kl']:.2f}; {result['examples']} examples)")
-        return 0
+        return
     from pyro_vae.data.datasets import as_tensor
     from pyro_vae.inference.train import label_kwargs
     from pyro_vae.runs import ProgressReport, ess_warning, estimate_name, evaluation_examples
 
-    part, chosen, _ = evaluation_examples(run, args.split, args.limit, args.subset, args.seed)
+    part, chosen, rows = evaluation_examples(run, args.split, args.limit, args.subset, args.seed)
     images = as_tensor(part.images)
     name = estimate_name(run.config)
     m2 = run.config.model.model == "m2"
@@ -209,14 +258,18 @@ def cmd_evaluate(args) -> int:
     progress.close()
     result = {**chosen, "estimate": name, "checkpoint": args.checkpoint, "seed": args.seed, **estimate.summary(),
               "stderr_is": f"the standard error of the mean over the {len(images)} {args.split} images"}
-    write_json(_json_output(args, run.run_dir, "loglik.json"), result)
+    output = _json_output(args, run.run_dir, "loglik.json")
+    from pyro_vae.experiments.compare import save_examples  # per image, for paired comparisons
+
+    result["per_example_file"] = save_examples(output, estimate.log_likelihood, rows, args.split, args.k,
+                                               run.config.data.dataset).name
+    write_json(output, result)
     print(f"{args.split} {name} {estimate.mean:.2f} ± {estimate.stderr:.2f} nats per example (± one standard error "
           f"over the {len(images)} {args.split} images; K={args.k}, ESS mean {result['ess_mean']:.1f} "
           f"min {result['ess_min']:.1f}, {estimate.seconds:.1f} s)")
     warning = ess_warning(estimate)
     if warning:
         print(f"pyro-vae: {warning}", file=sys.stderr)
-    return 0
 
 
 def _json_output(args, run_dir: Path, default: str) -> Path:
@@ -250,6 +303,23 @@ def cmd_reconstruct(args) -> int:
 
 
 def cmd_plot(args) -> int:
+    if args.kind in ("curves", "sweep") and (len(args.run_dirs) > 1 or args.kind == "sweep"):
+        from pyro_vae.experiments import compare
+        from pyro_vae.runs import check_not_clobbering
+
+        for run_dir in args.run_dirs:
+            if not (Path(run_dir) / "sweep.json").is_file():
+                check_not_clobbering(Path(args.output), Path(run_dir))
+        records = compare.collect_runs(args.run_dirs)
+        if args.kind == "curves":
+            print(compare.plot_overlaid_curves(records, Path(args.output)))
+        else:
+            print(compare.plot_sweep_figure(records, Path(args.output), args.metric))
+        return 0
+    if len(args.run_dirs) > 1:
+        raise PyroVAEError(f"--kind {args.kind} draws one run; give one run directory (several are overlaid only "
+                           "by --kind curves).")
+    args.run_dir = args.run_dirs[0]
     if args.limit < 2:
         raise PyroVAEError("--limit must be at least 2.")
     return _draw(args, args.kind, args.output, limit=args.limit, attribute=args.attribute,
@@ -257,7 +327,61 @@ def cmd_plot(args) -> int:
                  image_a=args.image_a, image_b=args.image_b)
 
 
-COMMANDS = {"plot": cmd_plot, "train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample, "reconstruct": cmd_reconstruct}
+def cmd_compare(args) -> int:
+    from pyro_vae.experiments import compare
+
+    records = compare.collect_runs(args.paths)
+    columns, rows = compare.compare_table(records)
+    print(compare.to_markdown(columns, rows), end="")
+    prefix = args.output
+    if prefix is None and len(args.paths) == 1 and (Path(args.paths[0]) / "sweep.json").is_file():
+        prefix = Path(args.paths[0]) / "compare"
+    written = compare.write_tables(columns, rows, Path(prefix)) if prefix else []
+    reference = None
+    if args.reference:
+        reference = compare.read_run(Path(args.reference))
+        records = [r for r in records if r.run_dir.resolve() != reference.run_dir.resolve()] + [reference]
+    elif len(records) == 2 and all(r.examples() is not None for r in records):
+        reference = records[0]
+    if reference is not None:
+        paired = compare.paired_table(records, reference)
+        if paired:
+            paired_columns = list(paired[0])
+            print(f"\npaired difference of test log p(x) against {reference.run_dir} "
+                  "(nats per example, on the images both evaluated):")
+            print(compare.to_markdown(paired_columns, paired), end="")
+            if prefix:
+                written += compare.write_tables(paired_columns, paired, Path(f"{prefix}-paired"))
+    if args.figure:
+        written.append(compare.plot_sweep_figure(records, Path(args.figure), args.metric))
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from pyro_vae.experiments import sweep
+
+    sweep_dir = Path(args.sweep_dir)
+
+    def log(line: str) -> None:
+        print(line, flush=True)  # several worker processes share the terminal or log file
+
+    if args.join:  # one of the --workers processes: the parent made the study and its queue
+        sweep.run_worker(sweep.load_spec(sweep_dir), sweep_dir, args.storage, args.worker_index, log)
+        return 0
+    raw, table = sweep.split_sweep_table(sweep.read_toml(args.config), args.config) if args.config else ({}, {})
+    base = _apply_flags(Config.from_dict(raw, source=args.config or "the configuration"), args)
+    spec = sweep.build_spec(base, table, args.grid, args.search, args.seeds, args.trials, args.metric, args.sampler)
+    rows = sweep.run_sweep(spec, sweep_dir, args.storage, args.workers, log)
+    failed = [row for row in rows if row["state"] != "COMPLETE"]
+    print(f"{len(rows) - len(failed)} runs complete, {len(failed)} failed; results in {sweep_dir / sweep.RESULTS}")
+    for row in failed:
+        print(f"failed: {row['run_dir']}: {row['error']}")
+    return 1 if failed else 0
+
+
+COMMANDS = {"compare": cmd_compare, "sweep": cmd_sweep, "plot": cmd_plot, "train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample, "reconstruct": cmd_reconstruct}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -158,6 +158,12 @@ class TrainConfig:
     #: Also log scalars (every epoch) and image grids (every figure_every epochs) for
     #: TensorBoard under RUN_DIR/tensorboard (needs the optional `tensorboard` package).
     tensorboard: bool = False
+    #: Stop when the selection metric (validation ELBO, IWAE bound, or M2's validation
+    #: accuracy) has not improved for this many epochs (0 = never stop early).
+    patience: int = 0
+    #: Also log params, per-epoch metrics, final metrics and figures to MLflow (needs the
+    #: optional `mlflow-skinny` package; MLFLOW_TRACKING_URI is honoured, else ./mlruns).
+    mlflow: bool = False
 
     def validate(self) -> None:
         _between("epochs", self.epochs, 1, 10**6)
@@ -178,6 +184,7 @@ class TrainConfig:
             raise ConfigError("give the KL warm-up in epochs or in steps, not both "
                               "(kl_warmup_epochs or kl_warmup_steps).")
         _at_least("figure_every", self.figure_every, 0)
+        _at_least("patience", self.patience, 0)
         if not (self.device == "cpu" or self.device.startswith("cuda")):
             raise ConfigError(f"device must be 'cpu' or 'cuda[:N]', not {self.device!r}.")
 

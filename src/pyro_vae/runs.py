@@ -30,7 +30,7 @@ from pyro_vae.config import Config
 from pyro_vae.data.datasets import (FolderOptions, ImageDataset, balanced_label_subset, class_names,
                                     load_dataset)
 from pyro_vae.data.sources import cache_dir
-from pyro_vae.errors import CheckpointError, ConfigError, DataError, PyroVAEError
+from pyro_vae.errors import CheckpointError, ConfigError, DataError, PyroVAEError, TrainingInterrupted
 from pyro_vae.inference.checkpoint import BEST, LAST, atomic_write_text, load_checkpoint
 from pyro_vae.inference.distributed import DistributedContext, init_from_environment, shutdown
 from pyro_vae.inference.objectives import make_objective
@@ -43,7 +43,7 @@ SUMMARY = "summary.json"
 LABELLED = "labelled_examples.json"
 #: Options that may change when a run is resumed; everything else must match.
 RESUMABLE_CHANGES = {"train.epochs", "train.device", "train.figure_every", "train.tensorboard", "data.workers",
-                     "data.cache_images"}
+                     "data.cache_images", "train.patience", "train.mlflow"}
 
 
 @dataclass
@@ -238,13 +238,18 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
         clip_norm=train_cfg.clip_norm, beta=train_cfg.beta, kl_warmup_epochs=train_cfg.kl_warmup_epochs,
         kl_warmup_steps=train_cfg.kl_warmup_steps,
         selection_k=train_cfg.k if train_cfg.objective == "iwae" else 0,
-        analytic_kl=True,
+        analytic_kl=True, patience=train_cfg.patience,
         objective_label=f"IWAE bound K={train_cfg.k}" if train_cfg.objective.startswith("iwae") else "ELBO",
     )
     objective = make_objective(train_cfg.objective, train_cfg.num_particles, train_cfg.k,
                                train_cfg.elbo_implementation)
 
     board = _tensorboard_writer(run_dir) if train_cfg.tensorboard and ctx.is_main else None
+    tracker = None
+    if train_cfg.mlflow and ctx.is_main:
+        from pyro_vae.experiments.tracking import MLflowTracker
+
+        tracker = MLflowTracker.start(run_dir, config)
 
     def on_epoch(trainer: Trainer, row: dict) -> None:  # rank 0 only
         write_metrics(run_dir / METRICS, trainer.state.history)
@@ -254,6 +259,8 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
             _figures(model, guide, dataset, run_dir, device)
         if board is not None:
             _log_tensorboard(board, row, model, guide, dataset, device, images=figures_now or row["epoch"] == 1)
+        if tracker is not None:
+            tracker.log_epoch(row)
 
     run_dir.mkdir(parents=True, exist_ok=True)
     options = dict(run_dir=run_dir, seed=train_cfg.seed, device=device, on_epoch=on_epoch, progress=progress,
@@ -279,6 +286,10 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
     started = time.perf_counter()
     try:
         state = trainer.fit()
+    except BaseException as err:
+        if tracker is not None:
+            tracker.end("KILLED" if isinstance(err, (TrainingInterrupted, KeyboardInterrupt)) else "FAILED")
+        raise
     finally:
         if board is not None:
             board.close()
@@ -304,11 +315,12 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
         }
     figures = _figures(model, guide, dataset, run_dir, device)
     summary = {
-        "dataset": data_cfg.dataset,
-        "model": config.model.model,
+        **run_settings(config),
         "epochs": state.epoch,
         "best_epoch": best["epoch"],
+        "stopped_early": state.epoch < train_cfg.epochs,
         **results,
+        "best_epoch_metrics": next(row for row in best["history"] if row["epoch"] == best["epoch"]),
         "train_seconds_this_session": train_seconds,
         "seconds_per_epoch": [row["seconds"] for row in state.history],
         "figures": [str(p) for p in figures],
@@ -318,7 +330,23 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
         "processes": ctx.world_size,
     }
     write_json(run_dir / SUMMARY, summary)
+    if tracker is not None:
+        tracker.finish(summary, figures)
     return summary
+
+
+def run_settings(config: Config) -> dict:
+    """What a result needs to be read alone: the data, the model and the objective
+    (``k`` only for an importance-weighted objective)."""
+    data, model, train = config.data, config.model, config.train
+    return {
+        "dataset": data.dataset, "train_limit": data.train_limit, "binarize": data.binarize,
+        "model": model.model, "likelihood": model.likelihood, "latent_dim": model.latent_dim,
+        "network": model.network,
+        **({"hidden_dims": model.hidden_dims} if model.network == "mlp" else {"conv_channels": model.conv_channels}),
+        "objective": train.objective, "k": train.k if train.objective.startswith("iwae") else None,
+        "beta": train.beta, "seed": train.seed, "max_epochs": train.epochs, "patience": train.patience,
+    }
 
 
 def _semi_supervised_results(config: Config, dataset: ImageDataset, labelled, best: dict, trainer, device) -> dict:

@@ -61,6 +61,8 @@ class IWAELoss:
               \quad z_{bk} \sim q(z | x_b),
 
     with reparameterized draws (the IWAE gradient of Burda et al.). K = 1 is the ELBO.
+    Site scales count, so a KL weight beta (``scale_sites``, also KL warm-up) weighs
+    log p(z) - log q(z | x) in every log-weight: the beta-ELBO at K = 1.
     """
 
     def __init__(self, k: int = 5, max_plate_nesting: int = MAX_PLATE_NESTING):
@@ -68,7 +70,7 @@ class IWAELoss:
         self.max_plate_nesting = max_plate_nesting
 
     def differentiable_loss(self, model: Callable, guide: Callable, *args, **kwargs) -> torch.Tensor:
-        log_w = log_importance_weights(model, guide, *args, k=self.k, grad=True,
+        log_w = log_importance_weights(model, guide, *args, k=self.k, grad=True, scaled=True,
                                        max_plate_nesting=self.max_plate_nesting, **kwargs)
         return -(torch.logsumexp(log_w, 0) - math.log(self.k)).sum()
 

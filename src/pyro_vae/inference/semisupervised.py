@@ -119,6 +119,9 @@ class SemiSupervisedTrainer(Trainer):
                 self._save_interrupted(order, start // size + 1, total)
         return -total / len(images)
 
+    def selection_key(self) -> str:
+        return "valid_accuracy"
+
     def validate(self) -> tuple[dict, float]:
         valid = classification_accuracy(self.guide, self.dataset.valid.images, self.dataset.valid.labels)
         test = classification_accuracy(self.guide, self.dataset.test.images, self.dataset.test.labels)

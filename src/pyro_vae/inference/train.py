@@ -51,6 +51,8 @@ class TrainSettings:
     selection_k: int = 0
     #: The bound the objective estimates, for the log line ("ELBO", "IWAE bound K=5").
     objective_label: str = "ELBO"
+    #: Stop once the selection criterion has not improved for this many epochs (0 = never).
+    patience: int = 0
 
 
 @dataclass
@@ -59,6 +61,16 @@ class TrainState:
     step: int = 0
     best_valid_elbo: float = -math.inf  # the selection criterion: valid ELBO, or IWAE bound
     history: list[dict] = field(default_factory=list)
+
+
+def epochs_since_best(criteria: list[float]) -> int:
+    """Epochs since the best value of ``criteria`` (one per epoch, higher is better; the
+    first of equal values counts, as the trainer keeps a model only on a strict improvement).
+    Read from the history, so a resumed run counts on where it stopped."""
+    if not criteria:
+        return 0
+    best = max(range(len(criteria)), key=lambda i: (criteria[i], -i))
+    return len(criteria) - 1 - best
 
 
 def label_kwargs(model, labels: torch.Tensor | None, rows=slice(None)) -> dict:
@@ -237,8 +249,21 @@ class Trainer:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
+    def selection_key(self) -> str:
+        """The history column the best model is chosen by (see :meth:`validate`)."""
+        return "valid_iwae" if self.settings.selection_k else "valid_elbo"
+
+    def stopped_early(self) -> bool:
+        """Whether ``settings.patience`` epochs have passed without a better selection criterion
+        (rank 0 holds the history; the other ranks take its answer, so all stop together)."""
+        if not self.settings.patience:
+            return False
+        criteria = [row[self.selection_key()] for row in self.state.history]
+        stop = self.ctx.is_main and epochs_since_best(criteria) >= self.settings.patience
+        return self.ctx.sum(float(stop), self.device) > 0
+
     def _fit(self) -> TrainState:
-        while self.state.epoch < self.settings.epochs:
+        while self.state.epoch < self.settings.epochs and not self.stopped_early():
             start = time.perf_counter()
             self.model.train(), self.guide.train()
             train_bound = self.train_epoch()
@@ -264,6 +289,8 @@ class Trainer:
                     save_checkpoint(self.run_dir / BEST, self._last_state)
             if self.on_epoch is not None:
                 self.on_epoch(self, row)
+        if self.state.epoch < self.settings.epochs and self.stopped_early():
+            self.log(f"stopping early: no better {self.selection_key()} for {self.settings.patience} epochs")
         return self.state
 
     def validate(self) -> tuple[dict, float]:

@@ -21,22 +21,25 @@ def sample_sites(trace) -> dict[str, dict]:
 
 def log_importance_weights(model: Callable, guide: Callable, *args, k: int,
                            max_plate_nesting: int = MAX_PLATE_NESTING, grad: bool = False,
-                           **kwargs) -> torch.Tensor:
+                           scaled: bool = False, **kwargs) -> torch.Tensor:
     """log p(x, z_k) - log q(z_k | x) for K draws from the guide: ``[K, B]`` in nats.
 
     ``B`` is the size of the model's outermost (data) plate; the K draws are vectorized
     by a plate left of it. Site scales (such as a KL weight) are ignored: this is the
-    unweighted joint density. With ``grad=False`` no autograd graph is built.
+    unweighted joint density, unless ``scaled``: then each site's log-density is multiplied
+    by its scale, as Pyro's ELBOs do, so that a KL weight beta on z gives the beta-IWAE
+    weights log p(x | z) + beta (log p(z) - log q(z | x)) (the beta-ELBO at K = 1).
+    With ``grad=False`` no autograd graph is built.
     """
     with torch.set_grad_enabled(grad), pyro.plate("importance_samples", k, dim=-(max_plate_nesting + 1)):
         guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
     log_weight = 0.0
     for site in sample_sites(model_trace).values():
-        log_weight = log_weight + _per_example(site, max_plate_nesting)
+        log_weight = log_weight + _per_example(site, max_plate_nesting) * (site["scale"] if scaled else 1.0)
     for site in sample_sites(guide_trace).values():
         if not site["is_observed"]:
-            log_weight = log_weight - _per_example(site, max_plate_nesting)
+            log_weight = log_weight - _per_example(site, max_plate_nesting) * (site["scale"] if scaled else 1.0)
     return log_weight
 
 

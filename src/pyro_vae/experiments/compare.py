@@ -1,0 +1,386 @@
+r"""Compare runs: a table of what differs and what came out, paired differences of log p(x)
+on the same test images, overlaid curves and a sweep's figure.
+
+Seeds are aggregated: runs whose settings differ only in ``seed`` form one row, with each
+number given as its mean over the seeds ± the standard error of that mean,
+:math:`s / \sqrt{n}` with :math:`s` the sample standard deviation over the n seeds.
+
+Paired difference. Two runs evaluated with ``evaluate --k K`` on the same images give
+per-example estimates :math:`a_i, b_i` of log p(x_i); on the images both evaluated,
+:math:`d_i = b_i - a_i` has mean :math:`\bar d` and standard error
+:math:`s_d / \sqrt{n}`. The images' own spread cancels in :math:`d_i`, so this is far
+tighter than the difference of the two means, whose standard error is about
+:math:`\sqrt{(s_a^2 + s_b^2) / n}`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pyro_vae.config import Config
+from pyro_vae.errors import PyroVAEError
+
+#: Per-example log p(x) saved by ``evaluate --k`` beside its JSON: ``loglik.json`` ->
+#: ``loglik_examples.npz`` with arrays ``index`` (int64, image numbers in the split) and
+#: ``log_likelihood`` (float64, nats), and the ``split``, ``k`` and ``dataset`` it came from.
+EXAMPLES_SUFFIX = "_examples.npz"
+
+
+# -- per-example values ------------------------------------------------------------------
+
+def examples_path(json_path: Path) -> Path:
+    json_path = Path(json_path)
+    return json_path.with_name(json_path.stem + EXAMPLES_SUFFIX)
+
+
+def save_examples(json_path: Path, log_likelihood, indices, split: str, k: int, dataset: str) -> Path:
+    """Write the per-example log p(x) ``[N]`` and the images' indices ``[N]`` beside
+    ``json_path`` (atomically); returns the file's path."""
+    from pyro_vae.inference.checkpoint import atomic_write_bytes
+
+    values = np.asarray(log_likelihood, dtype=np.float64).reshape(-1)
+    index = np.asarray(indices, dtype=np.int64).reshape(-1)
+    if values.shape != index.shape:
+        raise ValueError(f"{values.shape[0]} values for {index.shape[0]} indices")
+    path = examples_path(json_path)
+    atomic_write_bytes(path, lambda handle: np.savez(handle, index=index, log_likelihood=values,
+                                                     split=np.array(split), k=np.array(k), dataset=np.array(dataset)))
+    return path
+
+
+@dataclass
+class Examples:
+    """Per-example log p(x) of one run: ``index`` and ``log_likelihood`` ``[N]``."""
+
+    index: np.ndarray
+    log_likelihood: np.ndarray
+    split: str
+    k: int
+    dataset: str
+
+    @classmethod
+    def load(cls, path: Path) -> Examples:
+        try:
+            with np.load(path) as data:
+                return cls(data["index"], data["log_likelihood"], str(data["split"]), int(data["k"]),
+                           str(data["dataset"]))
+        except (OSError, KeyError, ValueError) as err:
+            raise PyroVAEError(f"cannot read per-example values from {path} ({err}); rerun evaluate --k.") from None
+
+
+@dataclass
+class PairedDifference:
+    """Mean of b_i - a_i over the n images both runs evaluated, and its standard error."""
+
+    mean: float
+    stderr: float
+    n: int
+    unpaired_stderr: float  # what the difference of the two means would have had
+
+
+def paired_difference(a: Examples, b: Examples) -> PairedDifference:
+    """``b`` minus ``a`` on the images both evaluated (matched by index)."""
+    if a.split != b.split or a.dataset != b.dataset:
+        raise PyroVAEError(f"the runs were evaluated on different images ({a.dataset} {a.split} and "
+                           f"{b.dataset} {b.split}); evaluate both on the same split.")
+    common, ia, ib = np.intersect1d(a.index, b.index, assume_unique=True, return_indices=True)
+    if len(common) < 2:
+        raise PyroVAEError("the two runs share fewer than 2 evaluated images; evaluate both on the same images "
+                           "(the same --limit or subset).")
+    x, y = a.log_likelihood[ia], b.log_likelihood[ib]
+    d = y - x
+    n = len(d)
+    return PairedDifference(float(d.mean()), float(d.std(ddof=1) / math.sqrt(n)), n,
+                            float(math.sqrt((x.var(ddof=1) + y.var(ddof=1)) / n)))
+
+
+# -- reading runs ------------------------------------------------------------------------
+
+@dataclass
+class RunRecord:
+    """One finished run: its settings (bare config keys), summary, and log p(x) if evaluated."""
+
+    run_dir: Path
+    settings: dict
+    summary: dict
+    loglik: dict | None = None
+    history: list = field(default_factory=list)
+
+    def examples(self) -> Examples | None:
+        path = examples_path(self.run_dir / "loglik.json")
+        return Examples.load(path) if path.is_file() else None
+
+
+def _flat_settings(config: Config) -> dict:
+    out = {}
+    for table in config.to_dict().values():
+        for key, value in table.items():
+            out[key] = ",".join(map(str, value)) if isinstance(value, list) else value
+    return out
+
+
+def read_run(run_dir: Path) -> RunRecord:
+    from pyro_vae.runs import SUMMARY, read_metrics, read_run_config
+
+    run_dir = Path(run_dir)
+    config = read_run_config(run_dir)
+    summary_path = run_dir / SUMMARY
+    if not summary_path.is_file():
+        raise PyroVAEError(f"{run_dir} has no {SUMMARY} yet (training has not finished); finish it with "
+                           f"pyro-vae train --resume {run_dir}, or leave it out.")
+    loglik_path = run_dir / "loglik.json"
+    return RunRecord(run_dir, _flat_settings(config), json.loads(summary_path.read_text()),
+                     json.loads(loglik_path.read_text()) if loglik_path.is_file() else None, read_metrics(run_dir))
+
+
+def collect_runs(paths: list[Path]) -> list[RunRecord]:
+    """The finished runs named: run directories, and sweep directories (their finished runs)."""
+    from pyro_vae.experiments.sweep import SWEEP_FILE
+    from pyro_vae.runs import SUMMARY, is_run_dir
+
+    records = []
+    for path in map(Path, paths):
+        if (path / SWEEP_FILE).is_file():
+            records += [read_run(child) for child in sorted(path.iterdir())
+                        if is_run_dir(child) and (child / SUMMARY).is_file()]
+        elif is_run_dir(path):
+            records.append(read_run(path))
+        else:
+            raise PyroVAEError(f"{path} is neither a run directory nor a sweep directory; give the --run-dir of a "
+                               "training run or the --sweep-dir of a sweep.")
+    if not records:
+        raise PyroVAEError("no finished runs to compare (none has a summary.json yet).")
+    return records
+
+
+def differing_keys(records: list[RunRecord]) -> list[str]:
+    """The settings whose values are not the same in every run, in config order."""
+    keys = list(records[0].settings)
+    return [k for k in keys if len({json.dumps(r.settings.get(k)) for r in records}) > 1]
+
+
+# -- the table ---------------------------------------------------------------------------
+
+def _valid_elbo(summary: dict) -> float | None:
+    return (summary.get("best_epoch_metrics") or {}).get("valid_elbo")
+
+
+#: (column, how to read it from a run): epochs, seconds, or nats per example.
+QUANTITIES = [
+    ("epochs", lambda r: r.summary.get("epochs")),
+    ("best epoch", lambda r: r.summary.get("best_epoch")),
+    ("train s", lambda r: r.summary.get("train_seconds_this_session")),
+    ("valid ELBO", lambda r: _valid_elbo(r.summary)),
+    ("test ELBO", lambda r: r.summary.get("test_elbo")),
+    ("test log p(x)", lambda r: (r.loglik or {}).get("log_likelihood_mean")),
+    ("test accuracy", lambda r: r.summary.get("test_accuracy")),
+]
+
+
+def mean_and_stderr(values: list[float]) -> tuple[float, float | None]:
+    """Mean and standard error over ``values`` (None for a single value)."""
+    array = np.asarray(values, dtype=np.float64)
+    if len(array) < 2:
+        return float(array.mean()), None
+    return float(array.mean()), float(array.std(ddof=1) / math.sqrt(len(array)))
+
+
+@dataclass
+class Group:
+    """Runs that differ only in their seed."""
+
+    settings: dict  # the differing settings (without seed)
+    runs: list[RunRecord]
+
+    def values(self, read) -> list[float]:
+        return [float(v) for v in (read(r) for r in self.runs) if v is not None]
+
+
+def group_runs(records: list[RunRecord]) -> tuple[list[str], list[Group]]:
+    """The differing keys (seed aside) and the runs grouped by them, in first-seen order."""
+    keys = [k for k in differing_keys(records) if k != "seed"]
+    groups: dict[str, Group] = {}
+    for record in records:
+        settings = {k: record.settings.get(k) for k in keys}
+        groups.setdefault(json.dumps(settings), Group(settings, [])).runs.append(record)
+    return keys, list(groups.values())
+
+
+def compare_table(records: list[RunRecord]) -> tuple[list[str], list[dict]]:
+    """Columns and rows: the differing settings, the number of seeds, and each quantity's
+    mean (and standard error over seeds, ``<name> se``) for every group."""
+    keys, groups = group_runs(records)
+    present = [(name, read) for name, read in QUANTITIES if any(read(r) is not None for r in records)]
+    columns = [*keys, "seeds"]
+    for name, _ in present:
+        columns += [name, f"{name} se"]
+    rows = []
+    for group in groups:
+        row = dict(group.settings)
+        row["seeds"] = len(group.runs)
+        for name, read in present:
+            values = group.values(read)
+            mean, se = mean_and_stderr(values) if values else (None, None)
+            row[name], row[f"{name} se"] = mean, se
+        rows.append(row)
+    return columns, rows
+
+
+#: Decimals shown per quantity in the Markdown table (the CSV keeps full precision).
+DECIMALS = {"epochs": 1, "best epoch": 1, "train s": 1, "test accuracy": 4, "seeds": 0, "images": 0}
+
+
+def _fmt(value, se=None, decimals: int = 2) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and not isinstance(value, bool):
+        text = f"{value:.{decimals}f}"
+        return text + (f" ± {se:.{max(decimals, 2)}f}" if se is not None else "")
+    return str(value)
+
+
+def to_markdown(columns: list[str], rows: list[dict]) -> str:
+    """The table for reading: ``mean ± se`` in one cell per quantity (nats per example,
+    seconds, epochs)."""
+    shown = [c for c in columns if not c.endswith(" se")]
+    lines = ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
+    for row in rows:
+        cells = []
+        for c in shown:
+            value = row.get(c)
+            if c in DECIMALS or f"{c} se" in columns:  # a measured quantity, not a setting
+                cells.append(_fmt(float(value) if isinstance(value, (int, float)) else value, row.get(f"{c} se"),
+                                  DECIMALS.get(c, 2)))
+            else:
+                cells.append(str(value) if value is not None else "")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(columns: list[str], rows: list[dict]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
+    return out.getvalue()
+
+
+def paired_table(records: list[RunRecord], reference: RunRecord) -> list[dict]:
+    """Paired difference of log p(x) of every evaluated run against ``reference``."""
+    base = reference.examples()
+    if base is None:
+        raise PyroVAEError(f"the reference {reference.run_dir} has no per-example log p(x); run "
+                           f"pyro-vae evaluate {reference.run_dir} --k K first.")
+    keys = differing_keys(records)
+    rows = []
+    for record in records:
+        other = record.examples()
+        if record is reference or other is None:
+            continue
+        diff = paired_difference(base, other)
+        rows.append({"run": str(record.run_dir), **{k: record.settings.get(k) for k in keys},
+                     "images": diff.n, "paired difference": diff.mean, "paired difference se": diff.stderr,
+                     "s.e. of the difference of means": diff.unpaired_stderr})
+    return rows
+
+
+# -- figures -----------------------------------------------------------------------------
+
+def _label(settings: dict, keys: list[str]) -> str:
+    return ", ".join(f"{k}={settings.get(k)}" for k in keys) or "run"
+
+
+def plot_overlaid_curves(records: list[RunRecord], output: Path) -> Path:
+    """The validation curve of every run by epoch (validation ELBO, or accuracy of q(y | x)
+    for M2), labelled by the settings that differ."""
+    from matplotlib.figure import Figure
+
+    keys = differing_keys(records)
+    accuracy = all("valid_accuracy" in (r.history[0] if r.history else {}) for r in records)
+    column = "valid_accuracy" if accuracy else "valid_elbo"
+    fig = Figure(figsize=(8, 5), layout="constrained")
+    ax = fig.add_subplot()
+    for record in records:
+        epochs = [row["epoch"] for row in record.history]
+        ax.plot(epochs, [row[column] for row in record.history], marker=".", label=_label(record.settings, keys))
+        best = record.summary.get("best_epoch")
+        if best is not None:
+            ax.plot([best], [next(row[column] for row in record.history if row["epoch"] == best)], "k*", ms=8)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation accuracy of q(y | x)" if accuracy else "validation ELBO, nats per example")
+    ax.set_title("Validation curves (star: the best epoch kept)")
+    ax.legend(fontsize="small")
+    return _save(fig, output)
+
+
+def plot_sweep_figure(records: list[RunRecord], output: Path, metric: str = "test_elbo") -> Path:
+    """One panel per swept setting: ``metric`` (mean over seeds, bars ± one standard error)
+    against the setting's values, one line per combination of the other settings."""
+    from matplotlib.figure import Figure
+
+    from pyro_vae.experiments.sweep import METRICS, metric_value
+
+    keys, groups = group_runs(records)
+    if not keys:
+        keys = ["seed"] if len(records) > 1 else []
+    fig = Figure(figsize=(5.5 * max(1, len(keys)), 4.2), layout="constrained")
+    for panel, key in enumerate(keys or ["run"]):
+        ax = fig.add_subplot(1, max(1, len(keys)), panel + 1)
+        others = [k for k in keys if k != key]
+        values = list(dict.fromkeys(g.settings.get(key) for g in groups))
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        order = sorted(values) if numeric else values
+        series: dict[str, dict] = {}
+        for group in groups:
+            series.setdefault(_label(group.settings, others), {})[group.settings.get(key)] = group
+        for name, by_value in series.items():
+            xs, means, errors = [], [], []
+            for value in order:
+                if value in by_value:
+                    mean, se = mean_and_stderr([metric_value(r.summary, metric) for r in by_value[value].runs])
+                    xs.append(value if numeric else order.index(value))
+                    means.append(mean)
+                    errors.append(se or 0.0)
+            ax.errorbar(xs, means, yerr=errors, marker="o", capsize=4, label=name if others else None)
+        if not numeric:
+            ax.set_xticks(range(len(order)), [str(v) for v in order])
+        ax.set_xlabel(key)
+        ax.set_ylabel(f"{metric} ({'nats per example' if 'accuracy' not in metric else 'fraction'})")
+        if others:
+            ax.legend(fontsize="small")
+        seeds = sorted({len(g.runs) for g in groups})
+        ax.set_title(f"{METRICS.get(metric, metric).split(' (')[0]}; mean ± s.e. over {'/'.join(map(str, seeds))} seeds",
+                     fontsize="small")
+    return _save(fig, output)
+
+
+def _save(fig, output: Path) -> Path:
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(output, dpi=100)
+    return output
+
+
+# -- the command's work ------------------------------------------------------------------
+
+def write_tables(columns: list[str], rows: list[dict], prefix: Path) -> list[Path]:
+    """``PREFIX.csv`` and ``PREFIX.md``, written atomically."""
+    from pyro_vae.inference.checkpoint import atomic_write_text
+
+    prefix = Path(prefix)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    csv_path, md_path = prefix.with_name(prefix.name + ".csv"), prefix.with_name(prefix.name + ".md")
+    atomic_write_text(csv_path, to_csv(columns, rows))
+    atomic_write_text(md_path, to_markdown(columns, rows))
+    return [csv_path, md_path]

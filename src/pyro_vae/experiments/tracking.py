@@ -1,0 +1,106 @@
+"""Optional experiment tracking to MLflow (``--mlflow true``).
+
+One training run is one MLflow run: its configuration as params, every epoch's row of
+``metrics.csv`` as metrics at step = epoch, the summary's numbers as final metrics
+(``final.test_elbo``...), and its figures, ``summary.json``, ``metrics.csv`` and
+``config.toml`` as artifacts. The store is ``MLFLOW_TRACKING_URI`` when set, else a local
+SQLite file ``./mlflow.db`` (MLflow 3 refuses its old ``./mlruns`` folder store by default;
+``mlflow ui --backend-store-uri sqlite:///mlflow.db`` shows the runs). The MLflow run's id is kept in ``RUN_DIR/mlflow.json`` so that
+``--resume`` continues the same MLflow run. MLflow is an extra, never required:
+``pip install 'pyro-vae[mlflow]'``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+from pyro_vae.config import Config
+from pyro_vae.errors import ConfigError
+
+RUN_ID_FILE = "mlflow.json"
+EXPERIMENT = "pyro-vae"
+
+
+def tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI``, or a SQLite file ``mlflow.db`` in the working directory."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlflow.db').resolve()}"
+
+
+def mlflow_client():
+    """An ``MlflowClient`` on :func:`tracking_uri`."""
+    try:
+        from mlflow.tracking import MlflowClient
+    except ImportError:
+        raise ConfigError("--mlflow true needs MLflow: pip install 'pyro-vae[mlflow]' (or mlflow-skinny).") from None
+    return MlflowClient(tracking_uri=tracking_uri())
+
+
+def flat_params(config: Config) -> dict[str, str]:
+    """The configuration as MLflow params: ``section.key`` -> text."""
+    return {f"{section}.{key}": ",".join(map(str, value)) if isinstance(value, list) else str(value)
+            for section, table in config.to_dict().items() for key, value in table.items()}
+
+
+class MLflowTracker:
+    """Logs one run through ``client`` (an ``MlflowClient`` or any object with its
+    ``create_run``, ``log_param``, ``log_metric``, ``log_artifact``, ``set_terminated``)."""
+
+    def __init__(self, client, run_id: str, run_dir: Path):
+        self.client, self.run_id, self.run_dir = client, run_id, Path(run_dir)
+
+    @classmethod
+    def start(cls, run_dir: Path, config: Config, client=None, experiment: str = EXPERIMENT) -> MLflowTracker:
+        """Open the MLflow run of ``run_dir`` (the same one again on resume) and log its params."""
+        run_dir = Path(run_dir)
+        try:
+            return cls._start(run_dir, config, client if client is not None else mlflow_client(), experiment)
+        except ConfigError:
+            raise
+        except Exception as err:  # noqa: BLE001 - MLflow raises its own kinds for a bad store
+            raise ConfigError(f"MLflow cannot use its store {tracking_uri()} ({str(err).splitlines()[0][:160]}); "
+                              "set MLFLOW_TRACKING_URI to a store it accepts (e.g. sqlite:///mlflow.db).") from None
+
+    @classmethod
+    def _start(cls, run_dir: Path, config: Config, client, experiment: str) -> MLflowTracker:
+        id_file = run_dir / RUN_ID_FILE
+        if id_file.is_file():
+            run_id = json.loads(id_file.read_text())["run_id"]
+            client.update_run(run_id, status="RUNNING")
+            return cls(client, run_id, run_dir)
+        found = client.get_experiment_by_name(experiment)
+        experiment_id = found.experiment_id if found is not None else client.create_experiment(experiment)
+        run = client.create_run(experiment_id, run_name=run_dir.name, tags={"pyro_vae.run_dir": str(run_dir.resolve())})
+        tracker = cls(client, run.info.run_id, run_dir)
+        for key, value in flat_params(config).items():
+            client.log_param(tracker.run_id, key, value)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        from pyro_vae.inference.checkpoint import atomic_write_text
+
+        atomic_write_text(id_file, json.dumps({"run_id": tracker.run_id, "experiment_id": experiment_id}) + "\n")
+        return tracker
+
+    def log_epoch(self, row: dict) -> None:
+        """One row of ``metrics.csv`` (nats per example, seconds) at step = its epoch."""
+        for key, value in row.items():
+            if key != "epoch":
+                self.client.log_metric(self.run_id, key, float(value), step=int(row["epoch"]))
+
+    def finish(self, summary: dict, figures: list[Path]) -> None:
+        """The summary's numbers as ``final.*`` metrics, the run's files as artifacts, and the end."""
+        settings = {"seed", "beta", "k", "latent_dim", "train_limit", "max_epochs", "patience", "processes"}
+        for key, value in summary.items():
+            if key not in settings and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                self.client.log_metric(self.run_id, f"final.{key}", float(value))
+        files = [Path(f) for f in figures] + [self.run_dir / name
+                                              for name in ("summary.json", "metrics.csv", "config.toml")]
+        for path in files:
+            if path.is_file():
+                self.client.log_artifact(self.run_id, str(path))
+        self.end("FINISHED")
+
+    def end(self, status: str) -> None:
+        """Mark the MLflow run FINISHED, FAILED or KILLED."""
+        self.client.set_terminated(self.run_id, status=status)

@@ -1,0 +1,314 @@
+"""The experiment layer apart from sweeps: --patience, summary.json's settings, default
+run-directory names, per-example log p(x) and compare's paired difference, overlaid
+curves, the beta-IWAE objective and MLflow tracking (against a stand-in client)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from pyro_vae.build import build_vae
+from pyro_vae.cli import main
+from pyro_vae.config import Config, ModelConfig
+from pyro_vae.experiments import compare
+from pyro_vae.experiments.rundirs import default_run_dir
+from pyro_vae.experiments.tracking import MLflowTracker, flat_params
+from pyro_vae.inference.checkpoint import BEST, LAST, load_checkpoint
+from pyro_vae.inference.objectives import IWAELoss, elbo_terms, scale_sites
+from pyro_vae.inference.train import Trainer, epochs_since_best
+from pyro_vae.runs import train_run
+
+
+def tiny_config(idx_dir, **options) -> Config:
+    config = Config()
+    config.data.dataset, config.data.data_dir, config.data.binarize = "idx", str(idx_dir), "dynamic"
+    config.data.train_limit = 600
+    config.model.latent_dim, config.model.hidden_dims = 2, [16]
+    config.train.epochs, config.train.batch_size, config.train.learning_rate = 2, 200, 3e-3
+    for key, value in options.items():
+        config.set(key, value)
+    return config.validate()
+
+
+def quiet(line):
+    pass
+
+
+# -- early stopping ----------------------------------------------------------------------
+
+def test_epochs_since_best_counts_from_the_first_best_value():
+    assert epochs_since_best([]) == 0
+    assert epochs_since_best([1.0, 2.0, 3.0]) == 0
+    assert epochs_since_best([1.0, 3.0, 2.0, 3.0]) == 2  # a tie is not an improvement
+    assert epochs_since_best([5.0, 1.0, 2.0, 4.0]) == 3
+
+
+def scripted_validation(monkeypatch, values):
+    """Make the validation criterion follow ``values`` epoch by epoch (a plateau on demand)."""
+    real = Trainer.validate
+
+    def validate(self):
+        metrics, _ = real(self)
+        criterion = values[self.state.epoch - 1]
+        metrics["valid_elbo"] = criterion
+        return metrics, criterion
+
+    monkeypatch.setattr(Trainer, "validate", validate)
+
+
+def test_patience_stops_at_the_expected_epoch_and_resume_keeps_it_stopped(idx_dir, tmp_path, monkeypatch):
+    # Best at epoch 3; epochs 4 and 5 do not beat it (epoch 4 only ties): with patience 2
+    # training stops after epoch 5 of 10.
+    scripted_validation(monkeypatch, [-300.0, -290.0, -280.0, -280.0, -285.0, -270.0, -260.0, -250.0, -240.0, -230.0])
+    config = tiny_config(idx_dir, **{"train.epochs": 10, "train.patience": 2})
+    summary = train_run(config, tmp_path / "run", progress=False, log=quiet)
+    assert summary["epochs"] == 5 and summary["best_epoch"] == 3 and summary["stopped_early"] is True
+    assert summary["patience"] == 2 and summary["max_epochs"] == 10
+    assert [row["epoch"] for row in load_checkpoint(tmp_path / "run" / LAST)["history"]] == [1, 2, 3, 4, 5]
+    assert load_checkpoint(tmp_path / "run" / BEST)["epoch"] == 3
+    saved = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert saved["stopped_early"] is True and saved["best_epoch"] == 3
+
+    # The state lives in the checkpoint's history: a resumed run is still stopped ...
+    again = train_run(None, tmp_path / "run", resume=True, overrides=config, progress=False, log=quiet)
+    assert again["epochs"] == 5
+    # ... until more patience is given (epoch 6 then improves on epoch 3 and training goes on).
+    config.train.patience = 4
+    more = train_run(None, tmp_path / "run", resume=True, overrides=config, progress=False, log=quiet)
+    assert more["epochs"] == 10 and more["best_epoch"] == 10 and more["stopped_early"] is False
+
+
+def test_without_patience_a_plateau_runs_every_epoch(idx_dir, tmp_path, monkeypatch):
+    scripted_validation(monkeypatch, [-300.0, -300.0, -300.0, -300.0])
+    summary = train_run(tiny_config(idx_dir, **{"train.epochs": 4}), tmp_path / "run", progress=False, log=quiet)
+    assert summary["epochs"] == 4 and summary["best_epoch"] == 1 and summary["stopped_early"] is False
+
+
+# -- summary.json and run directories ----------------------------------------------------
+
+def test_summary_records_the_settings_needed_to_read_it_alone(idx_dir, tmp_path):
+    config = tiny_config(idx_dir, **{"train.objective": "iwae", "train.k": 3, "train.beta": 0.5, "train.seed": 7})
+    summary = train_run(config, tmp_path / "run", progress=False, log=quiet)
+    expected = {"dataset": "idx", "model": "vae", "likelihood": "bernoulli", "binarize": "dynamic", "objective": "iwae",
+                "k": 3, "beta": 0.5, "latent_dim": 2, "network": "mlp", "hidden_dims": [16], "seed": 7,
+                "train_limit": 600, "selection": "best validation IWAE bound (K=3)", "patience": 0,
+                "stopped_early": False}
+    assert {key: summary[key] for key in expected} == expected
+    assert summary["best_epoch_metrics"]["epoch"] == summary["best_epoch"]
+    assert summary["best_epoch_metrics"]["valid_iwae"] == summary["best_valid_criterion"]
+    plain = train_run(tiny_config(idx_dir), tmp_path / "plain", progress=False, log=quiet)
+    assert plain["k"] is None and plain["selection"] == "best validation ELBO"
+
+
+def test_default_run_dirs_are_new_and_named_from_the_run(tmp_path):
+    config = Config().validate()
+    first = default_run_dir(config, tmp_path, now=0)
+    assert first.parent == tmp_path and first.name.startswith("fashion-mnist-vae-bernoulli-")
+    first.mkdir()
+    second = default_run_dir(config, tmp_path, now=0)  # the same second: numbered
+    assert second.name == first.name + "-2" and not second.exists()
+
+
+def test_two_train_commands_without_run_dir_both_run(idx_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    flags = ["train", "--dataset", "idx", "--data-dir", str(idx_dir), "--latent-dim", "2", "--hidden-dims", "16",
+             "--epochs", "1", "--train-limit", "400", "--no-progress"]
+    assert main(flags) == 0
+    assert main([*flags, "--beta", "2"]) == 0
+    runs = sorted((tmp_path / "runs").iterdir())
+    assert len(runs) == 2 and all(r.name.startswith("idx-vae-bernoulli-") for r in runs)
+    assert sorted(json.loads((r / "summary.json").read_text())["beta"] for r in runs) == [1.0, 2.0]
+
+
+# -- per-example log p(x) and paired differences ----------------------------------------
+
+def examples(index, values, split="test"):
+    return compare.Examples(np.array(index), np.array(values, dtype=float), split, 10, "idx")
+
+
+def test_paired_difference_is_the_mean_and_standard_error_of_the_differences_by_hand():
+    # a evaluated images 0..4, b images 2..6 (listed in another order): common 2, 3, 4.
+    a = examples([0, 1, 2, 3, 4], [-100.0, -90.0, -80.0, -70.0, -60.0])
+    b = examples([6, 4, 3, 2, 5], [-1.0, -57.0, -69.0, -78.0, -2.0])
+    diff = compare.paired_difference(a, b)
+    # d = (-78 + 80, -69 + 70, -57 + 60) = (2, 1, 3): mean 2, sd 1, se 1 / sqrt(3).
+    assert diff.n == 3
+    assert diff.mean == pytest.approx(2.0)
+    assert diff.stderr == pytest.approx(1 / math.sqrt(3))
+    # The difference of two means on these images: sd of a (-80, -70, -60) is 10, of b
+    # (-78, -69, -57) is sqrt(111): se sqrt((100 + 111) / 3), far wider than the paired one.
+    assert diff.unpaired_stderr == pytest.approx(math.sqrt((100 + 111) / 3))
+
+
+def test_paired_difference_refuses_different_images():
+    with pytest.raises(Exception, match="different images"):
+        compare.paired_difference(examples([0, 1], [1.0, 2.0]), examples([0, 1], [1.0, 2.0], split="valid"))
+    with pytest.raises(Exception, match="fewer than 2"):
+        compare.paired_difference(examples([0, 1], [1.0, 2.0]), examples([1, 2], [1.0, 2.0]))
+
+
+@pytest.fixture(scope="module")
+def two_runs(idx_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("pair")
+    for beta in (1.0, 0.5):
+        train_run(tiny_config(idx_dir, **{"train.beta": beta}), root / f"beta{beta}", progress=False, log=quiet)
+    return root / "beta1.0", root / "beta0.5"
+
+
+def test_evaluate_saves_per_example_values_and_compare_pairs_them(two_runs, tmp_path, capsys):
+    a, b = two_runs
+    assert main(["evaluate", str(a), "--k", "4", "--limit", "50"]) == 0
+    assert main(["evaluate", str(b), "--k", "4", "--limit", "40"]) == 0  # b: only the first 40 images
+    for run, n in ((a, 50), (b, 40)):
+        result = json.loads((run / "loglik.json").read_text())
+        with np.load(run / result["per_example_file"]) as saved:
+            assert saved["index"].tolist() == list(range(n))
+            assert saved["log_likelihood"].mean() == pytest.approx(result["log_likelihood_mean"], abs=1e-4)
+            assert str(saved["split"]) == "test" and int(saved["k"]) == 4
+    capsys.readouterr()
+    prefix = tmp_path / "table"
+    assert main(["compare", str(a), str(b), "-o", str(prefix)]) == 0
+    out = capsys.readouterr().out
+    with np.load(a / "loglik_examples.npz") as x, np.load(b / "loglik_examples.npz") as y:
+        d = y["log_likelihood"] - x["log_likelihood"][:40]  # the 40 images both evaluated
+    with open(f"{prefix}-paired.csv", newline="") as handle:
+        (row,) = list(csv.DictReader(handle))
+    assert int(row["images"]) == 40
+    assert float(row["paired difference"]) == pytest.approx(d.mean(), rel=1e-12)
+    assert float(row["paired difference se"]) == pytest.approx(d.std(ddof=1) / math.sqrt(40), rel=1e-12)
+    assert f"{d.mean():.2f} ± {d.std(ddof=1) / math.sqrt(40):.2f}" in out
+    with open(f"{prefix}.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [float(r["beta"]) for r in rows] == [1.0, 0.5]  # the only setting that differs is shown
+    assert "learning_rate" not in rows[0]
+    for r, run in zip(rows, (a, b)):
+        assert float(r["test ELBO"]) == json.loads((run / "summary.json").read_text())["test_elbo"]
+
+
+def test_compare_aggregates_seeds_into_mean_and_standard_error(idx_dir, tmp_path):
+    runs = []
+    for beta in (1.0, 2.0):
+        for seed in (0, 1):
+            run_dir = tmp_path / f"b{beta}s{seed}"
+            train_run(tiny_config(idx_dir, **{"train.beta": beta, "train.seed": seed, "train.epochs": 1}), run_dir,
+                      progress=False, log=quiet)
+            runs.append(run_dir)
+    columns, rows = compare.compare_table(compare.collect_runs(runs))
+    assert columns[:2] == ["beta", "seeds"] and [r["seeds"] for r in rows] == [2, 2]
+    values = [json.loads((r / "summary.json").read_text())["test_elbo"] for r in runs[:2]]
+    assert rows[0]["test ELBO"] == pytest.approx(np.mean(values))
+    assert rows[0]["test ELBO se"] == pytest.approx(np.std(values, ddof=1) / math.sqrt(2))
+
+
+def test_plot_overlays_the_curves_of_several_runs_and_refuses_other_kinds(two_runs, tmp_path, capsys):
+    a, b = two_runs
+    output = tmp_path / "curves.png"
+    assert main(["plot", str(a), str(b), "--kind", "curves", "-o", str(output)]) == 0
+    assert output.stat().st_size > 0
+    assert main(["plot", str(a), str(b), "--kind", "samples", "-o", str(tmp_path / "s.png")]) == 2
+    assert "several are overlaid only by --kind curves" in capsys.readouterr().err
+    assert main(["plot", str(a), str(tmp_path), "--kind", "curves", "-o", str(tmp_path / "c.png")]) == 2
+    assert "neither a run directory nor a sweep directory" in capsys.readouterr().err
+
+
+def test_several_runs_are_evaluated_but_one_output_file_for_several_is_refused(two_runs, capsys):
+    a, b = two_runs
+    assert main(["evaluate", str(a), str(b), "--limit", "20"]) == 0
+    assert all(json.loads((r / "evaluation.json").read_text())["examples"] == 20 for r in (a, b))
+    assert main(["evaluate", str(a), str(b), "-o", "x.json"]) == 2
+    assert "-o names one file" in capsys.readouterr().err
+
+
+# -- the beta-IWAE objective --------------------------------------------------------------
+
+def test_iwae_with_k_1_is_the_beta_elbo_on_the_same_draw():
+    torch.manual_seed(0)
+    model, guide = build_vae(ModelConfig(latent_dim=3, hidden_dims=[8]), (1, 4, 4))
+    x = torch.bernoulli(torch.rand(5, 1, 4, 4))
+    beta = 0.3
+    torch.manual_seed(1)
+    loss = IWAELoss(k=1).differentiable_loss(scale_sites(model, ["z"], beta), scale_sites(guide, ["z"], beta), x)
+    torch.manual_seed(1)
+    terms = elbo_terms(model, guide, x, analytic_kl=False)  # the same z draw
+    assert loss.item() == pytest.approx(-(terms.reconstruction - beta * terms.kl).sum().item(), rel=1e-5)
+    torch.manual_seed(1)
+    plain = IWAELoss(k=1).differentiable_loss(model, guide, x)
+    assert plain.item() == pytest.approx(-terms.elbo.sum().item(), rel=1e-5)
+    assert abs(loss.item() - plain.item()) > 1e-3  # beta changed the objective
+
+
+# -- MLflow ------------------------------------------------------------------------------
+
+class FakeClient:
+    """Records what MLflow's client would be told."""
+
+    def __init__(self):
+        self.params, self.metrics, self.artifacts, self.status = {}, [], [], []
+
+    def get_experiment_by_name(self, name):
+        return None
+
+    def create_experiment(self, name):
+        return "7"
+
+    def create_run(self, experiment_id, run_name=None, tags=None):
+        self.run_name = run_name
+        return type("Run", (), {"info": type("Info", (), {"run_id": "abc"})()})()
+
+    def log_param(self, run_id, key, value):
+        self.params[key] = value
+
+    def log_metric(self, run_id, key, value, step=None):
+        self.metrics.append((key, value, step))
+
+    def log_artifact(self, run_id, path):
+        self.artifacts.append(path)
+
+    def set_terminated(self, run_id, status):
+        self.status.append(status)
+
+    def update_run(self, run_id, status):
+        self.status.append(status)
+
+
+def test_mlflow_tracking_logs_params_epochs_final_numbers_and_figures(idx_dir, tmp_path, monkeypatch):
+    client = FakeClient()
+    real_start = MLflowTracker.start
+    monkeypatch.setattr(MLflowTracker, "start", classmethod(lambda cls, run_dir, config: real_start(
+        run_dir, config, client=client)))
+    config = tiny_config(idx_dir, **{"train.mlflow": True, "train.beta": 0.5})
+    summary = train_run(config, tmp_path / "run", progress=False, log=quiet)
+    assert client.params == flat_params(config) and client.params["train.beta"] == "0.5"
+    assert client.params["model.hidden_dims"] == "16"
+    history = load_checkpoint(tmp_path / "run" / LAST)["history"]
+    logged = [(value, step) for key, value, step in client.metrics if key == "valid_elbo"]
+    assert logged == [(row["valid_elbo"], row["epoch"]) for row in history]
+    final = {key: value for key, value, step in client.metrics if key.startswith("final.")}
+    assert final["final.test_elbo"] == summary["test_elbo"] and final["final.best_epoch"] == summary["best_epoch"]
+    assert "final.beta" not in final  # settings are params, not results
+    names = sorted(p.rsplit("/", 1)[-1] for p in client.artifacts)
+    assert names == ["config.toml", "curves.png", "metrics.csv", "reconstructions.png", "samples.png", "summary.json"]
+    assert client.status == ["FINISHED"]
+    assert json.loads((tmp_path / "run" / "mlflow.json").read_text())["run_id"] == "abc"
+    # Resuming continues the same MLflow run.
+    config.train.epochs = 3
+    train_run(None, tmp_path / "run", resume=True, overrides=config, progress=False, log=quiet)
+    assert client.status == ["FINISHED", "RUNNING", "FINISHED"]
+    assert [step for key, _, step in client.metrics if key == "valid_elbo"] == [1, 2, 3]
+
+
+def test_mlflow_missing_is_one_sentence_naming_the_extra(monkeypatch):
+    import sys
+
+    from pyro_vae.errors import ConfigError
+    from pyro_vae.experiments.tracking import mlflow_client
+
+    monkeypatch.setitem(sys.modules, "mlflow", None)
+    monkeypatch.setitem(sys.modules, "mlflow.tracking", None)
+    with pytest.raises(ConfigError, match=r"pip install 'pyro-vae\[mlflow\]'"):
+        mlflow_client()

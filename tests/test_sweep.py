@@ -1,0 +1,229 @@
+"""Sweeps on Optuna: every grid point once, results equal to each run's own summary, an
+interrupted sweep finished by rerunning the command, two workers sharing one study, and
+bad sweeps refused before anything is written."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pyro_vae.cli import main
+from pyro_vae.config import Config
+from pyro_vae.errors import ConfigError
+
+optuna = pytest.importorskip("optuna", reason="sweeps need the 'sweep' extra (pip install 'pyro-vae[sweep]')")
+
+from pyro_vae.experiments import sweep  # noqa: E402
+from pyro_vae.inference.checkpoint import LAST, load_checkpoint  # noqa: E402
+
+
+def tiny_flags(idx_dir, epochs=2):
+    return ["--dataset", "idx", "--data-dir", str(idx_dir), "--binarize", "dynamic", "--latent-dim", "2",
+            "--hidden-dims", "16", "--epochs", str(epochs), "--batch-size", "200", "--learning-rate", "3e-3",
+            "--train-limit", "600"]
+
+
+def grid_args(idx_dir, sweep_dir, epochs=2):
+    return ["sweep", "--sweep-dir", str(sweep_dir), "--grid", "beta=0.5,1", "--grid", "objective=elbo,iwae",
+            "--seeds", "2", "--k", "2", *tiny_flags(idx_dir, epochs)]
+
+
+def env():
+    return {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"), "OMP_NUM_THREADS": "1"}
+
+
+def trials_by_state(sweep_dir: Path) -> dict[str, list]:
+    study = optuna.load_study(study_name=sweep_dir.resolve().name, storage=sweep.default_storage(sweep_dir))
+    out: dict[str, list] = {}
+    for trial in study.get_trials(deepcopy=False):
+        out.setdefault(trial.state.name, []).append(trial)
+    return out
+
+
+NAMES = sorted(f"beta={b},objective={o},seed={s}" for b in ("0.5", "1") for o in ("elbo", "iwae") for s in (0, 1))
+
+
+@pytest.mark.slow
+def test_killed_grid_sweep_is_finished_by_the_same_command_and_results_equal_the_summaries(idx_dir, tmp_path):
+    sweep_dir = tmp_path / "grid"
+    args = grid_args(idx_dir, sweep_dir, epochs=3)
+    process = subprocess.Popen([sys.executable, "-m", "pyro_vae.cli", *args], env=env(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Kill it (SIGKILL: no chance to clean up) while its third run is mid-training: that
+    # run has a checkpoint but no summary yet.
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline:
+            runs = [p for p in sweep_dir.glob("*=*") if (p / LAST).is_file()]
+            finished = [p for p in runs if (p / "summary.json").is_file()]
+            if len(finished) >= 2 and any(not (p / "summary.json").is_file() for p in runs):
+                break
+            time.sleep(0.02)
+        else:
+            pytest.fail("the sweep never reached its third run")
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    interrupted = [p.name for p in sweep_dir.glob("*=*") if (p / LAST).is_file() and not (p / "summary.json").is_file()]
+    finished = {p.name: (p / "summary.json").stat().st_mtime_ns for p in sweep_dir.glob("*=*")
+                if (p / "summary.json").is_file()}
+    assert len(interrupted) == 1 and len(finished) >= 2
+    epochs_before = load_checkpoint(sweep_dir / interrupted[0] / LAST)["epoch"]
+    assert 1 <= epochs_before < 3
+
+    assert main(args) == 0
+
+    # Finished runs were not trained again; the interrupted one was resumed, not restarted.
+    for name, mtime in finished.items():
+        assert (sweep_dir / name / "summary.json").stat().st_mtime_ns == mtime, name
+    assert [row["epoch"] for row in load_checkpoint(sweep_dir / interrupted[0] / LAST)["history"]] == [1, 2, 3]
+    states = trials_by_state(sweep_dir)
+    complete = sorted(t.user_attrs["run_dir"] for t in states["COMPLETE"])
+    assert complete == NAMES  # each point exactly once
+    assert [t.user_attrs["run_dir"] for t in states["FAIL"]] == interrupted
+    assert states["FAIL"][0].user_attrs["error"].startswith("interrupted")
+
+    with open(sweep_dir / "results.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert sorted(row["run_dir"] for row in rows) == NAMES
+    for row in rows:
+        summary = json.loads((sweep_dir / row["run_dir"] / "summary.json").read_text())
+        for key in ("test_elbo", "best_valid_criterion", "epochs", "best_epoch"):
+            assert float(row[key]) == float(summary[key]), (row["run_dir"], key)
+        assert float(row["valid_elbo"]) == summary["best_epoch_metrics"]["valid_elbo"]  # the sweep's metric
+        assert float(row["beta"]) == summary["beta"] and row["objective"] == summary["objective"]
+        assert int(row["seed"]) == summary["seed"]
+        config = Config.load(sweep_dir / row["run_dir"] / "config.toml")
+        assert (config.train.beta, config.train.objective, config.train.seed) == (
+            summary["beta"], summary["objective"], summary["seed"])
+    assert (sweep_dir / "sweep.png").stat().st_size > 0
+
+    # A third run of the command has nothing left to do and changes no run.
+    before = {p.name: (p / LAST).stat().st_mtime_ns for p in sweep_dir.glob("*=*")}
+    assert main(args) == 0
+    assert before == {p.name: (p / LAST).stat().st_mtime_ns for p in sweep_dir.glob("*=*")}
+    assert len(trials_by_state(sweep_dir)["COMPLETE"]) == 8
+
+
+@pytest.mark.slow
+def test_two_worker_processes_on_one_sqlite_study_never_run_a_trial_twice(idx_dir, tmp_path):
+    sweep_dir = tmp_path / "shared"
+    base = Config()
+    for flag, value in zip(tiny_flags(idx_dir)[::2], tiny_flags(idx_dir)[1::2]):
+        base.set(flag[2:].replace("-", "_"), value)
+    spec = sweep.SweepSpec(base.validate(), {"beta": [0.5, 1.0, 2.0], "latent_dim": [2, 3]}, [0]).validate()
+    sweep.create_sweep(spec, sweep_dir, log=lambda s: None)
+    workers = [subprocess.Popen([sys.executable, "-m", "pyro_vae.cli", "sweep", "--sweep-dir", str(sweep_dir),
+                                 "--join", "--worker-index", str(i)], env=env(), stdout=subprocess.DEVNULL)
+               for i in (1, 2)]
+    assert [w.wait(timeout=300) for w in workers] == [0, 0]
+    states = trials_by_state(sweep_dir)
+    assert set(states) == {"COMPLETE"}  # no failure (a second training of one run dir would fail)
+    names = [t.user_attrs["run_dir"] for t in states["COMPLETE"]]
+    assert sorted(names) == sorted(spec.run_name(p) for p in spec.points())  # 6 points, each once
+    owners = {t.user_attrs["owner"] for t in states["COMPLETE"]}
+    assert len(owners) == 2, owners  # both processes took trials
+    for name in names:  # and each run trained its epochs once: one history, epochs 1..2
+        assert [row["epoch"] for row in load_checkpoint(sweep_dir / name / LAST)["history"]] == [1, 2]
+
+
+def test_a_failing_trial_is_recorded_and_the_others_go_on(idx_dir, tmp_path, monkeypatch):
+    import pyro_vae.runs as runs
+
+    real = runs.train_run
+
+    def train_run(config, run_dir, **kwargs):
+        if config is not None and config.train.beta == 2.0:
+            raise RuntimeError("disk on fire")
+        return real(config, run_dir, **kwargs)
+
+    monkeypatch.setattr(runs, "train_run", train_run)
+    sweep_dir = tmp_path / "failing"
+    args = ["sweep", "--sweep-dir", str(sweep_dir), "--grid", "beta=2,1", *tiny_flags(idx_dir, epochs=1)]
+    assert main(args) == 1  # finished, with a failure to report
+    with open(sweep_dir / "results.csv", newline="") as handle:
+        rows = {row["run_dir"]: row for row in csv.DictReader(handle)}
+    assert rows["beta=2,seed=0"]["state"] == "FAIL"
+    assert rows["beta=2,seed=0"]["error"] == "RuntimeError: disk on fire"
+    assert rows["beta=1,seed=0"]["state"] == "COMPLETE"
+    # Rerun once the cause is gone: only the failed point runs.
+    monkeypatch.setattr(runs, "train_run", real)
+    mtime = (sweep_dir / "beta=1,seed=0" / "summary.json").stat().st_mtime_ns
+    assert main(args) == 0
+    assert (sweep_dir / "beta=1,seed=0" / "summary.json").stat().st_mtime_ns == mtime
+    assert (sweep_dir / "beta=2,seed=0" / "summary.json").is_file()
+
+
+def test_search_runs_the_asked_number_of_trials_within_the_ranges(idx_dir, tmp_path):
+    sweep_dir = tmp_path / "search"
+    args = ["sweep", "--sweep-dir", str(sweep_dir), "--search", "latent_dim=int:2:4", "--search",
+            "learning_rate=logfloat:1e-3:1e-2", "--trials", "3", "--sampler", "random", *tiny_flags(idx_dir, 1)]
+    assert main(args) == 0
+    states = trials_by_state(sweep_dir)
+    assert len(states["COMPLETE"]) == 3
+    for trial in states["COMPLETE"]:
+        config = Config.load(sweep_dir / trial.user_attrs["run_dir"] / "config.toml")
+        assert config.model.latent_dim == trial.params["latent_dim"] and 2 <= config.model.latent_dim <= 4
+        assert config.train.learning_rate == trial.params["learning_rate"]
+        summary = json.loads((sweep_dir / trial.user_attrs["run_dir"] / "summary.json").read_text())
+        assert trial.value == summary["best_epoch_metrics"]["valid_elbo"]
+    assert main(args) == 0 and len(trials_by_state(sweep_dir)["COMPLETE"]) == 3  # nothing more to do
+
+
+def test_the_sweep_table_of_a_config_file(tmp_path, idx_dir):
+    path = tmp_path / "base.toml"
+    path.write_text(f'[data]\ndataset = "idx"\ndata_dir = "{idx_dir}"\n[train]\nseed = 4\n'
+                    '[sweep]\nseeds = 2\nmetric = "test_elbo"\n[sweep.grid]\nbeta = [0.5, 2]\nobjective = ["elbo"]\n')
+    raw, table = sweep.split_sweep_table(sweep.read_toml(path), str(path))
+    spec = sweep.build_spec(Config.from_dict(raw).validate(), table, ["beta=1"], [], None, None, None, None)
+    assert spec.grid == {"beta": [1.0], "objective": ["elbo"]}  # the flag replaced the file's beta
+    assert spec.seeds == [0, 1] and spec.metric == "test_elbo"
+    assert [spec.run_name(p) for p in spec.points()] == ["beta=1,objective=elbo,seed=0", "beta=1,objective=elbo,seed=1"]
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--grid", "betta=1,2"], "unknown option 'betta'; did you mean 'beta'"),
+    (["--grid", "beta="], "the grid for beta is empty"),
+    (["--grid", "beta=1,-1"], "beta must be at least 0"),
+    (["--grid", "objective=elbo,iwea"], "unknown objective 'iwea'"),
+    (["--grid", "beta=1", "--metric", "valid_iwae"], "do not all produce --metric valid_iwae"),
+    (["--grid", "beta=1", "--metric", "bogus"], "unknown --metric 'bogus'"),
+    (["--grid", "beta=1", "--search", "latent_dim=int:2:4"], "not both"),
+    (["--search", "latent_dim=int:9:4", "--trials", "2"], "LOW < HIGH"),
+    (["--grid", "seed=1,2"], "--seeds"),
+    (["--grid", "beta=1,2", "--k", "3"], "--k 3 has no effect"),  # no run of the sweep would use it
+])
+def test_bad_sweeps_are_refused_before_anything_is_written(idx_dir, tmp_path, capsys, extra, words):
+    sweep_dir = tmp_path / "bad"
+    assert main(["sweep", "--sweep-dir", str(sweep_dir), *extra, *tiny_flags(idx_dir)]) == 2
+    assert words in capsys.readouterr().err
+    assert not sweep_dir.exists()
+
+
+def test_a_sweep_dir_made_for_another_grid_is_refused_and_left_alone(idx_dir, tmp_path, capsys):
+    sweep_dir = tmp_path / "made"
+    base = Config()
+    base.data.dataset, base.data.data_dir = "idx", str(idx_dir)
+    spec = sweep.SweepSpec(base.validate(), {"beta": [0.5, 1.0]}, [0]).validate()
+    sweep.create_sweep(spec, sweep_dir, log=lambda s: None)
+    before = {p.name: p.read_bytes() for p in sweep_dir.iterdir()}
+    args = ["sweep", "--sweep-dir", str(sweep_dir), "--dataset", "idx", "--data-dir", str(idx_dir)]
+    assert main([*args, "--grid", "beta=0.5,2"]) == 2
+    assert "holds a different sweep (its grid differ)" in capsys.readouterr().err
+    assert main([*args, "--grid", "beta=0.5,1", "--epochs", "3"]) == 2
+    assert "its base differ" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in sweep_dir.iterdir()} == before
+
+
+def test_optuna_missing_is_one_sentence_naming_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "optuna", None)
+    with pytest.raises(ConfigError, match=r"pip install 'pyro-vae\[sweep\]'"):
+        sweep.optuna_module()
