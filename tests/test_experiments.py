@@ -162,26 +162,34 @@ def two_runs(idx_dir, tmp_path_factory):
 
 def test_evaluate_saves_per_example_values_and_compare_pairs_them(two_runs, tmp_path, capsys):
     a, b = two_runs
-    assert main(["evaluate", str(a), "--k", "4", "--limit", "50"]) == 0
-    assert main(["evaluate", str(b), "--k", "4", "--limit", "40"]) == 0  # b: only the first 40 images
+    assert main(["evaluate", str(a), "--k", "4", "--limit", "50", "--subset", "first"]) == 0  # images 0..49
+    assert main(["evaluate", str(b), "--k", "4", "--limit", "40"]) == 0  # 40 random test images (of 200)
     for run, n in ((a, 50), (b, 40)):
         result = json.loads((run / "loglik.json").read_text())
         with np.load(run / result["per_example_file"]) as saved:
-            assert saved["index"].tolist() == list(range(n))
+            index = saved["index"].tolist()
+            assert len(index) == n and index == sorted(set(index)) and index[-1] < 200
             assert saved["log_likelihood"].mean() == pytest.approx(result["log_likelihood_mean"], abs=1e-4)
             assert str(saved["split"]) == "test" and int(saved["k"]) == 4
+        if run == a:
+            assert index == list(range(50))
     capsys.readouterr()
     prefix = tmp_path / "table"
     assert main(["compare", str(a), str(b), "-o", str(prefix)]) == 0
     out = capsys.readouterr().out
     with np.load(a / "loglik_examples.npz") as x, np.load(b / "loglik_examples.npz") as y:
-        d = y["log_likelihood"] - x["log_likelihood"][:40]  # the 40 images both evaluated
+        by_image_a = dict(zip(x["index"].tolist(), x["log_likelihood"].tolist()))
+        by_image_b = dict(zip(y["index"].tolist(), y["log_likelihood"].tolist()))
+    both = sorted(set(by_image_a) & set(by_image_b))  # b's images below 50
+    d = np.array([by_image_b[i] - by_image_a[i] for i in both])
+    assert len(both) >= 2
     with open(f"{prefix}-paired.csv", newline="") as handle:
         (row,) = list(csv.DictReader(handle))
-    assert int(row["images"]) == 40
+    assert int(row["images"]) == len(both)
+    se = d.std(ddof=1) / math.sqrt(len(both))
     assert float(row["paired difference"]) == pytest.approx(d.mean(), rel=1e-12)
-    assert float(row["paired difference se"]) == pytest.approx(d.std(ddof=1) / math.sqrt(40), rel=1e-12)
-    assert f"{d.mean():.2f} ± {d.std(ddof=1) / math.sqrt(40):.2f}" in out
+    assert float(row["paired difference se"]) == pytest.approx(se, rel=1e-12)
+    assert f"{d.mean():.2f} ± {se:.2f}" in out
     with open(f"{prefix}.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [float(r["beta"]) for r in rows] == [1.0, 0.5]  # the only setting that differs is shown

@@ -234,7 +234,8 @@ def compare_table(records: list[RunRecord]) -> tuple[list[str], list[dict]]:
 
 
 #: Decimals shown per quantity in the Markdown table (the CSV keeps full precision).
-DECIMALS = {"epochs": 1, "best epoch": 1, "train s": 1, "test accuracy": 4, "seeds": 0, "images": 0}
+DECIMALS = {"epochs": 1, "best epoch": 1, "train s": 1, "test accuracy": 4, "seeds": 0, "images": 0,
+            "s.e. of the difference of means": 2}
 
 
 def _fmt(value, se=None, decimals: int = 2) -> str:
@@ -286,7 +287,7 @@ def paired_table(records: list[RunRecord], reference: RunRecord) -> list[dict]:
         if record is reference or other is None:
             continue
         diff = paired_difference(base, other)
-        rows.append({"run": str(record.run_dir), **{k: record.settings.get(k) for k in keys},
+        rows.append({"run": record.run_dir.name, **{k: record.settings.get(k) for k in keys},
                      "images": diff.n, "paired difference": diff.mean, "paired difference se": diff.stderr,
                      "s.e. of the difference of means": diff.unpaired_stderr})
     return rows
