@@ -227,3 +227,13 @@ def test_optuna_missing_is_one_sentence_naming_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "optuna", None)
     with pytest.raises(ConfigError, match=r"pip install 'pyro-vae\[sweep\]'"):
         sweep.optuna_module()
+
+
+def test_an_option_without_effect_at_a_point_goes_back_to_its_default_there():
+    base = Config()
+    base.train.k = 2  # used by the IWAE points only
+    spec = sweep.SweepSpec(base, {"objective": ["elbo", "iwae"]}, [0]).validate()
+    elbo, iwae = (spec.config_for(point) for point in spec.points())
+    assert (elbo.train.objective, elbo.train.k) == ("elbo", Config().train.k)
+    assert (iwae.train.objective, iwae.train.k) == ("iwae", 2)
+    assert base.train.k == 2 and base.data.binarize == "auto"  # the base itself is left as given
