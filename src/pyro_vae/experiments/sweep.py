@@ -186,7 +186,8 @@ class SweepSpec:
         return not self.search
 
     def points(self) -> list[dict]:
-        """Every grid point with its seed, in a fixed order (seed last, varying slowest... first)."""
+        """Every grid point with its seed, in a fixed order: all combinations with the first
+        seed, then with the next (so a sweep cut short has every setting once before repeats)."""
         keys = list(self.grid)
         return [dict(zip(keys, values), seed=seed)
                 for seed in self.seeds for values in itertools.product(*(self.grid[k] for k in keys))]
