@@ -8,7 +8,7 @@ from pyro_vae import nn as vae_nn
 from pyro_vae.config import ModelConfig
 from pyro_vae.errors import ConfigError
 from pyro_vae.guides import ConditionalNormalGuide, DiagonalNormalGuide, M2Guide
-from pyro_vae.likelihoods import make_likelihood
+from pyro_vae.likelihoods import LIKELIHOODS, make_likelihood
 from pyro_vae.models import CVAEModel, M2Model, QuadrantCVAEModel, VAEModel
 from pyro_vae.models.quadrant import quadrant_mask
 
@@ -31,22 +31,23 @@ def build_vae(config: ModelConfig, image_shape: tuple[int, int, int], num_classe
     condition = num_classes if conditional else 0
     latent = config.latent_dim
     decoder_inputs = latent + (math.prod(image_shape) if config.model == "quadrant" else condition)
+    output_shape = LIKELIHOODS[config.likelihood].output_shape(image_shape)  # P maps per channel
     try:
         at_input = bool(condition) and config.network == "mlp" and config.label_at_encoder_input
         enc_body, features = _encoder_body(config, image_shape, condition if at_input else 0)
         if config.network == "mlp":
-            dec_body = vae_nn.mlp_decoder_body(image_shape, decoder_inputs, config.hidden_dims, config.activation)
+            dec_body = vae_nn.mlp_decoder_body(output_shape, decoder_inputs, config.hidden_dims, config.activation)
         else:
-            dec_body = vae_nn.conv_decoder_body(image_shape, decoder_inputs, config.conv_channels,
+            dec_body = vae_nn.conv_decoder_body(output_shape, decoder_inputs, config.conv_channels,
                                                 config.hidden_dims[0], config.activation, config.batch_norm)
     except ValueError as err:
         raise ConfigError(str(err)) from None
     encoder = vae_nn.Encoder(enc_body, features, latent, config.scale_transform, config.min_scale, condition,
                              at_input)
-    decoder = vae_nn.Decoder(dec_body, image_shape)
+    decoder = vae_nn.Decoder(dec_body, image_shape, output_shape)
     likelihood = make_likelihood(config.likelihood, image_shape, config.likelihood_scale)
     if config.model == "quadrant":
-        if config.likelihood.endswith(("per-pixel", "per-channel")):
+        if config.likelihood.endswith(("per-pixel", "per-channel")) or output_shape != tuple(image_shape):
             raise ConfigError("--model quadrant observes only the missing pixels, so it needs a likelihood with "
                               "one scale for all pixels (bernoulli, continuous-bernoulli, gaussian, gaussian-learned).")
         prior_body, prior_features = _encoder_body(config, image_shape)  # p(z | x_g) reads the given part

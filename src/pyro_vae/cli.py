@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="JSON file for the result (default: RUN_DIR/loglik.json with --k, else evaluation.json)")
     evaluate.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the run's)")
     evaluate.add_argument("--seed", type=int, default=0, help="seeds the importance samples and the --limit subset")
+    evaluate.add_argument("--density", action="store_true",
+                          help="with --k: score a continuous likelihood's density on the grey levels as they are, "
+                               "not on dequantized images (a number not comparable with probability masses)")
 
     sample = commands.add_parser("sample", help="a grid of samples from the prior", formatter_class=_HelpFormatter)
     sample.add_argument("run_dir", help="a training run's directory")
@@ -239,33 +242,42 @@ def _evaluate_one(args, run_dir: str) -> None:
               f"(reconstruction {result['reconstruction']:.2f}, KL {result['kl']:.2f}; {result['examples']} examples)")
         return
     from pyro_vae.data.datasets import as_tensor
+    from pyro_vae.inference.dequantize import score_log_likelihood
     from pyro_vae.inference.train import label_kwargs
-    from pyro_vae.runs import ProgressReport, ess_warning, estimate_name, evaluation_examples
+    from pyro_vae.runs import (ProgressReport, binary_data, ess_warning, estimate_name, evaluation_examples,
+                               kind_fields)
 
     part, chosen, rows = evaluation_examples(run, args.split, args.limit, args.subset, args.seed)
     images = as_tensor(part.images)
     name = estimate_name(run.config)
     m2 = run.config.model.model == "m2"
     progress = ProgressReport(f"{args.split} {name}, K={args.k}", len(images) * (run.model.num_classes if m2 else 1))
-    if m2:  # log p(x), the label summed out exactly
-        from pyro_vae.inference.semisupervised import marginal_log_likelihood
 
-        estimate = marginal_log_likelihood(run.model, run.guide, images, run.model.num_classes, k=args.k,
+    def estimator(x):  # x: the images, or their dequantized copies
+        if m2:  # log p(x), the label summed out exactly
+            from pyro_vae.inference.semisupervised import marginal_log_likelihood
+
+            return marginal_log_likelihood(run.model, run.guide, x, run.model.num_classes, k=args.k,
                                            batch_size=args.batch_size, progress=progress)
-    else:  # for the conditional VAE this is log p(x | y), the label given
-        estimate = importance_log_likelihood(run.model, run.guide, images, k=args.k, batch_size=args.batch_size,
-                                             progress=progress, **label_kwargs(run.model, part.labels))
+        # for the conditional VAE this is log p(x | y), the label given
+        return importance_log_likelihood(run.model, run.guide, x, k=args.k, batch_size=args.batch_size,
+                                         progress=progress, **label_kwargs(run.model, part.labels))
+
+    estimate, kind = score_log_likelihood(estimator, images, run.model.likelihood.data_kind,
+                                          binary_data(run.config), dequantized=not args.density, seed=args.seed)
     progress.close()
     result = {**chosen, "estimate": name, "checkpoint": args.checkpoint, "seed": args.seed, **estimate.summary(),
-              "stderr_is": f"the standard error of the mean over the {len(images)} {args.split} images"}
+              "stderr_is": f"the standard error of the mean over the {len(images)} {args.split} images",
+              **kind_fields(run.config, run.model.likelihood, images.shape[1:], estimate.mean, estimate.stderr, kind)}
     output = _json_output(args, run.run_dir, "loglik.json")
     from pyro_vae.experiments.compare import save_examples  # per image, for paired comparisons
 
     result["per_example_file"] = save_examples(output, estimate.log_likelihood, rows, args.split, args.k,
                                                run.config.data.dataset).name
     write_json(output, result)
-    print(f"{args.split} {name} {estimate.mean:.2f} ± {estimate.stderr:.2f} nats per example (± one standard error "
-          f"over the {len(images)} {args.split} images; K={args.k}, ESS mean {result['ess_mean']:.1f} "
+    print(f"{args.split} {name} {estimate.mean:.2f} ± {estimate.stderr:.2f} nats per example, "
+          f"{result['bits_per_dim']:.4f} ± {result['bits_per_dim_stderr']:.4f} bits/dim: {kind} (± one standard "
+          f"error over the {len(images)} {args.split} images; K={args.k}, ESS mean {result['ess_mean']:.1f} "
           f"min {result['ess_min']:.1f}, {estimate.seconds:.1f} s)")
     warning = ess_warning(estimate)
     if warning:

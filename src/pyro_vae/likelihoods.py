@@ -5,7 +5,19 @@ event is the whole image (``.to_event(3)``), so ``log_prob`` is in nats per imag
 one also checks, once at the data boundary, that the data lie in its support.
 
 Adding one: subclass :class:`Likelihood`, implement ``distribution`` (and ``mean`` if
-the distribution has no ``.mean``), set ``name``, and decorate it with ``@register``.
+the distribution has no ``.mean``), set ``name``, ``data_kind`` and ``uses_scale``, and
+decorate it with ``@register``. A likelihood that reads several numbers per pixel (a
+location and a scale, mixture weights, 256 logits) sets ``params_per_channel``; the decoder
+then outputs ``[..., P * C, H, W]``.
+
+Which data a likelihood takes (``data_kind``):
+
+* ``"binary"``: 0/1 pixels (the Bernoulli);
+* ``"8-bit"``: the 256 grey levels k/255, k = 0..255, as the data loaders scale bytes
+  (the discretized likelihoods below, with their masses in :mod:`pyro_vae.discrete`, which give each level a
+  probability mass; binary data are on this grid too, as levels 0 and 255);
+* ``"unit-interval"``: grey levels as real numbers (a density; the Gaussians accept any
+  real value, the continuous Bernoulli [0, 1]).
 """
 
 from __future__ import annotations
@@ -18,6 +30,7 @@ from pyro.nn.module import PyroModule
 from torch import nn
 from torch.nn import functional as F
 
+from pyro_vae import discrete
 from pyro_vae.errors import DataError
 
 LIKELIHOODS: dict[str, type[Likelihood]] = {}
@@ -40,6 +53,16 @@ class Likelihood(PyroModule):
     #: fixed Gaussian's sigma, or the learned ones' starting sigma. Where it is False,
     #: setting the option is refused (see :func:`pyro_vae.config.ineffective_options`).
     uses_scale = False
+    #: "binary", "8-bit" or "unit-interval": the data it gives a probability (density) to.
+    data_kind = "unit-interval"
+    #: Decoder outputs per pixel and channel that this likelihood reads.
+    params_per_channel = 1
+
+    @classmethod
+    def output_shape(cls, image_shape: tuple[int, int, int]) -> tuple[int, int, int]:
+        """The decoder's output shape ``(P * C, H, W)`` for images ``(C, H, W)``."""
+        c, h, w = image_shape
+        return (cls.params_per_channel * c, h, w)
 
     def __init__(self, image_shape: tuple[int, int, int], scale: float = 0.1):
         super().__init__()
@@ -80,6 +103,7 @@ class BernoulliLikelihood(Likelihood):
     """x ~ Bernoulli(sigmoid(output)) per pixel; ``output`` are logits (stable log-probs)."""
 
     name = "bernoulli"
+    data_kind = "binary"
 
     def distribution(self, output):
         # Arguments are checked once at the data boundary, not at every step.
@@ -179,3 +203,86 @@ class PixelScaleGaussianLikelihood(_LearnedScaleGaussian):
     """Gaussian with a learned sigma for every pixel (shape ``[C, H, W]``)."""
 
     name = "gaussian-learned-per-pixel"
+
+
+class _EightBit(Likelihood):
+    """A probability mass on the 256 grey levels k/255 (see :mod:`pyro_vae.discrete` for the
+    grid and the stable log-masses). The decoder's output ``[..., P * C, H, W]`` is read as
+    ``P`` maps per channel; ``log_prob`` is in nats per image, a log-probability (<= 0)."""
+
+    data_kind = "8-bit"
+    uses_scale = False
+
+    def parameters_of(self, output: torch.Tensor) -> torch.Tensor:
+        """``[..., P * C, H, W]`` -> ``[..., P, C, H, W]``."""
+        c, h, w = self.image_shape
+        return output.reshape(output.shape[:-3] + (self.params_per_channel, c, h, w))
+
+    @staticmethod
+    def scale_of(raw: torch.Tensor) -> torch.Tensor:
+        return F.softplus(raw) + discrete.SCALE_FLOOR
+
+    def check_support(self, x, what="the data"):
+        super().check_support(x, what)
+        if discrete.off_grid(x).any():
+            raise DataError(
+                f"{what} is not on the 256-level grid k/255 that the {self.name} likelihood gives masses to; "
+                "give it 8-bit images as loaded (bytes / 255, with --binarize none) or choose a continuous "
+                "likelihood (--likelihood gaussian-learned or continuous-bernoulli)."
+            )
+
+
+@register
+class DiscretizedLogisticLikelihood(_EightBit):
+    """x ~ DiscretizedLogistic(mu, s) per pixel (PixelCNN++'s form with one component): the
+    decoder gives mu and s = softplus(raw) + 1e-4 for every pixel; the edge bins are open."""
+
+    name = "discretized-logistic"
+    params_per_channel = 2
+
+    def distribution(self, output):
+        loc, raw = self.parameters_of(output).unbind(-4)
+        return self._event(discrete.DiscretizedLogistic(loc, self.scale_of(raw), validate_args=False))
+
+
+@register
+class DiscretizedGaussianLikelihood(_EightBit):
+    """x ~ DiscretizedNormal(mu, s) per pixel, mu and s from the decoder as for the logistic."""
+
+    name = "discretized-gaussian"
+    params_per_channel = 2
+
+    def distribution(self, output):
+        loc, raw = self.parameters_of(output).unbind(-4)
+        return self._event(discrete.DiscretizedNormal(loc, self.scale_of(raw), validate_args=False))
+
+
+@register
+class DiscretizedLogisticMixtureLikelihood(_EightBit):
+    """x ~ sum_m pi_m DiscretizedLogistic(mu_m, s_m) per pixel with M = 5 components (PixelCNN++
+    uses 10, with colour channels coupled; here channels are independent given z): the
+    decoder gives 3M maps per channel, the weights' logits, the locations and the raw scales."""
+
+    name = "discretized-logistic-mixture"
+    components = 5
+    params_per_channel = 3 * components
+
+    def distribution(self, output):
+        params = self.parameters_of(output)
+        params = params.reshape(params.shape[:-4] + (3, self.components) + params.shape[-3:])
+        logits, loc, raw = (p.movedim(-4, -1) for p in params.unbind(-5))  # components last
+        return self._event(discrete.DiscretizedLogisticMixture(logits, loc, self.scale_of(raw),
+                                                               validate_args=False))
+
+
+@register
+class Categorical256Likelihood(_EightBit):
+    """x ~ Categorical(softmax(l)) over the 256 levels per pixel: the decoder gives 256
+    logits per pixel and channel, so its last layer is 256 times as wide as for a Gaussian."""
+
+    name = "categorical-256"
+    params_per_channel = discrete.LEVELS
+
+    def distribution(self, output):
+        logits = self.parameters_of(output).movedim(-4, -1)
+        return self._event(discrete.Categorical256(logits, validate_args=False))

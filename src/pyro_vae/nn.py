@@ -107,18 +107,21 @@ class Encoder(_LeadingDims):
 
 
 class Decoder(_LeadingDims):
-    """z ``[..., L]`` -> decoder output ``[..., C, H, W]`` (logits or means, by likelihood)."""
+    """z ``[..., L]`` -> decoder output ``[..., P * C, H, W]`` (logits or means, by likelihood;
+    ``output_shape`` is ``image_shape`` unless the likelihood reads P > 1 maps per channel)."""
 
     event_dims = 1
 
-    def __init__(self, body: nn.Module, image_shape: tuple[int, int, int]):
+    def __init__(self, body: nn.Module, image_shape: tuple[int, int, int],
+                 output_shape: tuple[int, int, int] | None = None):
         super().__init__()
         self.body = body
         self.image_shape = tuple(image_shape)
+        self.output_shape = tuple(output_shape or image_shape)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         flat, lead = self.flat(z)
-        return self.body(flat).reshape(lead + self.image_shape)
+        return self.body(flat).reshape(lead + self.output_shape)
 
 
 def mlp_encoder_body(image_shape, hidden_dims, activation, extra_inputs: int = 0) -> tuple[nn.Module, int]:

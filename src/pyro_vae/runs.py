@@ -312,6 +312,8 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
             "test_reconstruction": test["reconstruction"],
             "test_kl": test["kl"],
             "unit": "nats per example",
+            # The test ELBO's kind and bits/dim (a lower bound, as the ELBO is).
+            **kind_fields(config, model.likelihood, dataset.image_shape, test["elbo"]),
         }
     figures = _figures(model, guide, dataset, run_dir, device)
     summary = {
@@ -414,7 +416,28 @@ def evaluate_run(run: Run, split: str = "test", limit: int = 0, subset: str = "r
     if torch.is_tensor(images):
         run.model.likelihood.check_support(images, f"the {split} split")
     result = evaluate_elbo(run.model, run.guide, images, analytic_kl=True, labels=part.labels)
-    return {**chosen, "examples": len(images), "unit": "nats per example", **result}
+    return {**chosen, "examples": len(images), "unit": "nats per example", **result,
+            **kind_fields(run.config, run.model.likelihood, part.images.shape[1:], result["elbo"])}
+
+
+def binary_data(config: Config) -> bool:
+    """Whether the run's images are 0/1 (binarized, or binarized MNIST) rather than 8-bit."""
+    return config.data.binarize not in ("none", "auto") or config.data.dataset == "binarized-mnist"
+
+
+def binarization(config: Config) -> str:
+    """How the images were binarized, for summary.json and loglik.json."""
+    return "binarized-mnist (fixed)" if config.data.dataset == "binarized-mnist" else config.data.binarize
+
+
+def kind_fields(config: Config, likelihood, image_shape, mean: float, stderr: float = 0.0,
+                kind: str | None = None) -> dict:
+    """likelihood, binarize, kind, dimensions and bits/dim of a log-likelihood ``mean``
+    (nats per example) of the run's images; the kind defaults to that of an undequantized score."""
+    from pyro_vae.inference.kinds import describe, number_kind
+
+    kind = kind or number_kind(likelihood.data_kind, binary_data(config))
+    return describe(mean, stderr, image_shape, kind, config.model.likelihood, binarization(config))
 
 
 #: How the examples of ``evaluate --limit N`` are chosen.

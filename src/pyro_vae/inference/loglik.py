@@ -131,10 +131,13 @@ def importance_log_likelihood(model: Callable, guide: Callable, x: torch.Tensor,
     callable told ``(examples done, len(x))`` after every chunk of examples.
     """
     _check_input(model, x, k)
+    # A likelihood that reads P maps per channel (256 for a categorical) makes the decoder's
+    # output P times as large, so a chunk holds P times fewer example-samples.
+    budget = max(1, CHUNK_EXAMPLE_SAMPLES // getattr(getattr(model, "likelihood", None), "params_per_channel", 1))
     if batch_size is None:
-        batch_size = max(1, min(100, CHUNK_EXAMPLE_SAMPLES // k))
+        batch_size = max(1, min(100, budget // k))
     if k_chunk is None:
-        k_chunk = max(1, min(k, CHUNK_EXAMPLE_SAMPLES // max(1, min(batch_size, len(x)))))
+        k_chunk = max(1, min(k, budget // max(1, min(batch_size, len(x)))))
     start_time = time.perf_counter()
     estimates, ess = [], []
     starts = range(0, len(x), batch_size)
