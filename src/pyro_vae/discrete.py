@@ -20,7 +20,7 @@ near 1 (or near 0):
   log P = -softplus(-b) - softplus(a) + log(-expm1(a - b)), finite for every a < b;
 * normal: the bin is reflected to the lower half of the line (Phi(b) - Phi(a) =
   Phi(-a) - Phi(-b)) and log P = log Phi(b) + log(1 - exp(log Phi(a) - log Phi(b))) with
-  ``torch.special.log_ndtr``; where the bin is under 1e-3 scales wide (a very wide
+  a tail-safe log Phi (:func:`log_ndtr`); where the bin is under 1e-3 scales wide (a very wide
   normal) the midpoint rule log(w f(c)) is used instead, accurate to about 1e-7 there.
 
 Scales come from the decoder through softplus plus a floor (:data:`SCALE_FLOOR`, 1e-4:
@@ -68,10 +68,28 @@ def log1mexp(d: torch.Tensor) -> torch.Tensor:
                        torch.log1p(-torch.exp(torch.where(near_zero, -1.0, d))))
 
 
+def log_ndtr(x: torch.Tensor) -> torch.Tensor:
+    """log Phi(x), with a gradient that stays finite far in the lower tail.
+
+    ``torch.special.log_ndtr``'s backward computes phi(x) / Phi(x) as the exponential of a
+    difference of two numbers near -x^2/2, which for x < -1e3 in float32 loses all digits
+    (NaN at the scale floor with the mean a few units away). Below x = -20 the asymptotic
+    series log Phi(x) = -x^2/2 - log(-x) - log(2 pi)/2 + log(1 - 1/x^2 + 3/x^4) is used
+    instead (relative error below 15/x^6 = 2e-7)."""
+    tail = x < -20
+    xt = torch.where(tail, x, torch.full_like(x, -20.0))
+    series = -0.5 * xt**2 - torch.log(-xt) - 0.5 * math.log(2 * math.pi) + torch.log1p(-1 / xt**2 + 3 / xt**4)
+    return torch.where(tail, series, torch.special.log_ndtr(torch.where(tail, torch.zeros_like(x), x)))
+
+
 def bin_edges(k: torch.Tensor, dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """Lower and upper edges of level ``k``'s bin (finite: callers treat the edge bins)."""
-    centre = k.to(dtype) * BIN_WIDTH
-    return centre - BIN_WIDTH / 2, centre + BIN_WIDTH / 2
+    """Lower and upper edges of level ``k``'s bin (finite: callers treat the edge bins).
+
+    Both come from the half-integer j - 1/2 times the width, so the upper edge of k and the
+    lower edge of k + 1 are the same float and the masses of neighbouring bins meet exactly
+    (centre +- width/2 rounds differently on each side: a 1e-4 error at the scale floor)."""
+    k = k.to(dtype)
+    return (k - 0.5) * BIN_WIDTH, (k + 0.5) * BIN_WIDTH
 
 
 def logistic_log_mass(k: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -88,15 +106,15 @@ def normal_log_mass(k: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> 
     a, b = (lower - loc) / scale, (upper - loc) / scale
     upper_half = a + b > 0  # reflect so that the bin lies mostly below the mean
     a, b = torch.where(upper_half, -b, a), torch.where(upper_half, -a, b)
-    log_b = torch.special.log_ndtr(b)
+    log_b = log_ndtr(b)
     # Clamped below 0 so that the branch not taken has a finite gradient too.
-    exact = log_b + log1mexp(torch.special.log_ndtr(a) - log_b)
+    exact = log_b + log1mexp(log_ndtr(a) - log_b)
     centre = (k.to(loc.dtype) * BIN_WIDTH - loc) / scale
     midpoint = -0.5 * centre**2 - 0.5 * math.log(2 * math.pi) + torch.log(b - a)
     interior = torch.where(b - a < 1e-3, midpoint, exact)
     a_raw, b_raw = (lower - loc) / scale, (upper - loc) / scale
-    return torch.where(k == 0, torch.special.log_ndtr(b_raw),
-                       torch.where(k == LEVELS - 1, torch.special.log_ndtr(-a_raw), interior))
+    return torch.where(k == 0, log_ndtr(b_raw),
+                       torch.where(k == LEVELS - 1, log_ndtr(-a_raw), interior))
 
 
 class DiscreteGrid(TorchDistribution):
