@@ -36,6 +36,9 @@ from pyro_vae.errors import DataError
 from pyro_vae.inference.kinds import number_kind
 from pyro_vae.inference.loglik import LogLikelihoodEstimate
 
+#: Added to the seed of the dequantization noise (any fixed number far from small seeds).
+DEQUANTIZATION_STREAM = 0x9E3779B9
+
 
 def dequantize(x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Uniform draws y in each value's bin cut to [0, 1], ``[N, ...]``, and the log-volume of
@@ -54,7 +57,9 @@ def dequantized_log_likelihood(estimate: Callable[[torch.Tensor], LogLikelihoodE
                                seed: int = 0) -> LogLikelihoodEstimate:
     """E_u[log p(y)] + log |B| per example: ``estimate(y)`` (the importance sampler on the
     dequantized images y) plus each example's log bin volume, a lower bound on log P(x)."""
-    y, log_volume = dequantize(x, torch.Generator().manual_seed(seed))
+    # A stream of its own: seeded with ``seed`` itself, u would replay the uniforms behind the
+    # sampler's z draws (or the data's, in a test), and the two noises would be correlated.
+    y, log_volume = dequantize(x, torch.Generator().manual_seed(DEQUANTIZATION_STREAM + seed))
     result = estimate(y)
     return replace(result, log_likelihood=result.log_likelihood + log_volume.to(result.log_likelihood))
 
