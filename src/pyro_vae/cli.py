@@ -239,7 +239,8 @@ def _evaluate_one(args, run_dir: str) -> None:
         write_json(_json_output(args, run.run_dir, "evaluation.json"), result)
         split = "train-split" if args.split == "train" else args.split  # not the training objective
         print(f"{split} ELBO {result['elbo']:.2f} nats per example "
-              f"(reconstruction {result['reconstruction']:.2f}, KL {result['kl']:.2f}; {result['examples']} examples)")
+              f"(reconstruction {result['reconstruction']:.2f}, KL {result['kl']:.2f}; {result['examples']} examples), "
+              f"{result['bits_per_dim']:.4f} bits/dim: {result['kind']}")
         return
     from pyro_vae.data.datasets import as_tensor
     from pyro_vae.inference.dequantize import score_log_likelihood
