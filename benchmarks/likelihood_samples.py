@@ -40,14 +40,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     rows = [means_and_draws(run, args.n, args.seed) for run in args.runs]
-    fig, axes = plt.subplots(len(rows), 2, figsize=(2 * 0.3 * args.n + 1, 0.62 * len(rows) + 0.6), squeeze=False)
+    fig, axes = plt.subplots(len(rows), 2, figsize=(2 * 0.55 * args.n + 0.6, 1.0 * len(rows) + 0.6), squeeze=False)
     for (name, mean, draw), (left, right) in zip(rows, axes):
         _show(left, image_grid(mean, args.n), f"{name}: means")
         _show(right, image_grid(draw, args.n), f"{name}: draws x ~ p(x | z)")
         for ax in (left, right):
-            ax.title.set_fontsize(8)
+            ax.title.set_fontsize(10)
     fig.suptitle(f"Fashion-MNIST, the same MLP VAE per likelihood; the same {args.n} codes z ~ N(0, I) per row",
-                 fontsize=9)
+                 fontsize=11)
     fig.tight_layout()
     print(_save(fig, args.output))
 

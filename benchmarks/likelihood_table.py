@@ -1,5 +1,6 @@
 """A markdown table of runs scored by ``pyro-vae evaluate --k K``: likelihood, kind of
-number, test ELBO and log p(x) in nats per example and in bits/dim, with standard errors.
+number, test ELBO and log p(x) in nats per example and in bits/dim, with standard errors,
+the training and scoring times.
 Rows whose numbers cannot be ranked against the first row's are marked so.
 
     python benchmarks/likelihood_table.py RUN_DIR ... [--loglik loglik.json]
@@ -29,10 +30,10 @@ def main() -> None:
         rows.append(f"| `{loglik['likelihood']}` | {loglik['kind']}{note} | {summary['best_epoch']} | "
                     f"{summary['test_elbo']:.1f} | {loglik['log_likelihood_mean']:.1f} ± {loglik['log_likelihood_stderr']:.1f} | "
                     f"**{loglik['bits_per_dim']:.3f} ± {loglik['bits_per_dim_stderr']:.3f}** | "
-                    f"{loglik['ess_mean']:.1f} | {loglik['seconds']:.0f} |")
+                    f"{loglik['ess_mean']:.1f} | {sum(summary['seconds_per_epoch']) / 60:.1f} | {loglik['seconds']:.0f} |")
     print("| likelihood | kind of number | best epoch | test ELBO (nats, as trained) | log p(x) (nats) "
-          "| bits/dim | ESS mean | seconds |")
-    print("|---|---|---|---|---|---|---|---|")
+          "| bits/dim | ESS mean | training (min) | scoring (s) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
 
 
