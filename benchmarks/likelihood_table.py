@@ -27,11 +27,11 @@ def main() -> None:
         first_kind = first_kind or loglik["kind"]
         verdict = comparable(first_kind, loglik["kind"])
         note = "" if verdict.ok else f" (not ranked: {verdict.reason})"
-        rows.append(f"| `{loglik['likelihood']}` | {loglik['kind']}{note} | {summary['best_epoch']} | "
+        rows.append(f"| `{loglik['likelihood']}` | {loglik['kind']}{note} | {summary['best_epoch']} of {summary['epochs']} | "
                     f"{summary['test_elbo']:.1f} | {loglik['log_likelihood_mean']:.1f} ± {loglik['log_likelihood_stderr']:.1f} | "
                     f"**{loglik['bits_per_dim']:.3f} ± {loglik['bits_per_dim_stderr']:.3f}** | "
                     f"{loglik['ess_mean']:.1f} | {sum(summary['seconds_per_epoch']) / 60:.1f} | {loglik['seconds']:.0f} |")
-    print("| likelihood | kind of number | best epoch | test ELBO (nats, as trained) | log p(x) (nats) "
+    print("| likelihood | kind of number | best epoch (of) | test ELBO (nats, as trained) | log p(x) (nats) "
           "| bits/dim | ESS mean | training (min) | scoring (s) |")
     print("|---|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
