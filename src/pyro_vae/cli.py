@@ -345,11 +345,12 @@ def cmd_compare(args) -> int:
 
     records = compare.collect_runs(args.paths)
     columns, rows = compare.compare_table(records)
-    print(compare.to_markdown(columns, rows), end="")
+    notes = compare.kind_notes(records)  # rows whose numbers are of kinds that cannot be ranked
+    print(compare.to_markdown(columns, rows, notes), end="")
     prefix = args.output
     if prefix is None and len(args.paths) == 1 and (Path(args.paths[0]) / "sweep.json").is_file():
         prefix = Path(args.paths[0]) / "compare"
-    written = compare.write_tables(columns, rows, Path(prefix)) if prefix else []
+    written = compare.write_tables(columns, rows, Path(prefix), notes) if prefix else []
     reference = None
     if args.reference:
         reference = compare.read_run(Path(args.reference))
@@ -357,7 +358,10 @@ def cmd_compare(args) -> int:
     elif len(records) == 2 and all(r.examples() is not None for r in records):
         reference = records[0]
     if reference is not None:
-        paired = compare.paired_table(records, reference)
+        paired, refused = compare.paired_table(records, reference)
+        for record, _ in refused:  # the reason is in the table's note, once
+            print(f"\nno paired difference of {record.run_dir} against {reference.run_dir}: their test log p(x) "
+                  "are of kinds that cannot be ranked (see the note above).")
         if paired:
             paired_columns = list(paired[0])
             print(f"\npaired difference of test log p(x) against {reference.run_dir} "

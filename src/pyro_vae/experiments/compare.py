@@ -172,16 +172,53 @@ def _valid_elbo(summary: dict) -> float | None:
     return (summary.get("best_epoch_metrics") or {}).get("valid_elbo")
 
 
-#: (column, how to read it from a run): epochs, seconds, or nats per example.
+def _test_elbo_record(record) -> dict | None:
+    """summary.json's test ELBO fields (it records the ELBO's kind and bits/dim beside it)."""
+    return record.summary if record.summary.get("test_elbo") is not None else None
+
+
+#: The numbers that carry a kind: (column, the JSON that holds it and its "kind" and
+#: "bits_per_dim", or None where the run has no such number).
+KINDED = {"test ELBO": _test_elbo_record, "test log p(x)": lambda r: r.loglik}
+
+#: (column, how to read it from a run): epochs, seconds, nats per example, bits per dimension.
 QUANTITIES = [
     ("epochs", lambda r: r.summary.get("epochs")),
     ("best epoch", lambda r: r.summary.get("best_epoch")),
     ("train s", lambda r: r.summary.get("train_seconds_this_session")),
     ("valid ELBO", lambda r: _valid_elbo(r.summary)),
     ("test ELBO", lambda r: r.summary.get("test_elbo")),
+    ("test ELBO bits/dim", lambda r: (_test_elbo_record(r) or {}).get("bits_per_dim")),
     ("test log p(x)", lambda r: (r.loglik or {}).get("log_likelihood_mean")),
+    ("test log p(x) bits/dim", lambda r: (r.loglik or {}).get("bits_per_dim")),
     ("test accuracy", lambda r: r.summary.get("test_accuracy")),
 ]
+
+#: What a number's kind cell says when its JSON predates the "kind" field.
+UNKNOWN_KIND = "unknown (recorded before kinds)"
+
+
+def number_kind_of(record: RunRecord, quantity: str) -> str | None:
+    """The kind of ``quantity`` ("test ELBO" or "test log p(x)") of a run, one of
+    :data:`~pyro_vae.inference.kinds.KINDS`; :data:`UNKNOWN_KIND` when its JSON does not
+    record one (never guessed from the settings); None when the run has no such number."""
+    from pyro_vae.inference.kinds import KINDS
+
+    fields = KINDED[quantity](record)
+    if fields is None:
+        return None
+    kind = fields.get("kind")
+    return kind if kind in KINDS else UNKNOWN_KIND
+
+
+def pair_verdict(kind_a: str, kind_b: str):
+    """:func:`~pyro_vae.inference.kinds.comparable`, with an unknown kind never comparable."""
+    from pyro_vae.inference.kinds import Comparison, comparable
+
+    if UNKNOWN_KIND in (kind_a, kind_b):
+        return Comparison(False, "the kind of number of one of them is unknown (its JSON predates the \"kind\" "
+                                 "field), so they cannot be ranked; a log p(x) gets its kind from pyro-vae evaluate --k K")
+    return comparable(kind_a, kind_b)
 
 
 def mean_and_stderr(values: list[float]) -> tuple[float, float | None]:
@@ -221,6 +258,8 @@ def compare_table(records: list[RunRecord]) -> tuple[list[str], list[dict]]:
     columns = [*keys, "seeds"]
     for name, _ in present:
         columns += [name, f"{name} se"]
+        if name in KINDED:
+            columns.append(f"{name} kind")
     rows = []
     for group in groups:
         row = dict(group.settings)
@@ -229,13 +268,41 @@ def compare_table(records: list[RunRecord]) -> tuple[list[str], list[dict]]:
             values = group.values(read)
             mean, se = mean_and_stderr(values) if values else (None, None)
             row[name], row[f"{name} se"] = mean, se
+            if name in KINDED:
+                kinds = dict.fromkeys(k for k in (number_kind_of(r, name) for r in group.runs) if k is not None)
+                row[f"{name} kind"] = "; ".join(kinds) or None
         rows.append(row)
     return columns, rows
 
 
+def kind_notes(records: list[RunRecord]) -> list[str]:
+    """One note per quantity whose rows are not all pairwise comparable: which rows (by
+    their differing settings) and each reason sentence once. Empty when all can be ranked."""
+    keys, groups = group_runs(records)
+    notes = []
+    for quantity in KINDED:
+        kinds = []  # (row label, kind) of every run with the number
+        for number, group in enumerate(groups, start=1):
+            label = f"row {number}" + (f" ({_label(group.settings, keys)})" if keys else "")
+            kinds += [(label, k) for k in (number_kind_of(r, quantity) for r in group.runs) if k is not None]
+        reasons: dict[str, list[str]] = {}
+        for i, (label_a, kind_a) in enumerate(kinds):
+            for label_b, kind_b in kinds[i + 1:]:
+                verdict = pair_verdict(kind_a, kind_b)
+                if not verdict.ok:
+                    pairs = reasons.setdefault(verdict.reason, [])
+                    pair = f"{label_a} and {label_b}" if label_a != label_b else f"the seeds of {label_a}"
+                    if pair not in pairs:
+                        pairs.append(pair)
+        for reason, pairs in reasons.items():
+            paired = " No paired difference is taken between them." if quantity == "test log p(x)" else ""
+            notes.append(f"Note: {quantity} is not comparable between {'; '.join(pairs)}: {reason}.{paired}")
+    return notes
+
+
 #: Decimals shown per quantity in the Markdown table (the CSV keeps full precision).
 DECIMALS = {"epochs": 1, "best epoch": 1, "train s": 1, "test accuracy": 4, "seeds": 0, "images": 0,
-            "s.e. of the difference of means": 2}
+            "s.e. of the difference of means": 2, "test ELBO bits/dim": 4, "test log p(x) bits/dim": 4}
 
 
 def _fmt(value, se=None, decimals: int = 2) -> str:
@@ -247,9 +314,9 @@ def _fmt(value, se=None, decimals: int = 2) -> str:
     return str(value)
 
 
-def to_markdown(columns: list[str], rows: list[dict]) -> str:
+def to_markdown(columns: list[str], rows: list[dict], notes: list[str] = ()) -> str:
     """The table for reading: ``mean ± se`` in one cell per quantity (nats per example,
-    seconds, epochs)."""
+    bits per dimension, seconds, epochs), then ``notes`` (see :func:`kind_notes`)."""
     shown = [c for c in columns if not c.endswith(" se")]
     lines = ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
     for row in rows:
@@ -262,6 +329,8 @@ def to_markdown(columns: list[str], rows: list[dict]) -> str:
             else:
                 cells.append(str(value) if value is not None else "")
         lines.append("| " + " | ".join(cells) + " |")
+    if notes:
+        lines += ["", *notes]
     return "\n".join(lines) + "\n"
 
 
@@ -274,23 +343,31 @@ def to_csv(columns: list[str], rows: list[dict]) -> str:
     return out.getvalue()
 
 
-def paired_table(records: list[RunRecord], reference: RunRecord) -> list[dict]:
-    """Paired difference of log p(x) of every evaluated run against ``reference``."""
+def paired_table(records: list[RunRecord], reference: RunRecord) -> tuple[list[dict], list[tuple[RunRecord, str]]]:
+    """Paired difference of log p(x) of every evaluated run against ``reference``, and the
+    runs refused because their log p(x) cannot be ranked against the reference's (a
+    different kind of number, e.g. binarized and 8-bit data, or an unknown kind), each
+    with the reason sentence."""
     base = reference.examples()
     if base is None:
         raise PyroVAEError(f"the reference {reference.run_dir} has no per-example log p(x); run "
                            f"pyro-vae evaluate {reference.run_dir} --k K first.")
     keys = differing_keys(records)
-    rows = []
+    rows, refused = [], []
     for record in records:
         other = record.examples()
         if record is reference or other is None:
+            continue
+        verdict = pair_verdict(number_kind_of(reference, "test log p(x)") or UNKNOWN_KIND,
+                               number_kind_of(record, "test log p(x)") or UNKNOWN_KIND)
+        if not verdict.ok:
+            refused.append((record, verdict.reason))
             continue
         diff = paired_difference(base, other)
         rows.append({"run": record.run_dir.name, **{k: record.settings.get(k) for k in keys},
                      "images": diff.n, "paired difference": diff.mean, "paired difference se": diff.stderr,
                      "s.e. of the difference of means": diff.unpaired_stderr})
-    return rows
+    return rows, refused
 
 
 # -- figures -----------------------------------------------------------------------------
@@ -375,13 +452,13 @@ def _save(fig, output: Path) -> Path:
 
 # -- the command's work ------------------------------------------------------------------
 
-def write_tables(columns: list[str], rows: list[dict], prefix: Path) -> list[Path]:
-    """``PREFIX.csv`` and ``PREFIX.md``, written atomically."""
+def write_tables(columns: list[str], rows: list[dict], prefix: Path, notes: list[str] = ()) -> list[Path]:
+    """``PREFIX.csv`` and ``PREFIX.md`` (with ``notes`` under the table), written atomically."""
     from pyro_vae.inference.checkpoint import atomic_write_text
 
     prefix = Path(prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = prefix.with_name(prefix.name + ".csv"), prefix.with_name(prefix.name + ".md")
     atomic_write_text(csv_path, to_csv(columns, rows))
-    atomic_write_text(md_path, to_markdown(columns, rows))
+    atomic_write_text(md_path, to_markdown(columns, rows, notes))
     return [csv_path, md_path]

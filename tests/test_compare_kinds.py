@@ -1,0 +1,102 @@
+"""compare and the kinds of log-likelihood (issue 18): binarized and 8-bit data are
+different data sets, so compare says so, marks the rows and takes no paired difference
+between them; runs of one kind are still paired. Run directories are written by hand, as
+compare reads them (config.toml, a last checkpoint, metrics.csv, summary.json, loglik.json
+and its per-example values)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+
+from pyro_vae.cli import main
+from pyro_vae.config import Config
+from pyro_vae.experiments import compare
+from pyro_vae.inference.checkpoint import LAST
+from pyro_vae.inference.kinds import BINARY_MASS, EIGHT_BIT_MASS, comparable
+
+DIMS = 784
+DIFFERENT_DATA = comparable(BINARY_MASS, EIGHT_BIT_MASS).reason  # the sentence compare must print
+
+
+def fake_run(root, name, likelihood, binarize, kind, values, test_elbo=-100.0, kinds_recorded=True):
+    """A finished, evaluated run: per-example log p(x) ``values`` on test images 0..n-1."""
+    run = root / name
+    run.mkdir()
+    config = Config()
+    config.model.likelihood, config.data.binarize = likelihood, binarize
+    (run / "config.toml").write_text(config.validate().dumps())
+    (run / LAST).write_bytes(b"")
+    (run / "metrics.csv").write_text("epoch,valid_elbo\n1,-101.0\n")
+    mean = float(np.mean(values))
+    fields = ({"likelihood": likelihood, "binarize": binarize, "kind": kind, "dimensions": DIMS}
+              if kinds_recorded else {})
+    summary = {"epochs": 1, "best_epoch": 1, "test_elbo": test_elbo, **fields}
+    loglik = {"log_likelihood_mean": mean, "per_example_file": "loglik_examples.npz", **fields}
+    if kinds_recorded:
+        summary["bits_per_dim"] = -test_elbo / (DIMS * math.log(2))
+        loglik["bits_per_dim"] = -mean / (DIMS * math.log(2))
+    (run / "summary.json").write_text(json.dumps(summary))
+    (run / "loglik.json").write_text(json.dumps(loglik))
+    compare.save_examples(run / "loglik.json", values, np.arange(len(values)), "test", 10, "fashion-mnist")
+    return run
+
+
+def test_binarized_and_8_bit_runs_are_not_ranked_nor_paired(tmp_path, capsys):
+    a = fake_run(tmp_path, "bern", "bernoulli", "static", BINARY_MASS, [-90.0, -80.0, -70.0])
+    b = fake_run(tmp_path, "logistic", "discretized-logistic", "none", EIGHT_BIT_MASS, [-2000.0, -1900.0, -1950.0])
+    prefix = tmp_path / "table"
+    assert main(["compare", str(a), str(b), "-o", str(prefix)]) == 0
+    out = capsys.readouterr().out
+    # The reason once, in a note naming the two rows on different data, for log p(x) and
+    # for the test ELBO (both runs' ELBOs carry the same kinds).
+    assert out.count(DIFFERENT_DATA) == 2
+    assert ("Note: test log p(x) is not comparable between row 1 (binarize=static, likelihood=bernoulli) and "
+            f"row 2 (binarize=none, likelihood=discretized-logistic): {DIFFERENT_DATA}.") in out
+    assert "no paired difference of" in out and "paired difference of test log p(x) against" not in out
+    assert not (tmp_path / "table-paired.csv").exists()
+    assert DIFFERENT_DATA in (tmp_path / "table.md").read_text()
+    with open(f"{prefix}.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["test log p(x) kind"] for r in rows] == [BINARY_MASS, EIGHT_BIT_MASS]
+    # bits/dim = -nats / (784 ln 2), by hand: -80 -> 0.147210..., -1950 -> 3.588252...
+    assert float(rows[0]["test log p(x) bits/dim"]) == pytest.approx(80 / (784 * math.log(2)), rel=1e-12)
+    assert float(rows[1]["test log p(x) bits/dim"]) == pytest.approx(1950 / (784 * math.log(2)), rel=1e-12)
+    assert float(rows[0]["test ELBO bits/dim"]) == pytest.approx(100 / (784 * math.log(2)), rel=1e-12)
+    assert rows[0]["test ELBO kind"] == BINARY_MASS
+    # the library refuses the pair too, with the sentence
+    records = compare.collect_runs([a, b])
+    paired, refused = compare.paired_table(records, records[0])
+    assert paired == [] and [(r.run_dir, reason) for r, reason in refused] == [(b, DIFFERENT_DATA)]
+
+
+def test_runs_of_one_kind_are_still_paired(tmp_path, capsys):
+    a = fake_run(tmp_path, "a", "bernoulli", "static", BINARY_MASS, [-80.0, -70.0, -60.0])
+    b = fake_run(tmp_path, "b", "bernoulli", "dynamic", BINARY_MASS, [-78.0, -69.0, -57.0])
+    prefix = tmp_path / "table"
+    assert main(["compare", str(a), str(b), "-o", str(prefix)]) == 0
+    out = capsys.readouterr().out
+    assert "Note:" not in out and "no paired difference" not in out
+    with open(f"{prefix}-paired.csv", newline="") as handle:
+        (row,) = list(csv.DictReader(handle))
+    # d = (2, 1, 3): mean 2, standard error 1 / sqrt(3)
+    assert float(row["paired difference"]) == pytest.approx(2.0)
+    assert float(row["paired difference se"]) == pytest.approx(1 / math.sqrt(3))
+
+
+def test_runs_that_predate_kinds_are_unknown_not_guessed(tmp_path, capsys):
+    a = fake_run(tmp_path, "old", "bernoulli", "static", None, [-80.0, -70.0, -60.0], kinds_recorded=False)
+    b = fake_run(tmp_path, "new", "bernoulli", "dynamic", BINARY_MASS, [-78.0, -69.0, -57.0])
+    prefix = tmp_path / "table"
+    assert main(["compare", str(a), str(b), "-o", str(prefix)]) == 0
+    out = capsys.readouterr().out
+    assert "the kind of number of one of them is unknown" in out
+    assert not (tmp_path / "table-paired.csv").exists()
+    with open(f"{prefix}.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["test log p(x) kind"] for r in rows] == [compare.UNKNOWN_KIND, BINARY_MASS]
+    assert rows[0]["test log p(x) bits/dim"] == ""  # not recorded, not computed from a guessed D
