@@ -1,0 +1,174 @@
+"""The trainer's wiring, checked through what it writes: which split the validation
+numbers come from, which epoch the best checkpoint holds, the learning rate of every step
+and the gradient norm the optimizer sees.
+
+Data: 8 x 8 binary images of one fixed pattern. The three splits differ on purpose, so a
+number computed on the wrong split is far from the right one: training images flip 5% of
+the pattern's pixels, validation images 30%, test images are the pattern inverted. A few
+epochs of a tiny MLP VAE take well under a second.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pyro
+import pytest
+import torch
+
+from pyro_vae.build import build_vae
+from pyro_vae.config import ModelConfig
+from pyro_vae.data.datasets import ImageDataset, Split
+from pyro_vae.inference.checkpoint import BEST, LAST, load_checkpoint
+from pyro_vae.inference.objectives import make_objective
+from pyro_vae.inference.train import Trainer, TrainSettings, evaluate_elbo
+
+SHAPE = (1, 8, 8)
+MODEL = ModelConfig(latent_dim=2, hidden_dims=[16])
+BATCH = 32
+
+
+def _pattern() -> torch.Tensor:
+    return (torch.arange(64).reshape(SHAPE) % 3 == 0).float()
+
+
+def _noisy(n: int, flip: float, seed: int, inverted: bool = False) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    base = 1 - _pattern() if inverted else _pattern()
+    flips = torch.rand((n,) + SHAPE, generator=generator) < flip
+    return torch.where(flips, 1 - base, base).expand(n, *SHAPE).clone()
+
+
+def _dataset() -> ImageDataset:
+    return ImageDataset("splits-differ", Split(_noisy(256, 0.05, 1)), Split(_noisy(200, 0.3, 2)),
+                        Split(_noisy(200, 0.05, 3, inverted=True)))
+
+
+def _trainer(data, run_dir, epochs: int, **settings) -> Trainer:
+    pyro.set_rng_seed(0)
+    model, guide = build_vae(MODEL, SHAPE)
+    settings = TrainSettings(epochs=epochs, batch_size=BATCH, learning_rate=settings.pop("learning_rate", 1e-2),
+                             analytic_kl=True, **settings)
+    return Trainer(model, guide, make_objective("analytic-kl"), data, settings, run_dir=run_dir,
+                   progress=False, log=lambda line: None)
+
+
+def _restored(checkpoint: dict):
+    model, guide = build_vae(MODEL, SHAPE)
+    model.load_state_dict(checkpoint["model"]), guide.load_state_dict(checkpoint["guide"])
+    return model.eval(), guide.eval()
+
+
+def _elbo(checkpoint: dict, images: torch.Tensor) -> float:
+    """The checkpoint's ELBO on ``images`` as validation computes it, averaged over 5 draws."""
+    model, guide = _restored(checkpoint)
+    return sum(evaluate_elbo(model, guide, images, analytic_kl=True)["elbo"] for _ in range(5)) / 5
+
+
+def _snapshots(trainer: Trainer, run_dir) -> list[dict]:
+    """``checkpoint_last.pt`` as it was at the end of every epoch."""
+    seen = []
+    trainer.on_epoch = lambda trainer, row: seen.append(load_checkpoint(run_dir / LAST))
+    return seen
+
+
+def test_each_epochs_validation_numbers_are_those_of_its_checkpoint_on_the_validation_split(tmp_path):
+    data = _dataset()
+    trainer = _trainer(data, tmp_path, epochs=3)
+    snapshots = _snapshots(trainer, tmp_path)
+    trainer.fit()
+    history = load_checkpoint(tmp_path / LAST)["history"]
+    assert [row["epoch"] for row in history] == [1, 2, 3] == [s["epoch"] for s in snapshots]
+    # The splits are far apart (more than 10 nats) under the least trained model, so the
+    # check below can tell them apart ...
+    train, valid, test = (_elbo(snapshots[0], split.images) for split in (data.train, data.valid, data.test))
+    assert train - valid > 10 and valid - test > 10, (train, valid, test)
+    for row, checkpoint in zip(history, snapshots):
+        # ... and the row is the validation split's, to Monte Carlo error: one draw's mean
+        # over these 200 images has a standard deviation of about 0.6 nats here.
+        assert row["valid_elbo"] == pytest.approx(_elbo(checkpoint, data.valid.images), abs=3.0), row
+        assert row["valid_reconstruction"] - row["valid_kl"] == pytest.approx(row["valid_elbo"], abs=1e-4)
+
+
+def test_best_checkpoint_is_the_epoch_with_the_best_criterion_when_it_goes_down_and_up(tmp_path):
+    """The validation set is swapped after each epoch so the criterion goes down, up, down:
+    the best epoch (3) is neither the first nor the last."""
+    data = _dataset()
+    medium, hard, easy = _noisy(200, 0.3, 2), _noisy(200, 0.05, 3, inverted=True), _noisy(200, 0.05, 4)
+    schedule = {1: hard, 2: easy, 3: hard}  # what validates the epoch after this one
+    trainer = _trainer(data, tmp_path, epochs=4)
+    data.valid.images.copy_(medium)
+    snapshots = []
+
+    def swap(trainer, row):
+        snapshots.append(load_checkpoint(tmp_path / LAST))
+        if row["epoch"] in schedule:
+            data.valid.images.copy_(schedule[row["epoch"]])
+
+    trainer.on_epoch = swap
+    trainer.fit()
+    history = load_checkpoint(tmp_path / LAST)["history"]
+    criterion = [row["valid_elbo"] for row in history]
+    assert criterion[1] < criterion[0] < criterion[2] and criterion[3] < criterion[2], criterion
+    best = load_checkpoint(tmp_path / BEST)
+    assert best["epoch"] == 3 and best["best_valid_elbo"] == criterion[2]
+    for part in ("model", "guide"):
+        for name, tensor in snapshots[2][part].items():
+            assert torch.equal(best[part][name], tensor), name
+    # Epoch 4's parameters differ (the test is not comparing equal checkpoints).
+    assert not all(torch.equal(best["model"][n], t) for n, t in snapshots[3]["model"].items())
+
+
+class _OptimizerSpy:
+    """Records, at every optimizer step, the learning rate and the gradient's global norm."""
+
+    def __init__(self, trainer: Trainer):
+        self.trainer, self.rates, self.norms = trainer, [], []
+        self._step = trainer.optimizer.step
+        trainer.optimizer.step = self.step
+
+    def step(self, *args, **kwargs):
+        grads = [p.grad.reshape(-1) for p in self.trainer.parameters if p.grad is not None]
+        self.norms.append(torch.cat(grads).norm().item())
+        self.rates.append([group["lr"] for group in self.trainer.optimizer.param_groups])
+        return self._step(*args, **kwargs)
+
+
+def test_every_step_of_epoch_e_uses_learning_rate_lr_times_decay_to_the_e(tmp_path):
+    data = _dataset()
+    trainer = _trainer(data, tmp_path, epochs=3, learning_rate=0.02, lr_decay=0.5)
+    spy = _OptimizerSpy(trainer)
+    checkpoints = _snapshots(trainer, tmp_path)
+    trainer.fit()
+    steps = math.ceil(len(data.train) / BATCH)
+    assert len(spy.rates) == 3 * steps
+    for i, rates in enumerate(spy.rates):
+        assert rates == [pytest.approx(0.02 * 0.5 ** (i // steps), rel=1e-12)], (i, rates)
+    # The saved optimizer state carries the rate of the epoch it ends.
+    saved = [c["optimizer"]["param_groups"][0]["lr"] for c in checkpoints]
+    assert saved == pytest.approx([0.02, 0.01, 0.005], rel=1e-12)
+
+
+def test_a_resumed_run_continues_the_learning_rate_schedule(tmp_path):
+    data = _dataset()
+    _trainer(data, tmp_path, epochs=2, learning_rate=0.02, lr_decay=0.5).fit()
+    resumed = _trainer(data, tmp_path, epochs=3, learning_rate=0.02, lr_decay=0.5)
+    resumed.load(tmp_path / LAST)
+    spy = _OptimizerSpy(resumed)
+    resumed.fit()
+    assert spy.rates and all(rates == [pytest.approx(0.005, rel=1e-12)] for rates in spy.rates)
+
+
+@pytest.mark.parametrize("clip_norm", [0.5, 3.0])
+def test_the_optimizer_never_sees_a_gradient_longer_than_clip_norm(tmp_path, clip_norm):
+    data = _dataset()
+    unclipped = _OptimizerSpy(_trainer(data, None, epochs=1))
+    unclipped.trainer.fit()
+    # Without clipping the gradients of these summed losses are far longer than clip_norm.
+    assert min(unclipped.norms) > 2 * clip_norm, unclipped.norms
+    trainer = _trainer(data, None, epochs=2, clip_norm=clip_norm)
+    spy = _OptimizerSpy(trainer)
+    trainer.fit()
+    assert len(spy.norms) == 2 * math.ceil(len(data.train) / BATCH)
+    # Rescaled to clip_norm exactly (not merely below it, not to zero).
+    assert spy.norms == pytest.approx([clip_norm] * len(spy.norms), rel=1e-5)
