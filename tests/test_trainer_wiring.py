@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 
 import pyro
+from pyro import poutine
 import pytest
 import torch
 
@@ -172,3 +173,35 @@ def test_the_optimizer_never_sees_a_gradient_longer_than_clip_norm(tmp_path, cli
     assert len(spy.norms) == 2 * math.ceil(len(data.train) / BATCH)
     # Rescaled to clip_norm exactly (not merely below it, not to zero).
     assert spy.norms == pytest.approx([clip_norm] * len(spy.norms), rel=1e-5)
+
+
+class _ObjectiveSpy:
+    """The real objective, recording each step's loss and the weight its latent site carries."""
+
+    def __init__(self, objective):
+        self.objective, self.losses, self.weights, self.batch_sizes = objective, [], [], []
+
+    def differentiable_loss(self, model, guide, x, **kwargs):
+        site = poutine.trace(guide).get_trace(x, **kwargs).nodes["z"]
+        self.weights.append(float(site["scale"]))
+        self.batch_sizes.append(len(x))
+        loss = self.objective.differentiable_loss(model, guide, x, **kwargs)
+        self.losses.append(loss.item())
+        return loss
+
+
+@pytest.mark.parametrize("warmup", [{"kl_warmup_epochs": 1}, {"kl_warmup_steps": 5, "kl_warmup_epochs": 1}])
+def test_each_step_weights_the_kl_by_the_warmup_and_the_epoch_reports_its_mean_bound(tmp_path, warmup):
+    data = _dataset()
+    data.train.images = data.train.images[:250]  # the last batch is short (250 = 7 x 32 + 26)
+    trainer = _trainer(data, None, epochs=2, beta=0.5, **warmup)
+    spy = trainer.objective = _ObjectiveSpy(trainer.objective)
+    trainer.fit()
+    ramp = warmup.get("kl_warmup_steps") or 8  # kl_warmup_steps wins over kl_warmup_epochs
+    assert spy.weights == pytest.approx([0.5 * min(1.0, (s + 1) / ramp) for s in range(16)])
+    assert spy.batch_sizes == ([32] * 7 + [26]) * 2
+    history = trainer.state.history
+    assert [row["step"] for row in history] == [8, 16]
+    # The epoch's training bound is minus the summed step losses per training example.
+    for epoch, row in enumerate(history):
+        assert row["train_elbo"] == pytest.approx(-sum(spy.losses[8 * epoch:8 * epoch + 8]) / 250, rel=1e-6)
