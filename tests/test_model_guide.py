@@ -1,10 +1,13 @@
-"""The VAE model and guide as Pyro programs: sites, shapes, observed and latent."""
+"""The VAE model and guide as Pyro programs: sites, shapes, observed and latent; and the
+network building blocks against hand computations."""
 
 import pytest
 import torch
 from pyro import poutine
 from pyro.poutine.util import site_is_subsample
+from torch.nn import functional as F
 
+from pyro_vae import nn as vae_nn
 from pyro_vae.build import build_vae
 from pyro_vae.config import ModelConfig
 
@@ -59,3 +62,75 @@ def test_conv_vae_for_colour_squares_of_32_64_and_128(size, channels, batch_norm
     model.eval(), guide.eval()
     alone = guide.encode(x[:1])[0]
     assert torch.allclose(alone, guide.encode(x)[0][:1], atol=1e-5)
+
+
+# -- network building blocks: activations by name, layer order, broadcasting, conv halving --
+
+FUNCTIONS = {"relu": F.relu, "softplus": F.softplus, "tanh": torch.tanh, "elu": F.elu,
+             "leaky_relu": F.leaky_relu, "gelu": F.gelu}
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_mlp_applies_the_named_activation_after_every_linear_layer(name):
+    torch.manual_seed(0)
+    net = vae_nn.mlp([3, 5, 2], name)
+    x = torch.randn(7, 3) * 3
+    first, second = [m for m in net if isinstance(m, torch.nn.Linear)]
+    want = FUNCTIONS[name](second(FUNCTIONS[name](first(x))))
+    assert torch.allclose(net(x), want, atol=1e-6)
+    assert len(net) == 4
+
+
+def test_broadcast_cat_broadcasts_leading_dimensions_then_concatenates():
+    a = torch.arange(6.0).reshape(2, 1, 3)
+    b = torch.tensor([[10.0], [20.0], [30.0], [40.0]]).reshape(1, 4, 1)
+    out = vae_nn.broadcast_cat(a, b)
+    assert out.shape == (2, 4, 4)
+    assert torch.equal(out[1, 2], torch.tensor([3.0, 4.0, 5.0, 30.0]))
+
+
+def test_classifier_maps_images_with_any_leading_dimensions_to_logits():
+    torch.manual_seed(0)
+    net = vae_nn.classifier((1, 2, 2), [6], 3, "tanh")
+    x = torch.rand(5, 4, 1, 2, 2)
+    out = net(x)
+    assert out.shape == (5, 4, 3)
+    assert torch.allclose(out[2, 1], net(x[2, 1:2])[0], atol=1e-6)
+    first, head = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
+    assert torch.allclose(out[0, 0], head(torch.tanh(first(x[0, 0].reshape(4)))), atol=1e-6)
+
+
+def test_mlp_bodies_read_pixels_and_extra_inputs_and_decode_to_the_image_shape():
+    body, features = vae_nn.mlp_encoder_body((1, 2, 3), [8, 5], "relu", extra_inputs=2)
+    assert features == 5 and body(torch.rand(4, 8)).shape == (4, 5)
+    decoder = vae_nn.Decoder(vae_nn.mlp_decoder_body((1, 2, 3), 4, [8, 5], "relu"), (1, 2, 3))
+    assert decoder(torch.randn(3, 2, 4)).shape == (3, 2, 1, 2, 3)
+    # The decoder mirrors the encoder's hidden sizes: 4 -> 5 -> 8 -> 6 pixels, linear at the end.
+    sizes = [(m.in_features, m.out_features) for m in decoder.modules() if isinstance(m, torch.nn.Linear)]
+    assert sizes == [(4, 5), (5, 8), (8, 6)]
+    assert (decoder(-10 * torch.ones(50, 4)) < 0).any()  # no activation after the last layer
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_conv_bodies_halve_the_image_once_per_channel_entry(batch_norm):
+    body, features = vae_nn.conv_encoder_body((3, 16, 8), [4, 6], 10, "relu", batch_norm)
+    x = torch.rand(2, 3, 16, 8)
+    shapes = []
+    for module in body:
+        x = module(x)
+        if isinstance(module, torch.nn.Conv2d):
+            shapes.append(tuple(x.shape[1:]))
+    assert shapes == [(4, 8, 4), (6, 4, 2)] and features == 10 and x.shape == (2, 10)
+    decoder = vae_nn.conv_decoder_body((3, 16, 8), 5, [4, 6], 10, "relu", batch_norm)
+    assert decoder(torch.randn(2, 5)).shape == (2, 3, 16, 8)
+    norms = [m for m in list(body) + list(decoder) if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(norms) == (3 if batch_norm else 0)  # after every convolution but the decoder's last
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (1, 12, 16)])
+def test_conv_bodies_refuse_sizes_they_cannot_halve_that_often(shape):
+    with pytest.raises(ValueError, match="divisible by 8"):
+        vae_nn.conv_encoder_body(shape, [4, 4, 4], 10, "relu")
+    with pytest.raises(ValueError, match="divisible by 8"):
+        vae_nn.conv_decoder_body(shape, 3, [4, 4, 4], 10, "relu")
+    vae_nn.conv_encoder_body((1, 24, 16), [4, 4, 4], 10, "relu")  # divisible: accepted
