@@ -99,3 +99,24 @@ def test_gaussian_with_a_learned_scale_per_channel_matches_normal_formula():
     # Each channel's sigma gets its own gradient.
     lik.distribution(mean).log_prob(x).sum().backward()
     assert (lik.raw_scale.grad.flatten().abs() > 0).all()
+
+
+@pytest.mark.parametrize("name", ["bernoulli", "continuous-bernoulli", "gaussian", "gaussian-learned"])
+def test_mean_is_the_expected_image_by_hand(name, output):
+    """E[x | output]: sigmoid(l) for the Bernoulli; for the continuous Bernoulli with
+    p = sigmoid(l), p / (2p - 1) + 1 / (2 artanh(1 - 2p)); the Gaussian's mean is the output."""
+    lik = make_likelihood(name, SHAPE)
+    p = torch.sigmoid(output)
+    want = {"bernoulli": p, "continuous-bernoulli": p / (2 * p - 1) + 1 / (2 * torch.atanh(1 - 2 * p)),
+            "gaussian": output, "gaussian-learned": output}[name]
+    assert torch.allclose(lik.mean(output), want, atol=1e-4)
+
+
+def test_the_default_gaussian_scale_is_0_1_and_learned_scales_start_there():
+    x, mean = torch.zeros(*SHAPE), torch.ones(*SHAPE)
+    for name in ("gaussian", "gaussian-learned", "gaussian-learned-per-pixel"):
+        lik = make_likelihood(name, SHAPE)
+        by_hand = 6 * (-0.5 * (1 / 0.1) ** 2 - math.log(0.1) - 0.5 * math.log(2 * math.pi))
+        assert lik.distribution(mean).log_prob(x).item() == pytest.approx(by_hand, rel=1e-5), name
+    assert make_likelihood("gaussian-learned", SHAPE).raw_scale.requires_grad
+    assert not any(p.requires_grad for p in make_likelihood("gaussian", SHAPE).parameters())
