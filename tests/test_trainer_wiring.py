@@ -11,6 +11,8 @@ epochs of a tiny MLP VAE take well under a second.
 from __future__ import annotations
 
 import math
+import os
+import signal
 
 import pyro
 from pyro import poutine
@@ -20,7 +22,9 @@ import torch
 from pyro_vae.build import build_vae
 from pyro_vae.config import ModelConfig
 from pyro_vae.data.datasets import ImageDataset, Split
+from pyro_vae.errors import TrainingError, TrainingInterrupted
 from pyro_vae.inference.checkpoint import BEST, LAST, load_checkpoint
+from pyro_vae.inference.loglik import importance_log_likelihood
 from pyro_vae.inference.objectives import make_objective
 from pyro_vae.inference.train import Trainer, TrainSettings, evaluate_elbo
 
@@ -229,3 +233,112 @@ def test_evaluate_elbo_is_the_mean_over_examples_of_the_closed_form_bound(batch_
     # sum_d (1 - eps_d^2) / 2 per example, a mean over 10 examples with standard error 0.32.
     assert got["kl"] == pytest.approx(kl.mean().item(), abs=1e-3 if analytic_kl else 1.5)
     assert got["elbo"] == pytest.approx(got["reconstruction"] - got["kl"], abs=1e-4)
+
+
+def test_a_signal_mid_epoch_saves_a_checkpoint_that_resumes_to_the_uninterrupted_run(tmp_path):
+    """SIGINT at step 11 (epoch 2) in this process: the step finishes, a checkpoint is written
+    and TrainingInterrupted raised; a new trainer loading it ends where one never stopped."""
+    data = _dataset()
+    whole = _trainer(data, tmp_path / "whole", epochs=3)
+    (tmp_path / "whole").mkdir()
+    whole.fit()
+
+    (tmp_path / "split").mkdir()
+    stopped = _trainer(data, tmp_path / "split", epochs=3)
+    stopped.objective = _SignalAt(stopped.objective, call=11)
+    with pytest.raises(TrainingInterrupted) as stop:
+        stopped.fit()
+    assert stop.value.signum == signal.SIGINT and stopped.objective.calls == 11
+    saved = load_checkpoint(tmp_path / "split" / LAST)
+    assert (saved["epoch"], saved["step"], saved["position"]["next_batch"]) == (1, 11, 3)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+
+    resumed = _trainer(data, tmp_path / "split", epochs=3)
+    resumed.load(tmp_path / "split" / LAST)
+    resumed.fit()
+    a, b = load_checkpoint(tmp_path / "whole" / LAST), load_checkpoint(tmp_path / "split" / LAST)
+    assert a["step"] == b["step"] == 24 and b["position"] is None
+    for part in ("model", "guide", "optimizer"):
+        assert torch.equal(torch.cat([t.flatten() for t in _tensors(a[part])]),
+                           torch.cat([t.flatten() for t in _tensors(b[part])])), part
+    assert [r["valid_elbo"] for r in a["history"]] == [r["valid_elbo"] for r in b["history"]]
+    assert [r["train_elbo"] for r in a["history"]] == [r["train_elbo"] for r in b["history"]]
+
+
+class _SignalAt:
+    """The real objective; sends this process SIGINT during its ``call``-th step."""
+
+    def __init__(self, objective, call: int):
+        self.objective, self.call, self.calls = objective, call, 0
+
+    def differentiable_loss(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls == self.call:
+            os.kill(os.getpid(), signal.SIGINT)
+        return self.objective.differentiable_loss(*args, **kwargs)
+
+
+def _tensors(tree) -> list[torch.Tensor]:
+    if torch.is_tensor(tree):
+        return [tree.float()]
+    if isinstance(tree, dict):
+        return [t for key in sorted(tree, key=str) for t in _tensors(tree[key])]
+    if isinstance(tree, (list, tuple)):
+        return [t for item in tree for t in _tensors(item)]
+    return [torch.tensor(float(tree))] if isinstance(tree, (int, float)) else []
+
+
+def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
+    data = _dataset()
+    trainer = _trainer(data, tmp_path, epochs=1)
+    trainer.fit()
+    before = (tmp_path / LAST).read_bytes()
+    with torch.no_grad():
+        next(trainer.model.decoder.parameters()).fill_(float("nan"))
+    trainer.settings.epochs = 2
+    with pytest.raises(TrainingError, match="loss became nan at step 9 .epoch 2.; the last finite loss was None"):
+        trainer.fit()
+    assert (tmp_path / LAST).read_bytes() == before
+
+
+def test_the_log_names_each_epochs_numbers_and_marks_the_improvements(tmp_path):
+    data = _dataset()
+    lines = []
+    trainer = _trainer(data, None, epochs=2)
+    trainer.log = lines.append
+    data.valid.images.copy_(_noisy(200, 0.05, 4))
+    trainer.on_epoch = lambda trainer, row: data.valid.images.copy_(_noisy(200, 0.05, 3, inverted=True))
+    trainer.fit()
+    assert len(lines) == 2
+    for line, row, best in zip(lines, trainer.state.history, (True, False)):
+        assert line.startswith(f"epoch {row['epoch']:>3}  train ELBO {row['train_elbo']:9.2f}  "
+                               f"valid ELBO {row['valid_elbo']:9.2f}")
+        assert f"(recon {row['valid_reconstruction']:9.2f}, KL {row['valid_kl']:7.2f})" in line
+        assert line.endswith("  *best") == best
+
+
+def test_selection_by_the_validation_iwae_bound(tmp_path):
+    """With ``selection_k`` each row carries the validation IWAE bound (at least the ELBO, up to
+    Monte Carlo error) and the best checkpoint is the epoch with the highest one."""
+    data = _dataset()
+    trainer = _trainer(data, tmp_path, epochs=2, selection_k=8)
+    checkpoints = _snapshots(trainer, tmp_path)
+    trainer.fit()
+    history = trainer.state.history
+    for row, checkpoint in zip(history, checkpoints):
+        model, guide = _restored(checkpoint)
+        estimate = importance_log_likelihood(model, guide, data.valid.images, k=8)
+        assert row["valid_iwae"] == pytest.approx(estimate.mean, abs=3.0)
+        assert row["valid_iwae"] > row["valid_elbo"] - 1.0
+    best = load_checkpoint(tmp_path / BEST)
+    assert best["best_valid_elbo"] == max(row["valid_iwae"] for row in history)
+    assert best["epoch"] == max(history, key=lambda row: row["valid_iwae"])["epoch"]
+
+
+def test_progress_bars_only_when_asked(tmp_path, capsys):
+    data = _dataset()
+    for progress, shown in ((False, False), (True, True)):
+        trainer = _trainer(data, None, epochs=1)
+        trainer.progress = progress
+        trainer.fit()
+        assert ("epoch 1" in capsys.readouterr().err) == shown
