@@ -49,13 +49,13 @@ def _dataset() -> ImageDataset:
                         Split(_noisy(200, 0.05, 3, inverted=True)))
 
 
-def _trainer(data, run_dir, epochs: int, **settings) -> Trainer:
+def _trainer(data, run_dir, epochs: int, extra_state=None, **settings) -> Trainer:
     pyro.set_rng_seed(0)
     model, guide = build_vae(MODEL, SHAPE)
     settings = TrainSettings(epochs=epochs, batch_size=BATCH, learning_rate=settings.pop("learning_rate", 1e-2),
                              analytic_kl=True, **settings)
     return Trainer(model, guide, make_objective("analytic-kl"), data, settings, run_dir=run_dir,
-                   progress=False, log=lambda line: None)
+                   progress=False, log=lambda line: None, extra_state=extra_state)
 
 
 def _restored(checkpoint: dict):
@@ -341,4 +341,14 @@ def test_progress_bars_only_when_asked(tmp_path, capsys):
         trainer = _trainer(data, None, epochs=1)
         trainer.progress = progress
         trainer.fit()
-        assert ("epoch 1" in capsys.readouterr().err) == shown
+        err = capsys.readouterr().err
+        assert ("epoch 1" in err) == shown and ("batch" in err) == shown  # "epoch 1: ... 8/8 [..., batch/s]"
+
+
+def test_checkpoints_carry_the_callers_extra_state_beside_the_training_state(tmp_path):
+    data = _dataset()
+    _trainer(data, tmp_path, epochs=1, extra_state={"config": {"seed": 4}, "dataset": "splits-differ"}).fit()
+    for name in (LAST, BEST):
+        checkpoint = load_checkpoint(tmp_path / name)
+        assert checkpoint["config"] == {"seed": 4} and checkpoint["dataset"] == "splits-differ"
+        assert checkpoint["epoch"] == 1 and checkpoint["world_size"] == 1 and checkpoint["position"] is None
