@@ -162,3 +162,67 @@ def test_shards_of_a_global_batch_are_disjoint_cover_it_and_differ_in_size_by_at
     assert torch.equal(DistributedContext().shard(rows), rows)
     one = DistributedContext()
     assert (one.is_main, one.active) == (True, False) and not DistributedContext(1, 2).is_main
+
+
+def test_torchruns_environment_joins_a_gloo_group_on_cpu_and_nccl_per_local_gpu(monkeypatch):
+    """``init_from_environment`` reads WORLD_SIZE / LOCAL_RANK as torchrun sets them (the
+    process-group calls are recorded, not made)."""
+    calls = []
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(distributed.dist, "init_process_group", lambda backend: calls.append(backend))
+    monkeypatch.setattr(distributed.dist, "get_rank", lambda: 1)
+    monkeypatch.setattr(distributed.dist, "get_world_size", lambda: 3)
+    monkeypatch.setattr(distributed.torch.cuda, "set_device", lambda device: calls.append(device))
+    for name in ("WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    assert distributed.init_from_environment("cpu") == (DistributedContext(), "cpu")  # no torchrun
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert distributed.init_from_environment("cuda") == (DistributedContext(), "cuda") and calls == []
+
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    assert distributed.init_from_environment("cpu") == (DistributedContext(1, 3), "cpu")
+    assert calls == ["gloo"]
+    calls.clear()
+    assert distributed.init_from_environment("cuda") == (DistributedContext(1, 3), "cuda:0")
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    assert distributed.init_from_environment("cuda") == (DistributedContext(1, 3), "cuda:2")
+    assert calls == ["cuda:0", "nccl", "cuda:2", "nccl"]
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: True)  # joined already: not again
+    calls.clear()
+    distributed.init_from_environment("cpu")
+    assert calls == []
+
+
+def test_gather_and_broadcast_across_thread_ranks(monkeypatch):
+    world = _ThreadWorld(2)
+    boxes = {}
+
+    def all_gather_object(out, obj):
+        boxes[world.rank.value] = obj
+        world.barrier.wait()
+        out[:] = [boxes[r] for r in range(len(out))]
+        world.barrier.wait()
+
+    def broadcast(tensor, src):
+        if world.rank.value == src:
+            boxes["sent"] = tensor.clone()
+        world.barrier.wait()
+        tensor.copy_(boxes["sent"])
+        world.barrier.wait()
+
+    monkeypatch.setattr(distributed.dist, "all_gather_object", all_gather_object)
+    monkeypatch.setattr(distributed.dist, "broadcast", broadcast)
+
+    def rank_fn(rank):
+        ctx = DistributedContext(rank, 2)
+        params = [torch.full((2,), float(rank + 1)), torch.full((1,), float(10 * rank))]
+        ctx.broadcast_parameters(params)
+        return ctx.gather({"rank": rank}), [p.tolist() for p in params]
+
+    for gathered, params in world.run(rank_fn, 2):
+        assert gathered == [{"rank": 0}, {"rank": 1}]
+        assert params == [[1.0, 1.0], [0.0]]  # rank 0's values everywhere
+    assert DistributedContext().gather(5) == [5]
+    params = [torch.ones(2)]
+    DistributedContext().broadcast_parameters(params)  # one process: nothing to do
+    assert DistributedContext().sum(2.5, "cpu") == 2.5

@@ -120,3 +120,17 @@ def test_the_default_gaussian_scale_is_0_1_and_learned_scales_start_there():
         assert lik.distribution(mean).log_prob(x).item() == pytest.approx(by_hand, rel=1e-5), name
     assert make_likelihood("gaussian-learned", SHAPE).raw_scale.requires_grad
     assert not any(p.requires_grad for p in make_likelihood("gaussian", SHAPE).parameters())
+
+
+def test_support_checks_cut_exactly_at_the_support_and_name_the_data_by_default():
+    cb = make_likelihood("continuous-bernoulli", SHAPE)
+    cb.check_support(torch.tensor([0.0, 1.0]).repeat(3).reshape(1, *SHAPE))  # the closed interval
+    for bad in (1.0 + 1e-6, -1e-6):
+        with pytest.raises(DataError, match=r"^the data has values outside \[0, 1\]"):
+            cb.check_support(torch.full((1, *SHAPE), bad))
+    with pytest.raises(DataError, match="^the data has grey-level pixels"):
+        make_likelihood("bernoulli", SHAPE).check_support(torch.full((1, *SHAPE), 0.5))
+    with pytest.raises(DataError, match="^the data contains NaN"):
+        make_likelihood("gaussian", SHAPE).check_support(torch.full((1, *SHAPE), float("inf")))
+    with pytest.raises(DataError, match="^the data contains NaN"):
+        make_likelihood("bernoulli", SHAPE).check_support(torch.full((1, *SHAPE), float("nan")))

@@ -134,3 +134,10 @@ def test_conv_bodies_refuse_sizes_they_cannot_halve_that_often(shape):
     with pytest.raises(ValueError, match="divisible by 8"):
         vae_nn.conv_decoder_body(shape, 3, [4, 4, 4], 10, "relu")
     vae_nn.conv_encoder_body((1, 24, 16), [4, 4, 4], 10, "relu")  # divisible: accepted
+
+
+def test_conv_bodies_have_no_batch_normalisation_unless_asked():
+    body, _ = vae_nn.conv_encoder_body((1, 8, 8), [4], 10, "relu")
+    decoder = vae_nn.conv_decoder_body((1, 8, 8), 3, [4, 4], 10, "relu")
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in list(body) + list(decoder))
+    assert all(m.bias is not None for m in list(body) + list(decoder) if isinstance(m, torch.nn.Conv2d))

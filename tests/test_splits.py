@@ -190,3 +190,28 @@ def test_threshold_binarization_cuts_at_one_half(tmp_path):
     data = load_dataset("idx", str(folder), "threshold")
     for split in (data.train, data.valid, data.test):
         assert torch.equal(split.images.reshape(len(split), -1)[0], (torch.arange(256) >= 128).float())
+
+
+def test_the_head_of_a_split_of_byte_images_stays_bytes_when_asked():
+    from pyro_vae.data.folders import ByteImages
+
+    data = torch.arange(5 * 4, dtype=torch.uint8).reshape(5, 1, 2, 2)
+    split = datasets.Split(ByteImages(data, torch.tensor([4, 2, 0, 1])), torch.tensor([1, 2, 3, 4]),
+                           names=("e", "c", "a", "b"))
+    kept = split.head(2, keep_bytes=True)
+    assert isinstance(kept.images, ByteImages) and len(kept.images) == 2
+    assert torch.equal(kept.images[:], data[[4, 2]].float() / 255)
+    assert kept.labels.tolist() == [1, 2] and kept.names == ("e", "c")
+    floats = split.head(3)
+    assert torch.is_tensor(floats.images) and torch.equal(floats.images, data[[4, 2, 0]].float() / 255)
+
+
+def test_a_label_subset_as_small_as_the_number_of_classes_takes_one_of_each():
+    labels = torch.tensor([2, 0, 1, 1, 0, 2, 2])
+    chosen = datasets.balanced_label_subset(labels, 3, seed=0)
+    assert sorted(labels[chosen].tolist()) == [0, 1, 2] and chosen.tolist() == sorted(chosen.tolist())
+    for n in (2, 8):  # fewer than the classes, more than the examples
+        with pytest.raises(datasets.DataError, match="--labels must be between"):
+            datasets.balanced_label_subset(labels, n, seed=0)
+    with pytest.raises(datasets.DataError, match="class 0 has only 2"):  # 7 = 3 + 2 + 2
+        datasets.balanced_label_subset(labels, 7, seed=0)
