@@ -226,3 +226,33 @@ def test_gather_and_broadcast_across_thread_ranks(monkeypatch):
     params = [torch.ones(2)]
     DistributedContext().broadcast_parameters(params)  # one process: nothing to do
     assert DistributedContext().sum(2.5, "cpu") == 2.5
+
+
+def test_stop_and_bad_flags_are_read_from_the_flags_not_the_gradients(monkeypatch):
+    world = _ThreadWorld(2)
+    monkeypatch.setattr(distributed.dist, "all_reduce", world.all_reduce)
+
+    def rank_fn(rank):
+        p = torch.zeros(5, requires_grad=True)
+        p.grad = torch.full((5,), 3.0)  # positive gradients where a misplaced index would look
+        return DistributedContext(rank, 2).sum_gradients([p], stop=False, bad=False)
+
+    assert world.run(rank_fn, 2) == [(False, False), (False, False)]
+
+
+def test_the_sum_across_ranks_keeps_double_precision_and_two_processes_are_a_group(monkeypatch):
+    world = _ThreadWorld(2)
+    monkeypatch.setattr(distributed.dist, "all_reduce", world.all_reduce)
+    got = world.run(lambda rank: DistributedContext(rank, 2).sum(1e8 + 0.125 * (rank + 1), "cpu"), 2)
+    assert got == [2e8 + 0.375] * 2  # float32 would round this to 200000000.0
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(distributed.dist, "init_process_group", lambda backend: None)
+    monkeypatch.setattr(distributed.dist, "get_rank", lambda: 0)
+    monkeypatch.setattr(distributed.dist, "get_world_size", lambda: 2)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert distributed.init_from_environment("cpu") == (DistributedContext(0, 2), "cpu")
+
+
+def test_shutdown_without_a_process_group_does_nothing():
+    assert not torch.distributed.is_initialized()
+    distributed.shutdown()

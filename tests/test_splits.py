@@ -215,3 +215,60 @@ def test_a_label_subset_as_small_as_the_number_of_classes_takes_one_of_each():
             datasets.balanced_label_subset(labels, n, seed=0)
     with pytest.raises(datasets.DataError, match="class 0 has only 2"):  # 7 = 3 + 2 + 2
         datasets.balanced_label_subset(labels, 7, seed=0)
+
+
+def test_uneven_label_subsets_give_the_first_classes_one_more():
+    labels = torch.arange(3).repeat(5)
+    chosen = datasets.balanced_label_subset(labels, 5, seed=1)
+    assert labels[chosen].bincount().tolist() == [2, 2, 1]
+
+
+def test_class_names_of_the_named_data_sets():
+    assert datasets.class_names("fashion-mnist")[1] == "Trouser" and len(datasets.class_names("fashion-mnist")) == 10
+    assert datasets.class_names("mnist") == datasets.class_names("mnist-t10k") == tuple("0123456789")
+    assert datasets.class_names("idx") == () and datasets.class_names("binarized-mnist") == ()
+
+
+def test_moving_a_data_set_keeps_every_part_of_every_split():
+    split = datasets.Split(torch.rand(3, 1, 2, 2), torch.tensor([0, 1, 0]), torch.tensor([[True], [False], [True]]),
+                           ("a", "b", "c"))
+    data = datasets.ImageDataset("toy", split, datasets.Split(torch.rand(2, 1, 2, 2)), split.head(1), "dynamic",
+                                 ("x", "y"), ("smiling",))
+    moved = data.to("cpu")
+    for name in ("train", "valid", "test"):
+        before, after = data.split(name), moved.split(name)
+        assert torch.equal(before.images, after.images) and before.names == after.names
+        for part in ("labels", "attributes"):
+            assert (getattr(before, part) is None and getattr(after, part) is None) or \
+                torch.equal(getattr(before, part), getattr(after, part))
+    assert (moved.name, moved.binarize, moved.class_names, moved.attribute_names) == \
+        ("toy", "dynamic", ("x", "y"), ("smiling",))
+
+
+def test_an_idx_folder_is_checked_and_its_missing_file_named(tmp_path):
+    with pytest.raises(datasets.DataError, match="does not exist"):
+        load_dataset("idx", str(tmp_path / "nowhere"))
+    folder = tmp_path / "half"
+    folder.mkdir()
+    write_idx(folder / "t10k-images-idx3-ubyte", _indexed_images(5, TEST))
+    with pytest.raises(datasets.DataError, match="no train-images-idx3-ubyte"):
+        load_dataset("idx", str(folder))
+    write_idx(folder / "train-images-idx3-ubyte", _indexed_images(12, TRAIN))
+    (folder / "t10k-images-idx3-ubyte").unlink()
+    with pytest.raises(datasets.DataError, match="no t10k-images-idx3-ubyte"):
+        load_dataset("idx", str(folder))
+
+
+@pytest.mark.parametrize("name", ["fashion-mnist", "mnist", "mnist-t10k", "binarized-mnist"])
+@pytest.mark.parametrize("download", [True, False])
+def test_named_data_sets_are_looked_up_where_asked_and_downloaded_only_if_allowed(monkeypatch, name, download):
+    asked = []
+
+    def locate(source, data_dir, allowed, roles=None):
+        asked.append((source.name, data_dir, allowed))
+        raise datasets.DataError("stop here")
+
+    monkeypatch.setattr(datasets, "locate", locate)
+    with pytest.raises(datasets.DataError, match="stop here"):
+        load_dataset(name, "/some/dir", download=download)
+    assert asked == [({"mnist-t10k": "mnist"}.get(name, name), "/some/dir", download)]
