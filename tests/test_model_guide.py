@@ -141,3 +141,29 @@ def test_conv_bodies_have_no_batch_normalisation_unless_asked():
     decoder = vae_nn.conv_decoder_body((1, 8, 8), 3, [4, 4], 10, "relu")
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in list(body) + list(decoder))
     assert all(m.bias is not None for m in list(body) + list(decoder) if isinstance(m, torch.nn.Conv2d))
+
+
+def test_mlp_defaults_to_relu():
+    net = vae_nn.mlp([2, 3])
+    assert isinstance(net[1], torch.nn.ReLU)
+
+
+@pytest.mark.parametrize("at_input", [False, True])
+def test_a_condition_joins_the_pixels_or_the_features_and_broadcasts_over_enumeration(at_input):
+    torch.manual_seed(0)
+    body = vae_nn.mlp([4 + (2 if at_input else 0), 3], "tanh")
+    encoder = vae_nn.Encoder(body if at_input else torch.nn.Sequential(torch.nn.Flatten(), body), 3, 2,
+                             condition_dim=2, condition_at_input=at_input)
+    x, y = torch.rand(5, 1, 2, 2), torch.eye(2)[torch.tensor([0, 1, 1, 0, 1])]
+    loc, scale = encoder(x, y)
+    if at_input:
+        h = body(torch.cat([x.reshape(5, 4), y], -1))
+    else:
+        h = torch.cat([body(x.reshape(5, 4)), y], -1)
+    assert torch.allclose(loc, encoder.loc(h), atol=1e-6)
+    assert torch.allclose(scale, F.softplus(encoder.raw_scale(h)) + 1e-3, atol=1e-6)
+    # Pyro's enumeration of y puts the classes in a dimension of their own, left of the batch.
+    every_class = torch.eye(2).reshape(2, 1, 2)
+    loc_all, _ = encoder(x, every_class)
+    assert loc_all.shape == (2, 5, 2)
+    assert torch.allclose(loc_all[1], encoder(x, torch.eye(2)[[1] * 5])[0], atol=1e-6)
