@@ -134,3 +134,11 @@ def test_support_checks_cut_exactly_at_the_support_and_name_the_data_by_default(
         make_likelihood("gaussian", SHAPE).check_support(torch.full((1, *SHAPE), float("inf")))
     with pytest.raises(DataError, match="^the data contains NaN"):
         make_likelihood("bernoulli", SHAPE).check_support(torch.full((1, *SHAPE), float("nan")))
+
+
+@pytest.mark.parametrize("name", ["bernoulli", "continuous-bernoulli", "gaussian"])
+def test_support_checks_name_the_split_they_were_given(name):
+    lik = make_likelihood(name, SHAPE)
+    lik.check_support(torch.tensor([0.0, 1.0, 1.0]).repeat(2).reshape(1, *SHAPE), "the test split")
+    with pytest.raises(DataError, match="^the test split contains NaN or infinite values"):
+        lik.check_support(torch.full((1, *SHAPE), float("nan")), "the test split")
