@@ -272,3 +272,19 @@ def test_named_data_sets_are_looked_up_where_asked_and_downloaded_only_if_allowe
     with pytest.raises(datasets.DataError, match="stop here"):
         load_dataset(name, "/some/dir", download=download)
     assert asked == [({"mnist-t10k": "mnist"}.get(name, name), "/some/dir", download)]
+
+
+def test_an_image_folder_binarized_at_load_gives_binary_float_images(tmp_path):
+    from image_folders import class_folder
+
+    from pyro_vae.data.folders import ByteImages
+
+    class_folder(tmp_path, n=30)
+    options = datasets.FolderOptions(size=8, mode="grey")
+    plain = load_dataset("image-folder", str(tmp_path), folder=options)
+    assert isinstance(plain.train.images, ByteImages)
+    data = load_dataset("image-folder", str(tmp_path), binarize="static", folder=options)
+    for name in ("train", "valid", "test"):
+        images = data.split(name).images
+        assert torch.is_tensor(images) and set(images.unique().tolist()) <= {0.0, 1.0}
+        assert images.shape == plain.split(name).images.shape
