@@ -354,3 +354,18 @@ def test_checkpoints_carry_the_callers_extra_state_beside_the_training_state(tmp
         checkpoint = load_checkpoint(tmp_path / name)
         assert checkpoint["config"] == {"seed": 4} and checkpoint["dataset"] == "splits-differ"
         assert checkpoint["epoch"] == 1 and checkpoint["world_size"] == 1 and checkpoint["position"] is None
+
+
+def test_dynamic_binarization_draws_fresh_binary_pixels_every_step():
+    grey = torch.full((64, *SHAPE), 0.3)
+    data = ImageDataset("grey", Split(grey), Split(_noisy(20, 0.1, 2)), Split(_noisy(20, 0.1, 3)), "dynamic")
+    trainer = _trainer(data, None, epochs=2)
+    seen = []
+    spy = trainer.objective = _ObjectiveSpy(trainer.objective)
+    real = spy.differentiable_loss
+    spy.differentiable_loss = lambda model, guide, x, **kw: (seen.append(x.clone()), real(model, guide, x, **kw))[1]
+    trainer.fit()
+    pixels = torch.cat(seen)
+    assert set(pixels.unique().tolist()) == {0.0, 1.0}
+    assert abs(pixels.mean().item() - 0.3) < 3 * math.sqrt(0.21 / pixels.numel())
+    assert not torch.equal(seen[0], seen[2])  # the same images, drawn again in epoch 2
