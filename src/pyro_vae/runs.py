@@ -41,6 +41,13 @@ CONFIG = "config.toml"
 METRICS = "metrics.csv"
 SUMMARY = "summary.json"
 LABELLED = "labelled_examples.json"
+#: How a user of the CLI fixes data outside a likelihood's support (Python users get the
+#: likelihood's own advice, which names Python functions).
+CLI_SUPPORT_HINTS = {
+    "bernoulli": "binarize them with --binarize dynamic|static or choose a continuous likelihood "
+                 "(--likelihood continuous-bernoulli or gaussian)",
+    "continuous-bernoulli": "scale pixels to [0, 1] or use --likelihood gaussian",
+}
 #: Options that may change when a run is resumed; everything else must match.
 RESUMABLE_CHANGES = {"train.epochs", "train.device", "train.figure_every", "train.tensorboard", "data.workers",
                      "data.cache_images", "train.patience", "train.mlflow"}
@@ -227,7 +234,7 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
     pyro.set_rng_seed(train_cfg.seed)
     dataset = open_dataset(config, progress=progress)
     model, guide = build_vae(config.model, dataset.image_shape, num_classes(dataset))
-    dataset.check_support(model.likelihood)
+    dataset.check_support(model.likelihood, hint=CLI_SUPPORT_HINTS.get(config.model.likelihood))
     if model.needs_labels and dataset.train.labels is None:
         raise DataError(f"--model {config.model.model} needs labelled data, but '{dataset.name}' has no labels.")
     dataset = dataset.to(device)
