@@ -136,3 +136,23 @@ def test_side_by_side_figure_of_an_autoencoder_and_a_vae(runs, capsys):
     assert main(["plot", str(runs / "ae"), str(runs / "vae"), "--kind", "samples", "-o", str(runs / "s2.png")]) == 2
     err = capsys.readouterr().err
     assert "--kind samples draws one run" in err and not (runs / "s2.png").exists()
+
+
+def test_sampled_code_log_likelihood_is_log_p_x_for_a_linear_gaussian_decoder():
+    """With p(x | z) = N(W z + b, s^2 I) and z ~ N(0, 1), log (1/K) sum_k p(x | z_k) estimates
+    log N(x; b, W W^T + s^2 I), known in closed form."""
+    from types import SimpleNamespace
+
+    from pyro_vae.inference.reconstruction import sampled_code_log_likelihood
+    from pyro_vae.likelihoods import make_likelihood
+
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(1, 4)
+    decoder = lambda z: linear(z).reshape(*z.shape[:-1], 1, 2, 2)  # noqa: E731
+    model = SimpleNamespace(decoder=decoder, likelihood=make_likelihood("gaussian", (1, 2, 2), 0.5), latent_dim=1)
+    with torch.no_grad():
+        x = decoder(torch.randn(6, 1)) + 0.5 * torch.randn(6, 1, 2, 2)   # drawn from the model
+        w, b = linear.weight, linear.bias
+        exact = dist.MultivariateNormal(b, w @ w.T + 0.25 * torch.eye(4)).log_prob(x.reshape(6, 4))
+        estimate = sampled_code_log_likelihood(model, x, k=200_000)
+    assert torch.allclose(estimate, exact, atol=0.02)

@@ -597,14 +597,20 @@ def model_title(run: Run) -> str:
     return f"{run.run_dir.name} ({what}, {run.model.latent_dim}-D code)"
 
 
+#: The side-by-side figure's generation number: log (1/K) sum_k p(x | z_k), z_k ~ N(0, I), on
+#: this many test images with this many draws.
+GENERATION_IMAGES, GENERATION_DRAWS = 1000, 1000
+
+
 def figure_from_runs(runs: list[Run], kind: str, output: Path, n: int = 36, limit: int = 5000,
                      seed: int = 0) -> Path:
     """Draw ``kind`` (``compare`` or ``latent``) for several unconditional runs side by side:
-    their codes of the first ``limit`` test images of the first run's data set (with each
-    run's mean reconstruction log p(x | code) in nats per image), and for ``compare`` ``n``
-    draws z ~ N(0, I) through each decoder."""
+    their codes of the first ``limit`` test images of the first run's data set, and for
+    ``compare`` ``n`` draws z ~ N(0, I) through each decoder. Each title gives the run's mean
+    reconstruction log p(x | code) over those images and its mean log (1/K) sum_k p(x | z_k),
+    z_k ~ N(0, I), over the first :data:`GENERATION_IMAGES` (nats per image)."""
     from pyro_vae import plots
-    from pyro_vae.inference.reconstruction import reconstruction_log_likelihood
+    from pyro_vae.inference.reconstruction import reconstruction_log_likelihood, sampled_code_log_likelihood
 
     if kind not in MULTI_RUN_KINDS:
         raise PyroVAEError(f"the '{kind}' figure draws one run; give one RUN_DIR, or choose "
@@ -622,9 +628,11 @@ def figure_from_runs(runs: list[Run], kind: str, output: Path, n: int = 36, limi
     images = as_tensor(test.images)
     entries = []
     for run in runs:
-        recon = reconstruction_log_likelihood(run.model, run.guide, images.to(run.device)).mean().item()
-        entries.append((f"{model_title(run)}\nreconstruction log p(x | code) {recon:.1f} nats/image",
-                        run.model, run.guide))
+        x = images.to(run.device)
+        recon = reconstruction_log_likelihood(run.model, run.guide, x).mean().item()
+        sampled = sampled_code_log_likelihood(run.model, x[:GENERATION_IMAGES], k=GENERATION_DRAWS).mean().item()
+        entries.append((f"{model_title(run)}\nreconstruction log p(x | code): {recon:.1f} nats/image\n"
+                        f"codes drawn from N(0, I): log mean p(x | z) {sampled:.1f} nats/image", run.model, run.guide))
     return plots.plot_compare(entries, images, test.labels, output, dataset.class_names,
                               samples=n if kind == "compare" else 0, seed=seed)
 
