@@ -424,7 +424,8 @@ def evaluate_run(run: Run, split: str = "test", limit: int = 0, subset: str = "r
     part, chosen, _ = evaluation_examples(run, split, limit, subset, seed)
     images = part.images  # evaluate_elbo reads it batch by batch (byte images stay bytes until then)
     if torch.is_tensor(images):
-        run.model.likelihood.check_support(images, f"the {split} split")
+        run.model.likelihood.check_support(images, f"the {split} split",
+                                            hint=CLI_SUPPORT_HINTS.get(run.config.model.likelihood))
     result = evaluate_elbo(run.model, run.guide, images, analytic_kl=True, labels=part.labels)
     if not getattr(run.model, "has_marginal_likelihood", True):  # an autoencoder: no ELBO, no KL
         result = {"reconstruction": result["reconstruction"]}
