@@ -66,8 +66,11 @@ def test_continuous_bernoulli_includes_its_normaliser(output):
 
 def test_bernoulli_refuses_grey_pixels_and_names_the_fix():
     lik = make_likelihood("bernoulli", SHAPE)
-    with pytest.raises(DataError, match="--binarize dynamic"):
+    with pytest.raises(DataError, match=r"pyro_vae\.binarize\(x\)") as python_error:
         lik.check_support(torch.full((2, *SHAPE), 0.5))
+    assert "--" not in str(python_error.value)  # a Python caller is not told of CLI flags
+    with pytest.raises(DataError, match="--binarize dynamic"):
+        lik.check_support(torch.full((2, *SHAPE), 0.5), hint="binarize them with --binarize dynamic")
     lik.check_support(torch.ones(2, *SHAPE))
 
 

@@ -7,9 +7,9 @@ import math
 from pyro_vae import nn as vae_nn
 from pyro_vae.config import ModelConfig
 from pyro_vae.errors import ConfigError
-from pyro_vae.guides import ConditionalNormalGuide, DiagonalNormalGuide, M2Guide
+from pyro_vae.guides import ConditionalNormalGuide, DiagonalNormalGuide, M2Guide, PointMassGuide
 from pyro_vae.likelihoods import LIKELIHOODS, make_likelihood
-from pyro_vae.models import CVAEModel, M2Model, QuadrantCVAEModel, VAEModel
+from pyro_vae.models import AEModel, CVAEModel, M2Model, QuadrantCVAEModel, VAEModel
 from pyro_vae.models.quadrant import quadrant_mask
 
 
@@ -22,7 +22,8 @@ def _encoder_body(config: ModelConfig, image_shape, extra_inputs: int = 0):
 
 def build_vae(config: ModelConfig, image_shape: tuple[int, int, int], num_classes: int = 0):
     """The model and its guide for images of ``image_shape`` ``(C, H, W)``: p(x, z) and
-    q(z | x) for ``model = "vae"``; p(x, z | y) and q(z | x, y) for ``"cvae"`` (and M2),
+    q(z | x) for ``model = "vae"``; the plain autoencoder's p(x | z) and point-mass
+    q(z | x) = delta(z - loc(x)) for ``"ae"`` (same networks); p(x, z | y) and q(z | x, y) for ``"cvae"`` (and M2),
     whose label y takes ``num_classes`` values; p(x_m, z | x_g) and q(z | x) for
     ``"quadrant"``, which completes the missing quadrants x_m from the given ones x_g."""
     conditional = config.model in ("cvae", "m2")
@@ -60,4 +61,6 @@ def build_vae(config: ModelConfig, image_shape: tuple[int, int, int], num_classe
     if conditional:
         return (CVAEModel(decoder, likelihood, latent, num_classes, config.conditional_prior),
                 ConditionalNormalGuide(encoder, num_classes))
+    if config.model == "ae":  # the same networks; a point-mass code and no prior
+        return AEModel(decoder, likelihood, latent), PointMassGuide(encoder)
     return VAEModel(decoder, likelihood, latent), DiagonalNormalGuide(encoder)

@@ -101,15 +101,17 @@ def build_parser() -> argparse.ArgumentParser:
     recon.add_argument("-o", "--output", default=None, help="the figure file, .png or .pdf (default: "
                        "RUN_DIR/reconstructions.png)")
     recon.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the run's)")
-    plot = commands.add_parser("plot", help="a figure of a trained run (curves and sweep: of several)",
+    plot = commands.add_parser("plot", help="a figure of a trained run (curves, sweep, compare, latent: of several)",
                                formatter_class=_HelpFormatter)
     plot.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="a training run's directory; several runs "
-                      "or sweep directories for --kind curves (overlaid) or sweep")
+                      "or sweep directories for --kind curves (overlaid) or sweep, several runs for --kind compare "
+                      "or latent (side by side)")
     plot.add_argument("--kind", required=True, choices=(*FIGURE_KINDS, "sweep"),
                       help="the figure: samples, reconstructions, latent (codes by class), manifold (2-D latent), "
                            "interpolate, arithmetic (attribute vectors), prior-check (aggregate posterior per "
                            "dimension), curves (metrics by epoch; several runs overlaid), style (cvae), "
-                           "completions (quadrant), sweep (a metric against each swept setting)")
+                           "completions (quadrant), sweep (a metric against each swept setting), compare (runs side "
+                           "by side: codes, decoded N(0, I) draws, reconstruction and generation numbers)")
     plot.add_argument("-o", "--output", required=True, help="the figure file (.png or .pdf)")
     plot.add_argument("-n", type=int, default=64, help="samples or reconstructions to show")
     plot.add_argument("--limit", type=int, default=5000, help="test images used for latent, prior-check, arithmetic")
@@ -204,6 +206,9 @@ def cmd_train(args) -> int:
         print(f"test accuracy {100 * summary['test_accuracy']:.2f}% with {summary['labels']} labels (best epoch "
               f"{summary['best_epoch']}); supervised-only baseline {100 * summary['baseline_test_accuracy']:.2f}%; "
               f"run directory {run_dir}")
+    elif "test_elbo" not in summary:  # a plain autoencoder has no ELBO
+        print(f"test reconstruction log p(x | code) {summary['test_reconstruction']:.2f} nats per example (best epoch "
+              f"{summary['best_epoch']}; an autoencoder has no ELBO or log p(x)); run directory {run_dir}")
     else:
         print(f"test ELBO {summary['test_elbo']:.2f} nats per example (best epoch {summary['best_epoch']}); "
               f"run directory {run_dir}")
@@ -237,6 +242,10 @@ def _evaluate_one(args, run_dir: str) -> None:
 
         result = evaluate_run(run, args.split, args.limit, args.subset, args.seed)
         write_json(_json_output(args, run.run_dir, "evaluation.json"), result)
+        if "elbo" not in result:  # a plain autoencoder
+            print(f"{args.split} reconstruction log p(x | code) {result['reconstruction']:.2f} nats per example "
+                  f"({result['examples']} examples; an autoencoder has no ELBO or log p(x))")
+            return 0
         split = "train-split" if args.split == "train" else args.split  # not the training objective
         print(f"{split} ELBO {result['elbo']:.2f} nats per example "
               f"(reconstruction {result['reconstruction']:.2f}, KL {result['kl']:.2f}; {result['examples']} examples), "
@@ -307,6 +316,21 @@ def _draw(args, kind: str, output: str, **options) -> int:
     return 0
 
 
+def _draw_several(args) -> int:
+    """Reopen each run's best model and draw them side by side (compare, latent)."""
+    import pyro
+
+    from pyro_vae.runs import MULTI_RUN_KINDS, figure_from_runs, open_run
+
+    if args.kind not in MULTI_RUN_KINDS:
+        raise PyroVAEError(f"--kind {args.kind} draws one run; give one run directory (several are overlaid only "
+                           f"by --kind curves, and drawn side by side by --kind {' or '.join(MULTI_RUN_KINDS)}).")
+    runs = [open_run(Path(run_dir), "best", args.device) for run_dir in args.run_dirs]
+    pyro.set_rng_seed(args.seed)
+    print(figure_from_runs(runs, args.kind, Path(args.output), n=min(args.n, 64), limit=args.limit, seed=args.seed))
+    return 0
+
+
 def cmd_sample(args) -> int:
     return _draw(args, "samples", args.output, label=args.label)
 
@@ -329,12 +353,11 @@ def cmd_plot(args) -> int:
         else:
             print(compare.plot_sweep_figure(records, Path(args.output), args.metric))
         return 0
-    if len(args.run_dirs) > 1:
-        raise PyroVAEError(f"--kind {args.kind} draws one run; give one run directory (several are overlaid only "
-                           "by --kind curves).")
-    args.run_dir = args.run_dirs[0]
     if args.limit < 2:
         raise PyroVAEError("--limit must be at least 2.")
+    if len(args.run_dirs) > 1:
+        return _draw_several(args)
+    args.run_dir = args.run_dirs[0]
     return _draw(args, args.kind, args.output, limit=args.limit, attribute=args.attribute,
                  attribute_file=args.attribute_file, index_a=args.index_a, index_b=args.index_b,
                  image_a=args.image_a, image_b=args.image_b)

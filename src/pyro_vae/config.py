@@ -33,7 +33,7 @@ NETWORKS = ("mlp", "conv")
 ACTIVATIONS = ("relu", "softplus", "tanh", "elu", "leaky_relu", "gelu")
 SCALE_TRANSFORMS = ("softplus", "exp")
 OBJECTIVES = ("elbo", "analytic-kl", "iwae")
-MODELS = ("vae", "cvae", "m2", "quadrant")
+MODELS = ("vae", "cvae", "m2", "quadrant", "ae")
 ELBO_IMPLEMENTATIONS = ("fast", "pyro")
 LABELLED_WEIGHTS = ("natural", "balanced")
 
@@ -80,7 +80,9 @@ class DataConfig:
 class ModelConfig:
     #: "vae", "cvae" (the conditional VAE p(x | z, y)), "m2" (semi-supervised, Kingma
     #: et al. 2014, with --labels N; these two need labelled data) or "quadrant" (a
-    #: conditional VAE that completes an image from its given quadrants, Sohn et al. 2015).
+    #: conditional VAE that completes an image from its given quadrants, Sohn et al. 2015)
+    #: or "ae" (the plain autoencoder: the same networks, a point-mass code, no prior; it
+    #: reconstructs but has no log p(x) and no prior to sample from).
     model: str = "vae"
     #: --model quadrant: how many quadrants are given (top-left, then top-right, then
     #: bottom-left); the others are completed.
@@ -343,6 +345,13 @@ def ineffective_options(config: Config) -> list[tuple[str, str]]:
         else:
             unused("train.k", f"with --objective {train.objective} (it is the number of importance samples of "
                    "--objective iwae)", "drop it or choose --objective iwae")
+    if model.model == "ae":
+        ae = "with --model ae, which has no KL term and a deterministic code"
+        for key in ("train.beta", "train.kl_warmup_epochs", "train.kl_warmup_steps", "train.num_particles"):
+            unused(key, ae, "drop it")
+        if train.objective.startswith("iwae"):
+            found.append(("train.objective", f"--objective {train.objective} has no effect {ae} (its K importance "
+                          "weights are all equal); choose --objective elbo."))
     if model.model != "cvae":
         unused("model.conditional_prior", f"with --model {model.model} (the learned class prior p(z | y) is the "
                "conditional VAE's)", "drop it or choose --model cvae")

@@ -75,8 +75,11 @@ class Likelihood(PyroModule):
         """E[x | decoder output], the image one shows for a decoded code."""
         return self.distribution(output).mean
 
-    def check_support(self, x: torch.Tensor, what: str = "the data") -> None:
-        """Raise :class:`DataError` if ``x`` lies outside this likelihood's support."""
+    def check_support(self, x: torch.Tensor, what: str = "the data", hint: str | None = None) -> None:
+        """Raise :class:`DataError` if ``x`` lies outside this likelihood's support.
+
+        The message ends with how to fix it: ``hint`` where the caller gives one (the CLI
+        names its flags), else the way to do it from Python."""
         if not torch.isfinite(x).all():
             raise DataError(f"{what} contains NaN or infinite values; clean or drop those images.")
 
@@ -112,13 +115,14 @@ class BernoulliLikelihood(Likelihood):
     def mean(self, output):
         return torch.sigmoid(output)
 
-    def check_support(self, x, what="the data"):
-        super().check_support(x, what)
+    def check_support(self, x, what="the data", hint=None):
+        super().check_support(x, what, hint)
         if not ((x == 0) | (x == 1)).all():
             raise DataError(
                 f"{what} has grey-level pixels but the Bernoulli likelihood needs 0/1 pixels; "
-                "binarize them with --binarize dynamic|static or choose a continuous likelihood "
-                "(--likelihood continuous-bernoulli or gaussian)."
+                + (hint or "binarize them (pyro_vae.binarize(x), or the batches of "
+                           "load_dataset(..., binarize='dynamic').batches()) or choose a continuous "
+                           "likelihood ('continuous-bernoulli' or 'gaussian')") + "."
             )
 
 
@@ -132,12 +136,12 @@ class ContinuousBernoulliLikelihood(Likelihood):
     def distribution(self, output):
         return self._event(dist.ContinuousBernoulli(logits=output, validate_args=False))
 
-    def check_support(self, x, what="the data"):
-        super().check_support(x, what)
+    def check_support(self, x, what="the data", hint=None):
+        super().check_support(x, what, hint)
         if ((x < 0) | (x > 1)).any():
             raise DataError(
                 f"{what} has values outside [0, 1], the continuous Bernoulli's support; "
-                "scale pixels to [0, 1] or use --likelihood gaussian."
+                + (hint or "scale pixels to [0, 1] or use the 'gaussian' likelihood") + "."
             )
 
 

@@ -1,8 +1,11 @@
 """Figures from a trained model: samples, reconstructions, the latent space, interpolation,
 latent arithmetic, the prior-vs-posterior check and training curves.
 
-Every function takes tensors or a (model, guide) pair and a path, draws with
-matplotlib's non-interactive Agg backend, and writes a PNG (or PDF, by the suffix).
+Every function takes tensors or a (model, guide) pair and a path, draws on a
+:class:`matplotlib.figure.Figure` of its own (matplotlib's object-oriented API, rendered by
+the Agg canvas) and writes a PNG (or PDF, by the suffix). Nothing here touches pyplot's
+global state, so importing pyro_vae leaves the user's backend (a notebook's inline one, say)
+as it was.
 """
 
 from __future__ import annotations
@@ -12,11 +15,11 @@ import os
 from pathlib import Path
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+import matplotlib.patches
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 #: Figures are saved at this resolution with their own size (no tight cropping), so a
 #: figure of figsize (w, h) inches is exactly (100 w) x (100 h) pixels.
@@ -47,6 +50,20 @@ def _show(ax, grid: torch.Tensor, title: str) -> None:
     ax.set_xticks([]), ax.set_yticks([])
 
 
+def _subplots(nrows: int = 1, ncols: int = 1, **figure_options):
+    """``(figure, axes)`` as ``pyplot.subplots`` returns them, on a figure of its own that
+    pyplot does not know of (so no global figure is opened and none needs closing)."""
+    squeeze = figure_options.pop("squeeze", True)
+    fig = _figure(**figure_options)
+    return fig, fig.subplots(nrows, ncols, squeeze=squeeze)
+
+
+def _figure(**figure_options) -> Figure:
+    fig = Figure(**figure_options)
+    FigureCanvasAgg(fig)  # renders PNG and PDF alike, whatever backend the user has chosen
+    return fig
+
+
 def _save(fig, path: Path) -> Path:
     """Write the figure to a temporary file beside ``path``, then rename it into place."""
     path = Path(path)
@@ -56,7 +73,6 @@ def _save(fig, path: Path) -> Path:
         fig.savefig(tmp, dpi=DPI)
         os.replace(tmp, path)
     finally:
-        plt.close(fig)
         tmp.unlink(missing_ok=True)
     return path
 
@@ -83,7 +99,9 @@ def plot_samples(model, path: Path, n: int = 64, device="cpu", title: str | None
     else:
         images = model.decode_mean(torch.randn(n, model.latent_dim, device=device))
         default = f"{n} samples from the prior (decoder means)"
-    fig, ax = plt.subplots(layout="constrained", figsize=(6, 6 * math.ceil(n / ncol) / ncol + 0.4))
+        if not getattr(model, "has_marginal_likelihood", True):
+            default = f"{n} decoded draws z ~ N(0, I) (an autoencoder has no prior of its own)"
+    fig, ax = _subplots(layout="constrained", figsize=(6, 6 * math.ceil(n / ncol) / ncol + 0.4))
     _show(ax, image_grid(images, ncol), title or default)
     return _save(fig, path)
 
@@ -114,7 +132,7 @@ def plot_reconstructions(model, guide, images: torch.Tensor, path: Path, title: 
         recon = model.decode_mean(guide.encode(images)[0])
     n = len(images)
     ncol = min(8, n)
-    fig, axes = plt.subplots(1, 2, layout="constrained", figsize=(8, 4 * math.ceil(n / ncol) / ncol + 0.6))
+    fig, axes = _subplots(1, 2, layout="constrained", figsize=(8, 4 * math.ceil(n / ncol) / ncol + 0.6))
     _show(axes[0], image_grid(images, ncol), "inputs")
     _show(axes[1], image_grid(recon, ncol), "reconstructions (decoder mean at the code)")
     if title:
@@ -190,7 +208,7 @@ def _rows_figure(rows: list[tuple[str, torch.Tensor]], path: Path, title: str, x
     """One row of images per ``(name, images [N, C, H, W])``, the name left of its row;
     ``column_labels`` (one per column) go under the last row."""
     width = max(5.0, 1.0 * rows[0][1].shape[0] + 1)  # room for the title over a few columns
-    fig, axes = plt.subplots(len(rows), 1, layout="constrained", figsize=(width, 1.3 * len(rows) + 0.5))
+    fig, axes = _subplots(len(rows), 1, layout="constrained", figsize=(width, 1.3 * len(rows) + 0.5))
     axes = [axes] if len(rows) == 1 else list(axes)
     for ax, (label, images) in zip(axes, rows):
         _show(ax, image_grid(images, images.shape[0]), "")
@@ -236,6 +254,60 @@ def _codes(guide, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     return torch.cat([guide.encode(images[i:i + batch_size])[0] for i in range(0, len(images), batch_size)])
 
 
+def _scatter_codes(ax, points: torch.Tensor, labels: torch.Tensor | None, class_names: tuple[str, ...],
+                   legend: bool = True) -> None:
+    if labels is None:
+        ax.scatter(points[:, 0], points[:, 1], s=3, alpha=0.5)
+        return
+    labels = labels.cpu()
+    cmap = matplotlib.colormaps["tab10" if int(labels.max()) < 10 else "tab20"]
+    for c in labels.unique().tolist():
+        chosen = labels == c
+        name = class_names[c] if c < len(class_names) else str(c)
+        ax.scatter(points[chosen, 0], points[chosen, 1], s=3, alpha=0.6, color=cmap(c % cmap.N), label=name)
+    if legend:
+        ax.legend(markerscale=4, fontsize=7, loc="best", title="class")
+
+
+#: Radius of the disc holding 95% of N(0, I_2)'s mass: sqrt of the chi-square(2) 95% quantile.
+PRIOR_95_RADIUS = math.sqrt(-2 * math.log(0.05))
+
+
+@torch.no_grad()
+def plot_compare(entries: list[tuple[str, object, object]], images: torch.Tensor, labels: torch.Tensor | None,
+                 path: Path, class_names: tuple[str, ...] = (), samples: int = 36, seed: int = 0) -> Path:
+    """Models side by side, one column per ``(title, model, guide)`` of ``entries``: on top
+    the codes of ``images`` (encoder means, coloured by class; the first two principal
+    components beyond a 2-D latent) with the circle that holds 95% of N(0, I)'s mass; below
+    (``samples`` > 0) the decoder means of the same ``samples`` draws z ~ N(0, I) through each
+    decoder, the course figure of an autoencoder beside a VAE. A title's first line names the
+    model (it heads both panels); further lines (numbers, say) go on the top panel only."""
+    rows = 2 if samples else 1
+    fig, axes = _subplots(rows, len(entries), layout="constrained", figsize=(5.5 * len(entries), 5 * rows + 0.3),
+                          squeeze=False)
+    latent_dims = {model.latent_dim for _, model, _ in entries}
+    z = torch.randn(samples, max(latent_dims), generator=torch.Generator().manual_seed(seed)) if samples else None
+    for col, (title, model, guide) in enumerate(entries):
+        codes = _codes(guide, images).cpu()
+        ax = axes[0][col]
+        points = codes if codes.shape[1] == 2 else principal_components(codes)
+        _scatter_codes(ax, points, labels, class_names, legend=col == len(entries) - 1)
+        if codes.shape[1] == 2:
+            ax.add_patch(matplotlib.patches.Circle((0, 0), PRIOR_95_RADIUS, fill=False, ls="--", color="black",
+                                                   label="95% of N(0, I)"))
+            ax.set_xlabel("z1"), ax.set_ylabel("z2")
+        else:
+            ax.set_xlabel("principal component 1"), ax.set_ylabel("principal component 2")
+        ax.set_title(f"{title}\ncodes of {len(codes)} test images (dashed: 95% of N(0, I))", fontsize=9)
+        if samples:
+            device = next(iter(model.parameters())).device if hasattr(model, "parameters") else "cpu"
+            drawn = model.decode_mean(z[:, :model.latent_dim].to(device))
+            _show(axes[1][col], image_grid(drawn, math.ceil(math.sqrt(samples))),
+                  f"{title.splitlines()[0]}\ndecoded z ~ N(0, I) (the same {samples} draws)")
+            axes[1][col].title.set_fontsize(10)
+    return _save(fig, path)
+
+
 @torch.no_grad()
 def plot_latent(guide, images: torch.Tensor, labels: torch.Tensor | None, path: Path,
                 class_names: tuple[str, ...] = ()) -> Path:
@@ -246,12 +318,12 @@ def plot_latent(guide, images: torch.Tensor, labels: torch.Tensor | None, path: 
         points, axis = codes, "z"
     else:
         points, axis = principal_components(codes), "principal component "
-    fig, ax = plt.subplots(layout="constrained", figsize=(7, 6))
+    fig, ax = _subplots(layout="constrained", figsize=(7, 6))
     if labels is None:
         ax.scatter(points[:, 0], points[:, 1], s=3, alpha=0.5)
     else:
         labels = labels.cpu()
-        cmap = plt.get_cmap("tab10" if int(labels.max()) < 10 else "tab20")
+        cmap = matplotlib.colormaps["tab10" if int(labels.max()) < 10 else "tab20"]
         for c in labels.unique().tolist():
             chosen = labels == c
             name = class_names[c] if c < len(class_names) else str(c)
@@ -265,22 +337,30 @@ def plot_latent(guide, images: torch.Tensor, labels: torch.Tensor | None, path: 
 
 
 @torch.no_grad()
-def plot_manifold(model, path: Path, n: int = 20, device="cpu") -> Path:
-    """For a 2-D latent: decoded images on an n x n grid of the prior's quantiles 5%..95%."""
+def plot_manifold(model, path: Path, n: int = 20, device="cpu", codes: torch.Tensor | None = None) -> Path:
+    """For a 2-D latent: decoded images on an n x n grid of the prior's quantiles 5%..95%,
+    or, given ``codes`` ``[N, 2]`` (an autoencoder's, which has no prior), on an evenly spaced
+    grid from the 1st to the 99th percentile of each coordinate of the codes."""
     if model.latent_dim != 2:
         raise ValueError(f"the manifold plot needs a 2-D latent; this model has {model.latent_dim} dimensions "
                          "(train with --latent-dim 2)")
-    q = torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(0.05, 0.95, n))
-    grid = torch.stack(torch.meshgrid(q, q.flip(0), indexing="xy"), -1).reshape(-1, 2).to(device)
+    if codes is None:
+        q = torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(0.05, 0.95, n))
+        q1, q2, title = q, q, "Latent manifold: decoded prior quantiles 5%..95%"
+    else:
+        low, high = torch.quantile(codes.float().cpu(), torch.tensor([0.01, 0.99]), dim=0)
+        q1, q2 = (torch.linspace(float(low[d]), float(high[d]), n) for d in (0, 1))
+        title = "Latent manifold: decoded grid over the codes' 1st..99th percentiles"
+    grid = torch.stack(torch.meshgrid(q1, q2.flip(0), indexing="xy"), -1).reshape(-1, 2).to(device)
     images = model.decode_mean(grid)
-    fig, ax = plt.subplots(layout="constrained", figsize=(8, 8))
-    _show(ax, image_grid(images, n, pad=0), "Latent manifold: decoded prior quantiles 5%..95%")
+    fig, ax = _subplots(layout="constrained", figsize=(8, 8))
+    _show(ax, image_grid(images, n, pad=0), title)
     side = images.shape[-1]
     every = max(1, n // 5)  # about five ticks per axis, at the centres of the decoded images
     shown = list(range(0, n, every)) + ([n - 1] if (n - 1) % every else [])
     centres = [i * side + (side - 1) / 2 for i in shown]
-    ax.set_xticks(centres, [f"{q[i]:.2f}" for i in shown])
-    ax.set_yticks(centres, [f"{q.flip(0)[i]:.2f}" for i in shown])
+    ax.set_xticks(centres, [f"{q1[i]:.2f}" for i in shown])
+    ax.set_yticks(centres, [f"{q2.flip(0)[i]:.2f}" for i in shown])
     ax.set_xlabel("z1")
     ax.set_ylabel("z2")
     return _save(fig, path)
@@ -299,7 +379,7 @@ def plot_prior_check(guide, images: torch.Tensor, path: Path, max_dims: int = 16
     order = torch.argsort(kl, descending=True)[:dims]
     cols = 4
     rows = (dims + cols - 1) // cols
-    fig = plt.figure(layout="constrained", figsize=(12, 2.2 * rows + 3))
+    fig = _figure(layout="constrained", figsize=(12, 2.2 * rows + 3))
     grid = fig.add_gridspec(rows + 1, cols)
     xs = torch.linspace(-4, 4, 200)
     pdf = torch.exp(-0.5 * xs ** 2) / math.sqrt(2 * math.pi)
@@ -341,7 +421,7 @@ def plot_curves(history: list[dict], path: Path) -> Path:
         raise ValueError("no epochs recorded yet")
     epochs = [row["epoch"] for row in history]
     if "valid_accuracy" in history[0]:
-        fig, (left, right) = plt.subplots(1, 2, layout="constrained", figsize=(11, 4))
+        fig, (left, right) = _subplots(1, 2, layout="constrained", figsize=(11, 4))
         left.plot(epochs, [row["train_elbo"] for row in history])
         left.set_xlabel("epoch")
         left.set_ylabel("nats per example")
@@ -353,7 +433,7 @@ def plot_curves(history: list[dict], path: Path) -> Path:
         right.set_title("Classification accuracy")
         right.legend()
         return _save(fig, path)
-    fig, (left, right) = plt.subplots(1, 2, layout="constrained", figsize=(11, 4))
+    fig, (left, right) = _subplots(1, 2, layout="constrained", figsize=(11, 4))
     left.plot(epochs, [row["train_elbo"] for row in history], label="train (training objective)")
     left.plot(epochs, [row["valid_elbo"] for row in history], label="validation ELBO")
     left.set_xlabel("epoch")

@@ -27,7 +27,7 @@ import torch
 
 from pyro_vae.build import build_vae
 from pyro_vae.config import Config
-from pyro_vae.data.datasets import (FolderOptions, ImageDataset, balanced_label_subset, class_names,
+from pyro_vae.data.datasets import (FolderOptions, ImageDataset, as_tensor, balanced_label_subset, class_names,
                                     load_dataset)
 from pyro_vae.data.sources import cache_dir
 from pyro_vae.errors import CheckpointError, ConfigError, DataError, PyroVAEError, TrainingInterrupted
@@ -41,6 +41,13 @@ CONFIG = "config.toml"
 METRICS = "metrics.csv"
 SUMMARY = "summary.json"
 LABELLED = "labelled_examples.json"
+#: How a user of the CLI fixes data outside a likelihood's support (Python users get the
+#: likelihood's own advice, which names Python functions).
+CLI_SUPPORT_HINTS = {
+    "bernoulli": "binarize them with --binarize dynamic|static or choose a continuous likelihood "
+                 "(--likelihood continuous-bernoulli or gaussian)",
+    "continuous-bernoulli": "scale pixels to [0, 1] or use --likelihood gaussian",
+}
 #: Options that may change when a run is resumed; everything else must match.
 RESUMABLE_CHANGES = {"train.epochs", "train.device", "train.figure_every", "train.tensorboard", "data.workers",
                      "data.cache_images", "train.patience", "train.mlflow"}
@@ -227,7 +234,7 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
     pyro.set_rng_seed(train_cfg.seed)
     dataset = open_dataset(config, progress=progress)
     model, guide = build_vae(config.model, dataset.image_shape, num_classes(dataset))
-    dataset.check_support(model.likelihood)
+    dataset.check_support(model.likelihood, hint=CLI_SUPPORT_HINTS.get(config.model.likelihood))
     if model.needs_labels and dataset.train.labels is None:
         raise DataError(f"--model {config.model.model} needs labelled data, but '{dataset.name}' has no labels.")
     dataset = dataset.to(device)
@@ -302,6 +309,11 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
     model.eval(), guide.eval()
     if semi_supervised:
         results = _semi_supervised_results(config, dataset, labelled, best, trainer, device)
+    elif config.model.model == "ae":  # no ELBO: the reconstruction term is all it has
+        test = evaluate_elbo(model, guide, dataset.test.images, analytic_kl=True, labels=dataset.test.labels)
+        results = {"selection": "best validation reconstruction log p(x | code)",
+                   "best_valid_criterion": best["best_valid_elbo"], "test_reconstruction": test["reconstruction"],
+                   "unit": "nats per example"}
     else:
         test = evaluate_elbo(model, guide, dataset.test.images, analytic_kl=True, labels=dataset.test.labels)
         results = {
@@ -414,8 +426,12 @@ def evaluate_run(run: Run, split: str = "test", limit: int = 0, subset: str = "r
     part, chosen, _ = evaluation_examples(run, split, limit, subset, seed)
     images = part.images  # evaluate_elbo reads it batch by batch (byte images stay bytes until then)
     if torch.is_tensor(images):
-        run.model.likelihood.check_support(images, f"the {split} split")
+        run.model.likelihood.check_support(images, f"the {split} split",
+                                            hint=CLI_SUPPORT_HINTS.get(run.config.model.likelihood))
     result = evaluate_elbo(run.model, run.guide, images, analytic_kl=True, labels=part.labels)
+    if not getattr(run.model, "has_marginal_likelihood", True):  # an autoencoder: no ELBO, no KL
+        return {**chosen, "examples": len(images), "unit": "nats per example",
+                "reconstruction": result["reconstruction"]}
     return {**chosen, "examples": len(images), "unit": "nats per example", **result,
             **kind_fields(run.config, run.model.likelihood, part.images.shape[1:], result["elbo"])}
 
@@ -537,7 +553,9 @@ def check_not_clobbering(path: Path, run_dir: Path) -> None:
 
 
 FIGURE_KINDS = ("samples", "reconstructions", "latent", "manifold", "interpolate", "arithmetic",
-                "prior-check", "curves", "style", "completions")
+                "prior-check", "curves", "style", "completions", "compare")
+#: Figures that draw several runs side by side (``pyro-vae plot RUN_A RUN_B --kind ...``).
+MULTI_RUN_KINDS = ("compare", "latent")
 #: Figures drawn for the conditional VAE (the others read codes of an unconditional guide).
 CONDITIONAL_KINDS = ("samples", "reconstructions", "curves", "style")  # for cvae and m2
 
@@ -598,6 +616,52 @@ def _image_by_name(dataset: ImageDataset, name: str) -> torch.Tensor:
                        f"(e.g. {dataset.test.names[0]}).")
 
 
+def model_title(run: Run) -> str:
+    """How a run is named in a side-by-side figure: its folder and what it is."""
+    what = {"ae": "autoencoder", "vae": "VAE"}.get(run.config.model.model, run.config.model.model)
+    return f"{run.run_dir.name} ({what}, {run.model.latent_dim}-D code)"
+
+
+#: The side-by-side figure's generation number: log (1/K) sum_k p(x | z_k), z_k ~ N(0, I), on
+#: this many test images with this many draws.
+GENERATION_IMAGES, GENERATION_DRAWS = 1000, 1000
+
+
+def figure_from_runs(runs: list[Run], kind: str, output: Path, n: int = 36, limit: int = 5000,
+                     seed: int = 0) -> Path:
+    """Draw ``kind`` (``compare`` or ``latent``) for several unconditional runs side by side:
+    their codes of the first ``limit`` test images of the first run's data set, and for
+    ``compare`` ``n`` draws z ~ N(0, I) through each decoder. Each title gives the run's mean
+    reconstruction log p(x | code) over those images and its mean log (1/K) sum_k p(x | z_k),
+    z_k ~ N(0, I), over the first :data:`GENERATION_IMAGES` (nats per image)."""
+    from pyro_vae import plots
+    from pyro_vae.inference.reconstruction import reconstruction_log_likelihood, sampled_code_log_likelihood
+
+    if kind not in MULTI_RUN_KINDS:
+        raise PyroVAEError(f"the '{kind}' figure draws one run; give one RUN_DIR, or choose "
+                           f"{' or '.join(MULTI_RUN_KINDS)} to draw several side by side.")
+    for run in runs:
+        check_not_clobbering(output, run.run_dir)
+        if getattr(run.model, "num_classes", 0) or hasattr(run.model, "complete"):
+            raise PyroVAEError(f"{run.run_dir} is a conditional model; the side-by-side figures are for "
+                               "unconditional ones (--model vae or ae).")
+    shapes = {tuple(run.checkpoint.get("image_shape", (1, 28, 28))) for run in runs}
+    if len(shapes) > 1 or len({run.config.data.dataset for run in runs}) > 1:
+        raise PyroVAEError("the runs were trained on different data; compare runs of one data set.")
+    dataset = runs[0].dataset()
+    test = dataset.test.head(limit)
+    images = as_tensor(test.images)
+    entries = []
+    for run in runs:
+        x = images.to(run.device)
+        recon = reconstruction_log_likelihood(run.model, run.guide, x).mean().item()
+        sampled = sampled_code_log_likelihood(run.model, x[:GENERATION_IMAGES], k=GENERATION_DRAWS).mean().item()
+        entries.append((f"{model_title(run)}\nreconstruction log p(x | code): {recon:.1f} nats/image\n"
+                        f"codes drawn from N(0, I): log mean p(x | z) {sampled:.1f} nats/image", run.model, run.guide))
+    return plots.plot_compare(entries, images, test.labels, output, dataset.class_names,
+                              samples=n if kind == "compare" else 0, seed=seed)
+
+
 def figure_from_run(run: Run, kind: str, output: Path, n: int = 64, limit: int = 5000, attribute: str = "",
                     attribute_file: str | None = None, index_a: int = 0, index_b: int = 1,
                     label: int | None = None, image_a: str = "", image_b: str = "") -> Path:
@@ -608,6 +672,8 @@ def figure_from_run(run: Run, kind: str, output: Path, n: int = 64, limit: int =
     if hasattr(run.model, "complete") != (kind == "completions") and kind != "curves":
         raise PyroVAEError("the 'completions' figure is the one for --model quadrant (and 'curves'); "
                            f"choose it for that model and another for the others, not '{kind}'.")
+    if kind in MULTI_RUN_KINDS and kind != "latent":
+        return figure_from_runs([run], kind, output, n=min(n, 64), limit=limit)
     if kind == "completions":
         return plots.plot_completions(run.model, run.dataset().test.head(min(n, 10)).images, output)
     conditional = bool(getattr(run.model, "num_classes", 0))
@@ -627,13 +693,23 @@ def figure_from_run(run: Run, kind: str, output: Path, n: int = 64, limit: int =
     if kind == "samples":
         return plots.plot_samples(run.model, output, n=n, device=run.device, label=label,
                                   class_names=class_names(run.config.data.dataset))
-    if kind == "manifold":
+    autoencoder = not getattr(run.model, "has_marginal_likelihood", True)
+    if kind == "prior-check" and autoencoder:
+        raise PyroVAEError("the prior check compares the codes with the prior N(0, I), and a plain autoencoder "
+                           "has none; look at its codes with --kind latent or manifold instead.")
+    if kind == "manifold" and not autoencoder:
         try:
             return plots.plot_manifold(run.model, output, device=run.device)
         except ValueError as err:
             raise PyroVAEError(f"{err}.") from None
     dataset = run.dataset()
     test = dataset.test.head(limit)
+    if kind == "manifold":  # an autoencoder has no prior quantiles: span its codes instead
+        try:
+            return plots.plot_manifold(run.model, output, device=run.device,
+                                       codes=plots._codes(run.guide, as_tensor(test.images)))
+        except ValueError as err:
+            raise PyroVAEError(f"{err}.") from None
     if kind == "reconstructions":
         shown = test.head(min(n, 32))
         return plots.plot_reconstructions(run.model, run.guide, shown.images, output, labels=shown.labels)

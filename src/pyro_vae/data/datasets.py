@@ -178,8 +178,9 @@ class ImageDataset:
         return ImageDataset(self.name, self.train.to(device), self.valid.to(device),
                             self.test.to(device), self.binarize, self.class_names, self.attribute_names)
 
-    def check_support(self, likelihood) -> None:
-        """Refuse data outside ``likelihood``'s support, once, before training."""
+    def check_support(self, likelihood, hint: str | None = None) -> None:
+        """Refuse data outside ``likelihood``'s support, once, before training (``hint``: how
+        the caller fixes it, where that is not the Python way, e.g. the CLI's flags)."""
         for split_name in ("train", "valid", "test"):
             images = self.split(split_name).images
             what = f"the {split_name} split of '{self.name}'"
@@ -188,12 +189,34 @@ class ImageDataset:
                     raise DataError(f"{what} needs pixel intensities in [0, 1] for dynamic binarization.")
                 continue
             for batch in (images.batches() if isinstance(images, ByteImages) else (images,)):
-                likelihood.check_support(batch, what)
+                likelihood.check_support(batch, what, hint)
+
+    def batches(self, split: str = "train", batch_size: int = 128, shuffle: bool | None = None,
+                generator: torch.Generator | None = None):
+        """The images of ``split`` in batches ``[B, C, H, W]``, as the trainer sees them: the
+        training split of a dynamically binarized data set is drawn afresh as Bernoulli(pixel)
+        in every batch (the other splits and binarizations were drawn once at load time), so
+        every batch lies in the likelihood's support. ``shuffle`` (default: for ``train``)
+        draws the order with ``generator``; the last batch may be smaller."""
+        images = self.split(split).images
+        shuffle = split == "train" if shuffle is None else shuffle
+        n = images.shape[0]
+        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+        for start in range(0, n, batch_size):
+            rows = order[start:start + batch_size]
+            batch = images[rows.to(images.device) if torch.is_tensor(images) else rows]
+            if split == "train" and self.binarize == "dynamic":
+                batch = binarize(batch, generator)
+            yield batch
 
 
-def binarize_batch(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """One Bernoulli(pixel) draw of every pixel."""
+def binarize(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One Bernoulli(pixel) draw of every pixel of grey-level ``images`` in [0, 1]: 0/1
+    images of the same shape, as dynamic binarization draws each training batch."""
     return torch.bernoulli(images, generator=generator)
+
+
+binarize_batch = binarize  # the trainer's name for it
 
 
 def _binarize(images: torch.Tensor, how: str, seed: int) -> torch.Tensor:

@@ -1,7 +1,8 @@
 """Amortized guides q(z | x), with the same site names as their models."""
 
 from pyro_vae.guides.vae import DiagonalNormalGuide
+from pyro_vae.guides.ae import PointMassGuide
 from pyro_vae.guides.cvae import ConditionalNormalGuide
 from pyro_vae.guides.m2 import M2Guide
 
-__all__ = ["M2Guide", "ConditionalNormalGuide", "DiagonalNormalGuide"]
+__all__ = ["PointMassGuide", "M2Guide", "ConditionalNormalGuide", "DiagonalNormalGuide"]

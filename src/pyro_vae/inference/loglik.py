@@ -98,6 +98,9 @@ class LogLikelihoodEstimate:
 
 def _check_input(model, x, k: int) -> None:
     """Once per call, at the boundary: K, the tensor, and the likelihood's support."""
+    if not getattr(model, "has_marginal_likelihood", True):
+        raise ConfigError("a plain autoencoder has no prior p(z) and so no log p(x) to estimate; compare its "
+                          "reconstruction log p(x | code) instead, or train a VAE for a held-out likelihood.")
     if not isinstance(k, int) or k < 1:
         raise ConfigError(f"K (--k) must be a whole number of at least 1, not {k!r}.")
     if not torch.is_tensor(x) or not x.is_floating_point():

@@ -31,6 +31,7 @@ from pyro_vae.data.datasets import ImageDataset, as_tensor, binarize_batch
 from pyro_vae.errors import CheckpointError, DataError, TrainingError, TrainingInterrupted
 from pyro_vae.inference.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
 from pyro_vae.inference.distributed import DistributedContext
+from pyro_vae.inference.programs import trainable_programs
 from pyro_vae.inference.objectives import ELBOTerms, elbo_terms, latent_sites, linear_warmup, scale_sites
 
 
@@ -109,6 +110,8 @@ def make_adam(parameters: list, learning_rate: float) -> torch.optim.Adam:
 class Trainer:
     """Trains ``model`` and ``guide`` on ``dataset`` with ``objective``.
 
+    ``model`` and ``guide`` are ``PyroModule``s or function-style Pyro programs (whose
+    parameters live in Pyro's param store; see :mod:`pyro_vae.inference.programs`).
     ``objective`` is any object with ``differentiable_loss(model, guide, x)`` (Pyro's
     ``Trace_ELBO``, ``TraceMeanField_ELBO``, or :class:`~pyro_vae.inference.objectives.IWAELoss`).
     ``on_epoch(trainer, row)`` is called after each epoch's checkpoint (figures, logs).
@@ -119,6 +122,10 @@ class Trainer:
                  extra_state: dict | None = None, on_epoch: Callable | None = None,
                  progress: bool | None = None, log: Callable[[str], None] = print,
                  distributed: DistributedContext | None = None):
+        # Function-style programs (pyro.module inside def model(x)) keep their parameters in
+        # Pyro's param store; one traced run finds them.
+        model, guide = trainable_programs(model, guide, dataset.train.images[:1],
+                                          **label_kwargs(model, dataset.train.labels, slice(0, 1)))
         self.model, self.guide, self.objective = model, guide, objective
         self.dataset, self.settings = dataset, settings
         self.run_dir = Path(run_dir) if run_dir else None

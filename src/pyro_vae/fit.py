@@ -1,0 +1,189 @@
+"""``fit(model, guide, data)``: the training entry point for Python users.
+
+It trains any Pyro model/guide pair, the library's ``PyroModule``s or the function-style
+programs of Pyro's tutorials (``pyro.module("decoder", net)`` inside ``def model(x)``), with
+the loop the CLI uses (:class:`~pyro_vae.inference.train.Trainer`), and with a ``run_dir``
+writes what a CLI run writes: ``checkpoint_last.pt`` and ``checkpoint_best.pt`` every epoch,
+``metrics.csv``, ``summary.json`` and figures (``curves.png``; ``samples.png`` and
+``reconstructions.png`` for models with ``decode_mean`` and guides with ``encode``), and
+``resume=True`` continues such a run exactly.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pyro
+import torch
+
+from pyro_vae.data.datasets import ImageDataset, Split
+from pyro_vae.errors import CheckpointError, ConfigError, DataError
+from pyro_vae.inference.checkpoint import BEST, LAST, atomic_write_text, load_checkpoint
+from pyro_vae.inference.objectives import make_objective
+from pyro_vae.inference.train import Trainer, TrainSettings, evaluate_elbo
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` did: one row per epoch (``history``, as in ``metrics.csv``; bounds in
+    nats per example), the epoch chosen by validation, the files written."""
+
+    history: list[dict]
+    best_epoch: int
+    best_valid_criterion: float
+    run_dir: Path | None = None
+    summary: dict = field(default_factory=dict)
+    figures: list[Path] = field(default_factory=list)
+
+
+def as_dataset(data) -> ImageDataset:
+    """``data`` as the trainer takes it: an :class:`ImageDataset` as it is, or a tuple
+    ``(train, valid)`` or ``(train, valid, test)`` of float tensors ``[N, ...]`` (examples
+    along the first dimension, used as given: binarize them first for a Bernoulli model)."""
+    if isinstance(data, ImageDataset):
+        return data
+    if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
+        raise DataError("fit needs an ImageDataset (load_dataset) or a tuple (train, valid[, test]) of tensors, "
+                        f"not {type(data).__name__}.")
+    names = ("train", "valid", "test")
+    for name, x in zip(names, data):
+        if not torch.is_tensor(x) or not x.is_floating_point() or x.dim() < 2 or len(x) == 0:
+            raise DataError(f"the {name} data must be a non-empty float tensor [N, ...], not "
+                            f"{getattr(x, 'dtype', type(x).__name__)} of shape {tuple(getattr(x, 'shape', ()))}.")
+        if x.shape[1:] != data[0].shape[1:]:
+            raise DataError(f"the {name} examples have shape {tuple(x.shape[1:])}, unlike the training "
+                            f"examples' {tuple(data[0].shape[1:])}.")
+        if not torch.isfinite(x).all():
+            raise DataError(f"the {name} data contain NaN or infinite values; clean or drop those examples.")
+    splits = [Split(x) for x in data] + ([Split(data[1])] if len(data) == 2 else [])
+    return ImageDataset("tensors", *splits, binarize="none")
+
+
+def fit(model: Callable, guide: Callable, data, *, objective="elbo", epochs: int = 10, batch_size: int = 128,
+        learning_rate: float = 1e-3, k: int = 5, num_particles: int = 1, beta: float = 1.0,
+        kl_warmup_epochs: int = 0, lr_decay: float = 1.0, clip_norm: float = 0.0,
+        run_dir: str | Path | None = None, resume: bool = False, seed: int = 0, device: str = "cpu",
+        config=None, figures: bool = True, progress: bool | None = False,
+        log: Callable[[str], None] = print) -> FitResult:
+    """Train ``model`` and ``guide`` on ``data`` by stochastic gradient ascent (Adam) on
+    ``objective`` for ``epochs`` epochs in all.
+
+    ``data``: an :class:`ImageDataset` (``load_dataset``; a dynamically binarized training
+    split is redrawn in every batch, as in the CLI) or ``(train, valid[, test])`` tensors.
+    ``objective``: ``"elbo"``, ``"analytic-kl"``, ``"iwae"`` (with ``k``; the best epoch is
+    then chosen by the validation IWAE bound) or any object with
+    ``differentiable_loss(model, guide, x)``. Each epoch the validation ELBO (closed-form KL
+    where torch has it) is computed and logged.
+
+    Function-style programs keep their parameters in Pyro's param store: call
+    ``pyro.clear_param_store()`` before building their modules, as Pyro's tutorials do.
+
+    With ``run_dir`` the run's files are written there (a ``config`` (:class:`Config`) of a
+    library model is saved as ``config.toml``, so ``pyro-vae plot``/``evaluate`` can reopen the
+    run) and the best epoch's parameters are loaded into ``model`` and ``guide`` at the end;
+    ``resume=True`` continues the run in ``run_dir`` from its last checkpoint (parameters,
+    optimizer, RNG states) up to ``epochs``. Without ``run_dir`` nothing is written and the
+    last epoch's parameters stay. A fresh run first seeds Pyro's and torch's RNGs with ``seed``.
+    """
+    dataset = as_dataset(data)
+    run_dir = Path(run_dir) if run_dir is not None else None
+    if resume and (run_dir is None or not (run_dir / LAST).is_file()):
+        raise CheckpointError(f"resume=True needs the run_dir of an earlier fit holding {LAST}; "
+                              f"{run_dir} has none.")
+    if not resume and run_dir is not None and (run_dir / LAST).exists():
+        raise CheckpointError(f"{run_dir} already holds a training run; continue it with resume=True "
+                              "or choose a new run_dir.")
+    likelihood = getattr(model, "likelihood", None)
+    if likelihood is not None and hasattr(likelihood, "check_support"):
+        dataset.check_support(likelihood)  # the same check as the CLI's, advice in Python terms
+    device = torch.device(device)
+    dataset = dataset.to(device)
+    for program in (model, guide):
+        if isinstance(program, torch.nn.Module):
+            program.to(device)
+    name = objective if isinstance(objective, str) else type(objective).__name__
+    if isinstance(objective, str):
+        try:
+            objective = make_objective(objective, num_particles, k)
+        except ValueError:
+            raise ConfigError(f"unknown objective '{name}'; choose elbo, analytic-kl or iwae, or pass an "
+                              "object with differentiable_loss(model, guide, x).") from None
+    settings = TrainSettings(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, lr_decay=lr_decay,
+                             clip_norm=clip_norm, beta=beta, kl_warmup_epochs=kl_warmup_epochs, analytic_kl=True,
+                             selection_k=k if name.startswith("iwae") else 0)
+    if not resume:
+        pyro.set_rng_seed(seed)
+    extra = {"image_shape": list(dataset.image_shape)}
+    if config is not None:
+        extra["config"] = config.to_dict()
+        from pyro_vae.runs import num_classes
+
+        extra["num_classes"] = num_classes(dataset)
+
+    def on_epoch(trainer: Trainer, row: dict) -> None:
+        from pyro_vae.runs import METRICS, write_metrics
+
+        write_metrics(run_dir / METRICS, trainer.state.history)
+
+    trainer = Trainer(model, guide, objective, dataset, settings, run_dir=run_dir, seed=seed, device=device,
+                      extra_state=extra, on_epoch=on_epoch if run_dir is not None else None, progress=progress,
+                      log=log)
+    if run_dir is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if config is not None:
+            from pyro_vae.runs import CONFIG
+
+            atomic_write_text(run_dir / CONFIG, config.dumps())
+    if resume:
+        trainer.load(run_dir / LAST)
+        log(f"resuming {run_dir} after epoch {trainer.state.epoch}")
+    started = time.perf_counter()
+    state = trainer.fit()
+    seconds = time.perf_counter() - started
+    best_epoch = max(state.history, key=_criterion)["epoch"] if state.history else 0
+    result = FitResult(list(state.history), best_epoch, state.best_valid_elbo, run_dir)
+    if run_dir is None:
+        return result
+    best = load_checkpoint(run_dir / BEST, map_location=device)
+    trainer.model.load_state_dict(best["model"]), trainer.guide.load_state_dict(best["guide"])
+    trainer.model.eval(), trainer.guide.eval()
+    result.best_epoch = best["epoch"]
+    result.summary = _summary(trainer, dataset, best, name, seconds)
+    if figures:
+        result.figures = _figures(model, guide, dataset, run_dir, device)
+    result.summary["figures"] = [str(p) for p in result.figures]
+    from pyro_vae.runs import SUMMARY, write_json
+
+    write_json(run_dir / SUMMARY, result.summary)
+    return result
+
+
+def _criterion(row: dict) -> float:
+    return row.get("valid_iwae", row["valid_elbo"])
+
+
+def _summary(trainer: Trainer, dataset: ImageDataset, best: dict, objective: str, seconds: float) -> dict:
+    test = evaluate_elbo(trainer.model, trainer.guide, dataset.test.images, analytic_kl=True,
+                         labels=dataset.test.labels)
+    return {"dataset": dataset.name, "objective": objective, "epochs": trainer.state.epoch,
+            "best_epoch": best["epoch"],
+            "selection": "best validation IWAE bound" if trainer.settings.selection_k else "best validation ELBO",
+            "best_valid_criterion": best["best_valid_elbo"], "test_elbo": test["elbo"],
+            "test_reconstruction": test["reconstruction"], "test_kl": test["kl"], "unit": "nats per example",
+            "train_seconds_this_session": seconds}
+
+
+def _figures(model, guide, dataset: ImageDataset, run_dir: Path, device) -> list[Path]:
+    """The CLI's figures where the programs can draw them (a decoder mean and an encoder),
+    else the training curves alone."""
+    from pyro_vae.runs import _figures as run_figures, read_metrics
+    from pyro_vae.plots import plot_curves
+
+    drawable = (hasattr(model, "decode_mean") and hasattr(model, "latent_dim") and hasattr(guide, "encode")
+                and len(dataset.image_shape) == 3)
+    if drawable:
+        return run_figures(model, guide, dataset, run_dir, device)
+    return [plot_curves(read_metrics(run_dir), run_dir / "curves.png")]

@@ -1,0 +1,34 @@
+"""The autoencoder's guide: a point mass at the encoder's output, Pyro's MAP idiom."""
+
+from __future__ import annotations
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.nn.module import PyroModule, to_pyro_module_
+
+
+class PointMassGuide(PyroModule):
+    """q(z | x) = delta(z - loc(x)): the code is the encoder's mean head, deterministically.
+
+    Samples site ``z`` ``[B, L]`` inside ``pyro.plate("data", B)`` as a ``dist.Delta`` (log q
+    = 0 at its value, zero entropy), so the ELBO against :class:`~pyro_vae.models.ae.AEModel`
+    is the reconstruction term alone. ``encoder`` is the VAE's (``(loc, scale)`` heads); its
+    scale head is unused.
+    """
+
+    needs_labels = False
+
+    def __init__(self, encoder: torch.nn.Module):
+        super().__init__()
+        to_pyro_module_(encoder)
+        self.encoder = encoder
+
+    def forward(self, x: torch.Tensor) -> None:
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Delta(self.encoder(x)[0], event_dim=1))
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(code, 0): the point mass's location and a zero scale, each ``[..., L]``."""
+        loc = self.encoder(x)[0]
+        return loc, torch.zeros_like(loc)

@@ -1,0 +1,158 @@
+"""The plain autoencoder (--model ae): a point-mass guide, a loss that is the reconstruction
+term alone (checked by hand), refusals where it has no meaning, and the side-by-side figure."""
+
+from __future__ import annotations
+
+import json
+
+import pyro.distributions as dist
+import pytest
+import torch
+from matplotlib.image import imread
+from pyro import poutine
+from pyro.infer import Trace_ELBO
+from torch.nn import functional as F
+
+from pyro_vae import ModelConfig, build_vae, make_objective
+from pyro_vae.cli import main
+from pyro_vae.inference.reconstruction import reconstruction_log_likelihood
+
+SHAPE = (1, 8, 8)
+
+
+def ae_pair():
+    return build_vae(ModelConfig(model="ae", latent_dim=2, hidden_dims=[16]), SHAPE)
+
+
+def binary_images(n=5, seed=0):
+    return torch.bernoulli(torch.full((n, *SHAPE), 0.4), generator=torch.Generator().manual_seed(seed))
+
+
+def test_the_guide_is_a_point_mass_at_the_encoders_mean():
+    model, guide = ae_pair()
+    x = binary_images()
+    first = poutine.trace(guide).get_trace(x).nodes["z"]
+    second = poutine.trace(guide).get_trace(x).nodes["z"]
+    assert isinstance(first["fn"], dist.Delta)
+    assert torch.equal(first["value"], second["value"])                  # two calls, one code
+    assert torch.equal(first["value"], guide.encoder(x)[0])              # ... the encoder's mean
+    # log q(z | x) = 0 at the code: zero entropy, so the objective has no entropy term.
+    assert torch.equal(first["fn"].log_prob(first["value"]), torch.zeros(len(x)))
+
+
+@pytest.mark.parametrize("objective", [make_objective("elbo"), make_objective("analytic-kl"), Trace_ELBO()],
+                         ids=["fast-elbo", "fast-analytic-kl", "pyro-trace-elbo"])
+def test_the_loss_is_the_bernoulli_reconstruction_term_alone(objective):
+    model, guide = ae_pair()
+    x = binary_images()
+    logits = model.decoder(guide.encoder(x)[0])
+    by_hand = F.binary_cross_entropy_with_logits(logits, x, reduction="sum")   # -sum log p(x | f(x))
+    assert torch.allclose(objective.differentiable_loss(model, guide, x), by_hand, rtol=1e-5)
+    assert torch.allclose(reconstruction_log_likelihood(model, guide, x).sum(), -by_hand, rtol=1e-5)
+
+
+TINY = ["--dataset", "idx", "--latent-dim", "2", "--hidden-dims", "64", "--epochs", "2", "--batch-size", "64",
+        "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def runs(idx_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("ae")
+    for model in ("ae", "vae"):
+        assert main(["train", "--data-dir", str(idx_dir), "--run-dir", str(root / model), "--model", model,
+                     *TINY]) == 0
+    return root
+
+
+def test_training_the_autoencoder_reports_reconstruction_not_an_elbo(runs, capsys):
+    summary = json.loads((runs / "ae" / "summary.json").read_text())
+    assert "test_elbo" not in summary and summary["unit"] == "nats per example"
+    assert summary["selection"] == "best validation reconstruction log p(x | code)"
+    assert -543 < summary["test_reconstruction"] < 0      # better than an untrained decoder's 784 log(1/2)
+    rows = (runs / "ae" / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    kl = [float(r.split(",")[header.index("valid_kl")]) for r in rows[1:]]
+    assert kl == [0.0, 0.0]
+    assert main(["evaluate", str(runs / "ae")]) == 0
+    out = capsys.readouterr().out
+    assert "reconstruction log p(x | code)" in out and "ELBO " not in out.replace("no ELBO", "")
+
+
+def test_what_makes_no_sense_for_an_autoencoder_is_refused(runs, capsys):
+    before = {p.name: p.read_bytes() for p in (runs / "ae").iterdir() if p.is_file()}
+    assert main(["evaluate", str(runs / "ae"), "--k", "10"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "autoencoder has no prior p(z) and so no log p(x)" in err and len(err.splitlines()) == 1
+    assert main(["plot", str(runs / "ae"), "--kind", "prior-check", "-o", str(runs / "p.png")]) == 2
+    assert "a plain autoencoder has none" in capsys.readouterr().err
+    assert not (runs / "ae" / "loglik.json").exists() and not (runs / "p.png").exists()
+    assert before == {p.name: p.read_bytes() for p in (runs / "ae").iterdir() if p.is_file()}
+    assert main(["train", "--model", "ae", "--objective", "iwae", "--run-dir", str(runs / "x")]) == 2
+    assert "with --model ae, which has no KL term" in capsys.readouterr().err
+    assert not (runs / "x").exists()
+
+
+@pytest.mark.parametrize("kind", ["reconstructions", "latent", "manifold", "interpolate", "samples"])
+def test_the_autoencoders_figures(runs, kind):
+    out = runs / f"{kind}.png"
+    assert main(["plot", str(runs / "ae"), "--kind", kind, "-o", str(out)]) == 0
+    assert imread(out).std() > 0.02  # drawn, not blank
+
+
+def test_manifold_spans_the_autoencoders_codes(runs, tmp_path):
+    """An autoencoder has no prior quantiles: its manifold decodes an even grid from the 1st to
+    the 99th percentile of its test codes (a VAE's spans N(0, I)'s 5%..95% quantiles)."""
+    from pyro_vae.runs import figure_from_run, open_run
+
+    seen = {}
+    for name in ("ae", "vae"):
+        run = open_run(runs / name)
+        decode = run.model.decode_mean
+
+        def recording(z, decode=decode, name=name):  # note the grid the figure decodes
+            seen[name] = z
+            return decode(z)
+
+        run.model.decode_mean = recording
+        figure_from_run(run, "manifold", tmp_path / f"{name}.png", limit=200)
+    codes = open_run(runs / "ae").guide.encode(open_run(runs / "ae").dataset().test.images[:200])[0]
+    low, high = torch.quantile(codes, torch.tensor([0.01, 0.99]), dim=0)
+    grid = seen["ae"]
+    assert grid.shape == (400, 2)
+    assert torch.allclose(grid.min(0).values, low, atol=1e-5) and torch.allclose(grid.max(0).values, high, atol=1e-5)
+    prior = torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor([0.05, 0.95]))
+    assert torch.allclose(seen["vae"].min(0).values, prior[0].expand(2), atol=1e-5)
+
+
+def test_side_by_side_figure_of_an_autoencoder_and_a_vae(runs, capsys):
+    out = runs / "compare.png"
+    assert main(["plot", str(runs / "ae"), str(runs / "vae"), "--kind", "compare", "-o", str(out), "-n", "16"]) == 0
+    image = imread(out)
+    assert image.shape[1] > image.shape[0]  # two columns (codes over N(0, I) samples) side by side
+    assert image.std() > 0.05
+    assert main(["plot", str(runs / "ae"), str(runs / "vae"), "--kind", "latent", "-o", str(runs / "l.png")]) == 0
+    assert imread(runs / "l.png").shape[1] > imread(runs / "l.png").shape[0]
+    capsys.readouterr()
+    assert main(["plot", str(runs / "ae"), str(runs / "vae"), "--kind", "samples", "-o", str(runs / "s2.png")]) == 2
+    err = capsys.readouterr().err
+    assert "--kind samples draws one run" in err and not (runs / "s2.png").exists()
+
+
+def test_sampled_code_log_likelihood_is_log_p_x_for_a_linear_gaussian_decoder():
+    """With p(x | z) = N(W z + b, s^2 I) and z ~ N(0, 1), log (1/K) sum_k p(x | z_k) estimates
+    log N(x; b, W W^T + s^2 I), known in closed form."""
+    from types import SimpleNamespace
+
+    from pyro_vae.inference.reconstruction import sampled_code_log_likelihood
+    from pyro_vae.likelihoods import make_likelihood
+
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(1, 4)
+    decoder = lambda z: linear(z).reshape(*z.shape[:-1], 1, 2, 2)  # noqa: E731
+    model = SimpleNamespace(decoder=decoder, likelihood=make_likelihood("gaussian", (1, 2, 2), 0.5), latent_dim=1)
+    with torch.no_grad():
+        x = decoder(torch.randn(6, 1)) + 0.5 * torch.randn(6, 1, 2, 2)   # drawn from the model
+        w, b = linear.weight, linear.bias
+        exact = dist.MultivariateNormal(b, w @ w.T + 0.25 * torch.eye(4)).log_prob(x.reshape(6, 4))
+        estimate = sampled_code_log_likelihood(model, x, k=200_000)
+    assert torch.allclose(estimate, exact, atol=0.02)
