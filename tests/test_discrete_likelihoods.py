@@ -5,6 +5,8 @@ the edge bins and the scale floor, and refuse data off the grid."""
 import math
 
 import pytest
+
+from pyro_vae.runs import CLI_SUPPORT_HINTS
 import torch
 
 from pyro_vae import discrete
@@ -154,8 +156,11 @@ def test_mean_and_samples_follow_the_masses():
 @pytest.mark.parametrize("name", EIGHT_BIT)
 def test_off_grid_data_are_refused_in_one_sentence(name):
     lik = make_likelihood(name, SHAPE)
-    with pytest.raises(DataError, match=r"not on the 256-level grid k/255.*--binarize none"):
+    with pytest.raises(DataError, match=r"not on the 256-level grid k/255.*not binarized") as err:
         lik.check_support(torch.full((2,) + SHAPE, 0.5))  # 127.5/255
+    assert "--" not in str(err.value)  # a Python caller gets Python advice, no CLI flags
+    with pytest.raises(DataError, match=r"not on the 256-level grid k/255.*--binarize none"):
+        lik.check_support(torch.full((2,) + SHAPE, 0.5), hint=CLI_SUPPORT_HINTS[name])
     with pytest.raises(DataError):
         lik.check_support(torch.full((2,) + SHAPE, 1.0 + 1 / 255))
     lik.check_support(torch.randint(0, 256, (2,) + SHAPE) / 255.0)

@@ -226,13 +226,13 @@ class _EightBit(Likelihood):
     def scale_of(raw: torch.Tensor) -> torch.Tensor:
         return F.softplus(raw) + discrete.SCALE_FLOOR
 
-    def check_support(self, x, what="the data"):
-        super().check_support(x, what)
+    def check_support(self, x, what="the data", hint=None):
+        super().check_support(x, what, hint)
         if discrete.off_grid(x).any():
             raise DataError(
                 f"{what} is not on the 256-level grid k/255 that the {self.name} likelihood gives masses to; "
-                "give it 8-bit images as loaded (bytes / 255, with --binarize none) or choose a continuous "
-                "likelihood (--likelihood gaussian-learned or continuous-bernoulli)."
+                + (hint or "give it 8-bit images as loaded (bytes / 255, not binarized) or choose a continuous "
+                           "likelihood ('gaussian-learned' or 'continuous-bernoulli')") + "."
             )
 
 

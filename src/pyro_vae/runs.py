@@ -47,6 +47,10 @@ CLI_SUPPORT_HINTS = {
     "bernoulli": "binarize them with --binarize dynamic|static or choose a continuous likelihood "
                  "(--likelihood continuous-bernoulli or gaussian)",
     "continuous-bernoulli": "scale pixels to [0, 1] or use --likelihood gaussian",
+    **{name: "give it 8-bit images as loaded (--binarize none) or choose a continuous likelihood "
+             "(--likelihood gaussian-learned or continuous-bernoulli)"
+       for name in ("discretized-logistic", "discretized-logistic-mixture", "discretized-gaussian",
+                    "categorical-256")},
 }
 #: Options that may change when a run is resumed; everything else must match.
 RESUMABLE_CHANGES = {"train.epochs", "train.device", "train.figure_every", "train.tensorboard", "data.workers",
