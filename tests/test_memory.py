@@ -21,6 +21,10 @@ def test_byte_images_read_as_the_float_loader_did_bit_for_bit():
     before = torch.from_numpy(every_byte.numpy().astype(np.float32) / 255.0)
     assert torch.equal(ByteImages(every_byte)[:], before)
     assert torch.equal(ByteImages(every_byte)[:].view(torch.int32), before.view(torch.int32))
+    # Code written for a float tensor keeps working: tensor methods and torch functions see the floats.
+    images = ByteImages(every_byte)
+    assert images.mean().item() == before.mean().item() and torch.nn.Flatten()(images).shape == (1, 256)
+    assert torch.equal(torch.cat([images, images])[1], before[0])
     binary = torch.tensor([0, 1, 1, 0], dtype=torch.uint8).reshape(4, 1, 1, 1)
     assert ByteImages(binary, scale=1.0)[torch.tensor([1, 3])].flatten().tolist() == [1.0, 0.0]
 

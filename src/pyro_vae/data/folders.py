@@ -314,6 +314,25 @@ class ByteImages:
         images = self.data[rows].to(self.device).float()
         return images if self.scale == 1 else images.div_(self.scale)
 
+    def __getattr__(self, name):
+        # Any other tensor attribute (mean, flatten, numpy, ...) acts on the float images,
+        # read in full: code written for the float tensor a split used to hold keeps working.
+        if name.startswith("_") or name in ("data", "rows", "device", "scale"):
+            raise AttributeError(name)
+        return getattr(self[:], name)
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        """torch functions and modules (``torch.cat``, ``nn.Linear``) see the float images."""
+        def floats(value):
+            if isinstance(value, ByteImages):
+                return value[:]
+            if isinstance(value, (list, tuple)):
+                return type(value)(floats(v) for v in value)
+            return value
+
+        return func(*floats(args), **{key: floats(value) for key, value in (kwargs or {}).items()})
+
     def subset(self, index) -> ByteImages:
         """The images at ``index`` (a slice or indices), still as bytes."""
         return ByteImages(self.data, self.rows[index], self.device, self.scale)
