@@ -67,7 +67,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run-dir", default="")
     parser.add_argument("--data-dir", default=os.environ.get("PYRO_VAE_SHARED_DATA", ""))
-    parser.add_argument("--k", type=int, nargs="+", default=[5000, 20000])
+    parser.add_argument("--k", type=int, nargs="*", default=[5000, 20000])
     parser.add_argument("--limit", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--env", nargs="*", default=[], help="NAME=VALUE for the measured processes")
@@ -82,7 +82,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(args.run_dir) if args.run_dir else Path(tmp) / "run"
-        if not args.run_dir:
+        if not args.run_dir and args.k:
             train_probe_run(run_dir, args.data_dir, env)
         for k in args.k:
             command = [sys.executable, "-m", "pyro_vae.cli", "evaluate", str(run_dir), "--k", str(k),
