@@ -10,6 +10,8 @@ forward only and forward + backward. Writes benchmarks/results/bernoulli.json.
 
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.nn.functional as F
 
@@ -53,7 +55,8 @@ def main():
               "bce": (-F.binary_cross_entropy_with_logits(logits.detach(), x, reduction="none") - exact)
               .abs().max().item()}
     print("largest error per pixel against float64:", errors)
-    print(write_result("bernoulli", {"commit": git_commit(), "rows": rows, "max_abs_error_vs_float64": errors}))
+    print(write_result("bernoulli", {"commit": git_commit(), "rows": rows, "max_abs_error_vs_float64": errors,
+                                      "load_average": os.getloadavg()}))
 
 
 if __name__ == "__main__":

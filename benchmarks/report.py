@@ -90,7 +90,8 @@ def main():
     bern = _load("bernoulli")
     if bern:
         lines += ["## Bernoulli log-probability: two forms", "", f"Command: `{bern['command']}`  ",
-                  f"Machine: {_machine(bern)}", "",
+                  f"Machine: {_machine(bern)}; load average "
+                  f"{', '.join(f'{v:.1f}' for v in bern.get('load_average', []))}", "",
                   "`-softplus(l (1 - 2x))` against torch's `binary_cross_entropy_with_logits`, timed alternately "
                   "in one process (medians, ms).", "", "| rows x 784 | pass | softplus | BCE | softplus / BCE |",
                   "|---|---|---|---|---|"]
