@@ -25,6 +25,7 @@ def test_byte_images_read_as_the_float_loader_did_bit_for_bit():
     images = ByteImages(every_byte)
     assert images.mean().item() == before.mean().item() and torch.nn.Flatten()(images).shape == (1, 256)
     assert torch.equal(torch.cat([images, images])[1], before[0])
+    assert torch.equal(images == 1.0, before == 1.0) and torch.equal(1 - images, 1 - before)
     binary = torch.tensor([0, 1, 1, 0], dtype=torch.uint8).reshape(4, 1, 1, 1)
     assert ByteImages(binary, scale=1.0)[torch.tensor([1, 3])].flatten().tolist() == [1.0, 0.0]
 

@@ -343,3 +343,18 @@ class ByteImages:
     def batches(self, size: int = 4096):
         for start in range(0, len(self), size):
             yield self[start:start + size]
+
+
+def _on_floats(name: str):
+    def operator(self, *args):
+        return getattr(self[:], name)(*args)
+
+    operator.__name__ = name
+    return operator
+
+
+# Operators (images == 0, 1 - images, ...) act on the float images too, read in full.
+for _name in ("__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__add__", "__radd__", "__sub__",
+              "__rsub__", "__mul__", "__rmul__", "__truediv__", "__rtruediv__", "__neg__", "__pow__"):
+    setattr(ByteImages, _name, _on_floats(_name))
+ByteImages.__hash__ = object.__hash__  # defining __eq__ would otherwise make it unhashable
