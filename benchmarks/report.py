@@ -68,6 +68,39 @@ def main():
                   f"20 cycles) -> {c['rss_mib_end']:.0f} MiB, {c['seconds']:.0f} s, run directory intact.",
                   f"- {e['evaluations']} evaluations ({e['valid']} valid, {e['refused']} invalid and refused): "
                   f"{e['rss_mib_start']:.0f} -> {e['rss_mib_end']:.0f} MiB, {e['seconds']:.0f} s.", ""]
+    memory = _load("memory")
+    if memory:
+        lines += ["## Peak memory", "", f"Command: `{memory['command']}`  ", f"Machine: {_machine(memory)}; "
+                  f"load average {', '.join(f'{v:.1f}' for v in memory.get('load_average', []))}", "",
+                  "Peak resident memory of whole `pyro-vae evaluate` processes (each its own `ru_maxrss`, as "
+                  "`/usr/bin/time -v` reports it), every run listed; spread = (max - min) / max.", "",
+                  "| sources | command | runs (MiB) | worst (MiB) | spread |", "|---|---|---|---|---|"]
+        before = _load("memory-main")
+        for label, result in (("before (main)", before), ("this tree", memory)):
+            for r in (result or {}).get("evaluate", []):
+                lines.append(f"| {label} | `{r['command']}` | {', '.join(f'{v:.0f}' for v in r['peak_mib'])} | "
+                             f"**{r['worst_mib']:.0f}** | {100 * r['spread']:.1f}% |")
+        if memory.get("datasets"):
+            lines += ["", "Resident memory a loaded data set adds (fresh process, `load_dataset`, /proc/self/statm):", "",
+                      "| data set | resident (MiB) | images as uint8 (MiB) | ratio |", "|---|---|---|---|"]
+            for d in memory["datasets"]:
+                lines.append(f"| {d['dataset']} | {d['resident_mib']:.0f} | {d['image_mib_as_uint8']:.0f} | "
+                             f"**{d['ratio']:.2f}** |")
+        lines.append("")
+    bern = _load("bernoulli")
+    if bern:
+        lines += ["## Bernoulli log-probability: two forms", "", f"Command: `{bern['command']}`  ",
+                  f"Machine: {_machine(bern)}; load average "
+                  f"{', '.join(f'{v:.1f}' for v in bern.get('load_average', []))}", "",
+                  "`-softplus(l (1 - 2x))` against torch's `binary_cross_entropy_with_logits`, timed alternately "
+                  "in one process (medians, ms).", "", "| rows x 784 | pass | softplus | BCE | softplus / BCE |",
+                  "|---|---|---|---|---|"]
+        for r in bern["rows"]:
+            ms = r["median_ms"]
+            lines.append(f"| {r['rows']} | {'forward + backward' if r['backward'] else 'forward'} | "
+                         f"{ms['softplus']:.3f} | {ms['bce']:.3f} | {r['softplus_over_bce']:.3f} |")
+        err = bern["max_abs_error_vs_float64"]
+        lines += ["", f"Largest error per pixel against float64: softplus {err['softplus']:.1e}, BCE {err['bce']:.1e}.", ""]
     notes = ROOT / "benchmarks" / "performance_notes.md"
     if notes.exists():
         lines += [notes.read_text().rstrip(), ""]

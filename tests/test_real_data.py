@@ -7,7 +7,7 @@ import torch
 from conftest import FASHION_DIR, SHARED_DATA, require_path
 from pyro_vae.build import build_vae
 from pyro_vae.config import ModelConfig
-from pyro_vae.data.datasets import load_dataset
+from pyro_vae.data.datasets import as_tensor, load_dataset
 from pyro_vae.data.sources import MNIST, locate
 from pyro_vae.inference.objectives import make_objective
 from pyro_vae.inference.train import Trainer, TrainSettings, evaluate_elbo
@@ -32,10 +32,11 @@ def test_binarized_mnist_split_loads_and_verifies():
     data = load_dataset("binarized-mnist", str(SHARED_DATA))
     assert (len(data.train), len(data.valid), len(data.test)) == (50_000, 10_000, 10_000)
     assert data.image_shape == (1, 28, 28)
-    values = data.test.images.unique()
+    assert data.test.images.data.dtype == torch.uint8  # held as bytes until a batch is drawn
+    values = as_tensor(data.test.images).unique()
     assert torch.equal(values, torch.tensor([0.0, 1.0]))
     # About 13% of binarized MNIST pixels are on.
-    assert 0.12 < data.train.images.mean().item() < 0.15
+    assert 0.12 < as_tensor(data.train.images).mean().item() < 0.15
 
 
 def test_genuine_mnist_test_files_verify():

@@ -28,9 +28,20 @@ from pyro_vae.inference.train import Trainer, TrainSettings
 from pyro_vae.inference.loglik import importance_log_likelihood
 from pyro_vae.inference.objectives import elbo_terms, make_objective
 from pyro_vae.likelihoods import LIKELIHOODS, make_likelihood
-from pyro_vae.plots import (apply_attribute, attribute_vector, interpolate_codes, plot_arithmetic, plot_curves,
-                            plot_interpolation, plot_latent, plot_manifold, plot_prior_check, plot_reconstructions,
-                            plot_samples)
+
+#: Figure functions, imported from pyro_vae.plots on first use, so that a process that draws
+#: no figure (training without figures, evaluate) does not pay for importing matplotlib.
+_FIGURES = ("apply_attribute", "attribute_vector", "interpolate_codes", "plot_arithmetic", "plot_curves",
+            "plot_interpolation", "plot_latent", "plot_manifold", "plot_prior_check", "plot_reconstructions",
+            "plot_samples")
+
+
+def __getattr__(name):
+    if name in _FIGURES:
+        from pyro_vae import plots
+
+        return getattr(plots, name)
+    raise AttributeError(f"module 'pyro_vae' has no attribute {name!r}")
 
 __version__ = "0.1.0"
 

@@ -427,7 +427,10 @@ COMMANDS = {"compare": cmd_compare, "sweep": cmd_sweep, "plot": cmd_plot, "train
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from pyro_vae.memory import fix_mmap_threshold
     from pyro_vae.runs import flushed_denormals
+
+    fix_mmap_threshold()  # a program's choice, not the library's: bounded peak memory (pyro_vae.memory)
 
     try:
         with flushed_denormals():  # subnormal floats slow CPU arithmetic many times over

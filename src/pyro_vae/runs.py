@@ -29,6 +29,7 @@ from pyro_vae.build import build_vae
 from pyro_vae.config import Config
 from pyro_vae.data.datasets import (FolderOptions, ImageDataset, as_tensor, balanced_label_subset, class_names,
                                     load_dataset)
+from pyro_vae.data.folders import ByteImages
 from pyro_vae.data.sources import cache_dir
 from pyro_vae.errors import CheckpointError, ConfigError, DataError, PyroVAEError, TrainingInterrupted
 from pyro_vae.inference.checkpoint import BEST, LAST, atomic_write_text, load_checkpoint
@@ -429,9 +430,9 @@ def evaluate_run(run: Run, split: str = "test", limit: int = 0, subset: str = "r
     :func:`evaluation_examples`), with its parts, nats per example."""
     part, chosen, _ = evaluation_examples(run, split, limit, subset, seed)
     images = part.images  # evaluate_elbo reads it batch by batch (byte images stay bytes until then)
-    if torch.is_tensor(images):
-        run.model.likelihood.check_support(images, f"the {split} split",
-                                            hint=CLI_SUPPORT_HINTS.get(run.config.model.likelihood))
+    for batch in (images.batches() if isinstance(images, ByteImages) else (images,)):  # bytes: 4096 at a time
+        run.model.likelihood.check_support(batch, f"the {split} split",
+                                           hint=CLI_SUPPORT_HINTS.get(run.config.model.likelihood))
     result = evaluate_elbo(run.model, run.guide, images, analytic_kl=True, labels=part.labels)
     if not getattr(run.model, "has_marginal_likelihood", True):  # an autoencoder: no ELBO, no KL
         return {**chosen, "examples": len(images), "unit": "nats per example",

@@ -1,4 +1,8 @@
-"""Named data sets with fixed splits, as float tensors ``[N, C, H, W]`` in [0, 1].
+"""Named data sets with fixed splits, read as float tensors ``[N, C, H, W]`` in [0, 1].
+
+Every split is held as bytes (:class:`ByteImages`: uint8 grey levels, or 0/1 for binary
+images) and becomes float32 only when a batch is drawn, so a loaded data set costs about
+the bytes of its images rather than four times them.
 
 Splits (fixed, the same for every run):
 
@@ -185,6 +189,8 @@ class ImageDataset:
             images = self.split(split_name).images
             what = f"the {split_name} split of '{self.name}'"
             if split_name == "train" and self.binarize == "dynamic":
+                if isinstance(images, ByteImages):  # bytes / 255 or 0/1: in [0, 1] by construction
+                    continue
                 if not torch.isfinite(images).all() or ((images < 0) | (images > 1)).any():
                     raise DataError(f"{what} needs pixel intensities in [0, 1] for dynamic binarization.")
                 continue
@@ -219,16 +225,23 @@ def binarize(images: torch.Tensor, generator: torch.Generator | None = None) -> 
 binarize_batch = binarize  # the trainer's name for it
 
 
-def _binarize(images: torch.Tensor, how: str, seed: int) -> torch.Tensor:
+def _binarize(images: torch.Tensor | ByteImages, how: str, seed: int) -> torch.Tensor | ByteImages:
+    """One binary draw of a whole split (one Bernoulli stream, so the draws do not depend on
+    any chunking), kept as 0/1 bytes; the float copy lives only during the draw."""
+    if how == "none":
+        return images
+    floats = as_tensor(images)
     if how == "threshold":
-        return (images > 0.5).float()
-    if how in ("static", "dynamic"):
-        return binarize_batch(images, torch.Generator().manual_seed(seed))
-    return images
+        binary = floats > 0.5
+    else:  # static, dynamic
+        binary = binarize_batch(floats, torch.Generator().manual_seed(seed))
+    del floats
+    return ByteImages(binary.to(torch.uint8), scale=1.0)
 
 
-def _to_images(array: np.ndarray, path: Path, max_value: float = 255.0) -> torch.Tensor:
-    """uint8 ``[N, H, W]`` or ``[N, D]`` in 0..max_value -> float ``[N, 1, H, W]`` in [0, 1]."""
+def _to_images(array: np.ndarray, path: Path, max_value: float = 255.0) -> ByteImages:
+    """uint8 ``[N, H, W]`` or ``[N, D]`` in 0..max_value -> ``[N, 1, H, W]`` bytes that read
+    as float32 in [0, 1] (``max_value`` 255 for grey levels, 1 for 0/1 images)."""
     if array.ndim == 2:  # .amat rows are flattened 28x28 images
         side = int(round(array.shape[1] ** 0.5))
         array = array.reshape(-1, side, side)
@@ -236,7 +249,8 @@ def _to_images(array: np.ndarray, path: Path, max_value: float = 255.0) -> torch
         raise DataError(f"{path} holds no images of shape [N, H, W] (its shape is {array.shape}).")
     if array.dtype != np.uint8:
         raise DataError(f"{path} holds {array.dtype} values; images must be unsigned bytes (0-255).")
-    return torch.from_numpy(array.astype(np.float32) / max_value).unsqueeze(1)
+    # A writable copy of the bytes (the reader's array may be a read-only view of the file).
+    return ByteImages(torch.from_numpy(np.array(array, dtype=np.uint8, copy=True)).unsqueeze(1), scale=max_value)
 
 
 def _labels(array: np.ndarray, path: Path, count: int, num_classes: int = 10) -> torch.Tensor:
@@ -262,7 +276,7 @@ def _idx_splits(paths: dict[str, Path], labelled: bool) -> tuple[Split, Split, S
     cut = n - n_valid
 
     def part(role, rows):
-        return Split(images[role][rows], None if labels[role] is None else labels[role][rows])
+        return Split(images[role].subset(rows), None if labels[role] is None else labels[role][rows])
 
     return part("train", slice(0, cut)), part("train", slice(cut, n)), part("test", slice(None))
 
@@ -322,8 +336,6 @@ def load_dataset(name: str, data_dir: str = "", binarize: str = "none", seed: in
     attribute_names: tuple[str, ...] = ()
     if name == "image-folder":
         train, valid, test, classes, attribute_names = _folder_splits(data_dir, folder or FolderOptions())
-        if binarize != "none":  # binarized copies are made in memory, as floats
-            train, valid, test = (replace(s, images=s.images[:]) for s in (train, valid, test))
     elif name in ("fashion-mnist", "mnist"):
         source = FASHION_MNIST if name == "fashion-mnist" else MNIST
         train, valid, test = _idx_splits(locate(source, data_dir or None, download), labelled=True)
@@ -332,7 +344,7 @@ def load_dataset(name: str, data_dir: str = "", binarize: str = "none", seed: in
         paths = locate(MNIST, data_dir or None, download, roles=("test_images", "test_labels"))
         images = _to_images(read_idx(paths["test_images"], 3), paths["test_images"])
         labels = _labels(read_idx(paths["test_labels"], 1), paths["test_labels"], len(images))
-        train, valid, test = (Split(images[rows], labels[rows])
+        train, valid, test = (Split(images.subset(rows), labels[rows])
                               for rows in (slice(0, 7000), slice(7000, 8000), slice(8000, 10000)))
         classes = DIGIT_CLASSES
     elif name == "binarized-mnist":

@@ -71,6 +71,9 @@ def read_amat(path: Path, width: int = 784) -> np.ndarray:
     """A ``.amat`` file (one image a line, ``width`` space-separated 0/1 values) as
     a ``uint8`` array ``[N, width]``."""
     raw = read_bytes(path)
+    fast = _single_digit_rows(raw, width)
+    if fast is not None:
+        return fast
     try:
         text = raw.decode("ascii")
     except UnicodeDecodeError:
@@ -100,3 +103,36 @@ def read_amat(path: Path, width: int = 784) -> np.ndarray:
 
 def _all_numeric(text: str) -> bool:
     return not text.translate(str.maketrans("", "", "0123456789.eE+- \t\r\n"))
+
+
+
+def _single_digit_rows(raw: bytes, width: int) -> np.ndarray | None:
+    """The common case of a ``.amat`` file, read from its bytes without making a Python
+    string per value (which costs hundreds of MiB for the training file): every value a
+    lone ``0`` or ``1`` between blanks, ``width`` of them on every non-blank line. Returns
+    ``uint8 [N, width]``, or None for anything else (the general parser then reads the
+    file and names the fault)."""
+    data = np.frombuffer(raw, dtype=np.uint8)
+    # In-place byte comparisons: np.isin would index a table with an int64 copy of the file.
+    digit = data == ord("0")
+    digit |= data == ord("1")
+    known = digit.copy()
+    for blank in b" \t\r\n":
+        known |= data == blank
+    if data.size == 0 or not known.all() or (digit[1:] & digit[:-1]).any():
+        return None
+    del known
+    values = data[digit] - ord("0")
+    # Values per line: digits summed from each line's start (a last line may lack its newline),
+    # a few thousand lines at a time (reduceat casts its whole input to int64).
+    starts = np.concatenate(([0], np.flatnonzero(data == ord("\n")) + 1))
+    starts = starts[starts < data.size]
+    counts = np.empty(len(starts), dtype=np.int64)
+    for first in range(0, len(starts), 4096):
+        block = starts[first:first + 4096]
+        stop = starts[first + 4096] if first + 4096 < len(starts) else data.size
+        counts[first:first + 4096] = np.add.reduceat(digit[block[0]:stop], block - block[0], dtype=np.int64)
+    counts = counts[counts > 0]  # blank lines
+    if counts.size == 0 or not (counts == width).all():
+        return None
+    return values.reshape(counts.size, width)
