@@ -32,10 +32,12 @@ IMAGE_MODES = ("rgb", "grey")
 NETWORKS = ("mlp", "conv")
 ACTIVATIONS = ("relu", "softplus", "tanh", "elu", "leaky_relu", "gelu")
 SCALE_TRANSFORMS = ("softplus", "exp")
-OBJECTIVES = ("elbo", "analytic-kl", "iwae")
+OBJECTIVES = ("elbo", "analytic-kl", "iwae", "iwae-dreg")
 MODELS = ("vae", "cvae", "m2", "quadrant")
 ELBO_IMPLEMENTATIONS = ("fast", "pyro")
 LABELLED_WEIGHTS = ("natural", "balanced")
+#: What chooses the best epoch: "auto" is valid-iwae for the iwae objectives, else valid-elbo.
+SELECTIONS = ("auto", "valid-elbo", "valid-iwae", "valid-loglik")
 
 
 @dataclass
@@ -136,8 +138,18 @@ class TrainConfig:
     #: "fast" (ReparamELBO, same numbers with less overhead) or "pyro" (Pyro's ELBO classes).
     elbo_implementation: str = "fast"
     num_particles: int = 1
-    #: Importance samples per example for --objective iwae.
+    #: Importance samples per example for --objective iwae and iwae-dreg.
     k: int = 5
+    #: What chooses checkpoint_best.pt: "valid-elbo"; "valid-iwae" (the importance-weighted
+    #: bound with the training K on all validation images); "valid-loglik" (log p(x) by
+    #: importance sampling with --select-k samples on --select-examples validation images
+    #: drawn once by the seed, with the same draws every epoch); "auto" is valid-iwae for
+    #: the iwae objectives and valid-elbo otherwise.
+    select_by: str = "auto"
+    #: --select-by valid-loglik: importance samples per validation image.
+    select_k: int = 100
+    #: --select-by valid-loglik: validation images in the fixed random subset (0 = all).
+    select_examples: int = 1000
     #: --model m2: weight alpha of the classifier's cross-entropy on each labelled example,
     #: relative to one example's bound in the objective summed over the data set.
     alpha: float = 20000.0
@@ -175,6 +187,9 @@ class TrainConfig:
         _choice("elbo_implementation", self.elbo_implementation, ELBO_IMPLEMENTATIONS)
         _between("num_particles", self.num_particles, 1, 10**5)
         _between("k", self.k, 1, 10**5)
+        _choice("select_by", self.select_by, SELECTIONS)
+        _between("select_k", self.select_k, 1, 10**5)
+        _at_least("select_examples", self.select_examples, 0)
         _at_least("beta", self.beta, 0)
         _at_least("alpha", self.alpha, 0)
         _choice("labelled_weight", self.labelled_weight, LABELLED_WEIGHTS)

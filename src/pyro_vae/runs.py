@@ -237,7 +237,7 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
         lr_decay=train_cfg.lr_decay,
         clip_norm=train_cfg.clip_norm, beta=train_cfg.beta, kl_warmup_epochs=train_cfg.kl_warmup_epochs,
         kl_warmup_steps=train_cfg.kl_warmup_steps,
-        selection_k=train_cfg.k if train_cfg.objective == "iwae" else 0,
+        **_selection(train_cfg),
         analytic_kl=True, patience=train_cfg.patience,
         objective_label=f"IWAE bound K={train_cfg.k}" if train_cfg.objective.startswith("iwae") else "ELBO",
     )
@@ -305,8 +305,7 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
     else:
         test = evaluate_elbo(model, guide, dataset.test.images, analytic_kl=True, labels=dataset.test.labels)
         results = {
-            "selection": (f"best validation IWAE bound (K={train_cfg.k})" if train_cfg.objective == "iwae"
-                          else "best validation ELBO"),
+            "selection": settings.describe_selection(),
             "best_valid_criterion": best["best_valid_elbo"],
             "test_elbo": test["elbo"],
             "test_reconstruction": test["reconstruction"],
@@ -349,6 +348,17 @@ def run_settings(config: Config) -> dict:
         "objective": train.objective, "k": train.k if train.objective.startswith("iwae") else None,
         "beta": train.beta, "seed": train.seed, "max_epochs": train.epochs, "patience": train.patience,
     }
+
+
+def _selection(train_cfg) -> dict:
+    """TrainSettings' selection fields from ``--select-by`` (auto: the validation IWAE
+    bound with the training K for the iwae objectives, else the validation ELBO)."""
+    rule = train_cfg.select_by
+    if rule == "auto":
+        rule = "valid-iwae" if train_cfg.objective.startswith("iwae") else "valid-elbo"
+    k = {"valid-iwae": train_cfg.k, "valid-loglik": train_cfg.select_k}.get(rule, 0)
+    return {"selection": rule, "selection_k": k, "selection_examples": train_cfg.select_examples,
+            "selection_seed": train_cfg.seed}
 
 
 def _semi_supervised_results(config: Config, dataset: ImageDataset, labelled, best: dict, trainer, device) -> dict:
