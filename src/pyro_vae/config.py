@@ -30,7 +30,7 @@ DATASETS = ("fashion-mnist", "mnist", "mnist-t10k", "binarized-mnist", "idx", "i
 BINARIZATIONS = ("auto", "none", "dynamic", "static", "threshold")
 IMAGE_MODES = ("rgb", "grey")
 NETWORKS = ("mlp", "conv")
-ACTIVATIONS = ("relu", "softplus", "tanh", "elu", "leaky_relu", "gelu")
+ACTIVATIONS = ("relu", "softplus", "tanh", "elu", "leaky_relu", "gelu", "gated")
 SCALE_TRANSFORMS = ("softplus", "exp")
 OBJECTIVES = ("elbo", "analytic-kl", "iwae", "iwae-dreg")
 MODELS = ("vae", "cvae", "m2", "quadrant")
@@ -117,6 +117,9 @@ class ModelConfig:
         _choice("activation", self.activation, ACTIVATIONS)
         _choice("likelihood", self.likelihood, tuple(LIKELIHOODS))
         _choice("scale_transform", self.scale_transform, SCALE_TRANSFORMS)
+        if self.activation == "gated" and self.network != "mlp":
+            raise ConfigError("activation 'gated' (gated dense layers) is for the MLP; use --network mlp "
+                              "or another activation.")
         if not self.hidden_dims or any(not 1 <= h <= 65536 for h in self.hidden_dims):
             raise ConfigError("hidden_dims must be a non-empty list of positive sizes, e.g. [512, 256].")
         if not self.conv_channels or any(not 1 <= c <= 4096 for c in self.conv_channels):

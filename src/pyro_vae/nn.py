@@ -23,12 +23,33 @@ ACTIVATIONS = {
 }
 
 
+class GatedDense(nn.Module):
+    """h(x) * sigmoid(g(x)) with two linear maps h and g ``[..., fan_in] -> [..., fan_out]``:
+    the gated units of Dauphin et al. (2017) used by Tomczak & Welling's VampPrior networks."""
+
+    def __init__(self, fan_in: int, fan_out: int):
+        super().__init__()
+        self.h = nn.Linear(fan_in, fan_out)
+        self.g = nn.Linear(fan_in, fan_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.h(x) * torch.sigmoid(self.g(x))
+
+
+#: Activations that are whole layers (MLP only): a hidden layer of this kind replaces Linear + activation.
+LAYER_ACTIVATIONS = {"gated": GatedDense}
+
+
 def mlp(sizes: list[int], activation: str = "relu") -> nn.Sequential:
     """Linear layers ``sizes[0] -> ... -> sizes[-1]`` with ``activation`` between them
-    and after the last one (the heads that follow are linear)."""
+    and after the last one (the heads that follow are linear); ``"gated"`` makes every
+    layer a :class:`GatedDense`."""
     layers: list[nn.Module] = []
     for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-        layers += [nn.Linear(fan_in, fan_out), ACTIVATIONS[activation]()]
+        if activation in LAYER_ACTIVATIONS:
+            layers.append(LAYER_ACTIVATIONS[activation](fan_in, fan_out))
+        else:
+            layers += [nn.Linear(fan_in, fan_out), ACTIVATIONS[activation]()]
     return nn.Sequential(*layers)
 
 

@@ -158,7 +158,9 @@ def write_metrics(path: Path, history: list[dict]) -> None:
     if not history:
         return
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(history[0]), lineterminator="\n")
+    # The union of the rows' keys, in order: a run resumed by a newer version may add columns.
+    fieldnames = list(dict.fromkeys(key for row in history for key in row))
+    writer = csv.DictWriter(out, fieldnames=fieldnames, lineterminator="\n")
     writer.writeheader()
     writer.writerows(history)
     atomic_write_text(path, out.getvalue())

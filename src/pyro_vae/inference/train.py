@@ -274,7 +274,8 @@ class Trainer:
 
     def selection_key(self) -> str:
         """The history column the best model is chosen by (see :meth:`validate`)."""
-        return "valid_iwae" if self.settings.selection_k else "valid_elbo"
+        return {"valid-iwae": "valid_iwae", "valid-loglik": "valid_loglik"}.get(self.settings.selection_rule(),
+                                                                                "valid_elbo")
 
     def stopped_early(self) -> bool:
         """Whether ``settings.patience`` epochs have passed without a better selection criterion
@@ -287,10 +288,10 @@ class Trainer:
 
     def _fit(self) -> TrainState:
         while self.state.epoch < self.settings.epochs and not self.stopped_early():
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             self.model.train(), self.guide.train()
             train_bound = self.train_epoch()
-            seconds = time.perf_counter() - start
+            seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
             self.model.eval(), self.guide.eval()
             self.state.epoch += 1
             if not self.ctx.is_main:  # rank 0 alone evaluates and writes
@@ -301,6 +302,7 @@ class Trainer:
             metrics, criterion = self.validate()
             row.update(metrics)
             row["seconds"] = seconds
+            row["cpu_seconds"] = cpu_seconds  # this process's CPU time for the epoch's training
             self.state.history.append(row)
             improved = criterion > self.state.best_valid_elbo
             if improved:
