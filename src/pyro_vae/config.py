@@ -106,6 +106,16 @@ class ModelConfig:
     scale_transform: str = "softplus"
     #: Floor added to the encoder's standard deviation so it never reaches 0.
     min_scale: float = 1e-3
+    #: --model vae: the prior p(z): "standard" N(0, I), "mog" (a learned mixture of
+    #: --prior-components Gaussians) or "vamp" (the VampPrior: the guide's posterior at
+    #: --pseudo-inputs learned pseudo-inputs). mog and vamp have no closed-form KL.
+    prior: str = "standard"
+    prior_components: int = 10
+    pseudo_inputs: int = 500
+    #: --model vae: push q(z | x) through --flow-steps amortized normalizing flows:
+    #: "none", "iaf" (inverse autoregressive), "householder" or "planar".
+    flow: str = "none"
+    flow_steps: int = 4
 
     def validate(self) -> None:
         from pyro_vae.likelihoods import LIKELIHOODS  # the registry is the list of names
@@ -126,6 +136,17 @@ class ModelConfig:
             raise ConfigError("conv_channels must be a non-empty list of positive sizes, e.g. [32, 64].")
         _positive("likelihood_scale", self.likelihood_scale)
         _positive("min_scale", self.min_scale)
+        from pyro_vae.guides.flows import FLOWS
+        from pyro_vae.models.priors import PRIORS
+
+        _choice("prior", self.prior, PRIORS)
+        _between("prior_components", self.prior_components, 1, 10**5)
+        _between("pseudo_inputs", self.pseudo_inputs, 1, 10**5)
+        _choice("flow", self.flow, FLOWS)
+        _between("flow_steps", self.flow_steps, 1, 1000)
+        if self.model != "vae" and (self.prior != "standard" or self.flow != "none"):
+            raise ConfigError(f"--prior and --flow are for --model vae; --model {self.model} keeps its own "
+                              "prior and Gaussian guide (use --prior standard --flow none).")
 
 
 @dataclass
@@ -231,6 +252,7 @@ class Config:
             self.data.binarize = "dynamic" if self.model.likelihood == "bernoulli" else "none"
         if self.model.model == "m2" and self.data.labels < 1:
             raise ConfigError("--model m2 learns from a few labels: give their number with --labels N (e.g. 100).")
+        _check_closed_form_kl(self.model, self.train)
         if self.model.model != "m2" and self.data.labels:
             raise ConfigError("--labels is for --model m2; the other models use every label or none.")
         if check_effect:
@@ -378,6 +400,18 @@ def ineffective_options(config: Config) -> list[tuple[str, str]]:
     if not getattr(LIKELIHOODS[model.likelihood], "uses_scale", False):
         unused("model.likelihood_scale", f"with --likelihood {model.likelihood} (it is the Gaussian likelihoods' "
                "sigma)", "drop it or choose --likelihood gaussian")
+    if model.prior != "mog":
+        unused("model.prior_components", f"with --prior {model.prior} (it sizes the mixture of --prior mog)",
+               "drop it or choose --prior mog")
+    if model.prior != "vamp":
+        unused("model.pseudo_inputs", f"with --prior {model.prior} (it sizes the VampPrior)",
+               "drop it or choose --prior vamp")
+    if model.flow == "none":
+        unused("model.flow_steps", "with --flow none", "drop it or choose a flow, e.g. --flow iaf")
+    if train.select_by != "valid-loglik":
+        for key in ("train.select_k", "train.select_examples"):
+            unused(key, f"with --select-by {train.select_by} (it is for --select-by valid-loglik)",
+                   "drop it or choose --select-by valid-loglik")
     if data.dataset != "image-folder":
         for key in ("data.image_size", "data.image_mode", "data.workers", "data.cache_images",
                     "data.skip_bad_images"):
@@ -424,7 +458,8 @@ def choices(name: str) -> tuple[str, ...] | None:
 CHOICES = {"dataset": DATASETS, "binarize": BINARIZATIONS, "image_mode": IMAGE_MODES, "model": MODELS,
            "network": NETWORKS, "activation": ACTIVATIONS, "scale_transform": SCALE_TRANSFORMS,
            "objective": OBJECTIVES, "elbo_implementation": ELBO_IMPLEMENTATIONS,
-           "labelled_weight": LABELLED_WEIGHTS}
+           "labelled_weight": LABELLED_WEIGHTS, "select_by": SELECTIONS, "prior": ("standard", "mog", "vamp"),
+           "flow": ("none", "iaf", "householder", "planar")}
 
 #: Descriptions of the fields that have no ``#:`` comment of their own.
 FIELD_HELP = {
@@ -451,6 +486,24 @@ FIELD_HELP = {
     "kl_warmup_steps": "linear KL warm-up from 0 to beta over this many optimizer steps instead of epochs "
                        "(0 = none; give one of the two)",
 }
+
+
+def _check_closed_form_kl(model: ModelConfig, train: TrainConfig) -> None:
+    """--objective analytic-kl needs KL(q || p) in closed form: a Gaussian guide and a
+    prior that has one. Otherwise refuse (rather than silently switch to Monte Carlo)."""
+    from pyro_vae.models.priors import prior_has_closed_form_kl
+
+    if train.objective == "iwae-dreg" and model.flow == "planar":
+        raise ConfigError("--objective iwae-dreg evaluates log q at a given z, which needs an invertible flow; "
+                          "planar flows are not: use --flow iaf or householder, or --objective iwae.")
+    if train.objective != "analytic-kl":
+        return
+    if not prior_has_closed_form_kl(model.prior):
+        raise ConfigError(f"--objective analytic-kl needs KL(q || p) in closed form, which the '{model.prior}' "
+                          "prior does not have; use --objective elbo (Monte Carlo KL) or iwae.")
+    if model.flow != "none":
+        raise ConfigError(f"--objective analytic-kl needs KL(q || p) in closed form, which a '{model.flow}' "
+                          "flow guide does not have; use --objective elbo (Monte Carlo KL) or iwae.")
 
 
 def field_types(cls: type) -> dict[str, Any]:

@@ -111,14 +111,21 @@ class Encoder(_LeadingDims):
         heads, or with ``condition_at_input`` the flattened pixels before an MLP body; its
         leading dimensions broadcast against those of ``x`` (Pyro's enumeration of a label
         puts the classes in a dimension of their own)."""
+        return self.heads(self.features(x, condition))
+
+    def features(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        """The features ``[..., F]`` the two heads read (a flow guide's context too)."""
         if condition is not None and self.condition_at_input:  # an MLP body reading [pixels, condition]
             joined = broadcast_cat(x.flatten(-3), condition.to(x.dtype))
-            h = self.body(joined.reshape(-1, joined.shape[-1])).reshape(joined.shape[:-1] + (-1,))
-        else:
-            flat, lead = self.flat(x)
-            h = self.body(flat).reshape(lead + (-1,))
-            if condition is not None:
-                h = broadcast_cat(h, condition.to(h.dtype))
+            return self.body(joined.reshape(-1, joined.shape[-1])).reshape(joined.shape[:-1] + (-1,))
+        flat, lead = self.flat(x)
+        h = self.body(flat).reshape(lead + (-1,))
+        if condition is not None:
+            h = broadcast_cat(h, condition.to(h.dtype))
+        return h
+
+    def heads(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features ``[..., F]`` -> (loc, scale) ``[..., L]``."""
         raw = self.raw_scale(h)
         if self.scale_transform == "exp":
             scale = torch.exp(0.5 * raw.clamp(max=30.0)) + self.min_scale

@@ -397,7 +397,8 @@ def _log_tensorboard(board, row: dict, model, guide, dataset: ImageDataset, devi
         if key not in ("epoch", "step"):
             board.add_scalar(key.replace("_", "/", 1), value, row["epoch"])
     if images and not getattr(model, "num_classes", 0) and not hasattr(model, "complete"):
-        samples = model.decode_mean(torch.randn(64, model.latent_dim, device=device))
+        codes = model.sample_prior(64) if hasattr(model, "sample_prior") else torch.randn(64, model.latent_dim)
+        samples = model.decode_mean(codes.to(device))
         board.add_image("samples", image_grid(samples, 8), row["epoch"], dataformats="HWC")
         x = dataset.test.images[:16]
         pairs = torch.cat([x, model.decode_mean(guide.encode(x)[0])])

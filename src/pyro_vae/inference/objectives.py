@@ -21,6 +21,7 @@ batch dimension rather than a Python loop.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -119,17 +120,20 @@ class DReGIWAELoss(IWAELoss):
         with pyro.plate("importance_samples", self.k, dim=-(self.max_plate_nesting + 1)):
             guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
             model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
-            frozen_trace = poutine.trace(poutine.replay(frozen_guide, trace=guide_trace)).get_trace(*args, **kwargs)
+            with warnings.catch_warnings():  # PyroModule notes that detached parameters skip the param store
+                warnings.filterwarnings("ignore", message=".*not registered in the param store")
+                frozen_trace = poutine.trace(poutine.replay(frozen_guide, trace=guide_trace)).get_trace(*args, **kwargs)
         latents = [site for site in sample_sites(guide_trace).values() if not site["is_observed"]]
         if len(latents) != 1 or not latents[0]["fn"].has_rsample:
             raise ValueError("iwae-dreg needs a guide with exactly one reparameterized latent site; "
                              "use --objective iwae for this model.")
         log_w = 0.0
+        # Each site weighted by its scale, as IWAELoss does (a KL weight gives the beta-IWAE weights).
         for site in sample_sites(model_trace).values():
-            log_w = log_w + per_example_log_prob(site, self.max_plate_nesting)
+            log_w = log_w + per_example_log_prob(site, self.max_plate_nesting) * site["scale"]
         for site in sample_sites(frozen_trace).values():
             if not site["is_observed"]:
-                log_w = log_w - per_example_log_prob(site, self.max_plate_nesting)
+                log_w = log_w - per_example_log_prob(site, self.max_plate_nesting) * site["scale"]
         z = latents[0]["value"]
         if z.requires_grad:
             weights = torch.softmax(log_w.detach(), 0)  # [K, B]
