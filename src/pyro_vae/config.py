@@ -479,7 +479,7 @@ FIELD_HELP = {
     "batch_size": "examples per optimizer step",
     "learning_rate": "Adam's step size",
     "objective": "what training maximises: the ELBO (Monte Carlo KL), the ELBO with an analytic KL, or "
-                 "the importance-weighted bound with --k samples",
+                 "the importance-weighted bound with --k samples (iwae-dreg: its doubly reparameterized gradient)",
     "num_particles": "samples of z per example for the two ELBOs",
     "seed": "seeds the initialisation, batch order and binarization",
     "device": "cpu, cuda or cuda:N",
