@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from linear_gaussian import PPCA
-from pyro_vae.inference.objectives import DReGIWAELoss, IWAELoss, make_objective
+from pyro_vae.inference.objectives import DReGIWAELoss, IWAELoss, make_objective, scale_sites
 
 L, D, SIGMA = 2, 4, 0.7
 
@@ -177,3 +177,16 @@ def test_dreg_refuses_a_guide_with_two_latents():
 
     with pytest.raises(ValueError, match="exactly one reparameterized latent"):
         DReGIWAELoss(k=2).differentiable_loss(model, Guide(), torch.zeros(3))
+
+
+def test_dreg_under_a_kl_weight_equals_the_beta_iwae_value_and_decoder_gradient(setup):
+    """The trainer wraps model and guide in scale_sites during KL warm-up; DReG finds the
+    guide's module inside the handler and weighs log q by the same scale as IWAE."""
+    model, guide, x = setup
+    scaled_model, scaled_guide = scale_sites(model, ["z"], 0.3), scale_sites(guide, ["z"], 0.3)
+    iwae = IWAELoss(k=7).differentiable_loss(scaled_model, scaled_guide, x)
+    dreg = DReGIWAELoss(k=7).differentiable_loss(scaled_model, scaled_guide, x)
+    assert dreg.item() == pytest.approx(iwae.item(), rel=1e-12)
+    assert dreg.item() != pytest.approx(IWAELoss(k=7).loss(model, guide, x), rel=1e-3)
+    for ours, theirs in zip(grads(dreg, [model.W, model.b]), grads(iwae, [model.W, model.b])):
+        torch.testing.assert_close(ours, theirs, rtol=1e-10, atol=1e-12)

@@ -110,12 +110,13 @@ class DReGIWAELoss(IWAELoss):
     """
 
     def differentiable_loss(self, model: Callable, guide: Callable, *args, **kwargs) -> torch.Tensor:
-        if not isinstance(guide, torch.nn.Module):
+        module = _find_module(guide)  # the guide itself, or inside a handler such as scale_sites
+        if module is None:
             raise TypeError("iwae-dreg detaches the guide's parameters, so the guide must be a torch.nn.Module.")
-        frozen = {name: p.detach() for name, p in guide.named_parameters()}
+        frozen = {name: p.detach() for name, p in module.named_parameters()}
 
         def frozen_guide(*a, **kw):
-            return torch.func.functional_call(guide, frozen, a, kw)
+            return torch.func.functional_call(module, frozen, a, kw)
 
         with pyro.plate("importance_samples", self.k, dim=-(self.max_plate_nesting + 1)):
             guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
@@ -131,9 +132,9 @@ class DReGIWAELoss(IWAELoss):
         # Each site weighted by its scale, as IWAELoss does (a KL weight gives the beta-IWAE weights).
         for site in sample_sites(model_trace).values():
             log_w = log_w + per_example_log_prob(site, self.max_plate_nesting) * site["scale"]
-        for site in sample_sites(frozen_trace).values():
-            if not site["is_observed"]:
-                log_w = log_w - per_example_log_prob(site, self.max_plate_nesting) * site["scale"]
+        for name, site in sample_sites(frozen_trace).items():
+            if not site["is_observed"]:  # the scale from the guide as called (a handler may have set it)
+                log_w = log_w - per_example_log_prob(site, self.max_plate_nesting) * guide_trace.nodes[name]["scale"]
         z = latents[0]["value"]
         if z.requires_grad:
             weights = torch.softmax(log_w.detach(), 0)  # [K, B]
@@ -142,6 +143,20 @@ class DReGIWAELoss(IWAELoss):
                                  f"{list(weights.shape)}, not {list(z.shape)}.")
             z.register_hook(lambda grad: grad * weights.reshape(weights.shape + (1,) * (grad.dim() - 2)))
         return -(torch.logsumexp(log_w, 0) - math.log(self.k)).sum()
+
+
+def _find_module(fn, depth: int = 0):
+    """The ``torch.nn.Module`` behind ``fn``: ``fn`` itself, or the program a Pyro handler
+    (a ``functools.partial`` around it) wraps."""
+    if isinstance(fn, torch.nn.Module):
+        return fn
+    if depth < 8:
+        for inner in (getattr(fn, "func", None), *getattr(fn, "args", ())):
+            if callable(inner):
+                found = _find_module(inner, depth + 1)
+                if found is not None:
+                    return found
+    return None
 
 
 class ScaleSites(Messenger):
