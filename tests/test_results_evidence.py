@@ -12,7 +12,11 @@ The convention (also stated at the top of docs/results.md):
   A number printed with ``%`` is compared with 100 times the JSON's value (a fraction).
 * A run's directory is ``benchmarks/results/runs/NAME/`` and holds at least
   ``config.toml`` and ``metrics.csv`` besides the JSON files its rows link.
-* Plain mentions of ``benchmarks/results/runs/NAME`` (wildcards allowed) must exist too.
+* Plain mentions of ``benchmarks/results/runs/NAME`` (wildcards and ``<placeholders>``
+  allowed, e.g. ``fmnist-<likelihood>``) must exist too, each with ``config.toml`` and
+  ``metrics.csv``. A log-likelihood table whose rows do not link their numbers must sit in
+  a section (``##``) that names its run directories this way; linking each number is the
+  stronger form, since only linked numbers are compared with their JSON.
 * A link written in inline code (between backticks) is an example, not a claim, and is not checked.
 * A line whose run files are not in the repository carries the marker
   ``run files missing`` and is exempt; it must not link a run JSON.
@@ -36,7 +40,12 @@ RUN_FILES = ("config.toml", "metrics.csv")
 
 LINK = re.compile(r"\[([^\]]+)\]\(([^)#\s]+\.json)#([^)\s]+)\)")
 NUMBER = re.compile(r"[-+\u2212]?\d[\d,]*(?:\.\d+)?%?")
-RUN_MENTION = re.compile(r"benchmarks/results/runs/([A-Za-z0-9_.*?\[\]-]+)")
+RUN_MENTION = re.compile(r"benchmarks/results/runs/([A-Za-z0-9_.*?\[\]<>-]+)")
+
+
+def run_mentions(line: str) -> list[str]:
+    """Glob patterns of the run directories ``line`` names (``<placeholder>`` -> ``*``)."""
+    return [re.sub(r"<[^>]*>", "*", name) for name in RUN_MENTION.findall(line)]
 EXAMPLE_LINK = re.compile(r"`[^`]*\]\([^`]*`")  # a link in inline code
 
 
@@ -91,9 +100,14 @@ def check_results_evidence(markdown: str, docs_dir: Path, repo: Path) -> list[st
                     problems.append(f"{where}: quotes {printed} but {target}#{key} is {value!r}")
         if missing:
             continue
-        for name in RUN_MENTION.findall(line):
-            if not list((repo / "benchmarks" / "results" / "runs").glob(name)):
+        for name in run_mentions(line):
+            found = list((repo / "benchmarks" / "results" / "runs").glob(name))
+            if not found:
                 problems.append(f"{where}: benchmarks/results/runs/{name} is not in the repository")
+            for run_dir in found:
+                for file in RUN_FILES:
+                    if not (run_dir / file).is_file():
+                        problems.append(f"{where}: run {run_dir.name} has no {file}")
     return problems
 
 
@@ -102,11 +116,18 @@ def test_results_doc_is_backed_by_committed_run_files():
 
 
 def test_every_results_table_row_is_linked_or_marked_missing():
-    """A table row of a log-likelihood table (one naming 'log p(x)' in its header) either
-    links its numbers' JSON or says its run files are missing."""
+    """A table row of a log-likelihood table (one naming 'log p(x)' in its header) links its
+    numbers' JSON, says its run files are missing, or sits in a section that names its
+    committed run directories."""
     lines = RESULTS.read_text().splitlines()
-    unbacked, header = [], ""
+    sections, current = {}, ""
+    for line in lines:  # sections that name their run directories in plain text
+        current = line if line.startswith("## ") else current
+        if run_mentions(line) and MISSING_MARKER not in line:
+            sections[current] = True
+    unbacked, header, current = [], "", ""
     for line_no, line in enumerate(lines, 1):
+        current = line if line.startswith("## ") else current
         if not line.startswith("|"):
             header = ""
             continue
@@ -115,7 +136,7 @@ def test_every_results_table_row_is_linked_or_marked_missing():
             continue
         if set(line) <= set("|-: ") or "log p(x)" not in header:
             continue
-        if not LINK.search(line) and MISSING_MARKER not in line:
+        if not LINK.search(line) and MISSING_MARKER not in line and not sections.get(current):
             unbacked.append(f"docs/results.md:{line_no}: {line[:60]}")
     assert unbacked == []
 
@@ -155,5 +176,7 @@ def test_checker_names_a_wrong_number_a_missing_file_and_a_missing_run_file(fake
     assert "not in the repository" in _check(fake_repo, "see benchmarks/results/runs/bmnist-vae/")[0]
     assert _check(fake_repo, "e.g. `[-1.0](../benchmarks/results/runs/r2/x.json#a)`") == []
     assert "not in the repository" in _check(fake_repo, "see `benchmarks/results/runs/r2`")[0]
+    assert _check(fake_repo, "files: `benchmarks/results/runs/r<n>/`") == ["docs/results.md:1: run r1 has no metrics.csv"]
+    assert "not in the repository" in _check(fake_repo, "files: benchmarks/results/runs/q<n>/")[0]
     assert _check(fake_repo, f"see benchmarks/results/runs/bmnist-vae/ ({MISSING_MARKER})") == []
     assert "marked" in _check(fake_repo, f"{MISSING_MARKER} [-89.81]({link}#log_likelihood_mean)")[0]
