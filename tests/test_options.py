@@ -159,8 +159,10 @@ def test_train_help_lists_each_option_with_what_it_does_and_its_choices(capsys):
         main(["train", "--help"])
     assert stop.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
-    for fragment in ("--model {vae,cvae,m2,quadrant,ae}", "--objective {elbo,analytic-kl,iwae}",
-                     "--network {mlp,conv}", "--activation {relu,softplus,tanh,elu,leaky_relu,gelu}",
+    for fragment in ("--model {vae,cvae,m2,quadrant,ae}", "--objective {elbo,analytic-kl,iwae,iwae-dreg}",
+                     "--network {mlp,conv}", "--activation {relu,softplus,tanh,elu,leaky_relu,gelu,gated}",
+                     "--prior {standard,mog,vamp}", "--flow {none,iaf,householder,planar}",
+                     "--select-by {auto,valid-elbo,valid-iwae,valid-loglik}",
                      "--binarize {auto,none,dynamic,static,threshold}", "--likelihood {bernoulli,",
                      "--conditional-prior {true,false}", "dimensions of the code z (default: 20)"):
         assert fragment in text

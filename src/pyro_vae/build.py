@@ -8,8 +8,10 @@ from pyro_vae import nn as vae_nn
 from pyro_vae.config import ModelConfig
 from pyro_vae.errors import ConfigError
 from pyro_vae.guides import ConditionalNormalGuide, DiagonalNormalGuide, M2Guide, PointMassGuide
+from pyro_vae.guides.flows import FlowGuide, make_flow_steps
 from pyro_vae.likelihoods import LIKELIHOODS, make_likelihood
 from pyro_vae.models import AEModel, CVAEModel, M2Model, QuadrantCVAEModel, VAEModel
+from pyro_vae.models.priors import make_prior
 from pyro_vae.models.quadrant import quadrant_mask
 
 
@@ -63,4 +65,10 @@ def build_vae(config: ModelConfig, image_shape: tuple[int, int, int], num_classe
                 ConditionalNormalGuide(encoder, num_classes))
     if config.model == "ae":  # the same networks; a point-mass code and no prior
         return AEModel(decoder, likelihood, latent), PointMassGuide(encoder)
-    return VAEModel(decoder, likelihood, latent), DiagonalNormalGuide(encoder)
+    if config.flow == "none":
+        guide = DiagonalNormalGuide(encoder)
+    else:
+        guide = FlowGuide(encoder, make_flow_steps(config.flow, latent, features, config.flow_steps))
+    prior = make_prior(config.prior, latent, components=config.prior_components, pseudo_inputs=config.pseudo_inputs,
+                       encoder=guide.encoder, image_shape=image_shape)
+    return VAEModel(decoder, likelihood, latent, prior), guide

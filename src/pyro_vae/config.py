@@ -30,12 +30,14 @@ DATASETS = ("fashion-mnist", "mnist", "mnist-t10k", "binarized-mnist", "idx", "i
 BINARIZATIONS = ("auto", "none", "dynamic", "static", "threshold")
 IMAGE_MODES = ("rgb", "grey")
 NETWORKS = ("mlp", "conv")
-ACTIVATIONS = ("relu", "softplus", "tanh", "elu", "leaky_relu", "gelu")
+ACTIVATIONS = ("relu", "softplus", "tanh", "elu", "leaky_relu", "gelu", "gated")
 SCALE_TRANSFORMS = ("softplus", "exp")
-OBJECTIVES = ("elbo", "analytic-kl", "iwae")
+OBJECTIVES = ("elbo", "analytic-kl", "iwae", "iwae-dreg")
 MODELS = ("vae", "cvae", "m2", "quadrant", "ae")
 ELBO_IMPLEMENTATIONS = ("fast", "pyro")
 LABELLED_WEIGHTS = ("natural", "balanced")
+#: What chooses the best epoch: "auto" is valid-iwae for the iwae objectives, else valid-elbo.
+SELECTIONS = ("auto", "valid-elbo", "valid-iwae", "valid-loglik")
 
 
 @dataclass
@@ -106,6 +108,16 @@ class ModelConfig:
     scale_transform: str = "softplus"
     #: Floor added to the encoder's standard deviation so it never reaches 0.
     min_scale: float = 1e-3
+    #: --model vae: the prior p(z): "standard" N(0, I), "mog" (a learned mixture of
+    #: --prior-components Gaussians) or "vamp" (the VampPrior: the guide's posterior at
+    #: --pseudo-inputs learned pseudo-inputs). mog and vamp have no closed-form KL.
+    prior: str = "standard"
+    prior_components: int = 10
+    pseudo_inputs: int = 500
+    #: --model vae: push q(z | x) through --flow-steps amortized normalizing flows:
+    #: "none", "iaf" (inverse autoregressive), "householder" or "planar".
+    flow: str = "none"
+    flow_steps: int = 4
 
     def validate(self) -> None:
         from pyro_vae.likelihoods import LIKELIHOODS  # the registry is the list of names
@@ -117,12 +129,26 @@ class ModelConfig:
         _choice("activation", self.activation, ACTIVATIONS)
         _choice("likelihood", self.likelihood, tuple(LIKELIHOODS))
         _choice("scale_transform", self.scale_transform, SCALE_TRANSFORMS)
+        if self.activation == "gated" and self.network != "mlp":
+            raise ConfigError("activation 'gated' (gated dense layers) is for the MLP; use --network mlp "
+                              "or another activation.")
         if not self.hidden_dims or any(not 1 <= h <= 65536 for h in self.hidden_dims):
             raise ConfigError("hidden_dims must be a non-empty list of positive sizes, e.g. [512, 256].")
         if not self.conv_channels or any(not 1 <= c <= 4096 for c in self.conv_channels):
             raise ConfigError("conv_channels must be a non-empty list of positive sizes, e.g. [32, 64].")
         _positive("likelihood_scale", self.likelihood_scale)
         _positive("min_scale", self.min_scale)
+        from pyro_vae.guides.flows import FLOWS
+        from pyro_vae.models.priors import PRIORS
+
+        _choice("prior", self.prior, PRIORS)
+        _between("prior_components", self.prior_components, 1, 10**5)
+        _between("pseudo_inputs", self.pseudo_inputs, 1, 10**5)
+        _choice("flow", self.flow, FLOWS)
+        _between("flow_steps", self.flow_steps, 1, 1000)
+        if self.model != "vae" and (self.prior != "standard" or self.flow != "none"):
+            raise ConfigError(f"--prior and --flow are for --model vae; --model {self.model} keeps its own "
+                              "prior and Gaussian guide (use --prior standard --flow none).")
 
 
 @dataclass
@@ -138,8 +164,18 @@ class TrainConfig:
     #: "fast" (ReparamELBO, same numbers with less overhead) or "pyro" (Pyro's ELBO classes).
     elbo_implementation: str = "fast"
     num_particles: int = 1
-    #: Importance samples per example for --objective iwae.
+    #: Importance samples per example for --objective iwae and iwae-dreg.
     k: int = 5
+    #: What chooses checkpoint_best.pt: "valid-elbo"; "valid-iwae" (the importance-weighted
+    #: bound with the training K on all validation images); "valid-loglik" (log p(x) by
+    #: importance sampling with --select-k samples on --select-examples validation images
+    #: drawn once by the seed, with the same draws every epoch); "auto" is valid-iwae for
+    #: the iwae objectives and valid-elbo otherwise.
+    select_by: str = "auto"
+    #: --select-by valid-loglik: importance samples per validation image.
+    select_k: int = 100
+    #: --select-by valid-loglik: validation images in the fixed random subset (0 = all).
+    select_examples: int = 1000
     #: --model m2: weight alpha of the classifier's cross-entropy on each labelled example,
     #: relative to one example's bound in the objective summed over the data set.
     alpha: float = 20000.0
@@ -177,6 +213,9 @@ class TrainConfig:
         _choice("elbo_implementation", self.elbo_implementation, ELBO_IMPLEMENTATIONS)
         _between("num_particles", self.num_particles, 1, 10**5)
         _between("k", self.k, 1, 10**5)
+        _choice("select_by", self.select_by, SELECTIONS)
+        _between("select_k", self.select_k, 1, 10**5)
+        _at_least("select_examples", self.select_examples, 0)
         _at_least("beta", self.beta, 0)
         _at_least("alpha", self.alpha, 0)
         _choice("labelled_weight", self.labelled_weight, LABELLED_WEIGHTS)
@@ -215,6 +254,7 @@ class Config:
             self.data.binarize = "dynamic" if self.model.likelihood == "bernoulli" else "none"
         if self.model.model == "m2" and self.data.labels < 1:
             raise ConfigError("--model m2 learns from a few labels: give their number with --labels N (e.g. 100).")
+        _check_closed_form_kl(self.model, self.train)
         if self.model.model != "m2" and self.data.labels:
             raise ConfigError("--labels is for --model m2; the other models use every label or none.")
         if check_effect:
@@ -369,6 +409,18 @@ def ineffective_options(config: Config) -> list[tuple[str, str]]:
     if not getattr(LIKELIHOODS[model.likelihood], "uses_scale", False):
         unused("model.likelihood_scale", f"with --likelihood {model.likelihood} (it is the Gaussian likelihoods' "
                "sigma)", "drop it or choose --likelihood gaussian")
+    if model.prior != "mog":
+        unused("model.prior_components", f"with --prior {model.prior} (it sizes the mixture of --prior mog)",
+               "drop it or choose --prior mog")
+    if model.prior != "vamp":
+        unused("model.pseudo_inputs", f"with --prior {model.prior} (it sizes the VampPrior)",
+               "drop it or choose --prior vamp")
+    if model.flow == "none":
+        unused("model.flow_steps", "with --flow none", "drop it or choose a flow, e.g. --flow iaf")
+    if train.select_by != "valid-loglik":
+        for key in ("train.select_k", "train.select_examples"):
+            unused(key, f"with --select-by {train.select_by} (it is for --select-by valid-loglik)",
+                   "drop it or choose --select-by valid-loglik")
     if data.dataset != "image-folder":
         for key in ("data.image_size", "data.image_mode", "data.workers", "data.cache_images",
                     "data.skip_bad_images"):
@@ -415,7 +467,8 @@ def choices(name: str) -> tuple[str, ...] | None:
 CHOICES = {"dataset": DATASETS, "binarize": BINARIZATIONS, "image_mode": IMAGE_MODES, "model": MODELS,
            "network": NETWORKS, "activation": ACTIVATIONS, "scale_transform": SCALE_TRANSFORMS,
            "objective": OBJECTIVES, "elbo_implementation": ELBO_IMPLEMENTATIONS,
-           "labelled_weight": LABELLED_WEIGHTS}
+           "labelled_weight": LABELLED_WEIGHTS, "select_by": SELECTIONS, "prior": ("standard", "mog", "vamp"),
+           "flow": ("none", "iaf", "householder", "planar")}
 
 #: Descriptions of the fields that have no ``#:`` comment of their own.
 FIELD_HELP = {
@@ -435,13 +488,31 @@ FIELD_HELP = {
     "batch_size": "examples per optimizer step",
     "learning_rate": "Adam's step size",
     "objective": "what training maximises: the ELBO (Monte Carlo KL), the ELBO with an analytic KL, or "
-                 "the importance-weighted bound with --k samples",
+                 "the importance-weighted bound with --k samples (iwae-dreg: its doubly reparameterized gradient)",
     "num_particles": "samples of z per example for the two ELBOs",
     "seed": "seeds the initialisation, batch order and binarization",
     "device": "cpu, cuda or cuda:N",
     "kl_warmup_steps": "linear KL warm-up from 0 to beta over this many optimizer steps instead of epochs "
                        "(0 = none; give one of the two)",
 }
+
+
+def _check_closed_form_kl(model: ModelConfig, train: TrainConfig) -> None:
+    """--objective analytic-kl needs KL(q || p) in closed form: a Gaussian guide and a
+    prior that has one. Otherwise refuse (rather than silently switch to Monte Carlo)."""
+    from pyro_vae.models.priors import prior_has_closed_form_kl
+
+    if train.objective == "iwae-dreg" and model.flow == "planar":
+        raise ConfigError("--objective iwae-dreg evaluates log q at a given z, which needs an invertible flow; "
+                          "planar flows are not: use --flow iaf or householder, or --objective iwae.")
+    if train.objective != "analytic-kl":
+        return
+    if not prior_has_closed_form_kl(model.prior):
+        raise ConfigError(f"--objective analytic-kl needs KL(q || p) in closed form, which the '{model.prior}' "
+                          "prior does not have; use --objective elbo (Monte Carlo KL) or iwae.")
+    if model.flow != "none":
+        raise ConfigError(f"--objective analytic-kl needs KL(q || p) in closed form, which a '{model.flow}' "
+                          "flow guide does not have; use --objective elbo (Monte Carlo KL) or iwae.")
 
 
 def field_types(cls: type) -> dict[str, Any]:

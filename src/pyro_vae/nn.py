@@ -23,12 +23,33 @@ ACTIVATIONS = {
 }
 
 
+class GatedDense(nn.Module):
+    """h(x) * sigmoid(g(x)) with two linear maps h and g ``[..., fan_in] -> [..., fan_out]``:
+    the gated units of Dauphin et al. (2017) used by Tomczak & Welling's VampPrior networks."""
+
+    def __init__(self, fan_in: int, fan_out: int):
+        super().__init__()
+        self.h = nn.Linear(fan_in, fan_out)
+        self.g = nn.Linear(fan_in, fan_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.h(x) * torch.sigmoid(self.g(x))
+
+
+#: Activations that are whole layers (MLP only): a hidden layer of this kind replaces Linear + activation.
+LAYER_ACTIVATIONS = {"gated": GatedDense}
+
+
 def mlp(sizes: list[int], activation: str = "relu") -> nn.Sequential:
     """Linear layers ``sizes[0] -> ... -> sizes[-1]`` with ``activation`` between them
-    and after the last one (the heads that follow are linear)."""
+    and after the last one (the heads that follow are linear); ``"gated"`` makes every
+    layer a :class:`GatedDense`."""
     layers: list[nn.Module] = []
     for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-        layers += [nn.Linear(fan_in, fan_out), ACTIVATIONS[activation]()]
+        if activation in LAYER_ACTIVATIONS:
+            layers.append(LAYER_ACTIVATIONS[activation](fan_in, fan_out))
+        else:
+            layers += [nn.Linear(fan_in, fan_out), ACTIVATIONS[activation]()]
     return nn.Sequential(*layers)
 
 
@@ -90,14 +111,21 @@ class Encoder(_LeadingDims):
         heads, or with ``condition_at_input`` the flattened pixels before an MLP body; its
         leading dimensions broadcast against those of ``x`` (Pyro's enumeration of a label
         puts the classes in a dimension of their own)."""
+        return self.heads(self.features(x, condition))
+
+    def features(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        """The features ``[..., F]`` the two heads read (a flow guide's context too)."""
         if condition is not None and self.condition_at_input:  # an MLP body reading [pixels, condition]
             joined = broadcast_cat(x.flatten(-3), condition.to(x.dtype))
-            h = self.body(joined.reshape(-1, joined.shape[-1])).reshape(joined.shape[:-1] + (-1,))
-        else:
-            flat, lead = self.flat(x)
-            h = self.body(flat).reshape(lead + (-1,))
-            if condition is not None:
-                h = broadcast_cat(h, condition.to(h.dtype))
+            return self.body(joined.reshape(-1, joined.shape[-1])).reshape(joined.shape[:-1] + (-1,))
+        flat, lead = self.flat(x)
+        h = self.body(flat).reshape(lead + (-1,))
+        if condition is not None:
+            h = broadcast_cat(h, condition.to(h.dtype))
+        return h
+
+    def heads(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features ``[..., F]`` -> (loc, scale) ``[..., L]``."""
         raw = self.raw_scale(h)
         if self.scale_transform == "exp":
             scale = torch.exp(0.5 * raw.clamp(max=30.0)) + self.min_scale

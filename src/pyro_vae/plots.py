@@ -80,7 +80,7 @@ def _save(fig, path: Path) -> Path:
 @torch.no_grad()
 def plot_samples(model, path: Path, n: int = 64, device="cpu", title: str | None = None,
                  label: int | None = None, class_names: tuple[str, ...] = ()) -> Path:
-    """A grid of E[x | z] for ``n`` draws z ~ p(z) = N(0, I). For a conditional model, of
+    """A grid of E[x | z] for ``n`` draws z ~ p(z) (the model's prior). For a conditional model, of
     E[x | z, y] with z ~ p(z | y) and y = ``label``, or every class in turn by rows."""
     ncol = math.ceil(math.sqrt(n))
     if getattr(model, "num_classes", 0):
@@ -97,7 +97,8 @@ def plot_samples(model, path: Path, n: int = 64, device="cpu", title: str | None
                                 "one class per row)", "z ~ p(z | y), one column per draw")
         images = model.decode_mean(model.sample_prior(y), y)
     else:
-        images = model.decode_mean(torch.randn(n, model.latent_dim, device=device))
+        codes = model.sample_prior(n) if hasattr(model, "sample_prior") else torch.randn(n, model.latent_dim)
+        images = model.decode_mean(codes.to(device))
         default = f"{n} samples from the prior (decoder means)"
         if not getattr(model, "has_marginal_likelihood", True):
             default = f"{n} decoded draws z ~ N(0, I) (an autoencoder has no prior of its own)"

@@ -170,7 +170,9 @@ def write_metrics(path: Path, history: list[dict]) -> None:
     if not history:
         return
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(history[0]), lineterminator="\n")
+    # The union of the rows' keys, in order: a run resumed by a newer version may add columns.
+    fieldnames = list(dict.fromkeys(key for row in history for key in row))
+    writer = csv.DictWriter(out, fieldnames=fieldnames, lineterminator="\n")
     writer.writeheader()
     writer.writerows(history)
     atomic_write_text(path, out.getvalue())
@@ -249,7 +251,7 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
         lr_decay=train_cfg.lr_decay,
         clip_norm=train_cfg.clip_norm, beta=train_cfg.beta, kl_warmup_epochs=train_cfg.kl_warmup_epochs,
         kl_warmup_steps=train_cfg.kl_warmup_steps,
-        selection_k=train_cfg.k if train_cfg.objective == "iwae" else 0,
+        **_selection(train_cfg),
         analytic_kl=True, patience=train_cfg.patience,
         objective_label=f"IWAE bound K={train_cfg.k}" if train_cfg.objective.startswith("iwae") else "ELBO",
     )
@@ -322,8 +324,7 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
     else:
         test = evaluate_elbo(model, guide, dataset.test.images, analytic_kl=True, labels=dataset.test.labels)
         results = {
-            "selection": (f"best validation IWAE bound (K={train_cfg.k})" if train_cfg.objective == "iwae"
-                          else "best validation ELBO"),
+            "selection": settings.describe_selection(),
             "best_valid_criterion": best["best_valid_elbo"],
             "test_elbo": test["elbo"],
             "test_reconstruction": test["reconstruction"],
@@ -368,6 +369,17 @@ def run_settings(config: Config) -> dict:
     }
 
 
+def _selection(train_cfg) -> dict:
+    """TrainSettings' selection fields from ``--select-by`` (auto: the validation IWAE
+    bound with the training K for the iwae objectives, else the validation ELBO)."""
+    rule = train_cfg.select_by
+    if rule == "auto":
+        rule = "valid-iwae" if train_cfg.objective.startswith("iwae") else "valid-elbo"
+    k = {"valid-iwae": train_cfg.k, "valid-loglik": train_cfg.select_k}.get(rule, 0)
+    return {"selection": rule, "selection_k": k, "selection_examples": train_cfg.select_examples,
+            "selection_seed": train_cfg.seed}
+
+
 def _semi_supervised_results(config: Config, dataset: ImageDataset, labelled, best: dict, trainer, device) -> dict:
     """Test accuracy of M2's best model (by validation accuracy) beside the supervised-only
     baseline: the same classifier network, initialised alike, trained on the same labels."""
@@ -402,7 +414,8 @@ def _log_tensorboard(board, row: dict, model, guide, dataset: ImageDataset, devi
         if key not in ("epoch", "step"):
             board.add_scalar(key.replace("_", "/", 1), value, row["epoch"])
     if images and not getattr(model, "num_classes", 0) and not hasattr(model, "complete"):
-        samples = model.decode_mean(torch.randn(64, model.latent_dim, device=device))
+        codes = model.sample_prior(64) if hasattr(model, "sample_prior") else torch.randn(64, model.latent_dim)
+        samples = model.decode_mean(codes.to(device))
         board.add_image("samples", image_grid(samples, 8), row["epoch"], dataformats="HWC")
         x = dataset.test.images[:16]
         pairs = torch.cat([x, model.decode_mean(guide.encode(x)[0])])

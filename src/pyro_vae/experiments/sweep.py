@@ -74,8 +74,9 @@ def metric_available(config: Config, metric: str) -> bool:
     semi = config.model.model == "m2"
     if metric in ("valid_accuracy", "test_accuracy"):
         return semi
-    if metric == "valid_iwae":
-        return not semi and config.train.objective.startswith("iwae")
+    if metric == "valid_iwae":  # written when the validation IWAE bound selects (--select-by, auto for iwae)
+        select = config.train.select_by
+        return not semi and (select == "valid-iwae" or (select == "auto" and config.train.objective.startswith("iwae")))
     if metric in ("valid_elbo", "test_elbo"):
         return not semi
     return metric == "selection"

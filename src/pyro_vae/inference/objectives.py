@@ -7,7 +7,9 @@ bound summed over the batch, in nats):
 * ``analytic-kl``: KL(q||p) in closed form, as :class:`pyro.infer.TraceMeanField_ELBO`;
 * ``iwae``: :class:`IWAELoss`, the importance-weighted bound
   log (1/K) sum_k p(x, z_k) / q(z_k | x) per example (Burda et al. 2016); it equals
-  :class:`pyro.infer.RenyiELBO` with alpha = 0, which has no ``differentiable_loss``.
+  :class:`pyro.infer.RenyiELBO` with alpha = 0, which has no ``differentiable_loss``;
+* ``iwae-dreg``: :class:`DReGIWAELoss`, the same bound with the doubly reparameterized
+  gradient of Tucker et al. (2019) for the guide's parameters.
 
 For the two ELBOs, :class:`ReparamELBO` (the default, ``implementation="fast"``) computes
 the same loss and gradients as Pyro's classes for reparameterized guides with less
@@ -19,6 +21,7 @@ batch dimension rather than a Python loop.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -29,7 +32,7 @@ from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 from pyro.poutine.messenger import Messenger
 from torch.distributions import kl_divergence
 
-from pyro_vae.inference.weights import MAX_PLATE_NESTING, log_importance_weights, sample_sites
+from pyro_vae.inference.weights import MAX_PLATE_NESTING, per_example_log_prob, log_importance_weights, sample_sites
 
 
 
@@ -51,6 +54,8 @@ def make_objective(name: str, num_particles: int = 1, k: int = 5, implementation
                                    max_plate_nesting=max_plate_nesting)
     if name == "iwae":
         return IWAELoss(k=k, max_plate_nesting=max_plate_nesting)
+    if name == "iwae-dreg":
+        return DReGIWAELoss(k=k, max_plate_nesting=max_plate_nesting)
     raise ValueError(f"unknown objective {name!r}")
 
 
@@ -77,6 +82,81 @@ class IWAELoss:
     def loss(self, model: Callable, guide: Callable, *args, **kwargs) -> float:
         with torch.no_grad():
             return self.differentiable_loss(model, guide, *args, **kwargs).item()
+
+
+class DReGIWAELoss(IWAELoss):
+    r"""Minus the importance-weighted bound with the doubly reparameterized gradient
+    (DReG, Tucker et al. 2019) for the guide's parameters phi.
+
+    The value is :class:`IWAELoss`'s. With z_k = z(eps_k; phi), normalised weights
+    :math:`\tilde w_k = w_k / \sum_j w_j` and :math:`\log w_k = \log p_\theta(x, z_k) - \log q_\phi(z_k | x)`:
+
+    * the model's parameters theta get the IWAE gradient
+      :math:`\sum_k \tilde w_k \nabla_\theta \log w_k`;
+    * the guide's parameters phi get
+      :math:`\sum_k \tilde w_k^2 \, \partial_{z} \log w_k \, \partial z_k / \partial \phi`,
+      where log q is evaluated with phi held fixed (its score-function term, whose
+      expectation is zero, is dropped). This is unbiased for the IWAE gradient and its
+      signal-to-noise ratio does not decay as K grows (Rainforth et al. 2018).
+
+    Implemented as one pass: log q is read from the guide replayed on its own draws with
+    its parameters detached (``torch.func.functional_call``), and a gradient hook on the
+    latent multiplies what reaches z_k by :math:`\tilde w_k` (the bound already gives
+    it :math:`\tilde w_k`). The guide must be a ``torch.nn.Module`` with one latent site
+    of shape ``[K, B, ...]`` (its gradient must not reach another latent that the hook
+    would scale twice), and the guide's distribution must be able to evaluate log q at
+    a value it did not draw itself (a flow must be invertible: IAF and Householder are,
+    planar is not).
+    """
+
+    def differentiable_loss(self, model: Callable, guide: Callable, *args, **kwargs) -> torch.Tensor:
+        module = _find_module(guide)  # the guide itself, or inside a handler such as scale_sites
+        if module is None:
+            raise TypeError("iwae-dreg detaches the guide's parameters, so the guide must be a torch.nn.Module.")
+        frozen = {name: p.detach() for name, p in module.named_parameters()}
+
+        def frozen_guide(*a, **kw):
+            return torch.func.functional_call(module, frozen, a, kw)
+
+        with pyro.plate("importance_samples", self.k, dim=-(self.max_plate_nesting + 1)):
+            guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
+            model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
+            with warnings.catch_warnings():  # PyroModule notes that detached parameters skip the param store
+                warnings.filterwarnings("ignore", message=".*not registered in the param store")
+                frozen_trace = poutine.trace(poutine.replay(frozen_guide, trace=guide_trace)).get_trace(*args, **kwargs)
+        latents = [site for site in sample_sites(guide_trace).values() if not site["is_observed"]]
+        if len(latents) != 1 or not latents[0]["fn"].has_rsample:
+            raise ValueError("iwae-dreg needs a guide with exactly one reparameterized latent site; "
+                             "use --objective iwae for this model.")
+        log_w = 0.0
+        # Each site weighted by its scale, as IWAELoss does (a KL weight gives the beta-IWAE weights).
+        for site in sample_sites(model_trace).values():
+            log_w = log_w + per_example_log_prob(site, self.max_plate_nesting) * site["scale"]
+        for name, site in sample_sites(frozen_trace).items():
+            if not site["is_observed"]:  # the scale from the guide as called (a handler may have set it)
+                log_w = log_w - per_example_log_prob(site, self.max_plate_nesting) * guide_trace.nodes[name]["scale"]
+        z = latents[0]["value"]
+        if z.requires_grad:
+            weights = torch.softmax(log_w.detach(), 0)  # [K, B]
+            if tuple(z.shape[:2]) != tuple(weights.shape):
+                raise ValueError(f"iwae-dreg needs the latent's leading dimensions to be [K, B] = "
+                                 f"{list(weights.shape)}, not {list(z.shape)}.")
+            z.register_hook(lambda grad: grad * weights.reshape(weights.shape + (1,) * (grad.dim() - 2)))
+        return -(torch.logsumexp(log_w, 0) - math.log(self.k)).sum()
+
+
+def _find_module(fn, depth: int = 0):
+    """The ``torch.nn.Module`` behind ``fn``: ``fn`` itself, or the program a Pyro handler
+    (a ``functools.partial`` around it) wraps."""
+    if isinstance(fn, torch.nn.Module):
+        return fn
+    if depth < 8:
+        for inner in (getattr(fn, "func", None), *getattr(fn, "args", ())):
+            if callable(inner):
+                found = _find_module(inner, depth + 1)
+                if found is not None:
+                    return found
+    return None
 
 
 class ScaleSites(Messenger):

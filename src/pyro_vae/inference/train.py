@@ -54,6 +54,29 @@ class TrainSettings:
     objective_label: str = "ELBO"
     #: Stop once the selection criterion has not improved for this many epochs (0 = never).
     patience: int = 0
+    #: What chooses the best model: "valid-elbo"; "valid-iwae" (the bound with K =
+    #: ``selection_k`` on every validation image); "valid-loglik" (log p(x) by importance
+    #: sampling with K = ``selection_k`` on ``selection_examples`` validation images drawn
+    #: once with ``selection_seed``, and the same importance draws every epoch, so epochs
+    #: differ by their parameters, not by noise). Empty: "valid-iwae" if ``selection_k``
+    #: else "valid-elbo".
+    selection: str = ""
+    selection_examples: int = 0
+    selection_seed: int = 0
+
+    def selection_rule(self) -> str:
+        return self.selection or ("valid-iwae" if self.selection_k else "valid-elbo")
+
+    def describe_selection(self) -> str:
+        """What chose the best epoch, in words (for summary.json)."""
+        rule = self.selection_rule()
+        if rule == "valid-iwae":
+            return f"best validation IWAE bound (K={self.selection_k})"
+        if rule == "valid-loglik":
+            images = f"{self.selection_examples} fixed random" if self.selection_examples else "all"
+            return (f"best validation log-likelihood by importance sampling (K={self.selection_k}, "
+                    f"{images} validation images, seed {self.selection_seed})")
+        return "best validation ELBO"
 
 
 @dataclass
@@ -258,7 +281,8 @@ class Trainer:
 
     def selection_key(self) -> str:
         """The history column the best model is chosen by (see :meth:`validate`)."""
-        return "valid_iwae" if self.settings.selection_k else "valid_elbo"
+        return {"valid-iwae": "valid_iwae", "valid-loglik": "valid_loglik"}.get(self.settings.selection_rule(),
+                                                                                "valid_elbo")
 
     def stopped_early(self) -> bool:
         """Whether ``settings.patience`` epochs have passed without a better selection criterion
@@ -271,10 +295,10 @@ class Trainer:
 
     def _fit(self) -> TrainState:
         while self.state.epoch < self.settings.epochs and not self.stopped_early():
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             self.model.train(), self.guide.train()
             train_bound = self.train_epoch()
-            seconds = time.perf_counter() - start
+            seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
             self.model.eval(), self.guide.eval()
             self.state.epoch += 1
             if not self.ctx.is_main:  # rank 0 alone evaluates and writes
@@ -285,6 +309,7 @@ class Trainer:
             metrics, criterion = self.validate()
             row.update(metrics)
             row["seconds"] = seconds
+            row["cpu_seconds"] = cpu_seconds  # this process's CPU time for the epoch's training
             self.state.history.append(row)
             improved = criterion > self.state.best_valid_elbo
             if improved:
@@ -309,13 +334,16 @@ class Trainer:
         metrics = {"valid_elbo": valid["elbo"], "valid_reconstruction": valid["reconstruction"],
                    "valid_kl": valid["kl"], "kl_weight": self.kl_weight()}
         criterion = valid["elbo"]
-        if self.settings.selection_k:
+        rule = self.settings.selection_rule()
+        if rule == "valid-iwae":
             from pyro_vae.inference.loglik import importance_log_likelihood
 
             metrics["valid_iwae"] = importance_log_likelihood(
                 self.model, self.guide, as_tensor(valid_split.images), k=self.settings.selection_k,
                 **label_kwargs(self.model, valid_split.labels)).mean
             criterion = metrics["valid_iwae"]
+        elif rule == "valid-loglik":
+            metrics["valid_loglik"] = criterion = self.selection_log_likelihood()
         return metrics, criterion
 
     def training_objective(self, row: dict) -> str:
@@ -329,12 +357,38 @@ class Trainer:
         if beta != 1:
             return f"train objective ({label}, beta={beta:g})"
         return f"train {label}"
+    def selection_rows(self) -> torch.Tensor:
+        """The validation images ``--select-by valid-loglik`` scores: a random subset of
+        ``selection_examples`` drawn once from ``selection_seed`` (all if 0), sorted."""
+        n, m = len(self.dataset.valid), self.settings.selection_examples
+        if not m or m >= n:
+            return torch.arange(n)
+        generator = torch.Generator().manual_seed(self.settings.selection_seed)
+        return torch.randperm(n, generator=generator)[:m].sort().values
+
+    def selection_log_likelihood(self) -> float:
+        """Mean log p(x) over :meth:`selection_rows` (nats per example), K = ``selection_k``.
+
+        The importance draws come from a generator reseeded every epoch (the training RNG is
+        left as it was), so two epochs are compared on common random numbers."""
+        from pyro_vae.inference.loglik import importance_log_likelihood
+
+        valid, rows = self.dataset.valid, self.selection_rows()
+        images = as_tensor(valid.images[rows.to(valid.images.device)])
+        labels = None if valid.labels is None else valid.labels[rows.to(valid.labels.device)]
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.settings.selection_seed)
+            return importance_log_likelihood(self.model, self.guide, images, k=self.settings.selection_k,
+                                             **label_kwargs(self.model, labels)).mean
 
     def describe(self, row: dict) -> str:
         """The epoch's log line; with ``selection_k`` also the validation IWAE bound that
         chooses the best model."""
         selection = (f"  valid IWAE bound K={self.settings.selection_k} {row['valid_iwae']:9.2f} (selects)"
                      if "valid_iwae" in row else "")
+        if "valid_loglik" in row:
+            selection = f"  valid log p(x) K={self.settings.selection_k} {row['valid_loglik']:9.2f} (selects)"
         return (f"epoch {row['epoch']:>3}  {self.training_objective(row)} {row['train_elbo']:9.2f}  valid ELBO "
                 f"{row['valid_elbo']:9.2f} (recon {row['valid_reconstruction']:9.2f}, KL {row['valid_kl']:7.2f})"
                 f"{selection}  {row['seconds']:6.1f} s")

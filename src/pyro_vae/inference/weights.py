@@ -31,19 +31,20 @@ def log_importance_weights(model: Callable, guide: Callable, *args, k: int,
     weights log p(x | z) + beta (log p(z) - log q(z | x)) (the beta-ELBO at K = 1).
     With ``grad=False`` no autograd graph is built.
     """
-    with torch.set_grad_enabled(grad), pyro.plate("importance_samples", k, dim=-(max_plate_nesting + 1)):
-        guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
-        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
-    log_weight = 0.0
-    for site in sample_sites(model_trace).values():
-        log_weight = log_weight + _per_example(site, max_plate_nesting) * (site["scale"] if scaled else 1.0)
-    for site in sample_sites(guide_trace).values():
-        if not site["is_observed"]:
-            log_weight = log_weight - _per_example(site, max_plate_nesting) * (site["scale"] if scaled else 1.0)
+    with torch.set_grad_enabled(grad):  # the log-densities too: a prior's or flow's parameters enter there
+        with pyro.plate("importance_samples", k, dim=-(max_plate_nesting + 1)):
+            guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
+            model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
+        log_weight = 0.0
+        for site in sample_sites(model_trace).values():
+            log_weight = log_weight + per_example_log_prob(site, max_plate_nesting) * (site["scale"] if scaled else 1.0)
+        for site in sample_sites(guide_trace).values():
+            if not site["is_observed"]:
+                log_weight = log_weight - per_example_log_prob(site, max_plate_nesting) * (site["scale"] if scaled else 1.0)
     return log_weight
 
 
-def _per_example(site: dict, max_plate_nesting: int) -> torch.Tensor:
+def per_example_log_prob(site: dict, max_plate_nesting: int) -> torch.Tensor:
     """A site's log-density with all plates but the sample and data plates summed out."""
     log_prob = site["fn"].log_prob(site["value"])
     while log_prob.dim() < 2:  # a site outside the data plate counts for every example

@@ -1,4 +1,4 @@
-"""The VAE's generative program p(x, z) = N(z; 0, I) p(x | decoder(z))."""
+"""The VAE's generative program p(x, z) = p(z) p(x | decoder(z)), p(z) = N(0, I) by default."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ import torch
 from pyro.nn.module import PyroModule, to_pyro_module_
 
 from pyro_vae.likelihoods import Likelihood
+from pyro_vae.models.priors import Prior, StandardNormalPrior
 
 
 class VAEModel(PyroModule):
-    """p(x, z) = N(z; 0, I_L) p(x | decoder(z)), one z per image.
+    """p(x, z) = p(z) p(x | decoder(z)), one z per image; p(z) is ``latent_prior``
+    (a :class:`~pyro_vae.models.priors.Prior`, N(0, I_L) by default).
 
     Sites: ``z`` (latent, ``[B, L]``) and ``x`` (observed, ``[B, C, H, W]``) inside
     ``pyro.plate("data", B)``. Its guide must sample the same ``z``.
@@ -19,16 +21,22 @@ class VAEModel(PyroModule):
 
     needs_labels = False
 
-    def __init__(self, decoder: torch.nn.Module, likelihood: Likelihood, latent_dim: int):
+    def __init__(self, decoder: torch.nn.Module, likelihood: Likelihood, latent_dim: int,
+                 latent_prior: Prior | None = None):
         super().__init__()
         to_pyro_module_(decoder)
         self.decoder = decoder
         self.likelihood = likelihood
         self.latent_dim = latent_dim
+        self.latent_prior = latent_prior if latent_prior is not None else StandardNormalPrior(latent_dim)
 
     def prior(self, like: torch.Tensor, batch_size: int) -> dist.TorchDistribution:
-        zeros = like.new_zeros(batch_size, self.latent_dim)
-        return dist.Normal(zeros, 1.0, validate_args=False).to_event(1)
+        """p(z) with batch shape ``[batch_size]`` (dtype and device of ``like``)."""
+        return self.latent_prior.distribution(like, batch_size)
+
+    def sample_prior(self, n: int) -> torch.Tensor:
+        """``n`` codes z ~ p(z), ``[n, L]``, on the decoder's device."""
+        return self.latent_prior.sample(n, next(self.decoder.parameters()))
 
     def forward(self, x: torch.Tensor) -> None:
         batch_size = x.shape[0]
