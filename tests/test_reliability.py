@@ -158,7 +158,7 @@ def test_corrupt_checkpoint_and_mismatched_config_are_reported(idx_dir, tmp_path
     with pytest.raises(CheckpointError, match="does not fit its config.toml"):
         open_run(run)
     (run / "config.toml").write_text(config)
-    (run / "checkpoint_best.pt").write_bytes(b"not a zip file")
+    (run / LAST).write_bytes(b"not a zip file")  # the best model is derived from the last checkpoint
     with pytest.raises(CheckpointError, match="unreadable or corrupt"):
         open_run(run)
 

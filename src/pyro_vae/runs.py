@@ -36,7 +36,7 @@ from pyro_vae.inference.checkpoint import BEST, LAST, atomic_write_text, load_ch
 from pyro_vae.inference.distributed import DistributedContext, init_from_environment, shutdown
 from pyro_vae.inference.objectives import make_objective
 from pyro_vae.inference.semisupervised import SemiSupervisedTrainer, train_supervised_baseline
-from pyro_vae.inference.train import Trainer, TrainSettings, evaluate_elbo
+from pyro_vae.inference.train import Trainer, TrainSettings, best_checkpoint, evaluate_elbo
 
 CONFIG = "config.toml"
 METRICS = "metrics.csv"
@@ -137,7 +137,10 @@ def open_run(run_dir: Path, which: str = "best", device: str | None = None) -> R
     run_dir = Path(run_dir)
     config = read_run_config(run_dir)
     dev = resolve_device(device or config.train.device)
-    checkpoint = load_checkpoint(run_dir / (BEST if which == "best" else LAST), map_location=dev)
+    checkpoint = load_checkpoint(run_dir / LAST, map_location=dev)
+    if which == "best":  # derived from the last checkpoint, the run's one record (see inference.train)
+        checkpoint = (best_checkpoint(checkpoint) if checkpoint.get("best")
+                      else load_checkpoint(run_dir / BEST, map_location=dev))  # a run from before that
     image_shape = tuple(checkpoint.get("image_shape", (1, 28, 28)))
     model, guide = build_vae(config.model, image_shape, checkpoint.get("num_classes", 0))
     try:
@@ -174,6 +177,14 @@ def write_metrics(path: Path, history: list[dict]) -> None:
     writer.writeheader()
     writer.writerows(history)
     atomic_write_text(path, out.getvalue())
+
+
+def remove_temporaries(run_dir: Path) -> None:
+    """Delete the hidden temporary files (``.NAME.*.tmp``, ``.NAME.tmp.png``) that a killed
+    writer leaves behind; they are never read."""
+    for path in Path(run_dir).glob(".*.tmp*"):
+        if path.is_file():
+            path.unlink(missing_ok=True)
 
 
 def write_json(path: Path, payload: dict) -> None:
@@ -293,6 +304,10 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
     if resume:
         trainer.load(run_dir / LAST)
         trainer.log(f"resuming {run_dir} after epoch {trainer.state.epoch}")
+        if ctx.is_main:  # a kill after the last commit may have left these behind it
+            remove_temporaries(run_dir)
+            trainer.write_best()
+            write_metrics(run_dir / METRICS, trainer.state.history)
     if ctx.is_main:
         atomic_write_text(run_dir / CONFIG, config.dumps())
     started = time.perf_counter()
@@ -309,7 +324,7 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
     if not ctx.is_main:
         return {}
 
-    best = load_checkpoint(run_dir / BEST, map_location=device)
+    best = trainer.best_checkpoint()
     model.load_state_dict(best["model"]), guide.load_state_dict(best["guide"])
     model.eval(), guide.eval()
     if semi_supervised:

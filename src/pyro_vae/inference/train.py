@@ -7,10 +7,15 @@ and guide, and takes one ``torch.optim.Adam`` step over all their parameters. (P
 fused torch optimizer is as correct, faster, and its state is one ``state_dict``.)
 
 After every epoch the validation ELBO and its parts are computed, a row is appended to
-the history, and a checkpoint is written: ``checkpoint_last.pt`` always and
-``checkpoint_best.pt`` when the validation ELBO improved. The checkpoint holds every RNG
-state the loop draws from, so a resumed run ends with the same parameters as one that
-was never stopped (on CPU, same seed).
+the history, and the epoch is committed: ``checkpoint_last.pt`` is written atomically and
+is the one record of the run. It holds the parameters, the optimizer, every RNG state the
+loop draws from, the whole history (the rows of ``metrics.csv``) and the best-so-far
+state (the best epoch, its criterion and its parameters). Everything else is derived from
+it afterwards: ``checkpoint_best.pt`` (:func:`best_checkpoint`) and, in
+:mod:`pyro_vae.runs`, ``metrics.csv`` and ``summary.json``. A process killed at any
+instant therefore leaves either the previous commit or this one, never a mixture, and
+``--resume`` rewrites the derived files from the commit; a resumed run ends with the same
+parameters, best checkpoint and metrics as one that was never stopped (on CPU, same seed).
 """
 
 from __future__ import annotations
@@ -33,6 +38,26 @@ from pyro_vae.inference.checkpoint import BEST, LAST, load_checkpoint, save_chec
 from pyro_vae.inference.distributed import DistributedContext
 from pyro_vae.inference.programs import trainable_programs
 from pyro_vae.inference.objectives import ELBOTerms, elbo_terms, latent_sites, linear_warmup, scale_sites
+
+
+CHECKPOINT_FORMAT = "pyro-vae-checkpoint-1"
+
+
+def best_checkpoint(last: dict) -> dict:
+    """``checkpoint_best.pt`` derived from a last checkpoint (or a state of that form): the
+    best epoch's parameters, its number, step and criterion, the history up to it, and the
+    run's extra entries (config, image shape). A checkpoint written before last checkpoints
+    carried the best state has none to derive: :class:`CheckpointError`."""
+    best = last.get("best")
+    if not best:
+        raise CheckpointError("this run's last checkpoint holds no best epoch yet; train at least one epoch.")
+    history = [row for row in last["history"] if row["epoch"] <= best["epoch"]]
+    own = {"format", "model", "guide", "optimizer", "epoch", "step", "best_valid_elbo", "history", "best", "rng",
+           "rng_ranks", "world_size", "position"}
+    return {**{k: v for k, v in last.items() if k not in own},
+            "format": last["format"], "model": best["model"], "guide": best["guide"], "epoch": best["epoch"],
+            "step": history[-1]["step"] if history else 0, "best_valid_elbo": last["best_valid_elbo"],
+            "history": history}
 
 
 @dataclass
@@ -61,7 +86,11 @@ class TrainState:
     epoch: int = 0  # epochs completed
     step: int = 0
     best_valid_elbo: float = -math.inf  # the selection criterion: valid ELBO, or IWAE bound
+    #: One row per completed epoch: the single source of the metrics (metrics.csv is a copy).
     history: list[dict] = field(default_factory=list)
+    best_epoch: int = 0  # the epoch whose parameters are best_parameters (0: none yet)
+    #: ``{"model": state_dict, "guide": state_dict}`` of the best epoch, copies (None before one).
+    best_parameters: dict | None = None
 
 
 def epochs_since_best(criteria: list[float]) -> int:
@@ -288,12 +317,13 @@ class Trainer:
             self.state.history.append(row)
             improved = criterion > self.state.best_valid_elbo
             if improved:
-                self.state.best_valid_elbo = criterion
+                self.state.best_valid_elbo, self.state.best_epoch = criterion, self.state.epoch
+                self.state.best_parameters = self.parameter_snapshot()
             self.log(self.describe(row) + ("  *best" if improved else ""))
             if self.run_dir is not None:
-                self.save(self.run_dir / LAST)
+                self.save(self.run_dir / LAST)  # the commit: from here on the epoch counts
                 if improved:
-                    save_checkpoint(self.run_dir / BEST, self._last_state)
+                    self.write_best()
             if self.on_epoch is not None:
                 self.on_epoch(self, row)
         if self.state.epoch < self.settings.epochs and self.stopped_early():
@@ -348,7 +378,7 @@ class Trainer:
         if torch.cuda.is_available():
             rng["cuda"] = [state.cpu() for state in torch.cuda.get_rng_state_all()]
         return {
-            "format": "pyro-vae-checkpoint-1",
+            "format": CHECKPOINT_FORMAT,
             "model": self.model.state_dict(),
             "guide": self.guide.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -356,6 +386,8 @@ class Trainer:
             "step": self.state.step,
             "best_valid_elbo": self.state.best_valid_elbo,
             "history": self.state.history,
+            "best": (None if self.state.best_parameters is None
+                     else {"epoch": self.state.best_epoch, **self.state.best_parameters}),
             "rng": rng,
             "rng_ranks": self.ctx.gather(rng) if self.ctx.active else [],
             "world_size": self.ctx.world_size,
@@ -365,14 +397,33 @@ class Trainer:
 
     def save(self, path: Path) -> None:
         """Write a checkpoint (rank 0 only; every rank must call this)."""
-        self._last_state = self.state_dict()
+        state = self.state_dict()
         if self.ctx.is_main:
-            save_checkpoint(path, self._last_state)
+            save_checkpoint(path, state)
+
+    def parameter_snapshot(self) -> dict:
+        """Copies of the model's and guide's current parameters and buffers."""
+        return {part: {k: v.detach().clone() for k, v in module.state_dict().items()}
+                for part, module in (("model", self.model), ("guide", self.guide))}
+
+    def best_checkpoint(self) -> dict:
+        """The contents of ``checkpoint_best.pt``, derived from the training state alone."""
+        return best_checkpoint({"format": CHECKPOINT_FORMAT, "epoch": self.state.epoch, "step": self.state.step,
+                                "best_valid_elbo": self.state.best_valid_elbo, "history": self.state.history,
+                                "best": (None if self.state.best_parameters is None else
+                                         {"epoch": self.state.best_epoch, **self.state.best_parameters}),
+                                **self.extra_state})
+
+    def write_best(self) -> None:
+        """Write ``checkpoint_best.pt`` from the committed state (after an improvement, and on
+        resume, where a kill may have left it behind the last checkpoint)."""
+        if self.run_dir is not None and self.ctx.is_main and self.state.best_parameters is not None:
+            save_checkpoint(self.run_dir / BEST, self.best_checkpoint())
 
     def load(self, path: Path) -> None:
         """Continue from the checkpoint at ``path``: parameters, optimizer, RNGs, history."""
         checkpoint = load_checkpoint(path, map_location=self.device)
-        if checkpoint.get("format") != "pyro-vae-checkpoint-1":
+        if checkpoint.get("format") != CHECKPOINT_FORMAT:
             raise CheckpointError(f"{path} is not a pyro-vae checkpoint.")
         try:
             self.model.load_state_dict(checkpoint["model"])
@@ -383,8 +434,10 @@ class Trainer:
                 "use the run's own config.toml."
             ) from None
         self.optimizer.load_state_dict(checkpoint["optimizer"])
+        best = checkpoint.get("best")
         self.state = TrainState(checkpoint["epoch"], checkpoint["step"], checkpoint["best_valid_elbo"],
-                                list(checkpoint["history"]))
+                                list(checkpoint["history"]), best["epoch"] if best else 0,
+                                {"model": best["model"], "guide": best["guide"]} if best else None)
         self.position = checkpoint.get("position")
         if checkpoint.get("world_size", 1) != self.ctx.world_size:
             raise CheckpointError(
