@@ -31,7 +31,7 @@ from pyro_vae.data.datasets import (FolderOptions, ImageDataset, as_tensor, bala
                                     load_dataset)
 from pyro_vae.data.folders import ByteImages
 from pyro_vae.data.sources import cache_dir
-from pyro_vae.errors import CheckpointError, ConfigError, DataError, PyroVAEError, TrainingInterrupted
+from pyro_vae.errors import CheckpointError, ConfigError, DataError, PyroVAEError, TrainingInterrupted, WriteError
 from pyro_vae.inference.checkpoint import BEST, LAST, atomic_write_text, load_checkpoint
 from pyro_vae.inference.distributed import DistributedContext, init_from_environment, shutdown
 from pyro_vae.inference.objectives import make_objective
@@ -183,7 +183,7 @@ def remove_temporaries(run_dir: Path) -> None:
     """Delete the hidden temporary files (``.NAME.*.tmp``, ``.NAME.tmp.png``) that a killed
     writer leaves behind; they are never read."""
     for path in Path(run_dir).glob(".*.tmp*"):
-        if path.is_file():
+        with contextlib.suppress(OSError):  # a read-only directory: the first write will say so
             path.unlink(missing_ok=True)
 
 
@@ -285,7 +285,13 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
         if tracker is not None:
             tracker.log_epoch(row)
 
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise WriteError(f"cannot create the run directory {run_dir} ({err.strerror or err}); choose a --run-dir "
+                         "in a writable place.") from None
+    if ctx.is_main:
+        remove_temporaries(run_dir)  # of a killed earlier attempt
     options = dict(run_dir=run_dir, seed=train_cfg.seed, device=device, on_epoch=on_epoch, progress=progress,
                    log=log, distributed=ctx, extra_state={"config": config.to_dict(), "num_classes": num_classes(dataset),
                                                           "image_shape": list(dataset.image_shape)})
@@ -305,7 +311,6 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
         trainer.load(run_dir / LAST)
         trainer.log(f"resuming {run_dir} after epoch {trainer.state.epoch}")
         if ctx.is_main:  # a kill after the last commit may have left these behind it
-            remove_temporaries(run_dir)
             trainer.write_best()
             write_metrics(run_dir / METRICS, trainer.state.history)
     if ctx.is_main:
