@@ -1,5 +1,7 @@
 """Data-parallel training: two processes on 127.0.0.1 (gloo) take the same steps as one
-process with the same global batch and the same draws."""
+process with the same global batch and the same draws: the same binarization of every
+image (drawn for the global batch, so it does not depend on the split) and, for the
+latent noise, each shard with the RNG stream its rank had."""
 
 import json
 import os
@@ -14,8 +16,9 @@ from pyro import poutine
 
 from pyro_vae.build import build_vae
 from pyro_vae.config import ModelConfig
-from pyro_vae.data.datasets import load_dataset
+from pyro_vae.data.datasets import binarize_batch, load_dataset
 from pyro_vae.inference.checkpoint import LAST, load_checkpoint
+from pyro_vae.inference.distributed import DistributedContext
 from pyro_vae.inference.objectives import make_objective
 from pyro_vae.inference.train import make_adam
 
@@ -41,7 +44,7 @@ def _torchrun(args, processes=2):
 def _reference_parameters(idx_dir, steps_epochs: int):
     """One process, the same global batches, each shard with the RNG stream its rank had."""
     pyro.set_rng_seed(SEED)
-    data = load_dataset("idx", str(idx_dir), "static", SEED, LIMIT)
+    data = load_dataset("idx", str(idx_dir), "dynamic", SEED, LIMIT)
     model, guide = build_vae(MODEL, data.image_shape)
     params = [*model.parameters(), *guide.parameters()]
     optimizer = make_adam(params, 1e-3)
@@ -52,13 +55,15 @@ def _reference_parameters(idx_dir, steps_epochs: int):
         poutine.trace(guide).get_trace(data.train.images[:1])
         streams.append(torch.get_rng_state())
     order_generator = torch.Generator().manual_seed(SEED)
+    noise_generator = torch.Generator().manual_seed(SEED + 7919)  # one process's binarization stream
     for _ in range(steps_epochs):
         order = torch.randperm(len(data.train), generator=order_generator)
         for start in range(0, len(order), BATCH):
             optimizer.zero_grad(set_to_none=True)
-            for rank, rows in enumerate(order[start:start + BATCH].tensor_split(2)):
+            x = binarize_batch(data.train.images[order[start:start + BATCH]], noise_generator)
+            for rank, rows in enumerate(torch.arange(len(x)).tensor_split(2)):
                 torch.set_rng_state(streams[rank])
-                objective.differentiable_loss(model, guide, data.train.images[rows]).backward()
+                objective.differentiable_loss(model, guide, x[rows]).backward()
                 streams[rank] = torch.get_rng_state()
             optimizer.step()
         # Rank 1 draws nothing more at the epoch's end; rank 0 evaluates the validation set.
@@ -72,7 +77,7 @@ def _reference_parameters(idx_dir, steps_epochs: int):
 
 def test_two_processes_match_one_process_with_the_same_draws(idx_dir, tmp_path):
     run = tmp_path / "ddp"
-    args = ["train", "--dataset", "idx", "--data-dir", str(idx_dir), "--binarize", "static", "--train-limit",
+    args = ["train", "--dataset", "idx", "--data-dir", str(idx_dir), "--binarize", "dynamic", "--train-limit",
             str(LIMIT), "--latent-dim", "3", "--hidden-dims", "32", "--batch-size", str(BATCH), "--seed",
             str(SEED), "--objective", "analytic-kl", "--no-progress", "--run-dir", str(run)]
     result = _torchrun(args + ["--epochs", "2"])
@@ -102,3 +107,15 @@ def test_two_processes_match_one_process_with_the_same_draws(idx_dir, tmp_path):
                             capture_output=True, text=True,
                             env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src")))
     assert single.returncode == 2 and "resume it with the same number" in single.stderr
+
+
+def test_each_rank_binarizes_its_rows_of_the_global_batch():
+    """The rows a rank binarizes are the rows it trains on (``shard_rows`` is ``shard``'s
+    slice), for every split of a batch, uneven ones included."""
+    for n in (1, 5, 16, 70):
+        rows = torch.randperm(100)[:n]
+        for world in (1, 2, 3, 4):
+            parts = [DistributedContext(rank, world) for rank in range(world)]
+            assert torch.equal(torch.cat([rows[ctx.shard_rows(n)] for ctx in parts]), rows)
+            for ctx in parts:
+                assert torch.equal(rows[ctx.shard_rows(n)], ctx.shard(rows))

@@ -38,6 +38,14 @@ class DistributedContext:
             return rows
         return rows.tensor_split(self.world_size)[self.rank]
 
+    def shard_rows(self, n: int) -> slice:
+        """This rank's rows of a global batch of ``n``: the slice :meth:`shard` takes."""
+        if not self.active:
+            return slice(0, n)
+        sizes = [len(part) for part in torch.arange(n).tensor_split(self.world_size)]
+        start = sum(sizes[:self.rank])
+        return slice(start, start + sizes[self.rank])
+
     def sum_gradients(self, parameters: list[torch.Tensor], stop: bool, bad: bool) -> tuple[bool, bool]:
         """Sum every parameter's gradient across ranks in one all-reduce; the same call
         carries each rank's stop request and non-finite-loss flag, so all ranks stop (or

@@ -166,10 +166,12 @@ class Trainer:
         self.parameters = [p for p in list(model.parameters()) + list(guide.parameters()) if p.requires_grad]
         self.ctx.broadcast_parameters(self.parameters)
         self.optimizer = make_adam(self.parameters, settings.learning_rate)
-        # The batch order is drawn alike on every rank; binarization noise and the model's
-        # draws (torch's global RNG) are each rank's own.
+        # The batch order and the binarization noise are drawn alike on every rank, the noise
+        # for the whole global batch (each rank keeps its rows), so an image's binarization
+        # depends on its position in the global batch, not on the number of processes. The
+        # model's latent draws (torch's global RNG) are each rank's own.
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
-        self.noise_generator = torch.Generator(device=self.device).manual_seed(seed + 7919 * (self.ctx.rank + 1))
+        self.noise_generator = torch.Generator(device=self.device).manual_seed(seed + 7919)
         if self.ctx.active:
             torch.manual_seed(seed + self.ctx.rank)
         self.state = TrainState()
@@ -203,14 +205,16 @@ class Trainer:
                            leave=False, disable=None if self.progress is None else False)
         last_finite = None
         for start in batches:
-            rows = self.ctx.shard(order[start:start + size])
+            global_rows = order[start:start + size]
+            rows = self.ctx.shard(global_rows)
             beta = self.kl_weight()
             value = 0.0
             self.optimizer.zero_grad(set_to_none=True)
-            if len(rows):
+            if self.dataset.binarize == "dynamic":  # drawn for the global batch on every rank
+                x = binarize_batch(train[global_rows], self.noise_generator)[self.ctx.shard_rows(len(global_rows))]
+            elif len(rows):
                 x = train[rows]
-                if self.dataset.binarize == "dynamic":
-                    x = binarize_batch(x, self.noise_generator)
+            if len(rows):
                 model, guide = self.model, self.guide
                 if beta != 1.0:
                     model = scale_sites(model, self.latent_names, beta)
