@@ -35,7 +35,7 @@ from pyro import poutine
 from pyro_vae.data.datasets import ImageDataset, as_tensor, binarize_batch
 from pyro_vae.errors import CheckpointError, DataError, TrainingError, TrainingInterrupted
 from pyro_vae.inference.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
-from pyro_vae.inference.distributed import DistributedContext
+from pyro_vae.inference.distributed import DistributedContext, GlobalBatchNoise
 from pyro_vae.inference.programs import trainable_programs
 from pyro_vae.inference.objectives import ELBOTerms, elbo_terms, latent_sites, linear_warmup, scale_sites
 
@@ -166,14 +166,17 @@ class Trainer:
         self.parameters = [p for p in list(model.parameters()) + list(guide.parameters()) if p.requires_grad]
         self.ctx.broadcast_parameters(self.parameters)
         self.optimizer = make_adam(self.parameters, settings.learning_rate)
-        # The batch order and the binarization noise are drawn alike on every rank, the noise
-        # for the whole global batch (each rank keeps its rows), so an image's binarization
-        # depends on its position in the global batch, not on the number of processes. The
-        # model's latent draws (torch's global RNG) are each rank's own.
+        # The batch order, the binarization noise and the guide's latent noise are drawn alike
+        # on every rank, the noise for the whole global batch (each rank keeps its rows), so an
+        # example's draws depend on its position in the global batch, not on the number of
+        # processes. The latent noise is reseeded from (seed, step) every step.
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.noise_generator = torch.Generator(device=self.device).manual_seed(seed + 7919)
-        if self.ctx.active:
-            torch.manual_seed(seed + self.ctx.rank)
+        self.latent_seed = seed + 104729
+        self.latent_generator = torch.Generator(device=self.device)
+        # torch's global RNG (validation's draws on rank 0; latent sites of other families)
+        # starts alike in one process and on rank 0 of many.
+        torch.manual_seed(seed + self.ctx.rank)
         self.state = TrainState()
         self.position: dict | None = None  # where a mid-epoch checkpoint stopped
         self._stop_signal: int | None = None
@@ -219,8 +222,9 @@ class Trainer:
                 if beta != 1.0:
                     model = scale_sites(model, self.latent_names, beta)
                     guide = scale_sites(guide, self.latent_names, beta)
-                loss = self.objective.differentiable_loss(model, guide, x,
-                                                          **label_kwargs(self.model, self.dataset.train.labels, rows))
+                with self.global_noise(len(global_rows)):
+                    loss = self.objective.differentiable_loss(
+                        model, guide, x, **label_kwargs(self.model, self.dataset.train.labels, rows))
                 value = loss.item()
                 if math.isfinite(value):
                     loss.backward()
@@ -243,6 +247,13 @@ class Trainer:
             if stop:
                 self._save_interrupted(order, start // size + 1, total)
         return -self.ctx.sum(total, self.device) / len(train)
+
+    def global_noise(self, global_size: int) -> GlobalBatchNoise:
+        """A handler (the outermost, so that every plate has broadcast first) that draws the
+        guide's Normal latent noise for the whole global batch of this step from a generator
+        keyed by (seed, step), this rank keeping its rows."""
+        self.latent_generator.manual_seed((self.latent_seed * 1_000_003 + self.state.step) % 2**63)
+        return GlobalBatchNoise(self.latent_generator, self.ctx.shard_rows(global_size), global_size)
 
     def begin_epoch(self, n: int) -> tuple[torch.Tensor, int, float]:
         """Set the epoch's learning rate and return its order of the ``n`` training examples,
