@@ -162,9 +162,12 @@ def test_corrupt_checkpoint_and_mismatched_config_are_reported(idx_dir, tmp_path
     with pytest.raises(CheckpointError, match="does not fit its config.toml"):
         open_run(run)
     (run / "config.toml").write_text(config)
-    (run / LAST).write_bytes(b"not a zip file")  # the best model is derived from the last checkpoint
-    with pytest.raises(CheckpointError, match="unreadable or corrupt"):
-        open_run(run)
+    for name in (LAST, "checkpoint_best.pt"):
+        saved = (run / name).read_bytes()
+        (run / name).write_bytes(b"not a zip file")
+        with pytest.raises(CheckpointError, match=f"{name} is unreadable or corrupt"):
+            open_run(run)
+        (run / name).write_bytes(saved)
 
 
 def _dataset(**changes):
@@ -275,7 +278,7 @@ def test_a_one_epoch_run_killed_while_writing_best_still_evaluates_and_resumes(i
     run = tmp_path / "run"
     assert _fork(_train_argv(idx_dir, run, 1), (BEST, 1, "before")) == -signal.SIGKILL
     assert not (run / BEST).exists()
-    assert _fork(["evaluate", str(run), "--k", "4", "--limit", "20"]) == 0  # the best model comes from LAST
+    assert _fork(["evaluate", str(run), "--k", "4", "--limit", "20"]) == 0  # the best model from LAST's record
     want = json.loads((references[1] / "loglik.json").read_text())
     got = json.loads((run / "loglik.json").read_text())
     assert {k: v for k, v in got.items() if k != "seconds"} == {k: v for k, v in want.items() if k != "seconds"}
@@ -466,3 +469,16 @@ def test_a_signal_during_start_up_is_an_interruption(idx_dir, tmp_path, signum):
     assert result.returncode == 128 + signum, result.stderr
     assert result.stderr == f"pyro-vae: interrupted by {signal.Signals(signum).name}; the last checkpoint is intact.\n"
     assert not (tmp_path / "run").exists()
+
+
+def test_a_best_checkpoint_left_behind_the_commit_is_not_used(tmp_path, references):
+    """A kill after checkpoint_last.pt committed a new best epoch but before
+    checkpoint_best.pt was rewritten: the figures and evaluate use the committed best."""
+    run = tmp_path / "run"
+    shutil.copytree(references[2], run)
+    shutil.copy(references[1] / BEST, run / BEST)  # epoch 1's best, stale
+    last = load_checkpoint(run / LAST)
+    assert last["best"]["epoch"] == 2 and load_checkpoint(run / BEST)["epoch"] == 1
+    best = open_run(run).checkpoint
+    assert best["epoch"] == 2
+    assert all(torch.equal(best["model"][k], v) for k, v in last["best"]["model"].items())

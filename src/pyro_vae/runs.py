@@ -138,9 +138,8 @@ def open_run(run_dir: Path, which: str = "best", device: str | None = None) -> R
     config = read_run_config(run_dir)
     dev = resolve_device(device or config.train.device)
     checkpoint = load_checkpoint(run_dir / LAST, map_location=dev)
-    if which == "best":  # derived from the last checkpoint, the run's one record (see inference.train)
-        checkpoint = (best_checkpoint(checkpoint) if checkpoint.get("best")
-                      else load_checkpoint(run_dir / BEST, map_location=dev))  # a run from before that
+    if which == "best":
+        checkpoint = best_of_run(run_dir, checkpoint, dev)
     image_shape = tuple(checkpoint.get("image_shape", (1, 28, 28)))
     model, guide = build_vae(config.model, image_shape, checkpoint.get("num_classes", 0))
     try:
@@ -154,6 +153,19 @@ def open_run(run_dir: Path, which: str = "best", device: str | None = None) -> R
                          "last" if which == "best" else "best")
     model.to(dev).eval(), guide.to(dev).eval()
     return Run(run_dir, config, model, guide, dev, checkpoint)
+
+
+def best_of_run(run_dir: Path, last: dict, device) -> dict:
+    """The best model's checkpoint: ``checkpoint_best.pt``, unless a kill after the epoch's
+    commit left it missing or behind the last checkpoint (the run's record, see
+    :mod:`pyro_vae.inference.train`), whose best state it is then derived from."""
+    committed = last.get("best")  # None in runs from before the last checkpoint carried it
+    if committed is not None and not (run_dir / BEST).exists():
+        return best_checkpoint(last)
+    best = load_checkpoint(run_dir / BEST, map_location=device)
+    if committed is not None and best.get("epoch") != committed["epoch"]:
+        return best_checkpoint(last)
+    return best
 
 
 def check_finite_weights(model: torch.nn.Module, guide: torch.nn.Module, path: Path, other: str = "last") -> None:
