@@ -341,7 +341,8 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
     if not ctx.is_main:
         return {}
 
-    best = trainer.best_checkpoint()
+    best = (trainer.best_checkpoint() if trainer.state.best_parameters is not None
+            else load_checkpoint(run_dir / BEST, map_location=device))  # a run begun before LAST held it
     model.load_state_dict(best["model"]), guide.load_state_dict(best["guide"])
     model.eval(), guide.eval()
     if semi_supervised:
