@@ -436,6 +436,7 @@ def test_a_signal_during_start_up_is_an_interruption(idx_dir, tmp_path, signum):
     """The signal lands while the data set is being read, before the trainer's own handlers."""
     script = textwrap.dedent(f"""
         import os, signal, sys
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (a background job ignores it)
         import pyro_vae.runs as runs
         real = runs.open_dataset
         def open_dataset(*args, **kwargs):
