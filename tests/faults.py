@@ -72,7 +72,8 @@ def run_outcome(run: Path) -> dict:
     flattened to ``{"file/key/...": value}``; run-dependent paths reduced to file names."""
     run = Path(run)
     out: dict = {"files": tuple(sorted(p.name for p in run.iterdir()
-                                       if not p.name.startswith(".") and p.name not in EVALUATIONS))}
+                                       if not p.name.startswith(".") and p.name not in EVALUATIONS
+                                       and not p.name.endswith("_examples.npz")))}
     for name in (LAST, BEST):
         if (run / name).exists():
             out.update(_flatten(load_checkpoint(run / name), name))
