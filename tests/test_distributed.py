@@ -1,5 +1,6 @@
 """Data-parallel training: two processes on 127.0.0.1 (gloo) take the same steps as one
-process with the same global batch and the same draws."""
+process with the same global batch: every example's binarization and latent noise are
+drawn for the global batch, so they do not depend on the split."""
 
 import json
 import os
@@ -10,14 +11,12 @@ from pathlib import Path
 
 import pyro
 import torch
-from pyro import poutine
 
 from pyro_vae.build import build_vae
+from pyro_vae.cli import main
 from pyro_vae.config import ModelConfig
-from pyro_vae.data.datasets import load_dataset
 from pyro_vae.inference.checkpoint import LAST, load_checkpoint
-from pyro_vae.inference.objectives import make_objective
-from pyro_vae.inference.train import make_adam
+from pyro_vae.inference.distributed import DistributedContext
 
 SEED, BATCH, LIMIT = 3, 16, 70  # 70 images: the last global batch (6) splits 3 + 3
 MODEL = ModelConfig(latent_dim=3, hidden_dims=[32])
@@ -38,52 +37,31 @@ def _torchrun(args, processes=2):
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
 
 
-def _reference_parameters(idx_dir, steps_epochs: int):
-    """One process, the same global batches, each shard with the RNG stream its rank had."""
-    pyro.set_rng_seed(SEED)
-    data = load_dataset("idx", str(idx_dir), "static", SEED, LIMIT)
-    model, guide = build_vae(MODEL, data.image_shape)
-    params = [*model.parameters(), *guide.parameters()]
-    optimizer = make_adam(params, 1e-3)
-    objective = make_objective("analytic-kl")
-    streams = []
-    for rank in range(2):  # as Trainer.__init__: reseed per rank, then one probe trace of the guide
-        torch.manual_seed(SEED + rank)
-        poutine.trace(guide).get_trace(data.train.images[:1])
-        streams.append(torch.get_rng_state())
-    order_generator = torch.Generator().manual_seed(SEED)
-    for _ in range(steps_epochs):
-        order = torch.randperm(len(data.train), generator=order_generator)
-        for start in range(0, len(order), BATCH):
-            optimizer.zero_grad(set_to_none=True)
-            for rank, rows in enumerate(order[start:start + BATCH].tensor_split(2)):
-                torch.set_rng_state(streams[rank])
-                objective.differentiable_loss(model, guide, data.train.images[rows]).backward()
-                streams[rank] = torch.get_rng_state()
-            optimizer.step()
-        # Rank 1 draws nothing more at the epoch's end; rank 0 evaluates the validation set.
-        torch.set_rng_state(streams[0])
-        from pyro_vae.inference.train import evaluate_elbo
-        evaluate_elbo(model, guide, data.valid.images, analytic_kl=True)
-        streams[0] = torch.get_rng_state()
-    return {**{f"model.{k}": v for k, v in model.state_dict().items()},
-            **{f"guide.{k}": v for k, v in guide.state_dict().items()}}
+def _parameters(run):
+    checkpoint = load_checkpoint(run / LAST)
+    return {**{f"model.{k}": v for k, v in checkpoint["model"].items()},
+            **{f"guide.{k}": v for k, v in checkpoint["guide"].items()}}
 
 
 def test_two_processes_match_one_process_with_the_same_draws(idx_dir, tmp_path):
-    run = tmp_path / "ddp"
-    args = ["train", "--dataset", "idx", "--data-dir", str(idx_dir), "--binarize", "static", "--train-limit",
+    run, single = tmp_path / "ddp", tmp_path / "single"
+    args = ["train", "--dataset", "idx", "--data-dir", str(idx_dir), "--binarize", "dynamic", "--train-limit",
             str(LIMIT), "--latent-dim", "3", "--hidden-dims", "32", "--batch-size", str(BATCH), "--seed",
-            str(SEED), "--objective", "analytic-kl", "--no-progress", "--run-dir", str(run)]
-    result = _torchrun(args + ["--epochs", "2"])
+            str(SEED), "--objective", "elbo", "--num-particles", "2", "--no-progress", "--epochs", "2"]
+    result = _torchrun(args + ["--run-dir", str(run)])
     assert result.returncode == 0, result.stderr[-3000:]
-    checkpoint = load_checkpoint(run / LAST)
-    got = {**{f"model.{k}": v for k, v in checkpoint["model"].items()},
-           **{f"guide.{k}": v for k, v in checkpoint["guide"].items()}}
-    want = _reference_parameters(idx_dir, 2)
+    # One process, the same command: every example's binarization and latent noise are keyed
+    # by its position in the global batch, so the split into two shards changes no draw; what
+    # differs is the order of float additions (two partial sums, then the all-reduce).
+    assert main([*args, "--run-dir", str(single)]) == 0
+    got, want = _parameters(run), _parameters(single)
     assert got.keys() == want.keys()
     for name in want:
         assert torch.allclose(got[name], want[name], atol=1e-5, rtol=1e-4), name
+    checkpoint = load_checkpoint(run / LAST)
+    history_2, history_1 = checkpoint["history"], load_checkpoint(single / LAST)["history"]
+    for a, b in zip(history_2, history_1):
+        assert abs(a["train_elbo"] - b["train_elbo"]) < 1e-3 and abs(a["valid_elbo"] - b["valid_elbo"]) < 1e-3
     # The steps really moved the parameters (the comparison is not of two initial states).
     pyro.set_rng_seed(SEED)
     initial, _ = build_vae(MODEL, (1, 28, 28))
@@ -102,3 +80,15 @@ def test_two_processes_match_one_process_with_the_same_draws(idx_dir, tmp_path):
                             capture_output=True, text=True,
                             env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src")))
     assert single.returncode == 2 and "resume it with the same number" in single.stderr
+
+
+def test_each_rank_binarizes_its_rows_of_the_global_batch():
+    """The rows a rank binarizes are the rows it trains on (``shard_rows`` is ``shard``'s
+    slice), for every split of a batch, uneven ones included."""
+    for n in (1, 5, 16, 70):
+        rows = torch.randperm(100)[:n]
+        for world in (1, 2, 3, 4):
+            parts = [DistributedContext(rank, world) for rank in range(world)]
+            assert torch.equal(torch.cat([rows[ctx.shard_rows(n)] for ctx in parts]), rows)
+            for ctx in parts:
+                assert torch.equal(rows[ctx.shard_rows(n)], ctx.shard(rows))

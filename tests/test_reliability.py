@@ -2,7 +2,10 @@
 malformed data sets. Each case ends with a clear sentence and nothing lost."""
 
 import errno
+import json
+import multiprocessing
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,11 +16,12 @@ from pathlib import Path
 import pytest
 import torch
 
+import faults
 from pyro_vae.cli import main
 from pyro_vae.data.datasets import ImageDataset, Split
-from pyro_vae.errors import CheckpointError, DataError
+from pyro_vae.errors import CheckpointError, DataError, WriteError
 from pyro_vae.inference import checkpoint as ckpt
-from pyro_vae.inference.checkpoint import LAST, load_checkpoint, save_checkpoint
+from pyro_vae.inference.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
 from pyro_vae.runs import open_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,31 +113,11 @@ def test_full_disk_or_unwritable_directory_keeps_the_previous_checkpoint(tmp_pat
     target = tmp_path / "checkpoint_last.pt"
     save_checkpoint(target, {"version": 1})
     before = target.read_bytes()
-
-    def failing_save(obj, handle):
-        handle.write(b"partial bytes")
-        raise OSError(fault, os.strerror(fault))
-
-    monkeypatch.setattr(ckpt.torch, "save", failing_save)
-    with pytest.raises(CheckpointError, match="free disk space or make the run directory writable"):
+    _fail_writes_of(monkeypatch, target.name, fault)
+    with pytest.raises(WriteError, match=f"{target}.*the previous checkpoint_last.pt is intact"):
         save_checkpoint(target, {"version": 2})
     assert target.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint_last.pt"]
-
-
-def test_disk_full_during_training_exits_2_and_keeps_the_run(idx_dir, tmp_path, monkeypatch, capsys):
-    run = tmp_path / "run"
-    assert main(["train", "--data-dir", str(idx_dir), "--run-dir", str(run), *FLAGS, "--epochs", "1"]) == 0
-    before = (run / LAST).read_bytes()
-    def disk_full(obj, handle):
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(ckpt.torch, "save", disk_full)
-    assert main(["train", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 2
-    assert "No space left on device" in capsys.readouterr().err
-    assert (run / LAST).read_bytes() == before
-    monkeypatch.undo()
-    assert load_checkpoint(run / LAST)["epoch"] == 1
 
 
 def test_a_checkpoint_carrying_code_is_refused(tmp_path):
@@ -158,9 +142,12 @@ def test_corrupt_checkpoint_and_mismatched_config_are_reported(idx_dir, tmp_path
     with pytest.raises(CheckpointError, match="does not fit its config.toml"):
         open_run(run)
     (run / "config.toml").write_text(config)
-    (run / "checkpoint_best.pt").write_bytes(b"not a zip file")
-    with pytest.raises(CheckpointError, match="unreadable or corrupt"):
-        open_run(run)
+    for name in (LAST, "checkpoint_best.pt"):
+        saved = (run / name).read_bytes()
+        (run / name).write_bytes(b"not a zip file")
+        with pytest.raises(CheckpointError, match=f"{name} is unreadable or corrupt"):
+            open_run(run)
+        (run / name).write_bytes(saved)
 
 
 def _dataset(**changes):
@@ -191,3 +178,288 @@ def test_unreadable_data_directory(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(os, "access", lambda path, mode: False)
     assert main(["train", "--dataset", "idx", "--data-dir", str(tmp_path), "--run-dir", str(tmp_path / "r")]) == 2
     assert f"data directory {tmp_path} cannot be read" in capsys.readouterr().err
+
+
+# -- an epoch's end is one commit: a kill inside any write window, then resume ------------------
+
+TINY = ["--dataset", "idx", "--latent-dim", "2", "--hidden-dims", "16", "--batch-size", "50", "--train-limit",
+        "200", "--no-progress", "--seed", "3"]
+
+
+def _child(argv, hook):
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1), os.dup2(devnull, 2)
+    if hook:
+        faults.kill_at_write(*hook)
+    os._exit(main(argv))
+
+
+def _fork(argv, hook=None) -> int:
+    """Run the CLI in a forked process (torch already imported), killed at ``hook``'s write."""
+    process = multiprocessing.get_context("fork").Process(target=_child, args=(argv, hook))
+    process.start()
+    process.join()
+    return process.exitcode
+
+
+def _train_argv(idx_dir, run, epochs):
+    return ["train", "--data-dir", str(idx_dir), "--run-dir", str(run), *TINY, "--epochs", str(epochs)]
+
+
+def _finish(idx_dir, run, epochs, hook=None) -> int:
+    """What a user does after a crash: resume the run, or start it again if it never committed."""
+    from pyro_vae.runs import is_run_dir
+
+    if is_run_dir(run):
+        return _fork(["train", "--resume", str(run), "--no-progress"], hook)
+    return _fork(_train_argv(idx_dir, run, epochs), hook)
+
+
+@pytest.fixture(scope="module")
+def references(idx_dir, tmp_path_factory):
+    """Uninterrupted 1- and 2-epoch runs, each with an evaluation of log p(x)."""
+    out = {}
+    for epochs in (1, 2):
+        run = tmp_path_factory.mktemp("reference") / f"run{epochs}"
+        assert _fork(_train_argv(idx_dir, run, epochs)) == 0
+        assert _fork(["evaluate", str(run), "--k", "4", "--limit", "20"]) == 0
+        out[epochs] = run
+    return out
+
+
+WINDOWS = [  # (file, which write of it, before or after its rename), in a 2-epoch run
+    (LAST, 1, "after"), (LAST, 2, "before"), (LAST, 2, "after"), (BEST, 1, "before"), (BEST, 1, "after"),
+    ("metrics.csv", 2, "before"), ("metrics.csv", 2, "after"), ("summary.json", 1, "before"),
+    ("summary.json", 1, "after"), ("config.toml", 1, "before"), ("config.toml", 1, "after"),
+    ("samples.png", 1, "before"),
+]
+
+
+@pytest.mark.parametrize("target,nth,phase", WINDOWS)
+def test_a_kill_in_any_write_window_then_resume_ends_equal(idx_dir, tmp_path, references, target, nth, phase):
+    run = tmp_path / "run"
+    assert _fork(_train_argv(idx_dir, run, 2), (target, nth, phase)) == -signal.SIGKILL
+    assert faults.corrupt_files(run) == []
+    assert _finish(idx_dir, run, 2) == 0
+    assert faults.differences(faults.run_outcome(run), faults.run_outcome(references[2])) == []
+    assert not list(run.glob(".*tmp*")), "temporary files left behind"
+
+
+def test_a_kill_during_resume_then_resume_again_ends_equal(idx_dir, tmp_path, references):
+    run = tmp_path / "run"
+    assert _fork(_train_argv(idx_dir, run, 2), (LAST, 1, "after")) == -signal.SIGKILL
+    # The resume rewrites the derived files first; kill it as it renames metrics.csv.
+    assert _finish(idx_dir, run, 2, ("metrics.csv", 1, "after")) == -signal.SIGKILL
+    assert _finish(idx_dir, run, 2) == 0
+    assert faults.differences(faults.run_outcome(run), faults.run_outcome(references[2])) == []
+
+
+def test_a_one_epoch_run_killed_while_writing_best_still_evaluates_and_resumes(idx_dir, tmp_path, references):
+    run = tmp_path / "run"
+    assert _fork(_train_argv(idx_dir, run, 1), (BEST, 1, "before")) == -signal.SIGKILL
+    assert not (run / BEST).exists()
+    assert _fork(["evaluate", str(run), "--k", "4", "--limit", "20"]) == 0  # the best model from LAST's record
+    want = json.loads((references[1] / "loglik.json").read_text())
+    got = json.loads((run / "loglik.json").read_text())
+    assert {k: v for k, v in got.items() if k != "seconds"} == {k: v for k, v in want.items() if k != "seconds"}
+    assert _finish(idx_dir, run, 1) == 0
+    assert faults.differences(faults.run_outcome(run), faults.run_outcome(references[1])) == []
+
+
+def test_a_kill_while_evaluating_leaves_no_partial_result(idx_dir, tmp_path, references):
+    run = tmp_path / "run"
+    shutil.copytree(references[1], run)
+    (run / "loglik.json").unlink()
+    command = ["evaluate", str(run), "--k", "4", "--limit", "20"]
+    assert _fork(command, ("loglik.json", 1, "before")) == -signal.SIGKILL
+    assert not (run / "loglik.json").exists()
+    assert _fork(command) == 0
+    got, want = (json.loads((r / "loglik.json").read_text()) for r in (run, references[1]))
+    assert {k: v for k, v in got.items() if k != "seconds"} == {k: v for k, v in want.items() if k != "seconds"}
+
+
+# -- a full disk or a read-only directory at every write site ---------------------------------------
+
+def _fail_writes_of(monkeypatch, target: str, code: int) -> None:
+    """Writes of a temporary file for ``target`` write half their bytes, then fail with
+    ``code``; figures (matplotlib's savefig) fail alike."""
+    real_fdopen = os.fdopen
+
+    class Failing:
+        def __init__(self, handle):
+            self.handle = handle
+
+        def write(self, data):
+            self.handle.write(bytes(data)[:len(data) // 2])
+            raise OSError(code, os.strerror(code))
+
+        def __getattr__(self, name):
+            return getattr(self.handle, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+    def fdopen(fd, *args, **kwargs):
+        handle = real_fdopen(fd, *args, **kwargs)
+        return Failing(handle) if f"/.{target}." in os.readlink(f"/proc/self/fd/{fd}") else handle
+
+    monkeypatch.setattr(os, "fdopen", fdopen)
+    import matplotlib.figure
+
+    real_savefig = matplotlib.figure.Figure.savefig
+
+    def savefig(self, path, *args, **kwargs):
+        if Path(path).name.startswith(f".{Path(target).stem}.tmp"):
+            Path(path).write_bytes(b"\x89PNG partial")
+            raise OSError(code, os.strerror(code))
+        return real_savefig(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", savefig)
+
+
+SITES = [(LAST, errno.ENOSPC), (BEST, errno.ENOSPC), ("metrics.csv", errno.ENOSPC), ("config.toml", errno.EROFS),
+         ("summary.json", errno.ENOSPC), ("samples.png", errno.ENOSPC), (LAST, errno.EACCES),
+         ("summary.json", errno.EROFS)]
+
+
+@pytest.mark.parametrize("target,code", SITES)
+def test_a_failed_write_at_each_site_is_one_sentence_and_keeps_the_previous_file(
+        idx_dir, tmp_path, monkeypatch, capsys, references, target, code):
+    run = tmp_path / "run"
+    shutil.copytree(references[1], run)
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    _fail_writes_of(monkeypatch, target, code)
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert str(run / target) in err and f"the previous {target} is intact" in err
+    assert ("no space left on the device" if code == errno.ENOSPC else os.strerror(code)) in err
+    assert (run / target).read_bytes() == before[target]
+    assert sorted(p.name for p in run.iterdir()) == sorted(before), "temporary files left behind"
+    assert faults.corrupt_files(run) == []
+    monkeypatch.undo()  # the disk has room again: the run goes on to the end as if nothing happened
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 0
+    assert faults.differences(faults.run_outcome(run), faults.run_outcome(references[2])) == []
+
+
+@pytest.mark.parametrize("target,flags", [("loglik.json", ["--k", "4"]), ("evaluation.json", [])])
+def test_a_failed_write_of_an_evaluation_keeps_the_previous_result(tmp_path, monkeypatch, capsys, references,
+                                                                    target, flags):
+    run = tmp_path / "run"
+    shutil.copytree(references[1], run)
+    assert main(["evaluate", str(run), "--limit", "20", *flags]) == 0
+    before = (run / target).read_bytes()
+    _fail_writes_of(monkeypatch, target, errno.ENOSPC)
+    assert main(["evaluate", str(run), "--limit", "20", "--seed", "1", *flags]) == 2
+    err = capsys.readouterr().err
+    assert f"no space left on the device while writing {run / target}" in err and "is intact" in err
+    assert (run / target).read_bytes() == before
+    assert not list(run.glob(".*tmp*"))
+
+
+def test_a_new_run_that_cannot_write_its_first_file_leaves_nothing(idx_dir, tmp_path, monkeypatch, capsys):
+    _fail_writes_of(monkeypatch, "config.toml", errno.EROFS)
+    run = tmp_path / "run"
+    assert main(_train_argv(idx_dir, run, 1)) == 2
+    err = capsys.readouterr().err
+    assert f"cannot write {run / 'config.toml'} (Read-only file system)" in err and "no config.toml was written" in err
+    assert list(run.iterdir()) == []
+
+
+def test_torch_saves_own_write_error_is_reported_as_a_full_disk(tmp_path, monkeypatch):
+    """torch.save reports a short write on a full disk as a RuntimeError ("unexpected pos")."""
+    target = tmp_path / "checkpoint_last.pt"
+
+    def short_write(handle):
+        handle.write(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:595] . unexpected pos 64 vs 0")
+
+    monkeypatch.setattr(ckpt.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9, 0))
+    with pytest.raises(WriteError, match=f"no space left on the device while writing {target}; .*no "
+                                         "checkpoint_last.pt was written"):
+        ckpt.atomic_write_bytes(target, short_write)
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- a flipped byte ----------------------------------------------------------------------------
+
+def test_a_flipped_byte_anywhere_in_a_checkpoint_is_refused(tmp_path):
+    path = tmp_path / "checkpoint_last.pt"
+    weights = torch.linspace(-1, 1, 300)
+    save_checkpoint(path, {"model": {"w": weights}, "history": [{"epoch": 1, "valid_elbo": -90.5}]})
+    data = path.read_bytes()
+    for i in range(len(data)):
+        damaged = bytearray(data)
+        damaged[i] ^= 0x04
+        path.write_bytes(bytes(damaged))
+        try:
+            state = load_checkpoint(path)
+        except CheckpointError as err:
+            assert str(path) in str(err) and ("corrupt" in str(err))
+            continue
+        # Only a flip inside the digest's own label or length can go unnoticed, and those
+        # change nothing that is loaded.
+        assert i >= len(data) - len(ckpt.DIGEST_PREFIX) - 66, i
+        assert torch.equal(state["model"]["w"], weights) and state["history"][0]["valid_elbo"] == -90.5
+
+
+def test_a_flipped_byte_in_a_run_is_refused_by_resume_and_evaluate(tmp_path, capsys, references):
+    run = tmp_path / "run"
+    shutil.copytree(references[1], run)
+    data = bytearray((run / LAST).read_bytes())
+    data[len(data) // 2] ^= 0x01  # inside the tensor data
+    (run / LAST).write_bytes(bytes(data))
+    for command in (["evaluate", str(run)], ["train", "--resume", str(run), "--epochs", "2", "--no-progress"]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert f"checkpoint {run / LAST} is corrupt (its bytes do not match the SHA-256" in err
+
+
+def test_an_old_checkpoint_without_a_digest_is_checked_by_its_zip_crcs(tmp_path):
+    path = tmp_path / "old.pt"
+    torch.save({"w": torch.arange(100.0)}, path)  # as pyro-vae wrote them before the digest
+    assert torch.equal(load_checkpoint(path)["w"], torch.arange(100.0))
+    data = bytearray(path.read_bytes())
+    data[data.index(torch.arange(100.0).numpy().tobytes()) + 40] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="does not match the CRC-32"):
+        load_checkpoint(path)
+
+
+# -- SIGTERM during start-up -------------------------------------------------------------------
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_during_start_up_is_an_interruption(idx_dir, tmp_path, signum):
+    """The signal lands while the data set is being read, before the trainer's own handlers."""
+    script = textwrap.dedent(f"""
+        import os, signal, sys
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (a background job ignores it)
+        import pyro_vae.runs as runs
+        real = runs.open_dataset
+        def open_dataset(*args, **kwargs):
+            os.kill(os.getpid(), {int(signum)})
+            return real(*args, **kwargs)
+        runs.open_dataset = open_dataset
+        from pyro_vae.cli import main
+        sys.exit(main({_train_argv(idx_dir, tmp_path / 'run', 1)!r}))
+    """)
+    result = subprocess.run([sys.executable, "-c", script], env=_env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 128 + signum, result.stderr
+    assert result.stderr == f"pyro-vae: interrupted by {signal.Signals(signum).name}; the last checkpoint is intact.\n"
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_best_checkpoint_left_behind_the_commit_is_not_used(tmp_path, references):
+    """A kill after checkpoint_last.pt committed a new best epoch but before
+    checkpoint_best.pt was rewritten: the figures and evaluate use the committed best."""
+    run = tmp_path / "run"
+    shutil.copytree(references[2], run)
+    shutil.copy(references[1] / BEST, run / BEST)  # epoch 1's best, stale
+    last = load_checkpoint(run / LAST)
+    assert last["best"]["epoch"] == 2 and load_checkpoint(run / BEST)["epoch"] == 1
+    best = open_run(run).checkpoint
+    assert best["epoch"] == 2
+    assert all(torch.equal(best["model"][k], v) for k, v in last["best"]["model"].items())

@@ -8,13 +8,16 @@ sentence on stderr (the traceback too with ``--debug``).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
 import traceback
 from dataclasses import MISSING, fields
 from pathlib import Path
 
 from pyro_vae.config import SECTIONS, Config, choices, field_help, field_types, show_value
-from pyro_vae.errors import PyroVAEError, TrainingInterrupted
+from pyro_vae.errors import Interrupted, PyroVAEError, TrainingInterrupted
 
 USAGE_ERROR = 2
 
@@ -424,28 +427,52 @@ def cmd_sweep(args) -> int:
 COMMANDS = {"compare": cmd_compare, "sweep": cmd_sweep, "plot": cmd_plot, "train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample, "reconstruct": cmd_reconstruct}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    from pyro_vae.memory import fix_mmap_threshold
-    from pyro_vae.runs import flushed_denormals
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """Within the block, SIGTERM raises :class:`Interrupted` as SIGINT raises KeyboardInterrupt
+    (the training loop installs its own handlers for both while it runs); restored after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
 
-    fix_mmap_threshold()  # a program's choice, not the library's: bounded peak memory (pyro_vae.memory)
+    def interrupt(signum, frame):
+        raise Interrupted(signum)
 
+    previous = signal.signal(signal.SIGTERM, interrupt)
     try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def main(argv: list[str] | None = None) -> int:
+    with sigterm_as_interrupt():  # from the first instant of the command, before any file is opened
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
+    args = None
+    try:
+        args = build_parser().parse_args(argv)
+        from pyro_vae.memory import fix_mmap_threshold
+        from pyro_vae.runs import flushed_denormals
+
+        fix_mmap_threshold()  # a program's choice, not the library's: bounded peak memory (pyro_vae.memory)
         with flushed_denormals():  # subnormal floats slow CPU arithmetic many times over
             return COMMANDS[args.command](args)
     except TrainingInterrupted as err:
         print(f"pyro-vae: {err}", file=sys.stderr)
         return 128 + err.signum
     except PyroVAEError as err:
-        if args.debug:
+        if args is not None and args.debug:
             traceback.print_exc()
         print(f"pyro-vae: error: {err}", file=sys.stderr)
         return USAGE_ERROR
-    except KeyboardInterrupt:
-        print("pyro-vae: interrupted; the last checkpoint is intact.", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        signum = getattr(err, "signum", signal.SIGINT)
+        print(f"pyro-vae: interrupted by {signal.Signals(signum).name}; the last checkpoint is intact.",
+              file=sys.stderr)
+        return 128 + signum
 
 
 if __name__ == "__main__":

@@ -22,6 +22,11 @@ class CheckpointError(PyroVAEError):
     """A run directory or checkpoint cannot be used."""
 
 
+class WriteError(PyroVAEError):
+    """A file could not be written (full disk, read-only or missing directory); the previous
+    version of the file, if any, is intact and no temporary file is left."""
+
+
 class TrainingError(PyroVAEError):
     """Training cannot go on (for example, the loss became NaN)."""
 
@@ -31,4 +36,13 @@ class TrainingInterrupted(PyroVAEError):
 
     def __init__(self, message: str, signum: int):
         super().__init__(message)
+        self.signum = signum
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM (or SIGINT) arrived outside the training loop, which handles them itself: the
+    CLI treats it as Ctrl-C from its first instant (no checkpoint is half-written)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
         self.signum = signum

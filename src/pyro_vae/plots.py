@@ -72,6 +72,11 @@ def _save(fig, path: Path) -> Path:
     try:
         fig.savefig(tmp, dpi=DPI)
         os.replace(tmp, path)
+    except OSError as err:  # a full disk or read-only directory: one sentence, the old figure kept
+        from pyro_vae.errors import WriteError
+        from pyro_vae.inference.checkpoint import write_failure_message
+
+        raise WriteError(write_failure_message(path, err, path.exists())) from err
     finally:
         tmp.unlink(missing_ok=True)
     return path

@@ -31,12 +31,12 @@ from pyro_vae.data.datasets import (FolderOptions, ImageDataset, as_tensor, bala
                                     load_dataset)
 from pyro_vae.data.folders import ByteImages
 from pyro_vae.data.sources import cache_dir
-from pyro_vae.errors import CheckpointError, ConfigError, DataError, PyroVAEError, TrainingInterrupted
+from pyro_vae.errors import CheckpointError, ConfigError, DataError, PyroVAEError, TrainingInterrupted, WriteError
 from pyro_vae.inference.checkpoint import BEST, LAST, atomic_write_text, load_checkpoint
 from pyro_vae.inference.distributed import DistributedContext, init_from_environment, shutdown
 from pyro_vae.inference.objectives import make_objective
 from pyro_vae.inference.semisupervised import SemiSupervisedTrainer, train_supervised_baseline
-from pyro_vae.inference.train import Trainer, TrainSettings, evaluate_elbo
+from pyro_vae.inference.train import Trainer, TrainSettings, best_checkpoint, evaluate_elbo
 
 CONFIG = "config.toml"
 METRICS = "metrics.csv"
@@ -137,7 +137,9 @@ def open_run(run_dir: Path, which: str = "best", device: str | None = None) -> R
     run_dir = Path(run_dir)
     config = read_run_config(run_dir)
     dev = resolve_device(device or config.train.device)
-    checkpoint = load_checkpoint(run_dir / (BEST if which == "best" else LAST), map_location=dev)
+    checkpoint = load_checkpoint(run_dir / LAST, map_location=dev)
+    if which == "best":
+        checkpoint = best_of_run(run_dir, checkpoint, dev)
     image_shape = tuple(checkpoint.get("image_shape", (1, 28, 28)))
     model, guide = build_vae(config.model, image_shape, checkpoint.get("num_classes", 0))
     try:
@@ -151,6 +153,19 @@ def open_run(run_dir: Path, which: str = "best", device: str | None = None) -> R
                          "last" if which == "best" else "best")
     model.to(dev).eval(), guide.to(dev).eval()
     return Run(run_dir, config, model, guide, dev, checkpoint)
+
+
+def best_of_run(run_dir: Path, last: dict, device) -> dict:
+    """The best model's checkpoint: ``checkpoint_best.pt``, unless a kill after the epoch's
+    commit left it missing or behind the last checkpoint (the run's record, see
+    :mod:`pyro_vae.inference.train`), whose best state it is then derived from."""
+    committed = last.get("best")  # None in runs from before the last checkpoint carried it
+    if committed is not None and not (run_dir / BEST).exists():
+        return best_checkpoint(last)
+    best = load_checkpoint(run_dir / BEST, map_location=device)
+    if committed is not None and best.get("epoch") != committed["epoch"]:
+        return best_checkpoint(last)
+    return best
 
 
 def check_finite_weights(model: torch.nn.Module, guide: torch.nn.Module, path: Path, other: str = "last") -> None:
@@ -176,6 +191,14 @@ def write_metrics(path: Path, history: list[dict]) -> None:
     writer.writeheader()
     writer.writerows(history)
     atomic_write_text(path, out.getvalue())
+
+
+def remove_temporaries(run_dir: Path) -> None:
+    """Delete the hidden temporary files (``.NAME.*.tmp``, ``.NAME.tmp.png``) that a killed
+    writer leaves behind; they are never read."""
+    for path in Path(run_dir).glob(".*.tmp*"):
+        with contextlib.suppress(OSError):  # a read-only directory: the first write will say so
+            path.unlink(missing_ok=True)
 
 
 def write_json(path: Path, payload: dict) -> None:
@@ -276,7 +299,13 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
         if tracker is not None:
             tracker.log_epoch(row)
 
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise WriteError(f"cannot create the run directory {run_dir} ({err.strerror or err}); choose a --run-dir "
+                         "in a writable place.") from None
+    if ctx.is_main:
+        remove_temporaries(run_dir)  # of a killed earlier attempt
     options = dict(run_dir=run_dir, seed=train_cfg.seed, device=device, on_epoch=on_epoch, progress=progress,
                    log=log, distributed=ctx, extra_state={"config": config.to_dict(), "num_classes": num_classes(dataset),
                                                           "image_shape": list(dataset.image_shape)})
@@ -295,6 +324,9 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
     if resume:
         trainer.load(run_dir / LAST)
         trainer.log(f"resuming {run_dir} after epoch {trainer.state.epoch}")
+        if ctx.is_main:  # a kill after the last commit may have left these behind it
+            trainer.write_best()
+            write_metrics(run_dir / METRICS, trainer.state.history)
     if ctx.is_main:
         atomic_write_text(run_dir / CONFIG, config.dumps())
     started = time.perf_counter()
@@ -311,7 +343,8 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
     if not ctx.is_main:
         return {}
 
-    best = load_checkpoint(run_dir / BEST, map_location=device)
+    best = (trainer.best_checkpoint() if trainer.state.best_parameters is not None
+            else load_checkpoint(run_dir / BEST, map_location=device))  # a run begun before LAST held it
     model.load_state_dict(best["model"]), guide.load_state_dict(best["guide"])
     model.eval(), guide.eval()
     if semi_supervised:

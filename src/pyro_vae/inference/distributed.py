@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from pyro.poutine.messenger import Messenger
 
 
 @dataclass
@@ -37,6 +38,14 @@ class DistributedContext:
         if not self.active:
             return rows
         return rows.tensor_split(self.world_size)[self.rank]
+
+    def shard_rows(self, n: int) -> slice:
+        """This rank's rows of a global batch of ``n``: the slice :meth:`shard` takes."""
+        if not self.active:
+            return slice(0, n)
+        sizes = [len(part) for part in torch.arange(n).tensor_split(self.world_size)]
+        start = sum(sizes[:self.rank])
+        return slice(start, start + sizes[self.rank])
 
     def sum_gradients(self, parameters: list[torch.Tensor], stop: bool, bad: bool) -> tuple[bool, bool]:
         """Sum every parameter's gradient across ranks in one all-reduce; the same call
@@ -99,3 +108,38 @@ def init_from_environment(device: str) -> tuple[DistributedContext, str]:
 def shutdown() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+class GlobalBatchNoise(Messenger):
+    r"""Draw the reparameterized noise of the guide's Normal latent sites for the whole global
+    batch, on every rank alike, and keep this rank's rows: z = loc + scale * eps with eps
+    ``[..., B_global, ..., L]`` from ``generator`` narrowed to ``rows`` along the dim of the
+    plate named ``plate``. With the same generator state on every rank, every example's
+    draw depends on its position in the global batch, not on how the batch is split, so N
+    processes draw what one process draws. Sites of other families (flows, discrete y)
+    are left to Pyro and draw from each rank's own torch RNG. Enter it around the whole
+    objective (outside its particle plates, which must broadcast the site first); the
+    model's sites are replayed from the guide or observed, so it leaves them alone.
+    """
+
+    def __init__(self, generator: torch.Generator, rows: slice, global_size: int, plate: str = "data"):
+        super().__init__()
+        self.generator, self.rows, self.global_size, self.plate = generator, rows, global_size, plate
+
+    def _pyro_sample(self, msg) -> None:
+        if msg["is_observed"] or msg["value"] is not None or msg["infer"].get("enumerate"):
+            return
+        base, event_dims = msg["fn"], 0
+        while isinstance(base, torch.distributions.Independent):
+            event_dims += base.reinterpreted_batch_ndims
+            base = base.base_dist
+        frame = next((f for f in msg["cond_indep_stack"] if f.name == self.plate), None)
+        if type(base).__name__ != "Normal" or not isinstance(base, torch.distributions.Normal) or frame is None:
+            return
+        shape, dim = list(base.batch_shape), frame.dim - event_dims
+        length = self.rows.stop - self.rows.start
+        if -dim > len(shape) or shape[dim] != length:
+            return
+        shape[dim] = self.global_size
+        eps = torch.randn(shape, generator=self.generator, device=base.loc.device, dtype=base.loc.dtype)
+        msg["value"] = base.loc + base.scale * eps.narrow(dim, self.rows.start, length)

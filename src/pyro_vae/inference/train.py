@@ -7,10 +7,15 @@ and guide, and takes one ``torch.optim.Adam`` step over all their parameters. (P
 fused torch optimizer is as correct, faster, and its state is one ``state_dict``.)
 
 After every epoch the validation ELBO and its parts are computed, a row is appended to
-the history, and a checkpoint is written: ``checkpoint_last.pt`` always and
-``checkpoint_best.pt`` when the validation ELBO improved. The checkpoint holds every RNG
-state the loop draws from, so a resumed run ends with the same parameters as one that
-was never stopped (on CPU, same seed).
+the history, and the epoch is committed: ``checkpoint_last.pt`` is written atomically and
+is the one record of the run. It holds the parameters, the optimizer, every RNG state the
+loop draws from, the whole history (the rows of ``metrics.csv``) and the best-so-far
+state (the best epoch, its criterion and its parameters). Everything else is derived from
+it afterwards: ``checkpoint_best.pt`` (:func:`best_checkpoint`) and, in
+:mod:`pyro_vae.runs`, ``metrics.csv`` and ``summary.json``. A process killed at any
+instant therefore leaves either the previous commit or this one, never a mixture, and
+``--resume`` rewrites the derived files from the commit; a resumed run ends with the same
+parameters, best checkpoint and metrics as one that was never stopped (on CPU, same seed).
 """
 
 from __future__ import annotations
@@ -30,9 +35,29 @@ from pyro import poutine
 from pyro_vae.data.datasets import ImageDataset, as_tensor, binarize_batch
 from pyro_vae.errors import CheckpointError, DataError, TrainingError, TrainingInterrupted
 from pyro_vae.inference.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
-from pyro_vae.inference.distributed import DistributedContext
+from pyro_vae.inference.distributed import DistributedContext, GlobalBatchNoise
 from pyro_vae.inference.programs import trainable_programs
 from pyro_vae.inference.objectives import ELBOTerms, elbo_terms, latent_sites, linear_warmup, scale_sites
+
+
+CHECKPOINT_FORMAT = "pyro-vae-checkpoint-1"
+
+
+def best_checkpoint(last: dict) -> dict:
+    """``checkpoint_best.pt`` derived from a last checkpoint (or a state of that form): the
+    best epoch's parameters, its number, step and criterion, the history up to it, and the
+    run's extra entries (config, image shape). A checkpoint written before last checkpoints
+    carried the best state has none to derive: :class:`CheckpointError`."""
+    best = last.get("best")
+    if not best:
+        raise CheckpointError("this run's last checkpoint holds no best epoch yet; train at least one epoch.")
+    history = [row for row in last["history"] if row["epoch"] <= best["epoch"]]
+    own = {"format", "model", "guide", "optimizer", "epoch", "step", "best_valid_elbo", "history", "best", "rng",
+           "rng_ranks", "world_size", "position"}
+    return {**{k: v for k, v in last.items() if k not in own},
+            "format": last["format"], "model": best["model"], "guide": best["guide"], "epoch": best["epoch"],
+            "step": history[-1]["step"] if history else 0, "best_valid_elbo": last["best_valid_elbo"],
+            "history": history}
 
 
 @dataclass
@@ -84,7 +109,11 @@ class TrainState:
     epoch: int = 0  # epochs completed
     step: int = 0
     best_valid_elbo: float = -math.inf  # the selection criterion: valid ELBO, or IWAE bound
+    #: One row per completed epoch: the single source of the metrics (metrics.csv is a copy).
     history: list[dict] = field(default_factory=list)
+    best_epoch: int = 0  # the epoch whose parameters are best_parameters (0: none yet)
+    #: ``{"model": state_dict, "guide": state_dict}`` of the best epoch, copies (None before one).
+    best_parameters: dict | None = None
 
 
 def epochs_since_best(criteria: list[float]) -> int:
@@ -160,12 +189,17 @@ class Trainer:
         self.parameters = [p for p in list(model.parameters()) + list(guide.parameters()) if p.requires_grad]
         self.ctx.broadcast_parameters(self.parameters)
         self.optimizer = make_adam(self.parameters, settings.learning_rate)
-        # The batch order is drawn alike on every rank; binarization noise and the model's
-        # draws (torch's global RNG) are each rank's own.
+        # The batch order, the binarization noise and the guide's latent noise are drawn alike
+        # on every rank, the noise for the whole global batch (each rank keeps its rows), so an
+        # example's draws depend on its position in the global batch, not on the number of
+        # processes. The latent noise is reseeded from (seed, step) every step.
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
-        self.noise_generator = torch.Generator(device=self.device).manual_seed(seed + 7919 * (self.ctx.rank + 1))
-        if self.ctx.active:
-            torch.manual_seed(seed + self.ctx.rank)
+        self.noise_generator = torch.Generator(device=self.device).manual_seed(seed + 7919)
+        self.latent_seed = seed + 104729
+        self.latent_generator = torch.Generator(device=self.device)
+        # torch's global RNG (validation's draws on rank 0; latent sites of other families)
+        # starts alike in one process and on rank 0 of many.
+        torch.manual_seed(seed + self.ctx.rank)
         self.state = TrainState()
         self.position: dict | None = None  # where a mid-epoch checkpoint stopped
         self._stop_signal: int | None = None
@@ -197,20 +231,23 @@ class Trainer:
                            leave=False, disable=None if self.progress is None else False)
         last_finite = None
         for start in batches:
-            rows = self.ctx.shard(order[start:start + size])
+            global_rows = order[start:start + size]
+            rows = self.ctx.shard(global_rows)
             beta = self.kl_weight()
             value = 0.0
             self.optimizer.zero_grad(set_to_none=True)
-            if len(rows):
+            if self.dataset.binarize == "dynamic":  # drawn for the global batch on every rank
+                x = binarize_batch(train[global_rows], self.noise_generator)[self.ctx.shard_rows(len(global_rows))]
+            elif len(rows):
                 x = train[rows]
-                if self.dataset.binarize == "dynamic":
-                    x = binarize_batch(x, self.noise_generator)
+            if len(rows):
                 model, guide = self.model, self.guide
                 if beta != 1.0:
                     model = scale_sites(model, self.latent_names, beta)
                     guide = scale_sites(guide, self.latent_names, beta)
-                loss = self.objective.differentiable_loss(model, guide, x,
-                                                          **label_kwargs(self.model, self.dataset.train.labels, rows))
+                with self.global_noise(len(global_rows)):
+                    loss = self.objective.differentiable_loss(
+                        model, guide, x, **label_kwargs(self.model, self.dataset.train.labels, rows))
                 value = loss.item()
                 if math.isfinite(value):
                     loss.backward()
@@ -233,6 +270,13 @@ class Trainer:
             if stop:
                 self._save_interrupted(order, start // size + 1, total)
         return -self.ctx.sum(total, self.device) / len(train)
+
+    def global_noise(self, global_size: int) -> GlobalBatchNoise:
+        """A handler (the outermost, so that every plate has broadcast first) that draws the
+        guide's Normal latent noise for the whole global batch of this step from a generator
+        keyed by (seed, step), this rank keeping its rows."""
+        self.latent_generator.manual_seed((self.latent_seed * 1_000_003 + self.state.step) % 2**63)
+        return GlobalBatchNoise(self.latent_generator, self.ctx.shard_rows(global_size), global_size)
 
     def begin_epoch(self, n: int) -> tuple[torch.Tensor, int, float]:
         """Set the epoch's learning rate and return its order of the ``n`` training examples,
@@ -313,12 +357,13 @@ class Trainer:
             self.state.history.append(row)
             improved = criterion > self.state.best_valid_elbo
             if improved:
-                self.state.best_valid_elbo = criterion
+                self.state.best_valid_elbo, self.state.best_epoch = criterion, self.state.epoch
+                self.state.best_parameters = self.parameter_snapshot()
             self.log(self.describe(row) + ("  *best" if improved else ""))
             if self.run_dir is not None:
-                self.save(self.run_dir / LAST)
+                self.save(self.run_dir / LAST)  # the commit: from here on the epoch counts
                 if improved:
-                    save_checkpoint(self.run_dir / BEST, self._last_state)
+                    self.write_best()
             if self.on_epoch is not None:
                 self.on_epoch(self, row)
         if self.state.epoch < self.settings.epochs and self.stopped_early():
@@ -402,7 +447,7 @@ class Trainer:
         if torch.cuda.is_available():
             rng["cuda"] = [state.cpu() for state in torch.cuda.get_rng_state_all()]
         return {
-            "format": "pyro-vae-checkpoint-1",
+            "format": CHECKPOINT_FORMAT,
             "model": self.model.state_dict(),
             "guide": self.guide.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -410,6 +455,8 @@ class Trainer:
             "step": self.state.step,
             "best_valid_elbo": self.state.best_valid_elbo,
             "history": self.state.history,
+            "best": (None if self.state.best_parameters is None
+                     else {"epoch": self.state.best_epoch, **self.state.best_parameters}),
             "rng": rng,
             "rng_ranks": self.ctx.gather(rng) if self.ctx.active else [],
             "world_size": self.ctx.world_size,
@@ -419,14 +466,33 @@ class Trainer:
 
     def save(self, path: Path) -> None:
         """Write a checkpoint (rank 0 only; every rank must call this)."""
-        self._last_state = self.state_dict()
+        state = self.state_dict()
         if self.ctx.is_main:
-            save_checkpoint(path, self._last_state)
+            save_checkpoint(path, state)
+
+    def parameter_snapshot(self) -> dict:
+        """Copies of the model's and guide's current parameters and buffers."""
+        return {part: {k: v.detach().clone() for k, v in module.state_dict().items()}
+                for part, module in (("model", self.model), ("guide", self.guide))}
+
+    def best_checkpoint(self) -> dict:
+        """The contents of ``checkpoint_best.pt``, derived from the training state alone."""
+        return best_checkpoint({"format": CHECKPOINT_FORMAT, "epoch": self.state.epoch, "step": self.state.step,
+                                "best_valid_elbo": self.state.best_valid_elbo, "history": self.state.history,
+                                "best": (None if self.state.best_parameters is None else
+                                         {"epoch": self.state.best_epoch, **self.state.best_parameters}),
+                                **self.extra_state})
+
+    def write_best(self) -> None:
+        """Write ``checkpoint_best.pt`` from the committed state (after an improvement, and on
+        resume, where a kill may have left it behind the last checkpoint)."""
+        if self.run_dir is not None and self.ctx.is_main and self.state.best_parameters is not None:
+            save_checkpoint(self.run_dir / BEST, self.best_checkpoint())
 
     def load(self, path: Path) -> None:
         """Continue from the checkpoint at ``path``: parameters, optimizer, RNGs, history."""
         checkpoint = load_checkpoint(path, map_location=self.device)
-        if checkpoint.get("format") != "pyro-vae-checkpoint-1":
+        if checkpoint.get("format") != CHECKPOINT_FORMAT:
             raise CheckpointError(f"{path} is not a pyro-vae checkpoint.")
         try:
             self.model.load_state_dict(checkpoint["model"])
@@ -437,8 +503,10 @@ class Trainer:
                 "use the run's own config.toml."
             ) from None
         self.optimizer.load_state_dict(checkpoint["optimizer"])
+        best = checkpoint.get("best")
         self.state = TrainState(checkpoint["epoch"], checkpoint["step"], checkpoint["best_valid_elbo"],
-                                list(checkpoint["history"]))
+                                list(checkpoint["history"]), best["epoch"] if best else 0,
+                                {"model": best["model"], "guide": best["guide"]} if best else None)
         self.position = checkpoint.get("position")
         if checkpoint.get("world_size", 1) != self.ctx.world_size:
             raise CheckpointError(
