@@ -21,7 +21,7 @@ from pyro_vae.errors import PyroVAEError
 from pyro_vae.inference.checkpoint import BEST, LAST, load_checkpoint
 
 #: Wall-clock fields: they differ between any two runs, interrupted or not.
-TIMING_KEYS = {"seconds", "train_seconds_this_session", "seconds_per_epoch"}
+TIMING_KEYS = {"seconds", "cpu_seconds", "train_seconds_this_session", "seconds_per_epoch"}
 #: Written by `pyro-vae evaluate`, not by training.
 EVALUATIONS = ("loglik.json", "evaluation.json")
 

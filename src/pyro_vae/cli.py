@@ -213,8 +213,9 @@ def cmd_train(args) -> int:
         print(f"test reconstruction log p(x | code) {summary['test_reconstruction']:.2f} nats per example (best epoch "
               f"{summary['best_epoch']}; an autoencoder has no ELBO or log p(x)); run directory {run_dir}")
     else:
-        print(f"test ELBO {summary['test_elbo']:.2f} nats per example (best epoch {summary['best_epoch']}); "
-              f"run directory {run_dir}")
+        print(f"test ELBO {summary['test_elbo']:.2f} ± {summary['test_elbo_stderr']:.2f} nats per example, "
+              f"{summary['bits_per_dim']:.4f} bits/dim (a lower bound on log p(x), {summary['kind']}; ± is the "
+              f"standard error over the test images; best epoch {summary['best_epoch']}); run directory {run_dir}")
     for figure in summary["figures"]:
         print(f"figure: {figure}")
     return 0
@@ -250,10 +251,11 @@ def _evaluate_one(args, run_dir: str) -> None:
                   f"({result['examples']} examples; an autoencoder has no ELBO or log p(x))")
             return 0
         split = "train-split" if args.split == "train" else args.split  # not the training objective
-        print(f"{split} ELBO {result['elbo']:.2f} nats per example "
-              f"(reconstruction {result['reconstruction']:.2f}, KL {result['kl']:.2f}; {result['examples']} examples), "
-              f"{result['bits_per_dim']:.4f} bits/dim: {result['kind']}")
-        return
+        print(f"{split} ELBO {result['elbo']:.2f} ± {result['elbo_stderr']:.2f} nats per example "
+              f"(reconstruction {result['reconstruction']:.2f}, KL {result['kl']:.2f}; {result['examples']} examples; "
+              f"± is the standard error over the images), {result['bits_per_dim']:.4f} bits/dim: a lower bound on "
+              f"log p(x), {result['kind']}")
+        return 0
     from pyro_vae.data.datasets import as_tensor
     from pyro_vae.inference.dequantize import score_log_likelihood
     from pyro_vae.inference.train import label_kwargs

@@ -360,11 +360,12 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
             "selection": settings.describe_selection(),
             "best_valid_criterion": best["best_valid_elbo"],
             "test_elbo": test["elbo"],
+            "test_elbo_stderr": test["elbo_stderr"],  # over the test images
             "test_reconstruction": test["reconstruction"],
             "test_kl": test["kl"],
             "unit": "nats per example",
             # The test ELBO's kind and bits/dim (a lower bound, as the ELBO is).
-            **kind_fields(config, model.likelihood, dataset.image_shape, test["elbo"]),
+            **kind_fields(config, model.likelihood, dataset.image_shape, test["elbo"], test["elbo_stderr"]),
         }
     figures = _figures(model, guide, dataset, run_dir, device)
     summary = {
@@ -484,7 +485,8 @@ def evaluate_run(run: Run, split: str = "test", limit: int = 0, subset: str = "r
         return {**chosen, "examples": len(images), "unit": "nats per example",
                 "reconstruction": result["reconstruction"]}
     return {**chosen, "examples": len(images), "unit": "nats per example", **result,
-            **kind_fields(run.config, run.model.likelihood, part.images.shape[1:], result["elbo"])}
+            **kind_fields(run.config, run.model.likelihood, part.images.shape[1:], result["elbo"],
+                          result["elbo_stderr"])}
 
 
 def binary_data(config: Config) -> bool:

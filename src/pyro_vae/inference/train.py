@@ -138,16 +138,21 @@ def label_kwargs(model, labels: torch.Tensor | None, rows=slice(None)) -> dict:
 def evaluate_elbo(model: Callable, guide: Callable, images: torch.Tensor, batch_size: int = 1000,
                   analytic_kl: bool = False, labels: torch.Tensor | None = None) -> dict[str, float]:
     """Mean ELBO, reconstruction and KL over ``images`` ``[N, C, H, W]`` (given ``labels``
-    for a conditional model), nats per example."""
-    totals = torch.zeros(3, dtype=torch.float64)
+    for a conditional model), nats per example, and ``elbo_stderr``, the standard error of
+    the mean ELBO over the examples (0 for one example)."""
+    totals = torch.zeros(4, dtype=torch.float64)
     with torch.no_grad():
         for start in range(0, len(images), batch_size):
             rows = slice(start, start + batch_size)
             terms: ELBOTerms = elbo_terms(model, guide, images[rows], analytic_kl=analytic_kl,
                                           **label_kwargs(model, labels, rows))
-            totals += torch.stack([terms.elbo.sum(), terms.reconstruction.sum(), terms.kl.sum()]).double().cpu()
-    elbo, recon, kl = (totals / len(images)).tolist()
-    return {"elbo": elbo, "reconstruction": recon, "kl": kl}
+            elbo = terms.elbo.double()
+            totals += torch.stack([elbo.sum(), terms.reconstruction.double().sum(), terms.kl.double().sum(),
+                                   (elbo ** 2).sum()]).cpu()
+    n = len(images)
+    elbo, recon, kl, square = (totals / n).tolist()
+    variance = max(0.0, square - elbo ** 2) * n / (n - 1) if n > 1 else 0.0
+    return {"elbo": elbo, "elbo_stderr": math.sqrt(variance / n), "reconstruction": recon, "kl": kl}
 
 
 def make_adam(parameters: list, learning_rate: float) -> torch.optim.Adam:
