@@ -5,10 +5,11 @@ from __future__ import annotations
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.nn.module import PyroModule, to_pyro_module_
+
+from pyro_vae.guides.vae import DiagonalNormalGuide
 
 
-class PointMassGuide(PyroModule):
+class PointMassGuide(DiagonalNormalGuide):
     """q(z | x) = delta(z - loc(x)): the code is the encoder's mean head, deterministically.
 
     Samples site ``z`` ``[B, L]`` inside ``pyro.plate("data", B)`` as a ``dist.Delta`` (log q
@@ -16,13 +17,6 @@ class PointMassGuide(PyroModule):
     is the reconstruction term alone. ``encoder`` is the VAE's (``(loc, scale)`` heads); its
     scale head is unused.
     """
-
-    needs_labels = False
-
-    def __init__(self, encoder: torch.nn.Module):
-        super().__init__()
-        to_pyro_module_(encoder)
-        self.encoder = encoder
 
     def forward(self, x: torch.Tensor) -> None:
         with pyro.plate("data", x.shape[0]):

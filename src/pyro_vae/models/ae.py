@@ -15,42 +15,25 @@ other (model, guide) pair.
 
 from __future__ import annotations
 
-import pyro
 import pyro.distributions as dist
 import torch
 from pyro.distributions import constraints
-from pyro.nn.module import PyroModule, to_pyro_module_
 
-from pyro_vae.likelihoods import Likelihood
+from pyro_vae.models.vae import VAEModel
 
 
-class AEModel(PyroModule):
-    """p(x | z) = likelihood(decoder(z)) with a flat improper p(z) (log-density 0).
+class AEModel(VAEModel):
+    """p(x | z) = likelihood(decoder(z)) with a flat improper p(z) (log-density 0): the VAE's
+    program with its prior replaced.
 
     Sites: ``z`` (latent, ``[B, L]``, only ever replayed from the guide) and ``x``
-    (observed, ``[B, C, H, W]``) inside ``pyro.plate("data", B)``.
+    (observed, ``[B, C, H, W]``) inside ``pyro.plate("data", B)``. ``sample_prior`` still
+    draws N(0, I) codes: an autoencoder has no p(z), and the figures show what its decoder
+    makes of the VAE's prior draws.
     """
 
-    needs_labels = False
     #: No p(z), so no p(x): held-out log-likelihood and the prior check make no sense here.
     has_marginal_likelihood = False
 
-    def __init__(self, decoder: torch.nn.Module, likelihood: Likelihood, latent_dim: int):
-        super().__init__()
-        to_pyro_module_(decoder)
-        self.decoder = decoder
-        self.likelihood = likelihood
-        self.latent_dim = latent_dim
-
     def prior(self, like: torch.Tensor, batch_size: int) -> dist.TorchDistribution:
         return dist.ImproperUniform(constraints.real, (batch_size,), (self.latent_dim,))
-
-    def forward(self, x: torch.Tensor) -> None:
-        batch_size = x.shape[0]
-        with pyro.plate("data", batch_size):
-            z = pyro.sample("z", self.prior(x, batch_size))
-            pyro.sample("x", self.likelihood.distribution(self.decoder(z)), obs=x)
-
-    def decode_mean(self, z: torch.Tensor) -> torch.Tensor:
-        """E[x | z] for codes ``z`` ``[..., L]`` -> images ``[..., C, H, W]``."""
-        return self.likelihood.mean(self.decoder(z))
