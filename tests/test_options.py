@@ -389,3 +389,29 @@ def test_attribute_and_class_names_match_in_any_case():
 def test_a_label_out_of_range_says_how_many_classes_there_are(cvae_run, tmp_path, capsys):
     assert main(["sample", str(cvae_run), "--label", "12", "-o", str(tmp_path / "s.png")]) == 2
     assert "which has 10 classes: give a number from 0 to 9" in _one_sentence(capsys)
+
+
+def test_prior_check_under_a_learned_prior_compares_with_the_prior_not_n01(figures):
+    """A mixture prior far from N(0, 1): the histograms' reference is drawn from the prior, and
+    the bars are the activity Var_x E[z_d | x] (dimension 1's mean does not move with x)."""
+    from pyro_vae.models.priors import MixtureOfGaussiansPrior
+
+    torch.manual_seed(0)
+    prior = MixtureOfGaussiansPrior(2, 3)
+
+    class Guide:
+        def encode(self, x):
+            loc = torch.cat([3.0 * x[:, :1], torch.full_like(x[:, :1], 2.5)], 1)
+            return loc, torch.full_like(loc, 0.3)
+
+    plots.plot_prior_check(Guide(), torch.randn(400, 1), "unused.png", prior=prior)
+    fig = figures[0]
+    title = fig._suptitle.get_text()
+    assert "the learned prior" in title and "1 of 2 dimensions inactive" in title
+    assert "N(0, 1)" not in title
+    hist = fig.axes[0]
+    assert [t.get_text() for t in hist.get_legend().get_texts()] == ["q(z) aggregate", "p(z) (learned prior)"]
+    bars = fig.axes[-1]
+    heights = sorted(p.get_height() for p in bars.patches)
+    assert heights[0] < plots.INACTIVE_KL < heights[1]
+    assert abs(heights[1] - 9.0) < 1.5  # Var(3 x) for x ~ N(0, 1)

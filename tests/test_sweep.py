@@ -195,6 +195,7 @@ def test_the_sweep_table_of_a_config_file(tmp_path, idx_dir):
     (["--grid", "beta=1,-1"], "beta must be at least 0"),
     (["--grid", "objective=elbo,iwea"], "unknown objective 'iwea'"),
     (["--grid", "beta=1", "--metric", "valid_iwae"], "do not all produce --metric valid_iwae"),
+    (["--grid", "beta=1", "--metric", "valid_loglik"], "do not all produce --metric valid_loglik"),
     (["--grid", "beta=1", "--metric", "bogus"], "unknown --metric 'bogus'"),
     (["--grid", "beta=1", "--search", "latent_dim=int:2:4"], "not both"),
     (["--search", "latent_dim=int:9:4", "--trials", "2"], "LOW < HIGH"),
@@ -237,3 +238,14 @@ def test_an_option_without_effect_at_a_point_goes_back_to_its_default_there():
     assert (elbo.train.objective, elbo.train.k) == ("elbo", Config().train.k)
     assert (iwae.train.objective, iwae.train.k) == ("iwae", 2)
     assert base.train.k == 2 and base.data.binarize == "auto"  # the base itself is left as given
+
+
+def test_a_sweep_can_optimise_the_validation_log_likelihood_of_runs_that_select_by_it():
+    config = Config()
+    assert not sweep.metric_available(config, "valid_loglik")
+    config.train.select_by = "valid-loglik"
+    assert sweep.metric_available(config, "valid_loglik")
+    config.model.model = "m2"
+    assert not sweep.metric_available(config, "valid_loglik")
+    summary = {"best_valid_criterion": -91.5, "best_epoch_metrics": {"valid_loglik": -91.5, "valid_elbo": -95.0}}
+    assert sweep.metric_value(summary, "valid_loglik") == -91.5

@@ -373,16 +373,35 @@ def plot_manifold(model, path: Path, n: int = 20, device="cpu", codes: torch.Ten
 
 
 @torch.no_grad()
-def plot_prior_check(guide, images: torch.Tensor, path: Path, max_dims: int = 16) -> Path:
+def plot_prior_check(guide, images: torch.Tensor, path: Path, max_dims: int = 16, prior=None) -> Path:
     """Each latent dimension's aggregate posterior (codes drawn from q(z|x) over the data)
-    against N(0, 1), and the mean KL(q || p) per dimension: dimensions with KL near 0 are
-    inactive (posterior collapse)."""
+    against the prior's marginal, and a bar per dimension saying whether it is in use.
+
+    With the standard prior (``prior`` None or :class:`StandardNormalPrior`) the reference
+    curve is N(0, 1) and the bars are the mean KL(q(z_d|x) || N(0, 1)) in nats: dimensions
+    below ``INACTIVE_KL`` are inactive (posterior collapse). A learned prior (a mixture,
+    the VampPrior) has no per-dimension closed-form KL, and comparing with N(0, 1) would
+    call a well-fitted model mismatched; there the reference histogram is drawn from the
+    prior itself (``prior.sample``), and the bars are Burda et al.'s (2016) activity
+    statistic A_d = Var_x(E_q[z_d | x]), which needs no prior: inactive below 0.01.
+    """
     locs, scales = zip(*(guide.encode(images[i:i + 1000]) for i in range(0, len(images), 1000)))
     loc, scale = torch.cat(locs).cpu(), torch.cat(scales).cpu()
     draws = loc + scale * torch.randn_like(loc)
-    kl = (0.5 * (scale ** 2 + loc ** 2 - 1) - torch.log(scale)).mean(0)
+    standard = prior is None or getattr(prior, "closed_form_kl", False)
+    if standard:
+        usage = (0.5 * (scale ** 2 + loc ** 2 - 1) - torch.log(scale)).mean(0)
+        usage_name, usage_label = "KL", "mean KL (nats, log scale)"
+        threshold_label = f"{INACTIVE_KL:g} nats: inactive below (grey bars)"
+        reference = None
+    else:
+        usage = loc.var(0) if len(loc) > 1 else torch.zeros(loc.shape[1])
+        usage_name, usage_label = "activity", "Var_x E[z_d | x] (log scale)"
+        threshold_label = f"{INACTIVE_KL:g}: inactive below (grey bars; Burda et al. 2016)"
+        param = next(prior.parameters(), None)
+        reference = prior.sample(len(loc), loc if param is None else loc.to(param.device)).cpu()
     dims = min(max_dims, loc.shape[1])
-    order = torch.argsort(kl, descending=True)[:dims]
+    order = torch.argsort(usage, descending=True)[:dims]
     cols = 4
     rows = (dims + cols - 1) // cols
     fig = _figure(layout="constrained", figsize=(12, 2.2 * rows + 3))
@@ -392,31 +411,36 @@ def plot_prior_check(guide, images: torch.Tensor, path: Path, max_dims: int = 16
     for i, d in enumerate(order.tolist()):
         ax = fig.add_subplot(grid[i // cols, i % cols])
         ax.hist(draws[:, d].numpy(), bins=50, range=(-4, 4), density=True, alpha=0.6, label="q(z) aggregate")
-        ax.plot(xs, pdf, color="black", lw=1, label="N(0, 1)")
-        ax.set_title(f"z{d}: KL {kl[d]:.2f} nats", fontsize=9)
+        if reference is None:
+            ax.plot(xs, pdf, color="black", lw=1, label="N(0, 1)")
+            ax.set_title(f"z{d}: KL {usage[d]:.2f} nats", fontsize=9)
+        else:
+            ax.hist(reference[:, d].numpy(), bins=50, range=(-4, 4), density=True, histtype="step",
+                    color="black", lw=1, label="p(z) (learned prior)")
+            ax.set_title(f"z{d}: activity {usage[d]:.2f}", fontsize=9)
         ax.set_yticks([])
         if i == 0:
             ax.legend(fontsize=7)
     ax = fig.add_subplot(grid[rows, :])
     total = loc.shape[1]
-    active = kl >= INACTIVE_KL
-    # A log scale keeps the threshold visible beside KLs of several nats; the floor keeps
-    # an exactly collapsed dimension (KL 0) on the axis.
-    heights = kl.clamp(min=INACTIVE_KL / 10).numpy()
+    active = usage >= INACTIVE_KL
+    # A log scale keeps the threshold visible beside values of several nats; the floor keeps
+    # an exactly collapsed dimension (0) on the axis.
+    heights = usage.clamp(min=INACTIVE_KL / 10).numpy()
     ax.bar(range(total), heights, color=["tab:blue" if a else "tab:grey" for a in active.tolist()])
     ax.set_yscale("log")
     ax.set_ylim(INACTIVE_KL / 10, max(1.0, float(heights.max())) * 2)
-    ax.axhline(INACTIVE_KL, color="red", lw=1.2, ls="--",
-               label=f"{INACTIVE_KL:g} nats: inactive below (grey bars)")
+    ax.axhline(INACTIVE_KL, color="red", lw=1.2, ls="--", label=threshold_label)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlim(-0.6, total - 0.4)
     ax.set_xlabel("latent dimension")
-    ax.set_ylabel("mean KL (nats, log scale)")
+    ax.set_ylabel(usage_label)
     ax.legend(fontsize=8)
     inactive = int((~active).sum())
     drawn = (f"histograms of all {total} dimensions" if dims == total
-             else f"histograms of the {dims} of {total} dimensions with the largest KL")
-    fig.suptitle(f"Prior vs aggregate posterior ({inactive} of {total} dimensions inactive; {drawn})")
+             else f"histograms of the {dims} of {total} dimensions with the largest {usage_name}")
+    against = "N(0, 1)" if reference is None else "the learned prior"
+    fig.suptitle(f"Aggregate posterior vs {against} ({inactive} of {total} dimensions inactive; {drawn})")
     return _save(fig, path)
 
 

@@ -773,7 +773,8 @@ def figure_from_run(run: Run, kind: str, output: Path, n: int = 64, limit: int =
     if kind == "latent":
         return plots.plot_latent(run.guide, test.images, test.labels, output, dataset.class_names)
     if kind == "prior-check":
-        return plots.plot_prior_check(run.guide, test.images, output)
+        return plots.plot_prior_check(run.guide, test.images, output,
+                                      prior=getattr(run.model, "latent_prior", None))
     if kind == "interpolate":
         if image_a or image_b:
             if not (image_a and image_b):

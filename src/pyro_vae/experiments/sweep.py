@@ -53,6 +53,8 @@ UNOWNED_GRACE_SECONDS = 600
 METRICS = {
     "valid_elbo": "validation ELBO at the best epoch (nats per example)",
     "valid_iwae": "validation IWAE bound at the best epoch (nats per example; --objective iwae runs)",
+    "valid_loglik": ("validation log p(x) by importance sampling at the best epoch (nats per example; "
+                     "--select-by valid-loglik runs, K=--select-k on --select-examples images)"),
     "selection": "the number that chose the best epoch (validation ELBO, IWAE bound or accuracy)",
     "test_elbo": "test ELBO of the best model (nats per example)",
     "valid_accuracy": "validation accuracy of q(y | x) at the best epoch (--model m2)",
@@ -77,6 +79,8 @@ def metric_available(config: Config, metric: str) -> bool:
     if metric == "valid_iwae":  # written when the validation IWAE bound selects (--select-by, auto for iwae)
         select = config.train.select_by
         return not semi and (select == "valid-iwae" or (select == "auto" and config.train.objective.startswith("iwae")))
+    if metric == "valid_loglik":  # written every epoch when the validation log-likelihood selects
+        return not semi and config.train.select_by == "valid-loglik"
     if metric in ("valid_elbo", "test_elbo"):
         return not semi
     return metric == "selection"
