@@ -38,8 +38,12 @@ demo: install data
 	$(VENV)/bin/pyro-vae train --config configs/demo.toml --run-dir runs/demo && \
 	echo "demo finished in $$(( $$(date +%s) - start )) s; results in runs/demo (summary.json, metrics.csv)"
 
+# Tests in parallel (pytest-xdist), one worker per core: a module whose tests share a trained
+# fixture is one xdist_group, run by one worker, so the fixture trains once.
+# TEST_WORKERS=0 runs them in this process, as plain `python -m pytest -q` does.
+TEST_WORKERS ?= auto
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 bench: install
 	$(PY) benchmarks/run.py

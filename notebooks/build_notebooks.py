@@ -3,7 +3,9 @@
     python notebooks/build_notebooks.py
 
 Each notebook runs top to bottom in a minute or two on 2 CPU cores with small settings;
-tests/test_notebooks.py executes every one of them.
+tests/test_notebooks.py executes every one of them. The sizes (training images, epochs, test
+images, K) are in one cell tagged "parameters" (papermill's convention), right after the
+imports; the test runs each notebook with smaller sizes in a cell it inserts after that one.
 """
 
 from pathlib import Path
@@ -42,10 +44,14 @@ ELBO(x) = E_q[log p(x | z)] - KL(q(z | x) || p(z)) <= log p(x),
 the reconstruction term minus the price of the code. Here we write both programs in plain Pyro,
 side by side, with the same site names, and train them with `SVI` and `Trace_ELBO`."""),
 ("code", SETUP),
+("params", """\
+TRAIN_IMAGES = 6_000   # Fashion-MNIST training images
+EPOCHS = 4
+KL_DRAWS = 200         # Monte Carlo draws of the KL per validation image"""),
 ("code", """\
 from pyro_vae import load_dataset
 
-data = load_dataset("fashion-mnist", binarize="dynamic", train_limit=6_000)
+data = load_dataset("fashion-mnist", binarize="dynamic", train_limit=TRAIN_IMAGES)
 x_valid = data.valid.images[:1000].reshape(-1, 784)
 print(data.train.images.shape, "training images, grey levels in [0, 1]; binarized per batch")"""),
 ("md", "## Model and guide, side by side"),
@@ -75,7 +81,7 @@ from pyro.infer import SVI, Trace_ELBO
 svi = SVI(model, guide, pyro.optim.Adam({"lr": 1e-3}), Trace_ELBO())
 images = data.train.images.reshape(-1, 784)
 history = []
-for epoch in range(4):
+for epoch in range(EPOCHS):
     order = torch.randperm(len(images))
     total = 0.0
     for start in range(0, len(images), 128):
@@ -96,10 +102,10 @@ from pyro_vae import elbo_terms
 
 with torch.no_grad():
     exact = elbo_terms(model, guide, x_valid, analytic_kl=True)
-    mc = torch.stack([elbo_terms(model, guide, x_valid).kl for _ in range(200)]).mean(0)
+    mc = torch.stack([elbo_terms(model, guide, x_valid).kl for _ in range(KL_DRAWS)]).mean(0)
 print(f"reconstruction {exact.reconstruction.mean():.1f}, KL {exact.kl.mean():.2f}, "
       f"ELBO {exact.elbo.mean():.1f} nats per image")
-print(f"KL closed form {exact.kl.mean():.3f} vs Monte Carlo (200 draws) {mc.mean():.3f}")
+print(f"KL closed form {exact.kl.mean():.3f} vs Monte Carlo ({KL_DRAWS} draws) {mc.mean():.3f}")
 assert abs(exact.kl.mean() - mc.mean()) < 0.1"""),
 ("md", "## What it learned: samples from the prior and reconstructions"),
 ("code", """\
@@ -132,6 +138,10 @@ images (a probability mass, log p <= 0), the other two score *grey-level* images
 can exceed 1, so log p can be positive). The numbers below measure each model on its own data;
 they do not rank the likelihoods against each other."""),
 ("code", SETUP),
+("params", """\
+TRAIN_IMAGES = 10_000   # Fashion-MNIST training images
+EPOCHS = 4
+TEST_IMAGES, K = 300, 200   # log p(x) on the first TEST_IMAGES test images, K importance samples"""),
 ("code", """\
 from pyro_vae import ModelConfig, build_vae, load_dataset, importance_log_likelihood, make_objective
 from pyro_vae.inference.train import Trainer, TrainSettings
@@ -140,16 +150,16 @@ CHOICES = {"bernoulli": "dynamic", "continuous-bernoulli": "none", "gaussian-lea
 results = {}
 for likelihood, binarize in CHOICES.items():
     pyro.set_rng_seed(0)
-    data = load_dataset("fashion-mnist", binarize=binarize, train_limit=10_000)
+    data = load_dataset("fashion-mnist", binarize=binarize, train_limit=TRAIN_IMAGES)
     model, guide = build_vae(ModelConfig(latent_dim=16, hidden_dims=[256], likelihood=likelihood), data.image_shape)
     data.check_support(model.likelihood)
-    Trainer(model, guide, make_objective("analytic-kl"), data, TrainSettings(epochs=4), progress=False,
+    Trainer(model, guide, make_objective("analytic-kl"), data, TrainSettings(epochs=EPOCHS), progress=False,
             log=lambda s: None).fit()
-    test = data.test.images[:300]
-    estimate = importance_log_likelihood(model, guide, test, k=200)
+    test = data.test.images[:TEST_IMAGES]
+    estimate = importance_log_likelihood(model, guide, test, k=K)
     results[likelihood] = (model, estimate)
     print(f"{likelihood:22s} binarize={binarize:8s} log p(x) = {estimate.mean:8.1f} ± {estimate.stderr:.1f} nats "
-          f"(K=200, 300 test images, ESS min {estimate.ess.min():.0f})")"""),
+          f"(K={K}, {TEST_IMAGES} test images, ESS min {estimate.ess.min():.0f})")"""),
 ("code", """\
 from pyro_vae.plots import image_grid
 
@@ -181,15 +191,19 @@ log p(x) ~= logsumexp_k [log p(x, z_k) - log q(z_k | x)] - log K,
 is a tighter bound that approaches log p(x) as K grows (K = 1 is the ELBO's estimator). The
 effective sample size of the weights says how well the guide covers the posterior."""),
 ("code", SETUP),
+("params", """\
+TRAIN_IMAGES = 20_000   # Fashion-MNIST training images
+EPOCHS = 4
+TEST_IMAGES = 200      # the bounds are averaged over the first TEST_IMAGES test images"""),
 ("code", """\
 from pyro_vae import ModelConfig, build_vae, load_dataset, importance_log_likelihood, make_objective, elbo_terms
 from pyro_vae.inference.train import Trainer, TrainSettings
 
-data = load_dataset("fashion-mnist", binarize="dynamic", train_limit=20_000)
+data = load_dataset("fashion-mnist", binarize="dynamic", train_limit=TRAIN_IMAGES)
 model, guide = build_vae(ModelConfig(latent_dim=16, hidden_dims=[256]), data.image_shape)
-Trainer(model, guide, make_objective("analytic-kl"), data, TrainSettings(epochs=4), progress=False,
+Trainer(model, guide, make_objective("analytic-kl"), data, TrainSettings(epochs=EPOCHS), progress=False,
         log=print).fit()
-test = data.test.images[:200]"""),
+test = data.test.images[:TEST_IMAGES]"""),
 ("code", """\
 with torch.no_grad():
     elbo = elbo_terms(model, guide, test, analytic_kl=True).elbo.mean().item()
@@ -240,15 +254,18 @@ mean something. An **attribute vector** is the mean code of images with an attri
 mean code of those without; adding it to a code moves the decoded image towards the attribute
 (the "smile vector" of the VAE courses). Here the attribute is a Fashion-MNIST class."""),
 ("code", SETUP),
+("params", """\
+TRAIN_IMAGES = 20_000   # Fashion-MNIST training images
+EPOCHS = 4"""),
 ("code", """\
 from pyro_vae import (ModelConfig, build_vae, load_dataset, make_objective, attribute_vector, apply_attribute,
                       interpolate_codes)
 from pyro_vae.inference.train import Trainer, TrainSettings
 from pyro_vae.plots import image_grid
 
-data = load_dataset("fashion-mnist", binarize="dynamic", train_limit=20_000)
+data = load_dataset("fashion-mnist", binarize="dynamic", train_limit=TRAIN_IMAGES)
 model, guide = build_vae(ModelConfig(latent_dim=16, hidden_dims=[256]), data.image_shape)
-Trainer(model, guide, make_objective("analytic-kl"), data, TrainSettings(epochs=4), progress=False,
+Trainer(model, guide, make_objective("analytic-kl"), data, TrainSettings(epochs=EPOCHS), progress=False,
         log=lambda s: None).fit()
 test, labels = data.test.images[:3000], data.test.labels[:3000]
 with torch.no_grad():
@@ -296,6 +313,9 @@ observed for the few labelled images and summed out exactly (parallel enumeratio
 `TraceEnum_ELBO`) for the rest. Its guide holds a classifier q(y | x), trained by the bound and
 an auxiliary cross-entropy on the labelled images."""),
 ("code", SETUP),
+("params", """\
+TRAIN_IMAGES = 10_000   # Fashion-MNIST training images
+CVAE_EPOCHS, M2_EPOCHS = 4, 3"""),
 ("code", """\
 from pyro_vae import ModelConfig, build_vae, load_dataset, make_objective
 from pyro_vae.data.datasets import balanced_label_subset
@@ -303,14 +323,14 @@ from pyro_vae.inference.train import Trainer, TrainSettings
 from pyro_vae.inference.semisupervised import SemiSupervisedTrainer, train_supervised_baseline
 from pyro_vae.plots import image_grid
 
-data = load_dataset("fashion-mnist", binarize="dynamic", train_limit=10_000)
+data = load_dataset("fashion-mnist", binarize="dynamic", train_limit=TRAIN_IMAGES)
 names = data.class_names"""),
 ("md", "## Conditional VAE: one row per class, one column per code"),
 ("code", """\
 # The standard prior N(0, I): a learned p(z | y) lets z carry the class and spoils this grid
 # (docs/results.md, "Real handwritten digits").
 cvae, cguide = build_vae(ModelConfig(model="cvae", latent_dim=8, hidden_dims=[256]), data.image_shape, num_classes=10)
-Trainer(cvae, cguide, make_objective("analytic-kl"), data, TrainSettings(epochs=4), progress=False,
+Trainer(cvae, cguide, make_objective("analytic-kl"), data, TrainSettings(epochs=CVAE_EPOCHS), progress=False,
         log=print).fit()
 with torch.no_grad():
     codes = cguide.encode(data.test.images[:8], data.test.labels[:8])[0]
@@ -327,12 +347,12 @@ pyro.set_rng_seed(0)
 m2, m2_guide = build_vae(config, data.image_shape, num_classes=10)
 # alpha = 20,000 per labelled image with the labelled batch weighed naturally (the library's
 # defaults; docs/results.md shows alpha = 50 leaves the classifier almost unsupervised).
-trainer = SemiSupervisedTrainer(m2, m2_guide, data, labelled, TrainSettings(epochs=3), alpha=20_000.0,
+trainer = SemiSupervisedTrainer(m2, m2_guide, data, labelled, TrainSettings(epochs=M2_EPOCHS), alpha=20_000.0,
                                 progress=False, log=print)
 trainer.fit()
 pyro.set_rng_seed(0)
 _, fresh = build_vae(config, data.image_shape, num_classes=10)
-baseline = train_supervised_baseline(fresh.classifier, data, labelled, epochs=3, steps_per_epoch=trainer.steps_per_epoch())
+baseline = train_supervised_baseline(fresh.classifier, data, labelled, epochs=M2_EPOCHS, steps_per_epoch=trainer.steps_per_epoch())
 best = max(trainer.state.history, key=lambda row: row["valid_accuracy"])
 difference = 100 * (best["test_accuracy"] - baseline["test_accuracy"])
 print(f"M2 test accuracy {best['test_accuracy']:.3f} (best validation epoch {best['epoch']}); "
@@ -363,18 +383,22 @@ things: where each puts the codes, what each decoder makes of codes drawn from N
 numbers: how well each reconstructs, and how likely test images are under each decoder when its
 codes are drawn from N(0, I) (which is how one samples)."""),
 ("code", SETUP),
+("params", """\
+TRAIN_IMAGES = 10_000   # Fashion-MNIST training images
+EPOCHS = 5
+TEST_IMAGES, K = 500, 2000   # the two numbers on the first TEST_IMAGES test images; K codes from N(0, I)"""),
 ("code", """\
 from pyro_vae import ModelConfig, build_vae, fit, load_dataset
 from pyro_vae.inference.reconstruction import reconstruction_log_likelihood
 from pyro_vae.plots import PRIOR_95_RADIUS, image_grid
 
-data = load_dataset("fashion-mnist", binarize="dynamic", train_limit=10_000)
+data = load_dataset("fashion-mnist", binarize="dynamic", train_limit=TRAIN_IMAGES)
 trained = {}
 for kind in ("ae", "vae"):
     pyro.set_rng_seed(0)
     model, guide = build_vae(ModelConfig(model=kind, latent_dim=2, hidden_dims=[256]), data.image_shape)
     print(kind)
-    fit(model, guide, data, objective="analytic-kl", epochs=5, log=print)   # same loop as pyro-vae train
+    fit(model, guide, data, objective="analytic-kl", epochs=EPOCHS, log=print)   # same loop as pyro-vae train
     trained[kind] = (model, guide)"""),
 ("md", "## The codes, and samples from N(0, I) through each decoder"),
 ("code", """\
@@ -410,16 +434,16 @@ prior's disc, so every draw from N(0, I) decodes to something like a garment."""
 ("code", """\
 from pyro_vae.inference.reconstruction import sampled_code_log_likelihood   # log (1/K) sum_k p(x | z_k)
 
-x = data.test.images[:500]
+x = data.test.images[:TEST_IMAGES]
 numbers = {}
 with torch.no_grad():
     for kind, (model, guide) in trained.items():
         recon = reconstruction_log_likelihood(model, guide, x)
-        sampled = sampled_code_log_likelihood(model, x, k=2000)
+        sampled = sampled_code_log_likelihood(model, x, k=K)
         numbers[kind] = (recon.mean().item(), sampled.mean().item())
         print(f"{kind}: reconstruction {recon.mean():8.1f} ± {recon.std() / math.sqrt(len(x)):.1f}   "
               f"generation {sampled.mean():8.1f} ± {sampled.std() / math.sqrt(len(x)):.1f} nats per image "
-              f"(500 test images, ± standard error)")
+              f"({len(x)} test images, ± standard error)")
 gap = numbers["ae"][0] - numbers["vae"][0]
 print(f"reconstructs better here: {'ae' if gap > 0 else 'vae'} (by {abs(gap):.1f} nats per image)")
 print(f"generates better here: {'ae' if numbers['ae'][1] > numbers['vae'][1] else 'vae'} "
@@ -446,6 +470,9 @@ def build():
         notebook = new_notebook()
         notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
         notebook.cells = [new_markdown_cell(src) if kind == "md" else new_code_cell(src) for kind, src in cells]
+        for cell, (kind, _) in zip(notebook.cells, cells):
+            if kind == "params":  # papermill's convention: the cell a runner may override
+                cell.metadata["tags"] = ["parameters"]
         nbformat.write(notebook, HERE / f"{name}.ipynb")
         print(HERE / f"{name}.ipynb")
 

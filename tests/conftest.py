@@ -29,6 +29,17 @@ def require_path(path: Path, what: str) -> Path:
     pytest.skip(f"{message} (install it to run this test)")
 
 
+def pytest_collection_modifyitems(config, items):
+    """For ``make test`` (pytest-xdist, ``--dist loadgroup``): the tests of a module that share a
+    module-scoped fixture (a trained run, a large IDX folder) form one xdist group, so one
+    worker builds the fixture once and runs them all; every other test goes to whichever
+    worker is free. Without xdist the mark does nothing."""
+    for item in items:
+        fixtures = getattr(item, "_fixtureinfo", None)
+        if fixtures and any(defs[-1].scope == "module" for defs in fixtures.name2fixturedefs.values()):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+
 @pytest.fixture(autouse=True)
 def _fresh_pyro():
     pyro.clear_param_store()

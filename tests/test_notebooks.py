@@ -1,7 +1,12 @@
 """Every notebook runs top to bottom (nbclient), so none can rot, and shows what a reader
 should see: each plotting cell has a PNG output, no import warning is printed, and the
 numbers the text relies on hold. They train on Fashion-MNIST, so they need the data
-(present in CI)."""
+(present in CI).
+
+To keep ``make test`` fast each runs with smaller sizes (fewer training images, epochs,
+test images) than a reader's: a cell with ``SMALL[name]`` is put after the notebook's cell
+tagged "parameters" (papermill's convention), so every other cell runs as written. The
+sizes are chosen so that the checks below still hold with a margin."""
 
 import re
 from pathlib import Path
@@ -52,18 +57,46 @@ def check_autoencoder_versus_vae(text: str) -> None:
     assert "generates better here: vae" in text
 
 
+# Each notebook's sizes for the test (its parameters cell holds a reader's, several times larger).
+SMALL = {
+    "01_vae_from_first_principles": "TRAIN_IMAGES, EPOCHS, KL_DRAWS = 3_000, 3, 50",
+    "02_swapping_likelihoods": "TRAIN_IMAGES, EPOCHS, TEST_IMAGES, K = 2_000, 2, 100, 50",
+    "03_heldout_likelihood": "TRAIN_IMAGES, EPOCHS, TEST_IMAGES = 4_000, 3, 50",
+    "04_latent_arithmetic_and_interpolation": "TRAIN_IMAGES, EPOCHS = 4_000, 3",
+    "05_label_variants": "TRAIN_IMAGES, CVAE_EPOCHS, M2_EPOCHS = 3_000, 2, 2",
+    "06_autoencoder_versus_vae": "TRAIN_IMAGES, EPOCHS, TEST_IMAGES, K = 3_000, 3, 200, 1000",
+}
+
+
+def with_small_sizes(notebook, name: str):
+    """The notebook with ``SMALL[name]`` in a new cell after its one "parameters" cell."""
+    tagged = [i for i, cell in enumerate(notebook.cells) if "parameters" in cell.metadata.get("tags", [])]
+    assert len(tagged) == 1, f"{name} needs exactly one cell tagged 'parameters'"
+    reader = {}
+    exec(notebook.cells[tagged[0]].source, reader)
+    small = {}
+    exec(SMALL[name], small)
+    # The override names only what the notebook defines, so a renamed size cannot go unshrunk.
+    names = set(reader) - {"__builtins__"}
+    assert set(small) - {"__builtins__"} == names, name
+    assert all(small[k] <= reader[k] for k in names), name
+    notebook.cells.insert(tagged[0] + 1, nbformat.v4.new_code_cell(SMALL[name]))
+    return notebook
+
+
 CHECKS = {"01_vae_from_first_principles": check_elbo_rises, "03_heldout_likelihood": check_k_sweep,
           "06_autoencoder_versus_vae": check_autoencoder_versus_vae}
 
 
 def test_there_are_notebooks():
     assert len(NOTEBOOKS) >= 6
+    assert sorted(SMALL) == [path.stem for path in NOTEBOOKS]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_and_shows_its_figures(path, tmp_path):
     require_path(FASHION_DIR / "train-images-idx3-ubyte.gz", "Fashion-MNIST (Debian's dataset-fashion-mnist)")
-    notebook = nbformat.read(path, as_version=4)
+    notebook = with_small_sizes(nbformat.read(path, as_version=4), path.stem)
     NotebookClient(notebook, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     code = [cell for cell in notebook.cells if cell.cell_type == "code"]
     errors = [o for cell in code for o in cell.get("outputs", []) if o.get("output_type") == "error"]
