@@ -370,6 +370,35 @@ def test_a_new_run_that_cannot_write_its_first_file_leaves_nothing(idx_dir, tmp_
     assert list(run.iterdir()) == []
 
 
+def test_a_figure_on_a_read_only_file_system_is_one_sentence(tmp_path, monkeypatch):
+    """On a read-only file system even unlinking the temporary file that was never created
+    fails (EROFS, not ENOENT): the clean-up must not replace the sentence with a traceback.
+    Found on a real read-only tmpfs by benchmarks/real_faults.py."""
+    from matplotlib.figure import Figure
+
+    from pyro_vae import plots
+
+    target = tmp_path / "samples.png"
+    target.write_bytes(b"the previous figure")
+
+    def savefig(self, path, *args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+
+    real_unlink = Path.unlink
+
+    def unlink(self, missing_ok=False):
+        if self.parent == tmp_path:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+        return real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Figure, "savefig", savefig)
+    monkeypatch.setattr(Path, "unlink", unlink)
+    with pytest.raises(WriteError, match=r"cannot write .*samples\.png \(Read-only file system\); make .* writable "
+                                         r"or choose another directory \(the previous samples\.png is intact\)"):
+        plots._save(Figure(), target)
+    assert target.read_bytes() == b"the previous figure"
+
+
 def test_torch_saves_own_write_error_is_reported_as_a_full_disk(tmp_path, monkeypatch):
     """torch.save reports a short write on a full disk as a RuntimeError ("unexpected pos")."""
     target = tmp_path / "checkpoint_last.pt"
