@@ -399,6 +399,33 @@ def test_a_figure_on_a_read_only_file_system_is_one_sentence(tmp_path, monkeypat
     assert target.read_bytes() == b"the previous figure"
 
 
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS])
+def test_an_image_folder_cache_that_cannot_be_written_is_one_sentence_before_decoding(tmp_path, monkeypatch, code):
+    """The image cache is a memory map: on a full disk a page write would kill the process
+    with SIGBUS, maybe an hour into decoding. Its blocks are reserved first, so a full disk
+    (or a read-only one) is a sentence before any image is decoded, and nothing is left."""
+    from image_folders import class_folder
+
+    from pyro_vae.data import folders
+
+    class_folder(tmp_path / "data", n=12)
+    layout = folders.scan_image_folder(tmp_path / "data")
+    asked = {}
+
+    def fallocate(fd, offset, length):
+        asked["bytes"] = length
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(os, "posix_fallocate", fallocate, raising=False)
+    monkeypatch.setattr(folders, "decode_folder", lambda *args: pytest.fail("decoded before the space was reserved"))
+    cache = tmp_path / "cache"
+    with pytest.raises(WriteError, match=r"(no space left on the device while writing|cannot write) "
+                                         rf"{cache}/\w+\.npy.*\(no \w+\.npy was written\)\.$"):
+        folders.decoded_images(layout, 12, cache_dir=cache)
+    assert asked["bytes"] >= 12 * 3 * 12 * 12  # the whole array: header and every image's bytes
+    assert list(cache.iterdir()) == []
+
+
 def test_torch_saves_own_write_error_is_reported_as_a_full_disk(tmp_path, monkeypatch):
     """torch.save reports a short write on a full disk as a RuntimeError ("unexpected pos")."""
     target = tmp_path / "checkpoint_last.pt"
