@@ -4,17 +4,21 @@ then finish the run as a user would and compare it, bit for bit, with a run neve
     python benchmarks/fault_injection.py [--trials 200] [--max-minutes 40] [--seed 0]
 
 Each trial picks a phase (a fresh training run, a resume of a 1-epoch run, or an
-evaluation of log p(x)) and a kill: at a checkpoint or file write (a random file, which of
-its writes, and before or after its rename; 60 % of trials: the instants that matter most)
+evaluation of log p(x)) and a kill: at a checkpoint or file write (60 % of trials: the
+instants that matter most; half of these in training and resume at a write of
+checkpoint_last.pt or checkpoint_best.pt, the others at a random file; which of its writes,
+and before or after its rename, at random)
 or after a random delay drawn uniformly over the phase's uninterrupted duration. One trial
 in five also kills the first resume. Then: ``--resume`` (when it is refused, the user's
 other move: the same command again), and the run directory is compared with the
 uninterrupted one (:func:`faults.run_outcome`: checkpoints, metrics rows, summary, config,
 files; wall-clock times excluded). Counted: kills, corrupt files found after a kill (a run
 file that exists but cannot be read whole), runs that ended different, resumes refused.
-Processes are forked from this one (torch already imported), and the final figures are
-8x8-pixel images written through the same writer (:func:`quick_figures`), so a trial takes
-about a second on a tiny model and data set. Writes benchmarks/results/fault_injection.json.
+Processes are forked from this one with torch and everything a run imports lazily already
+imported (:func:`warm_imports`: the optimizer's first construction imports ``torch._dynamo``,
+about 4 s, which every forked child paid again before), and the final figures are 8x8-pixel
+images written through the same writer (:func:`quick_figures`), so a trial takes a few seconds
+on a tiny model and data set. Writes benchmarks/results/fault_injection.json.
 """
 
 from __future__ import annotations
@@ -66,6 +70,14 @@ def quick_figures(model, guide, dataset, run_dir, device) -> list[Path]:
     return [plots._save(matplotlib.figure.Figure(figsize=(0.08, 0.08)), run_dir / name) for name in names]
 
 
+def warm_imports() -> None:
+    """Import in this process what a run imports on first use, so forked trials do not pay
+    for it each time: constructing the first torch optimizer imports ``torch._dynamo``."""
+    import torch
+
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+
+
 def _child(argv, kill):
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1), os.dup2(devnull, 2)
@@ -105,7 +117,11 @@ class Trial:
 
     def pick_kill(self, phase: str):
         if self.rng.random() < 0.6:
-            target = self.rng.choice(sorted(WRITES[phase]))
+            names = sorted(WRITES[phase])
+            checkpoints = [name for name in names if name in (LAST, BEST)]
+            if checkpoints and self.rng.random() < 0.5:  # half the write kills at a checkpoint write
+                names = checkpoints
+            target = self.rng.choice(names)
             nth = self.rng.randint(1, WRITES[phase][target])
             return {"at_write": (target, nth, self.rng.choice(("before", "after")))}
         return {"after_seconds": self.rng.uniform(0.0, self.durations[phase])}
@@ -187,6 +203,7 @@ def main_() -> None:
     args = parser.parse_args()
     rng = random.Random(args.seed)
     runs._figures = quick_figures
+    warm_imports()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="pyro-vae-faults-") as tmp:
         work = Path(tmp)

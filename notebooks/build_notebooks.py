@@ -17,7 +17,7 @@ HERE = Path(__file__).resolve().parent
 
 SETUP = """\
 import math
-import pyro_vae             # first: it imports Pyro without tqdm's "IProgress not found" warning
+from pyro_vae import Config  # first: pyro_vae's names import Pyro without tqdm's "IProgress not found" warning
 import matplotlib.pyplot as plt
 import pyro
 import torch

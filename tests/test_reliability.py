@@ -5,6 +5,7 @@ import errno
 import json
 import multiprocessing
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -369,6 +370,62 @@ def test_a_new_run_that_cannot_write_its_first_file_leaves_nothing(idx_dir, tmp_
     assert list(run.iterdir()) == []
 
 
+def test_a_figure_on_a_read_only_file_system_is_one_sentence(tmp_path, monkeypatch):
+    """On a read-only file system even unlinking the temporary file that was never created
+    fails (EROFS, not ENOENT): the clean-up must not replace the sentence with a traceback.
+    Found on a real read-only tmpfs by benchmarks/real_faults.py."""
+    from matplotlib.figure import Figure
+
+    from pyro_vae import plots
+
+    target = tmp_path / "samples.png"
+    target.write_bytes(b"the previous figure")
+
+    def savefig(self, path, *args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+
+    real_unlink = Path.unlink
+
+    def unlink(self, missing_ok=False):
+        if self.parent == tmp_path:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+        return real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Figure, "savefig", savefig)
+    monkeypatch.setattr(Path, "unlink", unlink)
+    with pytest.raises(WriteError, match=r"cannot write .*samples\.png \(Read-only file system\); make .* writable "
+                                         r"or choose another directory \(the previous samples\.png is intact\)"):
+        plots._save(Figure(), target)
+    assert target.read_bytes() == b"the previous figure"
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS])
+def test_an_image_folder_cache_that_cannot_be_written_is_one_sentence_before_decoding(tmp_path, monkeypatch, code):
+    """The image cache is a memory map: on a full disk a page write would kill the process
+    with SIGBUS, maybe an hour into decoding. Its blocks are reserved first, so a full disk
+    (or a read-only one) is a sentence before any image is decoded, and nothing is left."""
+    from image_folders import class_folder
+
+    from pyro_vae.data import folders
+
+    class_folder(tmp_path / "data", n=12)
+    layout = folders.scan_image_folder(tmp_path / "data")
+    asked = {}
+
+    def fallocate(fd, offset, length):
+        asked["bytes"] = length
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(os, "posix_fallocate", fallocate, raising=False)
+    monkeypatch.setattr(folders, "decode_folder", lambda *args: pytest.fail("decoded before the space was reserved"))
+    cache = tmp_path / "cache"
+    with pytest.raises(WriteError, match=r"(no space left on the device while writing|cannot write) "
+                                         rf"{cache}/\w+\.npy.*\(no \w+\.npy was written\)\.$"):
+        folders.decoded_images(layout, 12, cache_dir=cache)
+    assert asked["bytes"] >= 12 * 3 * 12 * 12  # the whole array: header and every image's bytes
+    assert list(cache.iterdir()) == []
+
+
 def test_torch_saves_own_write_error_is_reported_as_a_full_disk(tmp_path, monkeypatch):
     """torch.save reports a short write on a full disk as a RuntimeError ("unexpected pos")."""
     target = tmp_path / "checkpoint_last.pt"
@@ -450,6 +507,119 @@ def test_a_signal_during_start_up_is_an_interruption(idx_dir, tmp_path, signum):
     assert result.returncode == 128 + signum, result.stderr
     assert result.stderr == f"pyro-vae: interrupted by {signal.Signals(signum).name}; the last checkpoint is intact.\n"
     assert not (tmp_path / "run").exists()
+
+
+def _caught(pid: int) -> set[int]:
+    """SIGINT and SIGTERM, those of them the process has a handler for (/proc's SigCgt mask)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    mask = int(next(line for line in status.splitlines() if line.startswith("SigCgt:")).split()[1], 16)
+    return {signum for signum in (signal.SIGINT, signal.SIGTERM) if mask >> (signum - 1) & 1}
+
+
+def _torch_loaded(pid: int) -> bool:
+    return "libtorch" in Path(f"/proc/{pid}/maps").read_text()
+
+
+def _console_script(tmp_path: Path) -> Path:
+    """The ``pyro-vae`` script pip writes for pyproject's [project.scripts] entry (its template)."""
+    import tomllib
+
+    target = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]["pyro-vae"]
+    module, function = target.split(":")
+    script = tmp_path / "pyro-vae"
+    script.write_text(f"import re\nimport sys\nfrom {module} import {function}\nif __name__ == '__main__':\n"
+                      f"    sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])\n"
+                      f"    sys.exit({function}())\n")
+    return script
+
+
+STARTED = "pyro-vae: interrupted by {name} during start-up; nothing was written."
+LATER = (r"pyro-vae: interrupted by {name}; the last checkpoint is intact\.|"
+         r"pyro-vae: stopped by {name} after step \d+ \(epoch \d+\); checkpoint saved, continue with --resume .*\.")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc (Linux only)")
+def test_sigterm_at_any_instant_of_start_up_is_an_interruption_like_sigint(idx_dir, tmp_path):
+    """SIGTERM (and SIGINT, alike) at instants from 0 to 2 s after ``pyro-vae train`` starts,
+    through ``python -m pyro_vae.cli`` and the console script: exit 128 + signal and one
+    sentence, never a silent death (-15) while torch imports. Before the interpreter runs any
+    Python code both signals kill the process alike (nothing can catch them yet); from the
+    moment Python catches SIGINT, SIGTERM must be caught too before torch is loaded (checked
+    through /proc at each instant), and then the signal is sent."""
+    script = _console_script(tmp_path)
+    programs = {"module": [sys.executable, "-m", "pyro_vae.cli"], "script": [sys.executable, str(script)]}
+    trials = [("module", signal.SIGTERM, d) for d in (0.0, 0.05, 0.2, 0.5, 1.0, 2.0)]
+    trials += [("module", signal.SIGINT, 0.2), ("module", signal.SIGINT, 1.0),
+               ("script", signal.SIGTERM, 0.5), ("script", signal.SIGTERM, 1.5)]
+    started = []
+    for i, (program, signum, delay) in enumerate(trials):
+        argv = _train_argv(idx_dir, tmp_path / f"run{i}", 1000)  # still running at 2 s
+        process = subprocess.Popen([*programs[program], *argv], env=_env(), stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE, text=True,
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        started.append((time.monotonic(), process))
+    try:
+        early = {}
+        for i in sorted(range(len(trials)), key=lambda i: trials[i][2]):
+            (program, signum, delay), (t0, process) = trials[i], started[i]
+            time.sleep(max(0.0, t0 + delay - time.monotonic()))
+            python_runs = signal.SIGINT in _caught(process.pid)
+            if python_runs:  # the pre-entry window (site, `import pyro_vae.entry`) takes milliseconds
+                while signal.SIGTERM not in _caught(process.pid):
+                    assert process.poll() is None, process.communicate()
+                    assert not _torch_loaded(process.pid), f"{program}: torch imported before SIGTERM is handled"
+                    time.sleep(0.001)
+            process.send_signal(signum)
+            early[i] = not python_runs
+        for i, (program, signum, delay) in enumerate(trials):
+            process = started[i][1]
+            _, stderr = process.communicate(timeout=120)
+            name = signal.Signals(signum).name
+            if early[i] and process.returncode == -signum:
+                continue  # killed before Python ran: as SIGINT would have been
+            assert process.returncode == 128 + signum, (program, name, delay, process.returncode, stderr)
+            if stderr == STARTED.format(name=name) + "\n":
+                assert not (tmp_path / f"run{i}").exists()
+            else:
+                assert re.fullmatch(LATER.format(name=name) + "\n", stderr), (program, name, delay, stderr)
+    finally:  # nothing left running when an assertion fails
+        for _, process in started:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+def test_importing_the_package_or_the_command_imports_no_torch():
+    """`import pyro_vae` is lazy (PEP 562), so the command's entry runs before torch is
+    imported; importing it installs no signal handler (only the program's entry does)."""
+    code = textwrap.dedent("""
+        import json, signal, sys
+        before = [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)]
+        import pyro_vae, pyro_vae.entry, pyro_vae.cli, pyro_vae.errors
+        print(json.dumps({"heavy": [m for m in ("torch", "pyro", "numpy", "matplotlib") if m in sys.modules],
+                          "same_signals": [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)] == before}))
+    """)
+    done = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"heavy": [], "same_signals": True}
+
+
+def test_every_public_name_resolves_and_fit_stays_the_function():
+    """The lazy names are the objects of their modules; ``pyro_vae.fit`` stays the function
+    even when its submodule is imported directly, which makes the import system bind the
+    submodule to the package's attribute (simulated here by that same setattr)."""
+    import importlib
+    import types
+
+    import pyro_vae
+
+    for name in pyro_vae.__all__:
+        assert getattr(pyro_vae, name) is getattr(importlib.import_module(pyro_vae._EXPORTS[name]), name), name
+    assert set(pyro_vae.__all__) <= set(dir(pyro_vae))
+    setattr(pyro_vae, "fit", importlib.import_module("pyro_vae.fit"))
+    assert isinstance(pyro_vae.fit, types.FunctionType) and pyro_vae.fit.__module__ == "pyro_vae.fit"
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        pyro_vae.nothing
 
 
 def test_a_best_checkpoint_left_behind_the_commit_is_not_used(tmp_path, references):

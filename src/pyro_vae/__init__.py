@@ -7,48 +7,76 @@ the same site names, and inference takes any (model, guide) pair::
     model, guide = build_vae(ModelConfig(latent_dim=20), image_shape=(1, 28, 28))
     loss = make_objective("elbo").differentiable_loss(model, guide, x)   # x: [B, 1, 28, 28]
     estimate = importance_log_likelihood(model, guide, x_test, k=1000)  # nats per example
+
+``import pyro_vae`` itself imports neither torch nor Pyro (PEP 562): each name below is
+imported on first use, so the ``pyro-vae`` command can install its signal handlers within
+milliseconds of starting (:mod:`pyro_vae.entry`) instead of after the 1-3 s torch takes.
 """
 
-import warnings
+import importlib
+import sys
+import types
 
-with warnings.catch_warnings():
-    # Pyro imports tqdm.auto, which in a Jupyter kernel without ipywidgets warns "IProgress
-    # not found" at import; pyro-vae draws no widget bars there, so the warning is noise.
-    # catch_warnings restores the user's filters on leaving the block.
-    warnings.filterwarnings("ignore", message="IProgress not found")
-    import pyro  # noqa: F401
+#: Every public name and the module it comes from, imported on first use.
+_EXPORTS = {
+    "build_vae": "pyro_vae.build",
+    "Config": "pyro_vae.config", "DataConfig": "pyro_vae.config", "ModelConfig": "pyro_vae.config",
+    "TrainConfig": "pyro_vae.config",
+    "load_dataset": "pyro_vae.data",
+    "ImageDataset": "pyro_vae.data.datasets", "binarize": "pyro_vae.data.datasets",
+    "PyroVAEError": "pyro_vae.errors",
+    "FitResult": "pyro_vae.fit", "fit": "pyro_vae.fit",
+    "Trainer": "pyro_vae.inference.train", "TrainSettings": "pyro_vae.inference.train",
+    "importance_log_likelihood": "pyro_vae.inference.loglik",
+    "elbo_terms": "pyro_vae.inference.objectives", "make_objective": "pyro_vae.inference.objectives",
+    "LIKELIHOODS": "pyro_vae.likelihoods", "make_likelihood": "pyro_vae.likelihoods",
+    # Figure functions: a process that draws no figure does not pay for importing matplotlib.
+    **{name: "pyro_vae.plots" for name in (
+        "apply_attribute", "attribute_vector", "interpolate_codes", "plot_arithmetic", "plot_curves",
+        "plot_interpolation", "plot_latent", "plot_manifold", "plot_prior_check", "plot_reconstructions",
+        "plot_samples")},
+}
 
-from pyro_vae.build import build_vae
-from pyro_vae.config import Config, DataConfig, ModelConfig, TrainConfig
-from pyro_vae.data import load_dataset
-from pyro_vae.data.datasets import ImageDataset, binarize
-from pyro_vae.errors import PyroVAEError
-from pyro_vae.fit import FitResult, fit
-from pyro_vae.inference.train import Trainer, TrainSettings
-from pyro_vae.inference.loglik import importance_log_likelihood
-from pyro_vae.inference.objectives import elbo_terms, make_objective
-from pyro_vae.likelihoods import LIKELIHOODS, make_likelihood
+__version__ = "0.1.0"
+__all__ = list(_EXPORTS)
 
-#: Figure functions, imported from pyro_vae.plots on first use, so that a process that draws
-#: no figure (training without figures, evaluate) does not pay for importing matplotlib.
-_FIGURES = ("apply_attribute", "attribute_vector", "interpolate_codes", "plot_arithmetic", "plot_curves",
-            "plot_interpolation", "plot_latent", "plot_manifold", "plot_prior_check", "plot_reconstructions",
-            "plot_samples")
+
+def _import_pyro_quietly() -> None:
+    """Import Pyro with tqdm's "IProgress not found" warning filtered: Pyro imports tqdm.auto,
+    which warns so at import in a Jupyter kernel without ipywidgets, and pyro-vae draws no
+    widget bars there. ``catch_warnings`` restores the user's filters on leaving the block."""
+    if "pyro" in sys.modules:
+        return
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        import pyro  # noqa: F401
 
 
 def __getattr__(name):
-    if name in _FIGURES:
-        from pyro_vae import plots
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pyro_vae' has no attribute {name!r}")
+    _import_pyro_quietly()
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip __getattr__
+    return value
 
-        return getattr(plots, name)
-    raise AttributeError(f"module 'pyro_vae' has no attribute {name!r}")
 
-__version__ = "0.1.0"
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
 
-__all__ = [
-    "Config", "DataConfig", "ModelConfig", "TrainConfig", "LIKELIHOODS", "PyroVAEError",
-    "FitResult", "ImageDataset", "Trainer", "TrainSettings", "binarize", "fit",
-    "build_vae", "elbo_terms", "importance_log_likelihood", "load_dataset", "make_likelihood",
-    "make_objective", "apply_attribute", "attribute_vector", "interpolate_codes", "plot_arithmetic", "plot_curves",
-    "plot_interpolation", "plot_latent", "plot_manifold", "plot_prior_check", "plot_reconstructions", "plot_samples",
-]
+
+class _Package(types.ModuleType):
+    """``pyro_vae.fit`` is the function although a submodule has the same name: the import
+    system binds a submodule to its package's attribute once it is loaded (``import
+    pyro_vae.fit`` by anyone), which would otherwise hide the function behind the module."""
+
+    def __setattr__(self, name, value):
+        if isinstance(value, types.ModuleType) and _EXPORTS.get(name) == value.__name__:
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

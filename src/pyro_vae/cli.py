@@ -7,6 +7,11 @@ sentence on stderr (the traceback too with ``--debug``).
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # `python -m pyro_vae.cli`: the program's entry runs before this module's imports
+    from pyro_vae.entry import main as _program
+
+    raise SystemExit(_program())
+
 import argparse
 import contextlib
 import signal
@@ -17,7 +22,8 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 
 from pyro_vae.config import SECTIONS, Config, choices, field_help, field_types, show_value
-from pyro_vae.errors import Interrupted, PyroVAEError, TrainingInterrupted
+from pyro_vae.entry import interrupted_message, raise_interrupted
+from pyro_vae.errors import PyroVAEError, TrainingInterrupted
 
 USAGE_ERROR = 2
 
@@ -436,11 +442,7 @@ def sigterm_as_interrupt():
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def interrupt(signum, frame):
-        raise Interrupted(signum)
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = signal.signal(signal.SIGTERM, raise_interrupted)
     try:
         yield
     finally:
@@ -453,14 +455,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
-    args = None
+    args, began = None, False
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser().parse_args(argv)  # imports torch and Pyro (1-3 s)
         from pyro_vae.memory import fix_mmap_threshold
         from pyro_vae.runs import flushed_denormals
 
         fix_mmap_threshold()  # a program's choice, not the library's: bounded peak memory (pyro_vae.memory)
         with flushed_denormals():  # subnormal floats slow CPU arithmetic many times over
+            began = True
             return COMMANDS[args.command](args)
     except TrainingInterrupted as err:
         print(f"pyro-vae: {err}", file=sys.stderr)
@@ -471,11 +474,6 @@ def _main(argv: list[str] | None) -> int:
         print(f"pyro-vae: error: {err}", file=sys.stderr)
         return USAGE_ERROR
     except KeyboardInterrupt as err:
-        signum = getattr(err, "signum", signal.SIGINT)
-        print(f"pyro-vae: interrupted by {signal.Signals(signum).name}; the last checkpoint is intact.",
-              file=sys.stderr)
-        return 128 + signum
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        message, code = interrupted_message(err, began)
+        print(message, file=sys.stderr)
+        return code

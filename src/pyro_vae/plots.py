@@ -10,6 +10,7 @@ as it was.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from pathlib import Path
@@ -78,7 +79,8 @@ def _save(fig, path: Path) -> Path:
 
         raise WriteError(write_failure_message(path, err, path.exists())) from err
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # a read-only file system refuses even this (EROFS)
+            tmp.unlink(missing_ok=True)
     return path
 
 

@@ -24,6 +24,7 @@ in memory as floats: batches become float32 only when they are drawn (:class:`By
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -35,7 +36,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from pyro_vae.errors import DataError
+from pyro_vae.errors import DataError, WriteError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 CELEBA_ATTRIBUTES = "list_attr_celeba.txt"
@@ -232,6 +233,30 @@ def _cache_key(layout: FolderLayout, size: int, mode: str) -> str:
     return digest.hexdigest()[:24]
 
 
+def _allocate(path: Path) -> None:
+    """Reserve every block of the (sparse) file now: on a full disk this is ENOSPC here, not a
+    SIGBUS that kills the process when a page of the memory map is first written, maybe an
+    hour into decoding."""
+    if hasattr(os, "posix_fallocate"):
+        fd = os.open(path, os.O_RDWR)
+        try:
+            os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def _cache_write(path: Path):
+    """A failed write of the image cache (full disk, read-only or missing directory) as one
+    sentence (:class:`WriteError`), as for a run's files."""
+    try:
+        yield
+    except OSError as err:
+        from pyro_vae.inference.checkpoint import write_failure_message  # the run files' wording
+
+        raise WriteError(write_failure_message(path, err, existed=False)) from err
+
+
 def decoded_images(layout: FolderLayout, size: int, mode: str = "rgb", workers: int = 0,
                    cache_dir: Path | None = None, skip_bad: bool = False,
                    progress: bool = False) -> tuple[torch.Tensor, np.ndarray]:
@@ -250,17 +275,21 @@ def decoded_images(layout: FolderLayout, size: int, mode: str = "rgb", workers: 
         key = _cache_key(layout, size, mode)
         path, bad_path = cache_dir / f"{key}.npy", cache_dir / f"{key}.bad.json"
         if not (path.is_file() and bad_path.is_file()):
-            cache_dir.mkdir(parents=True, exist_ok=True)
             tmp = cache_dir / f".{key}.{os.getpid()}.tmp.npy"
             try:
-                array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+                with _cache_write(path):
+                    cache_dir.mkdir(parents=True, exist_ok=True)
+                    array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+                    _allocate(tmp)
                 bad = decode_folder(dataset, array, workers, progress)
-                array.flush()
-                del array
-                bad_path.write_text(json.dumps(bad))
-                os.replace(tmp, path)  # the cache appears whole or not at all
+                with _cache_write(path):
+                    array.flush()
+                    del array
+                    bad_path.write_text(json.dumps(bad))
+                    os.replace(tmp, path)  # the cache appears whole or not at all
             finally:
-                tmp.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):  # a read-only file system refuses even this (EROFS)
+                    tmp.unlink(missing_ok=True)
         bad = json.loads(bad_path.read_text())
         array = np.load(path, mmap_mode="c")  # copy-on-write: pages are read from disk when used
         if array.shape != shape:
