@@ -1,5 +1,5 @@
 """mutmut run, with two changes for a time-boxed run on a loaded machine:
-1. mutants run in a seeded random order (random.Random(20)) instead of fastest first, so
+1. mutants run in a seeded random order (random.Random(f"20:{name}") per mutant) instead of fastest first, so
    whatever has finished when the run is stopped is a uniform random sample of all mutants;
 2. the separate clean-test pass is skipped: the stats pass just ran the same selected tests
    on the unmutated code and mutmut stops there if any fails."""
