@@ -117,6 +117,7 @@ def test_best_checkpoint_is_the_epoch_with_the_best_criterion_when_it_goes_down_
     assert criterion[1] < criterion[0] < criterion[2] and criterion[3] < criterion[2], criterion
     best = load_checkpoint(tmp_path / BEST)
     assert best["epoch"] == 3 and best["best_valid_elbo"] == criterion[2]
+    assert best["step"] == snapshots[2]["step"] == history[2]["step"]  # epoch 3's last step, not 0
     for part in ("model", "guide"):
         for name, tensor in snapshots[2][part].items():
             assert torch.equal(best[part][name], tensor), name
@@ -250,12 +251,18 @@ def test_a_signal_mid_epoch_saves_a_checkpoint_that_resumes_to_the_uninterrupted
     with pytest.raises(TrainingInterrupted) as stop:
         stopped.fit()
     assert stop.value.signum == signal.SIGINT and stopped.objective.calls == 11
+    assert "after step 11 (epoch 2)" in str(stop.value), str(stop.value)
     saved = load_checkpoint(tmp_path / "split" / LAST)
     assert (saved["epoch"], saved["step"], saved["position"]["next_batch"]) == (1, 11, 3)
     assert signal.getsignal(signal.SIGINT) is handler  # the caller's handler is back
 
     resumed = _trainer(data, tmp_path / "split", epochs=3)
     resumed.load(tmp_path / "split" / LAST)
+    # Loading keeps the best epoch's state: saved again at once, it still holds epoch 1.
+    resumed.save(tmp_path / "again.pt")
+    again = load_checkpoint(tmp_path / "again.pt")
+    assert again["best"]["epoch"] == saved["best"]["epoch"] == 1
+    assert all(torch.equal(again["best"]["model"][n], t) for n, t in saved["best"]["model"].items())
     resumed.fit()
     a, b = load_checkpoint(tmp_path / "whole" / LAST), load_checkpoint(tmp_path / "split" / LAST)
     assert a["step"] == b["step"] == 24 and b["position"] is None

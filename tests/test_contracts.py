@@ -1,0 +1,143 @@
+"""Small contracts that mutation testing found unchecked (docs/testing.md lists the
+mutants): each test states what the code promises, on tiny inputs, in well under a second.
+
+- unbinarized data keep their grey levels;
+- Pyro's own ELBOs draw as many particles as asked, and "analytic-kl" (fast or Pyro's)
+  uses the closed-form KL;
+- each rank's ``shard_rows`` is the slice ``shard`` takes, and the global-batch noise is
+  drawn in the latent's own precision;
+- a site's log-density is summed over plates nested inside the data plate;
+- a likelihood's support error ends with the caller's hint when one is given;
+- a checkpoint carries the SHA-256 of its archive, so a flipped byte is named as such;
+- "no space left" is said only when the disk really has under 1 MiB free.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from pyro import poutine
+
+from pyro_vae.data.datasets import as_tensor, load_dataset
+from pyro_vae.errors import CheckpointError, DataError
+from pyro_vae.inference import checkpoint as ckpt
+from pyro_vae.inference.distributed import DistributedContext, GlobalBatchNoise
+from pyro_vae.inference.objectives import make_objective
+from pyro_vae.inference.weights import per_example_log_prob
+from pyro_vae.likelihoods import make_likelihood
+
+
+def test_without_binarization_the_grey_levels_are_kept(idx_dir):
+    grey = load_dataset("idx", str(idx_dir), "none").test.images
+    cut = load_dataset("idx", str(idx_dir), "threshold").test.images
+    grey, cut = as_tensor(grey), as_tensor(cut)
+    assert ((grey > 0) & (grey < 1)).any()  # grey pixels survive ...
+    assert torch.equal(cut, (grey > 0.5).float())  # ... and are the very images thresholding cuts
+
+
+@pytest.mark.parametrize("name", ["elbo", "analytic-kl"])
+def test_pyros_elbos_draw_the_number_of_particles_asked_for(name):
+    shapes = []
+
+    def model(x):
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(torch.zeros(x.shape[0]), 1.0))
+            pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+
+    def guide(x):
+        with pyro.plate("data", x.shape[0]):
+            shapes.append(pyro.sample("z", dist.Normal(torch.zeros(x.shape[0]), 1.0)).shape)
+
+    objective = make_objective(name, num_particles=4, implementation="pyro")
+    loss = objective.loss(model, guide, torch.zeros(3))
+    assert shapes == [torch.Size([4, 3])]
+    if name == "analytic-kl":  # q = p, so the loss is -log N(0; z, 1) averaged: 0.5 (log 2 pi + 1) per point
+        assert loss == pytest.approx(3 * 0.5 * (math.log(2 * math.pi) + 1), abs=3.0)
+
+
+@pytest.mark.parametrize("world_size,n", [(2, 7), (3, 16)])
+def test_each_ranks_shard_rows_is_the_slice_shard_takes(world_size, n):
+    rows = torch.randperm(n)
+    for rank in range(world_size):
+        ctx = DistributedContext(rank, world_size)
+        assert torch.equal(rows[ctx.shard_rows(n)], ctx.shard(rows))
+
+
+def test_global_batch_noise_is_drawn_in_the_latents_precision():
+    """Rows 2..3 of a global batch of 4 in float64: the draw is rows 2..3 of one float64
+    ``randn`` of the whole batch (loc 0, scale 1), not a float32 draw widened."""
+    def guide():
+        with pyro.plate("data", 2):
+            pyro.sample("z", dist.Normal(torch.zeros(2, 3, dtype=torch.float64), 1.0).to_event(1))
+
+    with GlobalBatchNoise(torch.Generator().manual_seed(5), slice(2, 4), global_size=4):
+        z = poutine.trace(guide).get_trace().nodes["z"]["value"]
+    want = torch.randn((4, 3), generator=torch.Generator().manual_seed(5), dtype=torch.float64)[2:4]
+    assert z.dtype == torch.float64 and torch.equal(z, want)
+
+
+def test_per_example_log_prob_sums_plates_inside_the_data_plate_and_broadcasts_global_sites():
+    normal = torch.distributions.Normal(torch.zeros(2, 5, 3), 1.0)  # [K, B, pixels]
+    got = per_example_log_prob({"fn": normal, "value": torch.zeros(2, 5, 3)}, max_plate_nesting=2)
+    assert got.shape == (2, 5) and torch.allclose(got, torch.full((2, 5), -1.5 * math.log(2 * math.pi)))
+    scalar = torch.distributions.Normal(torch.tensor(0.0), 1.0)  # a site outside every plate
+    got = per_example_log_prob({"fn": scalar, "value": torch.tensor(0.0)}, max_plate_nesting=1)
+    assert got.shape == (1, 1) and got.item() == pytest.approx(-0.5 * math.log(2 * math.pi))
+
+
+@pytest.mark.parametrize("name,bad", [("bernoulli", 0.5), ("continuous-bernoulli", 2.0)])
+def test_a_support_error_ends_with_the_callers_hint(name, bad):
+    likelihood = make_likelihood(name, (1, 2, 2))
+    with pytest.raises(DataError, match=r"the test split .* use --flag-x\.$"):
+        likelihood.check_support(torch.full((1, 1, 2, 2), bad), "the test split", hint="use --flag-x")
+    with pytest.raises(DataError, match="nan|NaN"):
+        likelihood.check_support(torch.full((1, 1, 2, 2), float("nan")), "the test split", hint="use --flag-x")
+
+
+def test_a_checkpoint_carries_its_sha256_and_a_flipped_byte_is_named_as_such(tmp_path):
+    raw = ckpt.checkpoint_bytes({"w": torch.arange(64.0)})
+    size = len(ckpt.DIGEST_PREFIX) + 64  # the zip comment: prefix and hex digest, after its 2-byte length
+    assert raw[-size - 2:-size] == size.to_bytes(2, "little")
+    assert raw[-size:] == ckpt.DIGEST_PREFIX + hashlib.sha256(raw[:-size - 2]).hexdigest().encode()
+    path = tmp_path / "c.pt"
+    middle = len(raw) // 2
+    path.write_bytes(raw[:middle] + bytes([raw[middle] ^ 1]) + raw[middle + 1:])
+    with pytest.raises(CheckpointError, match="SHA-256"):
+        ckpt.load_checkpoint(path)
+
+
+@pytest.mark.parametrize("free,full", [(2**20 - 1, True), (2**20 + 2**21, False)])
+def test_no_space_is_said_only_under_one_mib_free(tmp_path, monkeypatch, free, full):
+    """torch.save's RuntimeError says nothing of why: the disk's free space decides."""
+    monkeypatch.setattr(ckpt.shutil, "disk_usage", lambda path: type("Usage", (), {"free": free})())
+    message = ckpt.write_failure_message(tmp_path / "c.pt", RuntimeError("write failed"), existed=True)
+    assert message.startswith("no space left") == full, message
+    assert message.endswith("(the previous c.pt is intact).")
+
+
+@pytest.mark.parametrize("implementation", ["fast", "pyro"])
+def test_the_analytic_kl_objective_uses_the_closed_form_kl(implementation):
+    """A model whose likelihood ignores z: with the closed-form KL the loss has no Monte
+    Carlo noise at all, -log N(x; 0, 1) + KL(N(0.5, 1) || N(0, 1)) = 0.5 log 2 pi + x^2/2 + 0.125."""
+    def model(x):
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal(torch.zeros(x.shape[0]), 1.0))
+            pyro.sample("x", dist.Normal(torch.zeros(x.shape[0]), 1.0), obs=x)
+
+    def guide(x):
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal(torch.full((x.shape[0],), 0.5), 1.0))
+
+    x = torch.tensor([0.0, 1.0])
+    objective = make_objective("analytic-kl", implementation=implementation)
+    losses = []
+    for seed in range(3):
+        pyro.set_rng_seed(seed)
+        losses.append(float(objective.loss(model, guide, x)))
+    want = 2 * (0.5 * math.log(2 * math.pi) + 0.125) + 0.5
+    assert losses == pytest.approx([want] * 3, abs=1e-5)
