@@ -141,3 +141,23 @@ def test_the_analytic_kl_objective_uses_the_closed_form_kl(implementation):
         losses.append(float(objective.loss(model, guide, x)))
     want = 2 * (0.5 * math.log(2 * math.pi) + 0.125) + 0.5
     assert losses == pytest.approx([want] * 3, abs=1e-5)
+
+
+def test_evaluate_elbo_reports_the_mean_and_its_standard_error_over_the_examples():
+    """Against the per-example ELBOs of ``elbo_terms`` on the same draws: the mean, and the
+    standard error sqrt(s^2 / n) with the unbiased sample variance s^2."""
+    from pyro_vae.build import build_vae
+    from pyro_vae.config import ModelConfig
+    from pyro_vae.inference.objectives import elbo_terms
+    from pyro_vae.inference.train import evaluate_elbo
+
+    torch.manual_seed(0)
+    model, guide = build_vae(ModelConfig(latent_dim=2, hidden_dims=[8]), image_shape=(1, 4, 4))
+    x = torch.bernoulli(torch.full((37, 1, 4, 4), 0.3))
+    torch.manual_seed(1)
+    per_example = elbo_terms(model, guide, x, analytic_kl=True).elbo.double()
+    torch.manual_seed(1)
+    result = evaluate_elbo(model, guide, x, batch_size=len(x), analytic_kl=True)
+    assert result["elbo"] == pytest.approx(per_example.mean().item(), rel=1e-9)
+    assert per_example.std().item() > 0.1  # the examples differ, so a wrong formula shows
+    assert result["elbo_stderr"] == pytest.approx(per_example.std().item() / math.sqrt(len(x)), rel=1e-6)
