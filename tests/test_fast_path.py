@@ -86,3 +86,62 @@ def test_denormals_are_flushed_for_training_and_the_setting_restored():
         assert (torch.tensor([1e-39], dtype=torch.float32) * 1.0).item() == 0.0  # a subnormal becomes zero
         assert (torch.tensor([1e-30]) * 1.0).item() > 0  # normal small numbers are untouched
     assert not denormals_are_flushed()  # nothing leaks to the caller (hypothesis, say)
+
+
+def test_site_recorder_gives_the_sites_of_pyro_trace_and_replay():
+    """The hot paths' lean tracer records what poutine.trace + poutine.replay record:
+    the same sites in the same order, same values (the model's latent replayed from the
+    guide), observed flags, scales and log-densities."""
+    from pyro import poutine
+
+    from pyro_vae.inference.weights import guide_and_model_sites, sample_sites
+
+    torch.manual_seed(0)
+    model, guide = build_vae(ModelConfig(latent_dim=3, hidden_dims=[16]), (1, 4, 4))
+    m, g = scale_sites(model, ["z"], 0.3), scale_sites(guide, ["z"], 0.3)
+    x = torch.bernoulli(torch.full((5, 1, 4, 4), 0.4))
+    with pyro.plate("particles", 2, dim=-2):
+        pyro.set_rng_seed(3)
+        guide_sites, model_sites = guide_and_model_sites(m, g, x)
+        pyro.set_rng_seed(3)
+        guide_trace = poutine.trace(g).get_trace(x)
+        model_trace = poutine.trace(poutine.replay(m, trace=guide_trace)).get_trace(x)
+    for ours, theirs in ((guide_sites, sample_sites(guide_trace)), (model_sites, sample_sites(model_trace))):
+        assert list(ours) == list(theirs)
+        for name in ours:
+            a, b = ours[name], theirs[name]
+            assert a["is_observed"] == b["is_observed"] and a["scale"] == b["scale"] == (1.0 if name == "x" else 0.3)
+            assert torch.equal(a["value"], b["value"])
+            assert torch.equal(a["fn"].log_prob(a["value"]), b["fn"].log_prob(b["value"]))
+    assert model_sites["z"]["value"] is guide_sites["z"]["value"]
+    assert model_sites["z"]["value"].shape == (2, 5, 3)
+
+
+def test_site_recorder_leaves_the_param_store_as_pyro_would():
+    """A PyroModule run first under the recorder still registers its parameters in Pyro's
+    param store (so Pyro's SVI finds them), and a pyro.param whose stored value differs
+    from its initial value reads the stored one."""
+    from pyro.infer import SVI
+
+    from pyro_vae.inference.weights import record_sites
+
+    pyro.clear_param_store()
+    model, guide = build_vae(ModelConfig(latent_dim=2, hidden_dims=[8]), (1, 4, 4))
+    x = torch.bernoulli(torch.full((3, 1, 4, 4), 0.5))
+    ReparamELBO().differentiable_loss(model, guide, x)
+    store = pyro.get_param_store()
+    own = {id(p) for p in [*model.parameters(), *guide.parameters()]}
+    assert {id(store._params[name]) for name in store.keys()} == own
+    svi = SVI(model, guide, pyro.optim.Adam({"lr": 0.1}), Trace_ELBO())
+    before = [p.detach().clone() for p in guide.parameters()]
+    svi.step(x)
+    assert all(not torch.equal(a, p) for a, p in zip(before, guide.parameters()))
+
+    pyro.param("c", torch.tensor(5.0))
+
+    def program():
+        pyro.sample("y", dist.Normal(pyro.param("c", torch.nn.Parameter(torch.tensor(0.0))), 1.0), obs=torch.tensor(1.0))
+
+    sites = record_sites(program)
+    assert sites["y"]["fn"].loc.item() == 5.0
+    pyro.clear_param_store()

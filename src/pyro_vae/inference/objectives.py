@@ -32,7 +32,8 @@ from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 from pyro.poutine.messenger import Messenger
 from torch.distributions import kl_divergence
 
-from pyro_vae.inference.weights import MAX_PLATE_NESTING, per_example_log_prob, log_importance_weights, sample_sites
+from pyro_vae.inference.weights import (MAX_PLATE_NESTING, guide_and_model_sites, log_importance_weights,
+                                        per_example_log_prob, sample_sites)
 
 
 
@@ -220,15 +221,14 @@ def elbo_terms(model: Callable, guide: Callable, *args, analytic_kl: bool = Fals
     With ``require_reparameterized`` a latent site that cannot be reparameterized (its
     gradient would need a score-function term) raises ``ValueError``.
     """
-    guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
-    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
+    guide_sites, model_sites = guide_and_model_sites(model, guide, *args, **kwargs)
     reconstruction = 0.0
     kl = 0.0
-    for name, site in sample_sites(model_trace).items():
+    for name, site in model_sites.items():
         if site["is_observed"]:
-            reconstruction = reconstruction + site["scale"] * site["fn"].log_prob(site["value"])
+            reconstruction = reconstruction + _scaled(site["scale"], site["fn"].log_prob(site["value"]))
             continue
-        q = guide_trace.nodes[name]
+        q = guide_sites[name]
         if require_reparameterized and not q["fn"].has_rsample:
             raise ValueError(
                 f"guide site '{name}' ({type(q['fn']).__name__}) is not reparameterized; the fast ELBO "
@@ -236,12 +236,19 @@ def elbo_terms(model: Callable, guide: Callable, *args, analytic_kl: bool = Fals
             )
         if analytic_kl:
             try:
-                kl = kl + q["scale"] * kl_divergence(q["fn"], site["fn"])
+                kl = kl + _scaled(q["scale"], kl_divergence(q["fn"], site["fn"]))
                 continue
             except NotImplementedError:
                 pass
-        kl = kl + q["scale"] * q["fn"].log_prob(q["value"]) - site["scale"] * site["fn"].log_prob(site["value"])
+        kl = kl + (_scaled(q["scale"], q["fn"].log_prob(q["value"]))
+                   - _scaled(site["scale"], site["fn"].log_prob(site["value"])))
     return ELBOTerms(torch.as_tensor(reconstruction), torch.as_tensor(kl))
+
+
+def _scaled(scale, log_prob: torch.Tensor) -> torch.Tensor:
+    """``scale * log_prob``, without an extra elementwise op (and autograd node) when the
+    scale is the plain 1.0 of an unscaled site."""
+    return log_prob if isinstance(scale, float) and scale == 1.0 else scale * log_prob
 
 
 class ReparamELBO:

@@ -7,6 +7,8 @@ from typing import Callable
 import pyro
 import torch
 from pyro import poutine
+from pyro.poutine.runtime import _PYRO_PARAM_STORE  # the store PyroModule itself syncs with
+from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 
 #: The data plate is the only plate in the package's VAE programs.
@@ -17,6 +19,62 @@ def sample_sites(trace) -> dict[str, dict]:
     """The trace's sample sites, without the plates' subsample sites."""
     return {name: site for name, site in trace.nodes.items()
             if site["type"] == "sample" and not site_is_subsample(site)}
+
+
+class SiteRecorder(Messenger):
+    """A lean ``poutine.trace`` (+ ``poutine.replay``) for the inference hot paths.
+
+    Records a program's sample sites in order of execution (``sites``: name -> the site's
+    message, with ``fn``, ``value``, ``scale``, ``is_observed``, as
+    ``sample_sites(poutine.trace(...).get_trace())`` gives them) and, given the sites of a
+    guide's run (``replay``), gives the model's latent sites the guide's values, as
+    ``poutine.replay`` does. It builds no ``Trace`` graph, copies no messages and records no
+    parameter sites.
+
+    A ``PyroModule`` issues a ``pyro.param`` statement at every read of an ``nn.Parameter``
+    so that the param store knows it. When the store already holds that very tensor under
+    that name the statement can change nothing (the module uses its own tensor either way),
+    so it is answered here, without walking the rest of the handler stack; any other param
+    statement (first registration, a ``PyroParam``, a name bound to another tensor) goes
+    through Pyro as usual. So a handler *outside* this one sees no such parameter sites:
+    use ``poutine.trace`` where they matter (Pyro's ``SVI`` collects its parameters so).
+    """
+
+    def __init__(self, replay: dict | None = None):
+        super().__init__()
+        self.sites: dict[str, dict] = {}
+        self.replay = replay
+
+    def _process_message(self, msg):
+        kind = msg["type"]
+        if kind == "param":
+            args = msg["args"]
+            if len(args) > 1 and isinstance(args[1], torch.nn.Parameter) \
+                    and _PYRO_PARAM_STORE._params.get(args[0]) is args[1]:
+                msg["value"], msg["done"], msg["stop"] = args[1], True, True
+        elif kind == "sample" and self.replay is not None and not msg["is_observed"]:
+            guide_site = self.replay.get(msg["name"])
+            if guide_site is not None:
+                msg["value"], msg["done"], msg["infer"] = guide_site["value"], True, guide_site["infer"]
+
+    def _postprocess_message(self, msg):
+        if msg["type"] == "sample" and not site_is_subsample(msg) and not msg["infer"].get("_do_not_trace"):
+            if msg["name"] in self.sites:
+                raise RuntimeError(f"Multiple sample sites named '{msg['name']}'")
+            self.sites[msg["name"]] = msg
+
+
+def record_sites(fn: Callable, *args, replay: dict | None = None, **kwargs) -> dict[str, dict]:
+    """Run ``fn(*args, **kwargs)`` under a :class:`SiteRecorder` and return its sample sites."""
+    with SiteRecorder(replay) as recorder:
+        fn(*args, **kwargs)
+    return recorder.sites
+
+
+def guide_and_model_sites(model: Callable, guide: Callable, *args, **kwargs) -> tuple[dict, dict]:
+    """The guide's sample sites, and the model's with its latents replayed from the guide's."""
+    guide_sites = record_sites(guide, *args, **kwargs)
+    return guide_sites, record_sites(model, *args, replay=guide_sites, **kwargs)
 
 
 def log_importance_weights(model: Callable, guide: Callable, *args, k: int,
@@ -33,12 +91,11 @@ def log_importance_weights(model: Callable, guide: Callable, *args, k: int,
     """
     with torch.set_grad_enabled(grad):  # the log-densities too: a prior's or flow's parameters enter there
         with pyro.plate("importance_samples", k, dim=-(max_plate_nesting + 1)):
-            guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
-            model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
+            guide_sites, model_sites = guide_and_model_sites(model, guide, *args, **kwargs)
         log_weight = 0.0
-        for site in sample_sites(model_trace).values():
+        for site in model_sites.values():
             log_weight = log_weight + per_example_log_prob(site, max_plate_nesting) * (site["scale"] if scaled else 1.0)
-        for site in sample_sites(guide_trace).values():
+        for site in guide_sites.values():
             if not site["is_observed"]:
                 log_weight = log_weight - per_example_log_prob(site, max_plate_nesting) * (site["scale"] if scaled else 1.0)
     return log_weight
