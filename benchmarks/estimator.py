@@ -1,13 +1,16 @@
 """Throughput of the importance-sampling estimator of log p(x) (examples x K per second)
-against a hand-written vectorized PyTorch estimator of the same networks, same chunks.
+against an independent hand-written vectorized PyTorch estimator of the same networks
+(its own chunking: as many examples' K draws as fit 16,384 rows, K split only beyond that),
+at several K and numbers of examples N.
 
-    python benchmarks/estimator.py [--k 1000] [--examples 200] [--repeats 5]
+    python benchmarks/estimator.py [--k 100 1000 5000] [--examples 10 100] [--repeats 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 
 import torch
 from torch.nn import functional as F
@@ -15,15 +18,16 @@ from torch.nn import functional as F
 from common import alternate, git_commit, median, write_result
 from pyro_vae.build import build_vae
 from pyro_vae.config import ModelConfig
-from pyro_vae.inference.loglik import CHUNK_EXAMPLE_SAMPLES, importance_log_likelihood
+from pyro_vae.inference.loglik import importance_log_likelihood
 
 
 @torch.no_grad()
-def handwritten_log_likelihood(model, guide, x, k, batch_size=None):
-    """log p(x) per example for the Bernoulli VAE, written out by hand: no Pyro.
-    Chunked exactly as the library's estimator chunks by default."""
-    batch_size = batch_size or max(1, min(100, CHUNK_EXAMPLE_SAMPLES // k))
-    k_chunk = max(1, min(k, CHUNK_EXAMPLE_SAMPLES // min(batch_size, len(x))))
+def handwritten_log_likelihood(model, guide, x, k, rows=16_384):
+    """log p(x) per example for the Bernoulli VAE, written out by hand: no Pyro. Each pass
+    decodes at most ``rows`` codes: ``rows // K`` examples with all their draws, or one
+    example's draws ``rows`` at a time when K is larger."""
+    batch_size = max(1, rows // k)
+    k_chunk = min(k, rows)
     out = []
     for start in range(0, len(x), batch_size):
         xb = x[start:start + batch_size]
@@ -45,19 +49,21 @@ def handwritten_log_likelihood(model, guide, x, k, batch_size=None):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--k", type=int, default=1000)
-    parser.add_argument("--examples", type=int, default=200, help="test images for the MLP")
-    parser.add_argument("--conv-examples", type=int, default=40, help="test images for the (slower) conv model")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--k", type=int, nargs="+", default=[100, 1000, 5000])
+    parser.add_argument("--examples", type=int, nargs="+", default=[10, 100], help="test images for the MLP")
+    parser.add_argument("--conv-examples", type=int, default=20, help="test images for the (slower) conv model, "
+                        "at K = 1000 only")
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)  # as pyro-vae's evaluation does; applies to both candidates
     torch.manual_seed(0)
     rows = []
-    for network in ("mlp", "conv"):
-        model, guide = build_vae(ModelConfig(network=network, latent_dim=50, hidden_dims=[500, 500]), (1, 28, 28))
+    cases = [("mlp", k, n) for k in args.k for n in args.examples] + [("conv", 1000, args.conv_examples)]
+    for network, k, examples in cases:
+        torch.manual_seed(0)
+        model, guide = build_vae(ModelConfig(network=network, latent_dim=50, hidden_dims=[400]), (1, 28, 28))
         model.eval(), guide.eval()
-        examples = args.examples if network == "mlp" else args.conv_examples
         x = torch.bernoulli(torch.full((examples, 1, 28, 28), 0.13))
         # Same numbers from both for the same draws (a correctness check before timing).
         torch.manual_seed(1)
@@ -65,21 +71,22 @@ def main():
         torch.manual_seed(1)
         theirs = handwritten_log_likelihood(model, guide, x[:20], k=64)
         times = alternate({
-            "pyro_vae": lambda: importance_log_likelihood(model, guide, x, k=args.k),
-            "handwritten": lambda: handwritten_log_likelihood(model, guide, x, args.k),
+            "pyro_vae": lambda: importance_log_likelihood(model, guide, x, k=k),
+            "handwritten": lambda: handwritten_log_likelihood(model, guide, x, k),
         }, repeats=args.repeats, warmup=1)
-        work = examples * args.k
-        row = {"network": network, "k": args.k, "examples": examples,
+        work = examples * k
+        row = {"network": network, "k": k, "examples": examples,
                "pyro_vae_samples_per_s": work / median(times["pyro_vae"]),
                "handwritten_samples_per_s": work / median(times["handwritten"]),
                "max_abs_difference_same_draws": (ours - theirs).abs().max().item(),
                "seconds": times}
         row["ratio"] = row["pyro_vae_samples_per_s"] / row["handwritten_samples_per_s"]
         rows.append(row)
-        print(f"{network}: pyro-vae {row['pyro_vae_samples_per_s']:,.0f} /s, hand-written "
+        print(f"{network} K={k} N={examples}: pyro-vae {row['pyro_vae_samples_per_s']:,.0f} /s, hand-written "
               f"{row['handwritten_samples_per_s']:,.0f} /s, ratio {row['ratio']:.3f} "
               f"(same draws differ by {row['max_abs_difference_same_draws']:.2e} nats)")
-    print(write_result("estimator", {"commit": git_commit(), "unit": "examples x K per second", "rows": rows}))
+    print(write_result("estimator", {"commit": git_commit(), "unit": "examples x K per second", "rows": rows,
+                                     "load_average": os.getloadavg()}))
 
 
 if __name__ == "__main__":

@@ -107,6 +107,36 @@ def step_candidates(network: str, batch: int, analytic_kl: bool) -> dict:
             "pytorch": plain(False), "pytorch_fused_adam": plain(True)}
 
 
+def step_counts(network: str = "mlp", batch: int = 128) -> dict:
+    """Per step, counts that do not depend on the machine's load: aten ops (all, ``copy_``,
+    ``_to_copy``) from torch.profiler, and Python function calls (C calls included)."""
+    import collections
+    import sys
+
+    from torch.profiler import ProfilerActivity, profile
+
+    candidates = step_candidates(network, batch, False)
+    counts = {}
+    for name in ("pyro_vae", "pyro_vae_pyro_elbo", "pytorch_fused_adam"):
+        fn = candidates[name]
+        for _ in range(3):
+            fn()
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            fn()
+        ops = collections.Counter(e.name for e in prof.events() if e.name.startswith("aten::"))
+        calls = [0]
+
+        def tracer(frame, event, arg):
+            if event in ("call", "c_call"):
+                calls[0] += 1
+        sys.setprofile(tracer)
+        fn()
+        sys.setprofile(None)
+        counts[name] = {"aten_ops": sum(ops.values()), "copy_": ops["aten::copy_"], "_to_copy": ops["aten::_to_copy"],
+                        "python_calls": calls[0]}
+    return counts
+
+
 def epoch_candidates() -> tuple[dict, int]:
     """One epoch of the `make demo` model (784-512-256-20, batch 128, dynamic binarization)."""
     from pyro_vae.data.datasets import binarize_batch, load_dataset
@@ -167,6 +197,8 @@ def main():
                 print(f"{network:4s} batch {batch:3d} {row['kl']:11s}: " + ", ".join(
                     f"{k} {1000 * v:.2f} ms" for k, v in med.items())
                     + f" | pyro-vae/pytorch {row['ratio_vs_pytorch']:.3f}, /pytorch+fused {row['ratio_vs_pytorch_fused_adam']:.3f}")
+    counts = step_counts()
+    print("per step (mlp, batch 128):", counts)
     epoch = None
     if not args.no_epoch:
         candidates, n = epoch_candidates()
@@ -175,7 +207,8 @@ def main():
                  "ratio": median(times["pyro_vae"]) / median(times["pytorch"])}
         print(f"Fashion-MNIST epoch: pyro-vae {epoch['median_s']['pyro_vae']:.2f} s, plain PyTorch "
               f"{epoch['median_s']['pytorch']:.2f} s, ratio {epoch['ratio']:.3f}")
-    print(write_result("train_step", {"commit": git_commit(), "rows": rows, "epoch": epoch}))
+    print(write_result("train_step", {"commit": git_commit(), "rows": rows, "epoch": epoch,
+                                      "counts_mlp_128": counts, "load_average": __import__("os").getloadavg()}))
 
 
 if __name__ == "__main__":

@@ -64,6 +64,25 @@ def test_amat_fast_path_agrees_with_the_general_parser(tmp_path):
         assert _single_digit_rows(other.encode(), 6) is None
 
 
+def test_canonical_amat_layout_reads_the_digits_and_refuses_the_rest():
+    """The published files' layout (single spaces, one newline, 2 x width bytes a line) is
+    read from strided views; every other layout is left to the slower parsers."""
+    from pyro_vae.data.readers import _canonical_rows
+
+    rng = np.random.default_rng(3)
+    values = rng.integers(0, 2, (4, 6)).astype(np.uint8)
+    text = "".join(" ".join(map(str, row)) + "\n" for row in values)
+    assert np.array_equal(_canonical_rows(text.encode(), 6), values)
+    assert np.array_equal(_canonical_rows(text.encode(), 6), _single_digit_rows(text.encode(), 6))
+    for other in (text[:-1],                      # no final newline
+                  text.replace(" ", "\t", 1),     # a tab
+                  text.replace("\n", "\r", 1),    # a carriage return
+                  "2" + text[1:],                 # a digit other than 0/1
+                  "/" + text[1:],                 # a byte below "0" (wraps to 255)
+                  "0 1 1 0 1 0 1\n0 1 1 0 1\n"):  # 2 x 12 bytes, lines of 7 and 5 values
+        assert _canonical_rows(other.encode(), 6) is None, other
+
+
 def test_a_loaded_data_set_costs_under_twice_its_bytes(tmp_path):
     """Resident memory added by load_dataset, in a fresh process: as floats it was about 4x
     the images' bytes (plus the parse), as bytes it is about 1x."""

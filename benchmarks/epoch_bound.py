@@ -1,0 +1,127 @@
+"""A binarized-MNIST training epoch against its arithmetic lower bound.
+
+The bound is what one core must do per step whatever the framework, each piece timed
+alone on this machine at the step's own shapes (best of many runs, so at the core's best
+speed): the GEMMs of the 784-400-50 MLP VAE (forward, and backward to the inputs and the
+weights; GFLOP/s reported), the elementwise passes (ReLU, the Bernoulli log-probability,
+the Gaussian head and its KL, forward and backward) and the fused Adam update. An epoch's
+bound is that times the number of steps. Measured against it, alternated with re-measures
+of the bound: pyro-vae's ``Trainer.train_epoch`` (``--objective elbo``, the CLI default) and
+a hand-written fused-Adam PyTorch epoch over the same bytes.
+
+    python benchmarks/epoch_bound.py [--data-dir DIR] [--batch 128] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import torch
+from torch.nn import functional as F
+
+from common import git_commit, median, write_result
+from pyro_vae.build import build_vae
+from pyro_vae.config import ModelConfig
+from pyro_vae.data.datasets import load_dataset
+from pyro_vae.inference.objectives import make_objective
+from pyro_vae.inference.train import Trainer, TrainSettings
+from train_step import PlainMLPVAE, plain_loss
+
+#: (fan_in, fan_out) of the linear layers: encoder, the two heads, decoder.
+LAYERS = [(784, 400), (400, 50), (400, 50), (50, 400), (400, 784)]
+
+
+def best(fn, repeats=30) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def step_bound(batch: int) -> dict:
+    """Seconds per step of the GEMMs, the elementwise passes and Adam, each at its best."""
+    gemm, flops = 0.0, 0
+    for i, (fan_in, fan_out) in enumerate(LAYERS):
+        x, w, b = torch.randn(batch, fan_in), torch.randn(fan_out, fan_in), torch.randn(fan_out)
+        g = torch.randn(batch, fan_out)
+        gemm += best(lambda: torch.addmm(b, x, w.t()))  # forward
+        gemm += best(lambda: g.t() @ x)  # gradient of the weights
+        flops += 2 * 2 * batch * fan_in * fan_out
+        if i > 0:  # the first layer's input (the data) needs no gradient
+            gemm += best(lambda: g @ w)
+            flops += 2 * batch * fan_in * fan_out
+    logits = torch.randn(batch, 784, requires_grad=True)
+    data = torch.bernoulli(torch.full((batch, 784), 0.3))
+    hidden = torch.randn(batch, 400, requires_grad=True)
+    head = torch.randn(batch, 50, requires_grad=True)
+
+    def elementwise():
+        loss = F.binary_cross_entropy_with_logits(logits, data, reduction="sum")
+        loss = loss + 2 * F.relu(hidden).sum()  # two hidden layers
+        scale = F.softplus(head) + 1e-3
+        loss = loss + (0.5 * (scale ** 2 + head ** 2 - 1) - torch.log(scale)).sum()
+        loss.backward()
+    elementwise_s = best(elementwise)
+    params = [torch.nn.Parameter(torch.randn(o, i)) for i, o in LAYERS] + [torch.nn.Parameter(torch.randn(o)) for _, o in LAYERS]
+    for p in params:
+        p.grad = torch.randn_like(p)
+    adam = torch.optim.Adam(params, 1e-3, fused=True)
+    adam_s = best(adam.step)
+    return {"gemm_s": gemm, "gemm_gflops": flops / gemm / 1e9, "elementwise_s": elementwise_s, "adam_s": adam_s,
+            "step_s": gemm + elementwise_s + adam_s}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=os.environ.get("PYRO_VAE_SHARED_DATA", ""))
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    torch.set_flush_denormal(True)
+    data = load_dataset("binarized-mnist", args.data_dir)
+    n = len(data.train)
+    steps = -(-n // args.batch)
+    model, guide = build_vae(ModelConfig(latent_dim=50, hidden_dims=[400]), data.image_shape)
+    trainer = Trainer(model, guide, make_objective("elbo"), data, TrainSettings(epochs=1, batch_size=args.batch),
+                      progress=False, log=lambda s: None)
+    plain = PlainMLPVAE()
+    optimizer = torch.optim.Adam(plain.parameters(), 1e-3, fused=True)
+    images = data.train.images
+
+    def plain_epoch():
+        order = torch.randperm(n)
+        for start in range(0, n, args.batch):
+            x = images[order[start:start + args.batch]]
+            optimizer.zero_grad(set_to_none=True)
+            plain_loss(plain, x, False).backward()
+            optimizer.step()
+
+    rows = []
+    for _ in range(args.repeats):
+        bound = step_bound(args.batch)
+        row = {"bound": bound, "bound_epoch_s": bound["step_s"] * steps}
+        for name, fn in (("pyro_vae", trainer.train_epoch), ("pytorch_fused_adam", plain_epoch)):
+            start = time.perf_counter()
+            fn()
+            row[f"{name}_s"] = time.perf_counter() - start
+            row[f"{name}_over_bound"] = row[f"{name}_s"] / row["bound_epoch_s"]
+        rows.append(row)
+        print(f"bound {row['bound_epoch_s']:.2f} s/epoch (GEMM {bound['gemm_gflops']:.0f} GFLOP/s, "
+              f"{1e3 * bound['gemm_s']:.2f} + {1e3 * bound['elementwise_s']:.2f} + {1e3 * bound['adam_s']:.2f} ms a step); "
+              f"pyro-vae {row['pyro_vae_s']:.2f} s ({row['pyro_vae_over_bound']:.2f}x), PyTorch + fused Adam "
+              f"{row['pytorch_fused_adam_s']:.2f} s ({row['pytorch_fused_adam_over_bound']:.2f}x)", flush=True)
+    result = {"commit": git_commit(), "examples": n, "batch": args.batch, "steps": steps, "rows": rows,
+              "pyro_vae_over_bound": median([r["pyro_vae_over_bound"] for r in rows]),
+              "pytorch_fused_adam_over_bound": median([r["pytorch_fused_adam_over_bound"] for r in rows]),
+              "load_average": os.getloadavg()}
+    print(write_result("epoch_bound", result))
+
+
+if __name__ == "__main__":
+    main()
