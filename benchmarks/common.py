@@ -33,18 +33,20 @@ def machine() -> dict:
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "")}
 
 
-def alternate(candidates: dict, repeats: int, warmup: int = 3) -> dict[str, list[float]]:
+def alternate(candidates: dict, repeats: int, warmup: int = 3, clock=time.perf_counter) -> dict[str, list[float]]:
     """Time each zero-argument callable ``repeats`` times, interleaved round-robin so that
-    load on a shared machine hits all of them alike. Returns seconds per call."""
+    load on a shared machine hits all of them alike. Returns seconds per call of ``clock``
+    (wall time by default; ``time.thread_time`` counts only the time this thread ran, which
+    an oversubscribed machine inflates far less)."""
     for fn in candidates.values():
         for _ in range(warmup):
             fn()
     times = {name: [] for name in candidates}
     for _ in range(repeats):
         for name, fn in candidates.items():
-            start = time.perf_counter()
+            start = clock()
             fn()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(clock() - start)
     return times
 
 

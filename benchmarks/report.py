@@ -31,28 +31,87 @@ def main():
                   "pyro-vae: the library's step (fast ELBO, fused Adam). pyro ELBO: Pyro's `Trace_ELBO`/"
                   "`TraceMeanField_ELBO` with the same fused Adam. Pyro SVI: `SVI` with `pyro.optim.Adam`. "
                   "PyTorch: a VAE written by hand in the benchmark with `torch.optim.Adam` (default), and with "
-                  "the fused Adam. Medians in ms.", "",
-                  "| network | batch | KL | pyro-vae | pyro ELBO | Pyro SVI | PyTorch | PyTorch + fused Adam | "
-                  "pyro-vae / PyTorch | pyro-vae / PyTorch + fused | Pyro SVI / PyTorch |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "the fused Adam. trace+replay: pyro-vae's objective read through `poutine.trace` and "
+                  "`poutine.replay`, as before this session's third pass on #16 (where measured). Medians in ms of "
+                  + ("the thread's CPU time (`time.thread_time`: wall time on this oversubscribed machine was about "
+                     "10x CPU time)" if step.get("clock") == "cpu" else "wall time") + ".", "",
+                  "| network | batch | KL | pyro-vae | trace+replay | pyro ELBO | Pyro SVI | PyTorch | PyTorch + fused Adam | "
+                  "pyro-vae / PyTorch | pyro-vae / PyTorch + fused | trace+replay / PyTorch + fused | Pyro SVI / PyTorch |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in step["rows"]:
             ms = r["median_ms"]
-            lines.append(f"| {r['network']} | {r['batch']} | {r['kl']} | {ms['pyro_vae']:.2f} | "
+            traced = ms.get("pyro_vae_traced")
+            traced_ms = "" if traced is None else f"{traced:.2f}"
+            traced_ratio = "" if traced is None else f"{traced / ms['pytorch_fused_adam']:.3f}"
+            lines.append(f"| {r['network']} | {r['batch']} | {r['kl']} | {ms['pyro_vae']:.2f} | {traced_ms} | "
                          f"{ms['pyro_vae_pyro_elbo']:.2f} | {ms['pyro_svi']:.2f} | {ms['pytorch']:.2f} | "
-                         f"{ms['pytorch_fused_adam']:.2f} | **{r['ratio_vs_pytorch']:.3f}** | "
-                         f"{r['ratio_vs_pytorch_fused_adam']:.3f} | {r['pyro_svi_ratio_vs_pytorch']:.3f} |")
+                         f"{ms['pytorch_fused_adam']:.2f} | {r['ratio_vs_pytorch']:.3f} | "
+                         f"**{r['ratio_vs_pytorch_fused_adam']:.3f}** | "
+                         f"{traced_ratio} | "
+                         f"{r['pyro_svi_ratio_vs_pytorch']:.3f} |")
+        if step.get("counts_mlp_128"):
+            c = step["counts_mlp_128"]
+            lines += ["", "Per step of the MLP at batch 128, counts that do not depend on the machine's load "
+                      "(aten ops from torch.profiler, Python function calls from sys.setprofile):", "",
+                      "| candidate | aten ops | `copy_` | `_to_copy` | Python calls |", "|---|---|---|---|---|"]
+            for name, label in (("pyro_vae", "pyro-vae"), ("pyro_vae_traced", "trace+replay"), ("pyro_vae_pyro_elbo", "pyro ELBO"),
+                                ("pytorch_fused_adam", "PyTorch + fused Adam")):
+                if name in c:
+                    lines.append(f"| {label} | {c[name]['aten_ops']} | {c[name]['copy_']} | {c[name]['_to_copy']} | "
+                                 f"{c[name]['python_calls']} |")
+        if step.get("load_average"):
+            lines += ["", f"Load average while it ran: {', '.join(f'{v:.1f}' for v in step['load_average'])}."]
         if step.get("epoch"):
             e = step["epoch"]
             lines += ["", f"Whole epoch of the `make demo` model on Fashion-MNIST ({e['examples']:,} images, batch 128, "
                       f"dynamic binarization): pyro-vae {e['median_s']['pyro_vae']:.2f} s, plain PyTorch "
                       f"{e['median_s']['pytorch']:.2f} s, ratio **{e['ratio']:.3f}**."]
         lines.append("")
+    bound = _load("epoch_bound")
+    if bound:
+        lines += ["## Epoch against its arithmetic lower bound", "", f"Command: `{bound['command']}`  ",
+                  f"Machine: {_machine(bound)}; load average {', '.join(f'{v:.1f}' for v in bound['load_average'])}", "",
+                  f"Binarized MNIST, {bound['examples']:,} images, batch {bound['batch']} ({bound['steps']} steps), "
+                  "784-400-50 MLP. The bound: the step's GEMMs, elementwise passes and fused Adam, each timed alone "
+                  "at its best, times the steps; re-measured before every pair of epochs.", "",
+                  "| GEMM GFLOP/s | bound per step (GEMM + elementwise + Adam, ms) | bound per epoch (s) | pyro-vae (s) | "
+                  "pyro-vae / bound | PyTorch + fused Adam (s) | PyTorch / bound |", "|---|---|---|---|---|---|---|"]
+        for r in bound["rows"]:
+            b = r["bound"]
+            lines.append(f"| {b['gemm_gflops']:.0f} | {1e3 * b['step_s']:.2f} ({1e3 * b['gemm_s']:.2f} + "
+                         f"{1e3 * b['elementwise_s']:.2f} + {1e3 * b['adam_s']:.2f}) | {r['bound_epoch_s']:.2f} | "
+                         f"{r['pyro_vae_s']:.2f} | **{r['pyro_vae_over_bound']:.2f}** | {r['pytorch_fused_adam_s']:.2f} | "
+                         f"{r['pytorch_fused_adam_over_bound']:.2f} |")
+        lines.append("")
+    proc = _load("process")
+    if proc:
+        lines += ["## A whole short job", "", f"Command: `{proc['command']}`  ",
+                  f"Machine: {_machine(proc)}; load average {', '.join(f'{v:.1f}' for v in proc['load_average'])}", "",
+                  f"`pyro-vae train` ({proc['epochs']} epochs, binarized MNIST"
+                  + (f", first {proc['train_limit']:,} training images" if proc.get("train_limit") else "")
+                  + ", 784-400-50 MLP; it also writes checkpoints, metrics, the test ELBO and three figures) against "
+                  "`benchmarks/handwritten_vae.py` (the same epochs, validation ELBO and checkpoint every epoch, "
+                  "test ELBO; no figures), fresh processes alternated; and the imports alone.", "",
+                  ("| process | runs (CPU s) | median (CPU s) | wall (s) | peak RSS (MiB) |"
+                   if "wall_seconds" in proc["runs"]["handwritten"][0] else
+                   "| process | runs (wall s) | median (wall s) | wall (s) | peak RSS (MiB) |"), "|---|---|---|---|---|"]
+        for name, label in (("pyro_vae_cli", "`pyro-vae train`"), ("handwritten", "hand-written script"),
+                            ("import_pyro_vae_cli", "`import pyro_vae.cli`"), ("import_torch_pyro", "`import torch, pyro`")):
+            runs = proc["runs"][name]
+            seconds = ", ".join(f"{r['seconds']:.1f}" for r in runs)
+            wall = ", ".join(f"{r.get('wall_seconds', r['seconds']):.1f}" for r in runs)
+            lines.append(f"| {label} | {seconds} | {proc['median_s'][name]:.1f} | {wall} | "
+                         f"{max(r['peak_mib'] for r in runs):.0f} |")
+        lines += ["", f"Ratio of medians **{proc['ratio']:.3f}**; pair by pair "
+                  f"{', '.join(f'{r:.3f}' for r in proc['ratio_each_pair'])}.", ""]
     est = _load("estimator")
     if est:
+        load = est.get("load_average")
         lines += ["## Held-out log-likelihood estimator", "", f"Command: `{est['command']}`  ",
-                  f"Machine: {_machine(est)}", "",
+                  f"Machine: {_machine(est)}" + (f"; load average {', '.join(f'{v:.1f}' for v in load)}" if load else ""), "",
                   "Throughput in examples x K per second, pyro-vae's `importance_log_likelihood` (Pyro traces) "
-                  "against a hand-written vectorized PyTorch estimator of the same networks and chunks.", "",
+                  "against an independent hand-written vectorized PyTorch estimator of the same networks (784-400-50; "
+                  "its own chunks of up to 16,384 decoded codes).", "",
                   "| network | K | examples | pyro-vae | hand-written | ratio | same draws differ by |",
                   "|---|---|---|---|---|---|---|"]
         for r in est["rows"]:
@@ -76,14 +135,17 @@ def main():
                   "`/usr/bin/time -v` reports it), every run listed; spread = (max - min) / max.", "",
                   "| sources | command | runs (MiB) | worst (MiB) | spread |", "|---|---|---|---|---|"]
         before = _load("memory-main")
-        for label, result in (("before (main)", before), ("this tree", memory)):
+        for label, result in (("before (main)", before), ("this tree", memory),
+                              ("this tree, 784-64-50 run", _load("memory-k5000")),
+                              ("this tree, 784-64-50 run", _load("memory-k20000"))):
             for r in (result or {}).get("evaluate", []):
                 lines.append(f"| {label} | `{r['command']}` | {', '.join(f'{v:.0f}' for v in r['peak_mib'])} | "
                              f"**{r['worst_mib']:.0f}** | {100 * r['spread']:.1f}% |")
-        if memory.get("datasets"):
+        datasets = (_load("memory-k5000") or {}).get("datasets") or memory.get("datasets")
+        if datasets:
             lines += ["", "Resident memory a loaded data set adds (fresh process, `load_dataset`, /proc/self/statm):", "",
                       "| data set | resident (MiB) | images as uint8 (MiB) | ratio |", "|---|---|---|---|"]
-            for d in memory["datasets"]:
+            for d in datasets:
                 lines.append(f"| {d['dataset']} | {d['resident_mib']:.0f} | {d['image_mib_as_uint8']:.0f} | "
                              f"**{d['ratio']:.2f}** |")
         lines.append("")

@@ -1,9 +1,11 @@
 """Training-step time: pyro-vae against a plain PyTorch VAE written here, same networks,
 same batch, same objective (Monte Carlo KL against Monte Carlo KL, analytic against
-analytic), timed alternately in one process. Also Pyro's classic SVI step, and an epoch
-of the `make demo` model on Fashion-MNIST.
+analytic), timed alternately in one process. Also Pyro's classic SVI step, pyro-vae's
+objective read through ``poutine.trace`` + ``poutine.replay`` (its path before issue #16's
+second pass), and an epoch of the `make demo` model on Fashion-MNIST. ``--clock cpu``
+times the thread's CPU time (``time.thread_time``) instead of wall time, for a loaded machine.
 
-    python benchmarks/train_step.py [--repeats 100] [--no-epoch]
+    python benchmarks/train_step.py [--repeats 100] [--no-epoch] [--clock wall|cpu]
 """
 
 from __future__ import annotations
@@ -15,6 +17,11 @@ import torch
 from pyro.infer import SVI, Trace_ELBO, TraceMeanField_ELBO
 from torch import nn
 from torch.nn import functional as F
+
+import time
+
+from pyro import poutine
+from torch.distributions import kl_divergence
 
 from common import alternate, git_commit, median, write_result
 from pyro_vae.build import build_vae
@@ -70,6 +77,27 @@ def plain_loss(vae, x, analytic_kl):
     return -(log_px - kl).sum()
 
 
+def traced_loss(model, guide, x, analytic_kl):
+    """pyro-vae's fast ELBO as it was before issue #16's second pass: the sites read from
+    ``poutine.trace`` of the guide and of the model replayed on it, every term multiplied
+    by its site's scale."""
+    guide_trace = poutine.trace(guide).get_trace(x)
+    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x)
+    recon, kl = 0.0, 0.0
+    for name, site in model_trace.nodes.items():
+        if site["type"] != "sample" or type(site["fn"]).__name__ == "_Subsample":
+            continue
+        if site["is_observed"]:
+            recon = recon + site["scale"] * site["fn"].log_prob(site["value"])
+            continue
+        q = guide_trace.nodes[name]
+        if analytic_kl:
+            kl = kl + q["scale"] * kl_divergence(q["fn"], site["fn"])
+        else:
+            kl = kl + q["scale"] * q["fn"].log_prob(q["value"]) - site["scale"] * site["fn"].log_prob(site["value"])
+    return -(recon - kl).sum()
+
+
 def step_candidates(network: str, batch: int, analytic_kl: bool) -> dict:
     torch.manual_seed(0)
     x = torch.bernoulli(torch.full((batch, 1, 28, 28), 0.3))
@@ -83,7 +111,10 @@ def step_candidates(network: str, batch: int, analytic_kl: bool) -> dict:
 
         def step():
             optimizer.zero_grad(set_to_none=True)
-            objective.differentiable_loss(model, guide, x).backward()
+            if implementation == "traced":
+                traced_loss(model, guide, x, analytic_kl).backward()
+            else:
+                objective.differentiable_loss(model, guide, x).backward()
             optimizer.step()
         return step
 
@@ -103,7 +134,8 @@ def step_candidates(network: str, batch: int, analytic_kl: bool) -> dict:
         svi = SVI(model, guide, pyro.optim.Adam({"lr": 1e-3}), TraceMeanField_ELBO() if analytic_kl else Trace_ELBO())
         return lambda: svi.step(x)
 
-    return {"pyro_vae": ours("fast"), "pyro_vae_pyro_elbo": ours("pyro"), "pyro_svi": classic_svi(),
+    return {"pyro_vae": ours("fast"), "pyro_vae_traced": ours("traced"), "pyro_vae_pyro_elbo": ours("pyro"),
+            "pyro_svi": classic_svi(),
             "pytorch": plain(False), "pytorch_fused_adam": plain(True)}
 
 
@@ -117,7 +149,7 @@ def step_counts(network: str = "mlp", batch: int = 128) -> dict:
 
     candidates = step_candidates(network, batch, False)
     counts = {}
-    for name in ("pyro_vae", "pyro_vae_pyro_elbo", "pytorch_fused_adam"):
+    for name in ("pyro_vae", "pyro_vae_traced", "pyro_vae_pyro_elbo", "pytorch_fused_adam"):
         fn = candidates[name]
         for _ in range(3):
             fn()
@@ -178,21 +210,24 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=100)
     parser.add_argument("--no-epoch", action="store_true")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)  # as pyro-vae's training does; applies to both candidates
+    clock = time.thread_time if args.clock == "cpu" else time.perf_counter
     rows = []
     for network in ("mlp", "conv"):
         for batch in (128, 512):
             for analytic_kl in (False, True):
-                repeats = args.repeats if network == "mlp" else max(10, args.repeats // 4)
-                times = alternate(step_candidates(network, batch, analytic_kl), repeats=repeats, warmup=5)
+                repeats = args.repeats if network == "mlp" else max(5, args.repeats // 4)
+                times = alternate(step_candidates(network, batch, analytic_kl), repeats=repeats, warmup=3, clock=clock)
                 med = {name: median(t) for name, t in times.items()}
                 row = {"network": network, "batch": batch, "kl": "analytic" if analytic_kl else "monte-carlo",
                        "repeats": repeats, "median_ms": {k: 1000 * v for k, v in med.items()},
                        "ratio_vs_pytorch": med["pyro_vae"] / med["pytorch"],
                        "ratio_vs_pytorch_fused_adam": med["pyro_vae"] / med["pytorch_fused_adam"],
-                       "pyro_svi_ratio_vs_pytorch": med["pyro_svi"] / med["pytorch"]}
+                       "pyro_svi_ratio_vs_pytorch": med["pyro_svi"] / med["pytorch"],
+                       "traced_ratio_vs_pytorch_fused_adam": med["pyro_vae_traced"] / med["pytorch_fused_adam"]}
                 rows.append(row)
                 print(f"{network:4s} batch {batch:3d} {row['kl']:11s}: " + ", ".join(
                     f"{k} {1000 * v:.2f} ms" for k, v in med.items())
@@ -207,7 +242,7 @@ def main():
                  "ratio": median(times["pyro_vae"]) / median(times["pytorch"])}
         print(f"Fashion-MNIST epoch: pyro-vae {epoch['median_s']['pyro_vae']:.2f} s, plain PyTorch "
               f"{epoch['median_s']['pytorch']:.2f} s, ratio {epoch['ratio']:.3f}")
-    print(write_result("train_step", {"commit": git_commit(), "rows": rows, "epoch": epoch,
+    print(write_result("train_step", {"commit": git_commit(), "clock": args.clock, "rows": rows, "epoch": epoch,
                                       "counts_mlp_128": counts, "load_average": __import__("os").getloadavg()}))
 
 

@@ -111,3 +111,23 @@ def test_the_cli_fixes_the_mmap_threshold_and_importing_it_loads_no_matplotlib()
             "print('matplotlib' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
     assert out[0] == "[]" and out[1] == "True"
+
+
+def test_release_free_heap_returns_the_holes_that_small_tensors_leave():
+    """1 MiB tensors (under the fixed 4 MiB mmap threshold) live on the heap; with the last
+    one still alive the heap cannot shrink from its top, so freeing the others returns
+    nothing to the system until release_free_heap() trims the free pages inside it."""
+    if not (sys.platform.startswith("linux") and "glibc" in " ".join(__import__("platform").libc_ver())):
+        pytest.skip("glibc's malloc_trim (Linux with glibc only)")
+    code = ("import os, torch\n"
+            "from pyro_vae.memory import fix_mmap_threshold, release_free_heap\n"
+            "rss = lambda: int(open('/proc/self/statm').read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20\n"
+            "fix_mmap_threshold()\n"
+            "blocks = [torch.ones(2**18) for _ in range(200)]\n"  # 200 x 1 MiB, touched
+            "last = blocks[-1]\n"
+            "del blocks\n"
+            "freed = rss()\n"
+            "print(release_free_heap(), freed - rss())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out[0] == "True" and float(out[1]) > 150, out
+

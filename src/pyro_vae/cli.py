@@ -265,6 +265,7 @@ def _evaluate_one(args, run_dir: str) -> None:
     from pyro_vae.data.datasets import as_tensor
     from pyro_vae.inference.dequantize import score_log_likelihood
     from pyro_vae.inference.train import label_kwargs
+    from pyro_vae.memory import release_free_heap
     from pyro_vae.runs import (ProgressReport, binary_data, ess_warning, estimate_name, evaluation_examples,
                                kind_fields)
 
@@ -272,7 +273,11 @@ def _evaluate_one(args, run_dir: str) -> None:
     images = as_tensor(part.images)
     name = estimate_name(run.config)
     m2 = run.config.model.model == "m2"
-    progress = ProgressReport(f"{args.split} {name}, K={args.k}", len(images) * (run.model.num_classes if m2 else 1))
+    report = ProgressReport(f"{args.split} {name}, K={args.k}", len(images) * (run.model.num_classes if m2 else 1))
+
+    def progress(done: int, of: int) -> None:  # after each chunk of examples
+        release_free_heap()  # the chunk's sub-threshold tensors back to the system: a flat peak (pyro_vae.memory)
+        report(done, of)
 
     def estimator(x):  # x: the images, or their dequantized copies
         if m2:  # log p(x), the label summed out exactly
@@ -286,7 +291,7 @@ def _evaluate_one(args, run_dir: str) -> None:
 
     estimate, kind = score_log_likelihood(estimator, images, run.model.likelihood.data_kind,
                                           binary_data(run.config), dequantized=not args.density, seed=args.seed)
-    progress.close()
+    report.close()
     result = {**chosen, "estimate": name, "checkpoint": args.checkpoint, "seed": args.seed, **estimate.summary(),
               "stderr_is": f"the standard error of the mean over the {len(images)} {args.split} images",
               **kind_fields(run.config, run.model.likelihood, images.shape[1:], estimate.mean, estimate.stderr, kind)}
