@@ -12,7 +12,7 @@ from pyro_vae.config import Config
 from pyro_vae.data.readers import read_amat, read_idx
 from pyro_vae.errors import ConfigError, DataError, PyroVAEError
 
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
 def _valid_idx(tmp_path):
