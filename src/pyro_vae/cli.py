@@ -92,6 +92,18 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--density", action="store_true",
                           help="with --k: score a continuous likelihood's density on the grey levels as they are, "
                                "not on dequantized images (a number not comparable with probability masses)")
+    evaluate.add_argument("--label-fidelity", action="store_true",
+                          help="cvae/m2: the share of images decoded with label y that an independent classifier "
+                               "of real images assigns to y (prior samples and the style grid), and a linear probe "
+                               "of z for the class (RUN_DIR/label_fidelity.json); instead of the ELBO")
+    evaluate.add_argument("--fidelity-samples", type=int, default=100,
+                          help="with --label-fidelity: codes drawn from the prior per label")
+    evaluate.add_argument("--fidelity-images", type=int, default=1000,
+                          help="with --label-fidelity: test images (a random subset drawn with --seed) whose codes "
+                               "the style grid decodes with every label")
+    evaluate.add_argument("--classifier-cache", metavar="DIR", default=None,
+                          help="with --label-fidelity: where the judging classifier is kept (default: "
+                               "$PYRO_VAE_CLASSIFIER_CACHE or ~/.cache/pyro-vae/classifiers)")
 
     sample = commands.add_parser("sample", help="a grid of samples from the prior", formatter_class=_HelpFormatter)
     sample.add_argument("run_dir", help="a training run's directory")
@@ -232,6 +244,10 @@ def cmd_evaluate(args) -> int:
         raise PyroVAEError("--k and --limit must be 0 or more and --batch-size at least 1.")
     if len(args.run_dirs) > 1 and args.output:
         raise PyroVAEError("-o names one file; with several runs leave it out (each run gets its own JSON).")
+    if args.label_fidelity and args.k:
+        raise PyroVAEError("--label-fidelity and --k are two measurements; run evaluate once with each.")
+    if args.label_fidelity and (args.fidelity_samples < 1 or args.fidelity_images < 1):
+        raise PyroVAEError("--fidelity-samples and --fidelity-images must be at least 1.")
     for run_dir in args.run_dirs:
         if len(args.run_dirs) > 1:
             print(f"{run_dir}:")
@@ -247,6 +263,16 @@ def _evaluate_one(args, run_dir: str) -> None:
 
     run = open_run(Path(run_dir), args.checkpoint, args.device)
     pyro.set_rng_seed(args.seed)
+    if args.label_fidelity:
+        from pyro_vae.experiments import labels
+
+        labels.check_labelled(run)  # before anything is trained or written
+        output = _json_output(args, run.run_dir, labels.FIDELITY_FILE)
+        result = labels.measure_run(run, args.fidelity_samples, args.fidelity_images, args.seed,
+                                    args.classifier_cache, log=lambda line: print(line, file=sys.stderr))
+        write_json(output, {"checkpoint": args.checkpoint, **result})
+        print(labels.describe(result))
+        return 0
     if args.k == 0:
         from pyro_vae.runs import evaluate_run
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from pyro_vae.config import Config
 from pyro_vae.errors import PyroVAEError
+from pyro_vae.experiments.labels import FIDELITY_FILE
 
 #: Per-example log p(x) saved by ``evaluate --k`` beside its JSON: ``loglik.json`` ->
 #: ``loglik_examples.npz`` with arrays ``index`` (int64, image numbers in the split) and
@@ -112,6 +113,7 @@ class RunRecord:
     summary: dict
     loglik: dict | None = None
     history: list = field(default_factory=list)
+    fidelity: dict | None = None  # label_fidelity.json of ``evaluate --label-fidelity``
 
     def examples(self) -> Examples | None:
         path = examples_path(self.run_dir / "loglik.json")
@@ -136,8 +138,10 @@ def read_run(run_dir: Path) -> RunRecord:
         raise PyroVAEError(f"{run_dir} has no {SUMMARY} yet (training has not finished); finish it with "
                            f"pyro-vae train --resume {run_dir}, or leave it out.")
     loglik_path = run_dir / "loglik.json"
+    fidelity_path = run_dir / FIDELITY_FILE
     return RunRecord(run_dir, _flat_settings(config), json.loads(summary_path.read_text()),
-                     json.loads(loglik_path.read_text()) if loglik_path.is_file() else None, read_metrics(run_dir))
+                     json.loads(loglik_path.read_text()) if loglik_path.is_file() else None, read_metrics(run_dir),
+                     json.loads(fidelity_path.read_text()) if fidelity_path.is_file() else None)
 
 
 def collect_runs(paths: list[Path]) -> list[RunRecord]:
@@ -192,6 +196,10 @@ QUANTITIES = [
     ("test log p(x)", lambda r: (r.loglik or {}).get("log_likelihood_mean")),
     ("test log p(x) bits/dim", lambda r: (r.loglik or {}).get("bits_per_dim")),
     ("test accuracy", lambda r: r.summary.get("test_accuracy")),
+    # evaluate --label-fidelity: shares judged by an independent classifier of real images
+    ("label fidelity (prior)", lambda r: ((r.fidelity or {}).get("prior") or {}).get("fidelity")),
+    ("label fidelity (style grid)", lambda r: ((r.fidelity or {}).get("style_grid") or {}).get("fidelity")),
+    ("z probe accuracy", lambda r: (r.fidelity or {}).get("z_probe_accuracy")),
 ]
 
 #: What a number's kind cell says when its JSON predates the "kind" field.
@@ -302,6 +310,7 @@ def kind_notes(records: list[RunRecord]) -> list[str]:
 
 #: Decimals shown per quantity in the Markdown table (the CSV keeps full precision).
 DECIMALS = {"epochs": 1, "best epoch": 1, "train s": 1, "test accuracy": 4, "seeds": 0, "images": 0,
+            "label fidelity (prior)": 4, "label fidelity (style grid)": 4, "z probe accuracy": 4,
             "s.e. of the difference of means": 2, "test ELBO bits/dim": 4, "test log p(x) bits/dim": 4}
 
 
