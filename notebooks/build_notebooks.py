@@ -354,11 +354,12 @@ pyro.set_rng_seed(0)
 _, fresh = build_vae(config, data.image_shape, num_classes=10)
 baseline = train_supervised_baseline(fresh.classifier, data, labelled, epochs=M2_EPOCHS, steps_per_epoch=trainer.steps_per_epoch())
 best = max(trainer.state.history, key=lambda row: row["valid_accuracy"])
-difference = 100 * (best["test_accuracy"] - baseline["test_accuracy"])
-print(f"M2 test accuracy {best['test_accuracy']:.3f} (best validation epoch {best['epoch']}); "
+test_accuracy = trainer.test_accuracy()   # the best epoch by validation, scored on the test split once
+difference = 100 * (test_accuracy - baseline["test_accuracy"])
+print(f"M2 test accuracy {test_accuracy:.3f} (best validation epoch {best['epoch']}); "
       f"supervised-only {baseline['test_accuracy']:.3f}: M2 {'above' if difference > 0 else 'below'} its "
       f"baseline by {abs(difference):.1f} points")
-assert best["test_accuracy"] > 0.3   # chance is 0.1"""),
+assert test_accuracy > 0.3   # chance is 0.1"""),
 ("md", """\
 Three short epochs on 10,000 images decide nothing: M2 and its baseline land within a few
 points of each other, and which comes out ahead (printed above) moves with the seed. The full

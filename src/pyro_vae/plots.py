@@ -459,6 +459,8 @@ def plot_curves(history: list[dict], path: Path) -> Path:
         left.set_ylabel("nats per example")
         left.set_title("Training bound (unlabelled + labelled, with the classification term)")
         for key, name in (("valid_accuracy", "validation"), ("test_accuracy", "test")):
+            if key not in history[0]:  # runs since issue 14 score the test split once, at the end
+                continue
             right.plot(epochs, [100 * row[key] for row in history], label=name)
         right.set_xlabel("epoch")
         right.set_ylabel("accuracy of q(y | x), %")
