@@ -104,4 +104,5 @@ def describe(result: dict) -> str:
             f"{pct(result['judge_test_accuracy'], result['judge_test_accuracy_stderr'])}; decoded images are "
             f"{DECODED}; ± is the binomial standard error\n"
             f"linear probe of z for the class: test accuracy {pct(probe['accuracy'], probe['stderr'])} (chance "
-            f"{100 * probe['chance']:.2f}%; far above chance, z carries the class and the decoder can ignore y)")
+            f"{100 * probe['chance']:.2f}%; the further above chance, the more z carries the class, which lets the "
+            f"decoder ignore y)")

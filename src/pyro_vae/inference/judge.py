@@ -37,7 +37,7 @@ from pyro_vae.errors import DataError
 #: Where the judges are kept when neither an option nor the environment says.
 CACHE_ENV = "PYRO_VAE_CLASSIFIER_CACHE"
 #: Bumped when the network or its training changes, so old cache entries are not reused.
-JUDGE_VERSION = 1
+JUDGE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class JudgeSettings:
 
     channels: tuple[int, int] = (16, 32)
     hidden: int = 128
-    epochs: int = 8
+    epochs: int = 6
     batch_size: int = 128
     learning_rate: float = 1e-3
     patience: int = 2
@@ -60,17 +60,17 @@ class JudgeSettings:
 
 
 class JudgeNet(nn.Module):
-    """Images ``[N, C, H, W]`` in [0, 1] -> class logits ``[N, K]``: two 3x3 conv layers
-    (ReLU, 2x2 max-pool each), pooled to 7x7 whatever the image size, a dense layer with
-    dropout 0.25, then the logits."""
+    """Images ``[N, C, H, W]`` in [0, 1] -> class logits ``[N, K]``: two 3x3 conv layers of
+    stride 2 (ReLU; 28 -> 14 -> 7 pixels, a third of the work of stride 1 and pooling),
+    pooled to 7x7 whatever the image size, a dense layer with dropout 0.25, the logits."""
 
     def __init__(self, image_shape: tuple[int, int, int], num_classes: int, settings: JudgeSettings = JudgeSettings()):
         super().__init__()
         c1, c2 = settings.channels
         self.image_shape, self.num_classes = tuple(image_shape), num_classes
         self.net = nn.Sequential(
-            nn.Conv2d(image_shape[0], c1, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(image_shape[0], c1, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(c1, c2, 3, stride=2, padding=1), nn.ReLU(),
             nn.AdaptiveAvgPool2d(7), nn.Flatten(),
             nn.Linear(c2 * 49, settings.hidden), nn.ReLU(), nn.Dropout(0.25),
             nn.Linear(settings.hidden, num_classes),
