@@ -89,3 +89,21 @@ def code_dataset(guide, dataset: ImageDataset, threshold: float = ACTIVITY_THRES
 
     codes = replace(dataset, train=split("train"), valid=split("valid"), test=split("test"), binarize="none")
     return codes, scaler
+
+
+def stacked_label_model(m1_model, m1_guide, scaler: CodeScaler, model, guide):
+    """M1+M2 as a labelled generator of images (a :class:`~pyro_vae.inference.fidelity.LabelModel`):
+    decode(z_2, y) = M1's mean image at the code c = scaler^{-1}(E[c | z_2, y]);
+    encode_style(x, y) = the mean of q(z_2 | c(x), y) with c(x) M1's standardized code of x;
+    sample_prior(y) = z_2 ~ N(0, I)."""
+    from pyro_vae.inference.fidelity import LabelModel
+
+    def codes_of(x: torch.Tensor) -> torch.Tensor:
+        return scaler(posterior_means(m1_guide, x))[:, None, None, :]
+
+    def decode(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        code = model.decode_mean(z, y).flatten(-3)  # [N, D]
+        return m1_model.decode_mean(scaler.invert(code))
+
+    return LabelModel(decode=decode, encode_style=lambda x, y: guide.encode(codes_of(x), y)[0],
+                      sample_prior=model.sample_prior, num_classes=model.num_classes)
