@@ -111,3 +111,12 @@ def test_m1m2_options_are_checked(flags, message):
         setattr(config.model, key, value)
     with pytest.raises(ConfigError, match=message):
         config.validate()
+
+
+def test_an_m1_run_that_is_not_a_run_directory_is_refused(tmp_path):
+    from pyro_vae.runs import m1_codes
+
+    config = Config()
+    config.model.model, config.model.m1_run, config.data.labels = "m1m2", str(tmp_path / "none"), 100
+    with pytest.raises(ConfigError, match="is not a run directory"):
+        m1_codes(config, None, "cpu")
