@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from pyro_vae import nn as vae_nn
@@ -27,7 +28,12 @@ def build_vae(config: ModelConfig, image_shape: tuple[int, int, int], num_classe
     q(z | x) for ``model = "vae"``; the plain autoencoder's p(x | z) and point-mass
     q(z | x) = delta(z - loc(x)) for ``"ae"`` (same networks); p(x, z | y) and q(z | x, y) for ``"cvae"`` (and M2),
     whose label y takes ``num_classes`` values; p(x_m, z | x_g) and q(z | x) for
-    ``"quadrant"``, which completes the missing quadrants x_m from the given ones x_g."""
+    ``"quadrant"``, which completes the missing quadrants x_m from the given ones x_g;
+    for ``"m1m2"`` the M2 pair on M1's codes, given as "images" ``(1, 1, D)``: a Gaussian
+    likelihood with one learned sigma per code unit (starting at 1, the codes' standardized
+    spread), see :mod:`pyro_vae.inference.codes`."""
+    if config.model == "m1m2":
+        config = dataclasses.replace(config, model="m2", likelihood="gaussian-learned-per-pixel", likelihood_scale=1.0)
     conditional = config.model in ("cvae", "m2")
     if conditional and num_classes < 2:
         raise ConfigError(f"--model {config.model} needs labelled data with at least 2 classes.")

@@ -33,7 +33,9 @@ NETWORKS = ("mlp", "conv")
 ACTIVATIONS = ("relu", "softplus", "tanh", "elu", "leaky_relu", "gelu", "gated")
 SCALE_TRANSFORMS = ("softplus", "exp")
 OBJECTIVES = ("elbo", "analytic-kl", "iwae", "iwae-dreg")
-MODELS = ("vae", "cvae", "m2", "quadrant", "ae")
+MODELS = ("vae", "cvae", "m2", "m1m2", "quadrant", "ae")
+#: The models trained by the semi-supervised M2 bound on a few labels (--labels N).
+SEMI_SUPERVISED = ("m2", "m1m2")
 ELBO_IMPLEMENTATIONS = ("fast", "pyro")
 LABELLED_WEIGHTS = ("natural", "balanced")
 #: What chooses the best epoch: "auto" is valid-iwae for the iwae objectives, else valid-elbo.
@@ -60,7 +62,7 @@ class DataConfig:
     skip_bad_images: bool = False
     #: Use only the first N training examples (0 = all); for quick experiments and tests.
     train_limit: int = 0
-    #: --model m2: how many training labels to keep (balanced across classes, chosen by the seed).
+    #: --model m2 and m1m2: how many training labels to keep (balanced across classes, chosen by the seed).
     labels: int = 0
 
     def validate(self) -> None:
@@ -84,8 +86,12 @@ class ModelConfig:
     #: et al. 2014, with --labels N; these two need labelled data) or "quadrant" (a
     #: conditional VAE that completes an image from its given quadrants, Sohn et al. 2015)
     #: or "ae" (the plain autoencoder: the same networks, a point-mass code, no prior; it
-    #: reconstructs but has no log p(x) and no prior to sample from).
+    #: reconstructs but has no log p(x) and no prior to sample from) or "m1m2" (M2 trained
+    #: on the latent codes of the VAE run given by --m1-run, Kingma et al. 2014's M1+M2).
     model: str = "vae"
+    #: --model m1m2: the run directory of a trained --model vae on the same data set
+    #: (M1); M2 learns on its encoder's posterior means of the images.
+    m1_run: str = ""
     #: --model quadrant: how many quadrants are given (top-left, then top-right, then
     #: bottom-left); the others are completed.
     given_quadrants: int = 1
@@ -252,11 +258,15 @@ class Config:
         self.train.validate()
         if self.data.binarize == "auto":
             self.data.binarize = "dynamic" if self.model.likelihood == "bernoulli" else "none"
-        if self.model.model == "m2" and self.data.labels < 1:
-            raise ConfigError("--model m2 learns from a few labels: give their number with --labels N (e.g. 100).")
+        if self.model.model in SEMI_SUPERVISED and self.data.labels < 1:
+            raise ConfigError(f"--model {self.model.model} learns from a few labels: give their number with "
+                              "--labels N (e.g. 100).")
+        if self.model.model == "m1m2" and not self.model.m1_run:
+            raise ConfigError("--model m1m2 trains M2 on the codes of a trained VAE (M1): give its run directory "
+                              "with --m1-run RUN (train one with --model vae on the same data set).")
         _check_closed_form_kl(self.model, self.train)
-        if self.model.model != "m2" and self.data.labels:
-            raise ConfigError("--labels is for --model m2; the other models use every label or none.")
+        if self.model.model not in SEMI_SUPERVISED and self.data.labels:
+            raise ConfigError("--labels is for --model m2 and m1m2; the other models use every label or none.")
         if check_effect:
             self.check_effect()
         return self
@@ -368,15 +378,21 @@ def ineffective_options(config: Config) -> list[tuple[str, str]]:
         if value != getattr(getattr(defaults, section), name):
             found.append((key, f"--{name.replace('_', '-')} {show_value(value)} has no effect {where}; {fix}."))
 
-    if model.model == "m2":
-        m2 = "with --model m2, which trains its own bound (Kingma et al. 2014: the ELBO with the label summed out)"
+    if model.model != "m1m2":
+        unused("model.m1_run", f"with --model {model.model} (it names M1 for --model m1m2)",
+               "drop it or choose --model m1m2")
+    else:
+        unused("model.likelihood", "with --model m1m2 (its codes get a Gaussian likelihood with one learned sigma "
+               "per unit)", "drop it")
+    if model.model in SEMI_SUPERVISED:
+        m2 = f"with --model {model.model}, which trains its own bound (Kingma et al. 2014: the ELBO with the label summed out)"
         for key in ("train.objective", "train.beta", "train.kl_warmup_epochs", "train.kl_warmup_steps",
                     "train.num_particles", "train.k", "train.elbo_implementation"):
             unused(key, m2, "drop it")
     else:
         for key in ("train.alpha", "train.labelled_weight"):
             unused(key, f"with --model {model.model} (it weighs M2's labelled examples)",
-                   "drop it or choose --model m2")
+                   "drop it or choose --model m2 or m1m2")
         if train.objective.startswith("iwae"):
             unused("train.num_particles", f"with --objective {train.objective}, whose samples per example are --k",
                    "drop it and set --k")
@@ -397,13 +413,13 @@ def ineffective_options(config: Config) -> list[tuple[str, str]]:
                "conditional VAE's)", "drop it or choose --model cvae")
     if model.model != "quadrant":
         unused("model.given_quadrants", f"with --model {model.model}", "drop it or choose --model quadrant")
-    if not (model.model in ("cvae", "m2") and model.network == "mlp"):
+    if not (model.model in ("cvae", "m2", "m1m2") and model.network == "mlp"):
         unused("model.label_at_encoder_input", f"with --model {model.model} --network {model.network} (it is for "
                "the MLP encoder of cvae and m2)", "drop it")
     if model.network != "conv":
         for key in ("model.conv_channels", "model.batch_norm"):
             unused(key, f"with --network {model.network}", "drop it or choose --network conv")
-    elif model.model != "m2" and len(model.hidden_dims) > 1:
+    elif model.model not in SEMI_SUPERVISED and len(model.hidden_dims) > 1:
         unused("model.hidden_dims", "beyond its first size with --network conv (one dense layer between the "
                "convolutions and the code)", "give one size, e.g. --hidden-dims 512")
     if not getattr(LIKELIHOODS[model.likelihood], "uses_scale", False):

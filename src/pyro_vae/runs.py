@@ -6,7 +6,9 @@ A run directory holds
 * ``metrics.csv``: one row per epoch (train bound, validation ELBO and its parts, seconds);
 * ``checkpoint_last.pt`` and ``checkpoint_best.pt`` (best validation ELBO);
 * ``samples.png`` and ``reconstructions.png`` from the best model;
-* ``summary.json``: test ELBO of the best model, timings, versions.
+* ``summary.json``: test ELBO of the best model, timings, versions;
+* for M2 and M1+M2, ``labelled_examples.json`` (the labelled images) and for M1+M2
+  ``m1_codes.json`` (the M1 run, its active units and the codes' standardization).
 
 Every file is written atomically, so an interrupted run never leaves one half-written.
 """
@@ -14,6 +16,7 @@ Every file is written atomically, so an interrupted run never leaves one half-wr
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
 import io
 import json
@@ -26,22 +29,25 @@ import pyro
 import torch
 
 from pyro_vae.build import build_vae
-from pyro_vae.config import Config
+from pyro_vae.config import SEMI_SUPERVISED, Config
 from pyro_vae.data.datasets import (FolderOptions, ImageDataset, as_tensor, balanced_label_subset, class_names,
                                     load_dataset)
 from pyro_vae.data.folders import ByteImages
 from pyro_vae.data.sources import cache_dir
 from pyro_vae.errors import CheckpointError, ConfigError, DataError, PyroVAEError, TrainingInterrupted, WriteError
 from pyro_vae.inference.checkpoint import BEST, LAST, atomic_write_text, load_checkpoint
+from pyro_vae.inference.codes import CodeScaler, code_dataset
 from pyro_vae.inference.distributed import DistributedContext, init_from_environment, shutdown
 from pyro_vae.inference.objectives import make_objective
-from pyro_vae.inference.semisupervised import SemiSupervisedTrainer, train_supervised_baseline
+from pyro_vae.inference.semisupervised import SemiSupervisedTrainer, tuned_supervised_baseline
 from pyro_vae.inference.train import Trainer, TrainSettings, best_checkpoint, evaluate_elbo
+from pyro_vae.nn import classifier as nn_classifier
 
 CONFIG = "config.toml"
 METRICS = "metrics.csv"
 SUMMARY = "summary.json"
 LABELLED = "labelled_examples.json"
+CODES = "m1_codes.json"  # --model m1m2: the M1 run, its active units and the codes' standardization
 #: How a user of the CLI fixes data outside a likelihood's support (Python users get the
 #: likelihood's own advice, which names Python functions).
 CLI_SUPPORT_HINTS = {
@@ -263,6 +269,9 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
     train_cfg, data_cfg = config.train, config.data
     pyro.set_rng_seed(train_cfg.seed)
     dataset = open_dataset(config, progress=progress)
+    images, scaler = dataset, None  # for m1m2: the images, and the codes that replace them
+    if config.model.model == "m1m2":
+        dataset, scaler = m1_codes(config, dataset, device)
     model, guide = build_vae(config.model, dataset.image_shape, num_classes(dataset))
     dataset.check_support(model.likelihood, hint=CLI_SUPPORT_HINTS.get(config.model.likelihood))
     if model.needs_labels and dataset.train.labels is None:
@@ -309,10 +318,12 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
     options = dict(run_dir=run_dir, seed=train_cfg.seed, device=device, on_epoch=on_epoch, progress=progress,
                    log=log, distributed=ctx, extra_state={"config": config.to_dict(), "num_classes": num_classes(dataset),
                                                           "image_shape": list(dataset.image_shape)})
-    semi_supervised = config.model.model == "m2"
+    semi_supervised = config.model.model in SEMI_SUPERVISED
     if semi_supervised:
         if ctx.active:
-            raise ConfigError("--model m2 trains in one process; launch it without torchrun.")
+            raise ConfigError(f"--model {config.model.model} trains in one process; launch it without torchrun.")
+        if scaler is not None:
+            write_json(run_dir / CODES, {"m1_run": config.model.m1_run, **scaler.to_dict()})
         labelled = balanced_label_subset(dataset.train.labels.cpu(), data_cfg.labels, train_cfg.seed)
         write_json(run_dir / LABELLED, {"seed": train_cfg.seed, "count": len(labelled),
                                         "per_class": dataset.train.labels.cpu()[labelled].bincount().tolist(),
@@ -348,7 +359,8 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
     model.load_state_dict(best["model"]), guide.load_state_dict(best["guide"])
     model.eval(), guide.eval()
     if semi_supervised:
-        results = _semi_supervised_results(config, dataset, labelled, best, trainer, device)
+        results = _semi_supervised_results(config, dataset, labelled, best, trainer, device,
+                                           images.to(device) if scaler is not None else None)
     elif config.model.model == "ae":  # no ELBO: the reconstruction term is all it has
         test = evaluate_elbo(model, guide, dataset.test.images, analytic_kl=True, labels=dataset.test.labels)
         results = {"selection": "best validation reconstruction log p(x | code)",
@@ -367,7 +379,8 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
             # The test ELBO's kind and bits/dim (a lower bound, as the ELBO is).
             **kind_fields(config, model.likelihood, dataset.image_shape, test["elbo"], test["elbo_stderr"]),
         }
-    figures = _figures(model, guide, dataset, run_dir, device)
+    # M1+M2's "images" are codes: its figures need M1's decoder (not drawn here)
+    figures = [] if scaler is not None else _figures(model, guide, dataset, run_dir, device)
     summary = {
         **run_settings(config),
         "epochs": state.epoch,
@@ -414,28 +427,60 @@ def _selection(train_cfg) -> dict:
             "selection_seed": train_cfg.seed}
 
 
-def _semi_supervised_results(config: Config, dataset: ImageDataset, labelled, best: dict, trainer, device) -> dict:
+def m1_codes(config: Config, images: ImageDataset, device) -> tuple[ImageDataset, CodeScaler]:
+    """--model m1m2: the data set's images replaced by the standardized codes of the M1 run
+    (a ``--model vae`` run on the same data set), and their scaler."""
+    m1_dir = Path(config.model.m1_run)
+    if not is_run_dir(m1_dir):
+        raise ConfigError(f"--m1-run {m1_dir} is not a run directory (no config.toml and checkpoint); give the "
+                          "directory of a --model vae run.")
+    m1 = open_run(m1_dir, device=str(device))
+    if m1.config.model.model != "vae":
+        raise ConfigError(f"--m1-run {m1_dir} is a --model {m1.config.model.model} run; M1 is a --model vae run.")
+    for key in ("dataset", "train_limit"):
+        if getattr(m1.config.data, key) != getattr(config.data, key):
+            raise ConfigError(f"--m1-run {m1_dir} was trained with {key} {getattr(m1.config.data, key)!r}, this run "
+                              f"has {getattr(config.data, key)!r}: give the same --{key.replace('_', '-')}.")
+    m1.guide.eval()
+    return code_dataset(m1.guide, images.to(device))
+
+
+def _semi_supervised_results(config: Config, dataset: ImageDataset, labelled, best: dict, trainer, device,
+                             images: ImageDataset | None = None) -> dict:
     """Test accuracy of M2's best model (by validation accuracy) beside the supervised-only
-    baseline: the same classifier network, initialised alike, trained on the same labels."""
+    baseline: the same classifier network, initialised alike, trained on the same labels,
+    with its own learning rate chosen by validation accuracy. For M1+M2 (``images`` given,
+    ``dataset`` holding codes) the baseline reads the pixels (an MLP of the same hidden
+    sizes, supervised only), and a second one, the same classifier on M1's codes
+    ("M1 + classifier"), tells what M2 adds to M1's features."""
     from pyro_vae.inference.judge import binomial_stderr
     from pyro_vae.inference.semisupervised import classification_accuracy
 
     best_row = next(row for row in best["history"] if row["epoch"] == best["epoch"])
     # The best model (by validation accuracy) is loaded; the test split is scored once, here.
     test_accuracy = classification_accuracy(trainer.guide, dataset.test.images, dataset.test.labels)
+    budget = dict(epochs=trainer.state.epoch, steps_per_epoch=trainer.steps_per_epoch(),
+                  batch_size=config.train.batch_size, seed=config.train.seed)
     pyro.set_rng_seed(config.train.seed)
     _, fresh = build_vae(config.model, dataset.image_shape, num_classes(dataset))
-    classifier = fresh.classifier.to(device)
-    baseline = train_supervised_baseline(classifier, dataset, labelled, epochs=trainer.state.epoch,
-                                         steps_per_epoch=trainer.steps_per_epoch(),
-                                         batch_size=config.train.batch_size,
-                                         learning_rate=config.train.learning_rate, seed=config.train.seed)
-    return {"selection": "best validation accuracy of q(y | x)", "labels": len(labelled),
-            "valid_accuracy": best_row["valid_accuracy"], "test_accuracy": test_accuracy,
-            "test_accuracy_stderr": binomial_stderr(test_accuracy, len(dataset.test)),
-            "baseline_valid_accuracy": baseline["valid_accuracy"], "baseline_test_accuracy": baseline["test_accuracy"],
-            "baseline_test_accuracy_stderr": binomial_stderr(baseline["test_accuracy"], len(dataset.test)),
-            "baseline_best_epoch": baseline["best_epoch"]}
+    results = {"selection": "best validation accuracy of q(y | x)", "labels": len(labelled),
+               "valid_accuracy": best_row["valid_accuracy"], "test_accuracy": test_accuracy,
+               "test_accuracy_stderr": binomial_stderr(test_accuracy, len(dataset.test))}
+    if images is None:
+        baseline = tuned_supervised_baseline(lambda: copy.deepcopy(fresh.classifier).to(device), dataset, labelled,
+                                             **budget)
+    else:
+        pyro.set_rng_seed(config.train.seed)
+        pixels = nn_classifier(images.image_shape, config.model.hidden_dims, num_classes(images),
+                               config.model.activation)
+        baseline = tuned_supervised_baseline(lambda: copy.deepcopy(pixels).to(device), images, labelled, **budget)
+        on_codes = tuned_supervised_baseline(lambda: copy.deepcopy(fresh.classifier).to(device), dataset, labelled,
+                                             **budget)
+        results.update({f"codes_baseline_{key}": value for key, value in on_codes.items()})
+        results["codes_baseline_test_accuracy_stderr"] = binomial_stderr(on_codes["test_accuracy"], len(dataset.test))
+    results.update({f"baseline_{key}": value for key, value in baseline.items()})
+    results["baseline_test_accuracy_stderr"] = binomial_stderr(baseline["test_accuracy"], len(dataset.test))
+    return results
 
 
 def _tensorboard_writer(run_dir: Path):

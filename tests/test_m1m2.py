@@ -1,0 +1,122 @@
+"""M1+M2: M2 on the standardized active codes of a VAE (pyro_vae.inference.codes)."""
+
+import math
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from pyro import poutine
+
+from pyro_vae.build import build_vae
+from pyro_vae.config import Config, ModelConfig
+from pyro_vae.data.datasets import ImageDataset, Split
+from pyro_vae.errors import ConfigError
+from pyro_vae.inference.codes import CodeScaler, code_dataset, posterior_means
+from pyro_vae.inference.semisupervised import tuned_supervised_baseline
+
+
+def test_scaler_keeps_the_active_units_and_standardizes_them():
+    # unit 0 varies (var 1.0), unit 1 is almost constant (var 1e-4), unit 2 varies (var 4.0)
+    means = torch.tensor([[-1.0, 0.50, 2.0], [1.0, 0.51, -2.0], [0.0, 0.49, 0.0]])
+    scaler = CodeScaler.fit(means)
+    assert scaler.active.tolist() == [True, False, True]
+    codes = scaler(means)
+    # by hand: unit 0 mean 0 std 1; unit 2 mean 0 std 2
+    assert torch.allclose(codes, torch.tensor([[-1.0, 1.0], [1.0, -1.0], [0.0, 0.0]]))
+    back = scaler.invert(codes)
+    assert torch.allclose(back[:, [0, 2]], means[:, [0, 2]]) and back[:, 1].abs().max() == 0
+    assert CodeScaler.from_dict(scaler.to_dict()).std.tolist() == scaler.std.tolist()
+
+
+def test_a_code_without_active_units_is_refused():
+    with pytest.raises(ConfigError, match="no active unit"):
+        CodeScaler.fit(torch.full((5, 3), 0.2))
+
+
+class _LinearGuide(torch.nn.Module):
+    """q(z | x) with loc = W x (flattened), scale 1."""
+
+    def __init__(self, weight):
+        super().__init__()
+        self.weight = weight
+
+    def encoder(self, x):
+        loc = x.flatten(1) @ self.weight.T
+        return loc, torch.ones_like(loc)
+
+
+def test_code_dataset_holds_the_standardized_posterior_means_of_every_split():
+    torch.manual_seed(0)
+    weight = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [1.0, 2.0, 0.0, -1.0]])
+    split = lambda n: Split(torch.rand(n, 1, 2, 2), torch.arange(n) % 2)  # noqa: E731
+    images = ImageDataset("toy", split(12), split(5), split(6), binarize="dynamic")
+    codes, scaler = code_dataset(_LinearGuide(weight), images)
+    train_means = images.train.images.flatten(1) @ weight.T
+    assert scaler.active.tolist() == [True, False, True]  # unit 1 is always 0
+    expected = (train_means[:, [0, 2]] - train_means[:, [0, 2]].mean(0)) / train_means[:, [0, 2]].std(0)
+    assert codes.train.images.shape == (12, 1, 1, 2) and codes.binarize == "none"
+    assert torch.allclose(codes.train.images[:, 0, 0], expected, atol=1e-6)
+    test_means = images.test.images.flatten(1) @ weight.T
+    assert torch.allclose(codes.test.images[:, 0, 0], scaler(test_means), atol=1e-6)
+    assert torch.equal(codes.valid.labels, images.valid.labels)
+    assert torch.allclose(posterior_means(_LinearGuide(weight), images.test.images, batch_size=4), test_means)
+
+
+def test_m1m2_program_log_density_equals_the_hand_computation():
+    pyro.set_rng_seed(0)
+    model, guide = build_vae(ModelConfig(model="m1m2", latent_dim=2, hidden_dims=[8]), (1, 1, 3), num_classes=4)
+    c = torch.randn(5, 1, 1, 3)
+    y = torch.tensor([0, 3, 1, 2, 3])
+    z = torch.randn(5, 2)
+    trace = poutine.trace(poutine.condition(model, {"z": z})).get_trace(c, y)
+    loc = model.decoder_output(z, y)
+    sigma = torch.nn.functional.softplus(model.likelihood.raw_scale) + 1e-3  # starts at 1
+    assert torch.allclose(sigma, torch.ones(1, 1, 3), atol=1e-5)
+    by_hand = (5 * math.log(1 / 4) + dist.Normal(0.0, 1.0).log_prob(z).sum()
+               + dist.Normal(loc, sigma).log_prob(c).sum())
+    assert torch.allclose(trace.log_prob_sum(), by_hand, atol=1e-4)
+    assert guide.classify(c).shape == (5, 4)
+
+
+def test_tuned_baseline_keeps_the_learning_rate_with_the_best_validation_accuracy():
+    # two separable classes in one feature: a linear classifier from a bad start needs a large
+    # enough step to get there within 3 steps; the tuner must keep the rate that did.
+    torch.manual_seed(0)
+    x = torch.cat([torch.full((20, 1, 1, 1), -1.0), torch.full((20, 1, 1, 1), 1.0)])
+    y = torch.cat([torch.zeros(20, dtype=torch.long), torch.ones(20, dtype=torch.long)])
+    data = ImageDataset("toy", Split(x, y), Split(x, y), Split(x, y))
+
+    def make():
+        net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(1, 2))
+        with torch.no_grad():
+            net[1].weight.copy_(torch.tensor([[1.0], [-1.0]])), net[1].bias.zero_()  # every answer wrong
+        return net
+
+    best = tuned_supervised_baseline(make, data, torch.arange(40), epochs=1, steps_per_epoch=3, batch_size=40,
+                                     learning_rates=(1e-4, 1.0))
+    assert best["learning_rate"] == 1.0 and best["valid_accuracy"] == 1.0
+
+
+@pytest.mark.parametrize("flags, message", [
+    (dict(model="m1m2"), "--m1-run RUN"),
+    (dict(model="vae", m1_run="runs/m1"), "--m1-run runs/m1 has no effect"),
+    (dict(model="m1m2", m1_run="runs/m1", likelihood="gaussian"), "--likelihood gaussian has no effect"),
+])
+def test_m1m2_options_are_checked(flags, message):
+    config = Config()
+    labels = 100 if flags["model"] == "m1m2" else 0
+    config.data.labels = labels
+    for key, value in flags.items():
+        setattr(config.model, key, value)
+    with pytest.raises(ConfigError, match=message):
+        config.validate()
+
+
+def test_an_m1_run_that_is_not_a_run_directory_is_refused(tmp_path):
+    from pyro_vae.runs import m1_codes
+
+    config = Config()
+    config.model.model, config.model.m1_run, config.data.labels = "m1m2", str(tmp_path / "none"), 100
+    with pytest.raises(ConfigError, match="is not a run directory"):
+        m1_codes(config, None, "cpu")
