@@ -15,6 +15,7 @@ The handler is installed by :func:`main`, never on import: a library changes no 
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 
@@ -37,15 +38,37 @@ def interrupted_message(err: KeyboardInterrupt, began: bool) -> tuple[str, int]:
     return f"pyro-vae: interrupted by {name} during start-up; nothing was written.", 128 + signum
 
 
-def main(argv: list[str] | None = None) -> int:
-    """The program: SIGTERM handled first, then the CLI imported and run. The handler stays for
-    the life of the process (this is the program's own entry, not a library call)."""
-    signal.signal(signal.SIGTERM, raise_interrupted)
-    try:
-        from pyro_vae import cli
+def exit_during_start_up(signum, frame):
+    """SIGTERM's and SIGINT's handler while torch, numpy and Pyro are imported: say so and end
+    the process at once. Raising there instead would abandon a half-initialised module (a
+    signal inside numpy's import left ``numpy`` without ``multiply``, and the next import
+    failed with an AttributeError traceback); nothing has been written yet, so there is
+    nothing to clean up."""
+    message, code = interrupted_message(Interrupted(signum), began=False)
+    os.write(2, (message + "\n").encode())
+    os._exit(code)
 
+
+def main(argv: list[str] | None = None) -> int:
+    """The program: SIGTERM and SIGINT handled first, the heavy modules imported under a handler
+    that exits at once, then the CLI run with SIGTERM raising :class:`Interrupted` (like SIGINT's
+    ``KeyboardInterrupt``), which the CLI and the trainer turn into a saved checkpoint and a
+    sentence. The handlers stay for the life of the process (this is the program's own entry,
+    not a library call)."""
+    sigint = signal.getsignal(signal.SIGINT)  # SIG_IGN in a background job of a script: keep it so
+    signal.signal(signal.SIGTERM, exit_during_start_up)
+    if sigint is signal.default_int_handler:
+        signal.signal(signal.SIGINT, exit_during_start_up)
+    try:
+        import pyro  # noqa: F401  (torch and numpy with it: the imports a signal must not cut in half)
+
+        from pyro_vae import cli
+    finally:
+        signal.signal(signal.SIGTERM, raise_interrupted)
+        signal.signal(signal.SIGINT, sigint)
+    try:
         return cli.main(argv)
-    except KeyboardInterrupt as err:  # landed while the CLI's modules were imported
+    except KeyboardInterrupt as err:  # landed before the command's own handling began
         message, code = interrupted_message(err, began=False)
         print(message, file=sys.stderr)
         return code
