@@ -412,12 +412,15 @@ def plot_prior_check(guide, images: torch.Tensor, path: Path, max_dims: int = 16
     pdf = torch.exp(-0.5 * xs ** 2) / math.sqrt(2 * math.pi)
     for i, d in enumerate(order.tolist()):
         ax = fig.add_subplot(grid[i // cols, i % cols])
-        ax.hist(draws[:, d].numpy(), bins=50, range=(-4, 4), density=True, alpha=0.6, label="q(z) aggregate")
+        # The range covers the draws too: a dimension whose codes all lie beyond +-4 would
+        # otherwise give an empty, NaN-density histogram.
+        span = (min(-4.0, float(draws[:, d].min())), max(4.0, float(draws[:, d].max())))
+        ax.hist(draws[:, d].numpy(), bins=50, range=span, density=True, alpha=0.6, label="q(z) aggregate")
         if reference is None:
             ax.plot(xs, pdf, color="black", lw=1, label="N(0, 1)")
             ax.set_title(f"z{d}: KL {usage[d]:.2f} nats", fontsize=9)
         else:
-            ax.hist(reference[:, d].numpy(), bins=50, range=(-4, 4), density=True, histtype="step",
+            ax.hist(reference[:, d].numpy(), bins=50, range=span, density=True, histtype="step",
                     color="black", lw=1, label="p(z) (learned prior)")
             ax.set_title(f"z{d}: activity {usage[d]:.2f}", fontsize=9)
         ax.set_yticks([])
