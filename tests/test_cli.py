@@ -40,6 +40,11 @@ def test_evaluate_sample_and_reconstruct(trained, capsys):
     loglik = json.loads((trained / "loglik.json").read_text())
     assert loglik["k"] == 50 and loglik["examples"] == 40 and 1 <= loglik["ess_min"] <= 50
     assert loglik["log_likelihood_mean"] > elbo - 5  # the IS bound is tighter than the ELBO (up to noise)
+    best = json.loads((trained / "summary.json").read_text())["best_epoch"]
+    assert loglik["checkpoint_epoch"] == best == json.loads((trained / "evaluation.json").read_text())["checkpoint_epoch"]
+    assert main(["evaluate", str(trained), "--checkpoint", "last", "--k", "5", "--limit", "4", "-o",
+                 str(trained.parent / "last.json")]) == 0
+    assert json.loads((trained.parent / "last.json").read_text())["checkpoint_epoch"] == 2
     out_png = trained.parent / "s.png"
     assert main(["sample", str(trained), "-n", "16", "-o", str(out_png)]) == 0
     image = imread(out_png)

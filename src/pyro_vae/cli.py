@@ -255,6 +255,12 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _checkpoint_position(run) -> dict:
+    """Which epoch and step the evaluated checkpoint holds, so that a number quoted from an
+    evaluation names its model even while the run trains on and its best checkpoint moves."""
+    return {"checkpoint_epoch": run.checkpoint.get("epoch"), "checkpoint_step": run.checkpoint.get("step")}
+
+
 def _evaluate_one(args, run_dir: str) -> None:
     import pyro
 
@@ -270,13 +276,13 @@ def _evaluate_one(args, run_dir: str) -> None:
         output = _json_output(args, run.run_dir, labels.FIDELITY_FILE)
         result = labels.measure_run(run, args.fidelity_samples, args.fidelity_images, args.seed,
                                     args.classifier_cache, log=lambda line: print(line, file=sys.stderr))
-        write_json(output, {"checkpoint": args.checkpoint, **result})
+        write_json(output, {"checkpoint": args.checkpoint, **_checkpoint_position(run), **result})
         print(labels.describe(result))
         return 0
     if args.k == 0:
         from pyro_vae.runs import evaluate_run
 
-        result = evaluate_run(run, args.split, args.limit, args.subset, args.seed)
+        result = {**_checkpoint_position(run), **evaluate_run(run, args.split, args.limit, args.subset, args.seed)}
         write_json(_json_output(args, run.run_dir, "evaluation.json"), result)
         if "elbo" not in result:  # a plain autoencoder
             print(f"{args.split} reconstruction log p(x | code) {result['reconstruction']:.2f} nats per example "
@@ -318,7 +324,8 @@ def _evaluate_one(args, run_dir: str) -> None:
     estimate, kind = score_log_likelihood(estimator, images, run.model.likelihood.data_kind,
                                           binary_data(run.config), dequantized=not args.density, seed=args.seed)
     report.close()
-    result = {**chosen, "estimate": name, "checkpoint": args.checkpoint, "seed": args.seed, **estimate.summary(),
+    result = {**chosen, "estimate": name, "checkpoint": args.checkpoint, **_checkpoint_position(run), "seed": args.seed,
+              **estimate.summary(),
               "stderr_is": f"the standard error of the mean over the {len(images)} {args.split} images",
               **kind_fields(run.config, run.model.likelihood, images.shape[1:], estimate.mean, estimate.stderr, kind)}
     output = _json_output(args, run.run_dir, "loglik.json")
