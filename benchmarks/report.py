@@ -20,6 +20,14 @@ def _machine(result) -> str:
             f"pyro {m['pyro']}, Python {m['python']}; {result['date']}, commit {result.get('commit', '?')}")
 
 
+def _heading(title: str, result: dict) -> list[str]:
+    """A section's title, the command that made its figures and the machine (with its load
+    average when the benchmark recorded one)."""
+    load = result.get("load_average")
+    machine = f"Machine: {_machine(result)}" + (f"; load average {', '.join(f'{v:.1f}' for v in load)}" if load else "")
+    return [f"## {title}", "", f"Command: `{result['command']}`  ", machine, ""]
+
+
 def main():
     lines = ["# Performance", "",
              "Made by `make bench` (`benchmarks/run.py`), which writes `benchmarks/results/*.json` and this page.",
@@ -69,8 +77,7 @@ def main():
         lines.append("")
     bound = _load("epoch_bound")
     if bound:
-        lines += ["## Epoch against its arithmetic lower bound", "", f"Command: `{bound['command']}`  ",
-                  f"Machine: {_machine(bound)}; load average {', '.join(f'{v:.1f}' for v in bound['load_average'])}", "",
+        lines += _heading("Epoch against its arithmetic lower bound", bound) + [
                   f"Binarized MNIST, {bound['examples']:,} images, batch {bound['batch']} ({bound['steps']} steps), "
                   "784-400-50 MLP. The bound: the step's GEMMs, elementwise passes and fused Adam, each timed alone "
                   "at its best, times the steps; re-measured before every pair of epochs.", "",
@@ -85,8 +92,7 @@ def main():
         lines.append("")
     proc = _load("process")
     if proc:
-        lines += ["## A whole short job", "", f"Command: `{proc['command']}`  ",
-                  f"Machine: {_machine(proc)}; load average {', '.join(f'{v:.1f}' for v in proc['load_average'])}", "",
+        lines += _heading("A whole short job", proc) + [
                   f"`pyro-vae train` ({proc['epochs']} epochs, binarized MNIST"
                   + (f", first {proc['train_limit']:,} training images" if proc.get("train_limit") else "")
                   + ", 784-400-50 MLP; it also writes checkpoints, metrics, the test ELBO and three figures) against "
@@ -106,9 +112,7 @@ def main():
                   f"{', '.join(f'{r:.3f}' for r in proc['ratio_each_pair'])}.", ""]
     est = _load("estimator")
     if est:
-        load = est.get("load_average")
-        lines += ["## Held-out log-likelihood estimator", "", f"Command: `{est['command']}`  ",
-                  f"Machine: {_machine(est)}" + (f"; load average {', '.join(f'{v:.1f}' for v in load)}" if load else ""), "",
+        lines += _heading("Held-out log-likelihood estimator", est) + [
                   "Throughput in examples x K per second, pyro-vae's `importance_log_likelihood` (Pyro traces) "
                   "against an independent hand-written vectorized PyTorch estimator of the same networks (784-400-50; "
                   "its own chunks of up to 16,384 decoded codes).", "",
