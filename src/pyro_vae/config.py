@@ -208,6 +208,10 @@ class TrainConfig:
     #: Also log params, per-epoch metrics, final metrics and figures to MLflow (needs the
     #: optional `mlflow-skinny` package; MLFLOW_TRACKING_URI is honoured, else ./mlruns).
     mlflow: bool = False
+    #: Start from the parameters of another run's best checkpoint (RUN_DIR) instead of a random
+    #: initialisation, e.g. to fine-tune a VAE with --objective iwae-dreg; the optimizer, the
+    #: learning-rate schedule and the KL warm-up start afresh. The [model] options must be that run's.
+    init_from: str = ""
 
     def validate(self) -> None:
         _between("epochs", self.epochs, 1, 10**6)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import csv
 import io
 import json
@@ -29,7 +30,7 @@ import pyro
 import torch
 
 from pyro_vae.build import build_vae
-from pyro_vae.config import SEMI_SUPERVISED, Config
+from pyro_vae.config import SEMI_SUPERVISED, Config, show_value
 from pyro_vae.data.datasets import (FolderOptions, ImageDataset, as_tensor, balanced_label_subset, class_names,
                                     load_dataset)
 from pyro_vae.data.folders import ByteImages
@@ -278,6 +279,10 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
         raise DataError(f"--model {config.model.model} needs labelled data, but '{dataset.name}' has no labels.")
     dataset = dataset.to(device)
     model.to(device), guide.to(device)
+    initialised_from = None
+    if train_cfg.init_from:  # a resumed run has its parameters; its checkpoint says where they began
+        initialised_from = (load_checkpoint(run_dir / LAST).get("init_from") if resume else
+                            init_from_run(config, model, guide, tuple(dataset.image_shape), device))
     settings = TrainSettings(
         epochs=train_cfg.epochs, batch_size=train_cfg.batch_size, learning_rate=train_cfg.learning_rate,
         lr_decay=train_cfg.lr_decay,
@@ -318,6 +323,8 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
     options = dict(run_dir=run_dir, seed=train_cfg.seed, device=device, on_epoch=on_epoch, progress=progress,
                    log=log, distributed=ctx, extra_state={"config": config.to_dict(), "num_classes": num_classes(dataset),
                                                           "image_shape": list(dataset.image_shape)})
+    if initialised_from is not None:
+        options["extra_state"]["init_from"] = initialised_from
     semi_supervised = config.model.model in SEMI_SUPERVISED
     if semi_supervised:
         if ctx.active:
@@ -388,6 +395,7 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
         "stopped_early": state.epoch < train_cfg.epochs,
         **results,
         "best_epoch_metrics": next(row for row in best["history"] if row["epoch"] == best["epoch"]),
+        **({"init_from": initialised_from} if initialised_from is not None else {}),
         "train_seconds_this_session": train_seconds,
         "seconds_per_epoch": [row["seconds"] for row in state.history],
         "figures": [str(p) for p in figures],
@@ -425,6 +433,34 @@ def _selection(train_cfg) -> dict:
     k = {"valid-iwae": train_cfg.k, "valid-loglik": train_cfg.select_k}.get(rule, 0)
     return {"selection": rule, "selection_k": k, "selection_examples": train_cfg.select_examples,
             "selection_seed": train_cfg.seed}
+
+
+def init_from_run(config: Config, model, guide, image_shape: tuple, device) -> dict:
+    """--init-from RUN_DIR: load the best checkpoint of that run into ``model`` and ``guide``
+    (built from this run's config). Refused unless both runs have the same [model] options and
+    image shape, so that every parameter has its counterpart. Returns what the summary records."""
+    source = Path(config.train.init_from)
+    if not is_run_dir(source):
+        raise ConfigError(f"--init-from {source} is not a run directory (no {CONFIG} and {LAST}); give the "
+                          "directory of a finished training run.")
+    theirs = read_run_config(source)
+    differ = [name for name, value in dataclasses.asdict(config.model).items()
+              if getattr(theirs.model, name) != value]
+    if differ:
+        name = differ[0]
+        raise ConfigError(f"--init-from {source} has --{name.replace('_', '-')} {show_value(getattr(theirs.model, name))}, "
+                          f"this run {show_value(getattr(config.model, name))}: give the same [model] options as that run.")
+    run = open_run(source, "best", device=str(device))
+    shape = tuple(run.checkpoint.get("image_shape", image_shape))
+    if shape != image_shape:
+        raise ConfigError(f"--init-from {source} was trained on images of shape {shape}, this data set's are "
+                          f"{image_shape}: give a run on the same data set.")
+    try:
+        model.load_state_dict(run.model.state_dict()), guide.load_state_dict(run.guide.state_dict())
+    except RuntimeError as err:  # e.g. a conditional model over another number of classes
+        raise ConfigError(f"--init-from {source}: its parameters do not fit this run's model "
+                          f"({str(err).splitlines()[0]}); give a run on the same data set.") from None
+    return {"run": str(source), "epoch": run.checkpoint.get("epoch"), "step": run.checkpoint.get("step")}
 
 
 def m1_codes(config: Config, images: ImageDataset, device) -> tuple[ImageDataset, CodeScaler]:

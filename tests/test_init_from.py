@@ -1,0 +1,76 @@
+"""--init-from RUN_DIR: a new run starts from another run's best parameters (e.g. a VAE
+fine-tuned with the IWAE bound), with a fresh optimizer; refused where the parameters
+cannot correspond."""
+
+import json
+
+import pytest
+import torch
+
+from pyro_vae.cli import main
+from pyro_vae.runs import open_run
+
+TINY = ["--dataset", "idx", "--latent-dim", "4", "--hidden-dims", "32", "--batch-size", "64", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def source(idx_dir, tmp_path_factory):
+    run = tmp_path_factory.mktemp("init-from") / "source"
+    assert main(["train", "--data-dir", str(idx_dir), "--run-dir", str(run), "--epochs", "2", *TINY]) == 0
+    return run
+
+
+def _parameters(run_dir, which="best") -> dict:
+    run = open_run(run_dir, which)
+    return {**{f"model.{k}": v for k, v in run.model.state_dict().items()},
+            **{f"guide.{k}": v for k, v in run.guide.state_dict().items()}}
+
+
+def test_the_new_run_starts_from_the_source_runs_best_parameters(source, idx_dir, tmp_path):
+    # With a learning rate of 1e-9, Adam moves each parameter by at most about 1e-9 per step:
+    # after one epoch the run's parameters are the source's best to 1e-6, and not the fresh
+    # initialisation the same command without --init-from gives (the same seed: the source's
+    # own starting point, which its two epochs moved by a few hundredths).
+    tuned, fresh = tmp_path / "tuned", tmp_path / "fresh"
+    common = ["train", "--data-dir", str(idx_dir), "--epochs", "1", "--learning-rate", "1e-9",
+              "--objective", "iwae-dreg", "--k", "3", *TINY]
+    assert main([*common, "--run-dir", str(tuned), "--init-from", str(source)]) == 0
+    assert main([*common, "--run-dir", str(fresh)]) == 0
+    start, after, untouched = _parameters(source), _parameters(tuned, "last"), _parameters(fresh, "last")
+    assert start.keys() == after.keys()
+    for name in start:
+        assert torch.allclose(after[name], start[name], atol=1e-6), name
+    assert max((untouched[n] - start[n]).abs().max().item() for n in start) > 0.01
+    summary = json.loads((tuned / "summary.json").read_text())
+    best = json.loads((source / "summary.json").read_text())["best_epoch"]
+    assert summary["init_from"]["run"] == str(source) and summary["init_from"]["epoch"] == best
+    assert "init_from" not in json.loads((fresh / "summary.json").read_text())
+    # the optimizer starts afresh: the run counts its own epochs and steps from zero
+    assert summary["epochs"] == 1 and summary["best_epoch"] == 1
+
+    # a resumed fine-tuned run keeps its own parameters, and still says where they began
+    assert main(["train", "--resume", str(tuned), "--epochs", "2", "--no-progress"]) == 0
+    resumed = json.loads((tuned / "summary.json").read_text())
+    assert resumed["epochs"] == 2 and resumed["init_from"] == summary["init_from"]
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--latent-dim", "5"], "has --latent-dim 4, this run 5"),
+    (["--hidden-dims", "16"], "has --hidden-dims 32, this run 16"),
+])
+def test_a_source_with_other_model_options_is_refused_before_anything_is_written(source, idx_dir, tmp_path,
+                                                                                 capsys, flags, message):
+    run = tmp_path / "run"
+    argv = ["train", "--data-dir", str(idx_dir), "--run-dir", str(run), "--epochs", "1", *TINY, *flags,
+            "--init-from", str(source)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "give the same [model] options" in err and len(err.strip().splitlines()) == 1
+    assert not run.exists()
+
+
+def test_a_source_that_is_not_a_run_is_refused(idx_dir, tmp_path, capsys):
+    assert main(["train", "--data-dir", str(idx_dir), "--run-dir", str(tmp_path / "run"), "--epochs", "1", *TINY,
+                 "--init-from", str(tmp_path)]) == 2
+    assert "is not a run directory" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
