@@ -74,6 +74,7 @@ def test_mnist_style_sets_split_50000_10000_10000_disjoint_and_in_order(mnist_si
     _check_rows(data.valid, TRAIN, 50_000, 60_000)
     _check_rows(data.test, TEST, 0, 10_000)
     assert len(data.class_names) == 10
+    assert all(split.labels is not None for split in (data.train, data.valid, data.test))  # labelled
 
 
 def test_mnist_t10k_splits_the_test_file_7000_1000_2000(mnist_sized, monkeypatch):

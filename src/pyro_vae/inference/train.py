@@ -402,7 +402,8 @@ class Trainer:
         its KL weight, which is not that bound."""
         label, beta = self.settings.objective_label, self.settings.beta
         warmup = self.settings.kl_warmup_steps or self.settings.kl_warmup_epochs * self.steps_per_epoch()
-        if warmup and row["step"] - self.steps_per_epoch() < warmup:
+        # The epoch's first step (0-based) had the smallest weight, beta * (first + 1) / warmup.
+        if warmup and row["step"] - self.steps_per_epoch() + 1 < warmup:
             return f"train objective ({label}, KL warm-up to beta={beta:g})"
         if beta != 1:
             return f"train objective ({label}, beta={beta:g})"

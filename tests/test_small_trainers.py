@@ -1,0 +1,401 @@
+"""Training paths the mutation run found without a fast test (docs/testing.md, "Mutation
+testing"), each on tiny synthetic data in about a second, against closed forms or hand
+computations: the patience count, the valid-loglik selection's rows, M2's trainer,
+function-style programs, a log-likelihood estimate's summary."""
+
+from __future__ import annotations
+
+import math
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+
+from pyro_vae.build import build_vae
+from pyro_vae.config import ModelConfig
+from pyro_vae.data.datasets import ImageDataset, Split
+from pyro_vae.errors import TrainingError
+from pyro_vae.inference.semisupervised import SemiSupervisedTrainer, classification_accuracy
+from pyro_vae.inference.train import TrainSettings, epochs_since_best
+
+SHAPE = (1, 6, 6)
+CLASSES = 3
+
+
+@pytest.mark.parametrize("criteria,since", [([], 0), ([-3.0], 0), ([-3.0, -2.0, -2.5, -4.0], 2),
+                                            ([-1.0, -2.0, -1.0, -3.0], 3), ([-5.0, -4.0, -3.0], 0)])
+def test_epochs_since_best_counts_from_the_first_of_equal_bests(criteria, since):
+    assert epochs_since_best(criteria) == since
+
+
+# -- M2's trainer ----------------------------------------------------------------------
+
+def _labelled_split(n: int, seed: int, grey: bool = False, shift: int = 0) -> Split:
+    """``n`` images of three classes (class c lights row c of the image; the other pixels
+    random), labels ``(class + shift) % 3``: ``shift`` != 0 makes every label wrong for a
+    classifier that reads the lit row. Binary unless ``grey`` (then the pixels are 0.5)."""
+    generator = torch.Generator().manual_seed(seed)
+    classes = torch.arange(n) % CLASSES
+    images = (torch.rand((n,) + SHAPE, generator=generator) < 0.3).float()
+    images[torch.arange(n), 0, classes] = 1.0
+    if grey:
+        images = torch.full_like(images, 0.5)
+    return Split(images, (classes + shift) % CLASSES)
+
+
+def _m2_data(grey: bool = False, binarize: str = "none") -> ImageDataset:
+    return ImageDataset("m2-toy", _labelled_split(48, 1, grey), _labelled_split(30, 2, grey),
+                        _labelled_split(30, 3, grey, shift=1), binarize=binarize)
+
+
+class _LossSpy:
+    """SemiSupervisedLoss, recording each call's images and labels and its value."""
+
+    def __init__(self, loss, nan_at: int | None = None):
+        self.loss, self.unlabelled_calls, self.labelled_calls, self.nan_at = loss, [], [], nan_at
+        self.alpha = loss.alpha
+
+    def unlabelled(self, model, guide, x):
+        value = self.loss.unlabelled(model, guide, x)
+        self.unlabelled_calls.append((x.clone(), value.item()))
+        if self.nan_at == len(self.unlabelled_calls):
+            value = value * math.nan
+        return value
+
+    def labelled(self, model, guide, x, y):
+        value = self.loss.labelled(model, guide, x, y)
+        self.labelled_calls.append((x.clone(), y.clone(), value.item()))
+        return value
+
+
+def _m2_trainer(data, epochs=1, labelled=(0, 4, 8, 13, 17, 23), alpha=5.0, nan_at=None, **settings):
+    pyro.set_rng_seed(0)
+    model, guide = build_vae(ModelConfig(model="m2", latent_dim=2, hidden_dims=[16]), SHAPE, num_classes=CLASSES)
+    trainer = SemiSupervisedTrainer(model, guide, data, torch.tensor(labelled),
+                                    TrainSettings(epochs=epochs, batch_size=16, learning_rate=settings.pop("lr", 1e-2),
+                                                  **settings),
+                                    alpha=alpha, progress=False, log=lambda line: None)
+    trainer.objective = spy = _LossSpy(trainer.objective, nan_at)
+    return trainer, spy
+
+
+def _rows(batch: torch.Tensor, images: torch.Tensor) -> list[int]:
+    """The index in ``images`` of each image of ``batch`` (the images are distinct)."""
+    flat = images.reshape(len(images), -1)
+    return [int((flat == row).all(1).nonzero()[0]) for row in batch.reshape(len(batch), -1)]
+
+
+def test_m2_labelled_weight_counts_each_labelled_example_once_per_epoch():
+    """(N_l / B_l) / (N / B): 6 labels in batches of 6, 48 images in batches of 16 -> 1/3;
+    40 labels in batches of 16 -> (40 / 16) / 3."""
+    data = _m2_data()
+    assert _m2_trainer(data)[0].labelled_weight == pytest.approx(1 / 3, rel=1e-12)
+    assert _m2_trainer(data, labelled=range(40))[0].labelled_weight == pytest.approx(40 / 16 / 3, rel=1e-12)
+    model, guide = build_vae(ModelConfig(model="m2", latent_dim=2, hidden_dims=[16]), SHAPE, num_classes=CLASSES)
+    given = SemiSupervisedTrainer(model, guide, data, torch.arange(6), TrainSettings(epochs=1, batch_size=16),
+                                  alpha=7.0, labelled_weight=2.5, progress=False)
+    assert given.labelled_weight == 2.5 and given.objective.alpha == 7.0
+
+
+def test_an_m2_epoch_sees_every_image_once_and_labelled_pairs_from_the_label_set():
+    data = _m2_data()
+    trainer, spy = _m2_trainer(data)
+    bound = trainer.train_epoch()
+    images, labels = data.train.images, data.train.labels
+    assert len(spy.unlabelled_calls) == len(spy.labelled_calls) == 3 == trainer.state.step
+    seen = [row for x, _ in spy.unlabelled_calls for row in _rows(x, images)]
+    assert sorted(seen) == list(range(48))  # a permutation of the training split
+    for x, y, _ in spy.labelled_calls:
+        rows = _rows(x, images)
+        assert len(rows) == 6 and set(rows) <= {0, 4, 8, 13, 17, 23}  # min(B, N_l) labelled images
+        assert y.tolist() == labels[rows].tolist()  # with their own labels
+    # The epoch's bound: minus the weighted sum of both terms over the steps, per image.
+    total = sum(u for _, u in spy.unlabelled_calls) + sum(l for *_, l in spy.labelled_calls) / 3
+    assert bound == pytest.approx(-total / 48, rel=1e-6)
+
+
+def test_m2_selects_by_validation_accuracy_and_scores_the_test_split_with_the_best_epoch():
+    """The validation labels are made all wrong after epoch 1, so epoch 2's accuracy drops and
+    epoch 1 stays the best; the test split's labels differ from the validation split's."""
+    data = _m2_data()
+    trainer, _ = _m2_trainer(data, epochs=2, lr=5e-2)
+    accuracies, snapshots, lines = [], [], []
+    trainer.log = lines.append
+
+    def record(trainer, row):
+        accuracies.append(classification_accuracy(trainer.guide, data.valid.images, data.valid.labels))
+        snapshots.append(trainer.parameter_snapshot())
+        data.valid.labels.copy_(torch.full_like(data.valid.labels, 2))  # epoch 2 validates on other labels
+
+    trainer.on_epoch = record
+    trainer.fit()
+    history = trainer.state.history
+    assert [row["valid_accuracy"] for row in history] == accuracies
+    assert trainer.selection_key() == "valid_accuracy" and trainer.state.best_epoch == 1
+    assert lines[0].startswith("epoch   1  train bound") and f"valid accuracy {accuracies[0]:.4f} (selects)" in lines[0]
+    assert lines[0].endswith("*best") and not lines[1].endswith("*best")
+    test = trainer.test_accuracy()
+    for part, module in (("model", trainer.model), ("guide", trainer.guide)):
+        for name, tensor in module.state_dict().items():
+            assert torch.equal(tensor, snapshots[0][part][name]), name  # the best epoch's parameters
+    assert test == classification_accuracy(trainer.guide, data.test.images, data.test.labels)
+    assert test != classification_accuracy(trainer.guide, data.valid.images, _m2_data().valid.labels)
+
+
+def test_m2_with_dynamic_binarization_trains_on_fresh_binary_draws():
+    data = _m2_data(grey=True, binarize="dynamic")
+    trainer, spy = _m2_trainer(data)
+    trainer.train_epoch()
+    for x in [x for x, _ in spy.unlabelled_calls] + [x for x, *_ in spy.labelled_calls]:
+        assert set(x.unique().tolist()) == {0.0, 1.0}  # Bernoulli(0.5) draws, not the grey pixels
+    first, second = spy.unlabelled_calls[0][0], spy.unlabelled_calls[1][0]
+    assert not torch.equal(first, second)
+
+
+def test_m2_clips_the_gradient_to_clip_norm():
+    data = _m2_data()
+    trainer, _ = _m2_trainer(data, clip_norm=0.25)
+    norms, step = [], trainer.optimizer.step
+
+    def spy_step(*args, **kwargs):
+        norms.append(torch.cat([p.grad.reshape(-1) for p in trainer.parameters if p.grad is not None]).norm().item())
+        return step(*args, **kwargs)
+
+    trainer.optimizer.step = spy_step
+    trainer.train_epoch()
+    assert norms == pytest.approx([0.25] * 3, rel=1e-5)
+
+
+def test_a_non_finite_m2_loss_stops_with_the_step_named():
+    trainer, _ = _m2_trainer(_m2_data(), nan_at=2)
+    before = {k: v.clone() for k, v in trainer.guide.state_dict().items()}
+    with pytest.raises(TrainingError, match=r"the loss became nan at step 2;"):
+        trainer.train_epoch()
+    assert trainer.state.step == 1
+    assert any(not torch.equal(v, before[k]) for k, v in trainer.guide.state_dict().items())  # step 1 was taken
+
+
+# -- valid-loglik selection --------------------------------------------------------------
+
+def _vae_trainer(data, epochs=1, **settings):
+    from pyro_vae.inference.objectives import make_objective
+    from pyro_vae.inference.train import Trainer
+
+    pyro.set_rng_seed(0)
+    model, guide = build_vae(ModelConfig(latent_dim=2, hidden_dims=[8]), SHAPE)
+    return Trainer(model, guide, make_objective("analytic-kl"), data,
+                   TrainSettings(epochs=epochs, batch_size=16, analytic_kl=True, **settings), progress=False,
+                   log=lambda line: None)
+
+
+@pytest.mark.parametrize("examples", [0, 7, 30, 31])
+def test_valid_loglik_selection_scores_a_fixed_seeded_subset_of_validation_rows(examples):
+    trainer = _vae_trainer(_m2_data(), selection="valid-loglik", selection_k=3, selection_examples=examples,
+                           selection_seed=5)
+    rows = trainer.selection_rows()
+    if examples in (0, 30, 31):  # 0, or as many as there are: every validation image
+        assert torch.equal(rows, torch.arange(30))
+    else:
+        want = torch.randperm(30, generator=torch.Generator().manual_seed(5))[:7].sort().values
+        assert torch.equal(rows, want) and not torch.equal(rows, torch.arange(7))
+    assert torch.equal(rows, trainer.selection_rows())  # drawn alike every epoch
+
+
+def test_valid_loglik_is_the_estimate_on_those_rows_with_reseeded_draws_and_leaves_the_rng_alone():
+    from pyro_vae.inference.loglik import importance_log_likelihood
+
+    data = _m2_data()
+    data.valid.labels = None
+    trainer = _vae_trainer(data, selection="valid-loglik", selection_k=4, selection_examples=9, selection_seed=3)
+    rows = trainer.selection_rows()
+    torch.manual_seed(3)
+    want = importance_log_likelihood(trainer.model, trainer.guide, data.valid.images[rows], k=4).mean
+    torch.manual_seed(11)
+    assert trainer.selection_log_likelihood() == pytest.approx(want, rel=1e-6)
+    after = torch.rand(3)
+    torch.manual_seed(11)
+    assert torch.equal(after, torch.rand(3))  # its own draws come from a forked RNG
+    metrics, criterion = trainer.validate()
+    assert criterion == metrics["valid_loglik"] == pytest.approx(want, rel=1e-6)
+    assert trainer.selection_key() == "valid_loglik"
+    row = {"epoch": 1, "step": 3, "train_elbo": -20.0, "seconds": 0.5, **metrics}
+    assert f"  valid log p(x) K=4 {criterion:9.2f} (selects)" in trainer.describe(row)
+    assert "valid IWAE" not in trainer.describe(row)
+
+
+@pytest.mark.parametrize("settings,words", [
+    ({}, "best validation ELBO"),
+    ({"selection_k": 6}, "best validation IWAE bound (K=6)"),
+    ({"selection": "valid-loglik", "selection_k": 8},
+     "best validation log-likelihood by importance sampling (K=8, all validation images, seed 0)"),
+    ({"selection": "valid-loglik", "selection_k": 8, "selection_examples": 50, "selection_seed": 4},
+     "best validation log-likelihood by importance sampling (K=8, 50 fixed random validation images, seed 4)"),
+])
+def test_the_selection_rule_in_words(settings, words):
+    assert TrainSettings(epochs=1, **settings).describe_selection() == words
+
+
+# -- function-style programs ---------------------------------------------------------------
+
+def _programs():
+    """A linear-Gaussian model and guide written as Pyro's tutorials do: ``pyro.module`` for
+    a shared torch layer and ``pyro.param`` for a positive scale."""
+    pyro.clear_param_store()
+    decoder = torch.nn.Linear(1, 2)
+    shared = torch.nn.Linear(2, 1)
+
+    def model(x):
+        pyro.module("decoder", decoder)
+        pyro.module("shared", shared)
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(0.0, 1.0).expand([x.shape[0], 1]).to_event(1))
+            pyro.sample("x", dist.Normal(decoder(z), 1.0).to_event(1), obs=x)
+
+    def guide(x):
+        pyro.module("shared", shared)
+        scale = pyro.param("scale", torch.ones(1), constraint=dist.constraints.positive)
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal(shared(x), scale).to_event(1))
+
+    return model, guide, decoder, shared
+
+
+def test_function_style_programs_expose_their_param_store_entries():
+    from pyro_vae.inference.programs import ParamStoreProgram, trainable_programs
+
+    model, guide, decoder, shared = _programs()
+    wrapped_model, wrapped_guide = trainable_programs(model, guide, torch.zeros(3, 2))
+    assert isinstance(wrapped_model, ParamStoreProgram) and isinstance(wrapped_guide, ParamStoreProgram)
+    # A parameter both register belongs to the guide alone.
+    assert wrapped_guide.names == ["shared$$$weight", "shared$$$bias", "scale"]
+    assert wrapped_model.names == ["decoder$$$weight", "decoder$$$bias"]
+    assert wrapped_model.parameters()[0] is decoder.weight and wrapped_guide.parameters()[1] is shared.bias
+    scale = pyro.get_param_store().get_param("scale").unconstrained()
+    assert wrapped_guide.parameters()[2] is scale  # the unconstrained tensor an optimizer steps
+    state = wrapped_guide.state_dict()
+    assert torch.equal(state["scale"], torch.zeros(1))  # log 1: the unconstrained value
+    state["scale"].fill_(5.0)
+    assert torch.equal(scale, torch.zeros(1))  # a copy
+    wrapped_guide.load_state_dict({**state, "shared$$$bias": torch.tensor([2.0])})
+    assert scale.item() == 5.0 and shared.bias.item() == 2.0 and wrapped_guide.parameters()[2] is scale
+    assert wrapped_guide.train() is wrapped_guide and wrapped_guide.eval() is wrapped_guide
+    assert wrapped_guide.to("cpu") is wrapped_guide
+    torch.manual_seed(0)
+    assert wrapped_guide(torch.zeros(3, 2)) is None  # calls the program
+    with pytest.raises(RuntimeError, match=r"missing \['scale'\], unexpected \['other'\]"):
+        wrapped_guide.load_state_dict({"shared$$$weight": state["shared$$$weight"],
+                                       "shared$$$bias": state["shared$$$bias"], "other": torch.zeros(1)})
+    with pytest.raises(RuntimeError, match=r"size mismatch for scale: \(2,\) saved, \(1,\) here"):
+        wrapped_guide.load_state_dict({**state, "scale": torch.zeros(2)})
+    assert scale.item() == 5.0  # a refused state changes nothing it reached
+
+
+def test_modules_are_kept_and_labels_are_passed_through():
+    from pyro_vae.inference.programs import ParamStoreProgram, trainable_programs
+
+    model, guide = build_vae(ModelConfig(latent_dim=2, hidden_dims=[8]), SHAPE)
+    assert trainable_programs(model, guide, torch.zeros(1, *SHAPE)) == (model, guide)
+    seen = []
+
+    def labelled(x, y):
+        seen.append(y)
+
+    labelled.needs_labels = True
+    program = ParamStoreProgram(labelled, ["a", "b", "a"])
+    assert program.needs_labels and program.names == ["a", "b"]
+    program(torch.zeros(1), y=torch.tensor([2]))
+    assert seen[0].tolist() == [2]
+    assert not ParamStoreProgram(lambda x: None, []).needs_labels
+
+
+# -- a log-likelihood estimate's summary -------------------------------------------------------
+
+def test_a_log_likelihood_summary_names_its_numbers_and_unit():
+    from pyro_vae.inference.loglik import LogLikelihoodEstimate
+
+    estimate = LogLikelihoodEstimate(torch.tensor([-1.0, -2.0, -6.0]), torch.tensor([4.0, 2.0, 9.0]), k=50,
+                                     seconds=1.5)
+    # mean -3; sample variance ((2^2 + 1^2 + 3^2) / 2) = 7; stderr sqrt(7 / 3)
+    assert estimate.summary() == {"log_likelihood_mean": -3.0, "log_likelihood_stderr": pytest.approx(math.sqrt(7 / 3)),
+                                  "unit": "nats per example", "k": 50, "examples": 3, "ess_mean": 5.0,
+                                  "ess_min": 2.0, "seconds": 1.5}
+    assert LogLikelihoodEstimate(torch.tensor([-4.0]), torch.tensor([1.0]), k=1).summary()["log_likelihood_stderr"] == 0
+
+
+# -- the loop's bookkeeping, with the validation criterion scripted ------------------------------
+
+def _scripted(trainer, criteria):
+    """Make epoch e's validation criterion ``criteria[e - 1]`` (the other numbers fixed)."""
+    def validate():
+        value = criteria[trainer.state.epoch - 1]
+        return {"valid_elbo": value, "valid_reconstruction": -1.0, "valid_kl": 0.5, "kl_weight": 1.0}, value
+
+    trainer.validate = validate
+    return trainer
+
+
+def test_an_equal_criterion_is_no_improvement_and_only_improvements_are_marked():
+    lines = []
+    trainer = _scripted(_vae_trainer(_m2_data(), epochs=3), [-5.0, -5.0, -4.0])
+    trainer.settings.epochs, trainer.log = 3, lines.append
+    trainer.fit()
+    assert trainer.state.best_epoch == 3 and trainer.state.best_valid_elbo == -4.0
+    assert [line.endswith("  *best") for line in lines] == [True, False, True]
+    assert lines[1].endswith(f"{trainer.state.history[1]['seconds']:6.1f} s")  # nothing after the time
+
+
+def test_patience_stops_after_that_many_epochs_without_a_better_criterion():
+    lines = []
+    trainer = _scripted(_vae_trainer(_m2_data(), patience=2), [-5.0, -4.0, -4.5, -4.0, -3.0, -2.0])
+    trainer.settings.epochs, trainer.log = 6, lines.append
+    trainer.fit()
+    assert trainer.state.epoch == 4  # epochs 3 and 4 are no better than epoch 2
+    assert lines[-1] == "stopping early: no better valid_elbo for 2 epochs"
+    unlimited = _scripted(_vae_trainer(_m2_data()), [-5.0, -4.0, -4.5, -4.0, -3.0, -2.0])
+    unlimited.settings.epochs = 6
+    assert unlimited.fit().epoch == 6 and not unlimited.stopped_early()
+
+
+@pytest.mark.parametrize("warmup_steps,labels", [
+    (3, ["train objective (ELBO, KL warm-up to beta=1)", "train ELBO"]),
+    # Step 3 (the first of epoch 2) already has weight (3 + 1) / 4 = 1: epoch 2 is the ELBO.
+    (4, ["train objective (ELBO, KL warm-up to beta=1)", "train ELBO"]),
+    (5, ["train objective (ELBO, KL warm-up to beta=1)"] * 2),
+])
+def test_an_epoch_is_labelled_warm_up_exactly_when_one_of_its_steps_had_a_kl_weight_below_beta(warmup_steps, labels):
+    trainer = _vae_trainer(_m2_data(), kl_warmup_steps=warmup_steps)  # 48 images in batches of 16: 3 steps
+    assert [trainer.training_objective({"step": step}) for step in (3, 6)] == labels
+    weights = []
+    for step in range(6):
+        trainer.state.step = step
+        weights.append(trainer.kl_weight())
+    for epoch, label in enumerate(labels):
+        assert (min(weights[3 * epoch:3 * epoch + 3]) < 1) == ("warm-up" in label)
+
+
+def test_a_conditional_model_is_traced_and_trained_with_its_labels():
+    from pyro_vae.inference.objectives import make_objective
+    from pyro_vae.inference.train import Trainer
+
+    data = _m2_data()
+    pyro.set_rng_seed(0)
+    model, guide = build_vae(ModelConfig(model="cvae", latent_dim=2, hidden_dims=[8]), SHAPE, num_classes=CLASSES)
+    for name in ("analytic-kl", "elbo"):
+        trainer = Trainer(model, guide, make_objective(name), data,
+                          TrainSettings(epochs=1, batch_size=16, analytic_kl=True), progress=False, log=lambda s: None)
+        assert trainer.latent_names == ["z"]
+        assert math.isfinite(trainer.fit().history[0]["train_elbo"])
+
+
+def test_progress_bars_are_shown_when_asked_even_without_a_terminal(capsys):
+    from pyro_vae.inference.loglik import importance_log_likelihood
+
+    trainer = _vae_trainer(_m2_data())
+    trainer.progress = True
+    trainer.fit()
+    err = capsys.readouterr().err
+    assert "epoch 1:" in err and "/3 [" in err and "batch" in err
+    importance_log_likelihood(trainer.model, trainer.guide, _m2_data().valid.images, k=3, progress=True)
+    err = capsys.readouterr().err
+    assert "log p(x), K=3:" in err and "batch" in err
