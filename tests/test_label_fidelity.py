@@ -48,6 +48,32 @@ def templates_and_judge():
     return templates, judge
 
 
+def test_the_judges_record_counts_what_it_was_trained_and_scored_on(templates_and_judge):
+    _, judge = templates_and_judge
+    record = judge.record
+    assert (record["num_classes"], record["image_shape"]) == (K, [1, SIZE, SIZE])
+    assert (record["train_images"], record["test_images"]) == (600, 100)
+    assert record["test_accuracy_stderr"] == binomial_stderr(1.0, 100) == 0.0
+    assert record["test_accuracy_per_class"] == [1.0] * K
+    assert 1 <= record["best_epoch"] <= record["epochs_run"] <= TINY.epochs
+
+
+def test_the_label_model_of_a_conditional_vae_reads_its_networks():
+    from pyro_vae.build import build_vae
+    from pyro_vae.config import ModelConfig
+    from pyro_vae.inference.fidelity import label_model
+
+    torch.manual_seed(0)
+    model, guide = build_vae(ModelConfig(model="cvae", latent_dim=2, hidden_dims=[8]), (1, 4, 4), num_classes=3)
+    labelled = label_model(model, guide)
+    x, y = torch.rand(5, 1, 4, 4), torch.tensor([0, 1, 2, 0, 1])
+    assert torch.equal(labelled.encode_style(x, y), guide.encode(x, y)[0])
+    assert not torch.equal(labelled.encode_style(x, y), guide.encode(x, (y + 1) % 3)[0])  # y is read
+    z = torch.randn(5, 2)
+    assert torch.equal(labelled.decode(z, y), model.decode_mean(z, y))
+    assert labelled.sample_prior == model.sample_prior and labelled.num_classes == 3
+
+
 def _generator(decode, encode_style=None) -> LabelModel:
     return LabelModel(decode=decode, encode_style=encode_style or (lambda x, y: torch.zeros(len(y), 2)),
                       sample_prior=lambda y: torch.randn(len(y), 2), num_classes=K)

@@ -120,3 +120,25 @@ def test_an_m1_run_that_is_not_a_run_directory_is_refused(tmp_path):
     config.model.model, config.model.m1_run, config.data.labels = "m1m2", str(tmp_path / "none"), 100
     with pytest.raises(ConfigError, match="is not a run directory"):
         m1_codes(config, None, "cpu")
+
+
+def test_the_stacked_label_model_goes_through_m1s_code_and_back():
+    """encode_style(x, y) = mean of q(z2 | scaler(E[z1 | x]), y); decode(z2, y) = M1's mean
+    image at the code scaler^-1(M2's mean code)."""
+    from pyro_vae.inference.codes import stacked_label_model
+
+    torch.manual_seed(0)
+    m1_model, m1_guide = build_vae(ModelConfig(latent_dim=3, hidden_dims=[8]), (1, 4, 4))
+    # units 0 and 2 active (unit 1 goes back at its mean), each with its own mean and spread
+    scaler = CodeScaler(torch.tensor([True, False, True]), torch.tensor([0.1, -0.2]), torch.tensor([0.5, 2.0]))
+    dims = 2
+    with torch.no_grad():
+        model, guide = build_vae(ModelConfig(model="m1m2", latent_dim=2, hidden_dims=[8]), (1, 1, dims),
+                                 num_classes=3)
+        stacked = stacked_label_model(m1_model, m1_guide, scaler, model, guide)
+        x, y, z = torch.rand(4, 1, 4, 4), torch.tensor([0, 1, 2, 1]), torch.randn(4, 2)
+        codes = scaler(posterior_means(m1_guide, x))[:, None, None, :]
+        assert torch.equal(stacked.encode_style(x, y), guide.encode(codes, y)[0])
+        want = m1_model.decode_mean(scaler.invert(model.decode_mean(z, y).flatten(-3)))
+        assert want.shape == (4, 1, 4, 4) and torch.equal(stacked.decode(z, y), want)
+        assert stacked.sample_prior == model.sample_prior and stacked.num_classes == 3

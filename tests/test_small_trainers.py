@@ -383,9 +383,11 @@ def test_a_conditional_model_is_traced_and_trained_with_its_labels():
     model, guide = build_vae(ModelConfig(model="cvae", latent_dim=2, hidden_dims=[8]), SHAPE, num_classes=CLASSES)
     for name in ("analytic-kl", "elbo"):
         trainer = Trainer(model, guide, make_objective(name), data,
-                          TrainSettings(epochs=1, batch_size=16, analytic_kl=True), progress=False, log=lambda s: None)
+                          TrainSettings(epochs=1, batch_size=16, analytic_kl=True, selection="valid-loglik",
+                                        selection_k=2), progress=False, log=lambda s: None)
         assert trainer.latent_names == ["z"]
-        assert math.isfinite(trainer.fit().history[0]["train_elbo"])
+        row = trainer.fit().history[0]
+        assert math.isfinite(row["train_elbo"]) and math.isfinite(row["valid_loglik"])  # selection reads y too
 
 
 def test_progress_bars_are_shown_when_asked_even_without_a_terminal(capsys):
@@ -399,3 +401,75 @@ def test_progress_bars_are_shown_when_asked_even_without_a_terminal(capsys):
     importance_log_likelihood(trainer.model, trainer.guide, _m2_data().valid.images, k=3, progress=True)
     err = capsys.readouterr().err
     assert "log p(x), K=3:" in err and "batch" in err
+
+
+def test_function_style_conditional_programs_are_traced_with_one_label_per_image():
+    """Programs that read y (``needs_labels``): the trainer's first traced run passes the
+    first image's label, shaped like the image batch, and they train."""
+    from pyro_vae.inference.objectives import make_objective
+    from pyro_vae.inference.train import Trainer
+
+    pyro.clear_param_store()
+    torch.manual_seed(0)
+    encoder, decoder = torch.nn.Linear(36 + CLASSES, 4), torch.nn.Linear(2 + CLASSES, 36)
+
+    def one_hot(y):
+        return torch.nn.functional.one_hot(y, CLASSES).float()
+
+    def guide(x, y):
+        pyro.module("encoder", encoder)
+        h = encoder(torch.cat([x.flatten(1), one_hot(y)], -1))
+        with pyro.plate("data", len(x)):
+            pyro.sample("z", dist.Normal(h[:, :2], torch.nn.functional.softplus(h[:, 2:]) + 1e-3).to_event(1))
+
+    def model(x, y):
+        pyro.module("decoder", decoder)
+        with pyro.plate("data", len(x)):
+            z = pyro.sample("z", dist.Normal(torch.zeros(len(x), 2), 1.0).to_event(1))
+            logits = decoder(torch.cat([z, one_hot(y)], -1))
+            pyro.sample("x", dist.Bernoulli(logits=logits).to_event(1), obs=x.flatten(1))
+
+    model.needs_labels = guide.needs_labels = True
+    trainer = Trainer(model, guide, make_objective("elbo"), _m2_data(), TrainSettings(epochs=1, batch_size=16),
+                      progress=False, log=lambda line: None)
+    assert trainer.guide.names == ["encoder$$$weight", "encoder$$$bias"]
+    assert trainer.model.names == ["decoder$$$weight", "decoder$$$bias"]
+    before = decoder.weight.detach().clone()
+    assert math.isfinite(trainer.fit().history[0]["train_elbo"])
+    assert not torch.equal(before, decoder.weight)  # the optimizer stepped the module's own weights
+
+
+def test_the_supervised_baseline_trains_on_binary_draws_of_dynamically_binarized_images():
+    from pyro_vae.inference.semisupervised import train_supervised_baseline
+
+    grey = Split(torch.full((30, 1, 2, 2), 0.5), torch.arange(30) % 2)
+    data = ImageDataset("grey", grey, grey, grey, binarize="dynamic")
+    seen = []
+
+    class Recorder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(4, 2)
+
+        def forward(self, x):
+            if torch.is_grad_enabled():  # a training step (accuracy is scored without gradients)
+                seen.append(x.clone())
+            return self.linear(x.flatten(1))
+
+    result = train_supervised_baseline(Recorder(), data, torch.arange(10), epochs=2, steps_per_epoch=3,
+                                       batch_size=8)
+    assert len(seen) == 6 and all(x.shape == (8, 1, 2, 2) for x in seen)
+    assert all(set(x.unique().tolist()) == {0.0, 1.0} for x in seen)  # Bernoulli(0.5) draws, not 0.5
+    assert result["best_epoch"] in (1, 2) and 0 <= result["test_accuracy"] <= 1
+    # Seed 0 by default: the same draws, so the same classifier, as seed=0 given.
+    classifiers = []
+    for seed in ({}, {"seed": 0}):
+        torch.manual_seed(0)
+        classifiers.append(Recorder())
+        train_supervised_baseline(classifiers[-1], data, torch.arange(10), epochs=1, steps_per_epoch=2, batch_size=8,
+                                  **seed)
+    assert torch.equal(classifiers[0].linear.weight, classifiers[1].linear.weight)
+    torch.manual_seed(0)
+    other = Recorder()
+    train_supervised_baseline(other, data, torch.arange(10), epochs=1, steps_per_epoch=2, batch_size=8, seed=1)
+    assert not torch.equal(other.linear.weight, classifiers[0].linear.weight)
