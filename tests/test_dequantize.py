@@ -112,6 +112,11 @@ def test_score_names_the_kind_and_dequantizes_only_continuous_likelihoods_on_8_b
 
     _, kind = score_log_likelihood(estimate, x, "unit-interval", binary_data=False)
     assert kind == kinds.DEQUANTIZED_BOUND and not torch.equal(seen[-1], x)
+    default = seen[-1]  # the noise is drawn with seed 0 unless told otherwise
+    score_log_likelihood(estimate, x, "unit-interval", binary_data=False, seed=0)
+    assert torch.equal(seen[-1], default)
+    score_log_likelihood(estimate, x, "unit-interval", binary_data=False, seed=1)
+    assert not torch.equal(seen[-1], default)
     _, kind = score_log_likelihood(estimate, x, "unit-interval", binary_data=False, dequantized=False)
     assert kind == kinds.DENSITY and torch.equal(seen[-1], x)
     _, kind = score_log_likelihood(estimate, x.round(), "unit-interval", binary_data=True)

@@ -381,8 +381,8 @@ def test_a_conditional_model_is_traced_and_trained_with_its_labels():
     data = _m2_data()
     pyro.set_rng_seed(0)
     model, guide = build_vae(ModelConfig(model="cvae", latent_dim=2, hidden_dims=[8]), SHAPE, num_classes=CLASSES)
-    for name in ("analytic-kl", "elbo"):
-        trainer = Trainer(model, guide, make_objective(name), data,
+    for name, particles in (("analytic-kl", 1), ("elbo", 1), ("elbo", 2)):
+        trainer = Trainer(model, guide, make_objective(name, num_particles=particles), data,
                           TrainSettings(epochs=1, batch_size=16, analytic_kl=True, selection="valid-loglik",
                                         selection_k=2), progress=False, log=lambda s: None)
         assert trainer.latent_names == ["z"]
