@@ -143,6 +143,16 @@ def test_only_numbers_on_the_same_data_and_scale_are_ranked(a, b, ok):
         kinds.comparable(a, "nats")
 
 
+@pytest.mark.parametrize("a,b,words", [
+    (kinds.DENSITY, kinds.DENSITY, "neither is bounded above nor comparable with a probability mass"),
+    (kinds.EIGHT_BIT_MASS, kinds.DEQUANTIZED_BOUND, "the dequantized one is a lower bound on its model's"),
+    (kinds.BINARY_MASS, kinds.BINARY_MASS, f"both are of one kind ({kinds.BINARY_MASS})"),
+])
+def test_a_ranking_that_is_allowed_says_what_the_numbers_are(a, b, words):
+    comparison = kinds.comparable(a, b)
+    assert comparison.ok and comparison.reason.endswith(words)
+
+
 @pytest.mark.parametrize("shape", [(1, 28, 28), (3, 64, 64)])
 def test_bits_per_dim_is_nats_over_d_ln_2(shape):
     d = math.prod(shape)

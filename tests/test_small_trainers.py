@@ -398,11 +398,15 @@ _BATCH_RATE = re.compile(r"(?<![A-Za-z])batch/s|s/batch(?![A-Za-z])")
 def test_progress_bars_are_shown_when_asked_even_without_a_terminal(capsys):
     from pyro_vae.inference.loglik import importance_log_likelihood
 
-    trainer = _vae_trainer(_m2_data())
-    trainer.progress = True
+    trainer = _vae_trainer(_m2_data(), epochs=2)
+    trainer.progress = None  # the default: a bar only on a terminal, and capsys is none
+    trainer.settings.epochs = 1
+    trainer.fit()
+    assert capsys.readouterr().err == ""
+    trainer.progress, trainer.settings.epochs = True, 2
     trainer.fit()
     err = capsys.readouterr().err
-    assert "epoch 1:" in err and "/3 [" in err and _BATCH_RATE.search(err)
+    assert "epoch 2:" in err and "/3 [" in err and _BATCH_RATE.search(err)
     importance_log_likelihood(trainer.model, trainer.guide, _m2_data().valid.images, k=3, progress=True)
     err = capsys.readouterr().err
     assert "log p(x), K=3:" in err and _BATCH_RATE.search(err)
