@@ -95,8 +95,10 @@ def test_check_support_refuses_each_split_outside_the_likelihoods_support_by_nam
                         ("test", (binary, binary, grey))):
         with pytest.raises(DataError, match=rf"the {name} split of 'mixed' has grey-level pixels.*; use --binarize\.$"):
             ImageDataset("mixed", *parts).check_support(bernoulli, hint="use --binarize")
-    # Dynamic binarization draws the training split in every batch: grey pixels are its input...
+    # Dynamic binarization draws the training split in every batch: grey pixels are its input,
+    # black and white ones included...
     ImageDataset("dyn", grey, binary, binary, binarize="dynamic").check_support(bernoulli)
+    ImageDataset("dyn", binary, binary, binary, binarize="dynamic").check_support(bernoulli)
     # ...but they must lie in [0, 1] and be finite.
     for bad in (1.5, -0.1, float("nan")):
         split = Split(torch.full((5, 1, 2, 2), bad))

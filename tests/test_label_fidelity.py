@@ -51,11 +51,18 @@ def templates_and_judge():
 def test_the_judges_record_counts_what_it_was_trained_and_scored_on(templates_and_judge):
     _, judge = templates_and_judge
     record = judge.record
-    assert (record["num_classes"], record["image_shape"]) == (K, [1, SIZE, SIZE])
+    assert (record["dataset"], record["num_classes"], record["image_shape"]) == ("templates", K, [1, SIZE, SIZE])
     assert (record["train_images"], record["test_images"]) == (600, 100)
     assert record["test_accuracy_stderr"] == binomial_stderr(1.0, 100) == 0.0
     assert record["test_accuracy_per_class"] == [1.0] * K
     assert 1 <= record["best_epoch"] <= record["epochs_run"] <= TINY.epochs
+
+
+def test_a_cached_judge_lives_in_a_folder_named_after_its_data_set_and_key(tmp_path):
+    data = _dataset(_templates(), name="my data/set")
+    path = JudgeCache(tmp_path).path(data, TINY)
+    assert path.name == "judge.pt" and path.parent.parent == tmp_path
+    assert path.parent.name == "my_data_set-" + JudgeCache.key(data, TINY)[:16]
 
 
 def test_the_label_model_of_a_conditional_vae_reads_its_networks():

@@ -237,6 +237,12 @@ def test_the_selection_rule_in_words(settings, words):
     assert TrainSettings(epochs=1, **settings).describe_selection() == words
 
 
+@pytest.mark.parametrize("settings,key", [({}, "valid_elbo"), ({"selection_k": 3}, "valid_iwae"),
+                                          ({"selection": "valid-loglik", "selection_k": 3}, "valid_loglik")])
+def test_the_history_column_that_selects_and_stops(settings, key):
+    assert _vae_trainer(_m2_data(), **settings).selection_key() == key
+
+
 # -- function-style programs ---------------------------------------------------------------
 
 def _programs():
