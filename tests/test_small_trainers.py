@@ -240,7 +240,24 @@ def test_the_selection_rule_in_words(settings, words):
 @pytest.mark.parametrize("settings,key", [({}, "valid_elbo"), ({"selection_k": 3}, "valid_iwae"),
                                           ({"selection": "valid-loglik", "selection_k": 3}, "valid_loglik")])
 def test_the_history_column_that_selects_and_stops(settings, key):
-    assert _vae_trainer(_m2_data(), **settings).selection_key() == key
+    trainer = _vae_trainer(_m2_data(), **settings)
+    assert trainer.selection_key() == key
+    metrics, criterion = trainer.validate()
+    assert metrics[key] == criterion and metrics["kl_weight"] == 1.0
+    line = trainer.describe({"epoch": 1, "step": 3, "train_elbo": -20.0, "seconds": 0.5, **metrics})
+    assert (f"valid IWAE bound K=3 {criterion:9.2f} (selects)" in line) == (key == "valid_iwae")
+
+
+def test_only_programs_that_say_they_need_labels_are_given_them():
+    from pyro_vae.inference.train import label_kwargs
+
+    labels = torch.tensor([2, 0, 1])
+    def program(x):
+        return None
+
+    assert label_kwargs(program, labels) == {}  # no needs_labels attribute: no labels
+    program.needs_labels = True
+    assert label_kwargs(program, labels, slice(1, 3))["y"].tolist() == [0, 1]
 
 
 # -- function-style programs ---------------------------------------------------------------
@@ -359,6 +376,12 @@ def test_patience_stops_after_that_many_epochs_without_a_better_criterion():
     trainer.fit()
     assert trainer.state.epoch == 4  # epochs 3 and 4 are no better than epoch 2
     assert lines[-1] == "stopping early: no better valid_elbo for 2 epochs"
+    # Patience reached just as the last epoch ends: the run simply ends, it did not stop early.
+    lines.clear()
+    finished = _scripted(_vae_trainer(_m2_data(), patience=2), [-5.0, -4.0, -4.5, -4.1])
+    finished.settings.epochs, finished.log = 4, lines.append
+    assert finished.fit().epoch == 4 and finished.stopped_early()
+    assert not any("stopping early" in line for line in lines)
     unlimited = _scripted(_vae_trainer(_m2_data()), [-5.0, -4.0, -4.5, -4.0, -3.0, -2.0])
     unlimited.settings.epochs = 6
     assert unlimited.fit().epoch == 6 and not unlimited.stopped_early()
