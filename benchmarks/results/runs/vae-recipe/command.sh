@@ -10,3 +10,9 @@ fi
 # Session 4: resumed at epoch 12 with the same code snapshot (nice 5), and while it trained on,
 # the best checkpoint (epoch 110) was scored on all 10,000 test images:
 #   PYTHONPATH=code-62025cd/src pyro-vae evaluate vae-recipe --k 1000 -o vae-recipe/loglik_k1000_all.json
+# Session 4 (continued): the run trained on to epoch 162 (metrics.csv) and was ended with the session;
+# its best checkpoint is then epoch 122 (validation log p(x) -89.81 at K=100).
+# Session 5: that checkpoint scored on all 10,000 test images with the code of 1cf125d
+# (loglik_k1000_all_best.json, per-image values in loglik_k1000_all_best_examples.npz):
+#   PYTHONPATH=code-1cf125d/src pyro-vae evaluate vae-recipe --checkpoint best --k 1000 -o vae-recipe/loglik_k1000_all_best.json
+# and it is the starting point of ../ft-iwae-dreg and ../ft-analytic-kl (--init-from vae-recipe).
