@@ -304,7 +304,7 @@ def _evaluate_one(args, run_dir: str) -> None:
     part, chosen, rows = evaluation_examples(run, args.split, args.limit, args.subset, args.seed)
     images = as_tensor(part.images)
     name = estimate_name(run.config)
-    m2 = run.config.model.model == "m2"
+    m2 = run.config.model.model in ("m2", "adgm")  # the label is a latent variable: summed out
     report = ProgressReport(f"{args.split} {name}, K={args.k}", len(images) * (run.model.num_classes if m2 else 1))
 
     def progress(done: int, of: int) -> None:  # after each chunk of examples

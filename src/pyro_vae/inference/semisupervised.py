@@ -41,7 +41,8 @@ class SemiSupervisedLoss:
     def labelled(self, model: Callable, guide, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         loss = self.labelled_elbo.differentiable_loss(model, guide, x, y)
         if self.alpha:
-            loss = loss + self.alpha * F.cross_entropy(guide.classify(x), y, reduction="sum")
+            # the guide's classifier at one draw of whatever it samples before y (the ADGM's a; M2: nothing)
+            loss = loss + self.alpha * F.cross_entropy(guide.sample_logits(x), y, reduction="sum")
         return loss
 
     def unlabelled(self, model: Callable, guide, x: torch.Tensor) -> torch.Tensor:
