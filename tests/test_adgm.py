@@ -137,3 +137,35 @@ def test_adgm_from_the_cli_shares_m2s_baseline(idx_dir, tmp_path, capsys):
                  "--run-dir", str(tmp_path / "x")]) == 2
     assert "give their number with --labels N" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_label_fidelity_of_an_m1m2_run_decodes_through_m1(idx_dir, tmp_path, capsys):
+    """M1+M2 is judged on images: decode(z, y) = M1's mean image at the unstandardized code
+    M2 decodes; encode_style(x, y) = q(z_2 | scaled M1 code of x, y)'s mean."""
+    from pyro_vae.cli import main
+    from pyro_vae.experiments.labels import generator_of
+    from pyro_vae.inference.codes import CodeScaler
+    from pyro_vae.runs import open_run
+
+    common = ["--dataset", "idx", "--data-dir", str(idx_dir), "--hidden-dims", "16", "--no-progress"]
+    m1, stacked = tmp_path / "m1", tmp_path / "m1m2"
+    # a few short epochs, so that some of M1's units are active (else no code to stack on)
+    assert main(["train", "--model", "vae", "--latent-dim", "4", "--epochs", "4", "--batch-size", "32",
+                 "--run-dir", str(m1), *common]) == 0
+    assert main(["train", "--model", "m1m2", "--m1-run", str(m1), "--labels", "8", "--latent-dim", "2",
+                 "--epochs", "1", "--run-dir", str(stacked), *common]) == 0
+    run, vae = open_run(stacked), open_run(m1)
+    scaler = CodeScaler.from_dict(json.loads((stacked / "m1_codes.json").read_text()))
+    generator = generator_of(run)
+    z, y = torch.randn(6, 2), torch.tensor([0, 1, 2, 3, 0, 1])
+    x = run.dataset().test.images[:6]
+    with torch.no_grad():
+        code = run.model.decode_mean(z, y).flatten(-3)
+        assert torch.allclose(generator.decode(z, y), vae.model.decode_mean(scaler.invert(code)))
+        m1_codes = scaler(vae.guide.encoder(x)[0])[:, None, None, :]
+        assert torch.allclose(generator.encode_style(x, y), run.guide.encode(m1_codes, y)[0])
+    capsys.readouterr()
+    assert main(["evaluate", str(stacked), "--label-fidelity", "--classifier-cache", str(tmp_path / "cache"),
+                 "--fidelity-samples", "3", "--fidelity-images", "8"]) == 0
+    result = json.loads((stacked / "label_fidelity.json").read_text())
+    assert result["prior"]["images"] == 3 * 10 and result["style_grid"]["images"] == 8 * 10

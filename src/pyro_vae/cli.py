@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="with --k: score a continuous likelihood's density on the grey levels as they are, "
                                "not on dequantized images (a number not comparable with probability masses)")
     evaluate.add_argument("--label-fidelity", action="store_true",
-                          help="cvae/m2: the share of images decoded with label y that an independent classifier "
+                          help="cvae, m2, m1m2, adgm: the share of images decoded with label y that an independent classifier "
                                "of real images assigns to y (prior samples and the style grid), and a linear probe "
                                "of z for the class (RUN_DIR/label_fidelity.json); instead of the ELBO")
     evaluate.add_argument("--fidelity-samples", type=int, default=100,
