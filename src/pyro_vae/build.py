@@ -8,10 +8,10 @@ import math
 from pyro_vae import nn as vae_nn
 from pyro_vae.config import ModelConfig
 from pyro_vae.errors import ConfigError
-from pyro_vae.guides import ConditionalNormalGuide, DiagonalNormalGuide, M2Guide, PointMassGuide
+from pyro_vae.guides import ADGMGuide, ConditionalNormalGuide, DiagonalNormalGuide, M2Guide, PointMassGuide
 from pyro_vae.guides.flows import FlowGuide, make_flow_steps
 from pyro_vae.likelihoods import LIKELIHOODS, make_likelihood
-from pyro_vae.models import AEModel, CVAEModel, M2Model, QuadrantCVAEModel, VAEModel
+from pyro_vae.models import ADGMModel, AEModel, CVAEModel, M2Model, QuadrantCVAEModel, VAEModel
 from pyro_vae.models.priors import make_prior
 from pyro_vae.models.quadrant import quadrant_mask
 
@@ -31,9 +31,13 @@ def build_vae(config: ModelConfig, image_shape: tuple[int, int, int], num_classe
     ``"quadrant"``, which completes the missing quadrants x_m from the given ones x_g;
     for ``"m1m2"`` the M2 pair on M1's codes, given as "images" ``(1, 1, D)``: a Gaussian
     likelihood with one learned sigma per code unit (starting at 1, the codes' standardized
-    spread), see :mod:`pyro_vae.inference.codes`."""
+    spread), see :mod:`pyro_vae.inference.codes`; for ``"adgm"`` M2's decoder with the
+    auxiliary variable's p(a | x, y, z) and the guide q(a | x) q(y | a, x) q(z | a, y, x)
+    (:func:`build_adgm`)."""
     if config.model == "m1m2":
         config = dataclasses.replace(config, model="m2", likelihood="gaussian-learned-per-pixel", likelihood_scale=1.0)
+    if config.model == "adgm":
+        return build_adgm(config, image_shape, num_classes)
     conditional = config.model in ("cvae", "m2")
     if conditional and num_classes < 2:
         raise ConfigError(f"--model {config.model} needs labelled data with at least 2 classes.")
@@ -78,3 +82,28 @@ def build_vae(config: ModelConfig, image_shape: tuple[int, int, int], num_classe
     prior = make_prior(config.prior, latent, components=config.prior_components, pseudo_inputs=config.pseudo_inputs,
                        encoder=guide.encoder, image_shape=image_shape)
     return VAEModel(decoder, likelihood, latent, prior), guide
+
+
+def build_adgm(config: ModelConfig, image_shape: tuple[int, int, int], num_classes: int):
+    """The ADGM pair (Maaløe et al. 2016) with MLPs of ``hidden_dims`` throughout: p(x | y, z)
+    as M2's decoder; p(a | x, y, z) reads [pixels, onehot(y), z]; q(a | x) the pixels;
+    q(y | a, x) [pixels, a]; q(z | a, y, x) [pixels, a, onehot(y)]. a has ``aux_dim`` units."""
+    if num_classes < 2:
+        raise ConfigError("--model adgm needs labelled data with at least 2 classes.")
+    if config.network != "mlp":
+        raise ConfigError("--model adgm is built from MLPs (as in Maaløe et al. 2016); drop --network conv.")
+    latent, aux, hidden = config.latent_dim, config.aux_dim, config.hidden_dims
+    output_shape = LIKELIHOODS[config.likelihood].output_shape(image_shape)
+
+    def gaussian(extra_inputs: int, size: int) -> vae_nn.Encoder:  # pixels and extra inputs -> (loc, scale)
+        body, features = vae_nn.mlp_encoder_body(image_shape, hidden, config.activation, extra_inputs)
+        return vae_nn.Encoder(body, features, size, config.scale_transform, config.min_scale, extra_inputs,
+                              condition_at_input=extra_inputs > 0)
+
+    decoder = vae_nn.Decoder(vae_nn.mlp_decoder_body(output_shape, latent + num_classes, hidden, config.activation),
+                             image_shape, output_shape)
+    likelihood = make_likelihood(config.likelihood, image_shape, config.likelihood_scale)
+    model = ADGMModel(decoder, gaussian(num_classes + latent, aux), likelihood, latent, num_classes, aux)
+    classify = vae_nn.classifier(image_shape, hidden, num_classes, config.activation, extra_inputs=aux)
+    guide = ADGMGuide(gaussian(0, aux), classify, gaussian(aux + num_classes, latent), num_classes)
+    return model, guide

@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="with --k: score a continuous likelihood's density on the grey levels as they are, "
                                "not on dequantized images (a number not comparable with probability masses)")
     evaluate.add_argument("--label-fidelity", action="store_true",
-                          help="cvae/m2: the share of images decoded with label y that an independent classifier "
+                          help="cvae, m2, m1m2, adgm: the share of images decoded with label y that an independent classifier "
                                "of real images assigns to y (prior samples and the style grid), and a linear probe "
                                "of z for the class (RUN_DIR/label_fidelity.json); instead of the ELBO")
     evaluate.add_argument("--fidelity-samples", type=int, default=100,
@@ -304,7 +304,7 @@ def _evaluate_one(args, run_dir: str) -> None:
     part, chosen, rows = evaluation_examples(run, args.split, args.limit, args.subset, args.seed)
     images = as_tensor(part.images)
     name = estimate_name(run.config)
-    m2 = run.config.model.model == "m2"
+    m2 = run.config.model.model in ("m2", "adgm")  # the label is a latent variable: summed out
     report = ProgressReport(f"{args.split} {name}, K={args.k}", len(images) * (run.model.num_classes if m2 else 1))
 
     def progress(done: int, of: int) -> None:  # after each chunk of examples

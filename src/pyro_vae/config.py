@@ -33,9 +33,9 @@ NETWORKS = ("mlp", "conv")
 ACTIVATIONS = ("relu", "softplus", "tanh", "elu", "leaky_relu", "gelu", "gated")
 SCALE_TRANSFORMS = ("softplus", "exp")
 OBJECTIVES = ("elbo", "analytic-kl", "iwae", "iwae-dreg")
-MODELS = ("vae", "cvae", "m2", "m1m2", "quadrant", "ae")
+MODELS = ("vae", "cvae", "m2", "m1m2", "adgm", "quadrant", "ae")
 #: The models trained by the semi-supervised M2 bound on a few labels (--labels N).
-SEMI_SUPERVISED = ("m2", "m1m2")
+SEMI_SUPERVISED = ("m2", "m1m2", "adgm")
 ELBO_IMPLEMENTATIONS = ("fast", "pyro")
 LABELLED_WEIGHTS = ("natural", "balanced")
 #: What chooses the best epoch: "auto" is valid-iwae for the iwae objectives, else valid-elbo.
@@ -87,7 +87,8 @@ class ModelConfig:
     #: conditional VAE that completes an image from its given quadrants, Sohn et al. 2015)
     #: or "ae" (the plain autoencoder: the same networks, a point-mass code, no prior; it
     #: reconstructs but has no log p(x) and no prior to sample from) or "m1m2" (M2 trained
-    #: on the latent codes of the VAE run given by --m1-run, Kingma et al. 2014's M1+M2).
+    #: on the latent codes of the VAE run given by --m1-run, Kingma et al. 2014's M1+M2)
+    #: or "adgm" (M2 with an auxiliary variable a in model and guide, Maaløe et al. 2016).
     model: str = "vae"
     #: --model m1m2: the run directory of a trained --model vae on the same data set
     #: (M1); M2 learns on its encoder's posterior means of the images.
@@ -101,6 +102,8 @@ class ModelConfig:
     #: at its output heads.
     label_at_encoder_input: bool = False
     latent_dim: int = 20
+    #: --model adgm: dimensions of the auxiliary variable a (Maaløe et al. 2016 used 100).
+    aux_dim: int = 100
     network: str = "mlp"
     hidden_dims: list[int] = field(default_factory=lambda: [512, 256])
     conv_channels: list[int] = field(default_factory=lambda: [32, 64])
@@ -131,6 +134,10 @@ class ModelConfig:
         _choice("model", self.model, MODELS)
         _between("given_quadrants", self.given_quadrants, 1, 3)
         _between("latent_dim", self.latent_dim, 1, 4096)
+        _between("aux_dim", self.aux_dim, 1, 4096)
+        if self.model == "adgm" and self.network != "mlp":
+            raise ConfigError("--model adgm is built from MLPs (as in Maaløe et al. 2016); drop --network "
+                              f"{self.network}.")
         _choice("network", self.network, NETWORKS)
         _choice("activation", self.activation, ACTIVATIONS)
         _choice("likelihood", self.likelihood, tuple(LIKELIHOODS))
@@ -270,7 +277,7 @@ class Config:
                               "with --m1-run RUN (train one with --model vae on the same data set).")
         _check_closed_form_kl(self.model, self.train)
         if self.model.model not in SEMI_SUPERVISED and self.data.labels:
-            raise ConfigError("--labels is for --model m2 and m1m2; the other models use every label or none.")
+            raise ConfigError("--labels is for --model m2, m1m2 and adgm; the other models use every label or none.")
         if check_effect:
             self.check_effect()
         return self
@@ -412,6 +419,9 @@ def ineffective_options(config: Config) -> list[tuple[str, str]]:
         if train.objective.startswith("iwae"):
             found.append(("train.objective", f"--objective {train.objective} has no effect {ae} (its K importance "
                           "weights are all equal); choose --objective elbo."))
+    if model.model != "adgm":
+        unused("model.aux_dim", f"with --model {model.model} (it sizes the auxiliary variable a of --model adgm)",
+               "drop it or choose --model adgm")
     if model.model != "cvae":
         unused("model.conditional_prior", f"with --model {model.model} (the learned class prior p(z | y) is the "
                "conditional VAE's)", "drop it or choose --model cvae")

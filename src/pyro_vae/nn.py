@@ -59,9 +59,11 @@ def broadcast_cat(*tensors: torch.Tensor) -> torch.Tensor:
     return torch.cat([t.expand(batch + t.shape[-1:]) for t in tensors], -1)
 
 
-def classifier(image_shape, hidden_dims, num_classes: int, activation: str = "relu") -> nn.Module:
-    """An MLP from images ``[..., C, H, W]`` to class logits ``[..., num_classes]``."""
-    return _Classifier(nn.Sequential(mlp([math.prod(image_shape)] + list(hidden_dims), activation),
+def classifier(image_shape, hidden_dims, num_classes: int, activation: str = "relu",
+               extra_inputs: int = 0) -> nn.Module:
+    """An MLP from images ``[..., C, H, W]`` (and ``extra_inputs`` more values ``[..., E]``
+    read with the pixels, e.g. the ADGM's auxiliary variable) to class logits ``[..., num_classes]``."""
+    return _Classifier(nn.Sequential(mlp([math.prod(image_shape) + extra_inputs] + list(hidden_dims), activation),
                                      nn.Linear(hidden_dims[-1], num_classes)))
 
 
@@ -70,9 +72,11 @@ class _Classifier(nn.Module):
         super().__init__()
         self.body = body
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        lead = x.shape[:-3]
-        return self.body(x.reshape(-1, math.prod(x.shape[-3:]))).reshape(lead + (-1,))
+    def forward(self, x: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits for images ``x`` ``[..., C, H, W]``; ``extra`` ``[..., E]`` joins the
+        flattened pixels, the leading dimensions of the two broadcasting."""
+        flat = x.flatten(-3) if extra is None else broadcast_cat(x.flatten(-3), extra.to(x.dtype))
+        return self.body(flat.reshape(-1, flat.shape[-1])).reshape(flat.shape[:-1] + (-1,))
 
 
 class _LeadingDims(nn.Module):

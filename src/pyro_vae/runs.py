@@ -19,6 +19,7 @@ import contextlib
 import copy
 import dataclasses
 import csv
+import dataclasses
 import io
 import json
 import platform
@@ -498,7 +499,10 @@ def _semi_supervised_results(config: Config, dataset: ImageDataset, labelled, be
     budget = dict(epochs=trainer.state.epoch, steps_per_epoch=trainer.steps_per_epoch(),
                   batch_size=config.train.batch_size, seed=config.train.seed)
     pyro.set_rng_seed(config.train.seed)
-    _, fresh = build_vae(config.model, dataset.image_shape, num_classes(dataset))
+    # The ADGM's classifier also reads a; its baseline is M2's pixel classifier, built (and
+    # initialised) exactly as for an M2 run of the same seed, so both share one baseline.
+    pixel_model = dataclasses.replace(config.model, model="m2") if config.model.model == "adgm" else config.model
+    _, fresh = build_vae(pixel_model, dataset.image_shape, num_classes(dataset))
     results = {"selection": "best validation accuracy of q(y | x)", "labels": len(labelled),
                "valid_accuracy": best_row["valid_accuracy"], "test_accuracy": test_accuracy,
                "test_accuracy_stderr": binomial_stderr(test_accuracy, len(dataset.test))}

@@ -19,8 +19,33 @@ def check_labelled(run) -> None:
     """Refuse, with one sentence, a run whose model has no label or whose data set has none."""
     model = run.config.model.model
     if not getattr(run.model, "num_classes", 0) or not hasattr(run.guide, "encode"):
-        raise ConfigError(f"--label-fidelity measures how a label controls a labelled model (--model cvae or m2), "
+        raise ConfigError(f"--label-fidelity measures how a label controls a labelled model (--model cvae, m2, m1m2 or adgm), "
                           f"but {run.run_dir} is a --model {model} run with no label; drop --label-fidelity.")
+
+
+def generator_of(run):
+    """The run as a labelled generator of images (:class:`~pyro_vae.inference.fidelity.LabelModel`):
+    the CVAE, M2 and the ADGM decode pixels themselves; M1+M2 decodes its codes through the
+    decoder of the M1 run it was trained on, with the code scaler it recorded
+    (:func:`~pyro_vae.inference.codes.stacked_label_model`)."""
+    from pyro_vae.inference.fidelity import label_model
+
+    if run.config.model.model != "m1m2":
+        return label_model(run.model, run.guide)
+    import json
+
+    from pyro_vae.inference.codes import CodeScaler, stacked_label_model
+    from pyro_vae.runs import CODES, is_run_dir, open_run
+
+    record = json.loads((run.run_dir / CODES).read_text())
+    m1_dir = Path(record["m1_run"])
+    if not is_run_dir(m1_dir):
+        raise DataError(f"this M1+M2 run decodes through its M1 run {m1_dir}, which is not a run directory from "
+                        f"here; run the command from where the run was trained, or put the M1 run back.")
+    m1 = open_run(m1_dir, device=str(run.device))
+    scaler = CodeScaler.from_dict(record)
+    scaler = CodeScaler(scaler.active.to(run.device), scaler.mean.to(run.device), scaler.std.to(run.device))
+    return stacked_label_model(m1.model, m1.guide, scaler, run.model, run.guide)
 
 
 def real_images(run):
@@ -40,11 +65,11 @@ def real_images(run):
 
 def measure_run(run, per_class: int = 100, grid_images: int = 1000, seed: int = 0, cache_dir: str | None = None,
                 log=print) -> dict:
-    """The label fidelity of a reopened CVAE or M2 run (prior samples and style grid), the
+    """The label fidelity of a reopened CVAE, M2, M1+M2 or ADGM run (prior samples and style grid), the
     judge's own accuracy, and a linear probe of z for the class; the JSON record."""
     import torch
 
-    from pyro_vae.inference.fidelity import encode_all, label_model, linear_probe, prior_fidelity, style_grid_fidelity
+    from pyro_vae.inference.fidelity import encode_all, linear_probe, prior_fidelity, style_grid_fidelity
     from pyro_vae.inference.judge import JudgeCache, JudgeSettings
     from pyro_vae.runs import evaluation_examples
 
@@ -57,7 +82,7 @@ def measure_run(run, per_class: int = 100, grid_images: int = 1000, seed: int = 
     if judge.record["num_classes"] != run.model.num_classes:
         raise DataError(f"the data set has {judge.record['num_classes']} classes but the model "
                         f"{run.model.num_classes}; measure the run on the data it was trained on.")
-    generator = label_model(run.model, run.guide)
+    generator = generator_of(run)
     prior = prior_fidelity(generator, judge.predict, per_class, seed, run.device)
     grid_part, chosen, _ = evaluation_examples(run, "test", grid_images, "random", seed)
     grid, swapped = style_grid_fidelity(generator, judge.predict, grid_part.images, grid_part.labels)

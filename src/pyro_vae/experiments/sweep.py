@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from pyro_vae.config import SECTIONS, Config, field_types
+from pyro_vae.config import SECTIONS, SEMI_SUPERVISED, Config, field_types
 from pyro_vae.errors import ConfigError, PyroVAEError, TrainingInterrupted
 
 SWEEP_FILE = "sweep.json"
@@ -73,7 +73,7 @@ def optuna_module():
 
 def metric_available(config: Config, metric: str) -> bool:
     """Whether runs of ``config`` produce ``metric``."""
-    semi = config.model.model == "m2"
+    semi = config.model.model in SEMI_SUPERVISED
     if metric in ("valid_accuracy", "test_accuracy"):
         return semi
     if metric == "valid_iwae":  # written when the validation IWAE bound selects (--select-by, auto for iwae)
@@ -280,7 +280,7 @@ class SweepSpec:
             if not metric_available(config, self.metric):
                 raise ConfigError(f"the runs do not all produce --metric {self.metric} "
                                   f"({METRICS[self.metric]}); choose one they do, e.g. "
-                                  f"{'valid_accuracy' if config.model.model == 'm2' else 'valid_elbo'}.")
+                                  f"{'valid_accuracy' if config.model.model in SEMI_SUPERVISED else 'valid_elbo'}.")
         return self
 
 

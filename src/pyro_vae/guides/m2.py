@@ -26,6 +26,10 @@ class M2Guide(PyroModule):
         """Logits of q(y | x), ``[..., num_classes]``."""
         return self.classifier(x)
 
+    def sample_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The logits the classification loss reads: those of q(y | x) (M2 draws nothing first)."""
+        return self.classify(x)
+
     def encode(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.encoder(x, F.one_hot(y, self.num_classes).to(x.dtype))
 

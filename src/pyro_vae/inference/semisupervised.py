@@ -10,6 +10,9 @@ The objective, for labelled pairs (x, y) and unlabelled images x, is
 where the unlabelled bound sums over the classes exactly: the guide's y is enumerated in
 parallel and :class:`pyro.infer.TraceEnum_ELBO` does the sum. The auxiliary term trains the
 classifier q(y | x) on the labelled examples directly (it is on by default, ``alpha`` > 0).
+The same loss and trainer train the ADGM (:mod:`pyro_vae.models.adgm`): its guide draws the
+auxiliary a before y, and its classification term reads ``guide.sample_logits(x)``, the
+classifier q(y | a, x) at one draw of a.
 """
 
 from __future__ import annotations
@@ -41,7 +44,8 @@ class SemiSupervisedLoss:
     def labelled(self, model: Callable, guide, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         loss = self.labelled_elbo.differentiable_loss(model, guide, x, y)
         if self.alpha:
-            loss = loss + self.alpha * F.cross_entropy(guide.classify(x), y, reduction="sum")
+            # the guide's classifier at one draw of whatever it samples before y (the ADGM's a; M2: nothing)
+            loss = loss + self.alpha * F.cross_entropy(guide.sample_logits(x), y, reduction="sum")
         return loss
 
     def unlabelled(self, model: Callable, guide, x: torch.Tensor) -> torch.Tensor:

@@ -4,6 +4,7 @@ from pyro_vae.models.vae import VAEModel
 from pyro_vae.models.ae import AEModel
 from pyro_vae.models.cvae import CVAEModel
 from pyro_vae.models.m2 import M2Model
+from pyro_vae.models.adgm import ADGMModel
 from pyro_vae.models.quadrant import QuadrantCVAEModel
 
-__all__ = ["AEModel", "M2Model", "CVAEModel", "QuadrantCVAEModel", "VAEModel"]
+__all__ = ["ADGMModel", "AEModel", "M2Model", "CVAEModel", "QuadrantCVAEModel", "VAEModel"]
