@@ -193,3 +193,35 @@ def test_peak_memory_at_k_5000_stays_under_2_gib(network):
                          check=True)
     peak = int(out.stdout.strip().splitlines()[-1])
     assert peak < 2 * 2**30, f"peak resident memory {peak / 2**30:.2f} GiB"
+
+
+def test_cpu_chunks_keep_the_decoder_output_under_the_mmap_threshold():
+    """On the CPU a chunk's decoder output stays under the 4 MiB mmap threshold the CLI fixes
+    (so its memory comes back from the heap, not from fresh page-faulted mmaps): 1,336 rows
+    of 784 float32 pixels, 5 for a 256-way categorical; other devices keep 10,000 rows.
+    The default chunking gives the estimate of explicit chunks of that size on the same draws."""
+    from pyro_vae.build import build_vae
+    from pyro_vae.config import ModelConfig
+    from pyro_vae.inference.loglik import chunk_budget
+    from pyro_vae.memory import MMAP_THRESHOLD_BYTES
+
+    images = torch.zeros(3, 1, 28, 28)
+    assert chunk_budget(images) == (4 * 2**20 - 4096) // (784 * 4) == 1336
+    assert chunk_budget(images, 256) == 5  # min(10,000 // 256, 4,190,208 // (256 * 3136))
+    assert chunk_budget(images.double()) == 668
+    assert chunk_budget(torch.zeros(3, 1, 28, 28, device="meta")) == 10_000
+    assert chunk_budget(torch.zeros(3, 1, 28, 28, device="meta"), 256) == 39
+
+    torch.manual_seed(0)
+    model, guide = build_vae(ModelConfig(network="mlp", latent_dim=4, hidden_dims=[16]), (1, 28, 28))
+    x = torch.bernoulli(torch.full((3, 1, 28, 28), 0.3))
+    rows = []
+    hook = model.decoder.register_forward_hook(lambda module, args, out: rows.append(out[..., 0, 0, 0].numel()))
+    pyro.set_rng_seed(1)
+    default = importance_log_likelihood(model, guide, x, k=3000).log_likelihood
+    hook.remove()
+    assert rows == [1336, 1336, 328] * 3  # K = 3000 split per example; 1336 x 3136 bytes < 4 MiB
+    assert 1336 * 784 * 4 < MMAP_THRESHOLD_BYTES
+    pyro.set_rng_seed(1)
+    explicit = importance_log_likelihood(model, guide, x, k=3000, batch_size=1, k_chunk=1336).log_likelihood
+    assert torch.equal(default, explicit)

@@ -26,11 +26,31 @@ import torch
 
 from pyro_vae.errors import ConfigError, DataError
 from pyro_vae.inference.weights import MAX_PLATE_NESTING, log_importance_weights
+from pyro_vae.memory import MMAP_THRESHOLD_BYTES
 
 
-#: Example-samples per chunk by default: [10,000 x 784] logits are 31 MB, and the conv
+#: Example-samples per chunk at most: [10,000 x 784] logits are 31 MB, and the conv
 #: decoder's largest feature maps [10,000 x 32 x 14 x 14] are 250 MB each (peak about 1 GiB).
 CHUNK_EXAMPLE_SAMPLES = 10_000
+#: On the CPU a chunk's decoder output stays under this many bytes, the mmap threshold that
+#: ``pyro-vae`` fixes (:mod:`pyro_vae.memory`) less a page for the allocator's headers: the
+#: chunk's tensors then come back from the heap every chunk, where a fresh mmap of each would
+#: fault in every page (784-pixel images: 1,336 rows; issue #16, fourth pass).
+CPU_CHUNK_BYTES = MMAP_THRESHOLD_BYTES - 4096
+
+
+def chunk_budget(x: torch.Tensor, params_per_channel: int = 1) -> int:
+    """Example-samples per chunk for examples ``x`` ``[N, ...]`` whose decoder reads
+    ``params_per_channel`` numbers per value: at most :data:`CHUNK_EXAMPLE_SAMPLES` /
+    ``params_per_channel``, and on the CPU also at most as many as keep the decoder's output
+    (``params_per_channel * x[0].numel()`` floats of ``x``'s size a row) under
+    :data:`CPU_CHUNK_BYTES`. Other devices (CUDA's caching allocator reuses its blocks) get the
+    larger chunks, which keep a GPU busy."""
+    budget = max(1, CHUNK_EXAMPLE_SAMPLES // params_per_channel)
+    if x.device.type == "cpu":
+        row_bytes = params_per_channel * x[0].numel() * x.element_size()
+        budget = min(budget, max(1, CPU_CHUNK_BYTES // row_bytes))
+    return budget
 
 
 class LogMeanExp:
@@ -126,9 +146,12 @@ def importance_log_likelihood(model: Callable, guide: Callable, x: torch.Tensor,
     """Estimate log p(x) for every example of ``x`` ``[N, ...]`` with ``k`` guide samples.
 
     Examples go through in chunks of ``batch_size`` and samples in chunks of ``k_chunk``.
-    By default a chunk holds about 10,000 example-samples (which keeps the MLP and conv
-    models well under 2 GiB at any K), split over examples first so that each example's
-    K samples share one pass of the encoder where they fit. Tensors in ``kwargs`` (labels,
+    By default a chunk holds :func:`chunk_budget` example-samples (on the CPU 1,336 for
+    784-pixel images, elsewhere 10,000; either keeps the MLP and conv models well under
+    2 GiB at any K), split over examples first so that each example's K samples share one
+    pass of the encoder where they fit. The chunking decides which random draws go where,
+    so the same seed gives other draws (and another estimate of the same quantity) on the
+    CPU than on a GPU; on the same draws the estimate does not depend on it. Tensors in ``kwargs`` (labels,
     say) are chunked along their first dimension with ``x``; the model and guide are
     called as ``model(x_chunk, **kwargs_chunk)``. ``progress``: True for a tqdm bar, or a
     callable told ``(examples done, len(x))`` after every chunk of examples.
@@ -136,7 +159,7 @@ def importance_log_likelihood(model: Callable, guide: Callable, x: torch.Tensor,
     _check_input(model, x, k)
     # A likelihood that reads P maps per channel (256 for a categorical) makes the decoder's
     # output P times as large, so a chunk holds P times fewer example-samples.
-    budget = max(1, CHUNK_EXAMPLE_SAMPLES // getattr(getattr(model, "likelihood", None), "params_per_channel", 1))
+    budget = chunk_budget(x, getattr(getattr(model, "likelihood", None), "params_per_channel", 1))
     if batch_size is None:
         batch_size = max(1, min(100, budget // k))
     if k_chunk is None:
