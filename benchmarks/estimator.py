@@ -1,9 +1,15 @@
 """Throughput of the importance-sampling estimator of log p(x) (examples x K per second)
 against an independent hand-written vectorized PyTorch estimator of the same networks
 (its own chunking: as many examples' K draws as fit 16,384 rows, K split only beyond that),
-at several K and numbers of examples N; CPU time of the thread (``time.thread_time``).
+at several K and numbers of examples N; CPU time of the thread (``time.thread_time``, which
+counts the kernel's time for page faults too) and the page faults of each call.
 
     python benchmarks/estimator.py [--k 100 1000 5000] [--examples 10 100] [--repeats 3]
+                                   [--allocator cli|default]
+
+``--allocator cli`` (the default) fixes glibc's thresholds as ``pyro-vae evaluate`` does
+(:func:`pyro_vae.memory.fix_mmap_threshold`) for the whole process, so for both candidates;
+``default`` leaves glibc's dynamic thresholds, as a library user gets them.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import resource
 import time
 
 import torch
@@ -55,7 +62,13 @@ def main():
     parser.add_argument("--conv-examples", type=int, default=20, help="test images for the (slower) conv model, "
                         "at K = 1000 only")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--allocator", choices=["cli", "default"], default="cli")
+    parser.add_argument("--name", default="estimator", help="result file name under benchmarks/results/")
     args = parser.parse_args()
+    if args.allocator == "cli":
+        from pyro_vae.memory import fix_mmap_threshold
+
+        fix_mmap_threshold()
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)  # as pyro-vae's evaluation does; applies to both candidates
     torch.manual_seed(0)
@@ -71,23 +84,34 @@ def main():
         ours = importance_log_likelihood(model, guide, x[:20], k=64).log_likelihood
         torch.manual_seed(1)
         theirs = handwritten_log_likelihood(model, guide, x[:20], k=64)
+        faults = {"pyro_vae": [], "handwritten": []}
+
+        def counted(name, fn):
+            def call():
+                before = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+                fn()
+                faults[name].append(resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - before)
+            return call
+
         times = alternate({
-            "pyro_vae": lambda: importance_log_likelihood(model, guide, x, k=k),
-            "handwritten": lambda: handwritten_log_likelihood(model, guide, x, k),
+            "pyro_vae": counted("pyro_vae", lambda: importance_log_likelihood(model, guide, x, k=k)),
+            "handwritten": counted("handwritten", lambda: handwritten_log_likelihood(model, guide, x, k)),
         }, repeats=args.repeats, warmup=1, clock=time.thread_time)
         work = examples * k
         row = {"network": network, "k": k, "examples": examples,
                "pyro_vae_samples_per_s": work / median(times["pyro_vae"]),
                "handwritten_samples_per_s": work / median(times["handwritten"]),
                "max_abs_difference_same_draws": (ours - theirs).abs().max().item(),
-               "seconds": times}
+               "seconds": times, "page_faults_per_call": {name: median(v[1:]) for name, v in faults.items()}}
         row["ratio"] = row["pyro_vae_samples_per_s"] / row["handwritten_samples_per_s"]
         rows.append(row)
         print(f"{network} K={k} N={examples}: pyro-vae {row['pyro_vae_samples_per_s']:,.0f} /s, hand-written "
               f"{row['handwritten_samples_per_s']:,.0f} /s, ratio {row['ratio']:.3f} "
-              f"(same draws differ by {row['max_abs_difference_same_draws']:.2e} nats)")
-    print(write_result("estimator", {"commit": git_commit(), "unit": "examples x K per second", "rows": rows,
-                                     "load_average": os.getloadavg()}))
+              f"(same draws differ by {row['max_abs_difference_same_draws']:.2e} nats; page faults a call "
+              f"{row['page_faults_per_call']['pyro_vae']:,.0f} vs {row['page_faults_per_call']['handwritten']:,.0f})",
+              flush=True)
+    print(write_result(args.name, {"commit": git_commit(), "unit": "examples x K per second", "rows": rows,
+                                   "allocator": args.allocator, "load_average": os.getloadavg()}))
 
 
 if __name__ == "__main__":
