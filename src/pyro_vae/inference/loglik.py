@@ -12,7 +12,8 @@ the model replayed on the guide's draws, vectorized over K by a plate to the lef
 model's own plates, so any model/guide pair of the package gets the estimator for free.
 
 Memory stays bounded by working in chunks of examples and of samples; chunks over K are
-merged with ``logaddexp``, which is exact, so the chunk sizes do not change the result.
+merged with ``logaddexp``, which is exact, so on the same draws the chunk sizes do not change
+the result (they do decide which of a seed's draws go to which example).
 """
 
 from __future__ import annotations
