@@ -116,12 +116,14 @@ def main():
                   "Throughput in examples x K per second, pyro-vae's `importance_log_likelihood` (Pyro traces) "
                   "against an independent hand-written vectorized PyTorch estimator of the same networks (784-400-50; "
                   "its own chunks of up to 16,384 decoded codes).", "",
-                  "| network | K | examples | pyro-vae | hand-written | ratio | same draws differ by |",
-                  "|---|---|---|---|---|---|---|"]
+                  "| network | K | examples | pyro-vae | hand-written | ratio | same draws differ by | page faults a call |",
+                  "|---|---|---|---|---|---|---|---|"]
         for r in est["rows"]:
+            faults = r.get("page_faults_per_call")  # recorded since the fourth pass on #16
             lines.append(f"| {r['network']} | {r['k']} | {r['examples']} | {r['pyro_vae_samples_per_s']:,.0f} | "
                          f"{r['handwritten_samples_per_s']:,.0f} | **{r['ratio']:.3f}** | "
-                         f"{r['max_abs_difference_same_draws']:.1e} nats |")
+                         f"{r['max_abs_difference_same_draws']:.1e} nats | "
+                         + (f"{faults['pyro_vae']:,.0f} vs {faults['handwritten']:,.0f}" if faults else "") + " |")
         lines.append("")
     soak = _load("soak")
     if soak:
