@@ -28,8 +28,9 @@ import sys
 #: glibc's ``M_TRIM_THRESHOLD`` and ``M_MMAP_THRESHOLD`` parameters of ``mallopt`` (malloc.h).
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
-#: Requests of 4 MiB and more are mmapped: the estimator's chunks (16-250 MiB) are, while a
-#: training step's tensors at batch 128-512 (MLP activations under 2 MiB) stay on the heap.
+#: Requests of 4 MiB and more are mmapped (a conv decoder's feature maps in the estimator),
+#: while a training step's tensors at batch 128-512 (MLP activations under 2 MiB) and the
+#: estimator's CPU chunks of MLP outputs (sized under it) stay on the heap.
 MMAP_THRESHOLD_BYTES = 4 * 1024 * 1024
 #: Free memory at the top of the heap kept for reuse rather than handed back (and faulted in
 #: again at the next chunk); it bounds what the process holds beyond its live tensors.

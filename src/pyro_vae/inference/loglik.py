@@ -152,8 +152,8 @@ def importance_log_likelihood(model: Callable, guide: Callable, x: torch.Tensor,
     2 GiB at any K), split over examples first so that each example's K samples share one
     pass of the encoder where they fit. The chunking decides which random draws go where,
     so the same seed gives other draws (and another estimate of the same quantity) on the
-    CPU than on a GPU; on the same draws the estimate does not depend on it. Tensors in ``kwargs`` (labels,
-    say) are chunked along their first dimension with ``x``; the model and guide are
+    CPU than on a GPU; on the same draws the estimate does not depend on it. Tensors in
+    ``kwargs`` (labels, say) are chunked along their first dimension with ``x``; the model and guide are
     called as ``model(x_chunk, **kwargs_chunk)``. ``progress``: True for a tqdm bar, or a
     callable told ``(examples done, len(x))`` after every chunk of examples.
     """
