@@ -176,6 +176,12 @@ def test_the_judge_is_cached_and_a_changed_data_set_retrains(tmp_path, monkeypat
     assert len(list((tmp_path / "judges").iterdir())) == 2
     other_settings = cache.load_or_train(_dataset(templates), JudgeSettings(**{**TINY.__dict__, "hidden": 8}))
     assert not other_settings.from_cache and trained == [1, 1]
+    # a judge file deleted by hand, its folder left: the judge is retrained and saved again
+    path = cache.path(_dataset(templates), TINY)
+    path.unlink()
+    assert path.parent.is_dir()
+    rebuilt = cache.load_or_train(_dataset(templates), TINY)
+    assert not rebuilt.from_cache and trained == [1, 1, 1] and path.is_file()
 
 
 def test_the_cache_folder_comes_from_the_environment(tmp_path, monkeypatch):
