@@ -444,14 +444,14 @@ def init_from_run(config: Config, model, guide, image_shape: tuple, device) -> d
     if not is_run_dir(source):
         raise ConfigError(f"--init-from {source} is not a run directory (no {CONFIG} and {LAST}); give the "
                           "directory of a finished training run.")
-    theirs = read_run_config(source)
+    run = open_run(source, "best", device=str(device))
+    theirs = run.config
     differ = [name for name, value in dataclasses.asdict(config.model).items()
               if getattr(theirs.model, name) != value]
     if differ:
         name = differ[0]
         raise ConfigError(f"--init-from {source} has --{name.replace('_', '-')} {show_value(getattr(theirs.model, name))}, "
                           f"this run {show_value(getattr(config.model, name))}: give the same [model] options as that run.")
-    run = open_run(source, "best", device=str(device))
     shape = tuple(run.checkpoint.get("image_shape", image_shape))
     if shape != image_shape:
         raise ConfigError(f"--init-from {source} was trained on images of shape {shape}, this data set's are "

@@ -41,11 +41,8 @@ class ADGMModel(M2Model):
         self.aux_dim = aux_dim
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
-        batch = x.shape[0]
-        with pyro.plate("data", batch):
-            y = pyro.sample("y", dist.Categorical(logits=x.new_zeros(batch, self.num_classes)), obs=y)
-            z = pyro.sample("z", dist.Normal(x.new_zeros(batch, self.latent_dim), 1.0).to_event(1))
-            pyro.sample("x", self.likelihood.distribution(self.decoder_output(z, y)), obs=x)
+        with pyro.plate("data", x.shape[0]):
+            y, z = self.generate(x, y)  # M2's p(y) p(z) p(x | y, z)
             # y may carry an enumeration dimension ([K, 1]); broadcast_cat lines it up with z [K, B, L]
             loc, scale = self.aux_decoder(x, broadcast_cat(F.one_hot(y, self.num_classes).to(z.dtype), z))
             pyro.sample("a", dist.Normal(loc, scale, validate_args=False).to_event(1))

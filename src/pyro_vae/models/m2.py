@@ -33,11 +33,17 @@ class M2Model(PyroModule):
         return self.decoder(broadcast_cat(z, F.one_hot(y, self.num_classes).to(z.dtype)))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
+        with pyro.plate("data", x.shape[0]):
+            self.generate(x, y)
+
+    def generate(self, x: torch.Tensor, y: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sites ``y``, ``z`` and the observed ``x`` of p(y) p(z) p(x | y, z), inside the caller's
+        data plate; returns (y, z) (y with an enumeration dimension where the guide enumerates it)."""
         batch = x.shape[0]
-        with pyro.plate("data", batch):
-            y = pyro.sample("y", dist.Categorical(logits=x.new_zeros(batch, self.num_classes)), obs=y)
-            z = pyro.sample("z", dist.Normal(x.new_zeros(batch, self.latent_dim), 1.0).to_event(1))
-            pyro.sample("x", self.likelihood.distribution(self.decoder_output(z, y)), obs=x)
+        y = pyro.sample("y", dist.Categorical(logits=x.new_zeros(batch, self.num_classes)), obs=y)
+        z = pyro.sample("z", dist.Normal(x.new_zeros(batch, self.latent_dim), 1.0).to_event(1))
+        pyro.sample("x", self.likelihood.distribution(self.decoder_output(z, y)), obs=x)
+        return y, z
 
     def decode_mean(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.likelihood.mean(self.decoder_output(z, y))
