@@ -74,3 +74,56 @@ def test_a_source_that_is_not_a_run_is_refused(idx_dir, tmp_path, capsys):
                  "--init-from", str(tmp_path)]) == 2
     assert "is not a run directory" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_run_may_add_a_vampprior_and_a_flow_to_its_source(source, idx_dir, tmp_path):
+    # The source is a VAE with the standard prior and no flow. The new run adds a VampPrior
+    # whose pseudo-inputs start as training images (--pseudo-init data) and an IAF step: the
+    # networks they share start at the source's best, the added parameters start afresh and
+    # are named in the summary.
+    from pyro_vae.data.datasets import as_tensor, load_dataset
+
+    run = tmp_path / "vamp"
+    assert main(["train", "--data-dir", str(idx_dir), "--run-dir", str(run), "--epochs", "1", "--learning-rate", "1e-9",
+                 *TINY, "--prior", "vamp", "--pseudo-inputs", "6", "--pseudo-init", "data", "--flow", "iaf",
+                 "--flow-steps", "1", "--init-from", str(source)]) == 0
+    start, after = _parameters(source), _parameters(run, "last")
+    added = sorted(set(after) - set(start))
+    assert added and all(name.startswith(("model.latent_prior.", "guide.steps.")) for name in added)
+    assert "model.latent_prior.raw_pseudo_inputs" in added
+    for name in start:
+        assert torch.allclose(after[name], start[name], atol=1e-6), name
+    summary = json.loads((run / "summary.json").read_text())
+    assert sorted(summary["init_from"]["fresh_parameters"]) == added
+
+    # each pseudo-input is one of the training images, six distinct ones
+    train = as_tensor(load_dataset("idx", str(idx_dir), binarize="dynamic").train.images).flatten(1)
+    pseudo = after["model.latent_prior.raw_pseudo_inputs"].flatten(1)
+    distance = (pseudo[:, None] - train[None]).abs().amax(dim=-1)  # [6, N], the largest pixel difference
+    nearest = distance.min(dim=1)
+    assert nearest.values.max() < 1e-4 and len(set(nearest.indices.tolist())) == 6
+
+
+def test_a_run_may_not_drop_a_part_of_its_source(source, idx_dir, tmp_path, capsys):
+    flowed = tmp_path / "flowed"
+    assert main(["train", "--data-dir", str(idx_dir), "--run-dir", str(flowed), "--epochs", "1", *TINY,
+                 "--flow", "householder", "--flow-steps", "1", "--init-from", str(source)]) == 0
+    capsys.readouterr()
+    run = tmp_path / "plain"
+    assert main(["train", "--data-dir", str(idx_dir), "--run-dir", str(run), "--epochs", "1", *TINY,
+                 "--init-from", str(flowed)]) == 2
+    err = capsys.readouterr().err
+    assert "guide parameter 'steps.0" in err and "not drop one" in err and len(err.strip().splitlines()) == 1
+    assert not run.exists()
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--prior", "vamp", "--pseudo-inputs", "5000", "--pseudo-init", "data"], "more than the"),
+    (["--pseudo-init", "data"], "--pseudo-init data has no effect with --prior standard"),
+])
+def test_pseudo_inputs_from_data_are_refused_where_they_cannot_be(idx_dir, tmp_path, capsys, flags, message):
+    run = tmp_path / "run"
+    assert main(["train", "--data-dir", str(idx_dir), "--run-dir", str(run), "--epochs", "1", *TINY, *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not run.exists()

@@ -123,6 +123,10 @@ class ModelConfig:
     prior: str = "standard"
     prior_components: int = 10
     pseudo_inputs: int = 500
+    #: --prior vamp: where the pseudo-inputs start: "random" (near 0.05, as in Tomczak &
+    #: Welling's code) or "data" (--pseudo-inputs training images drawn by the seed, their
+    #: other option; the sensible start for a VampPrior added to a trained VAE by --init-from).
+    pseudo_init: str = "random"
     #: --model vae: push q(z | x) through --flow-steps amortized normalizing flows:
     #: "none", "iaf" (inverse autoregressive), "householder" or "planar".
     flow: str = "none"
@@ -152,11 +156,12 @@ class ModelConfig:
         _positive("likelihood_scale", self.likelihood_scale)
         _positive("min_scale", self.min_scale)
         from pyro_vae.guides.flows import FLOWS
-        from pyro_vae.models.priors import PRIORS
+        from pyro_vae.models.priors import PRIORS, PSEUDO_INITS
 
         _choice("prior", self.prior, PRIORS)
         _between("prior_components", self.prior_components, 1, 10**5)
         _between("pseudo_inputs", self.pseudo_inputs, 1, 10**5)
+        _choice("pseudo_init", self.pseudo_init, PSEUDO_INITS)
         _choice("flow", self.flow, FLOWS)
         _between("flow_steps", self.flow_steps, 1, 1000)
         if self.model != "vae" and (self.prior != "standard" or self.flow != "none"):
@@ -445,6 +450,8 @@ def ineffective_options(config: Config) -> list[tuple[str, str]]:
     if model.prior != "vamp":
         unused("model.pseudo_inputs", f"with --prior {model.prior} (it sizes the VampPrior)",
                "drop it or choose --prior vamp")
+        unused("model.pseudo_init", f"with --prior {model.prior} (it starts the VampPrior's pseudo-inputs)",
+               "drop it or choose --prior vamp")
     if model.flow == "none":
         unused("model.flow_steps", "with --flow none", "drop it or choose a flow, e.g. --flow iaf")
     if train.select_by != "valid-loglik":
@@ -498,7 +505,7 @@ CHOICES = {"dataset": DATASETS, "binarize": BINARIZATIONS, "image_mode": IMAGE_M
            "network": NETWORKS, "activation": ACTIVATIONS, "scale_transform": SCALE_TRANSFORMS,
            "objective": OBJECTIVES, "elbo_implementation": ELBO_IMPLEMENTATIONS,
            "labelled_weight": LABELLED_WEIGHTS, "select_by": SELECTIONS, "prior": ("standard", "mog", "vamp"),
-           "flow": ("none", "iaf", "householder", "planar")}
+           "pseudo_init": ("random", "data"), "flow": ("none", "iaf", "householder", "planar")}
 
 #: Descriptions of the fields that have no ``#:`` comment of their own.
 FIELD_HELP = {

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import csv
 import dataclasses
 import io
@@ -32,7 +31,7 @@ import torch
 
 from pyro_vae.build import build_vae
 from pyro_vae.config import SEMI_SUPERVISED, Config, show_value
-from pyro_vae.data.datasets import (FolderOptions, ImageDataset, as_tensor, balanced_label_subset, class_names,
+from pyro_vae.data.datasets import (FolderOptions, ImageDataset, Split, as_tensor, balanced_label_subset, class_names,
                                     load_dataset)
 from pyro_vae.data.folders import ByteImages
 from pyro_vae.data.sources import cache_dir
@@ -284,6 +283,8 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
     if train_cfg.init_from:  # a resumed run has its parameters; its checkpoint says where they began
         initialised_from = (load_checkpoint(run_dir / LAST).get("init_from") if resume else
                             init_from_run(config, model, guide, tuple(dataset.image_shape), device))
+    if config.model.prior == "vamp" and config.model.pseudo_init == "data" and not resume:
+        pseudo_inputs_from_data(model.latent_prior, dataset.train, train_cfg.seed)
     settings = TrainSettings(
         epochs=train_cfg.epochs, batch_size=train_cfg.batch_size, learning_rate=train_cfg.learning_rate,
         lr_decay=train_cfg.lr_decay,
@@ -436,10 +437,18 @@ def _selection(train_cfg) -> dict:
             "selection_seed": train_cfg.seed}
 
 
+#: [model] options in which a --init-from run may differ from its source: it may add a prior
+#: with parameters, or flow steps, to the source's networks (the new parts start afresh).
+EXTENDING_OPTIONS = ("prior", "prior_components", "pseudo_inputs", "pseudo_init", "flow", "flow_steps")
+
+
 def init_from_run(config: Config, model, guide, image_shape: tuple, device) -> dict:
     """--init-from RUN_DIR: load the best checkpoint of that run into ``model`` and ``guide``
-    (built from this run's config). Refused unless both runs have the same [model] options and
-    image shape, so that every parameter has its counterpart. Returns what the summary records."""
+    (built from this run's config). The two runs must have the same [model] options and image
+    shape, except that this run may add parts the source lacks (a VampPrior or mixture prior,
+    flow steps: :data:`EXTENDING_OPTIONS`), which keep their fresh initialisation; every
+    parameter of the source must have its counterpart of the same shape. Returns what the
+    summary records, with the names of the parameters that started afresh."""
     source = Path(config.train.init_from)
     if not is_run_dir(source):
         raise ConfigError(f"--init-from {source} is not a run directory (no {CONFIG} and {LAST}); give the "
@@ -447,21 +456,41 @@ def init_from_run(config: Config, model, guide, image_shape: tuple, device) -> d
     run = open_run(source, "best", device=str(device))
     theirs = run.config
     differ = [name for name, value in dataclasses.asdict(config.model).items()
-              if getattr(theirs.model, name) != value]
+              if getattr(theirs.model, name) != value and name not in EXTENDING_OPTIONS]
     if differ:
         name = differ[0]
         raise ConfigError(f"--init-from {source} has --{name.replace('_', '-')} {show_value(getattr(theirs.model, name))}, "
-                          f"this run {show_value(getattr(config.model, name))}: give the same [model] options as that run.")
+                          f"this run {show_value(getattr(config.model, name))}: give the same [model] options as that run "
+                          "(only a prior or flow may be added).")
     shape = tuple(run.checkpoint.get("image_shape", image_shape))
     if shape != image_shape:
         raise ConfigError(f"--init-from {source} was trained on images of shape {shape}, this data set's are "
                           f"{image_shape}: give a run on the same data set.")
-    try:
-        model.load_state_dict(run.model.state_dict()), guide.load_state_dict(run.guide.state_dict())
-    except RuntimeError as err:  # e.g. a conditional model over another number of classes
-        raise ConfigError(f"--init-from {source}: its parameters do not fit this run's model "
-                          f"({str(err).splitlines()[0]}); give a run on the same data set.") from None
-    return {"run": str(source), "epoch": run.checkpoint.get("epoch"), "step": run.checkpoint.get("step")}
+    fresh = []
+    for part, mine, given in (("model", model, run.model), ("guide", guide, run.guide)):
+        try:
+            result = mine.load_state_dict(given.state_dict(), strict=False)
+        except RuntimeError as err:  # a parameter of another shape, e.g. another number of classes
+            raise ConfigError(f"--init-from {source}: its parameters do not fit this run's model "
+                              f"({str(err).splitlines()[-1].strip()}); give a run on the same data set.") from None
+        if result.unexpected_keys:  # the source has a part this run lacks, e.g. flow steps
+            raise ConfigError(f"--init-from {source}: its {part} parameter '{result.unexpected_keys[0]}' has no "
+                              f"counterpart here (it has --prior {theirs.model.prior} --flow {theirs.model.flow}); "
+                              "this run may add a prior or flow to its source, not drop one.")
+        fresh += [f"{part}.{key}" for key in result.missing_keys]
+    return {"run": str(source), "epoch": run.checkpoint.get("epoch"), "step": run.checkpoint.get("step"),
+            "fresh_parameters": fresh}
+
+
+def pseudo_inputs_from_data(prior, train: Split, seed: int) -> None:
+    """--pseudo-init data: the VampPrior's K pseudo-inputs start as K distinct training
+    images, drawn by ``seed``."""
+    count = prior.raw_pseudo_inputs.shape[0]
+    if count > len(train):
+        raise ConfigError(f"--pseudo-inputs {count} is more than the {len(train)} training images that "
+                          "--pseudo-init data draws them from; ask for fewer pseudo-inputs.")
+    rows = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:count]
+    prior.set_pseudo_inputs(train.take(rows).images)
 
 
 def m1_codes(config: Config, images: ImageDataset, device) -> tuple[ImageDataset, CodeScaler]:

@@ -133,6 +133,8 @@ class VampPrior(Prior):
 
 #: ``--prior`` names; each entry builds the prior from (latent_dim, options).
 PRIORS = ("standard", "mog", "vamp")
+#: ``--pseudo-init``: where the VampPrior's pseudo-inputs start.
+PSEUDO_INITS = ("random", "data")
 
 
 def make_prior(name: str, latent_dim: int, *, components: int = 10, pseudo_inputs: int = 500,
