@@ -14,9 +14,9 @@ refused for them when the configuration is validated.
 * :class:`VampPrior` (Tomczak & Welling 2018): p(z) = (1/K) sum_k q(z | u_k), the guide's
   own encoder at K learned pseudo-inputs u_k (``--prior vamp --pseudo-inputs K``).
 
-The mixtures are :class:`pyro.distributions.MixtureSameFamily` over diagonal Normals; their
-log-density at ``[..., B, L]`` builds ``[..., B, K, L]`` terms (K = components), which sets
-the memory of the log-likelihood estimator's chunks.
+The mixtures are :class:`DiagonalNormalMixture`: the density of a ``MixtureSameFamily`` over
+diagonal Normals, computed by matrix products into ``[..., B, K]`` (K = components) rather
+than through ``[..., B, K, L]`` terms.
 """
 
 from __future__ import annotations
@@ -59,14 +59,52 @@ class StandardNormalPrior(Prior):
         return dist.Normal(zeros, 1.0, validate_args=False).to_event(1)
 
 
-def _diagonal_mixture(logits: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor,
-                      batch_size: int) -> dist.TorchDistribution:
-    """sum_k softmax(logits)_k N(loc_k, diag(scale_k^2)), ``logits [K]``, ``loc, scale [K, L]``,
-    expanded to batch shape ``[batch_size]``."""
-    components = dist.Normal(loc, scale, validate_args=False).to_event(1)
-    mixture = dist.MixtureSameFamily(dist.Categorical(logits=logits, validate_args=False), components,
-                                     validate_args=False)
-    return mixture.expand([batch_size])
+class DiagonalNormalMixture(dist.TorchDistribution):
+    r"""sum_k softmax(logits)_k N(loc_k, diag(scale_k^2)) with ``logits [K]`` and ``loc, scale
+    [K, L]`` shared by every element of the batch shape (event ``[L]``, nats).
+
+    The same density as :class:`pyro.distributions.MixtureSameFamily` over diagonal Normals,
+    computed without its ``[..., K, L]`` intermediate: with precisions :math:`p = 1/s^2`,
+
+    .. math::
+
+        \sum_l p_{kl} (z_l - \mu_{kl})^2 = (z^2)^\top p_k - 2 z^\top (p_k \mu_k) + \mu_k^\top (p_k \mu_k),
+
+    three matrix products giving ``[..., K]``. Its terms are large where the scales are small, so
+    they are summed in float64, where the cancellation costs nothing of float32's precision.
+    For the VampPrior's 500 components and 40 dimensions this stores 40 times less per
+    draw and avoids the page faults of ``[B, K, L]`` tensors beyond the allocator's mmap
+    threshold (half of a training step's CPU time with ``MixtureSameFamily``).
+    """
+
+    arg_constraints = {}
+    support = dist.constraints.real_vector
+    has_rsample = False
+
+    def __init__(self, logits: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor,
+                 batch_shape=torch.Size(), validate_args=None):
+        self.logits, self.loc, self.scale = logits, loc, scale
+        super().__init__(torch.Size(batch_shape), loc.shape[-1:], validate_args=validate_args)
+
+    def expand(self, batch_shape, _instance=None):
+        return DiagonalNormalMixture(self.logits, self.loc, self.scale, batch_shape)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        wide = value.double()
+        precision = self.scale.double().pow(-2)  # [K, L]
+        weighted_loc = precision * self.loc.double()
+        quadratic = (wide.pow(2) @ precision.T - 2 * (wide @ weighted_loc.T)
+                     + (weighted_loc * self.loc.double()).sum(-1))  # [..., K]
+        log_norm = self.scale.log().sum(-1) + 0.5 * self.loc.shape[-1] * math.log(2 * math.pi)  # [K]
+        component = (-0.5 * quadratic).to(value.dtype) - log_norm
+        log_prob = torch.logsumexp(torch.log_softmax(self.logits, -1) + component, -1)
+        return log_prob.expand(torch.broadcast_shapes(log_prob.shape, self.batch_shape))
+
+    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        shape = torch.Size(sample_shape) + self.batch_shape
+        k = dist.Categorical(logits=self.logits).sample(shape)  # [*shape]
+        noise = torch.randn(shape + self.event_shape, dtype=self.loc.dtype, device=self.loc.device)
+        return self.loc[k] + self.scale[k] * noise
 
 
 class MixtureOfGaussiansPrior(Prior):
@@ -84,8 +122,8 @@ class MixtureOfGaussiansPrior(Prior):
         self.raw_scale = nn.Parameter(torch.full((components, latent_dim), math.log(math.expm1(1.0))))
 
     def distribution(self, like, batch_size):
-        return _diagonal_mixture(self.logits.to(like.dtype), self.loc.to(like.dtype),
-                                 F.softplus(self.raw_scale).to(like.dtype) + 1e-4, batch_size)
+        return DiagonalNormalMixture(self.logits.to(like.dtype), self.loc.to(like.dtype),
+                                    F.softplus(self.raw_scale).to(like.dtype) + 1e-4, [batch_size])
 
 
 class _Unregistered:
@@ -128,7 +166,7 @@ class VampPrior(Prior):
     def distribution(self, like, batch_size):
         loc, scale = self._encoder.module(self.pseudo_inputs.to(like.dtype))  # [K, L] each
         logits = like.new_zeros(loc.shape[0])
-        return _diagonal_mixture(logits, loc, scale, batch_size)
+        return DiagonalNormalMixture(logits, loc, scale, [batch_size])
 
 
 #: ``--prior`` names; each entry builds the prior from (latent_dim, options).
