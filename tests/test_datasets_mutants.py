@@ -1,0 +1,135 @@
+"""Data-set behaviour that the full mutation run (sixth session) found without a fast test:
+each test kills named survivors of ``src/pyro_vae/data/datasets.py`` (listed in
+docs/mutation-survivors-train-datasets.md), on tiny synthetic files or hand-made splits."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import write_idx
+from image_folders import celeba_folder
+from pyro_vae.data import datasets
+from pyro_vae.data.datasets import DIGIT_CLASSES, ImageDataset, Split, load_dataset
+from pyro_vae.data.folders import ByteImages
+from pyro_vae.data.sources import MNIST, content_sha256
+from pyro_vae.errors import DataError
+from pyro_vae.likelihoods import make_likelihood
+
+
+def _idx_folder(folder, train: np.ndarray, test: np.ndarray):
+    """MNIST-named IDX files holding ``train`` and ``test`` (uint8 [N, H, W]), labels i % 10."""
+    folder.mkdir(parents=True, exist_ok=True)
+    write_idx(folder / "train-images-idx3-ubyte.gz", train)
+    write_idx(folder / "t10k-images-idx3-ubyte.gz", test)
+    write_idx(folder / "train-labels-idx1-ubyte.gz", np.arange(len(train)) % 10)
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", np.arange(len(test)) % 10)
+    return folder
+
+
+def _trust_mnist(monkeypatch, folder):
+    """MNIST's source with the synthetic files' checksums, so the real lookup accepts them."""
+    files = {role: dataclasses.replace(spec, sha256=content_sha256(folder / spec.name))
+             for role, spec in MNIST.files.items()}
+    monkeypatch.setattr(datasets, "MNIST", dataclasses.replace(MNIST, files=files))
+
+
+def _rows(n):
+    """Distinct 1x2x2 byte images: image i holds (i // 256, i % 256, 0, 0)."""
+    i = np.arange(n)
+    return np.stack([i // 256, i % 256, 0 * i, 0 * i], 1).reshape(n, 2, 2).astype(np.uint8)
+
+
+def test_mnist_t10k_keeps_every_splits_labels_and_mnist_names_its_classes_as_digits(tmp_path, monkeypatch):
+    # mnist-t10k: load_dataset #96 (labels dropped); mnist: load_dataset #43 (Fashion-MNIST's names).
+    folder = _idx_folder(tmp_path, _rows(12), _rows(10_000))
+    _trust_mnist(monkeypatch, folder)
+    t10k = load_dataset("mnist-t10k", str(folder), download=False)
+    for split, first, stop in ((t10k.train, 0, 7000), (t10k.valid, 7000, 8000), (t10k.test, 8000, 10_000)):
+        assert split.labels is not None and split.labels.tolist() == [i % 10 for i in range(first, stop)]
+    assert t10k.class_names == DIGIT_CLASSES
+    mnist = load_dataset("mnist", str(folder), download=False)
+    assert mnist.class_names == DIGIT_CLASSES == tuple("0123456789")
+
+
+def test_the_test_split_of_dynamic_binarization_is_drawn_apart_from_validation_and_the_scored_training_split(tmp_path):
+    # load_dataset #215: the test split drawn with the seed the training split is scored with.
+    grey = np.full((12, 8, 8), 128, dtype=np.uint8)  # 10 train, 2 valid; 10 test: all pixels 128/255
+    data = load_dataset("idx", str(_idx_folder(tmp_path, grey, grey[:10])), binarize="dynamic")
+    scored_train, valid, test = (data.scored_split(name).images[:] for name in ("train", "valid", "test"))
+    assert set(test.unique().tolist()) == {0.0, 1.0}
+    # Equal grey images: the same seed would give the same binary images; 2 x 64 pixels at p ~ 1/2.
+    assert not torch.equal(test[:2], valid)
+    assert not torch.equal(test, scored_train)
+    assert not torch.equal(valid, scored_train[:2])
+
+
+def test_a_binarized_split_is_held_as_one_byte_per_pixel(tmp_path):
+    # _binarize #22: the binary draw kept as float32 (four times the memory the module promises).
+    grey = np.full((12, 8, 8), 100, dtype=np.uint8)
+    for how in ("static", "threshold", "dynamic"):
+        data = load_dataset("idx", str(_idx_folder(tmp_path / how, grey, grey)), binarize=how, seed=3)
+        for name in ("valid", "test") + (("train",) if how != "dynamic" else ()):
+            images = data.split(name).images
+            assert isinstance(images, ByteImages) and images.data.element_size() == 1, (how, name)
+            assert images.data.dtype == torch.uint8 and set(images[:].unique().tolist()) <= {0.0, 1.0}
+
+
+def test_labels_without_class_names_are_checked_against_their_own_range():
+    # validate #45 (max - 1 classes) and #46 (int(None)): a Python data set with labels 0..2 and no names.
+    def data(labels):
+        return ImageDataset("labels", Split(torch.rand(3, 1, 2, 2), labels), Split(torch.rand(2, 1, 2, 2)),
+                            Split(torch.rand(2, 1, 2, 2)))
+
+    assert data(torch.tensor([0, 2, 1])).validate().train.labels.tolist() == [0, 2, 1]
+    assert data(torch.tensor([0, 0, 0])).validate() is not None  # one class
+    with pytest.raises(DataError, match=r"^the train split of 'labels' has labels outside 0..2\.$"):
+        data(torch.tensor([0, 2, -1])).validate()
+
+
+def test_the_same_generator_seed_gives_the_same_dynamically_binarized_batches():
+    # batches #46: the Bernoulli draws taken from torch's global RNG instead of the generator.
+    images = torch.full((10, 1, 4, 4), 0.5)
+    data = ImageDataset("grey", Split(images), Split(images[:2]), Split(images[:2]), binarize="dynamic")
+
+    def draw():
+        return torch.cat(list(data.batches("train", 4, generator=torch.Generator().manual_seed(11))))
+
+    first = draw()
+    torch.rand(100)  # the global RNG moves between the two passes
+    assert torch.equal(first, draw())
+    assert not torch.equal(first, torch.cat(list(data.batches("train", 4, generator=torch.Generator().manual_seed(12)))))
+
+
+def test_dynamic_binarization_of_byte_training_images_still_checks_the_other_splits():
+    # check_support #17: a byte training split skipped, and the loop left before valid and test.
+    train = ByteImages(torch.full((4, 1, 2, 2), 200, dtype=torch.uint8))
+    good, bad = torch.full((2, 1, 2, 2), 1.0), torch.full((2, 1, 2, 2), 0.5)
+    bernoulli = make_likelihood("bernoulli", (1, 2, 2))
+    ok = ImageDataset("bytes", Split(train), Split(good), Split(good), binarize="dynamic")
+    ok.check_support(bernoulli)
+    for name in ("valid", "test"):
+        splits = {"valid": Split(good), "test": Split(good), name: Split(bad)}
+        data = ImageDataset("bytes", Split(train), splits["valid"], splits["test"], binarize="dynamic")
+        with pytest.raises(DataError, match=rf"the {name} split of 'bytes'"):
+            data.check_support(bernoulli)
+
+
+def test_moving_a_split_moves_its_attributes_too():
+    # Split.to #10: attributes left behind. The meta device shows the move on a CPU-only machine.
+    split = Split(torch.rand(3, 1, 2, 2), torch.arange(3), torch.tensor([[True], [False], [True]]), ("a", "b", "c"))
+    moved = split.to("meta")
+    assert moved.images.device.type == moved.labels.device.type == moved.attributes.device.type == "meta"
+    assert moved.attributes.shape == (3, 1) and moved.names == ("a", "b", "c")
+
+
+def test_an_image_folder_whose_partition_leaves_the_test_split_empty_is_refused_naming_that_split(tmp_path):
+    # _folder_splits #35: the split's name in the message.
+    celeba_folder(tmp_path, n=10)
+    partition = tmp_path / "list_eval_partition.txt"
+    partition.write_text(partition.read_text().replace(" 2\n", " 1\n"))
+    with pytest.raises(DataError, match=r"^the test split of .* would be empty \(10 readable images\)"):
+        load_dataset("image-folder", str(tmp_path))

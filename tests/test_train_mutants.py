@@ -1,0 +1,215 @@
+"""Trainer behaviour that the full mutation run (sixth session) found without a fast test:
+each test kills named survivors of ``src/pyro_vae/inference/train.py`` (listed in
+docs/mutation-survivors-train-datasets.md), on a tiny VAE and 48 random binary images,
+against hand computations."""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+
+import pyro
+import pytest
+import torch
+from pyro import poutine
+
+from pyro_vae.build import build_vae
+from pyro_vae.config import ModelConfig
+from pyro_vae.data.datasets import ImageDataset, Split
+from pyro_vae.errors import TrainingError, TrainingInterrupted
+from pyro_vae.inference import train as train_module
+from pyro_vae.inference.checkpoint import LAST, load_checkpoint, save_checkpoint
+from pyro_vae.inference.objectives import make_objective
+from pyro_vae.inference.train import TrainSettings, Trainer, best_checkpoint, evaluate_elbo, make_adam
+
+SHAPE = (1, 4, 4)
+
+
+def _split(n: int, seed: int) -> Split:
+    generator = torch.Generator().manual_seed(seed)
+    return Split((torch.rand((n,) + SHAPE, generator=generator) < 0.4).float())
+
+
+def _data(n_train: int = 48) -> ImageDataset:
+    return ImageDataset("toy", _split(n_train, 1), _split(10, 2), _split(10, 3))
+
+
+def _trainer(data=None, seed: int = 0, objective=None, run_dir=None, extra_state=None, **settings) -> Trainer:
+    pyro.clear_param_store()
+    pyro.set_rng_seed(0)
+    model, guide = build_vae(ModelConfig(latent_dim=2, hidden_dims=[8]), SHAPE)
+    settings = {"epochs": 1, "batch_size": 16, "analytic_kl": True, **settings}
+    return Trainer(model, guide, objective or make_objective("analytic-kl"), data or _data(), TrainSettings(**settings),
+                   run_dir=run_dir, seed=seed, progress=False, log=lambda line: None, extra_state=extra_state)
+
+
+def _parameters(trainer: Trainer) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in trainer.parameters]
+
+
+# -- the best checkpoint ------------------------------------------------------------------
+
+def test_the_best_checkpoint_holds_the_best_epoch_and_the_runs_extras_and_nothing_of_the_last_state():
+    # best_checkpoint #33, #35, #40 (rng, rng_ranks, position copied), #42 (format lost), #66.
+    history = [{"epoch": e, "step": 10 * e, "valid_elbo": -float(e)} for e in (1, 2, 3)]
+    last = {"format": "fmt", "model": "last model", "guide": "last guide", "optimizer": {"lr": 1}, "epoch": 3,
+            "step": 30, "best_valid_elbo": -1.5, "history": history,
+            "best": {"epoch": 2, "model": "model 2", "guide": "guide 2"}, "rng": {"torch": 1}, "rng_ranks": [1, 2],
+            "world_size": 2, "position": {"next_batch": 3}, "config": {"seed": 4}, "image_shape": (1, 4, 4)}
+    assert best_checkpoint(last) == {
+        "format": "fmt", "model": "model 2", "guide": "guide 2", "epoch": 2, "step": 20, "best_valid_elbo": -1.5,
+        "history": history[:2], "config": {"seed": 4}, "image_shape": (1, 4, 4)}
+    # A best epoch before every row of the history (none to read its step from): step 0.
+    assert best_checkpoint({**last, "history": history[2:]})["step"] == 0
+
+
+def test_the_trainers_best_checkpoint_has_the_documented_entries_only():
+    # Trainer.best_checkpoint #5 ("EPOCH") and #7 ("STEP"): a stray entry in checkpoint_best.pt.
+    trainer = _trainer(epochs=2, extra_state={"config": {"seed": 0}})
+    trainer.fit()
+    best = trainer.best_checkpoint()
+    assert set(best) == {"format", "model", "guide", "epoch", "step", "best_valid_elbo", "history", "config"}
+    assert best["epoch"] == trainer.state.best_epoch
+    assert best["step"] == trainer.state.history[best["epoch"] - 1]["step"] == 3 * best["epoch"]
+
+
+# -- evaluation, the optimizer, the latent noise ------------------------------------------------
+
+def test_the_elbos_standard_error_over_two_examples_is_half_their_difference():
+    # evaluate_elbo #63: n > 2 gave a standard error of 0 for two examples.
+    trainer = _trainer()
+    images = trainer.dataset.valid.images[:2]
+    pyro.set_rng_seed(5)
+    both = evaluate_elbo(trainer.model, trainer.guide, images, batch_size=1)
+    pyro.set_rng_seed(5)  # the same draws, one example at a time
+    first, second = (evaluate_elbo(trainer.model, trainer.guide, images[i:i + 1])["elbo"] for i in (0, 1))
+    assert first != second
+    # sample variance (a - b)^2 / 2 over n = 2: standard error sqrt(variance / 2) = |a - b| / 2
+    assert both["elbo"] == pytest.approx((first + second) / 2, rel=1e-6)
+    assert both["elbo_stderr"] == pytest.approx(abs(first - second) / 2, rel=1e-5)
+
+
+def test_without_the_fused_kernel_adam_takes_the_same_parameters_and_learning_rate(monkeypatch):
+    # make_adam #8, #9, #10: the fallback's arguments.
+    real = torch.optim.Adam
+
+    def unfused_only(params, lr, **kwargs):
+        if "fused" in kwargs:
+            raise RuntimeError("fused Adam is not supported here")
+        return real(params, lr=lr, **kwargs)
+
+    monkeypatch.setattr(torch.optim, "Adam", unfused_only)
+    weight = torch.tensor([1.0, -2.0], requires_grad=True)
+    optimizer = make_adam([weight], 0.25)
+    assert isinstance(optimizer, real) and not optimizer.defaults.get("fused")
+    assert optimizer.param_groups[0]["params"] == [weight] and optimizer.param_groups[0]["lr"] == 0.25
+    weight.grad = torch.tensor([3.0, -0.5])
+    optimizer.step()  # Adam's first step moves every coordinate by lr against its gradient's sign
+    assert torch.allclose(weight.detach(), torch.tensor([0.75, -1.75]))
+
+
+def _latent_draw(trainer: Trainer, step: int) -> torch.Tensor:
+    trainer.state.step = step
+    x = trainer.dataset.train.images[:4]
+    with trainer.global_noise(4):
+        return poutine.trace(trainer.guide).get_trace(x).nodes["z"]["value"].detach()
+
+
+@pytest.mark.parametrize("seed", [0, 2**62])
+def test_the_latent_noise_is_new_at_every_step_and_the_same_for_the_same_step(seed):
+    # global_noise #6 (% 2 * 63: two seeds alternating) and #7 (% 3**63: a large seed overflows torch's seed).
+    trainer = _trainer(seed=seed)
+    draws = [_latent_draw(trainer, step) for step in range(4)]
+    for i in range(4):
+        for j in range(i):
+            assert not torch.equal(draws[i], draws[j]), (i, j)
+    assert torch.equal(_latent_draw(trainer, 2), draws[2])
+
+
+# -- resuming ------------------------------------------------------------------------
+
+def test_a_run_stopped_in_its_first_epoch_resumes_with_no_best_epoch_and_ends_as_an_unstopped_one(tmp_path):
+    # load #46 and #51: a checkpoint without a best epoch (stopped before the first epoch ended).
+    stopped = _trainer(epochs=2, run_dir=tmp_path)
+    stopped._stop_signal = signal.SIGTERM  # as the signal handler sets it: stop after the first step
+    with pytest.raises(TrainingInterrupted):
+        stopped.fit()
+    assert load_checkpoint(tmp_path / LAST)["best"] is None
+    resumed = _trainer(epochs=2, run_dir=tmp_path)
+    resumed.load(tmp_path / LAST)
+    assert (resumed.state.epoch, resumed.state.step, resumed.state.best_epoch) == (0, 1, 0)
+    assert resumed.state.best_parameters is None
+    resumed.fit()
+    whole = _trainer(epochs=2)
+    whole.fit()
+    assert all(torch.equal(a, b) for a, b in zip(_parameters(resumed), _parameters(whole)))
+    assert resumed.state.best_epoch == whole.state.best_epoch
+
+
+def test_cuda_rng_states_are_restored_where_saved_and_a_cpu_checkpoint_resumes_on_a_cuda_machine(tmp_path, monkeypatch):
+    # load #88 (a checkpoint without CUDA states read as if it had them) and #94 (their key).
+    trainer = _trainer(run_dir=tmp_path)
+    trainer.fit()
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda states: restored.append(states))
+    _trainer(run_dir=tmp_path).load(tmp_path / LAST)  # written on a machine without CUDA
+    assert restored == []
+    checkpoint = load_checkpoint(tmp_path / LAST)
+    states = [torch.arange(4, dtype=torch.uint8), torch.arange(4, 8, dtype=torch.uint8)]
+    checkpoint["rng"]["cuda"] = states
+    save_checkpoint(tmp_path / "with_cuda.pt", checkpoint)
+    _trainer(run_dir=tmp_path).load(tmp_path / "with_cuda.pt")
+    assert len(restored) == 1 and all(torch.equal(a, b) for a, b in zip(restored[0], states))
+
+
+# -- what an epoch reports ---------------------------------------------------------------
+
+class _NaNAt:
+    """An objective that returns the real loss, then NaN from step ``at`` (1-based) on."""
+
+    def __init__(self, at: int):
+        self.inner, self.at, self.values = make_objective("analytic-kl"), at, []
+
+    def differentiable_loss(self, model, guide, x, **kwargs):
+        loss = self.inner.differentiable_loss(model, guide, x, **kwargs)
+        if len(self.values) + 1 >= self.at:
+            loss = loss * float("nan")
+        self.values.append(loss.item())
+        return loss
+
+
+@pytest.mark.parametrize("batch_size", [1, 4])
+def test_a_nan_loss_names_the_last_finite_loss_per_example(batch_size):
+    # train_epoch #100 (value * rows) and #105 (value / max(2, rows)): the message's number.
+    objective = _NaNAt(2)
+    trainer = _trainer(objective=objective, batch_size=batch_size)
+    with pytest.raises(TrainingError) as error:
+        trainer.fit()
+    assert f"the last finite loss was {objective.values[0] / batch_size};" in str(error.value)
+    assert "at step 2 (epoch 1)" in str(error.value)
+
+
+def test_kl_warm_up_in_epochs_labels_the_epochs_it_covers():
+    # training_objective #4: --kl-warmup-epochs divided by the steps per epoch instead of multiplied.
+    trainer = _trainer(kl_warmup_epochs=2)  # 48 images in batches of 16: 3 steps an epoch, warm-up 6 steps
+    warm = "train objective (ELBO, KL warm-up to beta=1)"
+    assert [trainer.training_objective({"step": 3 * e}) for e in (1, 2, 3)] == [warm, warm, "train ELBO"]
+
+
+def test_an_epochs_cpu_seconds_are_the_cpu_time_it_took():
+    # _fit #8: process_time() + start (the process's whole CPU time, twice over).
+    trainer = _trainer()
+    before = time.process_time()
+    row = trainer.fit().history[0]
+    assert 0 < row["cpu_seconds"] <= time.process_time() - before
+
+
+def test_an_epochs_progress_bar_is_erased_when_the_epoch_ends(capsys):
+    # train_epoch #30: leave=True keeps one finished bar per epoch on the terminal.
+    trainer = _trainer(epochs=2)
+    trainer.progress = True
+    trainer.fit()
+    err = capsys.readouterr().err
+    assert "epoch 2:" in err and err.endswith("\r") and "\n" not in err
