@@ -133,3 +133,12 @@ def test_an_image_folder_whose_partition_leaves_the_test_split_empty_is_refused_
     partition.write_text(partition.read_text().replace(" 2\n", " 1\n"))
     with pytest.raises(DataError, match=r"^the test split of .* would be empty \(10 readable images\)"):
         load_dataset("image-folder", str(tmp_path))
+
+
+def test_batches_default_to_the_training_split_as_the_trainer_sees_it():
+    # batches #2: the default split "TRAIN" (unknown).
+    images = torch.full((6, 1, 2, 2), 0.5)
+    data = ImageDataset("grey", Split(images), Split(images[:2] * 0), Split(images[:2] * 0), binarize="dynamic")
+    batches = list(data.batches(batch_size=4, generator=torch.Generator().manual_seed(0)))
+    assert [len(b) for b in batches] == [4, 2]
+    assert set(torch.cat(batches).unique().tolist()) == {0.0, 1.0}  # the training split, drawn as 0/1

@@ -19,7 +19,7 @@ from pyro_vae.config import ModelConfig
 from pyro_vae.data.datasets import ImageDataset, Split
 from pyro_vae.errors import TrainingError, TrainingInterrupted
 from pyro_vae.inference import train as train_module
-from pyro_vae.inference.checkpoint import LAST, load_checkpoint, save_checkpoint
+from pyro_vae.inference.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
 from pyro_vae.inference.objectives import make_objective
 from pyro_vae.inference.train import TrainSettings, Trainer, best_checkpoint, evaluate_elbo, make_adam
 
@@ -213,3 +213,93 @@ def test_an_epochs_progress_bar_is_erased_when_the_epoch_ends(capsys):
     trainer.fit()
     err = capsys.readouterr().err
     assert "epoch 2:" in err and err.endswith("\r") and "\n" not in err
+
+
+def test_the_log_is_given_one_line_per_epoch_on_one_process():
+    # __init__ #39: the log silenced on rank 0 too.
+    lines = []
+    trainer = _trainer(epochs=2)
+    trainer = Trainer(trainer.model, trainer.guide, trainer.objective, trainer.dataset, trainer.settings,
+                      progress=False, log=lines.append)
+    trainer.fit()
+    assert [line.split()[:2] for line in lines] == [["epoch", "1"], ["epoch", "2"]]
+
+
+def test_write_best_writes_nothing_before_a_best_epoch_or_without_a_run_directory(tmp_path):
+    # write_best #2 (or for and): resuming a run stopped in its first epoch rewrites checkpoint_best.pt
+    # from no best epoch (CheckpointError); a trainer without a run directory writes to None / BEST.
+    stopped = _trainer(run_dir=tmp_path)
+    stopped._stop_signal = signal.SIGTERM
+    with pytest.raises(TrainingInterrupted):
+        stopped.fit()
+    resumed = _trainer(run_dir=tmp_path)
+    resumed.load(tmp_path / LAST)
+    resumed.write_best()  # as runs.py does on every resume
+    assert not (tmp_path / BEST).exists()
+    resumed.fit()
+    assert load_checkpoint(tmp_path / BEST)["epoch"] == 1
+    unsaved = _trainer()
+    unsaved.fit()
+    unsaved.write_best()
+    assert unsaved.state.best_parameters is not None
+
+
+def test_a_checkpoint_without_a_world_size_is_one_of_a_single_process(tmp_path):
+    # load #67: get("world_size") without its default 1 refuses checkpoints written before it was saved.
+    trainer = _trainer(run_dir=tmp_path)
+    trainer.fit()
+    checkpoint = load_checkpoint(tmp_path / LAST)
+    del checkpoint["world_size"]
+    save_checkpoint(tmp_path / "old.pt", checkpoint)
+    resumed = _trainer()
+    resumed.load(tmp_path / "old.pt")
+    assert resumed.state.epoch == 1
+
+
+# -- rank 1 of two, in one process ----------------------------------------------------------
+
+@pytest.fixture
+def one_process_group(tmp_path):
+    """A one-process gloo group: the collectives of a DistributedContext(rank=1, world_size=2)
+    run (summing over this process alone), so rank 1's own logic runs without torchrun."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'group'}", rank=0, world_size=1)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+def _rank(rank: int, **settings) -> Trainer:
+    from pyro_vae.inference.distributed import DistributedContext
+
+    trainer = _trainer(**settings)
+    return Trainer(trainer.model, trainer.guide, trainer.objective, trainer.dataset, trainer.settings,
+                   progress=False, log=lambda line: None, distributed=DistributedContext(rank, 2))
+
+
+def test_rank_1_draws_rank_0s_batch_order_trains_every_epoch_and_evaluates_none(one_process_group):
+    # begin_epoch #15 (the order from torch's RNG, seeded by rank), _fit #16 (break: rank 1 leaves
+    # after one epoch), train_epoch #90 (no parameters to all-reduce).
+    order_0 = _rank(0).begin_epoch(48)[0]
+    rank_1 = _rank(1, epochs=3)
+    assert torch.equal(rank_1.begin_epoch(48)[0], order_0)
+    rank_1 = _rank(1, epochs=3)
+    before = _parameters(rank_1)
+    state = rank_1.fit()
+    assert (state.epoch, state.step, state.history) == (3, 9, [])  # 3 epochs of 3 steps; rank 0 keeps the history
+    assert not all(torch.equal(a, b) for a, b in zip(before, _parameters(rank_1)))
+
+
+def test_rank_1_resumes_its_own_rng_state(tmp_path, one_process_group):
+    # load #73 (rank 0's state on every rank) and #76 (the key of the ranks' states).
+    checkpoint = _trainer().state_dict()
+    states = []
+    for seed in (5, 6):
+        torch.manual_seed(seed)
+        states.append({**checkpoint["rng"], "torch": torch.get_rng_state()})
+    save_checkpoint(tmp_path / "two.pt", {**checkpoint, "world_size": 2, "rng_ranks": states, "rng": states[0]})
+    rank_1 = _rank(1)
+    rank_1.load(tmp_path / "two.pt")
+    assert torch.equal(torch.get_rng_state(), states[1]["torch"])
