@@ -303,3 +303,39 @@ def test_rank_1_resumes_its_own_rng_state(tmp_path, one_process_group):
     rank_1 = _rank(1)
     rank_1.load(tmp_path / "two.pt")
     assert torch.equal(torch.get_rng_state(), states[1]["torch"])
+
+
+def test_a_parameter_that_a_step_does_not_use_is_not_moved_by_that_step():
+    # train_epoch #44 (zero_grad(set_to_none=False)): a zero gradient is not no gradient; Adam
+    # moves a parameter with a zero gradient on its momentum, and skips one without a gradient.
+    class ShiftedWhenFlagged(torch.nn.Module):
+        """The guide, reading x + shift for images whose first pixel is set, x otherwise."""
+
+        def __init__(self, inner):
+            super().__init__()
+            self.inner, self.shift = inner, torch.nn.Parameter(torch.zeros(()))
+
+        def forward(self, x):
+            return self.inner(x + self.shift if bool(x[:, 0, 0, 0].any()) else x)
+
+    class Recording:
+        def __init__(self):
+            self.inner, self.seen = make_objective("analytic-kl"), []
+
+        def differentiable_loss(self, model, guide, x, **kwargs):
+            self.seen.append((bool(x[:, 0, 0, 0].any()), trainer.guide.shift.detach().item()))
+            return self.inner.differentiable_loss(model, guide, x, **kwargs)
+
+    train = _split(4, 1)
+    train.images[:, 0, 0, 0] = torch.tensor([1.0, 1.0, 0.0, 0.0])
+    data = ImageDataset("flagged", train, _split(4, 2), _split(4, 3))
+    base = _trainer(data=data, batch_size=1)
+    objective = Recording()
+    trainer = Trainer(base.model, ShiftedWhenFlagged(base.guide), objective, data,
+                    TrainSettings(epochs=3, batch_size=1, learning_rate=0.1, analytic_kl=True), progress=False,
+                    log=lambda line: None)
+    trainer.fit()
+    seen = objective.seen + [(None, trainer.guide.shift.detach().item())]
+    assert [used for used, _ in objective.seen].count(True) == 6
+    for (used, before), (_, after) in zip(seen, seen[1:]):
+        assert (after != before) == used
