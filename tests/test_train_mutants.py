@@ -17,7 +17,7 @@ from pyro import poutine
 from pyro_vae.build import build_vae
 from pyro_vae.config import ModelConfig
 from pyro_vae.data.datasets import ImageDataset, Split
-from pyro_vae.errors import TrainingError, TrainingInterrupted
+from pyro_vae.errors import CheckpointError, TrainingError, TrainingInterrupted
 from pyro_vae.inference import train as train_module
 from pyro_vae.inference.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
 from pyro_vae.inference.objectives import make_objective
@@ -244,11 +244,16 @@ def test_write_best_writes_nothing_before_a_best_epoch_or_without_a_run_director
     assert unsaved.state.best_parameters is not None
 
 
-def test_a_checkpoint_without_a_world_size_is_one_of_a_single_process(tmp_path):
-    # load #67: get("world_size") without its default 1 refuses checkpoints written before it was saved.
+def test_a_checkpoint_resumes_only_with_its_number_of_processes_one_if_it_does_not_say(tmp_path):
+    # load #67: get("world_size") without its default 1 refuses checkpoints written before it was
+    # saved; load #69: the key misspelt, so a two-process checkpoint resumes on one process.
     trainer = _trainer(run_dir=tmp_path)
     trainer.fit()
     checkpoint = load_checkpoint(tmp_path / LAST)
+    save_checkpoint(tmp_path / "two.pt", {**checkpoint, "world_size": 2, "rng_ranks": [checkpoint["rng"]] * 2})
+    with pytest.raises(CheckpointError, match=r"was written by a run on 2 processes; resume it with the same "
+                                              r"number \(this launch has 1\)\.$"):
+        _trainer().load(tmp_path / "two.pt")
     del checkpoint["world_size"]
     save_checkpoint(tmp_path / "old.pt", checkpoint)
     resumed = _trainer()
