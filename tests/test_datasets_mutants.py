@@ -142,3 +142,25 @@ def test_batches_default_to_the_training_split_as_the_trainer_sees_it():
     batches = list(data.batches(batch_size=4, generator=torch.Generator().manual_seed(0)))
     assert [len(b) for b in batches] == [4, 2]
     assert set(torch.cat(batches).unique().tolist()) == {0.0, 1.0}  # the training split, drawn as 0/1
+
+
+def test_a_label_file_with_a_label_past_the_last_class_is_refused_by_its_name(tmp_path):
+    # _labels #11 (> instead of >=): label 10 of ten classes passed the file's check; the data
+    # set's check refuses it later, naming a split instead of the file to fix.
+    folder = _idx_folder(tmp_path, _rows(12), _rows(6))
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", np.array([0, 1, 2, 9, 10, 3]))
+    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte\.gz has labels outside 0\.\.9\.$"):
+        load_dataset("idx", str(folder))
+
+
+def test_binarized_mnist_has_no_class_names(tmp_path, monkeypatch):
+    # load_dataset #146: None instead of the empty tuple every other unlabelled set has.
+    from pyro_vae.data.sources import BINARIZED_MNIST
+
+    for role in ("train_images", "valid_images", "test_images"):
+        (tmp_path / BINARIZED_MNIST.files[role].name).write_text(("0 1 " * 392).strip() + "\n")
+    files = {role: dataclasses.replace(spec, sha256=content_sha256(tmp_path / spec.name))
+             for role, spec in BINARIZED_MNIST.files.items()}
+    monkeypatch.setattr(datasets, "BINARIZED_MNIST", dataclasses.replace(BINARIZED_MNIST, files=files))
+    data = load_dataset("binarized-mnist", str(tmp_path), download=False)
+    assert data.class_names == () and data.train.labels is None
