@@ -346,3 +346,22 @@ def test_a_parameter_that_a_step_does_not_use_is_not_moved_by_that_step():
     assert [used for used, _ in objective.seen].count(True) == 6
     for (used, before), (_, after) in zip(seen, seen[1:]):
         assert (after != before) == used
+
+
+def test_a_rank_without_rows_in_a_global_batch_adds_nothing_to_the_epochs_bound(one_process_group):
+    # train_epoch #42 (value = 1.0): a rank whose shard of the last global batch is empty added 1 nat.
+    class Recording:
+        def __init__(self):
+            self.inner, self.values = make_objective("analytic-kl"), []
+
+        def differentiable_loss(self, model, guide, x, **kwargs):
+            loss = self.inner.differentiable_loss(model, guide, x, **kwargs)
+            self.values.append(loss.item())
+            return loss
+
+    objective = Recording()
+    rank_1 = _rank(1, data=_data(49), objective=objective)  # batches of 16, 16, 16 and 1: rank 1 gets 8, 8, 8, 0
+    bound = rank_1.train_epoch()
+    assert len(objective.values) == 3 and rank_1.state.step == 4
+    # the one-process group sums over this rank alone: minus its three losses over the 49 examples
+    assert bound == pytest.approx(-sum(objective.values) / 49, rel=1e-12)
