@@ -164,3 +164,26 @@ def test_binarized_mnist_has_no_class_names(tmp_path, monkeypatch):
     monkeypatch.setattr(datasets, "BINARIZED_MNIST", dataclasses.replace(BINARIZED_MNIST, files=files))
     data = load_dataset("binarized-mnist", str(tmp_path), download=False)
     assert data.class_names == () and data.train.labels is None
+
+
+def test_the_python_api_downloads_a_missing_named_data_set_by_default(monkeypatch):
+    # load_dataset #6: the default download=False.
+    asked = []
+
+    def locate(source, data_dir, allowed, roles=None):
+        asked.append(allowed)
+        raise DataError("stop here")
+
+    monkeypatch.setattr(datasets, "locate", locate)
+    with pytest.raises(DataError, match="stop here"):
+        load_dataset("fashion-mnist")
+    assert asked == [True]
+
+
+def test_an_image_file_holding_no_images_is_refused_by_its_name(tmp_path):
+    # _to_images #22 (shape[1] for shape[0]): an empty file passed, to be refused later by split name.
+    folder = _idx_folder(tmp_path, _rows(12), _rows(6))
+    write_idx(folder / "t10k-images-idx3-ubyte.gz", np.zeros((0, 2, 2), dtype=np.uint8))
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", np.zeros(0, dtype=np.uint8))
+    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte\.gz holds no images of shape \[N, H, W\]"):
+        load_dataset("idx", str(folder))
