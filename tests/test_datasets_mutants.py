@@ -15,7 +15,7 @@ from image_folders import celeba_folder
 from pyro_vae.data import datasets
 from pyro_vae.data.datasets import DIGIT_CLASSES, ImageDataset, Split, load_dataset
 from pyro_vae.data.folders import ByteImages
-from pyro_vae.data.sources import MNIST, content_sha256
+from pyro_vae.data.sources import FASHION_MNIST, MNIST, content_sha256
 from pyro_vae.errors import DataError
 from pyro_vae.likelihoods import make_likelihood
 
@@ -43,7 +43,7 @@ def _rows(n):
     return np.stack([i // 256, i % 256, 0 * i, 0 * i], 1).reshape(n, 2, 2).astype(np.uint8)
 
 
-def test_mnist_t10k_keeps_every_splits_labels_and_mnist_names_its_classes_as_digits(tmp_path, monkeypatch):
+def test_mnist_t10k_keeps_every_splits_labels_and_each_named_set_its_class_names(tmp_path, monkeypatch):
     # mnist-t10k: load_dataset #96 (labels dropped); mnist: load_dataset #43 (Fashion-MNIST's names).
     folder = _idx_folder(tmp_path, _rows(12), _rows(10_000))
     _trust_mnist(monkeypatch, folder)
@@ -53,6 +53,12 @@ def test_mnist_t10k_keeps_every_splits_labels_and_mnist_names_its_classes_as_dig
     assert t10k.class_names == DIGIT_CLASSES
     mnist = load_dataset("mnist", str(folder), download=False)
     assert mnist.class_names == DIGIT_CLASSES == tuple("0123456789")
+    # load_dataset #46 ("FASHION-MNIST" compared): Fashion-MNIST named with digits.
+    files = {role: dataclasses.replace(spec, sha256=content_sha256(folder / spec.name))
+             for role, spec in FASHION_MNIST.files.items()}
+    monkeypatch.setattr(datasets, "FASHION_MNIST", dataclasses.replace(FASHION_MNIST, files=files))
+    fashion = load_dataset("fashion-mnist", str(folder), download=False)
+    assert fashion.class_names[0] == "T-shirt/top" and fashion.class_names[9] == "Ankle boot"
 
 
 def test_the_test_split_of_dynamic_binarization_is_drawn_apart_from_validation_and_the_scored_training_split(tmp_path):
@@ -88,6 +94,11 @@ def test_labels_without_class_names_are_checked_against_their_own_range():
     assert data(torch.tensor([0, 0, 0])).validate() is not None  # one class
     with pytest.raises(DataError, match=r"^the train split of 'labels' has labels outside 0..2\.$"):
         data(torch.tensor([0, 2, -1])).validate()
+    # validate #41 (`and` for `or`): float or boolean labels let through.
+    for labels in (torch.tensor([0.0, 2.0, 1.0]), torch.tensor([True, False, True])):
+        with pytest.raises(DataError, match=rf"^the train split of 'labels' has {labels.dtype} labels; labels must "
+                                            r"be whole numbers\.$"):
+            data(labels).validate()
 
 
 def test_the_same_generator_seed_gives_the_same_dynamically_binarized_batches():
