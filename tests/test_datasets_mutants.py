@@ -164,7 +164,7 @@ def test_a_label_file_with_a_label_past_the_last_class_is_refused_by_its_name(tm
         load_dataset("idx", str(folder))
 
 
-def test_binarized_mnist_has_no_class_names(tmp_path, monkeypatch):
+def test_binarized_mnist_is_named_and_has_no_class_names(tmp_path, monkeypatch):
     # load_dataset #146: None instead of the empty tuple every other unlabelled set has.
     from pyro_vae.data.sources import BINARIZED_MNIST
 
@@ -175,6 +175,7 @@ def test_binarized_mnist_has_no_class_names(tmp_path, monkeypatch):
     monkeypatch.setattr(datasets, "BINARIZED_MNIST", dataclasses.replace(BINARIZED_MNIST, files=files))
     data = load_dataset("binarized-mnist", str(tmp_path), download=False)
     assert data.class_names == () and data.train.labels is None
+    assert data.name == "binarized-mnist"  # load_dataset #216: the data set named None
 
 
 def test_the_python_api_downloads_a_missing_named_data_set_by_default(monkeypatch):
