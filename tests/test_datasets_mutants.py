@@ -137,13 +137,39 @@ def test_moving_a_split_moves_its_attributes_too():
     assert moved.attributes.shape == (3, 1) and moved.names == ("a", "b", "c")
 
 
-def test_an_image_folder_whose_partition_leaves_the_test_split_empty_is_refused_naming_that_split(tmp_path):
-    # _folder_splits #35: the split's name in the message.
+@pytest.mark.parametrize("split,code", [("train", 0), ("test", 2)])
+def test_an_image_folder_whose_partition_leaves_a_split_empty_is_refused_naming_that_split(tmp_path, split, code):
+    # _folder_splits #31 and #35: the split's name in the message.
     celeba_folder(tmp_path, n=10)
     partition = tmp_path / "list_eval_partition.txt"
-    partition.write_text(partition.read_text().replace(" 2\n", " 1\n"))
-    with pytest.raises(DataError, match=r"^the test split of .* would be empty \(10 readable images\)"):
+    partition.write_text(partition.read_text().replace(f" {code}\n", " 1\n"))
+    with pytest.raises(DataError, match=rf"^the {split} split of .* would be empty \(10 readable images\)"):
         load_dataset("image-folder", str(tmp_path))
+
+
+def test_an_image_folder_is_decoded_once_into_the_cache_folder_asked_for(tmp_path):
+    # _folder_splits #9: the cache folder not passed on (decoded into memory every time).
+    from pyro_vae.data.datasets import FolderOptions
+
+    celeba_folder(tmp_path / "faces", n=12)
+    cache = tmp_path / "cache"
+    first = load_dataset("image-folder", str(tmp_path / "faces"), folder=FolderOptions(size=8, cache_dir=cache))
+    cached = [path for path in cache.rglob("*") if path.is_file()]
+    assert cached and sum(path.stat().st_size for path in cached) >= 12 * 3 * 8 * 8  # the decoded bytes
+    again = load_dataset("image-folder", str(tmp_path / "faces"), folder=FolderOptions(size=8, cache_dir=cache))
+    assert torch.equal(again.train.images[:], first.train.images[:])
+
+
+def test_loading_idx_files_copies_their_bytes_into_writable_memory(tmp_path):
+    # _to_images #38 (copy=False): the tensor would share the reader's read-only buffer (torch warns).
+    import warnings
+
+    folder = _idx_folder(tmp_path, _rows(12), _rows(6))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data = load_dataset("idx", str(folder))
+    data.train.images.data[0, 0, 0, 0] = 7  # the loaded bytes are the data set's own
+    assert data.train.images[:1].mul(255).round()[0, 0, 0, 0] == 7
 
 
 def test_batches_default_to_the_training_split_as_the_trainer_sees_it():

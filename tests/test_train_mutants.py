@@ -149,8 +149,8 @@ def test_a_run_stopped_in_its_first_epoch_resumes_with_no_best_epoch_and_ends_as
     assert resumed.state.best_epoch == whole.state.best_epoch
 
 
-def test_cuda_rng_states_are_restored_where_saved_and_a_cpu_checkpoint_resumes_on_a_cuda_machine(tmp_path, monkeypatch):
-    # load #88 (a checkpoint without CUDA states read as if it had them) and #94 (their key).
+def test_cuda_rng_states_are_saved_and_restored_and_a_cpu_checkpoint_resumes_on_a_cuda_machine(tmp_path, monkeypatch):
+    # load #88, #89, #91 (a checkpoint without CUDA states read as if it had them, or one with them not) and #94.
     trainer = _trainer(run_dir=tmp_path)
     trainer.fit()
     restored = []
@@ -164,6 +164,10 @@ def test_cuda_rng_states_are_restored_where_saved_and_a_cpu_checkpoint_resumes_o
     save_checkpoint(tmp_path / "with_cuda.pt", checkpoint)
     _trainer(run_dir=tmp_path).load(tmp_path / "with_cuda.pt")
     assert len(restored) == 1 and all(torch.equal(a, b) for a, b in zip(restored[0], states))
+    # state_dict #8 and #9: the CUDA states saved where CUDA is available.
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: [state.clone() for state in states])
+    saved = _trainer().state_dict()["rng"]["cuda"]
+    assert len(saved) == 2 and all(torch.equal(a, b) for a, b in zip(saved, states))
 
 
 # -- what an epoch reports ---------------------------------------------------------------
@@ -244,6 +248,20 @@ def test_write_best_writes_nothing_before_a_best_epoch_or_without_a_run_director
     unsaved.fit()
     unsaved.write_best()
     assert unsaved.state.best_parameters is not None
+
+
+def test_a_resumed_run_keeps_its_best_epochs_parameters(tmp_path):
+    # load #57 (and its like): the best parameters read back under another key.
+    trainer = _trainer(epochs=2, run_dir=tmp_path)
+    trainer.fit()
+    resumed = _trainer(epochs=2, run_dir=tmp_path)
+    resumed.load(tmp_path / LAST)
+    best = load_checkpoint(tmp_path / BEST)
+    assert resumed.state.best_epoch == best["epoch"] == trainer.state.best_epoch
+    derived = resumed.best_checkpoint()
+    for part in ("model", "guide"):
+        assert derived[part].keys() == best[part].keys()
+        assert all(torch.equal(derived[part][k], best[part][k]) for k in best[part])
 
 
 def test_a_checkpoint_resumes_only_with_its_number_of_processes_one_if_it_does_not_say(tmp_path):
