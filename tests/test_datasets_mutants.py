@@ -225,3 +225,11 @@ def test_an_image_file_holding_no_images_is_refused_by_its_name(tmp_path):
     write_idx(folder / "t10k-labels-idx1-ubyte.gz", np.zeros(0, dtype=np.uint8))
     with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte\.gz holds no images of shape \[N, H, W\]"):
         load_dataset("idx", str(folder))
+
+
+def test_an_image_file_of_flat_rows_is_refused_by_its_name(tmp_path):
+    # _idx_splits #9: the image file read without its rank; [N, 4] rows would pass as 2 x 2 images.
+    folder = _idx_folder(tmp_path, _rows(12), _rows(6))
+    write_idx(folder / "train-images-idx3-ubyte.gz", _rows(12).reshape(12, 4))
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte\.gz"):
+        load_dataset("idx", str(folder))

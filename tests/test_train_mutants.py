@@ -250,6 +250,18 @@ def test_write_best_writes_nothing_before_a_best_epoch_or_without_a_run_director
     assert unsaved.state.best_parameters is not None
 
 
+def test_a_checkpoint_holds_the_entries_resume_reads(tmp_path):
+    # state_dict #36 (and its like): an entry saved under another name than load and best_checkpoint read.
+    trainer = _trainer(run_dir=tmp_path, extra_state={"config": {"seed": 0}})
+    trainer.fit()
+    checkpoint = load_checkpoint(tmp_path / LAST)
+    assert set(checkpoint) == {"format", "model", "guide", "optimizer", "epoch", "step", "best_valid_elbo", "history",
+                               "best", "rng", "rng_ranks", "world_size", "position", "config"}
+    assert set(checkpoint["rng"]) == {"torch", "data", "noise"}  # no CUDA here
+    assert (checkpoint["rng_ranks"], checkpoint["world_size"], checkpoint["position"]) == ([], 1, None)
+    assert set(checkpoint["best"]) == {"epoch", "model", "guide"} and checkpoint["best"]["epoch"] == 1
+
+
 def test_a_resumed_run_keeps_its_best_epochs_parameters(tmp_path):
     # load #57 (and its like): the best parameters read back under another key.
     trainer = _trainer(epochs=2, run_dir=tmp_path)
@@ -296,12 +308,20 @@ def one_process_group(tmp_path):
         dist.destroy_process_group()
 
 
-def _rank(rank: int, **settings) -> Trainer:
+def _rank(rank: int, log=lambda line: None, **settings) -> Trainer:
     from pyro_vae.inference.distributed import DistributedContext
 
     trainer = _trainer(**settings)
     return Trainer(trainer.model, trainer.guide, trainer.objective, trainer.dataset, trainer.settings,
-                   progress=False, log=lambda line: None, distributed=DistributedContext(rank, 2))
+                   progress=False, log=log, distributed=DistributedContext(rank, 2))
+
+
+def test_only_rank_0_logs(one_process_group):
+    # __init__ #40: every rank given the log ("resuming ..." and "stopping early" once per process).
+    lines = []
+    _rank(1, log=lines.append).log("resuming")
+    _rank(0, log=lines.append).log("resuming")
+    assert lines == ["resuming"]
 
 
 def test_rank_1_draws_rank_0s_batch_order_trains_every_epoch_and_evaluates_none(one_process_group):
