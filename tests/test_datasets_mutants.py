@@ -233,3 +233,15 @@ def test_an_image_file_of_flat_rows_is_refused_by_its_name(tmp_path):
     write_idx(folder / "train-images-idx3-ubyte.gz", _rows(12).reshape(12, 4))
     with pytest.raises(DataError, match=r"train-images-idx3-ubyte\.gz"):
         load_dataset("idx", str(folder))
+
+
+def test_an_image_folder_with_an_unreadable_file_loads_the_others_when_asked(tmp_path):
+    # _folder_splits #17: skip_bad not passed on (the progress flag in its place).
+    from pyro_vae.data.datasets import FolderOptions
+
+    celeba_folder(tmp_path, n=10)
+    (tmp_path / "img_align_celeba" / "000002.jpg").write_bytes(b"not an image")
+    with pytest.raises(DataError, match=r"cannot be read: .*000002\.jpg"):
+        load_dataset("image-folder", str(tmp_path), folder=FolderOptions(size=8))
+    data = load_dataset("image-folder", str(tmp_path), folder=FolderOptions(size=8, skip_bad=True))
+    assert len(data.train) + len(data.valid) + len(data.test) == 9 and "000002.jpg" not in data.train.names

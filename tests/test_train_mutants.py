@@ -403,3 +403,30 @@ def test_a_rank_without_rows_in_a_global_batch_adds_nothing_to_the_epochs_bound(
     assert len(objective.values) == 3 and rank_1.state.step == 4
     # the one-process group sums over this rank alone: minus its three losses over the 49 examples
     assert bound == pytest.approx(-sum(objective.values) / 49, rel=1e-12)
+
+
+def test_rank_1_trains_on_its_rows_of_the_global_batchs_binary_draw(one_process_group):
+    # train_epoch #50 and #52: the dynamic draw from torch's RNG, which is seeded by rank, not the shared stream.
+    class FirstBatch:
+        def __init__(self):
+            self.inner, self.x = make_objective("analytic-kl"), []
+
+        def differentiable_loss(self, model, guide, x, **kwargs):
+            self.x.append(x.clone())
+            return self.inner.differentiable_loss(model, guide, x, **kwargs)
+
+    grey = ImageDataset("grey", Split(torch.full((48,) + SHAPE, 0.5)), _split(10, 2), _split(10, 3),
+                        binarize="dynamic")
+    alone, rank_1 = FirstBatch(), FirstBatch()
+    _trainer(data=grey, objective=alone).train_epoch()
+    _rank(1, data=grey, objective=rank_1).train_epoch()
+    assert set(alone.x[0].unique().tolist()) == {0.0, 1.0}
+    for whole, part in zip(alone.x, rank_1.x):  # batches of 16: rank 1 holds rows 8..15 of each
+        assert torch.equal(part, whole[8:16])
+
+
+@pytest.mark.parametrize("settings,rule", [({}, "valid-elbo"), ({"selection_k": 5}, "valid-iwae"),
+                                           ({"selection": "valid-loglik", "selection_k": 5}, "valid-loglik")])
+def test_the_selection_rule_by_default_and_as_asked(settings, rule):
+    # selection_rule #7: "VALID-ELBO" for the default.
+    assert TrainSettings(epochs=1, **settings).selection_rule() == rule
