@@ -245,3 +245,21 @@ def test_an_image_folder_with_an_unreadable_file_loads_the_others_when_asked(tmp
         load_dataset("image-folder", str(tmp_path), folder=FolderOptions(size=8))
     data = load_dataset("image-folder", str(tmp_path), folder=FolderOptions(size=8, skip_bad=True))
     assert len(data.train) + len(data.valid) + len(data.test) == 9 and "000002.jpg" not in data.train.names
+
+
+def test_an_image_folder_shows_its_decoding_progress_when_asked(tmp_path, capsys):
+    # _folder_splits #11: the progress flag not passed on.
+    from pyro_vae.data.datasets import FolderOptions
+
+    celeba_folder(tmp_path, n=10)
+    load_dataset("image-folder", str(tmp_path), folder=FolderOptions(size=8))
+    assert "decoding" not in capsys.readouterr().err
+    load_dataset("image-folder", str(tmp_path), folder=FolderOptions(size=8, progress=True))
+    assert "decoding 10 images" in capsys.readouterr().err
+
+
+def test_an_idx_folder_with_label_files_is_labelled(tmp_path):
+    # load_dataset #157: the folder's labels dropped (its classes named all the same).
+    data = load_dataset("idx", str(_idx_folder(tmp_path, _rows(12), _rows(6))))
+    assert data.train.labels.tolist() == [i % 10 for i in range(10)]
+    assert data.valid.labels.tolist() == [0, 1] and data.test.labels.tolist() == [i % 10 for i in range(6)]
