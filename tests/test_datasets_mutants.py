@@ -263,3 +263,9 @@ def test_an_idx_folder_with_label_files_is_labelled(tmp_path):
     data = load_dataset("idx", str(_idx_folder(tmp_path, _rows(12), _rows(6))))
     assert data.train.labels.tolist() == [i % 10 for i in range(10)]
     assert data.valid.labels.tolist() == [0, 1] and data.test.labels.tolist() == [i % 10 for i in range(6)]
+
+
+def test_an_image_file_of_one_image_is_a_split_of_one(tmp_path):
+    # _to_images #24 (shape[0] == 1 refused).
+    data = load_dataset("idx", str(_idx_folder(tmp_path, _rows(12), _rows(1))))
+    assert len(data.test) == 1 and data.test.labels.tolist() == [0]
