@@ -269,3 +269,20 @@ def test_an_image_file_of_one_image_is_a_split_of_one(tmp_path):
     # _to_images #24 (shape[0] == 1 refused).
     data = load_dataset("idx", str(_idx_folder(tmp_path, _rows(12), _rows(1))))
     assert len(data.test) == 1 and data.test.labels.tolist() == [0]
+
+
+def test_mnist_t10k_needs_only_the_mnist_test_files(tmp_path, monkeypatch):
+    # load_dataset #58: every MNIST file looked up (the training files too) for mnist-t10k.
+    write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", _rows(10_000))
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.arange(10_000) % 10)
+    files = {role: dataclasses.replace(spec, sha256=content_sha256(tmp_path / spec.name))
+             for role, spec in MNIST.files.items() if role.startswith("test")}
+    monkeypatch.setattr(datasets, "MNIST", dataclasses.replace(MNIST, files={**MNIST.files, **files}))
+    from pyro_vae.data import sources
+
+    # no other copy of MNIST's files anywhere the lookup searches
+    monkeypatch.delenv("PYRO_VAE_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr(sources, "DEBIAN_ROOT", tmp_path / "no-system-copy")
+    data = load_dataset("mnist-t10k", str(tmp_path), download=False)
+    assert (len(data.train), len(data.valid), len(data.test)) == (7000, 1000, 2000)

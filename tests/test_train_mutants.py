@@ -473,3 +473,26 @@ def test_the_checkpoint_of_a_two_rank_run_holds_every_ranks_rng_state(one_proces
     state = trainer.state_dict()
     assert state["world_size"] == 2 and len(state["rng_ranks"]) == 2 and state["rng_ranks"][1] == {"rank": 1}
     assert torch.equal(state["rng_ranks"][0]["torch"], state["rng"]["torch"])
+
+
+@pytest.mark.parametrize("beta", [2.0, 0.5])
+def test_the_training_loss_weighs_the_kl_by_beta(beta):
+    # train_epoch #57 (`beta != 2.0`): a KL weight of 2 left unapplied. With the same parameters and
+    # draws, the first step's loss is -reconstruction + beta * KL: linear in beta.
+    class FirstLoss:
+        def __init__(self):
+            self.inner, self.values = make_objective("analytic-kl"), []
+
+        def differentiable_loss(self, model, guide, x, **kwargs):
+            loss = self.inner.differentiable_loss(model, guide, x, **kwargs)
+            self.values.append(loss.item())
+            return loss
+
+    losses = {}
+    for weight in (1.0, beta, 2 * beta - 1.0):
+        objective = FirstLoss()
+        _trainer(objective=objective, beta=weight).train_epoch()
+        losses[weight] = objective.values[0]
+    kl = (losses[beta] - losses[1.0]) / (beta - 1.0)  # the batch's summed KL
+    assert kl > 0
+    assert losses[2 * beta - 1.0] == pytest.approx(losses[1.0] + 2 * (beta - 1.0) * kl, rel=1e-5)
