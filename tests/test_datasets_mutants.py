@@ -204,18 +204,26 @@ def test_binarized_mnist_is_named_and_has_no_class_names(tmp_path, monkeypatch):
     assert data.name == "binarized-mnist"  # load_dataset #216: the data set named None
 
 
-def test_the_python_api_downloads_a_missing_named_data_set_by_default(monkeypatch):
-    # load_dataset #6: the default download=False.
+def test_the_python_api_looks_in_the_usual_places_and_downloads_a_missing_named_data_set_by_default(monkeypatch):
+    # load_dataset #6 (the default download=False) and #1 (a default data folder "XXXX").
     asked = []
 
     def locate(source, data_dir, allowed, roles=None):
-        asked.append(allowed)
+        asked.append((data_dir, allowed))
         raise DataError("stop here")
 
     monkeypatch.setattr(datasets, "locate", locate)
     with pytest.raises(DataError, match="stop here"):
         load_dataset("fashion-mnist")
-    assert asked == [True]
+    assert asked == [(None, True)]
+
+
+def test_a_label_file_of_another_length_than_its_images_is_refused_by_its_name(tmp_path):
+    # _labels #2 (`and` for `or`): a 1-D label file of the wrong length passed, to be refused later by split name.
+    folder = _idx_folder(tmp_path, _rows(12), _rows(6))
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", np.arange(5))
+    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte\.gz has 5 labels for 6 images"):
+        load_dataset("idx", str(folder))
 
 
 def test_an_image_file_holding_no_images_is_refused_by_its_name(tmp_path):
