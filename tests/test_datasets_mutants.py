@@ -294,3 +294,16 @@ def test_mnist_t10k_needs_only_the_mnist_test_files(tmp_path, monkeypatch):
     monkeypatch.setattr(sources, "DEBIAN_ROOT", tmp_path / "no-system-copy")
     data = load_dataset("mnist-t10k", str(tmp_path), download=False)
     assert (len(data.train), len(data.valid), len(data.test)) == (7000, 1000, 2000)
+
+
+def test_static_binarization_draws_validation_and_test_with_the_runs_seed(tmp_path):
+    # load_dataset #188: validation and test drawn with the fixed evaluation seed whatever the run's seed.
+    grey = np.full((12, 8, 8), 128, dtype=np.uint8)
+    folder = _idx_folder(tmp_path, grey, grey[:6])
+
+    def draws(seed):
+        data = load_dataset("idx", str(folder), binarize="static", seed=seed)
+        return data.valid.images[:], data.test.images[:]
+
+    assert all(torch.equal(a, b) for a, b in zip(draws(3), draws(3)))
+    assert not any(torch.equal(a, b) for a, b in zip(draws(3), draws(4)))

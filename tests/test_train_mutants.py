@@ -496,3 +496,9 @@ def test_the_training_loss_weighs_the_kl_by_beta(beta):
     kl = (losses[beta] - losses[1.0]) / (beta - 1.0)  # the batch's summed KL
     assert kl > 0
     assert losses[2 * beta - 1.0] == pytest.approx(losses[1.0] + 2 * (beta - 1.0) * kl, rel=1e-5)
+
+
+def test_the_best_checkpoint_before_any_epoch_is_refused_in_a_sentence():
+    # Trainer.best_checkpoint #14: {**None} (a TypeError) instead of the CheckpointError.
+    with pytest.raises(CheckpointError, match=r"holds no best epoch yet; train at least one epoch\.$"):
+        _trainer().best_checkpoint()
