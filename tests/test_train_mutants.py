@@ -6,6 +6,7 @@ against hand computations."""
 from __future__ import annotations
 
 import math
+import re
 import signal
 import time
 
@@ -229,6 +230,10 @@ def test_the_log_is_given_one_line_per_epoch_on_one_process():
                       progress=False, log=lines.append)
     trainer.fit()
     assert [line.split()[:2] for line in lines] == [["epoch", "1"], ["epoch", "2"]]
+    # describe #9: nothing between the validation numbers and the time when no IWAE bound selects.
+    number = r"-?\d+\.\d\d"
+    assert re.fullmatch(rf"epoch   1  train ELBO +{number}  valid ELBO +{number} \(recon +{number}, KL +{number}\) "
+                        r"+\d+\.\d s( {2}\*best)?", lines[0]), lines[0]
 
 
 def test_write_best_writes_nothing_before_a_best_epoch_or_without_a_run_directory(tmp_path):
