@@ -202,6 +202,7 @@ def test_binarized_mnist_is_named_and_has_no_class_names(tmp_path, monkeypatch):
     data = load_dataset("binarized-mnist", str(tmp_path), download=False)
     assert data.class_names == () and data.train.labels is None
     assert data.name == "binarized-mnist"  # load_dataset #216: the data set named None
+    assert data.attribute_names == ()  # load_dataset #7: None for every set but image folders
 
 
 def test_the_python_api_looks_in_the_usual_places_and_downloads_a_missing_named_data_set_by_default(monkeypatch):
@@ -307,3 +308,11 @@ def test_static_binarization_draws_validation_and_test_with_the_runs_seed(tmp_pa
 
     assert all(torch.equal(a, b) for a, b in zip(draws(3), draws(3)))
     assert not any(torch.equal(a, b) for a, b in zip(draws(3), draws(4)))
+
+
+def test_an_idx_folder_with_one_label_file_of_two_is_unlabelled(tmp_path):
+    # _own_idx_paths #42 (`or`): labelled with the test labels missing (a KeyError, not a data set).
+    folder = _idx_folder(tmp_path, _rows(12), _rows(6))
+    (folder / "t10k-labels-idx1-ubyte.gz").unlink()
+    data = load_dataset("idx", str(folder))
+    assert data.train.labels is None and data.test.labels is None and data.class_names == ()
