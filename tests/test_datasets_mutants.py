@@ -316,3 +316,12 @@ def test_an_idx_folder_with_one_label_file_of_two_is_unlabelled(tmp_path):
     (folder / "t10k-labels-idx1-ubyte.gz").unlink()
     data = load_dataset("idx", str(folder))
     assert data.train.labels is None and data.test.labels is None and data.class_names == ()
+
+
+def test_a_label_subset_may_take_every_member_of_a_class():
+    # balanced_label_subset #24 (`<=`): a class with exactly as many examples as asked refused.
+    from pyro_vae.data.datasets import balanced_label_subset
+
+    labels = torch.tensor([0, 1, 0, 1, 1])  # class 0 has two examples, and two per class are asked for
+    chosen = balanced_label_subset(labels, 4, seed=0)
+    assert labels[chosen].bincount().tolist() == [2, 2] and {0, 2} <= set(chosen.tolist())

@@ -139,6 +139,7 @@ def test_a_run_stopped_in_its_first_epoch_resumes_with_no_best_epoch_and_ends_as
     with pytest.raises(TrainingInterrupted):
         stopped.fit()
     assert load_checkpoint(tmp_path / LAST)["best"] is None
+    assert stopped.state_dict()["position"] is None  # _save_interrupted #16: the position is the checkpoint's only
     resumed = _trainer(epochs=2, run_dir=tmp_path)
     resumed.load(tmp_path / LAST)
     assert (resumed.state.epoch, resumed.state.step, resumed.state.best_epoch) == (0, 1, 0)
