@@ -179,6 +179,9 @@ def test_batches_default_to_the_training_split_as_the_trainer_sees_it():
     batches = list(data.batches(batch_size=4, generator=torch.Generator().manual_seed(0)))
     assert [len(b) for b in batches] == [4, 2]
     assert set(torch.cat(batches).unique().tolist()) == {0.0, 1.0}  # the training split, drawn as 0/1
+    # batches #3: the default batch size 128 (129).
+    many = ImageDataset("grey", Split(torch.full((130, 1, 2, 2), 0.5)), Split(images[:2]), Split(images[:2]))
+    assert [len(b) for b in many.batches()] == [128, 2]
 
 
 def test_a_label_file_with_a_label_past_the_last_class_is_refused_by_its_name(tmp_path):

@@ -206,12 +206,13 @@ def test_kl_warm_up_in_epochs_labels_the_epochs_it_covers():
     assert [trainer.training_objective({"step": 3 * e}) for e in (1, 2, 3)] == [warm, warm, "train ELBO"]
 
 
-def test_an_epochs_cpu_seconds_are_the_cpu_time_it_took():
-    # _fit #8: process_time() + start (the process's whole CPU time, twice over).
+def test_an_epochs_seconds_and_cpu_seconds_are_the_time_it_took():
+    # _fit #8: process_time() + start (the process's whole CPU time, twice over); #7: perf_counter() + start.
     trainer = _trainer()
-    before = time.process_time()
+    before, wall = time.process_time(), time.perf_counter()
     row = trainer.fit().history[0]
     assert 0 < row["cpu_seconds"] <= time.process_time() - before
+    assert 0 < row["seconds"] <= time.perf_counter() - wall
 
 
 def test_an_epochs_progress_bar_is_erased_when_the_epoch_ends(capsys):
@@ -465,7 +466,7 @@ def test_a_conditional_model_is_selected_by_the_validation_iwae_bound_with_its_l
     assert math.isfinite(row["valid_iwae"]) and row["valid_iwae"] <= 0
 
 
-def test_the_checkpoint_of_a_two_rank_run_holds_every_ranks_rng_state(one_process_group):
+def test_the_checkpoint_of_a_two_rank_run_holds_every_ranks_rng_state(tmp_path, one_process_group):
     # state_dict #38 (none gathered) and #40 (None gathered).
     from pyro_vae.inference.distributed import DistributedContext
 
@@ -479,6 +480,12 @@ def test_the_checkpoint_of_a_two_rank_run_holds_every_ranks_rng_state(one_proces
     state = trainer.state_dict()
     assert state["world_size"] == 2 and len(state["rng_ranks"]) == 2 and state["rng_ranks"][1] == {"rank": 1}
     assert torch.equal(state["rng_ranks"][0]["torch"], state["rng"]["torch"])
+    # _fit #15 (run_dir * LAST): rank 1 takes part in every epoch's save, and writes nothing.
+    run = tmp_path / "run"
+    run.mkdir()
+    rank_1 = Trainer(trainer.model, trainer.guide, trainer.objective, trainer.dataset, trainer.settings,
+                     run_dir=run, progress=False, log=lambda line: None, distributed=TwoRanks(1, 2))
+    assert rank_1.fit().epoch == 1 and list(run.iterdir()) == []
 
 
 @pytest.mark.parametrize("beta", [2.0, 0.5])
@@ -508,3 +515,11 @@ def test_the_best_checkpoint_before_any_epoch_is_refused_in_a_sentence():
     # Trainer.best_checkpoint #14: {**None} (a TypeError) instead of the CheckpointError.
     with pytest.raises(CheckpointError, match=r"holds no best epoch yet; train at least one epoch\.$"):
         _trainer().best_checkpoint()
+
+
+def test_validation_with_the_analytic_kl_reports_the_closed_form_kl():
+    # validate #7: analytic_kl not passed on (None: the KL sampled instead).
+    trainer = _trainer(analytic_kl=True)
+    metrics, _ = trainer.validate()
+    exact = evaluate_elbo(trainer.model, trainer.guide, trainer.dataset.valid.images, analytic_kl=True)["kl"]
+    assert metrics["valid_kl"] == pytest.approx(exact, rel=1e-9)
