@@ -118,6 +118,8 @@ def test_no_space_is_said_only_under_one_mib_free(tmp_path, monkeypatch, free, f
     message = ckpt.write_failure_message(tmp_path / "c.pt", RuntimeError("write failed"), existed=True)
     assert message.startswith("no space left") == full, message
     assert message.endswith("(the previous c.pt is intact).")
+    # otherwise the error's own first line is the reason given
+    assert full or message.startswith(f"could not write {tmp_path / 'c.pt'} (write failed); "), message
 
 
 @pytest.mark.parametrize("implementation", ["fast", "pyro"])
@@ -200,3 +202,29 @@ def test_scaled_importance_weights_scale_the_guides_term_like_the_priors():
             + beta * (normal(0.0, 1.0).log_prob(z) - normal(0.3 * x, 0.7).log_prob(z)))
     assert log_w.shape == (4, 3) and torch.allclose(log_w, want, atol=1e-5)
 
+
+
+def test_a_classifier_reads_extra_inputs_beside_the_pixels_broadcasting_their_leading_dims():
+    # the ADGM's q(y | a, x): the pixels and a [..., E] (any float dtype) feed one MLP
+    from pyro_vae.nn import classifier
+
+    torch.manual_seed(0)
+    net = classifier((1, 2, 2), [3], 4, extra_inputs=2)
+    x, extra = torch.rand(3, 1, 2, 2), torch.rand(5, 1, 2, dtype=torch.float64)
+    logits = net(x, extra)
+    assert logits.shape == (5, 3, 4) and logits.dtype == torch.float32
+    by_hand = net.body(torch.cat([x.flatten(-3).expand(5, 3, 4), extra.float().expand(5, 3, 2)], -1))
+    assert torch.allclose(logits, by_hand)
+
+
+def test_the_best_checkpoint_keeps_the_runs_extra_entries_and_none_of_the_last_epochs_state():
+    from pyro_vae.inference.train import best_checkpoint
+
+    history = [{"epoch": 1, "step": 10}, {"epoch": 2, "step": 20}, {"epoch": 3, "step": 30}]
+    last = {"format": 3, "model": "last model", "guide": "last guide", "optimizer": "adam", "epoch": 3, "step": 30,
+            "best_valid_elbo": -5.0, "history": history, "rng": "rng", "rng_ranks": [], "world_size": 1,
+            "position": 7, "best": {"epoch": 2, "model": "best model", "guide": "best guide"},
+            "config": "the run's config", "image_shape": [1, 2, 2]}
+    assert best_checkpoint(last) == {
+        "format": 3, "model": "best model", "guide": "best guide", "epoch": 2, "step": 20, "best_valid_elbo": -5.0,
+        "history": history[:2], "config": "the run's config", "image_shape": [1, 2, 2]}

@@ -123,3 +123,12 @@ def test_an_image_folder_whose_partition_leaves_validation_empty_is_refused_nami
     partition.write_text(partition.read_text().replace(" 1\n", " 2\n"))
     with pytest.raises(DataError, match=r"^the valid split of .* would be empty \(10 readable images\)"):
         load_dataset("image-folder", str(tmp_path))
+
+
+def test_without_class_names_the_labels_count_the_classes_and_negative_ones_are_refused():
+    images = torch.rand(4, 1, 2, 2)
+    split = Split(images, torch.tensor([0, 2, 1, 2]))
+    assert ImageDataset("d", split, split, split).validate().class_names == ()
+    bad = Split(images, torch.tensor([0, -1, 1, 2]))
+    with pytest.raises(DataError, match=r"the valid split of 'd' has labels outside 0\.\.2\."):
+        ImageDataset("d", split, bad, split).validate()

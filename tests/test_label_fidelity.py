@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -56,6 +57,20 @@ def test_the_judges_record_counts_what_it_was_trained_and_scored_on(templates_an
     assert record["test_accuracy_stderr"] == binomial_stderr(1.0, 100) == 0.0
     assert record["test_accuracy_per_class"] == [1.0] * K
     assert 1 <= record["best_epoch"] <= record["epochs_run"] <= TINY.epochs
+    # early stopping: training ends after `patience` epochs without a better validation
+    # accuracy (the judge is perfect on validation by epoch 2 here, so it stops at epoch 4)
+    assert record["epochs_run"] == min(TINY.epochs, record["best_epoch"] + TINY.patience) < TINY.epochs
+
+
+def test_a_class_missing_from_the_test_split_has_no_per_class_accuracy():
+    templates = _templates()
+    test = _template_data(templates, 100, 3)
+    present = test.labels != K - 1
+    data = ImageDataset("templates", _template_data(templates, 100, 1), _template_data(templates, 100, 2),
+                        Split(test.images[present], test.labels[present]), class_names=tuple(str(c) for c in range(K)))
+    per_class = train_judge(data, dataclasses.replace(TINY, epochs=1)).record["test_accuracy_per_class"]
+    assert len(per_class) == K and per_class[K - 1] is None
+    assert all(0.0 <= a <= 1.0 for a in per_class[:-1])
 
 
 def test_a_cached_judge_lives_in_a_folder_named_after_its_data_set_and_key(tmp_path):
@@ -154,6 +169,20 @@ def test_the_linear_probe_is_at_chance_on_codes_independent_of_the_label():
     probe = linear_probe(z_train, y_train, z_test, y_test, K)
     assert abs(probe.accuracy - probe.chance) < 4 * math.sqrt(0.1 * 0.9 / 2000) + 0.01
     assert probe.stderr == pytest.approx(binomial_stderr(probe.accuracy, 2000))
+
+
+def test_the_probes_ridge_penalty_shrinks_a_weak_code_to_the_majority_class():
+    # a 1-D code weakly informative of a 30/70 label: with a small l2 the probe follows it,
+    # with l2 = 100 the penalty l2 |W|^2 pins W near 0, so the bias alone predicts: the
+    # majority class everywhere, exactly chance (a penalty that is not a square, unbounded
+    # below, sends W anywhere instead)
+    generator = torch.Generator().manual_seed(0)
+    y = (torch.rand(4000, generator=generator) < 0.7).long()
+    z = (1.5 * y + torch.randn(4000, generator=generator)).unsqueeze(1)
+    weak = linear_probe(z[:2000], y[:2000], z[2000:], y[2000:], 2)
+    assert weak.accuracy > weak.chance + 0.03
+    ridge = linear_probe(z[:2000], y[:2000], z[2000:], y[2000:], 2, l2=100.0)
+    assert ridge.accuracy == ridge.chance == (y[2000:] == 1).double().mean().item()
 
 
 def test_the_judge_is_cached_and_a_changed_data_set_retrains(tmp_path, monkeypatch):
