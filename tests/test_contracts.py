@@ -296,3 +296,21 @@ def test_a_continuous_likelihoods_number_is_a_density_unless_it_was_dequantized(
     assert kinds.number_kind("unit-interval", False) == kinds.DENSITY  # not dequantized unless said
     assert kinds.number_kind("unit-interval", False, dequantized=True) == kinds.DEQUANTIZED_BOUND
     assert kinds.number_kind("unit-interval", True, dequantized=True) == kinds.DENSITY  # binary data: nothing to dequantize
+
+
+@pytest.mark.parametrize("implementation", ["fast", "pyro"])
+def test_the_elbo_draws_the_number_of_particles_asked_for(implementation):
+    shapes = []
+
+    def model(x):
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(torch.zeros(x.shape[0]), 1.0))
+            shapes.append(tuple(z.shape))
+            pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+
+    def guide(x):
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal(torch.zeros(x.shape[0]), 1.0))
+
+    make_objective("elbo", num_particles=4, implementation=implementation).differentiable_loss(model, guide, torch.zeros(3))
+    assert shapes == [(4, 3)]  # one vectorized run of 4 particles of the 3 examples

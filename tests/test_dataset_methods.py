@@ -135,6 +135,9 @@ def test_without_class_names_the_labels_count_the_classes_and_negative_ones_are_
     bad = Split(images, torch.tensor([0, -1, 1, 2]))
     with pytest.raises(DataError, match=r"the valid split of 'd' has labels outside 0\.\.2\."):
         ImageDataset("d", split, bad, split).validate()
+    for dtype in (torch.float32, torch.bool):
+        with pytest.raises(DataError, match="labels must be whole numbers"):
+            ImageDataset("d", split, Split(images, torch.tensor([0, 1, 1, 0]).to(dtype)), split).validate()
 
 
 def test_dynamic_binarization_of_byte_images_still_checks_the_other_splits():

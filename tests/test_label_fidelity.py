@@ -68,8 +68,9 @@ def test_a_class_missing_from_the_test_split_has_no_per_class_accuracy():
     present = test.labels != K - 1
     data = ImageDataset("templates", _template_data(templates, 100, 1), _template_data(templates, 100, 2),
                         Split(test.images[present], test.labels[present]), class_names=tuple(str(c) for c in range(K)))
-    per_class = train_judge(data, dataclasses.replace(TINY, epochs=1)).record["test_accuracy_per_class"]
-    assert len(per_class) == K and per_class[K - 1] is None
+    record = train_judge(data, dataclasses.replace(TINY, epochs=1)).record
+    per_class = record["test_accuracy_per_class"]
+    assert record["epochs_run"] == 1 and len(per_class) == K and per_class[K - 1] is None
     assert all(0.0 <= a <= 1.0 for a in per_class[:-1])
 
 
@@ -145,6 +146,12 @@ def test_binomial_standard_error():
     result = fidelity_of(torch.tensor([0, 1, 1, 2, 2, 2]), torch.tensor([0, 0, 1, 1, 2, 2]), 4)
     assert [p.value for p in result.per_class[:3]] == [0.5, 0.5, 1.0] and result.overall.value == pytest.approx(4 / 6)
     assert result.per_class[3].to_dict() == {"value": None, "stderr": None, "n": 0}  # no image of class 3
+    # the JSON forms of the results
+    assert result.to_dict() == {"fidelity": pytest.approx(4 / 6), "stderr": result.overall.stderr, "images": 6,
+                                "per_class": [p.to_dict() for p in result.per_class]}
+    from pyro_vae.inference.fidelity import ProbeResult
+    assert ProbeResult(0.9, 0.03, 0.1, 100, 50).to_dict() == {
+        "accuracy": 0.9, "stderr": 0.03, "chance": 0.1, "train_examples": 100, "test_examples": 50}
 
 
 def _probe_data(n: int, seed: int, encodes_label: bool):
@@ -186,6 +193,9 @@ def test_the_probes_ridge_penalty_shrinks_a_weak_code_to_the_majority_class():
     assert weak.accuracy > weak.chance + 0.03
     ridge = linear_probe(z[:2000], y[:2000], z[2000:], y[2000:], 2, l2=100.0)
     assert ridge.accuracy == ridge.chance == (y[2000:] == 1).double().mean().item()
+    # so also for codes on another scale: both splits are standardised alike first
+    wide = linear_probe(30 * z[:2000], y[:2000], 30 * z[2000:], y[2000:], 2, l2=100.0)
+    assert wide.accuracy == ridge.accuracy
 
 
 def test_the_judge_is_cached_and_a_changed_data_set_retrains(tmp_path, monkeypatch):

@@ -86,7 +86,7 @@ def test_mnist_t10k_splits_the_test_file_7000_1000_2000(mnist_sized, monkeypatch
     # the file's labels (row i is labelled i % 10 here) stay with their images
     for split, first in ((data.train, 0), (data.valid, 7000), (data.test, 8000)):
         assert torch.equal(split.labels, torch.arange(first, first + len(split)) % 10)
-    assert data.class_names == datasets.DIGIT_CLASSES
+    assert data.class_names == datasets.DIGIT_CLASSES and data.name == "mnist-t10k"
 
 
 @pytest.mark.parametrize("n_train,n_valid", [(20_000, 10_000), (19_999, 3333), (1200, 200), (6, 1)])
