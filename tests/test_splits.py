@@ -100,6 +100,7 @@ def test_own_idx_folders_hold_out_10000_or_a_sixth(tmp_path, n_train, n_valid):
         assert data.train.labels is None and data.class_names == ()
     else:
         assert data.class_names == datasets.DIGIT_CLASSES
+        assert all(split.labels is not None for split in (data.train, data.valid, data.test))
 
 
 def test_binarized_mnist_takes_each_split_from_its_own_file(tmp_path, monkeypatch):
