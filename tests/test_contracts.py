@@ -277,6 +277,9 @@ def test_a_code_scaler_survives_its_dict_form():
     again = CodeScaler.from_dict(scaler.to_dict())
     assert torch.equal(again.active, torch.tensor([True, False, True, True]))
     assert torch.equal(again(means), scaler(means)) and torch.equal(again.invert(scaler(means)), scaler.invert(scaler(means)))
+    # invert undoes the standardisation on the active units and leaves the others at 0
+    back = scaler.invert(scaler(means))
+    assert torch.allclose(back[:, scaler.active], means[:, scaler.active], atol=1e-5) and (back[:, 1] == 0).all()
 
 
 @pytest.mark.parametrize("code,start", [("ENOSPC", "no space left"), ("EDQUOT", "no space left"),

@@ -169,7 +169,7 @@ def test_the_linear_probe_finds_a_linear_code_of_the_label():
     z_train, y_train = _probe_data(2000, 1, True)
     z_test, y_test = _probe_data(1000, 2, True)
     probe = linear_probe(z_train, y_train, z_test, y_test, K)
-    assert probe.accuracy > 0.98 and probe.test_examples == 1000
+    assert probe.accuracy > 0.98 and (probe.train_examples, probe.test_examples) == (2000, 1000)
     assert probe.chance == pytest.approx(0.1, abs=0.03)
     # the codes are standardised with the training mean and scale, for both splits alike
     shifted = linear_probe(z_train * 3 + 10, y_train, z_test * 3 + 10, y_test, K)
