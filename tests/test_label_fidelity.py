@@ -77,6 +77,16 @@ def test_a_class_missing_from_the_test_split_has_no_per_class_accuracy():
     assert per_class[:-1] == [hits[data.test.labels == c].float().mean().item() for c in range(K - 1)]
 
 
+def test_the_data_checksum_reads_the_labels_as_well_as_the_images():
+    from pyro_vae.inference.judge import dataset_checksum
+
+    templates = _templates()
+    data = _dataset(templates)
+    relabelled = ImageDataset("templates", Split(data.train.images, (data.train.labels + 1) % K), data.valid, data.test,
+                              class_names=data.class_names)
+    assert dataset_checksum(relabelled) != dataset_checksum(data) == dataset_checksum(_dataset(templates))
+
+
 def test_a_cached_judge_lives_in_a_folder_named_after_its_data_set_and_key(tmp_path):
     data = _dataset(_templates(), name="my data/set")
     path = JudgeCache(tmp_path).path(data, TINY)
