@@ -118,6 +118,8 @@ def test_no_space_is_said_only_under_one_mib_free(tmp_path, monkeypatch, free, f
     message = ckpt.write_failure_message(tmp_path / "c.pt", RuntimeError("write failed"), existed=True)
     assert message.startswith("no space left") == full, message
     assert message.endswith("(the previous c.pt is intact).")
+    # otherwise the error's own first line is the reason given
+    assert full or message.startswith(f"could not write {tmp_path / 'c.pt'} (write failed); "), message
 
 
 @pytest.mark.parametrize("implementation", ["fast", "pyro"])
@@ -200,3 +202,118 @@ def test_scaled_importance_weights_scale_the_guides_term_like_the_priors():
             + beta * (normal(0.0, 1.0).log_prob(z) - normal(0.3 * x, 0.7).log_prob(z)))
     assert log_w.shape == (4, 3) and torch.allclose(log_w, want, atol=1e-5)
 
+
+
+def test_a_classifier_reads_extra_inputs_beside_the_pixels_broadcasting_their_leading_dims():
+    # the ADGM's q(y | a, x): the pixels and a [..., E] (any float dtype) feed one MLP
+    from pyro_vae.nn import classifier
+
+    torch.manual_seed(0)
+    net = classifier((1, 2, 2), [3], 4, extra_inputs=2)
+    x, extra = torch.rand(3, 1, 2, 2), torch.rand(5, 1, 2, dtype=torch.float64)
+    logits = net(x, extra)
+    assert logits.shape == (5, 3, 4) and logits.dtype == torch.float32
+    by_hand = net.body(torch.cat([x.flatten(-3).expand(5, 3, 4), extra.float().expand(5, 3, 2)], -1))
+    assert torch.allclose(logits, by_hand)
+
+
+def test_the_best_checkpoint_keeps_the_runs_extra_entries_and_none_of_the_last_epochs_state():
+    from pyro_vae.inference.train import best_checkpoint
+
+    history = [{"epoch": 1, "step": 10}, {"epoch": 2, "step": 20}, {"epoch": 3, "step": 30}]
+    last = {"format": 3, "model": "last model", "guide": "last guide", "optimizer": "adam", "epoch": 3, "step": 30,
+            "best_valid_elbo": -5.0, "history": history, "rng": "rng", "rng_ranks": [], "world_size": 1,
+            "position": 7, "best": {"epoch": 2, "model": "best model", "guide": "best guide"},
+            "config": "the run's config", "image_shape": [1, 2, 2]}
+    assert best_checkpoint(last) == {
+        "format": 3, "model": "best model", "guide": "best guide", "epoch": 2, "step": 20, "best_valid_elbo": -5.0,
+        "history": history[:2], "config": "the run's config", "image_shape": [1, 2, 2]}
+
+
+def test_a_checkpoint_is_written_through_a_hidden_tmp_file_that_a_killed_runs_cleanup_finds(tmp_path):
+    seen = []
+    ckpt.atomic_write_bytes(tmp_path / "c.pt", lambda handle: seen.extend(p.name for p in tmp_path.iterdir()))
+    assert len(seen) == 1 and seen[0].startswith(".c.pt.") and seen[0].endswith(".tmp")
+    assert [p.name for p in tmp_path.glob(".*.tmp*")] == [] and (tmp_path / "c.pt").exists()
+
+
+def test_without_the_environment_variable_judges_are_cached_in_the_users_cache(monkeypatch, tmp_path):
+    from pyro_vae.data import sources
+    from pyro_vae.inference.judge import CACHE_ENV, default_cache_dir
+
+    monkeypatch.delenv(CACHE_ENV, raising=False)
+    monkeypatch.setattr(sources, "cache_dir", lambda: tmp_path / "pyro-vae")
+    assert default_cache_dir() == tmp_path / "pyro-vae" / "classifiers"
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "mine"))
+    assert default_cache_dir() == tmp_path / "mine"
+
+
+def test_scale_sites_multiplies_the_scale_a_site_already_has():
+    from pyro_vae.inference.objectives import scale_sites
+
+    def program():
+        with poutine.scale(scale=3.0):
+            pyro.sample("z", dist.Normal(0.0, 1.0))
+            pyro.sample("x", dist.Normal(0.0, 1.0))
+
+    trace = poutine.trace(scale_sites(program, ["z"], 0.5)).get_trace()
+    assert (trace.nodes["z"]["scale"], trace.nodes["x"]["scale"]) == (1.5, 3.0)
+
+
+def test_describe_gives_bits_per_dim_and_its_standard_error():
+    from pyro_vae.inference import kinds
+
+    fields = kinds.describe(-100.0, 2.0, (1, 2, 5), kinds.EIGHT_BIT_MASS, "categorical-256", "none")
+    assert fields == {"likelihood": "categorical-256", "binarize": "none", "kind": kinds.EIGHT_BIT_MASS,
+                      "dimensions": 10, "bits_per_dim": pytest.approx(100.0 / (10 * math.log(2))),
+                      "bits_per_dim_stderr": pytest.approx(2.0 / (10 * math.log(2)))}
+
+
+def test_a_code_scaler_survives_its_dict_form():
+    from pyro_vae.inference.codes import CodeScaler
+
+    means = torch.randn(50, 4, generator=torch.Generator().manual_seed(0)) * torch.tensor([1.0, 0.0, 2.0, 0.5])
+    scaler = CodeScaler.fit(means)
+    again = CodeScaler.from_dict(scaler.to_dict())
+    assert torch.equal(again.active, torch.tensor([True, False, True, True]))
+    assert torch.equal(again(means), scaler(means)) and torch.equal(again.invert(scaler(means)), scaler.invert(scaler(means)))
+    # invert undoes the standardisation on the active units and leaves the others at 0
+    back = scaler.invert(scaler(means))
+    assert torch.allclose(back[:, scaler.active], means[:, scaler.active], atol=1e-5) and (back[:, 1] == 0).all()
+
+
+@pytest.mark.parametrize("code,start", [("ENOSPC", "no space left"), ("EDQUOT", "no space left"),
+                                        ("EACCES", "cannot write"), ("EROFS", "cannot write")])
+def test_a_failed_write_is_named_by_its_errno(tmp_path, code, start):
+    import errno
+    import os
+
+    number = getattr(errno, code)
+    message = ckpt.write_failure_message(tmp_path / "c.pt", OSError(number, os.strerror(number)), existed=False)
+    assert message.startswith(start) and message.endswith("(no c.pt was written)."), message
+
+
+def test_a_continuous_likelihoods_number_is_a_density_unless_it_was_dequantized():
+    from pyro_vae.inference import kinds
+
+    assert kinds.number_kind("unit-interval", False) == kinds.DENSITY  # not dequantized unless said
+    assert kinds.number_kind("unit-interval", False, dequantized=True) == kinds.DEQUANTIZED_BOUND
+    assert kinds.number_kind("unit-interval", True, dequantized=True) == kinds.DENSITY  # binary data: nothing to dequantize
+
+
+@pytest.mark.parametrize("implementation", ["fast", "pyro"])
+def test_the_elbo_draws_the_number_of_particles_asked_for(implementation):
+    shapes = []
+
+    def model(x):
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(torch.zeros(x.shape[0]), 1.0))
+            shapes.append(tuple(z.shape))
+            pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+
+    def guide(x):
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal(torch.zeros(x.shape[0]), 1.0))
+
+    make_objective("elbo", num_particles=4, implementation=implementation).differentiable_loss(model, guide, torch.zeros(3))
+    assert shapes == [(4, 3)]  # one vectorized run of 4 particles of the 3 examples

@@ -72,6 +72,9 @@ def test_batches_of_a_dynamically_binarized_training_split_are_fresh_binary_draw
         assert abs(batch.mean().item() - 0.25) < 4 * (0.25 * 0.75 / batch.numel()) ** 0.5  # Bernoulli(0.25)
     assert not torch.equal(first, second)
     assert torch.equal(next(data.batches("valid", batch_size=3)), torch.full((3, 1, 2, 2), 0.25))  # drawn at load
+    # the draws come from the generator given, so a seed repeats them
+    again = list(data.batches("train", batch_size=200, generator=torch.Generator().manual_seed(0)))
+    assert torch.equal(again[0], first) and torch.equal(again[1], second)
 
 
 def test_scored_split_draws_the_dynamic_training_split_once_with_its_fixed_seed():
@@ -123,3 +126,23 @@ def test_an_image_folder_whose_partition_leaves_validation_empty_is_refused_nami
     partition.write_text(partition.read_text().replace(" 1\n", " 2\n"))
     with pytest.raises(DataError, match=r"^the valid split of .* would be empty \(10 readable images\)"):
         load_dataset("image-folder", str(tmp_path))
+
+
+def test_without_class_names_the_labels_count_the_classes_and_negative_ones_are_refused():
+    images = torch.rand(4, 1, 2, 2)
+    split = Split(images, torch.tensor([0, 2, 1, 2]))
+    assert ImageDataset("d", split, split, split).validate().class_names == ()
+    bad = Split(images, torch.tensor([0, -1, 1, 2]))
+    with pytest.raises(DataError, match=r"the valid split of 'd' has labels outside 0\.\.2\."):
+        ImageDataset("d", split, bad, split).validate()
+    for dtype in (torch.float32, torch.bool):
+        with pytest.raises(DataError, match="labels must be whole numbers"):
+            ImageDataset("d", split, Split(images, torch.tensor([0, 1, 1, 0]).to(dtype)), split).validate()
+
+
+def test_dynamic_binarization_of_byte_images_still_checks_the_other_splits():
+    # the training bytes are in [0, 1] by construction; the validation split is still checked
+    data = ImageDataset("d", Split(ByteImages(torch.full((4, 1, 2, 2), 128, dtype=torch.uint8))),
+                        Split(torch.full((4, 1, 2, 2), 0.5)), Split(torch.ones(4, 1, 2, 2)), binarize="dynamic")
+    with pytest.raises(DataError, match="the valid split of 'd' has grey-level pixels"):
+        data.check_support(make_likelihood("bernoulli", (1, 2, 2)))

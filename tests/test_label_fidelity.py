@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -56,6 +57,34 @@ def test_the_judges_record_counts_what_it_was_trained_and_scored_on(templates_an
     assert record["test_accuracy_stderr"] == binomial_stderr(1.0, 100) == 0.0
     assert record["test_accuracy_per_class"] == [1.0] * K
     assert 1 <= record["best_epoch"] <= record["epochs_run"] <= TINY.epochs
+    # early stopping: training ends after `patience` epochs without a better validation
+    # accuracy (the judge is perfect on validation by epoch 2 here, so it stops at epoch 4)
+    assert record["epochs_run"] == min(TINY.epochs, record["best_epoch"] + TINY.patience) < TINY.epochs
+
+
+def test_a_class_missing_from_the_test_split_has_no_per_class_accuracy():
+    templates = _templates()
+    test = _template_data(templates, 100, 3)
+    present = test.labels != K - 1
+    data = ImageDataset("templates", _template_data(templates, 100, 1), _template_data(templates, 100, 2),
+                        Split(test.images[present], test.labels[present]), class_names=tuple(str(c) for c in range(K)))
+    judge = train_judge(data, dataclasses.replace(TINY, epochs=1))
+    record = judge.record
+    per_class = record["test_accuracy_per_class"]
+    assert record["epochs_run"] == 1 and len(per_class) == K and per_class[K - 1] is None
+    # each class's accuracy is over that class's test images, by hand from the judge's answers
+    hits = judge.predict(data.test.images) == data.test.labels
+    assert per_class[:-1] == [hits[data.test.labels == c].float().mean().item() for c in range(K - 1)]
+
+
+def test_the_data_checksum_reads_the_labels_as_well_as_the_images():
+    from pyro_vae.inference.judge import dataset_checksum
+
+    templates = _templates()
+    data = _dataset(templates)
+    relabelled = ImageDataset("templates", Split(data.train.images, (data.train.labels + 1) % K), data.valid, data.test,
+                              class_names=data.class_names)
+    assert dataset_checksum(relabelled) != dataset_checksum(data) == dataset_checksum(_dataset(templates))
 
 
 def test_a_cached_judge_lives_in_a_folder_named_after_its_data_set_and_key(tmp_path):
@@ -130,6 +159,12 @@ def test_binomial_standard_error():
     result = fidelity_of(torch.tensor([0, 1, 1, 2, 2, 2]), torch.tensor([0, 0, 1, 1, 2, 2]), 4)
     assert [p.value for p in result.per_class[:3]] == [0.5, 0.5, 1.0] and result.overall.value == pytest.approx(4 / 6)
     assert result.per_class[3].to_dict() == {"value": None, "stderr": None, "n": 0}  # no image of class 3
+    # the JSON forms of the results
+    assert result.to_dict() == {"fidelity": pytest.approx(4 / 6), "stderr": result.overall.stderr, "images": 6,
+                                "per_class": [p.to_dict() for p in result.per_class]}
+    from pyro_vae.inference.fidelity import ProbeResult
+    assert ProbeResult(0.9, 0.03, 0.1, 100, 50).to_dict() == {
+        "accuracy": 0.9, "stderr": 0.03, "chance": 0.1, "train_examples": 100, "test_examples": 50}
 
 
 def _probe_data(n: int, seed: int, encodes_label: bool):
@@ -144,8 +179,11 @@ def test_the_linear_probe_finds_a_linear_code_of_the_label():
     z_train, y_train = _probe_data(2000, 1, True)
     z_test, y_test = _probe_data(1000, 2, True)
     probe = linear_probe(z_train, y_train, z_test, y_test, K)
-    assert probe.accuracy > 0.98 and probe.test_examples == 1000
+    assert probe.accuracy > 0.98 and (probe.train_examples, probe.test_examples) == (2000, 1000)
     assert probe.chance == pytest.approx(0.1, abs=0.03)
+    # the codes are standardised with the training mean and scale, for both splits alike
+    shifted = linear_probe(z_train * 3 + 10, y_train, z_test * 3 + 10, y_test, K)
+    assert shifted.accuracy == pytest.approx(probe.accuracy, abs=0.002)
 
 
 def test_the_linear_probe_is_at_chance_on_codes_independent_of_the_label():
@@ -154,6 +192,23 @@ def test_the_linear_probe_is_at_chance_on_codes_independent_of_the_label():
     probe = linear_probe(z_train, y_train, z_test, y_test, K)
     assert abs(probe.accuracy - probe.chance) < 4 * math.sqrt(0.1 * 0.9 / 2000) + 0.01
     assert probe.stderr == pytest.approx(binomial_stderr(probe.accuracy, 2000))
+
+
+def test_the_probes_ridge_penalty_shrinks_a_weak_code_to_the_majority_class():
+    # a 1-D code weakly informative of a 30/70 label: with a small l2 the probe follows it,
+    # with l2 = 100 the penalty l2 |W|^2 pins W near 0, so the bias alone predicts: the
+    # majority class everywhere, exactly chance (a penalty that is not a square, unbounded
+    # below, sends W anywhere instead)
+    generator = torch.Generator().manual_seed(0)
+    y = (torch.rand(4000, generator=generator) < 0.7).long()
+    z = (1.5 * y + torch.randn(4000, generator=generator)).unsqueeze(1)
+    weak = linear_probe(z[:2000], y[:2000], z[2000:], y[2000:], 2)
+    assert weak.accuracy > weak.chance + 0.03
+    ridge = linear_probe(z[:2000], y[:2000], z[2000:], y[2000:], 2, l2=100.0)
+    assert ridge.accuracy == ridge.chance == (y[2000:] == 1).double().mean().item()
+    # so also for codes on another scale: both splits are standardised alike first
+    wide = linear_probe(30 * z[:2000], y[:2000], 30 * z[2000:], y[2000:], 2, l2=100.0)
+    assert wide.accuracy == ridge.accuracy
 
 
 def test_the_judge_is_cached_and_a_changed_data_set_retrains(tmp_path, monkeypatch):

@@ -25,6 +25,7 @@ def test_exact_posterior_guide_gives_exact_log_likelihood_for_every_k(ppca, k):
     assert torch.allclose(estimate.log_likelihood, ppca.log_marginal(x), atol=1e-4, rtol=0)
     # Every weight is the same, so the effective sample size is K.
     assert torch.allclose(estimate.ess, torch.full_like(estimate.ess, float(k)), rtol=1e-6)
+    assert estimate.k == k and estimate.seconds > 0
 
 
 def test_poor_guide_elbo_below_truth_and_estimate_climbs_to_it(ppca):

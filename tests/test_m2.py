@@ -121,7 +121,8 @@ def test_log_likelihood_sums_the_label_out_exactly():
     exact = torch.logsumexp(torch.stack([ppca.log_marginal(x - offsets[c]) for c in range(3)]), 0) - math.log(3)
     estimate = marginal_log_likelihood(model, guide, x, 3, k=5)
     assert torch.allclose(estimate.log_likelihood, exact, atol=1e-6)
-    assert estimate.k == 5 and estimate.summary()["k"] == 5
+    assert estimate.k == 5 and estimate.summary()["k"] == 5 and estimate.seconds > 0
+    assert estimate.ess.shape == (12,)  # one effective sample size per image
 
 
 def test_m2_from_the_cli(idx_dir, tmp_path, capsys):

@@ -73,7 +73,7 @@ def test_mnist_style_sets_split_50000_10000_10000_disjoint_and_in_order(mnist_si
     _check_rows(data.train, TRAIN, 0, 50_000)
     _check_rows(data.valid, TRAIN, 50_000, 60_000)
     _check_rows(data.test, TEST, 0, 10_000)
-    assert len(data.class_names) == 10
+    assert data.class_names == (datasets.FASHION_MNIST_CLASSES if name == "fashion-mnist" else datasets.DIGIT_CLASSES)
     assert all(split.labels is not None for split in (data.train, data.valid, data.test))  # labelled
 
 
@@ -83,6 +83,10 @@ def test_mnist_t10k_splits_the_test_file_7000_1000_2000(mnist_sized, monkeypatch
     _check_rows(data.train, TEST, 0, 7000)
     _check_rows(data.valid, TEST, 7000, 8000)
     _check_rows(data.test, TEST, 8000, 10_000)
+    # the file's labels (row i is labelled i % 10 here) stay with their images
+    for split, first in ((data.train, 0), (data.valid, 7000), (data.test, 8000)):
+        assert torch.equal(split.labels, torch.arange(first, first + len(split)) % 10)
+    assert data.class_names == datasets.DIGIT_CLASSES and data.name == "mnist-t10k"
 
 
 @pytest.mark.parametrize("n_train,n_valid", [(20_000, 10_000), (19_999, 3333), (1200, 200), (6, 1)])
@@ -96,6 +100,7 @@ def test_own_idx_folders_hold_out_10000_or_a_sixth(tmp_path, n_train, n_valid):
         assert data.train.labels is None and data.class_names == ()
     else:
         assert data.class_names == datasets.DIGIT_CLASSES
+        assert all(split.labels is not None for split in (data.train, data.valid, data.test))
 
 
 def test_binarized_mnist_takes_each_split_from_its_own_file(tmp_path, monkeypatch):
@@ -289,3 +294,11 @@ def test_an_image_folder_binarized_at_load_gives_binary_images(tmp_path):
         images = datasets.as_tensor(data.split(name).images)  # kept as 0/1 bytes, read as floats
         assert images.dtype == torch.float32 and set(images.unique().tolist()) <= {0.0, 1.0}
         assert images.shape == plain.split(name).images.shape
+
+
+def test_idx_labels_must_lie_below_the_number_of_classes():
+    from pathlib import Path
+
+    assert datasets._labels(np.array([0, 9], dtype=np.uint8), Path("l"), 2).tolist() == [0, 9]
+    with pytest.raises(datasets.DataError, match=r"l has labels outside 0\.\.9\."):
+        datasets._labels(np.array([0, 10], dtype=np.uint8), Path("l"), 2)

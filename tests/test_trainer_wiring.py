@@ -49,13 +49,13 @@ def _dataset() -> ImageDataset:
                         Split(_noisy(200, 0.05, 3, inverted=True)))
 
 
-def _trainer(data, run_dir, epochs: int, extra_state=None, **settings) -> Trainer:
+def _trainer(data, run_dir, epochs: int, extra_state=None, log=lambda line: None, **settings) -> Trainer:
     pyro.set_rng_seed(0)
     model, guide = build_vae(MODEL, SHAPE)
     settings = TrainSettings(epochs=epochs, batch_size=BATCH, learning_rate=settings.pop("learning_rate", 1e-2),
                              analytic_kl=True, **settings)
     return Trainer(model, guide, make_objective("analytic-kl"), data, settings, run_dir=run_dir,
-                   progress=False, log=lambda line: None, extra_state=extra_state)
+                   progress=False, log=log, extra_state=extra_state)
 
 
 def _restored(checkpoint: dict):
@@ -312,8 +312,7 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
 def test_the_log_names_each_epochs_numbers_and_marks_the_improvements(tmp_path):
     data = _dataset()
     lines = []
-    trainer = _trainer(data, None, epochs=2)
-    trainer.log = lines.append
+    trainer = _trainer(data, None, epochs=2, log=lines.append)  # the log the caller gives is used
     data.valid.images.copy_(_noisy(200, 0.05, 4))
     trainer.on_epoch = lambda trainer, row: data.valid.images.copy_(_noisy(200, 0.05, 3, inverted=True))
     trainer.fit()
