@@ -51,6 +51,18 @@ def _parameters(trainer: Trainer) -> list[torch.Tensor]:
 
 # -- the best checkpoint ------------------------------------------------------------------
 
+class LossRecorder:
+    """The analytic-KL objective, recording each step's loss (nats per batch) in ``values``."""
+
+    def __init__(self):
+        self.inner, self.values = make_objective("analytic-kl"), []
+
+    def differentiable_loss(self, model, guide, x, **kwargs):
+        loss = self.inner.differentiable_loss(model, guide, x, **kwargs)
+        self.values.append(loss.item())
+        return loss
+
+
 def test_the_best_checkpoint_holds_the_best_epoch_and_the_runs_extras_and_nothing_of_the_last_state():
     # best_checkpoint #33, #35, #40 (rng, rng_ranks, position copied), #42 (format lost), #66.
     history = [{"epoch": e, "step": 10 * e, "valid_elbo": -float(e)} for e in (1, 2, 3)]
@@ -395,16 +407,7 @@ def test_a_parameter_that_a_step_does_not_use_is_not_moved_by_that_step():
 
 def test_a_rank_without_rows_in_a_global_batch_adds_nothing_to_the_epochs_bound(one_process_group):
     # train_epoch #42 (value = 1.0): a rank whose shard of the last global batch is empty added 1 nat.
-    class Recording:
-        def __init__(self):
-            self.inner, self.values = make_objective("analytic-kl"), []
-
-        def differentiable_loss(self, model, guide, x, **kwargs):
-            loss = self.inner.differentiable_loss(model, guide, x, **kwargs)
-            self.values.append(loss.item())
-            return loss
-
-    objective = Recording()
+    objective = LossRecorder()
     rank_1 = _rank(1, data=_data(49), objective=objective)  # batches of 16, 16, 16 and 1: rank 1 gets 8, 8, 8, 0
     bound = rank_1.train_epoch()
     assert len(objective.values) == 3 and rank_1.state.step == 4
@@ -492,18 +495,9 @@ def test_the_checkpoint_of_a_two_rank_run_holds_every_ranks_rng_state(tmp_path, 
 def test_the_training_loss_weighs_the_kl_by_beta(beta):
     # train_epoch #57 (`beta != 2.0`): a KL weight of 2 left unapplied. With the same parameters and
     # draws, the first step's loss is -reconstruction + beta * KL: linear in beta.
-    class FirstLoss:
-        def __init__(self):
-            self.inner, self.values = make_objective("analytic-kl"), []
-
-        def differentiable_loss(self, model, guide, x, **kwargs):
-            loss = self.inner.differentiable_loss(model, guide, x, **kwargs)
-            self.values.append(loss.item())
-            return loss
-
     losses = {}
     for weight in (1.0, beta, 2 * beta - 1.0):
-        objective = FirstLoss()
+        objective = LossRecorder()
         _trainer(objective=objective, beta=weight).train_epoch()
         losses[weight] = objective.values[0]
     kl = (losses[beta] - losses[1.0]) / (beta - 1.0)  # the batch's summed KL
