@@ -313,6 +313,18 @@ def test_static_binarization_draws_validation_and_test_with_the_runs_seed(tmp_pa
     assert not any(torch.equal(a, b) for a, b in zip(draws(3), draws(4)))
 
 
+def test_static_binarization_draws_each_split_from_its_own_stream(tmp_path):
+    # Identical grey images in every split: with one seed for training and validation, image i
+    # of both got the same uniforms, so the same 0/1 pixels.
+    grey = np.full((12, 8, 8), 128, dtype=np.uint8)
+    folder = _idx_folder(tmp_path, grey, grey[:6])
+    data = load_dataset("idx", str(folder), binarize="static", seed=0)
+    train, valid, test = (split.images[:].flatten(1) for split in (data.train, data.valid, data.test))
+    rows = min(len(train), len(valid), len(test))
+    assert not torch.equal(train[:rows], valid[:rows])
+    assert not torch.equal(valid[:rows], test[:rows]) and not torch.equal(train[:rows], test[:rows])
+
+
 def test_an_idx_folder_with_one_label_file_of_two_is_unlabelled(tmp_path):
     # _own_idx_paths #42 (`or`): labelled with the test labels missing (a KeyError, not a data set).
     folder = _idx_folder(tmp_path, _rows(12), _rows(6))

@@ -365,7 +365,9 @@ def load_dataset(name: str, data_dir: str = "", binarize: str = "none", seed: in
     if binarize != "none":
         if binarize != "dynamic":
             train = replace(train, images=_binarize(train.images, binarize, seed))
-        eval_seed = EVAL_BINARIZATION_SEED if binarize == "dynamic" else seed
+        # Each split its own Bernoulli stream: static draws of validation from the training
+        # split's seed would give image i of both the same uniforms.
+        eval_seed = EVAL_BINARIZATION_SEED if binarize == "dynamic" else seed + 1
         valid = replace(valid, images=_binarize(valid.images, binarize, eval_seed))
         test = replace(test, images=_binarize(test.images, binarize, eval_seed + 1))
     return ImageDataset(name, train, valid, test, binarize, classes, attribute_names).validate()
