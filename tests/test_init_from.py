@@ -104,6 +104,24 @@ def test_a_run_may_add_a_vampprior_and_a_flow_to_its_source(source, idx_dir, tmp
     assert nearest.values.max() < 1e-4 and len(set(nearest.indices.tolist())) == 6
 
 
+def test_a_run_that_adds_iaf_steps_starts_with_its_sources_posterior(source, idx_dir, tmp_path):
+    # IAF steps start at the identity, so the extended run's q(z | x) is the source's best
+    # q(z | x) at every z (a random start would move log q by nats and undo the warm start).
+    from pyro_vae.data.datasets import as_tensor
+
+    run = tmp_path / "iaf"
+    assert main(["train", "--data-dir", str(idx_dir), "--run-dir", str(run), "--epochs", "1", "--learning-rate", "1e-9",
+                 *TINY, "--flow", "iaf", "--flow-steps", "2", "--init-from", str(source)]) == 0
+    before, after = open_run(source, "best"), open_run(run, "last")
+    x = as_tensor(before.dataset().test.images[:8])
+    torch.manual_seed(0)
+    with torch.no_grad():
+        q_before = torch.distributions.Independent(torch.distributions.Normal(*before.guide.encode(x)), 1)
+        q_after = after.guide.distribution(x)
+        z = q_before.sample((3,))
+        torch.testing.assert_close(q_after.log_prob(z), q_before.log_prob(z), rtol=0, atol=1e-4)
+
+
 def test_a_run_may_not_drop_a_part_of_its_source(source, idx_dir, tmp_path, capsys):
     flowed = tmp_path / "flowed"
     assert main(["train", "--data-dir", str(idx_dir), "--run-dir", str(flowed), "--epochs", "1", *TINY,

@@ -166,6 +166,9 @@ def test_flow_guide_log_density_is_the_change_of_variables(flow):
     torch.manual_seed(0)
     _, guide = build_vae(ModelConfig(latent_dim=3, hidden_dims=[16], flow=flow, flow_steps=2), (1, 4, 4))
     guide = guide.double()
+    with torch.no_grad():  # move IAF steps off their identity start, so the Jacobian is not trivial
+        for parameter in guide.steps.parameters():
+            parameter.add_(0.3 * torch.randn_like(parameter))
     x = torch.rand(1, 1, 4, 4, dtype=torch.float64)
     q = guide.distribution(x)
     z0 = q.base_dist.rsample()
@@ -187,6 +190,28 @@ def test_flow_guide_log_density_is_the_change_of_variables(flow):
     torch.testing.assert_close(q.log_prob(z), hand, rtol=1e-9, atol=1e-9)
     if flow != "householder":  # a reflection preserves volume; the others must not here
         assert log_det.abs() > 1e-3
+
+
+def test_a_fresh_iaf_guide_is_its_encoders_normal_and_its_steps_learn():
+    torch.manual_seed(0)
+    model, guide = build_vae(ModelConfig(latent_dim=3, hidden_dims=[16], flow="iaf", flow_steps=2), (1, 4, 4))
+    x = torch.bernoulli(torch.full((5, 1, 4, 4), 0.5))
+    q = guide.distribution(x)
+    z0 = q.base_dist.rsample()
+    z = z0
+    for t in q.transforms:
+        z = t(z)
+    torch.testing.assert_close(z, z0, rtol=0, atol=0)  # each step maps z to z
+    torch.testing.assert_close(q.log_prob(z), q.base_dist.log_prob(z0), rtol=0, atol=0)  # log-determinant 0
+    # Gradients reach the steps' output layers at once, and one update leaves the identity.
+    (-elbo_terms(model, guide, x).elbo.sum()).backward()
+    outputs = [step.nn.layers[-1] for step in guide.steps]
+    assert all(layer.weight.grad.abs().sum() > 0 for layer in outputs)
+    torch.optim.Adam(guide.parameters(), lr=1e-2).step()
+    with torch.no_grad():
+        q = guide.distribution(x)
+        z = q.base_dist.sample()
+        assert (q.log_prob(q.transforms[1](q.transforms[0](z))) - q.base_dist.log_prob(z)).abs().max() > 1e-4
 
 
 def test_estimator_on_a_flow_guide_matches_the_exact_log_likelihood():

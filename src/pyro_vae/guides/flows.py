@@ -32,14 +32,34 @@ FLOWS = ("none", "iaf", "householder", "planar")
 def make_flow_steps(name: str, latent_dim: int, context_dim: int, steps: int) -> nn.ModuleList:
     """``steps`` conditional transforms of kind ``name`` on ``[..., latent_dim]`` with a
     context of ``context_dim`` features. IAF steps use Pyro's default hidden layer of
-    10 * latent_dim units and a fresh random order of the latent dimensions each."""
+    10 * latent_dim units and a fresh random order of the latent dimensions each.
+
+    IAF steps start as the identity (:func:`start_at_identity`), as in Kingma et al. 2016,
+    so q(z | x) begins as the encoder's diagonal Normal; Householder reflections cannot
+    (a reflection is never the identity), and a planar step at the identity (u = 0, w = 0)
+    would get no gradient, so those two keep Pyro's random initialisation."""
     if name == "iaf":
-        return nn.ModuleList(T.conditional_affine_autoregressive(latent_dim, context_dim) for _ in range(steps))
+        return nn.ModuleList(start_at_identity(T.conditional_affine_autoregressive(latent_dim, context_dim))
+                             for _ in range(steps))
     if name == "householder":
         return nn.ModuleList(T.conditional_householder(latent_dim, context_dim) for _ in range(steps))
     if name == "planar":
         return nn.ModuleList(T.conditional_planar(latent_dim, context_dim) for _ in range(steps))
     raise ValueError(f"unknown flow {name!r}")
+
+
+def start_at_identity(step: T.ConditionalAffineAutoregressive) -> T.ConditionalAffineAutoregressive:
+    r"""Zero the output layer of an IAF step's autoregressive network, so that its shift
+    :math:`\mu(z, h) = 0` and log-scale :math:`\log\sigma(z, h) = 0` for every input: the step
+    maps z to z with a log-determinant of 0. The layer still learns (its gradient is the
+    hidden activations), and the layers below start learning after its first update. Why:
+    a random step perturbs the encoder's Normal by up to a few nats per example, which
+    undoes most of what a run warm-started with ``--init-from SOURCE --flow iaf`` inherits."""
+    output = step.nn.layers[-1]
+    with torch.no_grad():
+        output.weight.zero_()
+        output.bias.zero_()
+    return step
 
 
 class FlowGuide(PyroModule):
