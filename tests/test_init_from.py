@@ -104,7 +104,7 @@ def test_a_run_may_add_a_vampprior_and_a_flow_to_its_source(source, idx_dir, tmp
     assert nearest.values.max() < 1e-4 and len(set(nearest.indices.tolist())) == 6
 
 
-def test_a_run_that_adds_iaf_steps_starts_with_its_sources_posterior(source, idx_dir, tmp_path):
+def test_a_run_that_adds_iaf_steps_starts_with_its_sources_posterior(source, idx_dir, tmp_path, capsys):
     # IAF steps start at the identity, so the extended run's q(z | x) is the source's best
     # q(z | x) at every z (a random start would move log q by nats and undo the warm start).
     from pyro_vae.data.datasets import as_tensor
@@ -112,6 +112,7 @@ def test_a_run_that_adds_iaf_steps_starts_with_its_sources_posterior(source, idx
     run = tmp_path / "iaf"
     assert main(["train", "--data-dir", str(idx_dir), "--run-dir", str(run), "--epochs", "1", "--learning-rate", "1e-9",
                  *TINY, "--flow", "iaf", "--flow-steps", "2", "--init-from", str(source)]) == 0
+    assert "about 20x" not in capsys.readouterr().out  # the DReG note is for --objective iwae-dreg only
     before, after = open_run(source, "best"), open_run(run, "last")
     x = as_tensor(before.dataset().test.images[:8])
     torch.manual_seed(0)
