@@ -102,7 +102,9 @@ class BinaryBernoulli(dist.Bernoulli):
     """
 
     def log_prob(self, value):
-        logits, value = torch.broadcast_tensors(self.logits, value)
+        logits = self.logits
+        if logits.shape != value.shape:  # the kernel wants one shape; a training batch has it already
+            logits, value = torch.broadcast_tensors(logits, value)
         return -F.binary_cross_entropy_with_logits(logits, value, reduction="none")
 
 

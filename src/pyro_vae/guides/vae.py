@@ -5,7 +5,8 @@ from __future__ import annotations
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.nn.module import PyroModule, to_pyro_module_
+from pyro.nn.module import PyroModule
+from pyro_vae.pyro_modules import to_pyro_network_
 
 
 class DiagonalNormalGuide(PyroModule):
@@ -19,12 +20,14 @@ class DiagonalNormalGuide(PyroModule):
 
     def __init__(self, encoder: torch.nn.Module):
         super().__init__()
-        to_pyro_module_(encoder)
+        to_pyro_network_(encoder)
         self.encoder = encoder
 
     def forward(self, x: torch.Tensor) -> None:
+        # The encoder has no sample site, so it runs outside the plate: its parameter
+        # statements then skip the plate's handlers (a training step's fixed cost).
+        loc, scale = self.encoder(x)
         with pyro.plate("data", x.shape[0]):
-            loc, scale = self.encoder(x)
             pyro.sample("z", dist.Normal(loc, scale, validate_args=False).to_event(1))
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
