@@ -19,7 +19,8 @@ from torch import nn
 from pyro_vae import nn as vae_nn
 from pyro_vae.build import build_vae
 from pyro_vae.config import ModelConfig
-from pyro_vae.inference.objectives import ReparamELBO
+from pyro_vae.inference.distributed import GlobalBatchNoise
+from pyro_vae.inference.objectives import ReparamELBO, scale_sites
 from pyro_vae.inference.weights import record_sites
 from pyro_vae.models.priors import StandardNormal, StandardNormalPrior
 from pyro_vae.pyro_modules import LeanNetwork, to_pyro_network_
@@ -92,6 +93,10 @@ def test_lean_network_leaves_out_only_idle_parameter_statements():
     with _ParamCounter() as idle:
         guide(x)
     assert idle.params == []  # stored, and the only handler ignores such statements
+    # The handlers around the trainer's step ignore them too (a KL weight, the global-batch noise).
+    with GlobalBatchNoise(torch.Generator(), slice(0, 3), 3), _ParamCounter() as in_step:
+        scale_sites(guide, ["z"], 0.5)(x)
+    assert in_step.params == []
     with _ParamCounter() as counter, poutine.trace() as tracer:  # a trace looks at them: all issued
         guide(x)
     assert len(counter.params) == n_params
