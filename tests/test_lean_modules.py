@@ -172,3 +172,21 @@ def test_standard_normal_is_normal_zero_one_bit_for_bit(dtype):
     assert torch.equal(a, b) and type(ours.expand((2, 4, 5))) is StandardNormal
     prior = StandardNormalPrior(5).distribution(z, 4)
     assert prior.batch_shape == (4,) and prior.event_shape == (5,) and prior.base_dist.loc.dtype == dtype
+
+
+def test_bernoulli_images_log_prob_is_independent_bernoulli_bit_for_bit():
+    from pyro_vae.likelihoods import BinaryBernoulli, BinaryBernoulliImages
+
+    torch.manual_seed(0)
+    logits = (3 * torch.randn(2, 5, 1, 4, 4)).requires_grad_()  # [particles, batch, C, H, W]
+    x = torch.bernoulli(torch.full((5, 1, 4, 4), 0.4))  # broadcast against the particles
+    ours = BinaryBernoulliImages(BinaryBernoulli(logits=logits, validate_args=False), 3)
+    theirs = dist.Independent(BinaryBernoulli(logits=logits, validate_args=False), 3)
+    a, b = ours.log_prob(x), theirs.log_prob(x)
+    assert a.shape == (2, 5) and torch.equal(a, b)
+    assert torch.equal(*(torch.autograd.grad(v.sum(), logits)[0] for v in (a, b)))
+    # By hand: sum over pixels of x log sigmoid(l) + (1 - x) log sigmoid(-l).
+    by_hand = (x * torch.nn.functional.logsigmoid(logits) + (1 - x) * torch.nn.functional.logsigmoid(-logits))
+    assert torch.allclose(a, by_hand.sum((-3, -2, -1)), rtol=1e-6)
+    expanded = ours.expand((3, 2, 5))  # a particle plate expands it: still this class
+    assert type(expanded) is BinaryBernoulliImages and expanded.log_prob(x).shape == (3, 2, 5)
