@@ -61,7 +61,7 @@ CLI_SUPPORT_HINTS = {
                     "categorical-256")},
 }
 #: Options that may change when a run is resumed; everything else must match.
-RESUMABLE_CHANGES = {"train.epochs", "train.device", "train.figure_every", "train.tensorboard", "data.workers",
+RESUMABLE_CHANGES = {"train.epochs", "train.device", "train.figure_every", "train.figures", "train.tensorboard", "data.workers",
                      "data.cache_images", "train.patience", "train.mlflow"}
 
 
@@ -308,7 +308,7 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
         write_metrics(run_dir / METRICS, trainer.state.history)
         every = config.train.figure_every
         figures_now = bool(every) and row["epoch"] % every == 0
-        if figures_now:
+        if figures_now and config.train.figures:
             _figures(model, guide, dataset, run_dir, device)
         if board is not None:
             _log_tensorboard(board, row, model, guide, dataset, device, images=figures_now or row["epoch"] == 1)
@@ -389,7 +389,7 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
             **kind_fields(config, model.likelihood, dataset.image_shape, test["elbo"], test["elbo_stderr"]),
         }
     # M1+M2's "images" are codes: its figures need M1's decoder (not drawn here)
-    figures = [] if scaler is not None else _figures(model, guide, dataset, run_dir, device)
+    figures = [] if scaler is not None or not train_cfg.figures else _figures(model, guide, dataset, run_dir, device)
     summary = {
         **run_settings(config),
         "epochs": state.epoch,
