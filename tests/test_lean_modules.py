@@ -190,3 +190,20 @@ def test_bernoulli_images_log_prob_is_independent_bernoulli_bit_for_bit():
     assert torch.allclose(a, by_hand.sum((-3, -2, -1)), rtol=1e-6)
     expanded = ours.expand((3, 2, 5))  # a particle plate expands it: still this class
     assert type(expanded) is BinaryBernoulliImages and expanded.log_prob(x).shape == (3, 2, 5)
+
+
+def test_event_expands_to_its_own_shape_as_itself_and_otherwise_as_independent():
+    from pyro_vae.distributions import Event
+
+    torch.manual_seed(0)
+    base = dist.Normal(torch.randn(4, 3), torch.rand(4, 3) + 0.5)
+    ours, theirs = Event(base, 1), base.to_event(1)
+    assert ours.expand((4,)) is ours and ours.expand(torch.Size([4])) is ours  # a plate's no-op broadcast
+    wider_a, wider_b = ours.expand((2, 4)), theirs.expand((2, 4))
+    assert wider_a.batch_shape == wider_b.batch_shape == (2, 4) and wider_a.event_shape == (3,)
+    z = torch.randn(2, 4, 3)
+    assert torch.equal(wider_a.log_prob(z), wider_b.log_prob(z))
+    # Inside a plate of the same size the site's distribution is the very object the program built.
+    with poutine.trace() as tracer, pyro.plate("data", 4):
+        pyro.sample("z", ours)
+    assert tracer.trace.nodes["z"]["fn"] is ours

@@ -31,6 +31,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from pyro_vae import discrete
+from pyro_vae.distributions import Event
 from pyro_vae.errors import DataError
 
 LIKELIHOODS: dict[str, type[Likelihood]] = {}
@@ -108,7 +109,7 @@ class BinaryBernoulli(dist.Bernoulli):
         return -F.binary_cross_entropy_with_logits(logits, value, reduction="none")
 
 
-class BinaryBernoulliImages(dist.Independent):
+class BinaryBernoulliImages(Event):
     """:class:`BinaryBernoulli` pixels read as one event (an image): ``log_prob`` sums the
     binary cross-entropies over the event dimensions and then negates the ``[batch]`` sum,
     where ``Independent`` negates every pixel's term before summing. Negation is exact and

@@ -29,6 +29,8 @@ from pyro.nn.module import PyroModule
 from torch import nn
 from torch.nn import functional as F
 
+from pyro_vae.distributions import Event
+
 
 class Prior(PyroModule):
     """p(z) over ``latent_dim`` dimensions; subclasses implement :meth:`distribution`."""
@@ -86,7 +88,7 @@ class StandardNormalPrior(Prior):
     closed_form_kl = True
 
     def distribution(self, like, batch_size):
-        return StandardNormal.like(like, (batch_size, self.latent_dim)).to_event(1)
+        return Event(StandardNormal.like(like, (batch_size, self.latent_dim)), 1)
 
 
 class DiagonalNormalMixture(dist.TorchDistribution):

@@ -41,7 +41,7 @@ class VAEModel(PyroModule):
 
     def forward(self, x: torch.Tensor) -> None:
         batch_size = x.shape[0]
-        with pyro.plate("data", batch_size):
+        with pyro.plate("data", batch_size, device=x.device):  # device: no look-up of the default one
             z = pyro.sample("z", self.prior(x, batch_size))
             pyro.sample("x", self.likelihood.distribution(self.decoder(z)), obs=x)
 
