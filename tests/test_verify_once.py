@@ -1,6 +1,7 @@
 """A published data set's files are checked against their SHA-256 as they are read, each
 un-gzipped once (the check used to gunzip every file a second time), and a file whose
-content differs is still refused before it is used."""
+content differs is still refused before it is used; byte images are support-checked by their
+distinct values, which are exactly the pixels' values as training reads them."""
 
 import gzip
 import hashlib
@@ -46,3 +47,23 @@ def test_a_file_that_does_not_match_its_hash_is_refused_on_loading(tmp_path, mon
     monkeypatch.setattr(datasets, "BINARIZED_MNIST", source)
     with pytest.raises(DataError, match="binarized_mnist_valid.amat.gz does not match its published SHA-256"):
         datasets.load_dataset("binarized-mnist", str(tmp_path), download=False)
+
+
+@pytest.mark.parametrize("scale", [255.0, 1.0])
+def test_distinct_values_are_the_pixels_as_read_bit_for_bit(scale):
+    import torch
+
+    from pyro_vae.data.folders import ByteImages
+
+    torch.manual_seed(0)
+    high = 256 if scale == 255.0 else 2
+    data = torch.randint(0, high, (9, 1, 3, 3), dtype=torch.uint8)
+    data[4] = high - 1  # a value only row 4 holds
+    data[data == high - 1] = 0
+    data[4, 0, 0, 0] = high - 1
+    for rows in (None, torch.tensor([0, 2, 4]), torch.tensor([1, 3, 5, 6, 7, 8, 0, 2, 3])):
+        images = ByteImages(data, rows, scale=scale)
+        expected = torch.unique(images[:])  # every pixel as float32, as training reads it
+        assert torch.equal(images.distinct_values(), expected)
+        holds_row_4 = rows is None or 4 in rows.tolist()  # the third has all 9 rows' length, not row 4
+        assert ((high - 1) / scale in images.distinct_values().tolist()) == holds_row_4

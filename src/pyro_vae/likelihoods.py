@@ -79,6 +79,9 @@ class Likelihood(PyroModule):
     def check_support(self, x: torch.Tensor, what: str = "the data", hint: str | None = None) -> None:
         """Raise :class:`DataError` if ``x`` lies outside this likelihood's support.
 
+        A support is a property of each pixel value, so ``x`` may be images of any shape or
+        just the distinct values they hold (a data set of bytes passes those).
+
         The message ends with how to fix it: ``hint`` where the caller gives one (the CLI
         names its flags), else the way to do it from Python."""
         if not torch.isfinite(x).all():

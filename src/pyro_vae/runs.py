@@ -598,9 +598,9 @@ def evaluate_run(run: Run, split: str = "test", limit: int = 0, subset: str = "r
     :func:`evaluation_examples`), with its parts, nats per example."""
     part, chosen, _ = evaluation_examples(run, split, limit, subset, seed)
     images = part.images  # evaluate_elbo reads it batch by batch (byte images stay bytes until then)
-    for batch in (images.batches() if isinstance(images, ByteImages) else (images,)):  # bytes: 4096 at a time
-        run.model.likelihood.check_support(batch, f"the {split} split",
-                                           hint=CLI_SUPPORT_HINTS.get(run.config.model.likelihood))
+    # A support is a per-pixel property: bytes are checked by their distinct values.
+    run.model.likelihood.check_support(images.distinct_values() if isinstance(images, ByteImages) else images,
+                                       f"the {split} split", hint=CLI_SUPPORT_HINTS.get(run.config.model.likelihood))
     result = evaluate_elbo(run.model, run.guide, images, analytic_kl=True, labels=part.labels)
     if not getattr(run.model, "has_marginal_likelihood", True):  # an autoencoder: no ELBO, no KL
         return {**chosen, "examples": len(images), "unit": "nats per example",

@@ -194,8 +194,8 @@ class ImageDataset:
                 if not torch.isfinite(images).all() or ((images < 0) | (images > 1)).any():
                     raise DataError(f"{what} needs pixel intensities in [0, 1] for dynamic binarization.")
                 continue
-            for batch in (images.batches() if isinstance(images, ByteImages) else (images,)):
-                likelihood.check_support(batch, what, hint)
+            # A support is a per-pixel property: bytes are checked by their distinct values.
+            likelihood.check_support(images.distinct_values() if isinstance(images, ByteImages) else images, what, hint)
 
     def batches(self, split: str = "train", batch_size: int = 128, shuffle: bool | None = None,
                 generator: torch.Generator | None = None):
