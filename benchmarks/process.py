@@ -1,6 +1,6 @@
-"""A whole short job: `pyro-vae train` for E epochs on binarized MNIST (784-400-50 MLP)
-against `benchmarks/handwritten_vae.py` doing the same epochs, each a fresh process, the
-two alternated; each process's CPU seconds (user + system) and wall seconds, and its peak
+"""A whole short job: `pyro-vae train` for E epochs on binarized MNIST (784-400-50 MLP), with
+its default figures and with ``--figures false``, against `benchmarks/handwritten_vae.py`
+doing the same epochs (no figures), each a fresh process, alternated; each process's CPU seconds (user + system) and wall seconds, and its peak
 RSS (``os.wait4``). Also the start-up
 alone: ``import pyro_vae.cli`` against ``import torch, pyro``.
 
@@ -46,7 +46,8 @@ def main():
     if not (data_dir / "binarized_mnist_train.amat.gz").exists():
         data_dir = data_dir / "binarized_mnist"
     env = dict(os.environ, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE", PYTHONPATH=str(ROOT / "src"))
-    rows = {"pyro_vae_cli": [], "handwritten": [], "import_pyro_vae_cli": [], "import_torch_pyro": []}
+    rows = {"pyro_vae_cli": [], "pyro_vae_cli_no_figures": [], "handwritten": [], "import_pyro_vae_cli": [],
+            "import_torch_pyro": []}
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.repeats):
             limit = ["--train-limit", str(args.train_limit)] if args.train_limit else []
@@ -54,6 +55,10 @@ def main():
                 "pyro_vae_cli": [sys.executable, "-m", "pyro_vae.cli", "train", "--dataset", "binarized-mnist",
                                  "--data-dir", str(data_dir), "--hidden-dims", "400", "--latent-dim", "50",
                                  "--epochs", str(args.epochs), *limit, "--no-progress", "--run-dir", f"{tmp}/cli{i}"],
+                "pyro_vae_cli_no_figures": [sys.executable, "-m", "pyro_vae.cli", "train", "--dataset", "binarized-mnist",
+                                            "--data-dir", str(data_dir), "--hidden-dims", "400", "--latent-dim", "50",
+                                            "--epochs", str(args.epochs), *limit, "--no-progress", "--figures", "false",
+                                            "--run-dir", f"{tmp}/nofig{i}"],
                 "handwritten": [sys.executable, str(ROOT / "benchmarks" / "handwritten_vae.py"), str(data_dir),
                                 f"{tmp}/hand{i}", "--epochs", str(args.epochs), *limit],
                 "import_pyro_vae_cli": [sys.executable, "-c", "import pyro_vae.cli"],
@@ -66,10 +71,14 @@ def main():
     # CPU seconds: on an oversubscribed machine wall time measures the other jobs as much as this one.
     med = {name: median([r["seconds"] for r in runs]) for name, runs in rows.items()}
     ratios = [a["seconds"] / b["seconds"] for a, b in zip(rows["pyro_vae_cli"], rows["handwritten"])]
+    no_figures = [a["seconds"] / b["seconds"] for a, b in zip(rows["pyro_vae_cli_no_figures"], rows["handwritten"])]
     result = {"commit": git_commit(), "epochs": args.epochs, "train_limit": args.train_limit, "runs": rows,
               "median_s": med, "ratio_each_pair": ratios, "ratio": med["pyro_vae_cli"] / med["handwritten"],
+              "no_figures_ratio_each_pair": no_figures,
+              "no_figures_ratio": med["pyro_vae_cli_no_figures"] / med["handwritten"],
               "load_average": os.getloadavg()}
-    print(f"CLI / hand-written: {result['ratio']:.3f} (pairs {', '.join(f'{r:.3f}' for r in ratios)})")
+    print(f"CLI / hand-written: {result['ratio']:.3f} (pairs {', '.join(f'{r:.3f}' for r in ratios)}); "
+          f"with --figures false {result['no_figures_ratio']:.3f} (pairs {', '.join(f'{r:.3f}' for r in no_figures)})")
     print(write_result("process", result))
 
 

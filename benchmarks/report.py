@@ -101,15 +101,22 @@ def main():
                   ("| process | runs (CPU s) | median (CPU s) | wall (s) | peak RSS (MiB) |"
                    if "wall_seconds" in proc["runs"]["handwritten"][0] else
                    "| process | runs (wall s) | median (wall s) | wall (s) | peak RSS (MiB) |"), "|---|---|---|---|---|"]
-        for name, label in (("pyro_vae_cli", "`pyro-vae train`"), ("handwritten", "hand-written script"),
+        for name, label in (("pyro_vae_cli", "`pyro-vae train`"),
+                            ("pyro_vae_cli_no_figures", "`pyro-vae train --figures false`"),
+                            ("handwritten", "hand-written script"),
                             ("import_pyro_vae_cli", "`import pyro_vae.cli`"), ("import_torch_pyro", "`import torch, pyro`")):
+            if name not in proc["runs"]:  # --figures false: since the fifth pass on #16
+                continue
             runs = proc["runs"][name]
             seconds = ", ".join(f"{r['seconds']:.1f}" for r in runs)
             wall = ", ".join(f"{r.get('wall_seconds', r['seconds']):.1f}" for r in runs)
             lines.append(f"| {label} | {seconds} | {proc['median_s'][name]:.1f} | {wall} | "
                          f"{max(r['peak_mib'] for r in runs):.0f} |")
         lines += ["", f"Ratio of medians **{proc['ratio']:.3f}**; pair by pair "
-                  f"{', '.join(f'{r:.3f}' for r in proc['ratio_each_pair'])}.", ""]
+                  f"{', '.join(f'{r:.3f}' for r in proc['ratio_each_pair'])}."
+                  + (f" With `--figures false` **{proc['no_figures_ratio']:.3f}**; pair by pair "
+                     f"{', '.join(f'{r:.3f}' for r in proc['no_figures_ratio_each_pair'])}."
+                     if "no_figures_ratio" in proc else ""), ""]
     est = _load("estimator")
     if est:
         lines += _heading("Held-out log-likelihood estimator", est) + [

@@ -212,7 +212,7 @@ def test_the_python_api_looks_in_the_usual_places_and_downloads_a_missing_named_
     # load_dataset #6 (the default download=False) and #1 (a default data folder "XXXX").
     asked = []
 
-    def locate(source, data_dir, allowed, roles=None):
+    def locate(source, data_dir, allowed, roles=None, verified=True):
         asked.append((data_dir, allowed))
         raise DataError("stop here")
 

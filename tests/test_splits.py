@@ -270,7 +270,7 @@ def test_an_idx_folder_is_checked_and_its_missing_file_named(tmp_path):
 def test_named_data_sets_are_looked_up_where_asked_and_downloaded_only_if_allowed(monkeypatch, name, download):
     asked = []
 
-    def locate(source, data_dir, allowed, roles=None):
+    def locate(source, data_dir, allowed, roles=None, verified=True):
         asked.append((source.name, data_dir, allowed))
         raise datasets.DataError("stop here")
 

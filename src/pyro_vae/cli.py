@@ -236,6 +236,8 @@ def cmd_train(args) -> int:
               f"standard error over the test images; best epoch {summary['best_epoch']}); run directory {run_dir}")
     for figure in summary["figures"]:
         print(f"figure: {figure}")
+    if not summary["figures"] and not read_run_config(run_dir).train.figures:
+        print(f"figures: none drawn (--figures false); `pyro-vae plot {run_dir} --kind curves -o curves.png` (or samples, reconstructions) draws them")
     return 0
 
 

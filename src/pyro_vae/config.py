@@ -211,6 +211,9 @@ class TrainConfig:
     device: str = "cpu"
     #: Save samples, reconstructions and curves every N epochs (0 = only at the end).
     figure_every: int = 0
+    #: Draw those figures (PNGs in the run directory) at all; false skips them and matplotlib's
+    #: import (about a sixth of a short CPU job); `pyro-vae plot RUN --kind ...` draws them later.
+    figures: bool = True
     #: Also log scalars (every epoch) and image grids (every figure_every epochs) for
     #: TensorBoard under RUN_DIR/tensorboard (needs the optional `tensorboard` package).
     tensorboard: bool = False
@@ -435,6 +438,8 @@ def ineffective_options(config: Config) -> list[tuple[str, str]]:
     if not (model.model in ("cvae", "m2", "m1m2") and model.network == "mlp"):
         unused("model.label_at_encoder_input", f"with --model {model.model} --network {model.network} (it is for "
                "the MLP encoder of cvae and m2)", "drop it")
+    if not train.figures:
+        unused("train.figure_every", "with --figures false (no figure is drawn)", "drop it or drop --figures false")
     if model.network != "conv":
         for key in ("model.conv_channels", "model.batch_norm"):
             unused(key, f"with --network {model.network}", "drop it or choose --network conv")

@@ -31,6 +31,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from pyro_vae import discrete
+from pyro_vae.distributions import Event
 from pyro_vae.errors import DataError
 
 LIKELIHOODS: dict[str, type[Likelihood]] = {}
@@ -78,6 +79,9 @@ class Likelihood(PyroModule):
     def check_support(self, x: torch.Tensor, what: str = "the data", hint: str | None = None) -> None:
         """Raise :class:`DataError` if ``x`` lies outside this likelihood's support.
 
+        A support is a property of each pixel value, so ``x`` may be images of any shape or
+        just the distinct values they hold (a data set of bytes passes those).
+
         The message ends with how to fix it: ``hint`` where the caller gives one (the CLI
         names its flags), else the way to do it from Python."""
         if not torch.isfinite(x).all():
@@ -102,8 +106,26 @@ class BinaryBernoulli(dist.Bernoulli):
     """
 
     def log_prob(self, value):
-        logits, value = torch.broadcast_tensors(self.logits, value)
+        logits = self.logits
+        if logits.shape != value.shape:  # the kernel wants one shape; a training batch has it already
+            logits, value = torch.broadcast_tensors(logits, value)
         return -F.binary_cross_entropy_with_logits(logits, value, reduction="none")
+
+
+class BinaryBernoulliImages(Event):
+    """:class:`BinaryBernoulli` pixels read as one event (an image): ``log_prob`` sums the
+    binary cross-entropies over the event dimensions and then negates the ``[batch]`` sum,
+    where ``Independent`` negates every pixel's term before summing. Negation is exact and
+    commutes with rounding, so the value and its gradient are bit for bit ``Independent``'s,
+    without a negation pass over ``[batch, pixels]`` in the step and in its backward."""
+
+    def log_prob(self, value):
+        base, n = self.base_dist, self.reinterpreted_batch_ndims
+        logits = base.logits
+        if logits.shape != value.shape:
+            logits, value = torch.broadcast_tensors(logits, value)
+        terms = F.binary_cross_entropy_with_logits(logits, value, reduction="none")
+        return -terms.reshape(terms.shape[:terms.dim() - n] + (-1,)).sum(-1)
 
 
 @register
@@ -115,7 +137,7 @@ class BernoulliLikelihood(Likelihood):
 
     def distribution(self, output):
         # Arguments are checked once at the data boundary, not at every step.
-        return self._event(BinaryBernoulli(logits=output, validate_args=False))
+        return BinaryBernoulliImages(BinaryBernoulli(logits=output, validate_args=False), len(self.image_shape))
 
     def mean(self, output):
         return torch.sigmoid(output)

@@ -61,7 +61,7 @@ CLI_SUPPORT_HINTS = {
                     "categorical-256")},
 }
 #: Options that may change when a run is resumed; everything else must match.
-RESUMABLE_CHANGES = {"train.epochs", "train.device", "train.figure_every", "train.tensorboard", "data.workers",
+RESUMABLE_CHANGES = {"train.epochs", "train.device", "train.figure_every", "train.figures", "train.tensorboard", "data.workers",
                      "data.cache_images", "train.patience", "train.mlflow"}
 
 
@@ -308,7 +308,7 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
         write_metrics(run_dir / METRICS, trainer.state.history)
         every = config.train.figure_every
         figures_now = bool(every) and row["epoch"] % every == 0
-        if figures_now:
+        if figures_now and config.train.figures:
             _figures(model, guide, dataset, run_dir, device)
         if board is not None:
             _log_tensorboard(board, row, model, guide, dataset, device, images=figures_now or row["epoch"] == 1)
@@ -391,7 +391,7 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
             **kind_fields(config, model.likelihood, dataset.image_shape, test["elbo"], test["elbo_stderr"]),
         }
     # M1+M2's "images" are codes: its figures need M1's decoder (not drawn here)
-    figures = [] if scaler is not None else _figures(model, guide, dataset, run_dir, device)
+    figures = [] if scaler is not None or not train_cfg.figures else _figures(model, guide, dataset, run_dir, device)
     summary = {
         **run_settings(config),
         "epochs": state.epoch,
@@ -606,9 +606,9 @@ def evaluate_run(run: Run, split: str = "test", limit: int = 0, subset: str = "r
     :func:`evaluation_examples`), with its parts, nats per example."""
     part, chosen, _ = evaluation_examples(run, split, limit, subset, seed)
     images = part.images  # evaluate_elbo reads it batch by batch (byte images stay bytes until then)
-    for batch in (images.batches() if isinstance(images, ByteImages) else (images,)):  # bytes: 4096 at a time
-        run.model.likelihood.check_support(batch, f"the {split} split",
-                                           hint=CLI_SUPPORT_HINTS.get(run.config.model.likelihood))
+    # A support is a per-pixel property: bytes are checked by their distinct values.
+    run.model.likelihood.check_support(images.distinct_values() if isinstance(images, ByteImages) else images,
+                                       f"the {split} split", hint=CLI_SUPPORT_HINTS.get(run.config.model.likelihood))
     result = evaluate_elbo(run.model, run.guide, images, analytic_kl=True, labels=part.labels)
     if not getattr(run.model, "has_marginal_likelihood", True):  # an autoencoder: no ELBO, no KL
         return {**chosen, "examples": len(images), "unit": "nats per example",

@@ -37,7 +37,7 @@ import torch
 
 from pyro_vae.data.folders import ByteImages, decoded_images, scan_image_folder
 from pyro_vae.data.readers import read_amat, read_idx
-from pyro_vae.data.sources import BINARIZED_MNIST, FASHION_MNIST, MNIST, check_data_dir, locate
+from pyro_vae.data.sources import BINARIZED_MNIST, FASHION_MNIST, MNIST, DataSource, check_data_dir, locate
 from pyro_vae.errors import DataError
 
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -194,8 +194,8 @@ class ImageDataset:
                 if not torch.isfinite(images).all() or ((images < 0) | (images > 1)).any():
                     raise DataError(f"{what} needs pixel intensities in [0, 1] for dynamic binarization.")
                 continue
-            for batch in (images.batches() if isinstance(images, ByteImages) else (images,)):
-                likelihood.check_support(batch, what, hint)
+            # A support is a per-pixel property: bytes are checked by their distinct values.
+            likelihood.check_support(images.distinct_values() if isinstance(images, ByteImages) else images, what, hint)
 
     def batches(self, split: str = "train", batch_size: int = 128, shuffle: bool | None = None,
                 generator: torch.Generator | None = None):
@@ -262,12 +262,18 @@ def _labels(array: np.ndarray, path: Path, count: int, num_classes: int = 10) ->
     return torch.from_numpy(array.astype(np.int64))
 
 
-def _idx_splits(paths: dict[str, Path], labelled: bool) -> tuple[Split, Split, Split]:
-    images = {role: _to_images(read_idx(paths[f"{role}_images"], 3), paths[f"{role}_images"])
+def _idx_splits(paths: dict[str, Path], labelled: bool,
+                source: DataSource | None = None) -> tuple[Split, Split, Split]:
+    """The splits of IDX files; with ``source`` each file's bytes are checked against its
+    published SHA-256 as they are read (``locate(..., verified=False)`` left that here)."""
+    def sha(role: str) -> str | None:
+        return source.files[role].sha256 if source is not None else None
+
+    images = {role: _to_images(read_idx(paths[f"{role}_images"], 3, sha(f"{role}_images")), paths[f"{role}_images"])
               for role in ("train", "test")}
     labels = {role: None for role in ("train", "test")}
     if labelled:
-        labels = {role: _labels(read_idx(paths[f"{role}_labels"], 1), paths[f"{role}_labels"],
+        labels = {role: _labels(read_idx(paths[f"{role}_labels"], 1, sha(f"{role}_labels")), paths[f"{role}_labels"],
                                 len(images[role])) for role in ("train", "test")}
     n = len(images["train"])
     n_valid = VALIDATION_SIZE if n >= 2 * VALIDATION_SIZE else n // 6
@@ -338,18 +344,23 @@ def load_dataset(name: str, data_dir: str = "", binarize: str = "none", seed: in
         train, valid, test, classes, attribute_names = _folder_splits(data_dir, folder or FolderOptions())
     elif name in ("fashion-mnist", "mnist"):
         source = FASHION_MNIST if name == "fashion-mnist" else MNIST
-        train, valid, test = _idx_splits(locate(source, data_dir or None, download), labelled=True)
+        # Each file is checked as it is read (one gunzip), not before (a second one).
+        train, valid, test = _idx_splits(locate(source, data_dir or None, download, verified=False), labelled=True,
+                                         source=source)
         classes = FASHION_MNIST_CLASSES if name == "fashion-mnist" else DIGIT_CLASSES
     elif name == "mnist-t10k":
-        paths = locate(MNIST, data_dir or None, download, roles=("test_images", "test_labels"))
-        images = _to_images(read_idx(paths["test_images"], 3), paths["test_images"])
-        labels = _labels(read_idx(paths["test_labels"], 1), paths["test_labels"], len(images))
+        paths = locate(MNIST, data_dir or None, download, roles=("test_images", "test_labels"), verified=False)
+        images = _to_images(read_idx(paths["test_images"], 3, MNIST.files["test_images"].sha256), paths["test_images"])
+        labels = _labels(read_idx(paths["test_labels"], 1, MNIST.files["test_labels"].sha256), paths["test_labels"],
+                         len(images))
         train, valid, test = (Split(images.subset(rows), labels[rows])
                               for rows in (slice(0, 7000), slice(7000, 8000), slice(8000, 10000)))
         classes = DIGIT_CLASSES
     elif name == "binarized-mnist":
-        paths = locate(BINARIZED_MNIST, data_dir or None, download)
-        train, valid, test = (Split(_to_images(read_amat(paths[f"{role}_images"]), paths[f"{role}_images"], 1.0))
+        paths = locate(BINARIZED_MNIST, data_dir or None, download, verified=False)
+        train, valid, test = (Split(_to_images(read_amat(paths[f"{role}_images"],
+                                                         sha256=BINARIZED_MNIST.files[f"{role}_images"].sha256),
+                                               paths[f"{role}_images"], 1.0))
                               for role in ("train", "valid", "test"))
         classes = ()
         binarize = "none"  # already binary

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pyro_vae.data.sources import verify_content
 from pyro_vae.errors import DataError
 
 # IDX magic: two zero bytes, a type code, the number of dimensions.
@@ -19,8 +20,16 @@ _IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dty
               0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 
 
-def read_bytes(path: Path) -> bytes:
-    """The file's bytes, un-gzipped if its name ends in ``.gz``."""
+def read_bytes(path: Path, sha256: str | None = None) -> bytes:
+    """The file's bytes, un-gzipped if its name ends in ``.gz``; with ``sha256``, refused
+    (:class:`DataError`) unless they have that SHA-256, the data set's published one."""
+    data = _read_bytes(path)
+    if sha256 is not None:
+        verify_content(path, data, sha256)
+    return data
+
+
+def _read_bytes(path: Path) -> bytes:
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -38,12 +47,13 @@ def read_bytes(path: Path) -> bytes:
     return raw
 
 
-def read_idx(path: Path, expected_ndim: int | None = None) -> np.ndarray:
+def read_idx(path: Path, expected_ndim: int | None = None, sha256: str | None = None) -> np.ndarray:
     """An IDX file as an array of the shape and type its header gives.
 
-    ``expected_ndim`` is 3 for image files (N, rows, cols) and 1 for label files.
+    ``expected_ndim`` is 3 for image files (N, rows, cols) and 1 for label files; ``sha256``
+    the content's published hash, checked first (:func:`read_bytes`).
     """
-    raw = read_bytes(path)
+    raw = read_bytes(path, sha256)
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
         raise DataError(f"{path} is not an IDX file (wrong magic number {raw[:4].hex() or 'empty'}).")
     ndim = raw[3]
@@ -67,10 +77,10 @@ def read_idx(path: Path, expected_ndim: int | None = None) -> np.ndarray:
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
 
 
-def read_amat(path: Path, width: int = 784) -> np.ndarray:
+def read_amat(path: Path, width: int = 784, sha256: str | None = None) -> np.ndarray:
     """A ``.amat`` file (one image a line, ``width`` space-separated 0/1 values) as
-    a ``uint8`` array ``[N, width]``."""
-    raw = read_bytes(path)
+    a ``uint8`` array ``[N, width]``; ``sha256`` as for :func:`read_bytes`."""
+    raw = read_bytes(path, sha256)
     fast = _canonical_rows(raw, width)
     if fast is None:
         fast = _single_digit_rows(raw, width)

@@ -132,7 +132,16 @@ def content_sha256(path: Path) -> str:
 
 
 def verify(path: Path, expected: str) -> None:
-    actual = content_sha256(path)
+    _check_sha256(path, content_sha256(path), expected)
+
+
+def verify_content(path: Path, content: bytes, expected: str) -> None:
+    """:func:`verify` for ``path``'s uncompressed ``content`` already in memory (a reader's
+    bytes), so a loaded file is un-gzipped once, not once to check it and once to read it."""
+    _check_sha256(path, hashlib.sha256(content).hexdigest(), expected)
+
+
+def _check_sha256(path: Path, actual: str, expected: str) -> None:
     if actual != expected:
         raise DataError(
             f"data file {path} does not match its published SHA-256 (expected {expected[:12]}..., "
@@ -141,8 +150,10 @@ def verify(path: Path, expected: str) -> None:
 
 
 def locate(source: DataSource, data_dir: str | Path | None = None, download: bool = True,
-           roles: tuple[str, ...] | None = None) -> dict[str, Path]:
-    """Paths of ``source``'s files (``roles``, default all), verified, downloading if needed."""
+           roles: tuple[str, ...] | None = None, verified: bool = True) -> dict[str, Path]:
+    """Paths of ``source``'s files (``roles``, default all), verified, downloading if needed.
+    With ``verified=False`` a file found on disk is not checked here: the caller reads it and
+    checks its bytes (:func:`verify_content`; the readers' ``sha256=``) before using them."""
     check_data_dir(data_dir)
     wanted = roles or tuple(source.files)
     found: dict[str, Path] = {}
@@ -153,7 +164,8 @@ def locate(source: DataSource, data_dir: str | Path | None = None, download: boo
             if not download:
                 raise DataError(_missing_message(source, spec, data_dir))
             path = download_file(spec, source.mirrors, cache_dir() / source.name, source)
-        verify(path, spec.sha256)
+        elif verified:  # a downloaded copy was verified before it was renamed into place
+            verify(path, spec.sha256)
         found[role] = path
     return found
 

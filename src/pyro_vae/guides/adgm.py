@@ -19,10 +19,11 @@ from __future__ import annotations
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.nn.module import PyroModule, to_pyro_module_
+from pyro.nn.module import PyroModule
 from torch.nn import functional as F
 
 from pyro_vae.nn import broadcast_cat
+from pyro_vae.pyro_modules import to_pyro_network_
 
 
 class ADGMGuide(PyroModule):
@@ -35,7 +36,7 @@ class ADGMGuide(PyroModule):
                  num_classes: int):
         super().__init__()
         for net in (aux_encoder, classifier, encoder):
-            to_pyro_module_(net)
+            to_pyro_network_(net)
         self.aux_encoder = aux_encoder
         self.classifier = classifier
         self.encoder = encoder

@@ -23,7 +23,8 @@ import pyro
 import pyro.distributions as dist
 import pyro.distributions.transforms as T
 import torch
-from pyro.nn.module import PyroModule, to_pyro_module_
+from pyro.nn.module import PyroModule
+from pyro_vae.pyro_modules import to_pyro_network_
 from torch import nn
 
 FLOWS = ("none", "iaf", "householder", "planar")
@@ -72,7 +73,7 @@ class FlowGuide(PyroModule):
 
     def __init__(self, encoder: nn.Module, steps: nn.ModuleList):
         super().__init__()
-        to_pyro_module_(encoder)
+        to_pyro_network_(encoder)
         self.encoder = encoder
         self.steps = steps
 

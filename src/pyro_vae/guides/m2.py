@@ -5,7 +5,8 @@ from __future__ import annotations
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.nn.module import PyroModule, to_pyro_module_
+from pyro.nn.module import PyroModule
+from pyro_vae.pyro_modules import to_pyro_network_
 from torch.nn import functional as F
 
 
@@ -16,8 +17,8 @@ class M2Guide(PyroModule):
 
     def __init__(self, classifier: torch.nn.Module, encoder: torch.nn.Module, num_classes: int):
         super().__init__()
-        to_pyro_module_(classifier)
-        to_pyro_module_(encoder)
+        to_pyro_network_(classifier)
+        to_pyro_network_(encoder)
         self.classifier = classifier
         self.encoder = encoder
         self.num_classes = num_classes

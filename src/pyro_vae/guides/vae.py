@@ -5,7 +5,9 @@ from __future__ import annotations
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.nn.module import PyroModule, to_pyro_module_
+from pyro.nn.module import PyroModule
+from pyro_vae.distributions import Event
+from pyro_vae.pyro_modules import to_pyro_network_
 
 
 class DiagonalNormalGuide(PyroModule):
@@ -19,13 +21,15 @@ class DiagonalNormalGuide(PyroModule):
 
     def __init__(self, encoder: torch.nn.Module):
         super().__init__()
-        to_pyro_module_(encoder)
+        to_pyro_network_(encoder)
         self.encoder = encoder
 
     def forward(self, x: torch.Tensor) -> None:
-        with pyro.plate("data", x.shape[0]):
-            loc, scale = self.encoder(x)
-            pyro.sample("z", dist.Normal(loc, scale, validate_args=False).to_event(1))
+        # The encoder has no sample site, so it runs outside the plate: its parameter
+        # statements then skip the plate's handlers (a training step's fixed cost).
+        loc, scale = self.encoder(x)
+        with pyro.plate("data", x.shape[0], device=x.device):  # device: no look-up of the default one
+            pyro.sample("z", Event(dist.Normal(loc, scale, validate_args=False), 1))
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(loc, scale) of q(z | x), each ``[..., L]``; ``loc`` is the usual 'code' of x."""

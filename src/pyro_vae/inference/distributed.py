@@ -122,6 +122,9 @@ class GlobalBatchNoise(Messenger):
     model's sites are replayed from the guide or observed, so it leaves them alone.
     """
 
+    #: It acts on sample statements only (``pyro_vae.pyro_modules.IGNORES_STORED_PARAMS``).
+    ignores_stored_params = True
+
     def __init__(self, generator: torch.Generator, rows: slice, global_size: int, plate: str = "data"):
         super().__init__()
         self.generator, self.rows, self.global_size, self.plate = generator, rows, global_size, plate

@@ -169,6 +169,9 @@ class ScaleSites(Messenger):
     keeps weight 1. The models themselves stay unaware of it.
     """
 
+    #: It acts on sample statements only (``pyro_vae.pyro_modules.IGNORES_STORED_PARAMS``).
+    ignores_stored_params = True
+
     def __init__(self, sites: Iterable[str], scale: float):
         super().__init__()
         self.sites = frozenset(sites)

@@ -40,6 +40,10 @@ class SiteRecorder(Messenger):
     use ``poutine.trace`` where they matter (Pyro's ``SVI`` collects its parameters so).
     """
 
+    #: A parameter statement for a stored parameter is answered here and recorded nowhere, so
+    #: a network may leave it out (``pyro_vae.pyro_modules.IGNORES_STORED_PARAMS``).
+    ignores_stored_params = True
+
     def __init__(self, replay: dict | None = None):
         super().__init__()
         self.sites: dict[str, dict] = {}

@@ -15,12 +15,12 @@ from __future__ import annotations
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.nn.module import to_pyro_module_
 from torch.nn import functional as F
 
 from pyro_vae.likelihoods import Likelihood
 from pyro_vae.models.m2 import M2Model
 from pyro_vae.nn import broadcast_cat
+from pyro_vae.pyro_modules import to_pyro_network_
 
 
 class ADGMModel(M2Model):
@@ -36,7 +36,7 @@ class ADGMModel(M2Model):
     def __init__(self, decoder: torch.nn.Module, aux_decoder: torch.nn.Module, likelihood: Likelihood,
                  latent_dim: int, num_classes: int, aux_dim: int):
         super().__init__(decoder, likelihood, latent_dim, num_classes)
-        to_pyro_module_(aux_decoder)
+        to_pyro_network_(aux_decoder)
         self.aux_decoder = aux_decoder
         self.aux_dim = aux_dim
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.nn.module import PyroModule, to_pyro_module_
+from pyro.nn.module import PyroModule
 from torch.nn import functional as F
 
 from pyro_vae.likelihoods import Likelihood
 from pyro_vae.nn import broadcast_cat
+from pyro_vae.pyro_modules import to_pyro_network_
 
 
 class M2Model(PyroModule):
@@ -23,7 +24,7 @@ class M2Model(PyroModule):
 
     def __init__(self, decoder: torch.nn.Module, likelihood: Likelihood, latent_dim: int, num_classes: int):
         super().__init__()
-        to_pyro_module_(decoder)
+        to_pyro_network_(decoder)
         self.decoder = decoder
         self.likelihood = likelihood
         self.latent_dim = latent_dim

@@ -29,6 +29,8 @@ from pyro.nn.module import PyroModule
 from torch import nn
 from torch.nn import functional as F
 
+from pyro_vae.distributions import Event
+
 
 class Prior(PyroModule):
     """p(z) over ``latent_dim`` dimensions; subclasses implement :meth:`distribution`."""
@@ -49,14 +51,44 @@ class Prior(PyroModule):
         return self.distribution(like, n).sample()
 
 
+class StandardNormal(dist.Normal):
+    r"""N(0, 1) per element with a given batch shape: a :class:`~pyro.distributions.Normal`
+    whose log-density and KL skip the arithmetic with the unit scale and zero mean,
+
+    .. math:: \log p(z) = -\tfrac{1}{2} z^2 - \log\sqrt{2\pi}, \qquad
+              \mathrm{KL}(N(m, s^2) \,\|\, N(0, 1)) = \tfrac{1}{2} (s^2 + m^2 - 1 - \log s^2),
+
+    bit for bit what ``Normal(0, 1)`` computes (its ``z - 0``, ``/ (2 * 1)``, ``- log 1`` and
+    ``s / 1`` are exact), with fewer tensor operations in the training step and its backward.
+    Made by :meth:`like` (zero mean and unit scale broadcast, not filled); every other method
+    (``sample``, ``rsample``, ``expand``, ``entropy``) is ``Normal``'s.
+    """
+
+    @classmethod
+    def like(cls, like: torch.Tensor, batch_shape: tuple[int, ...]) -> "StandardNormal":
+        """N(0, 1) with ``batch_shape`` on the dtype and device of ``like``."""
+        zero = like.new_zeros(()).expand(batch_shape)
+        return cls(zero, like.new_ones(()).expand(batch_shape), validate_args=False)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        return -(value ** 2) / 2 - math.log(math.sqrt(2 * math.pi))
+
+
+@torch.distributions.kl.register_kl(torch.distributions.Normal, StandardNormal)
+def _kl_normal_standard_normal(p: torch.distributions.Normal, q: StandardNormal) -> torch.Tensor:
+    """KL(N(m, s^2) || N(0, 1)) per element: torch's Normal-Normal KL with q's 0 and 1 left out
+    (the same floating-point operations on m and s, so the same bits)."""
+    var_ratio = p.scale.pow(2)
+    return 0.5 * (var_ratio + p.loc.pow(2) - 1 - var_ratio.log())
+
+
 class StandardNormalPrior(Prior):
-    """p(z) = N(0, I_L)."""
+    """p(z) = N(0, I_L) (a :class:`StandardNormal`)."""
 
     closed_form_kl = True
 
     def distribution(self, like, batch_size):
-        zeros = like.new_zeros(batch_size, self.latent_dim)
-        return dist.Normal(zeros, 1.0, validate_args=False).to_event(1)
+        return Event(StandardNormal.like(like, (batch_size, self.latent_dim)), 1)
 
 
 class DiagonalNormalMixture(dist.TorchDistribution):

@@ -16,10 +16,11 @@ from __future__ import annotations
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.nn.module import PyroModule, to_pyro_module_
+from pyro.nn.module import PyroModule
 
 from pyro_vae.likelihoods import Likelihood
 from pyro_vae.nn import broadcast_cat
+from pyro_vae.pyro_modules import to_pyro_network_
 
 #: The quadrants given, in this order: top-left, top-right, bottom-left. The bottom-right
 #: quadrant is always to be completed.
@@ -53,8 +54,8 @@ class QuadrantCVAEModel(PyroModule):
     def __init__(self, decoder: torch.nn.Module, prior_net: torch.nn.Module, likelihood: Likelihood,
                  latent_dim: int, given: torch.Tensor):
         super().__init__()
-        to_pyro_module_(decoder)
-        to_pyro_module_(prior_net)
+        to_pyro_network_(decoder)
+        to_pyro_network_(prior_net)
         self.decoder = decoder
         self.prior_net = prior_net
         self.likelihood = likelihood

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.nn.module import PyroModule, to_pyro_module_
+from pyro.nn.module import PyroModule
 
 from pyro_vae.likelihoods import Likelihood
 from pyro_vae.models.priors import Prior, StandardNormalPrior
+from pyro_vae.pyro_modules import to_pyro_network_
 
 
 class VAEModel(PyroModule):
@@ -24,7 +25,7 @@ class VAEModel(PyroModule):
     def __init__(self, decoder: torch.nn.Module, likelihood: Likelihood, latent_dim: int,
                  latent_prior: Prior | None = None):
         super().__init__()
-        to_pyro_module_(decoder)
+        to_pyro_network_(decoder)
         self.decoder = decoder
         self.likelihood = likelihood
         self.latent_dim = latent_dim
@@ -40,7 +41,7 @@ class VAEModel(PyroModule):
 
     def forward(self, x: torch.Tensor) -> None:
         batch_size = x.shape[0]
-        with pyro.plate("data", batch_size):
+        with pyro.plate("data", batch_size, device=x.device):  # device: no look-up of the default one
             z = pyro.sample("z", self.prior(x, batch_size))
             pyro.sample("x", self.likelihood.distribution(self.decoder(z)), obs=x)
 
