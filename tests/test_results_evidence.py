@@ -115,6 +115,12 @@ def test_results_doc_is_backed_by_committed_run_files():
     assert check_results_evidence(RESULTS.read_text(), RESULTS.parent, REPO) == []
 
 
+def test_readmes_headline_numbers_are_backed_by_committed_run_files():
+    readme = (REPO / "README.md").read_text()
+    assert LINK.search(readme), "README.md's results table links no run JSON"
+    assert check_results_evidence(readme, REPO, REPO) == []
+
+
 def test_every_results_table_row_is_linked_or_marked_missing():
     """A table row of a log-likelihood table (one naming 'log p(x)' in its header) links its
     numbers' JSON, says its run files are missing, or sits in a section that names its
