@@ -86,6 +86,42 @@ def test_labelled_loss_adds_the_weighted_classification_term():
     assert classification_accuracy(guide, x, y) in {i / 5 for i in range(6)}
 
 
+def test_beta_weighs_the_kl_of_z_alone_in_both_m2_terms():
+    """--beta b: the labelled loss grows by (b - 1) (log q(z | x, y) - log p(z)) at the same draw
+    of z; the unlabelled loss by (b - 1) sum_y q(y | x) (log q(z | x, y) - log p(z)), its y terms unchanged."""
+    from pyro import poutine
+
+    torch.manual_seed(0)
+    model, guide = build_m2()
+    x, y = torch.bernoulli(torch.full((5, 1, 6, 6), 0.4)), torch.tensor([0, 1, 2, 0, 1])
+
+    def labelled(weight):
+        pyro.set_rng_seed(1)
+        return SemiSupervisedLoss(alpha=0.0, z_weight=weight).labelled(model, guide, x, y)
+
+    pyro.set_rng_seed(1)
+    guide_trace = poutine.trace(guide).get_trace(x, y)
+    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x, y)
+    kl_at_draw = (guide_trace.nodes["z"]["fn"].log_prob(guide_trace.nodes["z"]["value"]).sum()
+                  - model_trace.nodes["z"]["fn"].log_prob(model_trace.nodes["z"]["value"]).sum())
+    torch.testing.assert_close(labelled(3.0) - labelled(1.0), 2.0 * kl_at_draw, rtol=1e-4, atol=1e-3)
+
+    # Unlabelled: the KL of z in closed form per class is E over the draw; compare the mean of many
+    # draws with sum_y q(y | x) KL(q(z | x, y) || p(z)), exact from the Normal's closed form.
+    draws = torch.stack([SemiSupervisedLoss(alpha=0.0, z_weight=w).unlabelled(model, guide, x).detach()
+                         for w in (1.0, 3.0) for _ in range(200)]).reshape(2, 200)
+    with torch.no_grad():
+        q = guide.classify(x).softmax(-1)  # [5, 3]
+        kl = torch.stack([torch.distributions.kl_divergence(
+            torch.distributions.Independent(torch.distributions.Normal(*guide.encode(x, torch.full((5,), c))), 1),
+            torch.distributions.Independent(torch.distributions.Normal(torch.zeros(2), torch.ones(2)), 1))
+            for c in range(3)], -1)  # [5, 3]
+        expected = 2.0 * (q * kl).sum()
+    difference = draws[1].mean() - draws[0].mean()
+    se = (draws[0].var() / 200 + draws[1].var() / 200).sqrt()
+    assert abs(difference - expected) < 4 * se + 0.05 and expected > 10 * se  # the weight is seen, and only on z
+
+
 def test_label_split_is_balanced_seeded_and_inside_the_training_split():
     labels = torch.arange(10).repeat(60)[torch.randperm(600, generator=torch.Generator().manual_seed(0))]
     chosen = balanced_label_subset(labels, 100, seed=3)

@@ -53,7 +53,7 @@ def _one_sentence(capsys) -> str:
 
 REFUSED = [
     (["--model", "m2", "--labels", "40", "--objective", "iwae"], "--objective iwae has no effect with --model m2"),
-    (["--model", "m2", "--labels", "40", "--beta", "3"], "--beta 3.0 has no effect with --model m2"),
+    (["--model", "m2", "--labels", "40", "--num-particles", "3"], "--num-particles 3 has no effect with --model m2"),
     (["--model", "m2", "--labels", "40", "--kl-warmup-epochs", "2"], "--kl-warmup-epochs 2 has no effect"),
     (["--k", "50", "--objective", "analytic-kl"], "--k 50 has no effect with --objective analytic-kl"),
     (["--num-particles", "4", "--objective", "iwae"], "--num-particles 4 has no effect with --objective iwae"),

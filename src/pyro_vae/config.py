@@ -201,7 +201,8 @@ class TrainConfig:
     #: so each step is an unbiased estimate of the paper's objective summed over the data;
     #: "balanced" counts a labelled batch as much as an unlabelled one.
     labelled_weight: str = "natural"
-    #: Weight of the KL term (beta-VAE); 1 is the ELBO.
+    #: Weight of the KL term (beta-VAE); 1 is the ELBO. For --model m2, m1m2 and adgm it
+    #: weighs the KL of the style z alone (the label's terms keep weight 1).
     beta: float = 1.0
     #: Linear KL warm-up from 0 to beta over this many epochs (0 = none) ...
     kl_warmup_epochs: int = 0
@@ -405,9 +406,9 @@ def ineffective_options(config: Config) -> list[tuple[str, str]]:
                "per unit)", "drop it")
     if model.model in SEMI_SUPERVISED:
         m2 = f"with --model {model.model}, which trains its own bound (Kingma et al. 2014: the ELBO with the label summed out)"
-        for key in ("train.objective", "train.beta", "train.kl_warmup_epochs", "train.kl_warmup_steps",
+        for key in ("train.objective", "train.kl_warmup_epochs", "train.kl_warmup_steps",
                     "train.num_particles", "train.k", "train.elbo_implementation"):
-            unused(key, m2, "drop it")
+            unused(key, m2, "drop it")  # --beta applies: it weighs the KL of z alone (SemiSupervisedLoss)
     else:
         for key in ("train.alpha", "train.labelled_weight"):
             unused(key, f"with --model {model.model} (it weighs M2's labelled examples)",

@@ -27,29 +27,40 @@ from torch.nn import functional as F
 from pyro_vae.data.datasets import ImageDataset, binarize_batch
 from pyro_vae.errors import TrainingError
 from pyro_vae.inference.loglik import LogLikelihoodEstimate, importance_log_likelihood
+from pyro_vae.inference.objectives import scale_sites
 from pyro_vae.inference.train import Trainer, TrainSettings, make_adam
 from pyro_vae.inference.weights import MAX_PLATE_NESTING
 
 
 class SemiSupervisedLoss:
     """Minus the M2 bound, summed over a batch (nats); ``alpha`` weights the classifier's
-    cross-entropy on labelled examples."""
+    cross-entropy on labelled examples, and ``z_weight`` (``--beta``) the KL term of the
+    style z alone: log p(z) and log q(z | ...) are scaled by it in model and guide, so the
+    bound's z part becomes ``-z_weight * KL(q(z | x, y) || p(z))`` while y's terms (its prior,
+    q(y | x)'s entropy) keep weight 1. Why: a z that can hold the class for a few nats lets
+    the decoder ignore y; a heavier z costs the class its place in z (``docs/results.md``)."""
 
-    def __init__(self, alpha: float = 20000.0, max_plate_nesting: int = MAX_PLATE_NESTING):
+    def __init__(self, alpha: float = 20000.0, max_plate_nesting: int = MAX_PLATE_NESTING, z_weight: float = 1.0):
         self.alpha = alpha
+        self.z_weight = z_weight
         self.elbo = TraceEnum_ELBO(max_plate_nesting=max_plate_nesting)
         # With y observed nothing is enumerated: the plain ELBO does the same work.
         self.labelled_elbo = Trace_ELBO(max_plate_nesting=max_plate_nesting)
 
+    def _weighted(self, model: Callable, guide: Callable) -> tuple[Callable, Callable]:
+        if self.z_weight == 1.0:
+            return model, guide
+        return scale_sites(model, ["z"], self.z_weight), scale_sites(guide, ["z"], self.z_weight)
+
     def labelled(self, model: Callable, guide, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        loss = self.labelled_elbo.differentiable_loss(model, guide, x, y)
+        loss = self.labelled_elbo.differentiable_loss(*self._weighted(model, guide), x, y)
         if self.alpha:
             # the guide's classifier at one draw of whatever it samples before y (the ADGM's a; M2: nothing)
             loss = loss + self.alpha * F.cross_entropy(guide.sample_logits(x), y, reduction="sum")
         return loss
 
     def unlabelled(self, model: Callable, guide, x: torch.Tensor) -> torch.Tensor:
-        return self.elbo.differentiable_loss(model, guide, x)
+        return self.elbo.differentiable_loss(*self._weighted(model, guide), x)
 
 
 @torch.no_grad()
@@ -90,7 +101,7 @@ class SemiSupervisedTrainer(Trainer):
 
     def __init__(self, model, guide, dataset: ImageDataset, labelled: torch.Tensor, settings: TrainSettings,
                  alpha: float = 20000.0, labelled_weight: float | None = None, **options):
-        super().__init__(model, guide, SemiSupervisedLoss(alpha), dataset, settings, **options)
+        super().__init__(model, guide, SemiSupervisedLoss(alpha, z_weight=settings.beta), dataset, settings, **options)
         self.labelled = labelled.to(self.device)
         if labelled_weight is None:
             labelled_batch = min(settings.batch_size, len(labelled))
