@@ -8,3 +8,5 @@ cd /root/pyro-vae-runs/loglik-priors
   --kl-warmup-epochs 0 --learning-rate 1e-4 --epochs 10 --no-progress
 /work/main/.venv/bin/python -m pyro_vae.cli evaluate ft2-analytic-kl --checkpoint best --k 1000 -o ft2-analytic-kl/loglik_k1000_all_best.json
 # Paired difference (same images): python -c "import numpy as n; a=n.load(\"ft2-iwae-dreg/loglik_k1000_all_best_examples.npz\"); b=n.load(\"ft2-analytic-kl/loglik_k1000_all_best_examples.npz\"); d=a[\"log_likelihood\"]-b[\"log_likelihood\"]; print(d.mean(), d.std(ddof=1)/len(d)**.5)"
+# K=5000 on all 10,000 test images (seventh session, code at b167753; 2,909 s): ~/pyro-vae-runs/loglik7/run-eval-vae-k5000-all.sh, that is
+# PYTHONPATH=.../code-b167753/src python -m pyro_vae.cli evaluate ft2-analytic-kl --checkpoint best --k 5000 -o ft2-analytic-kl/loglik_k5000_all_best.json
