@@ -40,10 +40,9 @@ def test_without_binarization_the_grey_levels_are_kept(idx_dir):
     assert torch.equal(cut, (grey > 0.5).float())  # ... and are the very images thresholding cuts
 
 
-@pytest.mark.parametrize("name", ["elbo", "analytic-kl"])
-def test_pyros_elbos_draw_the_number_of_particles_asked_for(name):
-    shapes = []
-
+def unit_normal_model_and_guide(shapes: list):
+    """p(z) = N(0, 1), p(x | z) = N(z, 1) per example, and the guide q(z | x) = p(z), which
+    appends the shape of each z it draws to ``shapes``."""
     def model(x):
         with pyro.plate("data", x.shape[0]):
             z = pyro.sample("z", dist.Normal(torch.zeros(x.shape[0]), 1.0))
@@ -51,11 +50,18 @@ def test_pyros_elbos_draw_the_number_of_particles_asked_for(name):
 
     def guide(x):
         with pyro.plate("data", x.shape[0]):
-            shapes.append(pyro.sample("z", dist.Normal(torch.zeros(x.shape[0]), 1.0)).shape)
+            shapes.append(tuple(pyro.sample("z", dist.Normal(torch.zeros(x.shape[0]), 1.0)).shape))
 
+    return model, guide
+
+
+@pytest.mark.parametrize("name", ["elbo", "analytic-kl"])
+def test_pyros_elbos_draw_the_number_of_particles_asked_for(name):
+    shapes = []
+    model, guide = unit_normal_model_and_guide(shapes)
     objective = make_objective(name, num_particles=4, implementation="pyro")
     loss = objective.loss(model, guide, torch.zeros(3))
-    assert shapes == [torch.Size([4, 3])]
+    assert shapes == [(4, 3)]
     if name == "analytic-kl":  # q = p, so the loss is -log N(0; z, 1) averaged: 0.5 (log 2 pi + 1) per point
         assert loss == pytest.approx(3 * 0.5 * (math.log(2 * math.pi) + 1), abs=3.0)
 
@@ -304,16 +310,6 @@ def test_a_continuous_likelihoods_number_is_a_density_unless_it_was_dequantized(
 @pytest.mark.parametrize("implementation", ["fast", "pyro"])
 def test_the_elbo_draws_the_number_of_particles_asked_for(implementation):
     shapes = []
-
-    def model(x):
-        with pyro.plate("data", x.shape[0]):
-            z = pyro.sample("z", dist.Normal(torch.zeros(x.shape[0]), 1.0))
-            shapes.append(tuple(z.shape))
-            pyro.sample("x", dist.Normal(z, 1.0), obs=x)
-
-    def guide(x):
-        with pyro.plate("data", x.shape[0]):
-            pyro.sample("z", dist.Normal(torch.zeros(x.shape[0]), 1.0))
-
+    model, guide = unit_normal_model_and_guide(shapes)
     make_objective("elbo", num_particles=4, implementation=implementation).differentiable_loss(model, guide, torch.zeros(3))
     assert shapes == [(4, 3)]  # one vectorized run of 4 particles of the 3 examples
