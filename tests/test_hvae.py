@@ -211,6 +211,10 @@ def test_model_and_guide_sites_line_up():
     down = [m.out_features for m in model.top_decoder.modules() if isinstance(m, nn.Linear)]
     assert up == [7, 6, 3, 3] and down == [6, 7, 5, 5]
     assert model.sample_prior(4).shape == (4, 5) and guide.encode(x)[0].shape == (6, 5)
+    # the x <-> z1 networks may be convolutional; z1 <-> z2 stays an MLP
+    model, guide = build_vae(ModelConfig(model="hvae", network="conv", conv_channels=[4], hidden_dims=[16],
+                                         latent_dim=5, top_latent_dim=3, top_hidden_dims=[6]), (1, 4, 4))
+    assert make_objective("iwae-dreg", k=2).differentiable_loss(model, guide, x).isfinite()
 
 
 def test_dreg_on_two_layers_is_the_dreg_formula():
@@ -285,8 +289,9 @@ def test_bad_option_combinations_are_refused(options, message):
 
 
 def test_a_cli_run_trains_evaluates_samples_and_refuses_the_standard_normal_figures(idx_dir, tmp_path, capsys):
-    """Through the CLI: 1 epoch of IWAE (K=3), evaluate log p(x), sample; the manifold and
-    prior-check figures exit 2 and write nothing."""
+    """Through the CLI: 1 epoch of IWAE (K=3), resumed for a second, evaluate log p(x),
+    sample; the manifold and prior-check figures exit 2 and write nothing."""
+    import csv
     import json
 
     from pyro_vae.cli import main
@@ -296,6 +301,10 @@ def test_a_cli_run_trains_evaluates_samples_and_refuses_the_standard_normal_figu
                  "--top-latent-dim", "2", "--hidden-dims", "32", "--top-hidden-dims", "8", "--objective", "iwae",
                  "--k", "3", "--epochs", "1", "--train-limit", "300", "--figures", "false", "--no-progress",
                  "--run-dir", str(run)]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert (summary["latent_dim"], summary["top_latent_dim"], summary["top_hidden_dims"]) == (4, 2, [8])
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 0  # checkpoints reopen
+    assert [row["epoch"] for row in csv.DictReader(open(run / "metrics.csv"))] == ["1", "2"]
     assert main(["evaluate", str(run), "--k", "20", "--limit", "40", "-o", str(tmp_path / "loglik.json")]) == 0
     assert main(["evaluate", str(run), "--limit", "40", "-o", str(tmp_path / "elbo.json")]) == 0
     loglik = json.loads((tmp_path / "loglik.json").read_text())

@@ -423,6 +423,8 @@ def run_settings(config: Config) -> dict:
         "model": model.model, "likelihood": model.likelihood, "latent_dim": model.latent_dim,
         "network": model.network,
         **({"hidden_dims": model.hidden_dims} if model.network == "mlp" else {"conv_channels": model.conv_channels}),
+        **({"top_latent_dim": model.top_latent_dim, "top_hidden_dims": model.top_hidden_dims}
+           if model.model == "hvae" else {}),
         "objective": train.objective, "k": train.k if train.objective.startswith("iwae") else None,
         "beta": train.beta, "seed": train.seed, "max_epochs": train.epochs, "patience": train.patience,
     }
