@@ -4,7 +4,8 @@ Every objective has ``differentiable_loss(model, guide, *args)`` (a scalar: minu
 bound summed over the batch, in nats):
 
 * ``elbo``: the ELBO with KL(q||p) estimated by Monte Carlo, as :class:`pyro.infer.Trace_ELBO`;
-* ``analytic-kl``: KL(q||p) in closed form, as :class:`pyro.infer.TraceMeanField_ELBO`;
+* ``analytic-kl``: KL(q||p) in closed form, as :class:`pyro.infer.TraceMeanField_ELBO`, at the
+  sites where that is unbiased (:func:`closed_form_kl_sites`; Monte Carlo at the others);
 * ``iwae``: :class:`IWAELoss`, the importance-weighted bound
   log (1/K) sum_k p(x, z_k) / q(z_k | x) per example (Burda et al. 2016); it equals
   :class:`pyro.infer.RenyiELBO` with alpha = 0, which has no ``differentiable_loss``;
@@ -300,7 +301,10 @@ class ReparamELBO:
     :class:`~pyro.infer.Trace_ELBO` (``analytic_kl=False``) or
     :class:`~pyro.infer.TraceMeanField_ELBO` (``analytic_kl=True``) compute for such a
     guide, with the same draws (tests check loss and gradients agree), but skips their
-    score-function and validation bookkeeping, which for a VAE is pure overhead.
+    score-function and validation bookkeeping, which for a VAE is pure overhead. One
+    difference by design: where the guide draws a latent before the model's parents of it
+    (the two-layer VAE's z1), ``analytic_kl`` keeps that site's term Monte Carlo, while
+    ``TraceMeanField_ELBO`` takes it in closed form at the drawn parents, a biased bound.
     Use Pyro's classes (``--elbo-implementation pyro``) for guides with discrete sites.
     """
 
