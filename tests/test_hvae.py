@@ -317,3 +317,22 @@ def test_a_cli_run_trains_evaluates_samples_and_refuses_the_standard_normal_figu
         assert main(["plot", str(run), "--kind", kind, "-o", str(tmp_path / f"{kind}.png")]) == 2
         assert "--model hvae" in capsys.readouterr().err
         assert not (tmp_path / f"{kind}.png").exists()
+
+
+def test_the_iwae_paper_config_builds_its_two_layer_networks():
+    """configs/binarized-mnist-hvae.toml: 784-200-200-100 and 100-100-100-50 up, mirrored down."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "binarized-mnist-hvae.toml"
+    loaded = Config.load(path).validate()
+    assert (loaded.model.model, loaded.train.objective, loaded.train.k, loaded.train.batch_size) == ("hvae", "iwae", 5, 20)
+    model, guide = build_vae(loaded.model, (1, 28, 28))
+
+    def widths(module):
+        return [(m.in_features, m.out_features) for m in module.modules() if isinstance(m, nn.Linear)]
+
+    assert widths(guide.encoder) == [(784, 200), (200, 200), (200, 100), (200, 100)]  # body, then loc and scale
+    assert widths(guide.top_encoder) == [(100, 100), (100, 100), (100, 50), (100, 50)]
+    assert widths(model.top_decoder) == [(50, 100), (100, 100), (100, 100), (100, 100)]
+    assert widths(model.decoder) == [(100, 200), (200, 200), (200, 784)]
+    assert all(isinstance(m, nn.Tanh) for m in guide.top_encoder.body if not isinstance(m, nn.Linear))
