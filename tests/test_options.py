@@ -159,7 +159,7 @@ def test_train_help_lists_each_option_with_what_it_does_and_its_choices(capsys):
         main(["train", "--help"])
     assert stop.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
-    for fragment in ("--model {vae,cvae,m2,m1m2,adgm,quadrant,ae}", "--objective {elbo,analytic-kl,iwae,iwae-dreg}",
+    for fragment in ("--model {vae,cvae,m2,m1m2,adgm,quadrant,ae,hvae}", "--objective {elbo,analytic-kl,iwae,iwae-dreg}",
                      "--network {mlp,conv}", "--activation {relu,softplus,tanh,elu,leaky_relu,gelu,gated}",
                      "--prior {standard,mog,vamp}", "--flow {none,iaf,householder,planar}",
                      "--select-by {auto,valid-elbo,valid-iwae,valid-loglik}",

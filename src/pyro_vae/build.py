@@ -8,10 +8,11 @@ import math
 from pyro_vae import nn as vae_nn
 from pyro_vae.config import ModelConfig
 from pyro_vae.errors import ConfigError
-from pyro_vae.guides import ADGMGuide, ConditionalNormalGuide, DiagonalNormalGuide, M2Guide, PointMassGuide
+from pyro_vae.guides import (ADGMGuide, ConditionalNormalGuide, DiagonalNormalGuide, M2Guide, PointMassGuide,
+                              TwoLayerGuide)
 from pyro_vae.guides.flows import FlowGuide, make_flow_steps
 from pyro_vae.likelihoods import LIKELIHOODS, make_likelihood
-from pyro_vae.models import ADGMModel, AEModel, CVAEModel, M2Model, QuadrantCVAEModel, VAEModel
+from pyro_vae.models import ADGMModel, AEModel, CVAEModel, M2Model, QuadrantCVAEModel, TwoLayerVAEModel, VAEModel
 from pyro_vae.models.priors import make_prior
 from pyro_vae.models.quadrant import quadrant_mask
 
@@ -33,7 +34,9 @@ def build_vae(config: ModelConfig, image_shape: tuple[int, int, int], num_classe
     likelihood with one learned sigma per code unit (starting at 1, the codes' standardized
     spread), see :mod:`pyro_vae.inference.codes`; for ``"adgm"`` M2's decoder with the
     auxiliary variable's p(a | x, y, z) and the guide q(a | x) q(y | a, x) q(z | a, y, x)
-    (:func:`build_adgm`)."""
+    (:func:`build_adgm`); for ``"hvae"`` the two-layer p(z2) p(z1 | z2) p(x | z1) and
+    q(z1 | x) q(z2 | z1), the x <-> z1 networks the VAE's and the z1 <-> z2 ones MLPs of
+    ``top_hidden_dims`` (mirrored in the model)."""
     if config.model == "m1m2":
         config = dataclasses.replace(config, model="m2", likelihood="gaussian-learned-per-pixel", likelihood_scale=1.0)
     if config.model == "adgm":
@@ -75,6 +78,16 @@ def build_vae(config: ModelConfig, image_shape: tuple[int, int, int], num_classe
                 ConditionalNormalGuide(encoder, num_classes))
     if config.model == "ae":  # the same networks; a point-mass code and no prior
         return AEModel(decoder, likelihood, latent), PointMassGuide(encoder)
+    if config.model == "hvae":  # z1 <-> z2 as in Burda et al. 2016: 100-100-50 up, 50-100-100 down
+        top = config.top_latent_dim
+
+        def gaussian_layer(fan_in: int, hidden: list[int], fan_out: int) -> vae_nn.LatentEncoder:
+            return vae_nn.latent_encoder(fan_in, hidden, fan_out, config.activation, config.scale_transform,
+                                         config.min_scale)
+
+        model = TwoLayerVAEModel(gaussian_layer(top, list(reversed(config.top_hidden_dims)), latent), decoder,
+                                 likelihood, latent, top)
+        return model, TwoLayerGuide(encoder, gaussian_layer(latent, config.top_hidden_dims, top))
     if config.flow == "none":
         guide = DiagonalNormalGuide(encoder)
     else:

@@ -33,7 +33,7 @@ NETWORKS = ("mlp", "conv")
 ACTIVATIONS = ("relu", "softplus", "tanh", "elu", "leaky_relu", "gelu", "gated")
 SCALE_TRANSFORMS = ("softplus", "exp")
 OBJECTIVES = ("elbo", "analytic-kl", "iwae", "iwae-dreg")
-MODELS = ("vae", "cvae", "m2", "m1m2", "adgm", "quadrant", "ae")
+MODELS = ("vae", "cvae", "m2", "m1m2", "adgm", "quadrant", "ae", "hvae")
 #: The models trained by the semi-supervised M2 bound on a few labels (--labels N).
 SEMI_SUPERVISED = ("m2", "m1m2", "adgm")
 ELBO_IMPLEMENTATIONS = ("fast", "pyro")
@@ -88,7 +88,9 @@ class ModelConfig:
     #: or "ae" (the plain autoencoder: the same networks, a point-mass code, no prior; it
     #: reconstructs but has no log p(x) and no prior to sample from) or "m1m2" (M2 trained
     #: on the latent codes of the VAE run given by --m1-run, Kingma et al. 2014's M1+M2)
-    #: or "adgm" (M2 with an auxiliary variable a in model and guide, Maaløe et al. 2016).
+    #: or "adgm" (M2 with an auxiliary variable a in model and guide, Maaløe et al. 2016)
+    #: or "hvae" (two stochastic layers z2 -> z1 -> x with the bottom-up guide q(z1 | x) q(z2 | z1),
+    #: Burda et al. 2016; --latent-dim sizes z1, --top-latent-dim z2).
     model: str = "vae"
     #: --model m1m2: the run directory of a trained --model vae on the same data set
     #: (M1); M2 learns on its encoder's posterior means of the images.
@@ -102,6 +104,11 @@ class ModelConfig:
     #: at its output heads.
     label_at_encoder_input: bool = False
     latent_dim: int = 20
+    #: --model hvae: dimensions of the top stochastic layer z2 (Burda et al. 2016: 50; z1 is --latent-dim).
+    top_latent_dim: int = 50
+    #: --model hvae: hidden sizes of q(z2 | z1)'s MLP (z1 -> ... -> z2), mirrored in p(z1 | z2)
+    #: (Burda et al. 2016: 100,100).
+    top_hidden_dims: list[int] = field(default_factory=lambda: [100, 100])
     #: --model adgm: dimensions of the auxiliary variable a (Maaløe et al. 2016 used 100).
     aux_dim: int = 100
     network: str = "mlp"
@@ -139,6 +146,9 @@ class ModelConfig:
         _between("given_quadrants", self.given_quadrants, 1, 3)
         _between("latent_dim", self.latent_dim, 1, 4096)
         _between("aux_dim", self.aux_dim, 1, 4096)
+        _between("top_latent_dim", self.top_latent_dim, 1, 4096)
+        if not self.top_hidden_dims or any(not 1 <= h <= 65536 for h in self.top_hidden_dims):
+            raise ConfigError("top_hidden_dims must be a non-empty list of positive sizes, e.g. [100, 100].")
         if self.model == "adgm" and self.network != "mlp":
             raise ConfigError("--model adgm is built from MLPs (as in Maaløe et al. 2016); drop --network "
                               f"{self.network}.")
@@ -428,6 +438,10 @@ def ineffective_options(config: Config) -> list[tuple[str, str]]:
         if train.objective.startswith("iwae"):
             found.append(("train.objective", f"--objective {train.objective} has no effect {ae} (its K importance "
                           "weights are all equal); choose --objective elbo."))
+    if model.model != "hvae":
+        for key in ("model.top_latent_dim", "model.top_hidden_dims"):
+            unused(key, f"with --model {model.model} (it sizes the top layer z2 of --model hvae)",
+                   "drop it or choose --model hvae")
     if model.model != "adgm":
         unused("model.aux_dim", f"with --model {model.model} (it sizes the auxiliary variable a of --model adgm)",
                "drop it or choose --model adgm")
@@ -550,6 +564,11 @@ def _check_closed_form_kl(model: ModelConfig, train: TrainConfig) -> None:
                           "planar flows are not: use --flow iaf or householder, or --objective iwae.")
     if train.objective != "analytic-kl":
         return
+    if model.model == "hvae" and train.elbo_implementation == "pyro":
+        raise ConfigError("--objective analytic-kl with --elbo-implementation pyro (TraceMeanField_ELBO) would take "
+                          "KL(q(z1 | x) || p(z1 | z2)) in closed form at a z2 drawn from q(z2 | z1), a biased ELBO "
+                          "for --model hvae; drop --elbo-implementation pyro (the fast ELBO keeps z1's term Monte "
+                          "Carlo) or use --objective elbo.")
     if not prior_has_closed_form_kl(model.prior):
         raise ConfigError(f"--objective analytic-kl needs KL(q || p) in closed form, which the '{model.prior}' "
                           "prior does not have; use --objective elbo (Monte Carlo KL) or iwae.")

@@ -138,6 +138,21 @@ class Encoder(_LeadingDims):
         return self.loc(h), scale
 
 
+class LatentEncoder(Encoder):
+    """A Gaussian layer on a vector: h ``[..., D]`` -> (loc ``[..., L]``, scale ``[..., L]``),
+    scale > ``min_scale``, with :class:`Encoder`'s heads on an MLP ``body`` (``[N, D] -> [N, F]``).
+    The two-layer VAE's q(z2 | z1) and p(z1 | z2) (:func:`latent_encoder`)."""
+
+    event_dims = 1
+
+
+def latent_encoder(in_dim: int, hidden_dims, out_dim: int, activation: str, scale_transform: str = "softplus",
+                   min_scale: float = 1e-3) -> LatentEncoder:
+    """``in_dim -> hidden_dims -> (loc, scale) [out_dim]``, ``activation`` after every hidden layer."""
+    sizes = [in_dim] + list(hidden_dims)
+    return LatentEncoder(mlp(sizes, activation), sizes[-1], out_dim, scale_transform, min_scale)
+
+
 class Decoder(_LeadingDims):
     """z ``[..., L]`` -> decoder output ``[..., P * C, H, W]`` (logits or means, by likelihood;
     ``output_shape`` is ``image_shape`` unless the likelihood reads P > 1 maps per channel)."""

@@ -423,6 +423,8 @@ def run_settings(config: Config) -> dict:
         "model": model.model, "likelihood": model.likelihood, "latent_dim": model.latent_dim,
         "network": model.network,
         **({"hidden_dims": model.hidden_dims} if model.network == "mlp" else {"conv_channels": model.conv_channels}),
+        **({"top_latent_dim": model.top_latent_dim, "top_hidden_dims": model.top_hidden_dims}
+           if model.model == "hvae" else {}),
         "objective": train.objective, "k": train.k if train.objective.startswith("iwae") else None,
         "beta": train.beta, "seed": train.seed, "max_epochs": train.epochs, "patience": train.patience,
     }
@@ -738,6 +740,8 @@ FIGURE_KINDS = ("samples", "reconstructions", "latent", "manifold", "interpolate
                 "prior-check", "curves", "style", "completions", "compare")
 #: Figures that draw several runs side by side (``pyro-vae plot RUN_A RUN_B --kind ...``).
 MULTI_RUN_KINDS = ("compare", "latent")
+#: The figures that draw codes from N(0, I) or compare codes with it: not for --model hvae.
+N01_CODE_KINDS = ("manifold", "prior-check", "compare")
 #: Figures drawn for the conditional VAE (the others read codes of an unconditional guide).
 CONDITIONAL_KINDS = ("samples", "reconstructions", "curves", "style")  # for cvae and m2
 
@@ -824,6 +828,9 @@ def figure_from_runs(runs: list[Run], kind: str, output: Path, n: int = 36, limi
                            f"{' or '.join(MULTI_RUN_KINDS)} to draw several side by side.")
     for run in runs:
         check_not_clobbering(output, run.run_dir)
+        if getattr(run.model, "hierarchical", False):
+            raise PyroVAEError(f"{run.run_dir} is a --model hvae run, whose code z1 does not have the prior "
+                               "N(0, I) these figures draw from; draw its figures one run at a time.")
         if getattr(run.model, "num_classes", 0) or hasattr(run.model, "complete"):
             raise PyroVAEError(f"{run.run_dir} is a conditional model; the side-by-side figures are for "
                                "unconditional ones (--model vae or ae).")
@@ -854,6 +861,10 @@ def figure_from_run(run: Run, kind: str, output: Path, n: int = 64, limit: int =
     if hasattr(run.model, "complete") != (kind == "completions") and kind != "curves":
         raise PyroVAEError("the 'completions' figure is the one for --model quadrant (and 'curves'); "
                            f"choose it for that model and another for the others, not '{kind}'.")
+    if getattr(run.model, "hierarchical", False) and kind in N01_CODE_KINDS:
+        raise PyroVAEError(f"the '{kind}' figure assumes the decoder's code has the prior N(0, I), but this "
+                           "--model hvae run's z1 has the prior p(z1) = E_p(z2)[p(z1 | z2)]; choose samples, "
+                           "reconstructions, latent, interpolate, arithmetic or curves.")
     if kind in MULTI_RUN_KINDS and kind != "latent":
         return figure_from_runs([run], kind, output, n=min(n, 64), limit=limit)
     if kind == "completions":

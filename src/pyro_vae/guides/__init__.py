@@ -5,5 +5,6 @@ from pyro_vae.guides.ae import PointMassGuide
 from pyro_vae.guides.cvae import ConditionalNormalGuide
 from pyro_vae.guides.m2 import M2Guide
 from pyro_vae.guides.adgm import ADGMGuide
+from pyro_vae.guides.hvae import TwoLayerGuide
 
-__all__ = ["ADGMGuide", "PointMassGuide", "M2Guide", "ConditionalNormalGuide", "DiagonalNormalGuide"]
+__all__ = ["ADGMGuide", "PointMassGuide", "M2Guide", "ConditionalNormalGuide", "DiagonalNormalGuide", "TwoLayerGuide"]

@@ -4,7 +4,8 @@ Every objective has ``differentiable_loss(model, guide, *args)`` (a scalar: minu
 bound summed over the batch, in nats):
 
 * ``elbo``: the ELBO with KL(q||p) estimated by Monte Carlo, as :class:`pyro.infer.Trace_ELBO`;
-* ``analytic-kl``: KL(q||p) in closed form, as :class:`pyro.infer.TraceMeanField_ELBO`;
+* ``analytic-kl``: KL(q||p) in closed form, as :class:`pyro.infer.TraceMeanField_ELBO`, at the
+  sites where that is unbiased (:func:`closed_form_kl_sites`; Monte Carlo at the others);
 * ``iwae``: :class:`IWAELoss`, the importance-weighted bound
   log (1/K) sum_k p(x, z_k) / q(z_k | x) per example (Burda et al. 2016); it equals
   :class:`pyro.infer.RenyiELBO` with alpha = 0, which has no ``differentiable_loss``;
@@ -101,13 +102,16 @@ class DReGIWAELoss(IWAELoss):
       signal-to-noise ratio does not decay as K grows (Rainforth et al. 2018).
 
     Implemented as one pass: log q is read from the guide replayed on its own draws with
-    its parameters detached (``torch.func.functional_call``), and a gradient hook on the
-    latent multiplies what reaches z_k by :math:`\tilde w_k` (the bound already gives
-    it :math:`\tilde w_k`). The guide must be a ``torch.nn.Module`` with one latent site
-    of shape ``[K, B, ...]`` (its gradient must not reach another latent that the hook
-    would scale twice), and the guide's distribution must be able to evaluate log q at
-    a value it did not draw itself (a flow must be invertible: IAF and Householder are,
-    planar is not).
+    its parameters detached (``torch.func.functional_call``), and the model and that frozen
+    guide read each latent z_k through an identity node whose gradient hook multiplies what
+    reaches it by :math:`\tilde w_k` (the bound already gives it :math:`\tilde w_k`).
+    With several latents (a two-layer guide q(z1 | x) q(z2 | z1), z = (z1, z2)) the hooks
+    sit on those copies, not on the draws: the gradient that reaches z1 through z2's own
+    reparameterization z2(z1, eps2; phi) was scaled once at z2's copy and is not scaled
+    again. The guide must be a ``torch.nn.Module`` whose latent sites are all
+    reparameterized with leading dimensions ``[K, B]``, and its distributions must be able
+    to evaluate log q at a value they did not draw themselves (a flow must be invertible:
+    IAF and Householder are, planar is not).
     """
 
     def differentiable_loss(self, model: Callable, guide: Callable, *args, **kwargs) -> torch.Tensor:
@@ -121,14 +125,19 @@ class DReGIWAELoss(IWAELoss):
 
         with pyro.plate("importance_samples", self.k, dim=-(self.max_plate_nesting + 1)):
             guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
-            model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
+            latents = [site for site in sample_sites(guide_trace).values() if not site["is_observed"]]
+            if not latents or not all(site["fn"].has_rsample for site in latents):
+                raise ValueError("iwae-dreg needs a guide whose latent sites are all reparameterized; "
+                                 "use --objective iwae for this model.")
+            # The model and the frozen guide read the draws through copies (identity nodes) that carry the hooks.
+            copies = {site["name"]: site["value"].view_as(site["value"]) for site in latents}
+            read = guide_trace.copy()
+            for name, value in copies.items():
+                read.nodes[name] = dict(read.nodes[name], value=value)
+            model_trace = poutine.trace(poutine.replay(model, trace=read)).get_trace(*args, **kwargs)
             with warnings.catch_warnings():  # PyroModule notes that detached parameters skip the param store
                 warnings.filterwarnings("ignore", message=".*not registered in the param store")
-                frozen_trace = poutine.trace(poutine.replay(frozen_guide, trace=guide_trace)).get_trace(*args, **kwargs)
-        latents = [site for site in sample_sites(guide_trace).values() if not site["is_observed"]]
-        if len(latents) != 1 or not latents[0]["fn"].has_rsample:
-            raise ValueError("iwae-dreg needs a guide with exactly one reparameterized latent site; "
-                             "use --objective iwae for this model.")
+                frozen_trace = poutine.trace(poutine.replay(frozen_guide, trace=read)).get_trace(*args, **kwargs)
         log_w = 0.0
         # Each site weighted by its scale, as IWAELoss does (a KL weight gives the beta-IWAE weights).
         for site in sample_sites(model_trace).values():
@@ -136,11 +145,12 @@ class DReGIWAELoss(IWAELoss):
         for name, site in sample_sites(frozen_trace).items():
             if not site["is_observed"]:  # the scale from the guide as called (a handler may have set it)
                 log_w = log_w - per_example_log_prob(site, self.max_plate_nesting) * guide_trace.nodes[name]["scale"]
-        z = latents[0]["value"]
-        if z.requires_grad:
-            weights = torch.softmax(log_w.detach(), 0)  # [K, B]
+        weights = torch.softmax(log_w.detach(), 0)  # [K, B]
+        for name, z in copies.items():
+            if not z.requires_grad:
+                continue
             if tuple(z.shape[:2]) != tuple(weights.shape):
-                raise ValueError(f"iwae-dreg needs the latent's leading dimensions to be [K, B] = "
+                raise ValueError(f"iwae-dreg needs the latent '{name}''s leading dimensions to be [K, B] = "
                                  f"{list(weights.shape)}, not {list(z.shape)}.")
             z.register_hook(lambda grad: grad * weights.reshape(weights.shape + (1,) * (grad.dim() - 2)))
         return -(torch.logsumexp(log_w, 0) - math.log(self.k)).sum()
@@ -220,11 +230,15 @@ def elbo_terms(model: Callable, guide: Callable, *args, analytic_kl: bool = Fals
     each latent site is computed in closed form where torch knows it (as in
     ``TraceMeanField_ELBO``), otherwise as log q(z|x) - log p(z) at the draw (as in
     ``Trace_ELBO``); either way its mean over examples is an unbiased estimate of the
-    same ELBO. Extra plates to the left of the data plate (particles) are kept.
+    same ELBO. The closed form is used only where it is unbiased (:func:`closed_form_kl_sites`):
+    at a site whose model distribution depends on no latent that the guide draws after it
+    (in a two-layer VAE, KL(q(z1 | x) || p(z1 | z2)) at the guide's z2 would be biased, as z2
+    was drawn from q(z2 | z1); z1's term stays Monte Carlo there). Extra plates to the left of the data plate (particles) are kept.
     With ``require_reparameterized`` a latent site that cannot be reparameterized (its
     gradient would need a score-function term) raises ``ValueError``.
     """
     guide_sites, model_sites = guide_and_model_sites(model, guide, *args, **kwargs)
+    closed_form = closed_form_kl_sites(model_sites, guide_sites) if analytic_kl else frozenset()
     reconstruction = 0.0
     kl = 0.0
     for name, site in model_sites.items():
@@ -237,7 +251,7 @@ def elbo_terms(model: Callable, guide: Callable, *args, analytic_kl: bool = Fals
                 f"guide site '{name}' ({type(q['fn']).__name__}) is not reparameterized; the fast ELBO "
                 "cannot differentiate it: use implementation='pyro' (--elbo-implementation pyro) or TraceEnum_ELBO."
             )
-        if analytic_kl:
+        if name in closed_form:
             try:
                 kl = kl + _scaled(q["scale"], kl_divergence(q["fn"], site["fn"]))
                 continue
@@ -246,6 +260,30 @@ def elbo_terms(model: Callable, guide: Callable, *args, analytic_kl: bool = Fals
         kl = kl + (_scaled(q["scale"], q["fn"].log_prob(q["value"]))
                    - _scaled(site["scale"], site["fn"].log_prob(site["value"])))
     return ELBOTerms(torch.as_tensor(reconstruction), torch.as_tensor(kl))
+
+
+def closed_form_kl_sites(model_sites: dict, guide_sites: dict) -> frozenset[str]:
+    r"""The latent sites whose KL term may be taken in closed form without bias.
+
+    The ELBO's term of a latent s is E_q[log q(s | .) - log p(s | pa(s))]. Integrating s out
+    in closed form at the draws of its model parents pa(s) is unbiased when those parents do
+    not depend on s under the guide, i.e. when the guide drew them before s. The model's
+    parents of s are not known from a trace, so this takes every latent that the model
+    samples before s (a superset of pa(s)): s qualifies when each of them comes before s in
+    the guide's order. Mean-field and same-order guides (the VAE, CVAE) qualify at every
+    site; in the two-layer VAE (model z2, z1; guide z1, z2) only z2 does.
+
+    ``model_sites`` and ``guide_sites``: sites in order of execution, as
+    :func:`~pyro_vae.inference.weights.guide_and_model_sites` returns them."""
+    guide_order = {name: i for i, (name, site) in enumerate(guide_sites.items()) if not site["is_observed"]}
+    found, before = set(), []
+    for name, site in model_sites.items():
+        if site["is_observed"] or name not in guide_order:
+            continue
+        if all(guide_order.get(m, -1) < guide_order[name] for m in before):
+            found.add(name)
+        before.append(name)
+    return frozenset(found)
 
 
 def _scaled(scale, log_prob: torch.Tensor) -> torch.Tensor:
@@ -263,7 +301,10 @@ class ReparamELBO:
     :class:`~pyro.infer.Trace_ELBO` (``analytic_kl=False``) or
     :class:`~pyro.infer.TraceMeanField_ELBO` (``analytic_kl=True``) compute for such a
     guide, with the same draws (tests check loss and gradients agree), but skips their
-    score-function and validation bookkeeping, which for a VAE is pure overhead.
+    score-function and validation bookkeeping, which for a VAE is pure overhead. One
+    difference by design: where the guide draws a latent before the model's parents of it
+    (the two-layer VAE's z1), ``analytic_kl`` keeps that site's term Monte Carlo, while
+    ``TraceMeanField_ELBO`` takes it in closed form at the drawn parents, a biased bound.
     Use Pyro's classes (``--elbo-implementation pyro``) for guides with discrete sites.
     """
 
