@@ -1,0 +1,153 @@
+"""The training step's sixth-pass savings (issue #16) keep the VAE's Pyro programs what they
+were: ``DrawNoiseNormal`` draws as ``Normal`` and reads log q at its own draw from the noise
+(equal to ``Normal.log_prob`` to rounding, with the same total gradients; any other value is
+``Normal``'s bit for bit), and ``DataPlate`` gives sites what ``pyro.plate`` gives them, less
+the subsample site. Pyro's own ELBOs on the programs equal those on the plain programs."""
+
+import math
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from pyro import poutine
+from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
+from pyro.poutine.util import site_is_subsample
+
+from pyro_vae.build import build_vae
+from pyro_vae.config import ModelConfig
+from pyro_vae.distributions import DataPlate, DrawNoiseNormal, Event
+from pyro_vae.inference.objectives import make_objective
+
+
+def _loc_and_raw_scale(dtype):
+    torch.manual_seed(0)
+    loc = torch.randn(4, 3, dtype=dtype).mul(2).requires_grad_()
+    raw = torch.randn(4, 3, dtype=dtype).requires_grad_()
+    return loc, raw
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_draw_noise_normal_draws_as_normal_and_reads_log_q_at_its_draw_from_the_noise(dtype):
+    loc, raw = _loc_and_raw_scale(dtype)
+    scale = torch.nn.functional.softplus(raw) + 0.01
+    torch.manual_seed(3)
+    ours = DrawNoiseNormal(loc, scale, validate_args=False)
+    z = ours.rsample()
+    torch.manual_seed(3)
+    reference = dist.Normal(loc, scale)
+    assert torch.equal(z, reference.rsample())  # the same draw, bit for bit
+    torch.manual_seed(3)
+    eps = torch.randn(4, 3, dtype=dtype)
+    by_hand = -0.5 * eps ** 2 - torch.log(scale) - 0.5 * math.log(2 * math.pi)
+    assert torch.equal(ours.log_prob(z), by_hand)  # its own draw: the noise form, taken
+    assert torch.allclose(ours.log_prob(z), reference.log_prob(z), rtol=0, atol=1e-5 if dtype == torch.float32 else 1e-12)
+    # Any other value, even equal to the draw (a replayed z, DReG's frozen guide), is Normal's bit for bit.
+    given = z.detach().clone()
+    assert torch.equal(ours.log_prob(given), reference.log_prob(given))
+    assert torch.equal(ours.log_prob(given + 1), reference.log_prob(given + 1))
+
+
+def test_draw_noise_normal_has_normals_total_gradients_at_its_draw():
+    """d/d loc log N(loc + s eps; loc, s) = 0 and d/ds = -1/s (through z and directly), as for Normal."""
+    grads = []
+    for cls in (DrawNoiseNormal, dist.Normal):
+        loc, raw = _loc_and_raw_scale(torch.float64)
+        scale = torch.nn.functional.softplus(raw) + 0.01
+        torch.manual_seed(5)
+        d = cls(loc, scale)
+        z = d.rsample()
+        (d.log_prob(z).sum() + (z ** 3).sum()).backward()  # and a term through z, as the decoder's
+        grads.append((loc.grad, raw.grad))
+        closed_loc = 3 * z.detach() ** 2
+        closed_raw = (3 * z.detach() ** 2 * (z.detach() - loc.detach()) / scale.detach() - 1 / scale.detach()) \
+            * torch.sigmoid(raw.detach())
+        assert torch.allclose(loc.grad, closed_loc, rtol=1e-10, atol=1e-10)
+        assert torch.allclose(raw.grad, closed_raw, rtol=1e-10, atol=1e-10)
+    assert torch.allclose(grads[0][0], grads[1][0], rtol=1e-12) and torch.allclose(grads[0][1], grads[1][1], rtol=1e-12)
+
+
+def test_draw_noise_normal_expanded_by_a_plate_keeps_the_noise_of_its_own_draws():
+    loc, raw = _loc_and_raw_scale(torch.float64)
+    d = Event(DrawNoiseNormal(loc, raw.exp()), 1)
+    with poutine.trace() as tracer, pyro.plate("particles", 2, dim=-2), DataPlate("data", 4):
+        pyro.sample("z", d)
+    site = tracer.trace.nodes["z"]
+    assert site["fn"] is not d and site["value"].shape == (2, 4, 3)  # the plate expanded it; the copy drew
+    reference = dist.Normal(loc, raw.exp()).expand((2, 4, 3)).to_event(1)
+    assert torch.allclose(site["fn"].log_prob(site["value"]), reference.log_prob(site["value"]), rtol=1e-12)
+    assert d.base_dist._draw is None  # the unexpanded original drew nothing
+
+
+def _sites(trace):
+    return {name: site for name, site in trace.nodes.items() if site["type"] == "sample"}
+
+
+@pytest.mark.parametrize("outer", [None, "particles"])
+def test_data_plate_gives_sites_what_pyro_plate_gives_them_less_the_subsample_site(outer):
+    def program(plate):
+        with plate("data", 5):
+            a = pyro.sample("a", dist.Normal(0.0, 1.0))  # batch shape [] broadcast to the plate
+            pyro.sample("b", dist.Normal(a, 1.0), obs=torch.zeros(5))
+            pyro.param("p", torch.ones(5), event_dim=0)
+
+    traces = []
+    for plate in (pyro.plate, DataPlate):
+        pyro.clear_param_store()
+        with poutine.trace() as tracer:
+            if outer:
+                with pyro.plate(outer, 3, dim=-2):
+                    program(plate)
+            else:
+                program(plate)
+        traces.append(tracer.trace)
+    theirs, ours = (_sites(t) for t in traces)
+    assert "data" in theirs and site_is_subsample(theirs["data"]) and "data" not in ours
+    assert [n for n in theirs if n != "data"] == list(ours)  # the outer plate's subsample site stays
+    for name, site in ours.items():
+        if site_is_subsample(site):
+            continue
+        assert site["cond_indep_stack"] == theirs[name]["cond_indep_stack"]  # frames: name, dim, size, counter
+        assert site["fn"].batch_shape == theirs[name]["fn"].batch_shape == ((3, 5) if outer else (5,))
+        assert site["scale"] == theirs[name]["scale"] == 1.0 and site["value"].shape == theirs[name]["value"].shape
+    assert traces[1].nodes["p"]["value"].shape == (5,)
+
+
+def _plain_programs(model, guide):
+    """The VAE's model and guide as plain Pyro programs (``pyro.plate``, ``dist.Normal``,
+    ``to_event``) on the same networks: what the programs were before the sixth pass."""
+    def plain_guide(x):
+        loc, scale = guide.encoder(x)
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+
+    def plain_model(x):
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(x.new_zeros(model.latent_dim), 1.0).to_event(1))
+            pyro.sample("x", dist.Bernoulli(logits=model.decoder(z), validate_args=False).to_event(3), obs=x)
+    return plain_model, plain_guide
+
+
+@pytest.mark.parametrize("elbo", [Trace_ELBO, TraceMeanField_ELBO, "elbo", "analytic-kl", "iwae"])
+def test_pyro_elbos_of_the_vae_programs_equal_those_of_the_plain_programs(elbo):
+    torch.manual_seed(0)
+    model, guide = build_vae(ModelConfig(latent_dim=3, hidden_dims=[16]), (1, 4, 4))
+    x = torch.bernoulli(torch.full((6, 1, 4, 4), 0.4))
+    params = [*model.parameters(), *guide.parameters()]
+    # Pyro's classes, and the package's fast ELBOs and IWAE (K = 4)
+    objective = make_objective(elbo, k=4) if isinstance(elbo, str) else elbo(max_plate_nesting=1)
+    results = []
+    for m, g in ((model, guide), _plain_programs(model, guide)):
+        for p in params:
+            p.grad = None
+        pyro.set_rng_seed(7)
+        loss = objective.differentiable_loss(m, g, x)
+        loss.backward()
+        results.append((loss.detach(), [p.grad.clone() for p in params]))
+    (loss_a, grads_a), (loss_b, grads_b) = results
+    assert torch.allclose(loss_a, loss_b, rtol=1e-5)
+    for a, b in zip(grads_a, grads_b):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-5)
+    pyro.set_rng_seed(8)  # other draws give another loss: the comparison is not vacuous
+    if elbo not in (TraceMeanField_ELBO, "analytic-kl"):
+        assert not torch.allclose(objective.differentiable_loss(model, guide, x).detach(), loss_a)
