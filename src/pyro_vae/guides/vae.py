@@ -7,10 +7,10 @@ import pyro.distributions as dist
 import torch
 from pyro.nn.module import PyroModule
 from pyro_vae.distributions import DataPlate, DrawNoiseNormal, Event
-from pyro_vae.pyro_modules import to_pyro_network_
+from pyro_vae.pyro_modules import LeanNetwork, to_pyro_network_
 
 
-class DiagonalNormalGuide(PyroModule):
+class DiagonalNormalGuide(LeanNetwork, PyroModule):  # LeanNetwork: a step's fixed cost (issue #16)
     """q(z | x) = N(loc(x), diag(scale(x)^2)), the mean-field encoder of Kingma & Welling.
 
     Samples site ``z`` ``[B, L]`` inside ``pyro.plate("data", B)``, as the model does.

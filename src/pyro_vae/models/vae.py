@@ -10,10 +10,10 @@ from pyro.nn.module import PyroModule
 from pyro_vae.distributions import DataPlate
 from pyro_vae.likelihoods import Likelihood
 from pyro_vae.models.priors import Prior, StandardNormalPrior
-from pyro_vae.pyro_modules import to_pyro_network_
+from pyro_vae.pyro_modules import LeanNetwork, to_pyro_network_
 
 
-class VAEModel(PyroModule):
+class VAEModel(LeanNetwork, PyroModule):  # LeanNetwork: a step's fixed cost (issue #16)
     """p(x, z) = p(z) p(x | decoder(z)), one z per image; p(z) is ``latent_prior``
     (a :class:`~pyro_vae.models.priors.Prior`, N(0, I_L) by default).
 
