@@ -151,3 +151,28 @@ def test_pyro_elbos_of_the_vae_programs_equal_those_of_the_plain_programs(elbo):
     pyro.set_rng_seed(8)  # other draws give another loss: the comparison is not vacuous
     if elbo not in (TraceMeanField_ELBO, "analytic-kl"):
         assert not torch.allclose(objective.differentiable_loss(model, guide, x).detach(), loss_a)
+
+
+def test_same_shape_normal_and_binary_bernoulli_are_built_as_torch_builds_them():
+    from pyro_vae.distributions import SameShapeNormal
+    from pyro_vae.likelihoods import BinaryBernoulli
+
+    loc, scale = torch.randn(4, 3), torch.rand(4, 3) + 0.1
+    for ours, theirs in ((SameShapeNormal(loc, scale), dist.Normal(loc, scale)),
+                         (SameShapeNormal(loc, scale[0]), dist.Normal(loc, scale[0])),  # broadcast: Normal's own path
+                         (SameShapeNormal(0.0, scale), dist.Normal(0.0, scale))):
+        assert ours.batch_shape == theirs.batch_shape and ours.event_shape == theirs.event_shape
+        assert torch.equal(ours.loc, theirs.loc) and torch.equal(ours.scale, theirs.scale)
+        wide = ours.expand((2, 4, 3))
+        assert type(wide) is SameShapeNormal and wide.batch_shape == (2, 4, 3)
+        assert torch.equal(wide.log_prob(torch.ones(2, 4, 3)), theirs.expand((2, 4, 3)).log_prob(torch.ones(2, 4, 3)))
+    with pytest.raises(ValueError):  # argument validation is Normal's
+        SameShapeNormal(loc, -scale, validate_args=True)
+    logits = torch.randn(4, 784)
+    ours, theirs = BinaryBernoulli(logits=logits), dist.Bernoulli(logits=logits)
+    assert ours.batch_shape == theirs.batch_shape and torch.equal(ours.logits, theirs.logits)
+    assert torch.equal(ours.probs, theirs.probs) and torch.equal(ours.mean, theirs.mean)
+    x = torch.bernoulli(torch.full((4, 784), 0.5))
+    wide = ours.expand((2, 4, 784))
+    assert type(wide) is BinaryBernoulli and torch.allclose(wide.log_prob(x), theirs.log_prob(x).expand(2, 4, 784))
+    assert torch.equal(BinaryBernoulli(probs=torch.full((3,), 0.25)).probs, torch.full((3,), 0.25))

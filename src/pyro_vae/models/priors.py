@@ -29,7 +29,7 @@ from pyro.nn.module import PyroModule
 from torch import nn
 from torch.nn import functional as F
 
-from pyro_vae.distributions import Event
+from pyro_vae.distributions import Event, SameShapeNormal
 
 
 class Prior(PyroModule):
@@ -51,7 +51,7 @@ class Prior(PyroModule):
         return self.distribution(like, n).sample()
 
 
-class StandardNormal(dist.Normal):
+class StandardNormal(SameShapeNormal):
     r"""N(0, 1) per element with a given batch shape: a :class:`~pyro.distributions.Normal`
     whose log-density and KL skip the arithmetic with the unit scale and zero mean,
 
