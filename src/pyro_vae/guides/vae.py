@@ -6,7 +6,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro.nn.module import PyroModule
-from pyro_vae.distributions import DataPlate, DrawNoiseNormal, Event
+from pyro_vae.distributions import FullPlate, DrawNoiseNormal, Event
 from pyro_vae.pyro_modules import LeanNetwork, to_pyro_network_
 
 
@@ -28,9 +28,9 @@ class DiagonalNormalGuide(LeanNetwork, PyroModule):  # LeanNetwork: a step's fix
         # The encoder has no sample site, so it runs outside the plate: its parameter
         # statements then skip the plate's handlers (a training step's fixed cost).
         loc, scale = self.encoder(x)
-        # DataPlate: pyro.plate("data", B) without its subsample statement; DrawNoiseNormal reads
+        # FullPlate: pyro.plate("data", B) without its subsample statement; DrawNoiseNormal reads
         # log q at its own draw from the draw's noise (both: a step's fixed cost, issue #16).
-        with DataPlate("data", x.shape[0], device=x.device):  # device: no look-up of the default one
+        with FullPlate("data", x.shape[0], device=x.device):  # device: no look-up of the default one
             pyro.sample("z", Event(DrawNoiseNormal(loc, scale, validate_args=False), 1))
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

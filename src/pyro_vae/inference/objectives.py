@@ -26,13 +26,13 @@ import warnings
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-import pyro
 import torch
 from pyro import poutine
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 from pyro.poutine.messenger import Messenger
 from torch.distributions import kl_divergence
 
+from pyro_vae.distributions import FullPlate
 from pyro_vae.inference.weights import (MAX_PLATE_NESTING, guide_and_model_sites, log_importance_weights,
                                         per_example_log_prob, sample_sites)
 
@@ -123,7 +123,7 @@ class DReGIWAELoss(IWAELoss):
         def frozen_guide(*a, **kw):
             return torch.func.functional_call(module, frozen, a, kw)
 
-        with pyro.plate("importance_samples", self.k, dim=-(self.max_plate_nesting + 1)):
+        with FullPlate("importance_samples", self.k, dim=-(self.max_plate_nesting + 1)):
             guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
             latents = [site for site in sample_sites(guide_trace).values() if not site["is_observed"]]
             if not latents or not all(site["fn"].has_rsample for site in latents):
@@ -328,7 +328,7 @@ class ReparamELBO:
         if self.num_particles == 1:
             return -elbo_terms(model, guide, *args, **options, **kwargs).elbo.sum()
         # The same particle plate Pyro's ELBOs use when vectorize_particles=True.
-        with pyro.plate("num_particles_vectorized", self.num_particles, dim=-(self.max_plate_nesting + 1)):
+        with FullPlate("num_particles_vectorized", self.num_particles, dim=-(self.max_plate_nesting + 1)):
             terms = elbo_terms(model, guide, *args, **options, **kwargs)
         return -terms.elbo.sum() / self.num_particles
 

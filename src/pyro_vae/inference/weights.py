@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Callable
 
-import pyro
 import torch
 from pyro import poutine
 from pyro.poutine.runtime import _PYRO_PARAM_STORE  # the store PyroModule itself syncs with
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
+
+from pyro_vae.distributions import FullPlate
 
 #: The data plate is the only plate in the package's VAE programs.
 MAX_PLATE_NESTING = 1
@@ -94,7 +95,7 @@ def log_importance_weights(model: Callable, guide: Callable, *args, k: int,
     With ``grad=False`` no autograd graph is built.
     """
     with torch.set_grad_enabled(grad):  # the log-densities too: a prior's or flow's parameters enter there
-        with pyro.plate("importance_samples", k, dim=-(max_plate_nesting + 1)):
+        with FullPlate("importance_samples", k, dim=-(max_plate_nesting + 1)):
             guide_sites, model_sites = guide_and_model_sites(model, guide, *args, **kwargs)
         # Terms joined without a 0.0 to start from and without multiplying by a unit scale
         # (both exact, and each an op a call: the estimator's fixed cost per chunk, issue #16).

@@ -71,7 +71,9 @@ class StandardNormal(SameShapeNormal):
         return cls(zero, like.new_ones(()).expand(batch_shape), validate_args=False)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        return -(value ** 2) / 2 - math.log(math.sqrt(2 * math.pi))
+        # (z * z) * -0.5 is -(z ** 2) / 2 bit for bit (torch squares by z * z; the negation and the
+        # halving are exact), and so is its gradient, in one operation and autograd node fewer.
+        return (value * value) * -0.5 - math.log(math.sqrt(2 * math.pi))
 
 
 @torch.distributions.kl.register_kl(torch.distributions.Normal, StandardNormal)

@@ -7,7 +7,7 @@ import pyro.distributions as dist
 import torch
 from pyro.nn.module import PyroModule
 
-from pyro_vae.distributions import DataPlate
+from pyro_vae.distributions import FullPlate
 from pyro_vae.likelihoods import Likelihood
 from pyro_vae.models.priors import Prior, StandardNormalPrior
 from pyro_vae.pyro_modules import LeanNetwork, to_pyro_network_
@@ -43,7 +43,7 @@ class VAEModel(LeanNetwork, PyroModule):  # LeanNetwork: a step's fixed cost (is
     def forward(self, x: torch.Tensor) -> None:
         batch_size = x.shape[0]
         # pyro.plate("data", B) without its subsample statement (a step's fixed cost, issue #16)
-        with DataPlate("data", batch_size, device=x.device):  # device: no look-up of the default one
+        with FullPlate("data", batch_size, device=x.device):  # device: no look-up of the default one
             z = pyro.sample("z", self.prior(x, batch_size))
             pyro.sample("x", self.likelihood.distribution(self.decoder(z)), obs=x)
 
