@@ -84,7 +84,7 @@ def _sites(trace):
 
 
 @pytest.mark.parametrize("outer", [None, "particles"])
-def test_data_plate_gives_sites_what_pyro_plate_gives_them_less_the_subsample_site(outer):
+def test_full_plate_gives_sites_what_pyro_plate_gives_them_less_the_subsample_site(outer):
     def program(plate):
         with plate("data", 5):
             a = pyro.sample("a", dist.Normal(0.0, 1.0))  # batch shape [] broadcast to the plate
