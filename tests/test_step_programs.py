@@ -176,3 +176,23 @@ def test_same_shape_normal_and_binary_bernoulli_are_built_as_torch_builds_them()
     wide = ours.expand((2, 4, 784))
     assert type(wide) is BinaryBernoulli and torch.allclose(wide.log_prob(x), theirs.log_prob(x).expand(2, 4, 784))
     assert torch.equal(BinaryBernoulli(probs=torch.full((3,), 0.25)).probs, torch.full((3,), 0.25))
+
+
+def test_global_batch_noise_draws_for_the_guides_normal_and_log_q_reads_its_noise():
+    """The trainer's GlobalBatchNoise supplies the guide's noise (from a generator, for the
+    global batch): it must do so for DrawNoiseNormal as for a plain Normal (else each rank draws
+    from its own RNG), and log q at that draw is read from the noise it gave."""
+    from pyro_vae.inference.distributed import GlobalBatchNoise
+
+    torch.manual_seed(0)
+    model, guide = build_vae(ModelConfig(latent_dim=3, hidden_dims=[16]), (1, 4, 4))
+    x = torch.bernoulli(torch.full((4, 1, 4, 4), 0.4))
+    with poutine.trace() as tracer, GlobalBatchNoise(torch.Generator().manual_seed(5), slice(2, 6), 8):
+        guide(x)
+    site = tracer.trace.nodes["z"]
+    loc, scale = guide.encode(x)
+    eps = torch.randn(8, 3, generator=torch.Generator().manual_seed(5))[2:6]
+    assert torch.equal(site["value"], loc + scale * eps)  # the generator's rows 2-5, not the torch RNG's
+    by_hand = ((-0.5 * eps ** 2 - math.log(math.sqrt(2 * math.pi))) - torch.log(scale)).sum(-1)
+    assert torch.equal(site["fn"].log_prob(site["value"]), by_hand)  # the noise path
+    assert torch.allclose(by_hand, dist.Normal(loc, scale).to_event(1).log_prob(site["value"]), atol=1e-5)
