@@ -12,7 +12,7 @@ import pyro.distributions as dist
 import pytest
 import torch
 from pyro import poutine
-from pyro.nn.module import PyroModule, to_pyro_module_
+from pyro.nn.module import PyroModule, PyroSample, to_pyro_module_
 from pyro.poutine.messenger import Messenger
 from torch import nn
 
@@ -129,6 +129,10 @@ def test_fast_path_gives_the_same_loss_and_gradients_with_pyro_modules_as_with_l
             if isinstance(sub, LeanNetwork):
                 sub.__class__ = next(c for c in type(sub).__mro__ if c is not LeanNetwork and issubclass(c, PyroModule)
                                      and c.__bases__[0] is not LeanNetwork)
+    for root in (twin_model, twin_guide):  # the model and guide classes are lean too (sixth pass): plain copies
+        cls = type(root)
+        root.__class__ = type(cls.__name__, (PyroModule,), {k: v for k, v in cls.__dict__.items()
+                                                             if k not in ("__dict__", "__weakref__")})
     assert not any(isinstance(m, LeanNetwork) for m in twin_model.modules())
     x = torch.bernoulli(torch.full((5, 1, 8, 8), 0.4))
     pyro.clear_param_store()
@@ -207,3 +211,37 @@ def test_event_expands_to_its_own_shape_as_itself_and_otherwise_as_independent()
     with poutine.trace() as tracer, pyro.plate("data", 4):
         pyro.sample("z", ours)
     assert tracer.trace.nodes["z"]["fn"] is ours
+
+
+class _Sampler(LeanNetwork, PyroModule):
+    """A lean root module with a PyroSample read twice a call (one statement, cached per call)."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = PyroSample(dist.Normal(0.0, 1.0))
+
+    def forward(self):
+        return self.w + self.w
+
+
+def test_lean_outermost_call_keeps_pyro_modules_context_and_hands_module_local_params_to_pyro(monkeypatch):
+    calls = []
+    original = PyroModule.__call__
+
+    def counting(self, *args, **kwargs):
+        calls.append(type(self).__name__)
+        return original(self, *args, **kwargs)
+    monkeypatch.setattr(PyroModule, "__call__", counting)
+    module = _Sampler()
+    with poutine.trace() as tracer:
+        first = module()
+    assert [n for n, s in tracer.trace.nodes.items() if s["type"] == "sample"] == ["w"]  # one statement, cached
+    assert torch.equal(first, 2 * tracer.trace.nodes["w"]["value"])
+    context = module._pyro_context
+    assert context.active == 0 and context.used and context.cache == {}  # cleared on the way out
+    assert not torch.equal(module(), first) and calls == []  # a new draw each call; the lean path
+    model, guide = build_vae(ModelConfig(latent_dim=2, hidden_dims=[8]), (1, 4, 4))
+    assert guide.encoder is guide._modules["encoder"] and model.decoder is model._modules["decoder"]
+    with pyro.settings.context(module_local_params=True):
+        _Sampler()()
+    assert calls == ["_Sampler"]  # with module-local parameters on, the call is PyroModule's

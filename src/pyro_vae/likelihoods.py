@@ -105,6 +105,18 @@ class BinaryBernoulli(dist.Bernoulli):
     argument checks and broadcasting. For values other than 0 and 1 it is not a density.
     """
 
+    def __init__(self, probs=None, logits=None, validate_args=None):
+        if probs is not None or not isinstance(logits, torch.Tensor):
+            super().__init__(probs, logits, validate_args=validate_args)
+            return
+        # Bernoulli's own __init__ less broadcast_all, which returns a view of one tensor as it is.
+        self.logits = self._param = logits
+        torch.distributions.Distribution.__init__(self, logits.shape, validate_args=validate_args)
+
+    def expand(self, batch_shape, _instance=None):
+        # torch asks a subclass with its own __init__ for its own expand: Bernoulli's, into this class
+        return super().expand(batch_shape, _instance=self._get_checked_instance(BinaryBernoulli, _instance))
+
     def log_prob(self, value):
         logits = self.logits
         if logits.shape != value.shape:  # the kernel wants one shape; a training batch has it already

@@ -449,13 +449,23 @@ def plot_prior_check(guide, images: torch.Tensor, path: Path, max_dims: int = 16
     return _save(fig, path)
 
 
+def _curves_figure():
+    """The VAE curves' two panels side by side, 11 x 4 inches, with fixed margins that leave room
+    for the tick labels, titles and the right panel's twin axis: a constrained layout draws the
+    figure once more to measure them, 45% of this figure's time (0.63 against 0.35 s of CPU
+    on the benchmark machine), and every train run draws it (issue #16)."""
+    fig, axes = _subplots(1, 2, figsize=(11, 4))
+    fig.subplots_adjust(left=0.065, right=0.935, bottom=0.13, top=0.92, wspace=0.32)
+    return fig, axes
+
+
 def plot_curves(history: list[dict], path: Path) -> Path:
     """Train and validation ELBO, and the validation reconstruction and KL, by epoch; for
     a semi-supervised run, the training bound and the classifier's accuracies."""
     if not history:
         raise ValueError("no epochs recorded yet")
     epochs = [row["epoch"] for row in history]
-    if "valid_accuracy" in history[0]:
+    if "valid_accuracy" in history[0]:  # its long left title needs the constrained layout
         fig, (left, right) = _subplots(1, 2, layout="constrained", figsize=(11, 4))
         left.plot(epochs, [row["train_elbo"] for row in history])
         left.set_xlabel("epoch")
@@ -470,7 +480,7 @@ def plot_curves(history: list[dict], path: Path) -> Path:
         right.set_title("Classification accuracy")
         right.legend()
         return _save(fig, path)
-    fig, (left, right) = _subplots(1, 2, layout="constrained", figsize=(11, 4))
+    fig, (left, right) = _curves_figure()
     left.plot(epochs, [row["train_elbo"] for row in history], label="train (training objective)")
     left.plot(epochs, [row["valid_elbo"] for row in history], label="validation ELBO")
     left.set_xlabel("epoch")

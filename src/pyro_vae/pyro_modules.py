@@ -20,6 +20,7 @@ machinery adds to a hand-written PyTorch step (docs/performance.md, issue #16 fi
 
 from __future__ import annotations
 
+import pyro.nn.module as _pyro_module
 from pyro.nn.module import PyroModule, to_pyro_module_
 from pyro.poutine.plate_messenger import PlateMessenger
 from pyro.poutine.runtime import _PYRO_PARAM_STORE, _PYRO_STACK
@@ -48,11 +49,14 @@ def _statement_is_idle(fullname: str, value: nn.Parameter) -> bool:
 class LeanNetwork:
     """Mixin put before ``PyroModule[cls]`` in a network module's class by :func:`to_pyro_network_`.
 
-    * A call made while its Pyro module context is already active (the network inside the
-      model's or guide's call) only counts itself in and out of that context and calls the
-      torch module: on that path ``PyroModule.__call__`` would enter the shared context (a
-      counter, as here) and look up ``validate_poutine``, whose check applies only to the
-      outermost call.
+    * A call counts itself in and out of its Pyro module context and calls the torch module
+      (the outermost call also marks the context used and clears its cache on the way out),
+      which is all that ``PyroModule.__call__`` does when module-local parameters are off (the
+      default; with them on, the call is ``PyroModule``'s): it would look the setting up twice
+      through ``pyro.settings`` (an ``importlib`` import each) and ``validate_poutine`` once,
+      whose check applies only with module-local parameters.
+    * Reading a Pyro submodule that already has its name in the module tree returns it, as
+      ``PyroModule.__getattr__`` does after three look-ups that cannot apply to it.
     * Reading an ``nn.Parameter`` while the context is active returns it without a
       ``pyro.param`` statement when the statement is idle (:func:`_statement_is_idle`);
       otherwise ``PyroModule``'s own ``__getattr__`` issues it, so a first call still
@@ -63,19 +67,32 @@ class LeanNetwork:
     def __call__(self, *args, **kwargs):
         context = self.__dict__["_pyro_context"]
         if not context.active:
-            return PyroModule.__call__(self, *args, **kwargs)
+            if _pyro_module._MODULE_LOCAL_PARAMS:  # what pyro.settings.get("module_local_params") reads
+                return PyroModule.__call__(self, *args, **kwargs)
+            context.used = True
         context.active += 1
         try:
             return nn.Module.__call__(self, *args, **kwargs)
         finally:
             context.active -= 1
+            if not context.active:
+                context.cache.clear()
 
     def __getattr__(self, name: str):
-        parameters = self.__dict__.get("_parameters")
+        d = self.__dict__
+        parameters = d.get("_parameters")
         if parameters is not None and name in parameters:
             value = parameters[name]
-            if isinstance(value, nn.Parameter) and self.__dict__["_pyro_context"].active \
+            if isinstance(value, nn.Parameter) and d["_pyro_context"].active \
                     and _statement_is_idle(self._pyro_get_fullname(name), value):
+                return value
+        modules = d.get("_modules")
+        if modules is not None and name in modules:
+            value = modules[name]
+            # A named Pyro submodule is returned as it is by PyroModule.__getattr__ too (after its
+            # PyroParam and PyroSample look-ups, which a submodule's name is not in).
+            if isinstance(value, PyroModule) and value.__dict__.get("_pyro_name") \
+                    and name not in d.get("_pyro_params", ()) and name not in d.get("_pyro_samples", ()):
                 return value
         return PyroModule.__getattr__(self, name)
 

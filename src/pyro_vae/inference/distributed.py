@@ -19,6 +19,8 @@ import torch
 import torch.distributed as dist
 from pyro.poutine.messenger import Messenger
 
+from pyro_vae.distributions import DRAWS_AS_NORMAL
+
 
 @dataclass
 class DistributedContext:
@@ -110,6 +112,14 @@ def shutdown() -> None:
         dist.destroy_process_group()
 
 
+def _draws_as_normal(base) -> bool:
+    """A Normal whose draws are ``Normal.rsample``'s (loc + eps * scale, eps ~ N(0, 1)): a
+    ``Normal`` itself, or a subclass that says so (``DRAWS_AS_NORMAL``, as the guide's
+    ``DrawNoiseNormal`` does); other subclasses may draw otherwise and are left to Pyro."""
+    return isinstance(base, torch.distributions.Normal) and (
+        type(base).__name__ == "Normal" or getattr(type(base), DRAWS_AS_NORMAL, False))
+
+
 class GlobalBatchNoise(Messenger):
     r"""Draw the reparameterized noise of the guide's Normal latent sites for the whole global
     batch, on every rank alike, and keep this rank's rows: z = loc + scale * eps with eps
@@ -137,7 +147,7 @@ class GlobalBatchNoise(Messenger):
             event_dims += base.reinterpreted_batch_ndims
             base = base.base_dist
         frame = next((f for f in msg["cond_indep_stack"] if f.name == self.plate), None)
-        if type(base).__name__ != "Normal" or not isinstance(base, torch.distributions.Normal) or frame is None:
+        if not _draws_as_normal(base) or frame is None:
             return
         shape, dim = list(base.batch_shape), frame.dim - event_dims
         length = self.rows.stop - self.rows.start
@@ -145,4 +155,6 @@ class GlobalBatchNoise(Messenger):
             return
         shape[dim] = self.global_size
         eps = torch.randn(shape, generator=self.generator, device=base.loc.device, dtype=base.loc.dtype)
-        msg["value"] = base.loc + base.scale * eps.narrow(dim, self.rows.start, length)
+        eps = eps.narrow(dim, self.rows.start, length)
+        draw_with = getattr(base, "draw_with", None)  # DrawNoiseNormal keeps the noise for its log q
+        msg["value"] = draw_with(eps) if draw_with is not None else base.loc + base.scale * eps

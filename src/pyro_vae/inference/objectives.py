@@ -26,13 +26,13 @@ import warnings
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-import pyro
 import torch
 from pyro import poutine
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 from pyro.poutine.messenger import Messenger
 from torch.distributions import kl_divergence
 
+from pyro_vae.distributions import FullPlate
 from pyro_vae.inference.weights import (MAX_PLATE_NESTING, guide_and_model_sites, log_importance_weights,
                                         per_example_log_prob, sample_sites)
 
@@ -123,7 +123,7 @@ class DReGIWAELoss(IWAELoss):
         def frozen_guide(*a, **kw):
             return torch.func.functional_call(module, frozen, a, kw)
 
-        with pyro.plate("importance_samples", self.k, dim=-(self.max_plate_nesting + 1)):
+        with FullPlate("importance_samples", self.k, dim=-(self.max_plate_nesting + 1)):
             guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
             latents = [site for site in sample_sites(guide_trace).values() if not site["is_observed"]]
             if not latents or not all(site["fn"].has_rsample for site in latents):
@@ -239,11 +239,10 @@ def elbo_terms(model: Callable, guide: Callable, *args, analytic_kl: bool = Fals
     """
     guide_sites, model_sites = guide_and_model_sites(model, guide, *args, **kwargs)
     closed_form = closed_form_kl_sites(model_sites, guide_sites) if analytic_kl else frozenset()
-    reconstruction = 0.0
-    kl = 0.0
+    reconstruction = kl = None  # not 0.0: adding a tensor to 0.0 is one more op (and autograd node) a step
     for name, site in model_sites.items():
         if site["is_observed"]:
-            reconstruction = reconstruction + _scaled(site["scale"], site["fn"].log_prob(site["value"]))
+            reconstruction = _plus(reconstruction, _scaled(site["scale"], site["fn"].log_prob(site["value"])))
             continue
         q = guide_sites[name]
         if require_reparameterized and not q["fn"].has_rsample:
@@ -253,13 +252,23 @@ def elbo_terms(model: Callable, guide: Callable, *args, analytic_kl: bool = Fals
             )
         if name in closed_form:
             try:
-                kl = kl + _scaled(q["scale"], kl_divergence(q["fn"], site["fn"]))
+                kl = _plus(kl, _scaled(q["scale"], kl_divergence(q["fn"], site["fn"])))
                 continue
             except NotImplementedError:
                 pass
-        kl = kl + (_scaled(q["scale"], q["fn"].log_prob(q["value"]))
+        kl = _plus(kl, _scaled(q["scale"], q["fn"].log_prob(q["value"]))
                    - _scaled(site["scale"], site["fn"].log_prob(site["value"])))
-    return ELBOTerms(torch.as_tensor(reconstruction), torch.as_tensor(kl))
+    return ELBOTerms(_tensor(reconstruction), _tensor(kl))
+
+
+def _tensor(total: torch.Tensor | None) -> torch.Tensor:
+    """``total`` (no sites: a zero); a tensor as it is (``torch.as_tensor`` of one is an op more)."""
+    return total if isinstance(total, torch.Tensor) else torch.as_tensor(0.0 if total is None else total)
+
+
+def _plus(total: torch.Tensor | None, term: torch.Tensor) -> torch.Tensor:
+    """``total + term``, or ``term`` itself for the first term (``0.0 + term`` is exactly ``term``)."""
+    return term if total is None else total + term
 
 
 def closed_form_kl_sites(model_sites: dict, guide_sites: dict) -> frozenset[str]:
@@ -319,7 +328,7 @@ class ReparamELBO:
         if self.num_particles == 1:
             return -elbo_terms(model, guide, *args, **options, **kwargs).elbo.sum()
         # The same particle plate Pyro's ELBOs use when vectorize_particles=True.
-        with pyro.plate("num_particles_vectorized", self.num_particles, dim=-(self.max_plate_nesting + 1)):
+        with FullPlate("num_particles_vectorized", self.num_particles, dim=-(self.max_plate_nesting + 1)):
             terms = elbo_terms(model, guide, *args, **options, **kwargs)
         return -terms.elbo.sum() / self.num_particles
 

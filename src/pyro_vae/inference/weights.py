@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Callable
 
-import pyro
 import torch
 from pyro import poutine
 from pyro.poutine.runtime import _PYRO_PARAM_STORE  # the store PyroModule itself syncs with
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
+
+from pyro_vae.distributions import FullPlate
 
 #: The data plate is the only plate in the package's VAE programs.
 MAX_PLATE_NESTING = 1
@@ -94,15 +95,28 @@ def log_importance_weights(model: Callable, guide: Callable, *args, k: int,
     With ``grad=False`` no autograd graph is built.
     """
     with torch.set_grad_enabled(grad):  # the log-densities too: a prior's or flow's parameters enter there
-        with pyro.plate("importance_samples", k, dim=-(max_plate_nesting + 1)):
+        with FullPlate("importance_samples", k, dim=-(max_plate_nesting + 1)):
             guide_sites, model_sites = guide_and_model_sites(model, guide, *args, **kwargs)
-        log_weight = 0.0
+        # Terms joined without a 0.0 to start from and without multiplying by a unit scale
+        # (both exact, and each an op a call: the estimator's fixed cost per chunk, issue #16).
+        log_weight = None
         for site in model_sites.values():
-            log_weight = log_weight + per_example_log_prob(site, max_plate_nesting) * (site["scale"] if scaled else 1.0)
+            term = _scaled_term(site, max_plate_nesting, scaled)
+            log_weight = term if log_weight is None else log_weight + term
         for site in guide_sites.values():
             if not site["is_observed"]:
-                log_weight = log_weight - per_example_log_prob(site, max_plate_nesting) * (site["scale"] if scaled else 1.0)
+                term = _scaled_term(site, max_plate_nesting, scaled)
+                log_weight = -term if log_weight is None else log_weight - term
     return log_weight
+
+
+def _scaled_term(site: dict, max_plate_nesting: int, scaled: bool) -> torch.Tensor:
+    """A site's per-example log-density, times its scale when ``scaled`` and the scale is not a plain 1."""
+    term = per_example_log_prob(site, max_plate_nesting)
+    scale = site["scale"]
+    if not scaled or (isinstance(scale, float) and scale == 1.0):
+        return term
+    return term * scale
 
 
 def per_example_log_prob(site: dict, max_plate_nesting: int) -> torch.Tensor:

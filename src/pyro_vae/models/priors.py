@@ -29,7 +29,7 @@ from pyro.nn.module import PyroModule
 from torch import nn
 from torch.nn import functional as F
 
-from pyro_vae.distributions import Event
+from pyro_vae.distributions import Event, SameShapeNormal
 
 
 class Prior(PyroModule):
@@ -51,7 +51,7 @@ class Prior(PyroModule):
         return self.distribution(like, n).sample()
 
 
-class StandardNormal(dist.Normal):
+class StandardNormal(SameShapeNormal):
     r"""N(0, 1) per element with a given batch shape: a :class:`~pyro.distributions.Normal`
     whose log-density and KL skip the arithmetic with the unit scale and zero mean,
 
@@ -71,7 +71,9 @@ class StandardNormal(dist.Normal):
         return cls(zero, like.new_ones(()).expand(batch_shape), validate_args=False)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        return -(value ** 2) / 2 - math.log(math.sqrt(2 * math.pi))
+        # (z * z) * -0.5 is -(z ** 2) / 2 bit for bit (torch squares by z * z; the negation and the
+        # halving are exact), and so is its gradient, in one operation and autograd node fewer.
+        return (value * value) * -0.5 - math.log(math.sqrt(2 * math.pi))
 
 
 @torch.distributions.kl.register_kl(torch.distributions.Normal, StandardNormal)

@@ -7,12 +7,13 @@ import pyro.distributions as dist
 import torch
 from pyro.nn.module import PyroModule
 
+from pyro_vae.distributions import FullPlate
 from pyro_vae.likelihoods import Likelihood
 from pyro_vae.models.priors import Prior, StandardNormalPrior
-from pyro_vae.pyro_modules import to_pyro_network_
+from pyro_vae.pyro_modules import LeanNetwork, to_pyro_network_
 
 
-class VAEModel(PyroModule):
+class VAEModel(LeanNetwork, PyroModule):  # LeanNetwork: a step's fixed cost (issue #16)
     """p(x, z) = p(z) p(x | decoder(z)), one z per image; p(z) is ``latent_prior``
     (a :class:`~pyro_vae.models.priors.Prior`, N(0, I_L) by default).
 
@@ -41,7 +42,8 @@ class VAEModel(PyroModule):
 
     def forward(self, x: torch.Tensor) -> None:
         batch_size = x.shape[0]
-        with pyro.plate("data", batch_size, device=x.device):  # device: no look-up of the default one
+        # pyro.plate("data", B) without its subsample statement (a step's fixed cost, issue #16)
+        with FullPlate("data", batch_size, device=x.device):  # device: no look-up of the default one
             z = pyro.sample("z", self.prior(x, batch_size))
             pyro.sample("x", self.likelihood.distribution(self.decoder(z)), obs=x)
 
