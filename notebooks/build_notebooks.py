@@ -335,7 +335,9 @@ M2_BETA = 4.0    # M2's weight on the KL of z alone (`--beta`), measured in docs
 data = load_dataset("fashion-mnist", binarize="dynamic", train_limit=TRAIN_IMAGES)
 names = data.class_names
 test = data.scored_split("test")   # binarized once with a fixed seed, as the models are scored
-# The judge: a small conv net trained on the real grey-level training images, apart from every model.
+# The judge: a small conv net trained on the real grey-level training images, apart from every model
+# (`evaluate --label-fidelity` trains the same net on all 50,000 images for 6 epochs and caches it;
+# this quicker one is a less exact reader: compare its own test accuracy, printed below).
 judge = train_judge(load_dataset("fashion-mnist", train_limit=TRAIN_IMAGES), JudgeSettings(epochs=JUDGE_EPOCHS))
 print(f"judge: test accuracy on real images {judge.test_accuracy:.3f}")
 
