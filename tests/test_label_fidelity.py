@@ -282,3 +282,22 @@ def test_evaluate_label_fidelity_of_a_cvae_run(idx_dir, tmp_path, capsys):
     columns, rows = compare_table([read_run(run)])
     assert rows[0]["label fidelity (prior)"] == pytest.approx(result["prior"]["fidelity"])
     assert "z probe accuracy" in columns
+
+
+def test_evaluate_label_fidelity_reads_the_split_it_is_given(idx_dir, tmp_path, capsys):
+    """--split valid lets a setting be chosen without reading the test set: the style grid
+    encodes, and the probe is scored on, the split named (the idx data: 1,000 training images,
+    200 validation, 200 test; only the training split can tell its size from the test's)."""
+    run, cache = tmp_path / "cvae", tmp_path / "cache"
+    _train(run, idx_dir, "cvae")
+    base = ["evaluate", str(run), "--label-fidelity", "--classifier-cache", str(cache), "--fidelity-samples", "2",
+            "--fidelity-images", "300"]
+    assert main(base + ["--split", "train", "-o", str(tmp_path / "train.json")]) == 0
+    result = json.loads((tmp_path / "train.json").read_text())
+    assert result["style_grid"]["split"] == "train" and result["style_grid"]["test_images"] == 300
+    assert result["style_grid"]["images"] == 300 * 10 and result["z_probe"]["test_examples"] == 1000
+    assert main(base + ["--split", "valid", "-o", str(tmp_path / "valid.json")]) == 0
+    result = json.loads((tmp_path / "valid.json").read_text())
+    assert result["style_grid"]["split"] == "valid" and result["z_probe"]["split"] == "valid"
+    assert result["style_grid"]["images"] == 200 * 10 and result["z_probe"]["test_examples"] == 200
+    assert "200 valid images x every label" in capsys.readouterr().out

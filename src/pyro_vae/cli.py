@@ -77,7 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="one or more training runs' directories")
     evaluate.add_argument("--k", type=int, default=0, help="importance samples per example (0: the ELBO only)")
     evaluate.add_argument("--split", default="test", choices=("train", "valid", "test"),
-                          help="which split to score (binarized as training binarized it)")
+                          help="which split to score (binarized as training binarized it); with --label-fidelity, the real "
+                               "images the style grid encodes and the z probe is scored on (valid: to choose a setting "
+                               "without reading the test set)")
     evaluate.add_argument("--limit", type=int, default=0, help="score only N examples of the split (0: all)")
     evaluate.add_argument("--subset", default="random", choices=SUBSETS,
                           help="with --limit: a random subset drawn with --seed, or the first N")
@@ -99,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--fidelity-samples", type=int, default=100,
                           help="with --label-fidelity: codes drawn from the prior per label")
     evaluate.add_argument("--fidelity-images", type=int, default=1000,
-                          help="with --label-fidelity: test images (a random subset drawn with --seed) whose codes "
+                          help="with --label-fidelity: images of --split (a random subset drawn with --seed) whose codes "
                                "the style grid decodes with every label")
     evaluate.add_argument("--classifier-cache", metavar="DIR", default=None,
                           help="with --label-fidelity: where the judging classifier is kept (default: "
@@ -277,7 +279,8 @@ def _evaluate_one(args, run_dir: str) -> None:
         labels.check_labelled(run)  # before anything is trained or written
         output = _json_output(args, run.run_dir, labels.FIDELITY_FILE)
         result = labels.measure_run(run, args.fidelity_samples, args.fidelity_images, args.seed,
-                                    args.classifier_cache, log=lambda line: print(line, file=sys.stderr))
+                                    args.classifier_cache, log=lambda line: print(line, file=sys.stderr),
+                                    split=args.split)
         write_json(output, {"checkpoint": args.checkpoint, **_checkpoint_position(run), **result})
         print(labels.describe(result))
         return 0

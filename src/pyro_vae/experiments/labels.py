@@ -64,9 +64,13 @@ def real_images(run):
 
 
 def measure_run(run, per_class: int = 100, grid_images: int = 1000, seed: int = 0, cache_dir: str | None = None,
-                log=print) -> dict:
+                log=print, split: str = "test") -> dict:
     """The label fidelity of a reopened CVAE, M2, M1+M2 or ADGM run (prior samples and style grid), the
-    judge's own accuracy, and a linear probe of z for the class; the JSON record."""
+    judge's own accuracy, and a linear probe of z for the class; the JSON record.
+
+    ``split`` names the real images the style grid encodes and the probe is scored on: "test"
+    for the number one reports, "valid" to choose between settings without reading the test
+    set (the prior samples and the judge are the same either way)."""
     import torch
 
     from pyro_vae.inference.fidelity import encode_all, linear_probe, prior_fidelity, style_grid_fidelity
@@ -84,12 +88,12 @@ def measure_run(run, per_class: int = 100, grid_images: int = 1000, seed: int = 
                         f"{run.model.num_classes}; measure the run on the data it was trained on.")
     generator = generator_of(run)
     prior = prior_fidelity(generator, judge.predict, per_class, seed, run.device)
-    grid_part, chosen, _ = evaluation_examples(run, "test", grid_images, "random", seed)
+    grid_part, chosen, _ = evaluation_examples(run, split, grid_images, "random", seed)
     grid, swapped = style_grid_fidelity(generator, judge.predict, grid_part.images, grid_part.labels)
     dataset = run.dataset()
-    train, test = dataset.scored_split("train"), dataset.scored_split("test")
+    train, scored = dataset.scored_split("train"), dataset.scored_split(split)
     probe = linear_probe(encode_all(generator, train.images, train.labels),
-                         train.labels, encode_all(generator, test.images, test.labels), test.labels,
+                         train.labels, encode_all(generator, scored.images, scored.labels), scored.labels,
                          run.model.num_classes)
     record = judge.record
     return {
@@ -103,13 +107,14 @@ def measure_run(run, per_class: int = 100, grid_images: int = 1000, seed: int = 
         "judge_test_accuracy_stderr": record["test_accuracy_stderr"],
         "prior": {"source": "z ~ p(z | y), decoded with y", "per_class_samples": per_class, "seed": seed,
                   **prior.to_dict()},
-        "style_grid": {"source": "z = mean of q(z | x, own label) of real test images, decoded with every label",
+        "style_grid": {"source": f"z = mean of q(z | x, own label) of real {split} images, decoded with every label",
+                       # "test_images": the key of earlier records, kept whatever the split
                        **chosen, "test_images": len(grid_part), **grid.to_dict(),
                        "swapped": {"fidelity": swapped.value, "stderr": swapped.stderr, "images": swapped.n}},
         "z_probe_accuracy": probe.accuracy,
         "z_probe_accuracy_stderr": probe.stderr,
         "z_probe": {"what": "multinomial logistic regression from the mean of q(z | x, y) of the training images "
-                            "to their class, scored on the test images", **probe.to_dict()},
+                            f"to their class, scored on the {split} images", "split": split, **probe.to_dict()},
         "stderr_is": "binomial: sqrt(p (1 - p) / n) over the images judged",
         "torch": torch.__version__,
     }
@@ -119,15 +124,16 @@ def describe(result: dict) -> str:
     """The console's lines for a fidelity record."""
     prior, grid, probe = result["prior"], result["style_grid"], result["z_probe"]
     pct = lambda p, se: f"{100 * p:.2f}% ± {100 * se:.2f}%"  # noqa: E731
+    split = grid.get("split", "test")  # records written before --split had only test images
     return (f"label fidelity of prior samples {pct(prior['fidelity'], prior['stderr'])} ({prior['images']} images, "
             f"{prior['per_class_samples']} per label, seed {prior['seed']})\n"
             f"label fidelity of the style grid {pct(grid['fidelity'], grid['stderr'])} ({grid['images']} cells: "
-            f"{grid['test_images']} test images x every label; "
+            f"{grid['test_images']} {split} images x every label; "
             f"{pct(grid['swapped']['fidelity'], grid['swapped']['stderr'])} in the cells whose label is not the "
             f"image's own)\n"
             f"judged by a classifier of real images with test accuracy "
             f"{pct(result['judge_test_accuracy'], result['judge_test_accuracy_stderr'])}; decoded images are "
             f"{DECODED}; ± is the binomial standard error\n"
-            f"linear probe of z for the class: test accuracy {pct(probe['accuracy'], probe['stderr'])} (chance "
+            f"linear probe of z for the class: {split} accuracy {pct(probe['accuracy'], probe['stderr'])} (chance "
             f"{100 * probe['chance']:.2f}%; the further above chance, the more z carries the class, which lets the "
             f"decoder ignore y)")
