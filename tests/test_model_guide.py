@@ -167,3 +167,21 @@ def test_a_condition_joins_the_pixels_or_the_features_and_broadcasts_over_enumer
     loc_all, _ = encoder(x, every_class)
     assert loc_all.shape == (2, 5, 2)
     assert torch.allclose(loc_all[1], encoder(x, torch.eye(2)[[1] * 5])[0], atol=1e-6)
+
+
+@pytest.mark.parametrize("settings", [dict(), dict(model="ae"), dict(flow="iaf", flow_steps=2),
+                                      dict(prior="vamp", pseudo_inputs=3), dict(prior="mog", prior_components=3),
+                                      dict(model="hvae")],
+                         ids=["vae", "ae", "iaf-guide", "vampprior", "mog-prior", "hvae"])
+def test_pyros_trace_elbo_finds_the_same_plates_in_model_and_guide(settings):
+    # Pyro's ELBOs compare the plates of model and guide, subsample sites included, and warn
+    # of a mismatch; a guide in a pyro.plate beside a model in a FullPlate was one (#16's plates).
+    import warnings
+
+    from pyro.infer import Trace_ELBO
+
+    model, guide = build_vae(ModelConfig(latent_dim=3, hidden_dims=[16], **settings), (1, 28, 28))
+    x = torch.bernoulli(torch.rand(4, 1, 28, 28))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*plate statements.*")
+        Trace_ELBO().differentiable_loss(model, guide, x)

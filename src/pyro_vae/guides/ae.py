@@ -6,6 +6,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 
+from pyro_vae.distributions import FullPlate
 from pyro_vae.guides.vae import DiagonalNormalGuide
 
 
@@ -19,7 +20,9 @@ class PointMassGuide(DiagonalNormalGuide):
     """
 
     def forward(self, x: torch.Tensor) -> None:
-        with pyro.plate("data", x.shape[0]):
+        # FullPlate, as the model's (AEModel is the VAE's program): a pyro.plate here would record a
+        # subsample site the model lacks, and Pyro's ELBOs would warn of a guide plate not in the model.
+        with FullPlate("data", x.shape[0], device=x.device):
             pyro.sample("z", dist.Delta(self.encoder(x)[0], event_dim=1))
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

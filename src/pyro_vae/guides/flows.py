@@ -24,6 +24,7 @@ import pyro.distributions as dist
 import pyro.distributions.transforms as T
 import torch
 from pyro.nn.module import PyroModule
+from pyro_vae.distributions import FullPlate
 from pyro_vae.pyro_modules import to_pyro_network_
 from torch import nn
 
@@ -85,7 +86,9 @@ class FlowGuide(PyroModule):
         return dist.TransformedDistribution(base, [step.condition(h) for step in self.steps], validate_args=False)
 
     def forward(self, x: torch.Tensor) -> None:
-        with pyro.plate("data", x.shape[0]):
+        # FullPlate, as the VAE model's: a pyro.plate would record a subsample site that the model
+        # lacks (Pyro's ELBOs warn of it).
+        with FullPlate("data", x.shape[0], device=x.device):
             pyro.sample("z", self.distribution(x))
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
