@@ -14,3 +14,6 @@ cd /root/pyro-vae-runs/loglik8
 # Paired figures (same images): K=1000 against the K=5 model's K=1000 on all 10,000 (+0.139 ± 0.008), and K=5000 against
 # its K=5000 on the 1,000 (+0.157 ± 0.038):
 # python -c "import numpy as n; a=n.load('iwae50-ft/loglik_k1000_all_best_examples.npz'); b=n.load('ft2-iwae-dreg/loglik_k1000_all_best_examples.npz'); d=a['log_likelihood']-b['log_likelihood']; print(d.mean(), d.std(ddof=1)/len(d)**.5)"
+# K=5000 on all 10,000 test images (2,157 s at load 2-4; ~/pyro-vae-runs/loglik8/run-eval-k5000-all.sh iwae50-ft):
+/work/main/.venv/bin/python -m pyro_vae.cli evaluate iwae50-ft --checkpoint best --k 5000 -o iwae50-ft/loglik_k5000_all_best.json
+# Paired against the K=5 model at K=5000 (+0.145 ± 0.007): as above with loglik_k5000_all_best_examples.npz on both sides.
