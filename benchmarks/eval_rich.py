@@ -16,7 +16,7 @@ one's do) on random binary images; ``--run NAME=RUN_DIR`` scores a trained run's
 checkpoint instead, on the first ``--examples`` static binarized-MNIST test images
 (``PYRO_VAE_SHARED_DATA``). Run directories are only read.
 
-    python benchmarks/eval_rich.py --base REF [--models vampprior vae iaf hvae] [--k 5000]
+    python benchmarks/eval_rich.py [--base REF] [--models vampprior vae iaf hvae] [--k 5000]
                                    [--examples 4] [--repeats 3] [--run vampprior=DIR ...]
 """
 
@@ -35,6 +35,9 @@ import torch
 
 from common import alternate, git_commit, median, write_result
 from step_ab import export_base, own_param_store
+
+#: The commit before the pass on the rich models' evaluation (issue #19/#16, ninth session).
+BEFORE = "e78a13c"
 
 #: ModelConfig options of each synthetic model (the published VampPrior / IAF / IWAE networks).
 MODELS = {
@@ -93,7 +96,8 @@ def estimator(package: str, model, guide, x: torch.Tensor, k: int, seed: int, ou
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--base", required=True, help="the git commit (or branch) to compare with")
+    parser.add_argument("--base", default=BEFORE, help=f"the git commit (or branch) to compare with (default "
+                        f"{BEFORE}, the commit before this pass)")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--k", type=int, default=5000)
     parser.add_argument("--examples", type=int, default=4)
