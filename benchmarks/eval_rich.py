@@ -17,7 +17,8 @@ checkpoint instead, on the first ``--examples`` static binarized-MNIST test imag
 (``PYRO_VAE_SHARED_DATA``). Run directories are only read.
 
     python benchmarks/eval_rich.py [--base REF] [--models vampprior vae iaf hvae] [--k 5000]
-                                   [--examples 4] [--repeats 3] [--run vampprior=DIR ...]
+                                   [--examples 4] [--repeats 3] [--allocator cli|default]
+                                   [--run vampprior=DIR ...]
 """
 
 from __future__ import annotations
@@ -102,10 +103,17 @@ def main():
     parser.add_argument("--k", type=int, default=5000)
     parser.add_argument("--examples", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--allocator", choices=["cli", "default"], default="cli",
+                        help="cli: glibc's thresholds fixed as `pyro-vae evaluate` fixes them (both candidates); "
+                             "default: glibc's dynamic thresholds, as a library user gets them")
     parser.add_argument("--run", nargs="*", default=[], metavar="NAME=RUN_DIR",
                         help="score a trained run's best checkpoint for model NAME (read only)")
     args = parser.parse_args()
     runs = dict(item.split("=", 1) for item in args.run)
+    if args.allocator == "cli":
+        from pyro_vae.memory import fix_mmap_threshold
+
+        fix_mmap_threshold()
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)  # as pyro-vae's evaluation does; applies to both candidates
     rows = []
@@ -137,6 +145,7 @@ def main():
                   f"{gap:.1e} nats (mean {row['mean_log_likelihood']:.3f})", flush=True)
     suffix = "-runs" if runs else ""
     print(write_result(f"eval_rich{suffix}", {"commit": git_commit(), "base": args.base, "rows": rows,
+                                              "allocator": args.allocator,
                                               "load_average": os.getloadavg()}))
 
 

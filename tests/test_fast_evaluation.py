@@ -173,3 +173,23 @@ def test_iaf_estimate_is_the_one_through_pyros_network(monkeypatch):
     pyros = importance_log_likelihood(model, guide, x, k=50, k_chunk=20)
     torch.testing.assert_close(fast.log_likelihood, pyros.log_likelihood, rtol=0, atol=1e-4)
     torch.testing.assert_close(fast.ess, pyros.ess, rtol=1e-4, atol=0)
+
+
+def test_mixture_density_in_row_blocks_is_the_whole_one_and_mixture_same_familys(monkeypatch):
+    from pyro_vae.models import priors
+
+    generator = torch.Generator().manual_seed(4)
+    k, latent = 7, 5
+    logits = torch.randn(k, generator=generator)
+    loc = 3 * torch.randn(k, latent, generator=generator)
+    scale = torch.exp(torch.empty(k, latent).uniform_(math.log(0.01), math.log(1.0), generator=generator))
+    z = loc[torch.randint(k, (3, 4), generator=generator)] + 0.05 * torch.randn(3, 4, latent, generator=generator)
+    whole = priors.DiagonalNormalMixture(logits, loc, scale, [4]).log_prob(z)
+    monkeypatch.setattr(priors, "BLOCK_BYTES", 8 * k * 5)  # blocks of 5 of the 12 rows: 5, 5, 2
+    blocked = priors.DiagonalNormalMixture(logits, loc, scale, [4]).log_prob(z)
+    assert torch.equal(blocked, whole)
+    reference = dist.MixtureSameFamily(dist.Categorical(logits=logits.double()),
+                                       dist.Normal(loc.double(), scale.double()).to_event(1)).log_prob(z.double())
+    torch.testing.assert_close(blocked.double(), reference, rtol=1e-6, atol=1e-4)
+    components = dist.Normal(loc, scale).log_prob(z[..., None, :]).sum(-1)  # [3, 4, K]
+    assert components.min() < -1000  # far components: terms on exp's slow path

@@ -206,12 +206,13 @@ class DiagonalNormalMixture(dist.TorchDistribution):
         weights, offset = self.terms
         wide = value.double()
         features = torch.cat([wide * wide, wide], -1).reshape(-1, 2 * wide.shape[-1])  # [M, 2L]
-        # Row blocks whose [rows, K] float64 block stays in the cache and under the allocator's
-        # mmap threshold (pyro_vae.memory): the estimator's [1336, 500] whole would be 5.3 MB,
-        # mapped and faulted in afresh at every chunk; in blocks the mixture took 0.7x the CPU.
-        rows = max(1, BLOCK_BYTES // (8 * weights.shape[-1]))
+        # On the CPU, row blocks whose [rows, K] float64 block stays in the cache and under the
+        # allocator's mmap threshold (pyro_vae.memory): the estimator's [1336, 500] whole would be
+        # 5.3 MB, mapped and faulted in afresh at every chunk; in blocks the mixture took 0.7x the
+        # CPU time. A GPU gets one block (its caching allocator reuses memory; big launches).
+        rows = max(1, BLOCK_BYTES // (8 * weights.shape[-1])) if value.device.type == "cpu" else features.shape[0]
         log_prob = torch.cat([logsumexp(torch.addmm(offset, features[start:start + rows], weights), -1)
-                              for start in range(0, max(1, features.shape[0]), rows)])
+                              for start in range(0, max(1, features.shape[0]), max(1, rows))])
         log_prob = log_prob.reshape(value.shape[:-1]).to(value.dtype)
         return log_prob.expand(torch.broadcast_shapes(log_prob.shape, self.batch_shape))
 
