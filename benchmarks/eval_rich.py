@@ -128,7 +128,8 @@ def main():
                 model, guide = synthetic(name, "pyro_vae", None)
                 state = {"model": model.state_dict(), "guide": guide.state_dict()}
                 parts = {"pyro_vae": (model, guide), "pyro_vae_base": synthetic(name, "pyro_vae_base", state)}
-                x = torch.bernoulli(torch.full((args.examples, 1, 28, 28), 0.15), generator=torch.Generator().manual_seed(1))
+                x = torch.bernoulli(torch.full((args.examples, 1, 28, 28), 0.15),
+                                    generator=torch.Generator().manual_seed(1))
             out = {}
             candidates = {"this_tree": estimator("pyro_vae", *parts["pyro_vae"], x, args.k, 0, out, "this_tree"),
                           "base": estimator("pyro_vae_base", *parts["pyro_vae_base"], x, args.k, 0, out, "base")}

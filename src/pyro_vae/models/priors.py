@@ -96,8 +96,9 @@ class MixturePrior(Prior):
 
 @contextlib.contextmanager
 def fixed_priors(*modules: nn.Module):
-    """Every :class:`Prior` among ``modules`` (any callables) and their submodules inside its :meth:`Prior.fixed`
-    block (for an estimator that evaluates many chunks with the same parameters)."""
+    """Every :class:`Prior` among ``modules`` (any callables) and their submodules inside its
+    :meth:`Prior.fixed` block (for an estimator that evaluates many chunks with the same
+    parameters)."""
     with contextlib.ExitStack() as stack:
         for module in modules:
             for sub in module.modules() if isinstance(module, nn.Module) else ():  # a plain function has none
@@ -166,8 +167,9 @@ class DiagonalNormalMixture(dist.TorchDistribution):
                      - \tfrac{L}{2} \log 2\pi,
 
     one matrix product ``[z^2, z] [..., 2L]`` by ``[-p / 2; p mu]`` ``[2L, K]`` plus ``c``
-    (``addmm``, in blocks of rows of :data:`BLOCK_BYTES`), then a logsumexp over K (:func:`pyro_vae.distributions.logsumexp`, which
-    skips ``exp``'s slow path for the far components). Its terms are large where the scales
+    (``addmm``, on the CPU in row blocks of :data:`BLOCK_BYTES`), then a logsumexp over K
+    (:func:`pyro_vae.distributions.logsumexp`, which keeps ``exp`` off its slow path for the
+    far components). Its terms are large where the scales
     are small and cancel, so all of it is in float64, where the cancellation costs nothing of
     float32's precision; the result has ``value``'s dtype. The ``[2L, K]`` and ``[K]`` terms
     are computed once per distribution and shared with its expansions (``terms``). For the
