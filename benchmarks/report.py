@@ -187,6 +187,21 @@ def main():
                          f"{ms['softplus']:.3f} | {ms['bce']:.3f} | {r['softplus_over_bce']:.3f} |")
         err = bern["max_abs_error_vs_float64"]
         lines += ["", f"Largest error per pixel against float64: softplus {err['softplus']:.1e}, BCE {err['bce']:.1e}.", ""]
+    for name, what in (("eval_rich-runs", "trained runs' best checkpoints, static binarized-MNIST test images"),
+                       ("eval_rich", "random parameters, random binary images")):
+        rich = _load(name)
+        if rich:
+            lines += _heading(f"Evaluation of rich models (issue #19/#16): {what}", rich) + [
+                f"Importance-sampled log p(x): this tree against commit {rich['base']} in one process, alternated, "
+                "the same images and the same draws (each call seeded alike); medians of the thread's CPU seconds "
+                "per call, one torch thread.", "",
+                "| model | source | K | images | this tree (s) | base (s) | base / this tree | largest difference (nats) |",
+                "|---|---|---|---|---|---|---|---|"]
+            for r in rich["rows"]:
+                med = r["median_cpu_s"]
+                lines.append(f"| {r['model']} | {r['source']} | {r['k']} | {r['examples']} | {med['this_tree']:.2f} | "
+                             f"{med['base']:.2f} | **{r['base_over_this_tree']:.2f}** | {r['max_abs_difference_nats']:.1e} |")
+            lines.append("")
     notes = ROOT / "benchmarks" / "performance_notes.md"
     if notes.exists():
         lines += [notes.read_text().rstrip(), ""]

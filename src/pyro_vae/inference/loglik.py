@@ -18,6 +18,7 @@ the result (they do decide which of a seed's draws go to which example).
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ import torch
 from pyro_vae.errors import ConfigError, DataError
 from pyro_vae.inference.weights import MAX_PLATE_NESTING, log_importance_weights
 from pyro_vae.memory import MMAP_THRESHOLD_BYTES
+from pyro_vae.models.priors import fixed_priors
 
 
 #: Example-samples per chunk at most: [10,000 x 784] logits are 31 MB, and the conv
@@ -139,6 +141,17 @@ def _check_input(model, x, k: int) -> None:
         raise DataError("the examples contain NaN or infinite values.")
 
 
+def _priors_fixed(estimator: Callable) -> Callable:
+    """Run ``estimator(model, ...)`` with the model's priors fixed (:func:`fixed_priors`): a
+    mixture prior is then computed once per call rather than once per chunk (issue #19)."""
+    @functools.wraps(estimator)
+    def wrapper(model, *args, **kwargs):
+        with fixed_priors(model):
+            return estimator(model, *args, **kwargs)
+    return wrapper
+
+
+@_priors_fixed
 def importance_log_likelihood(model: Callable, guide: Callable, x: torch.Tensor, *, k: int,
                               batch_size: int | None = None, k_chunk: int | None = None,
                               max_plate_nesting: int = MAX_PLATE_NESTING,
