@@ -94,3 +94,13 @@ def test_a_samples_figure_of_any_size_keeps_its_title_inside_the_figure_and_clea
 class _Encoder:
     def encode(self, images):
         return images, None
+
+
+def test_a_callers_title_keeps_the_constrained_layout(monkeypatch, tmp_path):
+    drawn = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: drawn.append(fig) or Path(path))
+    images = torch.rand(8, 1, 28, 28)
+    plots.plot_samples(_GridModel(images), tmp_path / "s.png", n=8, title="two\nlines")
+    plots.plot_reconstructions(_GridModel(images), _Encoder(), images, tmp_path / "r.png", title="a suptitle")
+    plots.plot_samples(_GridModel(images), tmp_path / "s.png", n=8)
+    assert [fig.get_layout_engine() is not None for fig in drawn] == [True, True, False]

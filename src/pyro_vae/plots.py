@@ -131,12 +131,14 @@ def plot_samples(model, path: Path, n: int = 64, device="cpu", title: str | None
             default = f"{n} decoded draws z ~ N(0, I) (an autoencoder has no prior of its own)"
     grid = image_grid(images, ncol)
     width, height = 6, 6 * math.ceil(n / ncol) / ncol + 0.4
-    fig, ax = _subplots(figsize=(width, height))
-    # The constrained layout's places without its extra draw: the grid keeps its aspect, centred
-    # in its panel, and the panel's top leaves the title the room above the grid that the
-    # layout leaves it in the 64-sample figure of every train run (where these are its places).
-    grid_height = (width - 2 * _PAD) * grid.shape[0] / grid.shape[1]
-    _margins_in_inches(fig, top=max(_SAMPLES_TOP, 2 * _ABOVE_SAMPLES - (height - _PAD - grid_height)))
+    # A caller's title (of any length) gets the constrained layout; the default one-line title
+    # gets the layout's places without its extra draw: the grid keeps its aspect, centred in its
+    # panel, and the panel's top leaves the title the room above the grid that the layout leaves
+    # it in the 64-sample figure of every train run (where these are the layout's places).
+    fig, ax = _subplots(figsize=(width, height), **({"layout": "constrained"} if title else {}))
+    if not title:
+        grid_height = (width - 2 * _PAD) * grid.shape[0] / grid.shape[1]
+        _margins_in_inches(fig, top=max(_SAMPLES_TOP, 2 * _ABOVE_SAMPLES - (height - _PAD - grid_height)))
     _show(ax, grid, title or default)
     return _save(fig, path)
 
@@ -168,8 +170,8 @@ def plot_reconstructions(model, guide, images: torch.Tensor, path: Path, title: 
     n = len(images)
     ncol = min(8, n)
     # A suptitle's room is the constrained layout's to find; without one the panels' places are
-    # fixed (the layout's own, without its extra draw: each grid is wider than tall, so its
-    # title sits in the room the equal aspect leaves above it).
+    # fixed (the layout's own, without its extra draw: each panel's title sits in the room that
+    # the grid's equal aspect leaves above it in a figure of this height).
     fig, axes = _subplots(1, 2, figsize=(8, 4 * math.ceil(n / ncol) / ncol + 0.6),
                           **({"layout": "constrained"} if title else {}))
     if not title:
