@@ -86,7 +86,11 @@ def test_an_expanded_draw_noise_normal_reads_log_q_with_the_log_of_its_unexpande
     eps = expanded._draw[1]
     by_hand = ((eps * eps) * -0.5 - math.log(math.sqrt(2 * math.pi))) - scale.expand(2, 4, 3).log()
     log_q = expanded.log_prob(z)
-    assert torch.equal(log_q, by_hand)  # the same values: log of the [4, 3] scales, broadcast
+    assert torch.equal(log_q, by_hand)  # the same values, with a gradient: the log of the [2, 4, 3] view
+    assert _log_input_shapes(lambda: expanded.log_prob(z)) == [[2, 4, 3]]
+    with torch.no_grad():  # the estimator's case: the log of the [4, 3] scales, broadcast
+        assert torch.equal(expanded.log_prob(z), by_hand)
+        assert _log_input_shapes(lambda: expanded.log_prob(z)) == [[4, 3]]
     # Normal's density and total gradients, to rounding.
     reference = dist.Normal(loc, scale).expand((2, 4, 3)).log_prob(z)
     assert torch.allclose(log_q, reference, rtol=1e-12)
@@ -94,6 +98,12 @@ def test_an_expanded_draw_noise_normal_reads_log_q_with_the_log_of_its_unexpande
     theirs = torch.autograd.grad(reference.sum(), (loc, scale))
     assert ours[0] is None and torch.allclose(theirs[0], torch.zeros_like(loc), atol=1e-12)  # d/dmu = 0
     assert torch.allclose(ours[1], theirs[1], rtol=1e-10) and torch.allclose(ours[1], -2 / scale)  # -1/s, twice
+
+
+def _log_input_shapes(fn):
+    with torch.profiler.profile(record_shapes=True) as profile:
+        fn()
+    return [event.input_shapes[0] for event in profile.events() if event.name == "aten::log"]
 
 
 def test_full_plate_broadcasts_with_the_function_pyro_wraps_in_ignore_jit_warnings(monkeypatch):

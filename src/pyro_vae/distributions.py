@@ -86,8 +86,9 @@ class DrawNoiseNormal(SameShapeNormal):
 
     _draw: tuple[torch.Tensor, torch.Tensor] | None = None
     #: The scale as built, where this distribution is an ``expand`` of it (an importance-sample
-    #: or particle plate's K copies): log sigma is then taken of the ``[B, L]`` scales, not of
-    #: their ``[K, B, L]`` expanded view, and broadcast (the same values, K times fewer logs).
+    #: or particle plate's K copies): without a gradient to it (the estimator) log sigma is then
+    #: taken of the ``[B, L]`` scales, not of their ``[K, B, L]`` expanded view, and broadcast
+    #: (the same values, K times fewer logs).
     _unexpanded_scale: torch.Tensor | None = None
 
     def expand(self, batch_shape, _instance=None):
@@ -112,7 +113,11 @@ class DrawNoiseNormal(SameShapeNormal):
         if draw is None or value is not draw[0]:
             return super().log_prob(value)
         eps = draw[1]
-        scale = self.scale if self._unexpanded_scale is None else self._unexpanded_scale
+        scale = self._unexpanded_scale
+        if scale is None or (scale.requires_grad and torch.is_grad_enabled()):
+            # With a gradient (particles in training) the log of the expanded view, as before: its
+            # gradient to sigma is summed after the division by sigma, so training is bit for bit.
+            scale = self.scale
         # The constant joins the noise's term, which needs no gradient: one autograd node fewer.
         return ((eps * eps) * -0.5 - _LOG_SQRT_2PI) - scale.log()
 
