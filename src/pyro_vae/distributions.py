@@ -6,8 +6,10 @@ import math
 
 import pyro.distributions as dist
 import torch
+from pyro.poutine.broadcast_messenger import BroadcastMessenger
 from pyro.poutine.indep_messenger import IndepMessenger
 from pyro.poutine.plate_messenger import PlateMessenger
+from pyro.poutine.subsample_messenger import SubsampleMessenger
 from torch.distributions.utils import _standard_normal
 
 _LOG_SQRT_2PI = math.log(math.sqrt(2 * math.pi))  # the constant torch's Normal.log_prob subtracts
@@ -83,6 +85,16 @@ class DrawNoiseNormal(SameShapeNormal):
     bit for bit (the same noise call and the same ``mu + epsilon * sigma``)."""
 
     _draw: tuple[torch.Tensor, torch.Tensor] | None = None
+    #: The scale as built, where this distribution is an ``expand`` of it (an importance-sample
+    #: or particle plate's K copies): without a gradient to it (the estimator) log sigma is then
+    #: taken of the ``[B, L]`` scales, not of their ``[K, B, L]`` expanded view, and broadcast
+    #: (the same values, K times fewer logs).
+    _unexpanded_scale: torch.Tensor | None = None
+
+    def expand(self, batch_shape, _instance=None):
+        new = super().expand(batch_shape, _instance=self._get_checked_instance(DrawNoiseNormal, _instance))
+        new._unexpanded_scale = self.scale if self._unexpanded_scale is None else self._unexpanded_scale
+        return new
 
     def rsample(self, sample_shape=torch.Size()):
         shape = self._extended_shape(sample_shape)
@@ -101,8 +113,13 @@ class DrawNoiseNormal(SameShapeNormal):
         if draw is None or value is not draw[0]:
             return super().log_prob(value)
         eps = draw[1]
+        scale = self._unexpanded_scale
+        if scale is None or (scale.requires_grad and torch.is_grad_enabled()):
+            # With a gradient (particles in training) the log of the expanded view, as before: its
+            # gradient to sigma is summed after the division by sigma, so training is bit for bit.
+            scale = self.scale
         # The constant joins the noise's term, which needs no gradient: one autograd node fewer.
-        return ((eps * eps) * -0.5 - _LOG_SQRT_2PI) - self.scale.log()
+        return ((eps * eps) * -0.5 - _LOG_SQRT_2PI) - scale.log()
 
 
 class FullPlate(PlateMessenger):
@@ -122,6 +139,22 @@ class FullPlate(PlateMessenger):
         self.subsample_size = size
         IndepMessenger.__init__(self, name, size, dim, device)
         self._indices = None
+
+    def _process_message(self, msg):
+        # PlateMessenger's: the frame and scale, then the broadcast. Pyro wraps the broadcast in
+        # ignore_jit_warnings, a context manager that does something only under the JIT's
+        # tracer; outside it the wrapped function is called as is (a generator and a context
+        # fewer, per site and plate: the estimator's and the step's fixed cost, issue #16).
+        SubsampleMessenger._process_message(self, msg)
+        if torch._C._get_tracing_state():
+            BroadcastMessenger._pyro_sample(msg)
+        else:
+            _BROADCAST(msg)
+
+
+#: BroadcastMessenger._pyro_sample without its ignore_jit_warnings wrapper (the same function
+#: when a Pyro version does not wrap it).
+_BROADCAST = getattr(BroadcastMessenger._pyro_sample, "__wrapped__", BroadcastMessenger._pyro_sample)
 
 
 #: Terms more than this many nats below a logsumexp's largest count as e^-80 of it (~1.8e-35),

@@ -134,10 +134,43 @@ class BinaryBernoulliImages(Event):
     def log_prob(self, value):
         base, n = self.base_dist, self.reinterpreted_batch_ndims
         logits = base.logits
-        if logits.shape != value.shape:
-            logits, value = torch.broadcast_tensors(logits, value)
-        terms = F.binary_cross_entropy_with_logits(logits, value, reduction="none")
+        terms = None
+        if logits.shape != value.shape and not (logits.requires_grad and torch.is_grad_enabled()):
+            terms = _cross_entropy_of_broadcast_values(logits, value)
+        if terms is None:
+            if logits.shape != value.shape:
+                logits, value = torch.broadcast_tensors(logits, value)
+            terms = F.binary_cross_entropy_with_logits(logits, value, reduction="none")
         return -terms.reshape(terms.shape[:terms.dim() - n] + (-1,)).sum(-1)
+
+
+def _cross_entropy_of_broadcast_values(logits: torch.Tensor, value: torch.Tensor) -> torch.Tensor | None:
+    """``binary_cross_entropy_with_logits(logits, value.expand_as(logits), reduction="none")``
+    bit for bit, for values that broadcast to the logits' shape (K importance samples or
+    particles of a batch: logits ``[K, B, ...]``, values ``[B, ...]``); None for other shapes.
+
+    The kernel computes (1 - x) l - log sigmoid(l) as ``(1 - x).mul_(l).sub_(log_sigmoid(l))``,
+    so over the broadcast shape: 1 - x here is taken of the values before they are broadcast,
+    K times fewer, and the products and differences are the kernel's (multiplication commutes
+    exactly). No gradient: the kernel's backward is fused, this one's would not be (callers
+    take this path only where no gradient reaches the logits: the estimator, evaluation)."""
+    terms = (1 - value) * logits
+    if terms.shape != logits.shape:
+        return None
+    return terms.sub_(F.logsigmoid(logits))
+
+
+def _all_zero_or_one(x: torch.Tensor) -> bool:
+    """Whether every value of ``x`` is 0 or 1 (so also finite), as ``((x == 0) | (x == 1)).all()``
+    says, in three vectorized passes: (x - 1) x is 0 exactly where x is 0 or 1 (for any other
+    finite x it is not: x - 1 is exact near 1, and near 0 the product is -x itself), NaN where
+    x is NaN and -inf where x is infinite; ``aminmax`` propagates NaN. Four times faster than
+    the comparisons and ``isfinite`` on float images (issue #16: the estimator's fixed cost per
+    call, and the check of a whole data set); other dtypes take the comparisons."""
+    if not x.is_floating_point() or x.numel() == 0:
+        return bool(((x == 0) | (x == 1)).all())
+    low, high = torch.aminmax((x - 1).mul_(x))
+    return low.item() == 0 and high.item() == 0
 
 
 @register
@@ -155,7 +188,9 @@ class BernoulliLikelihood(Likelihood):
         return torch.sigmoid(output)
 
     def check_support(self, x, what="the data", hint=None):
-        super().check_support(x, what, hint)
+        if _all_zero_or_one(x):  # then finite too: the base class's check would pass
+            return
+        super().check_support(x, what, hint)  # NaN or infinity: its message first
         if not ((x == 0) | (x == 1)).all():
             raise DataError(
                 f"{what} has grey-level pixels but the Bernoulli likelihood needs 0/1 pixels; "

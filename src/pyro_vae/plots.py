@@ -65,6 +65,26 @@ def _figure(**figure_options) -> Figure:
     return fig
 
 
+#: The constrained layout's padding around the figure's edge (and half its gap between
+#: panels), inches: matplotlib's ``figure.constrained_layout.w_pad`` / ``h_pad`` default.
+_PAD = 0.04167
+#: The constrained layout's places in the 64-sample figure (6 x 6.4 inches), inches: the
+#: panel's top margin, and the room above the (square) grid, where the title sits.
+_SAMPLES_TOP, _ABOVE_SAMPLES = 0.09217, 0.26692
+
+
+def _margins_in_inches(fig, left: float = _PAD, right: float = _PAD, bottom: float = _PAD, top: float = _PAD,
+                       wspace: float = 0.0) -> None:
+    """Place a figure's grid of panels by margins and a gap between panels given in inches:
+    fixed places, where a constrained layout draws the figure once more to measure its texts
+    (about a third of a simple figure's time; every train run draws two such figures, issue #16)."""
+    width, height = fig.get_size_inches()
+    columns = fig.axes[0].get_subplotspec().get_gridspec().ncols if fig.axes else 1
+    panel = (width - left - right - (columns - 1) * wspace) / columns
+    fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height, top=1 - top / height,
+                        wspace=wspace / panel)
+
+
 def _save(fig, path: Path) -> Path:
     """Write the figure to a temporary file beside ``path``, then rename it into place."""
     path = Path(path)
@@ -109,8 +129,17 @@ def plot_samples(model, path: Path, n: int = 64, device="cpu", title: str | None
         default = f"{n} samples from the prior (decoder means)"
         if not getattr(model, "has_marginal_likelihood", True):
             default = f"{n} decoded draws z ~ N(0, I) (an autoencoder has no prior of its own)"
-    fig, ax = _subplots(layout="constrained", figsize=(6, 6 * math.ceil(n / ncol) / ncol + 0.4))
-    _show(ax, image_grid(images, ncol), title or default)
+    grid = image_grid(images, ncol)
+    width, height = 6, 6 * math.ceil(n / ncol) / ncol + 0.4
+    # A caller's title (of any length) gets the constrained layout; the default one-line title
+    # gets the layout's places without its extra draw: the grid keeps its aspect, centred in its
+    # panel, and the panel's top leaves the title the room above the grid that the layout leaves
+    # it in the 64-sample figure of every train run (where these are the layout's places).
+    fig, ax = _subplots(figsize=(width, height), **({"layout": "constrained"} if title else {}))
+    if not title:
+        grid_height = (width - 2 * _PAD) * grid.shape[0] / grid.shape[1]
+        _margins_in_inches(fig, top=max(_SAMPLES_TOP, 2 * _ABOVE_SAMPLES - (height - _PAD - grid_height)))
+    _show(ax, grid, title or default)
     return _save(fig, path)
 
 
@@ -140,7 +169,13 @@ def plot_reconstructions(model, guide, images: torch.Tensor, path: Path, title: 
         recon = model.decode_mean(guide.encode(images)[0])
     n = len(images)
     ncol = min(8, n)
-    fig, axes = _subplots(1, 2, layout="constrained", figsize=(8, 4 * math.ceil(n / ncol) / ncol + 0.6))
+    # A suptitle's room is the constrained layout's to find; without one the panels' places are
+    # fixed (the layout's own, without its extra draw: each panel's title sits in the room that
+    # the grid's equal aspect leaves above it in a figure of this height).
+    fig, axes = _subplots(1, 2, figsize=(8, 4 * math.ceil(n / ncol) / ncol + 0.6),
+                          **({"layout": "constrained"} if title else {}))
+    if not title:
+        _margins_in_inches(fig, wspace=2 * _PAD)
     _show(axes[0], image_grid(images, ncol), "inputs")
     _show(axes[1], image_grid(recon, ncol), "reconstructions (decoder mean at the code)")
     if title:

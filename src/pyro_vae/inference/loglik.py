@@ -51,7 +51,7 @@ def chunk_budget(x: torch.Tensor, params_per_channel: int = 1) -> int:
     larger chunks, which keep a GPU busy."""
     budget = max(1, CHUNK_EXAMPLE_SAMPLES // params_per_channel)
     if x.device.type == "cpu":
-        row_bytes = params_per_channel * x[0].numel() * x.element_size()
+        row_bytes = params_per_channel * math.prod(x.shape[1:]) * x.element_size()  # no view of x[0] (fixed cost)
         budget = min(budget, max(1, CPU_CHUNK_BYTES // row_bytes))
     return budget
 
@@ -198,5 +198,9 @@ def importance_log_likelihood(model: Callable, guide: Callable, x: torch.Tensor,
         ess.append(accumulator.ess)
         if callable(progress):
             progress(min(start + batch_size, len(x)), len(x))
-    return LogLikelihoodEstimate(torch.cat(estimates).cpu(), torch.cat(ess).cpu(), k,
-                                 time.perf_counter() - start_time)
+    return LogLikelihoodEstimate(_joined(estimates).cpu(), _joined(ess).cpu(), k, time.perf_counter() - start_time)
+
+
+def _joined(parts: list[torch.Tensor]) -> torch.Tensor:
+    """``torch.cat(parts)``, without the copy when there is one part (a small call's fixed cost)."""
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
