@@ -419,6 +419,10 @@ def ineffective_options(config: Config) -> list[tuple[str, str]]:
         for key in ("train.objective", "train.kl_warmup_epochs", "train.kl_warmup_steps",
                     "train.num_particles", "train.k", "train.elbo_implementation"):
             unused(key, m2, "drop it")  # --beta applies: it weighs the KL of z alone (SemiSupervisedLoss)
+        # SemiSupervisedTrainer keeps the epoch of best validation accuracy of q(y | x), whatever the rule
+        for key in ("train.select_by", "train.select_k", "train.select_examples"):
+            unused(key, f"with --model {model.model}, which keeps the epoch of best validation accuracy of "
+                   "q(y | x)", "drop it")
     else:
         for key in ("train.alpha", "train.labelled_weight"):
             unused(key, f"with --model {model.model} (it weighs M2's labelled examples)",

@@ -1,0 +1,52 @@
+"""Options that a combination ignores are refused (config checks, before anything is written)."""
+
+from __future__ import annotations
+
+import pytest
+
+from pyro_vae.cli import main
+from pyro_vae.config import Config, ineffective_options
+
+TINY = ["--dataset", "idx", "--latent-dim", "3", "--hidden-dims", "32", "--epochs", "1", "--batch-size", "100",
+        "--train-limit", "300", "--no-progress"]
+
+
+def _one_sentence(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    return err
+
+
+def _refused(settings: dict) -> list[str]:
+    config = Config()
+    for key, value in settings.items():
+        config.set(key, value)
+    return [sentence for _, sentence in ineffective_options(config.validate(check_effect=False))]
+
+
+# -- 1. the label models select by validation accuracy ---------------------------------------
+
+@pytest.mark.parametrize("model", ["m2", "adgm", "m1m2"])
+@pytest.mark.parametrize("key,value,flag", [("train.select_by", "valid-iwae", "--select-by valid-iwae"),
+                                            ("train.select_by", "valid-elbo", "--select-by valid-elbo"),
+                                            ("train.select_k", 50, "--select-k 50"),
+                                            ("train.select_examples", 200, "--select-examples 200")])
+def test_the_label_models_refuse_a_selection_rule(model, key, value, flag):
+    settings = {"model.model": model, "data.labels": 100, key: value}
+    if model == "m1m2":
+        settings["model.m1_run"] = "/some/run"
+    sentences = _refused(settings)
+    assert any(s.startswith(f"{flag} has no effect with --model {model}") and "validation accuracy" in s
+               for s in sentences), sentences
+
+
+def test_m2_with_a_selection_rule_exits_2_before_writing(idx_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--data-dir", str(idx_dir), "--run-dir", str(run), *TINY, "--model", "m2",
+                 "--labels", "40", "--select-by", "valid-iwae"]) == 2
+    assert "--select-by valid-iwae has no effect with --model m2" in _one_sentence(capsys)
+    assert not run.exists()
+
+
+def test_m2_with_the_default_selection_is_accepted():
+    assert _refused({"model.model": "m2", "data.labels": 100, "train.select_by": "auto"}) == []
