@@ -50,3 +50,25 @@ def test_m2_with_a_selection_rule_exits_2_before_writing(idx_dir, tmp_path, caps
 
 def test_m2_with_the_default_selection_is_accepted():
     assert _refused({"model.model": "m2", "data.labels": 100, "train.select_by": "auto"}) == []
+
+
+# -- 2. the autoencoder's point-mass code and missing KL term ---------------------------------
+
+@pytest.mark.parametrize("key,value,message", [
+    ("model.scale_transform", "exp", "--scale-transform exp has no effect with --model ae"),
+    ("model.min_scale", 0.01, "--min-scale 0.01 has no effect with --model ae"),
+    ("train.objective", "analytic-kl", "--objective analytic-kl has no effect with --model ae"),
+    ("train.elbo_implementation", "pyro", "--elbo-implementation pyro has no effect with --model ae"),
+])
+def test_the_autoencoder_refuses_what_it_ignores(key, value, message):
+    assert any(s.startswith(message) for s in _refused({"model.model": "ae", key: value}))
+    # the same values take effect for a VAE
+    assert _refused({"model.model": "vae", key: value}) == []
+
+
+def test_ae_with_analytic_kl_exits_2_before_writing(idx_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--data-dir", str(idx_dir), "--run-dir", str(run), *TINY, "--model", "ae",
+                 "--objective", "analytic-kl"]) == 2
+    assert "--objective analytic-kl has no effect with --model ae" in _one_sentence(capsys)
+    assert not run.exists()

@@ -439,6 +439,14 @@ def ineffective_options(config: Config) -> list[tuple[str, str]]:
         ae = "with --model ae, which has no KL term and a deterministic code"
         for key in ("train.beta", "train.kl_warmup_epochs", "train.kl_warmup_steps", "train.num_particles"):
             unused(key, ae, "drop it")
+        for key in ("model.scale_transform", "model.min_scale"):  # PointMassGuide reads the encoder's loc alone
+            unused(key, f"{ae} (its point-mass code ignores the encoder's scale)", "drop it")
+        # with no KL term both ELBOs, and Pyro's and the fast implementation, are the reconstruction term
+        unused("train.elbo_implementation", f"{ae} (both implementations compute its reconstruction term alike)",
+               "drop it")
+        if train.objective == "analytic-kl":
+            found.append(("train.objective", f"--objective analytic-kl has no effect {ae} (there is no KL to "
+                          "compute in closed form); choose --objective elbo."))
         if train.objective.startswith("iwae"):
             found.append(("train.objective", f"--objective {train.objective} has no effect {ae} (its K importance "
                           "weights are all equal); choose --objective elbo."))
