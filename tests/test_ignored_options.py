@@ -72,3 +72,34 @@ def test_ae_with_analytic_kl_exits_2_before_writing(idx_dir, tmp_path, capsys):
                  "--objective", "analytic-kl"]) == 2
     assert "--objective analytic-kl has no effect with --model ae" in _one_sentence(capsys)
     assert not run.exists()
+
+
+# -- 3. binarized-mnist is binary already -----------------------------------------------------
+
+@pytest.mark.parametrize("how", ["dynamic", "static", "threshold"])
+def test_binarized_mnist_refuses_a_binarization(how):
+    assert any(s.startswith(f"--binarize {how} has no effect with --dataset binarized-mnist")
+               for s in _refused({"data.dataset": "binarized-mnist", "data.binarize": how}))
+
+
+def test_binarized_mnist_records_the_binarization_it_gets():
+    """auto is none there (load_dataset ignores any other), so config.toml and summary say so."""
+    config = Config()
+    config.set("data.dataset", "binarized-mnist")
+    assert config.validate().data.binarize == "none"
+    fashion = Config()
+    fashion.set("data.dataset", "fashion-mnist")
+    assert fashion.validate().data.binarize == "dynamic"
+    explicit = Config()
+    explicit.set("data.dataset", "binarized-mnist"), explicit.set("data.binarize", "none")
+    assert explicit.validate().data.binarize == "none"
+
+
+def test_the_committed_binarized_mnist_configs_still_load():
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "configs"
+    paths = sorted(folder.glob("binarized-mnist*.toml"))
+    assert paths
+    for path in paths:
+        assert Config.load(path).validate().data.binarize == "none", path

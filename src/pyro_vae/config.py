@@ -287,7 +287,9 @@ class Config:
         self.model.validate()
         self.train.validate()
         if self.data.binarize == "auto":
-            self.data.binarize = "dynamic" if self.model.likelihood == "bernoulli" else "none"
+            # binarized-mnist is binary already: the data set loads it as it is (datasets.load_dataset)
+            binary = self.model.likelihood == "bernoulli" and self.data.dataset != "binarized-mnist"
+            self.data.binarize = "dynamic" if binary else "none"
         if self.model.model in SEMI_SUPERVISED and self.data.labels < 1:
             raise ConfigError(f"--model {self.model.model} learns from a few labels: give their number with "
                               "--labels N (e.g. 100).")
@@ -494,7 +496,10 @@ def ineffective_options(config: Config) -> list[tuple[str, str]]:
         for key in ("data.image_size", "data.image_mode", "data.workers", "data.cache_images",
                     "data.skip_bad_images"):
             unused(key, f"with --dataset {data.dataset} (it is for --dataset image-folder)", "drop it")
-    if data.binarize in ("dynamic", "static", "threshold") and not _takes_binary_data(model.likelihood):
+    if data.dataset == "binarized-mnist" and data.binarize in ("dynamic", "static", "threshold"):
+        found.append(("data.binarize", f"--binarize {data.binarize} has no effect with --dataset binarized-mnist "
+                      "(its pixels are 0/1 already, a fixed draw); drop it or give --binarize none."))
+    elif data.binarize in ("dynamic", "static", "threshold") and not _takes_binary_data(model.likelihood):
         found.append(("data.binarize", f"--binarize {data.binarize} makes 0/1 pixels, but --likelihood "
                       f"{model.likelihood} models grey levels; choose --binarize none, or --likelihood bernoulli "
                       "for binary pixels."))
@@ -545,7 +550,7 @@ FIELD_HELP = {
     "data_dir": "where the data set's files are (default: found in the usual places or downloaded)",
     "binarize": "how grey pixels become the 0/1 pixels the Bernoulli likelihood needs: dynamic (redrawn as "
                 "Bernoulli(pixel) in every batch), static (drawn once), threshold (pixel > 0.5), none; auto is "
-                "dynamic for bernoulli and none for the other likelihoods",
+                "dynamic for bernoulli and none for the other likelihoods and for binarized-mnist (0/1 already)",
     "latent_dim": "dimensions of the code z",
     "network": "encoder and decoder: fully connected (mlp) or convolutional (conv)",
     "hidden_dims": "hidden layer sizes of the MLP, e.g. 512,256 (conv: the one dense layer's size)",
