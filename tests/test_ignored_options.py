@@ -103,3 +103,23 @@ def test_the_committed_binarized_mnist_configs_still_load():
     assert paths
     for path in paths:
         assert Config.load(path).validate().data.binarize == "none", path
+
+
+# -- 4. --k sets the K of the selecting IWAE bound ---------------------------------------------
+
+def test_k_is_accepted_where_the_selection_uses_it_and_refused_elsewhere():
+    assert _refused({"train.objective": "elbo", "train.select_by": "valid-iwae", "train.k": 10}) == []
+    for select_by in ("auto", "valid-elbo", "valid-loglik"):
+        assert any(s.startswith("--k 10 has no effect with --objective elbo") for s in
+                   _refused({"train.objective": "elbo", "train.select_by": select_by, "train.k": 10})), select_by
+
+
+def test_the_summary_records_the_k_of_the_selecting_bound(idx_dir, tmp_path):
+    import json
+
+    run = tmp_path / "run"
+    assert main(["train", "--data-dir", str(idx_dir), "--run-dir", str(run), *TINY, "--objective", "elbo",
+                 "--select-by", "valid-iwae", "--k", "10"]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["selection"] == "best validation IWAE bound (K=10)"
+    assert summary["k"] is None  # the training objective's K: the ELBO has none

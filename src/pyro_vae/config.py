@@ -192,7 +192,8 @@ class TrainConfig:
     #: "fast" (ReparamELBO, same numbers with less overhead) or "pyro" (Pyro's ELBO classes).
     elbo_implementation: str = "fast"
     num_particles: int = 1
-    #: Importance samples per example for --objective iwae and iwae-dreg.
+    #: Importance samples per example for --objective iwae and iwae-dreg, and of the
+    #: validation IWAE bound that --select-by valid-iwae selects by.
     k: int = 5
     #: What chooses checkpoint_best.pt: "valid-elbo"; "valid-iwae" (the importance-weighted
     #: bound with the training K on all validation images); "valid-loglik" (log p(x) by
@@ -434,9 +435,10 @@ def ineffective_options(config: Config) -> list[tuple[str, str]]:
                    "drop it and set --k")
             unused("train.elbo_implementation", f"with --objective {train.objective} (it picks how the ELBO is "
                    "computed)", "drop it")
-        else:
+        elif train.select_by != "valid-iwae":  # there K is the selecting bound's (runs._selection)
             unused("train.k", f"with --objective {train.objective} (it is the number of importance samples of "
-                   "--objective iwae)", "drop it or choose --objective iwae")
+                   "--objective iwae and --select-by valid-iwae)", "drop it or choose --objective iwae or "
+                   "--select-by valid-iwae")
     if model.model == "ae":
         ae = "with --model ae, which has no KL term and a deterministic code"
         for key in ("train.beta", "train.kl_warmup_epochs", "train.kl_warmup_steps", "train.num_particles"):
