@@ -123,3 +123,40 @@ def test_the_summary_records_the_k_of_the_selecting_bound(idx_dir, tmp_path):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["selection"] == "best validation IWAE bound (K=10)"
     assert summary["k"] is None  # the training objective's K: the ELBO has none
+
+
+# -- 5. the device's name is checked where CUDA exists too -------------------------------------
+
+@pytest.mark.parametrize("name", ["cuda:x", "cudaa", "cuda:", "cuda:0:1", "cpu:0", " cuda"])
+def test_a_malformed_device_is_refused_in_one_sentence_even_where_cuda_exists(idx_dir, tmp_path, capsys,
+                                                                              monkeypatch, name):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    run = tmp_path / "run"
+    assert main(["train", "--data-dir", str(idx_dir), "--run-dir", str(run), *TINY, "--device", name]) == 2
+    assert f"--device {name} is not a device name" in _one_sentence(capsys)
+    assert not run.exists()
+
+
+@pytest.mark.parametrize("name", ["cpu", "cuda", "cuda:0", "cuda:12"])
+def test_well_formed_devices_pass_the_config_check(name):
+    config = Config()
+    config.set("train.device", name)
+    config.validate()
+
+
+def test_a_gpu_index_beyond_the_machine_is_refused(monkeypatch):
+    import torch
+
+    from pyro_vae.errors import ConfigError
+    from pyro_vae.runs import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:1") == torch.device("cuda:1")
+    with pytest.raises(ConfigError, match="has 2 CUDA device"):
+        resolve_device("cuda:2")
+    with pytest.raises(ConfigError, match="is not a device name"):
+        resolve_device("cuda:x")

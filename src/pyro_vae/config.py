@@ -17,6 +17,7 @@ import dataclasses
 import difflib
 import inspect
 import math
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -263,8 +264,14 @@ class TrainConfig:
                               "(kl_warmup_epochs or kl_warmup_steps).")
         _at_least("figure_every", self.figure_every, 0)
         _at_least("patience", self.patience, 0)
-        if not (self.device == "cpu" or self.device.startswith("cuda")):
-            raise ConfigError(f"device must be 'cpu' or 'cuda[:N]', not {self.device!r}.")
+        check_device(self.device)
+
+
+def check_device(name: str) -> None:
+    """Refuse a device name other than ``cpu``, ``cuda`` or ``cuda:N`` (N a GPU index)."""
+    if not re.fullmatch(r"cpu|cuda(:[0-9]+)?", name):
+        raise ConfigError(f"--device {name} is not a device name: the device must be cpu, cuda or cuda:N (N the "
+                          "GPU's index, e.g. cuda:0).")
 
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
