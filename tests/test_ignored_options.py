@@ -160,3 +160,50 @@ def test_a_gpu_index_beyond_the_machine_is_refused(monkeypatch):
         resolve_device("cuda:2")
     with pytest.raises(ConfigError, match="is not a device name"):
         resolve_device("cuda:x")
+
+
+# -- 6. figure options that the chosen kind does not read, and the caps of -n ------------------
+
+@pytest.fixture(scope="module")
+def tiny_run(idx_dir, tmp_path_factory):
+    run = tmp_path_factory.mktemp("ignored") / "run"
+    assert main(["train", "--data-dir", str(idx_dir), "--run-dir", str(run), *TINY]) == 0
+    return run
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["plot", "--kind", "samples", "--attribute", "Smiling"], "--attribute has no effect with --kind samples"),
+    (["plot", "--kind", "samples", "--index-a", "3"], "--index-a has no effect with --kind samples"),
+    (["plot", "--kind", "samples", "--limit", "100"], "--limit has no effect with --kind samples"),
+    (["plot", "--kind", "samples", "--metric", "test_kl"], "--metric has no effect with --kind samples"),
+    (["plot", "--kind", "samples", "--image-a", "a.png"], "--image-a has no effect with --kind samples"),
+    (["plot", "--kind", "samples", "--attribute-file", "/nonexistent.txt"],
+     "--attribute-file has no effect with --kind samples"),
+    (["plot", "--kind", "curves", "--seed", "3"], "--seed has no effect with --kind curves"),
+    (["plot", "--kind", "curves", "-n", "10"], "-n has no effect with --kind curves"),
+    (["plot", "--kind", "curves", "--limit", "100"], "--limit has no effect with --kind curves"),
+    (["plot", "--kind", "reconstructions", "-n", "33"], "-n 33 is more than the reconstructions figure draws"),
+    (["plot", "--kind", "samples", "-n", "1025"], "-n 1025 is more than the samples figure draws"),
+    (["reconstruct", "-n", "100"], "-n 100 is more than the reconstructions figure draws (at most 32)"),
+    (["sample", "-n", "100000"], "-n 100000 is more than the samples figure draws (at most 1024)"),
+])
+def test_a_figure_option_with_no_effect_is_refused_before_drawing(tiny_run, tmp_path, capsys, argv, message):
+    out = tmp_path / "figure.png"
+    command, *rest = argv
+    assert main([command, str(tiny_run), *rest, "-o", str(out)]) == 2
+    assert message in _one_sentence(capsys)
+    assert not out.exists()
+
+
+def test_the_options_a_kind_reads_are_accepted(tiny_run, tmp_path):
+    for argv in (["--kind", "samples", "-n", "9", "--seed", "3"], ["--kind", "curves"],
+                 ["--kind", "reconstructions", "-n", "32", "--limit", "50"],
+                 ["--kind", "interpolate", "--index-a", "2", "--index-b", "3"]):
+        out = tmp_path / f"{argv[1]}.png"
+        assert main(["plot", str(tiny_run), *argv, "-o", str(out)]) == 0, argv
+        assert out.stat().st_size > 0
+
+
+def test_compare_refuses_a_metric_without_a_figure(tiny_run, capsys):
+    assert main(["compare", str(tiny_run), str(tiny_run), "--metric", "nonsense"]) == 2
+    assert "--metric nonsense has no effect without --figure" in _one_sentence(capsys)
