@@ -66,6 +66,20 @@ def test_the_autoencoder_refuses_what_it_ignores(key, value, message):
     assert _refused({"model.model": "vae", key: value}) == []
 
 
+@pytest.mark.parametrize("select_by,message", [
+    ("valid-elbo", "--select-by valid-elbo has no effect with --model ae"),
+    ("valid-iwae", "--select-by valid-iwae needs log p(z), and --model ae has no prior"),
+    ("valid-loglik", "--select-by valid-loglik needs log p(z), and --model ae has no prior"),
+])
+def test_the_autoencoder_refuses_a_selection_rule_before_writing(idx_dir, tmp_path, capsys, select_by, message):
+    """valid-iwae and valid-loglik used to fail after config.toml was written; valid-elbo is its default."""
+    run = tmp_path / "run"
+    assert main(["train", "--data-dir", str(idx_dir), "--run-dir", str(run), *TINY, "--model", "ae",
+                 "--select-by", select_by]) == 2
+    assert message in _one_sentence(capsys)
+    assert not run.exists()
+
+
 def test_ae_with_analytic_kl_exits_2_before_writing(idx_dir, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", "--data-dir", str(idx_dir), "--run-dir", str(run), *TINY, "--model", "ae",

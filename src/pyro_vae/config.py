@@ -458,6 +458,13 @@ def ineffective_options(config: Config) -> list[tuple[str, str]]:
         if train.objective == "analytic-kl":
             found.append(("train.objective", f"--objective analytic-kl has no effect {ae} (there is no KL to "
                           "compute in closed form); choose --objective elbo."))
+        if train.select_by == "valid-elbo":
+            unused("train.select_by", f"{ae} (its ELBO is the reconstruction term it selects by anyway)",
+                   "drop it")
+        elif train.select_by != "auto":  # the trainer would fail after the run directory was made
+            found.append(("train.select_by", f"--select-by {train.select_by} needs log p(z), and --model ae has "
+                          "no prior, so no IWAE bound or log p(x); drop it (it keeps the epoch of best validation "
+                          "reconstruction log p(x | code))."))
         if train.objective.startswith("iwae"):
             found.append(("train.objective", f"--objective {train.objective} has no effect {ae} (its K importance "
                           "weights are all equal); choose --objective elbo."))
