@@ -164,9 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "by side: codes, decoded N(0, I) draws, reconstruction and generation numbers)")
     plot.add_argument("-o", "--output", required=True, help="the figure file (.png or .pdf)")
     # None: not given (a kind that does not use an option refuses it; see PLOT_OPTIONS)
+    caps = ", ".join(f"{kind} {cap}" for kind, cap in N_CAPS.items())
     plot.add_argument("-n", type=int, default=None, help="samples, reconstructions, style, completions, compare: "
-                      "how many images (default 64 or the most; the most: " + ", ".join(f"{k} {N_CAPS[k]}" for k in N_CAPS)
-                      + ")")
+                      f"how many images (default 64 or the most; the most: {caps})")
     plot.add_argument("--limit", type=int, default=None, help="the first N test images the figure may use "
                       "(latent, prior-check, arithmetic, manifold, interpolate, reconstructions, style, compare; "
                       "default 5000)")
