@@ -14,6 +14,7 @@ if __name__ == "__main__":  # `python -m pyro_vae.cli`: the program's entry runs
 
 import argparse
 import contextlib
+import math
 import signal
 import sys
 import threading
@@ -23,9 +24,33 @@ from pathlib import Path
 
 from pyro_vae.config import SECTIONS, Config, choices, field_help, field_types, show_value
 from pyro_vae.entry import interrupted_message, raise_interrupted
-from pyro_vae.errors import PyroVAEError, TrainingInterrupted
+from pyro_vae.errors import ConfigError, PyroVAEError, TrainingInterrupted
 
 USAGE_ERROR = 2
+
+#: The options of ``plot`` that each --kind reads (besides -o and --device); any other given is refused.
+PLOT_OPTIONS = {
+    "samples": ("n", "seed"),
+    "reconstructions": ("n", "limit"),
+    "latent": ("limit",),
+    "manifold": ("limit",),  # an autoencoder's grid spans the codes of the first --limit test images
+    "interpolate": ("limit", "index_a", "index_b", "image_a", "image_b"),
+    "arithmetic": ("limit", "attribute", "attribute_file"),
+    "prior-check": ("limit", "seed"),
+    "curves": (),
+    "style": ("n", "limit"),
+    "completions": ("n", "seed"),
+    "compare": ("n", "limit", "seed"),
+    "sweep": ("metric",),
+}
+#: The value of each of those options when it is not given.
+PLOT_DEFAULTS = {"n": 64, "limit": 5000, "attribute": "", "attribute_file": None, "index_a": 0, "index_b": 1,
+                 "image_a": "", "image_b": "", "seed": 0, "metric": "test_elbo"}
+#: The most images -n may ask of each figure (more would not be drawn); without -n, 64 or this.
+N_CAPS = {"samples": 1024, "reconstructions": 32, "style": 10, "completions": 10, "compare": 64}
+#: The most samples ``sample -n`` and ``plot --kind samples -n`` draw: a 32 x 32 grid already
+#: fills the figure's pixels at one pixel of padding per 28 x 28 image.
+MAX_SAMPLES = N_CAPS["samples"]
 
 
 def _add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
@@ -109,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sample = commands.add_parser("sample", help="a grid of samples from the prior", formatter_class=_HelpFormatter)
     sample.add_argument("run_dir", help="a training run's directory")
-    sample.add_argument("-n", type=int, default=64, help="how many samples")
+    sample.add_argument("-n", type=int, default=64, help=f"how many samples (at most {MAX_SAMPLES}: a "
+                        f"{math.isqrt(MAX_SAMPLES)} x {math.isqrt(MAX_SAMPLES)} grid)")
     sample.add_argument("-o", "--output", default=None, help="the figure file, .png or .pdf (default: "
                         "RUN_DIR/samples.png)")
     sample.add_argument("--seed", type=int, default=0, help="seeds the draws from the prior")
@@ -120,7 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     recon = commands.add_parser("reconstruct", help="test images beside their reconstructions",
                                 formatter_class=_HelpFormatter)
     recon.add_argument("run_dir", help="a training run's directory")
-    recon.add_argument("-n", type=int, default=32, help="how many test images (at most 32)")
+    recon.add_argument("-n", type=int, default=N_CAPS["reconstructions"],
+                       help=f"how many test images (at most {N_CAPS['reconstructions']})")
     recon.add_argument("-o", "--output", default=None, help="the figure file, .png or .pdf (default: "
                        "RUN_DIR/reconstructions.png)")
     recon.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the run's)")
@@ -136,18 +163,24 @@ def build_parser() -> argparse.ArgumentParser:
                            "completions (quadrant), sweep (a metric against each swept setting), compare (runs side "
                            "by side: codes, decoded N(0, I) draws, reconstruction and generation numbers)")
     plot.add_argument("-o", "--output", required=True, help="the figure file (.png or .pdf)")
-    plot.add_argument("-n", type=int, default=64, help="samples or reconstructions to show")
-    plot.add_argument("--limit", type=int, default=5000, help="test images used for latent, prior-check, arithmetic")
-    plot.add_argument("--attribute", default="", help="arithmetic: an attribute name (Smiling), class name or "
+    # None: not given (a kind that does not use an option refuses it; see PLOT_OPTIONS)
+    caps = ", ".join(f"{kind} {cap}" for kind, cap in N_CAPS.items())
+    plot.add_argument("-n", type=int, default=None, help="samples, reconstructions, style, completions, compare: "
+                      f"how many images (default 64 or the most; the most: {caps})")
+    plot.add_argument("--limit", type=int, default=None, help="the first N test images the figure may use "
+                      "(latent, prior-check, arithmetic, manifold, interpolate, reconstructions, style, compare; "
+                      "default 5000)")
+    plot.add_argument("--attribute", default=None, help="arithmetic: an attribute name (Smiling), class name or "
                       "number (names in any case)")
     plot.add_argument("--attribute-file", default=None, help="arithmetic: 0/1 per test image (.txt or .npy)")
-    plot.add_argument("--index-a", type=int, default=0, help="interpolate: first test image")
-    plot.add_argument("--index-b", type=int, default=1, help="interpolate: second test image")
-    plot.add_argument("--image-a", default="", help="interpolate: first image, by file name (image folders)")
-    plot.add_argument("--image-b", default="", help="interpolate: second image, by file name (image folders)")
-    plot.add_argument("--seed", type=int, default=0, help="seeds the draws (samples, prior-check)")
+    plot.add_argument("--index-a", type=int, default=None, help="interpolate: first test image (default 0)")
+    plot.add_argument("--index-b", type=int, default=None, help="interpolate: second test image (default 1)")
+    plot.add_argument("--image-a", default=None, help="interpolate: first image, by file name (image folders)")
+    plot.add_argument("--image-b", default=None, help="interpolate: second image, by file name (image folders)")
+    plot.add_argument("--seed", type=int, default=None, help="seeds the draws (samples, prior-check, completions, "
+                      "compare; default 0)")
     plot.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the run's)")
-    plot.add_argument("--metric", default="test_elbo", help="sweep: the quantity drawn")
+    plot.add_argument("--metric", default=None, help="sweep: the quantity drawn (default test_elbo)")
 
     compare = commands.add_parser("compare", help="a table of runs or sweeps: what differs, what came out",
                                   formatter_class=_HelpFormatter)
@@ -157,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--reference", default=None, metavar="RUN_DIR",
                          help="paired difference of log p(x) of every evaluated run against this one")
     compare.add_argument("--figure", default=None, help="also draw the sweep figure (metric against each setting)")
-    compare.add_argument("--metric", default="test_elbo", help="the figure's quantity")
+    compare.add_argument("--metric", default=None, help="with --figure: the figure's quantity (default test_elbo)")
 
     sweep = commands.add_parser("sweep", help="train a grid or a search of runs as one Optuna study",
                                 formatter_class=_HelpFormatter)
@@ -385,15 +418,42 @@ def _draw_several(args) -> int:
     return 0
 
 
+def _check_n(n: int, kind: str) -> None:
+    """Refuse -n above what figure ``kind`` draws (rather than draw fewer without a word)."""
+    if n > N_CAPS[kind]:
+        raise ConfigError(f"-n {n} is more than the {kind} figure draws (at most {N_CAPS[kind]}); give -n "
+                          f"{N_CAPS[kind]} or less.")
+
+
+def _plot_options(args) -> None:
+    """Refuse each option of ``plot`` that --kind does not read (:data:`PLOT_OPTIONS`),
+    and -n above the kind's cap; then fill in the defaults of the options not given."""
+    uses = PLOT_OPTIONS[args.kind]
+    for name in PLOT_DEFAULTS:
+        if getattr(args, name) is not None and name not in uses:
+            readers = [kind for kind, names in PLOT_OPTIONS.items() if name in names]
+            flag = "-n" if name == "n" else f"--{name.replace('_', '-')}"
+            raise ConfigError(f"{flag} has no effect with --kind {args.kind} (it is for --kind "
+                              f"{', '.join(readers)}); drop it.")
+    if args.n is not None:
+        _check_n(args.n, args.kind)
+    for name, default in PLOT_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, min(default, N_CAPS.get(args.kind, default)) if name == "n" else default)
+
+
 def cmd_sample(args) -> int:
+    _check_n(args.n, "samples")
     return _draw(args, "samples", args.output, label=args.label)
 
 
 def cmd_reconstruct(args) -> int:
+    _check_n(args.n, "reconstructions")
     return _draw(args, "reconstructions", args.output)
 
 
 def cmd_plot(args) -> int:
+    _plot_options(args)
     if args.kind in ("curves", "sweep") and (len(args.run_dirs) > 1 or args.kind == "sweep"):
         from pyro_vae.experiments import compare
         from pyro_vae.runs import check_not_clobbering
@@ -420,6 +480,10 @@ def cmd_plot(args) -> int:
 def cmd_compare(args) -> int:
     from pyro_vae.experiments import compare
 
+    if args.metric is not None and not args.figure:
+        raise ConfigError(f"--metric {args.metric} has no effect without --figure (it is the figure's quantity; "
+                          "the table shows every metric); drop it or add --figure FILE.")
+    args.metric = args.metric or "test_elbo"
     records = compare.collect_runs(args.paths)
     columns, rows = compare.compare_table(records)
     notes = compare.kind_notes(records)  # rows whose numbers are of kinds that cannot be ranked

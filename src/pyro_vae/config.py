@@ -17,6 +17,7 @@ import dataclasses
 import difflib
 import inspect
 import math
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -192,7 +193,8 @@ class TrainConfig:
     #: "fast" (ReparamELBO, same numbers with less overhead) or "pyro" (Pyro's ELBO classes).
     elbo_implementation: str = "fast"
     num_particles: int = 1
-    #: Importance samples per example for --objective iwae and iwae-dreg.
+    #: Importance samples per example for --objective iwae and iwae-dreg, and of the
+    #: validation IWAE bound that --select-by valid-iwae selects by.
     k: int = 5
     #: What chooses checkpoint_best.pt: "valid-elbo"; "valid-iwae" (the importance-weighted
     #: bound with the training K on all validation images); "valid-loglik" (log p(x) by
@@ -262,8 +264,14 @@ class TrainConfig:
                               "(kl_warmup_epochs or kl_warmup_steps).")
         _at_least("figure_every", self.figure_every, 0)
         _at_least("patience", self.patience, 0)
-        if not (self.device == "cpu" or self.device.startswith("cuda")):
-            raise ConfigError(f"device must be 'cpu' or 'cuda[:N]', not {self.device!r}.")
+        check_device(self.device)
+
+
+def check_device(name: str) -> None:
+    """Refuse a device name other than ``cpu``, ``cuda`` or ``cuda:N`` (N a GPU index)."""
+    if not re.fullmatch(r"cpu|cuda(:[0-9]+)?", name):
+        raise ConfigError(f"--device {name} is not a device name: the device must be cpu, cuda or cuda:N (N the "
+                          "GPU's index, e.g. cuda:0).")
 
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
@@ -287,7 +295,9 @@ class Config:
         self.model.validate()
         self.train.validate()
         if self.data.binarize == "auto":
-            self.data.binarize = "dynamic" if self.model.likelihood == "bernoulli" else "none"
+            # binarized-mnist is binary already: the data set loads it as it is (datasets.load_dataset)
+            binary = self.model.likelihood == "bernoulli" and self.data.dataset != "binarized-mnist"
+            self.data.binarize = "dynamic" if binary else "none"
         if self.model.model in SEMI_SUPERVISED and self.data.labels < 1:
             raise ConfigError(f"--model {self.model.model} learns from a few labels: give their number with "
                               "--labels N (e.g. 100).")
@@ -419,6 +429,10 @@ def ineffective_options(config: Config) -> list[tuple[str, str]]:
         for key in ("train.objective", "train.kl_warmup_epochs", "train.kl_warmup_steps",
                     "train.num_particles", "train.k", "train.elbo_implementation"):
             unused(key, m2, "drop it")  # --beta applies: it weighs the KL of z alone (SemiSupervisedLoss)
+        # SemiSupervisedTrainer keeps the epoch of best validation accuracy of q(y | x), whatever the rule
+        for key in ("train.select_by", "train.select_k", "train.select_examples"):
+            unused(key, f"with --model {model.model}, which keeps the epoch of best validation accuracy of "
+                   "q(y | x)", "drop it")
     else:
         for key in ("train.alpha", "train.labelled_weight"):
             unused(key, f"with --model {model.model} (it weighs M2's labelled examples)",
@@ -428,13 +442,29 @@ def ineffective_options(config: Config) -> list[tuple[str, str]]:
                    "drop it and set --k")
             unused("train.elbo_implementation", f"with --objective {train.objective} (it picks how the ELBO is "
                    "computed)", "drop it")
-        else:
+        elif train.select_by != "valid-iwae":  # there K is the selecting bound's (runs._selection)
             unused("train.k", f"with --objective {train.objective} (it is the number of importance samples of "
-                   "--objective iwae)", "drop it or choose --objective iwae")
+                   "--objective iwae and --select-by valid-iwae)", "drop it or choose --objective iwae or "
+                   "--select-by valid-iwae")
     if model.model == "ae":
         ae = "with --model ae, which has no KL term and a deterministic code"
         for key in ("train.beta", "train.kl_warmup_epochs", "train.kl_warmup_steps", "train.num_particles"):
             unused(key, ae, "drop it")
+        for key in ("model.scale_transform", "model.min_scale"):  # PointMassGuide reads the encoder's loc alone
+            unused(key, f"{ae} (its point-mass code ignores the encoder's scale)", "drop it")
+        # with no KL term both ELBOs, and Pyro's and the fast implementation, are the reconstruction term
+        unused("train.elbo_implementation", f"{ae} (both implementations compute its reconstruction term alike)",
+               "drop it")
+        if train.objective == "analytic-kl":
+            found.append(("train.objective", f"--objective analytic-kl has no effect {ae} (there is no KL to "
+                          "compute in closed form); choose --objective elbo."))
+        if train.select_by == "valid-elbo":
+            unused("train.select_by", f"{ae} (its ELBO is the reconstruction term it selects by anyway)",
+                   "drop it")
+        elif train.select_by != "auto":  # the trainer would fail after the run directory was made
+            found.append(("train.select_by", f"--select-by {train.select_by} needs log p(z), and --model ae has "
+                          "no prior, so no IWAE bound or log p(x); drop it (it keeps the epoch of best validation "
+                          "reconstruction log p(x | code))."))
         if train.objective.startswith("iwae"):
             found.append(("train.objective", f"--objective {train.objective} has no effect {ae} (its K importance "
                           "weights are all equal); choose --objective elbo."))
@@ -482,7 +512,10 @@ def ineffective_options(config: Config) -> list[tuple[str, str]]:
         for key in ("data.image_size", "data.image_mode", "data.workers", "data.cache_images",
                     "data.skip_bad_images"):
             unused(key, f"with --dataset {data.dataset} (it is for --dataset image-folder)", "drop it")
-    if data.binarize in ("dynamic", "static", "threshold") and not _takes_binary_data(model.likelihood):
+    if data.dataset == "binarized-mnist" and data.binarize in ("dynamic", "static", "threshold"):
+        found.append(("data.binarize", f"--binarize {data.binarize} has no effect with --dataset binarized-mnist "
+                      "(its pixels are 0/1 already, a fixed draw); drop it or give --binarize none."))
+    elif data.binarize in ("dynamic", "static", "threshold") and not _takes_binary_data(model.likelihood):
         found.append(("data.binarize", f"--binarize {data.binarize} makes 0/1 pixels, but --likelihood "
                       f"{model.likelihood} models grey levels; choose --binarize none, or --likelihood bernoulli "
                       "for binary pixels."))
@@ -533,7 +566,7 @@ FIELD_HELP = {
     "data_dir": "where the data set's files are (default: found in the usual places or downloaded)",
     "binarize": "how grey pixels become the 0/1 pixels the Bernoulli likelihood needs: dynamic (redrawn as "
                 "Bernoulli(pixel) in every batch), static (drawn once), threshold (pixel > 0.5), none; auto is "
-                "dynamic for bernoulli and none for the other likelihoods",
+                "dynamic for bernoulli and none for the other likelihoods and for binarized-mnist (0/1 already)",
     "latent_dim": "dimensions of the code z",
     "network": "encoder and decoder: fully connected (mlp) or convolutional (conv)",
     "hidden_dims": "hidden layer sizes of the MLP, e.g. 512,256 (conv: the one dense layer's size)",

@@ -30,7 +30,7 @@ import pyro
 import torch
 
 from pyro_vae.build import build_vae
-from pyro_vae.config import SEMI_SUPERVISED, Config, show_value
+from pyro_vae.config import SEMI_SUPERVISED, Config, check_device, show_value
 from pyro_vae.data.datasets import (FolderOptions, ImageDataset, Split, as_tensor, balanced_label_subset, class_names,
                                     load_dataset)
 from pyro_vae.data.folders import ByteImages
@@ -118,8 +118,13 @@ def num_classes(dataset: ImageDataset) -> int:
 
 
 def resolve_device(name: str) -> torch.device:
+    check_device(name)  # evaluate, sample, plot take --device without a Config
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device '{name}' was asked for but CUDA is not available here; use --device cpu.")
+    index = int(name.split(":")[1]) if ":" in name else 0
+    if name.startswith("cuda") and index >= torch.cuda.device_count():
+        raise ConfigError(f"device '{name}' was asked for but this machine has {torch.cuda.device_count()} CUDA "
+                          f"device(s); give cuda:0 to cuda:{max(torch.cuda.device_count() - 1, 0)}.")
     return torch.device(name)
 
 
