@@ -320,8 +320,9 @@ def _evaluate_one(args, run_dir: str) -> None:
     if args.k == 0:
         from pyro_vae.runs import evaluate_run
 
+        output = _json_output(args, run.run_dir, "evaluation.json")  # refused before the evaluation
         result = {**_checkpoint_position(run), **evaluate_run(run, args.split, args.limit, args.subset, args.seed)}
-        write_json(_json_output(args, run.run_dir, "evaluation.json"), result)
+        write_json(output, result)
         if "elbo" not in result:  # a plain autoencoder
             print(f"{args.split} reconstruction log p(x | code) {result['reconstruction']:.2f} nats per example "
                   f"({result['examples']} examples; an autoencoder has no ELBO or log p(x))")
@@ -335,9 +336,14 @@ def _evaluate_one(args, run_dir: str) -> None:
     from pyro_vae.data.datasets import as_tensor
     from pyro_vae.inference.dequantize import score_log_likelihood
     from pyro_vae.inference.train import label_kwargs
-    from pyro_vae.runs import (ProgressReport, binary_data, ess_warning, estimate_name, evaluation_examples,
-                               kind_fields)
+    from pyro_vae.runs import (ProgressReport, binary_data, check_not_clobbering, ess_warning, estimate_name,
+                               evaluation_examples, kind_fields)
 
+    from pyro_vae.experiments.compare import examples_path, save_examples  # per image, for paired comparisons
+
+    output = _json_output(args, run.run_dir, "loglik.json")  # both files refused before the estimate
+    check_not_clobbering(examples_path(output), run.run_dir)
+    _check_writable(examples_path(output), f"-o {output}'s per-example file" if args.output else None)
     part, chosen, rows = evaluation_examples(run, args.split, args.limit, args.subset, args.seed)
     images = as_tensor(part.images)
     name = estimate_name(run.config)
@@ -366,9 +372,6 @@ def _evaluate_one(args, run_dir: str) -> None:
               **estimate.summary(),
               "stderr_is": f"the standard error of the mean over the {len(images)} {args.split} images",
               **kind_fields(run.config, run.model.likelihood, images.shape[1:], estimate.mean, estimate.stderr, kind)}
-    output = _json_output(args, run.run_dir, "loglik.json")
-    from pyro_vae.experiments.compare import save_examples  # per image, for paired comparisons
-
     result["per_example_file"] = save_examples(output, estimate.log_likelihood, rows, args.split, args.k,
                                                run.config.data.dataset).name
     write_json(output, result)
@@ -386,7 +389,22 @@ def _json_output(args, run_dir: Path, default: str) -> Path:
 
     path = Path(args.output) if args.output else run_dir / default
     check_not_clobbering(path, run_dir)
+    _check_writable(path, "-o" if args.output else None)
     return path
+
+
+def _check_writable(path: Path, option: str | None) -> None:
+    """Refuse, before anything is computed, an output whose folder is missing or read-only."""
+    import os
+
+    folder = path.parent
+    fix = f"give {option} a path in an existing writable folder" if option else "make it writable"
+    if path.is_dir():
+        raise PyroVAEError(f"{option or 'the output'} {path} is a directory; {fix}.")
+    if not folder.is_dir():
+        raise PyroVAEError(f"{option or 'the output'} {path}: the folder {folder} does not exist; {fix}.")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PyroVAEError(f"{option or 'the output'} {path}: the folder {folder} is not writable; {fix}.")
 
 
 def _draw(args, kind: str, output: str, **options) -> int:

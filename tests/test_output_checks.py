@@ -1,0 +1,43 @@
+"""Outputs refused before anything is computed, and the options that would have no effect."""
+
+import json
+
+import pytest
+
+from pyro_vae.cli import main
+
+TINY = ["--dataset", "idx", "--latent-dim", "2", "--hidden-dims", "16", "--epochs", "1",
+        "--batch-size", "100", "--no-progress", "--figures", "false"]
+
+
+@pytest.fixture(scope="module")
+def run(idx_dir, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("outputs") / "run"
+    assert main(["train", "--data-dir", str(idx_dir), "--run-dir", str(run_dir), *TINY]) == 0
+    return run_dir
+
+
+def _refused(argv, capsys, *words):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    for word in words:
+        assert word in err, err
+    return err
+
+
+def test_evaluate_refuses_a_missing_output_folder_before_the_estimate(run, capsys, monkeypatch):
+    import pyro_vae.inference.dequantize as dequantize
+    import pyro_vae.runs as runs
+
+    def never(*args, **kwargs):
+        raise AssertionError("computed before the output was checked")
+
+    monkeypatch.setattr(dequantize, "score_log_likelihood", never)
+    monkeypatch.setattr(runs, "evaluate_run", never)
+    for k in ("5", "0"):
+        err = _refused(["evaluate", str(run), "--k", k, "-o", "/missing-dir/x.json"], capsys, "-o", "/missing-dir")
+        assert "x_examples.npz" not in err
+    (run.parent / "taken_examples.npz").mkdir()  # the per-example file's path is checked too
+    _refused(["evaluate", str(run), "--k", "5", "-o", str(run.parent / "taken.json")], capsys, "taken_examples.npz")
+    assert not (run.parent / "taken.json").exists()
