@@ -41,3 +41,14 @@ def test_evaluate_refuses_a_missing_output_folder_before_the_estimate(run, capsy
     (run.parent / "taken_examples.npz").mkdir()  # the per-example file's path is checked too
     _refused(["evaluate", str(run), "--k", "5", "-o", str(run.parent / "taken.json")], capsys, "taken_examples.npz")
     assert not (run.parent / "taken.json").exists()
+
+
+@pytest.mark.parametrize("name", ["x.txt", "x"])
+def test_a_figure_name_matplotlib_cannot_write_is_refused_before_drawing(run, name, capsys, monkeypatch):
+    import pyro_vae.plots as plots
+
+    monkeypatch.setattr(plots, "plot_samples", lambda *a, **k: pytest.fail("drawn before the name was checked"))
+    found = "no extension" if name == "x" else "extension .txt"
+    _refused(["sample", str(run), "-o", str(run.parent / name)], capsys, found, ".png", "-o")
+    _refused(["plot", str(run), str(run), "--kind", "curves", "-o", str(run.parent / name)], capsys, found)
+    assert not (run.parent / name).exists()

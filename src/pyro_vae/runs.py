@@ -831,6 +831,7 @@ def figure_from_runs(runs: list[Run], kind: str, output: Path, n: int = 36, limi
     if kind not in MULTI_RUN_KINDS:
         raise PyroVAEError(f"the '{kind}' figure draws one run; give one RUN_DIR, or choose "
                            f"{' or '.join(MULTI_RUN_KINDS)} to draw several side by side.")
+    plots.check_figure_path(output)  # before anything is drawn
     for run in runs:
         check_not_clobbering(output, run.run_dir)
         if getattr(run.model, "hierarchical", False):
@@ -863,6 +864,7 @@ def figure_from_run(run: Run, kind: str, output: Path, n: int = 64, limit: int =
     from pyro_vae import plots
 
     check_not_clobbering(output, run.run_dir)
+    plots.check_figure_path(output)  # before anything is drawn
     if hasattr(run.model, "complete") != (kind == "completions") and kind != "curves":
         raise PyroVAEError("the 'completions' figure is the one for --model quadrant (and 'curves'); "
                            f"choose it for that model and another for the others, not '{kind}'.")

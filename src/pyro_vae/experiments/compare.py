@@ -390,6 +390,9 @@ def plot_overlaid_curves(records: list[RunRecord], output: Path) -> Path:
     for M2), labelled by the settings that differ."""
     from matplotlib.figure import Figure
 
+    from pyro_vae.plots import check_figure_path
+
+    check_figure_path(output)  # before anything is drawn
     keys = differing_keys(records)
     accuracy = all("valid_accuracy" in (r.history[0] if r.history else {}) for r in records)
     column = "valid_accuracy" if accuracy else "valid_elbo"
@@ -417,7 +420,9 @@ def plot_sweep_figure(records: list[RunRecord], output: Path, metric: str = "tes
     from matplotlib.figure import Figure
 
     from pyro_vae.experiments.sweep import METRICS, metric_value
+    from pyro_vae.plots import check_figure_path
 
+    check_figure_path(output)  # before anything is drawn
     keys, groups = group_runs(records)
     if not keys:
         keys = ["seed"] if len(records) > 1 else []
