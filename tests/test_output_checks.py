@@ -52,3 +52,23 @@ def test_a_figure_name_matplotlib_cannot_write_is_refused_before_drawing(run, na
     _refused(["sample", str(run), "-o", str(run.parent / name)], capsys, found, ".png", "-o")
     _refused(["plot", str(run), str(run), "--kind", "curves", "-o", str(run.parent / name)], capsys, found)
     assert not (run.parent / name).exists()
+
+
+def test_compare_of_one_run_shows_its_own_standard_errors_over_the_images(run, capsys):
+    import csv
+
+    assert main(["evaluate", str(run), "--k", "3", "--limit", "20"]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    loglik = json.loads((run / "loglik.json").read_text())
+    capsys.readouterr()
+    prefix = run.parent / "cmp"
+    assert main(["compare", str(run), "-o", str(prefix)]) == 0
+    out = capsys.readouterr().out
+    assert f"{summary['test_elbo']:.2f} ± {summary['test_elbo_stderr']:.2f}" in out
+    assert f"{loglik['log_likelihood_mean']:.2f} ± {loglik['log_likelihood_stderr']:.2f}" in out
+    with open(f"{prefix}.csv", newline="") as handle:
+        (row,) = list(csv.DictReader(handle))
+    assert float(row["test ELBO se"]) == summary["test_elbo_stderr"]
+    assert float(row["test log p(x) se"]) == loglik["log_likelihood_stderr"]
+    assert row["se over"] == "the images (one run)"
+    assert row["test log p(x) K"] == "3" and row["test log p(x) images"] == "20 of test, random"
