@@ -72,3 +72,22 @@ def test_compare_of_one_run_shows_its_own_standard_errors_over_the_images(run, c
     assert float(row["test log p(x) se"]) == loglik["log_likelihood_stderr"]
     assert row["se over"] == "the images (one run)"
     assert row["test log p(x) K"] == "3" and row["test log p(x) images"] == "20 of test, random"
+
+
+@pytest.mark.parametrize("extra,option", [
+    (["--density"], "--density"),
+    (["--k", "3", "--density"], "--density"),  # a Bernoulli model on binary images: a mass, scored as it is
+    (["--batch-size", "10"], "--batch-size"),
+    (["--fidelity-samples", "5"], "--fidelity-samples"),
+    (["--fidelity-images", "5"], "--fidelity-images"),
+    (["--classifier-cache", "/tmp"], "--classifier-cache"),
+    (["--subset", "first"], "--subset"),
+    (["--limit", "201"], "the 200 images of the test split"),
+])
+def test_evaluate_refuses_an_option_that_has_no_effect(run, extra, option, capsys, monkeypatch):
+    import pyro_vae.inference.dequantize as dequantize
+
+    monkeypatch.setattr(dequantize, "score_log_likelihood", lambda *a, **k: pytest.fail("computed"))
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    _refused(["evaluate", str(run), *extra], capsys, option)
+    assert before == {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}

@@ -106,8 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
                                "images the style grid encodes and the z probe is scored on (valid: to choose a setting "
                                "without reading the test set)")
     evaluate.add_argument("--limit", type=int, default=0, help="score only N examples of the split (0: all)")
-    evaluate.add_argument("--subset", default="random", choices=SUBSETS,
-                          help="with --limit: a random subset drawn with --seed, or the first N")
+    evaluate.add_argument("--subset", default=None, choices=SUBSETS,
+                          help="with --limit: a random subset drawn with --seed (the default), or the first N")
     evaluate.add_argument("--batch-size", type=int, default=None,
                           help="examples per chunk for --k (default: about 10,000 example-samples a chunk)")
     evaluate.add_argument("--checkpoint", default="best", choices=("best", "last"),
@@ -123,11 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
                           help="cvae, m2, m1m2, adgm: the share of images decoded with label y that an independent classifier "
                                "of real images assigns to y (prior samples and the style grid), and a linear probe "
                                "of z for the class (RUN_DIR/label_fidelity.json); instead of the ELBO")
-    evaluate.add_argument("--fidelity-samples", type=int, default=100,
-                          help="with --label-fidelity: codes drawn from the prior per label")
-    evaluate.add_argument("--fidelity-images", type=int, default=1000,
+    evaluate.add_argument("--fidelity-samples", type=int, default=None,
+                          help="with --label-fidelity: codes drawn from the prior per label (default 100)")
+    evaluate.add_argument("--fidelity-images", type=int, default=None,
                           help="with --label-fidelity: images of --split (a random subset drawn with --seed) whose codes "
-                               "the style grid decodes with every label")
+                               "the style grid decodes with every label (default 1000)")
     evaluate.add_argument("--classifier-cache", metavar="DIR", default=None,
                           help="with --label-fidelity: where the judging classifier is kept (default: "
                                "$PYRO_VAE_CLASSIFIER_CACHE or ~/.cache/pyro-vae/classifiers)")
@@ -283,6 +283,21 @@ def cmd_evaluate(args) -> int:
         raise PyroVAEError("-o names one file; with several runs leave it out (each run gets its own JSON).")
     if args.label_fidelity and args.k:
         raise PyroVAEError("--label-fidelity and --k are two measurements; run evaluate once with each.")
+    # an option that would have no effect is refused (None: not given)
+    unused = [(args.density and not args.k, "--density", "it scores the density of --k's log p(x); give --k K or drop it"),
+              (args.batch_size is not None and not args.k, "--batch-size",
+               "it sizes --k's chunks; give --k K or drop it"),
+              (args.subset is not None and not args.limit, "--subset", "it picks the --limit images; give --limit N "
+               "or drop it")]
+    unused += [(getattr(args, name) is not None and not args.label_fidelity, "--" + name.replace("_", "-"),
+                "it sets --label-fidelity's measurement; give --label-fidelity or drop it")
+               for name in ("fidelity_samples", "fidelity_images", "classifier_cache")]
+    for given, option, fix in unused:
+        if given:
+            raise PyroVAEError(f"{option} has no effect here: {fix}.")
+    args.subset = args.subset or "random"
+    args.fidelity_samples = 100 if args.fidelity_samples is None else args.fidelity_samples
+    args.fidelity_images = 1000 if args.fidelity_images is None else args.fidelity_images
     if args.label_fidelity and (args.fidelity_samples < 1 or args.fidelity_images < 1):
         raise PyroVAEError("--fidelity-samples and --fidelity-images must be at least 1.")
     for run_dir in args.run_dirs:
@@ -344,6 +359,9 @@ def _evaluate_one(args, run_dir: str) -> None:
     output = _json_output(args, run.run_dir, "loglik.json")  # both files refused before the estimate
     check_not_clobbering(examples_path(output), run.run_dir)
     _check_writable(examples_path(output), f"-o {output}'s per-example file" if args.output else None)
+    if args.density and (run.model.likelihood.data_kind != "unit-interval" or binary_data(run.config)):
+        raise PyroVAEError(f"--density has no effect on {run.run_dir}: its log p(x) is a probability mass of "
+                           "binary or discrete data, scored as it is; drop --density.")
     part, chosen, rows = evaluation_examples(run, args.split, args.limit, args.subset, args.seed)
     images = as_tensor(part.images)
     name = estimate_name(run.config)

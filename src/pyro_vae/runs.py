@@ -659,17 +659,21 @@ def estimate_name(config: Config) -> str:
 
 
 def evaluation_examples(run: Run, split: str, limit: int = 0, subset: str = "random",
-                        seed: int = 0) -> tuple:
+                        seed: int = 0, strict: bool = True) -> tuple:
     """The examples ``evaluate`` scores, a record of how they were chosen (for the JSON) and
     their indices into the split ``[n]``: split ``split`` as the model
     is scored on it (:meth:`ImageDataset.scored_split`: binary where training binarized
     dynamically), all of it, or with ``limit`` its first ``limit`` examples (``subset =
     "first"``) or ``limit`` drawn without replacement with ``seed`` (``"random"``, in index
     order). The first images of a file are not a fair sample of it (on MNIST the first
-    thousand test digits are harder than the rest)."""
+    thousand test digits are harder than the rest). ``strict``: a ``limit`` above the split's
+    size is refused (else it means all of it)."""
     if subset not in SUBSETS:
         raise ConfigError(f"unknown subset '{subset}' (choose from {', '.join(SUBSETS)}).")
     part = run.dataset().scored_split(split)
+    if strict and limit > len(part):
+        raise ConfigError(f"--limit {limit} is more than the {len(part)} images of the {split} split; give "
+                          f"--limit {len(part)} or less (or leave it out to score them all).")
     rows = torch.arange(len(part))
     record: dict = {"split": split, "subset": "all"}
     if limit and limit < len(part):
