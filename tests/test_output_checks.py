@@ -91,3 +91,11 @@ def test_evaluate_refuses_an_option_that_has_no_effect(run, extra, option, capsy
     before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
     _refused(["evaluate", str(run), *extra], capsys, option)
     assert before == {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+
+
+def test_resume_with_no_more_epochs_trains_and_writes_nothing(run, capsys):
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    assert main(["train", "--resume", str(run), "--epochs", "1", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "nothing to train" in out and "has 1 epochs" in out and "--epochs above 1" in out
+    assert before == {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}

@@ -254,6 +254,11 @@ def _train_run(config: Config | None, run_dir: Path, resume: bool, progress, log
                 section, name = key.split(".")
                 setattr(getattr(saved, section), name, getattr(getattr(overrides, section), name))
         config = saved.validate(check_effect=False)
+        finished = _finished_summary(run_dir, config.train.epochs)
+        if finished is not None:  # nothing to train: every file is left as it is
+            log(f"nothing to train: {run_dir} has {finished['epochs']} epochs already and its summary; give "
+                f"--epochs above {finished['epochs']} to train on (nothing was written).")
+            return finished
     else:
         config.validate()
         if run_dir.exists() and (is_run_dir(run_dir) or (run_dir / LAST).exists()):
@@ -268,6 +273,17 @@ def _train_run(config: Config | None, run_dir: Path, resume: bool, progress, log
         return summary
     finally:
         shutdown()
+
+
+def _finished_summary(run_dir: Path, epochs: int) -> dict | None:
+    """The run's summary.json when it already holds ``epochs`` (or more) epochs and was written
+    after the last checkpoint's epoch (a kill before the summary leaves it to be written)."""
+    path = run_dir / SUMMARY
+    if not path.is_file():
+        return None
+    summary = json.loads(path.read_text())
+    done = load_checkpoint(run_dir / LAST).get("epoch")
+    return summary if done is not None and summary.get("epochs") == done >= epochs else None
 
 
 def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: DistributedContext,
