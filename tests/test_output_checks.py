@@ -99,3 +99,20 @@ def test_resume_with_no_more_epochs_trains_and_writes_nothing(run, capsys):
     out = capsys.readouterr().out
     assert "nothing to train" in out and "has 1 epochs" in out and "--epochs above 1" in out
     assert before == {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+
+
+def test_small_messages(run, tmp_path, capsys):
+    from pyro_vae.cli import build_parser
+
+    (tmp_path / "bad.toml").write_text("[train]\nepoch = 3\n")
+    err = _refused(["train", "--config", str(tmp_path / "bad.toml"), "--run-dir", str(tmp_path / "r")], capsys,
+                   "did you mean 'epochs'?")
+    assert "?." not in err
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    (mlflow,) = [a for a in train._actions if "--mlflow" in a.option_strings]
+    assert "mlflow.db" in mlflow.help and "mlruns" not in mlflow.help
+    assert main(["compare", str(run), "--reference", str(tmp_path)]) == 2  # refused before the table is printed
+    captured = capsys.readouterr()
+    assert captured.out == "" and "lacks config.toml and checkpoint_last.pt" in captured.err
+    (tmp_path / "config.toml").write_bytes((run / "config.toml").read_bytes())
+    _refused(["evaluate", str(tmp_path)], capsys, "(it lacks checkpoint_last.pt)")

@@ -521,6 +521,9 @@ def cmd_compare(args) -> int:
                           "the table shows every metric); drop it or add --figure FILE.")
     args.metric = args.metric or "test_elbo"
     records = compare.collect_runs(args.paths)
+    reference = compare.read_run(Path(args.reference)) if args.reference else None  # refused before the table
+    if reference is not None and reference.examples() is None:
+        compare.paired_table([], reference)  # refuses: the reference has no per-example log p(x)
     columns, rows = compare.compare_table(records)
     notes = compare.kind_notes(records)  # rows whose numbers are of kinds that cannot be ranked
     print(compare.to_markdown(columns, rows, notes), end="")
@@ -528,9 +531,7 @@ def cmd_compare(args) -> int:
     if prefix is None and len(args.paths) == 1 and (Path(args.paths[0]) / "sweep.json").is_file():
         prefix = Path(args.paths[0]) / "compare"
     written = compare.write_tables(columns, rows, Path(prefix), notes) if prefix else []
-    reference = None
-    if args.reference:
-        reference = compare.read_run(Path(args.reference))
+    if reference is not None:
         records = [r for r in records if r.run_dir.resolve() != reference.run_dir.resolve()] + [reference]
     elif len(records) == 2 and all(r.examples() is not None for r in records):
         reference = records[0]

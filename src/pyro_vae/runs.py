@@ -138,7 +138,8 @@ def read_run_config(run_dir: Path) -> Config:
         raise CheckpointError(f"run directory {run_dir} does not exist.")
     if not is_run_dir(run_dir):
         raise CheckpointError(
-            f"{run_dir} is not a pyro-vae run directory (it lacks {CONFIG} or {LAST}); "
+            f"{run_dir} is not a pyro-vae run directory (it lacks "
+            f"{' and '.join(n for n in (CONFIG, LAST) if not (run_dir / n).is_file())}); "
             "give the --run-dir of a training run."
         )
     return Config.load(run_dir / CONFIG).validate(check_effect=False)  # as it ran, whatever today's rules
