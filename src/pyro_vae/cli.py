@@ -284,7 +284,8 @@ def cmd_evaluate(args) -> int:
     if args.label_fidelity and args.k:
         raise PyroVAEError("--label-fidelity and --k are two measurements; run evaluate once with each.")
     # an option that would have no effect is refused (None: not given)
-    unused = [(args.density and not args.k, "--density", "it scores the density of --k's log p(x); give --k K or drop it"),
+    unused = [(args.density and not args.k, "--density",
+               "it scores the density of --k's log p(x); give --k K or drop it"),
               (args.batch_size is not None and not args.k, "--batch-size",
                "it sizes --k's chunks; give --k K or drop it"),
               (args.subset is not None and not args.limit, "--subset", "it picks the --limit images; give --limit N "
