@@ -175,3 +175,30 @@ def test_batches_are_binary_for_a_dynamically_binarized_training_split():
     assert not torch.equal(again, torch.cat(list(data.batches("train", batch_size=64, shuffle=False))))
     assert torch.equal(torch.cat(list(data.batches("valid", batch_size=16))), data.valid.images)
     assert torch.equal(pyro_vae.binarize(torch.tensor([0.0, 1.0])), torch.tensor([0.0, 1.0]))
+
+
+@pytest.mark.parametrize("objective,options", [("elbo", {"k": 50}), ("iwae", {"k": 3, "num_particles": 4}),
+                                               ("analytic-kl", {"k": 5})])
+def test_fit_refuses_k_or_num_particles_its_objective_does_not_use(objective, options):
+    from pyro_vae.errors import ConfigError
+
+    model, guide = tutorial_programs()
+    with pytest.raises(ConfigError, match="has no effect with objective"):
+        fit(model, guide, (linear_gaussian_data(20, 0), linear_gaussian_data(10, 1)), objective=objective,
+            epochs=1, log=lambda s: None, **options)
+
+
+def test_fit_summary_has_the_test_elbos_standard_error_and_kind(tmp_path, monkeypatch):
+    import sys
+
+    fit_module = sys.modules["pyro_vae.fit"]  # the module; pyro_vae.fit is the function
+    test = {"elbo": -30.0, "elbo_stderr": 0.25, "reconstruction": -29.0, "kl": 1.0}  # the test split's, stubbed
+    monkeypatch.setattr(fit_module, "evaluate_elbo", lambda *a, **k: test)
+    config = Config(model=ModelConfig(latent_dim=2, hidden_dims=[16]))
+    model, guide = build_vae(config.model, (1, 8, 8))
+    result = fit(model, guide, tiny_dataset("dynamic"), epochs=1, batch_size=50, run_dir=tmp_path / "run",
+                 config=config, figures=False, log=lambda s: None)
+    summary = result.summary
+    assert summary["test_elbo_stderr"] == 0.25
+    assert summary["bits_per_dim"] == pytest.approx(30.0 / (64 * math.log(2)), rel=1e-12)  # 8x8 binary pixels
+    assert "binary" in summary["kind"] and summary == json.loads((tmp_path / "run" / "summary.json").read_text())

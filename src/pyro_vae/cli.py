@@ -106,8 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
                                "images the style grid encodes and the z probe is scored on (valid: to choose a setting "
                                "without reading the test set)")
     evaluate.add_argument("--limit", type=int, default=0, help="score only N examples of the split (0: all)")
-    evaluate.add_argument("--subset", default="random", choices=SUBSETS,
-                          help="with --limit: a random subset drawn with --seed, or the first N")
+    evaluate.add_argument("--subset", default=None, choices=SUBSETS,
+                          help="with --limit: a random subset drawn with --seed (the default), or the first N")
     evaluate.add_argument("--batch-size", type=int, default=None,
                           help="examples per chunk for --k (default: about 10,000 example-samples a chunk)")
     evaluate.add_argument("--checkpoint", default="best", choices=("best", "last"),
@@ -123,11 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
                           help="cvae, m2, m1m2, adgm: the share of images decoded with label y that an independent classifier "
                                "of real images assigns to y (prior samples and the style grid), and a linear probe "
                                "of z for the class (RUN_DIR/label_fidelity.json); instead of the ELBO")
-    evaluate.add_argument("--fidelity-samples", type=int, default=100,
-                          help="with --label-fidelity: codes drawn from the prior per label")
-    evaluate.add_argument("--fidelity-images", type=int, default=1000,
+    evaluate.add_argument("--fidelity-samples", type=int, default=None,
+                          help="with --label-fidelity: codes drawn from the prior per label (default 100)")
+    evaluate.add_argument("--fidelity-images", type=int, default=None,
                           help="with --label-fidelity: images of --split (a random subset drawn with --seed) whose codes "
-                               "the style grid decodes with every label")
+                               "the style grid decodes with every label (default 1000)")
     evaluate.add_argument("--classifier-cache", metavar="DIR", default=None,
                           help="with --label-fidelity: where the judging classifier is kept (default: "
                                "$PYRO_VAE_CLASSIFIER_CACHE or ~/.cache/pyro-vae/classifiers)")
@@ -283,6 +283,22 @@ def cmd_evaluate(args) -> int:
         raise PyroVAEError("-o names one file; with several runs leave it out (each run gets its own JSON).")
     if args.label_fidelity and args.k:
         raise PyroVAEError("--label-fidelity and --k are two measurements; run evaluate once with each.")
+    # an option that would have no effect is refused (None: not given)
+    unused = [(args.density and not args.k, "--density",
+               "it scores the density of --k's log p(x); give --k K or drop it"),
+              (args.batch_size is not None and not args.k, "--batch-size",
+               "it sizes --k's chunks; give --k K or drop it"),
+              (args.subset is not None and not args.limit, "--subset", "it picks the --limit images; give --limit N "
+               "or drop it")]
+    unused += [(getattr(args, name) is not None and not args.label_fidelity, "--" + name.replace("_", "-"),
+                "it sets --label-fidelity's measurement; give --label-fidelity or drop it")
+               for name in ("fidelity_samples", "fidelity_images", "classifier_cache")]
+    for given, option, fix in unused:
+        if given:
+            raise PyroVAEError(f"{option} has no effect here: {fix}.")
+    args.subset = args.subset or "random"
+    args.fidelity_samples = 100 if args.fidelity_samples is None else args.fidelity_samples
+    args.fidelity_images = 1000 if args.fidelity_images is None else args.fidelity_images
     if args.label_fidelity and (args.fidelity_samples < 1 or args.fidelity_images < 1):
         raise PyroVAEError("--fidelity-samples and --fidelity-images must be at least 1.")
     for run_dir in args.run_dirs:
@@ -320,8 +336,9 @@ def _evaluate_one(args, run_dir: str) -> None:
     if args.k == 0:
         from pyro_vae.runs import evaluate_run
 
+        output = _json_output(args, run.run_dir, "evaluation.json")  # refused before the evaluation
         result = {**_checkpoint_position(run), **evaluate_run(run, args.split, args.limit, args.subset, args.seed)}
-        write_json(_json_output(args, run.run_dir, "evaluation.json"), result)
+        write_json(output, result)
         if "elbo" not in result:  # a plain autoencoder
             print(f"{args.split} reconstruction log p(x | code) {result['reconstruction']:.2f} nats per example "
                   f"({result['examples']} examples; an autoencoder has no ELBO or log p(x))")
@@ -335,9 +352,17 @@ def _evaluate_one(args, run_dir: str) -> None:
     from pyro_vae.data.datasets import as_tensor
     from pyro_vae.inference.dequantize import score_log_likelihood
     from pyro_vae.inference.train import label_kwargs
-    from pyro_vae.runs import (ProgressReport, binary_data, ess_warning, estimate_name, evaluation_examples,
-                               kind_fields)
+    from pyro_vae.runs import (ProgressReport, binary_data, check_not_clobbering, ess_warning, estimate_name,
+                               evaluation_examples, kind_fields)
 
+    from pyro_vae.experiments.compare import examples_path, save_examples  # per image, for paired comparisons
+
+    output = _json_output(args, run.run_dir, "loglik.json")  # both files refused before the estimate
+    check_not_clobbering(examples_path(output), run.run_dir)
+    _check_writable(examples_path(output), f"-o {output}'s per-example file" if args.output else None)
+    if args.density and (run.model.likelihood.data_kind != "unit-interval" or binary_data(run.config)):
+        raise PyroVAEError(f"--density has no effect on {run.run_dir}: its log p(x) is a probability mass of "
+                           "binary or discrete data, scored as it is; drop --density.")
     part, chosen, rows = evaluation_examples(run, args.split, args.limit, args.subset, args.seed)
     images = as_tensor(part.images)
     name = estimate_name(run.config)
@@ -366,9 +391,6 @@ def _evaluate_one(args, run_dir: str) -> None:
               **estimate.summary(),
               "stderr_is": f"the standard error of the mean over the {len(images)} {args.split} images",
               **kind_fields(run.config, run.model.likelihood, images.shape[1:], estimate.mean, estimate.stderr, kind)}
-    output = _json_output(args, run.run_dir, "loglik.json")
-    from pyro_vae.experiments.compare import save_examples  # per image, for paired comparisons
-
     result["per_example_file"] = save_examples(output, estimate.log_likelihood, rows, args.split, args.k,
                                                run.config.data.dataset).name
     write_json(output, result)
@@ -386,7 +408,22 @@ def _json_output(args, run_dir: Path, default: str) -> Path:
 
     path = Path(args.output) if args.output else run_dir / default
     check_not_clobbering(path, run_dir)
+    _check_writable(path, "-o" if args.output else None)
     return path
+
+
+def _check_writable(path: Path, option: str | None) -> None:
+    """Refuse, before anything is computed, an output whose folder is missing or read-only."""
+    import os
+
+    folder = path.parent
+    fix = f"give {option} a path in an existing writable folder" if option else "make it writable"
+    if path.is_dir():
+        raise PyroVAEError(f"{option or 'the output'} {path} is a directory; {fix}.")
+    if not folder.is_dir():
+        raise PyroVAEError(f"{option or 'the output'} {path}: the folder {folder} does not exist; {fix}.")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PyroVAEError(f"{option or 'the output'} {path}: the folder {folder} is not writable; {fix}.")
 
 
 def _draw(args, kind: str, output: str, **options) -> int:
@@ -485,6 +522,9 @@ def cmd_compare(args) -> int:
                           "the table shows every metric); drop it or add --figure FILE.")
     args.metric = args.metric or "test_elbo"
     records = compare.collect_runs(args.paths)
+    reference = compare.read_run(Path(args.reference)) if args.reference else None  # refused before the table
+    if reference is not None and reference.examples() is None:
+        compare.paired_table([], reference)  # refuses: the reference has no per-example log p(x)
     columns, rows = compare.compare_table(records)
     notes = compare.kind_notes(records)  # rows whose numbers are of kinds that cannot be ranked
     print(compare.to_markdown(columns, rows, notes), end="")
@@ -492,9 +532,7 @@ def cmd_compare(args) -> int:
     if prefix is None and len(args.paths) == 1 and (Path(args.paths[0]) / "sweep.json").is_file():
         prefix = Path(args.paths[0]) / "compare"
     written = compare.write_tables(columns, rows, Path(prefix), notes) if prefix else []
-    reference = None
-    if args.reference:
-        reference = compare.read_run(Path(args.reference))
+    if reference is not None:
         records = [r for r in records if r.run_dir.resolve() != reference.run_dir.resolve()] + [reference]
     elif len(records) == 2 and all(r.examples() is not None for r in records):
         reference = records[0]

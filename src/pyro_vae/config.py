@@ -234,7 +234,7 @@ class TrainConfig:
     #: accuracy) has not improved for this many epochs (0 = never stop early).
     patience: int = 0
     #: Also log params, per-epoch metrics, final metrics and figures to MLflow (needs the
-    #: optional `mlflow-skinny` package; MLFLOW_TRACKING_URI is honoured, else ./mlruns).
+    #: optional `mlflow-skinny` package; MLFLOW_TRACKING_URI is honoured, else ./mlflow.db).
     mlflow: bool = False
     #: Start from the parameters of another run's best checkpoint (RUN_DIR) instead of a random
     #: initialisation, e.g. to fine-tune a VAE with --objective iwae-dreg; the optimizer, the
@@ -331,7 +331,7 @@ class Config:
         unknown = set(raw) - set(SECTIONS)
         if unknown:
             name = sorted(unknown)[0]
-            raise ConfigError(f"{source}: unknown table [{name}]{_suggest(name, SECTIONS)}.")
+            raise ConfigError(f"{source}: unknown table [{name}]{_suggest(name, SECTIONS)}")
         for section, table in raw.items():
             if not isinstance(table, dict):
                 raise ConfigError(f"{source}: '{section}' must be a table ([{section}]).")
@@ -349,16 +349,16 @@ class Config:
         if "." in dotted:
             section, key = dotted.split(".", 1)
             if section not in SECTIONS:
-                raise ConfigError(f"{source}: unknown table [{section}]{_suggest(section, SECTIONS)}.")
+                raise ConfigError(f"{source}: unknown table [{section}]{_suggest(section, SECTIONS)}")
             known = field_types(SECTIONS[section])
             if key not in known:
-                raise ConfigError(f"{source}: unknown key '{key}' in [{section}]{_suggest(key, known)}.")
+                raise ConfigError(f"{source}: unknown key '{key}' in [{section}]{_suggest(key, known)}")
             return section, key
         for section, cls in SECTIONS.items():
             if dotted in field_types(cls):
                 return section, dotted
         every = [k for cls in SECTIONS.values() for k in field_types(cls)]
-        raise ConfigError(f"{source}: unknown option '{dotted}'{_suggest(dotted, every)}.")
+        raise ConfigError(f"{source}: unknown option '{dotted}'{_suggest(dotted, every)}")
 
     @classmethod
     def load(cls, path: str | Path) -> Config:
@@ -659,7 +659,7 @@ def coerce(name: str, value: Any, kind: type, source: str) -> Any:
 
 def _suggest(name: str, options) -> str:
     close = difflib.get_close_matches(name, list(options), n=1)
-    return f"; did you mean '{close[0]}'?" if close else f"; valid: {', '.join(sorted(options))}"
+    return f"; did you mean '{close[0]}'?" if close else f"; valid: {', '.join(sorted(options))}."  # ends the sentence
 
 
 def _choice(name: str, value: str, options: tuple[str, ...]) -> None:

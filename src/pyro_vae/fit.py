@@ -63,7 +63,7 @@ def as_dataset(data) -> ImageDataset:
 
 
 def fit(model: Callable, guide: Callable, data, *, objective="elbo", epochs: int = 10, batch_size: int = 128,
-        learning_rate: float = 1e-3, k: int = 5, num_particles: int = 1, beta: float = 1.0,
+        learning_rate: float = 1e-3, k: int | None = None, num_particles: int | None = None, beta: float = 1.0,
         kl_warmup_epochs: int = 0, lr_decay: float = 1.0, clip_norm: float = 0.0,
         run_dir: str | Path | None = None, resume: bool = False, seed: int = 0, device: str = "cpu",
         config=None, figures: bool = True, progress: bool | None = False,
@@ -73,8 +73,9 @@ def fit(model: Callable, guide: Callable, data, *, objective="elbo", epochs: int
 
     ``data``: an :class:`ImageDataset` (``load_dataset``; a dynamically binarized training
     split is redrawn in every batch, as in the CLI) or ``(train, valid[, test])`` tensors.
-    ``objective``: ``"elbo"``, ``"analytic-kl"``, ``"iwae"`` (with ``k``; the best epoch is
-    then chosen by the validation IWAE bound) or any object with
+    ``objective``: ``"elbo"``, ``"analytic-kl"`` (with ``num_particles``, default 1),
+    ``"iwae"`` (with ``k``, default 5; the best epoch is then chosen by the validation IWAE
+    bound; ``k`` or ``num_particles`` given where it has no effect is refused) or any object with
     ``differentiable_loss(model, guide, x)``. Each epoch the validation ELBO (closed-form KL
     where torch has it) is computed and logged.
 
@@ -105,6 +106,14 @@ def fit(model: Callable, guide: Callable, data, *, objective="elbo", epochs: int
         if isinstance(program, torch.nn.Module):
             program.to(device)
     name = objective if isinstance(objective, str) else type(objective).__name__
+    iwae = isinstance(objective, str) and name.startswith("iwae")
+    unused = {"k": (k, not iwae, "k is the IWAE bound's samples, for objective='iwae'"),
+              "num_particles": (num_particles, iwae or not isinstance(objective, str),
+                                "num_particles is the ELBO's, for objective='elbo' or 'analytic-kl'")}
+    for option, (value, refused, why) in unused.items():
+        if value is not None and refused:  # as the CLI refuses an option that has no effect
+            raise ConfigError(f"{option}={value} has no effect with objective={name!r}; drop it ({why}).")
+    k, num_particles = 5 if k is None else k, 1 if num_particles is None else num_particles
     if isinstance(objective, str):
         try:
             objective = make_objective(objective, num_particles, k)
@@ -151,7 +160,7 @@ def fit(model: Callable, guide: Callable, data, *, objective="elbo", epochs: int
     trainer.model.load_state_dict(best["model"]), trainer.guide.load_state_dict(best["guide"])
     trainer.model.eval(), trainer.guide.eval()
     result.best_epoch = best["epoch"]
-    result.summary = _summary(trainer, dataset, best, name, seconds)
+    result.summary = _summary(trainer, dataset, best, name, seconds, config)
     if figures:
         result.figures = _figures(model, guide, dataset, run_dir, device)
     result.summary["figures"] = [str(p) for p in result.figures]
@@ -165,15 +174,28 @@ def _criterion(row: dict) -> float:
     return row.get("valid_iwae", row["valid_elbo"])
 
 
-def _summary(trainer: Trainer, dataset: ImageDataset, best: dict, objective: str, seconds: float) -> dict:
+def _summary(trainer: Trainer, dataset: ImageDataset, best: dict, objective: str, seconds: float,
+             config=None) -> dict:
     test = evaluate_elbo(trainer.model, trainer.guide, dataset.test.images, analytic_kl=True,
                          labels=dataset.test.labels)
+    kind = {}  # the test ELBO's kind and bits/dim, as the CLI's summary: known for a library model's config
+    likelihood = getattr(trainer.model, "likelihood", None)
+    if config is not None and likelihood is not None:
+        import copy
+
+        from pyro_vae.runs import kind_fields
+
+        if config.data.binarize == "auto":  # as the data were given: the ImageDataset says how
+            config = copy.deepcopy(config)
+            config.data.binarize = dataset.binarize
+        kind = kind_fields(config, likelihood, dataset.image_shape, test["elbo"], test["elbo_stderr"])
     return {"dataset": dataset.name, "objective": objective, "epochs": trainer.state.epoch,
             "best_epoch": best["epoch"],
             "selection": "best validation IWAE bound" if trainer.settings.selection_k else "best validation ELBO",
             "best_valid_criterion": best["best_valid_elbo"], "test_elbo": test["elbo"],
+            "test_elbo_stderr": test["elbo_stderr"],  # over the test images
             "test_reconstruction": test["reconstruction"], "test_kl": test["kl"], "unit": "nats per example",
-            "train_seconds_this_session": seconds}
+            **kind, "train_seconds_this_session": seconds}
 
 
 def _figures(model, guide, dataset: ImageDataset, run_dir: Path, device) -> list[Path]:

@@ -85,9 +85,23 @@ def _margins_in_inches(fig, left: float = _PAD, right: float = _PAD, bottom: flo
                         wspace=wspace / panel)
 
 
+def check_figure_path(path: Path) -> None:
+    """Refuse, before anything is drawn, a figure path whose extension matplotlib cannot write
+    (``x.txt``, or ``x`` with none): the extension picks the format."""
+    formats = FigureCanvasAgg.get_supported_filetypes()
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix not in formats:
+        from pyro_vae.errors import ConfigError
+
+        found = f"extension .{suffix}" if suffix else "no extension"
+        raise ConfigError(f"the figure {path} has {found}; give -o a name ending in one of "
+                          f"{', '.join('.' + f for f in sorted(formats))} (the extension picks the format).")
+
+
 def _save(fig, path: Path) -> Path:
     """Write the figure to a temporary file beside ``path``, then rename it into place."""
     path = Path(path)
+    check_figure_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
     try:

@@ -138,7 +138,8 @@ def read_run_config(run_dir: Path) -> Config:
         raise CheckpointError(f"run directory {run_dir} does not exist.")
     if not is_run_dir(run_dir):
         raise CheckpointError(
-            f"{run_dir} is not a pyro-vae run directory (it lacks {CONFIG} or {LAST}); "
+            f"{run_dir} is not a pyro-vae run directory (it lacks "
+            f"{' and '.join(n for n in (CONFIG, LAST) if not (run_dir / n).is_file())}); "
             "give the --run-dir of a training run."
         )
     return Config.load(run_dir / CONFIG).validate(check_effect=False)  # as it ran, whatever today's rules
@@ -254,6 +255,11 @@ def _train_run(config: Config | None, run_dir: Path, resume: bool, progress, log
                 section, name = key.split(".")
                 setattr(getattr(saved, section), name, getattr(getattr(overrides, section), name))
         config = saved.validate(check_effect=False)
+        finished = _finished_summary(run_dir, config.train.epochs)
+        if finished is not None:  # nothing to train: every file is left as it is
+            log(f"nothing to train: {run_dir} has {finished['epochs']} epochs already and its summary; give "
+                f"--epochs above {finished['epochs']} to train on (nothing was written).")
+            return finished
     else:
         config.validate()
         if run_dir.exists() and (is_run_dir(run_dir) or (run_dir / LAST).exists()):
@@ -268,6 +274,17 @@ def _train_run(config: Config | None, run_dir: Path, resume: bool, progress, log
         return summary
     finally:
         shutdown()
+
+
+def _finished_summary(run_dir: Path, epochs: int) -> dict | None:
+    """The run's summary.json when it already holds ``epochs`` (or more) epochs and was written
+    after the last checkpoint's epoch (a kill before the summary leaves it to be written)."""
+    path = run_dir / SUMMARY
+    if not path.is_file():
+        return None
+    summary = json.loads(path.read_text())
+    done = load_checkpoint(run_dir / LAST).get("epoch")
+    return summary if done is not None and summary.get("epochs") == done >= epochs else None
 
 
 def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: DistributedContext,
@@ -659,17 +676,21 @@ def estimate_name(config: Config) -> str:
 
 
 def evaluation_examples(run: Run, split: str, limit: int = 0, subset: str = "random",
-                        seed: int = 0) -> tuple:
+                        seed: int = 0, strict: bool = True) -> tuple:
     """The examples ``evaluate`` scores, a record of how they were chosen (for the JSON) and
     their indices into the split ``[n]``: split ``split`` as the model
     is scored on it (:meth:`ImageDataset.scored_split`: binary where training binarized
     dynamically), all of it, or with ``limit`` its first ``limit`` examples (``subset =
     "first"``) or ``limit`` drawn without replacement with ``seed`` (``"random"``, in index
     order). The first images of a file are not a fair sample of it (on MNIST the first
-    thousand test digits are harder than the rest)."""
+    thousand test digits are harder than the rest). ``strict``: a ``limit`` above the split's
+    size is refused (else it means all of it)."""
     if subset not in SUBSETS:
         raise ConfigError(f"unknown subset '{subset}' (choose from {', '.join(SUBSETS)}).")
     part = run.dataset().scored_split(split)
+    if strict and limit > len(part):
+        raise ConfigError(f"--limit {limit} is more than the {len(part)} images of the {split} split; give "
+                          f"--limit {len(part)} or less (or leave it out to score them all).")
     rows = torch.arange(len(part))
     record: dict = {"split": split, "subset": "all"}
     if limit and limit < len(part):
@@ -831,6 +852,7 @@ def figure_from_runs(runs: list[Run], kind: str, output: Path, n: int = 36, limi
     if kind not in MULTI_RUN_KINDS:
         raise PyroVAEError(f"the '{kind}' figure draws one run; give one RUN_DIR, or choose "
                            f"{' or '.join(MULTI_RUN_KINDS)} to draw several side by side.")
+    plots.check_figure_path(output)  # before anything is drawn
     for run in runs:
         check_not_clobbering(output, run.run_dir)
         if getattr(run.model, "hierarchical", False):
@@ -863,6 +885,7 @@ def figure_from_run(run: Run, kind: str, output: Path, n: int = 64, limit: int =
     from pyro_vae import plots
 
     check_not_clobbering(output, run.run_dir)
+    plots.check_figure_path(output)  # before anything is drawn
     if hasattr(run.model, "complete") != (kind == "completions") and kind != "curves":
         raise PyroVAEError("the 'completions' figure is the one for --model quadrant (and 'curves'); "
                            f"choose it for that model and another for the others, not '{kind}'.")

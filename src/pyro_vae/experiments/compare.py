@@ -202,6 +202,25 @@ QUANTITIES = [
     ("z probe accuracy", lambda r: (r.fidelity or {}).get("z_probe_accuracy")),
 ]
 
+#: A run's own standard error of a quantity (over the images it was measured on): the one
+#: shown for a row of a single run, which has no spread over seeds.
+OWN_STDERR = {
+    "test ELBO": lambda r: r.summary.get("test_elbo_stderr"),
+    "test ELBO bits/dim": lambda r: (_test_elbo_record(r) or {}).get("bits_per_dim_stderr"),
+    "test log p(x)": lambda r: (r.loglik or {}).get("log_likelihood_stderr"),
+    "test log p(x) bits/dim": lambda r: (r.loglik or {}).get("bits_per_dim_stderr"),
+}
+
+
+def _loglik_scope(record: RunRecord) -> tuple:
+    """The K and the images of a run's log p(x) ("40 of test, random" for a --limit subset)."""
+    loglik = record.loglik or {}
+    images = loglik.get("examples")
+    if loglik.get("subset") not in (None, "all"):
+        images = f"{images} of {loglik.get('split', 'test')}, {loglik['subset']}"
+    return loglik.get("k"), images
+
+
 #: What a number's kind cell says when its JSON predates the "kind" field.
 UNKNOWN_KIND = "unknown (recorded before kinds)"
 
@@ -263,19 +282,29 @@ def compare_table(records: list[RunRecord]) -> tuple[list[str], list[dict]]:
     mean (and standard error over seeds, ``<name> se``) for every group."""
     keys, groups = group_runs(records)
     present = [(name, read) for name, read in QUANTITIES if any(read(r) is not None for r in records)]
-    columns = [*keys, "seeds"]
+    columns = [*keys, "seeds", "se over"]
     for name, _ in present:
         columns += [name, f"{name} se"]
         if name in KINDED:
             columns.append(f"{name} kind")
+        if name == "test log p(x)":
+            columns += ["test log p(x) K", "test log p(x) images"]
     rows = []
     for group in groups:
         row = dict(group.settings)
         row["seeds"] = len(group.runs)
+        single = len(group.runs) == 1  # no spread over seeds: the run's own, over its images
+        row["se over"] = "the images (one run)" if single else f"the {len(group.runs)} seeds"
         for name, read in present:
             values = group.values(read)
             mean, se = mean_and_stderr(values) if values else (None, None)
+            if single and name in OWN_STDERR:
+                se = OWN_STDERR[name](group.runs[0])
             row[name], row[f"{name} se"] = mean, se
+            if name == "test log p(x)":
+                scopes = [_loglik_scope(r) for r in group.runs if r.loglik is not None]
+                for i, column in enumerate(("test log p(x) K", "test log p(x) images")):
+                    row[column] = "; ".join(dict.fromkeys(str(scope[i]) for scope in scopes)) or None
             if name in KINDED:
                 kinds = dict.fromkeys(k for k in (number_kind_of(r, name) for r in group.runs) if k is not None)
                 row[f"{name} kind"] = "; ".join(kinds) or None
@@ -390,6 +419,9 @@ def plot_overlaid_curves(records: list[RunRecord], output: Path) -> Path:
     for M2), labelled by the settings that differ."""
     from matplotlib.figure import Figure
 
+    from pyro_vae.plots import check_figure_path
+
+    check_figure_path(output)  # before anything is drawn
     keys = differing_keys(records)
     accuracy = all("valid_accuracy" in (r.history[0] if r.history else {}) for r in records)
     column = "valid_accuracy" if accuracy else "valid_elbo"
@@ -417,7 +449,9 @@ def plot_sweep_figure(records: list[RunRecord], output: Path, metric: str = "tes
     from matplotlib.figure import Figure
 
     from pyro_vae.experiments.sweep import METRICS, metric_value
+    from pyro_vae.plots import check_figure_path
 
+    check_figure_path(output)  # before anything is drawn
     keys, groups = group_runs(records)
     if not keys:
         keys = ["seed"] if len(records) > 1 else []

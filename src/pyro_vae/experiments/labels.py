@@ -88,7 +88,7 @@ def measure_run(run, per_class: int = 100, grid_images: int = 1000, seed: int = 
                         f"{run.model.num_classes}; measure the run on the data it was trained on.")
     generator = generator_of(run)
     prior = prior_fidelity(generator, judge.predict, per_class, seed, run.device)
-    grid_part, chosen, _ = evaluation_examples(run, split, grid_images, "random", seed)
+    grid_part, chosen, _ = evaluation_examples(run, split, grid_images, "random", seed, strict=False)
     grid, swapped = style_grid_fidelity(generator, judge.predict, grid_part.images, grid_part.labels)
     dataset = run.dataset()
     train, scored = dataset.scored_split("train"), dataset.scored_split(split)

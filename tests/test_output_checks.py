@@ -1,0 +1,118 @@
+"""Outputs refused before anything is computed, and the options that would have no effect."""
+
+import json
+
+import pytest
+
+from pyro_vae.cli import main
+
+TINY = ["--dataset", "idx", "--latent-dim", "2", "--hidden-dims", "16", "--epochs", "1",
+        "--batch-size", "100", "--no-progress", "--figures", "false"]
+
+
+@pytest.fixture(scope="module")
+def run(idx_dir, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("outputs") / "run"
+    assert main(["train", "--data-dir", str(idx_dir), "--run-dir", str(run_dir), *TINY]) == 0
+    return run_dir
+
+
+def _refused(argv, capsys, *words):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    for word in words:
+        assert word in err, err
+    return err
+
+
+def test_evaluate_refuses_a_missing_output_folder_before_the_estimate(run, capsys, monkeypatch):
+    import pyro_vae.inference.dequantize as dequantize
+    import pyro_vae.runs as runs
+
+    def never(*args, **kwargs):
+        raise AssertionError("computed before the output was checked")
+
+    monkeypatch.setattr(dequantize, "score_log_likelihood", never)
+    monkeypatch.setattr(runs, "evaluate_run", never)
+    for k in ("5", "0"):
+        err = _refused(["evaluate", str(run), "--k", k, "-o", "/missing-dir/x.json"], capsys, "-o", "/missing-dir")
+        assert "x_examples.npz" not in err
+    (run.parent / "taken_examples.npz").mkdir()  # the per-example file's path is checked too
+    _refused(["evaluate", str(run), "--k", "5", "-o", str(run.parent / "taken.json")], capsys, "taken_examples.npz")
+    assert not (run.parent / "taken.json").exists()
+
+
+@pytest.mark.parametrize("name", ["x.txt", "x"])
+def test_a_figure_name_matplotlib_cannot_write_is_refused_before_drawing(run, name, capsys, monkeypatch):
+    import pyro_vae.plots as plots
+
+    monkeypatch.setattr(plots, "plot_samples", lambda *a, **k: pytest.fail("drawn before the name was checked"))
+    found = "no extension" if name == "x" else "extension .txt"
+    _refused(["sample", str(run), "-o", str(run.parent / name)], capsys, found, ".png", "-o")
+    _refused(["plot", str(run), str(run), "--kind", "curves", "-o", str(run.parent / name)], capsys, found)
+    assert not (run.parent / name).exists()
+
+
+def test_compare_of_one_run_shows_its_own_standard_errors_over_the_images(run, capsys):
+    import csv
+
+    assert main(["evaluate", str(run), "--k", "3", "--limit", "20"]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    loglik = json.loads((run / "loglik.json").read_text())
+    capsys.readouterr()
+    prefix = run.parent / "cmp"
+    assert main(["compare", str(run), "-o", str(prefix)]) == 0
+    out = capsys.readouterr().out
+    assert f"{summary['test_elbo']:.2f} ± {summary['test_elbo_stderr']:.2f}" in out
+    assert f"{loglik['log_likelihood_mean']:.2f} ± {loglik['log_likelihood_stderr']:.2f}" in out
+    with open(f"{prefix}.csv", newline="") as handle:
+        (row,) = list(csv.DictReader(handle))
+    assert float(row["test ELBO se"]) == summary["test_elbo_stderr"]
+    assert float(row["test log p(x) se"]) == loglik["log_likelihood_stderr"]
+    assert row["se over"] == "the images (one run)"
+    assert row["test log p(x) K"] == "3" and row["test log p(x) images"] == "20 of test, random"
+
+
+@pytest.mark.parametrize("extra,option", [
+    (["--density"], "--density"),
+    (["--k", "3", "--density"], "--density"),  # a Bernoulli model on binary images: a mass, scored as it is
+    (["--batch-size", "10"], "--batch-size"),
+    (["--fidelity-samples", "5"], "--fidelity-samples"),
+    (["--fidelity-images", "5"], "--fidelity-images"),
+    (["--classifier-cache", "/tmp"], "--classifier-cache"),
+    (["--subset", "first"], "--subset"),
+    (["--limit", "201"], "the 200 images of the test split"),
+])
+def test_evaluate_refuses_an_option_that_has_no_effect(run, extra, option, capsys, monkeypatch):
+    import pyro_vae.inference.dequantize as dequantize
+
+    monkeypatch.setattr(dequantize, "score_log_likelihood", lambda *a, **k: pytest.fail("computed"))
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    _refused(["evaluate", str(run), *extra], capsys, option)
+    assert before == {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+
+
+def test_resume_with_no_more_epochs_trains_and_writes_nothing(run, capsys):
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    assert main(["train", "--resume", str(run), "--epochs", "1", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "nothing to train" in out and "has 1 epochs" in out and "--epochs above 1" in out
+    assert before == {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+
+
+def test_small_messages(run, tmp_path, capsys):
+    from pyro_vae.cli import build_parser
+
+    (tmp_path / "bad.toml").write_text("[train]\nepoch = 3\n")
+    err = _refused(["train", "--config", str(tmp_path / "bad.toml"), "--run-dir", str(tmp_path / "r")], capsys,
+                   "did you mean 'epochs'?")
+    assert "?." not in err
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    (mlflow,) = [a for a in train._actions if "--mlflow" in a.option_strings]
+    assert "mlflow.db" in mlflow.help and "mlruns" not in mlflow.help
+    assert main(["compare", str(run), "--reference", str(tmp_path)]) == 2  # refused before the table is printed
+    captured = capsys.readouterr()
+    assert captured.out == "" and "lacks config.toml and checkpoint_last.pt" in captured.err
+    (tmp_path / "config.toml").write_bytes((run / "config.toml").read_bytes())
+    _refused(["evaluate", str(tmp_path)], capsys, "(it lacks checkpoint_last.pt)")
