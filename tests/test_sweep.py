@@ -135,6 +135,37 @@ def test_two_worker_processes_on_one_sqlite_study_never_run_a_trial_twice(idx_di
         assert [row["epoch"] for row in load_checkpoint(sweep_dir / name / LAST)["history"]] == [1, 2]
 
 
+def test_a_worker_takes_its_trial_under_the_sweep_dirs_lock(idx_dir, tmp_path, monkeypatch):
+    # Two workers on one SQLite study could both take the same queued trial (Optuna reads
+    # WAITING, then writes RUNNING); the sweep directory's file lock makes the take atomic.
+    import fcntl
+
+    import optuna
+
+    sweep_dir = tmp_path / "locked"
+    base = Config()
+    for flag, value in zip(tiny_flags(idx_dir, epochs=1)[::2], tiny_flags(idx_dir, epochs=1)[1::2]):
+        base.set(flag[2:].replace("-", "_"), value)
+    spec = sweep.SweepSpec(base.validate(), {"beta": [0.5, 1.0]}, [0]).validate()
+    sweep.create_sweep(spec, sweep_dir, log=lambda s: None)
+    held, real_ask = [], optuna.study.Study.ask
+
+    def ask(self, *args, **kwargs):
+        with open(sweep_dir / sweep.ASK_LOCK, "a") as other:  # another open file: flock conflicts
+            try:
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                held.append(True)
+            else:
+                held.append(False)
+                fcntl.flock(other, fcntl.LOCK_UN)
+        return real_ask(self, *args, **kwargs)
+
+    monkeypatch.setattr(optuna.study.Study, "ask", ask)
+    assert sweep.run_worker(spec, sweep_dir, log=lambda s: None) == 2
+    assert held == [True, True]
+
+
 def test_a_failing_trial_is_recorded_and_the_others_go_on(idx_dir, tmp_path, monkeypatch):
     import pyro_vae.runs as runs
 

@@ -29,6 +29,7 @@ import copy
 import csv
 import io
 import itertools
+import contextlib
 import json
 import math
 import os
@@ -480,10 +481,11 @@ def run_worker(spec: SweepSpec, sweep_dir: Path, storage: str | None = None, wor
     study = open_study(spec, sweep_dir, storage, worker)
     done = 0
     while True:
-        waiting = study.get_trials(deepcopy=False, states=(state.WAITING,))
-        if not waiting and (spec.is_grid or not _search_budget_left(study, spec)):
-            return done
-        trial = study.ask()
+        with ask_lock(Path(sweep_dir)):
+            waiting = study.get_trials(deepcopy=False, states=(state.WAITING,))
+            if not waiting and (spec.is_grid or not _search_budget_left(study, spec)):
+                return done
+            trial = study.ask()
         if spec.is_grid and "run_dir" not in trial.user_attrs:
             # Another worker took the last queued point between our look and our ask.
             trial.set_user_attr("note", "no grid point left when this worker asked")
@@ -491,6 +493,33 @@ def run_worker(spec: SweepSpec, sweep_dir: Path, storage: str | None = None, wor
             return done
         run_trial(study, trial, spec, Path(sweep_dir), log)
         done += 1
+
+
+#: The file the workers of one sweep directory lock while they take a trial (:func:`ask_lock`).
+ASK_LOCK = ".ask.lock"
+
+
+@contextlib.contextmanager
+def ask_lock(sweep_dir: Path):
+    """Hold an exclusive lock on ``sweep_dir/.ask.lock`` (``fcntl.flock``) for the block.
+
+    Why: Optuna's ``study.ask()`` takes a queued (WAITING) trial by reading its state and then
+    setting it to RUNNING. On a SQLite storage, which has no row locks, two processes can both
+    read WAITING and both take the same trial; one of them then trains a run directory the
+    other is training, and fails to tell a trial the other already completed (seen under load).
+    Workers on one machine share the sweep directory, so a file lock makes the take atomic.
+    Where ``fcntl`` does not exist (Windows) the block runs unlocked."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    with open(Path(sweep_dir) / ASK_LOCK, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _suggest(trial, spec: SweepSpec) -> dict:
