@@ -12,6 +12,7 @@ import pyro.distributions.transforms as T
 import pytest
 import torch
 
+from mixtures import random_mixture_and_draws
 from pyro_vae.build import build_vae
 from pyro_vae.config import ModelConfig
 from pyro_vae.distributions import LOGSUMEXP_FLOOR, logsumexp
@@ -178,12 +179,8 @@ def test_iaf_estimate_is_the_one_through_pyros_network(monkeypatch):
 def test_mixture_density_in_row_blocks_is_the_whole_one_and_mixture_same_familys(monkeypatch):
     from pyro_vae.models import priors
 
-    generator = torch.Generator().manual_seed(4)
-    k, latent = 7, 5
-    logits = torch.randn(k, generator=generator)
-    loc = 3 * torch.randn(k, latent, generator=generator)
-    scale = torch.exp(torch.empty(k, latent).uniform_(math.log(0.01), math.log(1.0), generator=generator))
-    z = loc[torch.randint(k, (3, 4), generator=generator)] + 0.05 * torch.randn(3, 4, latent, generator=generator)
+    k = 7
+    logits, loc, scale, z = random_mixture_and_draws(4, loc_spread=3, scales=(0.01, 1.0), noise=0.05, components=k)
     whole = priors.DiagonalNormalMixture(logits, loc, scale, [4]).log_prob(z)
     monkeypatch.setattr(priors, "BLOCK_BYTES", 8 * k * 5)  # blocks of 5 of the 12 rows: 5, 5, 2
     blocked = priors.DiagonalNormalMixture(logits, loc, scale, [4]).log_prob(z)

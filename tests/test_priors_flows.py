@@ -15,6 +15,7 @@ import torch
 from pyro import poutine
 from torch import nn
 
+from mixtures import random_mixture_and_draws
 from pyro_vae import nn as vae_nn
 from pyro_vae.build import build_vae
 from pyro_vae.config import Config, ModelConfig
@@ -76,12 +77,7 @@ def test_diagonal_normal_mixture_density_and_gradients_are_mixture_same_familys(
     # The matrix-product density against torch's MixtureSameFamily in float64, with scales down
     # to 0.005 (terms of order 1e5, where a float32 expansion would lose digits) and draws of
     # shape [S, B, L] against a batch shape [B].
-    generator = torch.Generator().manual_seed(3)
-    k, latent = 7, 5
-    logits = torch.randn(k, generator=generator)
-    loc = 2 * torch.randn(k, latent, generator=generator)
-    scale = torch.exp(torch.empty(k, latent).uniform_(math.log(0.005), math.log(2.0), generator=generator))
-    z = loc[torch.randint(k, (3, 4), generator=generator)] + 0.01 * torch.randn(3, 4, latent, generator=generator)
+    logits, loc, scale, z = random_mixture_and_draws(3, loc_spread=2, scales=(0.005, 2.0), noise=0.01)
     params = [t.clone().requires_grad_() for t in (logits, loc, scale, z)]
     ours = DiagonalNormalMixture(*params[:3], [4]).log_prob(params[3])
     wide = [t.detach().double().requires_grad_() for t in (logits, loc, scale, z)]
