@@ -35,7 +35,12 @@ def test_evaluate_sample_and_reconstruct(trained, capsys):
     assert main(["evaluate", str(trained)]) == 0
     out = capsys.readouterr().out
     assert "test ELBO" in out
-    elbo = json.loads((trained / "evaluation.json").read_text())["elbo"]
+    evaluation = json.loads((trained / "evaluation.json").read_text())
+    elbo = evaluation["elbo"]
+    assert evaluation["seed"] == 0  # the seed draws the reconstruction term's codes: it is recorded
+    assert main(["evaluate", str(trained), "--seed", "5", "-o", str(trained.parent / "seed5.json")]) == 0
+    reseeded = json.loads((trained.parent / "seed5.json").read_text())
+    assert reseeded["seed"] == 5 and reseeded["elbo"] != elbo
     assert main(["evaluate", str(trained), "--k", "50", "--limit", "40"]) == 0
     loglik = json.loads((trained / "loglik.json").read_text())
     assert loglik["k"] == 50 and loglik["examples"] == 40 and 1 <= loglik["ess_min"] <= 50

@@ -634,10 +634,11 @@ def evaluate_run(run: Run, split: str = "test", limit: int = 0, subset: str = "r
     run.model.likelihood.check_support(images.distinct_values() if isinstance(images, ByteImages) else images,
                                        f"the {split} split", hint=CLI_SUPPORT_HINTS.get(run.config.model.likelihood))
     result = evaluate_elbo(run.model, run.guide, images, analytic_kl=True, labels=part.labels)
+    # The seed draws the Monte Carlo reconstruction term's codes (and any --limit subset): a number's input.
     if not getattr(run.model, "has_marginal_likelihood", True):  # an autoencoder: no ELBO, no KL
-        return {**chosen, "examples": len(images), "unit": "nats per example",
+        return {**chosen, "seed": seed, "examples": len(images), "unit": "nats per example",
                 "reconstruction": result["reconstruction"]}
-    return {**chosen, "examples": len(images), "unit": "nats per example", **result,
+    return {**chosen, "seed": seed, "examples": len(images), "unit": "nats per example", **result,
             **kind_fields(run.config, run.model.likelihood, part.images.shape[1:], result["elbo"],
                           result["elbo_stderr"])}
 
