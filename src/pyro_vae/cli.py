@@ -522,9 +522,9 @@ def cmd_compare(args) -> int:
                           "the table shows every metric); drop it or add --figure FILE.")
     args.metric = args.metric or "test_elbo"
     records = compare.collect_runs(args.paths)
-    reference = compare.read_run(Path(args.reference)) if args.reference else None  # refused before the table
-    if reference is not None and reference.examples() is None:
-        compare.paired_table([], reference)  # refuses: the reference has no per-example log p(x)
+    reference = compare.read_run(Path(args.reference)) if args.reference else None
+    if reference is not None:
+        compare.reference_examples(reference)  # refused before the table is printed
     columns, rows = compare.compare_table(records)
     notes = compare.kind_notes(records)  # rows whose numbers are of kinds that cannot be ranked
     print(compare.to_markdown(columns, rows, notes), end="")

@@ -381,15 +381,21 @@ def to_csv(columns: list[str], rows: list[dict]) -> str:
     return out.getvalue()
 
 
+def reference_examples(reference: RunRecord):
+    """The reference run's per-example log p(x); refused if it has none."""
+    base = reference.examples()
+    if base is None:
+        raise PyroVAEError(f"the reference {reference.run_dir} has no per-example log p(x); run "
+                           f"pyro-vae evaluate {reference.run_dir} --k K first.")
+    return base
+
+
 def paired_table(records: list[RunRecord], reference: RunRecord) -> tuple[list[dict], list[tuple[RunRecord, str]]]:
     """Paired difference of log p(x) of every evaluated run against ``reference``, and the
     runs refused because their log p(x) cannot be ranked against the reference's (a
     different kind of number, e.g. binarized and 8-bit data, or an unknown kind), each
     with the reason sentence."""
-    base = reference.examples()
-    if base is None:
-        raise PyroVAEError(f"the reference {reference.run_dir} has no per-example log p(x); run "
-                           f"pyro-vae evaluate {reference.run_dir} --k K first.")
+    base = reference_examples(reference)
     keys = differing_keys(records)
     rows, refused = [], []
     for record in records:
