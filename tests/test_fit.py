@@ -192,7 +192,8 @@ def test_fit_summary_has_the_test_elbos_standard_error_and_kind(tmp_path, monkey
     import sys
 
     fit_module = sys.modules["pyro_vae.fit"]  # the module; pyro_vae.fit is the function
-    test = {"elbo": -30.0, "elbo_stderr": 0.25, "reconstruction": -29.0, "kl": 1.0}  # the test split's, stubbed
+    test = {"elbo": -30.0, "elbo_stderr": 0.25, "reconstruction": -29.0, "reconstruction_stderr": 0.5, "kl": 1.0,
+            "kl_stderr": 0.125}  # the test split's, stubbed
     monkeypatch.setattr(fit_module, "evaluate_elbo", lambda *a, **k: test)
     config = Config(model=ModelConfig(latent_dim=2, hidden_dims=[16]))
     model, guide = build_vae(config.model, (1, 8, 8))
@@ -200,5 +201,7 @@ def test_fit_summary_has_the_test_elbos_standard_error_and_kind(tmp_path, monkey
                  config=config, figures=False, log=lambda s: None)
     summary = result.summary
     assert summary["test_elbo_stderr"] == 0.25
+    assert summary["test_reconstruction_stderr"] == 0.5 and summary["test_kl_stderr"] == 0.125
+    assert summary["train_objective_name"] == result.train_objective_name == "ELBO"
     assert summary["bits_per_dim"] == pytest.approx(30.0 / (64 * math.log(2)), rel=1e-12)  # 8x8 binary pixels
     assert "binary" in summary["kind"] and summary == json.loads((tmp_path / "run" / "summary.json").read_text())

@@ -46,7 +46,7 @@ def test_figures_are_drawn_without_pyplot(tmp_path):
     figure is left open in a user's session."""
     code = (
         "import sys, torch; from pyro_vae.plots import plot_curves; "
-        f"plot_curves([{{'epoch': 1, 'train_elbo': -2.0, 'valid_elbo': -1.5, 'valid_reconstruction': -1.0, "
+        f"plot_curves([{{'epoch': 1, 'train_objective': -2.0, 'valid_elbo': -1.5, 'valid_reconstruction': -1.0, "
         f"'valid_kl': 0.5}}], r'{tmp_path / 'c.png'}'); "
         "print('matplotlib.pyplot' in sys.modules)"
     )

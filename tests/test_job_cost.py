@@ -17,7 +17,7 @@ from pyro_vae import plots
 def test_curves_figure_has_fixed_margins_and_nothing_outside_it(monkeypatch, tmp_path, epochs):
     drawn = []
     monkeypatch.setattr(plots, "_save", lambda fig, path: drawn.append(fig) or Path(path))
-    history = [{"epoch": e, "train_elbo": -250.0 + 90 * e / epochs, "valid_elbo": -240.0 + 85 * e / epochs,
+    history = [{"epoch": e, "train_objective": -250.0 + 90 * e / epochs, "valid_elbo": -240.0 + 85 * e / epochs,
                 "valid_reconstruction": -230.0 + 80 * e / epochs, "valid_kl": 5.0 + 20 * e / epochs}
                for e in range(1, epochs + 1)]
     plots.plot_curves(history, tmp_path / "curves.png")

@@ -177,7 +177,7 @@ def test_m2_from_the_cli(idx_dir, tmp_path, capsys):
     chosen = json.loads((run / "labelled_examples.json").read_text())
     assert chosen["count"] == 8 and len(chosen["indices_into_training_split"]) == 8
     rows = (run / "metrics.csv").read_text().splitlines()
-    assert rows[0].startswith("epoch,step,train_elbo,valid_accuracy,") and len(rows) == 3
+    assert rows[0].startswith("epoch,step,train_objective,valid_accuracy,") and len(rows) == 3
     assert "test" not in rows[0]  # the test split is scored once, after training, never per epoch
     epoch_lines = [line for line in out.splitlines() if line.startswith("epoch")]
     assert len(epoch_lines) == 2 and all("valid accuracy" in line and "test" not in line for line in epoch_lines)

@@ -191,7 +191,7 @@ def _describe(settings, row, steps_per_epoch=10):
     return Trainer.describe(trainer, row)
 
 
-ROW = {"epoch": 3, "step": 30, "train_elbo": -100.0, "valid_elbo": -101.0, "valid_reconstruction": -90.0,
+ROW = {"epoch": 3, "step": 30, "train_objective": -100.0, "valid_elbo": -101.0, "valid_reconstruction": -90.0,
        "valid_kl": 11.0, "seconds": 1.0}
 PLAIN = dict(objective_label="ELBO", beta=1.0, kl_warmup_steps=0, kl_warmup_epochs=0, selection_k=0)
 

@@ -1,6 +1,7 @@
 """Outputs refused before anything is computed, and the options that would have no effect."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -26,7 +27,7 @@ def _refused(argv, capsys, *words):
     return err
 
 
-def test_evaluate_refuses_a_missing_output_folder_before_the_estimate(run, capsys, monkeypatch):
+def test_evaluate_refuses_an_output_it_could_not_write_before_the_estimate(run, capsys, monkeypatch):
     import pyro_vae.inference.dequantize as dequantize
     import pyro_vae.runs as runs
 
@@ -35,9 +36,12 @@ def test_evaluate_refuses_a_missing_output_folder_before_the_estimate(run, capsy
 
     monkeypatch.setattr(dequantize, "score_log_likelihood", never)
     monkeypatch.setattr(runs, "evaluate_run", never)
+    blocked = run / "config.toml" / "sub" / "x.json"  # a file where a folder would have to be
     for k in ("5", "0"):
-        err = _refused(["evaluate", str(run), "--k", k, "-o", "/missing-dir/x.json"], capsys, "-o", "/missing-dir")
+        err = _refused(["evaluate", str(run), "--k", k, "-o", str(blocked)], capsys, "-o",
+                       f"{run / 'config.toml'} is a file, not a folder")
         assert "x_examples.npz" not in err
+    _refused(["evaluate", str(run), "-o", str(run)], capsys, f"-o {run} is a directory")
     (run.parent / "taken_examples.npz").mkdir()  # the per-example file's path is checked too
     _refused(["evaluate", str(run), "--k", "5", "-o", str(run.parent / "taken.json")], capsys, "taken_examples.npz")
     assert not (run.parent / "taken.json").exists()
@@ -116,3 +120,52 @@ def test_small_messages(run, tmp_path, capsys):
     assert captured.out == "" and "lacks config.toml and checkpoint_last.pt" in captured.err
     (tmp_path / "config.toml").write_bytes((run / "config.toml").read_bytes())
     _refused(["evaluate", str(tmp_path)], capsys, "(it lacks checkpoint_last.pt)")
+
+
+# -- one rule for every command's output: a missing folder is made (mkdir -p) -----------------
+
+def _writes(run: Path, out: Path, idx_dir: Path) -> dict:
+    """Each command that writes a file, its command line writing into ``out``, and the files it
+    writes there."""
+    return {
+        "train": (["train", "--data-dir", str(idx_dir), "--run-dir", str(out / "run"), *TINY],
+                  ["run/summary.json"]),
+        "evaluate": (["evaluate", str(run), "-o", str(out / "e.json")], ["e.json"]),
+        "evaluate --k": (["evaluate", str(run), "--k", "2", "--limit", "5", "-o", str(out / "l.json")],
+                         ["l.json", "l_examples.npz"]),
+        "sample": (["sample", str(run), "-n", "4", "-o", str(out / "s.png")], ["s.png"]),
+        "reconstruct": (["reconstruct", str(run), "-o", str(out / "r.png")], ["r.png"]),
+        "plot": (["plot", str(run), "--kind", "curves", "-o", str(out / "c.png")], ["c.png"]),
+        "plot overlaid": (["plot", str(run), str(run), "--kind", "curves", "-o", str(out / "o.png")], ["o.png"]),
+        "plot side by side": (["plot", str(run), str(run), "--kind", "latent", "--limit", "20", "-o",
+                               str(out / "l.png")], ["l.png"]),
+        "compare": (["compare", str(run), "-o", str(out / "cmp")], ["cmp.csv", "cmp.md"]),
+        "compare --figure": (["compare", str(run), "--figure", str(out / "f.png")], ["f.png"]),
+    }
+
+
+COMMANDS = ["train", "evaluate", "evaluate --k", "sample", "reconstruct", "plot", "plot overlaid",
+            "plot side by side", "compare", "compare --figure"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_makes_its_missing_output_folders(run, idx_dir, command, tmp_path, capsys):
+    out = tmp_path / "missing" / "deeper"
+    argv, files = _writes(run, out, idx_dir)[command]
+    assert main(argv) == 0, capsys.readouterr().err
+    for name in files:
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_refuses_an_output_under_a_file_in_one_sentence_writing_nothing(run, idx_dir, command,
+                                                                                     tmp_path, capsys):
+    (tmp_path / "blocker").write_text("a file, not a folder")
+    argv, _ = _writes(run, tmp_path / "blocker" / "sub", idx_dir)[command]
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    words = (["cannot create the run directory"] if command == "train" else
+             [f"{tmp_path / 'blocker'} is a file, not a folder", "--figure" if "figure" in command else "-o"])
+    _refused(argv, capsys, *words)
+    assert (tmp_path / "blocker").read_text() == "a file, not a folder"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker"]
+    assert before == {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}

@@ -134,7 +134,10 @@ def test_m2_selects_by_validation_accuracy_and_scores_the_test_split_with_the_be
     history = trainer.state.history
     assert [row["valid_accuracy"] for row in history] == accuracies
     assert trainer.selection_key() == "valid_accuracy" and trainer.state.best_epoch == 1
-    assert lines[0].startswith("epoch   1  train bound") and f"valid accuracy {accuracies[0]:.4f} (selects)" in lines[0]
+    assert lines[0].startswith("epoch   1  train bound") and f"valid accuracy {accuracies[0]:.4f} ± " in lines[0]
+    p, n = accuracies[0], len(data.valid)  # the binomial standard error over the validation images
+    assert f"± {(p * (1 - p) / n) ** 0.5:.4f} (selects)" in lines[0]
+    assert history[0]["valid_accuracy_stderr"] == pytest.approx((p * (1 - p) / n) ** 0.5)
     assert lines[0].endswith("*best") and not lines[1].endswith("*best")
     test = trainer.test_accuracy()
     for part, module in (("model", trainer.model), ("guide", trainer.guide)):
@@ -211,7 +214,8 @@ def test_valid_loglik_is_the_estimate_on_those_rows_with_reseeded_draws_and_leav
     trainer = _vae_trainer(data, selection="valid-loglik", selection_k=4, selection_examples=9, selection_seed=3)
     rows = trainer.selection_rows()
     torch.manual_seed(3)
-    want = importance_log_likelihood(trainer.model, trainer.guide, data.valid.images[rows], k=4).mean
+    estimate = importance_log_likelihood(trainer.model, trainer.guide, data.valid.images[rows], k=4)
+    want = estimate.mean
     torch.manual_seed(11)
     assert trainer.selection_log_likelihood() == pytest.approx(want, rel=1e-6)
     after = torch.rand(3)
@@ -219,9 +223,13 @@ def test_valid_loglik_is_the_estimate_on_those_rows_with_reseeded_draws_and_leav
     assert torch.equal(after, torch.rand(3))  # its own draws come from a forked RNG
     metrics, criterion = trainer.validate()
     assert criterion == metrics["valid_loglik"] == pytest.approx(want, rel=1e-6)
+    # its standard error over the 9 images scored: sd(log p(x_i)) / sqrt(9)
+    per_image = estimate.log_likelihood.double()
+    assert metrics["valid_loglik_stderr"] == pytest.approx(per_image.std().item() / 3, rel=1e-5)
     assert trainer.selection_key() == "valid_loglik"
-    row = {"epoch": 1, "step": 3, "train_elbo": -20.0, "seconds": 0.5, **metrics}
-    assert f"  valid log p(x) K=4 {criterion:9.2f} (selects)" in trainer.describe(row)
+    row = {"epoch": 1, "step": 3, "train_objective": -20.0, "seconds": 0.5, **metrics}
+    error = metrics["valid_loglik_stderr"]
+    assert f"  valid log p(x) K=4 {criterion:9.2f} ± {error:.2f} (selects)" in trainer.describe(row)
     assert "valid IWAE" not in trainer.describe(row)
 
 
@@ -244,8 +252,10 @@ def test_the_history_column_that_selects_and_stops(settings, key):
     assert trainer.selection_key() == key
     metrics, criterion = trainer.validate()
     assert metrics[key] == criterion and metrics["kl_weight"] == 1.0
-    line = trainer.describe({"epoch": 1, "step": 3, "train_elbo": -20.0, "seconds": 0.5, **metrics})
-    assert (f"valid IWAE bound K=3 {criterion:9.2f} (selects)" in line) == (key == "valid_iwae")
+    line = trainer.describe({"epoch": 1, "step": 3, "train_objective": -20.0, "seconds": 0.5, **metrics})
+    assert (f"valid IWAE bound K=3 {criterion:9.2f} ± " in line) == (key == "valid_iwae")
+    assert {name for name in metrics if name.endswith("_stderr")} == {f"{name}_stderr" for name in (
+        "valid_elbo", "valid_reconstruction", "valid_kl", key)}  # each mean over the images has one
 
 
 def test_only_programs_that_say_they_need_labels_are_given_them():
@@ -417,7 +427,7 @@ def test_a_conditional_model_is_traced_and_trained_with_its_labels():
                                         selection_k=2), progress=False, log=lambda s: None)
         assert trainer.latent_names == ["z"]
         row = trainer.fit().history[0]
-        assert math.isfinite(row["train_elbo"]) and math.isfinite(row["valid_loglik"])  # selection reads y too
+        assert math.isfinite(row["train_objective"]) and math.isfinite(row["valid_loglik"])  # selection reads y too
 
 
 #: tqdm's rate in batches: "?batch/s", "41.2batch/s" or "1.50s/batch".
@@ -473,7 +483,7 @@ def test_function_style_conditional_programs_are_traced_with_one_label_per_image
     assert trainer.guide.names == ["encoder$$$weight", "encoder$$$bias"]
     assert trainer.model.names == ["decoder$$$weight", "decoder$$$bias"]
     before = decoder.weight.detach().clone()
-    assert math.isfinite(trainer.fit().history[0]["train_elbo"])
+    assert math.isfinite(trainer.fit().history[0]["train_objective"])
     assert not torch.equal(before, decoder.weight)  # the optimizer stepped the module's own weights
 
 

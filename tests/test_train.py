@@ -65,7 +65,7 @@ def test_resume_equals_an_uninterrupted_run(idx_dir, tmp_path):
             assert torch.equal(tensor, b[part][name]), name
     assert [r["valid_elbo"] for r in a["history"]] == [r["valid_elbo"] for r in b["history"]]
     metrics = (tmp_path / "split" / "metrics.csv").read_text().splitlines()
-    assert len(metrics) == 5 and metrics[0].startswith("epoch,step,train_elbo,valid_elbo")
+    assert len(metrics) == 5 and metrics[0].startswith("epoch,step,train_objective,valid_elbo")
 
 
 def test_best_checkpoint_tracks_the_best_validation_elbo(idx_dir, tmp_path):

@@ -209,7 +209,7 @@ def test_each_step_weights_the_kl_by_the_warmup_and_the_epoch_reports_its_mean_b
     assert [row["step"] for row in history] == [8, 16]
     # The epoch's training bound is minus the summed step losses per training example.
     for epoch, row in enumerate(history):
-        assert row["train_elbo"] == pytest.approx(-sum(spy.losses[8 * epoch:8 * epoch + 8]) / 250, rel=1e-6)
+        assert row["train_objective"] == pytest.approx(-sum(spy.losses[8 * epoch:8 * epoch + 8]) / 250, rel=1e-6)
 
 
 @pytest.mark.parametrize("batch_size", [1000, 3])
@@ -270,7 +270,7 @@ def test_a_signal_mid_epoch_saves_a_checkpoint_that_resumes_to_the_uninterrupted
         assert torch.equal(torch.cat([t.flatten() for t in _tensors(a[part])]),
                            torch.cat([t.flatten() for t in _tensors(b[part])])), part
     assert [r["valid_elbo"] for r in a["history"]] == [r["valid_elbo"] for r in b["history"]]
-    assert [r["train_elbo"] for r in a["history"]] == [r["train_elbo"] for r in b["history"]]
+    assert [r["train_objective"] for r in a["history"]] == [r["train_objective"] for r in b["history"]]
 
 
 class _SignalAt:
@@ -319,8 +319,10 @@ def test_the_log_names_each_epochs_numbers_and_marks_the_improvements(tmp_path):
     assert len(lines) == 2
     for line, row, best in zip(lines, trainer.state.history, (True, False)):
         assert line.startswith(f"epoch {row['epoch']:>3}  train ")
-        assert f"valid ELBO {row['valid_elbo']:9.2f}" in line and f"{row['train_elbo']:9.2f}" in line
-        assert f"recon {row['valid_reconstruction']:9.2f}, KL {row['valid_kl']:7.2f}" in line
+        assert f"valid ELBO {row['valid_elbo']:9.2f} ± {row['valid_elbo_stderr']:.2f}" in line
+        assert f"{row['train_objective']:9.2f}" in line
+        assert (f"recon {row['valid_reconstruction']:9.2f} ± {row['valid_reconstruction_stderr']:.2f}, "
+                f"KL {row['valid_kl']:7.2f} ± {row['valid_kl_stderr']:.2f})") in line
         assert line.endswith("  *best") == best
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from pyro_vae.config import SECTIONS, Config, choices, field_help, field_types, show_value
 from pyro_vae.entry import interrupted_message, raise_interrupted
 from pyro_vae.errors import ConfigError, PyroVAEError, TrainingInterrupted
+from pyro_vae.outputs import check_output, make_folder
 
 USAGE_ERROR = 2
 
@@ -263,8 +264,10 @@ def cmd_train(args) -> int:
               f"{summary['best_epoch']}); supervised-only baseline {100 * summary['baseline_test_accuracy']:.2f}%; "
               f"run directory {run_dir}")
     elif "test_elbo" not in summary:  # a plain autoencoder has no ELBO
-        print(f"test reconstruction log p(x | code) {summary['test_reconstruction']:.2f} nats per example (best epoch "
-              f"{summary['best_epoch']}; an autoencoder has no ELBO or log p(x)); run directory {run_dir}")
+        print(f"test reconstruction log p(x | code) {summary['test_reconstruction']:.2f} ± "
+              f"{summary['test_reconstruction_stderr']:.2f} nats per example (± is the standard error over the test "
+              f"images; best epoch {summary['best_epoch']}; an autoencoder has no ELBO or log p(x)); "
+              f"run directory {run_dir}")
     else:
         print(f"test ELBO {summary['test_elbo']:.2f} ± {summary['test_elbo_stderr']:.2f} nats per example, "
               f"{summary['bits_per_dim']:.4f} bits/dim (a lower bound on log p(x), {summary['kind']}; ± is the "
@@ -330,6 +333,7 @@ def _evaluate_one(args, run_dir: str) -> None:
         result = labels.measure_run(run, args.fidelity_samples, args.fidelity_images, args.seed,
                                     args.classifier_cache, log=lambda line: print(line, file=sys.stderr),
                                     split=args.split)
+        make_folder(output)
         write_json(output, {"checkpoint": args.checkpoint, **_checkpoint_position(run), **result})
         print(labels.describe(result))
         return 0
@@ -338,14 +342,17 @@ def _evaluate_one(args, run_dir: str) -> None:
 
         output = _json_output(args, run.run_dir, "evaluation.json")  # refused before the evaluation
         result = {**_checkpoint_position(run), **evaluate_run(run, args.split, args.limit, args.subset, args.seed)}
+        make_folder(output)
         write_json(output, result)
         if "elbo" not in result:  # a plain autoencoder
-            print(f"{args.split} reconstruction log p(x | code) {result['reconstruction']:.2f} nats per example "
-                  f"({result['examples']} examples; an autoencoder has no ELBO or log p(x))")
+            print(f"{args.split} reconstruction log p(x | code) {result['reconstruction']:.2f} ± "
+                  f"{result['reconstruction_stderr']:.2f} nats per example ({result['examples']} examples; ± is the "
+                  "standard error over the images; an autoencoder has no ELBO or log p(x))")
             return 0
         split = "train-split" if args.split == "train" else args.split  # not the training objective
         print(f"{split} ELBO {result['elbo']:.2f} ± {result['elbo_stderr']:.2f} nats per example "
-              f"(reconstruction {result['reconstruction']:.2f}, KL {result['kl']:.2f}; {result['examples']} examples; "
+              f"(reconstruction {result['reconstruction']:.2f} ± {result['reconstruction_stderr']:.2f}, KL "
+              f"{result['kl']:.2f} ± {result['kl_stderr']:.2f}; {result['examples']} examples; "
               f"± is the standard error over the images), {result['bits_per_dim']:.4f} bits/dim: a lower bound on "
               f"log p(x), {result['kind']}")
         return 0
@@ -359,7 +366,7 @@ def _evaluate_one(args, run_dir: str) -> None:
 
     output = _json_output(args, run.run_dir, "loglik.json")  # both files refused before the estimate
     check_not_clobbering(examples_path(output), run.run_dir)
-    _check_writable(examples_path(output), f"-o {output}'s per-example file" if args.output else None)
+    check_output(examples_path(output), f"-o {output}'s per-example file" if args.output else None)
     if args.density and (run.model.likelihood.data_kind != "unit-interval" or binary_data(run.config)):
         raise PyroVAEError(f"--density has no effect on {run.run_dir}: its log p(x) is a probability mass of "
                            "binary or discrete data, scored as it is; drop --density.")
@@ -391,6 +398,7 @@ def _evaluate_one(args, run_dir: str) -> None:
               **estimate.summary(),
               "stderr_is": f"the standard error of the mean over the {len(images)} {args.split} images",
               **kind_fields(run.config, run.model.likelihood, images.shape[1:], estimate.mean, estimate.stderr, kind)}
+    make_folder(output)
     result["per_example_file"] = save_examples(output, estimate.log_likelihood, rows, args.split, args.k,
                                                run.config.data.dataset).name
     write_json(output, result)
@@ -408,22 +416,8 @@ def _json_output(args, run_dir: Path, default: str) -> Path:
 
     path = Path(args.output) if args.output else run_dir / default
     check_not_clobbering(path, run_dir)
-    _check_writable(path, "-o" if args.output else None)
+    check_output(path, "-o" if args.output else None)  # a missing folder is made when the file is written
     return path
-
-
-def _check_writable(path: Path, option: str | None) -> None:
-    """Refuse, before anything is computed, an output whose folder is missing or read-only."""
-    import os
-
-    folder = path.parent
-    fix = f"give {option} a path in an existing writable folder" if option else "make it writable"
-    if path.is_dir():
-        raise PyroVAEError(f"{option or 'the output'} {path} is a directory; {fix}.")
-    if not folder.is_dir():
-        raise PyroVAEError(f"{option or 'the output'} {path}: the folder {folder} does not exist; {fix}.")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise PyroVAEError(f"{option or 'the output'} {path}: the folder {folder} is not writable; {fix}.")
 
 
 def _draw(args, kind: str, output: str, **options) -> int:
@@ -525,6 +519,11 @@ def cmd_compare(args) -> int:
     reference = compare.read_run(Path(args.reference)) if args.reference else None
     if reference is not None:
         compare.reference_examples(reference)  # refused before the table is printed
+    if args.output:  # a missing folder is made when the tables are written
+        for suffix in (".csv", ".md", "-paired.csv", "-paired.md"):
+            check_output(Path(f"{args.output}{suffix}"))
+    if args.figure:
+        check_output(Path(args.figure), "--figure")
     columns, rows = compare.compare_table(records)
     notes = compare.kind_notes(records)  # rows whose numbers are of kinds that cannot be ranked
     print(compare.to_markdown(columns, rows, notes), end="")

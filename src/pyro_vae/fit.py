@@ -29,12 +29,16 @@ from pyro_vae.inference.train import Trainer, TrainSettings, evaluate_elbo
 @dataclass
 class FitResult:
     """What :func:`fit` did: one row per epoch (``history``, as in ``metrics.csv``; bounds in
-    nats per example), the epoch chosen by validation, the files written."""
+    nats per example; ``train_objective`` is the epoch's mean of the objective trained, named
+    by ``train_objective_name``, e.g. "IWAE bound K=5"; each validation mean has its standard
+    error over the validation examples, ``valid_elbo_stderr``, ...), the epoch chosen by
+    validation, the files written."""
 
     history: list[dict]
     best_epoch: int
     best_valid_criterion: float
     run_dir: Path | None = None
+    train_objective_name: str = ""
     summary: dict = field(default_factory=dict)
     figures: list[Path] = field(default_factory=list)
 
@@ -114,6 +118,8 @@ def fit(model: Callable, guide: Callable, data, *, objective="elbo", epochs: int
         if value is not None and refused:  # as the CLI refuses an option that has no effect
             raise ConfigError(f"{option}={value} has no effect with objective={name!r}; drop it ({why}).")
     k, num_particles = 5 if k is None else k, 1 if num_particles is None else num_particles
+    # what the log line and train_objective_name call the objective's value
+    label = (f"IWAE bound K={k}" if iwae else "ELBO") if isinstance(objective, str) else f"{name}'s objective"
     if isinstance(objective, str):
         try:
             objective = make_objective(objective, num_particles, k)
@@ -122,7 +128,8 @@ def fit(model: Callable, guide: Callable, data, *, objective="elbo", epochs: int
                               "object with differentiable_loss(model, guide, x).") from None
     settings = TrainSettings(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, lr_decay=lr_decay,
                              clip_norm=clip_norm, beta=beta, kl_warmup_epochs=kl_warmup_epochs, analytic_kl=True,
-                             selection_k=k if name.startswith("iwae") else 0)
+                             selection_k=k if name.startswith("iwae") else 0,
+                             objective_label=label)
     if not resume:
         pyro.set_rng_seed(seed)
     extra = {"image_shape": list(dataset.image_shape)}
@@ -153,7 +160,7 @@ def fit(model: Callable, guide: Callable, data, *, objective="elbo", epochs: int
     state = trainer.fit()
     seconds = time.perf_counter() - started
     best_epoch = max(state.history, key=_criterion)["epoch"] if state.history else 0
-    result = FitResult(list(state.history), best_epoch, state.best_valid_elbo, run_dir)
+    result = FitResult(list(state.history), best_epoch, state.best_valid_elbo, run_dir, settings.describe_objective())
     if run_dir is None:
         return result
     best = load_checkpoint(run_dir / BEST, map_location=device)
@@ -161,8 +168,9 @@ def fit(model: Callable, guide: Callable, data, *, objective="elbo", epochs: int
     trainer.model.eval(), trainer.guide.eval()
     result.best_epoch = best["epoch"]
     result.summary = _summary(trainer, dataset, best, name, seconds, config)
+    result.summary["train_objective_name"] = result.train_objective_name  # what train_objective holds
     if figures:
-        result.figures = _figures(model, guide, dataset, run_dir, device)
+        result.figures = _figures(model, guide, dataset, run_dir, device, result.train_objective_name)
     result.summary["figures"] = [str(p) for p in result.figures]
     from pyro_vae.runs import SUMMARY, write_json
 
@@ -194,11 +202,12 @@ def _summary(trainer: Trainer, dataset: ImageDataset, best: dict, objective: str
             "selection": "best validation IWAE bound" if trainer.settings.selection_k else "best validation ELBO",
             "best_valid_criterion": best["best_valid_elbo"], "test_elbo": test["elbo"],
             "test_elbo_stderr": test["elbo_stderr"],  # over the test images
-            "test_reconstruction": test["reconstruction"], "test_kl": test["kl"], "unit": "nats per example",
+            "test_reconstruction": test["reconstruction"], "test_reconstruction_stderr": test["reconstruction_stderr"],
+            "test_kl": test["kl"], "test_kl_stderr": test["kl_stderr"], "unit": "nats per example",
             **kind, "train_seconds_this_session": seconds}
 
 
-def _figures(model, guide, dataset: ImageDataset, run_dir: Path, device) -> list[Path]:
+def _figures(model, guide, dataset: ImageDataset, run_dir: Path, device, objective: str) -> list[Path]:
     """The CLI's figures where the programs can draw them (a decoder mean and an encoder),
     else the training curves alone."""
     from pyro_vae.runs import _figures as run_figures, read_metrics
@@ -207,5 +216,5 @@ def _figures(model, guide, dataset: ImageDataset, run_dir: Path, device) -> list
     drawable = (hasattr(model, "decode_mean") and hasattr(model, "latent_dim") and hasattr(guide, "encode")
                 and len(dataset.image_shape) == 3)
     if drawable:
-        return run_figures(model, guide, dataset, run_dir, device)
-    return [plot_curves(read_metrics(run_dir), run_dir / "curves.png")]
+        return run_figures(model, guide, dataset, run_dir, device, objective)
+    return [plot_curves(read_metrics(run_dir), run_dir / "curves.png", objective)]

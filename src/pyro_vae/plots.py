@@ -22,6 +22,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from pyro_vae.outputs import check_output, make_folder
+
 #: Figures are saved at this resolution with their own size (no tight cropping), so a
 #: figure of figsize (w, h) inches is exactly (100 w) x (100 h) pixels.
 DPI = 100
@@ -98,11 +100,18 @@ def check_figure_path(path: Path) -> None:
                           f"{', '.join('.' + f for f in sorted(formats))} (the extension picks the format).")
 
 
+def check_figure_output(path: Path, option: str = "-o") -> None:
+    """:func:`check_figure_path`, and that ``path`` can be written (a missing folder is made
+    when the figure is saved; see :mod:`pyro_vae.outputs`): before anything is drawn."""
+    check_figure_path(path)
+    check_output(path, option)
+
+
 def _save(fig, path: Path) -> Path:
     """Write the figure to a temporary file beside ``path``, then rename it into place."""
     path = Path(path)
     check_figure_path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path)
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
     try:
         fig.savefig(tmp, dpi=DPI)
@@ -508,15 +517,17 @@ def _curves_figure():
     return fig, axes
 
 
-def plot_curves(history: list[dict], path: Path) -> Path:
-    """Train and validation ELBO, and the validation reconstruction and KL, by epoch; for
-    a semi-supervised run, the training bound and the classifier's accuracies."""
+def plot_curves(history: list[dict], path: Path, objective: str | None = None) -> Path:
+    """The training objective (``train_objective``, named ``objective`` in the legend where
+    given: "IWAE bound K=5", ...) and the validation ELBO, and the validation reconstruction
+    and KL, by epoch; for a semi-supervised run, the training bound and the classifier's
+    accuracies."""
     if not history:
         raise ValueError("no epochs recorded yet")
     epochs = [row["epoch"] for row in history]
     if "valid_accuracy" in history[0]:  # its long left title needs the constrained layout
         fig, (left, right) = _subplots(1, 2, layout="constrained", figsize=(11, 4))
-        left.plot(epochs, [row["train_elbo"] for row in history])
+        left.plot(epochs, [row["train_objective"] for row in history])
         left.set_xlabel("epoch")
         left.set_ylabel("nats per example")
         left.set_title("Training bound (unlabelled + labelled, with the classification term)")
@@ -530,11 +541,12 @@ def plot_curves(history: list[dict], path: Path) -> Path:
         right.legend()
         return _save(fig, path)
     fig, (left, right) = _curves_figure()
-    left.plot(epochs, [row["train_elbo"] for row in history], label="train (training objective)")
+    left.plot(epochs, [row["train_objective"] for row in history],
+              label=f"train: {objective}" if objective else "train: the training objective")
     left.plot(epochs, [row["valid_elbo"] for row in history], label="validation ELBO")
     left.set_xlabel("epoch")
     left.set_ylabel("nats per example")
-    left.set_title("ELBO")
+    left.set_title("Training objective and validation ELBO")
     left.legend()
     right.plot(epochs, [-row["valid_reconstruction"] for row in history], label="-E[log p(x|z)] (reconstruction)")
     right.set_xlabel("epoch")

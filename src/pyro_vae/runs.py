@@ -41,7 +41,7 @@ from pyro_vae.inference.codes import CodeScaler, code_dataset
 from pyro_vae.inference.distributed import DistributedContext, init_from_environment, shutdown
 from pyro_vae.inference.objectives import make_objective
 from pyro_vae.inference.semisupervised import SemiSupervisedTrainer, tuned_supervised_baseline
-from pyro_vae.inference.train import Trainer, TrainSettings, best_checkpoint, evaluate_elbo
+from pyro_vae.inference.train import Trainer, TrainSettings, best_checkpoint, current_row, evaluate_elbo
 from pyro_vae.nn import classifier as nn_classifier
 
 CONFIG = "config.toml"
@@ -314,7 +314,7 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
         kl_warmup_steps=train_cfg.kl_warmup_steps,
         **_selection(train_cfg),
         analytic_kl=True, patience=train_cfg.patience,
-        objective_label=f"IWAE bound K={train_cfg.k}" if train_cfg.objective.startswith("iwae") else "ELBO",
+        objective_label=objective_label(train_cfg),
     )
     objective = make_objective(train_cfg.objective, train_cfg.num_particles, train_cfg.k,
                                train_cfg.elbo_implementation)
@@ -331,7 +331,7 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
         every = config.train.figure_every
         figures_now = bool(every) and row["epoch"] % every == 0
         if figures_now and config.train.figures:
-            _figures(model, guide, dataset, run_dir, device)
+            _figures(model, guide, dataset, run_dir, device, objective_name(config))
         if board is not None:
             _log_tensorboard(board, row, model, guide, dataset, device, images=figures_now or row["epoch"] == 1)
         if tracker is not None:
@@ -398,6 +398,7 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
         test = evaluate_elbo(model, guide, dataset.test.images, analytic_kl=True, labels=dataset.test.labels)
         results = {"selection": "best validation reconstruction log p(x | code)",
                    "best_valid_criterion": best["best_valid_elbo"], "test_reconstruction": test["reconstruction"],
+                   "test_reconstruction_stderr": test["reconstruction_stderr"],  # over the test images
                    "unit": "nats per example"}
     else:
         test = evaluate_elbo(model, guide, dataset.test.images, analytic_kl=True, labels=dataset.test.labels)
@@ -407,19 +408,23 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
             "test_elbo": test["elbo"],
             "test_elbo_stderr": test["elbo_stderr"],  # over the test images
             "test_reconstruction": test["reconstruction"],
+            "test_reconstruction_stderr": test["reconstruction_stderr"],
             "test_kl": test["kl"],
+            "test_kl_stderr": test["kl_stderr"],
             "unit": "nats per example",
             # The test ELBO's kind and bits/dim (a lower bound, as the ELBO is).
             **kind_fields(config, model.likelihood, dataset.image_shape, test["elbo"], test["elbo_stderr"]),
         }
     # M1+M2's "images" are codes: its figures need M1's decoder (not drawn here)
-    figures = [] if scaler is not None or not train_cfg.figures else _figures(model, guide, dataset, run_dir, device)
+    figures = ([] if scaler is not None or not train_cfg.figures else
+               _figures(model, guide, dataset, run_dir, device, objective_name(config)))
     summary = {
         **run_settings(config),
         "epochs": state.epoch,
         "best_epoch": best["epoch"],
         "stopped_early": state.epoch < train_cfg.epochs,
         **results,
+        "train_objective_name": objective_name(config),  # what metrics.csv's train_objective holds
         "best_epoch_metrics": next(row for row in best["history"] if row["epoch"] == best["epoch"]),
         **({"init_from": initialised_from} if initialised_from is not None else {}),
         "train_seconds_this_session": train_seconds,
@@ -565,7 +570,9 @@ def _semi_supervised_results(config: Config, dataset: ImageDataset, labelled, be
     pixel_model = dataclasses.replace(config.model, model="m2") if config.model.model == "adgm" else config.model
     _, fresh = build_vae(pixel_model, dataset.image_shape, num_classes(dataset))
     results = {"selection": "best validation accuracy of q(y | x)", "labels": len(labelled),
-               "valid_accuracy": best_row["valid_accuracy"], "test_accuracy": test_accuracy,
+               "valid_accuracy": best_row["valid_accuracy"],
+               "valid_accuracy_stderr": binomial_stderr(best_row["valid_accuracy"], len(dataset.valid)),
+               "test_accuracy": test_accuracy,
                "test_accuracy_stderr": binomial_stderr(test_accuracy, len(dataset.test))}
     if images is None:
         baseline = tuned_supervised_baseline(lambda: copy.deepcopy(fresh.classifier).to(device), dataset, labelled,
@@ -610,7 +617,7 @@ def _log_tensorboard(board, row: dict, model, guide, dataset: ImageDataset, devi
     board.flush()
 
 
-def _figures(model, guide, dataset: ImageDataset, run_dir: Path, device) -> list[Path]:
+def _figures(model, guide, dataset: ImageDataset, run_dir: Path, device, objective: str | None = None) -> list[Path]:
     from pyro_vae.plots import plot_completions, plot_curves, plot_reconstructions, plot_samples
 
     if hasattr(model, "complete"):  # quadrant completion draws completions, not free samples
@@ -621,7 +628,7 @@ def _figures(model, guide, dataset: ImageDataset, run_dir: Path, device) -> list
                    plot_reconstructions(model, guide, test.images, run_dir / "reconstructions.png",
                                         labels=test.labels)]
     if (run_dir / METRICS).exists():
-        figures.append(plot_curves(read_metrics(run_dir), run_dir / "curves.png"))
+        figures.append(plot_curves(read_metrics(run_dir), run_dir / "curves.png", objective))
     return figures
 
 
@@ -637,7 +644,7 @@ def evaluate_run(run: Run, split: str = "test", limit: int = 0, subset: str = "r
     # The seed draws the Monte Carlo reconstruction term's codes (and any --limit subset): a number's input.
     if not getattr(run.model, "has_marginal_likelihood", True):  # an autoencoder: no ELBO, no KL
         return {**chosen, "seed": seed, "examples": len(images), "unit": "nats per example",
-                "reconstruction": result["reconstruction"]}
+                "reconstruction": result["reconstruction"], "reconstruction_stderr": result["reconstruction_stderr"]}
     return {**chosen, "seed": seed, "examples": len(images), "unit": "nats per example", **result,
             **kind_fields(run.config, run.model.likelihood, part.images.shape[1:], result["elbo"],
                           result["elbo_stderr"])}
@@ -774,11 +781,34 @@ CONDITIONAL_KINDS = ("samples", "reconstructions", "curves", "style")  # for cva
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
+    """The rows of the run's ``metrics.csv`` as the training history holds them: numbers,
+    today's column names (an old run's ``train_elbo`` is ``train_objective``), and no entry
+    for an empty cell (a column added by a newer version, in the rows of the epochs trained
+    before a ``--resume`` with it)."""
     path = Path(run_dir) / METRICS
     if not path.is_file():
         raise PyroVAEError(f"{run_dir} has no {METRICS} yet; train at least one epoch first.")
     with open(path, newline="") as handle:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+        return [current_row({k: float(v) for k, v in row.items() if v != ""}) for row in csv.DictReader(handle)]
+
+
+def objective_label(train_cfg) -> str:
+    """The bound the run's objective estimates: "ELBO" or "IWAE bound K=5"."""
+    return f"IWAE bound K={train_cfg.k}" if train_cfg.objective.startswith("iwae") else "ELBO"
+
+
+def objective_name(config: Config) -> str:
+    """What the run's ``train_objective`` (metrics.csv) holds, in words."""
+    train_cfg = config.train
+    if config.model.model in SEMI_SUPERVISED:
+        from pyro_vae.inference.semisupervised import objective_name as semi_supervised_name
+
+        return semi_supervised_name(train_cfg.alpha, train_cfg.beta)
+    if config.model.model == "ae":
+        return "reconstruction log p(x | code) (an autoencoder: no KL term)"
+    return TrainSettings(epochs=train_cfg.epochs, beta=train_cfg.beta, kl_warmup_epochs=train_cfg.kl_warmup_epochs,
+                         kl_warmup_steps=train_cfg.kl_warmup_steps,
+                         objective_label=objective_label(train_cfg)).describe_objective()
 
 
 def _attribute_mask(dataset: ImageDataset, split, attribute: str, attribute_file: str | None) -> tuple:
@@ -853,7 +883,7 @@ def figure_from_runs(runs: list[Run], kind: str, output: Path, n: int = 36, limi
     if kind not in MULTI_RUN_KINDS:
         raise PyroVAEError(f"the '{kind}' figure draws one run; give one RUN_DIR, or choose "
                            f"{' or '.join(MULTI_RUN_KINDS)} to draw several side by side.")
-    plots.check_figure_path(output)  # before anything is drawn
+    plots.check_figure_output(output)  # before anything is drawn
     for run in runs:
         check_not_clobbering(output, run.run_dir)
         if getattr(run.model, "hierarchical", False):
@@ -886,7 +916,7 @@ def figure_from_run(run: Run, kind: str, output: Path, n: int = 64, limit: int =
     from pyro_vae import plots
 
     check_not_clobbering(output, run.run_dir)
-    plots.check_figure_path(output)  # before anything is drawn
+    plots.check_figure_output(output)  # before anything is drawn
     if hasattr(run.model, "complete") != (kind == "completions") and kind != "curves":
         raise PyroVAEError("the 'completions' figure is the one for --model quadrant (and 'curves'); "
                            f"choose it for that model and another for the others, not '{kind}'.")
@@ -911,7 +941,7 @@ def figure_from_run(run: Run, kind: str, output: Path, n: int = 64, limit: int =
         raise PyroVAEError(f"--label {label} is not a class of this model, which has {run.model.num_classes} "
                            f"classes: give a number from 0 to {run.model.num_classes - 1}.")
     if kind == "curves":
-        return plots.plot_curves(read_metrics(run.run_dir), output)
+        return plots.plot_curves(read_metrics(run.run_dir), output, objective_name(run.config))
     if kind == "samples":
         return plots.plot_samples(run.model, output, n=n, device=run.device, label=label,
                                   class_names=class_names(run.config.data.dataset))

@@ -205,10 +205,12 @@ QUANTITIES = [
 #: A run's own standard error of a quantity (over the images it was measured on): the one
 #: shown for a row of a single run, which has no spread over seeds.
 OWN_STDERR = {
+    "valid ELBO": lambda r: (r.summary.get("best_epoch_metrics") or {}).get("valid_elbo_stderr"),
     "test ELBO": lambda r: r.summary.get("test_elbo_stderr"),
     "test ELBO bits/dim": lambda r: (_test_elbo_record(r) or {}).get("bits_per_dim_stderr"),
     "test log p(x)": lambda r: (r.loglik or {}).get("log_likelihood_stderr"),
     "test log p(x) bits/dim": lambda r: (r.loglik or {}).get("bits_per_dim_stderr"),
+    "test accuracy": lambda r: r.summary.get("test_accuracy_stderr"),  # binomial
 }
 
 
@@ -425,9 +427,9 @@ def plot_overlaid_curves(records: list[RunRecord], output: Path) -> Path:
     for M2), labelled by the settings that differ."""
     from matplotlib.figure import Figure
 
-    from pyro_vae.plots import check_figure_path
+    from pyro_vae.plots import check_figure_output
 
-    check_figure_path(output)  # before anything is drawn
+    check_figure_output(output)  # before anything is drawn
     keys = differing_keys(records)
     accuracy = all("valid_accuracy" in (r.history[0] if r.history else {}) for r in records)
     column = "valid_accuracy" if accuracy else "valid_elbo"
@@ -455,9 +457,9 @@ def plot_sweep_figure(records: list[RunRecord], output: Path, metric: str = "tes
     from matplotlib.figure import Figure
 
     from pyro_vae.experiments.sweep import METRICS, metric_value
-    from pyro_vae.plots import check_figure_path
+    from pyro_vae.plots import check_figure_output
 
-    check_figure_path(output)  # before anything is drawn
+    check_figure_output(output)  # before anything is drawn
     keys, groups = group_runs(records)
     if not keys:
         keys = ["seed"] if len(records) > 1 else []
@@ -493,8 +495,10 @@ def plot_sweep_figure(records: list[RunRecord], output: Path, metric: str = "tes
 
 
 def _save(fig, output: Path) -> Path:
+    from pyro_vae.outputs import make_folder
+
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(output)
     fig.savefig(output, dpi=100)
     return output
 
@@ -505,8 +509,10 @@ def write_tables(columns: list[str], rows: list[dict], prefix: Path, notes: list
     """``PREFIX.csv`` and ``PREFIX.md`` (with ``notes`` under the table), written atomically."""
     from pyro_vae.inference.checkpoint import atomic_write_text
 
+    from pyro_vae.outputs import make_folder
+
     prefix = Path(prefix)
-    prefix.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(prefix)
     csv_path, md_path = prefix.with_name(prefix.name + ".csv"), prefix.with_name(prefix.name + ".md")
     atomic_write_text(csv_path, to_csv(columns, rows))
     atomic_write_text(md_path, to_markdown(columns, rows, notes))

@@ -86,6 +86,13 @@ def marginal_log_likelihood(model: Callable, guide: Callable, x: torch.Tensor, n
     return LogLikelihoodEstimate(torch.logsumexp(log_joint, 0), ess, k, sum(e.seconds for e in per_class))
 
 
+def objective_name(alpha: float, beta: float = 1.0) -> str:
+    """What :class:`SemiSupervisedTrainer`'s ``train_objective`` holds, in words."""
+    weight = f", the KL term of z weighted by beta={beta:g}" if beta != 1 else ""
+    return (f"the M2 objective (the unlabelled bound, plus the labelled bound and alpha={alpha:g} x log q(y | x) "
+            f"of the labelled batches{weight})")
+
+
 class SemiSupervisedTrainer(Trainer):
     """Trains M2. Every step takes one unlabelled batch (the whole training split in a
     shuffled order, labels hidden) and one labelled batch of the same size (drawn with
@@ -139,12 +146,18 @@ class SemiSupervisedTrainer(Trainer):
         return "valid_accuracy"
 
     def validate(self) -> tuple[dict, float]:
+        """q(y | x)'s validation accuracy (it selects) and its binomial standard error."""
+        from pyro_vae.inference.judge import binomial_stderr
+
         valid = classification_accuracy(self.guide, self.dataset.valid.images, self.dataset.valid.labels)
-        return {"valid_accuracy": valid}, valid
+        return {"valid_accuracy": valid,
+                "valid_accuracy_stderr": binomial_stderr(valid, len(self.dataset.valid))}, valid
 
     def describe(self, row: dict) -> str:
-        return (f"epoch {row['epoch']:>3}  train bound {row['train_elbo']:9.2f}  valid accuracy "
-                f"{row['valid_accuracy']:.4f} (selects)  {row['seconds']:6.1f} s")
+        error = row.get("valid_accuracy_stderr")  # a binomial standard error over the validation images
+        accuracy = f"{row['valid_accuracy']:.4f}" + ("" if error is None else f" ± {error:.4f}")
+        return (f"epoch {row['epoch']:>3}  train bound {row['train_objective']:9.2f}  valid accuracy "
+                f"{accuracy} (selects)  {row['seconds']:6.1f} s")
 
     def test_accuracy(self) -> float:
         """q(y | x)'s test accuracy with the best epoch's parameters (chosen by validation

@@ -42,6 +42,17 @@ from pyro_vae.inference.objectives import ELBOTerms, elbo_terms, latent_sites, l
 
 CHECKPOINT_FORMAT = "pyro-vae-checkpoint-1"
 
+#: Names a history row's column had in runs written by earlier versions, and its name now:
+#: ``train_elbo`` held the training objective's value whatever it was (the IWAE bound, a
+#: beta-weighted ELBO), so it is called what it is, ``train_objective``.
+RENAMED_COLUMNS = {"train_elbo": "train_objective"}
+
+
+def current_row(row: dict) -> dict:
+    """A history row (of a checkpoint or ``metrics.csv``) with today's column names
+    (:data:`RENAMED_COLUMNS`), each column kept in its place."""
+    return {RENAMED_COLUMNS.get(key, key): value for key, value in row.items()}
+
 
 def best_checkpoint(last: dict) -> dict:
     """``checkpoint_best.pt`` derived from a last checkpoint (or a state of that form): the
@@ -51,7 +62,7 @@ def best_checkpoint(last: dict) -> dict:
     best = last.get("best")
     if not best:
         raise CheckpointError("this run's last checkpoint holds no best epoch yet; train at least one epoch.")
-    history = [row for row in last["history"] if row["epoch"] <= best["epoch"]]
+    history = [current_row(row) for row in last["history"] if row["epoch"] <= best["epoch"]]
     own = {"format", "model", "guide", "optimizer", "epoch", "step", "best_valid_elbo", "history", "best", "rng",
            "rng_ranks", "world_size", "position"}
     return {**{k: v for k, v in last.items() if k not in own},
@@ -103,6 +114,18 @@ class TrainSettings:
                     f"{images} validation images, seed {self.selection_seed})")
         return "best validation ELBO"
 
+    def describe_objective(self) -> str:
+        """What the history's ``train_objective`` holds (the epoch's mean of the objective the
+        steps ascended, nats per example), in words: the bound itself ("ELBO", "IWAE bound
+        K=5") only when the KL weight is 1 throughout; otherwise the bound with its KL weight."""
+        warmup = (f"{self.kl_warmup_steps} steps" if self.kl_warmup_steps else
+                  f"{self.kl_warmup_epochs} epochs" if self.kl_warmup_epochs else "")
+        if warmup:
+            return f"{self.objective_label} with the KL weight warmed up to beta={self.beta:g} over {warmup}"
+        if self.beta != 1:
+            return f"{self.objective_label} with the KL weight beta={self.beta:g}"
+        return self.objective_label
+
 
 @dataclass
 class TrainState:
@@ -138,21 +161,39 @@ def label_kwargs(model, labels: torch.Tensor | None, rows=slice(None)) -> dict:
 def evaluate_elbo(model: Callable, guide: Callable, images: torch.Tensor, batch_size: int = 1000,
                   analytic_kl: bool = False, labels: torch.Tensor | None = None) -> dict[str, float]:
     """Mean ELBO, reconstruction and KL over ``images`` ``[N, C, H, W]`` (given ``labels``
-    for a conditional model), nats per example, and ``elbo_stderr``, the standard error of
-    the mean ELBO over the examples (0 for one example)."""
-    totals = torch.zeros(4, dtype=torch.float64)
+    for a conditional model), nats per example, and the standard error of each mean over the
+    examples, ``elbo_stderr``, ``reconstruction_stderr`` and ``kl_stderr``: sqrt(s^2 / N) with
+    s^2 the unbiased sample variance of the per-example values (0 for one example)."""
+    totals = torch.zeros(6, dtype=torch.float64)  # sums of the three terms, then of their squares
     with torch.no_grad():
         for start in range(0, len(images), batch_size):
             rows = slice(start, start + batch_size)
             terms: ELBOTerms = elbo_terms(model, guide, images[rows], analytic_kl=analytic_kl,
                                           **label_kwargs(model, labels, rows))
-            elbo = terms.elbo.double()
-            totals += torch.stack([elbo.sum(), terms.reconstruction.double().sum(), terms.kl.double().sum(),
-                                   (elbo ** 2).sum()]).cpu()
+            values = torch.stack([terms.elbo.double(), terms.reconstruction.double(), terms.kl.double()])
+            totals += torch.cat([values.sum(-1), (values ** 2).sum(-1)]).cpu()
     n = len(images)
-    elbo, recon, kl, square = (totals / n).tolist()
-    variance = max(0.0, square - elbo ** 2) * n / (n - 1) if n > 1 else 0.0
-    return {"elbo": elbo, "elbo_stderr": math.sqrt(variance / n), "reconstruction": recon, "kl": kl}
+    means, squares = (totals / n).view(2, 3).tolist()
+    result = {}
+    for name, mean, square in zip(("elbo", "reconstruction", "kl"), means, squares):
+        result[name], result[f"{name}_stderr"] = mean, mean_stderr(mean, square, n)
+    return result
+
+
+def mean_stderr(mean: float, mean_square: float, n: int) -> float:
+    """The standard error of a mean of ``n`` values from their mean and mean square:
+    sqrt(s^2 / n), s^2 = (mean_square - mean^2) n / (n - 1) (clamped at 0 against rounding;
+    0 for one value)."""
+    if n < 2:
+        return 0.0
+    return math.sqrt(max(0.0, mean_square - mean ** 2) / (n - 1))
+
+
+def with_stderr(row: dict, key: str, width: int) -> str:
+    """``row[key]`` as "-239.37 ± 0.41" (two decimals, the mean ``width`` wide), with the
+    standard error ``row[key + "_stderr"]`` where the row has one."""
+    error = row.get(f"{key}_stderr")
+    return f"{row[key]:{width}.2f}" + ("" if error is None else f" ± {error:.2f}")
 
 
 def make_adam(parameters: list, learning_rate: float) -> torch.optim.Adam:
@@ -354,11 +395,15 @@ class Trainer:
                 if self.run_dir is not None:
                     self.save(self.run_dir / LAST)  # takes part in gathering the RNG states
                 continue
-            row = {"epoch": self.state.epoch, "step": self.state.step, "train_elbo": train_bound}
+            row = {"epoch": self.state.epoch, "step": self.state.step, "train_objective": train_bound}
             metrics, criterion = self.validate()
+            # The standard errors go last: metrics.csv's columns of runs written before they
+            # existed keep their places (a resumed old run only gains columns at the end).
+            errors = {key: metrics.pop(key) for key in list(metrics) if key.endswith("_stderr")}
             row.update(metrics)
             row["seconds"] = seconds
             row["cpu_seconds"] = cpu_seconds  # this process's CPU time for the epoch's training
+            row.update(errors)
             self.state.history.append(row)
             improved = criterion > self.state.best_valid_elbo
             if improved:
@@ -376,8 +421,9 @@ class Trainer:
         return self.state
 
     def validate(self) -> tuple[dict, float]:
-        """Metrics of the epoch's model on the validation split, and the number the best
-        model is chosen by (the ELBO, or the IWAE bound with ``selection_k``)."""
+        """Metrics of the epoch's model on the validation split, each mean over examples with
+        its standard error over them (``NAME_stderr``), and the number the best model is
+        chosen by (the ELBO, or the IWAE bound with ``selection_k``)."""
         valid_split = self.dataset.valid
         valid = evaluate_elbo(self.model, self.guide, valid_split.images, self.settings.eval_batch_size,
                               self.settings.analytic_kl, valid_split.labels)
@@ -388,12 +434,16 @@ class Trainer:
         if rule == "valid-iwae":
             from pyro_vae.inference.loglik import importance_log_likelihood
 
-            metrics["valid_iwae"] = importance_log_likelihood(
+            estimate = importance_log_likelihood(
                 self.model, self.guide, as_tensor(valid_split.images), k=self.settings.selection_k,
-                **label_kwargs(self.model, valid_split.labels)).mean
-            criterion = metrics["valid_iwae"]
+                **label_kwargs(self.model, valid_split.labels))
+            metrics["valid_iwae"] = criterion = estimate.mean
         elif rule == "valid-loglik":
-            metrics["valid_loglik"] = criterion = self.selection_log_likelihood()
+            estimate = self.selection_estimate()
+            metrics["valid_loglik"] = criterion = estimate.mean
+        metrics.update({f"valid_{name}_stderr": valid[f"{name}_stderr"] for name in ("elbo", "reconstruction", "kl")})
+        if rule in ("valid-iwae", "valid-loglik"):
+            metrics[f"{self.selection_key()}_stderr"] = estimate.stderr
         return metrics, criterion
 
     def training_objective(self, row: dict) -> str:
@@ -418,7 +468,13 @@ class Trainer:
         return torch.randperm(n, generator=generator)[:m].sort().values
 
     def selection_log_likelihood(self) -> float:
-        """Mean log p(x) over :meth:`selection_rows` (nats per example), K = ``selection_k``.
+        """Mean log p(x) over :meth:`selection_rows` (nats per example), K = ``selection_k``
+        (the mean of :meth:`selection_estimate`)."""
+        return self.selection_estimate().mean
+
+    def selection_estimate(self):
+        """log p(x) of each of :meth:`selection_rows`, K = ``selection_k``
+        (a :class:`~pyro_vae.inference.loglik.LogLikelihoodEstimate`: ``mean``, ``stderr``).
 
         The importance draws come from a generator reseeded every epoch (the training RNG is
         left as it was), so two epochs are compared on common random numbers."""
@@ -431,18 +487,19 @@ class Trainer:
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(self.settings.selection_seed)
             return importance_log_likelihood(self.model, self.guide, images, k=self.settings.selection_k,
-                                             **label_kwargs(self.model, labels)).mean
+                                             **label_kwargs(self.model, labels))
 
     def describe(self, row: dict) -> str:
-        """The epoch's log line; with ``selection_k`` also the validation IWAE bound that
+        """The epoch's log line: each validation mean ± its standard error over the validation
+        images; with ``selection_k`` also the validation IWAE bound (or log p(x)) that
         chooses the best model."""
-        selection = (f"  valid IWAE bound K={self.settings.selection_k} {row['valid_iwae']:9.2f} (selects)"
-                     if "valid_iwae" in row else "")
-        if "valid_loglik" in row:
-            selection = f"  valid log p(x) K={self.settings.selection_k} {row['valid_loglik']:9.2f} (selects)"
-        return (f"epoch {row['epoch']:>3}  {self.training_objective(row)} {row['train_elbo']:9.2f}  valid ELBO "
-                f"{row['valid_elbo']:9.2f} (recon {row['valid_reconstruction']:9.2f}, KL {row['valid_kl']:7.2f})"
-                f"{selection}  {row['seconds']:6.1f} s")
+        selection = ""
+        for key, name in (("valid_iwae", "valid IWAE bound"), ("valid_loglik", "valid log p(x)")):
+            if key in row:
+                selection = f"  {name} K={self.settings.selection_k} {with_stderr(row, key, 9)} (selects)"
+        return (f"epoch {row['epoch']:>3}  {self.training_objective(row)} {row['train_objective']:9.2f}  valid ELBO "
+                f"{with_stderr(row, 'valid_elbo', 9)} (recon {with_stderr(row, 'valid_reconstruction', 9)}, KL "
+                f"{with_stderr(row, 'valid_kl', 7)}){selection}  {row['seconds']:6.1f} s")
 
     # -- checkpoints -------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -511,7 +568,7 @@ class Trainer:
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         best = checkpoint.get("best")
         self.state = TrainState(checkpoint["epoch"], checkpoint["step"], checkpoint["best_valid_elbo"],
-                                list(checkpoint["history"]), best["epoch"] if best else 0,
+                                [current_row(row) for row in checkpoint["history"]], best["epoch"] if best else 0,
                                 {"model": best["model"], "guide": best["guide"]} if best else None)
         self.position = checkpoint.get("position")
         if checkpoint.get("world_size", 1) != self.ctx.world_size:
