@@ -425,7 +425,7 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
         "stopped_early": state.epoch < train_cfg.epochs,
         **results,
         "train_objective_name": objective_name(config),  # what metrics.csv's train_objective holds
-        "best_epoch_metrics": next(row for row in best["history"] if row["epoch"] == best["epoch"]),
+        "best_epoch_metrics": current_row(next(row for row in best["history"] if row["epoch"] == best["epoch"])),
         **({"init_from": initialised_from} if initialised_from is not None else {}),
         "train_seconds_this_session": train_seconds,
         "seconds_per_epoch": [row["seconds"] for row in state.history],

@@ -508,7 +508,6 @@ def _save(fig, output: Path) -> Path:
 def write_tables(columns: list[str], rows: list[dict], prefix: Path, notes: list[str] = ()) -> list[Path]:
     """``PREFIX.csv`` and ``PREFIX.md`` (with ``notes`` under the table), written atomically."""
     from pyro_vae.inference.checkpoint import atomic_write_text
-
     from pyro_vae.outputs import make_folder
 
     prefix = Path(prefix)
