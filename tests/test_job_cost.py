@@ -13,14 +13,15 @@ import torch
 from pyro_vae import plots
 
 
-@pytest.mark.parametrize("epochs", [1, 3, 120])
-def test_curves_figure_has_fixed_margins_and_nothing_outside_it(monkeypatch, tmp_path, epochs):
+@pytest.mark.parametrize("epochs,objective", [(1, None), (3, None), (120, None),
+                                              (3, "IWAE bound K=5 with the KL weight warmed up to beta=1 over 10 epochs")])
+def test_curves_figure_has_fixed_margins_and_nothing_outside_it(monkeypatch, tmp_path, epochs, objective):
     drawn = []
     monkeypatch.setattr(plots, "_save", lambda fig, path: drawn.append(fig) or Path(path))
     history = [{"epoch": e, "train_objective": -250.0 + 90 * e / epochs, "valid_elbo": -240.0 + 85 * e / epochs,
                 "valid_reconstruction": -230.0 + 80 * e / epochs, "valid_kl": 5.0 + 20 * e / epochs}
                for e in range(1, epochs + 1)]
-    plots.plot_curves(history, tmp_path / "curves.png")
+    plots.plot_curves(history, tmp_path / "curves.png", objective)  # the legend names the objective
     (fig,) = drawn
     assert fig.get_layout_engine() is None  # no constrained layout: no extra draw to measure the texts
     fig.canvas.draw()

@@ -101,7 +101,7 @@ def test_the_curves_figure_names_the_training_objective(monkeypatch, tmp_path):
                 "valid_kl": 15.0} for e in (1, 2)]
     plots.plot_curves(history, tmp_path / "c.png", "IWAE bound K=5")
     plots.plot_curves(history, tmp_path / "c.png")
-    for fig, label in zip(drawn, ("train: IWAE bound K=5", "train: the training objective")):
+    for fig, label in zip(drawn, ("train: IWAE bound K=5", "train: the training objective")):  # short: one line
         left = fig.axes[0]
         assert [t.get_text() for t in left.get_legend().get_texts()] == [label, "validation ELBO"]
         assert left.get_title() == "Training objective and validation ELBO"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -541,13 +542,15 @@ def plot_curves(history: list[dict], path: Path, objective: str | None = None) -
         right.legend()
         return _save(fig, path)
     fig, (left, right) = _curves_figure()
-    left.plot(epochs, [row["train_objective"] for row in history],
-              label=f"train: {objective}" if objective else "train: the training objective")
+    # a long name ("IWAE bound K=5 with the KL weight warmed up to beta=1 over 10 epochs") on
+    # several lines, so the legend stays inside its panel
+    name = textwrap.fill(f"train: {objective or 'the training objective'}", 36)
+    left.plot(epochs, [row["train_objective"] for row in history], label=name)
     left.plot(epochs, [row["valid_elbo"] for row in history], label="validation ELBO")
     left.set_xlabel("epoch")
     left.set_ylabel("nats per example")
     left.set_title("Training objective and validation ELBO")
-    left.legend()
+    left.legend(fontsize="small")
     right.plot(epochs, [-row["valid_reconstruction"] for row in history], label="-E[log p(x|z)] (reconstruction)")
     right.set_xlabel("epoch")
     right.set_ylabel("nats per example")
