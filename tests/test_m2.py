@@ -174,6 +174,11 @@ def test_m2_from_the_cli(idx_dir, tmp_path, capsys):
 
     summary = json.loads((run / "summary.json").read_text())
     assert summary["labels"] == 8 and 0 <= summary["baseline_test_accuracy"] <= 1
+    p = summary["test_accuracy"]  # its binomial standard error over the 200 test images
+    assert summary["test_accuracy_stderr"] == pytest.approx((p * (1 - p) / 200) ** 0.5)
+    assert summary["valid_accuracy_stderr"] == summary["best_epoch_metrics"]["valid_accuracy_stderr"]
+    assert (f"test accuracy {100 * summary['test_accuracy']:.2f} ± {100 * summary['test_accuracy_stderr']:.2f}% "
+            in out)
     chosen = json.loads((run / "labelled_examples.json").read_text())
     assert chosen["count"] == 8 and len(chosen["indices_into_training_split"]) == 8
     rows = (run / "metrics.csv").read_text().splitlines()

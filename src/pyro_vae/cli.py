@@ -260,9 +260,10 @@ def cmd_train(args) -> int:
     if not summary:  # a rank other than 0 of a distributed run: rank 0 reports
         return 0
     if "test_accuracy" in summary:
-        print(f"test accuracy {100 * summary['test_accuracy']:.2f}% with {summary['labels']} labels (best epoch "
-              f"{summary['best_epoch']}); supervised-only baseline {100 * summary['baseline_test_accuracy']:.2f}%; "
-              f"run directory {run_dir}")
+        print(f"test accuracy {100 * summary['test_accuracy']:.2f} ± {100 * summary['test_accuracy_stderr']:.2f}% "
+              f"with {summary['labels']} labels (best epoch {summary['best_epoch']}); supervised-only baseline "
+              f"{100 * summary['baseline_test_accuracy']:.2f} ± {100 * summary['baseline_test_accuracy_stderr']:.2f}% "
+              f"(± is the binomial standard error over the test images); run directory {run_dir}")
     elif "test_elbo" not in summary:  # a plain autoencoder has no ELBO
         print(f"test reconstruction log p(x | code) {summary['test_reconstruction']:.2f} ± "
               f"{summary['test_reconstruction_stderr']:.2f} nats per example (± is the standard error over the test "
