@@ -77,19 +77,22 @@ def test_iwae_training_names_its_objective_and_appends_every_stderr_column(tmp_p
     assert summary["test_reconstruction_stderr"] > 0 and summary["test_kl_stderr"] > 0
 
 
-@pytest.mark.parametrize("objective,settings,name", [
-    ("elbo", {}, "ELBO"),
-    ("elbo", {"beta": 4.0}, "ELBO with the KL weight beta=4"),
-    ("iwae", {"k": 5, "kl_warmup_epochs": 10}, "IWAE bound K=5 with the KL weight warmed up to beta=1 over 10 epochs"),
-    ("iwae-dreg", {"k": 7, "kl_warmup_steps": 300, "beta": 2.0},
+@pytest.mark.parametrize("raw,name", [
+    ({"train": {"objective": "elbo"}}, "ELBO"),
+    ({"train": {"objective": "elbo", "beta": 4.0}}, "ELBO with the KL weight beta=4"),
+    ({"train": {"objective": "iwae", "k": 5, "kl_warmup_epochs": 10}},
+     "IWAE bound K=5 with the KL weight warmed up to beta=1 over 10 epochs"),
+    ({"train": {"objective": "iwae-dreg", "k": 7, "kl_warmup_steps": 300, "beta": 2.0}},
      "IWAE bound K=7 with the KL weight warmed up to beta=2 over 300 steps"),
+    ({"model": {"model": "ae"}}, "reconstruction log p(x | code)"),  # no KL term
+    ({"model": {"model": "m2"}, "train": {"alpha": 50.0}}, "the M2 objective (the unlabelled bound, plus the "
+     "labelled bound and alpha=50 x log q(y | x) of the labelled batches)"),
 ])
-def test_the_objectives_name_says_what_train_objective_holds(objective, settings, name):
+def test_the_objectives_name_says_what_train_objective_holds(raw, name):
     from pyro_vae.config import Config
     from pyro_vae.runs import objective_name
 
-    config = Config.from_dict({"train": {"objective": objective, **settings}})
-    assert objective_name(config) == name
+    assert objective_name(Config.from_dict(raw)) == name
 
 
 def test_the_curves_figure_names_the_training_objective(monkeypatch, tmp_path):

@@ -314,7 +314,7 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
         kl_warmup_steps=train_cfg.kl_warmup_steps,
         **_selection(train_cfg),
         analytic_kl=True, patience=train_cfg.patience,
-        objective_label=objective_label(train_cfg),
+        objective_label=objective_label(config),
     )
     objective = make_objective(train_cfg.objective, train_cfg.num_particles, train_cfg.k,
                                train_cfg.elbo_implementation)
@@ -792,9 +792,12 @@ def read_metrics(run_dir: Path) -> list[dict]:
         return [current_row({k: float(v) for k, v in row.items() if v != ""}) for row in csv.DictReader(handle)]
 
 
-def objective_label(train_cfg) -> str:
-    """The bound the run's objective estimates: "ELBO" or "IWAE bound K=5"."""
-    return f"IWAE bound K={train_cfg.k}" if train_cfg.objective.startswith("iwae") else "ELBO"
+def objective_label(config: Config) -> str:
+    """The bound the run's objective estimates: "ELBO" or "IWAE bound K=5" (an autoencoder's,
+    which has no KL term, is its reconstruction term)."""
+    if config.model.model == "ae":
+        return "reconstruction log p(x | code)"
+    return f"IWAE bound K={config.train.k}" if config.train.objective.startswith("iwae") else "ELBO"
 
 
 def objective_name(config: Config) -> str:
@@ -804,11 +807,9 @@ def objective_name(config: Config) -> str:
         from pyro_vae.inference.semisupervised import objective_name as semi_supervised_name
 
         return semi_supervised_name(train_cfg.alpha, train_cfg.beta)
-    if config.model.model == "ae":
-        return "reconstruction log p(x | code) (an autoencoder: no KL term)"
     return TrainSettings(epochs=train_cfg.epochs, beta=train_cfg.beta, kl_warmup_epochs=train_cfg.kl_warmup_epochs,
                          kl_warmup_steps=train_cfg.kl_warmup_steps,
-                         objective_label=objective_label(train_cfg)).describe_objective()
+                         objective_label=objective_label(config)).describe_objective()
 
 
 def _attribute_mask(dataset: ImageDataset, split, attribute: str, attribute_file: str | None) -> tuple:
