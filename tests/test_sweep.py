@@ -240,6 +240,15 @@ def test_bad_sweeps_are_refused_before_anything_is_written(idx_dir, tmp_path, ca
     assert not sweep_dir.exists()
 
 
+def test_a_sweep_dir_under_a_file_is_refused_in_one_sentence_before_anything_runs(idx_dir, tmp_path, capsys):
+    (tmp_path / "blocker").write_text("a file")
+    sweep_dir = tmp_path / "blocker" / "sweep"
+    assert main(["sweep", "--sweep-dir", str(sweep_dir), "--grid", "beta=1,2", *tiny_flags(idx_dir)]) == 2
+    err = capsys.readouterr().err
+    assert f"--sweep-dir {sweep_dir / 'sweep.json'}: {tmp_path / 'blocker'} is a file, not a folder" in err
+    assert len(err.strip().splitlines()) == 1 and (tmp_path / "blocker").read_text() == "a file"
+
+
 def test_a_sweep_dir_made_for_another_grid_is_refused_and_left_alone(idx_dir, tmp_path, capsys):
     sweep_dir = tmp_path / "made"
     base = Config()

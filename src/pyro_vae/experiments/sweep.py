@@ -626,8 +626,10 @@ def create_sweep(spec: SweepSpec, sweep_dir: Path, storage: str | None = None,
                  log: Callable[[str], None] = print):
     """Check everything, then create (or reopen) the sweep directory and its study and
     queue what is left to do; returns the study. Nothing is written if a check fails."""
+    from pyro_vae.outputs import check_output
     from pyro_vae.runs import write_json
 
+    check_output(Path(sweep_dir) / SWEEP_FILE, "--sweep-dir")  # a file in the way; missing folders are made
     existing = check_sweep_dir(sweep_dir, spec)
     optuna_module()
     _check_data(spec)
