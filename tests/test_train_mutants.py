@@ -245,9 +245,9 @@ def test_the_log_is_given_one_line_per_epoch_on_one_process():
     trainer.fit()
     assert [line.split()[:2] for line in lines] == [["epoch", "1"], ["epoch", "2"]]
     # describe #9: nothing between the validation numbers and the time when no IWAE bound selects.
-    number = r"-?\d+\.\d\d"
-    assert re.fullmatch(rf"epoch   1  train ELBO +{number}  valid ELBO +{number} \(recon +{number}, KL +{number}\) "
-                        r"+\d+\.\d s( {2}\*best)?", lines[0]), lines[0]
+    number, error = r"-?\d+\.\d\d", r" ± \d+\.\d\d"  # each validation mean with its standard error
+    assert re.fullmatch(rf"epoch   1  train ELBO +{number}  valid ELBO +{number}{error} \(recon +{number}{error}, "
+                        rf"KL +{number}{error}\) +\d+\.\d s( {{2}}\*best)?", lines[0]), lines[0]
 
 
 def test_write_best_writes_nothing_before_a_best_epoch_or_without_a_run_directory(tmp_path):
