@@ -378,8 +378,9 @@ def _evaluate_one(args, run_dir: str) -> None:
     report = ProgressReport(f"{args.split} {name}, K={args.k}", len(images) * (run.model.num_classes if m2 else 1))
 
     # The estimator's CPU chunks stay under the mmap threshold and the heap keeps its free top
-    # (pyro_vae.memory), so each chunk reuses the last one's memory: a flat peak without a
-    # malloc_trim after each chunk, which would hand the pages back only to fault them in again.
+    # (pyro_vae.memory), and no chunk leaves a tensor behind (pyro_vae.inference.loglik), so each
+    # chunk reuses the last one's memory: a flat peak without a malloc_trim after each chunk,
+    # which would hand the pages back only to fault them in again.
     progress = report
 
     def estimator(x):  # x: the images, or their dequantized copies

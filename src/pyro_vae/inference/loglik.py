@@ -72,9 +72,9 @@ class LogMeanExp:
         chunk, chunk_sq = torch.logsumexp(log_w, 0), torch.logsumexp(2 * log_w, 0)
         if self.lse is None:
             self.lse, self.lse_sq = chunk, chunk_sq
-        else:
-            self.lse = torch.logaddexp(self.lse, chunk)
-            self.lse_sq = torch.logaddexp(self.lse_sq, chunk_sq)
+        else:  # in place: the running sums outlive the next chunk's tensors, so they keep one address
+            torch.logaddexp(self.lse, chunk, out=self.lse)
+            torch.logaddexp(self.lse_sq, chunk_sq, out=self.lse_sq)
         self.count += log_w.shape[0]
 
     @property
@@ -179,7 +179,11 @@ def importance_log_likelihood(model: Callable, guide: Callable, x: torch.Tensor,
     if k_chunk is None:
         k_chunk = max(1, min(k, budget // max(1, min(batch_size, len(x)))))
     start_time = time.perf_counter()
-    estimates, ess = [], []
+    # The results go into two [N] tensors allocated once, not one small tensor per chunk of
+    # examples kept in a list: on the CPU such survivors are carved from the heap's holes between
+    # the chunks' 4 MB tensors, and each one that lands in a hole can leave the next chunk's
+    # tensors no room there, so the heap grows by a hole per image (issue #16, tenth pass).
+    estimates = ess = None
     starts = range(0, len(x), batch_size)
     if progress is True:
         from tqdm.auto import tqdm
@@ -194,13 +198,10 @@ def importance_log_likelihood(model: Callable, guide: Callable, x: torch.Tensor,
             accumulator.update(log_importance_weights(
                 model, guide, x[rows], k=min(k_chunk, k - k_start),
                 max_plate_nesting=max_plate_nesting, **chunk_kwargs))
-        estimates.append(accumulator.log_mean)
-        ess.append(accumulator.ess)
+        if estimates is None:  # the log-weights' dtype and device
+            estimates, ess = accumulator.lse.new_empty(len(x)), accumulator.lse.new_empty(len(x))
+        estimates[rows] = accumulator.log_mean
+        ess[rows] = accumulator.ess
         if callable(progress):
             progress(min(start + batch_size, len(x)), len(x))
-    return LogLikelihoodEstimate(_joined(estimates).cpu(), _joined(ess).cpu(), k, time.perf_counter() - start_time)
-
-
-def _joined(parts: list[torch.Tensor]) -> torch.Tensor:
-    """``torch.cat(parts)``, without the copy when there is one part (a small call's fixed cost)."""
-    return parts[0] if len(parts) == 1 else torch.cat(parts)
+    return LogLikelihoodEstimate(estimates.cpu(), ess.cpu(), k, time.perf_counter() - start_time)
