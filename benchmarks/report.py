@@ -161,7 +161,9 @@ def main():
         before = _load("memory-main")
         for label, result in (("before (main)", before), ("this tree", memory),
                               ("this tree, 784-64-50 run", _load("memory-k5000")),
-                              ("this tree, 784-64-50 run", _load("memory-k20000"))):
+                              ("this tree, 784-64-50 run", _load("memory-k20000")),
+                              ("main before the tenth pass, 784-64-50 run", _load("memory-k20000-ninth")),
+                              ("tenth pass (no tensor kept per chunk), 784-64-50 run", _load("memory-tenth"))):
             for r in (result or {}).get("evaluate", []):
                 lines.append(f"| {label} | `{r['command']}` | {', '.join(f'{v:.0f}' for v in r['peak_mib'])} | "
                              f"**{r['worst_mib']:.0f}** | {100 * r['spread']:.1f}% |")
