@@ -198,10 +198,13 @@ def importance_log_likelihood(model: Callable, guide: Callable, x: torch.Tensor,
             accumulator.update(log_importance_weights(
                 model, guide, x[rows], k=min(k_chunk, k - k_start),
                 max_plate_nesting=max_plate_nesting, **chunk_kwargs))
-        if estimates is None:  # the log-weights' dtype and device
-            estimates, ess = accumulator.lse.new_empty(len(x)), accumulator.lse.new_empty(len(x))
-        estimates[rows] = accumulator.log_mean
-        ess[rows] = accumulator.ess
+        if batch_size >= len(x):  # one chunk of examples: its results are the results (no buffer, no copy)
+            estimates, ess = accumulator.log_mean, accumulator.ess
+        else:
+            if estimates is None:  # the log-weights' dtype and device
+                estimates, ess = accumulator.lse.new_empty(len(x)), accumulator.lse.new_empty(len(x))
+            estimates[rows] = accumulator.log_mean
+            ess[rows] = accumulator.ess
         if callable(progress):
             progress(min(start + batch_size, len(x)), len(x))
     return LogLikelihoodEstimate(estimates.cpu(), ess.cpu(), k, time.perf_counter() - start_time)
