@@ -72,7 +72,7 @@ class LogMeanExp:
         chunk, chunk_sq = torch.logsumexp(log_w, 0), torch.logsumexp(2 * log_w, 0)
         if self.lse is None:
             self.lse, self.lse_sq = chunk, chunk_sq
-        else:  # in place: the running sums outlive the next chunk's tensors, so they keep one address
+        else:  # in place: no new tensor a chunk for the running sums
             torch.logaddexp(self.lse, chunk, out=self.lse)
             torch.logaddexp(self.lse_sq, chunk_sq, out=self.lse_sq)
         self.count += log_w.shape[0]
