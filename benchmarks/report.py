@@ -14,6 +14,13 @@ def _load(name):
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def _latest(*names):
+    """The newest (by its recorded date) of the results saved under ``names``: a re-run saved
+    under a pass's own name (``train_step-tenth``) supersedes the file it re-measures."""
+    found = [r for r in map(_load, names) if r]
+    return max(found, key=lambda r: r.get("date", "")) if found else None
+
+
 def _machine(result) -> str:
     m = result["machine"]
     return (f"{m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch thread(s), torch {m['torch']}, "
@@ -33,7 +40,7 @@ def main():
              "Made by `make bench` (`benchmarks/run.py`), which writes `benchmarks/results/*.json` and this page.",
              "Every ratio compares candidates timed alternately in one process (medians), so load on the shared",
              "machine hits them alike; absolute times on this 2-core machine are noisy.", ""]
-    step = _load("train_step")
+    step = _latest("train_step", "train_step-tenth", "train_step-tenth-2")
     if step:
         lines += ["## Training step", "", f"Command: `{step['command']}`  ", f"Machine: {_machine(step)}", "",
                   "pyro-vae: the library's step (fast ELBO, fused Adam). pyro ELBO: Pyro's `Trace_ELBO`/"

@@ -5,7 +5,7 @@ objective read through ``poutine.trace`` + ``poutine.replay`` (its path before i
 second pass), and an epoch of the `make demo` model on Fashion-MNIST. ``--clock cpu``
 times the thread's CPU time (``time.thread_time``) instead of wall time, for a loaded machine.
 
-    python benchmarks/train_step.py [--repeats 100] [--no-epoch] [--clock wall|cpu]
+    python benchmarks/train_step.py [--repeats 100] [--no-epoch] [--clock wall|cpu] [--name train_step]
 """
 
 from __future__ import annotations
@@ -211,6 +211,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=100)
     parser.add_argument("--no-epoch", action="store_true")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall")
+    parser.add_argument("--name", default="train_step", help="result file name under benchmarks/results/")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)  # as pyro-vae's training does; applies to both candidates
@@ -242,7 +243,7 @@ def main():
                  "ratio": median(times["pyro_vae"]) / median(times["pytorch"])}
         print(f"Fashion-MNIST epoch: pyro-vae {epoch['median_s']['pyro_vae']:.2f} s, plain PyTorch "
               f"{epoch['median_s']['pytorch']:.2f} s, ratio {epoch['ratio']:.3f}")
-    print(write_result("train_step", {"commit": git_commit(), "clock": args.clock, "rows": rows, "epoch": epoch,
+    print(write_result(args.name, {"commit": git_commit(), "clock": args.clock, "rows": rows, "epoch": epoch,
                                       "counts_mlp_128": counts, "load_average": __import__("os").getloadavg()}))
 
 
