@@ -86,6 +86,8 @@ def test_compare_of_one_run_shows_its_own_standard_errors_over_the_images(run, c
     (["--fidelity-images", "5"], "--fidelity-images"),
     (["--classifier-cache", "/tmp"], "--classifier-cache"),
     (["--subset", "first"], "--subset"),
+    (["--label-fidelity", "--limit", "5"], "--limit"),  # its images are --fidelity-images
+    (["--label-fidelity", "--limit", "5", "--subset", "first"], "--limit"),
     (["--limit", "201"], "the 200 images of the test split"),
 ])
 def test_evaluate_refuses_an_option_that_has_no_effect(run, extra, option, capsys, monkeypatch):

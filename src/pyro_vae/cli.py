@@ -106,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="which split to score (binarized as training binarized it); with --label-fidelity, the real "
                                "images the style grid encodes and the z probe is scored on (valid: to choose a setting "
                                "without reading the test set)")
-    evaluate.add_argument("--limit", type=int, default=0, help="score only N examples of the split (0: all)")
+    evaluate.add_argument("--limit", type=int, default=0, help="score only N examples of the split (0: all; --label-fidelity "
+                          "takes --fidelity-images instead)")
     evaluate.add_argument("--subset", default=None, choices=SUBSETS,
                           help="with --limit: a random subset drawn with --seed (the default), or the first N")
     evaluate.add_argument("--batch-size", type=int, default=None,
@@ -293,7 +294,9 @@ def cmd_evaluate(args) -> int:
               (args.batch_size is not None and not args.k, "--batch-size",
                "it sizes --k's chunks; give --k K or drop it"),
               (args.subset is not None and not args.limit, "--subset", "it picks the --limit images; give --limit N "
-               "or drop it")]
+               "or drop it"),
+              (args.label_fidelity and args.limit, "--limit", "--label-fidelity sizes its sample with "
+               "--fidelity-samples and --fidelity-images; drop --limit")]
     unused += [(getattr(args, name) is not None and not args.label_fidelity, "--" + name.replace("_", "-"),
                 "it sets --label-fidelity's measurement; give --label-fidelity or drop it")
                for name in ("fidelity_samples", "fidelity_images", "classifier_cache")]
