@@ -220,6 +220,11 @@ def test_the_sweep_table_of_a_config_file(tmp_path, idx_dir):
     assert [spec.run_name(p) for p in spec.points()] == ["beta=1,objective=elbo,seed=0", "beta=1,objective=elbo,seed=1"]
 
 
+def test_a_grid_in_a_config_file_refuses_a_number_of_trials(tmp_path):
+    with pytest.raises(ConfigError, match=r"\[sweep\] trials = 4 has no effect without a search"):
+        sweep.build_spec(Config(), {"grid": {"beta": [1, 2]}, "trials": 4}, [], [], None, None, None, None)
+
+
 @pytest.mark.parametrize("extra, words", [
     (["--grid", "betta=1,2"], "unknown option 'betta'; did you mean 'beta'"),
     (["--grid", "beta="], "the grid for beta is empty"),
@@ -232,6 +237,9 @@ def test_the_sweep_table_of_a_config_file(tmp_path, idx_dir):
     (["--search", "latent_dim=int:9:4", "--trials", "2"], "LOW < HIGH"),
     (["--grid", "seed=1,2"], "--seeds"),
     (["--grid", "beta=1,2", "--k", "3"], "--k 3 has no effect"),  # no run of the sweep would use it
+    (["--grid", "beta=1,2", "--trials", "5"], "--trials 5 has no effect without a search"),  # a grid runs every point
+    (["--grid", "beta=1,2", "--sampler", "random"], "--sampler random has no effect without a search"),
+    (["--seeds", "2", "--trials", "3"], "--trials 3 has no effect without a search"),
 ])
 def test_bad_sweeps_are_refused_before_anything_is_written(idx_dir, tmp_path, capsys, extra, words):
     sweep_dir = tmp_path / "bad"

@@ -351,6 +351,13 @@ def build_spec(base: Config, table: dict, grid: list[str], search: list[str], se
     spec_search = {canonical_key(k, f"{source} search"): SearchRange.parse(k, v)
                    for k, v in (table.get("search") or {}).items()}
     spec_search.update(parse_search(search))
+    if not spec_search:  # a grid trains each of its points: a number of trials or a sampler would change nothing
+        for name, flag in (("trials", trials), ("sampler", sampler)):
+            given = f"--{name} {flag}" if flag is not None else (
+                f"{source} {name} = {table[name]!r}" if name in table else None)
+            if given:
+                raise ConfigError(f"{given} has no effect without a search: a grid trains each of its points "
+                                  "once per seed; drop it or give --search ranges.")
     seeds_value = seeds if seeds is not None else table.get("seeds")
     if seeds_value is None:
         seed_list = [base.train.seed]
