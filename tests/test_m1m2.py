@@ -1,5 +1,6 @@
 """M1+M2: M2 on the standardized active codes of a VAE (pyro_vae.inference.codes)."""
 
+import json
 import math
 
 import pyro
@@ -142,3 +143,29 @@ def test_the_stacked_label_model_goes_through_m1s_code_and_back():
         want = m1_model.decode_mean(scaler.invert(model.decode_mean(z, y).flatten(-3)))
         assert want.shape == (4, 1, 4, 4) and torch.equal(stacked.decode(z, y), want)
         assert stacked.sample_prior == model.sample_prior and stacked.num_classes == 3
+
+
+def test_an_m1m2_run_draws_no_image_of_its_codes(idx_dir, tmp_path, capsys):
+    """M2's "images" in an M1+M2 run are M1's codes: no samples or reconstructions of them are
+    drawn during training (--figure-every) or after it, and `sample`, `reconstruct` and
+    `plot --kind samples` refuse in one sentence; the curves are drawn."""
+    from pyro_vae.cli import main
+
+    common = ["--dataset", "idx", "--data-dir", str(idx_dir), "--hidden-dims", "16", "--no-progress"]
+    m1, stacked = tmp_path / "m1", tmp_path / "m1m2"
+    assert main(["train", "--model", "vae", "--latent-dim", "4", "--epochs", "4", "--batch-size", "32",
+                 "--figures", "false", "--run-dir", str(m1), *common]) == 0
+    assert main(["train", "--model", "m1m2", "--m1-run", str(m1), "--labels", "8", "--latent-dim", "2",
+                 "--epochs", "2", "--figure-every", "1", "--run-dir", str(stacked), *common]) == 0
+    assert not (stacked / "samples.png").exists() and not (stacked / "reconstructions.png").exists()
+    summary = json.loads((stacked / "summary.json").read_text())
+    assert summary["figures"] == [str(stacked / "curves.png")] and (stacked / "curves.png").is_file()
+    capsys.readouterr()
+    for argv in (["sample", str(stacked), "-o", str(tmp_path / "s.png")],
+                 ["reconstruct", str(stacked), "-o", str(tmp_path / "r.png")],
+                 ["plot", str(stacked), "--kind", "samples", "-o", str(tmp_path / "p.png")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "M1's codes, not images" in err and "--kind curves" in err
+    assert not any((tmp_path / name).exists() for name in ("s.png", "r.png", "p.png"))
+    assert main(["plot", str(stacked), "--kind", "curves", "-o", str(tmp_path / "c.png")]) == 0

@@ -331,7 +331,7 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
         every = config.train.figure_every
         figures_now = bool(every) and row["epoch"] % every == 0
         if figures_now and config.train.figures:
-            _figures(model, guide, dataset, run_dir, device, objective_name(config))
+            _figures(model, guide, dataset, run_dir, device, objective_name(config), images=scaler is None)
         if board is not None:
             _log_tensorboard(board, row, model, guide, dataset, device, images=figures_now or row["epoch"] == 1)
         if tracker is not None:
@@ -415,9 +415,9 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
             # The test ELBO's kind and bits/dim (a lower bound, as the ELBO is).
             **kind_fields(config, model.likelihood, dataset.image_shape, test["elbo"], test["elbo_stderr"]),
         }
-    # M1+M2's "images" are codes: its figures need M1's decoder (not drawn here)
-    figures = ([] if scaler is not None or not train_cfg.figures else
-               _figures(model, guide, dataset, run_dir, device, objective_name(config)))
+    # M1+M2's "images" are codes: its image figures would need M1's decoder (the curves alone are drawn)
+    figures = ([] if not train_cfg.figures else
+               _figures(model, guide, dataset, run_dir, device, objective_name(config), images=scaler is None))
     summary = {
         **run_settings(config),
         "epochs": state.epoch,
@@ -617,10 +617,15 @@ def _log_tensorboard(board, row: dict, model, guide, dataset: ImageDataset, devi
     board.flush()
 
 
-def _figures(model, guide, dataset: ImageDataset, run_dir: Path, device, objective: str | None = None) -> list[Path]:
+def _figures(model, guide, dataset: ImageDataset, run_dir: Path, device, objective: str | None = None,
+             images: bool = True) -> list[Path]:
+    """A run's figures: samples and reconstructions (completions for quadrant) unless
+    ``images`` is false (M1+M2, whose data are M1's codes, not images), and the curves."""
     from pyro_vae.plots import plot_completions, plot_curves, plot_reconstructions, plot_samples
 
-    if hasattr(model, "complete"):  # quadrant completion draws completions, not free samples
+    if not images:
+        figures = []
+    elif hasattr(model, "complete"):  # quadrant completion draws completions, not free samples
         figures = [plot_completions(model, dataset.test.head(10).images, run_dir / "completions.png")]
     else:
         test = dataset.test.head(32)
@@ -918,6 +923,10 @@ def figure_from_run(run: Run, kind: str, output: Path, n: int = 64, limit: int =
 
     check_not_clobbering(output, run.run_dir)
     plots.check_figure_output(output)  # before anything is drawn
+    if run.config.model.model == "m1m2" and kind != "curves":  # its decoder's "images" are M1's codes
+        raise PyroVAEError(f"the '{kind}' figure would draw this --model m1m2 run's decoder, whose outputs are M1's "
+                           "codes, not images; choose --kind curves (images decoded through M1 are judged by "
+                           "`pyro-vae evaluate RUN --label-fidelity`).")
     if hasattr(run.model, "complete") != (kind == "completions") and kind != "curves":
         raise PyroVAEError("the 'completions' figure is the one for --model quadrant (and 'curves'); "
                            f"choose it for that model and another for the others, not '{kind}'.")
