@@ -88,13 +88,13 @@ def test_function_style_programs_reach_the_maximum_likelihood():
     assert exact_valid - 0.03 < last <= exact_valid + 0.03
 
 
-def _fit_tutorial(run_dir, epochs, resume=False):
+def _fit_tutorial(run_dir, epochs, resume=False, **options):
     pyro.clear_param_store()
     torch.manual_seed(0)
     model, guide = tutorial_programs()
     data = (linear_gaussian_data(300, seed=1), linear_gaussian_data(100, seed=2), linear_gaussian_data(100, seed=3))
-    result = fit(model, guide, data, objective="elbo", epochs=epochs, batch_size=64, learning_rate=0.02,
-                 run_dir=run_dir, resume=resume, log=lambda s: None)
+    options = {"objective": "elbo", "batch_size": 64, "learning_rate": 0.02, **options}
+    result = fit(model, guide, data, epochs=epochs, run_dir=run_dir, resume=resume, log=lambda s: None, **options)
     params = {name: value.detach().clone() for name, value in pyro.get_param_store().named_parameters()}
     return result, params
 
@@ -129,6 +129,21 @@ def test_fit_refuses_to_overwrite_or_resume_nothing(tmp_path):
         _fit_tutorial(tmp_path / "none", epochs=1, resume=True)
 
 
+@pytest.mark.parametrize("changed", [{"learning_rate": 0.05}, {"batch_size": 32}, {"seed": 1},
+                                     {"objective": "analytic-kl"}, {"beta": 2.0}])
+def test_fit_refuses_to_resume_with_other_settings(tmp_path, changed):
+    """resume=True continues the run exactly, so a setting that would make it another run
+    (learning rate, batch, latent noise's seed, objective, KL weight) is refused, unwritten."""
+    from pyro_vae.errors import ConfigError
+
+    _fit_tutorial(tmp_path / "run", epochs=1)
+    files = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()}
+    (key, value), = changed.items()
+    with pytest.raises(ConfigError, match=f"trained with {key}=.*, not {value!r}; give its value"):
+        _fit_tutorial(tmp_path / "run", epochs=2, resume=True, **changed)
+    assert files == {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()}
+
+
 def tiny_images(n: int, seed: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.rand(n, 1, 8, 8, generator=g)
@@ -152,6 +167,11 @@ def test_fit_of_a_library_model_writes_a_run_the_cli_can_reopen(tmp_path):
     run = open_run(tmp_path / "run")
     for name, value in model.state_dict().items():
         assert torch.equal(run.model.state_dict()[name], value), name
+    from pyro_vae.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"the config given differs from the one it was begun with \(its config"):
+        fit(model, guide, tiny_dataset("dynamic"), epochs=3, batch_size=50, run_dir=tmp_path / "run", resume=True,
+            log=lambda s: None)  # without its config the run's files would lose what the CLI reads
 
 
 def test_fit_checks_the_likelihoods_support_in_python_terms():

@@ -130,9 +130,15 @@ def fit(model: Callable, guide: Callable, data, *, objective="elbo", epochs: int
                              clip_norm=clip_norm, beta=beta, kl_warmup_epochs=kl_warmup_epochs, analytic_kl=True,
                              selection_k=k if name.startswith("iwae") else 0,
                              objective_label=label)
-    if not resume:
+    # what a resumed run must be given again to continue the same run (checked on resume)
+    recorded = {"objective": name, "k": k if iwae else None, "num_particles": None if iwae else num_particles,
+                "batch_size": batch_size, "learning_rate": learning_rate, "lr_decay": lr_decay,
+                "clip_norm": clip_norm, "beta": beta, "kl_warmup_epochs": kl_warmup_epochs, "seed": seed}
+    if resume:
+        _check_resumable(run_dir / LAST, recorded, config)
+    else:
         pyro.set_rng_seed(seed)
-    extra = {"image_shape": list(dataset.image_shape)}
+    extra = {"image_shape": list(dataset.image_shape), "fit_settings": recorded}
     if config is not None:
         extra["config"] = config.to_dict()
         from pyro_vae.runs import num_classes
@@ -176,6 +182,25 @@ def fit(model: Callable, guide: Callable, data, *, objective="elbo", epochs: int
 
     write_json(run_dir / SUMMARY, result.summary)
     return result
+
+
+def _check_resumable(path: Path, recorded: dict, config) -> None:
+    """Refuse ``resume=True`` with a setting other than the run's own: the run would go on
+    as another one (a new learning rate, batch size, objective or seed's latent noise) while
+    claiming to continue it. Only ``epochs``, ``device``, ``figures``, ``progress`` and
+    ``log`` may change. Runs written before the settings were recorded are not checked."""
+    checkpoint = load_checkpoint(path, map_location="cpu")
+    before = checkpoint.get("fit_settings")
+    for key, value in recorded.items():
+        if before is not None and key in before and before[key] != value:
+            raise ConfigError(f"resume=True continues the run in {path.parent}, which was trained with {key}="
+                              f"{before[key]!r}, not {value!r}; give its value (only epochs, device, figures, "
+                              "progress and log may change) or fit a new run_dir.")
+    given = config.to_dict() if config is not None else None
+    if before is not None and checkpoint.get("config") != given:
+        raise ConfigError(f"resume=True continues the run in {path.parent}, but the config given differs from the "
+                          f"one it was begun with ({'none' if checkpoint.get('config') is None else 'its config.toml'}"
+                          "); give the same config or fit a new run_dir.")
 
 
 def _criterion(row: dict) -> float:
