@@ -174,6 +174,30 @@ def test_fit_of_a_library_model_writes_a_run_the_cli_can_reopen(tmp_path):
             log=lambda s: None)  # without its config the run's files would lose what the CLI reads
 
 
+def test_fits_config_toml_records_the_training_fit_did(tmp_path):
+    """fit trains with its own arguments, not the config's [train] table: config.toml says
+    what ran (so `pyro-vae train --resume` and the figures read the truth); a config
+    without a run_dir would be saved nowhere and is refused."""
+    from pyro_vae.config import TrainConfig
+    from pyro_vae.errors import ConfigError
+    from pyro_vae.runs import read_run_config
+
+    config = Config(model=ModelConfig(latent_dim=2, hidden_dims=[16]),
+                    train=TrainConfig(learning_rate=0.5, batch_size=7, objective="elbo", patience=3))
+    model, guide = build_vae(config.model, (1, 8, 8))
+    with pytest.raises(ConfigError, match="needs a run_dir"):
+        fit(model, guide, tiny_dataset("dynamic"), epochs=1, config=config, log=lambda s: None)
+    fit(model, guide, tiny_dataset("dynamic"), objective="iwae", k=3, epochs=1, batch_size=50, learning_rate=2e-3,
+        run_dir=tmp_path / "run", config=config, figures=False, log=lambda s: None)
+    train = read_run_config(tmp_path / "run").train
+    assert (train.objective, train.k, train.batch_size, train.learning_rate, train.epochs, train.patience) == (
+        "iwae", 3, 50, 2e-3, 1, 0)
+    assert config.train.learning_rate == 0.5  # the caller's object is left as it was
+    fit(model, guide, tiny_dataset("dynamic"), objective="iwae", k=3, epochs=2, batch_size=50, learning_rate=2e-3,
+        run_dir=tmp_path / "run", config=config, figures=False, resume=True, log=lambda s: None)
+    assert read_run_config(tmp_path / "run").train.epochs == 2
+
+
 def test_fit_checks_the_likelihoods_support_in_python_terms():
     model, guide = build_vae(ModelConfig(latent_dim=2, hidden_dims=[16]), (1, 8, 8))
     with pytest.raises(DataError, match=r"binarize them \(pyro_vae\.binarize\(x\)") as err:

@@ -87,8 +87,9 @@ def fit(model: Callable, guide: Callable, data, *, objective="elbo", epochs: int
     ``pyro.clear_param_store()`` before building their modules, as Pyro's tutorials do.
 
     With ``run_dir`` the run's files are written there (a ``config`` (:class:`Config`) of a
-    library model is saved as ``config.toml``, so ``pyro-vae plot``/``evaluate`` can reopen the
-    run) and the best epoch's parameters are loaded into ``model`` and ``guide`` at the end;
+    library model is saved as ``config.toml``, its [train] table set to fit's own arguments, which
+    are what trains; so ``pyro-vae plot``/``evaluate`` can reopen the run; a config without a
+    ``run_dir`` is refused) and the best epoch's parameters are loaded into ``model`` and ``guide`` at the end;
     ``resume=True`` continues the run in ``run_dir`` from its last checkpoint (parameters,
     optimizer, RNG states) up to ``epochs``. Without ``run_dir`` nothing is written and the
     last epoch's parameters stay. A fresh run first seeds Pyro's and torch's RNGs with ``seed``.
@@ -134,6 +135,11 @@ def fit(model: Callable, guide: Callable, data, *, objective="elbo", epochs: int
     recorded = {"objective": name, "k": k if iwae else None, "num_particles": None if iwae else num_particles,
                 "batch_size": batch_size, "learning_rate": learning_rate, "lr_decay": lr_decay,
                 "clip_norm": clip_norm, "beta": beta, "kl_warmup_epochs": kl_warmup_epochs, "seed": seed}
+    if config is not None:
+        if run_dir is None:
+            raise ConfigError("config is saved as the run's config.toml, which needs a run_dir: give run_dir, or "
+                              "drop config (fit's arguments set the training).")
+        config = _as_trained(config, recorded, epochs, str(device), figures)
     if resume:
         _check_resumable(run_dir / LAST, recorded, config)
     else:
@@ -184,6 +190,28 @@ def fit(model: Callable, guide: Callable, data, *, objective="elbo", epochs: int
     return result
 
 
+def _as_trained(config, recorded: dict, epochs: int, device: str, figures: bool):
+    """A copy of ``config`` whose [train] table says what fit trains with (its arguments,
+    not the table's values, which fit does not read), so that config.toml records the run
+    that ``pyro-vae evaluate``/``plot``/``train --resume`` reopen. An objective object has no
+    name there: the table's ``objective`` is kept, and the checkpoint's fit_settings name it."""
+    import copy
+
+    from pyro_vae.config import OBJECTIVES, TrainConfig
+
+    config = copy.deepcopy(config)
+    train = TrainConfig()  # what fit does not set (selection, patience, trackers) is the default's
+    for key in ("batch_size", "learning_rate", "lr_decay", "clip_norm", "beta", "kl_warmup_epochs", "seed"):
+        setattr(train, key, recorded[key])
+    train.epochs, train.device, train.figures = epochs, device, figures
+    train.objective = recorded["objective"] if recorded["objective"] in OBJECTIVES else config.train.objective
+    for key in ("k", "num_particles"):
+        if recorded[key] is not None:
+            setattr(train, key, recorded[key])
+    config.train = train
+    return config
+
+
 def _check_resumable(path: Path, recorded: dict, config) -> None:
     """Refuse ``resume=True`` with a setting other than the run's own: the run would go on
     as another one (a new learning rate, batch size, objective or seed's latent noise) while
@@ -196,8 +224,12 @@ def _check_resumable(path: Path, recorded: dict, config) -> None:
             raise ConfigError(f"resume=True continues the run in {path.parent}, which was trained with {key}="
                               f"{before[key]!r}, not {value!r}; give its value (only epochs, device, figures, "
                               "progress and log may change) or fit a new run_dir.")
+    def fixed(raw):  # the config without what may change on resume
+        return raw and {**raw, "train": {k: v for k, v in raw["train"].items() if k not in ("epochs", "device",
+                                                                                        "figures")}}
+
     given = config.to_dict() if config is not None else None
-    if before is not None and checkpoint.get("config") != given:
+    if before is not None and fixed(checkpoint.get("config")) != fixed(given):
         raise ConfigError(f"resume=True continues the run in {path.parent}, but the config given differs from the "
                           f"one it was begun with ({'none' if checkpoint.get('config') is None else 'its config.toml'}"
                           "); give the same config or fit a new run_dir.")
