@@ -240,6 +240,8 @@ def test_a_grid_in_a_config_file_refuses_a_number_of_trials(tmp_path):
     (["--grid", "beta=1,2", "--trials", "5"], "--trials 5 has no effect without a search"),  # a grid runs every point
     (["--grid", "beta=1,2", "--sampler", "random"], "--sampler random has no effect without a search"),
     (["--seeds", "2", "--trials", "3"], "--trials 3 has no effect without a search"),
+    (["--grid", "beta=1,2", "--beta", "4"], "--beta 4 has no effect: the sweep sets beta in every run (--grid)"),
+    (["--search", "beta=float:0.5:2", "--trials", "2", "--beta", "4"], "--beta 4 has no effect: the sweep sets beta in every run (--search)"),
 ])
 def test_bad_sweeps_are_refused_before_anything_is_written(idx_dir, tmp_path, capsys, extra, words):
     sweep_dir = tmp_path / "bad"

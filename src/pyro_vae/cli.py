@@ -573,6 +573,12 @@ def cmd_sweep(args) -> int:
     raw, table = sweep.split_sweep_table(sweep.read_toml(args.config), args.config) if args.config else ({}, {})
     base = _apply_flags(Config.from_dict(raw, source=args.config or "the configuration"), args)
     spec = sweep.build_spec(base, table, args.grid, args.search, args.seeds, args.trials, args.metric, args.sampler)
+    for key, value in vars(args).items():  # a flag the sweep's own values replace in every run
+        name = key.split(".")[-1]
+        if key.startswith("cfg:") and value is not None and (name in spec.grid or name in spec.search):
+            flag = "--" + name.replace("_", "-")
+            raise ConfigError(f"{flag} {value} has no effect: the sweep sets {name} in every run ("
+                              f"{'--grid' if name in spec.grid else '--search'}); drop {flag}.")
     rows = sweep.run_sweep(spec, sweep_dir, args.storage, args.workers, log)
     failed = [row for row in rows if row["state"] != "COMPLETE"]
     print(f"{len(rows) - len(failed)} runs complete, {len(failed)} failed; results in {sweep_dir / sweep.RESULTS}")
