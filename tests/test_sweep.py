@@ -211,7 +211,7 @@ def test_search_runs_the_asked_number_of_trials_within_the_ranges(idx_dir, tmp_p
 
 def test_the_sweep_table_of_a_config_file(tmp_path, idx_dir):
     path = tmp_path / "base.toml"
-    path.write_text(f'[data]\ndataset = "idx"\ndata_dir = "{idx_dir}"\n[train]\nseed = 4\n'
+    path.write_text(f'[data]\ndataset = "idx"\ndata_dir = "{idx_dir}"\n[train]\nbeta = 4\n'
                     '[sweep]\nseeds = 2\nmetric = "test_elbo"\n[sweep.grid]\nbeta = [0.5, 2]\nobjective = ["elbo"]\n')
     raw, table = sweep.split_sweep_table(sweep.read_toml(path), str(path))
     spec = sweep.build_spec(Config.from_dict(raw).validate(), table, ["beta=1"], [], None, None, None, None)
@@ -242,6 +242,8 @@ def test_a_grid_in_a_config_file_refuses_a_number_of_trials(tmp_path):
     (["--seeds", "2", "--trials", "3"], "--trials 3 has no effect without a search"),
     (["--grid", "beta=1,2", "--beta", "4"], "--beta 4 has no effect: the sweep sets beta in every run (--grid)"),
     (["--search", "beta=float:0.5:2", "--trials", "2", "--beta", "4"], "--beta 4 has no effect: the sweep sets beta in every run (--search)"),
+    (["--grid", "beta=1,2", "--seeds", "2", "--seed", "5"], "--seed 5 has no effect with --seeds 2"),  # runs 0, 1
+    (["--search", "beta=float:0.5:2", "--trials", "2", "--seeds", "1", "--seed", "5"], "--seed 5 has no effect"),
 ])
 def test_bad_sweeps_are_refused_before_anything_is_written(idx_dir, tmp_path, capsys, extra, words):
     sweep_dir = tmp_path / "bad"

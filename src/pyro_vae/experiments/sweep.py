@@ -359,6 +359,10 @@ def build_spec(base: Config, table: dict, grid: list[str], search: list[str], se
                 raise ConfigError(f"{given} has no effect without a search: a grid trains each of its points "
                                   "once per seed; drop it or give --search ranges.")
     seeds_value = seeds if seeds is not None else table.get("seeds")
+    if seeds_value is not None and base.train.seed != Config().train.seed:  # the runs take the sweep's seeds
+        given = f"--seeds {seeds}" if seeds is not None else f"{source} seeds = {seeds_value!r}"
+        raise ConfigError(f"--seed {base.train.seed} has no effect with {given}, which sets every run's seed "
+                          "(0..N-1, or the list); drop --seed, or drop the sweep's seeds to train with it.")
     if seeds_value is None:
         seed_list = [base.train.seed]
     elif isinstance(seeds_value, list):
