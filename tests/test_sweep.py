@@ -25,10 +25,12 @@ from pyro_vae.experiments import sweep  # noqa: E402
 from pyro_vae.inference.checkpoint import LAST, load_checkpoint  # noqa: E402
 
 
-def tiny_flags(idx_dir, epochs=2):
-    return ["--dataset", "idx", "--data-dir", str(idx_dir), "--binarize", "dynamic", "--latent-dim", "2",
-            "--hidden-dims", "16", "--epochs", str(epochs), "--batch-size", "200", "--learning-rate", "3e-3",
-            "--train-limit", "600"]
+def tiny_flags(idx_dir, epochs=2, without=()):
+    """The tiny runs' flags, less those of ``without`` (options a search sets itself)."""
+    flags = {"--dataset": "idx", "--data-dir": str(idx_dir), "--binarize": "dynamic", "--latent-dim": "2",
+             "--hidden-dims": "16", "--epochs": str(epochs), "--batch-size": "200", "--learning-rate": "3e-3",
+             "--train-limit": "600"}
+    return [item for flag, value in flags.items() if flag not in without for item in (flag, value)]
 
 
 def grid_args(idx_dir, sweep_dir, epochs=2):
@@ -196,7 +198,8 @@ def test_a_failing_trial_is_recorded_and_the_others_go_on(idx_dir, tmp_path, mon
 def test_search_runs_the_asked_number_of_trials_within_the_ranges(idx_dir, tmp_path):
     sweep_dir = tmp_path / "search"
     args = ["sweep", "--sweep-dir", str(sweep_dir), "--search", "latent_dim=int:2:4", "--search",
-            "learning_rate=logfloat:1e-3:1e-2", "--trials", "3", "--sampler", "random", *tiny_flags(idx_dir, 1)]
+            "learning_rate=logfloat:1e-3:1e-2", "--trials", "3", "--sampler", "random",
+            *tiny_flags(idx_dir, 1, without=("--latent-dim", "--learning-rate"))]
     assert main(args) == 0
     states = trials_by_state(sweep_dir)
     assert len(states["COMPLETE"]) == 3
