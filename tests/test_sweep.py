@@ -168,7 +168,7 @@ def test_a_worker_takes_its_trial_under_the_sweep_dirs_lock(idx_dir, tmp_path, m
     assert held == [True, True]
 
 
-def test_a_failing_trial_is_recorded_and_the_others_go_on(idx_dir, tmp_path, monkeypatch):
+def test_a_failing_trial_is_recorded_and_the_others_go_on(idx_dir, tmp_path, monkeypatch, capsys):
     import pyro_vae.runs as runs
 
     real = runs.train_run
@@ -187,6 +187,17 @@ def test_a_failing_trial_is_recorded_and_the_others_go_on(idx_dir, tmp_path, mon
     assert rows["beta=2,seed=0"]["state"] == "FAIL"
     assert rows["beta=2,seed=0"]["error"] == "RuntimeError: disk on fire"
     assert rows["beta=1,seed=0"]["state"] == "COMPLETE"
+    # each number with its standard error over the images, and the test ELBO's kind
+    done = rows["beta=1,seed=0"]
+    summary = json.loads((sweep_dir / "beta=1,seed=0" / "summary.json").read_text())
+    assert float(done["valid_elbo_stderr"]) == summary["best_epoch_metrics"]["valid_elbo_stderr"] > 0
+    for key in ("test_elbo_stderr", "test_kl_stderr", "bits_per_dim"):
+        assert float(done[key]) == summary[key] > 0, key
+    assert done["kind"] == "probability mass on binary data" and done["unit"] == "nats per example"
+    assert rows["beta=2,seed=0"]["valid_elbo_stderr"] == ""
+    out = capsys.readouterr().out
+    assert (f"[beta=1,seed=0] valid_elbo {summary['best_epoch_metrics']['valid_elbo']:.4f} ± "
+            f"{summary['best_epoch_metrics']['valid_elbo_stderr']:.4f} nats per example") in out
     # Rerun once the cause is gone: only the failed point runs.
     monkeypatch.setattr(runs, "train_run", real)
     mtime = (sweep_dir / "beta=1,seed=0" / "summary.json").stat().st_mtime_ns

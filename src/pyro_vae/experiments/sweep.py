@@ -97,6 +97,27 @@ def metric_value(summary: dict, metric: str) -> float:
     return float(summary["best_epoch_metrics"][metric])
 
 
+def metric_stderr(summary: dict, metric: str) -> float | None:
+    """The standard error of ``metric`` over the images it was computed on (validation or
+    test images; the binomial one for an accuracy), where the run recorded it, else None."""
+    if metric == "selection":
+        best = summary.get("best_epoch_metrics", {})
+        chosen = [key for key in ("valid_loglik", "valid_iwae") if key in best] or ["valid_elbo"]
+        metric = "valid_accuracy" if "valid_accuracy" in summary else chosen[0]
+    for table in (summary, summary.get("best_epoch_metrics", {})):
+        if f"{metric}_stderr" in table:
+            return float(table[f"{metric}_stderr"])
+    return None
+
+
+def describe_metric(summary: dict, metric: str) -> str:
+    """``valid_elbo -485.9467 ± 0.3203 nats per example`` (an accuracy is a fraction)."""
+    value, se = metric_value(summary, metric), metric_stderr(summary, metric)
+    accuracy = metric.endswith("accuracy") or (metric == "selection" and "valid_accuracy" in summary)
+    spread = f" ± {se:.4f}" if se is not None else " (no standard error recorded)"
+    return f"{metric} {value:.4f}{spread} {'(a fraction of the images)' if accuracy else 'nats per example'}"
+
+
 # -- the sweep's definition -------------------------------------------------------------
 
 def _key_kind(key: str) -> type:
@@ -571,7 +592,7 @@ def run_trial(study, trial, spec: SweepSpec, sweep_dir: Path, log: Callable[[str
         log(prefix + f"failed: {message}")
         return
     study.tell(trial, value)
-    log(prefix + f"{spec.metric} {value:.4f}")
+    log(prefix + describe_metric(summary, spec.metric) + " (± one standard error over the images)")
 
 
 def train_or_resume(config: Config, run_dir: Path, log: Callable[[str], None] = print) -> dict:
@@ -691,8 +712,12 @@ def _check_data(spec: SweepSpec) -> None:
         open_dataset(spec.config_for({"seed": spec.seeds[0]}))
 
 
-RESULT_FIELDS = ("epochs", "best_epoch", "stopped_early", "best_valid_criterion", "test_elbo", "test_reconstruction",
-                 "test_kl", "valid_accuracy", "test_accuracy", "train_seconds_this_session")
+#: summary.json's numbers in results.csv, each mean followed by its standard error over the
+#: images, and the test ELBO's kind of number, unit and bits/dim.
+RESULT_FIELDS = ("epochs", "best_epoch", "stopped_early", "best_valid_criterion", "test_elbo", "test_elbo_stderr",
+                 "kind", "unit", "bits_per_dim", "bits_per_dim_stderr", "test_reconstruction",
+                 "test_reconstruction_stderr", "test_kl", "test_kl_stderr", "valid_accuracy", "valid_accuracy_stderr",
+                 "test_accuracy", "test_accuracy_stderr", "train_seconds_this_session")
 
 
 def write_results(study, spec: SweepSpec, sweep_dir: Path) -> list[dict]:
@@ -717,11 +742,14 @@ def write_results(study, spec: SweepSpec, sweep_dir: Path) -> list[dict]:
         summary_path = sweep_dir / name / SUMMARY
         summary = json.loads(summary_path.read_text()) if trial.state == state.COMPLETE and summary_path.is_file() else {}
         row.update({k: summary.get(k, "") for k in RESULT_FIELDS})
+        se = metric_stderr(summary, spec.metric) if summary else None
+        row[f"{spec.metric}_stderr"] = "" if se is None else se
         row["error"] = trial.user_attrs.get("error", "")
         rows.append(row)
     rows.sort(key=lambda r: r["trial"])
     out = io.StringIO()
-    columns = ["trial", "run_dir", "state", *keys, spec.metric, *[f for f in RESULT_FIELDS if f != spec.metric], "error"]
+    columns = ["trial", "run_dir", "state", *keys, spec.metric, f"{spec.metric}_stderr",
+               *[f for f in RESULT_FIELDS if f != spec.metric], "error"]
     writer = csv.DictWriter(out, fieldnames=list(dict.fromkeys(columns)), lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
