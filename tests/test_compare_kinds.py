@@ -100,3 +100,17 @@ def test_runs_that_predate_kinds_are_unknown_not_guessed(tmp_path, capsys):
         rows = list(csv.DictReader(handle))
     assert [r["test log p(x) kind"] for r in rows] == [compare.UNKNOWN_KIND, BINARY_MASS]
     assert rows[0]["test log p(x) bits/dim"] == ""  # not recorded, not computed from a guessed D
+
+
+def test_one_runs_label_fidelity_shows_its_binomial_standard_errors(tmp_path):
+    """A row of one run shows the run's own standard error of every measured share: the
+    label fidelities and the z probe's accuracy from label_fidelity.json (binomial)."""
+    fidelity = {"prior": {"fidelity": 0.9, "stderr": 0.03, "images": 100},
+                "style_grid": {"fidelity": 0.8, "stderr": 0.04, "images": 100},
+                "z_probe_accuracy": 0.5, "z_probe_accuracy_stderr": 0.05}
+    record = compare.RunRecord(tmp_path, {"beta": 1.0, "seed": 0}, {"test_elbo": -90.0, "test_elbo_stderr": 0.5},
+                               fidelity=fidelity)
+    columns, (row,) = compare.compare_table([record])
+    assert (row["label fidelity (prior) se"], row["label fidelity (style grid) se"], row["z probe accuracy se"]) == (
+        0.03, 0.04, 0.05)
+    assert "0.9000 ± 0.0300" in compare.to_markdown(columns, [row])

@@ -211,6 +211,10 @@ OWN_STDERR = {
     "test log p(x)": lambda r: (r.loglik or {}).get("log_likelihood_stderr"),
     "test log p(x) bits/dim": lambda r: (r.loglik or {}).get("bits_per_dim_stderr"),
     "test accuracy": lambda r: r.summary.get("test_accuracy_stderr"),  # binomial
+    # evaluate --label-fidelity's shares, binomial over the images judged
+    "label fidelity (prior)": lambda r: ((r.fidelity or {}).get("prior") or {}).get("stderr"),
+    "label fidelity (style grid)": lambda r: ((r.fidelity or {}).get("style_grid") or {}).get("stderr"),
+    "z probe accuracy": lambda r: (r.fidelity or {}).get("z_probe_accuracy_stderr"),
 }
 
 
