@@ -320,3 +320,20 @@ def test_mlflow_missing_is_one_sentence_naming_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "mlflow.tracking", None)
     with pytest.raises(ConfigError, match=r"pip install 'pyro-vae\[mlflow\]'"):
         mlflow_client()
+
+
+def test_a_missing_mlflow_is_refused_before_tensorboard_writes_anything(idx_dir, tmp_path, monkeypatch, capsys):
+    """--tensorboard true --mlflow true without MLflow: one sentence, exit 2, and no run
+    directory (TensorBoard's writer used to make RUN/tensorboard and an event file first)."""
+    import sys
+
+    from pyro_vae.cli import main
+
+    monkeypatch.setitem(sys.modules, "mlflow", None)
+    monkeypatch.setitem(sys.modules, "mlflow.tracking", None)
+    run_dir = tmp_path / "run"
+    assert main(["train", "--dataset", "idx", "--data-dir", str(idx_dir), "--latent-dim", "2", "--hidden-dims", "16",
+                 "--epochs", "1", "--tensorboard", "true", "--mlflow", "true", "--run-dir", str(run_dir),
+                 "--no-progress"]) == 2
+    assert "pip install 'pyro-vae[mlflow]'" in capsys.readouterr().err
+    assert not run_dir.exists()

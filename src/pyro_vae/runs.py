@@ -319,12 +319,15 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
     objective = make_objective(train_cfg.objective, train_cfg.num_particles, train_cfg.k,
                                train_cfg.elbo_implementation)
 
-    board = _tensorboard_writer(run_dir) if train_cfg.tensorboard and ctx.is_main else None
+    # TensorBoard's writer makes its folder at once: imported first, made after MLflow's start,
+    # so that a missing MLflow is refused before anything is written
+    writer = _tensorboard_writer_class() if train_cfg.tensorboard and ctx.is_main else None
     tracker = None
     if train_cfg.mlflow and ctx.is_main:
         from pyro_vae.experiments.tracking import MLflowTracker
 
         tracker = MLflowTracker.start(run_dir, config)
+    board = writer(log_dir=str(run_dir / "tensorboard")) if writer is not None else None
 
     def on_epoch(trainer: Trainer, row: dict) -> None:  # rank 0 only
         write_metrics(run_dir / METRICS, trainer.state.history)
@@ -591,12 +594,13 @@ def _semi_supervised_results(config: Config, dataset: ImageDataset, labelled, be
     return results
 
 
-def _tensorboard_writer(run_dir: Path):
+def _tensorboard_writer_class():
+    """TensorBoard's ``SummaryWriter`` class (imported, nothing written), or one sentence."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         raise ConfigError("--tensorboard needs the tensorboard package: pip install 'pyro-vae[tensorboard]'.") from None
-    return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+    return SummaryWriter
 
 
 @torch.no_grad()
