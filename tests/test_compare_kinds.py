@@ -114,3 +114,27 @@ def test_one_runs_label_fidelity_shows_its_binomial_standard_errors(tmp_path):
     assert (row["label fidelity (prior) se"], row["label fidelity (style grid) se"], row["z probe accuracy se"]) == (
         0.03, 0.04, 0.05)
     assert "0.9000 ± 0.0300" in compare.to_markdown(columns, [row])
+
+
+def test_a_failed_comparison_figure_leaves_the_old_one_whole(tmp_path, monkeypatch):
+    """plot --kind curves (several runs), --kind sweep and compare --figure write as every
+    figure does: a write that fails midway leaves the previous file as it was, in one sentence."""
+    from matplotlib.figure import Figure
+
+    from pyro_vae.errors import WriteError
+
+    history = [{"epoch": 1, "valid_elbo": -100.0}, {"epoch": 2, "valid_elbo": -95.0}]
+    records = [compare.RunRecord(tmp_path / f"r{beta}", {"beta": beta, "seed": 0}, {"best_epoch": 2},
+                                 history=history) for beta in (1.0, 2.0)]
+    output = tmp_path / "curves.png"
+    output.write_bytes(b"the old figure")
+
+    def full_disk(self, fname, **kwargs):
+        with open(fname, "wb") as handle:
+            handle.write(b"half a fig")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Figure, "savefig", full_disk)
+    with pytest.raises(WriteError, match=r"no space left on the device .*the previous curves\.png is intact"):
+        compare.plot_overlaid_curves(records, output)
+    assert output.read_bytes() == b"the old figure" and sorted(p.name for p in tmp_path.iterdir()) == ["curves.png"]

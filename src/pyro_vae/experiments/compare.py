@@ -499,12 +499,12 @@ def plot_sweep_figure(records: list[RunRecord], output: Path, metric: str = "tes
 
 
 def _save(fig, output: Path) -> Path:
-    from pyro_vae.outputs import make_folder
+    """Write the figure as every figure is written (:func:`pyro_vae.plots._save`): to a
+    temporary file renamed into place, so that a kill or a full disk mid-write leaves the
+    previous figure whole, and a failed write is one sentence."""
+    from pyro_vae.plots import _save as save_figure
 
-    output = Path(output)
-    make_folder(output)
-    fig.savefig(output, dpi=100)
-    return output
+    return save_figure(fig, Path(output))
 
 
 # -- the command's work ------------------------------------------------------------------
