@@ -301,3 +301,38 @@ def test_evaluate_label_fidelity_reads_the_split_it_is_given(idx_dir, tmp_path, 
     assert result["style_grid"]["split"] == "valid" and result["z_probe"]["split"] == "valid"
     assert result["style_grid"]["images"] == 200 * 10 and result["z_probe"]["test_examples"] == 200
     assert "200 valid images x every label" in capsys.readouterr().out
+
+
+EXECUTED = []
+
+
+def _executed():
+    EXECUTED.append(1)
+    return {}
+
+
+class _Payload:
+    def __reduce__(self):
+        return (_executed, ())
+
+
+def test_an_unreadable_or_foreign_cached_judge_is_retrained_not_run(tmp_path):
+    """judge.pt is read with weights_only=True: a truncated file, or a pickle that would run
+    code, is not loaded (nor run) but trained again and replaced, with a line saying so."""
+    templates = _templates()
+    cache = JudgeCache(tmp_path / "judges")
+    first = cache.load_or_train(_dataset(templates), TINY)
+    assert cache.load_or_train(_dataset(templates), TINY).from_cache  # its own file reads as plain data
+    path = cache.path(_dataset(templates), TINY)
+    whole = path.read_bytes()
+    lines = []
+    for bad in (whole[: len(whole) // 2], None):
+        if bad is None:
+            torch.save({"state": {}, "record": _Payload()}, path)
+        else:
+            path.write_bytes(bad)
+        lines.clear()
+        judge = cache.load_or_train(_dataset(templates), TINY, log=lines.append)
+        assert not judge.from_cache and judge.record["data_sha256"] == first.record["data_sha256"]
+        assert "is unreadable" in lines[0] and cache.load_or_train(_dataset(templates), TINY).from_cache
+    assert EXECUTED == []

@@ -226,13 +226,17 @@ class JudgeCache:
         checksum = dataset_checksum(dataset)
         path = self.path(dataset, settings, checksum)
         if path.is_file():
-            saved = torch.load(path, map_location="cpu", weights_only=False)
-            record = saved["record"]
-            if record.get("data_sha256") == checksum and record.get("settings") == settings.key_fields():
-                net = JudgeNet(tuple(record["image_shape"]), record["num_classes"], settings)
-                net.load_state_dict(saved["state"])
-                net.eval()
-                return Judge(net, record, from_cache=True)
+            try:  # tensors and plain data only: a cache folder may be shared, and a pickle runs code
+                saved = torch.load(path, map_location="cpu", weights_only=True)
+                record = saved["record"]
+                if record.get("data_sha256") == checksum and record.get("settings") == settings.key_fields():
+                    net = JudgeNet(tuple(record["image_shape"]), record["num_classes"], settings)
+                    net.load_state_dict(saved["state"])
+                    net.eval()
+                    return Judge(net, record, from_cache=True)
+            except Exception as err:  # noqa: BLE001 - truncated, corrupt or foreign: a cache is rebuilt
+                if log is not None:
+                    log(f"the cached label judge {path} is unreadable ({type(err).__name__}); training it again")
         if log is not None:
             log(f"training the label judge (a classifier of real '{dataset.name}' images; cached in {path.parent})")
         judge = train_judge(dataset, settings, log)
