@@ -138,3 +138,17 @@ def test_a_failed_comparison_figure_leaves_the_old_one_whole(tmp_path, monkeypat
     with pytest.raises(WriteError, match=r"no space left on the device .*the previous curves\.png is intact"):
         compare.plot_overlaid_curves(records, output)
     assert output.read_bytes() == b"the old figure" and sorted(p.name for p in tmp_path.iterdir()) == ["curves.png"]
+
+
+def test_a_truncated_per_example_file_is_one_sentence(tmp_path):
+    """loglik_examples.npz cut short (a full disk, a copy stopped midway) is a zip archive
+    without its directory: refused naming the file and the fix, not a BadZipFile traceback."""
+    from pyro_vae.errors import PyroVAEError
+
+    path = tmp_path / "loglik_examples.npz"
+    np.savez(path, index=np.arange(5), log_likelihood=np.zeros(5), split="test", k=3, dataset="idx")
+    whole = path.read_bytes()
+    for cut in (len(whole) // 2, len(whole) - 10):
+        path.write_bytes(whole[:cut])
+        with pytest.raises(PyroVAEError, match="cannot read per-example values from .*; rerun evaluate --k"):
+            compare.Examples.load(path)

@@ -19,6 +19,7 @@ import csv
 import io
 import json
 import math
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,7 +73,7 @@ class Examples:
             with np.load(path) as data:
                 return cls(data["index"], data["log_likelihood"], str(data["split"]), int(data["k"]),
                            str(data["dataset"]))
-        except (OSError, KeyError, ValueError) as err:
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as err:  # a truncated .npz: BadZipFile
             raise PyroVAEError(f"cannot read per-example values from {path} ({err}); rerun evaluate --k.") from None
 
 
