@@ -171,3 +171,21 @@ def test_every_command_refuses_an_output_under_a_file_in_one_sentence_writing_no
     assert (tmp_path / "blocker").read_text() == "a file, not a folder"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker"]
     assert before == {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+
+
+def test_a_damaged_json_record_is_one_sentence_and_resume_writes_the_summary_again(run, tmp_path, capsys):
+    """A summary.json or loglik.json cut short: compare names the file and how to write it
+    again (it was a JSONDecodeError traceback); train --resume, which also tracebacked,
+    rebuilds summary.json from checkpoint_last.pt."""
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    whole = json.loads((copy / "summary.json").read_text())
+    (copy / "summary.json").write_text((run / "summary.json").read_text()[:100])
+    _refused(["compare", str(copy)], capsys, f"{copy / 'summary.json'} is not a readable JSON file",
+             f"pyro-vae train --resume {copy}")
+    assert main(["train", "--resume", str(copy), "--epochs", "1", "--no-progress"]) == 0
+    assert json.loads((copy / "summary.json").read_text())["test_elbo"] == whole["test_elbo"]
+    (copy / "loglik.json").write_text("[1, 2]")
+    _refused(["compare", str(copy)], capsys, "does not hold a JSON object", f"pyro-vae evaluate {copy} --k K")

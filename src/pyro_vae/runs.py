@@ -214,6 +214,18 @@ def remove_temporaries(run_dir: Path) -> None:
             path.unlink(missing_ok=True)
 
 
+def read_json(path: Path, fix: str) -> dict:
+    """The JSON object in ``path``, or one sentence naming the file and ``fix`` (how to
+    write it again) when it is not one (cut short, edited by hand, another file)."""
+    try:
+        payload = json.loads(Path(path).read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise DataError(f"{path} is not a readable JSON file ({err}); {fix}.") from None
+    if not isinstance(payload, dict):
+        raise DataError(f"{path} does not hold a JSON object; {fix}.")
+    return payload
+
+
 def write_json(path: Path, payload: dict) -> None:
     atomic_write_text(path, json.dumps(payload, indent=2) + "\n")
 
@@ -282,7 +294,12 @@ def _finished_summary(run_dir: Path, epochs: int) -> dict | None:
     path = run_dir / SUMMARY
     if not path.is_file():
         return None
-    summary = json.loads(path.read_text())
+    try:
+        summary = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError):  # damaged: derived from checkpoint_last.pt, so written again
+        return None
+    if not isinstance(summary, dict):
+        return None
     done = load_checkpoint(run_dir / LAST).get("epoch")
     return summary if done is not None and summary.get("epochs") == done >= epochs else None
 

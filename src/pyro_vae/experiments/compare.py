@@ -130,7 +130,7 @@ def _flat_settings(config: Config) -> dict:
 
 
 def read_run(run_dir: Path) -> RunRecord:
-    from pyro_vae.runs import SUMMARY, read_metrics, read_run_config
+    from pyro_vae.runs import SUMMARY, read_json, read_metrics, read_run_config
 
     run_dir = Path(run_dir)
     config = read_run_config(run_dir)
@@ -140,9 +140,12 @@ def read_run(run_dir: Path) -> RunRecord:
                            f"pyro-vae train --resume {run_dir}, or leave it out.")
     loglik_path = run_dir / "loglik.json"
     fidelity_path = run_dir / FIDELITY_FILE
-    return RunRecord(run_dir, _flat_settings(config), json.loads(summary_path.read_text()),
-                     json.loads(loglik_path.read_text()) if loglik_path.is_file() else None, read_metrics(run_dir),
-                     json.loads(fidelity_path.read_text()) if fidelity_path.is_file() else None)
+    summary = read_json(summary_path, f"write it again from the run's checkpoint with pyro-vae train --resume {run_dir}")
+    loglik = (read_json(loglik_path, f"score the run again with pyro-vae evaluate {run_dir} --k K")
+              if loglik_path.is_file() else None)
+    fidelity = (read_json(fidelity_path, f"measure it again with pyro-vae evaluate {run_dir} --label-fidelity")
+                if fidelity_path.is_file() else None)
+    return RunRecord(run_dir, _flat_settings(config), summary, loglik, read_metrics(run_dir), fidelity)
 
 
 def collect_runs(paths: list[Path]) -> list[RunRecord]:
