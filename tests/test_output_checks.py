@@ -189,3 +189,20 @@ def test_a_damaged_json_record_is_one_sentence_and_resume_writes_the_summary_aga
     assert json.loads((copy / "summary.json").read_text())["test_elbo"] == whole["test_elbo"]
     (copy / "loglik.json").write_text("[1, 2]")
     _refused(["compare", str(copy)], capsys, "does not hold a JSON object", f"pyro-vae evaluate {copy} --k K")
+
+
+def test_a_damaged_metrics_csv_is_one_sentence_and_resume_writes_it_again(run, tmp_path, capsys):
+    """metrics.csv with a cell that is not a number (or a ragged row) was a ValueError
+    traceback in plot --kind curves and compare; now one sentence, and train --resume of the
+    finished run, which wrote nothing, rebuilds it from checkpoint_last.pt."""
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    whole = (copy / "metrics.csv").read_text()
+    for damaged in ("epoch,train_objective\n1,abc\n", "epoch,train_objective\n1,2,3\n"):
+        (copy / "metrics.csv").write_text(damaged)
+        for argv in (["plot", str(copy), "--kind", "curves", "-o", str(tmp_path / "c.png")], ["compare", str(copy)]):
+            _refused(argv, capsys, f"{copy / 'metrics.csv'} is damaged", f"pyro-vae train --resume {copy}")
+    assert main(["train", "--resume", str(copy), "--epochs", "1", "--no-progress"]) == 0
+    assert (copy / "metrics.csv").read_text() == whole

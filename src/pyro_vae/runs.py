@@ -300,6 +300,10 @@ def _finished_summary(run_dir: Path, epochs: int) -> dict | None:
         return None
     if not isinstance(summary, dict):
         return None
+    try:
+        read_metrics(run_dir)
+    except PyroVAEError:  # missing or damaged: resume writes it again from the checkpoint
+        return None
     done = load_checkpoint(run_dir / LAST).get("epoch")
     return summary if done is not None and summary.get("epochs") == done >= epochs else None
 
@@ -814,8 +818,12 @@ def read_metrics(run_dir: Path) -> list[dict]:
     path = Path(run_dir) / METRICS
     if not path.is_file():
         raise PyroVAEError(f"{run_dir} has no {METRICS} yet; train at least one epoch first.")
-    with open(path, newline="") as handle:
-        return [current_row({k: float(v) for k, v in row.items() if v != ""}) for row in csv.DictReader(handle)]
+    try:
+        with open(path, newline="") as handle:
+            return [current_row({k: float(v) for k, v in row.items() if v != ""}) for row in csv.DictReader(handle)]
+    except (ValueError, TypeError, csv.Error, UnicodeDecodeError) as err:  # a cell not a number, a ragged row
+        raise DataError(f"{path} is damaged ({err}); it is derived from checkpoint_last.pt: pyro-vae train "
+                        f"--resume {run_dir} writes it again.") from None
 
 
 def objective_label(config: Config) -> str:
