@@ -169,3 +169,25 @@ def test_an_m1m2_run_draws_no_image_of_its_codes(idx_dir, tmp_path, capsys):
         assert len(err.strip().splitlines()) == 1 and "M1's codes, not images" in err and "--kind curves" in err
     assert not any((tmp_path / name).exists() for name in ("s.png", "r.png", "p.png"))
     assert main(["plot", str(stacked), "--kind", "curves", "-o", str(tmp_path / "c.png")]) == 0
+
+    # M1 replaced since (retrained, resumed): resuming the M1+M2 run, or decoding through M1 for
+    # its label fidelity, would use another model's codes; both are refused, nothing written
+    import shutil
+
+    from pyro_vae.errors import DataError
+    from pyro_vae.experiments.labels import generator_of
+    from pyro_vae.runs import open_run
+
+    codes = json.loads((stacked / "m1_codes.json").read_text())
+    assert len(codes["m1_checkpoint_sha256"]) == 64
+    assert main(["train", "--model", "vae", "--latent-dim", "4", "--epochs", "1", "--seed", "1", "--figures", "false",
+                 "--run-dir", str(tmp_path / "other"), *common]) == 0
+    shutil.copyfile(tmp_path / "other" / "checkpoint_best.pt", m1 / "checkpoint_best.pt")
+    before = {p.name: p.read_bytes() for p in stacked.iterdir()}
+    capsys.readouterr()
+    assert main(["train", "--resume", str(stacked), "--epochs", "3", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"the M1 run {m1} has changed since the M1+M2 run {stacked} was trained on its codes" in err
+    assert before == {p.name: p.read_bytes() for p in stacked.iterdir()}
+    with pytest.raises(DataError, match="has changed since"):
+        generator_of(open_run(stacked))

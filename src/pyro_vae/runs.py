@@ -315,6 +315,8 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
     dataset = open_dataset(config, progress=progress)
     images, scaler = dataset, None  # for m1m2: the images, and the codes that replace them
     if config.model.model == "m1m2":
+        if resume:  # the codes must be those the run began on: M1 as it was then
+            check_m1_unchanged(run_dir, Path(config.model.m1_run))
         dataset, scaler = m1_codes(config, dataset, device)
     model, guide = build_vae(config.model, dataset.image_shape, num_classes(dataset))
     dataset.check_support(model.likelihood, hint=CLI_SUPPORT_HINTS.get(config.model.likelihood))
@@ -378,7 +380,8 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
         if ctx.active:
             raise ConfigError(f"--model {config.model.model} trains in one process; launch it without torchrun.")
         if scaler is not None:
-            write_json(run_dir / CODES, {"m1_run": config.model.m1_run, **scaler.to_dict()})
+            write_json(run_dir / CODES, {"m1_run": config.model.m1_run, **m1_identity(Path(config.model.m1_run)),
+                                         **scaler.to_dict()})
         labelled = balanced_label_subset(dataset.train.labels.cpu(), data_cfg.labels, train_cfg.seed)
         write_json(run_dir / LABELLED, {"seed": train_cfg.seed, "count": len(labelled),
                                         "per_class": dataset.train.labels.cpu()[labelled].bincount().tolist(),
@@ -552,6 +555,29 @@ def pseudo_inputs_from_data(prior, train: Split, seed: int) -> None:
                           "--pseudo-init data draws them from; ask for fewer pseudo-inputs.")
     rows = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:count]
     prior.set_pseudo_inputs(train.take(rows).images)
+
+
+def m1_identity(m1_dir: Path) -> dict:
+    """Which M1 model an M1+M2 run's codes come from: the SHA-256 of the M1 run's
+    ``checkpoint_best.pt`` (the model :func:`m1_codes` encodes with), for m1_codes.json."""
+    import hashlib
+
+    return {"m1_checkpoint": BEST, "m1_checkpoint_sha256": hashlib.sha256((m1_dir / BEST).read_bytes()).hexdigest()}
+
+
+def check_m1_unchanged(run_dir: Path, m1_dir: Path) -> None:
+    """Refuse to go on with an M1+M2 run (resume, label fidelity) whose M1 run's best model
+    is no longer the one it was trained on (M1 resumed or retrained since): its codes, and
+    the images decoded through M1, would come from another model. Runs recorded before the
+    checksum are not checked."""
+    path = run_dir / CODES
+    if not path.is_file():
+        return
+    recorded = read_json(path, f"train the M1+M2 run {run_dir} again").get("m1_checkpoint_sha256")
+    if recorded is not None and (m1_dir / BEST).is_file() and m1_identity(m1_dir)["m1_checkpoint_sha256"] != recorded:
+        raise DataError(f"the M1 run {m1_dir} has changed since the M1+M2 run {run_dir} was trained on its codes (its "
+                        f"{BEST} is not the one recorded in {CODES}); put that M1 run back, or train the M1+M2 "
+                        "run again.")
 
 
 def m1_codes(config: Config, images: ImageDataset, device) -> tuple[ImageDataset, CodeScaler]:

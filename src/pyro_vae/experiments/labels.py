@@ -32,16 +32,18 @@ def generator_of(run):
 
     if run.config.model.model != "m1m2":
         return label_model(run.model, run.guide)
-    import json
-
     from pyro_vae.inference.codes import CodeScaler, stacked_label_model
-    from pyro_vae.runs import CODES, is_run_dir, open_run
+    from pyro_vae.runs import CODES, check_m1_unchanged, is_run_dir, open_run, read_json
 
-    record = json.loads((run.run_dir / CODES).read_text())
+    if not (run.run_dir / CODES).is_file():
+        raise DataError(f"this M1+M2 run lacks its {CODES} (the M1 run and the codes' scaling it decodes "
+                        "through); train the M1+M2 run again.")
+    record = read_json(run.run_dir / CODES, "train the M1+M2 run again")
     m1_dir = Path(record["m1_run"])
     if not is_run_dir(m1_dir):
         raise DataError(f"this M1+M2 run decodes through its M1 run {m1_dir}, which is not a run directory from "
                         f"here; run the command from where the run was trained, or put the M1 run back.")
+    check_m1_unchanged(run.run_dir, m1_dir)
     m1 = open_run(m1_dir, device=str(run.device))
     scaler = CodeScaler.from_dict(record)
     scaler = CodeScaler(scaler.active.to(run.device), scaler.mean.to(run.device), scaler.std.to(run.device))
