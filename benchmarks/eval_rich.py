@@ -80,7 +80,7 @@ def trained(run_dir: str, package: str):
 def test_images(n: int) -> torch.Tensor:
     from pyro_vae.data.datasets import as_tensor, load_dataset
 
-    data = load_dataset("binarized-mnist", os.environ.get("PYRO_VAE_SHARED_DATA", ""), binarize="static")
+    data = load_dataset("binarized-mnist", os.environ.get("PYRO_VAE_SHARED_DATA", ""))  # 0/1 as stored
     return as_tensor(data.test.images)[:n]
 
 

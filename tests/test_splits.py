@@ -17,7 +17,8 @@ import torch
 
 from conftest import write_idx
 from pyro_vae.data import datasets
-from pyro_vae.data.datasets import binarize_batch, load_dataset
+from pyro_vae.data.datasets import FolderOptions, binarize_batch, load_dataset
+from pyro_vae.errors import DataError
 from pyro_vae.data.sources import BINARIZED_MNIST, FASHION_MNIST, MNIST, content_sha256
 
 TRAIN, TEST = 0, 1  # the file code in an image's last pixel
@@ -115,8 +116,19 @@ def test_binarized_mnist_takes_each_split_from_its_own_file(tmp_path, monkeypatc
         (tmp_path / BINARIZED_MNIST.files[role].name).write_text(
             "\n".join(" ".join(map(str, row)) for row in rows) + "\n")
     _trusting(monkeypatch, "BINARIZED_MNIST", BINARIZED_MNIST, tmp_path)
-    data = load_dataset("binarized-mnist", str(tmp_path), binarize="dynamic", download=False)
+    with pytest.raises(DataError, match="binarize='dynamic' has no effect on binarized-mnist"):
+        load_dataset("binarized-mnist", str(tmp_path), binarize="dynamic", download=False)  # as the CLI refuses it
+    data = load_dataset("binarized-mnist", str(tmp_path), download=False)
     assert data.binarize == "none"  # already binary: never binarized again
+    # a run recorded before that rule (config.toml: binarize = "dynamic") still opens, as binary
+    from pyro_vae.config import Config
+    from pyro_vae.runs import open_dataset
+
+    old = Config()
+    old.data.dataset, old.data.data_dir, old.data.binarize = "binarized-mnist", str(tmp_path), "dynamic"
+    assert torch.equal(open_dataset(old).test.images, data.test.images)
+    with pytest.raises(DataError, match="folder options have no effect on 'binarized-mnist'"):
+        load_dataset("binarized-mnist", str(tmp_path), download=False, folder=FolderOptions(size=8))
     for code, split in enumerate((data.train, data.valid, data.test)):
         flat = split.images.reshape(len(split), 784)
         assert split.images.shape[1:] == (1, 28, 28)

@@ -86,8 +86,10 @@ def open_dataset(config: Config, progress: bool = False) -> ImageDataset:
     folder = FolderOptions(size=data.image_size, mode=data.image_mode, workers=data.workers,
                            cache_dir=cache_dir() / "image-folders" if data.cache_images else None,
                            skip_bad=data.skip_bad_images, progress=progress)
-    return load_dataset(data.dataset, data.data_dir, data.binarize, config.train.seed, data.train_limit,
-                        folder=folder)
+    # binarized MNIST is loaded as it is; runs recorded before that rule say binarize "dynamic"
+    binarize = "none" if data.dataset == "binarized-mnist" else data.binarize
+    return load_dataset(data.dataset, data.data_dir, binarize, config.train.seed, data.train_limit,
+                        folder=folder if data.dataset == "image-folder" else None)
 
 
 def denormals_are_flushed() -> bool:

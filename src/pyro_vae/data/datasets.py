@@ -338,7 +338,13 @@ def _folder_splits(data_dir: str, options: FolderOptions) -> tuple[Split, Split,
 
 def load_dataset(name: str, data_dir: str = "", binarize: str = "none", seed: int = 0,
                  train_limit: int = 0, download: bool = True, folder: FolderOptions | None = None) -> ImageDataset:
-    """Load data set ``name`` with its fixed splits and the chosen binarization."""
+    """Load data set ``name`` with its fixed splits and the chosen binarization (``folder``:
+    the options of ``image-folder``; binarized MNIST is 0/1 already and takes ``"none"``)."""
+    if name == "binarized-mnist" and binarize != "none":  # as the CLI refuses --binarize there
+        raise DataError(f"binarize={binarize!r} has no effect on binarized-mnist, whose pixels are 0/1 already (a "
+                        "fixed draw); give binarize='none'.")
+    if folder is not None and name != "image-folder":
+        raise DataError(f"folder options have no effect on {name!r} (they are for 'image-folder'); drop folder.")
     attribute_names: tuple[str, ...] = ()
     if name == "image-folder":
         train, valid, test, classes, attribute_names = _folder_splits(data_dir, folder or FolderOptions())
