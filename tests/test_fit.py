@@ -249,3 +249,23 @@ def test_fit_summary_has_the_test_elbos_standard_error_and_kind(tmp_path, monkey
     assert summary["train_objective_name"] == result.train_objective_name == "ELBO"
     assert summary["bits_per_dim"] == pytest.approx(30.0 / (64 * math.log(2)), rel=1e-12)  # 8x8 binary pixels
     assert "binary" in summary["kind"] and summary == json.loads((tmp_path / "run" / "summary.json").read_text())
+
+
+def test_fit_of_an_autoencoder_reports_its_reconstruction_term_not_an_elbo(tmp_path):
+    """An autoencoder (no prior, no KL) has no ELBO or log p(x): fit names its objective and
+    summary as the CLI does, and refuses the options that need a KL term."""
+    from pyro_vae.errors import ConfigError
+
+    config = Config(model=ModelConfig(model="ae", latent_dim=2, hidden_dims=[16]))
+    model, guide = build_vae(config.model, (1, 8, 8))
+    for options, word in (({"beta": 2.0}, "beta=2.0"), ({"kl_warmup_epochs": 2}, "kl_warmup_epochs=2"),
+                          ({"objective": "analytic-kl"}, "objective='analytic-kl'")):
+        with pytest.raises(ConfigError, match=f"{word} has no effect on a plain autoencoder"):
+            fit(model, guide, tiny_dataset("dynamic"), epochs=1, log=lambda s: None, **options)
+    result = fit(model, guide, tiny_dataset("dynamic"), epochs=1, batch_size=50, run_dir=tmp_path / "run",
+                 config=config, figures=False, log=lambda s: None)
+    summary = result.summary
+    assert result.train_objective_name == summary["train_objective_name"] == "reconstruction log p(x | code)"
+    assert "test_elbo" not in summary and "kind" not in summary and "bits_per_dim" not in summary
+    assert summary["test_reconstruction_stderr"] > 0
+    assert summary["selection"] == "best validation reconstruction log p(x | code)"

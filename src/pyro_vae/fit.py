@@ -118,9 +118,20 @@ def fit(model: Callable, guide: Callable, data, *, objective="elbo", epochs: int
     for option, (value, refused, why) in unused.items():
         if value is not None and refused:  # as the CLI refuses an option that has no effect
             raise ConfigError(f"{option}={value} has no effect with objective={name!r}; drop it ({why}).")
+    autoencoder = not getattr(model, "has_marginal_likelihood", True)  # --model ae: no prior, no KL
+    if autoencoder:  # as the CLI refuses them for --model ae
+        why = {"beta": (beta, beta != 1, "it weighs a KL term"),
+               "kl_warmup_epochs": (kl_warmup_epochs, kl_warmup_epochs != 0, "it warms up a KL term"),
+               "objective": (name, name in ("analytic-kl", "iwae", "iwae-dreg"), "its KL in closed form, or its K "
+                             "importance weights, which are all equal for a point-mass code; use objective='elbo'")}
+        for option, (value, given, reason) in why.items():
+            if given:
+                raise ConfigError(f"{option}={value!r} has no effect on a plain autoencoder, which has no prior and "
+                                  f"no KL term ({reason}); drop it.")
     k, num_particles = 5 if k is None else k, 1 if num_particles is None else num_particles
     # what the log line and train_objective_name call the objective's value
-    label = (f"IWAE bound K={k}" if iwae else "ELBO") if isinstance(objective, str) else f"{name}'s objective"
+    label = ("reconstruction log p(x | code)" if autoencoder else
+             (f"IWAE bound K={k}" if iwae else "ELBO") if isinstance(objective, str) else f"{name}'s objective")
     if isinstance(objective, str):
         try:
             objective = make_objective(objective, num_particles, k)
@@ -243,6 +254,12 @@ def _summary(trainer: Trainer, dataset: ImageDataset, best: dict, objective: str
              config=None) -> dict:
     test = evaluate_elbo(trainer.model, trainer.guide, dataset.test.images, analytic_kl=True,
                          labels=dataset.test.labels)
+    common = {"dataset": dataset.name, "objective": objective, "epochs": trainer.state.epoch,
+              "best_epoch": best["epoch"], "best_valid_criterion": best["best_valid_elbo"]}
+    if not getattr(trainer.model, "has_marginal_likelihood", True):  # an autoencoder: no ELBO, no log p(x)
+        return {**common, "selection": "best validation reconstruction log p(x | code)",
+                "test_reconstruction": test["reconstruction"], "test_reconstruction_stderr": test["reconstruction_stderr"],
+                "unit": "nats per example", "train_seconds_this_session": seconds}
     kind = {}  # the test ELBO's kind and bits/dim, as the CLI's summary: known for a library model's config
     likelihood = getattr(trainer.model, "likelihood", None)
     if config is not None and likelihood is not None:
