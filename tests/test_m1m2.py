@@ -145,7 +145,7 @@ def test_the_stacked_label_model_goes_through_m1s_code_and_back():
         assert stacked.sample_prior == model.sample_prior and stacked.num_classes == 3
 
 
-def test_an_m1m2_run_draws_no_image_of_its_codes(idx_dir, tmp_path, capsys):
+def test_an_m1m2_run_is_not_drawn_or_scored_as_images(idx_dir, tmp_path, capsys):
     """M2's "images" in an M1+M2 run are M1's codes: no samples or reconstructions of them are
     drawn during training (--figure-every) or after it, and `sample`, `reconstruct` and
     `plot --kind samples` refuse in one sentence; the curves are drawn."""
@@ -169,6 +169,11 @@ def test_an_m1m2_run_draws_no_image_of_its_codes(idx_dir, tmp_path, capsys):
         assert len(err.strip().splitlines()) == 1 and "M1's codes, not images" in err and "--kind curves" in err
     assert not any((tmp_path / name).exists() for name in ("s.png", "r.png", "p.png"))
     assert main(["plot", str(stacked), "--kind", "curves", "-o", str(tmp_path / "c.png")]) == 0
+    for extra in ([], ["--k", "3"]):  # the ELBO crashed (a traceback); --k blamed the images' shape
+        assert main(["evaluate", str(stacked), *extra]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "has no ELBO or log p(x) of the images" in err
+    assert not (stacked / "evaluation.json").exists() and not (stacked / "loglik.json").exists()
 
     # M1 replaced since (retrained, resumed): resuming the M1+M2 run, or decoding through M1 for
     # its label fidelity, would use another model's codes; both are refused, nothing written

@@ -329,6 +329,10 @@ def _evaluate_one(args, run_dir: str) -> None:
 
     run = open_run(Path(run_dir), args.checkpoint, args.device)
     pyro.set_rng_seed(args.seed)
+    if run.config.model.model == "m1m2" and not args.label_fidelity:  # its data are M1's codes, not images
+        raise PyroVAEError(f"{run.run_dir} is a --model m1m2 run, whose M2 models M1's codes, not the images, so it "
+                           "has no ELBO or log p(x) of the images; its results are the test accuracy in its "
+                           f"summary.json and `pyro-vae evaluate {run.run_dir} --label-fidelity`.")
     if args.label_fidelity:
         from pyro_vae.experiments import labels
 
