@@ -315,3 +315,18 @@ def test_a_sweep_can_optimise_the_validation_log_likelihood_of_runs_that_select_
     assert not sweep.metric_available(config, "valid_loglik")
     summary = {"best_valid_criterion": -91.5, "best_epoch_metrics": {"valid_loglik": -91.5, "valid_elbo": -95.0}}
     assert sweep.metric_value(summary, "valid_loglik") == -91.5
+
+
+def test_the_library_leaves_optunas_logging_as_its_user_set_it(tmp_path):
+    """open_study used to set Optuna's verbosity to WARNING for the whole process: a library
+    changes no global state of its user's; the CLI quiets it (its own choice)."""
+    import optuna
+
+    before = optuna.logging.get_verbosity()
+    try:
+        optuna.logging.set_verbosity(optuna.logging.DEBUG)
+        spec = sweep.build_spec(Config(), {}, ["beta=1,2"], [], None, None, None, None)
+        sweep.open_study(spec, tmp_path, None)
+        assert optuna.logging.get_verbosity() == optuna.logging.DEBUG
+    finally:
+        optuna.logging.set_verbosity(before)

@@ -571,6 +571,7 @@ def cmd_sweep(args) -> int:
     def log(line: str) -> None:
         print(line, flush=True)  # several worker processes share the terminal or log file
 
+    sweep.quiet_optuna()  # the program's choice; the library leaves Optuna's logging as it is
     if args.join:  # one of the --workers processes: the parent made the study and its queue
         sweep.run_worker(sweep.load_spec(sweep_dir), sweep_dir, args.storage, args.worker_index, log)
         return 0

@@ -408,10 +408,16 @@ def default_storage(sweep_dir: Path) -> str:
     return f"sqlite:///{(Path(sweep_dir) / STUDY_DB).resolve()}"
 
 
-def open_study(spec: SweepSpec, sweep_dir: Path, storage: str | None, worker: int = 0):
-    """The sweep's Optuna study (created on first use), maximising ``spec.metric``."""
+def quiet_optuna() -> None:
+    """Optuna's own log lines (a line per trial told) off: the program's choice, made by the
+    CLI, not by the library, which leaves its user's logging alone."""
     optuna = optuna_module()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def open_study(spec: SweepSpec, sweep_dir: Path, storage: str | None, worker: int = 0):
+    """The sweep's Optuna study (created on first use), maximising ``spec.metric``."""
+    optuna = optuna_module()  # its logging is the caller's (the CLI quiets it: quiet_optuna)
     url = storage or default_storage(sweep_dir)
     # Several processes share a sqlite file: wait for its lock rather than fail at once.
     engine = {"connect_args": {"timeout": 300}} if url.startswith("sqlite") else {}
