@@ -221,3 +221,18 @@ def test_the_options_a_kind_reads_are_accepted(tiny_run, tmp_path):
 def test_compare_refuses_a_metric_without_a_figure(tiny_run, capsys):
     assert main(["compare", str(tiny_run), str(tiny_run), "--metric", "nonsense"]) == 2
     assert "--metric nonsense has no effect without --figure" in _one_sentence(capsys)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["plot", "RUN", "--kind", "sweep", "--metric", "bogus", "-o", "OUT"], "unknown --metric 'bogus'; choose from"),
+    (["plot", "RUN", "--kind", "sweep", "--metric", "test_accuracy", "-o", "OUT"], "has no test_accuracy"),
+    (["compare", "RUN", "--figure", "OUT", "--metric", "valid_accuracy"], "has no valid_accuracy"),
+])
+def test_a_figure_metric_the_runs_lack_is_one_sentence_before_any_output(tiny_run, tmp_path, capsys, argv, message):
+    """A sweep figure's metric that is unknown, or that a run lacks (a VAE has no accuracy),
+    was a KeyError traceback (compare's after its table was printed)."""
+    out = tmp_path / "fig.png"
+    assert main([str(tiny_run) if a == "RUN" else str(out) if a == "OUT" else a for a in argv]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and message in captured.err and "Traceback" not in captured.err
+    assert len(captured.err.strip().splitlines()) == 1 and not out.exists()

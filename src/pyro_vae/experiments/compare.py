@@ -459,6 +459,21 @@ def plot_overlaid_curves(records: list[RunRecord], output: Path) -> Path:
     return _save(fig, output)
 
 
+def check_metric(records: list[RunRecord], metric: str) -> None:
+    """Refuse a figure's ``metric`` that is not one of the sweep's, or that a run lacks (a
+    VAE has no accuracy), in one sentence, before anything is drawn or printed."""
+    from pyro_vae.experiments.sweep import METRICS, metric_value
+
+    if metric not in METRICS:
+        raise PyroVAEError(f"unknown --metric '{metric}'; choose from {', '.join(METRICS)}.")
+    for record in records:
+        try:
+            metric_value(record.summary, metric)
+        except (KeyError, TypeError, ValueError):
+            raise PyroVAEError(f"{record.run_dir} has no {metric} ({METRICS[metric]}); choose a --metric every run "
+                               "has (test_elbo, valid_elbo; test_accuracy for label models).") from None
+
+
 def plot_sweep_figure(records: list[RunRecord], output: Path, metric: str = "test_elbo") -> Path:
     """One panel per swept setting: ``metric`` (mean over seeds, bars ± one standard error)
     against the setting's values, one line per combination of the other settings."""
@@ -468,6 +483,7 @@ def plot_sweep_figure(records: list[RunRecord], output: Path, metric: str = "tes
     from pyro_vae.plots import check_figure_output
 
     check_figure_output(output)  # before anything is drawn
+    check_metric(records, metric)
     keys, groups = group_runs(records)
     if not keys:
         keys = ["seed"] if len(records) > 1 else []
