@@ -152,3 +152,15 @@ def test_a_truncated_per_example_file_is_one_sentence(tmp_path):
         path.write_bytes(whole[:cut])
         with pytest.raises(PyroVAEError, match="cannot read per-example values from .*; rerun evaluate --k"):
             compare.Examples.load(path)
+
+
+def test_curves_of_an_accuracy_run_and_an_elbo_run_are_refused_not_a_traceback(tmp_path):
+    """plot RUN_VAE RUN_M2 --kind curves: M2's validation curve is an accuracy, a VAE's an
+    ELBO; one axis cannot hold both (it was a KeyError traceback)."""
+    from pyro_vae.errors import PyroVAEError
+
+    vae = compare.RunRecord(tmp_path / "vae", {"model": "vae"}, {}, history=[{"epoch": 1, "valid_elbo": -90.0}])
+    m2 = compare.RunRecord(tmp_path / "m2", {"model": "m2"}, {}, history=[{"epoch": 1, "valid_accuracy": 0.5}])
+    with pytest.raises(PyroVAEError, match="m2's validation curve is its validation accuracy, which cannot share"):
+        compare.plot_overlaid_curves([vae, m2], tmp_path / "c.png")
+    assert not (tmp_path / "c.png").exists()

@@ -441,6 +441,12 @@ def plot_overlaid_curves(records: list[RunRecord], output: Path) -> Path:
     keys = differing_keys(records)
     accuracy = all("valid_accuracy" in (r.history[0] if r.history else {}) for r in records)
     column = "valid_accuracy" if accuracy else "valid_elbo"
+    for record in records:  # one axis: every run's validation curve must be of the same quantity
+        if any(column not in row for row in record.history):
+            other = "validation accuracy" if column == "valid_elbo" else "validation ELBO"
+            raise PyroVAEError(f"{record.run_dir}'s validation curve is its {other}, which cannot share an axis with "
+                               f"the others' ({column.replace('_', ' ')}); draw the label models' curves and the "
+                               "others' apart.")
     fig = Figure(figsize=(8, 5), layout="constrained")
     ax = fig.add_subplot()
     for record in records:
