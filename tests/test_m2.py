@@ -236,3 +236,18 @@ def test_m2_with_four_labels_beats_chance_and_the_supervised_baseline(seed):
     # Measured on seeds 0-3: M2 0.99, 0.97, 0.91, 0.83 against 0.81, 0.90, 0.80, 0.82.
     assert m2 > 0.8, (m2, baseline)  # chance is 0.25
     assert m2 > baseline + 0.05, (m2, baseline)
+
+
+def test_a_figure_refused_for_a_label_model_names_that_model(tmp_path):
+    """The refusal of an unconditional figure named --model cvae whatever the run's model."""
+    from types import SimpleNamespace
+
+    from pyro_vae.config import Config
+    from pyro_vae.errors import PyroVAEError
+    from pyro_vae.runs import figure_from_run
+
+    config = Config()
+    config.model.model = "m2"
+    run = SimpleNamespace(model=SimpleNamespace(num_classes=10), config=config, run_dir=tmp_path / "run")
+    with pytest.raises(PyroVAEError, match="for --model m2 choose samples, reconstructions, curves, style"):
+        figure_from_run(run, "manifold", tmp_path / "m.png")

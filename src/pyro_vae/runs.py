@@ -997,8 +997,8 @@ def figure_from_run(run: Run, kind: str, output: Path, n: int = 64, limit: int =
         return plots.plot_completions(run.model, run.dataset().test.head(min(n, 10)).images, output)
     conditional = bool(getattr(run.model, "num_classes", 0))
     if conditional and kind not in CONDITIONAL_KINDS:
-        raise PyroVAEError(f"the '{kind}' figure is for the unconditional VAE; for --model cvae choose "
-                           f"{', '.join(CONDITIONAL_KINDS)}.")
+        raise PyroVAEError(f"the '{kind}' figure is for the unconditional VAE; for --model "
+                           f"{run.config.model.model} choose {', '.join(CONDITIONAL_KINDS)}.")
     if kind == "style" and not conditional:
         raise PyroVAEError("the 'style' figure needs a conditional model (train with --model cvae).")
     if label is not None and not conditional:
