@@ -225,12 +225,15 @@ def test_compare_refuses_a_metric_without_a_figure(tiny_run, capsys):
 
 @pytest.mark.parametrize("argv,message", [
     (["plot", "RUN", "--kind", "sweep", "--metric", "bogus", "-o", "OUT"], "unknown --metric 'bogus'; choose from"),
+    (["plot", "RUN", "--kind", "interpolate", "--index-a", "3", "--image-a", "a.png", "--image-b", "b.png", "-o",
+      "OUT"], "both choose the two images to interpolate between; give one pair"),  # the indices were ignored
     (["plot", "RUN", "--kind", "sweep", "--metric", "test_accuracy", "-o", "OUT"], "has no test_accuracy"),
     (["compare", "RUN", "--figure", "OUT", "--metric", "valid_accuracy"], "has no valid_accuracy"),
 ])
-def test_a_figure_metric_the_runs_lack_is_one_sentence_before_any_output(tiny_run, tmp_path, capsys, argv, message):
+def test_a_figure_metric_or_image_pair_refused_in_one_sentence_before_any_output(tiny_run, tmp_path, capsys, argv, message):
     """A sweep figure's metric that is unknown, or that a run lacks (a VAE has no accuracy),
-    was a KeyError traceback (compare's after its table was printed)."""
+    was a KeyError traceback (compare's after its table was printed); interpolate given two
+    pairs of images ignored the indices."""
     out = tmp_path / "fig.png"
     assert main([str(tiny_run) if a == "RUN" else str(out) if a == "OUT" else a for a in argv]) == 2
     captured = capsys.readouterr()

@@ -477,6 +477,10 @@ def _plot_options(args) -> None:
                               f"{', '.join(readers)}); drop it.")
     if args.n is not None:
         _check_n(args.n, args.kind)
+    by_index, by_name = (args.index_a, args.index_b) != (None, None), (args.image_a, args.image_b) != (None, None)
+    if by_index and by_name:  # the file names choose the two images; the indices would be ignored
+        raise ConfigError("--index-a/--index-b and --image-a/--image-b both choose the two images to interpolate "
+                          "between; give one pair.")
     for name, default in PLOT_DEFAULTS.items():
         if getattr(args, name) is None:
             setattr(args, name, min(default, N_CAPS.get(args.kind, default)) if name == "n" else default)
