@@ -24,6 +24,7 @@ def test_toml_file_and_overrides(tmp_path):
 @pytest.mark.parametrize("text,message", [
     ("[model]\nlatent_dims = 5\n", "unknown key 'latent_dims' in \\[model\\]; did you mean 'latent_dim'"),
     ("[modle]\nlatent_dim = 5\n", "unknown table \\[modle\\]; did you mean 'model'"),
+    ("[sweep]\nseeds = 3\n", "has a \\[sweep\\] table, which `pyro-vae sweep --config .*` reads"),  # to train
     ("[model]\nlatent_dim = 'five'\n", "model.latent_dim must be a whole number"),
     ("[train]\nlearning_rate = true\n", "train.learning_rate must be a finite number"),
     ("[train]\nepochs = 2.5\n", "whole number"),

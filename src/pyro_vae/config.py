@@ -331,6 +331,9 @@ class Config:
         unknown = set(raw) - set(SECTIONS)
         if unknown:
             name = sorted(unknown)[0]
+            if name == "sweep":  # a sweep's config file given to train
+                raise ConfigError(f"{source} has a [sweep] table, which `pyro-vae sweep --config {source}` reads; "
+                                  "a single run reads only [data], [model] and [train].")
             raise ConfigError(f"{source}: unknown table [{name}]{_suggest(name, SECTIONS)}")
         for section, table in raw.items():
             if not isinstance(table, dict):
