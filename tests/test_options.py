@@ -56,6 +56,8 @@ REFUSED = [
     (["--model", "m2", "--labels", "40", "--num-particles", "3"], "--num-particles 3 has no effect with --model m2"),
     (["--model", "m2", "--labels", "40", "--kl-warmup-epochs", "2"], "--kl-warmup-epochs 2 has no effect"),
     (["--k", "50", "--objective", "analytic-kl"], "--k 50 has no effect with --objective analytic-kl"),
+    (["--beta", "0", "--kl-warmup-epochs", "3"], "--kl-warmup-epochs 3 has no effect with --beta 0"),  # 0 to 0
+    (["--beta", "0", "--kl-warmup-steps", "30"], "--kl-warmup-steps 30 has no effect with --beta 0"),
     (["--num-particles", "4", "--objective", "iwae"], "--num-particles 4 has no effect with --objective iwae"),
     (["--conditional-prior", "true", "--model", "vae"], "--conditional-prior true has no effect with --model vae"),
     (["--likelihood-scale", "0.5", "--likelihood", "bernoulli"],

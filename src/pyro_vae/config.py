@@ -471,6 +471,9 @@ def ineffective_options(config: Config) -> list[tuple[str, str]]:
         if train.objective.startswith("iwae"):
             found.append(("train.objective", f"--objective {train.objective} has no effect {ae} (its K importance "
                           "weights are all equal); choose --objective elbo."))
+    if train.beta == 0:  # a warm-up from 0 to 0 leaves the KL weight at 0 throughout
+        for key in ("train.kl_warmup_epochs", "train.kl_warmup_steps"):
+            unused(key, "with --beta 0 (it ramps the KL weight up to beta)", "drop it or give --beta above 0")
     if model.model != "hvae":
         for key in ("model.top_latent_dim", "model.top_hidden_dims"):
             unused(key, f"with --model {model.model} (it sizes the top layer z2 of --model hvae)",
