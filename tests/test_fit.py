@@ -187,6 +187,11 @@ def test_fits_config_toml_records_the_training_fit_did(tmp_path):
     model, guide = build_vae(config.model, (1, 8, 8))
     with pytest.raises(ConfigError, match="needs a run_dir"):
         fit(model, guide, tiny_dataset("dynamic"), epochs=1, config=config, log=lambda s: None)
+    other = Config(model=ModelConfig(latent_dim=3, hidden_dims=[16]))  # not the model's own
+    with pytest.raises(ConfigError, match=r"config's \[model\] table does not describe the model given"):
+        fit(model, guide, tiny_dataset("dynamic"), epochs=1, config=other, run_dir=tmp_path / "other",
+            log=lambda s: None)
+    assert not (tmp_path / "other").exists()
     fit(model, guide, tiny_dataset("dynamic"), objective="iwae", k=3, epochs=1, batch_size=50, learning_rate=2e-3,
         run_dir=tmp_path / "run", config=config, figures=False, log=lambda s: None)
     train = read_run_config(tmp_path / "run").train

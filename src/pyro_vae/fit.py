@@ -150,6 +150,7 @@ def fit(model: Callable, guide: Callable, data, *, objective="elbo", epochs: int
         if run_dir is None:
             raise ConfigError("config is saved as the run's config.toml, which needs a run_dir: give run_dir, or "
                               "drop config (fit's arguments set the training).")
+        _check_config_builds(config, model, guide, dataset)
         config = _as_trained(config, recorded, epochs, str(device), figures)
     if resume:
         _check_resumable(run_dir / LAST, recorded, config)
@@ -199,6 +200,28 @@ def fit(model: Callable, guide: Callable, data, *, objective="elbo", epochs: int
 
     write_json(run_dir / SUMMARY, result.summary)
     return result
+
+
+def _check_config_builds(config, model, guide, dataset: ImageDataset) -> None:
+    """Refuse a ``config`` whose [model] table does not build the model and guide given
+    (other sizes, another likelihood...): config.toml would describe another model, and
+    ``pyro-vae evaluate``/``plot`` could not reopen the run."""
+    from pyro_vae.build import build_vae
+    from pyro_vae.runs import num_classes
+
+    def shapes(module) -> dict:
+        return {k: tuple(v.shape) for k, v in module.state_dict().items()}
+
+    try:
+        with torch.random.fork_rng(devices=[]):  # building initialises weights: leave the RNG as it was
+            built = build_vae(config.model, tuple(dataset.image_shape), num_classes(dataset))
+    except Exception as err:  # noqa: BLE001 - any reason it cannot build for these data
+        raise ConfigError(f"config's [model] table cannot build a model for these data ({err}); pass the "
+                          "ModelConfig the model and guide were built from.") from None
+    for name, given, expected in zip(("model", "guide"), (model, guide), built):
+        if not isinstance(given, torch.nn.Module) or shapes(given) != shapes(expected):
+            raise ConfigError(f"config's [model] table does not describe the {name} given (it builds one with other "
+                              "parameters); pass the ModelConfig the model and guide were built from, or no config.")
 
 
 def _as_trained(config, recorded: dict, epochs: int, device: str, figures: bool):
