@@ -274,3 +274,15 @@ def test_fit_of_an_autoencoder_reports_its_reconstruction_term_not_an_elbo(tmp_p
     assert "test_elbo" not in summary and "kind" not in summary and "bits_per_dim" not in summary
     assert summary["test_reconstruction_stderr"] > 0
     assert summary["selection"] == "best validation reconstruction log p(x | code)"
+
+
+def test_fit_on_train_and_valid_tensors_reports_no_test_number(tmp_path):
+    """(train, valid) tensors have no test split: as_dataset lets the validation split stand in
+    for one, and the summary called the ELBO of those images, which chose the best epoch, the
+    test ELBO; now it reports none."""
+    pyro.clear_param_store()
+    model, guide = tutorial_programs()
+    result = fit(model, guide, (linear_gaussian_data(200, 1), linear_gaussian_data(50, 2)), epochs=1, batch_size=50,
+                 run_dir=tmp_path / "run", figures=False, log=lambda s: None)
+    assert "test_elbo" not in result.summary and "none given" in result.summary["test_split"]
+    assert json.loads((tmp_path / "run" / "summary.json").read_text()) == result.summary

@@ -76,7 +76,8 @@ def fit(model: Callable, guide: Callable, data, *, objective="elbo", epochs: int
     ``objective`` for ``epochs`` epochs in all.
 
     ``data``: an :class:`ImageDataset` (``load_dataset``; a dynamically binarized training
-    split is redrawn in every batch, as in the CLI) or ``(train, valid[, test])`` tensors.
+    split is redrawn in every batch, as in the CLI) or ``(train, valid[, test])`` tensors
+    (without a test split the summary reports no test numbers).
     ``objective``: ``"elbo"``, ``"analytic-kl"`` (with ``num_particles``, default 1),
     ``"iwae"`` (with ``k``, default 5; the best epoch is then chosen by the validation IWAE
     bound; ``k`` or ``num_particles`` given where it has no effect is refused) or any object with
@@ -191,7 +192,9 @@ def fit(model: Callable, guide: Callable, data, *, objective="elbo", epochs: int
     trainer.model.load_state_dict(best["model"]), trainer.guide.load_state_dict(best["guide"])
     trainer.model.eval(), trainer.guide.eval()
     result.best_epoch = best["epoch"]
-    result.summary = _summary(trainer, dataset, best, name, seconds, config)
+    # (train, valid) tensors have no test split: as_dataset stands the validation split in for it
+    has_test = not (isinstance(data, (tuple, list)) and len(data) == 2)
+    result.summary = _summary(trainer, dataset, best, name, seconds, config, has_test)
     result.summary["train_objective_name"] = result.train_objective_name  # what train_objective holds
     if figures:
         result.figures = _figures(model, guide, dataset, run_dir, device, result.train_objective_name)
@@ -274,11 +277,15 @@ def _criterion(row: dict) -> float:
 
 
 def _summary(trainer: Trainer, dataset: ImageDataset, best: dict, objective: str, seconds: float,
-             config=None) -> dict:
-    test = evaluate_elbo(trainer.model, trainer.guide, dataset.test.images, analytic_kl=True,
-                         labels=dataset.test.labels)
+             config=None, has_test: bool = True) -> dict:
     common = {"dataset": dataset.name, "objective": objective, "epochs": trainer.state.epoch,
               "best_epoch": best["epoch"], "best_valid_criterion": best["best_valid_elbo"]}
+    if not has_test:  # the validation images chose the best epoch: their ELBO is no test number
+        return {**common, "selection": "best validation IWAE bound" if trainer.settings.selection_k else
+                "best validation ELBO", "test_split": "none given (data were (train, valid) tensors); no test numbers",
+                "unit": "nats per example", "train_seconds_this_session": seconds}
+    test = evaluate_elbo(trainer.model, trainer.guide, dataset.test.images, analytic_kl=True,
+                         labels=dataset.test.labels)
     if not getattr(trainer.model, "has_marginal_likelihood", True):  # an autoencoder: no ELBO, no log p(x)
         return {**common, "selection": "best validation reconstruction log p(x | code)",
                 "test_reconstruction": test["reconstruction"], "test_reconstruction_stderr": test["reconstruction_stderr"],
