@@ -230,7 +230,8 @@ def test_compare_refuses_a_metric_without_a_figure(tiny_run, capsys):
     (["plot", "RUN", "--kind", "sweep", "--metric", "test_accuracy", "-o", "OUT"], "has no test_accuracy"),
     (["compare", "RUN", "--figure", "OUT", "--metric", "valid_accuracy"], "has no valid_accuracy"),
 ])
-def test_a_figure_metric_or_image_pair_refused_in_one_sentence_before_any_output(tiny_run, tmp_path, capsys, argv, message):
+def test_a_figure_metric_or_image_pair_refused_in_one_sentence_before_any_output(tiny_run, tmp_path, capsys, argv,
+                                                                                 message):
     """A sweep figure's metric that is unknown, or that a run lacks (a VAE has no accuracy),
     was a KeyError traceback (compare's after its table was printed); interpolate given two
     pairs of images ignored the indices."""

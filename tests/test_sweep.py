@@ -255,7 +255,8 @@ def test_a_grid_in_a_config_file_refuses_a_number_of_trials(tmp_path):
     (["--grid", "beta=1,2", "--sampler", "random"], "--sampler random has no effect without a search"),
     (["--seeds", "2", "--trials", "3"], "--trials 3 has no effect without a search"),
     (["--grid", "beta=1,2", "--beta", "4"], "--beta 4 has no effect: the sweep sets beta in every run (--grid)"),
-    (["--search", "beta=float:0.5:2", "--trials", "2", "--beta", "4"], "--beta 4 has no effect: the sweep sets beta in every run (--search)"),
+    (["--search", "beta=float:0.5:2", "--trials", "2", "--beta", "4"],
+     "--beta 4 has no effect: the sweep sets beta in every run (--search)"),
     (["--grid", "beta=1,2", "--seeds", "2", "--seed", "5"], "--seed 5 has no effect with --seeds 2"),  # runs 0, 1
     (["--search", "beta=float:0.5:2", "--trials", "2", "--seeds", "1", "--seed", "5"], "--seed 5 has no effect"),
 ])

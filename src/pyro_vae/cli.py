@@ -106,8 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="which split to score (binarized as training binarized it); with --label-fidelity, the real "
                                "images the style grid encodes and the z probe is scored on (valid: to choose a setting "
                                "without reading the test set)")
-    evaluate.add_argument("--limit", type=int, default=0, help="score only N examples of the split (0: all; --label-fidelity "
-                          "takes --fidelity-images instead)")
+    evaluate.add_argument("--limit", type=int, default=0, help="score only N examples of the split "
+                          "(0: all; --label-fidelity takes --fidelity-images instead)")
     evaluate.add_argument("--subset", default=None, choices=SUBSETS,
                           help="with --limit: a random subset drawn with --seed (the default), or the first N")
     evaluate.add_argument("--batch-size", type=int, default=None,

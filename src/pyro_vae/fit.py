@@ -288,7 +288,8 @@ def _summary(trainer: Trainer, dataset: ImageDataset, best: dict, objective: str
                          labels=dataset.test.labels)
     if not getattr(trainer.model, "has_marginal_likelihood", True):  # an autoencoder: no ELBO, no log p(x)
         return {**common, "selection": "best validation reconstruction log p(x | code)",
-                "test_reconstruction": test["reconstruction"], "test_reconstruction_stderr": test["reconstruction_stderr"],
+                "test_reconstruction": test["reconstruction"],
+                "test_reconstruction_stderr": test["reconstruction_stderr"],
                 "unit": "nats per example", "train_seconds_this_session": seconds}
     kind = {}  # the test ELBO's kind and bits/dim, as the CLI's summary: known for a library model's config
     likelihood = getattr(trainer.model, "likelihood", None)

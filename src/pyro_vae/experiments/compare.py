@@ -140,7 +140,8 @@ def read_run(run_dir: Path) -> RunRecord:
                            f"pyro-vae train --resume {run_dir}, or leave it out.")
     loglik_path = run_dir / "loglik.json"
     fidelity_path = run_dir / FIDELITY_FILE
-    summary = read_json(summary_path, f"write it again from the run's checkpoint with pyro-vae train --resume {run_dir}")
+    summary = read_json(summary_path,
+                        f"write it again from the run's checkpoint with pyro-vae train --resume {run_dir}")
     loglik = (read_json(loglik_path, f"score the run again with pyro-vae evaluate {run_dir} --k K")
               if loglik_path.is_file() else None)
     fidelity = (read_json(fidelity_path, f"measure it again with pyro-vae evaluate {run_dir} --label-fidelity")
