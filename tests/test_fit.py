@@ -286,3 +286,31 @@ def test_fit_on_train_and_valid_tensors_reports_no_test_number(tmp_path):
                  run_dir=tmp_path / "run", figures=False, log=lambda s: None)
     assert "test_elbo" not in result.summary and "none given" in result.summary["test_split"]
     assert json.loads((tmp_path / "run" / "summary.json").read_text()) == result.summary
+
+
+def test_a_fit_run_on_other_data_than_its_config_names_is_not_scored_on_the_configs(tmp_path, capsys):
+    """fit on 8x8 tensors (or an ImageDataset named 'tiny') with a config whose [data] table says
+    fashion-mnist: the checkpoint records the data that trained, and `pyro-vae evaluate`/`train
+    --resume` refuse in one sentence instead of loading Fashion-MNIST for a model that never saw it."""
+    from pyro_vae.cli import main
+    from pyro_vae.errors import DataError
+    from pyro_vae.runs import LAST, load_checkpoint, open_run
+
+    config = Config(model=ModelConfig(latent_dim=2, hidden_dims=[16]))
+    assert config.data.dataset == "fashion-mnist"
+    data = tiny_dataset("dynamic")
+    tensors = tuple(pyro_vae.binarize(split.images) for split in (data.train, data.valid, data.test))
+    for given, recorded in ((tensors, "tensors"), (data, "tiny")):
+        run_dir = tmp_path / recorded
+        model, guide = build_vae(config.model, (1, 8, 8))
+        fit(model, guide, given, epochs=1, batch_size=50, run_dir=run_dir, config=config, figures=False,
+            log=lambda s: None)
+        assert load_checkpoint(run_dir / LAST)["fit_data"] == recorded
+        with pytest.raises(DataError, match=r"was trained by pyro_vae\.fit\(\) on .* not on the fashion-mnist"):
+            open_run(run_dir).dataset()
+        files = sorted(p.name for p in run_dir.iterdir())
+        capsys.readouterr()
+        assert main(["evaluate", str(run_dir)]) == 2
+        assert main(["train", "--resume", str(run_dir), "--epochs", "2", "--no-progress"]) == 2
+        assert capsys.readouterr().err.count("was trained by pyro_vae.fit()") == 2
+        assert sorted(p.name for p in run_dir.iterdir()) == files  # nothing written

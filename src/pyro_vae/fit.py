@@ -90,7 +90,9 @@ def fit(model: Callable, guide: Callable, data, *, objective="elbo", epochs: int
     With ``run_dir`` the run's files are written there (a ``config`` (:class:`Config`) of a
     library model is saved as ``config.toml``, its [train] table set to fit's own arguments, which
     are what trains; so ``pyro-vae plot``/``evaluate`` can reopen the run; a config without a
-    ``run_dir`` is refused) and the best epoch's parameters are loaded into ``model`` and ``guide`` at the end;
+    ``run_dir`` is refused; the checkpoint records which data trained, ``"tensors"`` or the
+    ImageDataset's name, and the CLI's commands that load the run's data refuse a run whose data
+    are not the ones its [data] table names: score those in Python on the same tensors) and the best epoch's parameters are loaded into ``model`` and ``guide`` at the end;
     ``resume=True`` continues the run in ``run_dir`` from its last checkpoint (parameters,
     optimizer, RNG states) up to ``epochs``. Without ``run_dir`` nothing is written and the
     last epoch's parameters stay. A fresh run first seeds Pyro's and torch's RNGs with ``seed``.
@@ -157,7 +159,10 @@ def fit(model: Callable, guide: Callable, data, *, objective="elbo", epochs: int
         _check_resumable(run_dir / LAST, recorded, config)
     else:
         pyro.set_rng_seed(seed)
-    extra = {"image_shape": list(dataset.image_shape), "fit_settings": recorded}
+    # which data trained: the config's [data] table may name other data than those given, and
+    # `pyro-vae evaluate`/`plot`/`train --resume` would load those (runs.check_own_data refuses)
+    extra = {"image_shape": list(dataset.image_shape), "fit_settings": recorded,
+             "fit_data": dataset.name if isinstance(data, ImageDataset) else "tensors"}
     if config is not None:
         extra["config"] = config.to_dict()
         from pyro_vae.runs import num_classes

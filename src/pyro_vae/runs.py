@@ -77,7 +77,22 @@ class Run:
     checkpoint: dict
 
     def dataset(self) -> ImageDataset:
+        check_own_data(self.run_dir, self.checkpoint, self.config)
         return open_dataset(self.config).to(self.device)
+
+
+def check_own_data(run_dir: Path, checkpoint: dict, config: Config) -> None:
+    """Refuse to load the data set a run's config.toml names for a run that ``pyro_vae.fit``
+    trained on other data (tensors, or an ImageDataset of another name; its checkpoint's
+    ``fit_data``): the run would be scored, drawn or resumed on images it never saw."""
+    given = checkpoint.get("fit_data")
+    if given is None or given == config.data.dataset:
+        return
+    what = "tensors passed in Python" if given == "tensors" else f"an ImageDataset named '{given}' passed in Python"
+    raise DataError(f"{run_dir} was trained by pyro_vae.fit() on {what}, not on the {config.data.dataset} its "
+                    "config.toml names, so its data cannot be loaded here; use it in Python on the same data "
+                    f"(run = pyro_vae.runs.open_run('{run_dir}'); pyro_vae.importance_log_likelihood(run.model, "
+                    "run.guide, x_test, k=1000), or fit(..., resume=True) to train on).")
 
 
 def open_dataset(config: Config, progress: bool = False) -> ImageDataset:
@@ -269,6 +284,7 @@ def _train_run(config: Config | None, run_dir: Path, resume: bool, progress, log
                 section, name = key.split(".")
                 setattr(getattr(saved, section), name, getattr(getattr(overrides, section), name))
         config = saved.validate(check_effect=False)
+        check_own_data(run_dir, load_checkpoint(run_dir / LAST, map_location="cpu"), config)
         finished = _finished_summary(run_dir, config.train.epochs)
         if finished is not None:  # nothing to train: every file is left as it is
             log(f"nothing to train: {run_dir} has {finished['epochs']} epochs already and its summary; give "

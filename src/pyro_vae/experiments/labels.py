@@ -55,8 +55,9 @@ def real_images(run):
     ``--train-limit``), grey levels (never binarized), its labels."""
     from dataclasses import replace
 
-    from pyro_vae.runs import open_dataset
+    from pyro_vae.runs import check_own_data, open_dataset
 
+    check_own_data(run.run_dir, run.checkpoint, run.config)  # a fit() run's data may not be its config's
     config = replace(run.config, data=replace(run.config.data, binarize="none", train_limit=0))
     dataset = open_dataset(config)
     if dataset.train.labels is None or dataset.test.labels is None:
