@@ -314,3 +314,18 @@ def test_a_fit_run_on_other_data_than_its_config_names_is_not_scored_on_the_conf
         assert main(["train", "--resume", str(run_dir), "--epochs", "2", "--no-progress"]) == 2
         assert capsys.readouterr().err.count("was trained by pyro_vae.fit()") == 2
         assert sorted(p.name for p in run_dir.iterdir()) == files  # nothing written
+
+
+@pytest.mark.parametrize("device,says", [("gpu", r"device='gpu' is not a device name: the device must be cpu, cuda or "
+                                                 r"cuda:N"),
+                                         ("cuda:x", r"device='cuda:x' is not a device name"),
+                                         ("cuda:99", r"device 'cuda:99' was asked for but ")])
+def test_fit_checks_its_device_as_the_cli_checks_device_before_writing(tmp_path, device, says):
+    from pyro_vae.errors import ConfigError
+
+    config = Config(model=ModelConfig(latent_dim=2, hidden_dims=[16]))
+    model, guide = build_vae(config.model, (1, 8, 8))
+    with pytest.raises(ConfigError, match=says) as err:
+        fit(model, guide, tiny_dataset("dynamic"), epochs=1, run_dir=tmp_path / "run", config=config, device=device,
+            log=lambda s: None)
+    assert "--" not in str(err.value) and not (tmp_path / "run").exists()

@@ -267,11 +267,12 @@ class TrainConfig:
         check_device(self.device)
 
 
-def check_device(name: str) -> None:
-    """Refuse a device name other than ``cpu``, ``cuda`` or ``cuda:N`` (N a GPU index)."""
-    if not re.fullmatch(r"cpu|cuda(:[0-9]+)?", name):
-        raise ConfigError(f"--device {name} is not a device name: the device must be cpu, cuda or cuda:N (N the "
-                          "GPU's index, e.g. cuda:0).")
+def check_device(name: str, given: str | None = None) -> None:
+    """Refuse a device name other than ``cpu``, ``cuda`` or ``cuda:N`` (N a GPU index);
+    ``given`` is how the caller gave it (default ``--device NAME``; fit says ``device='NAME'``)."""
+    if not isinstance(name, str) or not re.fullmatch(r"cpu|cuda(:[0-9]+)?", name):
+        raise ConfigError(f"{given or f'--device {name}'} is not a device name: the device must be cpu, cuda or "
+                          "cuda:N (N the GPU's index, e.g. cuda:0).")
 
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}

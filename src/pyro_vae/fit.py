@@ -96,7 +96,13 @@ def fit(model: Callable, guide: Callable, data, *, objective="elbo", epochs: int
     ``resume=True`` continues the run in ``run_dir`` from its last checkpoint (parameters,
     optimizer, RNG states) up to ``epochs``. Without ``run_dir`` nothing is written and the
     last epoch's parameters stay. A fresh run first seeds Pyro's and torch's RNGs with ``seed``.
+    ``device`` (``"cpu"``, ``"cuda"`` or ``"cuda:N"``) is checked as the CLI's ``--device``: a
+    malformed name or a GPU this machine lacks is a ConfigError before anything is written.
     """
+    from pyro_vae.runs import resolve_device
+
+    # as the CLI's --device: a malformed name or a GPU this machine lacks, before anything is written
+    device = resolve_device(str(device) if isinstance(device, torch.device) else device, python=True)
     dataset = as_dataset(data)
     run_dir = Path(run_dir) if run_dir is not None else None
     if resume and (run_dir is None or not (run_dir / LAST).is_file()):
@@ -108,7 +114,6 @@ def fit(model: Callable, guide: Callable, data, *, objective="elbo", epochs: int
     likelihood = getattr(model, "likelihood", None)
     if likelihood is not None and hasattr(likelihood, "check_support"):
         dataset.check_support(likelihood)  # the same check as the CLI's, advice in Python terms
-    device = torch.device(device)
     dataset = dataset.to(device)
     for program in (model, guide):
         if isinstance(program, torch.nn.Module):

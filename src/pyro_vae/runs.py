@@ -134,10 +134,13 @@ def num_classes(dataset: ImageDataset) -> int:
     return len(dataset.class_names) or int(dataset.train.labels.max()) + 1
 
 
-def resolve_device(name: str) -> torch.device:
-    check_device(name)  # evaluate, sample, plot take --device without a Config
+def resolve_device(name: str, python: bool = False) -> torch.device:
+    """The device ``name`` (``cpu``, ``cuda`` or ``cuda:N``) if this machine has it, else a
+    ConfigError; ``python``: name the fix as fit's ``device=`` argument, not ``--device``."""
+    check_device(name, f"device={name!r}" if python else None)  # evaluate, sample, plot take --device without a Config
+    fix = "device='cpu'" if python else "--device cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device '{name}' was asked for but CUDA is not available here; use --device cpu.")
+        raise ConfigError(f"device '{name}' was asked for but CUDA is not available here; use {fix}.")
     index = int(name.split(":")[1]) if ":" in name else 0
     if name.startswith("cuda") and index >= torch.cuda.device_count():
         raise ConfigError(f"device '{name}' was asked for but this machine has {torch.cuda.device_count()} CUDA "
