@@ -92,7 +92,8 @@ def fit(model: Callable, guide: Callable, data, *, objective="elbo", epochs: int
     are what trains; so ``pyro-vae plot``/``evaluate`` can reopen the run; a config without a
     ``run_dir`` is refused; the checkpoint records which data trained, ``"tensors"`` or the
     ImageDataset's name, and the CLI's commands that load the run's data refuse a run whose data
-    are not the ones its [data] table names: score those in Python on the same tensors) and the best epoch's parameters are loaded into ``model`` and ``guide`` at the end;
+    are not the ones its [data] table names: score those in Python on the same tensors) and the
+    best epoch's parameters are loaded into ``model`` and ``guide`` at the end;
     ``resume=True`` continues the run in ``run_dir`` from its last checkpoint (parameters,
     optimizer, RNG states) up to ``epochs``. Without ``run_dir`` nothing is written and the
     last epoch's parameters stay. A fresh run first seeds Pyro's and torch's RNGs with ``seed``.
