@@ -309,6 +309,18 @@ def _train_run(config: Config | None, run_dir: Path, resume: bool, progress, log
         shutdown()
 
 
+@contextlib.contextmanager
+def _ends_tracker_on_failure(tracker):
+    """Within the block, an exception ends ``tracker``'s MLflow run (if any) as KILLED for an
+    interrupt, else FAILED, and propagates; the block ends the run itself when it succeeds."""
+    try:
+        yield
+    except BaseException as err:
+        if tracker is not None:
+            tracker.end("KILLED" if isinstance(err, (TrainingInterrupted, KeyboardInterrupt)) else "FAILED")
+        raise
+
+
 def _finished_summary(run_dir: Path, epochs: int) -> dict | None:
     """The run's summary.json when it already holds ``epochs`` (or more) epochs and was written
     after the last checkpoint's epoch (a kill before the summary leaves it to be written)."""
@@ -371,122 +383,122 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
         from pyro_vae.experiments.tracking import MLflowTracker
 
         tracker = MLflowTracker.start(run_dir, config)
-    board = writer(log_dir=str(run_dir / "tensorboard")) if writer is not None else None
+    # from MLflow's start on, a failure (in setup, training, the summary or the figures) ends its
+    # run FAILED (KILLED for an interrupt) instead of leaving it RUNNING
+    with _ends_tracker_on_failure(tracker):
+        board = writer(log_dir=str(run_dir / "tensorboard")) if writer is not None else None
 
-    def on_epoch(trainer: Trainer, row: dict) -> None:  # rank 0 only
-        write_metrics(run_dir / METRICS, trainer.state.history)
-        every = config.train.figure_every
-        figures_now = bool(every) and row["epoch"] % every == 0
-        if figures_now and config.train.figures:
-            _figures(model, guide, dataset, run_dir, device, objective_name(config), images=scaler is None)
-        if board is not None:
-            _log_tensorboard(board, row, model, guide, dataset, device, images=figures_now or row["epoch"] == 1)
-        if tracker is not None:
-            tracker.log_epoch(row)
-
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise WriteError(f"cannot create the run directory {run_dir} ({err.strerror or err}); choose a --run-dir "
-                         "in a writable place.") from None
-    if ctx.is_main:
-        remove_temporaries(run_dir)  # of a killed earlier attempt
-    options = dict(run_dir=run_dir, seed=train_cfg.seed, device=device, on_epoch=on_epoch, progress=progress,
-                   log=log, distributed=ctx, extra_state={"config": config.to_dict(), "num_classes": num_classes(dataset),
-                                                          "image_shape": list(dataset.image_shape)})
-    if initialised_from is not None:
-        options["extra_state"]["init_from"] = initialised_from
-    semi_supervised = config.model.model in SEMI_SUPERVISED
-    if semi_supervised:
-        if ctx.active:
-            raise ConfigError(f"--model {config.model.model} trains in one process; launch it without torchrun.")
-        if scaler is not None:
-            write_json(run_dir / CODES, {"m1_run": config.model.m1_run, **m1_identity(Path(config.model.m1_run)),
-                                         **scaler.to_dict()})
-        labelled = balanced_label_subset(dataset.train.labels.cpu(), data_cfg.labels, train_cfg.seed)
-        write_json(run_dir / LABELLED, {"seed": train_cfg.seed, "count": len(labelled),
-                                        "per_class": dataset.train.labels.cpu()[labelled].bincount().tolist(),
-                                        "indices_into_training_split": labelled.tolist()})
-        trainer = SemiSupervisedTrainer(model, guide, dataset, labelled, settings, train_cfg.alpha,
-                                        None if train_cfg.labelled_weight == "natural" else 1.0, **options)
-    else:
-        trainer = Trainer(model, guide, objective, dataset, settings, **options)
-    if config.train.objective == "iwae-dreg" and config.model.flow == "iaf" and ctx.is_main:
-        log(DREG_IAF_NOTE)
-    if resume:
-        trainer.load(run_dir / LAST)
-        trainer.log(f"resuming {run_dir} after epoch {trainer.state.epoch}")
-        if ctx.is_main:  # a kill after the last commit may have left these behind it
-            trainer.write_best()
+        def on_epoch(trainer: Trainer, row: dict) -> None:  # rank 0 only
             write_metrics(run_dir / METRICS, trainer.state.history)
-    if ctx.is_main:
-        atomic_write_text(run_dir / CONFIG, config.dumps())
-    started = time.perf_counter()
-    try:
-        state = trainer.fit()
-    except BaseException as err:
-        if tracker is not None:
-            tracker.end("KILLED" if isinstance(err, (TrainingInterrupted, KeyboardInterrupt)) else "FAILED")
-        raise
-    finally:
-        if board is not None:
-            board.close()
-    train_seconds = time.perf_counter() - started
-    if not ctx.is_main:
-        return {}
+            every = config.train.figure_every
+            figures_now = bool(every) and row["epoch"] % every == 0
+            if figures_now and config.train.figures:
+                _figures(model, guide, dataset, run_dir, device, objective_name(config), images=scaler is None)
+            if board is not None:
+                _log_tensorboard(board, row, model, guide, dataset, device, images=figures_now or row["epoch"] == 1)
+            if tracker is not None:
+                tracker.log_epoch(row)
 
-    best = (trainer.best_checkpoint() if trainer.state.best_parameters is not None
-            else load_checkpoint(run_dir / BEST, map_location=device))  # a run begun before LAST held it
-    model.load_state_dict(best["model"]), guide.load_state_dict(best["guide"])
-    model.eval(), guide.eval()
-    if semi_supervised:
-        results = _semi_supervised_results(config, dataset, labelled, best, trainer, device,
-                                           images.to(device) if scaler is not None else None)
-    elif config.model.model == "ae":  # no ELBO: the reconstruction term is all it has
-        test = evaluate_elbo(model, guide, dataset.test.images, analytic_kl=True, labels=dataset.test.labels)
-        results = {"selection": "best validation reconstruction log p(x | code)",
-                   "best_valid_criterion": best["best_valid_elbo"], "test_reconstruction": test["reconstruction"],
-                   "test_reconstruction_stderr": test["reconstruction_stderr"],  # over the test images
-                   "unit": "nats per example"}
-    else:
-        test = evaluate_elbo(model, guide, dataset.test.images, analytic_kl=True, labels=dataset.test.labels)
-        results = {
-            "selection": settings.describe_selection(),
-            "best_valid_criterion": best["best_valid_elbo"],
-            "test_elbo": test["elbo"],
-            "test_elbo_stderr": test["elbo_stderr"],  # over the test images
-            "test_reconstruction": test["reconstruction"],
-            "test_reconstruction_stderr": test["reconstruction_stderr"],
-            "test_kl": test["kl"],
-            "test_kl_stderr": test["kl_stderr"],
-            "unit": "nats per example",
-            # The test ELBO's kind and bits/dim (a lower bound, as the ELBO is).
-            **kind_fields(config, model.likelihood, dataset.image_shape, test["elbo"], test["elbo_stderr"]),
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise WriteError(f"cannot create the run directory {run_dir} ({err.strerror or err}); choose a --run-dir "
+                             "in a writable place.") from None
+        if ctx.is_main:
+            remove_temporaries(run_dir)  # of a killed earlier attempt
+        options = dict(run_dir=run_dir, seed=train_cfg.seed, device=device, on_epoch=on_epoch, progress=progress,
+                       log=log, distributed=ctx,
+                       extra_state={"config": config.to_dict(), "num_classes": num_classes(dataset),
+                                    "image_shape": list(dataset.image_shape)})
+        if initialised_from is not None:
+            options["extra_state"]["init_from"] = initialised_from
+        semi_supervised = config.model.model in SEMI_SUPERVISED
+        if semi_supervised:
+            if ctx.active:
+                raise ConfigError(f"--model {config.model.model} trains in one process; launch it without torchrun.")
+            if scaler is not None:
+                write_json(run_dir / CODES, {"m1_run": config.model.m1_run, **m1_identity(Path(config.model.m1_run)),
+                                             **scaler.to_dict()})
+            labelled = balanced_label_subset(dataset.train.labels.cpu(), data_cfg.labels, train_cfg.seed)
+            write_json(run_dir / LABELLED, {"seed": train_cfg.seed, "count": len(labelled),
+                                            "per_class": dataset.train.labels.cpu()[labelled].bincount().tolist(),
+                                            "indices_into_training_split": labelled.tolist()})
+            trainer = SemiSupervisedTrainer(model, guide, dataset, labelled, settings, train_cfg.alpha,
+                                            None if train_cfg.labelled_weight == "natural" else 1.0, **options)
+        else:
+            trainer = Trainer(model, guide, objective, dataset, settings, **options)
+        if config.train.objective == "iwae-dreg" and config.model.flow == "iaf" and ctx.is_main:
+            log(DREG_IAF_NOTE)
+        if resume:
+            trainer.load(run_dir / LAST)
+            trainer.log(f"resuming {run_dir} after epoch {trainer.state.epoch}")
+            if ctx.is_main:  # a kill after the last commit may have left these behind it
+                trainer.write_best()
+                write_metrics(run_dir / METRICS, trainer.state.history)
+        if ctx.is_main:
+            atomic_write_text(run_dir / CONFIG, config.dumps())
+        started = time.perf_counter()
+        try:
+            state = trainer.fit()
+        finally:
+            if board is not None:
+                board.close()
+        train_seconds = time.perf_counter() - started
+        if not ctx.is_main:
+            return {}
+
+        best = (trainer.best_checkpoint() if trainer.state.best_parameters is not None
+                else load_checkpoint(run_dir / BEST, map_location=device))  # a run begun before LAST held it
+        model.load_state_dict(best["model"]), guide.load_state_dict(best["guide"])
+        model.eval(), guide.eval()
+        if semi_supervised:
+            results = _semi_supervised_results(config, dataset, labelled, best, trainer, device,
+                                               images.to(device) if scaler is not None else None)
+        elif config.model.model == "ae":  # no ELBO: the reconstruction term is all it has
+            test = evaluate_elbo(model, guide, dataset.test.images, analytic_kl=True, labels=dataset.test.labels)
+            results = {"selection": "best validation reconstruction log p(x | code)",
+                       "best_valid_criterion": best["best_valid_elbo"], "test_reconstruction": test["reconstruction"],
+                       "test_reconstruction_stderr": test["reconstruction_stderr"],  # over the test images
+                       "unit": "nats per example"}
+        else:
+            test = evaluate_elbo(model, guide, dataset.test.images, analytic_kl=True, labels=dataset.test.labels)
+            results = {
+                "selection": settings.describe_selection(),
+                "best_valid_criterion": best["best_valid_elbo"],
+                "test_elbo": test["elbo"],
+                "test_elbo_stderr": test["elbo_stderr"],  # over the test images
+                "test_reconstruction": test["reconstruction"],
+                "test_reconstruction_stderr": test["reconstruction_stderr"],
+                "test_kl": test["kl"],
+                "test_kl_stderr": test["kl_stderr"],
+                "unit": "nats per example",
+                # The test ELBO's kind and bits/dim (a lower bound, as the ELBO is).
+                **kind_fields(config, model.likelihood, dataset.image_shape, test["elbo"], test["elbo_stderr"]),
+            }
+        # M1+M2's "images" are codes: its image figures would need M1's decoder (the curves alone are drawn)
+        figures = ([] if not train_cfg.figures else
+                   _figures(model, guide, dataset, run_dir, device, objective_name(config), images=scaler is None))
+        summary = {
+            **run_settings(config),
+            "epochs": state.epoch,
+            "best_epoch": best["epoch"],
+            "stopped_early": state.epoch < train_cfg.epochs,
+            **results,
+            "train_objective_name": objective_name(config),  # what metrics.csv's train_objective holds
+            "best_epoch_metrics": current_row(next(row for row in best["history"] if row["epoch"] == best["epoch"])),
+            **({"init_from": initialised_from} if initialised_from is not None else {}),
+            "train_seconds_this_session": train_seconds,
+            "seconds_per_epoch": [row["seconds"] for row in state.history],
+            "figures": [str(p) for p in figures],
+            "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+            "versions": {"torch": torch.__version__, "pyro": pyro.__version__, "python": platform.python_version()},
+            "device": str(device),
+            "processes": ctx.world_size,
         }
-    # M1+M2's "images" are codes: its image figures would need M1's decoder (the curves alone are drawn)
-    figures = ([] if not train_cfg.figures else
-               _figures(model, guide, dataset, run_dir, device, objective_name(config), images=scaler is None))
-    summary = {
-        **run_settings(config),
-        "epochs": state.epoch,
-        "best_epoch": best["epoch"],
-        "stopped_early": state.epoch < train_cfg.epochs,
-        **results,
-        "train_objective_name": objective_name(config),  # what metrics.csv's train_objective holds
-        "best_epoch_metrics": current_row(next(row for row in best["history"] if row["epoch"] == best["epoch"])),
-        **({"init_from": initialised_from} if initialised_from is not None else {}),
-        "train_seconds_this_session": train_seconds,
-        "seconds_per_epoch": [row["seconds"] for row in state.history],
-        "figures": [str(p) for p in figures],
-        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-        "versions": {"torch": torch.__version__, "pyro": pyro.__version__, "python": platform.python_version()},
-        "device": str(device),
-        "processes": ctx.world_size,
-    }
-    write_json(run_dir / SUMMARY, summary)
-    if tracker is not None:
-        tracker.finish(summary, figures)
-    return summary
+        write_json(run_dir / SUMMARY, summary)
+        if tracker is not None:
+            tracker.finish(summary, figures)
+        return summary
 
 
 def run_settings(config: Config) -> dict:
