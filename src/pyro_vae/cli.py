@@ -136,8 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sample = commands.add_parser("sample", help="a grid of samples from the prior", formatter_class=_HelpFormatter)
     sample.add_argument("run_dir", help="a training run's directory")
-    sample.add_argument("-n", type=int, default=64, help=f"how many samples (at most {MAX_SAMPLES}: a "
-                        f"{math.isqrt(MAX_SAMPLES)} x {math.isqrt(MAX_SAMPLES)} grid)")
+    sample.add_argument("-n", type=int, default=None, help=f"how many samples, exactly (default 64; at most "
+                        f"{MAX_SAMPLES}: a {math.isqrt(MAX_SAMPLES)} x {math.isqrt(MAX_SAMPLES)} grid); a conditional "
+                        "model without --label draws one row per class, n/C of each of its C classes, so n must be a "
+                        "multiple of C (default C x (64 // C): 60 for 10 classes)")
     sample.add_argument("-o", "--output", default=None, help="the figure file, .png or .pdf (default: "
                         "RUN_DIR/samples.png)")
     sample.add_argument("--seed", type=int, default=0, help="seeds the draws from the prior")
@@ -168,7 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     # None: not given (a kind that does not use an option refuses it; see PLOT_OPTIONS)
     caps = ", ".join(f"{kind} {cap}" for kind, cap in N_CAPS.items())
     plot.add_argument("-n", type=int, default=None, help="samples, reconstructions, style, completions, compare: "
-                      f"how many images (default 64 or the most; the most: {caps})")
+                      f"how many images (default 64 or the most; the most: {caps}; samples of a conditional "
+                      "model without --label: a multiple of its classes, default 60 for 10, as `sample -n`)")
     plot.add_argument("--limit", type=int, default=None, help="the first N test images the figure may use "
                       "(latent, prior-check, arithmetic, manifold, interpolate, reconstructions, style, compare; "
                       "default 5000)")
@@ -435,7 +438,7 @@ def _draw(args, kind: str, output: str, **options) -> int:
 
     from pyro_vae.runs import figure_from_run, open_run
 
-    if args.n < 1:
+    if args.n is not None and args.n < 1:
         raise PyroVAEError(f"-n must be at least 1, not {args.n}.")
     run = open_run(Path(args.run_dir), "best", args.device)
     pyro.set_rng_seed(getattr(args, "seed", 0))
@@ -482,12 +485,13 @@ def _plot_options(args) -> None:
         raise ConfigError("--index-a/--index-b and --image-a/--image-b both choose the two images to interpolate "
                           "between; give one pair.")
     for name, default in PLOT_DEFAULTS.items():
-        if getattr(args, name) is None:
+        if getattr(args, name) is None and (name, args.kind) != ("n", "samples"):  # samples: as `sample`'s
             setattr(args, name, min(default, N_CAPS.get(args.kind, default)) if name == "n" else default)
 
 
 def cmd_sample(args) -> int:
-    _check_n(args.n, "samples")
+    if args.n is not None:
+        _check_n(args.n, "samples")
     return _draw(args, "samples", args.output, label=args.label)
 
 

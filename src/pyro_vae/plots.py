@@ -129,17 +129,41 @@ def _save(fig, path: Path) -> Path:
 
 
 @torch.no_grad()
-def plot_samples(model, path: Path, n: int = 64, device="cpu", title: str | None = None,
+def sample_count(model, n: int | None, label: int | None = None) -> int:
+    """How many images :func:`plot_samples` draws: ``n``, by default 64. A conditional model
+    without a ``label`` draws one row per class, all rows alike, so ``n`` must be a multiple of
+    its C classes (else a ConfigError naming the two nearest multiples); by default the most rows
+    of 64 images allow, C * max(1, 64 // C) (60 for 10 classes)."""
+    classes = getattr(model, "num_classes", 0)
+    if not classes or label is not None:
+        return 64 if n is None else n
+    if n is None:
+        return classes * max(1, 64 // classes)
+    if n % classes:
+        from pyro_vae.errors import ConfigError
+
+        below, above = n // classes * classes, (n // classes + 1) * classes
+        raise ConfigError(f"{n} samples do not fill the figure's rows, one per class of this conditional model, "
+                          f"as {n} is not a multiple of its {classes} classes; give n (-n) "
+                          f"{f'{below} or ' if below else ''}{above}, or one label (--label) to draw {n} of that "
+                          "class.")
+    return n
+
+
+def plot_samples(model, path: Path, n: int | None = None, device="cpu", title: str | None = None,
                  label: int | None = None, class_names: tuple[str, ...] = ()) -> Path:
-    """A grid of E[x | z] for ``n`` draws z ~ p(z) (the model's prior). For a conditional model, of
-    E[x | z, y] with z ~ p(z | y) and y = ``label``, or every class in turn by rows."""
+    """A grid of E[x | z] for ``n`` draws z ~ p(z) (the model's prior; default 64). For a
+    conditional model, of E[x | z, y] with z ~ p(z | y) and y = ``label``, or without a label
+    every class in turn by rows: exactly ``n`` images, n / C per class, ``n`` a multiple of the
+    C classes (default C * (64 // C): 60 for 10 classes), see :func:`sample_count`."""
+    n = sample_count(model, n, label)
     ncol = math.ceil(math.sqrt(n))
     if getattr(model, "num_classes", 0):
         if label is not None:
             y = torch.full((n,), label, dtype=torch.long, device=device)
             default = f"{n} samples of class {_class_name(label, class_names)} (decoder means)"
-        else:  # every class, one row each, named: about n samples in all
-            per_class = max(1, math.ceil(n / model.num_classes))
+        else:  # every class, one row each, named: n samples in all
+            per_class = n // model.num_classes
             rows = []
             for c in range(model.num_classes):
                 y = torch.full((per_class,), c, dtype=torch.long, device=device)

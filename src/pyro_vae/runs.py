@@ -713,7 +713,7 @@ def _figures(model, guide, dataset: ImageDataset, run_dir: Path, device, objecti
         figures = [plot_completions(model, dataset.test.head(10).images, run_dir / "completions.png")]
     else:
         test = dataset.test.head(32)
-        figures = [plot_samples(model, run_dir / "samples.png", n=64, device=device, class_names=dataset.class_names),
+        figures = [plot_samples(model, run_dir / "samples.png", device=device, class_names=dataset.class_names),
                    plot_reconstructions(model, guide, test.images, run_dir / "reconstructions.png",
                                         labels=test.labels)]
     if (run_dir / METRICS).exists():
