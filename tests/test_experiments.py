@@ -331,26 +331,6 @@ def test_a_run_that_fails_after_mlflow_started_ends_its_mlflow_run_failed(idx_di
     assert client.status == ["FAILED"]
 
 
-def test_a_failed_run_is_failed_in_a_real_mlflow_store(idx_dir, tmp_path, monkeypatch):
-    """The same with MLflow itself, on a SQLite store in tmp_path."""
-    pytest.importorskip("mlflow", reason="MLflow is an optional extra (pip install 'pyro-vae[mlflow]')")
-    pytest.importorskip("sqlalchemy", reason="MLflow's SQLite store needs SQLAlchemy (full mlflow, not -skinny)")
-    import pyro_vae.runs as runs
-    from pyro_vae.experiments.tracking import mlflow_client
-
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-
-    def broken(*args, **kwargs):
-        raise RuntimeError("disk on fire")
-
-    monkeypatch.setattr(runs, "evaluate_elbo", broken)
-    config = tiny_config(idx_dir, **{"train.mlflow": True, "train.epochs": 1})
-    with pytest.raises(RuntimeError, match="disk on fire"):
-        train_run(config, tmp_path / "run", progress=False, log=quiet)
-    run_id = json.loads((tmp_path / "run" / "mlflow.json").read_text())["run_id"]
-    assert mlflow_client().get_run(run_id).info.status == "FAILED"
-
-
 def test_mlflow_missing_is_one_sentence_naming_the_extra(monkeypatch):
     import sys
 
