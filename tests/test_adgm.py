@@ -139,6 +139,32 @@ def test_adgm_from_the_cli_shares_m2s_baseline(idx_dir, tmp_path, capsys):
     assert not (tmp_path / "x").exists()
 
 
+def test_m2s_conv_classifier_is_also_its_baselines(idx_dir, tmp_path, monkeypatch):
+    """--classifier-network conv with MLP encoder and decoder: the conv options take effect (not
+    refused), q(y | x) is convolutional, and the supervised baseline trains that same network."""
+    from pyro_vae import runs
+    from pyro_vae.cli import main
+
+    baselines = []
+    tuned = runs.tuned_supervised_baseline
+
+    def recording(make_classifier, *args, **kwargs):
+        baselines.append(make_classifier())
+        return tuned(make_classifier, *args, **kwargs)
+
+    monkeypatch.setattr(runs, "tuned_supervised_baseline", recording)
+    run = tmp_path / "m2conv"
+    assert main(["train", "--model", "m2", "--classifier-network", "conv", "--conv-channels", "4,8", "--labels", "8",
+                 "--dataset", "idx", "--data-dir", str(idx_dir), "--latent-dim", "2", "--hidden-dims", "16",
+                 "--epochs", "1", "--batch-size", "200", "--train-limit", "400", "--no-progress",
+                 "--run-dir", str(run)]) == 0
+    trained = runs.open_run(run).guide.classifier
+    assert [type(m).__name__ for m in baselines[0].modules()] == [type(m).__name__ for m in trained.modules()]
+    convolutions = [m for m in trained.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [m.out_channels for m in convolutions] == [4, 8]
+    assert "baseline_test_accuracy" in json.loads((run / "summary.json").read_text())
+
+
 def test_label_fidelity_of_an_m1m2_run_decodes_through_m1(idx_dir, tmp_path, capsys):
     """M1+M2 is judged on images: decode(z, y) = M1's mean image at the unstandardized code
     M2 decodes; encode_style(x, y) = q(z_2 | scaled M1 code of x, y)'s mean."""

@@ -39,10 +39,11 @@ def test_enumeration_is_the_exact_sum_over_three_classes_for_a_label_only_model(
     assert torch.allclose(loss, by_hand.float(), atol=1e-4)
 
 
-@pytest.mark.parametrize("label_at_input", [False, True])
-def test_m2_enumerated_loss_equals_the_explicit_sum_in_expectation(label_at_input):
+@pytest.mark.parametrize("options", [{}, dict(label_at_encoder_input=True),
+                                     dict(classifier_network="conv", conv_channels=[4])])
+def test_m2_enumerated_loss_equals_the_explicit_sum_in_expectation(options):
     torch.manual_seed(0)
-    model, guide = build_m2(classes=3, label_at_encoder_input=label_at_input)
+    model, guide = build_m2(classes=3, **options)
     x = torch.bernoulli(torch.full((4, 1, 6, 6), 0.4))
     with torch.no_grad():
         enumerated = torch.tensor([TraceEnum_ELBO(max_plate_nesting=1).loss(model, guide, x) for _ in range(300)])
@@ -58,6 +59,24 @@ def test_m2_enumerated_loss_equals_the_explicit_sum_in_expectation(label_at_inpu
 def build_m2(classes=3, **options):
     config = ModelConfig(model="m2", latent_dim=2, hidden_dims=[16], **options)
     return build_vae(config, (1, 6, 6), num_classes=classes)
+
+
+def test_a_conv_classifier_scores_each_image_alone_whatever_its_leading_dimensions():
+    """--classifier-network conv: q(y | x) is convolutions then the class logits, and an image's
+    logits do not depend on the batch or the leading dimensions it comes in."""
+    torch.manual_seed(0)
+    config = ModelConfig(model="m2", latent_dim=2, hidden_dims=[16], classifier_network="conv", conv_channels=[4, 8])
+    _, guide = build_vae(config, (1, 8, 8), num_classes=3)
+    assert any(isinstance(m, torch.nn.Conv2d) for m in guide.classifier.modules())
+    x = torch.rand(2, 5, 1, 8, 8)
+    logits = guide.classify(x)
+    assert logits.shape == (2, 5, 3)
+    one_by_one = torch.stack([guide.classify(image[None])[0] for image in x.reshape(10, 1, 8, 8)])
+    assert torch.allclose(logits.reshape(10, 3), one_by_one, atol=1e-6)
+    with pytest.raises(ValueError, match="reads images only"):
+        guide.classifier(x, torch.zeros(2, 5, 4))
+    _, mlp = build_m2(classes=3)
+    assert not any(isinstance(m, torch.nn.Conv2d) for m in mlp.classifier.modules())
 
 
 def test_label_at_the_encoder_input_changes_the_code_nonlinearly():

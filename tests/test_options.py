@@ -70,6 +70,11 @@ REFUSED = [
     (["--network", "conv", "--hidden-dims", "64,32"], "beyond its first size with --network conv"),
     (["--workers", "2"], "--workers 2 has no effect with --dataset idx"),
     (["--label-at-encoder-input", "true"], "--label-at-encoder-input true has no effect with --model vae"),
+    (["--classifier-network", "conv"], "--classifier-network conv has no effect with --model vae"),
+    (["--model", "m2", "--labels", "40", "--network", "conv", "--classifier-network", "conv", "--hidden-dims",
+      "64,32"], "beyond its first size with --network conv"),
+    (["--model", "m2", "--labels", "40", "--classifier-network", "conv", "--activation", "gated"],
+     "activation 'gated' (gated dense layers) is for the MLP; use --classifier-network mlp"),
 ]
 
 

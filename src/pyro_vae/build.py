@@ -71,7 +71,14 @@ def build_vae(config: ModelConfig, image_shape: tuple[int, int, int], num_classe
         given = quadrant_mask(image_shape, config.given_quadrants)
         return QuadrantCVAEModel(decoder, prior_net, likelihood, latent, given), DiagonalNormalGuide(encoder)
     if config.model == "m2":
-        classify = vae_nn.classifier(image_shape, config.hidden_dims, num_classes, config.activation)
+        if config.classifier_network == "conv":
+            try:
+                classify = vae_nn.conv_classifier(image_shape, config.conv_channels, config.hidden_dims[0],
+                                                  num_classes, config.activation, config.batch_norm)
+            except ValueError as err:
+                raise ConfigError(str(err)) from None
+        else:
+            classify = vae_nn.classifier(image_shape, config.hidden_dims, num_classes, config.activation)
         return M2Model(decoder, likelihood, latent, num_classes), M2Guide(classify, encoder, num_classes)
     if conditional:
         return (CVAEModel(decoder, likelihood, latent, num_classes, config.conditional_prior),

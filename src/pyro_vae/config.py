@@ -113,6 +113,11 @@ class ModelConfig:
     #: --model adgm: dimensions of the auxiliary variable a (Maaløe et al. 2016 used 100).
     aux_dim: int = 100
     network: str = "mlp"
+    #: --model m2: the classifier q(y | x), whatever --network the encoder and decoder use:
+    #: "mlp" (layers of hidden_dims) or "conv" (the conv encoder's convolutions of
+    #: conv_channels and its one dense layer of hidden_dims' first size, then the class logits).
+    #: The supervised baseline is trained with the same classifier.
+    classifier_network: str = "mlp"
     hidden_dims: list[int] = field(default_factory=lambda: [512, 256])
     conv_channels: list[int] = field(default_factory=lambda: [32, 64])
     #: conv: batch normalisation after every convolution but the decoder's last.
@@ -154,11 +159,15 @@ class ModelConfig:
             raise ConfigError("--model adgm is built from MLPs (as in Maaløe et al. 2016); drop --network "
                               f"{self.network}.")
         _choice("network", self.network, NETWORKS)
+        _choice("classifier_network", self.classifier_network, NETWORKS)
         _choice("activation", self.activation, ACTIVATIONS)
         _choice("likelihood", self.likelihood, tuple(LIKELIHOODS))
         _choice("scale_transform", self.scale_transform, SCALE_TRANSFORMS)
         if self.activation == "gated" and self.network != "mlp":
             raise ConfigError("activation 'gated' (gated dense layers) is for the MLP; use --network mlp "
+                              "or another activation.")
+        if self.activation == "gated" and self.model == "m2" and self.classifier_network != "mlp":
+            raise ConfigError("activation 'gated' (gated dense layers) is for the MLP; use --classifier-network mlp "
                               "or another activation.")
         if not self.hidden_dims or any(not 1 <= h <= 65536 for h in self.hidden_dims):
             raise ConfigError("hidden_dims must be a non-empty list of positive sizes, e.g. [512, 256].")
@@ -492,10 +501,15 @@ def ineffective_options(config: Config) -> list[tuple[str, str]]:
                "the MLP encoder of cvae and m2)", "drop it")
     if not train.figures:
         unused("train.figure_every", "with --figures false (no figure is drawn)", "drop it or drop --figures false")
-    if model.network != "conv":
+    if model.model != "m2":
+        unused("model.classifier_network", f"with --model {model.model} (it is the classifier q(y | x) of "
+               "--model m2)", "drop it or choose --model m2")
+    conv_classifier = model.model == "m2" and model.classifier_network == "conv"
+    if model.network != "conv" and not conv_classifier:
         for key in ("model.conv_channels", "model.batch_norm"):
             unused(key, f"with --network {model.network}", "drop it or choose --network conv")
-    elif model.model not in SEMI_SUPERVISED and len(model.hidden_dims) > 1:
+    elif model.network == "conv" and (model.model not in SEMI_SUPERVISED or conv_classifier) \
+            and len(model.hidden_dims) > 1:
         unused("model.hidden_dims", "beyond its first size with --network conv (one dense layer between the "
                "convolutions and the code)", "give one size, e.g. --hidden-dims 512")
     if not getattr(LIKELIHOODS[model.likelihood], "uses_scale", False):
@@ -562,7 +576,7 @@ def choices(name: str) -> tuple[str, ...] | None:
 
 #: The allowed values of each option with a fixed set of them (``--help`` lists these).
 CHOICES = {"dataset": DATASETS, "binarize": BINARIZATIONS, "image_mode": IMAGE_MODES, "model": MODELS,
-           "network": NETWORKS, "activation": ACTIVATIONS, "scale_transform": SCALE_TRANSFORMS,
+           "network": NETWORKS, "classifier_network": NETWORKS, "activation": ACTIVATIONS, "scale_transform": SCALE_TRANSFORMS,
            "objective": OBJECTIVES, "elbo_implementation": ELBO_IMPLEMENTATIONS,
            "labelled_weight": LABELLED_WEIGHTS, "select_by": SELECTIONS, "prior": ("standard", "mog", "vamp"),
            "pseudo_init": ("random", "data"), "flow": ("none", "iaf", "householder", "planar")}

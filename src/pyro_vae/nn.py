@@ -79,6 +79,14 @@ class _Classifier(nn.Module):
         return self.body(flat.reshape(-1, flat.shape[-1])).reshape(flat.shape[:-1] + (-1,))
 
 
+def conv_classifier(image_shape, channels, hidden_dim: int, num_classes: int, activation: str = "relu",
+                    batch_norm: bool = False) -> nn.Module:
+    """The conv encoder's body (:func:`conv_encoder_body`) then a linear layer: images
+    ``[..., C, H, W]`` -> class logits ``[..., num_classes]``."""
+    body, features = conv_encoder_body(image_shape, channels, hidden_dim, activation, batch_norm)
+    return _ConvClassifier(nn.Sequential(body, nn.Linear(features, num_classes)))
+
+
 class _LeadingDims(nn.Module):
     """Applies ``body`` to the trailing ``event_dims`` dimensions of its input."""
 
@@ -87,6 +95,20 @@ class _LeadingDims(nn.Module):
     def flat(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Size]:
         lead = x.shape[: x.dim() - self.event_dims]
         return x.reshape((-1,) + x.shape[x.dim() - self.event_dims :]), lead
+
+
+class _ConvClassifier(_LeadingDims):
+    event_dims = 3
+
+    def __init__(self, body: nn.Module):
+        super().__init__()
+        self.body = body
+
+    def forward(self, x: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        if extra is not None:  # the ADGM's q(y | a, x) reads a with the pixels: an MLP's input
+            raise ValueError("a conv classifier reads images only; give extra inputs to an MLP classifier.")
+        flat, lead = self.flat(x)
+        return self.body(flat).reshape(lead + (-1,))
 
 
 class Encoder(_LeadingDims):
