@@ -576,7 +576,8 @@ def choices(name: str) -> tuple[str, ...] | None:
 
 #: The allowed values of each option with a fixed set of them (``--help`` lists these).
 CHOICES = {"dataset": DATASETS, "binarize": BINARIZATIONS, "image_mode": IMAGE_MODES, "model": MODELS,
-           "network": NETWORKS, "classifier_network": NETWORKS, "activation": ACTIVATIONS, "scale_transform": SCALE_TRANSFORMS,
+           "network": NETWORKS, "classifier_network": NETWORKS, "activation": ACTIVATIONS,
+           "scale_transform": SCALE_TRANSFORMS,
            "objective": OBJECTIVES, "elbo_implementation": ELBO_IMPLEMENTATIONS,
            "labelled_weight": LABELLED_WEIGHTS, "select_by": SELECTIONS, "prior": ("standard", "mog", "vamp"),
            "pseudo_init": ("random", "data"), "flow": ("none", "iaf", "householder", "planar")}
