@@ -487,6 +487,33 @@ def test_function_style_conditional_programs_are_traced_with_one_label_per_image
     assert not torch.equal(before, decoder.weight)  # the optimizer stepped the module's own weights
 
 
+def test_the_supervised_baseline_steps_in_training_mode_and_scores_in_evaluation_mode():
+    """A classifier with batch normalisation (--classifier-network conv --batch-norm) learns on
+    batch statistics but is scored on its running averages: scoring leaves them as they were."""
+    from pyro_vae.inference.semisupervised import train_supervised_baseline
+
+    split = Split(torch.rand(40, 1, 2, 2), torch.arange(40) % 2)
+    data = ImageDataset("grey", split, split, split, binarize="none")
+    modes = {"step": set(), "score": set()}
+
+    class Normalised(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.norm, self.linear = torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2)
+
+        def forward(self, x):
+            modes["step" if torch.is_grad_enabled() else "score"].add(self.training)
+            return self.linear(self.norm(x.flatten(1)))
+
+    classifier = Normalised()
+    train_supervised_baseline(classifier, data, torch.arange(10), epochs=2, steps_per_epoch=3, batch_size=8)
+    assert modes == {"step": {True}, "score": {False}}
+    running = classifier.norm.running_mean.clone()
+    with torch.no_grad():
+        classifier(split.images)
+    assert torch.equal(running, classifier.norm.running_mean)
+
+
 def test_the_supervised_baseline_trains_on_binary_draws_of_dynamically_binarized_images():
     from pyro_vae.inference.semisupervised import train_supervised_baseline
 

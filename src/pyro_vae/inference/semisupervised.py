@@ -184,6 +184,7 @@ def train_supervised_baseline(classifier: torch.nn.Module, dataset: ImageDataset
     best = {"valid_accuracy": -1.0}
     wrapper = _ClassifierAsGuide(classifier)
     for epoch in range(1, epochs + 1):
+        classifier.train()  # batch normalisation (a conv classifier's --batch-norm) steps on batch statistics
         for _ in range(steps_per_epoch):
             picked = labelled[torch.randint(len(labelled), (min(batch_size, len(labelled)),), generator=generator,
                                             device=device)]
@@ -193,6 +194,7 @@ def train_supervised_baseline(classifier: torch.nn.Module, dataset: ImageDataset
             optimizer.zero_grad(set_to_none=True)
             F.cross_entropy(classifier(x), labels[picked]).backward()
             optimizer.step()
+        classifier.eval()  # and scores on its running averages, so an image's class never depends on its batch
         valid = classification_accuracy(wrapper, dataset.valid.images, dataset.valid.labels)
         if valid > best["valid_accuracy"]:
             best = {"valid_accuracy": valid, "best_epoch": epoch}
