@@ -67,6 +67,8 @@ REFUSED = [
     (["--given-quadrants", "2"], "--given-quadrants 2 has no effect with --model vae"),
     (["--alpha", "10"], "--alpha 10.0 has no effect with --model vae"),
     (["--conv-channels", "8,16"], "--conv-channels 8,16 has no effect with --network mlp"),
+    (["--model", "m2", "--labels", "40", "--conv-channels", "8,16"],
+     "drop it or choose --network conv or --classifier-network conv"),  # M2 has a second network to name
     (["--network", "conv", "--hidden-dims", "64,32"], "beyond its first size with --network conv"),
     (["--workers", "2"], "--workers 2 has no effect with --dataset idx"),
     (["--label-at-encoder-input", "true"], "--label-at-encoder-input true has no effect with --model vae"),

@@ -17,6 +17,19 @@ from pyro_vae.models.priors import make_prior
 from pyro_vae.models.quadrant import quadrant_mask
 
 
+def _m2_classifier(config: ModelConfig, image_shape: tuple[int, ...], num_classes: int):
+    """M2's q(y | x) network: an MLP of ``hidden_dims``, or with ``classifier_network = "conv"``
+    the conv encoder's convolutions and one dense layer of ``hidden_dims[0]``; ``[..., C, H, W]``
+    images -> ``[..., num_classes]`` logits."""
+    if config.classifier_network == "mlp":
+        return vae_nn.classifier(image_shape, config.hidden_dims, num_classes, config.activation)
+    try:
+        return vae_nn.conv_classifier(image_shape, config.conv_channels, config.hidden_dims[0], num_classes,
+                                      config.activation, config.batch_norm)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
 def _encoder_body(config: ModelConfig, image_shape, extra_inputs: int = 0):
     if config.network == "mlp":
         return vae_nn.mlp_encoder_body(image_shape, config.hidden_dims, config.activation, extra_inputs)
@@ -71,14 +84,7 @@ def build_vae(config: ModelConfig, image_shape: tuple[int, int, int], num_classe
         given = quadrant_mask(image_shape, config.given_quadrants)
         return QuadrantCVAEModel(decoder, prior_net, likelihood, latent, given), DiagonalNormalGuide(encoder)
     if config.model == "m2":
-        if config.classifier_network == "conv":
-            try:
-                classify = vae_nn.conv_classifier(image_shape, config.conv_channels, config.hidden_dims[0],
-                                                  num_classes, config.activation, config.batch_norm)
-            except ValueError as err:
-                raise ConfigError(str(err)) from None
-        else:
-            classify = vae_nn.classifier(image_shape, config.hidden_dims, num_classes, config.activation)
+        classify = _m2_classifier(config, image_shape, num_classes)
         return M2Model(decoder, likelihood, latent, num_classes), M2Guide(classify, encoder, num_classes)
     if conditional:
         return (CVAEModel(decoder, likelihood, latent, num_classes, config.conditional_prior),

@@ -506,8 +506,10 @@ def ineffective_options(config: Config) -> list[tuple[str, str]]:
                "--model m2)", "drop it or choose --model m2")
     conv_classifier = model.model == "m2" and model.classifier_network == "conv"
     if model.network != "conv" and not conv_classifier:
+        # M2 has a second network that can be convolutional: name that way out too.
+        fix = "drop it or choose --network conv" + (" or --classifier-network conv" if model.model == "m2" else "")
         for key in ("model.conv_channels", "model.batch_norm"):
-            unused(key, f"with --network {model.network}", "drop it or choose --network conv")
+            unused(key, f"with --network {model.network}", fix)
     elif model.network == "conv" and (model.model not in SEMI_SUPERVISED or conv_classifier) \
             and len(model.hidden_dims) > 1:
         unused("model.hidden_dims", "beyond its first size with --network conv (one dense layer between the "
