@@ -79,9 +79,9 @@ def load_example(pyro_dir: Path, dataset_class) -> types.ModuleType:
     sys.modules["pyro.contrib.examples.util"] = util
     visdom = types.ModuleType("visdom")
 
-    class Visdom:  # the example builds one only with --visualize, which this script refuses
+    class Visdom:  # the example builds one only with --visualize, which main() refuses first
         def __init__(self, *args, **kwargs):
-            raise SystemExit("--visualize needs a visdom server; leave it out")
+            raise RuntimeError("no visdom here")
 
     visdom.Visdom = Visdom
     sys.modules["visdom"] = visdom
@@ -115,6 +115,15 @@ def example_args(argv: list[str]) -> argparse.Namespace:
     if args.sup_num % args.batch_size:
         raise SystemExit(f"-sup {args.sup_num:g} is not a multiple of -bs {args.batch_size}: the example needs it to be")
     return args
+
+
+def check_batch_divides(batch_size: int, cached) -> None:
+    """The example's own checks, from its ``__main__`` block: its accuracy divides the count of right
+    answers by batches x batch size, so a batch that does not divide a split would misreport it."""
+    for what, size in (("training", cached.train_data_size), ("validation", cached.validation_size),
+                       ("test", cached.test_size)):
+        if size % batch_size:
+            raise SystemExit(f"-bs {batch_size} does not divide the {size} {what} images; choose a divisor, e.g. 100")
 
 
 EPOCH = re.compile(r"^(\d+) epoch: avg losses (.*) validation accuracy ([0-9.]+) test accuracy ([0-9.]+)$")
@@ -151,11 +160,15 @@ def main():
     parser.add_argument("example", nargs=argparse.REMAINDER, help="-- then the example's own options")
     args = parser.parse_args()
     argv = args.example[1:] if args.example[:1] == ["--"] else args.example
+    for own in ("--seed", "--logfile", "-log"):  # set here; the example's copy would be overridden unseen
+        if any(a == own or a.startswith(own + "=") for a in argv):
+            raise SystemExit(f"give {own} to this script (--seed, --out), not after --: it sets the example's")
     ex_args = example_args([*argv, "--seed", str(args.seed), "--logfile", str(args.out.with_suffix(".log"))])
     if ex_args.visualize:
         raise SystemExit("--visualize needs a visdom server; leave it out")
     torch.set_num_threads(1)
     example = load_example(args.pyro.expanduser(), idx_dataset(args.dataset, args.data_dir))
+    check_batch_divides(ex_args.batch_size, example.MNISTCached)
     start_cpu, start = time.process_time(), time.perf_counter()
     example.main(ex_args)
     cpu, wall = time.process_time() - start_cpu, time.perf_counter() - start

@@ -46,6 +46,30 @@ def test_the_example_is_refused_a_batch_that_does_not_divide_its_labels():
     assert adapter.example_args(["-sup", "100", "-bs", "100", "-n", "9"]).num_epochs == 9
 
 
+def test_a_batch_that_does_not_divide_a_split_is_refused_as_the_example_refuses_it():
+    class Sizes:  # the example's MNISTCached sizes
+        train_data_size, validation_size, test_size = 50000, 10000, 10000
+
+    adapter.check_batch_divides(100, Sizes)
+    try:
+        adapter.check_batch_divides(300, Sizes)  # divides none of them
+    except SystemExit as stop:
+        assert "-bs 300 does not divide the 50000 training images" in str(stop)
+    else:
+        raise AssertionError("-bs 300 was accepted")
+
+
+def test_the_seed_and_log_file_are_refused_after_the_separator(monkeypatch, tmp_path):
+    monkeypatch.setattr(sys, "argv", ["pyro_ss_vae_m2.py", "--pyro", str(tmp_path), "--out", str(tmp_path / "r.json"),
+                                      "--", "-n", "1", "--seed", "3"])
+    try:
+        adapter.main()
+    except SystemExit as stop:
+        assert "give --seed to this script" in str(stop)
+    else:
+        raise AssertionError("an example --seed that would be overridden was accepted")
+
+
 def test_the_stand_in_gives_the_example_the_images_and_labels_our_loader_reads():
     require_path(FASHION_DIR / "train-images-idx3-ubyte.gz", "Fashion-MNIST (Debian's dataset-fashion-mnist)")
     images_class = adapter.idx_dataset("fashion-mnist", None)
