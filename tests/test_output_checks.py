@@ -206,3 +206,28 @@ def test_a_damaged_metrics_csv_is_one_sentence_and_resume_writes_it_again(run, t
             _refused(argv, capsys, f"{copy / 'metrics.csv'} is damaged", f"pyro-vae train --resume {copy}")
     assert main(["train", "--resume", str(copy), "--epochs", "1", "--no-progress"]) == 0
     assert (copy / "metrics.csv").read_text() == whole
+
+
+def test_no_output_overwrites_the_record_of_another_run_or_a_sweep(run, capsys, tmp_path):
+    """`evaluate RUN_A -o RUN_B/checkpoint_last.pt` once replaced RUN_B's checkpoint with JSON and
+    exited 0; every -o now refuses the files any run or sweep directory is read back from."""
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(run, other)
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / "sweep.json").write_text("{}")
+    (sweep / "study.db").write_bytes(b"db")
+    before = {p: p.read_bytes() for p in [*other.iterdir(), *sweep.iterdir()] if p.is_file()}
+    for name in ("checkpoint_last.pt", "config.toml", "summary.json", "metrics.csv"):
+        _refused(["evaluate", str(run), "--limit", "10", "-o", str(other / name)], capsys, name, str(other), "-o")
+        _refused(["evaluate", str(run), "--k", "2", "--limit", "10", "-o", str(other / name)], capsys, name)
+    _refused(["evaluate", str(run), "--limit", "10", "-o", str(sweep / "study.db")], capsys, "sweep", "study.db")
+    _refused(["compare", str(run), "-o", str(sweep / "results")], capsys, "results.csv")
+    _refused(["plot", str(run), "--kind", "curves", "-o", str(other / "checkpoint_best.pt")], capsys,
+             "checkpoint_best.pt")
+    assert {p: p.read_bytes() for p in before} == before
+    # a file of the same name in a folder that is no run's is written as asked
+    assert main(["evaluate", str(run), "--limit", "10", "-o", str(tmp_path / "summary.json")]) == 0
+    assert json.loads((tmp_path / "summary.json").read_text())["examples"] == 10

@@ -4,7 +4,9 @@ A missing folder is created, with its parents, when the file is written (``mkdir
 ``train --run-dir`` and ``sweep`` create theirs: every command treats a path the same way.
 What can never be written is refused before anything is computed, in one sentence
 (:func:`check_output`): a path that is a directory, a folder on the path that is a file,
-or a nearest existing folder that is not writable. The folder itself is made only when the
+a nearest existing folder that is not writable, or a file by which a run or a sweep is read
+back (:data:`RECORDS`: its checkpoints, configuration, metrics, summary; any run's or sweep's,
+not only the one a command reads). The folder itself is made only when the
 file is written (:func:`make_folder`), so a command refused or stopped before then leaves
 no empty folder behind.
 """
@@ -17,12 +19,29 @@ from pathlib import Path
 from pyro_vae.errors import PyroVAEError, WriteError
 
 
-def check_output(path: Path, option: str | None = "-o") -> None:
-    """Refuse an output ``path`` that could not be written (:class:`PyroVAEError`), naming
+#: The files a directory is read back from, by the file that marks it: a run directory holds
+#: ``config.toml`` (``pyro_vae.runs.CONFIG``), a sweep directory ``sweep.json``. An output never
+#: replaces one of them: ``--resume``, ``evaluate`` and ``compare`` would then fail on the run.
+RECORDS = {
+    "config.toml": frozenset({"config.toml", "checkpoint_last.pt", "checkpoint_best.pt", "metrics.csv", "summary.json",
+                              "labelled_examples.json", "m1_codes.json"}),
+    "sweep.json": frozenset({"sweep.json", "study.db", "results.csv"}),
+}
+
+
+def check_output(path: Path, option: str | None = "-o", own_record: bool = False) -> None:
+    """Refuse an output ``path`` that could not be written, or that is one of the files a run
+    or sweep directory is read back from (:data:`RECORDS`; unless ``own_record``: the command
+    keeps that record itself, as a sweep its ``sweep.json``), with :class:`PyroVAEError`, naming
     ``option`` (the flag that gave it; None: a default path in a run directory)."""
     path = Path(path)
     name = f"{option} {path}" if option else f"the output {path}"
     fix = f"give {option} another path" if option else "make it writable"
+    for marker, records in RECORDS.items():
+        if not own_record and path.name in records and (path.parent / marker).is_file():
+            what = "run" if marker == "config.toml" else "sweep"
+            raise PyroVAEError(f"{name} would overwrite {path.name} of the {what} in {path.parent}, which "
+                               f"--resume, evaluate and compare read back; {fix}.")
     if path.is_dir():
         raise PyroVAEError(f"{name} is a directory; {fix} (a file name).")
     folder = path.parent

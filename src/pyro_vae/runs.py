@@ -37,6 +37,7 @@ from pyro_vae.data.folders import ByteImages
 from pyro_vae.data.sources import cache_dir
 from pyro_vae.errors import CheckpointError, ConfigError, DataError, PyroVAEError, TrainingInterrupted, WriteError
 from pyro_vae.inference.checkpoint import BEST, LAST, atomic_write_text, load_checkpoint
+from pyro_vae.outputs import RECORDS
 from pyro_vae.inference.codes import CodeScaler, code_dataset
 from pyro_vae.inference.distributed import DistributedContext, init_from_environment, shutdown
 from pyro_vae.inference.objectives import make_objective
@@ -854,7 +855,7 @@ class ProgressReport:
 
 def check_not_clobbering(path: Path, run_dir: Path) -> None:
     """Refuse to write a figure over a run's checkpoints or configuration."""
-    protected = {(run_dir / name).resolve() for name in (CONFIG, LAST, BEST, METRICS, SUMMARY)}
+    protected = {(run_dir / name).resolve() for name in RECORDS[CONFIG]}
     if Path(path).resolve() in protected:
         raise PyroVAEError(f"refusing to overwrite {path}, a file of the run; choose another -o.")
 

@@ -667,7 +667,7 @@ def create_sweep(spec: SweepSpec, sweep_dir: Path, storage: str | None = None,
     from pyro_vae.outputs import check_output
     from pyro_vae.runs import write_json
 
-    check_output(Path(sweep_dir) / SWEEP_FILE, "--sweep-dir")  # a file in the way; missing folders are made
+    check_output(Path(sweep_dir) / SWEEP_FILE, "--sweep-dir", own_record=True)  # a file in the way; missing folders are made
     existing = check_sweep_dir(sweep_dir, spec)
     optuna_module()
     _check_data(spec)
