@@ -424,3 +424,18 @@ def test_prior_check_under_a_learned_prior_compares_with_the_prior_not_n01(figur
     heights = sorted(p.get_height() for p in bars.patches)
     assert heights[0] < plots.INACTIVE_KL < heights[1]
     assert abs(heights[1] - 9.0) < 1.5  # Var(3 x) for x ~ N(0, 1)
+
+
+@pytest.mark.parametrize("argv", [["train", "--seed", "-1"], ["train", "--seed", "4294967296"],
+                                  ["evaluate", "RUN", "--seed", "-1"], ["evaluate", "RUN", "--k", "2", "--seed", "-1"],
+                                  ["sample", "RUN", "--seed", "-3", "-o", "OUT"],
+                                  ["plot", "RUN", "--kind", "samples", "--seed", "-1", "-o", "OUT"]])
+def test_a_seed_outside_what_numpy_accepts_is_one_sentence(vae_run, tmp_path, capsys, argv):
+    """A negative or too large seed once ended in NumPy's traceback (exit 1), deep in training or evaluation."""
+    argv = [str(vae_run) if a == "RUN" else str(tmp_path / "out.png") if a == "OUT" else a for a in argv]
+    if argv[0] == "train":
+        argv += ["--run-dir", str(tmp_path / "run")]
+    before = _files(vae_run)
+    assert main(argv) == 2
+    assert "must be between 0 and 4294967295" in _one_sentence(capsys)
+    assert _files(vae_run) == before and not (tmp_path / "run").exists() and not (tmp_path / "out.png").exists()

@@ -22,7 +22,7 @@ import traceback
 from dataclasses import MISSING, fields
 from pathlib import Path
 
-from pyro_vae.config import SECTIONS, Config, choices, field_help, field_types, show_value
+from pyro_vae.config import SECTIONS, Config, check_seed, choices, field_help, field_types, show_value
 from pyro_vae.entry import interrupted_message, raise_interrupted
 from pyro_vae.errors import ConfigError, PyroVAEError, TrainingInterrupted
 from pyro_vae.outputs import check_output, make_folder
@@ -627,6 +627,8 @@ def _main(argv: list[str] | None) -> int:
     args, began = None, False
     try:
         args = build_parser().parse_args(argv)  # imports torch and Pyro (1-3 s)
+        if getattr(args, "seed", None) is not None:  # evaluate, sample, plot (train's is checked with its config)
+            check_seed(args.seed, "--seed")
         from pyro_vae.memory import fix_mmap_threshold
         from pyro_vae.runs import flushed_denormals
 

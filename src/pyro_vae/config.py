@@ -273,7 +273,17 @@ class TrainConfig:
                               "(kl_warmup_epochs or kl_warmup_steps).")
         _at_least("figure_every", self.figure_every, 0)
         _at_least("patience", self.patience, 0)
+        check_seed(self.seed)
         check_device(self.device)
+
+
+#: The seeds torch, NumPy and Pyro accept (``pyro.set_rng_seed``: NumPy's range).
+SEED_RANGE = (0, 2**32 - 1)
+
+
+def check_seed(value: int, name: str = "seed") -> None:
+    """Refuse a seed outside :data:`SEED_RANGE` (NumPy would raise deep inside training)."""
+    _between(name, value, *SEED_RANGE)
 
 
 def check_device(name: str, given: str | None = None) -> None:
