@@ -232,6 +232,16 @@ def test_several_runs_are_evaluated_but_one_output_file_for_several_is_refused(t
     assert "-o names one file" in capsys.readouterr().err
 
 
+def test_several_runs_are_all_checked_before_the_first_result_is_written(two_runs, tmp_path, capsys):
+    """`evaluate GOOD MISSING --k 3` once replaced GOOD's loglik.json before refusing MISSING."""
+    a, _ = two_runs
+    before = {p.name: p.read_bytes() for p in a.iterdir() if p.is_file()}
+    for argv in (["--k", "3", "--limit", "5"], ["--limit", "5"]):
+        assert main(["evaluate", str(a), str(tmp_path / "missing"), *argv]) == 2
+        assert "does not exist" in capsys.readouterr().err
+        assert {p.name: p.read_bytes() for p in a.iterdir() if p.is_file()} == before
+
+
 # -- the beta-IWAE objective --------------------------------------------------------------
 
 def test_iwae_with_k_1_is_the_beta_elbo_on_the_same_draw():

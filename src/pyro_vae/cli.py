@@ -311,11 +311,31 @@ def cmd_evaluate(args) -> int:
     args.fidelity_images = 1000 if args.fidelity_images is None else args.fidelity_images
     if args.label_fidelity and (args.fidelity_samples < 1 or args.fidelity_images < 1):
         raise PyroVAEError("--fidelity-samples and --fidelity-images must be at least 1.")
+    if len(args.run_dirs) > 1:  # every run is checked before the first one's results are written
+        from pyro_vae.runs import open_run
+
+        for run_dir in args.run_dirs:
+            _refuse_evaluation(args, open_run(Path(run_dir), args.checkpoint, args.device))
     for run_dir in args.run_dirs:
         if len(args.run_dirs) > 1:
             print(f"{run_dir}:")
         _evaluate_one(args, run_dir)
     return 0
+
+
+def _refuse_evaluation(args, run) -> None:
+    """The refusals that need only the reopened run, not its data or an estimate."""
+    if run.config.model.model == "m1m2" and not args.label_fidelity:  # its data are M1's codes, not images
+        raise PyroVAEError(f"{run.run_dir} is a --model m1m2 run, whose M2 models M1's codes, not the images, so it "
+                           "has no ELBO or log p(x) of the images; its results are the test accuracy in its "
+                           f"summary.json and `pyro-vae evaluate {run.run_dir} --label-fidelity`.")
+    if args.k and not getattr(run.model, "has_marginal_likelihood", True):
+        raise PyroVAEError(f"a plain autoencoder has no prior p(z) and so no log p(x) to estimate ({run.run_dir}); "
+                           "leave out --k to score its reconstruction log p(x | code).")
+    if args.label_fidelity:
+        from pyro_vae.experiments import labels
+
+        labels.check_labelled(run)
 
 
 def _checkpoint_position(run) -> dict:
@@ -332,14 +352,10 @@ def _evaluate_one(args, run_dir: str) -> None:
 
     run = open_run(Path(run_dir), args.checkpoint, args.device)
     pyro.set_rng_seed(args.seed)
-    if run.config.model.model == "m1m2" and not args.label_fidelity:  # its data are M1's codes, not images
-        raise PyroVAEError(f"{run.run_dir} is a --model m1m2 run, whose M2 models M1's codes, not the images, so it "
-                           "has no ELBO or log p(x) of the images; its results are the test accuracy in its "
-                           f"summary.json and `pyro-vae evaluate {run.run_dir} --label-fidelity`.")
+    _refuse_evaluation(args, run)  # before anything is trained or written
     if args.label_fidelity:
         from pyro_vae.experiments import labels
 
-        labels.check_labelled(run)  # before anything is trained or written
         output = _json_output(args, run.run_dir, labels.FIDELITY_FILE)
         result = labels.measure_run(run, args.fidelity_samples, args.fidelity_images, args.seed,
                                     args.classifier_cache, log=lambda line: print(line, file=sys.stderr),
