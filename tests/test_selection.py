@@ -44,3 +44,19 @@ def test_iwae_dreg_selects_by_the_validation_iwae_bound_by_default(idx_dir, tmp_
     history = load_checkpoint(tmp_path / "dreg" / LAST)["history"]
     assert summary["selection"] == "best validation IWAE bound (K=3)"
     assert history[-1]["valid_elbo"] > history[0]["valid_elbo"]  # it trains
+
+
+def test_more_selection_examples_than_validation_images_is_refused_before_training(idx_dir, tmp_path):
+    """--select-examples 100000 on a 10,000-image split was accepted and recorded as used."""
+    import pytest
+
+    from pyro_vae.errors import ConfigError
+    from pyro_vae.runs import open_dataset
+
+    config = small_config(idx_dir, **{"train.select_by": "valid-loglik", "train.select_examples": 10**5})
+    valid = len(open_dataset(config).valid)
+    with pytest.raises(ConfigError, match=f"--select-examples 100000 is more than the {valid} images"):
+        train_run(config, tmp_path / "run", progress=False, log=lambda s: None)
+    assert not (tmp_path / "run").exists()
+    config.train.select_examples = valid  # all of them, drawn as a fixed subset: accepted
+    train_run(config, tmp_path / "all", progress=False, log=lambda s: None)

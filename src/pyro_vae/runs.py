@@ -354,6 +354,10 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
         dataset, scaler = m1_codes(config, dataset, device)
     model, guide = build_vae(config.model, dataset.image_shape, num_classes(dataset))
     dataset.check_support(model.likelihood, hint=CLI_SUPPORT_HINTS.get(config.model.likelihood))
+    valid = len(dataset.valid)
+    if _selection(train_cfg)["selection"] == "valid-loglik" and train_cfg.select_examples > valid:
+        raise ConfigError(f"--select-examples {train_cfg.select_examples} is more than the {valid} images of the "
+                          f"validation split; give --select-examples {valid} or less (0 scores them all).")
     if model.needs_labels and dataset.train.labels is None:
         raise DataError(f"--model {config.model.model} needs labelled data, but '{dataset.name}' has no labels.")
     dataset = dataset.to(device)
