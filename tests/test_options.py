@@ -151,6 +151,9 @@ def test_resume_applies_the_config_file_like_flags(vae_run, tmp_path, capsys):
     ("[model]\nlatent_dim = 7\n", [], "cannot change model.latent_dim when resuming"),
     ("[train]\nepochs = 5\n", ["--workers", "2"], "--workers 2 has no effect with --dataset idx"),
     ("[train]\nepochs = 5\n", ["--run-dir", "/elsewhere"], "drop --run-dir"),
+    # a finished run trains nothing, so an option that acts only while training does nothing
+    ("[train]\nepochs = 1\n", ["--figures", "false"], "--figures false has no effect: "),
+    ("[train]\nepochs = 1\n", ["--patience", "3", "--figures", "false"], "--figures false, --patience 3 have no effect"),
 ])
 def test_resume_refusals_leave_the_run_untouched(vae_run, tmp_path, capsys, text, flags, message):
     path = tmp_path / "c.toml"

@@ -279,6 +279,7 @@ def train_run(config: Config | None, run_dir: Path, resume: bool = False, progre
 def _train_run(config: Config | None, run_dir: Path, resume: bool, progress, log, overrides) -> dict:
     if resume:
         saved = read_run_config(run_dir)
+        changed = set()
         if overrides is not None:
             overrides.validate(check_effect=False)  # resolves binarize "auto" as the run did
             _check_resume_changes(saved, overrides)
@@ -291,6 +292,13 @@ def _train_run(config: Config | None, run_dir: Path, resume: bool, progress, log
         check_own_data(run_dir, load_checkpoint(run_dir / LAST, map_location="cpu"), config)
         finished = _finished_summary(run_dir, config.train.epochs)
         if finished is not None:  # nothing to train: every file is left as it is
+            idle = sorted(changed - {"train.epochs"})
+            if idle:  # a figure, device or tracking option would act only while training
+                given = ", ".join(f"--{key.split('.')[1].replace('_', '-')} {show_value(_get(config, key))}"
+                                  for key in idle)
+                raise ConfigError(f"{given} {'has' if len(idle) == 1 else 'have'} no effect: {run_dir} has finished its {finished['epochs']} epochs, so "
+                                  f"nothing is trained; give --epochs above {finished['epochs']} to train on, or "
+                                  f"draw its figures with `pyro-vae plot {run_dir} --kind samples -o FILE`.")
             log(f"nothing to train: {run_dir} has {finished['epochs']} epochs already and its summary; give "
                 f"--epochs above {finished['epochs']} to train on (nothing was written).")
             return finished
