@@ -32,14 +32,14 @@ USAGE_ERROR = 2
 #: The options of ``plot`` that each --kind reads (besides -o and --device); any other given is refused.
 PLOT_OPTIONS = {
     "samples": ("n", "seed"),
-    "reconstructions": ("n", "limit"),
+    "reconstructions": ("n",),  # the first -n test images (at most 32)
     "latent": ("limit",),
     "manifold": ("limit",),  # an autoencoder's grid spans the codes of the first --limit test images
-    "interpolate": ("limit", "index_a", "index_b", "image_a", "image_b"),
+    "interpolate": ("index_a", "index_b", "image_a", "image_b"),  # any two images of the test split
     "arithmetic": ("limit", "attribute", "attribute_file"),
     "prior-check": ("limit", "seed"),
     "curves": (),
-    "style": ("n", "limit"),
+    "style": ("n",),  # the first -n test images (at most 10)
     "completions": ("n", "seed"),
     "compare": ("n", "limit", "seed"),
     "sweep": ("metric",),
@@ -496,10 +496,14 @@ def _plot_options(args) -> None:
                               f"{', '.join(readers)}); drop it.")
     if args.n is not None:
         _check_n(args.n, args.kind)
+    if args.device is not None and args.kind in ("curves", "sweep"):  # drawn from metrics.csv/summary.json alone
+        raise ConfigError(f"--device has no effect with --kind {args.kind}, which is drawn from the recorded "
+                          "metrics without loading a model; drop it.")
     by_index, by_name = (args.index_a, args.index_b) != (None, None), (args.image_a, args.image_b) != (None, None)
     if by_index and by_name:  # the file names choose the two images; the indices would be ignored
         raise ConfigError("--index-a/--index-b and --image-a/--image-b both choose the two images to interpolate "
                           "between; give one pair.")
+    args.limit_given = args.limit is not None  # a VAE's manifold reads no images: a given --limit is refused there
     for name, default in PLOT_DEFAULTS.items():
         if getattr(args, name) is None and (name, args.kind) != ("n", "samples"):  # samples: as `sample`'s
             setattr(args, name, min(default, N_CAPS.get(args.kind, default)) if name == "n" else default)
@@ -536,7 +540,7 @@ def cmd_plot(args) -> int:
     if len(args.run_dirs) > 1:
         return _draw_several(args)
     args.run_dir = args.run_dirs[0]
-    return _draw(args, args.kind, args.output, limit=args.limit, attribute=args.attribute,
+    return _draw(args, args.kind, args.output, limit=args.limit if args.limit_given else None, attribute=args.attribute,
                  attribute_file=args.attribute_file, index_a=args.index_a, index_b=args.index_b,
                  image_a=args.image_a, image_b=args.image_b)
 

@@ -1016,10 +1016,11 @@ def figure_from_runs(runs: list[Run], kind: str, output: Path, n: int = 36, limi
                               samples=n if kind == "compare" else 0, seed=seed)
 
 
-def figure_from_run(run: Run, kind: str, output: Path, n: int = 64, limit: int = 5000, attribute: str = "",
+def figure_from_run(run: Run, kind: str, output: Path, n: int = 64, limit: int | None = None, attribute: str = "",
                     attribute_file: str | None = None, index_a: int = 0, index_b: int = 1,
                     label: int | None = None, image_a: str = "", image_b: str = "") -> Path:
-    """Draw figure ``kind`` (one of :data:`FIGURE_KINDS`) for a reopened run into ``output``."""
+    """Draw figure ``kind`` (one of :data:`FIGURE_KINDS`) for a reopened run into ``output``;
+    ``limit``: the first test images the figure reads (None: 5000; refused where none are read)."""
     from pyro_vae import plots
 
     check_not_clobbering(output, run.run_dir)
@@ -1061,12 +1062,16 @@ def figure_from_run(run: Run, kind: str, output: Path, n: int = 64, limit: int =
         raise PyroVAEError("the prior check compares the codes with the prior N(0, I), and a plain autoencoder "
                            "has none; look at its codes with --kind latent or manifold instead.")
     if kind == "manifold" and not autoencoder:
+        if limit is not None:
+            raise PyroVAEError(f"--limit has no effect on a VAE's manifold, which decodes the prior's quantiles "
+                               "without reading images (it spans an autoencoder's codes of the first --limit test "
+                               "images); drop it.")
         try:
             return plots.plot_manifold(run.model, output, device=run.device)
         except ValueError as err:
             raise PyroVAEError(f"{err}.") from None
     dataset = run.dataset()
-    test = dataset.test.head(limit)
+    test = dataset.test.head(5000 if limit is None else limit)
     if kind == "manifold":  # an autoencoder has no prior quantiles: span its codes instead
         try:
             return plots.plot_manifold(run.model, output, device=run.device,
@@ -1090,10 +1095,10 @@ def figure_from_run(run: Run, kind: str, output: Path, n: int = 64, limit: int =
             if not (image_a and image_b):
                 raise PyroVAEError("give both --image-a and --image-b (two file names) to interpolate between.")
             x_a, x_b = _image_by_name(dataset, image_a), _image_by_name(dataset, image_b)
-        elif not (0 <= index_a < len(test) and 0 <= index_b < len(test)):
-            raise PyroVAEError(f"--index-a and --index-b must be test image numbers below {len(test)}.")
+        elif not (0 <= index_a < len(dataset.test) and 0 <= index_b < len(dataset.test)):
+            raise PyroVAEError(f"--index-a and --index-b must be test image numbers below {len(dataset.test)}.")
         else:
-            x_a, x_b = test.images[index_a], test.images[index_b]
+            x_a, x_b = dataset.test.images[index_a], dataset.test.images[index_b]
         return plots.plot_interpolation(run.model, run.guide, x_a, x_b, output)
     if kind == "arithmetic":
         if not attribute and not attribute_file:
