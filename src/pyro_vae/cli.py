@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("-o", "--output", default=None,
                           help="JSON file for the result (default: RUN_DIR/loglik.json with --k, else evaluation.json)")
     evaluate.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the run's)")
-    evaluate.add_argument("--seed", type=int, default=0, help="seeds the importance samples (or, without --k, the ELBO's Monte Carlo reconstruction term) and the --limit subset; recorded in the JSON")
+    evaluate.add_argument("--seed", type=int, default=None, help="seeds the importance samples (or, without --k, the ELBO's Monte Carlo reconstruction term) and the --limit subset; recorded in the JSON")
     evaluate.add_argument("--density", action="store_true",
                           help="with --k: score a continuous likelihood's density on the grey levels as they are, "
                                "not on dequantized images (a number not comparable with probability masses)")
@@ -307,6 +307,7 @@ def cmd_evaluate(args) -> int:
         if given:
             raise PyroVAEError(f"{option} has no effect here: {fix}.")
     args.subset = args.subset or "random"
+    args.seed_given, args.seed = args.seed is not None, args.seed or 0
     args.fidelity_samples = 100 if args.fidelity_samples is None else args.fidelity_samples
     args.fidelity_images = 1000 if args.fidelity_images is None else args.fidelity_images
     if args.label_fidelity and (args.fidelity_samples < 1 or args.fidelity_images < 1):
@@ -332,6 +333,11 @@ def _refuse_evaluation(args, run) -> None:
     if args.k and not getattr(run.model, "has_marginal_likelihood", True):
         raise PyroVAEError(f"a plain autoencoder has no prior p(z) and so no log p(x) to estimate ({run.run_dir}); "
                            "leave out --k to score its reconstruction log p(x | code).")
+    if args.seed_given and not (args.k or args.label_fidelity) and not getattr(run.model, "has_marginal_likelihood", True) \
+            and (not args.limit or args.subset == "first"):
+        raise PyroVAEError(f"--seed has no effect on the reconstruction score of {run.run_dir}, a plain autoencoder: "
+                           "its code is the encoder's output, so nothing is drawn (the seed would pick a random "
+                           "--limit subset); drop it.")
     if args.label_fidelity:
         from pyro_vae.experiments import labels
 
