@@ -164,3 +164,109 @@ def test_curves_of_an_accuracy_run_and_an_elbo_run_are_refused_not_a_traceback(t
     with pytest.raises(PyroVAEError, match="m2's validation curve is its validation accuracy, which cannot share"):
         compare.plot_overlaid_curves([vae, m2], tmp_path / "c.png")
     assert not (tmp_path / "c.png").exists()
+
+
+# -- conditional log-likelihoods: log p(x | y) and log p(x_m | x_g) are not log p(x) --------
+
+def conditional_run(root, name, model, values, quantity=None, dims=DIMS, given_quadrants=1):
+    """A finished, evaluated run of ``model`` whose JSONs record the ``quantity`` it scores
+    (none recorded when None: a run evaluated before the field)."""
+    run = fake_run(root, name, "bernoulli", "static", BINARY_MASS, values)
+    config = Config()
+    config.model.likelihood, config.data.binarize, config.model.model = "bernoulli", "static", model
+    if model == "quadrant":
+        config.model.given_quadrants = given_quadrants
+    (run / "config.toml").write_text(config.validate().dumps())
+    for file in ("summary.json", "loglik.json"):
+        fields = json.loads((run / file).read_text())
+        fields["dimensions"] = dims
+        if quantity is not None:
+            fields["quantity"] = quantity
+        (run / file).write_text(json.dumps(fields))
+    return run
+
+
+def test_conditional_log_likelihoods_are_named_and_not_paired_with_log_p_x(tmp_path, capsys):
+    from pyro_vae.inference.kinds import GIVEN_LABEL, MARGINAL, quantity
+
+    completion = quantity("quadrant", 1)
+    assert completion == "log p(x_m | x_g), x_g the top-left quadrant"
+    vae = conditional_run(tmp_path, "vae", "vae", [-80.0, -70.0, -60.0], MARGINAL)
+    cvae = conditional_run(tmp_path, "cvae", "cvae", [-79.0, -70.0, -58.0], GIVEN_LABEL)
+    quad = conditional_run(tmp_path, "quad", "quadrant", [-50.0, -40.0, -45.0], completion, dims=588)
+    prefix = tmp_path / "table"
+    assert main(["compare", str(vae), str(cvae), str(quad), "--reference", str(vae), "-o", str(prefix)]) == 0
+    out = capsys.readouterr().out
+    assert "paired difference of test log p(x) against" not in out and not (tmp_path / "table-paired.csv").exists()
+    for run in (cvae, quad):
+        assert f"no paired difference of {run} against {vae}" in out
+    assert (f"Note: test log p(x) is not comparable between row 1 (model=vae) and row 2 (model=cvae): one is "
+            f"log p(x), the other log p(x | y): different quantities") in out
+    with open(f"{prefix}.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["test log p(x) kind"] for r in rows] == [
+        BINARY_MASS, f"log p(x | y): {BINARY_MASS}", f"{completion}: {BINARY_MASS}"]
+    assert [r["test ELBO kind"] for r in rows][1] == f"log p(x | y): {BINARY_MASS}"
+    # the Markdown table escapes the bar of "x | y", lest it split the cell
+    markdown = (tmp_path / "table.md").read_text()
+    assert "log p(x \\| y): probability mass" in markdown
+    assert {line.count(" | ") for line in markdown.splitlines() if line.startswith("| ")} == {
+        markdown.splitlines()[0].count(" | ")}
+    # the library refuses the pairs too, and still pairs the same quantity
+    records = compare.collect_runs([vae, cvae, quad])
+    paired, refused = compare.paired_table(records, records[0])
+    assert paired == [] and [r.run_dir for r, _ in refused] == [cvae, quad]
+    other = conditional_run(tmp_path, "cvae2", "cvae", [-78.0, -69.0, -57.0], GIVEN_LABEL)
+    records = compare.collect_runs([cvae, other])
+    paired, refused = compare.paired_table(records, records[0])
+    assert refused == [] and [row["paired difference"] for row in paired] == [pytest.approx(1.0)]
+
+
+def test_a_quantity_not_recorded_is_read_from_the_runs_model_not_taken_for_log_p_x(tmp_path):
+    """loglik.json and summary.json written before the "quantity" field: the run's recorded
+    model says what they are (a CVAE's is log p(x | y)), so they are still not paired."""
+    vae = conditional_run(tmp_path, "vae", "vae", [-80.0, -70.0, -60.0])
+    cvae = conditional_run(tmp_path, "cvae", "cvae", [-79.0, -70.0, -58.0])
+    two = conditional_run(tmp_path, "two", "quadrant", [-30.0, -20.0, -25.0], given_quadrants=2)
+    records = compare.collect_runs([vae, cvae, two])
+    assert [compare.quantity_of(r, "test log p(x)") for r in records] == [
+        "log p(x)", "log p(x | y)", "log p(x_m | x_g), x_g the top-left and top-right quadrants"]
+    paired, refused = compare.paired_table(records, records[0])
+    assert paired == [] and len(refused) == 2
+
+
+def test_quantities_are_compared_before_kinds():
+    from pyro_vae.inference import kinds
+
+    verdict = kinds.comparable(BINARY_MASS, BINARY_MASS, kinds.MARGINAL, kinds.GIVEN_LABEL)
+    assert not verdict.ok and "one is log p(x), the other log p(x | y)" in verdict.reason
+    assert not kinds.comparable(BINARY_MASS, BINARY_MASS, kinds.quantity("quadrant", 1),
+                                kinds.quantity("quadrant", 2)).ok
+    assert kinds.comparable(BINARY_MASS, BINARY_MASS, kinds.GIVEN_LABEL, kinds.GIVEN_LABEL).ok
+    # an unknown kind of a different quantity: the quantity is the reason
+    verdict = compare.pair_verdict(compare.UNKNOWN_KIND, BINARY_MASS, kinds.MARGINAL, kinds.GIVEN_LABEL)
+    assert not verdict.ok and "different quantities" in verdict.reason
+
+
+def test_quadrant_completion_scores_its_missing_pixels_alone():
+    """kind_fields for --model quadrant: the quantity names the given quadrant, and the
+    bits/dim are over the 588 missing pixel values of a 28 x 28 image, not all 784."""
+    from pyro_vae.likelihoods import LIKELIHOODS
+    from pyro_vae.models.quadrant import QUADRANT_ORDER
+    from pyro_vae.inference import kinds
+    from pyro_vae.runs import kind_fields
+
+    assert kinds.QUADRANT_ORDER == QUADRANT_ORDER
+    config = Config()
+    config.model.model, config.data.binarize = "quadrant", "static"
+    likelihood = LIKELIHOODS["bernoulli"]
+    fields = kind_fields(config, likelihood, (1, 28, 28), -400.0, 2.0)
+    assert (fields["quantity"], fields["dimensions"], fields["image_dimensions"]) == (
+        "log p(x_m | x_g), x_g the top-left quadrant", 588, 784)
+    assert fields["bits_per_dim"] == pytest.approx(400 / (588 * math.log(2)), rel=1e-12)
+    assert fields["bits_per_dim_stderr"] == pytest.approx(2 / (588 * math.log(2)), rel=1e-12)
+    config.model.given_quadrants = 3
+    assert kind_fields(config, likelihood, (1, 28, 28), -100.0)["dimensions"] == 196
+    config.model.model = "cvae"
+    fields = kind_fields(config, likelihood, (1, 28, 28), -400.0)
+    assert (fields["quantity"], fields["dimensions"], "image_dimensions" in fields) == ("log p(x | y)", 784, False)

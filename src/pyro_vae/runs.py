@@ -751,12 +751,38 @@ def binarization(config: Config) -> str:
 
 def kind_fields(config: Config, likelihood, image_shape, mean: float, stderr: float = 0.0,
                 kind: str | None = None) -> dict:
-    """likelihood, binarize, kind, dimensions and bits/dim of a log-likelihood ``mean``
-    (nats per example) of the run's images; the kind defaults to that of an undequantized score."""
-    from pyro_vae.inference.kinds import describe, number_kind
+    """likelihood, binarize, kind, quantity, dimensions and bits/dim of a log-likelihood
+    ``mean`` (nats per example) of the run's images; the kind defaults to that of an
+    undequantized score. The dimensions are the pixel values scored: for quadrant completion
+    the missing ones alone (log p(x_m | x_g)), with the image's own in ``image_dimensions``."""
+    from pyro_vae.inference.kinds import describe, dimensions, number_kind
 
     kind = kind or number_kind(likelihood.data_kind, binary_data(config))
-    return describe(mean, stderr, image_shape, kind, config.model.likelihood, binarization(config))
+    scored = scored_dimensions(config, image_shape)
+    fields = describe(mean, stderr, image_shape, kind, config.model.likelihood, binarization(config), scored)
+    fields["quantity"] = quantity_of(config)
+    if scored != dimensions(image_shape):
+        fields["image_dimensions"] = dimensions(image_shape)
+    return fields
+
+
+def quantity_of(config: Config) -> str:
+    """What the run's ELBO bounds and its ``evaluate --k`` estimates (:func:`~pyro_vae.inference.kinds.quantity`)."""
+    from pyro_vae.inference.kinds import quantity
+
+    return quantity(config.model.model, config.model.given_quadrants)
+
+
+def scored_dimensions(config: Config, image_shape) -> int:
+    """The pixel values a run's log-likelihood sums over: all of an image's, or for quadrant
+    completion those of the missing quadrants alone."""
+    from pyro_vae.inference.kinds import dimensions
+
+    if config.model.model != "quadrant":
+        return dimensions(image_shape)
+    from pyro_vae.models.quadrant import quadrant_mask
+
+    return int((~quadrant_mask(tuple(int(n) for n in image_shape), config.model.given_quadrants)).sum())
 
 
 #: How the examples of ``evaluate --limit N`` are chosen.
@@ -768,8 +794,10 @@ ESS_WARNING_SHARE = 0.05
 def estimate_name(config: Config) -> str:
     """What the importance-sampling estimate of a run's model is: log p(x | y) for the
     conditional VAE (the label given), log p(x_m | x_g) for quadrant completion, else
-    log p(x) (M2's label is summed out)."""
-    return {"cvae": "log p(x | y)", "quadrant": "log p(x_m | x_g)"}.get(config.model.model, "log p(x)")
+    log p(x) (M2's label is summed out); :func:`quantity_of` says which quadrants are given."""
+    from pyro_vae.inference.kinds import short_quantity
+
+    return short_quantity(quantity_of(config))
 
 
 def evaluation_examples(run: Run, split: str, limit: int = 0, subset: str = "random",

@@ -249,14 +249,42 @@ def number_kind_of(record: RunRecord, quantity: str) -> str | None:
     return kind if kind in KINDS else UNKNOWN_KIND
 
 
-def pair_verdict(kind_a: str, kind_b: str):
-    """:func:`~pyro_vae.inference.kinds.comparable`, with an unknown kind never comparable."""
-    from pyro_vae.inference.kinds import Comparison, comparable
+def quantity_of(record: RunRecord, quantity: str) -> str | None:
+    """What ``quantity`` ("test ELBO" or "test log p(x)") of a run bounds or estimates
+    (:func:`~pyro_vae.inference.kinds.quantity`: log p(x), or the conditional VAE's
+    log p(x | y), or quadrant completion's log p(x_m | x_g)): as its JSON records it, or, for
+    a JSON that predates the field, as the run's recorded model makes it; None when the run
+    has no such number."""
+    from pyro_vae.inference.kinds import quantity as model_quantity
 
+    fields = KINDED[quantity](record)
+    if fields is None:
+        return None
+    if fields.get("quantity"):
+        return fields["quantity"]
+    given = record.settings.get("given_quadrants")
+    return model_quantity(record.settings.get("model") or "vae", int(given) if given else 1)
+
+
+def kind_cell(kind: str, quantity: str) -> str:
+    """A number's kind as the table shows it: with its quantity where that is not log p(x)."""
+    from pyro_vae.inference.kinds import MARGINAL
+
+    return kind if quantity == MARGINAL else f"{quantity}: {kind}"
+
+
+def pair_verdict(kind_a: str, kind_b: str, quantity_a: str | None = None, quantity_b: str | None = None):
+    """:func:`~pyro_vae.inference.kinds.comparable`, with an unknown kind never comparable
+    (numbers of different quantities are not, whatever their kinds)."""
+    from pyro_vae.inference.kinds import MARGINAL, Comparison, comparable, different_quantities
+
+    quantity_a, quantity_b = quantity_a or MARGINAL, quantity_b or MARGINAL
+    if quantity_a != quantity_b:
+        return different_quantities(quantity_a, quantity_b)
     if UNKNOWN_KIND in (kind_a, kind_b):
         return Comparison(False, "the kind of number of one of them is unknown (its JSON predates the \"kind\" "
                                  "field), so they cannot be ranked; a log p(x) gets its kind from pyro-vae evaluate --k K")
-    return comparable(kind_a, kind_b)
+    return comparable(kind_a, kind_b, quantity_a, quantity_b)
 
 
 def mean_and_stderr(values: list[float]) -> tuple[float, float | None]:
@@ -317,7 +345,8 @@ def compare_table(records: list[RunRecord]) -> tuple[list[str], list[dict]]:
                 for i, column in enumerate(("test log p(x) K", "test log p(x) images")):
                     row[column] = "; ".join(dict.fromkeys(str(scope[i]) for scope in scopes)) or None
             if name in KINDED:
-                kinds = dict.fromkeys(k for k in (number_kind_of(r, name) for r in group.runs) if k is not None)
+                kinds = dict.fromkeys(kind_cell(number_kind_of(r, name), quantity_of(r, name)) for r in group.runs
+                                      if number_kind_of(r, name) is not None)
                 row[f"{name} kind"] = "; ".join(kinds) or None
         rows.append(row)
     return columns, rows
@@ -329,14 +358,15 @@ def kind_notes(records: list[RunRecord]) -> list[str]:
     keys, groups = group_runs(records)
     notes = []
     for quantity in KINDED:
-        kinds = []  # (row label, kind) of every run with the number
+        kinds = []  # (row label, kind, what it bounds or estimates) of every run with the number
         for number, group in enumerate(groups, start=1):
             label = f"row {number}" + (f" ({_label(group.settings, keys)})" if keys else "")
-            kinds += [(label, k) for k in (number_kind_of(r, quantity) for r in group.runs) if k is not None]
+            kinds += [(label, number_kind_of(r, quantity), quantity_of(r, quantity)) for r in group.runs
+                      if number_kind_of(r, quantity) is not None]
         reasons: dict[str, list[str]] = {}
-        for i, (label_a, kind_a) in enumerate(kinds):
-            for label_b, kind_b in kinds[i + 1:]:
-                verdict = pair_verdict(kind_a, kind_b)
+        for i, (label_a, kind_a, of_a) in enumerate(kinds):
+            for label_b, kind_b, of_b in kinds[i + 1:]:
+                verdict = pair_verdict(kind_a, kind_b, of_a, of_b)
                 if not verdict.ok:
                     pairs = reasons.setdefault(verdict.reason, [])
                     pair = f"{label_a} and {label_b}" if label_a != label_b else f"the seeds of {label_a}"
@@ -363,11 +393,16 @@ def _fmt(value, se=None, decimals: int = 2) -> str:
     return str(value)
 
 
+def _cell(text: str) -> str:
+    """A Markdown table cell: a "|" in it (log p(x | y)) escaped, lest it end the cell."""
+    return text.replace("|", "\\|")
+
+
 def to_markdown(columns: list[str], rows: list[dict], notes: list[str] = ()) -> str:
     """The table for reading: ``mean ± se`` in one cell per quantity (nats per example,
     bits per dimension, seconds, epochs), then ``notes`` (see :func:`kind_notes`)."""
     shown = [c for c in columns if not c.endswith(" se")]
-    lines = ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
+    lines = ["| " + " | ".join(map(_cell, shown)) + " |", "|" + "---|" * len(shown)]
     for row in rows:
         cells = []
         for c in shown:
@@ -377,7 +412,7 @@ def to_markdown(columns: list[str], rows: list[dict], notes: list[str] = ()) -> 
                                   DECIMALS.get(c, 2)))
             else:
                 cells.append(str(value) if value is not None else "")
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join(map(_cell, cells)) + " |")
     if notes:
         lines += ["", *notes]
     return "\n".join(lines) + "\n"
@@ -404,8 +439,8 @@ def reference_examples(reference: RunRecord):
 def paired_table(records: list[RunRecord], reference: RunRecord) -> tuple[list[dict], list[tuple[RunRecord, str]]]:
     """Paired difference of log p(x) of every evaluated run against ``reference``, and the
     runs refused because their log p(x) cannot be ranked against the reference's (a
-    different kind of number, e.g. binarized and 8-bit data, or an unknown kind), each
-    with the reason sentence."""
+    different kind of number, e.g. binarized and 8-bit data, or an unknown kind; or a
+    different quantity, e.g. the conditional VAE's log p(x | y)), each with the reason sentence."""
     base = reference_examples(reference)
     keys = differing_keys(records)
     rows, refused = [], []
@@ -414,7 +449,8 @@ def paired_table(records: list[RunRecord], reference: RunRecord) -> tuple[list[d
         if record is reference or other is None:
             continue
         verdict = pair_verdict(number_kind_of(reference, "test log p(x)") or UNKNOWN_KIND,
-                               number_kind_of(record, "test log p(x)") or UNKNOWN_KIND)
+                               number_kind_of(record, "test log p(x)") or UNKNOWN_KIND,
+                               quantity_of(reference, "test log p(x)"), quantity_of(record, "test log p(x)"))
         if not verdict.ok:
             refused.append((record, verdict.reason))
             continue
