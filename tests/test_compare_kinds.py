@@ -270,3 +270,26 @@ def test_quadrant_completion_scores_its_missing_pixels_alone():
     config.model.model = "cvae"
     fields = kind_fields(config, likelihood, (1, 28, 28), -400.0)
     assert (fields["quantity"], fields["dimensions"], "image_dimensions" in fields) == ("log p(x | y)", 784, False)
+
+
+# -- a plain autoencoder's reconstruction term is not an ELBO ----------------------------
+
+def test_an_autoencoders_reconstruction_term_is_kept_out_of_the_elbo_columns(tmp_path):
+    """summary.json of --model ae: its metrics' valid_elbo is the reconstruction term (no KL),
+    which compare shows in columns of its own, with a note, never in the valid ELBO column."""
+    vae = compare.RunRecord(tmp_path / "vae", {"model": "vae", "seed": 0},
+                            {"model": "vae", "test_elbo": -100.0, "test_elbo_stderr": 0.5,
+                             "best_epoch_metrics": {"valid_elbo": -101.0, "valid_elbo_stderr": 0.4}})
+    ae = compare.RunRecord(tmp_path / "ae", {"model": "ae", "seed": 0},
+                           {"model": "ae", "selection": "best validation reconstruction log p(x | code)",
+                            "test_reconstruction": -80.0, "test_reconstruction_stderr": 0.3,
+                            "best_epoch_metrics": {"valid_elbo": -81.0, "valid_elbo_stderr": 0.2,
+                                                   "valid_reconstruction": -81.0,
+                                                   "valid_reconstruction_stderr": 0.2}})
+    columns, rows = compare.compare_table([vae, ae])
+    assert [row["valid ELBO"] for row in rows] == [-101.0, None]
+    assert [row[compare.AE_VALID] for row in rows] == [None, -81.0]
+    assert (rows[1][compare.AE_TEST], rows[1][f"{compare.AE_TEST} se"]) == (-80.0, 0.3)
+    notes = compare.kind_notes([vae, ae])
+    assert compare.AE_NOTE in notes and "not a bound on log p(x)" in compare.AE_NOTE
+    assert compare.kind_notes([vae]) == []

@@ -219,6 +219,18 @@ def test_the_epoch_line_names_the_training_objective(settings, row, expected):
     assert ("valid IWAE bound K=5    -99.50 (selects)" in line) == ("valid_iwae" in row)
 
 
+def test_the_autoencoders_epoch_line_calls_its_number_a_reconstruction_term_not_an_elbo():
+    """--model ae: the validation number is the reconstruction log p(x | code), no ELBO."""
+    trainer = SimpleNamespace(settings=SimpleNamespace(**{**PLAIN, "objective_label": "reconstruction log p(x | code)"}),
+                              steps_per_epoch=lambda: 10, model=SimpleNamespace(has_marginal_likelihood=False))
+    trainer.training_objective = lambda r: Trainer.training_objective(trainer, r)
+    row = {**ROW, "valid_elbo": -90.0, "valid_kl": 0.0, "valid_reconstruction_stderr": 0.04}
+    line = Trainer.describe(trainer, row)
+    assert "ELBO" not in line and "KL" not in line
+    assert ("train reconstruction log p(x | code)   -100.00  valid reconstruction log p(x | code)    -90.00 ± 0.04 "
+            "(not a bound on log p(x): an autoencoder has none)") in line
+
+
 def test_iwae_training_prints_its_bound_and_the_selecting_iwae_bound(idx_dir, tmp_path, capsys):
     _train(idx_dir, tmp_path / "iwae", "--objective", "iwae", "--k", "3")
     out = capsys.readouterr().out

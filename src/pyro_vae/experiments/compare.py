@@ -177,14 +177,36 @@ def differing_keys(records: list[RunRecord]) -> list[str]:
 
 # -- the table ---------------------------------------------------------------------------
 
+def is_autoencoder(summary: dict) -> bool:
+    """Whether the run is a plain autoencoder (``--model ae``, or ``fit`` of one): its
+    metrics' "valid_elbo" is its reconstruction term alone, which bounds nothing."""
+    return summary.get("model") == "ae" or str(summary.get("selection", "")).startswith(
+        "best validation reconstruction")
+
+
 def _valid_elbo(summary: dict) -> float | None:
+    if is_autoencoder(summary):  # its reconstruction term: a column of its own
+        return None
     return (summary.get("best_epoch_metrics") or {}).get("valid_elbo")
+
+
+def _autoencoder_metric(summary: dict, key: str) -> float | None:
+    if not is_autoencoder(summary):
+        return None
+    return (summary.get("best_epoch_metrics") or {}).get(key) if key.startswith("valid") else summary.get(key)
 
 
 def _test_elbo_record(record) -> dict | None:
     """summary.json's test ELBO fields (it records the ELBO's kind and bits/dim beside it)."""
     return record.summary if record.summary.get("test_elbo") is not None else None
 
+
+#: The columns of a plain autoencoder's reconstruction term (kept out of the ELBO columns).
+AE_VALID, AE_TEST = "valid recon (autoencoder)", "test recon (autoencoder)"
+#: The note under a table with an autoencoder's row.
+AE_NOTE = (f"Note: {AE_VALID} and {AE_TEST} are an autoencoder's reconstruction log p(x | code): not an ELBO "
+           "and not a bound on log p(x) (an autoencoder has none), so they cannot be ranked against the ELBOs "
+           "and log p(x) of the other rows.")
 
 #: The numbers that carry a kind: (column, the JSON that holds it and its "kind" and
 #: "bits_per_dim", or None where the run has no such number).
@@ -198,6 +220,9 @@ QUANTITIES = [
     ("valid ELBO", lambda r: _valid_elbo(r.summary)),
     ("test ELBO", lambda r: r.summary.get("test_elbo")),
     ("test ELBO bits/dim", lambda r: (_test_elbo_record(r) or {}).get("bits_per_dim")),
+    # a plain autoencoder's reconstruction log p(x | code): not an ELBO, nor a bound on log p(x)
+    (AE_VALID, lambda r: _autoencoder_metric(r.summary, "valid_reconstruction")),
+    (AE_TEST, lambda r: _autoencoder_metric(r.summary, "test_reconstruction")),
     ("test log p(x)", lambda r: (r.loglik or {}).get("log_likelihood_mean")),
     ("test log p(x) bits/dim", lambda r: (r.loglik or {}).get("bits_per_dim")),
     ("test accuracy", lambda r: r.summary.get("test_accuracy")),
@@ -212,6 +237,8 @@ QUANTITIES = [
 OWN_STDERR = {
     "valid ELBO": lambda r: (r.summary.get("best_epoch_metrics") or {}).get("valid_elbo_stderr"),
     "test ELBO": lambda r: r.summary.get("test_elbo_stderr"),
+    AE_VALID: lambda r: _autoencoder_metric(r.summary, "valid_reconstruction_stderr"),
+    AE_TEST: lambda r: _autoencoder_metric(r.summary, "test_reconstruction_stderr"),
     "test ELBO bits/dim": lambda r: (_test_elbo_record(r) or {}).get("bits_per_dim_stderr"),
     "test log p(x)": lambda r: (r.loglik or {}).get("log_likelihood_stderr"),
     "test log p(x) bits/dim": lambda r: (r.loglik or {}).get("bits_per_dim_stderr"),
@@ -375,6 +402,8 @@ def kind_notes(records: list[RunRecord]) -> list[str]:
         for reason, pairs in reasons.items():
             paired = " No paired difference is taken between them." if quantity == "test log p(x)" else ""
             notes.append(f"Note: {quantity} is not comparable between {'; '.join(pairs)}: {reason}.{paired}")
+    if any(is_autoencoder(r.summary) for r in records):
+        notes.append(AE_NOTE)
     return notes
 
 
