@@ -293,3 +293,51 @@ def test_an_autoencoders_reconstruction_term_is_kept_out_of_the_elbo_columns(tmp
     notes = compare.kind_notes([vae, ae])
     assert compare.AE_NOTE in notes and "not a bound on log p(x)" in compare.AE_NOTE
     assert compare.kind_notes([vae]) == []
+
+
+# -- settings that a run does not use ------------------------------------------------------
+
+def test_compare_shows_no_k_for_runs_trained_with_the_elbo(tmp_path):
+    """config.toml records k = 5 for every run; only an importance-weighted bound (the IWAE
+    objective, or --select-by valid-iwae) uses it, so an ELBO run's row shows none."""
+    elbo = fake_run(tmp_path, "elbo", "bernoulli", "static", BINARY_MASS, [-80.0, -70.0])
+    iwae = fake_run(tmp_path, "iwae", "bernoulli", "static", BINARY_MASS, [-79.0, -69.0])
+    selected = fake_run(tmp_path, "selected", "bernoulli", "static", BINARY_MASS, [-79.0, -69.0])
+    for run, options in ((iwae, {"objective": "iwae", "k": 3}), (selected, {"select_by": "valid-iwae", "k": 7})):
+        config = Config()
+        config.model.likelihood, config.data.binarize = "bernoulli", "static"
+        for key, value in options.items():
+            setattr(config.train, key, value)
+        (run / "config.toml").write_text(config.validate().dumps())
+    records = compare.collect_runs([elbo, iwae, selected])
+    assert [r.settings["k"] for r in records] == [None, 3, 7]
+    columns, rows = compare.compare_table(records)
+    assert "k" in columns and [row["k"] for row in rows] == [None, 3, 7]
+    assert "| elbo |  |" in compare.to_markdown(columns, rows)
+
+
+def test_m1m2_records_the_likelihood_and_objective_it_uses(tmp_path):
+    """--model m1m2's M2 models M1's codes with its own Gaussian likelihood and trains the M2
+    objective: summary.json and compare say so, and config.toml (which must keep the unused
+    defaults to be read back) says in a comment that they are not used."""
+    import tomllib
+
+    from pyro_vae.runs import M1M2_LIKELIHOOD, config_text, run_settings, settings_in_effect
+
+    config = Config()
+    config.model.model, config.model.m1_run, config.data.labels = "m1m2", "runs/m1", 100
+    config.validate()
+    assert (config.model.likelihood, config.train.objective) == ("bernoulli", "elbo")  # recorded, not used
+    summary = run_settings(config)
+    assert (summary["likelihood"], summary["objective"], summary["k"]) == (M1M2_LIKELIHOOD, "m2", None)
+    assert settings_in_effect(config)["likelihood"] == M1M2_LIKELIHOOD
+    text = config_text(config)
+    assert f"# model.likelihood = 'bernoulli' is not used: the run uses \"{M1M2_LIKELIHOOD}\"" in text
+    assert "# train.objective = 'elbo' is not used: the run uses 'm2'" in text
+    assert Config.from_dict(tomllib.loads(text)).to_dict() == config.to_dict()  # read back as it was
+    m2 = Config()
+    m2.model.model, m2.data.labels = "m2", 100
+    assert (run_settings(m2.validate())["likelihood"], run_settings(m2)["objective"]) == ("bernoulli", "m2")
+    plain = Config().validate()
+    assert (run_settings(plain)["likelihood"], run_settings(plain)["objective"]) == ("bernoulli", "elbo")
+    assert "model.likelihood" not in config_text(plain) and "# train.k = 5 is not used" in config_text(plain)

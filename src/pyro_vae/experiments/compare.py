@@ -122,11 +122,12 @@ class RunRecord:
 
 
 def _flat_settings(config: Config) -> dict:
-    out = {}
-    for table in config.to_dict().values():
-        for key, value in table.items():
-            out[key] = ",".join(map(str, value)) if isinstance(value, list) else value
-    return out
+    """The run's settings as it used them (:func:`~pyro_vae.runs.settings_in_effect`: no
+    ``k`` for the ELBO, M1+M2's own likelihood, M2's own objective), lists joined."""
+    from pyro_vae.runs import settings_in_effect
+
+    return {key: ",".join(map(str, value)) if isinstance(value, list) else value
+            for key, value in settings_in_effect(config).items()}
 
 
 def read_run(run_dir: Path) -> RunRecord:
