@@ -164,3 +164,180 @@ def test_curves_of_an_accuracy_run_and_an_elbo_run_are_refused_not_a_traceback(t
     with pytest.raises(PyroVAEError, match="m2's validation curve is its validation accuracy, which cannot share"):
         compare.plot_overlaid_curves([vae, m2], tmp_path / "c.png")
     assert not (tmp_path / "c.png").exists()
+
+
+# -- conditional log-likelihoods: log p(x | y) and log p(x_m | x_g) are not log p(x) --------
+
+def conditional_run(root, name, model, values, quantity=None, dims=DIMS, given_quadrants=1):
+    """A finished, evaluated run of ``model`` whose JSONs record the ``quantity`` it scores
+    (none recorded when None: a run evaluated before the field)."""
+    run = fake_run(root, name, "bernoulli", "static", BINARY_MASS, values)
+    config = Config()
+    config.model.likelihood, config.data.binarize, config.model.model = "bernoulli", "static", model
+    if model == "quadrant":
+        config.model.given_quadrants = given_quadrants
+    (run / "config.toml").write_text(config.validate().dumps())
+    for file in ("summary.json", "loglik.json"):
+        fields = json.loads((run / file).read_text())
+        fields["dimensions"] = dims
+        if quantity is not None:
+            fields["quantity"] = quantity
+        (run / file).write_text(json.dumps(fields))
+    return run
+
+
+def test_conditional_log_likelihoods_are_named_and_not_paired_with_log_p_x(tmp_path, capsys):
+    from pyro_vae.inference.kinds import GIVEN_LABEL, MARGINAL, quantity
+
+    completion = quantity("quadrant", 1)
+    assert completion == "log p(x_m | x_g), x_g the top-left quadrant"
+    vae = conditional_run(tmp_path, "vae", "vae", [-80.0, -70.0, -60.0], MARGINAL)
+    cvae = conditional_run(tmp_path, "cvae", "cvae", [-79.0, -70.0, -58.0], GIVEN_LABEL)
+    quad = conditional_run(tmp_path, "quad", "quadrant", [-50.0, -40.0, -45.0], completion, dims=588)
+    prefix = tmp_path / "table"
+    assert main(["compare", str(vae), str(cvae), str(quad), "--reference", str(vae), "-o", str(prefix)]) == 0
+    out = capsys.readouterr().out
+    assert "paired difference of test log p(x) against" not in out and not (tmp_path / "table-paired.csv").exists()
+    for run in (cvae, quad):
+        assert f"no paired difference of {run} against {vae}" in out
+    assert (f"Note: test log p(x) is not comparable between row 1 (model=vae) and row 2 (model=cvae): one is "
+            f"log p(x), the other log p(x | y): different quantities") in out
+    with open(f"{prefix}.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["test log p(x) kind"] for r in rows] == [
+        BINARY_MASS, f"log p(x | y): {BINARY_MASS}", f"{completion}: {BINARY_MASS}"]
+    assert [r["test ELBO kind"] for r in rows][1] == f"log p(x | y): {BINARY_MASS}"
+    # the Markdown table escapes the bar of "x | y", lest it split the cell
+    markdown = (tmp_path / "table.md").read_text()
+    assert "log p(x \\| y): probability mass" in markdown
+    assert {line.count(" | ") for line in markdown.splitlines() if line.startswith("| ")} == {
+        markdown.splitlines()[0].count(" | ")}
+    # the library refuses the pairs too, and still pairs the same quantity
+    records = compare.collect_runs([vae, cvae, quad])
+    paired, refused = compare.paired_table(records, records[0])
+    assert paired == [] and [r.run_dir for r, _ in refused] == [cvae, quad]
+    other = conditional_run(tmp_path, "cvae2", "cvae", [-78.0, -69.0, -57.0], GIVEN_LABEL)
+    records = compare.collect_runs([cvae, other])
+    paired, refused = compare.paired_table(records, records[0])
+    assert refused == [] and [row["paired difference"] for row in paired] == [pytest.approx(1.0)]
+
+
+def test_a_quantity_not_recorded_is_read_from_the_runs_model_not_taken_for_log_p_x(tmp_path):
+    """loglik.json and summary.json written before the "quantity" field: the run's recorded
+    model says what they are (a CVAE's is log p(x | y)), so they are still not paired."""
+    vae = conditional_run(tmp_path, "vae", "vae", [-80.0, -70.0, -60.0])
+    cvae = conditional_run(tmp_path, "cvae", "cvae", [-79.0, -70.0, -58.0])
+    two = conditional_run(tmp_path, "two", "quadrant", [-30.0, -20.0, -25.0], given_quadrants=2)
+    records = compare.collect_runs([vae, cvae, two])
+    assert [compare.quantity_of(r, "test log p(x)") for r in records] == [
+        "log p(x)", "log p(x | y)", "log p(x_m | x_g), x_g the top-left and top-right quadrants"]
+    paired, refused = compare.paired_table(records, records[0])
+    assert paired == [] and len(refused) == 2
+
+
+def test_quantities_are_compared_before_kinds():
+    from pyro_vae.inference import kinds
+
+    verdict = kinds.comparable(BINARY_MASS, BINARY_MASS, kinds.MARGINAL, kinds.GIVEN_LABEL)
+    assert not verdict.ok and "one is log p(x), the other log p(x | y)" in verdict.reason
+    assert not kinds.comparable(BINARY_MASS, BINARY_MASS, kinds.quantity("quadrant", 1),
+                                kinds.quantity("quadrant", 2)).ok
+    assert kinds.comparable(BINARY_MASS, BINARY_MASS, kinds.GIVEN_LABEL, kinds.GIVEN_LABEL).ok
+    # an unknown kind of a different quantity: the quantity is the reason
+    verdict = compare.pair_verdict(compare.UNKNOWN_KIND, BINARY_MASS, kinds.MARGINAL, kinds.GIVEN_LABEL)
+    assert not verdict.ok and "different quantities" in verdict.reason
+
+
+def test_quadrant_completion_scores_its_missing_pixels_alone():
+    """kind_fields for --model quadrant: the quantity names the given quadrant, and the
+    bits/dim are over the 588 missing pixel values of a 28 x 28 image, not all 784."""
+    from pyro_vae.likelihoods import LIKELIHOODS
+    from pyro_vae.models.quadrant import QUADRANT_ORDER
+    from pyro_vae.inference import kinds
+    from pyro_vae.runs import kind_fields
+
+    assert kinds.QUADRANT_ORDER == QUADRANT_ORDER
+    config = Config()
+    config.model.model, config.data.binarize = "quadrant", "static"
+    likelihood = LIKELIHOODS["bernoulli"]
+    fields = kind_fields(config, likelihood, (1, 28, 28), -400.0, 2.0)
+    assert (fields["quantity"], fields["dimensions"], fields["image_dimensions"]) == (
+        "log p(x_m | x_g), x_g the top-left quadrant", 588, 784)
+    assert fields["bits_per_dim"] == pytest.approx(400 / (588 * math.log(2)), rel=1e-12)
+    assert fields["bits_per_dim_stderr"] == pytest.approx(2 / (588 * math.log(2)), rel=1e-12)
+    config.model.given_quadrants = 3
+    assert kind_fields(config, likelihood, (1, 28, 28), -100.0)["dimensions"] == 196
+    config.model.model = "cvae"
+    fields = kind_fields(config, likelihood, (1, 28, 28), -400.0)
+    assert (fields["quantity"], fields["dimensions"], "image_dimensions" in fields) == ("log p(x | y)", 784, False)
+
+
+# -- a plain autoencoder's reconstruction term is not an ELBO ----------------------------
+
+def test_an_autoencoders_reconstruction_term_is_kept_out_of_the_elbo_columns(tmp_path):
+    """summary.json of --model ae: its metrics' valid_elbo is the reconstruction term (no KL),
+    which compare shows in columns of its own, with a note, never in the valid ELBO column."""
+    vae = compare.RunRecord(tmp_path / "vae", {"model": "vae", "seed": 0},
+                            {"model": "vae", "test_elbo": -100.0, "test_elbo_stderr": 0.5,
+                             "best_epoch_metrics": {"valid_elbo": -101.0, "valid_elbo_stderr": 0.4}})
+    ae = compare.RunRecord(tmp_path / "ae", {"model": "ae", "seed": 0},
+                           {"model": "ae", "selection": "best validation reconstruction log p(x | code)",
+                            "test_reconstruction": -80.0, "test_reconstruction_stderr": 0.3,
+                            "best_epoch_metrics": {"valid_elbo": -81.0, "valid_elbo_stderr": 0.2,
+                                                   "valid_reconstruction": -81.0,
+                                                   "valid_reconstruction_stderr": 0.2}})
+    columns, rows = compare.compare_table([vae, ae])
+    assert [row["valid ELBO"] for row in rows] == [-101.0, None]
+    assert [row[compare.AE_VALID] for row in rows] == [None, -81.0]
+    assert (rows[1][compare.AE_TEST], rows[1][f"{compare.AE_TEST} se"]) == (-80.0, 0.3)
+    notes = compare.kind_notes([vae, ae])
+    assert compare.AE_NOTE in notes and "not a bound on log p(x)" in compare.AE_NOTE
+    assert compare.kind_notes([vae]) == []
+
+
+# -- settings that a run does not use ------------------------------------------------------
+
+def test_compare_shows_no_k_for_runs_trained_with_the_elbo(tmp_path):
+    """config.toml records k = 5 for every run; only an importance-weighted bound (the IWAE
+    objective, or --select-by valid-iwae) uses it, so an ELBO run's row shows none."""
+    elbo = fake_run(tmp_path, "elbo", "bernoulli", "static", BINARY_MASS, [-80.0, -70.0])
+    iwae = fake_run(tmp_path, "iwae", "bernoulli", "static", BINARY_MASS, [-79.0, -69.0])
+    selected = fake_run(tmp_path, "selected", "bernoulli", "static", BINARY_MASS, [-79.0, -69.0])
+    for run, options in ((iwae, {"objective": "iwae", "k": 3}), (selected, {"select_by": "valid-iwae", "k": 7})):
+        config = Config()
+        config.model.likelihood, config.data.binarize = "bernoulli", "static"
+        for key, value in options.items():
+            setattr(config.train, key, value)
+        (run / "config.toml").write_text(config.validate().dumps())
+    records = compare.collect_runs([elbo, iwae, selected])
+    assert [r.settings["k"] for r in records] == [None, 3, 7]
+    columns, rows = compare.compare_table(records)
+    assert "k" in columns and [row["k"] for row in rows] == [None, 3, 7]
+    assert "| elbo |  |" in compare.to_markdown(columns, rows)
+
+
+def test_m1m2_records_the_likelihood_and_objective_it_uses(tmp_path):
+    """--model m1m2's M2 models M1's codes with its own Gaussian likelihood and trains the M2
+    objective: summary.json and compare say so, and config.toml (which must keep the unused
+    defaults to be read back) says in a comment that they are not used."""
+    import tomllib
+
+    from pyro_vae.runs import M1M2_LIKELIHOOD, config_text, run_settings, settings_in_effect
+
+    config = Config()
+    config.model.model, config.model.m1_run, config.data.labels = "m1m2", "runs/m1", 100
+    config.validate()
+    assert (config.model.likelihood, config.train.objective) == ("bernoulli", "elbo")  # recorded, not used
+    summary = run_settings(config)
+    assert (summary["likelihood"], summary["objective"], summary["k"]) == (M1M2_LIKELIHOOD, "m2", None)
+    assert settings_in_effect(config)["likelihood"] == M1M2_LIKELIHOOD
+    text = config_text(config)
+    assert f"# model.likelihood = 'bernoulli' is not used: the run uses \"{M1M2_LIKELIHOOD}\"" in text
+    assert "# train.objective = 'elbo' is not used: the run uses 'm2'" in text
+    assert Config.from_dict(tomllib.loads(text)).to_dict() == config.to_dict()  # read back as it was
+    m2 = Config()
+    m2.model.model, m2.data.labels = "m2", 100
+    assert (run_settings(m2.validate())["likelihood"], run_settings(m2)["objective"]) == ("bernoulli", "m2")
+    plain = Config().validate()
+    assert (run_settings(plain)["likelihood"], run_settings(plain)["objective"]) == ("bernoulli", "elbo")
+    assert "model.likelihood" not in config_text(plain) and "# train.k = 5 is not used" in config_text(plain)

@@ -222,6 +222,18 @@ def test_the_epoch_line_names_the_training_objective(settings, row, expected):
     assert ("valid IWAE bound K=5    -99.50 (selects)" in line) == ("valid_iwae" in row)
 
 
+def test_the_autoencoders_epoch_line_calls_its_number_a_reconstruction_term_not_an_elbo():
+    """--model ae: the validation number is the reconstruction log p(x | code), no ELBO."""
+    trainer = SimpleNamespace(settings=SimpleNamespace(**{**PLAIN, "objective_label": "reconstruction log p(x | code)"}),
+                              steps_per_epoch=lambda: 10, model=SimpleNamespace(has_marginal_likelihood=False))
+    trainer.training_objective = lambda r: Trainer.training_objective(trainer, r)
+    row = {**ROW, "valid_elbo": -90.0, "valid_kl": 0.0, "valid_reconstruction_stderr": 0.04}
+    line = Trainer.describe(trainer, row)
+    assert "ELBO" not in line and "KL" not in line
+    assert ("train reconstruction log p(x | code)   -100.00  valid reconstruction log p(x | code)    -90.00 ± 0.04 "
+            "(not a bound on log p(x): an autoencoder has none)") in line
+
+
 def test_iwae_training_prints_its_bound_and_the_selecting_iwae_bound(idx_dir, tmp_path, capsys):
     _train(idx_dir, tmp_path / "iwae", "--objective", "iwae", "--k", "3")
     out = capsys.readouterr().out
@@ -235,14 +247,42 @@ def test_evaluate_names_the_conditional_estimate_and_the_meaning_of_the_error(cv
     out = capsys.readouterr().out
     assert out.startswith("test log p(x | y) ") and "± one standard error over the 30 test images" in out
     result = json.loads((cvae_run / "loglik.json").read_text())
-    assert result["estimate"] == "log p(x | y)"
+    assert result["estimate"] == result["quantity"] == "log p(x | y)"
 
 
 def test_evaluate_names_the_quadrant_estimate(idx_dir, tmp_path, capsys):
+    """Quadrant completion's numbers are log p(x_m | x_g), over the missing pixels alone:
+    named so wherever printed or recorded, with bits/dim over the pixels scored (3/4 of them
+    with one quadrant given), not over the whole image."""
+    import math
+
     run = _train(idx_dir, tmp_path / "quadrant", "--model", "quadrant")
-    capsys.readouterr()
+    quantity = "log p(x_m | x_g), x_g the top-left quadrant"
+    out = capsys.readouterr().out
+    assert f"(a lower bound on {quantity}, " in out and "a lower bound on log p(x)" not in out
+    summary = json.loads((run / "summary.json").read_text())
+    pixels = summary["image_dimensions"]
+    assert (summary["quantity"], summary["dimensions"]) == (quantity, pixels * 3 // 4)
+    assert f"bits/dim over the {pixels * 3 // 4} of {pixels} pixel values scored" in out
     assert main(["evaluate", str(run), "--k", "2", "--limit", "10"]) == 0
-    assert capsys.readouterr().out.startswith("test log p(x_m | x_g) ")
+    out = capsys.readouterr().out
+    assert out.startswith("test log p(x_m | x_g) ") and "(x_g the top-left quadrant)" in out
+    result = json.loads((run / "loglik.json").read_text())
+    assert (result["quantity"], result["dimensions"], result["image_dimensions"]) == (
+        quantity, pixels * 3 // 4, pixels)
+    assert result["bits_per_dim"] == pytest.approx(-result["log_likelihood_mean"] / (pixels * 3 // 4 * math.log(2)))
+    assert main(["evaluate", str(run), "--limit", "10", "-o", str(tmp_path / "elbo.json")]) == 0
+    assert f"a lower bound on {quantity}, " in capsys.readouterr().out
+    assert json.loads((tmp_path / "elbo.json").read_text())["dimensions"] == pixels * 3 // 4
+
+
+def test_the_conditional_vae_names_log_p_x_given_y_not_log_p_x(cvae_run, capsys, tmp_path):
+    """The CVAE's ELBO bounds log p(x | y): its summary and evaluate say so."""
+    assert json.loads((cvae_run / "summary.json").read_text())["quantity"] == "log p(x | y)"
+    assert main(["evaluate", str(cvae_run), "--limit", "10", "-o", str(tmp_path / "e.json")]) == 0
+    out = capsys.readouterr().out
+    assert "a lower bound on log p(x | y), " in out and "log p(x)" not in out
+    assert json.loads((tmp_path / "e.json").read_text())["quantity"] == "log p(x | y)"
 
 
 def test_limit_draws_a_seeded_random_subset_by_default(vae_run):

@@ -134,7 +134,10 @@ def test_m2_selects_by_validation_accuracy_and_scores_the_test_split_with_the_be
     history = trainer.state.history
     assert [row["valid_accuracy"] for row in history] == accuracies
     assert trainer.selection_key() == "valid_accuracy" and trainer.state.best_epoch == 1
-    assert lines[0].startswith("epoch   1  train bound") and f"valid accuracy {accuracies[0]:.4f} ± " in lines[0]
+    alpha = trainer.alpha
+    assert alpha and "train bound" not in lines[0]
+    assert lines[0].startswith(f"epoch   1  train M2 objective (not a bound: it adds alpha={alpha:g} x log q(y | x)) ")
+    assert f"valid accuracy {accuracies[0]:.4f} ± " in lines[0]
     p, n = accuracies[0], len(data.valid)  # the binomial standard error over the validation images
     assert f"± {(p * (1 - p) / n) ** 0.5:.4f} (selects)" in lines[0]
     assert history[0]["valid_accuracy_stderr"] == pytest.approx((p * (1 - p) / n) ** 0.5)
@@ -550,3 +553,14 @@ def test_the_supervised_baseline_trains_on_binary_draws_of_dynamically_binarized
     other = Recorder()
     train_supervised_baseline(other, data, torch.arange(10), epochs=1, steps_per_epoch=2, batch_size=8, seed=1)
     assert not torch.equal(other.linear.weight, classifiers[0].linear.weight)
+
+
+def test_the_m2_epoch_line_calls_a_bound_a_bound_only_without_alpha():
+    """The M2 objective adds alpha x log q(y | x) of the labelled batches: no bound unless
+    alpha is 0; with beta != 1 the KL of z is weighted, which the line says too."""
+    data = _m2_data()
+    row = {"epoch": 1, "step": 1, "train_objective": -50.0, "valid_accuracy": 0.5, "seconds": 1.0}
+    line = _m2_trainer(data, alpha=5.0)[0].describe(row)
+    assert line.startswith("epoch   1  train M2 objective (not a bound: it adds alpha=5 x log q(y | x))    -50.00")
+    assert _m2_trainer(data, alpha=0.0)[0].describe(row).startswith("epoch   1  train M2 bound    -50.00")
+    assert "(the bound with the KL of z weighted by beta=2)" in _m2_trainer(data, alpha=0.0, beta=2.0)[0].describe(row)

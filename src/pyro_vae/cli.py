@@ -275,7 +275,8 @@ def cmd_train(args) -> int:
               f"run directory {run_dir}")
     else:
         print(f"test ELBO {summary['test_elbo']:.2f} ± {summary['test_elbo_stderr']:.2f} nats per example, "
-              f"{summary['bits_per_dim']:.4f} bits/dim (a lower bound on log p(x), {summary['kind']}; ± is the "
+              f"{summary['bits_per_dim']:.4f} bits/dim{_scored(summary)} (a lower bound on "
+              f"{summary.get('quantity', 'log p(x)')}, {summary['kind']}; ± is the "
               f"standard error over the test images; best epoch {summary['best_epoch']}); run directory {run_dir}")
     for figure in summary["figures"]:
         print(f"figure: {figure}")
@@ -386,8 +387,8 @@ def _evaluate_one(args, run_dir: str) -> None:
         print(f"{split} ELBO {result['elbo']:.2f} ± {result['elbo_stderr']:.2f} nats per example "
               f"(reconstruction {result['reconstruction']:.2f} ± {result['reconstruction_stderr']:.2f}, KL "
               f"{result['kl']:.2f} ± {result['kl_stderr']:.2f}; {result['examples']} examples; "
-              f"± is the standard error over the images), {result['bits_per_dim']:.4f} bits/dim: a lower bound on "
-              f"log p(x), {result['kind']}")
+              f"± is the standard error over the images), {result['bits_per_dim']:.4f} bits/dim{_scored(result)}: "
+              f"a lower bound on {result['quantity']}, {result['kind']}")
         return 0
     from pyro_vae.data.datasets import as_tensor
     from pyro_vae.inference.dequantize import score_log_likelihood
@@ -436,13 +437,23 @@ def _evaluate_one(args, run_dir: str) -> None:
     result["per_example_file"] = save_examples(output, estimate.log_likelihood, rows, args.split, args.k,
                                                run.config.data.dataset).name
     write_json(output, result)
-    print(f"{args.split} {name} {estimate.mean:.2f} ± {estimate.stderr:.2f} nats per example, "
-          f"{result['bits_per_dim']:.4f} ± {result['bits_per_dim_stderr']:.4f} bits/dim: {kind} (± one standard "
+    given = result["quantity"][len(name) + 2:]  # quadrant completion: which quadrants x_g is
+    print(f"{args.split} {name} {estimate.mean:.2f} ± {estimate.stderr:.2f} nats per example{f' ({given})' * bool(given)}, "
+          f"{result['bits_per_dim']:.4f} ± {result['bits_per_dim_stderr']:.4f} bits/dim{_scored(result)}: {kind} "
+          f"(± one standard "
           f"error over the {len(images)} {args.split} images; K={args.k}, ESS mean {result['ess_mean']:.1f} "
           f"min {result['ess_min']:.1f}, {estimate.seconds:.1f} s)")
     warning = ess_warning(estimate)
     if warning:
         print(f"pyro-vae: {warning}", file=sys.stderr)
+
+
+def _scored(fields: dict) -> str:
+    """Where a log-likelihood scores part of each image (quadrant completion's missing
+    pixels), the pixel values its bits/dim is over; else ''."""
+    if "image_dimensions" not in fields:
+        return ""
+    return f" over the {fields['dimensions']} of {fields['image_dimensions']} pixel values scored"
 
 
 def _json_output(args, run_dir: Path, default: str) -> Path:
@@ -583,7 +594,7 @@ def cmd_compare(args) -> int:
         paired, refused = compare.paired_table(records, reference)
         for record, _ in refused:  # the reason is in the table's note, once
             print(f"\nno paired difference of {record.run_dir} against {reference.run_dir}: their test log p(x) "
-                  "are of kinds that cannot be ranked (see the note above).")
+                  "are of kinds or quantities that cannot be ranked (see the note above).")
         if paired:
             paired_columns = list(paired[0])
             print(f"\npaired difference of test log p(x) against {reference.run_dir} "

@@ -421,9 +421,11 @@ def show_value(value: Any) -> str:
     return str(value)
 
 
-def ineffective_options(config: Config) -> list[tuple[str, str]]:
+def ineffective_options(config: Config, every: bool = False) -> list[tuple[str, str]]:
     """Every option that ``config`` sets away from its default where it has no effect (or,
-    for ``binarize``, the wrong one), as ``(section.name, the sentence that refuses it)``.
+    for ``binarize``, the wrong one), as ``(section.name, the sentence that refuses it)``;
+    with ``every``, also those left at their default (what the run does not use, though its
+    config.toml records it, see :func:`unused_options`).
 
     Only values that differ from the default count: a default is what every run records
     for an option it does not use, so it claims nothing; a value someone chose does. (A
@@ -438,7 +440,7 @@ def ineffective_options(config: Config) -> list[tuple[str, str]]:
     def unused(key: str, where: str, fix: str) -> None:
         section, name = key.split(".")
         value = getattr(getattr(config, section), name)
-        if value != getattr(getattr(defaults, section), name):
+        if every or value != getattr(getattr(defaults, section), name):
             found.append((key, f"--{name.replace('_', '-')} {show_value(value)} has no effect {where}; {fix}."))
 
     if model.model != "m1m2":
@@ -553,6 +555,13 @@ def ineffective_options(config: Config) -> list[tuple[str, str]]:
                       f"{model.likelihood} models grey levels; choose --binarize none, or --likelihood bernoulli "
                       "for binary pixels."))
     return found
+
+
+def unused_options(config: Config) -> set[str]:
+    """The options (``section.name``) that have no effect in a run of ``config``, whatever
+    their values: recorded at their defaults in its config.toml, but not used (the ELBO's
+    ``train.k``, M2's ``train.objective``, M1+M2's ``model.likelihood``)."""
+    return {key for key, _ in ineffective_options(config, every=True)}
 
 
 def field_help(cls: type) -> dict[str, str]:

@@ -449,7 +449,7 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
                 trainer.write_best()
                 write_metrics(run_dir / METRICS, trainer.state.history)
         if ctx.is_main:
-            atomic_write_text(run_dir / CONFIG, config.dumps())
+            atomic_write_text(run_dir / CONFIG, config_text(config))
         started = time.perf_counter()
         try:
             state = trainer.fit()
@@ -514,18 +514,60 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
         return summary
 
 
+#: What M1+M2's M2 models its codes with, whatever model.likelihood says (build.build_vae).
+M1M2_LIKELIHOOD = "gaussian-learned-per-pixel on M1's codes"
+#: What M2, M1+M2 and the ADGM train, whatever train.objective says (semisupervised.objective_name).
+SEMI_SUPERVISED_OBJECTIVE = "m2"
+
+
+def settings_in_effect(config: Config) -> dict:
+    """The run's settings as it uses them, ``{name: value}`` flat (names as in config.toml's
+    tables): the value used where the model sets its own (M1+M2's likelihood on M1's codes,
+    :data:`M1M2_LIKELIHOOD`; the M2 objective of M2, M1+M2 and the ADGM,
+    :data:`SEMI_SUPERVISED_OBJECTIVE`), and None for ``k`` where no importance-weighted bound
+    uses it (it is recorded at its default all the same)."""
+    from pyro_vae.config import unused_options
+
+    unused = unused_options(config)
+    settings = {}
+    for section, table in config.to_dict().items():
+        for key, value in table.items():
+            settings[key] = None if f"{section}.{key}" == "train.k" and "train.k" in unused else value
+    if config.model.model == "m1m2":
+        settings["likelihood"] = M1M2_LIKELIHOOD
+    if config.model.model in SEMI_SUPERVISED:
+        settings["objective"] = SEMI_SUPERVISED_OBJECTIVE
+    return settings
+
+
+def config_text(config: Config) -> str:
+    """config.toml's text: the configuration, under a comment naming each setting recorded
+    there that the run does not use as written (:func:`settings_in_effect`)."""
+    effective = settings_in_effect(config)
+    notes = []
+    for section, table in config.to_dict().items():
+        for key, value in table.items():
+            if effective[key] != value:
+                used = "not used" if effective[key] is None else f"not used: the run uses {effective[key]!r}"
+                notes.append(f"# {section}.{key} = {value!r} is {used}")
+    header = "# Settings recorded at their defaults that this run does not use as written:\n" if notes else ""
+    return header + "".join(f"{line}\n" for line in notes) + ("\n" if notes else "") + config.dumps()
+
+
 def run_settings(config: Config) -> dict:
     """What a result needs to be read alone: the data, the model and the objective
-    (``k`` only for an importance-weighted objective)."""
+    (``k`` only for an importance-weighted objective; the likelihood and objective as used,
+    :func:`settings_in_effect`)."""
     data, model, train = config.data, config.model, config.train
+    effective = settings_in_effect(config)
     return {
         "dataset": data.dataset, "train_limit": data.train_limit, "binarize": data.binarize,
-        "model": model.model, "likelihood": model.likelihood, "latent_dim": model.latent_dim,
+        "model": model.model, "likelihood": effective["likelihood"], "latent_dim": model.latent_dim,
         "network": model.network,
         **({"hidden_dims": model.hidden_dims} if model.network == "mlp" else {"conv_channels": model.conv_channels}),
         **({"top_latent_dim": model.top_latent_dim, "top_hidden_dims": model.top_hidden_dims}
            if model.model == "hvae" else {}),
-        "objective": train.objective, "k": train.k if train.objective.startswith("iwae") else None,
+        "objective": effective["objective"], "k": train.k if train.objective.startswith("iwae") else None,
         "beta": train.beta, "seed": train.seed, "max_epochs": train.epochs, "patience": train.patience,
     }
 
@@ -764,12 +806,38 @@ def binarization(config: Config) -> str:
 
 def kind_fields(config: Config, likelihood, image_shape, mean: float, stderr: float = 0.0,
                 kind: str | None = None) -> dict:
-    """likelihood, binarize, kind, dimensions and bits/dim of a log-likelihood ``mean``
-    (nats per example) of the run's images; the kind defaults to that of an undequantized score."""
-    from pyro_vae.inference.kinds import describe, number_kind
+    """likelihood, binarize, kind, quantity, dimensions and bits/dim of a log-likelihood
+    ``mean`` (nats per example) of the run's images; the kind defaults to that of an
+    undequantized score. The dimensions are the pixel values scored: for quadrant completion
+    the missing ones alone (log p(x_m | x_g)), with the image's own in ``image_dimensions``."""
+    from pyro_vae.inference.kinds import describe, dimensions, number_kind
 
     kind = kind or number_kind(likelihood.data_kind, binary_data(config))
-    return describe(mean, stderr, image_shape, kind, config.model.likelihood, binarization(config))
+    scored = scored_dimensions(config, image_shape)
+    fields = describe(mean, stderr, image_shape, kind, config.model.likelihood, binarization(config), scored)
+    fields["quantity"] = quantity_of(config)
+    if scored != dimensions(image_shape):
+        fields["image_dimensions"] = dimensions(image_shape)
+    return fields
+
+
+def quantity_of(config: Config) -> str:
+    """What the run's ELBO bounds and its ``evaluate --k`` estimates (:func:`~pyro_vae.inference.kinds.quantity`)."""
+    from pyro_vae.inference.kinds import quantity
+
+    return quantity(config.model.model, config.model.given_quadrants)
+
+
+def scored_dimensions(config: Config, image_shape) -> int:
+    """The pixel values a run's log-likelihood sums over: all of an image's, or for quadrant
+    completion those of the missing quadrants alone."""
+    from pyro_vae.inference.kinds import dimensions
+
+    if config.model.model != "quadrant":
+        return dimensions(image_shape)
+    from pyro_vae.models.quadrant import quadrant_mask
+
+    return int((~quadrant_mask(tuple(int(n) for n in image_shape), config.model.given_quadrants)).sum())
 
 
 #: How the examples of ``evaluate --limit N`` are chosen.
@@ -781,8 +849,10 @@ ESS_WARNING_SHARE = 0.05
 def estimate_name(config: Config) -> str:
     """What the importance-sampling estimate of a run's model is: log p(x | y) for the
     conditional VAE (the label given), log p(x_m | x_g) for quadrant completion, else
-    log p(x) (M2's label is summed out)."""
-    return {"cvae": "log p(x | y)", "quadrant": "log p(x_m | x_g)"}.get(config.model.model, "log p(x)")
+    log p(x) (M2's label is summed out); :func:`quantity_of` says which quadrants are given."""
+    from pyro_vae.inference.kinds import short_quantity
+
+    return short_quantity(quantity_of(config))
 
 
 def evaluation_examples(run: Run, split: str, limit: int = 0, subset: str = "random",

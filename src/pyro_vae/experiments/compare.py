@@ -122,11 +122,12 @@ class RunRecord:
 
 
 def _flat_settings(config: Config) -> dict:
-    out = {}
-    for table in config.to_dict().values():
-        for key, value in table.items():
-            out[key] = ",".join(map(str, value)) if isinstance(value, list) else value
-    return out
+    """The run's settings as it used them (:func:`~pyro_vae.runs.settings_in_effect`: no
+    ``k`` for the ELBO, M1+M2's own likelihood, M2's own objective), lists joined."""
+    from pyro_vae.runs import settings_in_effect
+
+    return {key: ",".join(map(str, value)) if isinstance(value, list) else value
+            for key, value in settings_in_effect(config).items()}
 
 
 def read_run(run_dir: Path) -> RunRecord:
@@ -177,14 +178,36 @@ def differing_keys(records: list[RunRecord]) -> list[str]:
 
 # -- the table ---------------------------------------------------------------------------
 
+def is_autoencoder(summary: dict) -> bool:
+    """Whether the run is a plain autoencoder (``--model ae``, or ``fit`` of one): its
+    metrics' "valid_elbo" is its reconstruction term alone, which bounds nothing."""
+    return summary.get("model") == "ae" or str(summary.get("selection", "")).startswith(
+        "best validation reconstruction")
+
+
 def _valid_elbo(summary: dict) -> float | None:
+    if is_autoencoder(summary):  # its reconstruction term: a column of its own
+        return None
     return (summary.get("best_epoch_metrics") or {}).get("valid_elbo")
+
+
+def _autoencoder_metric(summary: dict, key: str) -> float | None:
+    if not is_autoencoder(summary):
+        return None
+    return (summary.get("best_epoch_metrics") or {}).get(key) if key.startswith("valid") else summary.get(key)
 
 
 def _test_elbo_record(record) -> dict | None:
     """summary.json's test ELBO fields (it records the ELBO's kind and bits/dim beside it)."""
     return record.summary if record.summary.get("test_elbo") is not None else None
 
+
+#: The columns of a plain autoencoder's reconstruction term (kept out of the ELBO columns).
+AE_VALID, AE_TEST = "valid recon (autoencoder)", "test recon (autoencoder)"
+#: The note under a table with an autoencoder's row.
+AE_NOTE = (f"Note: {AE_VALID} and {AE_TEST} are an autoencoder's reconstruction log p(x | code): not an ELBO "
+           "and not a bound on log p(x) (an autoencoder has none), so they cannot be ranked against the ELBOs "
+           "and log p(x) of the other rows.")
 
 #: The numbers that carry a kind: (column, the JSON that holds it and its "kind" and
 #: "bits_per_dim", or None where the run has no such number).
@@ -198,6 +221,9 @@ QUANTITIES = [
     ("valid ELBO", lambda r: _valid_elbo(r.summary)),
     ("test ELBO", lambda r: r.summary.get("test_elbo")),
     ("test ELBO bits/dim", lambda r: (_test_elbo_record(r) or {}).get("bits_per_dim")),
+    # a plain autoencoder's reconstruction log p(x | code): not an ELBO, nor a bound on log p(x)
+    (AE_VALID, lambda r: _autoencoder_metric(r.summary, "valid_reconstruction")),
+    (AE_TEST, lambda r: _autoencoder_metric(r.summary, "test_reconstruction")),
     ("test log p(x)", lambda r: (r.loglik or {}).get("log_likelihood_mean")),
     ("test log p(x) bits/dim", lambda r: (r.loglik or {}).get("bits_per_dim")),
     ("test accuracy", lambda r: r.summary.get("test_accuracy")),
@@ -212,6 +238,8 @@ QUANTITIES = [
 OWN_STDERR = {
     "valid ELBO": lambda r: (r.summary.get("best_epoch_metrics") or {}).get("valid_elbo_stderr"),
     "test ELBO": lambda r: r.summary.get("test_elbo_stderr"),
+    AE_VALID: lambda r: _autoencoder_metric(r.summary, "valid_reconstruction_stderr"),
+    AE_TEST: lambda r: _autoencoder_metric(r.summary, "test_reconstruction_stderr"),
     "test ELBO bits/dim": lambda r: (_test_elbo_record(r) or {}).get("bits_per_dim_stderr"),
     "test log p(x)": lambda r: (r.loglik or {}).get("log_likelihood_stderr"),
     "test log p(x) bits/dim": lambda r: (r.loglik or {}).get("bits_per_dim_stderr"),
@@ -249,14 +277,42 @@ def number_kind_of(record: RunRecord, quantity: str) -> str | None:
     return kind if kind in KINDS else UNKNOWN_KIND
 
 
-def pair_verdict(kind_a: str, kind_b: str):
-    """:func:`~pyro_vae.inference.kinds.comparable`, with an unknown kind never comparable."""
-    from pyro_vae.inference.kinds import Comparison, comparable
+def quantity_of(record: RunRecord, quantity: str) -> str | None:
+    """What ``quantity`` ("test ELBO" or "test log p(x)") of a run bounds or estimates
+    (:func:`~pyro_vae.inference.kinds.quantity`: log p(x), or the conditional VAE's
+    log p(x | y), or quadrant completion's log p(x_m | x_g)): as its JSON records it, or, for
+    a JSON that predates the field, as the run's recorded model makes it; None when the run
+    has no such number."""
+    from pyro_vae.inference.kinds import quantity as model_quantity
 
+    fields = KINDED[quantity](record)
+    if fields is None:
+        return None
+    if fields.get("quantity"):
+        return fields["quantity"]
+    given = record.settings.get("given_quadrants")
+    return model_quantity(record.settings.get("model") or "vae", int(given) if given else 1)
+
+
+def kind_cell(kind: str, quantity: str) -> str:
+    """A number's kind as the table shows it: with its quantity where that is not log p(x)."""
+    from pyro_vae.inference.kinds import MARGINAL
+
+    return kind if quantity == MARGINAL else f"{quantity}: {kind}"
+
+
+def pair_verdict(kind_a: str, kind_b: str, quantity_a: str | None = None, quantity_b: str | None = None):
+    """:func:`~pyro_vae.inference.kinds.comparable`, with an unknown kind never comparable
+    (numbers of different quantities are not, whatever their kinds)."""
+    from pyro_vae.inference.kinds import MARGINAL, Comparison, comparable, different_quantities
+
+    quantity_a, quantity_b = quantity_a or MARGINAL, quantity_b or MARGINAL
+    if quantity_a != quantity_b:
+        return different_quantities(quantity_a, quantity_b)
     if UNKNOWN_KIND in (kind_a, kind_b):
         return Comparison(False, "the kind of number of one of them is unknown (its JSON predates the \"kind\" "
                                  "field), so they cannot be ranked; a log p(x) gets its kind from pyro-vae evaluate --k K")
-    return comparable(kind_a, kind_b)
+    return comparable(kind_a, kind_b, quantity_a, quantity_b)
 
 
 def mean_and_stderr(values: list[float]) -> tuple[float, float | None]:
@@ -317,7 +373,8 @@ def compare_table(records: list[RunRecord]) -> tuple[list[str], list[dict]]:
                 for i, column in enumerate(("test log p(x) K", "test log p(x) images")):
                     row[column] = "; ".join(dict.fromkeys(str(scope[i]) for scope in scopes)) or None
             if name in KINDED:
-                kinds = dict.fromkeys(k for k in (number_kind_of(r, name) for r in group.runs) if k is not None)
+                kinds = dict.fromkeys(kind_cell(number_kind_of(r, name), quantity_of(r, name)) for r in group.runs
+                                      if number_kind_of(r, name) is not None)
                 row[f"{name} kind"] = "; ".join(kinds) or None
         rows.append(row)
     return columns, rows
@@ -329,14 +386,15 @@ def kind_notes(records: list[RunRecord]) -> list[str]:
     keys, groups = group_runs(records)
     notes = []
     for quantity in KINDED:
-        kinds = []  # (row label, kind) of every run with the number
+        kinds = []  # (row label, kind, what it bounds or estimates) of every run with the number
         for number, group in enumerate(groups, start=1):
             label = f"row {number}" + (f" ({_label(group.settings, keys)})" if keys else "")
-            kinds += [(label, k) for k in (number_kind_of(r, quantity) for r in group.runs) if k is not None]
+            kinds += [(label, number_kind_of(r, quantity), quantity_of(r, quantity)) for r in group.runs
+                      if number_kind_of(r, quantity) is not None]
         reasons: dict[str, list[str]] = {}
-        for i, (label_a, kind_a) in enumerate(kinds):
-            for label_b, kind_b in kinds[i + 1:]:
-                verdict = pair_verdict(kind_a, kind_b)
+        for i, (label_a, kind_a, of_a) in enumerate(kinds):
+            for label_b, kind_b, of_b in kinds[i + 1:]:
+                verdict = pair_verdict(kind_a, kind_b, of_a, of_b)
                 if not verdict.ok:
                     pairs = reasons.setdefault(verdict.reason, [])
                     pair = f"{label_a} and {label_b}" if label_a != label_b else f"the seeds of {label_a}"
@@ -345,6 +403,8 @@ def kind_notes(records: list[RunRecord]) -> list[str]:
         for reason, pairs in reasons.items():
             paired = " No paired difference is taken between them." if quantity == "test log p(x)" else ""
             notes.append(f"Note: {quantity} is not comparable between {'; '.join(pairs)}: {reason}.{paired}")
+    if any(is_autoencoder(r.summary) for r in records):
+        notes.append(AE_NOTE)
     return notes
 
 
@@ -363,11 +423,16 @@ def _fmt(value, se=None, decimals: int = 2) -> str:
     return str(value)
 
 
+def _cell(text: str) -> str:
+    """A Markdown table cell: a "|" in it (log p(x | y)) escaped, lest it end the cell."""
+    return text.replace("|", "\\|")
+
+
 def to_markdown(columns: list[str], rows: list[dict], notes: list[str] = ()) -> str:
     """The table for reading: ``mean ± se`` in one cell per quantity (nats per example,
     bits per dimension, seconds, epochs), then ``notes`` (see :func:`kind_notes`)."""
     shown = [c for c in columns if not c.endswith(" se")]
-    lines = ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
+    lines = ["| " + " | ".join(map(_cell, shown)) + " |", "|" + "---|" * len(shown)]
     for row in rows:
         cells = []
         for c in shown:
@@ -377,7 +442,7 @@ def to_markdown(columns: list[str], rows: list[dict], notes: list[str] = ()) -> 
                                   DECIMALS.get(c, 2)))
             else:
                 cells.append(str(value) if value is not None else "")
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join(map(_cell, cells)) + " |")
     if notes:
         lines += ["", *notes]
     return "\n".join(lines) + "\n"
@@ -404,8 +469,8 @@ def reference_examples(reference: RunRecord):
 def paired_table(records: list[RunRecord], reference: RunRecord) -> tuple[list[dict], list[tuple[RunRecord, str]]]:
     """Paired difference of log p(x) of every evaluated run against ``reference``, and the
     runs refused because their log p(x) cannot be ranked against the reference's (a
-    different kind of number, e.g. binarized and 8-bit data, or an unknown kind), each
-    with the reason sentence."""
+    different kind of number, e.g. binarized and 8-bit data, or an unknown kind; or a
+    different quantity, e.g. the conditional VAE's log p(x | y)), each with the reason sentence."""
     base = reference_examples(reference)
     keys = differing_keys(records)
     rows, refused = [], []
@@ -414,7 +479,8 @@ def paired_table(records: list[RunRecord], reference: RunRecord) -> tuple[list[d
         if record is reference or other is None:
             continue
         verdict = pair_verdict(number_kind_of(reference, "test log p(x)") or UNKNOWN_KIND,
-                               number_kind_of(record, "test log p(x)") or UNKNOWN_KIND)
+                               number_kind_of(record, "test log p(x)") or UNKNOWN_KIND,
+                               quantity_of(reference, "test log p(x)"), quantity_of(record, "test log p(x)"))
         if not verdict.ok:
             refused.append((record, verdict.reason))
             continue

@@ -110,6 +110,7 @@ class SemiSupervisedTrainer(Trainer):
                  alpha: float = 20000.0, labelled_weight: float | None = None, **options):
         super().__init__(model, guide, SemiSupervisedLoss(alpha, z_weight=settings.beta), dataset, settings, **options)
         self.labelled = labelled.to(self.device)
+        self.alpha = alpha  # for the epoch line (the objective holds it too)
         if labelled_weight is None:
             labelled_batch = min(settings.batch_size, len(labelled))
             labelled_weight = (len(labelled) / labelled_batch) / (len(dataset.train) / settings.batch_size)
@@ -153,10 +154,21 @@ class SemiSupervisedTrainer(Trainer):
         return {"valid_accuracy": valid,
                 "valid_accuracy_stderr": binomial_stderr(valid, len(self.dataset.valid))}, valid
 
+    def training_objective(self, row: dict) -> str:
+        """What the epoch's training number is: with alpha > 0 it holds alpha x log q(y | x) of
+        the labelled batches (minus the classifier's cross-entropy), so it is no bound; with
+        beta != 1 the KL term of z is weighted (:func:`objective_name` in full)."""
+        alpha, beta = self.alpha, self.settings.beta
+        if alpha:
+            return f"train M2 objective (not a bound: it adds alpha={alpha:g} x log q(y | x))"
+        if beta != 1:
+            return f"train M2 objective (the bound with the KL of z weighted by beta={beta:g})"
+        return "train M2 bound"
+
     def describe(self, row: dict) -> str:
         error = row.get("valid_accuracy_stderr")  # a binomial standard error over the validation images
         accuracy = f"{row['valid_accuracy']:.4f}" + ("" if error is None else f" ± {error:.4f}")
-        return (f"epoch {row['epoch']:>3}  train bound {row['train_objective']:9.2f}  valid accuracy "
+        return (f"epoch {row['epoch']:>3}  {self.training_objective(row)} {row['train_objective']:9.2f}  valid accuracy "
                 f"{accuracy} (selects)  {row['seconds']:6.1f} s")
 
     def test_accuracy(self) -> float:

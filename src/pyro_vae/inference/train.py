@@ -497,6 +497,11 @@ class Trainer:
         for key, name in (("valid_iwae", "valid IWAE bound"), ("valid_loglik", "valid log p(x)")):
             if key in row:
                 selection = f"  {name} K={self.settings.selection_k} {with_stderr(row, key, 9)} (selects)"
+        if not getattr(getattr(self, "model", None), "has_marginal_likelihood", True):
+            # an autoencoder: its "ELBO" is the reconstruction term alone, with no KL, and bounds nothing
+            return (f"epoch {row['epoch']:>3}  {self.training_objective(row)} {row['train_objective']:9.2f}  valid "
+                    f"reconstruction log p(x | code) {with_stderr(row, 'valid_reconstruction', 9)} (not a bound on "
+                    f"log p(x): an autoencoder has none){selection}  {row['seconds']:6.1f} s")
         return (f"epoch {row['epoch']:>3}  {self.training_objective(row)} {row['train_objective']:9.2f}  valid ELBO "
                 f"{with_stderr(row, 'valid_elbo', 9)} (recon {with_stderr(row, 'valid_reconstruction', 9)}, KL "
                 f"{with_stderr(row, 'valid_kl', 7)}){selection}  {row['seconds']:6.1f} s")

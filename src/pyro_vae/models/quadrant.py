@@ -23,7 +23,7 @@ from pyro_vae.nn import broadcast_cat
 from pyro_vae.pyro_modules import to_pyro_network_
 
 #: The quadrants given, in this order: top-left, top-right, bottom-left. The bottom-right
-#: quadrant is always to be completed.
+#: quadrant is always to be completed. (pyro_vae.inference.kinds names them alike.)
 QUADRANT_ORDER = ("top-left", "top-right", "bottom-left")
 
 
