@@ -251,6 +251,16 @@ def test_a_grid_in_a_config_file_refuses_a_number_of_trials(tmp_path):
     (["--search", "latent_dim=int:9:4", "--trials", "2"], "LOW < HIGH"),
     (["--grid", "seed=1,2"], "--seeds"),
     (["--grid", "beta=1,2", "--k", "3"], "--k 3 has no effect"),  # no run of the sweep would use it
+    # a swept key without effect at some point: its runs would differ in name alone (k=3 and k=5
+    # both trained the default k, the run named k=3 recording k = 5); refused as train refuses --k
+    (["--grid", "k=3,5"], "the sweep's --grid k=3,5 has no effect at its point k=3: --k 3 has no effect with "
+                          "--objective elbo"),
+    (["--grid", "objective=elbo,iwae", "--grid", "k=3,5"],  # the two ELBO points would be one run
+     "--grid k=3,5 has no effect at its point objective=elbo,k=3: --k 3 has no effect with --objective elbo"),
+    (["--grid", "prior_components=3,7"], "--prior-components 3 has no effect with --prior standard"),
+    (["--search", "k=int:3:5", "--trials", "2"], "the sweep's --search k=int:3:5 has no effect at its point k=3"),
+    (["--search", "objective=choice:iwae,elbo", "--search", "k=int:2:8", "--trials", "2"],
+     "--search k=int:2:8 has no effect at its point objective=elbo,k=2"),
     (["--grid", "beta=1,2", "--trials", "5"], "--trials 5 has no effect without a search"),  # a grid runs every point
     (["--grid", "beta=1,2", "--sampler", "random"], "--sampler random has no effect without a search"),
     (["--seeds", "2", "--trials", "3"], "--trials 3 has no effect without a search"),
@@ -305,6 +315,15 @@ def test_an_option_without_effect_at_a_point_goes_back_to_its_default_there():
     assert (elbo.train.objective, elbo.train.k) == ("elbo", Config().train.k)
     assert (iwae.train.objective, iwae.train.k) == ("iwae", 2)
     assert base.train.k == 2 and base.data.binarize == "auto"  # the base itself is left as given
+
+
+def test_a_swept_key_is_accepted_where_every_point_uses_it():
+    base = Config()
+    base.train.objective = "iwae"
+    spec = sweep.SweepSpec(base, {"k": [3, 5]}, [0]).validate()
+    assert [spec.config_for(p).train.k for p in spec.points()] == [3, 5]
+    spec = sweep.SweepSpec(Config(), {"objective": ["iwae", "iwae-dreg"], "k": [3, 5]}, [0]).validate()
+    assert len({(c.train.objective, c.train.k) for c in map(spec.config_for, spec.points())}) == 4
 
 
 def test_a_sweep_can_optimise_the_validation_log_likelihood_of_runs_that_select_by_it():

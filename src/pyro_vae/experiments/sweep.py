@@ -227,9 +227,10 @@ class SweepSpec:
         return config.validate(check_effect=False)
 
     def config_for(self, params: dict) -> Config:
-        """The run's configuration at ``params``: an option of the sweep that has no effect at
-        this point (``k`` for an ELBO point of an ELBO-vs-IWAE grid) goes back to its default,
-        as a run given it alone would record it."""
+        """The run's configuration at ``params``: an option of the base that has no effect at
+        this point (``--k 2`` at the ELBO points of ``--grid objective=elbo,iwae``) goes back to
+        its default, as a run given it alone would record it. (A swept key without effect at
+        some point is refused by :meth:`validate`: its runs there would differ in name alone.)"""
         from pyro_vae.config import ineffective_options
 
         config, defaults = self.point_config(params), Config()
@@ -238,6 +239,32 @@ class SweepSpec:
             if key != "data.binarize":  # a wrong binarization is refused below, not dropped
                 setattr(getattr(config, section), name, copy.deepcopy(getattr(getattr(defaults, section), name)))
         return config.validate()
+
+    def _check_swept_keys_take_effect(self) -> None:
+        """Refuse a swept key that has no effect at some point of the sweep (``k`` with the
+        ELBO objective, or at the ELBO points of an objective x k grid): its runs there would
+        differ in name alone, all training the default, as ``train`` refuses the option alone.
+        A grid is checked at every point; a search at every combination of its ranges' bounds
+        and choices (what has no effect does not depend on where in a range a value lies)."""
+        from pyro_vae.config import ineffective_options
+
+        if self.is_grid:
+            points = [dict(zip(self.grid, values)) for values in itertools.product(*self.grid.values())]
+        else:
+            points = [dict(zip(self.search, values))
+                      for values in itertools.product(*(r.corners() for r in self.search.values()))]
+        for point in points:
+            for key, sentence in ineffective_options(self.point_config(point | {"seed": self.seeds[0]})):
+                name = key.split(".")[1]
+                if name not in point or key == "data.binarize":  # a wrong binarization: config_for refuses it
+                    continue
+                if self.is_grid:
+                    listed = _key_kind(name) is list  # hidden_dims=512,256;128
+                    shown = (";" if listed else ",").join(str(v) if listed else format_value(v) for v in self.grid[name])
+                    swept = f"--grid {name}={shown}"
+                else:
+                    swept = f"--search {name}={self.search[name].text}"
+                raise ConfigError(f"the sweep's {swept} has no effect at its point {self.run_name(point)}: {sentence}")
 
     def run_name(self, params: dict, number: int | None = None) -> str:
         """``beta=2,objective=iwae,seed=1``; a search trial's name starts with its number."""
@@ -294,6 +321,7 @@ class SweepSpec:
         points = self.points() if self.is_grid else [
             {k: r.corners()[i % len(r.corners())] for k, r in self.search.items()} | {"seed": self.seeds[0]}
             for i in range(2)]
+        self._check_swept_keys_take_effect()
         unused = [dict(ineffective_options(self.point_config(p))) for p in points]
         always = [key for key in unused[0] if key != "data.binarize" and all(key in u for u in unused[1:])]
         if always:  # an option that no run of the sweep would use
