@@ -277,6 +277,32 @@ def test_bad_sweeps_are_refused_before_anything_is_written(idx_dir, tmp_path, ca
     assert not sweep_dir.exists()
 
 
+@pytest.mark.parametrize("storage, words", [
+    ("foo://bar", "Can't load plugin: sqlalchemy.dialects:foo"),  # was NoSuchModuleError's traceback, exit 1
+    ("not a url", "Could not parse SQLAlchemy URL"),
+    ("sqlite:////nonexistent/folder/study.db", "unable to open database file"),
+])
+def test_a_storage_that_cannot_be_opened_is_one_sentence_and_writes_nothing(idx_dir, tmp_path, capsys, storage,
+                                                                             words):
+    sweep_dir = tmp_path / "sw"
+    assert main(["sweep", "--sweep-dir", str(sweep_dir), "--grid", "beta=1,2", "--storage", storage,
+                 *tiny_flags(idx_dir)]) == 2
+    err = capsys.readouterr().err
+    assert f"--storage {storage} cannot be opened ({words}" in err and "leave --storage out" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not sweep_dir.exists()  # no sweep.json left behind to make a rerun "a different sweep"
+
+
+def test_a_storage_url_that_opens_keeps_the_study_there(idx_dir, tmp_path):
+    base = Config()
+    base.data.dataset, base.data.data_dir = "idx", str(idx_dir)
+    spec = sweep.SweepSpec(base.validate(), {"beta": [0.5, 1.0]}, [0]).validate()
+    url = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    study = sweep.create_sweep(spec, tmp_path / "sw", storage=url, log=lambda s: None)
+    assert (tmp_path / "elsewhere.db").is_file() and not (tmp_path / "sw" / "study.db").exists()
+    assert len(study.get_trials(deepcopy=False)) == 2  # both points queued in the given storage
+
+
 def test_a_sweep_dir_under_a_file_is_refused_in_one_sentence_before_anything_runs(idx_dir, tmp_path, capsys):
     (tmp_path / "blocker").write_text("a file")
     sweep_dir = tmp_path / "blocker" / "sweep"

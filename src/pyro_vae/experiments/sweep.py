@@ -449,7 +449,7 @@ def open_study(spec: SweepSpec, sweep_dir: Path, storage: str | None, worker: in
     url = storage or default_storage(sweep_dir)
     # Several processes share a sqlite file: wait for its lock rather than fail at once.
     engine = {"connect_args": {"timeout": 300}} if url.startswith("sqlite") else {}
-    rdb = optuna.storages.RDBStorage(url, engine_kwargs=engine)
+    rdb = _open_storage(optuna, url, engine, given=storage is not None)
     if spec.is_grid:
         sampler = _QueueGridSampler({**spec.grid, "seed": spec.seeds}, seed=spec.base.train.seed)
     elif spec.sampler == "tpe":
@@ -458,6 +458,25 @@ def open_study(spec: SweepSpec, sweep_dir: Path, storage: str | None, worker: in
         sampler = optuna.samplers.RandomSampler(seed=spec.base.train.seed + worker)
     return optuna.create_study(storage=rdb, study_name=Path(sweep_dir).resolve().name, sampler=sampler,
                                direction="maximize", load_if_exists=True)
+
+
+def _open_storage(optuna, url: str, engine: dict, given: bool):
+    """Optuna's storage at ``url``, or one sentence saying why it cannot be opened (a URL
+    SQLAlchemy cannot parse, an unknown database, a missing driver, a database it cannot
+    reach) instead of SQLAlchemy's traceback."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine)
+    except (SQLAlchemyError, ImportError) as err:
+        cause = getattr(err, "orig", None) or err  # the database driver's own words, where it has them
+        reason = (str(cause).strip().splitlines() or [type(err).__name__])[0].rstrip(".")
+        if given:
+            raise ConfigError(f"--storage {url} cannot be opened ({reason}); give a database URL that SQLAlchemy "
+                              "can open (sqlite:///PATH/study.db, or postgresql://USER@HOST/DB with its driver "
+                              "installed), or leave --storage out to keep the study in SWEEP_DIR/study.db.") from None
+        raise ConfigError(f"the sweep's study {url} cannot be opened ({reason}); check that the sweep directory "
+                          "is writable, or give --storage URL.") from None
 
 
 def _grid_sampler_class():
@@ -699,10 +718,13 @@ def create_sweep(spec: SweepSpec, sweep_dir: Path, storage: str | None = None,
     existing = check_sweep_dir(sweep_dir, spec)
     optuna_module()
     _check_data(spec)
+    # A --storage URL is opened before anything is written: one that cannot be opened
+    # leaves no sweep directory behind (the default storage lives in the directory itself).
+    study = open_study(spec, sweep_dir, storage) if storage else None
     sweep_dir.mkdir(parents=True, exist_ok=True)
     if not existing:
         write_json(sweep_dir / SWEEP_FILE, spec.to_dict())
-    study = open_study(spec, sweep_dir, storage)
+    study = study or open_study(spec, sweep_dir, storage)
     prepare_queue(study, spec, log)
     return study
 
