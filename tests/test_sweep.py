@@ -327,6 +327,22 @@ def test_a_sweep_dir_made_for_another_grid_is_refused_and_left_alone(idx_dir, tm
     assert {p.name: p.read_bytes() for p in sweep_dir.iterdir()} == before
 
 
+def test_train_into_a_sweep_dir_is_refused_and_leaves_it_alone(idx_dir, tmp_path, capsys):
+    """The reverse of a sweep into a run directory: train --run-dir SWEEP_DIR wrote its
+    checkpoints beside study.db and sweep.json."""
+    sweep_dir = tmp_path / "made"
+    base = Config()
+    base.data.dataset, base.data.data_dir = "idx", str(idx_dir)
+    sweep.create_sweep(sweep.SweepSpec(base.validate(), {"beta": [0.5, 1.0]}, [0]).validate(), sweep_dir,
+                       log=lambda s: None)
+    before = {p.name: p.read_bytes() for p in sweep_dir.iterdir()}
+    assert main(["train", "--run-dir", str(sweep_dir), *tiny_flags(idx_dir, epochs=1)]) == 2
+    err = capsys.readouterr().err
+    assert f"{sweep_dir} is a sweep directory (it holds sweep.json and study.db)" in err
+    assert "choose a new --run-dir" in err and len(err.strip().splitlines()) == 1
+    assert {p.name: p.read_bytes() for p in sweep_dir.iterdir()} == before
+
+
 def test_optuna_missing_is_one_sentence_naming_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "optuna", None)
     with pytest.raises(ConfigError, match=r"pip install 'pyro-vae\[sweep\]'"):

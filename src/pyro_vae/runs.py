@@ -275,6 +275,18 @@ def train_run(config: Config | None, run_dir: Path, resume: bool = False, progre
         return _train_run(config, Path(run_dir), resume, progress, log, overrides)
 
 
+def refuse_sweep_dir(run_dir: Path, option: str = "--run-dir") -> None:
+    """Refuse to start a run in a sweep's directory (its ``sweep.json`` or ``study.db``): the
+    run's files would lie beside the sweep's, whose runs each have a folder of their own (a
+    sweep into a run directory is refused likewise, by :func:`~pyro_vae.experiments.sweep.check_sweep_dir`)."""
+    from pyro_vae.experiments.sweep import STUDY_DB, SWEEP_FILE
+
+    found = [name for name in (SWEEP_FILE, STUDY_DB) if (Path(run_dir) / name).exists()]
+    if found:
+        raise CheckpointError(f"{run_dir} is a sweep directory (it holds {' and '.join(found)}), whose runs each "
+                              f"have a folder of their own; choose a new {option}.")
+
+
 def _train_run(config: Config | None, run_dir: Path, resume: bool, progress, log, overrides) -> dict:
     if resume:
         saved = read_run_config(run_dir)
@@ -300,6 +312,7 @@ def _train_run(config: Config | None, run_dir: Path, resume: bool, progress, log
                 f"{run_dir} already holds a training run; continue it with --resume {run_dir} "
                 "or choose a new --run-dir."
             )
+        refuse_sweep_dir(run_dir, "--run-dir")
     ctx, device_name = init_from_environment(config.train.device)
     try:
         summary = _train(config, run_dir, resume, progress, log, ctx, resolve_device(device_name))
