@@ -4,6 +4,7 @@ term alone (checked by hand), refusals where it has no meaning, and the side-by-
 from __future__ import annotations
 
 import json
+import re
 
 import pyro.distributions as dist
 import pytest
@@ -136,6 +137,28 @@ def test_side_by_side_figure_of_an_autoencoder_and_a_vae(runs, capsys):
     assert main(["plot", str(runs / "ae"), str(runs / "vae"), "--kind", "samples", "-o", str(runs / "s2.png")]) == 2
     err = capsys.readouterr().err
     assert "--kind samples draws one run" in err and not (runs / "s2.png").exists()
+
+
+def test_side_by_side_figure_titles_give_each_number_its_standard_error_images_k_and_kind(runs, tmp_path,
+                                                                                         monkeypatch):
+    """plot --kind compare titled "reconstruction log p(x | code): -537.9 nats/image" and "log mean
+    p(x | z) -535.8 nats/image": no ±, no image count or K, no kind of number."""
+    from pyro_vae import plots, runs as runs_module
+    from pyro_vae.inference.kinds import BINARY_MASS
+
+    titles = []
+    monkeypatch.setattr(plots, "plot_compare", lambda entries, *a, **k: titles.extend(e[0] for e in entries))
+    monkeypatch.setattr(runs_module, "GENERATION_IMAGES", 20)  # fewer images than --limit: both counts named
+    opened = [runs_module.open_run(runs / name) for name in ("ae", "vae")]
+    runs_module.figure_from_runs(opened, "compare", tmp_path / "c.png", n=4, limit=50)
+    x = opened[0].dataset().test.head(50).images
+    recon = reconstruction_log_likelihood(opened[0].model, opened[0].guide, x).double()
+    mean, se = recon.mean().item(), recon.std().item() / 50 ** 0.5
+    assert f"reconstruction log p(x | code): {mean:.1f} ± {se:.1f} nats/image" in titles[0]
+    for title in titles:
+        assert "log (1/K) sum_k p(x | z_k), z_k ~ N(0, I), K=1000: " in title
+        assert title.count(" nats/image") == 2 and len(re.findall(r"-?\d+\.\d ± \d+\.\d nats/image", title)) == 2
+        assert f"(mean ± s.e. over 50 test images, the second over their first 20; {BINARY_MASS})" in title
 
 
 def test_sampled_code_log_likelihood_is_log_p_x_for_a_linear_gaussian_decoder():

@@ -99,6 +99,15 @@ def _fit_tutorial(run_dir, epochs, resume=False, **options):
     return result, params
 
 
+def test_fit_refuses_a_sweep_directory(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    sweep_dir.mkdir()
+    (sweep_dir / "sweep.json").write_text("{}")
+    with pytest.raises(CheckpointError, match="is a sweep directory .*choose a new run_dir"):
+        _fit_tutorial(sweep_dir, epochs=1)
+    assert sorted(p.name for p in sweep_dir.iterdir()) == ["sweep.json"]
+
+
 def test_resumed_fit_of_function_programs_equals_uninterrupted(tmp_path):
     whole, whole_params = _fit_tutorial(tmp_path / "whole", epochs=4)
     _fit_tutorial(tmp_path / "parts", epochs=2)

@@ -251,6 +251,16 @@ def test_a_grid_in_a_config_file_refuses_a_number_of_trials(tmp_path):
     (["--search", "latent_dim=int:9:4", "--trials", "2"], "LOW < HIGH"),
     (["--grid", "seed=1,2"], "--seeds"),
     (["--grid", "beta=1,2", "--k", "3"], "--k 3 has no effect"),  # no run of the sweep would use it
+    # a swept key without effect at some point: its runs would differ in name alone (k=3 and k=5
+    # both trained the default k, the run named k=3 recording k = 5); refused as train refuses --k
+    (["--grid", "k=3,5"], "the sweep's --grid k=3,5 has no effect at its point k=3: --k 3 has no effect with "
+                          "--objective elbo"),
+    (["--grid", "objective=elbo,iwae", "--grid", "k=3,5"],  # the two ELBO points would be one run
+     "--grid k=3,5 has no effect at its point objective=elbo,k=3: --k 3 has no effect with --objective elbo"),
+    (["--grid", "prior_components=3,7"], "--prior-components 3 has no effect with --prior standard"),
+    (["--search", "k=int:3:5", "--trials", "2"], "the sweep's --search k=int:3:5 has no effect at its point k=3"),
+    (["--search", "objective=choice:iwae,elbo", "--search", "k=int:2:8", "--trials", "2"],
+     "--search k=int:2:8 has no effect at its point objective=elbo,k=2"),
     (["--grid", "beta=1,2", "--trials", "5"], "--trials 5 has no effect without a search"),  # a grid runs every point
     (["--grid", "beta=1,2", "--sampler", "random"], "--sampler random has no effect without a search"),
     (["--seeds", "2", "--trials", "3"], "--trials 3 has no effect without a search"),
@@ -265,6 +275,32 @@ def test_bad_sweeps_are_refused_before_anything_is_written(idx_dir, tmp_path, ca
     assert main(["sweep", "--sweep-dir", str(sweep_dir), *extra, *tiny_flags(idx_dir)]) == 2
     assert words in capsys.readouterr().err
     assert not sweep_dir.exists()
+
+
+@pytest.mark.parametrize("storage, words", [
+    ("foo://bar", "Can't load plugin: sqlalchemy.dialects:foo"),  # was NoSuchModuleError's traceback, exit 1
+    ("not a url", "Could not parse SQLAlchemy URL"),
+    ("sqlite:////nonexistent/folder/study.db", "unable to open database file"),
+])
+def test_a_storage_that_cannot_be_opened_is_one_sentence_and_writes_nothing(idx_dir, tmp_path, capsys, storage,
+                                                                             words):
+    sweep_dir = tmp_path / "sw"
+    assert main(["sweep", "--sweep-dir", str(sweep_dir), "--grid", "beta=1,2", "--storage", storage,
+                 *tiny_flags(idx_dir)]) == 2
+    err = capsys.readouterr().err
+    assert f"--storage {storage} cannot be opened ({words}" in err and "leave --storage out" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not sweep_dir.exists()  # no sweep.json left behind to make a rerun "a different sweep"
+
+
+def test_a_storage_url_that_opens_keeps_the_study_there(idx_dir, tmp_path):
+    base = Config()
+    base.data.dataset, base.data.data_dir = "idx", str(idx_dir)
+    spec = sweep.SweepSpec(base.validate(), {"beta": [0.5, 1.0]}, [0]).validate()
+    url = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    study = sweep.create_sweep(spec, tmp_path / "sw", storage=url, log=lambda s: None)
+    assert (tmp_path / "elsewhere.db").is_file() and not (tmp_path / "sw" / "study.db").exists()
+    assert len(study.get_trials(deepcopy=False)) == 2  # both points queued in the given storage
 
 
 def test_a_sweep_dir_under_a_file_is_refused_in_one_sentence_before_anything_runs(idx_dir, tmp_path, capsys):
@@ -291,6 +327,22 @@ def test_a_sweep_dir_made_for_another_grid_is_refused_and_left_alone(idx_dir, tm
     assert {p.name: p.read_bytes() for p in sweep_dir.iterdir()} == before
 
 
+def test_train_into_a_sweep_dir_is_refused_and_leaves_it_alone(idx_dir, tmp_path, capsys):
+    """The reverse of a sweep into a run directory: train --run-dir SWEEP_DIR wrote its
+    checkpoints beside study.db and sweep.json."""
+    sweep_dir = tmp_path / "made"
+    base = Config()
+    base.data.dataset, base.data.data_dir = "idx", str(idx_dir)
+    sweep.create_sweep(sweep.SweepSpec(base.validate(), {"beta": [0.5, 1.0]}, [0]).validate(), sweep_dir,
+                       log=lambda s: None)
+    before = {p.name: p.read_bytes() for p in sweep_dir.iterdir()}
+    assert main(["train", "--run-dir", str(sweep_dir), *tiny_flags(idx_dir, epochs=1)]) == 2
+    err = capsys.readouterr().err
+    assert f"{sweep_dir} is a sweep directory (it holds sweep.json and study.db)" in err
+    assert "choose a new --run-dir" in err and len(err.strip().splitlines()) == 1
+    assert {p.name: p.read_bytes() for p in sweep_dir.iterdir()} == before
+
+
 def test_optuna_missing_is_one_sentence_naming_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "optuna", None)
     with pytest.raises(ConfigError, match=r"pip install 'pyro-vae\[sweep\]'"):
@@ -305,6 +357,15 @@ def test_an_option_without_effect_at_a_point_goes_back_to_its_default_there():
     assert (elbo.train.objective, elbo.train.k) == ("elbo", Config().train.k)
     assert (iwae.train.objective, iwae.train.k) == ("iwae", 2)
     assert base.train.k == 2 and base.data.binarize == "auto"  # the base itself is left as given
+
+
+def test_a_swept_key_is_accepted_where_every_point_uses_it():
+    base = Config()
+    base.train.objective = "iwae"
+    spec = sweep.SweepSpec(base, {"k": [3, 5]}, [0]).validate()
+    assert [spec.config_for(p).train.k for p in spec.points()] == [3, 5]
+    spec = sweep.SweepSpec(Config(), {"objective": ["iwae", "iwae-dreg"], "k": [3, 5]}, [0]).validate()
+    assert len({(c.train.objective, c.train.k) for c in map(spec.config_for, spec.points())}) == 4
 
 
 def test_a_sweep_can_optimise_the_validation_log_likelihood_of_runs_that_select_by_it():

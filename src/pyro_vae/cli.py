@@ -547,6 +547,11 @@ def cmd_plot(args) -> int:
             if not (Path(run_dir) / "sweep.json").is_file():
                 check_not_clobbering(Path(args.output), Path(run_dir))
         records = compare.collect_runs(args.run_dirs)
+        if args.kind == "sweep" and len(args.run_dirs) == 1 and not (Path(args.run_dirs[0]) / "sweep.json").is_file():
+            compare.check_metric(records, args.metric)  # a metric the run lacks is named first
+            raise PyroVAEError(f"--kind sweep draws a metric against each setting a sweep varies, and "
+                               f"{args.run_dirs[0]} is a single run (it has no sweep.json); give a sweep directory "
+                               "(the --sweep-dir of pyro-vae sweep) or several run directories.")
         if args.kind == "curves":
             print(compare.plot_overlaid_curves(records, Path(args.output)))
         else:

@@ -21,6 +21,7 @@ import csv
 import dataclasses
 import io
 import json
+import math
 import platform
 import time
 from dataclasses import dataclass
@@ -276,6 +277,18 @@ def train_run(config: Config | None, run_dir: Path, resume: bool = False, progre
         return _train_run(config, Path(run_dir), resume, progress, log, overrides)
 
 
+def refuse_sweep_dir(run_dir: Path, option: str = "--run-dir") -> None:
+    """Refuse to start a run in a sweep's directory (its ``sweep.json`` or ``study.db``): the
+    run's files would lie beside the sweep's, whose runs each have a folder of their own (a
+    sweep into a run directory is refused likewise, by :func:`~pyro_vae.experiments.sweep.check_sweep_dir`)."""
+    from pyro_vae.experiments.sweep import STUDY_DB, SWEEP_FILE
+
+    found = [name for name in (SWEEP_FILE, STUDY_DB) if (Path(run_dir) / name).exists()]
+    if found:
+        raise CheckpointError(f"{run_dir} is a sweep directory (it holds {' and '.join(found)}), whose runs each "
+                              f"have a folder of their own; choose a new {option}.")
+
+
 def _train_run(config: Config | None, run_dir: Path, resume: bool, progress, log, overrides) -> dict:
     if resume:
         saved = read_run_config(run_dir)
@@ -309,6 +322,7 @@ def _train_run(config: Config | None, run_dir: Path, resume: bool, progress, log
                 f"{run_dir} already holds a training run; continue it with --resume {run_dir} "
                 "or choose a new --run-dir."
             )
+        refuse_sweep_dir(run_dir, "--run-dir")
     ctx, device_name = init_from_environment(config.train.device)
     try:
         summary = _train(config, run_dir, resume, progress, log, ctx, resolve_device(device_name))
@@ -1047,14 +1061,24 @@ def model_title(run: Run) -> str:
 GENERATION_IMAGES, GENERATION_DRAWS = 1000, 1000
 
 
+def _mean_and_stderr(values: torch.Tensor) -> tuple[float, float, int]:
+    """Mean, standard error of the mean (over the values: images) and their number."""
+    values = values.detach().double().cpu()
+    n = len(values)
+    return values.mean().item(), (values.std().item() / math.sqrt(n)) if n > 1 else float("nan"), n
+
+
 def figure_from_runs(runs: list[Run], kind: str, output: Path, n: int = 36, limit: int = 5000,
                      seed: int = 0) -> Path:
     """Draw ``kind`` (``compare`` or ``latent``) for several unconditional runs side by side:
     their codes of the first ``limit`` test images of the first run's data set, and for
     ``compare`` ``n`` draws z ~ N(0, I) through each decoder. Each title gives the run's mean
     reconstruction log p(x | code) over those images and its mean log (1/K) sum_k p(x | z_k),
-    z_k ~ N(0, I), over the first :data:`GENERATION_IMAGES` (nats per image)."""
+    z_k ~ N(0, I), over the first :data:`GENERATION_IMAGES` (nats per image), each ± its
+    standard error over the images, with their number, K and the kind of number (a mass on
+    binary or 8-bit data, or a density: :func:`~pyro_vae.inference.kinds.number_kind`)."""
     from pyro_vae import plots
+    from pyro_vae.inference.kinds import number_kind
     from pyro_vae.inference.reconstruction import reconstruction_log_likelihood, sampled_code_log_likelihood
 
     if kind not in MULTI_RUN_KINDS:
@@ -1078,10 +1102,16 @@ def figure_from_runs(runs: list[Run], kind: str, output: Path, n: int = 36, limi
     entries = []
     for run in runs:
         x = images.to(run.device)
-        recon = reconstruction_log_likelihood(run.model, run.guide, x).mean().item()
-        sampled = sampled_code_log_likelihood(run.model, x[:GENERATION_IMAGES], k=GENERATION_DRAWS).mean().item()
-        entries.append((f"{model_title(run)}\nreconstruction log p(x | code): {recon:.1f} nats/image\n"
-                        f"codes drawn from N(0, I): log mean p(x | z) {sampled:.1f} nats/image", run.model, run.guide))
+        recon = _mean_and_stderr(reconstruction_log_likelihood(run.model, run.guide, x))
+        sampled = _mean_and_stderr(sampled_code_log_likelihood(run.model, x[:GENERATION_IMAGES], k=GENERATION_DRAWS))
+        number = number_kind(run.model.likelihood.data_kind, binary_data(run.config))  # not `kind`: the figure's
+        images_seen = (f"{recon[2]} test images" if recon[2] == sampled[2] else
+                       f"{recon[2]} test images, the second over their first {sampled[2]}")
+        entries.append((f"{model_title(run)}\n"
+                        f"reconstruction log p(x | code): {recon[0]:.1f} ± {recon[1]:.1f} nats/image\n"
+                        f"log (1/K) sum_k p(x | z_k), z_k ~ N(0, I), K={GENERATION_DRAWS}: {sampled[0]:.1f} ± "
+                        f"{sampled[1]:.1f} nats/image\n"
+                        f"(mean ± s.e. over {images_seen}; {number})", run.model, run.guide))
     return plots.plot_compare(entries, images, test.labels, output, dataset.class_names,
                               samples=n if kind == "compare" else 0, seed=seed)
 

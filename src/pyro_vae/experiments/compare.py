@@ -547,20 +547,57 @@ def check_metric(records: list[RunRecord], metric: str) -> None:
                                "has (test_elbo, valid_elbo; test_accuracy for label models).") from None
 
 
+def _point_and_error(runs: list[RunRecord], metric: str) -> tuple[float, float]:
+    """A sweep figure's point: the mean of ``metric`` over the seeds ± the standard error of
+    that mean; for a point of one seed, the run's own value ± its standard error over the
+    images it was computed on (as the compare table shows it), refused where not recorded."""
+    from pyro_vae.experiments.sweep import metric_stderr, metric_value
+
+    mean, se = mean_and_stderr([metric_value(r.summary, metric) for r in runs])
+    if len(runs) == 1:
+        se = metric_stderr(runs[0].summary, metric)
+        if se is None:
+            raise PyroVAEError(f"{runs[0].run_dir} records no standard error of its {metric} and is its point's only "
+                               "seed, so the figure would draw it without an uncertainty; run more seeds of each "
+                               "point (sweep --seeds 2), or choose a --metric the run records one for (test_elbo).")
+    return mean, se
+
+
+def _metric_axis_label(records: list[RunRecord], metric: str) -> str:
+    """The y axis of a sweep figure: the metric, its unit and its kind of number (a bound on
+    log p(x) of which data, or a fraction of the images)."""
+    from pyro_vae.experiments.sweep import METRICS
+
+    accuracy = "accuracy" in metric or (metric == "selection" and all("valid_accuracy" in r.summary for r in records))
+    if accuracy:
+        return f"{metric}: a fraction of the images"
+    kinds = "; ".join(dict.fromkeys(r.summary.get("kind") or UNKNOWN_KIND for r in records))
+    what = {"valid_loglik": "an importance-sampled estimate of log p(x)"}.get(metric, "a lower bound on log p(x)")
+    return f"{metric}, nats per example\n({what}; {kinds})"
+
+
 def plot_sweep_figure(records: list[RunRecord], output: Path, metric: str = "test_elbo") -> Path:
-    """One panel per swept setting: ``metric`` (mean over seeds, bars ± one standard error)
-    against the setting's values, one line per combination of the other settings."""
+    """One panel per swept setting: ``metric`` (mean over seeds, bars ± one standard error
+    of that mean; a point of one seed: the run's value ± its own standard error over the
+    images) against the setting's values, one line per combination of the other settings.
+    The title says which standard error each bar is and the y axis the kind of number."""
     from matplotlib.figure import Figure
 
-    from pyro_vae.experiments.sweep import METRICS, metric_value
+    from pyro_vae.experiments.sweep import METRICS
     from pyro_vae.plots import check_figure_output
 
     check_figure_output(output)  # before anything is drawn
     check_metric(records, metric)
     keys, groups = group_runs(records)
+    points = {id(group): _point_and_error(group.runs, metric) for group in groups}  # refused before drawing
     if not keys:
         keys = ["seed"] if len(records) > 1 else []
-    fig = Figure(figsize=(5.5 * max(1, len(keys)), 4.2), layout="constrained")
+    split = "validation" if metric.startswith("valid") or metric == "selection" else "test"
+    seeds = sorted({len(g.runs) for g in groups if len(g.runs) > 1})
+    bars = ([f"mean ± s.e. over {'/'.join(map(str, seeds))} seeds"] if seeds else []) + (
+        [f"{'one seed' if seeds else 'one seed per point'}: ± the run's s.e. over its {split} images"]
+        if any(len(g.runs) == 1 for g in groups) else [])
+    fig = Figure(figsize=(5.5 * max(1, len(keys)), 4.4), layout="constrained")
     for panel, key in enumerate(keys or ["run"]):
         ax = fig.add_subplot(1, max(1, len(keys)), panel + 1)
         others = [k for k in keys if k != key]
@@ -574,20 +611,18 @@ def plot_sweep_figure(records: list[RunRecord], output: Path, metric: str = "tes
             xs, means, errors = [], [], []
             for value in order:
                 if value in by_value:
-                    mean, se = mean_and_stderr([metric_value(r.summary, metric) for r in by_value[value].runs])
+                    mean, se = points[id(by_value[value])]
                     xs.append(value if numeric else order.index(value))
                     means.append(mean)
-                    errors.append(se or 0.0)
+                    errors.append(se)
             ax.errorbar(xs, means, yerr=errors, marker="o", capsize=4, label=name if others else None)
         if not numeric:
             ax.set_xticks(range(len(order)), [str(v) for v in order])
         ax.set_xlabel(key)
-        ax.set_ylabel(f"{metric} ({'nats per example' if 'accuracy' not in metric else 'fraction'})")
+        ax.set_ylabel(_metric_axis_label(records, metric), fontsize="small")
         if others:
             ax.legend(fontsize="small")
-        seeds = sorted({len(g.runs) for g in groups})
-        ax.set_title(f"{METRICS.get(metric, metric).split(' (')[0]}; mean ± s.e. over {'/'.join(map(str, seeds))} seeds",
-                     fontsize="small")
+        ax.set_title(f"{METRICS.get(metric, metric).split(' (')[0]}\n{'; '.join(bars)}", fontsize="small")
     return _save(fig, output)
 
 

@@ -227,9 +227,10 @@ class SweepSpec:
         return config.validate(check_effect=False)
 
     def config_for(self, params: dict) -> Config:
-        """The run's configuration at ``params``: an option of the sweep that has no effect at
-        this point (``k`` for an ELBO point of an ELBO-vs-IWAE grid) goes back to its default,
-        as a run given it alone would record it."""
+        """The run's configuration at ``params``: an option of the base that has no effect at
+        this point (``--k 2`` at the ELBO points of ``--grid objective=elbo,iwae``) goes back to
+        its default, as a run given it alone would record it. (A swept key without effect at
+        some point is refused by :meth:`validate`: its runs there would differ in name alone.)"""
         from pyro_vae.config import ineffective_options
 
         config, defaults = self.point_config(params), Config()
@@ -238,6 +239,32 @@ class SweepSpec:
             if key != "data.binarize":  # a wrong binarization is refused below, not dropped
                 setattr(getattr(config, section), name, copy.deepcopy(getattr(getattr(defaults, section), name)))
         return config.validate()
+
+    def _check_swept_keys_take_effect(self) -> None:
+        """Refuse a swept key that has no effect at some point of the sweep (``k`` with the
+        ELBO objective, or at the ELBO points of an objective x k grid): its runs there would
+        differ in name alone, all training the default, as ``train`` refuses the option alone.
+        A grid is checked at every point; a search at every combination of its ranges' bounds
+        and choices (what has no effect does not depend on where in a range a value lies)."""
+        from pyro_vae.config import ineffective_options
+
+        if self.is_grid:
+            points = [dict(zip(self.grid, values)) for values in itertools.product(*self.grid.values())]
+        else:
+            points = [dict(zip(self.search, values))
+                      for values in itertools.product(*(r.corners() for r in self.search.values()))]
+        for point in points:
+            for key, sentence in ineffective_options(self.point_config(point | {"seed": self.seeds[0]})):
+                name = key.split(".")[1]
+                if name not in point or key == "data.binarize":  # a wrong binarization: config_for refuses it
+                    continue
+                if self.is_grid:
+                    listed = _key_kind(name) is list  # hidden_dims=512,256;128
+                    shown = (";" if listed else ",").join(str(v) if listed else format_value(v) for v in self.grid[name])
+                    swept = f"--grid {name}={shown}"
+                else:
+                    swept = f"--search {name}={self.search[name].text}"
+                raise ConfigError(f"the sweep's {swept} has no effect at its point {self.run_name(point)}: {sentence}")
 
     def run_name(self, params: dict, number: int | None = None) -> str:
         """``beta=2,objective=iwae,seed=1``; a search trial's name starts with its number."""
@@ -294,6 +321,7 @@ class SweepSpec:
         points = self.points() if self.is_grid else [
             {k: r.corners()[i % len(r.corners())] for k, r in self.search.items()} | {"seed": self.seeds[0]}
             for i in range(2)]
+        self._check_swept_keys_take_effect()
         unused = [dict(ineffective_options(self.point_config(p))) for p in points]
         always = [key for key in unused[0] if key != "data.binarize" and all(key in u for u in unused[1:])]
         if always:  # an option that no run of the sweep would use
@@ -421,7 +449,7 @@ def open_study(spec: SweepSpec, sweep_dir: Path, storage: str | None, worker: in
     url = storage or default_storage(sweep_dir)
     # Several processes share a sqlite file: wait for its lock rather than fail at once.
     engine = {"connect_args": {"timeout": 300}} if url.startswith("sqlite") else {}
-    rdb = optuna.storages.RDBStorage(url, engine_kwargs=engine)
+    rdb = _open_storage(optuna, url, engine, given=storage is not None)
     if spec.is_grid:
         sampler = _QueueGridSampler({**spec.grid, "seed": spec.seeds}, seed=spec.base.train.seed)
     elif spec.sampler == "tpe":
@@ -430,6 +458,25 @@ def open_study(spec: SweepSpec, sweep_dir: Path, storage: str | None, worker: in
         sampler = optuna.samplers.RandomSampler(seed=spec.base.train.seed + worker)
     return optuna.create_study(storage=rdb, study_name=Path(sweep_dir).resolve().name, sampler=sampler,
                                direction="maximize", load_if_exists=True)
+
+
+def _open_storage(optuna, url: str, engine: dict, given: bool):
+    """Optuna's storage at ``url``, or one sentence saying why it cannot be opened (a URL
+    SQLAlchemy cannot parse, an unknown database, a missing driver, a database it cannot
+    reach) instead of SQLAlchemy's traceback."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine)
+    except (SQLAlchemyError, ImportError) as err:
+        cause = getattr(err, "orig", None) or err  # the database driver's own words, where it has them
+        reason = (str(cause).strip().splitlines() or [type(err).__name__])[0].rstrip(".")
+        if given:
+            raise ConfigError(f"--storage {url} cannot be opened ({reason}); give a database URL that SQLAlchemy "
+                              "can open (sqlite:///PATH/study.db, or postgresql://USER@HOST/DB with its driver "
+                              "installed), or leave --storage out to keep the study in SWEEP_DIR/study.db.") from None
+        raise ConfigError(f"the sweep's study {url} cannot be opened ({reason}); check that the sweep directory "
+                          "is writable, or give --storage URL.") from None
 
 
 def _grid_sampler_class():
@@ -671,10 +718,13 @@ def create_sweep(spec: SweepSpec, sweep_dir: Path, storage: str | None = None,
     existing = check_sweep_dir(sweep_dir, spec)
     optuna_module()
     _check_data(spec)
+    # A --storage URL is opened before anything is written: one that cannot be opened
+    # leaves no sweep directory behind (the default storage lives in the directory itself).
+    study = open_study(spec, sweep_dir, storage) if storage else None
     sweep_dir.mkdir(parents=True, exist_ok=True)
     if not existing:
         write_json(sweep_dir / SWEEP_FILE, spec.to_dict())
-    study = open_study(spec, sweep_dir, storage)
+    study = study or open_study(spec, sweep_dir, storage)
     prepare_queue(study, spec, log)
     return study
 

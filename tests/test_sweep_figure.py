@@ -1,0 +1,97 @@
+"""The sweep figure (plot --kind sweep, compare --figure, a sweep's sweep.png) shows every
+point with its uncertainty and says which: the standard error over the seeds, or, for a
+point of one seed, the run's own standard error over its images (it drew no bar at all under
+a title claiming "mean ± s.e. over 1 seeds"); its y axis names the kind of number. A single
+run is not a sweep. Run directories are written by hand, as compare reads them."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from pyro_vae.cli import main
+from pyro_vae.config import Config
+from pyro_vae.errors import PyroVAEError
+from pyro_vae.experiments import compare
+from pyro_vae.inference.checkpoint import LAST
+from pyro_vae.inference.kinds import BINARY_MASS
+
+
+def fake_run(root, beta, seed, test_elbo, stderr=0.4):
+    """A finished run of ``beta`` and ``seed``: config.toml, a last checkpoint, metrics.csv,
+    summary.json (with the test ELBO's standard error over the test images unless None)."""
+    run = root / f"beta={beta},seed={seed}"
+    run.mkdir()
+    config = Config()
+    config.train.beta, config.train.seed = beta, seed
+    (run / "config.toml").write_text(config.validate().dumps())
+    (run / LAST).write_bytes(b"")
+    (run / "metrics.csv").write_text("epoch,valid_elbo\n1,-101.0\n")
+    summary = {"epochs": 1, "best_epoch": 1, "test_elbo": test_elbo, "kind": BINARY_MASS, "unit": "nats per example",
+               "best_epoch_metrics": {"valid_elbo": test_elbo - 1.0, "valid_elbo_stderr": 0.25}}
+    if stderr is not None:
+        summary["test_elbo_stderr"] = stderr
+    (run / "summary.json").write_text(json.dumps(summary))
+    return run
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """The figures plot_sweep_figure hands to be saved (nothing is written)."""
+    figures = []
+    monkeypatch.setattr(compare, "_save", lambda fig, output: figures.append(fig) or output)
+    return figures
+
+
+def bars(ax) -> list[float]:
+    """The half-lengths of the error bars of the first line of ``ax``."""
+    container = ax.containers[0]
+    return [float(seg[1][1] - seg[0][1]) / 2 for seg in container.lines[2][0].get_segments()]
+
+
+def test_a_point_of_one_seed_shows_its_runs_own_standard_error_and_says_so(tmp_path, drawn):
+    records = [compare.read_run(fake_run(tmp_path, 1.0, 0, -100.0, 0.3)),
+               compare.read_run(fake_run(tmp_path, 2.0, 0, -104.0, 0.5))]
+    compare.plot_sweep_figure(records, tmp_path / "f.png", "test_elbo")
+    ax = drawn[0].axes[0]
+    assert bars(ax) == pytest.approx([0.3, 0.5])  # were [0, 0]
+    assert "one seed per point: ± the run's s.e. over its test images" in ax.get_title()
+    assert "over 1 seeds" not in ax.get_title()
+    assert f"a lower bound on log p(x); {BINARY_MASS}" in ax.get_ylabel() and "nats per example" in ax.get_ylabel()
+
+
+def test_points_of_several_seeds_show_the_standard_error_over_the_seeds(tmp_path, drawn):
+    records = [compare.read_run(fake_run(tmp_path, beta, seed, value))
+               for beta, seed, value in ((1.0, 0, -100.0), (1.0, 1, -102.0), (2.0, 0, -104.0), (2.0, 1, -108.0))]
+    compare.plot_sweep_figure(records, tmp_path / "f.png", "test_elbo")
+    ax = drawn[0].axes[0]
+    assert bars(ax) == pytest.approx([np.std([-100, -102], ddof=1) / np.sqrt(2), np.std([-104, -108], ddof=1) / np.sqrt(2)])
+    assert "mean ± s.e. over 2 seeds" in ax.get_title() and "run's s.e." not in ax.get_title()
+
+
+def test_a_validation_metric_names_the_validation_images(tmp_path, drawn):
+    records = [compare.read_run(fake_run(tmp_path, beta, 0, -100.0)) for beta in (1.0, 2.0)]
+    compare.plot_sweep_figure(records, tmp_path / "f.png", "valid_elbo")
+    ax = drawn[0].axes[0]
+    assert bars(ax) == pytest.approx([0.25, 0.25]) and "over its validation images" in ax.get_title()
+
+
+def test_a_point_of_one_seed_without_a_recorded_standard_error_is_refused(tmp_path, drawn):
+    records = [compare.read_run(fake_run(tmp_path, 1.0, 0, -100.0, None)),
+               compare.read_run(fake_run(tmp_path, 2.0, 0, -104.0))]
+    with pytest.raises(PyroVAEError, match=r"records no standard error of its test_elbo .*sweep --seeds 2"):
+        compare.plot_sweep_figure(records, tmp_path / "f.png", "test_elbo")
+    assert not drawn
+
+
+def test_plot_kind_sweep_of_a_single_run_is_refused_in_one_sentence(tmp_path, capsys):
+    run = fake_run(tmp_path, 1.0, 0, -100.0)
+    out = tmp_path / "f.png"
+    assert main(["plot", str(run), "--kind", "sweep", "-o", str(out)]) == 2  # drew one point at x = "None"
+    err = capsys.readouterr().err
+    assert "is a single run (it has no sweep.json); give a sweep directory" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and not out.exists()
+    assert main(["plot", str(run), str(fake_run(tmp_path, 2.0, 0, -104.0)), "--kind", "sweep", "-o", str(out)]) == 0
+    assert out.stat().st_size > 0  # several runs that differ in a setting are a sweep's figure
