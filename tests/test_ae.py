@@ -191,6 +191,7 @@ def test_a_seed_that_draws_nothing_from_an_autoencoder_is_refused(runs, capsys):
     assert before == {p.name: p.read_bytes() for p in (runs / "ae").iterdir() if p.is_file()}
     scores = []
     for seed in ("4", "5"):  # with a random --limit subset the seed picks the images: accepted, and it matters
-        assert main(["evaluate", str(runs / "ae"), "--seed", seed, "--limit", "10"]) == 0
-        scores.append(json.loads((runs / "ae" / "evaluation.json").read_text())["reconstruction"])
+        output = runs / f"evaluation-seed{seed}.json"
+        assert main(["evaluate", str(runs / "ae"), "--seed", seed, "--limit", "10", "-o", str(output)]) == 0
+        scores.append(json.loads(output.read_text())["reconstruction"])
     assert scores[0] != scores[1]

@@ -183,5 +183,9 @@ def test_evaluate_reports_bits_per_dim_and_the_kind(idx_dir, tmp_path, capsys):
         assert loglik["dimensions"] == 784 and loglik["likelihood"] == likelihood
         assert loglik["bits_per_dim"] == pytest.approx(-loglik["log_likelihood_mean"] / (784 * math.log(2)))
         assert loglik["bits_per_dim"] > 0  # a probability mass, at most 1
-    assert main(["evaluate", str(run), "--k", "3", "--limit", "20", "--density"]) == 0
+    # another request into the default file replaces it only when -o names it
+    assert main(["evaluate", str(run), "--k", "3", "--limit", "20", "--density"]) == 2
+    assert "already holds a log p(x) estimate with K=3 on 20 test images" in capsys.readouterr().err
+    assert json.loads((run / "loglik.json").read_text())["kind"] == kinds.DEQUANTIZED_BOUND
+    assert main(["evaluate", str(run), "--k", "3", "--limit", "20", "--density", "-o", str(run / "loglik.json")]) == 0
     assert json.loads((run / "loglik.json").read_text())["kind"] == kinds.DENSITY

@@ -231,3 +231,25 @@ def test_no_output_overwrites_the_record_of_another_run_or_a_sweep(run, capsys, 
     # a file of the same name in a folder that is no run's is written as asked
     assert main(["evaluate", str(run), "--limit", "10", "-o", str(tmp_path / "summary.json")]) == 0
     assert json.loads((tmp_path / "summary.json").read_text())["examples"] == 10
+
+
+def test_a_result_of_other_options_is_not_replaced_without_being_named(run, capsys, tmp_path):
+    """A quick `evaluate RUN --k 2 --limit 5` silently replaced an hour's K=5000 estimate in loglik.json."""
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    assert main(["evaluate", str(copy), "--k", "3", "--limit", "20"]) == 0
+    kept = {name: (copy / name).read_bytes() for name in ("loglik.json", "loglik_examples.npz")}
+    assert json.loads(kept["loglik.json"])["request"]["k"] == 3
+    for argv in (["--k", "2", "--limit", "20"], ["--k", "3", "--limit", "10"], ["--k", "3", "--limit", "20", "--seed", "1"],
+                 ["--k", "3", "--limit", "20", "--split", "valid"], ["--k", "3", "--limit", "20", "--checkpoint", "last"]):
+        err = _refused(["evaluate", str(copy), *argv], capsys, "already holds a log p(x) estimate with K=3 on 20 test "
+                       "images of the best checkpoint", f"-o {copy / 'loglik.json'} to replace it")
+        assert {name: (copy / name).read_bytes() for name in kept} == kept, argv
+    capsys.readouterr()
+    assert main(["evaluate", str(copy), "--k", "3", "--limit", "20"]) == 0  # the same request: measured again
+    assert main(["evaluate", str(copy), "--k", "2", "--limit", "20", "-o", str(copy / "loglik.json")]) == 0  # named
+    assert json.loads((copy / "loglik.json").read_text())["k"] == 2
+    assert main(["evaluate", str(copy), "--limit", "20"]) == 0  # the ELBO's own file, likewise kept apart
+    _refused(["evaluate", str(copy), "--limit", "10"], capsys, "already holds an evaluation on 20 test images")

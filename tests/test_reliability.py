@@ -354,7 +354,7 @@ def test_a_failed_write_of_an_evaluation_keeps_the_previous_result(tmp_path, mon
     assert main(["evaluate", str(run), "--limit", "20", *flags]) == 0
     before = (run / target).read_bytes()
     _fail_writes_of(monkeypatch, target, errno.ENOSPC)
-    assert main(["evaluate", str(run), "--limit", "20", "--seed", "1", *flags]) == 2
+    assert main(["evaluate", str(run), "--limit", "20", "--seed", "1", *flags, "-o", str(run / target)]) == 2
     err = capsys.readouterr().err
     assert f"no space left on the device while writing {run / target}" in err and "is intact" in err
     assert (run / target).read_bytes() == before

@@ -14,6 +14,7 @@ if __name__ == "__main__":  # `python -m pyro_vae.cli`: the program's entry runs
 
 import argparse
 import contextlib
+import json
 import math
 import signal
 import sys
@@ -363,19 +364,21 @@ def _evaluate_one(args, run_dir: str) -> None:
     if args.label_fidelity:
         from pyro_vae.experiments import labels
 
-        output = _json_output(args, run.run_dir, labels.FIDELITY_FILE)
+        output = _json_output(args, run.run_dir, labels.FIDELITY_FILE, request := _request(args, "label-fidelity"))
         result = labels.measure_run(run, args.fidelity_samples, args.fidelity_images, args.seed,
                                     args.classifier_cache, log=lambda line: print(line, file=sys.stderr),
                                     split=args.split)
         make_folder(output)
-        write_json(output, {"checkpoint": args.checkpoint, **_checkpoint_position(run), **result})
+        write_json(output, {"checkpoint": args.checkpoint, **_checkpoint_position(run), **result, "request": request})
         print(labels.describe(result))
         return 0
     if args.k == 0:
         from pyro_vae.runs import evaluate_run
 
-        output = _json_output(args, run.run_dir, "evaluation.json")  # refused before the evaluation
-        result = {**_checkpoint_position(run), **evaluate_run(run, args.split, args.limit, args.subset, args.seed)}
+        request = _request(args, "elbo")
+        output = _json_output(args, run.run_dir, "evaluation.json", request)  # refused before the evaluation
+        result = {**_checkpoint_position(run), **evaluate_run(run, args.split, args.limit, args.subset, args.seed),
+                  "request": request}
         make_folder(output)
         write_json(output, result)
         if "elbo" not in result:  # a plain autoencoder
@@ -398,12 +401,13 @@ def _evaluate_one(args, run_dir: str) -> None:
 
     from pyro_vae.experiments.compare import examples_path, save_examples  # per image, for paired comparisons
 
-    output = _json_output(args, run.run_dir, "loglik.json")  # both files refused before the estimate
-    check_not_clobbering(examples_path(output), run.run_dir)
-    check_output(examples_path(output), f"-o {output}'s per-example file" if args.output else None)
     if args.density and (run.model.likelihood.data_kind != "unit-interval" or binary_data(run.config)):
         raise PyroVAEError(f"--density has no effect on {run.run_dir}: its log p(x) is a probability mass of "
                            "binary or discrete data, scored as it is; drop --density.")
+    request = _request(args, "loglik")
+    output = _json_output(args, run.run_dir, "loglik.json", request)  # both files refused before the estimate
+    check_not_clobbering(examples_path(output), run.run_dir)
+    check_output(examples_path(output), f"-o {output}'s per-example file" if args.output else None)
     part, chosen, rows = evaluation_examples(run, args.split, args.limit, args.subset, args.seed)
     images = as_tensor(part.images)
     name = estimate_name(run.config)
@@ -432,7 +436,8 @@ def _evaluate_one(args, run_dir: str) -> None:
     result = {**chosen, "estimate": name, "checkpoint": args.checkpoint, **_checkpoint_position(run), "seed": args.seed,
               **estimate.summary(),
               "stderr_is": f"the standard error of the mean over the {len(images)} {args.split} images",
-              **kind_fields(run.config, run.model.likelihood, images.shape[1:], estimate.mean, estimate.stderr, kind)}
+              **kind_fields(run.config, run.model.likelihood, images.shape[1:], estimate.mean, estimate.stderr, kind),
+              "request": request}
     make_folder(output)
     result["per_example_file"] = save_examples(output, estimate.log_likelihood, rows, args.split, args.k,
                                                run.config.data.dataset).name
@@ -456,13 +461,46 @@ def _scored(fields: dict) -> str:
     return f" over the {fields['dimensions']} of {fields['image_dimensions']} pixel values scored"
 
 
-def _json_output(args, run_dir: Path, default: str) -> Path:
+def _request(args, measure: str) -> dict:
+    """The evaluate options that define a result (``measure``: elbo, loglik or label-fidelity),
+    recorded in its JSON as ``request``: a default result file is replaced only by the same request."""
+    request = {"measure": measure, "checkpoint": args.checkpoint, "split": args.split, "seed": args.seed}
+    if measure == "label-fidelity":
+        return {**request, "fidelity_samples": args.fidelity_samples, "fidelity_images": args.fidelity_images}
+    request.update(limit=args.limit, subset=args.subset if args.limit else "all")
+    return {**request, "k": args.k, "density": bool(args.density)} if measure == "loglik" else request
+
+
+def _json_output(args, run_dir: Path, default: str, request: dict) -> Path:
+    """Where a result goes: ``-o``, or ``default`` in the run directory. A default file that
+    holds a result of another request (K, split, images, seed, checkpoint) is not replaced
+    silently (an hour's K=5000 estimate by a quick check): that is refused, naming the -o that
+    replaces it and the one that keeps both."""
     from pyro_vae.runs import check_not_clobbering
 
     path = Path(args.output) if args.output else run_dir / default
     check_not_clobbering(path, run_dir)
     check_output(path, "-o" if args.output else None)  # a missing folder is made when the file is written
+    if not args.output and path.is_file():
+        try:
+            earlier = json.loads(path.read_text())
+        except (OSError, ValueError):
+            earlier = {}
+        if not isinstance(earlier, dict) or earlier.get("request") != request:
+            raise PyroVAEError(f"{path} already holds {_described(earlier)}, measured with other options than "
+                               f"these; give -o {path} to replace it, or -o another file to keep both.")
     return path
+
+
+def _described(result: dict) -> str:
+    """An earlier result as a few words: what, K, how many images of which split, which checkpoint."""
+    if not isinstance(result, dict) or not result:
+        return "a result pyro-vae cannot read"
+    what = ("a label fidelity" if "prior" in result else f"a log p(x) estimate with K={result['k']}" if "k" in result
+            else "an evaluation")
+    images = f" on {result['examples']} {result.get('split', '')} images" if "examples" in result else ""
+    checkpoint = f" of the {result['checkpoint']} checkpoint" if "checkpoint" in result else ""
+    return f"{what}{images.replace('  ', ' ')}{checkpoint}"
 
 
 def _draw(args, kind: str, output: str, **options) -> int:
