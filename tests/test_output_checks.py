@@ -48,13 +48,13 @@ def test_evaluate_refuses_an_output_it_could_not_write_before_the_estimate(run, 
 
 
 @pytest.mark.parametrize("name", ["x.txt", "x"])
-def test_a_figure_name_matplotlib_cannot_write_is_refused_before_drawing(run, name, capsys, monkeypatch):
+def test_a_figure_name_matplotlib_cannot_write_is_refused_before_drawing(run, twin, name, capsys, monkeypatch):
     import pyro_vae.plots as plots
 
     monkeypatch.setattr(plots, "plot_samples", lambda *a, **k: pytest.fail("drawn before the name was checked"))
     found = "no extension" if name == "x" else "extension .txt"
     _refused(["sample", str(run), "-o", str(run.parent / name)], capsys, found, ".png", "-o")
-    _refused(["plot", str(run), str(run), "--kind", "curves", "-o", str(run.parent / name)], capsys, found)
+    _refused(["plot", str(run), str(twin), "--kind", "curves", "-o", str(run.parent / name)], capsys, found)
     assert not (run.parent / name).exists()
 
 
@@ -126,7 +126,15 @@ def test_small_messages(run, tmp_path, capsys):
 
 # -- one rule for every command's output: a missing folder is made (mkdir -p) -----------------
 
-def _writes(run: Path, out: Path, idx_dir: Path) -> dict:
+@pytest.fixture(scope="module")
+def twin(run, tmp_path_factory):
+    """A second run (a copy): the commands that draw several runs are given two, each once."""
+    import shutil
+
+    return shutil.copytree(run, tmp_path_factory.mktemp("outputs") / "twin")
+
+
+def _writes(run: Path, out: Path, idx_dir: Path, twin: Path) -> dict:
     """Each command that writes a file, its command line writing into ``out``, and the files it
     writes there."""
     return {
@@ -138,11 +146,11 @@ def _writes(run: Path, out: Path, idx_dir: Path) -> dict:
         "sample": (["sample", str(run), "-n", "4", "-o", str(out / "s.png")], ["s.png"]),
         "reconstruct": (["reconstruct", str(run), "-o", str(out / "r.png")], ["r.png"]),
         "plot": (["plot", str(run), "--kind", "curves", "-o", str(out / "c.png")], ["c.png"]),
-        "plot overlaid": (["plot", str(run), str(run), "--kind", "curves", "-o", str(out / "o.png")], ["o.png"]),
-        "plot side by side": (["plot", str(run), str(run), "--kind", "latent", "--limit", "20", "-o",
+        "plot overlaid": (["plot", str(run), str(twin), "--kind", "curves", "-o", str(out / "o.png")], ["o.png"]),
+        "plot side by side": (["plot", str(run), str(twin), "--kind", "latent", "--limit", "20", "-o",
                                str(out / "l.png")], ["l.png"]),
         "compare": (["compare", str(run), "-o", str(out / "cmp")], ["cmp.csv", "cmp.md"]),
-        "compare --figure": (["compare", str(run), "--figure", str(out / "f.png")], ["f.png"]),
+        "compare --figure": (["compare", str(run), str(twin), "--figure", str(out / "f.png")], ["f.png"]),
     }
 
 
@@ -151,19 +159,19 @@ COMMANDS = ["train", "evaluate", "evaluate --k", "sample", "reconstruct", "plot"
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_every_command_makes_its_missing_output_folders(run, idx_dir, command, tmp_path, capsys):
+def test_every_command_makes_its_missing_output_folders(run, twin, idx_dir, command, tmp_path, capsys):
     out = tmp_path / "missing" / "deeper"
-    argv, files = _writes(run, out, idx_dir)[command]
+    argv, files = _writes(run, out, idx_dir, twin)[command]
     assert main(argv) == 0, capsys.readouterr().err
     for name in files:
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_every_command_refuses_an_output_under_a_file_in_one_sentence_writing_nothing(run, idx_dir, command,
+def test_every_command_refuses_an_output_under_a_file_in_one_sentence_writing_nothing(run, twin, idx_dir, command,
                                                                                      tmp_path, capsys):
     (tmp_path / "blocker").write_text("a file, not a folder")
-    argv, _ = _writes(run, tmp_path / "blocker" / "sub", idx_dir)[command]
+    argv, _ = _writes(run, tmp_path / "blocker" / "sub", idx_dir, twin)[command]
     before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
     words = (["cannot create the run directory"] if command == "train" else
              [f"{tmp_path / 'blocker'} is a file, not a folder", "--figure" if "figure" in command else "-o"])
@@ -253,3 +261,14 @@ def test_a_result_of_other_options_is_not_replaced_without_being_named(run, caps
     assert json.loads((copy / "loglik.json").read_text())["k"] == 2
     assert main(["evaluate", str(copy), "--limit", "20"]) == 0  # the ELBO's own file, likewise kept apart
     _refused(["evaluate", str(copy), "--limit", "10"], capsys, "already holds an evaluation on 20 test images")
+
+
+def test_one_run_counted_twice_or_a_figure_of_one_run_is_refused(run, twin, tmp_path, capsys):
+    """`compare RUN RUN --figure` drew the run as two seeds of its setting; `compare RUN --figure` one point at x=None."""
+    out = tmp_path / "f.png"
+    for argv, words in ((["compare", str(run), str(run)], ["is given twice"]),
+                        (["plot", str(run), str(run), "--kind", "curves", "-o", str(out)], ["is given twice"]),
+                        (["compare", str(run), "--figure", str(out)], ["is one run", "leave out the figure"])):
+        _refused(argv, capsys, *words)
+        assert not out.exists()
+    assert main(["compare", str(run), str(twin), "--figure", str(out)]) == 0 and out.stat().st_size > 0

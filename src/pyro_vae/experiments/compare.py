@@ -167,6 +167,13 @@ def collect_runs(paths: list[Path]) -> list[RunRecord]:
                                "training run or the --sweep-dir of a sweep.")
     if not records:
         raise PyroVAEError("no finished runs to compare (none has a summary.json yet).")
+    seen = {}
+    for record in records:  # one run counted twice would pass for two seeds of its setting
+        where = record.run_dir.resolve()
+        if where in seen:
+            raise PyroVAEError(f"the run {record.run_dir} is given twice (as {seen[where]} too, or inside a sweep "
+                               "directory given as well); name each run once.")
+        seen[where] = record.run_dir
     return records
 
 
@@ -588,6 +595,9 @@ def plot_sweep_figure(records: list[RunRecord], output: Path, metric: str = "tes
 
     check_figure_output(output)  # before anything is drawn
     check_metric(records, metric)
+    if len(records) == 1:
+        raise PyroVAEError(f"the figure draws {metric} against the settings runs differ in, and {records[0].run_dir} "
+                           "is one run; give several runs or a sweep directory, or leave out the figure.")
     keys, groups = group_runs(records)
     points = {id(group): _point_and_error(group.runs, metric) for group in groups}  # refused before drawing
     if not keys:

@@ -751,10 +751,13 @@ def run_sweep(spec: SweepSpec, sweep_dir: Path, storage: str | None = None, work
     if any(codes):
         log(f"warning: a worker process ended with exit code {max(codes)}; rerun the command to finish the sweep")
     rows = write_results(study, spec, sweep_dir)
-    if spec.is_grid and any(row["state"] == "COMPLETE" for row in rows):
+    complete = sum(row["state"] == "COMPLETE" for row in rows)
+    if spec.is_grid and complete > 1:
         from pyro_vae.experiments.compare import collect_runs, plot_sweep_figure
 
         plot_sweep_figure(collect_runs([sweep_dir]), sweep_dir / "sweep.png", spec.metric)
+    elif spec.is_grid and complete == 1:
+        log("sweep.png not drawn: one run has finished, and the figure compares runs.")
     return rows
 
 
