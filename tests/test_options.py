@@ -205,7 +205,7 @@ def _describe(settings, row, steps_per_epoch=10):
 
 ROW = {"epoch": 3, "step": 30, "train_objective": -100.0, "valid_elbo": -101.0, "valid_reconstruction": -90.0,
        "valid_kl": 11.0, "seconds": 1.0}
-PLAIN = dict(objective_label="ELBO", beta=1.0, kl_warmup_steps=0, kl_warmup_epochs=0, selection_k=0)
+PLAIN = dict(objective_label="ELBO", beta=1.0, kl_warmup_steps=0, kl_warmup_epochs=0, selection_k=0, quantity="log p(x)")
 
 
 @pytest.mark.parametrize("settings,row,expected", [
@@ -482,3 +482,12 @@ def test_a_seed_outside_what_numpy_accepts_is_one_sentence(vae_run, tmp_path, ca
     assert main(argv) == 2
     assert "must be between 0 and 4294967295" in _one_sentence(capsys)
     assert _files(vae_run) == before and not (tmp_path / "run").exists() and not (tmp_path / "out.png").exists()
+
+
+@pytest.mark.parametrize("model,bound", [("cvae", "valid ELBO of log p(x | y) "), ("quadrant", "valid ELBO of log p(x_m | x_g) "),
+                                         ("vae", "valid ELBO ")])
+def test_the_epoch_line_names_what_a_conditional_elbo_bounds(idx_dir, tmp_path, capsys, model, bound):
+    """The CVAE's and quadrant model's epoch lines said "valid ELBO" as a VAE's do, though they bound a conditional."""
+    _train(idx_dir, tmp_path / model, "--model", model, "--figures", "false")
+    epoch_line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch   1"))
+    assert bound in epoch_line and (model != "vae" or " of log p" not in epoch_line)

@@ -397,7 +397,7 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
         kl_warmup_steps=train_cfg.kl_warmup_steps,
         **_selection(train_cfg),
         analytic_kl=True, patience=train_cfg.patience,
-        objective_label=objective_label(config),
+        objective_label=objective_label(config), quantity=quantity_of(config),
     )
     objective = make_objective(train_cfg.objective, train_cfg.num_particles, train_cfg.k,
                                train_cfg.elbo_implementation)

@@ -37,6 +37,7 @@ from pyro_vae.errors import CheckpointError, DataError, TrainingError, TrainingI
 from pyro_vae.inference.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
 from pyro_vae.inference.distributed import DistributedContext, GlobalBatchNoise
 from pyro_vae.inference.programs import trainable_programs
+from pyro_vae.inference.kinds import short_quantity
 from pyro_vae.inference.objectives import ELBOTerms, elbo_terms, latent_sites, linear_warmup, scale_sites
 
 
@@ -88,6 +89,8 @@ class TrainSettings:
     selection_k: int = 0
     #: The bound the objective estimates, for the log line ("ELBO", "IWAE bound K=5").
     objective_label: str = "ELBO"
+    #: What the ELBO bounds, for the log line: log p(x), or a conditional (the CVAE's log p(x | y)).
+    quantity: str = "log p(x)"
     #: Stop once the selection criterion has not improved for this many epochs (0 = never).
     patience: int = 0
     #: What chooses the best model: "valid-elbo"; "valid-iwae" (the bound with K =
@@ -502,8 +505,9 @@ class Trainer:
             return (f"epoch {row['epoch']:>3}  {self.training_objective(row)} {row['train_objective']:9.2f}  valid "
                     f"reconstruction log p(x | code) {with_stderr(row, 'valid_reconstruction', 9)} (not a bound on "
                     f"log p(x): an autoencoder has none){selection}  {row['seconds']:6.1f} s")
-        return (f"epoch {row['epoch']:>3}  {self.training_objective(row)} {row['train_objective']:9.2f}  valid ELBO "
-                f"{with_stderr(row, 'valid_elbo', 9)} (recon {with_stderr(row, 'valid_reconstruction', 9)}, KL "
+        bound = "" if self.settings.quantity == "log p(x)" else f" of {short_quantity(self.settings.quantity)}"
+        return (f"epoch {row['epoch']:>3}  {self.training_objective(row)} {row['train_objective']:9.2f}  valid ELBO"
+                f"{bound} {with_stderr(row, 'valid_elbo', 9)} (recon {with_stderr(row, 'valid_reconstruction', 9)}, KL "
                 f"{with_stderr(row, 'valid_kl', 7)}){selection}  {row['seconds']:6.1f} s")
 
     # -- checkpoints -------------------------------------------------------------------
