@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -168,7 +169,8 @@ def test_resuming_a_run_written_before_the_standard_errors_keeps_its_rows_and_ap
     assert "train_objective" in summary["best_epoch_metrics"]
     # what reads metrics.csv reads it whole: the curves, overlaid or alone, and compare
     assert main(["plot", str(run), "--kind", "curves", "-o", str(tmp_path / "c.png")]) == 0
-    assert main(["plot", str(run), str(run), "--kind", "curves", "-o", str(tmp_path / "o.png")]) == 0
+    twin = shutil.copytree(run, tmp_path / "twin")  # a run is overlaid on another, not on itself
+    assert main(["plot", str(run), str(twin), "--kind", "curves", "-o", str(tmp_path / "o.png")]) == 0
     assert main(["compare", str(run), "-o", str(tmp_path / "cmp")]) == 0
     with open(tmp_path / "cmp.csv", newline="") as handle:
         (row,) = list(csv.DictReader(handle))
