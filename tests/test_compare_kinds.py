@@ -16,8 +16,8 @@ import pytest
 from pyro_vae.cli import main
 from pyro_vae.config import Config
 from pyro_vae.experiments import compare
-from pyro_vae.inference.checkpoint import LAST
 from pyro_vae.inference.kinds import BINARY_MASS, EIGHT_BIT_MASS, comparable
+from run_dirs import finished_run_dir
 
 DIMS = 784
 DIFFERENT_DATA = comparable(BINARY_MASS, EIGHT_BIT_MASS).reason  # the sentence compare must print
@@ -25,13 +25,9 @@ DIFFERENT_DATA = comparable(BINARY_MASS, EIGHT_BIT_MASS).reason  # the sentence 
 
 def fake_run(root, name, likelihood, binarize, kind, values, test_elbo=-100.0, kinds_recorded=True):
     """A finished, evaluated run: per-example log p(x) ``values`` on test images 0..n-1."""
-    run = root / name
-    run.mkdir()
     config = Config()
     config.model.likelihood, config.data.binarize = likelihood, binarize
-    (run / "config.toml").write_text(config.validate().dumps())
-    (run / LAST).write_bytes(b"")
-    (run / "metrics.csv").write_text("epoch,valid_elbo\n1,-101.0\n")
+    run = finished_run_dir(root / name, config)
     mean = float(np.mean(values))
     fields = ({"likelihood": likelihood, "binarize": binarize, "kind": kind, "dimensions": DIMS}
               if kinds_recorded else {})

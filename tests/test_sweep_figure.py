@@ -15,20 +15,16 @@ from pyro_vae.cli import main
 from pyro_vae.config import Config
 from pyro_vae.errors import PyroVAEError
 from pyro_vae.experiments import compare
-from pyro_vae.inference.checkpoint import LAST
 from pyro_vae.inference.kinds import BINARY_MASS
+from run_dirs import finished_run_dir
 
 
 def fake_run(root, beta, seed, test_elbo, stderr=0.4):
     """A finished run of ``beta`` and ``seed``: config.toml, a last checkpoint, metrics.csv,
     summary.json (with the test ELBO's standard error over the test images unless None)."""
-    run = root / f"beta={beta},seed={seed}"
-    run.mkdir()
     config = Config()
     config.train.beta, config.train.seed = beta, seed
-    (run / "config.toml").write_text(config.validate().dumps())
-    (run / LAST).write_bytes(b"")
-    (run / "metrics.csv").write_text("epoch,valid_elbo\n1,-101.0\n")
+    run = finished_run_dir(root / f"beta={beta},seed={seed}", config)
     summary = {"epochs": 1, "best_epoch": 1, "test_elbo": test_elbo, "kind": BINARY_MASS, "unit": "nats per example",
                "best_epoch_metrics": {"valid_elbo": test_elbo - 1.0, "valid_elbo_stderr": 0.25}}
     if stderr is not None:
