@@ -425,6 +425,15 @@ epochs are too few for M2's decoder to learn to use y. The full runs in docs/res
   +1.11 and +2.62 after 150 epochs on 10,000 images. A larger weight does not help there: with
   beta 16 (one seed) M2 fell 3.1 points below its baseline at 74% fidelity, because its
   decoder sees q(y | x)'s guesses, right only 58-70% of the time, for all but 100 images.
+* **a convolutional q(y | x)** (`--classifier-network conv`) in the same long M2 reaches 93.0% and
+  94.3% on real digits, against 88.05% and 81.80% for the same conv classifier on the labels
+  alone (+4.95 and +12.50).
+* **the ADGM** (`--model adgm`, an auxiliary variable a in model and guide) trained as long ties
+  M2 rather than passing it: 90.20% and 91.75% on real digits (+7.75 and +13.05 over the
+  baseline), its decoder obeying the label in 95-98% of samples.
+* **Pyro's own example** `examples/vae/ss_vae_M2.py`, run unmodified on Fashion-MNIST with 100
+  labels for 9 epochs, scores 64.75% and 61.98%; this library's M2 at the same 9 epochs 69.21%
+  and 69.90% (MLP q(y | x)), 69.88% and 70.47% (conv).
 
 `pyro-vae train --config configs/fashion-mnist-m2.toml --labels 100 --beta 4` trains the real
 M2, `pyro-vae evaluate RUN --label-fidelity` measures its fidelity, and `pyro-vae plot RUN --kind
