@@ -307,6 +307,23 @@ def test_a_continuous_likelihoods_number_is_a_density_unless_it_was_dequantized(
     assert kinds.number_kind("unit-interval", True, dequantized=True) == kinds.DENSITY  # binary data: nothing to dequantize
 
 
+def test_a_bernoulli_number_is_a_mass_on_binary_data_whatever_the_config_says(tmp_path):
+    """fit(config=...) on 0/1 tensors with binarize "none" recorded 'probability mass on 8-bit data'."""
+    from pyro_vae import Config, build_vae, fit
+    from pyro_vae.inference import kinds
+
+    assert kinds.number_kind("binary", False) == kinds.number_kind("binary", True) == kinds.BINARY_MASS
+    assert kinds.number_kind("8-bit", False) == kinds.EIGHT_BIT_MASS
+    torch.manual_seed(0)
+    x = (torch.rand(120, 1, 28, 28) > 0.5).float()
+    config = Config()
+    config.model.latent_dim, config.model.hidden_dims = 2, [16]
+    model, guide = build_vae(config.model, (1, 28, 28))
+    result = fit(model, guide, (x[:60], x[60:90], x[90:]), epochs=1, run_dir=tmp_path / "run", config=config,
+                 figures=False)
+    assert result.summary["kind"] == kinds.BINARY_MASS
+
+
 @pytest.mark.parametrize("implementation", ["fast", "pyro"])
 def test_the_elbo_draws_the_number_of_particles_asked_for(implementation):
     shapes = []

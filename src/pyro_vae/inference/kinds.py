@@ -64,9 +64,12 @@ def short_quantity(name: str) -> str:
 def number_kind(data_kind: str, binary_data: bool, dequantized: bool = False) -> str:
     """The kind of a log-likelihood from a likelihood with ``data_kind`` ("binary", "8-bit",
     "unit-interval") scored on binarized (``binary_data``) or 8-bit images, with continuous
-    likelihoods' scores ``dequantized`` or not."""
+    likelihoods' scores ``dequantized`` or not. A binary likelihood's is always a mass on binary
+    data: its support admits no other images (``fit`` on 0/1 tensors records no binarization)."""
     if data_kind not in ("binary", "8-bit", "unit-interval"):
         raise ValueError(f"unknown data kind {data_kind!r}")
+    if data_kind == "binary":  # a Bernoulli scores 0/1 pixels only (its support is checked), whatever the config says
+        return BINARY_MASS
     if data_kind != "unit-interval":
         return BINARY_MASS if binary_data else EIGHT_BIT_MASS
     return DEQUANTIZED_BOUND if dequantized and not binary_data else DENSITY
