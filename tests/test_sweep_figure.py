@@ -91,3 +91,18 @@ def test_plot_kind_sweep_of_a_single_run_is_refused_in_one_sentence(tmp_path, ca
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and not out.exists()
     assert main(["plot", str(run), str(fake_run(tmp_path, 2.0, 0, -104.0)), "--kind", "sweep", "-o", str(out)]) == 0
     assert out.stat().st_size > 0  # several runs that differ in a setting are a sweep's figure
+
+
+def test_a_setting_and_seed_drawn_twice_is_one_seed_not_two(tmp_path, drawn):
+    """A random sampler drew one point twice with seed 0; compare showed '2 seeds ... ± 0.00'."""
+    (tmp_path / "again").mkdir()
+    runs = [fake_run(tmp_path, 1.0, 0, -100.0), fake_run(tmp_path / "again", 1.0, 0, -100.0),
+            fake_run(tmp_path, 2.0, 0, -99.0, stderr=0.5)]
+    records = compare.collect_runs(runs)
+    columns, rows = compare.compare_table(records)
+    row = next(r for r in rows if r["beta"] == 1.0)
+    assert row["seeds"] == 1 and row["se over"] == "the images (one run)" and row["test ELBO se"] == 0.4
+    notes = compare.kind_notes(records)
+    assert any(f"{runs[1]} has the settings and seed of {runs[0]}" in note and "counted once" in note for note in notes)
+    compare.plot_sweep_figure(records, tmp_path / "f.png")
+    assert bars(drawn[0].axes[0]) == pytest.approx([0.4, 0.5])  # each point's own s.e., not 0 over "2 seeds"

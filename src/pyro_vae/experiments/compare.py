@@ -332,10 +332,12 @@ def mean_and_stderr(values: list[float]) -> tuple[float, float | None]:
 
 @dataclass
 class Group:
-    """Runs that differ only in their seed."""
+    """Runs that differ only in their seed, one per seed (``repeats``: further runs of a seed
+    already there, such as a point a sweep's sampler drew twice, counted once)."""
 
     settings: dict  # the differing settings (without seed)
     runs: list[RunRecord]
+    repeats: list[RunRecord] = field(default_factory=list)
 
     def values(self, read) -> list[float]:
         return [float(v) for v in (read(r) for r in self.runs) if v is not None]
@@ -347,7 +349,10 @@ def group_runs(records: list[RunRecord]) -> tuple[list[str], list[Group]]:
     groups: dict[str, Group] = {}
     for record in records:
         settings = {k: record.settings.get(k) for k in keys}
-        groups.setdefault(json.dumps(settings), Group(settings, [])).runs.append(record)
+        group = groups.setdefault(json.dumps(settings), Group(settings, []))
+        # The same settings and seed again train the same model: one more seed it is not.
+        same_seed = any(run.settings.get("seed") == record.settings.get("seed") for run in group.runs)
+        (group.repeats if same_seed else group.runs).append(record)
     return keys, list(groups.values())
 
 
@@ -412,6 +417,11 @@ def kind_notes(records: list[RunRecord]) -> list[str]:
             notes.append(f"Note: {quantity} is not comparable between {'; '.join(pairs)}: {reason}.{paired}")
     if any(is_autoencoder(r.summary) for r in records):
         notes.append(AE_NOTE)
+    for group in groups:
+        for repeat in group.repeats:
+            first = next(r for r in group.runs if r.settings.get("seed") == repeat.settings.get("seed"))
+            notes.append(f"Note: {repeat.run_dir} has the settings and seed of {first.run_dir} (a sweep's sampler "
+                         "may draw a point twice), so it is counted once, as that run, not as another seed.")
     return notes
 
 
