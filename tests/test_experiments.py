@@ -368,3 +368,20 @@ def test_a_missing_mlflow_is_refused_before_tensorboard_writes_anything(idx_dir,
                  "--no-progress"]) == 2
     assert "pip install 'pyro-vae[mlflow]'" in capsys.readouterr().err
     assert not run_dir.exists()
+
+
+def test_a_sweep_asking_for_mlflow_without_it_is_refused_before_its_directory_is_made(idx_dir, tmp_path, monkeypatch,
+                                                                                       capsys):
+    """It wrote sweep.json and study.db, every trial then failed on the missing MLflow, and the
+    sweep could not be rerun without --mlflow (another base) until the directory was deleted."""
+    import sys
+
+    from pyro_vae.cli import main
+
+    monkeypatch.setitem(sys.modules, "mlflow", None)
+    monkeypatch.setitem(sys.modules, "mlflow.tracking", None)
+    sweep_dir = tmp_path / "sweep"
+    assert main(["sweep", "--sweep-dir", str(sweep_dir), "--grid", "latent_dim=2,3", "--dataset", "idx", "--data-dir",
+                 str(idx_dir), "--hidden-dims", "16", "--epochs", "1", "--mlflow", "true", "--figures", "false"]) == 2
+    assert "pip install 'pyro-vae[mlflow]'" in capsys.readouterr().err
+    assert not sweep_dir.exists()

@@ -29,12 +29,20 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlflow.db').resolve()}"
 
 
-def mlflow_client():
-    """An ``MlflowClient`` on :func:`tracking_uri`."""
+def check_mlflow() -> None:
+    """Refuse ``--mlflow true`` where MLflow is not installed (a sweep checks it before its
+    directory is made: each trial would fail on it, and the directory would hold the option)."""
     try:
-        from mlflow.tracking import MlflowClient
+        import mlflow.tracking  # noqa: F401
     except ImportError:
         raise ConfigError("--mlflow true needs MLflow: pip install 'pyro-vae[mlflow]' (or mlflow-skinny).") from None
+
+
+def mlflow_client():
+    """An ``MlflowClient`` on :func:`tracking_uri`."""
+    check_mlflow()
+    from mlflow.tracking import MlflowClient
+
     return MlflowClient(tracking_uri=tracking_uri())
 
 
