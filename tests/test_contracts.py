@@ -330,3 +330,20 @@ def test_the_elbo_draws_the_number_of_particles_asked_for(implementation):
     model, guide = unit_normal_model_and_guide(shapes)
     make_objective("elbo", num_particles=4, implementation=implementation).differentiable_loss(model, guide, torch.zeros(3))
     assert shapes == [(4, 3)]  # one vectorized run of 4 particles of the 3 examples
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"model": "vea"}, "unknown model 'vea'"),  # built a plain VAE
+    ({"likelihood": "gausian"}, "unknown likelihood 'gausian'"),  # a bare KeyError
+    ({"likelihood": "gaussian", "likelihood_scale": -1.0}, "likelihood_scale must be positive"),  # a NaN loss
+    ({"latent_dim": 0}, "latent_dim must be between 1"),
+    ({"hidden_dims": []}, "hidden_dims must be a non-empty list"),
+])
+def test_build_vae_checks_its_config_as_the_cli_does(change, message):
+    from pyro_vae import ModelConfig, build_vae
+    from pyro_vae.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        build_vae(ModelConfig(**change), (1, 28, 28))
+    with pytest.raises(ConfigError, match="takes a ModelConfig"):
+        build_vae({"model": "vae"}, (1, 28, 28))

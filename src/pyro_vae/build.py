@@ -49,7 +49,12 @@ def build_vae(config: ModelConfig, image_shape: tuple[int, int, int], num_classe
     auxiliary variable's p(a | x, y, z) and the guide q(a | x) q(y | a, x) q(z | a, y, x)
     (:func:`build_adgm`); for ``"hvae"`` the two-layer p(z2) p(z1 | z2) p(x | z1) and
     q(z1 | x) q(z2 | z1), the x <-> z1 networks the VAE's and the z1 <-> z2 ones MLPs of
-    ``top_hidden_dims`` (mirrored in the model)."""
+    ``top_hidden_dims`` (mirrored in the model). ``config`` is checked as the CLI checks
+    its flags (:meth:`ModelConfig.validate`): a misspelt model or likelihood, or a scale that
+    is not positive, is a ConfigError, not another model or a NaN loss."""
+    if not isinstance(config, ModelConfig):
+        raise ConfigError(f"build_vae takes a ModelConfig (a Config's .model), not {type(config).__name__}.")
+    config.validate()
     if config.model == "m1m2":
         config = dataclasses.replace(config, model="m2", likelihood="gaussian-learned-per-pixel", likelihood_scale=1.0)
     if config.model == "adgm":
