@@ -347,3 +347,14 @@ def test_build_vae_checks_its_config_as_the_cli_does(change, message):
         build_vae(ModelConfig(**change), (1, 28, 28))
     with pytest.raises(ConfigError, match="takes a ModelConfig"):
         build_vae({"model": "vae"}, (1, 28, 28))
+
+
+@pytest.mark.parametrize("options,message", [({"binarize": "dinamic"}, "unknown binarize 'dinamic'"),
+                                             ({"train_limit": -5}, "train_limit must be 0")])
+def test_load_dataset_refuses_a_binarization_or_limit_it_would_misread(idx_dir, options, message):
+    """'dinamic' gave one static draw without a word; train_limit -5 dropped the last 5 images."""
+    from pyro_vae.data.datasets import load_dataset
+    from pyro_vae.errors import DataError
+
+    with pytest.raises(DataError, match=message):
+        load_dataset("idx", str(idx_dir), **options)

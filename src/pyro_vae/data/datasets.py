@@ -225,6 +225,11 @@ def binarize(images: torch.Tensor, generator: torch.Generator | None = None) -> 
 binarize_batch = binarize  # the trainer's name for it
 
 
+#: How ``load_dataset`` binarizes a split: not at all, a new draw every batch (dynamic, drawn by
+#: the trainer), one fixed draw (static) or at 0.5 (threshold); the CLI's "auto" is resolved before.
+BINARIZATIONS = ("none", "dynamic", "static", "threshold")
+
+
 def _binarize(images: torch.Tensor | ByteImages, how: str, seed: int) -> torch.Tensor | ByteImages:
     """One binary draw of a whole split (one Bernoulli stream, so the draws do not depend on
     any chunking), kept as 0/1 bytes; the float copy lives only during the draw."""
@@ -340,6 +345,10 @@ def load_dataset(name: str, data_dir: str = "", binarize: str = "none", seed: in
                  train_limit: int = 0, download: bool = True, folder: FolderOptions | None = None) -> ImageDataset:
     """Load data set ``name`` with its fixed splits and the chosen binarization (``folder``:
     the options of ``image-folder``; binarized MNIST is 0/1 already and takes ``"none"``)."""
+    if binarize not in BINARIZATIONS:  # _binarize would take any other name for a static draw
+        raise DataError(f"unknown binarize {binarize!r}; choose from {', '.join(BINARIZATIONS)}.")
+    if not isinstance(train_limit, int) or train_limit < 0:  # a negative one would drop images from the end
+        raise DataError(f"train_limit must be 0 (all the training images) or a positive count, not {train_limit!r}.")
     if name == "binarized-mnist" and binarize != "none":  # as the CLI refuses --binarize there
         raise DataError(f"binarize={binarize!r} has no effect on binarized-mnist, whose pixels are 0/1 already (a "
                         "fixed draw); give binarize='none'.")
