@@ -259,6 +259,9 @@ def test_a_grid_in_a_config_file_refuses_a_number_of_trials(tmp_path):
      "--grid k=3,5 has no effect at its point objective=elbo,k=3: --k 3 has no effect with --objective elbo"),
     (["--grid", "prior_components=3,7"], "--prior-components 3 has no effect with --prior standard"),
     (["--search", "k=int:3:5", "--trials", "2"], "the sweep's --search k=int:3:5 has no effect at its point k=3"),
+    # its best trial would be chosen among numbers of different kinds (a helper's search drew all three)
+    (["--search", "likelihood=choice:bernoulli,gaussian-learned,discretized-logistic", "--trials", "3"],
+     "--search over likelihood would rank by one --metric numbers of different kinds"),
     (["--search", "objective=choice:iwae,elbo", "--search", "k=int:2:8", "--trials", "2"],
      "--search k=int:2:8 has no effect at its point objective=elbo,k=2"),
     (["--grid", "beta=1,2", "--trials", "5"], "--trials 5 has no effect without a search"),  # a grid runs every point

@@ -50,6 +50,10 @@ STUDY_DB = "study.db"
 #: A RUNNING trial with no owner recorded this long after it started is taken as dead.
 UNOWNED_GRACE_SECONDS = 600
 
+#: Settings that change the kind of a run's log-likelihood (what data it is a mass or density
+#: on, or which quantity it is): a search cannot rank its trials across their values.
+KIND_KEYS = ("likelihood", "binarize", "dataset", "model", "given_quadrants")
+
 #: What a sweep can optimise and report, all "higher is better", read from summary.json.
 METRICS = {
     "valid_elbo": "validation ELBO at the best epoch (nats per example)",
@@ -312,6 +316,12 @@ class SweepSpec:
             if len(self.seeds) != 1:
                 raise ConfigError("a search runs each trial once with the config's seed; repeat seeds in a grid "
                                   "(--grid with --seeds N) or drop --seeds.")
+            ranked_apart = [key for key in KIND_KEYS if key in self.search]
+            if ranked_apart:  # the search would pick its best by a number whose meaning changes with the key
+                raise ConfigError(f"--search over {ranked_apart[0]} would rank by one --metric numbers of different "
+                                  "kinds (a mass on binary or on 8-bit data, a density), which cannot be ranked; "
+                                  f"sweep {ranked_apart[0]} with --grid and read the runs with pyro-vae compare "
+                                  "(it notes which cannot be ranked), or search the other settings at one value of it.")
             configs = [self.config_for({k: r.corners()[i % len(r.corners())] for k, r in self.search.items()}
                                        | {"seed": self.seeds[0]}) for i in range(2)]
         else:
