@@ -338,3 +338,22 @@ def test_fit_checks_its_device_as_the_cli_checks_device_before_writing(tmp_path,
         fit(model, guide, tiny_dataset("dynamic"), epochs=1, run_dir=tmp_path / "run", config=config, device=device,
             log=lambda s: None)
     assert "--" not in str(err.value) and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("options,message", [
+    ({"beta": -1.0}, "beta must be at least 0"),  # trained with a KL weight of -1
+    ({"epochs": 0}, "epochs must be between 1"),  # returned an empty history
+    ({"objective": "iwae", "k": 0}, "k must be between 1"),  # a ZeroDivisionError inside Pyro
+    ({"batch_size": 0}, "batch_size must be between 1"),
+    ({"seed": -1}, "seed must be between 0"),  # NumPy's traceback
+    ({"lr_decay": 0.0}, "lr_decay must be positive"),
+])
+def test_fit_checks_its_numbers_as_the_cli_checks_its_flags(options, message, tmp_path):
+    from pyro_vae import ModelConfig, build_vae, fit
+    from pyro_vae.errors import ConfigError
+
+    model, guide = build_vae(ModelConfig(latent_dim=2, hidden_dims=[8]), (1, 28, 28))
+    x = torch.bernoulli(torch.full((40, 1, 28, 28), 0.3))
+    with pytest.raises(ConfigError, match=message):
+        fit(model, guide, (x[:20], x[20:]), run_dir=tmp_path / "run", figures=False, **options)
+    assert not (tmp_path / "run").exists()

@@ -19,6 +19,7 @@ from typing import Callable
 import pyro
 import torch
 
+from pyro_vae.config import TrainConfig
 from pyro_vae.data.datasets import ImageDataset, Split
 from pyro_vae.errors import CheckpointError, ConfigError, DataError
 from pyro_vae.inference.checkpoint import BEST, LAST, atomic_write_text, load_checkpoint
@@ -102,6 +103,11 @@ def fit(model: Callable, guide: Callable, data, *, objective="elbo", epochs: int
     """
     from pyro_vae.runs import resolve_device
 
+    # Numbers checked as the CLI checks its flags (beta -1, epochs 0, k 0, seed -1 trained on or
+    # failed deep inside): one sentence naming the argument, before anything is read or written.
+    TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, lr_decay=lr_decay,
+                clip_norm=clip_norm, k=5 if k is None else k, num_particles=1 if num_particles is None else num_particles,
+                beta=beta, kl_warmup_epochs=kl_warmup_epochs, seed=seed).validate()
     # as the CLI's --device: a malformed name or a GPU this machine lacks, before anything is written
     device = resolve_device(str(device) if isinstance(device, torch.device) else device, python=True)
     dataset = as_dataset(data)
@@ -249,7 +255,7 @@ def _as_trained(config, recorded: dict, epochs: int, device: str, figures: bool)
     name there: the table's ``objective`` is kept, and the checkpoint's fit_settings name it."""
     import copy
 
-    from pyro_vae.config import OBJECTIVES, TrainConfig
+    from pyro_vae.config import OBJECTIVES
 
     config = copy.deepcopy(config)
     train = TrainConfig()  # what fit does not set (selection, patience, trackers) is the default's
