@@ -357,3 +357,15 @@ def test_fit_checks_its_numbers_as_the_cli_checks_its_flags(options, message, tm
     with pytest.raises(ConfigError, match=message):
         fit(model, guide, (x[:20], x[20:]), run_dir=tmp_path / "run", figures=False, **options)
     assert not (tmp_path / "run").exists()
+
+
+def test_fit_refuses_analytic_kl_where_the_kl_has_no_closed_form(tmp_path):
+    """A mixture prior trained 'analytic-kl' with a Monte Carlo KL without a word (the CLI refuses it)."""
+    from pyro_vae.errors import ConfigError
+
+    x = torch.bernoulli(torch.full((40, 1, 28, 28), 0.3))
+    model, guide = build_vae(ModelConfig(latent_dim=2, hidden_dims=[8], prior="mog", prior_components=3), (1, 28, 28))
+    with pytest.raises(ConfigError, match="needs KL\\(q \\|\\| p\\) in closed form.*'z'"):
+        fit(model, guide, (x[:20], x[20:]), objective="analytic-kl", epochs=1)
+    model, guide = build_vae(ModelConfig(latent_dim=2, hidden_dims=[8]), (1, 28, 28))  # N(0, I): it has one
+    assert fit(model, guide, (x[:20], x[20:]), objective="analytic-kl", epochs=1, log=lambda s: None).history

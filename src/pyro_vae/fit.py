@@ -147,6 +147,16 @@ def fit(model: Callable, guide: Callable, data, *, objective="elbo", epochs: int
             if given:
                 raise ConfigError(f"{option}={value!r} has no effect on a plain autoencoder, which has no prior and "
                                   f"no KL term ({reason}); drop it.")
+    if name == "analytic-kl":  # as the CLI refuses it for a mixture prior or a flow guide
+        from pyro_vae.inference.objectives import sites_without_closed_form_kl
+        from pyro_vae.inference.train import label_kwargs
+
+        missing = sites_without_closed_form_kl(model, guide, dataset.train.images[:2].float(),
+                                               **label_kwargs(model, dataset.train.labels, slice(0, 2)))
+        if missing:
+            raise ConfigError(f"objective='analytic-kl' needs KL(q || p) in closed form, which this model's prior and "
+                              f"guide do not have at {', '.join(repr(n) for n in missing)} (it would be Monte Carlo "
+                              "there); use objective='elbo' or 'iwae'.")
     k, num_particles = 5 if k is None else k, 1 if num_particles is None else num_particles
     # what the log line and train_objective_name call the objective's value
     label = ("reconstruction log p(x | code)" if autoencoder else

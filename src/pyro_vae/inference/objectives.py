@@ -295,6 +295,21 @@ def closed_form_kl_sites(model_sites: dict, guide_sites: dict) -> frozenset[str]
     return frozenset(found)
 
 
+def sites_without_closed_form_kl(model: Callable, guide: Callable, *args, **kwargs) -> list[str]:
+    """The latent sites where ``analytic_kl`` would take the KL by Monte Carlo for want of a
+    closed form (torch knows none for the pair, e.g. a mixture prior or a flow guide), among
+    those where it would be unbiased (:func:`closed_form_kl_sites`); traced once, no gradients."""
+    with torch.no_grad():
+        guide_sites, model_sites = guide_and_model_sites(model, guide, *args, **kwargs)
+    missing = []
+    for name in sorted(closed_form_kl_sites(model_sites, guide_sites)):
+        try:
+            kl_divergence(guide_sites[name]["fn"], model_sites[name]["fn"])
+        except NotImplementedError:
+            missing.append(name)
+    return missing
+
+
 def _scaled(scale, log_prob: torch.Tensor) -> torch.Tensor:
     """``scale * log_prob``, without an extra elementwise op (and autograd node) when the
     scale is the plain 1.0 of an unscaled site."""
