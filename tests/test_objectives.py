@@ -82,3 +82,13 @@ def test_num_particles_and_iwae_objectives_build_and_bound(vae):
         iwae = torch.tensor([make_objective("iwae", k=20).loss(model, guide, x) for _ in range(300)])
     # The IWAE loss (minus a tighter bound) is smaller than minus the ELBO on average.
     assert iwae.mean() < elbo.mean() - 3 * math.hypot(iwae.std(), elbo.std()) / math.sqrt(300)
+
+
+def test_an_unknown_elbo_implementation_is_refused():
+    """implementation='fastt' silently returned Pyro's Trace_ELBO."""
+    import pytest
+
+    from pyro_vae.inference.objectives import make_objective
+
+    with pytest.raises(ValueError, match="unknown implementation 'fastt'; choose 'fast' or 'pyro'"):
+        make_objective("elbo", implementation="fastt")

@@ -46,6 +46,8 @@ def make_objective(name: str, num_particles: int = 1, k: int = 5, implementation
     Pyro's classes for reparameterized guides, less overhead); ``"pyro"`` gives Pyro's own
     ``Trace_ELBO`` and ``TraceMeanField_ELBO``, which also handle non-reparameterized sites.
     """
+    if implementation not in ("fast", "pyro"):  # another name silently meant Pyro's classes
+        raise ValueError(f"unknown implementation {implementation!r}; choose 'fast' or 'pyro'.")
     if implementation == "fast" and name in ("elbo", "analytic-kl"):
         return ReparamELBO(num_particles, analytic_kl=name == "analytic-kl", max_plate_nesting=max_plate_nesting)
     if name == "elbo":
