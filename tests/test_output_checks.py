@@ -272,3 +272,16 @@ def test_one_run_counted_twice_or_a_figure_of_one_run_is_refused(run, twin, tmp_
         _refused(argv, capsys, *words)
         assert not out.exists()
     assert main(["compare", str(run), str(twin), "--figure", str(out)]) == 0 and out.stat().st_size > 0
+
+
+def test_the_protected_records_are_the_files_runs_and_sweeps_are_read_from():
+    """outputs.RECORDS names them as strings (outputs imports nothing of runs): kept equal to their owners' names."""
+    from pyro_vae import runs
+    from pyro_vae.experiments import sweep
+    from pyro_vae.inference.checkpoint import BEST, LAST
+    from pyro_vae.outputs import RECORDS
+
+    markers, records = RECORDS["run"]
+    assert set(markers) == {runs.CONFIG, LAST}
+    assert {runs.CONFIG, LAST, BEST, runs.METRICS, runs.SUMMARY, runs.LABELLED, runs.CODES} == records
+    assert RECORDS["sweep"] == ((sweep.SWEEP_FILE,), frozenset({sweep.SWEEP_FILE, sweep.STUDY_DB, sweep.RESULTS}))

@@ -332,11 +332,11 @@ def _refuse_evaluation(args, run) -> None:
         raise PyroVAEError(f"{run.run_dir} is a --model m1m2 run, whose M2 models M1's codes, not the images, so it "
                            "has no ELBO or log p(x) of the images; its results are the test accuracy in its "
                            f"summary.json and `pyro-vae evaluate {run.run_dir} --label-fidelity`.")
-    if args.k and not getattr(run.model, "has_marginal_likelihood", True):
+    autoencoder = not getattr(run.model, "has_marginal_likelihood", True)
+    if args.k and autoencoder:
         raise PyroVAEError(f"a plain autoencoder has no prior p(z) and so no log p(x) to estimate ({run.run_dir}); "
                            "leave out --k to score its reconstruction log p(x | code).")
-    if args.seed_given and not (args.k or args.label_fidelity) and not getattr(run.model, "has_marginal_likelihood", True) \
-            and (not args.limit or args.subset == "first"):
+    if autoencoder and args.seed_given and not (args.k or args.label_fidelity) and (not args.limit or args.subset == "first"):
         raise PyroVAEError(f"--seed has no effect on the reconstruction score of {run.run_dir}, a plain autoencoder: "
                            "its code is the encoder's output, so nothing is drawn (the seed would pick a random "
                            "--limit subset); drop it.")
@@ -396,7 +396,7 @@ def _evaluate_one(args, run_dir: str) -> None:
     from pyro_vae.data.datasets import as_tensor
     from pyro_vae.inference.dequantize import score_log_likelihood
     from pyro_vae.inference.train import label_kwargs
-    from pyro_vae.runs import (ProgressReport, binary_data, check_not_clobbering, ess_warning, estimate_name,
+    from pyro_vae.runs import (ProgressReport, binary_data, ess_warning, estimate_name,
                                evaluation_examples, kind_fields)
 
     from pyro_vae.experiments.compare import examples_path, save_examples  # per image, for paired comparisons
@@ -406,7 +406,6 @@ def _evaluate_one(args, run_dir: str) -> None:
                            "binary or discrete data, scored as it is; drop --density.")
     request = _request(args, "loglik")
     output = _json_output(args, run.run_dir, "loglik.json", request)  # both files refused before the estimate
-    check_not_clobbering(examples_path(output), run.run_dir)
     check_output(examples_path(output), f"-o {output}'s per-example file" if args.output else None)
     part, chosen, rows = evaluation_examples(run, args.split, args.limit, args.subset, args.seed)
     images = as_tensor(part.images)
@@ -476,10 +475,7 @@ def _json_output(args, run_dir: Path, default: str, request: dict) -> Path:
     holds a result of another request (K, split, images, seed, checkpoint) is not replaced
     silently (an hour's K=5000 estimate by a quick check): that is refused, naming the -o that
     replaces it and the one that keeps both."""
-    from pyro_vae.runs import check_not_clobbering
-
     path = Path(args.output) if args.output else run_dir / default
-    check_not_clobbering(path, run_dir)
     check_output(path, "-o" if args.output else None)  # a missing folder is made when the file is written
     if not args.output and path.is_file():
         try:
@@ -498,9 +494,10 @@ def _described(result: dict) -> str:
         return "a result pyro-vae cannot read"
     what = ("a label fidelity" if "prior" in result else f"a log p(x) estimate with K={result['k']}" if "k" in result
             else "an evaluation")
-    images = f" on {result['examples']} {result.get('split', '')} images" if "examples" in result else ""
+    split = f"{result['split']} " if result.get("split") else ""
+    images = f" on {result['examples']} {split}images" if "examples" in result else ""
     checkpoint = f" of the {result['checkpoint']} checkpoint" if "checkpoint" in result else ""
-    return f"{what}{images.replace('  ', ' ')}{checkpoint}"
+    return f"{what}{images}{checkpoint}"
 
 
 def _draw(args, kind: str, output: str, **options) -> int:
@@ -579,11 +576,7 @@ def cmd_plot(args) -> int:
     _plot_options(args)
     if args.kind in ("curves", "sweep") and (len(args.run_dirs) > 1 or args.kind == "sweep"):
         from pyro_vae.experiments import compare
-        from pyro_vae.runs import check_not_clobbering
 
-        for run_dir in args.run_dirs:
-            if not (Path(run_dir) / "sweep.json").is_file():
-                check_not_clobbering(Path(args.output), Path(run_dir))
         records = compare.collect_runs(args.run_dirs)
         if args.kind == "sweep" and len(args.run_dirs) == 1 and not (Path(args.run_dirs[0]) / "sweep.json").is_file():
             compare.check_metric(records, args.metric)  # a metric the run lacks is named first

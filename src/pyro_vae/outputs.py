@@ -19,13 +19,15 @@ from pathlib import Path
 from pyro_vae.errors import PyroVAEError, WriteError
 
 
-#: The files a directory is read back from, by the file that marks it: a run directory holds
-#: ``config.toml`` (``pyro_vae.runs.CONFIG``), a sweep directory ``sweep.json``. An output never
-#: replaces one of them: ``--resume``, ``evaluate`` and ``compare`` would then fail on the run.
+#: The files a directory is read back from, by kind of directory: the files that mark one
+#: (a run: ``config.toml``, or the last checkpoint of a ``pyro_vae.fit`` run without a config;
+#: a sweep: ``sweep.json``) and the files no output may replace (``--resume``, ``evaluate``
+#: and ``compare`` would then fail on the run).
 RECORDS = {
-    "config.toml": frozenset({"config.toml", "checkpoint_last.pt", "checkpoint_best.pt", "metrics.csv", "summary.json",
-                              "labelled_examples.json", "m1_codes.json"}),
-    "sweep.json": frozenset({"sweep.json", "study.db", "results.csv"}),
+    "run": (("config.toml", "checkpoint_last.pt"),
+            frozenset({"config.toml", "checkpoint_last.pt", "checkpoint_best.pt", "metrics.csv", "summary.json",
+                       "labelled_examples.json", "m1_codes.json"})),
+    "sweep": (("sweep.json",), frozenset({"sweep.json", "study.db", "results.csv"})),
 }
 
 
@@ -37,9 +39,8 @@ def check_output(path: Path, option: str | None = "-o", own_record: bool = False
     path = Path(path)
     name = f"{option} {path}" if option else f"the output {path}"
     fix = f"give {option} another path" if option else "make it writable"
-    for marker, records in RECORDS.items():
-        if not own_record and path.name in records and (path.parent / marker).is_file():
-            what = "run" if marker == "config.toml" else "sweep"
+    for what, (markers, records) in RECORDS.items():
+        if not own_record and path.name in records and any((path.parent / m).is_file() for m in markers):
             raise PyroVAEError(f"{name} would overwrite {path.name} of the {what} in {path.parent}, which "
                                f"--resume, evaluate and compare read back; {fix}.")
     if path.is_dir():

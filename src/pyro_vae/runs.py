@@ -38,7 +38,6 @@ from pyro_vae.data.folders import ByteImages
 from pyro_vae.data.sources import cache_dir
 from pyro_vae.errors import CheckpointError, ConfigError, DataError, PyroVAEError, TrainingInterrupted, WriteError
 from pyro_vae.inference.checkpoint import BEST, LAST, atomic_write_text, load_checkpoint
-from pyro_vae.outputs import RECORDS
 from pyro_vae.inference.codes import CodeScaler, code_dataset
 from pyro_vae.inference.distributed import DistributedContext, init_from_environment, shutdown
 from pyro_vae.inference.objectives import make_objective
@@ -949,13 +948,6 @@ class ProgressReport:
             self.bar.close()
 
 
-def check_not_clobbering(path: Path, run_dir: Path) -> None:
-    """Refuse to write a figure over a run's checkpoints or configuration."""
-    protected = {(run_dir / name).resolve() for name in RECORDS[CONFIG]}
-    if Path(path).resolve() in protected:
-        raise PyroVAEError(f"refusing to overwrite {path}, a file of the run; choose another -o.")
-
-
 FIGURE_KINDS = ("samples", "reconstructions", "latent", "manifold", "interpolate", "arithmetic",
                 "prior-check", "curves", "style", "completions", "compare")
 #: Figures that draw several runs side by side (``pyro-vae plot RUN_A RUN_B --kind ...``).
@@ -1084,9 +1076,8 @@ def figure_from_runs(runs: list[Run], kind: str, output: Path, n: int = 36, limi
     if kind not in MULTI_RUN_KINDS:
         raise PyroVAEError(f"the '{kind}' figure draws one run; give one RUN_DIR, or choose "
                            f"{' or '.join(MULTI_RUN_KINDS)} to draw several side by side.")
-    plots.check_figure_output(output)  # before anything is drawn
+    plots.check_figure_output(output)  # before anything is drawn (a run's own files included)
     for run in runs:
-        check_not_clobbering(output, run.run_dir)
         if getattr(run.model, "hierarchical", False):
             raise PyroVAEError(f"{run.run_dir} is a --model hvae run, whose code z1 does not have the prior "
                                "N(0, I) these figures draw from; draw its figures one run at a time.")
@@ -1123,8 +1114,7 @@ def figure_from_run(run: Run, kind: str, output: Path, n: int = 64, limit: int |
     ``limit``: the first test images the figure reads (None: 5000; refused where none are read)."""
     from pyro_vae import plots
 
-    check_not_clobbering(output, run.run_dir)
-    plots.check_figure_output(output)  # before anything is drawn
+    plots.check_figure_output(output)  # before anything is drawn (the run's own files included)
     if run.config.model.model == "m1m2" and kind != "curves":  # its decoder's "images" are M1's codes
         raise PyroVAEError(f"the '{kind}' figure would draw this --model m1m2 run's decoder, whose outputs are M1's "
                            "codes, not images; choose --kind curves (images decoded through M1 are judged by "

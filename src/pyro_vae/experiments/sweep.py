@@ -727,8 +727,7 @@ def create_sweep(spec: SweepSpec, sweep_dir: Path, storage: str | None = None,
     check_output(Path(sweep_dir) / SWEEP_FILE, "--sweep-dir", own_record=True)  # a file in the way; missing folders are made
     existing = check_sweep_dir(sweep_dir, spec)
     optuna_module()
-    if spec.base.train.mlflow or any(value is True for key, values in spec.grid.items() if key == "mlflow"
-                                     for value in values):
+    if spec.base.train.mlflow or True in spec.grid.get("mlflow", ()):
         from pyro_vae.experiments.tracking import check_mlflow
 
         check_mlflow()
