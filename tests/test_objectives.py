@@ -92,3 +92,20 @@ def test_an_unknown_elbo_implementation_is_refused():
 
     with pytest.raises(ValueError, match="unknown implementation 'fastt'; choose 'fast' or 'pyro'"):
         make_objective("elbo", implementation="fastt")
+
+
+def test_an_option_the_objective_does_not_read_is_refused():
+    """k with an ELBO (and num_particles with an IWAE bound) changed nothing: make_objective('elbo', k=50)
+    returned the one-draw ELBO, and make_objective('iwae', num_particles=8) the K=5 bound."""
+    import pytest
+
+    from pyro_vae.inference.objectives import make_objective
+
+    for name in ("elbo", "analytic-kl"):
+        with pytest.raises(ValueError, match=f"k has no effect on the {name} objective"):
+            make_objective(name, k=50)
+        assert make_objective(name, num_particles=3).num_particles == 3
+    for name in ("iwae", "iwae-dreg"):
+        with pytest.raises(ValueError, match=f"num_particles has no effect on the {name} objective"):
+            make_objective(name, num_particles=8)
+        assert make_objective(name, num_particles=1, k=7).k == 7 and make_objective(name).k == 5

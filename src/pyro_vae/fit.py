@@ -163,7 +163,7 @@ def fit(model: Callable, guide: Callable, data, *, objective="elbo", epochs: int
              (f"IWAE bound K={k}" if iwae else "ELBO") if isinstance(objective, str) else f"{name}'s objective")
     if isinstance(objective, str):
         try:
-            objective = make_objective(objective, num_particles, k)
+            objective = make_objective(objective, None if iwae else num_particles, k if iwae else None)
         except ValueError:
             raise ConfigError(f"unknown objective '{name}'; choose elbo, analytic-kl or iwae, or pass an "
                               "object with differentiable_loss(model, guide, x).") from None

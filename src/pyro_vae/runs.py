@@ -398,8 +398,9 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
         analytic_kl=True, patience=train_cfg.patience,
         objective_label=objective_label(config), quantity=quantity_of(config),
     )
-    objective = make_objective(train_cfg.objective, train_cfg.num_particles, train_cfg.k,
-                               train_cfg.elbo_implementation)
+    iwae = train_cfg.objective.startswith("iwae")  # k for the IWAE bounds, num_particles for the ELBOs
+    objective = make_objective(train_cfg.objective, None if iwae else train_cfg.num_particles,
+                               train_cfg.k if iwae else None, train_cfg.elbo_implementation)
 
     # TensorBoard's writer makes its folder at once: imported first, made after MLflow's start,
     # so that a missing MLflow is refused before anything is written

@@ -38,16 +38,26 @@ from pyro_vae.inference.weights import (MAX_PLATE_NESTING, guide_and_model_sites
 
 
 
-def make_objective(name: str, num_particles: int = 1, k: int = 5, implementation: str = "fast",
+def make_objective(name: str, num_particles: int | None = None, k: int | None = None, implementation: str = "fast",
                    max_plate_nesting: int = MAX_PLATE_NESTING):
-    """The objective called ``name`` (``elbo``, ``analytic-kl`` or ``iwae``).
+    """The objective called ``name`` (``elbo``, ``analytic-kl``, ``iwae`` or ``iwae-dreg``).
 
+    ``num_particles`` (default 1) averages the two ELBOs over that many draws; ``k`` (default 5)
+    is the IWAE bound's number of draws. Each is refused where it has no effect (``k`` with an
+    ELBO, ``num_particles`` other than 1 with the IWAE bounds), as the CLI refuses ``--k``.
     ``implementation="fast"`` gives :class:`ReparamELBO` for the two ELBOs (same numbers as
     Pyro's classes for reparameterized guides, less overhead); ``"pyro"`` gives Pyro's own
     ``Trace_ELBO`` and ``TraceMeanField_ELBO``, which also handle non-reparameterized sites.
     """
     if implementation not in ("fast", "pyro"):  # another name silently meant Pyro's classes
         raise ValueError(f"unknown implementation {implementation!r}; choose 'fast' or 'pyro'.")
+    if name in ("iwae", "iwae-dreg") and num_particles not in (None, 1):
+        raise ValueError(f"num_particles has no effect on the {name} objective, whose K draws are its particles; "
+                         "give k instead.")
+    if name in ("elbo", "analytic-kl") and k is not None:
+        raise ValueError(f"k has no effect on the {name} objective; give num_particles to average it over "
+                         "several draws, or use 'iwae' for the importance-weighted bound with K draws.")
+    num_particles, k = 1 if num_particles is None else num_particles, 5 if k is None else k
     if implementation == "fast" and name in ("elbo", "analytic-kl"):
         return ReparamELBO(num_particles, analytic_kl=name == "analytic-kl", max_plate_nesting=max_plate_nesting)
     if name == "elbo":
