@@ -355,9 +355,47 @@ def test_a_log_likelihood_summary_names_its_numbers_and_unit():
                                      seconds=1.5)
     # mean -3; sample variance ((2^2 + 1^2 + 3^2) / 2) = 7; stderr sqrt(7 / 3)
     assert estimate.summary() == {"log_likelihood_mean": -3.0, "log_likelihood_stderr": pytest.approx(math.sqrt(7 / 3)),
-                                  "unit": "nats per example", "k": 50, "examples": 3, "ess_mean": 5.0,
+                                  "unit": "nats per example", "kind": "not known (the model has no pyro-vae likelihood)",
+                                  "quantity": None, "k": 50, "examples": 3, "ess_mean": 5.0,
                                   "ess_min": 2.0, "seconds": 1.5}
     assert LogLikelihoodEstimate(torch.tensor([-4.0]), torch.tensor([1.0]), k=1).summary()["log_likelihood_stderr"] == 0
+
+
+def test_a_log_likelihood_estimate_says_what_kind_of_number_it_is_and_of_what():
+    """The library's estimate printed a number without its kind (mass, density or bound) or its
+    quantity; the CLI alone added them. Now the estimator names both, from the model's likelihood
+    and the images as given."""
+    from pyro_vae.build import build_vae
+    from pyro_vae.config import ModelConfig
+    from pyro_vae.inference import kinds
+    from pyro_vae.inference.dequantize import dequantized_log_likelihood
+    from pyro_vae.inference.loglik import importance_log_likelihood
+    from pyro_vae.inference.semisupervised import marginal_log_likelihood
+
+    torch.manual_seed(0)
+    binary = torch.bernoulli(torch.full((3, 1, 4, 4), 0.4))
+    grey = torch.randint(0, 256, (3, 1, 4, 4)) / 255.0
+
+    def estimate(x, likelihood="bernoulli", model="vae", **inputs):
+        vae, guide = build_vae(ModelConfig(model=model, likelihood=likelihood, latent_dim=2, hidden_dims=[8]),
+                               (1, 4, 4), num_classes=3 if model in ("cvae", "m2") else 0)
+        return (vae, guide), importance_log_likelihood(vae, guide, x, k=2, **inputs)
+
+    _, bernoulli = estimate(binary)
+    assert (bernoulli.kind, bernoulli.quantity) == (kinds.BINARY_MASS, "log p(x)")
+    assert bernoulli.summary()["kind"] == kinds.BINARY_MASS and bernoulli.summary()["quantity"] == "log p(x)"
+    (model, guide), gaussian = estimate(grey, "gaussian")
+    assert gaussian.kind == kinds.DENSITY
+    bound = dequantized_log_likelihood(lambda y: importance_log_likelihood(model, guide, y, k=2), grey)
+    assert bound.kind == kinds.DEQUANTIZED_BOUND
+    assert estimate(grey, "discretized-logistic")[1].kind == kinds.EIGHT_BIT_MASS
+    assert estimate(binary, "discretized-logistic")[1].kind == kinds.BINARY_MASS
+    labels = torch.tensor([0, 1, 2])
+    assert estimate(binary, model="cvae", y=labels)[1].quantity == "log p(x | y)"
+    (m2, m2_guide), joint = estimate(binary, model="m2", y=labels)
+    assert (joint.kind, joint.quantity) == (kinds.BINARY_MASS, "log p(x, y)")
+    marginal = marginal_log_likelihood(m2, m2_guide, binary, 3, k=2)
+    assert (marginal.kind, marginal.quantity) == (kinds.BINARY_MASS, "log p(x)")
 
 
 # -- the loop's bookkeeping, with the validation criterion scripted ------------------------------

@@ -33,7 +33,7 @@ import torch
 
 from pyro_vae import discrete
 from pyro_vae.errors import DataError
-from pyro_vae.inference.kinds import number_kind
+from pyro_vae.inference.kinds import DENSITY, DEQUANTIZED_BOUND, number_kind
 from pyro_vae.inference.loglik import LogLikelihoodEstimate
 
 #: Added to the seed of the dequantization noise (any fixed number far from small seeds).
@@ -61,7 +61,8 @@ def dequantized_log_likelihood(estimate: Callable[[torch.Tensor], LogLikelihoodE
     # sampler's z draws (or the data's, in a test), and the two noises would be correlated.
     y, log_volume = dequantize(x, torch.Generator().manual_seed(DEQUANTIZATION_STREAM + seed))
     result = estimate(y)
-    return replace(result, log_likelihood=result.log_likelihood + log_volume.to(result.log_likelihood))
+    return replace(result, log_likelihood=result.log_likelihood + log_volume.to(result.log_likelihood),
+                   kind=DEQUANTIZED_BOUND if result.kind == DENSITY else result.kind)
 
 
 def score_log_likelihood(estimate: Callable[[torch.Tensor], LogLikelihoodEstimate], x: torch.Tensor,

@@ -27,6 +27,7 @@ from typing import Callable
 import torch
 
 from pyro_vae.errors import ConfigError, DataError
+from pyro_vae.inference.kinds import COMPLETION, GIVEN_LABEL, MARGINAL, number_kind
 from pyro_vae.inference.weights import MAX_PLATE_NESTING, log_importance_weights
 from pyro_vae.memory import MMAP_THRESHOLD_BYTES
 from pyro_vae.models.priors import fixed_priors
@@ -88,12 +89,17 @@ class LogMeanExp:
 
 @dataclass
 class LogLikelihoodEstimate:
-    """Per-example importance-sampling estimates: ``log_likelihood`` and ``ess`` ``[N]``."""
+    """Per-example importance-sampling estimates: ``log_likelihood`` and ``ess`` ``[N]``, with
+    what they are: ``kind`` (:mod:`pyro_vae.inference.kinds`: a probability mass on binary or
+    8-bit data, a density, a dequantized bound) and ``quantity`` ("log p(x)", the conditional
+    VAE's "log p(x | y)", ...); None where the model has no pyro-vae likelihood to tell."""
 
     log_likelihood: torch.Tensor
     ess: torch.Tensor
     k: int
     seconds: float = 0.0
+    kind: str | None = None
+    quantity: str | None = None
 
     @property
     def mean(self) -> float:
@@ -107,10 +113,14 @@ class LogLikelihoodEstimate:
         return (self.log_likelihood.std() / math.sqrt(n)).item() if n > 1 else 0.0
 
     def summary(self) -> dict:
+        """The estimate in numbers, each with what it is: mean and standard error over the
+        examples, its unit, kind and quantity, K, and the effective sample sizes."""
         return {
             "log_likelihood_mean": self.mean,
             "log_likelihood_stderr": self.stderr,
             "unit": "nats per example",
+            "kind": self.kind or "not known (the model has no pyro-vae likelihood)",
+            "quantity": self.quantity,
             "k": self.k,
             "examples": self.log_likelihood.numel(),
             "ess_mean": self.ess.mean().item(),
@@ -207,4 +217,34 @@ def importance_log_likelihood(model: Callable, guide: Callable, x: torch.Tensor,
             ess[rows] = accumulator.ess
         if callable(progress):
             progress(min(start + batch_size, len(x)), len(x))
-    return LogLikelihoodEstimate(estimates.cpu(), ess.cpu(), k, time.perf_counter() - start_time)
+    return LogLikelihoodEstimate(estimates.cpu(), ess.cpu(), k, time.perf_counter() - start_time,
+                                 kind_of_scores(model, x), quantity_of_scores(model, kwargs))
+
+
+def kind_of_scores(model, x: torch.Tensor) -> str | None:
+    """The kind of number (:func:`~pyro_vae.inference.kinds.number_kind`) that ``model``'s
+    likelihood gives the images ``x`` as they are: a mass on binary data for 0/1 images (or
+    any Bernoulli's), a mass on 8-bit data for a discretized likelihood on grey levels, a
+    density for a continuous one (which :mod:`pyro_vae.inference.dequantize` makes a bound
+    on a mass). None for a model without a pyro-vae likelihood."""
+    data_kind = getattr(getattr(model, "likelihood", None), "data_kind", None)
+    if data_kind is None:
+        return None
+    binary = data_kind == "binary" or bool(((x == 0) | (x == 1)).all())
+    return number_kind(data_kind, binary)
+
+
+def quantity_of_scores(model, inputs: dict) -> str:
+    """What the estimate is of: the conditional VAE's log p(x | y) (its label is an input, not
+    a variable of the model), quadrant completion's log p(x_m | x_g), log p(x, y) for a model
+    whose label site is observed with the given labels (M2, the ADGM:
+    :func:`~pyro_vae.inference.semisupervised.marginal_log_likelihood` sums y out), else log p(x)."""
+    from pyro_vae.models.cvae import CVAEModel
+    from pyro_vae.models.quadrant import QuadrantCVAEModel
+
+    if isinstance(model, QuadrantCVAEModel):
+        return COMPLETION
+    if isinstance(model, CVAEModel):
+        return GIVEN_LABEL
+    given = [name for name, value in inputs.items() if torch.is_tensor(value)]
+    return f"log p(x, {', '.join(given)})" if given else MARGINAL

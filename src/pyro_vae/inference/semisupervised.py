@@ -26,6 +26,7 @@ from torch.nn import functional as F
 
 from pyro_vae.data.datasets import ImageDataset, binarize_batch
 from pyro_vae.errors import TrainingError
+from pyro_vae.inference.kinds import MARGINAL
 from pyro_vae.inference.loglik import LogLikelihoodEstimate, importance_log_likelihood
 from pyro_vae.inference.objectives import scale_sites
 from pyro_vae.inference.train import Trainer, TrainSettings, make_adam
@@ -83,7 +84,8 @@ def marginal_log_likelihood(model: Callable, guide: Callable, x: torch.Tensor, n
                  for c in range(num_classes)]
     log_joint = torch.stack([e.log_likelihood for e in per_class])
     ess = torch.stack([e.ess for e in per_class]).min(0).values
-    return LogLikelihoodEstimate(torch.logsumexp(log_joint, 0), ess, k, sum(e.seconds for e in per_class))
+    return LogLikelihoodEstimate(torch.logsumexp(log_joint, 0), ess, k, sum(e.seconds for e in per_class),
+                                 per_class[0].kind, MARGINAL)
 
 
 def objective_name(alpha: float, beta: float = 1.0) -> str:
