@@ -147,6 +147,12 @@ def fit(model: Callable, guide: Callable, data, *, objective="elbo", epochs: int
             if given:
                 raise ConfigError(f"{option}={value!r} has no effect on a plain autoencoder, which has no prior and "
                                   f"no KL term ({reason}); drop it.")
+    if name == "iwae-dreg" and isinstance(guide, torch.nn.Module):  # as the CLI refuses it for a planar flow
+        from pyro_vae.inference.objectives import check_dreg_guide
+        from pyro_vae.inference.train import label_kwargs
+
+        check_dreg_guide(model, guide, dataset.train.images[:2].float(),
+                         **label_kwargs(model, dataset.train.labels, slice(0, 2)))
     if name == "analytic-kl":  # as the CLI refuses it for a mixture prior or a flow guide
         from pyro_vae.inference.objectives import sites_without_closed_form_kl
         from pyro_vae.inference.train import label_kwargs

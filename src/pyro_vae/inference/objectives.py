@@ -33,6 +33,7 @@ from pyro.poutine.messenger import Messenger
 from torch.distributions import kl_divergence
 
 from pyro_vae.distributions import FullPlate
+from pyro_vae.errors import ConfigError
 from pyro_vae.inference.weights import (MAX_PLATE_NESTING, guide_and_model_sites, log_importance_weights,
                                         per_example_log_prob, sample_sites)
 
@@ -156,7 +157,7 @@ class DReGIWAELoss(IWAELoss):
             log_w = log_w + per_example_log_prob(site, self.max_plate_nesting) * site["scale"]
         for name, site in sample_sites(frozen_trace).items():
             if not site["is_observed"]:  # the scale from the guide as called (a handler may have set it)
-                log_w = log_w - per_example_log_prob(site, self.max_plate_nesting) * guide_trace.nodes[name]["scale"]
+                log_w = log_w - _log_q_at_copy(site, self.max_plate_nesting) * guide_trace.nodes[name]["scale"]
         weights = torch.softmax(log_w.detach(), 0)  # [K, B]
         for name, z in copies.items():
             if not z.requires_grad:
@@ -166,6 +167,25 @@ class DReGIWAELoss(IWAELoss):
                                  f"{list(weights.shape)}, not {list(z.shape)}.")
             z.register_hook(lambda grad: grad * weights.reshape(weights.shape + (1,) * (grad.dim() - 2)))
         return -(torch.logsumexp(log_w, 0) - math.log(self.k)).sum()
+
+
+def _log_q_at_copy(site: dict, max_plate_nesting: int) -> torch.Tensor:
+    """The frozen guide's log q at the draws' copies, which it did not draw itself: a flow
+    that cannot be inverted (planar) finds no cached inverse and Pyro raises a KeyError."""
+    try:
+        return per_example_log_prob(site, max_plate_nesting)
+    except KeyError:
+        raise ConfigError(f"iwae-dreg evaluates log q at a given '{site['name']}', which needs an invertible flow; "
+                          "this guide's is not (planar): use flow 'iaf' or 'householder', or objective "
+                          "'iwae'.") from None
+
+
+def check_dreg_guide(model: Callable, guide: Callable, *args, **kwargs) -> None:
+    """Raise the ConfigError of :class:`DReGIWAELoss` now, before training, where the guide
+    cannot evaluate log q at a value it did not draw: one bound on the given examples (a
+    couple suffice) without gradients, the RNGs left as they were."""
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        DReGIWAELoss(k=1).differentiable_loss(model, guide, *args, **kwargs)
 
 
 def _find_module(fn, depth: int = 0):
