@@ -137,3 +137,36 @@ def test_tensorboard_logs_scalars_every_epoch_and_images(idx_dir, tmp_path):
     assert [round(e.value, 3) for e in valid] == [round(float(r.split(",")[3]), 3) for r in rows]
     assert {"samples", "reconstructions"} <= set(events.Tags()["images"])
     assert [e.step for e in events.Images("samples")] == [1, 2]
+
+
+def test_a_figure_of_no_images_or_steps_is_refused_with_the_argument_named(tmp_path):
+    """n=0 samples, an interpolation of 0 steps, a manifold of n=0, a grid of 0 columns divided by
+    zero; an empty batch of images failed inside torch ("cannot reshape tensor of 0 elements",
+    "expected a non-empty list of Tensors"). Each is now a ValueError naming the argument, and
+    no file is written."""
+    from pyro_vae import plots
+
+    torch.manual_seed(0)
+    model, guide = build_vae(ModelConfig(latent_dim=2, hidden_dims=[8]), (1, 4, 4))
+    x = torch.bernoulli(torch.full((6, 1, 4, 4), 0.3))
+    out = tmp_path / "figure.png"
+    refused = [
+        (lambda: plots.plot_samples(model, out, n=0), "n must be a whole number of at least 1, not 0"),
+        (lambda: plots.plot_samples(model, out, n=-3), "n must be a whole number of at least 1, not -3"),
+        (lambda: plots.plot_reconstructions(model, guide, x[:0], out), "images must hold at least one image"),
+        (lambda: plots.plot_latent(guide, x[:0], None, out), "images must hold at least one image"),
+        (lambda: plots.plot_prior_check(guide, x, out, max_dims=0), "max_dims must be a whole number of at least 1"),
+        (lambda: plots.plot_interpolation(model, guide, x[0], x[1], out, steps=1),
+         "steps must be a whole number of at least 2, not 1"),
+        (lambda: plots.plot_manifold(model, out, n=0), "n must be a whole number of at least 1, not 0"),
+        (lambda: plots.plot_curves([], out), "the history holds no epochs"),
+        (lambda: plots.image_grid(x, 0), "ncol must be a whole number of at least 1, not 0"),
+        (lambda: interpolate_codes(torch.zeros(2), torch.ones(2), 0), "steps must be a whole number of at least 2"),
+        (lambda: principal_components(torch.randn(5, 3), k=0), "k must be a whole number of at least 1, not 0"),
+    ]
+    for call, message in refused:
+        with pytest.raises(ValueError, match=message):
+            call()
+    assert not out.exists()
+    assert plots.plot_samples(model, out, n=4).is_file()  # the smallest counts still draw
+    assert interpolate_codes(torch.zeros(2), torch.ones(2), 2).tolist() == [[0.0, 0.0], [1.0, 1.0]]

@@ -32,8 +32,23 @@ DPI = 100
 INACTIVE_KL = 0.01
 
 
+def check_count(name: str, value, least: int = 1) -> None:
+    """A ValueError naming ``name`` unless ``value`` is a whole number of at least ``least``
+    (a count of images, steps or columns: 0 divided by zero or drew an empty figure)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ValueError(f"{name} must be a whole number of at least {least}, not {value!r}.")
+
+
+def check_images(images: torch.Tensor, name: str = "images") -> None:
+    """A ValueError unless ``images`` holds at least one image (an empty batch failed deep in torch)."""
+    if not torch.is_tensor(images) or images.dim() < 1 or images.shape[0] == 0:
+        raise ValueError(f"{name} must hold at least one image, not {tuple(getattr(images, 'shape', ()))}.")
+
+
 def image_grid(images: torch.Tensor, ncol: int, pad: int = 1) -> torch.Tensor:
     """Tile ``images`` ``[N, C, H, W]`` (values in [0, 1]) into one ``[H', W', C]`` array."""
+    check_count("ncol", ncol)
+    check_images(images)
     images = images.detach().float().cpu().clamp(0, 1)
     n, c, h, w = images.shape
     nrow = math.ceil(n / ncol)
@@ -134,6 +149,8 @@ def sample_count(model, n: int | None, label: int | None = None) -> int:
     without a ``label`` draws one row per class, all rows alike, so ``n`` must be a multiple of
     its C classes (else a ConfigError naming the two nearest multiples); by default the most rows
     of 64 images allow, C * max(1, 64 // C) (60 for 10 classes)."""
+    if n is not None:
+        check_count("n", n)
     classes = getattr(model, "num_classes", 0)
     if not classes or label is not None:
         return 64 if n is None else n
@@ -197,6 +214,7 @@ def plot_style_transfer(model, guide, images: torch.Tensor, labels: torch.Tensor
     """The conditional model's style grid: the top row holds test images; below, one row
     per class decodes each image's code z = loc(x, y) with that class instead of its own,
     so one column keeps one "handwriting style" drawn as every class."""
+    check_images(images)
     codes = guide.encode(images, labels)[0]
     rows = [("input", images)]
     for c in range(model.num_classes):
@@ -211,6 +229,7 @@ def plot_reconstructions(model, guide, images: torch.Tensor, path: Path, title: 
                          labels: torch.Tensor | None = None) -> Path:
     """Inputs (left) beside E[x | z = loc(x)] (right), one pair per row block; a
     conditional model encodes and decodes with the images' ``labels``."""
+    check_images(images)
     if getattr(model, "num_classes", 0):
         recon = model.decode_mean(guide.encode(images, labels)[0], labels)
     else:
@@ -235,6 +254,7 @@ def plot_reconstructions(model, guide, images: torch.Tensor, path: Path, title: 
 def plot_completions(model, images: torch.Tensor, path: Path, n: int = 6) -> Path:
     """Quadrant completion: for each test image (a column) the original, the given part
     alone, then ``n`` completions with z ~ p(z | x_g)."""
+    check_images(images), check_count("n", n)
     completions = model.complete(images, n)
     rows = [("original", images), ("given", model.condition(images))]
     rows += [(f"sample {i + 1}", completions[i]) for i in range(n)]
@@ -256,6 +276,7 @@ def interpolate_codes(z_a: torch.Tensor, z_b: torch.Tensor, steps: int, method: 
     at the typical radius of a Gaussian prior instead of cutting through its low-density
     centre.
     """
+    check_count("steps", steps, 2)  # both endpoints
     t = torch.linspace(0, 1, steps, dtype=z_a.dtype, device=z_a.device)[:, None]
     if method == "linear":
         return (1 - t) * z_a + t * z_b
@@ -287,6 +308,7 @@ def apply_attribute(code: torch.Tensor, vector: torch.Tensor, alphas) -> torch.T
 
 def principal_components(codes: torch.Tensor, k: int = 2) -> torch.Tensor:
     """Project ``codes`` ``[N, L]`` on their first ``k`` principal axes -> ``[N, k]``."""
+    check_count("k", k)
     centred = codes - codes.mean(0)
     _, _, v = torch.linalg.svd(centred, full_matrices=False)
     return centred @ v[:k].T
@@ -317,6 +339,7 @@ def _rows_figure(rows: list[tuple[str, torch.Tensor]], path: Path, title: str, x
 @torch.no_grad()
 def plot_interpolation(model, guide, x_a: torch.Tensor, x_b: torch.Tensor, path: Path, steps: int = 10) -> Path:
     """Decoded codes between two inputs ``[C, H, W]``: a linear and a spherical row."""
+    check_count("steps", steps, 2)
     z_a, z_b = guide.encode(x_a[None])[0][0], guide.encode(x_b[None])[0][0]
     rows = [(method, model.decode_mean(interpolate_codes(z_a, z_b, steps, method)))
             for method in ("linear", "spherical")]
@@ -329,6 +352,7 @@ def plot_arithmetic(model, guide, images: torch.Tensor, has_attribute: torch.Ten
                     path: Path, attribute: str, alphas=(-2, -1, 0, 1, 2)) -> Path:
     """Rows ``decode(code + alpha * v)`` for a few ``examples``, with ``v`` the attribute
     vector of ``images`` (mean code with the attribute minus mean code without)."""
+    check_images(examples, "examples")
     codes = _codes(guide, images)
     vector = attribute_vector(codes, has_attribute)
     rows = []
@@ -373,6 +397,10 @@ def plot_compare(entries: list[tuple[str, object, object]], images: torch.Tensor
     (``samples`` > 0) the decoder means of the same ``samples`` draws z ~ N(0, I) through each
     decoder, the course figure of an autoencoder beside a VAE. A title's first line names the
     model (it heads both panels); further lines (numbers, say) go on the top panel only."""
+    check_images(images)
+    if not entries:
+        raise ValueError("plot_compare needs at least one (title, model, guide) entry.")
+    check_count("samples", samples, 0)
     rows = 2 if samples else 1
     fig, axes = _subplots(rows, len(entries), layout="constrained", figsize=(5.5 * len(entries), 5 * rows + 0.3),
                           squeeze=False)
@@ -404,6 +432,7 @@ def plot_latent(guide, images: torch.Tensor, labels: torch.Tensor | None, path: 
                 class_names: tuple[str, ...] = ()) -> Path:
     """Test-set codes (encoder means) coloured by class: the codes themselves for a 2-D
     latent, their first two principal components otherwise."""
+    check_images(images)
     codes = _codes(guide, images).cpu()
     if codes.shape[1] == 2:
         points, axis = codes, "z"
@@ -432,6 +461,7 @@ def plot_manifold(model, path: Path, n: int = 20, device="cpu", codes: torch.Ten
     """For a 2-D latent: decoded images on an n x n grid of the prior's quantiles 5%..95%,
     or, given ``codes`` ``[N, 2]`` (an autoencoder's, which has no prior), on an evenly spaced
     grid from the 1st to the 99th percentile of each coordinate of the codes."""
+    check_count("n", n)
     if model.latent_dim != 2:
         raise ValueError(f"the manifold plot needs a 2-D latent; this model has {model.latent_dim} dimensions "
                          "(train with --latent-dim 2)")
@@ -470,6 +500,7 @@ def plot_prior_check(guide, images: torch.Tensor, path: Path, max_dims: int = 16
     prior itself (``prior.sample``), and the bars are Burda et al.'s (2016) activity
     statistic A_d = Var_x(E_q[z_d | x]), which needs no prior: inactive below 0.01.
     """
+    check_images(images), check_count("max_dims", max_dims)
     locs, scales = zip(*(guide.encode(images[i:i + 1000]) for i in range(0, len(images), 1000)))
     loc, scale = torch.cat(locs).cpu(), torch.cat(scales).cpu()
     draws = loc + scale * torch.randn_like(loc)
@@ -548,7 +579,7 @@ def plot_curves(history: list[dict], path: Path, objective: str | None = None) -
     and KL, by epoch; for a semi-supervised run, the training bound and the classifier's
     accuracies."""
     if not history:
-        raise ValueError("no epochs recorded yet")
+        raise ValueError("the history holds no epochs: train at least one before plotting the curves.")
     epochs = [row["epoch"] for row in history]
     if "valid_accuracy" in history[0]:  # its long left title needs the constrained layout
         fig, (left, right) = _subplots(1, 2, layout="constrained", figsize=(11, 4))
