@@ -266,7 +266,7 @@ class FakeClient:
     """Records what MLflow's client would be told."""
 
     def __init__(self):
-        self.params, self.metrics, self.artifacts, self.status = {}, [], [], []
+        self.params, self.metrics, self.artifacts, self.status, self.tags = {}, [], [], [], {}
 
     def get_experiment_by_name(self, name):
         return None
@@ -293,6 +293,12 @@ class FakeClient:
     def update_run(self, run_id, status):
         self.status.append(status)
 
+    def get_run(self, run_id):
+        return type("Run", (), {"data": type("Data", (), {"params": dict(self.params)})()})()
+
+    def set_tag(self, run_id, key, value):
+        self.tags[key] = value
+
 
 def test_mlflow_tracking_logs_params_epochs_final_numbers_and_figures(idx_dir, tmp_path, monkeypatch):
     client = FakeClient()
@@ -318,6 +324,9 @@ def test_mlflow_tracking_logs_params_epochs_final_numbers_and_figures(idx_dir, t
     train_run(None, tmp_path / "run", resume=True, overrides=config, progress=False, log=quiet)
     assert client.status == ["FINISHED", "RUNNING", "FINISHED"]
     assert [step for key, _, step in client.metrics if key == "valid_elbo"] == [1, 2, 3]
+    # MLflow params cannot change: the raised epochs are a tag of the param's name (it said 2 alone)
+    assert client.params["train.epochs"] == "2" and client.tags["train.epochs"] == "3"
+    assert client.tags["pyro_vae.resumed_with"] == "train.epochs: 2 -> 3"
 
 
 @pytest.mark.parametrize("where", ["setup", "after training"])

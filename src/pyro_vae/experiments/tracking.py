@@ -77,6 +77,7 @@ class MLflowTracker:
         if id_file.is_file():
             run_id = json.loads(id_file.read_text())["run_id"]
             client.update_run(run_id, status="RUNNING")
+            cls._log_resumed_params(client, run_id, config)
             return cls(client, run_id, run_dir)
         found = client.get_experiment_by_name(experiment)
         experiment_id = found.experiment_id if found is not None else client.create_experiment(experiment)
@@ -89,6 +90,23 @@ class MLflowTracker:
 
         atomic_write_text(id_file, json.dumps({"run_id": tracker.run_id, "experiment_id": experiment_id}) + "\n")
         return tracker
+
+    @staticmethod
+    def _log_resumed_params(client, run_id: str, config: Config) -> None:
+        """A resumed run's settings where they differ from those logged at its start (``--epochs``
+        raised, say): MLflow refuses to change a param, so a tag of the same name holds the value
+        now in effect (and ``pyro_vae.resumed_with`` says what changed); a param the run never
+        logged is logged."""
+        logged = client.get_run(run_id).data.params
+        changes = []
+        for key, value in flat_params(config).items():
+            if key not in logged:
+                client.log_param(run_id, key, value)
+            elif logged[key] != value:
+                client.set_tag(run_id, key, value)
+                changes.append(f"{key}: {logged[key]} -> {value}")
+        if changes:
+            client.set_tag(run_id, "pyro_vae.resumed_with", "; ".join(changes))
 
     def log_epoch(self, row: dict) -> None:
         """One row of ``metrics.csv`` (nats per example, seconds) at step = its epoch."""
