@@ -106,3 +106,22 @@ def test_a_setting_and_seed_drawn_twice_is_one_seed_not_two(tmp_path, drawn):
     assert any(f"{runs[1]} has the settings and seed of {runs[0]}" in note and "counted once" in note for note in notes)
     compare.plot_sweep_figure(records, tmp_path / "f.png")
     assert bars(drawn[0].axes[0]) == pytest.approx([0.4, 0.5])  # each point's own s.e., not 0 over "2 seeds"
+
+
+def test_runs_that_differ_in_their_seed_alone_draw_each_seed_and_the_mean_over_them(tmp_path, drawn):
+    """Runs of one setting and three seeds drew one point at an x tick "None" on an axis named
+    "seed". Now each seed is a point at its seed, ± its own s.e., and the mean over the seeds
+    ± the s.e. of that mean is a line and band, in numbers in the title."""
+    records = [compare.read_run(fake_run(tmp_path, 1.0, seed, value, se))
+               for seed, value, se in ((2, -104.0, 0.5), (0, -100.0, 0.3), (1, -102.0, 0.4))]
+    compare.plot_sweep_figure(records, tmp_path / "f.png", "test_elbo")
+    ax = drawn[0].axes[0]
+    points = ax.lines[0].get_xydata().tolist()
+    assert points == [[0.0, -100.0], [1.0, -102.0], [2.0, -104.0]]  # sorted by seed
+    assert bars(ax) == pytest.approx([0.3, 0.4, 0.5])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "1", "2"]
+    se = np.std([-100, -102, -104], ddof=1) / np.sqrt(3)
+    mean_line = [line for line in ax.lines if line.get_label().startswith("mean over the 3 seeds")][0]
+    assert mean_line.get_ydata()[0] == pytest.approx(-102.0)
+    assert f"-102.00 ± {se:.2f} over 3 seeds" in ax.get_title()
+    assert ax.get_xlabel() == "seed (the runs differ in nothing else)"

@@ -610,8 +610,8 @@ def plot_sweep_figure(records: list[RunRecord], output: Path, metric: str = "tes
                            "is one run; give several runs or a sweep directory, or leave out the figure.")
     keys, groups = group_runs(records)
     points = {id(group): _point_and_error(group.runs, metric) for group in groups}  # refused before drawing
-    if not keys:
-        keys = ["seed"] if len(records) > 1 else []
+    if not keys:  # the runs differ in their seed alone: there is no setting to draw against
+        return _plot_seeds(groups[0], points[id(groups[0])], records, output, metric)
     split = "validation" if metric.startswith("valid") or metric == "selection" else "test"
     seeds = sorted({len(g.runs) for g in groups if len(g.runs) > 1})
     bars = ([f"mean ± s.e. over {'/'.join(map(str, seeds))} seeds"] if seeds else []) + (
@@ -643,6 +643,36 @@ def plot_sweep_figure(records: list[RunRecord], output: Path, metric: str = "tes
         if others:
             ax.legend(fontsize="small")
         ax.set_title(f"{METRICS.get(metric, metric).split(' (')[0]}\n{'; '.join(bars)}", fontsize="small")
+    return _save(fig, output)
+
+
+def _plot_seeds(group: Group, point: tuple[float, float], records: list[RunRecord], output: Path,
+                metric: str) -> Path:
+    """The figure of runs that differ in their seed alone: each seed's value (± the run's own
+    standard error over its images, where recorded) at x = its seed, and their mean ± the
+    standard error over the seeds as a line and band. (The sweep figure's panel per setting
+    drew them as one point at an x of None.)"""
+    from matplotlib.figure import Figure
+
+    from pyro_vae.experiments.sweep import METRICS, metric_stderr, metric_value
+
+    runs = sorted(group.runs, key=lambda r: r.settings.get("seed", 0))
+    seeds = [r.settings.get("seed", 0) for r in runs]
+    values = [metric_value(r.summary, metric) for r in runs]
+    errors = [metric_stderr(r.summary, metric) for r in runs]
+    mean, se = point
+    fig = Figure(figsize=(5.5, 4.4), layout="constrained")
+    ax = fig.add_subplot()
+    ax.errorbar(seeds, values, yerr=None if None in errors else errors, marker="o", linestyle="none", capsize=4,
+                label="each seed" + ("" if None in errors else " (± its s.e. over its images)"))
+    ax.axhline(mean, color="C1", label=f"mean over the {len(runs)} seeds (± s.e. of the mean)")
+    ax.axhspan(mean - se, mean + se, color="C1", alpha=0.2)
+    ax.set_xticks(seeds, [str(seed) for seed in seeds])
+    ax.set_xlabel("seed (the runs differ in nothing else)")
+    ax.set_ylabel(_metric_axis_label(records, metric), fontsize="small")
+    ax.legend(fontsize="small")
+    ax.set_title(f"{METRICS.get(metric, metric).split(' (')[0]}: {mean:.2f} ± {se:.2f} over {len(runs)} seeds",
+                 fontsize="small")
     return _save(fig, output)
 
 
