@@ -602,3 +602,28 @@ def test_the_m2_epoch_line_calls_a_bound_a_bound_only_without_alpha():
     assert line.startswith("epoch   1  train M2 objective (not a bound: it adds alpha=5 x log q(y | x))    -50.00")
     assert _m2_trainer(data, alpha=0.0)[0].describe(row).startswith("epoch   1  train M2 bound    -50.00")
     assert "(the bound with the KL of z weighted by beta=2)" in _m2_trainer(data, alpha=0.0, beta=2.0)[0].describe(row)
+
+
+def test_the_epochs_training_loss_standard_error_is_that_of_the_batch_means():
+    """The epoch line printed the training objective without an uncertainty. Its standard error
+    from the batches' sums: with equal batches it is the sample s.d. of the batch means over
+    sqrt(B); an uneven last batch weighs by its size; one batch has none (NaN)."""
+    import numpy as np
+
+    from pyro_vae.inference.train import EpochTotal
+
+    means = np.array([101.0, 97.5, 99.0, 104.0])
+    total = EpochTotal()
+    for m in means:
+        total.add(float(m * 32), 32)
+    total.add(0.0, 0)  # a rank's empty shard of the last batch adds nothing
+    assert total.batches == 4 and total.total == pytest.approx(means.sum() * 32)
+    assert total.stderr(128) == pytest.approx(means.std(ddof=1) / math.sqrt(4))
+    uneven = EpochTotal()
+    for value, n in ((100.0 * 10, 10), (90.0 * 30, 30)):
+        uneven.add(value, n)
+    mean = (1000 + 2700) / 40  # s^2 = (10 (100 - M)^2 + 30 (90 - M)^2) / (2 - 1), s.e. sqrt(s^2 / 40)
+    assert uneven.stderr(40) == pytest.approx(math.sqrt((10 * (100 - mean) ** 2 + 30 * (90 - mean) ** 2) / 40))
+    single = EpochTotal()
+    single.add(5.0, 4)
+    assert math.isnan(single.stderr(4))

@@ -246,7 +246,7 @@ def test_the_log_is_given_one_line_per_epoch_on_one_process():
     assert [line.split()[:2] for line in lines] == [["epoch", "1"], ["epoch", "2"]]
     # describe #9: nothing between the validation numbers and the time when no IWAE bound selects.
     number, error = r"-?\d+\.\d\d", r" ± \d+\.\d\d"  # each validation mean with its standard error
-    assert re.fullmatch(rf"epoch   1  train ELBO +{number}  valid ELBO +{number}{error} \(recon +{number}{error}, "
+    assert re.fullmatch(rf"epoch   1  train ELBO +{number}{error}  valid ELBO +{number}{error} \(recon +{number}{error}, "
                         rf"KL +{number}{error}\) +\d+\.\d s( {{2}}\*best)?", lines[0]), lines[0]
 
 

@@ -28,7 +28,7 @@ SHAPE = (1, 8, 8)
 REPO = Path(__file__).resolve().parents[1]
 #: metrics.csv's header as the versions before the standard errors wrote it.
 OLD_HEADER = "epoch,step,train_elbo,valid_elbo,valid_reconstruction,valid_kl,kl_weight,seconds,cpu_seconds"
-ERRORS = ["valid_elbo_stderr", "valid_reconstruction_stderr", "valid_kl_stderr"]
+ERRORS = ["valid_elbo_stderr", "valid_reconstruction_stderr", "valid_kl_stderr", "train_objective_stderr"]
 
 
 def _images(n: int, seed: int) -> torch.Tensor:
@@ -68,7 +68,8 @@ def test_iwae_training_names_its_objective_and_appends_every_stderr_column(tmp_p
                  run_dir=tmp_path / "run", figures=False, log=lines.append)
     header = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0].split(",")
     assert header == ["epoch", "step", "train_objective", "valid_elbo", "valid_reconstruction", "valid_kl",
-                      "kl_weight", "valid_iwae", "seconds", "cpu_seconds", *ERRORS, "valid_iwae_stderr"]
+                      "kl_weight", "valid_iwae", "seconds", "cpu_seconds", *ERRORS[:3], "valid_iwae_stderr",
+                      ERRORS[3]]
     assert result.train_objective_name == result.summary["train_objective_name"] == "IWAE bound K=3"
     assert all(line.startswith(f"epoch {row['epoch']:>3}  train IWAE bound K=3 {row['train_objective']:9.2f}")
                for line, row in zip(lines, result.history))
@@ -156,7 +157,7 @@ def test_resuming_a_run_written_before_the_standard_errors_keeps_its_rows_and_ap
     lines = (run / "metrics.csv").read_text().splitlines()
     # The header: the old columns in their places (train_elbo under today's name), the new ones after them.
     assert lines[0] == OLD_HEADER.replace("train_elbo", "train_objective") + "," + ",".join(ERRORS)
-    assert lines[1] == old[1] + ",,,"  # epoch 1's cells as they were, no standard errors it never had
+    assert lines[1] == old[1] + ",,,,"  # epoch 1's cells as they were, no standard errors it never had
     second = dict(zip(lines[0].split(","), lines[2].split(",")))
     assert second["epoch"] == "2" and all(float(second[k]) > 0 for k in ERRORS)
     (epoch_line,) = [line for line in out.splitlines() if line.startswith("epoch   2")]

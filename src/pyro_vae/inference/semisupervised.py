@@ -29,7 +29,7 @@ from pyro_vae.errors import TrainingError
 from pyro_vae.inference.kinds import MARGINAL
 from pyro_vae.inference.loglik import LogLikelihoodEstimate, importance_log_likelihood
 from pyro_vae.inference.objectives import scale_sites
-from pyro_vae.inference.train import Trainer, TrainSettings, make_adam
+from pyro_vae.inference.train import Trainer, TrainSettings, make_adam, with_stderr
 from pyro_vae.inference.weights import MAX_PLATE_NESTING
 
 
@@ -121,7 +121,7 @@ class SemiSupervisedTrainer(Trainer):
     def train_epoch(self) -> float:
         images, labels = self.dataset.train.images, self.dataset.train.labels
         size = self.settings.batch_size
-        order, first, total = self.begin_epoch(len(images))
+        order, first, self.epoch_total = self.begin_epoch(len(images))
         for start in range(first * size, len(images), size):
             picked = self.labelled[torch.randint(len(self.labelled), (min(size, len(self.labelled)),),
                                                  generator=self.generator, device=self.device)]
@@ -139,11 +139,11 @@ class SemiSupervisedTrainer(Trainer):
             if self.settings.clip_norm > 0:
                 torch.nn.utils.clip_grad_norm_(self.parameters, self.settings.clip_norm)
             self.optimizer.step()
-            total += value
+            self.epoch_total.add(value, len(x))
             self.state.step += 1
             if self._stop_signal is not None:
-                self._save_interrupted(order, start // size + 1, total)
-        return -total / len(images)
+                self._save_interrupted(order, start // size + 1)
+        return -self.epoch_total.total / len(images)
 
     def selection_key(self) -> str:
         return "valid_accuracy"
@@ -170,7 +170,7 @@ class SemiSupervisedTrainer(Trainer):
     def describe(self, row: dict) -> str:
         error = row.get("valid_accuracy_stderr")  # a binomial standard error over the validation images
         accuracy = f"{row['valid_accuracy']:.4f}" + ("" if error is None else f" ± {error:.4f}")
-        return (f"epoch {row['epoch']:>3}  {self.training_objective(row)} {row['train_objective']:9.2f}  valid accuracy "
+        return (f"epoch {row['epoch']:>3}  {self.training_objective(row)} {with_stderr(row, 'train_objective', 9)}  valid accuracy "
                 f"{accuracy} (selects)  {row['seconds']:6.1f} s")
 
     def test_accuracy(self) -> float:

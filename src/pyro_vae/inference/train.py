@@ -131,6 +131,38 @@ class TrainSettings:
 
 
 @dataclass
+class EpochTotal:
+    r"""An epoch's training loss summed over its batches (nats), with what its standard error
+    needs. Batch b of n_b examples gave the sum ``value_b``; its mean m_b = value_b / n_b is a
+    draw of a mean of n_b examples, of variance sigma^2 / n_b, so with B batches and N examples
+
+    .. math:: s^2 = \frac{\sum_b n_b m_b^2 - N M^2}{B - 1}, \quad M = \frac{\sum_b \text{value}_b}{N},
+              \quad \text{s.e.}(M) = \sqrt{s^2 / N}.
+
+    The parameters move during the epoch, so the drift of the loss counts as spread too: the
+    standard error of the epoch's mean as it was taken, not of one model's objective."""
+
+    total: float = 0.0
+    squares: float = 0.0  # sum over batches of value_b^2 / n_b
+    batches: int = 0
+
+    def add(self, value: float, n: int) -> None:
+        """Batch of ``n`` examples whose losses sum to ``value`` (a rank's empty shard adds nothing)."""
+        if n:
+            self.total += value
+            self.squares += value * value / n
+            self.batches += 1
+
+    def stderr(self, n: int) -> float:
+        """The standard error of the epoch's mean loss over its ``n`` examples (NaN with one
+        batch, or where a checkpoint of an older version stopped the epoch without the sums)."""
+        if self.batches < 2:
+            return math.nan
+        variance = (self.squares - self.total * self.total / n) / (self.batches - 1)
+        return math.sqrt(max(variance, 0.0) / n)
+
+
+@dataclass
 class TrainState:
     epoch: int = 0  # epochs completed
     step: int = 0
@@ -251,6 +283,7 @@ class Trainer:
         torch.manual_seed(seed + self.ctx.rank)
         self.state = TrainState()
         self.position: dict | None = None  # where a mid-epoch checkpoint stopped
+        self.epoch_total = EpochTotal()  # the epoch's running sums (its mean and standard error)
         self._stop_signal: int | None = None
         probe = poutine.trace(guide).get_trace(dataset.train.images[:1],
                                                **label_kwargs(model, dataset.train.labels, slice(0, 1)))
@@ -271,7 +304,7 @@ class Trainer:
         the running total; it continues from there with the RNGs as they were.
         """
         train, size = self.dataset.train.images, self.settings.batch_size
-        order, first, total = self.begin_epoch(len(train))
+        order, first, self.epoch_total = self.begin_epoch(len(train))
         batches = range(first * size, len(train), size)
         if self.progress is not False and self.ctx.is_main:
             from tqdm.auto import tqdm
@@ -314,11 +347,15 @@ class Trainer:
             if self.settings.clip_norm > 0:
                 torch.nn.utils.clip_grad_norm_(self.parameters, self.settings.clip_norm)
             self.optimizer.step()
-            total += value
+            self.epoch_total.add(value, len(rows))
             self.state.step += 1
             if stop:
-                self._save_interrupted(order, start // size + 1, total)
-        return -self.ctx.sum(total, self.device) / len(train)
+                self._save_interrupted(order, start // size + 1)
+        total = self.epoch_total  # over all ranks, for the epoch's mean and its standard error
+        self.epoch_total = EpochTotal(*(self.ctx.sum(float(part), self.device)
+                                        for part in (total.total, total.squares, total.batches)))
+        self.epoch_total.batches = int(self.epoch_total.batches)
+        return -self.epoch_total.total / len(train)
 
     def global_noise(self, global_size: int) -> GlobalBatchNoise:
         """A handler (the outermost, so that every plate has broadcast first) that draws the
@@ -327,22 +364,26 @@ class Trainer:
         self.latent_generator.manual_seed((self.latent_seed * 1_000_003 + self.state.step) % 2**63)
         return GlobalBatchNoise(self.latent_generator, self.ctx.shard_rows(global_size), global_size)
 
-    def begin_epoch(self, n: int) -> tuple[torch.Tensor, int, float]:
+    def begin_epoch(self, n: int) -> tuple[torch.Tensor, int, EpochTotal]:
         """Set the epoch's learning rate and return its order of the ``n`` training examples,
-        the first batch and the running total: fresh, or where a stopped epoch left off."""
+        the first batch and the running sums: fresh, or where a stopped epoch left off."""
         # Derived from the epoch, so a resumed run needs no scheduler state.
         for group in self.optimizer.param_groups:
             group["lr"] = self.settings.learning_rate * self.settings.lr_decay ** self.state.epoch
         if self.position is not None:
             position, self.position = self.position, None
-            return position["order"], position["next_batch"], position["total"]
-        return torch.randperm(n, generator=self.generator, device=self.device), 0, 0.0
+            # a checkpoint of an older version holds the total alone: the epoch's s.e. is then unknown
+            sums = EpochTotal(position["total"], position.get("squares", math.nan), position.get("batches", 0))
+            return position["order"], position["next_batch"], sums
+        return torch.randperm(n, generator=self.generator, device=self.device), 0, EpochTotal()
 
-    def _save_interrupted(self, order: torch.Tensor, next_batch: int, total: float) -> None:
+    def _save_interrupted(self, order: torch.Tensor, next_batch: int) -> None:
         signum = self._stop_signal or signal.SIGTERM  # another rank may have been signalled
         where = f"step {self.state.step} (epoch {self.state.epoch + 1})"
         if self.run_dir is not None:
-            self.position = {"order": order, "next_batch": next_batch, "total": total}
+            sums = self.epoch_total
+            self.position = {"order": order, "next_batch": next_batch, "total": sums.total, "squares": sums.squares,
+                             "batches": sums.batches}
             self.save(self.run_dir / LAST)
             self.position = None
             message = (f"stopped by {signal.Signals(signum).name} after {where}; checkpoint saved, "
@@ -403,6 +444,7 @@ class Trainer:
             # The standard errors go last: metrics.csv's columns of runs written before they
             # existed keep their places (a resumed old run only gains columns at the end).
             errors = {key: metrics.pop(key) for key in list(metrics) if key.endswith("_stderr")}
+            errors["train_objective_stderr"] = self.epoch_total.stderr(len(self.dataset.train))  # the newest: last
             row.update(metrics)
             row["seconds"] = seconds
             row["cpu_seconds"] = cpu_seconds  # this process's CPU time for the epoch's training
@@ -502,11 +544,11 @@ class Trainer:
                 selection = f"  {name} K={self.settings.selection_k} {with_stderr(row, key, 9)} (selects)"
         if not getattr(getattr(self, "model", None), "has_marginal_likelihood", True):
             # an autoencoder: its "ELBO" is the reconstruction term alone, with no KL, and bounds nothing
-            return (f"epoch {row['epoch']:>3}  {self.training_objective(row)} {row['train_objective']:9.2f}  valid "
+            return (f"epoch {row['epoch']:>3}  {self.training_objective(row)} {with_stderr(row, 'train_objective', 9)}  valid "
                     f"reconstruction log p(x | code) {with_stderr(row, 'valid_reconstruction', 9)} (not a bound on "
                     f"log p(x): an autoencoder has none){selection}  {row['seconds']:6.1f} s")
         bound = "" if self.settings.quantity == "log p(x)" else f" of {short_quantity(self.settings.quantity)}"
-        return (f"epoch {row['epoch']:>3}  {self.training_objective(row)} {row['train_objective']:9.2f}  valid ELBO"
+        return (f"epoch {row['epoch']:>3}  {self.training_objective(row)} {with_stderr(row, 'train_objective', 9)}  valid ELBO"
                 f"{bound} {with_stderr(row, 'valid_elbo', 9)} (recon {with_stderr(row, 'valid_reconstruction', 9)}, KL "
                 f"{with_stderr(row, 'valid_kl', 7)}){selection}  {row['seconds']:6.1f} s")
 
