@@ -153,6 +153,28 @@ def test_fit_refuses_to_resume_with_other_settings(tmp_path, changed):
     assert files == {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()}
 
 
+def test_fit_refuses_to_resume_on_other_data(tmp_path):
+    """resume=True checked the settings but not the data: a run begun on one training set went on
+    training on another as if it were the same run. Now the splits' digest is recorded and a
+    mismatch refused, nothing written; the same tensors resume."""
+    from pyro_vae.errors import ConfigError
+    from pyro_vae.fit import as_dataset, data_digest
+
+    pyro.clear_param_store()
+    first = (linear_gaussian_data(300, seed=1), linear_gaussian_data(100, seed=2))
+    model, guide = tutorial_programs()
+    options = dict(objective="elbo", batch_size=64, run_dir=tmp_path / "run", log=lambda s: None, figures=False)
+    fit(model, guide, first, epochs=1, **options)
+    files = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()}
+    other = (first[0].clone(), first[1].clone())
+    other[0][7, 0] += 0.5  # one value of one training example
+    with pytest.raises(ConfigError, match="which was trained on other data .*give the same data or fit a new run_dir"):
+        fit(model, guide, other, epochs=2, resume=True, **options)
+    assert files == {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()}
+    assert fit(model, guide, first, epochs=2, resume=True, **options).history[-1]["epoch"] == 2
+    assert data_digest(as_dataset(first)) == data_digest(as_dataset((first[0].clone(), first[1].clone())))
+
+
 def tiny_images(n: int, seed: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.rand(n, 1, 8, 8, generator=g)

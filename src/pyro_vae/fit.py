@@ -187,14 +187,15 @@ def fit(model: Callable, guide: Callable, data, *, objective="elbo", epochs: int
                               "drop config (fit's arguments set the training).")
         _check_config_builds(config, model, guide, dataset)
         config = _as_trained(config, recorded, epochs, str(device), figures)
+    digest = data_digest(dataset) if run_dir is not None else None
     if resume:
-        _check_resumable(run_dir / LAST, recorded, config)
+        _check_resumable(run_dir / LAST, recorded, config, digest)
     else:
         pyro.set_rng_seed(seed)
     # which data trained: the config's [data] table may name other data than those given, and
     # `pyro-vae evaluate`/`plot`/`train --resume` would load those (runs.check_own_data refuses)
     extra = {"image_shape": list(dataset.image_shape), "fit_settings": recorded,
-             "fit_data": dataset.name if isinstance(data, ImageDataset) else "tensors"}
+             "fit_data": dataset.name if isinstance(data, ImageDataset) else "tensors", "fit_data_digest": digest}
     if config is not None:
         extra["config"] = config.to_dict()
         from pyro_vae.runs import num_classes
@@ -286,12 +287,39 @@ def _as_trained(config, recorded: dict, epochs: int, device: str, figures: bool)
     return config
 
 
-def _check_resumable(path: Path, recorded: dict, config) -> None:
+def data_digest(dataset: ImageDataset) -> str:
+    """SHA-256 of the training and validation splits as stored (shape, dtype, bytes, labels):
+    what a resumed fit must be given again. About a second for 50,000 float images."""
+    import hashlib
+
+    from pyro_vae.data.folders import ByteImages
+
+    digest = hashlib.sha256()
+    for split in (dataset.train, dataset.valid):
+        images = split.images
+        stored = images.data[images.rows] if isinstance(images, ByteImages) else images
+        for tensor in (stored, split.labels):
+            if tensor is None:
+                digest.update(b"none")
+                continue
+            tensor = tensor.detach().cpu().contiguous()
+            digest.update(f"{tuple(tensor.shape)} {tensor.dtype}".encode())
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def _check_resumable(path: Path, recorded: dict, config, digest: str | None = None) -> None:
     """Refuse ``resume=True`` with a setting other than the run's own: the run would go on
     as another one (a new learning rate, batch size, objective or seed's latent noise) while
-    claiming to continue it. Only ``epochs``, ``device``, ``figures``, ``progress`` and
-    ``log`` may change. Runs written before the settings were recorded are not checked."""
+    claiming to continue it, or with other data (``digest``, :func:`data_digest`) under the
+    same name. Only ``epochs``, ``device``, ``figures``, ``progress`` and ``log`` may change.
+    Runs written before the settings (or the data's digest) were recorded are not checked."""
     checkpoint = load_checkpoint(path, map_location="cpu")
+    trained_on = checkpoint.get("fit_data_digest")
+    if trained_on is not None and digest is not None and trained_on != digest:
+        raise ConfigError(f"resume=True continues the run in {path.parent}, which was trained on other data (its "
+                          "training or validation images or labels differ from those given); give the same data "
+                          "or fit a new run_dir.")
     before = checkpoint.get("fit_settings")
     for key, value in recorded.items():
         if before is not None and key in before and before[key] != value:
