@@ -170,7 +170,8 @@ def train_judge(dataset: ImageDataset, settings: JudgeSettings = JudgeSettings()
                 optimizer.step()
             valid, _ = _accuracy(net, dataset.valid)
             if log is not None:
-                log(f"label judge epoch {epoch}: validation accuracy {valid:.4f}")
+                n = len(dataset.valid.labels)  # the binomial standard error over the validation images
+                log(f"label judge epoch {epoch}: validation accuracy {valid:.4f} ± {(valid * (1 - valid) / n) ** 0.5:.4f}")
             if valid > best["valid_accuracy"]:
                 best, best_state, since_best = {"valid_accuracy": valid, "best_epoch": epoch}, copy.deepcopy(
                     net.state_dict()), 0
