@@ -314,3 +314,12 @@ def test_idx_labels_must_lie_below_the_number_of_classes():
     assert datasets._labels(np.array([0, 9], dtype=np.uint8), Path("l"), 2).tolist() == [0, 9]
     with pytest.raises(datasets.DataError, match=r"l has labels outside 0\.\.9\."):
         datasets._labels(np.array([0, 10], dtype=np.uint8), Path("l"), 2)
+
+
+def test_a_train_limit_beyond_the_training_split_is_refused_not_ignored(tmp_path):
+    folder = _idx_folder(tmp_path / "own", 1200, 30)  # 1,000 train, 200 valid
+    assert len(load_dataset("idx", str(folder), train_limit=1000).train) == 1000
+    with pytest.raises(DataError, match="--train-limit 1001 is more than the 1000 images"):
+        load_dataset("idx", str(folder), train_limit=1001)
+    with pytest.raises(DataError, match="positive count, not True"):
+        load_dataset("idx", str(folder), train_limit=True)

@@ -347,7 +347,8 @@ def load_dataset(name: str, data_dir: str = "", binarize: str = "none", seed: in
     the options of ``image-folder``; binarized MNIST is 0/1 already and takes ``"none"``)."""
     if binarize not in BINARIZATIONS:  # _binarize would take any other name for a static draw
         raise DataError(f"unknown binarize {binarize!r}; choose from {', '.join(BINARIZATIONS)}.")
-    if not isinstance(train_limit, int) or train_limit < 0:  # a negative one would drop images from the end
+    # A negative one would drop images from the end; True would be read as 1.
+    if not isinstance(train_limit, int) or isinstance(train_limit, bool) or train_limit < 0:
         raise DataError(f"train_limit must be 0 (all the training images) or a positive count, not {train_limit!r}.")
     if name == "binarized-mnist" and binarize != "none":  # as the CLI refuses --binarize there
         raise DataError(f"binarize={binarize!r} has no effect on binarized-mnist, whose pixels are 0/1 already (a "
@@ -387,6 +388,9 @@ def load_dataset(name: str, data_dir: str = "", binarize: str = "none", seed: in
         raise DataError(f"unknown dataset '{name}'; choose fashion-mnist, mnist, mnist-t10k, binarized-mnist, "
                         "idx or image-folder.")
     if train_limit:
+        if train_limit > len(train):  # head() would keep them all: a limit that limits nothing
+            raise DataError(f"--train-limit {train_limit} is more than the {len(train)} images of the training split "
+                            f"of '{name}'; give at most {len(train)}, or 0 for all of them.")
         train = train.head(train_limit, keep_bytes=True)
     if binarize != "none":
         if binarize != "dynamic":
