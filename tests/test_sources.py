@@ -118,3 +118,14 @@ def test_fashion_mnist_downloads_from_a_mirror_through_the_named_data_set(mirror
     paths["test_labels"].unlink()
     with pytest.raises(DataError, match="t10k-labels"):
         sources.download_file(sources.FASHION_MNIST.files["test_labels"], (url,), paths["test_labels"].parent)
+
+
+def test_a_cache_that_cannot_be_created_is_one_sentence_not_a_traceback(mirror, tmp_path, monkeypatch):
+    root, url = mirror
+    source, spec = _fixture_source(root)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
+    with pytest.raises(DataError, match="cannot download data.bin.gz into .*not-a-folder.*XDG_CACHE_HOME"):
+        locate(DataSource("fixture", source.files, (url,)))
+    assert blocker.read_text() == "a file where the cache folder should be"

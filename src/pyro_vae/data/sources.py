@@ -203,11 +203,16 @@ def download_file(spec: DataFile, mirrors: tuple[str, ...], dest_dir: Path,
     """
     if source is not None:
         mirrors = mirrors_for(source)
-    dest_dir.mkdir(parents=True, exist_ok=True)
     failures = []
     for base in mirrors:
         url = base.rstrip("/") + "/" + spec.name
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{spec.name}.", suffix=".part", dir=dest_dir)
+        try:
+            dest_dir.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{spec.name}.", suffix=".part", dir=dest_dir)
+        except OSError as err:  # not the mirror's fault: no other mirror can help
+            raise DataError(f"cannot download {spec.name} into {dest_dir} ({err.strerror or err}); make that folder "
+                            "writable, set XDG_CACHE_HOME to a writable folder, or put the file in a folder given "
+                            "by --data-dir.") from None
         tmp = Path(tmp_name)
         try:
             with os.fdopen(fd, "wb") as handle, urllib.request.urlopen(url, timeout=timeout) as response:
