@@ -129,3 +129,18 @@ def test_a_cache_that_cannot_be_created_is_one_sentence_not_a_traceback(mirror, 
     with pytest.raises(DataError, match="cannot download data.bin.gz into .*not-a-folder.*XDG_CACHE_HOME"):
         locate(DataSource("fixture", source.files, (url,)))
     assert blocker.read_text() == "a file where the cache folder should be"
+
+
+def test_a_pyro_vae_data_that_is_no_folder_is_refused_not_passed_over(tmp_path, monkeypatch):
+    content = b"abc" * 50
+    source = DataSource("thing", {"f": DataFile("f.gz", hashlib.sha256(content).hexdigest())}, ())
+    elsewhere = tmp_path / "cache" / "pyro-vae" / "thing"  # a good copy later in the search order
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "f.gz").write_bytes(gzip.compress(content))
+    monkeypatch.setenv("PYRO_VAE_DATA", str(tmp_path / "mistyped"))
+    with pytest.raises(DataError, match=r"\$PYRO_VAE_DATA names .*mistyped, which is not an existing folder"):
+        locate(source)
+    given = tmp_path / "given"  # found in --data-dir first: the variable is never consulted
+    given.mkdir()
+    (given / "f.gz").write_bytes(gzip.compress(content))
+    assert locate(source, given)["f"] == given / "f.gz"
