@@ -262,6 +262,9 @@ def _labels(array: np.ndarray, path: Path, count: int, num_classes: int = 10) ->
     if array.ndim != 1 or array.shape[0] != count:
         raise DataError(f"{path} has {array.shape[0] if array.ndim else 0} labels for {count} images; "
                         "images and labels must come from the same set.")
+    if array.dtype.kind not in "iu":  # astype(int64) would cut 2.5 to 2 in silence
+        raise DataError(f"{path} holds {array.dtype} labels; labels must be whole class numbers (an IDX label "
+                        "file of unsigned bytes, type 0x08).")
     if array.size and (array.min() < 0 or array.max() >= num_classes):
         raise DataError(f"{path} has labels outside 0..{num_classes - 1}.")
     return torch.from_numpy(array.astype(np.int64))
