@@ -217,12 +217,27 @@ class ImageDataset:
 
 
 def binarize(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """One Bernoulli(pixel) draw of every pixel of grey-level ``images`` in [0, 1]: 0/1
-    images of the same shape, as dynamic binarization draws each training batch."""
+    """One Bernoulli(pixel) draw of every pixel of grey-level ``images`` (a float tensor of
+    any shape, values in [0, 1]): 0/1 images of the same shape, as dynamic binarization draws
+    each training batch. Anything else (bytes 0-255, NaN) raises :class:`DataError`."""
+    if isinstance(images, ByteImages):  # a split's images: float32 in [0, 1] as they read
+        images = images[:]
+    if not torch.is_tensor(images) or not images.is_floating_point():
+        raise DataError(f"binarize takes grey levels as a float tensor in [0, 1], not "
+                        f"{getattr(images, 'dtype', type(images).__name__)}; divide 8-bit images by 255 first "
+                        "(x.float() / 255).")
+    if images.numel() and not ((images >= 0) & (images <= 1)).all():  # NaN fails both
+        if images.isnan().any():
+            raise DataError("binarize takes grey levels in [0, 1], but these hold NaN; drop or clean those images.")
+        raise DataError(f"binarize takes grey levels in [0, 1], but these lie in [{images.min().item():g}, "
+                        f"{images.max().item():g}]; scale them to [0, 1] first (8-bit images: x / 255).")
+    return binarize_batch(images, generator)
+
+
+def binarize_batch(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """:func:`binarize` without its checks, for the trainer's batches of data already checked
+    (:meth:`ImageDataset.check_support`)."""
     return torch.bernoulli(images, generator=generator)
-
-
-binarize_batch = binarize  # the trainer's name for it
 
 
 #: How ``load_dataset`` binarizes a split: not at all, a new draw every batch (dynamic, drawn by
