@@ -340,3 +340,13 @@ def test_a_label_subset_may_take_every_member_of_a_class():
     labels = torch.tensor([0, 1, 0, 1, 1])  # class 0 has two examples, and two per class are asked for
     chosen = balanced_label_subset(labels, 4, seed=0)
     assert labels[chosen].bincount().tolist() == [2, 2] and {0, 2} <= set(chosen.tolist())
+
+
+def test_a_label_file_of_floats_is_refused_not_cut_to_whole_numbers(tmp_path):
+    folder = _idx_folder(tmp_path, _rows(12), _rows(6))
+    labels = np.array([0.5, 1.5, 2.5, 3.5, 4.5, 5.5], dtype=">f4")  # IDX type 0x0D, one dimension
+    (folder / "t10k-labels-idx1-ubyte").write_bytes(bytes([0, 0, 0x0D, 1]) + (6).to_bytes(4, "big")
+                                                    + labels.tobytes())
+    (folder / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte holds >f4 labels; labels must be whole"):
+        load_dataset("idx", str(folder))

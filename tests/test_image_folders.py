@@ -77,6 +77,17 @@ def test_class_subfolders_become_labels(tmp_path):
     assert len(data.train) + len(data.valid) + len(data.test) == 90
 
 
+
+def test_images_both_loose_and_in_sub_folders_are_refused_not_half_dropped(tmp_path):
+    # Taken as class sub-folders, the loose images were left out in silence (and a flat folder
+    # with one sub-folder of thumbnails became a one-class data set of the thumbnails).
+    class_folder(tmp_path, n=30)
+    Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(tmp_path / "stray.png")
+    with pytest.raises(DataError, match=r"holds images both directly \(stray.png, ... 1 of them\) and in sub-folders"):
+        scan_image_folder(tmp_path)
+    (tmp_path / "stray.png").unlink()
+    assert scan_image_folder(tmp_path).kind == "classes"
+
 MALFORMED = [
     ("3\nA B\n1.jpg 1 -1\n2.jpg 1 1\n", "declares 3 images"),
     ("2\nA B\n1.jpg 1 -1\n2.jpg 1\n", "line 4 has 1 values"),

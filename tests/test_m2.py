@@ -270,3 +270,14 @@ def test_a_figure_refused_for_a_label_model_names_that_model(tmp_path):
     run = SimpleNamespace(model=SimpleNamespace(num_classes=10), config=config, run_dir=tmp_path / "run")
     with pytest.raises(PyroVAEError, match="for --model m2 choose samples, reconstructions, curves, style"):
         figure_from_run(run, "manifold", tmp_path / "m.png")
+
+
+def test_more_labels_than_training_images_exit_2_before_any_run_directory_is_made(idx_dir, tmp_path, capsys):
+    from pyro_vae.cli import main
+
+    run_dir = tmp_path / "runs" / "m2"
+    code = main(["train", "--model", "m2", "--labels", "5000", "--dataset", "idx", "--data-dir", str(idx_dir),
+                 "--epochs", "1", "--run-dir", str(run_dir), "--no-progress"])
+    assert code == 2
+    assert "--labels must be between the number of classes" in capsys.readouterr().err
+    assert not run_dir.exists()

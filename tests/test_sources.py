@@ -118,3 +118,29 @@ def test_fashion_mnist_downloads_from_a_mirror_through_the_named_data_set(mirror
     paths["test_labels"].unlink()
     with pytest.raises(DataError, match="t10k-labels"):
         sources.download_file(sources.FASHION_MNIST.files["test_labels"], (url,), paths["test_labels"].parent)
+
+
+def test_a_cache_that_cannot_be_created_is_one_sentence_not_a_traceback(mirror, tmp_path, monkeypatch):
+    root, url = mirror
+    source, spec = _fixture_source(root)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
+    with pytest.raises(DataError, match="cannot download data.bin.gz into .*not-a-folder.*XDG_CACHE_HOME"):
+        locate(DataSource("fixture", source.files, (url,)))
+    assert blocker.read_text() == "a file where the cache folder should be"
+
+
+def test_a_pyro_vae_data_that_is_no_folder_is_refused_not_passed_over(tmp_path, monkeypatch):
+    content = b"abc" * 50
+    source = DataSource("thing", {"f": DataFile("f.gz", hashlib.sha256(content).hexdigest())}, ())
+    elsewhere = tmp_path / "cache" / "pyro-vae" / "thing"  # a good copy later in the search order
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "f.gz").write_bytes(gzip.compress(content))
+    monkeypatch.setenv("PYRO_VAE_DATA", str(tmp_path / "mistyped"))
+    with pytest.raises(DataError, match=r"\$PYRO_VAE_DATA names .*mistyped, which is not an existing folder"):
+        locate(source)
+    given = tmp_path / "given"  # found in --data-dir first: the variable is never consulted
+    given.mkdir()
+    (given / "f.gz").write_bytes(gzip.compress(content))
+    assert locate(source, given)["f"] == given / "f.gz"

@@ -165,6 +165,26 @@ def test_binarize_batch_keeps_black_and_white_pixels():
     assert torch.equal(binarize_batch(x, torch.Generator().manual_seed(0)), x)
 
 
+
+@pytest.mark.parametrize("x, message", [
+    (torch.full((2, 3), 255.0), r"lie in \[255, 255\]; scale them to \[0, 1\] first"),
+    (torch.tensor([-0.5, 0.5]), r"lie in \[-0.5, 0.5\]"),
+    (torch.tensor([0, 128, 255], dtype=torch.uint8), "float tensor in \\[0, 1\\], not torch.uint8"),
+    (torch.tensor([float("nan"), 0.5]), "hold NaN"),
+])
+def test_public_binarize_refuses_what_is_not_grey_levels_in_one_sentence(x, message):
+    import pyro_vae
+    with pytest.raises(DataError, match=message):
+        pyro_vae.binarize(x)
+
+
+def test_public_binarize_draws_a_splits_byte_images_as_floats():
+    import pyro_vae
+    from pyro_vae.data.folders import ByteImages
+    images = ByteImages(torch.tensor([[0, 255, 77]], dtype=torch.uint8))
+    drawn = pyro_vae.binarize(images, torch.Generator().manual_seed(0))
+    assert drawn.dtype == torch.float32 and drawn[0, 0] == 0 and drawn[0, 1] == 1
+
 def _grey_folder(tmp_path):
     """An idx folder of 1,200 / 30 images whose pixels are all 77/255 (p = 0.302)."""
     folder = tmp_path / "grey"
@@ -314,3 +334,12 @@ def test_idx_labels_must_lie_below_the_number_of_classes():
     assert datasets._labels(np.array([0, 9], dtype=np.uint8), Path("l"), 2).tolist() == [0, 9]
     with pytest.raises(datasets.DataError, match=r"l has labels outside 0\.\.9\."):
         datasets._labels(np.array([0, 10], dtype=np.uint8), Path("l"), 2)
+
+
+def test_a_train_limit_beyond_the_training_split_is_refused_not_ignored(tmp_path):
+    folder = _idx_folder(tmp_path / "own", 1200, 30)  # 1,000 train, 200 valid
+    assert len(load_dataset("idx", str(folder), train_limit=1000).train) == 1000
+    with pytest.raises(DataError, match="--train-limit 1001 is more than the 1000 images"):
+        load_dataset("idx", str(folder), train_limit=1001)
+    with pytest.raises(DataError, match="positive count, not True"):
+        load_dataset("idx", str(folder), train_limit=True)

@@ -381,6 +381,9 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
                           f"validation split; give --select-examples {valid} or less (0 scores them all).")
     if model.needs_labels and dataset.train.labels is None:
         raise DataError(f"--model {config.model.model} needs labelled data, but '{dataset.name}' has no labels.")
+    # Chosen before the run directory is made: too many --labels leaves no empty directory behind.
+    labelled = (balanced_label_subset(dataset.train.labels.cpu(), data_cfg.labels, train_cfg.seed)
+                if config.model.model in SEMI_SUPERVISED else None)
     dataset = dataset.to(device)
     model.to(device), guide.to(device)
     initialised_from = None
@@ -446,7 +449,6 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
             if scaler is not None:
                 write_json(run_dir / CODES, {"m1_run": config.model.m1_run, **m1_identity(Path(config.model.m1_run)),
                                              **scaler.to_dict()})
-            labelled = balanced_label_subset(dataset.train.labels.cpu(), data_cfg.labels, train_cfg.seed)
             write_json(run_dir / LABELLED, {"seed": train_cfg.seed, "count": len(labelled),
                                             "per_class": dataset.train.labels.cpu()[labelled].bincount().tolist(),
                                             "indices_into_training_split": labelled.tolist()})

@@ -217,12 +217,27 @@ class ImageDataset:
 
 
 def binarize(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """One Bernoulli(pixel) draw of every pixel of grey-level ``images`` in [0, 1]: 0/1
-    images of the same shape, as dynamic binarization draws each training batch."""
+    """One Bernoulli(pixel) draw of every pixel of grey-level ``images`` (a float tensor of
+    any shape, values in [0, 1]): 0/1 images of the same shape, as dynamic binarization draws
+    each training batch. Anything else (bytes 0-255, NaN) raises :class:`DataError`."""
+    if isinstance(images, ByteImages):  # a split's images: float32 in [0, 1] as they read
+        images = images[:]
+    if not torch.is_tensor(images) or not images.is_floating_point():
+        raise DataError(f"binarize takes grey levels as a float tensor in [0, 1], not "
+                        f"{getattr(images, 'dtype', type(images).__name__)}; divide 8-bit images by 255 first "
+                        "(x.float() / 255).")
+    if images.numel() and not ((images >= 0) & (images <= 1)).all():  # NaN fails both
+        if images.isnan().any():
+            raise DataError("binarize takes grey levels in [0, 1], but these hold NaN; drop or clean those images.")
+        raise DataError(f"binarize takes grey levels in [0, 1], but these lie in [{images.min().item():g}, "
+                        f"{images.max().item():g}]; scale them to [0, 1] first (8-bit images: x / 255).")
+    return binarize_batch(images, generator)
+
+
+def binarize_batch(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """:func:`binarize` without its checks, for the trainer's batches of data already checked
+    (:meth:`ImageDataset.check_support`)."""
     return torch.bernoulli(images, generator=generator)
-
-
-binarize_batch = binarize  # the trainer's name for it
 
 
 #: How ``load_dataset`` binarizes a split: not at all, a new draw every batch (dynamic, drawn by
@@ -262,6 +277,9 @@ def _labels(array: np.ndarray, path: Path, count: int, num_classes: int = 10) ->
     if array.ndim != 1 or array.shape[0] != count:
         raise DataError(f"{path} has {array.shape[0] if array.ndim else 0} labels for {count} images; "
                         "images and labels must come from the same set.")
+    if array.dtype.kind not in "iu":  # astype(int64) would cut 2.5 to 2 in silence
+        raise DataError(f"{path} holds {array.dtype} labels; labels must be whole class numbers (an IDX label "
+                        "file of unsigned bytes, type 0x08).")
     if array.size and (array.min() < 0 or array.max() >= num_classes):
         raise DataError(f"{path} has labels outside 0..{num_classes - 1}.")
     return torch.from_numpy(array.astype(np.int64))
@@ -347,7 +365,8 @@ def load_dataset(name: str, data_dir: str = "", binarize: str = "none", seed: in
     the options of ``image-folder``; binarized MNIST is 0/1 already and takes ``"none"``)."""
     if binarize not in BINARIZATIONS:  # _binarize would take any other name for a static draw
         raise DataError(f"unknown binarize {binarize!r}; choose from {', '.join(BINARIZATIONS)}.")
-    if not isinstance(train_limit, int) or train_limit < 0:  # a negative one would drop images from the end
+    # A negative one would drop images from the end; True would be read as 1.
+    if not isinstance(train_limit, int) or isinstance(train_limit, bool) or train_limit < 0:
         raise DataError(f"train_limit must be 0 (all the training images) or a positive count, not {train_limit!r}.")
     if name == "binarized-mnist" and binarize != "none":  # as the CLI refuses --binarize there
         raise DataError(f"binarize={binarize!r} has no effect on binarized-mnist, whose pixels are 0/1 already (a "
@@ -387,6 +406,9 @@ def load_dataset(name: str, data_dir: str = "", binarize: str = "none", seed: in
         raise DataError(f"unknown dataset '{name}'; choose fashion-mnist, mnist, mnist-t10k, binarized-mnist, "
                         "idx or image-folder.")
     if train_limit:
+        if train_limit > len(train):  # head() would keep them all: a limit that limits nothing
+            raise DataError(f"--train-limit {train_limit} is more than the {len(train)} images of the training split "
+                            f"of '{name}'; give at most {len(train)}, or 0 for all of them.")
         train = train.head(train_limit, keep_bytes=True)
     if binarize != "none":
         if binarize != "dynamic":

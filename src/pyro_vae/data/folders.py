@@ -7,7 +7,8 @@ Three layouts are recognised (:func:`scan_image_folder`):
   sub-folder; the images in ``img_align_celeba/`` (or the folder itself); optionally
   ``list_eval_partition.txt`` (``name 0|1|2`` for train, valid, test; also looked for in
   ``Eval/``). The attributes become boolean labels by name (``Smiling``, ...).
-* **class sub-folders**: ``DIR/<class>/*.png``: the sorted sub-folder names are the classes.
+* **class sub-folders**: ``DIR/<class>/*.png``: the sorted sub-folder names are the classes
+  (images directly in ``DIR`` as well are refused: one layout or the other would drop them).
 * **flat**: ``DIR/*.png``, unlabelled.
 
 Without a partition file the split is fixed by the file's name: the SHA-256 of its path
@@ -132,6 +133,11 @@ def scan_image_folder(root: str | Path) -> FolderLayout:
         return _celeba_layout(root, attributes_file)
     class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     class_dirs = [d for d in class_dirs if any(_is_image(p) for p in d.iterdir())]
+    loose = sorted(p.name for p in root.iterdir() if _is_image(p))
+    if class_dirs and loose:  # either layout alone would leave out some of the images
+        raise DataError(f"{root} holds images both directly ({loose[0]}, ... {len(loose)} of them) and in "
+                        f"sub-folders ({', '.join(d.name + '/' for d in class_dirs[:3])}...); put every image in "
+                        "a class sub-folder for labels, or move the sub-folders out for unlabelled images.")
     if class_dirs:
         files, labels = [], []
         for label, folder in enumerate(class_dirs):
@@ -140,10 +146,9 @@ def scan_image_folder(root: str | Path) -> FolderLayout:
             labels += [label] * len(names)
         return FolderLayout("classes", root, files, hash_partition(files), np.array(labels, dtype=np.int64),
                             tuple(d.name for d in class_dirs))
-    files = sorted(p.name for p in root.iterdir() if _is_image(p))
-    if not files:
+    if not loose:
         raise DataError(f"{root} holds no images ({', '.join(IMAGE_SUFFIXES)}), directly or in class sub-folders.")
-    return FolderLayout("flat", root, files, hash_partition(files))
+    return FolderLayout("flat", root, loose, hash_partition(loose))
 
 
 def _celeba_layout(root: Path, attributes_file: Path) -> FolderLayout:

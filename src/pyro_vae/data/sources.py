@@ -96,15 +96,26 @@ def cache_dir() -> Path:
 
 def search_dirs(name: str, data_dir: str | Path | None = None) -> list[Path]:
     """The folders searched for data set ``name``, in order."""
-    variants = (name, name.replace("-", "_"))
-    dirs: list[Path] = []
-    for root in (data_dir, os.environ.get("PYRO_VAE_DATA")):
-        if root:
-            root = Path(root).expanduser()
-            dirs += [root] + [root / v for v in variants]
+    dirs = _root_dirs(name, data_dir) + _root_dirs(name, os.environ.get("PYRO_VAE_DATA"))
     dirs.append(cache_dir() / name)
     dirs.append(DEBIAN_ROOT / name)
     return list(dict.fromkeys(dirs))
+
+
+def _root_dirs(name: str, root: str | Path | None) -> list[Path]:
+    """``root`` and its ``<name>/`` sub-folders (``-`` or ``_``), or none without a root."""
+    if not root:
+        return []
+    root = Path(root).expanduser()
+    return [root] + [root / v for v in dict.fromkeys((name, name.replace("-", "_")))]
+
+
+def check_env_data_dir() -> None:
+    """``$PYRO_VAE_DATA``, when set, must be a folder: a mistyped one would be passed over
+    in silence and the data taken from elsewhere or downloaded."""
+    root = os.environ.get("PYRO_VAE_DATA")
+    if root and not Path(root).expanduser().is_dir():
+        raise DataError(f"$PYRO_VAE_DATA names {root}, which is not an existing folder; correct it or unset it.")
 
 
 def check_data_dir(data_dir: str | Path | None) -> None:
@@ -159,7 +170,10 @@ def locate(source: DataSource, data_dir: str | Path | None = None, download: boo
     found: dict[str, Path] = {}
     for role in wanted:
         spec = source.files[role]
-        path = _find_on_disk(spec, search_dirs(source.name, data_dir))
+        path = _find_on_disk(spec, _root_dirs(source.name, data_dir))
+        if path is None:  # past --data-dir: $PYRO_VAE_DATA is looked in next
+            check_env_data_dir()
+            path = _find_on_disk(spec, search_dirs(source.name, data_dir))
         if path is None:
             if not download:
                 raise DataError(_missing_message(source, spec, data_dir))
@@ -203,11 +217,16 @@ def download_file(spec: DataFile, mirrors: tuple[str, ...], dest_dir: Path,
     """
     if source is not None:
         mirrors = mirrors_for(source)
-    dest_dir.mkdir(parents=True, exist_ok=True)
     failures = []
     for base in mirrors:
         url = base.rstrip("/") + "/" + spec.name
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{spec.name}.", suffix=".part", dir=dest_dir)
+        try:
+            dest_dir.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{spec.name}.", suffix=".part", dir=dest_dir)
+        except OSError as err:  # not the mirror's fault: no other mirror can help
+            raise DataError(f"cannot download {spec.name} into {dest_dir} ({err.strerror or err}); make that folder "
+                            "writable, set XDG_CACHE_HOME to a writable folder, or put the file in a folder given "
+                            "by --data-dir.") from None
         tmp = Path(tmp_name)
         try:
             with os.fdopen(fd, "wb") as handle, urllib.request.urlopen(url, timeout=timeout) as response:
