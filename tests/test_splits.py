@@ -343,3 +343,22 @@ def test_a_train_limit_beyond_the_training_split_is_refused_not_ignored(tmp_path
         load_dataset("idx", str(folder), train_limit=1001)
     with pytest.raises(DataError, match="positive count, not True"):
         load_dataset("idx", str(folder), train_limit=True)
+
+
+def test_a_hand_built_data_set_with_a_misspelt_binarization_is_refused():
+    """ImageDataset(..., binarize="dynamc") trained on the grey levels as given, as if "none":
+    the trainer redraws batches only for "dynamic". fit and validate now refuse the name."""
+    from pyro_vae import fit
+    from pyro_vae.build import build_vae
+    from pyro_vae.config import ModelConfig
+    from pyro_vae.data.datasets import ImageDataset, Split
+
+    images, binary = torch.rand(8, 1, 4, 4), torch.bernoulli(torch.full((8, 1, 4, 4), 0.5))
+    data = ImageDataset("mine", Split(images), Split(binary), Split(binary), binarize="dynamc")
+    with pytest.raises(DataError, match="'mine' has binarize='dynamc'; choose from none, dynamic, static, threshold"):
+        data.validate()
+    model, guide = build_vae(ModelConfig(latent_dim=2, hidden_dims=[8]), (1, 4, 4))
+    with pytest.raises(DataError, match="binarize='dynamc'"):
+        fit(model, guide, data, epochs=1, log=lambda s: None, figures=False)
+    data.binarize = "dynamic"
+    assert fit(model, guide, data, epochs=1, log=lambda s: None, figures=False).history

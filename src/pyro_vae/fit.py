@@ -49,7 +49,7 @@ def as_dataset(data) -> ImageDataset:
     ``(train, valid)`` or ``(train, valid, test)`` of float tensors ``[N, ...]`` (examples
     along the first dimension, used as given: binarize them first for a Bernoulli model)."""
     if isinstance(data, ImageDataset):
-        return data
+        return data.check_binarize()
     if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
         raise DataError("fit needs an ImageDataset (load_dataset) or a tuple (train, valid[, test]) of tensors, "
                         f"not {type(data).__name__}.")

@@ -131,7 +131,9 @@ class ImageDataset:
 
     def validate(self) -> ImageDataset:
         """Check every split once, at the boundary: 4-D float images, finite, non-empty, of
-        one shape; labels (if any) one per image in 0..C-1. Raises :class:`DataError`."""
+        one shape; labels (if any) one per image in 0..C-1; ``binarize`` one of
+        :data:`BINARIZATIONS` (a misspelt one read as "none"). Raises :class:`DataError`."""
+        self.check_binarize()
         shape = None
         for split_name in ("train", "valid", "test"):
             split, what = self.split(split_name), f"the {split_name} split of '{self.name}'"
@@ -159,6 +161,13 @@ class ImageDataset:
                 classes = len(self.class_names) or int(labels.max()) + 1
                 if labels.numel() and (labels.min() < 0 or labels.max() >= classes):
                     raise DataError(f"{what} has labels outside 0..{classes - 1}.")
+        return self
+
+    def check_binarize(self) -> ImageDataset:
+        """A :class:`DataError` unless ``binarize`` is one of :data:`BINARIZATIONS`: the trainer
+        reads any other name (a misspelt "dynamic") as "none" and never redraws a batch."""
+        if self.binarize not in BINARIZATIONS:
+            raise DataError(f"'{self.name}' has binarize={self.binarize!r}; choose from {', '.join(BINARIZATIONS)}.")
         return self
 
     def split(self, name: str) -> Split:
