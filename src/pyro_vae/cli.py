@@ -279,6 +279,8 @@ def cmd_train(args) -> int:
               f"{summary['bits_per_dim']:.4f} bits/dim{_scored(summary)} (a lower bound on "
               f"{summary.get('quantity', 'log p(x)')}, {summary['kind']}; ± is the "
               f"standard error over the test images; best epoch {summary['best_epoch']}); run directory {run_dir}")
+    if summary.get("nothing_trained"):  # the result line is the run's summary.json; no figure was drawn
+        return 0
     for figure in summary["figures"]:
         print(f"figure: {figure}")
     config = read_run_config(run_dir)

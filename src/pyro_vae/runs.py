@@ -313,7 +313,7 @@ def _train_run(config: Config | None, run_dir: Path, resume: bool, progress, log
                                   f"draw its figures with `pyro-vae plot {run_dir} --kind samples -o FILE`.")
             log(f"nothing to train: {run_dir} has {finished['epochs']} epochs already and its summary; give "
                 f"--epochs above {finished['epochs']} to train on (nothing was written).")
-            return finished
+            return {**finished, "nothing_trained": True}  # the CLI then lists no figure as drawn
     else:
         config.validate()
         if run_dir.exists() and (is_run_dir(run_dir) or (run_dir / LAST).exists()):
