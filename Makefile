@@ -73,7 +73,7 @@ figures: install data
 	$(VENV)/bin/pyro-vae plot runs/demo --kind curves -o $(FIG)/curves.png
 	$(VENV)/bin/pyro-vae plot runs/fashion-2d --kind latent -o $(FIG)/latent-2d.png
 	$(VENV)/bin/pyro-vae plot runs/fashion-2d --kind manifold -o $(FIG)/manifold-2d.png
-	@[ -f runs/fashion-2d-ae/checkpoint_best.pt ] || $(VENV)/bin/pyro-vae train --config configs/fashion-mnist-2d.toml --model ae --run-dir runs/fashion-2d-ae --no-progress
+	@[ -f runs/fashion-2d-ae/checkpoint_best.pt ] || $(VENV)/bin/pyro-vae train --config configs/fashion-mnist-2d.toml --model ae --objective elbo --run-dir runs/fashion-2d-ae --no-progress
 	$(VENV)/bin/pyro-vae plot runs/fashion-2d-ae runs/fashion-2d --kind compare -n 36 -o $(FIG)/ae-vs-vae.png
 
 clean:

@@ -337,3 +337,20 @@ def test_m1m2_records_the_likelihood_and_objective_it_uses(tmp_path):
     plain = Config().validate()
     assert (run_settings(plain)["likelihood"], run_settings(plain)["objective"]) == ("bernoulli", "elbo")
     assert "model.likelihood" not in config_text(plain) and "# train.k = 5 is not used" in config_text(plain)
+
+
+def test_an_epochs_setting_keeps_a_column_of_its_own_beside_the_epochs_trained(tmp_path):
+    """Runs that differ in --epochs: the setting (the most epochs a run may train) and the
+    epochs each run trained (fewer when --patience stopped it) are two columns; the setting
+    was once overwritten by the epochs trained, under a header printed twice."""
+    records = [compare.RunRecord(tmp_path / name, {"epochs": epochs, "seed": 0},
+                                 {"epochs": trained, "best_epoch": trained - 2, "test_elbo": -100.0})
+               for name, epochs, trained in (("short", 20, 12), ("long", 40, 40))]
+    columns, rows = compare.compare_table(records)
+    assert len(columns) == len(set(columns)), columns
+    assert [row["max epochs"] for row in rows] == [20, 40]
+    assert [row["epochs"] for row in rows] == [12.0, 40.0]
+    table = compare.to_markdown(columns, rows)
+    assert table.splitlines()[0].startswith("| max epochs | seeds |") and "| 20 | 1 |" in table
+    header = compare.to_csv(columns, rows).splitlines()[0].split(",")
+    assert len(header) == len(set(header)) and "max epochs" in header

@@ -44,3 +44,22 @@ def test_figure_every_without_figures_is_refused(idx_dir, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--figure-every 1 has no effect with --figures false" in err and len(err.strip().splitlines()) == 1
     assert not run.exists()
+
+
+def test_the_hint_names_only_figures_the_model_draws(idx_dir, tmp_path, capsys):
+    """A quadrant-completion run draws completions, never samples or reconstructions (refused
+    for it): the console's hint names what `plot` will draw, and `plot --kind completions` of
+    a VAE says which model it is for."""
+    run = tmp_path / "quad"
+    assert main(["train", "--data-dir", str(idx_dir), "--run-dir", str(run), "--figures", "false",
+                 "--model", "quadrant", *TINY]) == 0
+    out = capsys.readouterr().out
+    assert f"`pyro-vae plot {run} --kind curves -o curves.png` (or completions) draws them" in out, out
+    assert main(["plot", str(run), "--kind", "completions", "-o", str(tmp_path / "c.png")]) == 0
+    vae = tmp_path / "vae"
+    assert main(["train", "--data-dir", str(idx_dir), "--run-dir", str(vae), "--figures", "false", *TINY]) == 0
+    assert "(or samples, reconstructions) draws them" in capsys.readouterr().out
+    assert main(["plot", str(vae), "--kind", "completions", "-o", str(tmp_path / "v.png")]) == 2
+    err = capsys.readouterr().err
+    assert f"the 'completions' figure is for --model quadrant, and {vae} is a --model vae run; choose another " \
+           "--kind, e.g. samples." in err, err

@@ -107,6 +107,17 @@ def test_resume_with_no_more_epochs_trains_and_writes_nothing(run, capsys):
     assert before == {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
 
 
+def test_resume_with_no_more_epochs_lists_no_figure_as_drawn(idx_dir, tmp_path, capsys):
+    """A finished run with figures: resuming it to the epochs it has draws nothing, so the
+    console names no figure (a `figure: PATH` line reads as one just drawn)."""
+    run_dir = tmp_path / "run"
+    assert main(["train", "--data-dir", str(idx_dir), "--run-dir", str(run_dir), *TINY[:-2]]) == 0
+    assert "figure: " in capsys.readouterr().out
+    assert main(["train", "--resume", str(run_dir), "--epochs", "1", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "nothing to train" in out and "figure" not in out, out
+
+
 def test_small_messages(run, tmp_path, capsys):
     from pyro_vae.cli import build_parser
 

@@ -84,5 +84,9 @@ def test_quadrant_completion_from_the_cli(idx_dir, tmp_path, capsys):
     assert -392 * math.log(2) < result["log_likelihood_mean"] < 0
     capsys.readouterr()
     assert main(["plot", str(run), "--kind", "samples", "-o", str(tmp_path / "s.png")]) == 2
-    assert "'completions' figure is the one for --model quadrant" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"the 'samples' figure is not drawn for a --model quadrant run, which completes given quadrants; use " \
+           f"`pyro-vae plot {run} --kind completions` (or --kind curves)." in err, err
+    assert main(["reconstruct", str(run), "-o", str(tmp_path / "r.png")]) == 2
+    assert f"use `pyro-vae plot {run} --kind completions`" in capsys.readouterr().err
     assert main(["plot", str(run), "--kind", "completions", "-o", str(tmp_path / "c.png")]) == 0

@@ -279,10 +279,16 @@ def cmd_train(args) -> int:
               f"{summary['bits_per_dim']:.4f} bits/dim{_scored(summary)} (a lower bound on "
               f"{summary.get('quantity', 'log p(x)')}, {summary['kind']}; ± is the "
               f"standard error over the test images; best epoch {summary['best_epoch']}); run directory {run_dir}")
+    if summary.get("nothing_trained"):  # the result line is the run's summary.json; no figure was drawn
+        return 0
     for figure in summary["figures"]:
         print(f"figure: {figure}")
-    if not summary["figures"] and not read_run_config(run_dir).train.figures:
-        print(f"figures: none drawn (--figures false); `pyro-vae plot {run_dir} --kind curves -o curves.png` (or samples, reconstructions) draws them")
+    config = read_run_config(run_dir)
+    if not summary["figures"] and not config.train.figures:
+        # the kinds the run would have drawn (runs._figures): quadrant completes, M1+M2 has no images
+        others = {"quadrant": " (or completions)", "m1m2": ""}.get(config.model.model, " (or samples, reconstructions)")
+        print(f"figures: none drawn (--figures false); `pyro-vae plot {run_dir} --kind curves -o curves.png`{others} "
+              "draws them")
     return 0
 
 

@@ -313,7 +313,7 @@ def _train_run(config: Config | None, run_dir: Path, resume: bool, progress, log
                                   f"draw its figures with `pyro-vae plot {run_dir} --kind samples -o FILE`.")
             log(f"nothing to train: {run_dir} has {finished['epochs']} epochs already and its summary; give "
                 f"--epochs above {finished['epochs']} to train on (nothing was written).")
-            return finished
+            return {**finished, "nothing_trained": True}  # the CLI then lists no figure as drawn
     else:
         config.validate()
         if run_dir.exists() and (is_run_dir(run_dir) or (run_dir / LAST).exists()):
@@ -1122,9 +1122,12 @@ def figure_from_run(run: Run, kind: str, output: Path, n: int = 64, limit: int |
         raise PyroVAEError(f"the '{kind}' figure would draw this --model m1m2 run's decoder, whose outputs are M1's "
                            "codes, not images; choose --kind curves (images decoded through M1 are judged by "
                            "`pyro-vae evaluate RUN --label-fidelity`).")
-    if hasattr(run.model, "complete") != (kind == "completions") and kind != "curves":
-        raise PyroVAEError("the 'completions' figure is the one for --model quadrant (and 'curves'); "
-                           f"choose it for that model and another for the others, not '{kind}'.")
+    if hasattr(run.model, "complete") and kind not in ("completions", "curves"):
+        raise PyroVAEError(f"the '{kind}' figure is not drawn for a --model quadrant run, which completes given "
+                           f"quadrants; use `pyro-vae plot {run.run_dir} --kind completions` (or --kind curves).")
+    if kind == "completions" and not hasattr(run.model, "complete"):
+        raise PyroVAEError(f"the 'completions' figure is for --model quadrant, and {run.run_dir} is a --model "
+                           f"{run.config.model.model} run; choose another --kind, e.g. samples.")
     if getattr(run.model, "hierarchical", False) and kind in N01_CODE_KINDS:
         raise PyroVAEError(f"the '{kind}' figure assumes the decoder's code has the prior N(0, I), but this "
                            "--model hvae run's z1 has the prior p(z1) = E_p(z2)[p(z1 | z2)]; choose samples, "

@@ -356,12 +356,21 @@ def group_runs(records: list[RunRecord]) -> tuple[list[str], list[Group]]:
     return keys, list(groups.values())
 
 
+#: A setting's column where its key is also the name of a quantity's column: the epochs a
+#: run may train (``--epochs``) beside the epochs it trained (fewer when --patience stopped it).
+SETTING_COLUMNS = {"epochs": "max epochs"}
+
+
+def setting_column(key: str) -> str:
+    return SETTING_COLUMNS.get(key, key)
+
+
 def compare_table(records: list[RunRecord]) -> tuple[list[str], list[dict]]:
     """Columns and rows: the differing settings, the number of seeds, and each quantity's
     mean (and standard error over seeds, ``<name> se``) for every group."""
     keys, groups = group_runs(records)
     present = [(name, read) for name, read in QUANTITIES if any(read(r) is not None for r in records)]
-    columns = [*keys, "seeds", "se over"]
+    columns = [*map(setting_column, keys), "seeds", "se over"]
     for name, _ in present:
         columns += [name, f"{name} se"]
         if name in KINDED:
@@ -370,7 +379,7 @@ def compare_table(records: list[RunRecord]) -> tuple[list[str], list[dict]]:
             columns += ["test log p(x) K", "test log p(x) images"]
     rows = []
     for group in groups:
-        row = dict(group.settings)
+        row = {setting_column(key): value for key, value in group.settings.items()}
         row["seeds"] = len(group.runs)
         single = len(group.runs) == 1  # no spread over seeds: the run's own, over its images
         row["se over"] = "the images (one run)" if single else f"the {len(group.runs)} seeds"
@@ -502,7 +511,7 @@ def paired_table(records: list[RunRecord], reference: RunRecord) -> tuple[list[d
             refused.append((record, verdict.reason))
             continue
         diff = paired_difference(base, other)
-        rows.append({"run": record.run_dir.name, **{k: record.settings.get(k) for k in keys},
+        rows.append({"run": record.run_dir.name, **{setting_column(k): record.settings.get(k) for k in keys},
                      "images": diff.n, "paired difference": diff.mean, "paired difference se": diff.stderr,
                      "s.e. of the difference of means": diff.unpaired_stderr})
     return rows, refused
