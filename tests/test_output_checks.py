@@ -261,10 +261,13 @@ def test_a_result_of_other_options_is_not_replaced_without_being_named(run, caps
     assert main(["evaluate", str(copy), "--k", "3", "--limit", "20"]) == 0
     kept = {name: (copy / name).read_bytes() for name in ("loglik.json", "loglik_examples.npz")}
     assert json.loads(kept["loglik.json"])["request"]["k"] == 3
-    for argv in (["--k", "2", "--limit", "20"], ["--k", "3", "--limit", "10"], ["--k", "3", "--limit", "20", "--seed", "1"],
-                 ["--k", "3", "--limit", "20", "--split", "valid"], ["--k", "3", "--limit", "20", "--checkpoint", "last"]):
+    differing = ("k 3, now 2", "limit 20, now 10", "seed 0, now 1", "split 'test', now 'valid'",
+                 "checkpoint 'best', now 'last'")  # the message names the option that differs
+    for argv, which in zip((["--k", "2", "--limit", "20"], ["--k", "3", "--limit", "10"],
+                            ["--k", "3", "--limit", "20", "--seed", "1"], ["--k", "3", "--limit", "20", "--split", "valid"],
+                            ["--k", "3", "--limit", "20", "--checkpoint", "last"]), differing):
         err = _refused(["evaluate", str(copy), *argv], capsys, "already holds a log p(x) estimate with K=3 on 20 test "
-                       "images of the best checkpoint", f"-o {copy / 'loglik.json'} to replace it")
+                       "images of the best checkpoint", f"-o {copy / 'loglik.json'} to replace it", f"({which})")
         assert {name: (copy / name).read_bytes() for name in kept} == kept, argv
     capsys.readouterr()
     assert main(["evaluate", str(copy), "--k", "3", "--limit", "20"]) == 0  # the same request: measured again

@@ -489,8 +489,12 @@ def _json_output(args, run_dir: Path, default: str, request: dict) -> Path:
         except (OSError, ValueError):
             earlier = {}
         if not isinstance(earlier, dict) or earlier.get("request") != request:
+            before = earlier.get("request") if isinstance(earlier, dict) else None
+            differing = ([f"{key} {before.get(key)!r}, now {value!r}" for key, value in request.items()
+                          if before.get(key) != value] if isinstance(before, dict) else [])
+            which = f" ({'; '.join(differing)})" if differing else ""
             raise PyroVAEError(f"{path} already holds {_described(earlier)}, measured with other options than "
-                               f"these; give -o {path} to replace it, or -o another file to keep both.")
+                               f"these{which}; give -o {path} to replace it, or -o another file to keep both.")
     return path
 
 
