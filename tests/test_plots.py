@@ -170,3 +170,12 @@ def test_a_figure_of_no_images_or_steps_is_refused_with_the_argument_named(tmp_p
     assert not out.exists()
     assert plots.plot_samples(model, out, n=4).is_file()  # the smallest counts still draw
     assert interpolate_codes(torch.zeros(2), torch.ones(2), 2).tolist() == [[0.0, 0.0], [1.0, 1.0]]
+
+
+def test_the_style_figure_of_a_model_without_a_label_names_every_model_with_one(run_2d, tmp_path, capsys):
+    """It said "train with --model cvae" although M2 and the ADGM draw the style grid too."""
+    out = tmp_path / "style.png"
+    assert main(["plot", str(run_2d), "--kind", "style", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "needs a model with a label (--model cvae, m2 or adgm)" in err
+    assert f"{run_2d} is a --model vae run" in err and not out.exists()

@@ -1120,8 +1120,8 @@ def figure_from_run(run: Run, kind: str, output: Path, n: int = 64, limit: int |
     plots.check_figure_output(output)  # before anything is drawn (the run's own files included)
     if run.config.model.model == "m1m2" and kind != "curves":  # its decoder's "images" are M1's codes
         raise PyroVAEError(f"the '{kind}' figure would draw this --model m1m2 run's decoder, whose outputs are M1's "
-                           "codes, not images; choose --kind curves (images decoded through M1 are judged by "
-                           "`pyro-vae evaluate RUN --label-fidelity`).")
+                           f"codes, not images; `pyro-vae plot {run.run_dir} --kind curves` draws its training curves, "
+                           f"and `pyro-vae evaluate {run.run_dir} --label-fidelity` judges images decoded through M1.")
     if hasattr(run.model, "complete") and kind not in ("completions", "curves"):
         raise PyroVAEError(f"the '{kind}' figure is not drawn for a --model quadrant run, which completes given "
                            f"quadrants; use `pyro-vae plot {run.run_dir} --kind completions` (or --kind curves).")
@@ -1141,7 +1141,8 @@ def figure_from_run(run: Run, kind: str, output: Path, n: int = 64, limit: int |
         raise PyroVAEError(f"the '{kind}' figure is for the unconditional VAE; for --model "
                            f"{run.config.model.model} choose {', '.join(CONDITIONAL_KINDS)}.")
     if kind == "style" and not conditional:
-        raise PyroVAEError("the 'style' figure needs a conditional model (train with --model cvae).")
+        raise PyroVAEError(f"the 'style' figure needs a model with a label (--model cvae, m2 or adgm), and "
+                           f"{run.run_dir} is a --model {run.config.model.model} run; choose another --kind.")
     if label is not None and not conditional:
         raise PyroVAEError(f"--label draws one class of a conditional model (--model cvae or m2); this run's "
                            f"model is {run.config.model.model}, so drop --label.")
