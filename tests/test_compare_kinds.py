@@ -354,3 +354,23 @@ def test_an_epochs_setting_keeps_a_column_of_its_own_beside_the_epochs_trained(t
     assert table.splitlines()[0].startswith("| max epochs | seeds |") and "| 20 | 1 |" in table
     header = compare.to_csv(columns, rows).splitlines()[0].split(",")
     assert len(header) == len(set(header)) and "max epochs" in header
+
+
+def test_a_log_likelihood_of_a_checkpoint_since_replaced_is_noted(tmp_path, capsys):
+    """After `train --resume`, compare set loglik.json's number (measured on epoch 1's best
+    checkpoint) beside the new test ELBO (best epoch 3) without a word, though the file records
+    the epoch it measured. Now a note names both epochs and the command that measures again."""
+    a = fake_run(tmp_path, "a", "bernoulli", "static", BINARY_MASS, [-80.0, -70.0, -60.0])
+    b = fake_run(tmp_path, "b", "bernoulli", "dynamic", BINARY_MASS, [-78.0, -69.0, -57.0])
+    for run, measured in ((a, 1), (b, 3)):
+        summary = json.loads((run / "summary.json").read_text())
+        (run / "summary.json").write_text(json.dumps({**summary, "epochs": 3, "best_epoch": 3}))
+        loglik = json.loads((run / "loglik.json").read_text())
+        (run / "loglik.json").write_text(json.dumps({**loglik, "checkpoint": "best", "checkpoint_epoch": measured,
+                                                     "k": 10}))
+    assert main(["compare", str(a), str(b), "-o", str(tmp_path / "table")]) == 0
+    out = capsys.readouterr().out
+    assert (f"Note: the test log p(x) of {a} was measured on its best checkpoint when that was epoch 1, and it is "
+            f"epoch 3 now") in out and f"`pyro-vae evaluate {a} --k 10 -o {a / 'loglik.json'}`" in out
+    assert f"test log p(x) of {b}" not in out  # measured on the checkpoint it names
+    assert compare.stale_loglik_note(compare.read_run(b)) is None

@@ -431,7 +431,23 @@ def kind_notes(records: list[RunRecord]) -> list[str]:
             first = next(r for r in group.runs if r.settings.get("seed") == repeat.settings.get("seed"))
             notes.append(f"Note: {repeat.run_dir} has the settings and seed of {first.run_dir} (a sweep's sampler "
                          "may draw a point twice), so it is counted once, as that run, not as another seed.")
+    notes += [note for note in map(stale_loglik_note, records) if note]
     return notes
+
+
+def stale_loglik_note(record: RunRecord) -> str | None:
+    """A note where a run's test log p(x) (``loglik.json``) was measured on a checkpoint that
+    is no longer the one it names (the run trained on after ``evaluate``: its best or last
+    checkpoint is now another epoch's), so the table would set an old model's log p(x) beside
+    the new model's ELBO; None where it is the current one or the JSON does not say."""
+    loglik = record.loglik or {}
+    measured, checkpoint = loglik.get("checkpoint_epoch"), loglik.get("checkpoint")
+    now = {"best": record.summary.get("best_epoch"), "last": record.summary.get("epochs")}.get(checkpoint)
+    if measured is None or now is None or measured == now:
+        return None
+    return (f"Note: the test log p(x) of {record.run_dir} was measured on its {checkpoint} checkpoint when that was "
+            f"epoch {measured}, and it is epoch {now} now (the run trained on after); measure it again with "
+            f"`pyro-vae evaluate {record.run_dir} --k {loglik.get('k')} -o {record.run_dir / 'loglik.json'}`.")
 
 
 #: Decimals shown per quantity in the Markdown table (the CSV keeps full precision).
