@@ -137,9 +137,9 @@ def test_m2_selects_by_validation_accuracy_and_scores_the_test_split_with_the_be
     alpha = trainer.alpha
     assert alpha and "train bound" not in lines[0]
     assert lines[0].startswith(f"epoch   1  train M2 objective (not a bound: it adds alpha={alpha:g} x log q(y | x)) ")
-    assert f"valid accuracy {accuracies[0]:.4f} ± " in lines[0]
+    assert f"valid accuracy {100 * accuracies[0]:.2f} ± " in lines[0]  # in percent, as the test accuracy
     p, n = accuracies[0], len(data.valid)  # the binomial standard error over the validation images
-    assert f"± {(p * (1 - p) / n) ** 0.5:.4f} (selects)" in lines[0]
+    assert f"± {100 * (p * (1 - p) / n) ** 0.5:.2f}% (selects)" in lines[0]
     assert history[0]["valid_accuracy_stderr"] == pytest.approx((p * (1 - p) / n) ** 0.5)
     assert lines[0].endswith("*best") and not lines[1].endswith("*best")
     test = trainer.test_accuracy()

@@ -169,7 +169,8 @@ class SemiSupervisedTrainer(Trainer):
 
     def describe(self, row: dict) -> str:
         error = row.get("valid_accuracy_stderr")  # a binomial standard error over the validation images
-        accuracy = f"{row['valid_accuracy']:.4f}" + ("" if error is None else f" ± {error:.4f}")
+        # in percent, as the test accuracy is printed at the end
+        accuracy = f"{100 * row['valid_accuracy']:.2f}" + ("" if error is None else f" ± {100 * error:.2f}") + "%"
         return (f"epoch {row['epoch']:>3}  {self.training_objective(row)} {with_stderr(row, 'train_objective', 9)}  valid accuracy "
                 f"{accuracy} (selects)  {row['seconds']:6.1f} s")
 
