@@ -170,9 +170,8 @@ def train_judge(dataset: ImageDataset, settings: JudgeSettings = JudgeSettings()
                 optimizer.step()
             valid, _ = _accuracy(net, dataset.valid)
             if log is not None:
-                n = len(dataset.valid.labels)  # the binomial standard error over the validation images
-                log(f"label judge epoch {epoch}: validation accuracy {100 * valid:.2f} ± "
-                    f"{100 * (valid * (1 - valid) / n) ** 0.5:.2f}%")
+                error = binomial_stderr(valid, len(dataset.valid.labels))  # over the validation images
+                log(f"label judge epoch {epoch}: validation accuracy {100 * valid:.2f} ± {100 * error:.2f}%")
             if valid > best["valid_accuracy"]:
                 best, best_state, since_best = {"valid_accuracy": valid, "best_epoch": epoch}, copy.deepcopy(
                     net.state_dict()), 0
