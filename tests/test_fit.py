@@ -411,3 +411,38 @@ def test_fit_refuses_iwae_dreg_with_a_flow_it_cannot_invert_before_writing(tmp_p
         model, guide = build_vae(ModelConfig(latent_dim=2, hidden_dims=[8], flow=flow, flow_steps=2), (1, 4, 4))
         assert fit(model, guide, (x[:20], x[20:]), objective="iwae-dreg", k=3, epochs=1, log=lambda s: None,
                    figures=False).history
+
+
+def test_fit_leaves_the_callers_random_states_as_they_were(tmp_path):
+    """fit draws from its own seed; the caller's torch, NumPy and Python streams go on from
+    where they were, on return and on an error raised mid-fit."""
+    import random
+
+    import numpy as np
+
+    def draws():
+        return torch.rand(3), np.random.rand(3), random.random()
+
+    def seed_all(seed):
+        torch.manual_seed(seed), np.random.seed(seed), random.seed(seed)
+
+    def failing_log(line: str) -> None:  # the first epoch's line: fit has seeded and drawn by then
+        raise RuntimeError("stopped mid-fit")
+
+    data = (linear_gaussian_data(100, seed=1), linear_gaussian_data(50, seed=2))
+    seed_all(123)
+    expected = draws()
+    raised = []
+    for log in (lambda line: None, failing_log):
+        pyro.clear_param_store()
+        model, guide = tutorial_programs()  # initialised before the caller's seed: not part of the stream
+        seed_all(123)
+        try:
+            fit(model, guide, data, epochs=2, seed=5, log=log)
+        except RuntimeError as err:
+            raised.append(log is failing_log and "stopped mid-fit" in str(err))
+        got = draws()
+        assert torch.equal(got[0], expected[0]), "torch"
+        assert np.array_equal(got[1], expected[1]), "numpy"
+        assert got[2] == expected[2], "random"
+    assert raised == [True]

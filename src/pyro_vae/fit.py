@@ -11,6 +11,9 @@ writes what a CLI run writes: ``checkpoint_last.pt`` and ``checkpoint_best.pt`` 
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +70,32 @@ def as_dataset(data) -> ImageDataset:
     return ImageDataset("tensors", *splits, binarize="none")
 
 
+@contextlib.contextmanager
+def callers_random_state_kept():
+    """Restore the caller's random states (Python's ``random``, NumPy's, torch's on the CPU and
+    on every CUDA device) on leaving the block, whatever happened inside: a library call that
+    seeds and draws (``pyro.set_rng_seed``) must not move or reset its user's random stream."""
+    import numpy as np
+
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    try:
+        with torch.random.fork_rng(devices=cuda):
+            yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+
+
+def _keeps_callers_random_state(function: Callable) -> Callable:
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        with callers_random_state_kept():
+            return function(*args, **kwargs)
+    return wrapper
+
+
+@_keeps_callers_random_state
 def fit(model: Callable, guide: Callable, data, *, objective="elbo", epochs: int = 10, batch_size: int = 128,
         learning_rate: float = 1e-3, k: int | None = None, num_particles: int | None = None, beta: float = 1.0,
         kl_warmup_epochs: int = 0, lr_decay: float = 1.0, clip_norm: float = 0.0,
@@ -97,7 +126,9 @@ def fit(model: Callable, guide: Callable, data, *, objective="elbo", epochs: int
     best epoch's parameters are loaded into ``model`` and ``guide`` at the end;
     ``resume=True`` continues the run in ``run_dir`` from its last checkpoint (parameters,
     optimizer, RNG states) up to ``epochs``. Without ``run_dir`` nothing is written and the
-    last epoch's parameters stay. A fresh run first seeds Pyro's and torch's RNGs with ``seed``.
+    last epoch's parameters stay. A fresh run draws from ``seed`` (``pyro.set_rng_seed``), and
+    the caller's random states (torch, CUDA, NumPy, Python's ``random``) are restored when fit
+    returns or raises, as they were before the call.
     ``device`` (``"cpu"``, ``"cuda"`` or ``"cuda:N"``) is checked as the CLI's ``--device``: a
     malformed name or a GPU this machine lacks is a ConfigError before anything is written.
     """
