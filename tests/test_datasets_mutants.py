@@ -184,13 +184,14 @@ def test_batches_default_to_the_training_split_as_the_trainer_sees_it():
     assert [len(b) for b in many.batches()] == [128, 2]
 
 
-def test_a_label_file_with_a_label_past_the_last_class_is_refused_by_its_name(tmp_path):
-    # _labels #11 (> instead of >=): label 10 of ten classes passed the file's check; the data
-    # set's check refuses it later, naming a split instead of the file to fix.
+def test_a_label_file_with_a_label_past_the_last_class_is_refused_by_its_name(tmp_path, monkeypatch):
+    # _labels #11 (> instead of >=): label 10 of MNIST's ten classes passed the file's check; the
+    # data set's check refuses it later, naming a split instead of the file to fix.
     folder = _idx_folder(tmp_path, _rows(12), _rows(6))
     write_idx(folder / "t10k-labels-idx1-ubyte.gz", np.array([0, 1, 2, 9, 10, 3]))
+    _trust_mnist(monkeypatch, folder)
     with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte\.gz has labels outside 0\.\.9\.$"):
-        load_dataset("idx", str(folder))
+        load_dataset("mnist", str(folder), download=False)
 
 
 def test_binarized_mnist_is_named_and_has_no_class_names(tmp_path, monkeypatch):
@@ -349,4 +350,24 @@ def test_a_label_file_of_floats_is_refused_not_cut_to_whole_numbers(tmp_path):
                                                     + labels.tobytes())
     (folder / "t10k-labels-idx1-ubyte.gz").unlink()
     with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte holds >f4 labels; labels must be whole"):
+        load_dataset("idx", str(folder))
+
+
+def test_an_idx_folder_of_more_than_ten_classes_keeps_them_all(tmp_path):
+    # Own IDX files (EMNIST letters, KMNIST-49) were refused as "labels outside 0..9".
+    folder = _idx_folder(tmp_path, _rows(30), _rows(6))
+    write_idx(folder / "train-labels-idx1-ubyte.gz", np.arange(30) % 26)
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", np.array([0, 5, 25, 3, 2, 1]))
+    data = load_dataset("idx", str(folder))
+    assert data.class_names == tuple(str(c) for c in range(26))
+    assert data.test.labels.tolist() == [0, 5, 25, 3, 2, 1]
+    from pyro_vae.runs import num_classes
+
+    assert num_classes(data) == 26
+
+
+def test_an_idx_folder_whose_test_labels_leave_the_training_classes_is_refused(tmp_path):
+    folder = _idx_folder(tmp_path, _rows(12), _rows(6))
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", np.array([0, 1, 2, 3, 4, 12]))
+    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte.gz has class 12, which no training label .* run to 9"):
         load_dataset("idx", str(folder))

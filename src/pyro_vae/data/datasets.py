@@ -294,10 +294,12 @@ def _labels(array: np.ndarray, path: Path, count: int, num_classes: int = 10) ->
     return torch.from_numpy(array.astype(np.int64))
 
 
-def _idx_splits(paths: dict[str, Path], labelled: bool,
-                source: DataSource | None = None) -> tuple[Split, Split, Split]:
+def _idx_splits(paths: dict[str, Path], labelled: bool, source: DataSource | None = None,
+                num_classes: int | None = 10) -> tuple[Split, Split, Split]:
     """The splits of IDX files; with ``source`` each file's bytes are checked against its
-    published SHA-256 as they are read (``locate(..., verified=False)`` left that here)."""
+    published SHA-256 as they are read (``locate(..., verified=False)`` left that here).
+    ``num_classes``: the labels' range 0..num_classes-1, or None for a user's own files, whose
+    training labels set it (EMNIST letters, KMNIST-49...) and whose test labels must lie in it."""
     def sha(role: str) -> str | None:
         return source.files[role].sha256 if source is not None else None
 
@@ -306,7 +308,12 @@ def _idx_splits(paths: dict[str, Path], labelled: bool,
     labels = {role: None for role in ("train", "test")}
     if labelled:
         labels = {role: _labels(read_idx(paths[f"{role}_labels"], 1, sha(f"{role}_labels")), paths[f"{role}_labels"],
-                                len(images[role])) for role in ("train", "test")}
+                                len(images[role]), 256 if num_classes is None else num_classes)
+                  for role in ("train", "test")}
+        if num_classes is None and int(labels["test"].max()) > int(labels["train"].max()):
+            raise DataError(f"{paths['test_labels']} has class {int(labels['test'].max())}, which no training label "
+                            f"in {paths['train_labels']} reaches (those run to {int(labels['train'].max())}); a model "
+                            "cannot score a class it was built without: give test labels of the training classes.")
     n = len(images["train"])
     n_valid = VALIDATION_SIZE if n >= 2 * VALIDATION_SIZE else n // 6
     if n_valid == 0:
@@ -409,8 +416,11 @@ def load_dataset(name: str, data_dir: str = "", binarize: str = "none", seed: in
         binarize = "none"  # already binary
     elif name == "idx":
         paths, labelled = _own_idx_paths(data_dir)
-        train, valid, test = _idx_splits(paths, labelled)
-        classes = DIGIT_CLASSES if labelled else ()
+        train, valid, test = _idx_splits(paths, labelled, num_classes=None)
+        # the classes are numbers, as many as the training file's labels take (its highest may fall in
+        # the validation split alone)
+        classes = (tuple(str(c) for c in range(max(int(train.labels.max()), int(valid.labels.max())) + 1))
+                   if labelled else ())
     else:
         raise DataError(f"unknown dataset '{name}'; choose fashion-mnist, mnist, mnist-t10k, binarized-mnist, "
                         "idx or image-folder.")
