@@ -320,11 +320,13 @@ def cmd_evaluate(args) -> int:
     args.fidelity_images = 1000 if args.fidelity_images is None else args.fidelity_images
     if args.label_fidelity and (args.fidelity_samples < 1 or args.fidelity_images < 1):
         raise PyroVAEError("--fidelity-samples and --fidelity-images must be at least 1.")
-    if len(args.run_dirs) > 1:  # every run is checked before the first one's results are written
+    if len(args.run_dirs) > 1:  # every run and its output file are checked before the first one's results are written
         from pyro_vae.runs import open_run
 
         for run_dir in args.run_dirs:
             _refuse_evaluation(args, open_run(Path(run_dir), args.checkpoint, args.device))
+        for run_dir in args.run_dirs:  # once every run has opened: a missing one is named first
+            _checked_output(args, Path(run_dir))
     for run_dir in args.run_dirs:
         if len(args.run_dirs) > 1:
             print(f"{run_dir}:")
@@ -334,6 +336,8 @@ def cmd_evaluate(args) -> int:
 
 def _refuse_evaluation(args, run) -> None:
     """The refusals that need only the reopened run, not its data or an estimate."""
+    from pyro_vae.runs import binary_data
+
     if run.config.model.model == "m1m2" and not args.label_fidelity:  # its data are M1's codes, not images
         raise PyroVAEError(f"{run.run_dir} is a --model m1m2 run, whose M2 models M1's codes, not the images, so it "
                            "has no ELBO or log p(x) of the images; its results are the test accuracy in its "
@@ -346,10 +350,30 @@ def _refuse_evaluation(args, run) -> None:
         raise PyroVAEError(f"--seed has no effect on the reconstruction score of {run.run_dir}, a plain autoencoder: "
                            "its code is the encoder's output, so nothing is drawn (the seed would pick a random "
                            "--limit subset); drop it.")
+    if args.density and (run.model.likelihood.data_kind != "unit-interval" or binary_data(run.config)):
+        raise PyroVAEError(f"--density has no effect on {run.run_dir}: its log p(x) is a probability mass of "
+                           "binary or discrete data, scored as it is; drop --density.")
     if args.label_fidelity:
         from pyro_vae.experiments import labels
 
         labels.check_labelled(run)
+
+
+def _checked_output(args, run_dir: Path) -> Path:
+    """The JSON file that evaluating ``run_dir`` writes (:func:`_json_output`; with ``--k`` its
+    per-example file beside it too), refused now, before anything is measured, where it could
+    not be written or holds another request's result."""
+    if args.label_fidelity:
+        from pyro_vae.experiments.labels import FIDELITY_FILE
+
+        return _json_output(args, run_dir, FIDELITY_FILE, _request(args, "label-fidelity"))
+    if not args.k:
+        return _json_output(args, run_dir, "evaluation.json", _request(args, "elbo"))
+    from pyro_vae.experiments.compare import examples_path
+
+    output = _json_output(args, run_dir, "loglik.json", _request(args, "loglik"))
+    check_output(examples_path(output), f"-o {output}'s per-example file" if args.output else None)
+    return output
 
 
 def _checkpoint_position(run) -> dict:
@@ -370,7 +394,7 @@ def _evaluate_one(args, run_dir: str) -> None:
     if args.label_fidelity:
         from pyro_vae.experiments import labels
 
-        output = _json_output(args, run.run_dir, labels.FIDELITY_FILE, request := _request(args, "label-fidelity"))
+        output, request = _checked_output(args, run.run_dir), _request(args, "label-fidelity")
         result = labels.measure_run(run, args.fidelity_samples, args.fidelity_images, args.seed,
                                     args.classifier_cache, log=lambda line: print(line, file=sys.stderr),
                                     split=args.split)
@@ -382,7 +406,7 @@ def _evaluate_one(args, run_dir: str) -> None:
         from pyro_vae.runs import evaluate_run
 
         request = _request(args, "elbo")
-        output = _json_output(args, run.run_dir, "evaluation.json", request)  # refused before the evaluation
+        output = _checked_output(args, run.run_dir)  # refused before the evaluation
         result = {**_checkpoint_position(run), **evaluate_run(run, args.split, args.limit, args.subset, args.seed),
                   "request": request}
         make_folder(output)
@@ -405,14 +429,10 @@ def _evaluate_one(args, run_dir: str) -> None:
     from pyro_vae.runs import (ProgressReport, binary_data, ess_warning, estimate_name,
                                evaluation_examples, kind_fields)
 
-    from pyro_vae.experiments.compare import examples_path, save_examples  # per image, for paired comparisons
+    from pyro_vae.experiments.compare import save_examples  # per image, for paired comparisons
 
-    if args.density and (run.model.likelihood.data_kind != "unit-interval" or binary_data(run.config)):
-        raise PyroVAEError(f"--density has no effect on {run.run_dir}: its log p(x) is a probability mass of "
-                           "binary or discrete data, scored as it is; drop --density.")
     request = _request(args, "loglik")
-    output = _json_output(args, run.run_dir, "loglik.json", request)  # both files refused before the estimate
-    check_output(examples_path(output), f"-o {output}'s per-example file" if args.output else None)
+    output = _checked_output(args, run.run_dir)  # both files refused before the estimate
     part, chosen, rows = evaluation_examples(run, args.split, args.limit, args.subset, args.seed)
     images = as_tensor(part.images)
     name = estimate_name(run.config)
