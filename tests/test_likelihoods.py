@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from pyro_vae.errors import DataError
+from pyro_vae.errors import ConfigError, DataError
 from pyro_vae.likelihoods import LIKELIHOODS, make_likelihood
 
 SHAPE = (1, 2, 3)
@@ -145,3 +145,25 @@ def test_support_checks_name_the_split_they_were_given(name):
     lik.check_support(torch.tensor([0.0, 1.0, 1.0]).repeat(2).reshape(1, *SHAPE), "the test split")
     with pytest.raises(DataError, match="^the test split contains NaN or infinite values"):
         lik.check_support(torch.full((1, *SHAPE), float("nan")), "the test split")
+
+
+@pytest.mark.parametrize("name", ["gaussian-learned", "gaussian-learned-per-channel", "gaussian-learned-per-pixel"])
+def test_a_learned_sigma_starts_at_the_scale_given_or_is_refused_below_its_floor(name):
+    """--likelihood-scale 0.0005 with a learned sigma (softplus(raw) + 1e-3) started it at 1e-3 silently,
+    while config.toml recorded 0.0005."""
+    from pyro_vae.config import ModelConfig
+
+    x, mean = torch.zeros(*SHAPE), torch.full(SHAPE, 0.01)
+    for sigma in (0.002, 0.5):  # the starting density is N(x; mean, sigma) per pixel, by hand
+        by_hand = 6 * (-0.5 * (0.01 / sigma) ** 2 - math.log(sigma) - 0.5 * math.log(2 * math.pi))
+        lik = make_likelihood(name, SHAPE, scale=sigma)
+        assert lik.distribution(mean).log_prob(x).item() == pytest.approx(by_hand, rel=1e-5)
+    for sigma in (1e-3, 5e-4):
+        with pytest.raises(ConfigError, match=f"likelihood_scale {sigma:g} cannot be the {name} likelihood's "
+                                              "starting sigma, which is above its floor 0.001"):
+            make_likelihood(name, SHAPE, scale=sigma)
+        with pytest.raises(ConfigError, match="give a larger --likelihood-scale"):
+            ModelConfig(likelihood=name, likelihood_scale=sigma).validate()
+    ModelConfig(likelihood="gaussian", likelihood_scale=5e-4).validate()  # a fixed sigma has no floor
+    with pytest.raises(ConfigError, match="sigma, which is positive"):
+        make_likelihood("gaussian", SHAPE, scale=0.0)

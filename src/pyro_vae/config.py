@@ -125,7 +125,7 @@ class ModelConfig:
     activation: str = "relu"
     likelihood: str = "bernoulli"
     #: Standard deviation of the fixed-scale Gaussian likelihood (pixel units); the learned
-    #: Gaussians' starting value. The other likelihoods have no scale.
+    #: Gaussians' starting value (above 0.001, their sigma's floor). The other likelihoods have no scale.
     likelihood_scale: float = 0.1
     scale_transform: str = "softplus"
     #: Floor added to the encoder's standard deviation so it never reaches 0.
@@ -174,6 +174,7 @@ class ModelConfig:
         if not self.conv_channels or any(not 1 <= c <= 4096 for c in self.conv_channels):
             raise ConfigError("conv_channels must be a non-empty list of positive sizes, e.g. [32, 64].")
         _positive("likelihood_scale", self.likelihood_scale)
+        LIKELIHOODS[self.likelihood].check_scale(self.likelihood_scale)  # a learned sigma's floor
         _positive("min_scale", self.min_scale)
         from pyro_vae.guides.flows import FLOWS
         from pyro_vae.models.priors import PRIORS, PSEUDO_INITS

@@ -32,7 +32,7 @@ from torch.nn import functional as F
 
 from pyro_vae import discrete
 from pyro_vae.distributions import Event
-from pyro_vae.errors import DataError
+from pyro_vae.errors import ConfigError, DataError
 
 LIKELIHOODS: dict[str, type[Likelihood]] = {}
 
@@ -58,6 +58,19 @@ class Likelihood(PyroModule):
     data_kind = "unit-interval"
     #: Decoder outputs per pixel and channel that this likelihood reads.
     params_per_channel = 1
+    #: Where it ``uses_scale``: the value its sigma stays above, so ``scale`` must too.
+    scale_floor = 0.0
+
+    @classmethod
+    def check_scale(cls, scale: float) -> None:
+        """Raise :class:`ConfigError` where ``scale`` (``--likelihood-scale``) cannot be this
+        likelihood's sigma or starting sigma: at or below :attr:`scale_floor`."""
+        if cls.uses_scale and not scale > cls.scale_floor:
+            floor = f"above its floor {cls.scale_floor:g} (sigma = softplus(raw) + {cls.scale_floor:g})" \
+                if cls.scale_floor else "positive"
+            raise ConfigError(f"likelihood_scale {scale:g} cannot be the {cls.name} likelihood's "
+                              f"{'starting ' if cls.scale_floor else ''}sigma, which is {floor}; give a larger "
+                              "--likelihood-scale.")
 
     @classmethod
     def output_shape(cls, image_shape: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -228,6 +241,7 @@ class GaussianLikelihood(Likelihood):
 
     def __init__(self, image_shape, scale=0.1):
         super().__init__(image_shape, scale)
+        self.check_scale(scale)
         self.register_buffer("fixed_scale", torch.tensor(float(scale)))
 
     def scale(self) -> torch.Tensor:
@@ -244,16 +258,21 @@ class _LearnedScaleGaussian(GaussianLikelihood):
     """Gaussian whose sigma is learned as softplus(raw) + 1e-3; :meth:`param_shape` sets
     how many sigmas (one for all pixels, one per channel, or one per pixel)."""
 
+    # The floor keeps the density bounded; a starting sigma at or below it is refused (it was
+    # once raised to the floor silently, while config.toml recorded the value given).
+    scale_floor = 1e-3
+
     def param_shape(self, image_shape) -> tuple[int, ...]:
         return tuple(image_shape)
 
     def __init__(self, image_shape, scale=0.1):
         super().__init__(image_shape, scale)
-        start = math.log(math.expm1(max(scale - 1e-3, 1e-6)))  # softplus^{-1}
+        # softplus^{-1}; the 1e-6 only where scale is within 1e-6 of the floor (expm1(0) = 0 has no log)
+        start = math.log(math.expm1(max(scale - self.scale_floor, 1e-6)))
         self.raw_scale = nn.Parameter(torch.full(self.param_shape(image_shape), start))
 
     def scale(self):
-        return F.softplus(self.raw_scale) + 1e-3
+        return F.softplus(self.raw_scale) + self.scale_floor
 
 
 @register
