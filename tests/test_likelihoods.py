@@ -87,6 +87,13 @@ def test_registry_holds_every_likelihood():
                                 "continuous-bernoulli"}
 
 
+def test_an_unknown_likelihood_name_is_a_sentence_naming_the_registered_ones():
+    """make_likelihood("gaussian_learned", ...) raised a bare KeyError: 'gaussian_learned'."""
+    with pytest.raises(ConfigError, match=r"unknown likelihood 'gaussian_learned' \(choose from bernoulli, .*\); "
+                                          r"did you mean 'gaussian-learned'\?"):
+        make_likelihood("gaussian_learned", SHAPE)
+
+
 def test_gaussian_with_a_learned_scale_per_channel_matches_normal_formula():
     shape = (3, 4, 5)
     lik = make_likelihood("gaussian-learned-per-channel", shape, scale=0.2)

@@ -45,6 +45,9 @@ def register(cls: type[Likelihood]) -> type[Likelihood]:
 def make_likelihood(name: str, image_shape: tuple[int, int, int], scale: float = 0.1) -> Likelihood:
     """The likelihood called ``name`` for images of ``image_shape``; ``scale`` is the
     fixed Gaussian's standard deviation (and the learned ones' starting value)."""
+    from pyro_vae.config import _choice  # the sentence ModelConfig gives a name not registered
+
+    _choice("likelihood", name, tuple(LIKELIHOODS))  # a bare KeyError named neither the problem nor the names
     return LIKELIHOODS[name](image_shape=tuple(image_shape), scale=scale)
 
 
