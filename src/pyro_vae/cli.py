@@ -107,8 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="which split to score (binarized as training binarized it); with --label-fidelity, the real "
                                "images the style grid encodes and the z probe is scored on (valid: to choose a setting "
                                "without reading the test set)")
-    evaluate.add_argument("--limit", type=int, default=0, help="score only N examples of the split "
-                          "(0: all; --label-fidelity takes --fidelity-images instead)")
+    evaluate.add_argument("--limit", type=int, default=0, help="score only N examples of the split, N at "
+                          "least 2 for a standard error (0: all; --label-fidelity takes --fidelity-images instead)")
     evaluate.add_argument("--subset", default=None, choices=SUBSETS,
                           help="with --limit: a random subset drawn with --seed (the default), or the first N")
     evaluate.add_argument("--batch-size", type=int, default=None,
@@ -299,6 +299,9 @@ def cmd_evaluate(args) -> int:
         raise PyroVAEError("-o names one file; with several runs leave it out (each run gets its own JSON).")
     if args.label_fidelity and args.k:
         raise PyroVAEError("--label-fidelity and --k are two measurements; run evaluate once with each.")
+    if args.limit == 1:  # evaluate_elbo and LogLikelihoodEstimate give one value a standard error of 0
+        raise PyroVAEError("--limit 1 scores one image, and the mean of one value has no standard error to print "
+                           "beside it (it showed ± 0.00); give --limit 2 or more.")
     # an option that would have no effect is refused (None: not given)
     unused = [(args.density and not args.k, "--density",
                "it scores the density of --k's log p(x); give --k K or drop it"),
