@@ -354,8 +354,13 @@ def _refuse_evaluation(args, run) -> None:
                            "its code is the encoder's output, so nothing is drawn (the seed would pick a random "
                            "--limit subset); drop it.")
     if args.density and (run.model.likelihood.data_kind != "unit-interval" or binary_data(run.config)):
-        raise PyroVAEError(f"--density has no effect on {run.run_dir}: its log p(x) is a probability mass of "
-                           "binary or discrete data, scored as it is; drop --density.")
+        from pyro_vae.inference.kinds import DENSITY, number_kind
+
+        # a continuous likelihood on binary images scores a density already (only 8-bit images are dequantized)
+        kind = number_kind(run.model.likelihood.data_kind, binary_data(run.config))
+        what = "a density already: binary images are not dequantized" if kind == DENSITY else f"a {kind}"
+        raise PyroVAEError(f"--density has no effect on {run.run_dir}: its log p(x) is {what}, scored as it is; "
+                           "drop --density.")
     if args.label_fidelity:
         from pyro_vae.experiments import labels
 
