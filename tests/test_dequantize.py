@@ -174,6 +174,13 @@ def test_evaluate_reports_bits_per_dim_and_the_kind(idx_dir, tmp_path, capsys):
         run = tmp_path / likelihood
         assert main(["train", "--run-dir", str(run), "--likelihood", likelihood, *tiny]) == 0
         summary = json.loads((run / "summary.json").read_text())
+        # the bits/dim with its standard error, as the nats have theirs (it was printed bare)
+        bits = f"{summary['bits_per_dim']:.4f} ± {summary['bits_per_dim_stderr']:.4f} bits/dim"
+        assert bits in capsys.readouterr().out
+        assert main(["evaluate", str(run), "--limit", "20"]) == 0
+        elbo = json.loads((run / "evaluation.json").read_text())
+        assert f"{elbo['bits_per_dim']:.4f} ± {elbo['bits_per_dim_stderr']:.4f} bits/dim" in capsys.readouterr().out
+        assert elbo["bits_per_dim_stderr"] == pytest.approx(elbo["elbo_stderr"] / (784 * math.log(2)))
         assert summary["likelihood"] == likelihood and summary["binarize"] == "none"
         assert summary["bits_per_dim"] == pytest.approx(-summary["test_elbo"] / (784 * math.log(2)))
         assert main(["evaluate", str(run), "--k", "3", "--limit", "20"]) == 0

@@ -276,7 +276,8 @@ def cmd_train(args) -> int:
               f"run directory {run_dir}")
     else:
         print(f"test ELBO {summary['test_elbo']:.2f} ± {summary['test_elbo_stderr']:.2f} nats per example, "
-              f"{summary['bits_per_dim']:.4f} bits/dim{_scored(summary)} (a lower bound on "
+              f"{summary['bits_per_dim']:.4f} ± {summary['bits_per_dim_stderr']:.4f} bits/dim{_scored(summary)} "
+              "(a lower bound on "
               f"{summary.get('quantity', 'log p(x)')}, {summary['kind']}; ± is the "
               f"standard error over the test images; best epoch {summary['best_epoch']}); run directory {run_dir}")
     if summary.get("nothing_trained"):  # the result line is the run's summary.json; no figure was drawn
@@ -428,7 +429,8 @@ def _evaluate_one(args, run_dir: str) -> None:
         print(f"{split} ELBO {result['elbo']:.2f} ± {result['elbo_stderr']:.2f} nats per example "
               f"(reconstruction {result['reconstruction']:.2f} ± {result['reconstruction_stderr']:.2f}, KL "
               f"{result['kl']:.2f} ± {result['kl_stderr']:.2f}; {result['examples']} examples; "
-              f"± is the standard error over the images), {result['bits_per_dim']:.4f} bits/dim{_scored(result)}: "
+              f"± is the standard error over the images), {result['bits_per_dim']:.4f} ± "
+              f"{result['bits_per_dim_stderr']:.4f} bits/dim{_scored(result)}: "
               f"a lower bound on {result['quantity']}, {result['kind']}")
         return 0
     from pyro_vae.data.datasets import as_tensor
