@@ -174,7 +174,6 @@ class ModelConfig:
         if not self.conv_channels or any(not 1 <= c <= 4096 for c in self.conv_channels):
             raise ConfigError("conv_channels must be a non-empty list of positive sizes, e.g. [32, 64].")
         _positive("likelihood_scale", self.likelihood_scale)
-        LIKELIHOODS[self.likelihood].check_scale(self.likelihood_scale)  # a learned sigma's floor
         _positive("min_scale", self.min_scale)
         from pyro_vae.guides.flows import FLOWS
         from pyro_vae.models.priors import PRIORS, PSEUDO_INITS
@@ -527,9 +526,15 @@ def ineffective_options(config: Config, every: bool = False) -> list[tuple[str, 
             and len(model.hidden_dims) > 1:
         unused("model.hidden_dims", "beyond its first size with --network conv (one dense layer between the "
                "convolutions and the code)", "give one size, e.g. --hidden-dims 512")
-    if not getattr(LIKELIHOODS[model.likelihood], "uses_scale", False):
+    likelihood = LIKELIHOODS[model.likelihood]
+    if not getattr(likelihood, "uses_scale", False):
         unused("model.likelihood_scale", f"with --likelihood {model.likelihood} (it is the Gaussian likelihoods' "
                "sigma)", "drop it or choose --likelihood gaussian")
+    elif model.likelihood_scale <= likelihood.scale_floor:  # a learned sigma is softplus(raw) + floor
+        floor = show_value(likelihood.scale_floor)
+        found.append(("model.likelihood_scale", f"--likelihood-scale {show_value(model.likelihood_scale)} cannot be "
+                      f"the starting sigma of --likelihood {model.likelihood}, which is softplus(raw) + {floor}, "
+                      f"always above {floor} (it would start there); give a --likelihood-scale above {floor}."))
     if model.prior != "mog":
         unused("model.prior_components", f"with --prior {model.prior} (it sizes the mixture of --prior mog)",
                "drop it or choose --prior mog")

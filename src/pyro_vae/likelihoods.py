@@ -32,7 +32,7 @@ from torch.nn import functional as F
 
 from pyro_vae import discrete
 from pyro_vae.distributions import Event
-from pyro_vae.errors import ConfigError, DataError
+from pyro_vae.errors import DataError
 
 LIKELIHOODS: dict[str, type[Likelihood]] = {}
 
@@ -61,19 +61,9 @@ class Likelihood(PyroModule):
     data_kind = "unit-interval"
     #: Decoder outputs per pixel and channel that this likelihood reads.
     params_per_channel = 1
-    #: Where it ``uses_scale``: the value its sigma stays above, so ``scale`` must too.
+    #: Where it ``uses_scale``: the value its sigma stays above. A new configuration whose
+    #: ``likelihood_scale`` is not above it is refused (:func:`pyro_vae.config.ineffective_options`).
     scale_floor = 0.0
-
-    @classmethod
-    def check_scale(cls, scale: float) -> None:
-        """Raise :class:`ConfigError` where ``scale`` (``--likelihood-scale``) cannot be this
-        likelihood's sigma or starting sigma: at or below :attr:`scale_floor`."""
-        if cls.uses_scale and not scale > cls.scale_floor:
-            floor = f"above its floor {cls.scale_floor:g} (sigma = softplus(raw) + {cls.scale_floor:g})" \
-                if cls.scale_floor else "positive"
-            raise ConfigError(f"likelihood_scale {scale:g} cannot be the {cls.name} likelihood's "
-                              f"{'starting ' if cls.scale_floor else ''}sigma, which is {floor}; give a larger "
-                              "--likelihood-scale.")
 
     @classmethod
     def output_shape(cls, image_shape: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -244,7 +234,9 @@ class GaussianLikelihood(Likelihood):
 
     def __init__(self, image_shape, scale=0.1):
         super().__init__(image_shape, scale)
-        self.check_scale(scale)
+        from pyro_vae.config import _positive  # ModelConfig's check: sigma 0 gave an infinite density
+
+        _positive("likelihood_scale", scale)
         self.register_buffer("fixed_scale", torch.tensor(float(scale)))
 
     def scale(self) -> torch.Tensor:
@@ -261,8 +253,9 @@ class _LearnedScaleGaussian(GaussianLikelihood):
     """Gaussian whose sigma is learned as softplus(raw) + 1e-3; :meth:`param_shape` sets
     how many sigmas (one for all pixels, one per channel, or one per pixel)."""
 
-    # The floor keeps the density bounded; a starting sigma at or below it is refused (it was
-    # once raised to the floor silently, while config.toml recorded the value given).
+    # The floor keeps the density bounded. A starting sigma at or below it starts just above it;
+    # a new configuration asking for one is refused (it once was not, and config.toml recorded the
+    # value asked for), while a saved run's is read as it ran: its sigma is in its checkpoint.
     scale_floor = 1e-3
 
     def param_shape(self, image_shape) -> tuple[int, ...]:
