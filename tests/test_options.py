@@ -180,6 +180,15 @@ def test_train_help_lists_each_option_with_what_it_does_and_its_choices(capsys):
         assert fragment in text
 
 
+def test_evaluate_help_names_everything_the_seed_draws(capsys):
+    """--seed's help named the importance samples and the --limit subset, not the dequantization noise
+    that it also draws for a continuous likelihood's log p(x) (inference.dequantize)."""
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "with --k a continuous likelihood's dequantization noise, and the --limit subset" in text
+
+
 @pytest.mark.parametrize("command", ["train", "evaluate", "sample", "reconstruct", "plot"])
 def test_every_option_of_every_command_has_a_description(command):
     sub = next(a for a in build_parser()._actions if hasattr(a, "choices") and isinstance(a.choices, dict))

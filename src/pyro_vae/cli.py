@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("-o", "--output", default=None,
                           help="JSON file for the result (default: RUN_DIR/loglik.json with --k, else evaluation.json)")
     evaluate.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the run's)")
-    evaluate.add_argument("--seed", type=int, default=None, help="seeds the importance samples (or, without --k, the ELBO's Monte Carlo reconstruction term) and the --limit subset; recorded in the JSON")
+    evaluate.add_argument("--seed", type=int, default=None, help="seeds the importance samples (or, without --k, the ELBO's Monte Carlo reconstruction term), with --k a continuous likelihood's dequantization noise, and the --limit subset; recorded in the JSON")
     evaluate.add_argument("--density", action="store_true",
                           help="with --k: score a continuous likelihood's density on the grey levels as they are, "
                                "not on dequantized images (a number not comparable with probability masses)")
