@@ -329,6 +329,7 @@ class Config:
             raise ConfigError("--labels is for --model m2, m1m2 and adgm; the other models use every label or none.")
         if check_effect:
             self.check_effect()
+            _check_starting_scale(self.model)
         return self
 
     def check_effect(self, keys=None) -> None:
@@ -526,15 +527,9 @@ def ineffective_options(config: Config, every: bool = False) -> list[tuple[str, 
             and len(model.hidden_dims) > 1:
         unused("model.hidden_dims", "beyond its first size with --network conv (one dense layer between the "
                "convolutions and the code)", "give one size, e.g. --hidden-dims 512")
-    likelihood = LIKELIHOODS[model.likelihood]
-    if not getattr(likelihood, "uses_scale", False):
+    if not getattr(LIKELIHOODS[model.likelihood], "uses_scale", False):
         unused("model.likelihood_scale", f"with --likelihood {model.likelihood} (it is the Gaussian likelihoods' "
                "sigma)", "drop it or choose --likelihood gaussian")
-    elif model.likelihood_scale <= likelihood.scale_floor:  # a learned sigma is softplus(raw) + floor
-        floor = show_value(likelihood.scale_floor)
-        found.append(("model.likelihood_scale", f"--likelihood-scale {show_value(model.likelihood_scale)} cannot be "
-                      f"the starting sigma of --likelihood {model.likelihood}, which is softplus(raw) + {floor}, "
-                      f"always above {floor} (it would start there); give a --likelihood-scale above {floor}."))
     if model.prior != "mog":
         unused("model.prior_components", f"with --prior {model.prior} (it sizes the mixture of --prior mog)",
                "drop it or choose --prior mog")
@@ -634,6 +629,21 @@ FIELD_HELP = {
     "kl_warmup_steps": "linear KL warm-up from 0 to beta over this many optimizer steps instead of epochs "
                        "(0 = none; give one of the two)",
 }
+
+
+def _check_starting_scale(model: ModelConfig) -> None:
+    """Refuse, in a new configuration, a ``likelihood_scale`` at or below a learned sigma's floor
+    (softplus(raw) + floor): the sigma would start at the floor, not at the value config.toml
+    records. A saved run's config is read as it ran (its sigma is in its checkpoint), and a
+    sweep's point is refused rather than set back to the default as an option of no effect is."""
+    from pyro_vae.likelihoods import LIKELIHOODS
+
+    floor = LIKELIHOODS[model.likelihood].scale_floor
+    if LIKELIHOODS[model.likelihood].uses_scale and model.likelihood_scale <= floor:
+        raise ConfigError(f"--likelihood-scale {show_value(model.likelihood_scale)} cannot be the starting sigma of "
+                          f"--likelihood {model.likelihood}, which is softplus(raw) + {show_value(floor)}, always "
+                          f"above {show_value(floor)} (it would start there); give a --likelihood-scale above "
+                          f"{show_value(floor)}.")
 
 
 def _check_closed_form_kl(model: ModelConfig, train: TrainConfig) -> None:

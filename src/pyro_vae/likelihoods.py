@@ -62,7 +62,7 @@ class Likelihood(PyroModule):
     #: Decoder outputs per pixel and channel that this likelihood reads.
     params_per_channel = 1
     #: Where it ``uses_scale``: the value its sigma stays above. A new configuration whose
-    #: ``likelihood_scale`` is not above it is refused (:func:`pyro_vae.config.ineffective_options`).
+    #: ``likelihood_scale`` is not above it is refused (:meth:`pyro_vae.config.Config.validate`).
     scale_floor = 0.0
 
     @classmethod
@@ -263,7 +263,8 @@ class _LearnedScaleGaussian(GaussianLikelihood):
 
     def __init__(self, image_shape, scale=0.1):
         super().__init__(image_shape, scale)
-        # softplus^{-1}; the 1e-6 only where scale is within 1e-6 of the floor (expm1(0) = 0 has no log)
+        # softplus^{-1}; the 1e-6 where scale is within 1e-6 of the floor or below it (expm1(0) = 0 has no
+        # log): a saved run asked for one before Config.validate refused it, and make_likelihood is not checked
         start = math.log(math.expm1(max(scale - self.scale_floor, 1e-6)))
         self.raw_scale = nn.Parameter(torch.full(self.param_shape(image_shape), start))
 
