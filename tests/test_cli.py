@@ -68,6 +68,9 @@ def test_evaluate_refuses_one_image_whose_mean_has_no_standard_error(trained, tm
         assert "give --limit 2 or more" in err and not output.exists()
     assert main(["evaluate", str(trained), "--k", "5", "--limit", "2", "-o", str(output)]) == 0
     assert json.loads(output.read_text())["log_likelihood_stderr"] > 0
+    # --label-fidelity takes no --limit at all: that refusal, not one asking for --limit 2
+    assert main(["evaluate", str(trained), "--label-fidelity", "--limit", "1"]) == 2
+    assert "--limit has no effect here: --label-fidelity sizes its sample" in capsys.readouterr().err
 
 
 def test_resume_extends_a_run(trained, capsys):

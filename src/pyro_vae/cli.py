@@ -300,7 +300,7 @@ def cmd_evaluate(args) -> int:
         raise PyroVAEError("-o names one file; with several runs leave it out (each run gets its own JSON).")
     if args.label_fidelity and args.k:
         raise PyroVAEError("--label-fidelity and --k are two measurements; run evaluate once with each.")
-    if args.limit == 1:  # evaluate_elbo and LogLikelihoodEstimate give one value a standard error of 0
+    if args.limit == 1 and not args.label_fidelity:  # evaluate_elbo and LogLikelihoodEstimate: one value, stderr 0
         raise PyroVAEError("--limit 1 scores one image, and the mean of one value has no standard error to print "
                            "beside it (it showed ± 0.00); give --limit 2 or more.")
     # an option that would have no effect is refused (None: not given)
