@@ -189,6 +189,19 @@ def test_evaluate_help_names_everything_the_seed_draws(capsys):
     assert "with --k a continuous likelihood's dequantization noise, and the --limit subset" in text
 
 
+def test_evaluate_help_gives_the_cpus_default_chunk():
+    """--batch-size's help said the default chunk holds about 10,000 example-samples; on the CPU
+    (loglik.chunk_budget) it holds as many as keep the decoder's output under 4 MiB: 1,336 for 28x28."""
+    import torch
+
+    from pyro_vae.inference.loglik import chunk_budget
+
+    sub = next(a for a in build_parser()._actions if hasattr(a, "choices") and isinstance(a.choices, dict))
+    text = next(a.help for a in sub.choices["evaluate"]._actions if a.dest == "batch_size")
+    assert f"{chunk_budget(torch.zeros(1, 1, 28, 28)):,} for 28x28 images" in text
+    assert "up to 10,000 example-samples on a GPU" in text
+
+
 @pytest.mark.parametrize("command", ["train", "evaluate", "sample", "reconstruct", "plot"])
 def test_every_option_of_every_command_has_a_description(command):
     sub = next(a for a in build_parser()._actions if hasattr(a, "choices") and isinstance(a.choices, dict))

@@ -112,7 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--subset", default=None, choices=SUBSETS,
                           help="with --limit: a random subset drawn with --seed (the default), or the first N")
     evaluate.add_argument("--batch-size", type=int, default=None,
-                          help="examples per chunk for --k (default: about 10,000 example-samples a chunk)")
+                          help="examples per chunk for --k (default: a chunk of up to 10,000 example-samples on a "
+                               "GPU; on the CPU as many as keep the decoder's output under 4 MiB, 1,336 for 28x28 "
+                               "images with one output per pixel)")
     evaluate.add_argument("--checkpoint", default="best", choices=("best", "last"),
                           help="the best (by validation) or the last epoch's model")
     evaluate.add_argument("-o", "--output", default=None,
