@@ -377,7 +377,10 @@ def test_the_estimator_reports_progress_after_every_chunk(vae_run):
 
 def test_a_low_effective_sample_size_is_warned_about():
     low = LogLikelihoodEstimate(torch.zeros(3), torch.tensor([5.0, 10.0, 15.0]), k=1000)
-    assert "mean effective sample size is 10.0 of K=1000 (1.0%" in ess_warning(low)
+    assert "mean effective sample size is 10.0 of K=1000 (1.00%" in ess_warning(low)
+    # just below the threshold: the share was printed "5.0%, below 5%" (evaluate --k 50, mean ESS 2.4959)
+    near = LogLikelihoodEstimate(torch.zeros(2), torch.tensor([2.4959, 2.4959]), k=50)
+    assert "(4.99%, below 5%)" in ess_warning(near)
     assert ess_warning(LogLikelihoodEstimate(torch.zeros(2), torch.tensor([60.0, 40.0]), k=1000)) == ""
 
 
