@@ -58,6 +58,21 @@ def test_evaluate_sample_and_reconstruct(trained, capsys):
     assert imread(trained.parent / "r.png").std() > 0.05
 
 
+def test_evaluate_refuses_one_image_whose_mean_has_no_standard_error(trained, tmp_path, capsys):
+    """`evaluate RUN --k 5 --limit 1` printed "± 0.00 nats per example ... over the 1 test images"."""
+    for argv in (["--limit", "1"], ["--k", "5", "--limit", "1"]):
+        output = tmp_path / "one.json"
+        assert main(["evaluate", str(trained), *argv, "-o", str(output)]) == 2
+        err = capsys.readouterr().err
+        assert "--limit 1 scores one image, and the mean of one value has no standard error" in err
+        assert "give --limit 2 or more" in err and not output.exists()
+    assert main(["evaluate", str(trained), "--k", "5", "--limit", "2", "-o", str(output)]) == 0
+    assert json.loads(output.read_text())["log_likelihood_stderr"] > 0
+    # --label-fidelity takes no --limit at all: that refusal, not one asking for --limit 2
+    assert main(["evaluate", str(trained), "--label-fidelity", "--limit", "1"]) == 2
+    assert "--limit has no effect here: --label-fidelity sizes its sample" in capsys.readouterr().err
+
+
 def test_resume_extends_a_run(trained, capsys):
     assert main(["train", "--resume", str(trained), "--epochs", "3", "--no-progress"]) == 0
     assert len((trained / "metrics.csv").read_text().splitlines()) == 4

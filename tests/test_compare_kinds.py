@@ -16,7 +16,7 @@ import pytest
 from pyro_vae.cli import main
 from pyro_vae.config import Config
 from pyro_vae.experiments import compare
-from pyro_vae.inference.kinds import BINARY_MASS, EIGHT_BIT_MASS, comparable
+from pyro_vae.inference.kinds import BINARY_MASS, DENSITY, DEQUANTIZED_BOUND, EIGHT_BIT_MASS, comparable
 from run_dirs import finished_run_dir
 
 DIMS = 784
@@ -68,6 +68,24 @@ def test_binarized_and_8_bit_runs_are_not_ranked_nor_paired(tmp_path, capsys):
     records = compare.collect_runs([a, b])
     paired, refused = compare.paired_table(records, records[0])
     assert paired == [] and [(r.run_dir, reason) for r, reason in refused] == [(b, DIFFERENT_DATA)]
+
+
+def test_a_rows_density_elbo_above_its_dequantized_log_likelihood_is_noted(tmp_path, capsys):
+    """A Gaussian run's row showed test ELBO -1885.86 (a density, as trained) beside test log p(x) -6502.76
+    (evaluate --k: a dequantized bound on the 8-bit mass), an ELBO above the log p(x) with no word said."""
+    gaussian = fake_run(tmp_path, "gaussian", "gaussian", "none", DEQUANTIZED_BOUND, [-6500.0, -6400.0],
+                        test_elbo=-1885.86)
+    summary = json.loads((gaussian / "summary.json").read_text())
+    (gaussian / "summary.json").write_text(json.dumps({**summary, "kind": DENSITY}))
+    logistic = fake_run(tmp_path, "logistic", "discretized-logistic", "none", EIGHT_BIT_MASS, [-2600.0, -2500.0],
+                        test_elbo=-2621.43)
+    assert main(["compare", str(gaussian), str(logistic)]) == 0
+    out = capsys.readouterr().out
+    assert (f"Note: the test ELBO and the test log p(x) of row 1 (likelihood=gaussian) are not comparable with each "
+            f"other: {comparable(DENSITY, DEQUANTIZED_BOUND).reason}; that ELBO bounds a number of its own kind, not "
+            "that log p(x), and may lie above it.") in out
+    assert "of row 2" not in out  # the discretized run's ELBO and log p(x) are both masses of the 8-bit images
+    assert "paired difference of test log p(x) against" in out  # both log p(x) are on the 8-bit scale
 
 
 def test_runs_of_one_kind_are_still_paired(tmp_path, capsys):

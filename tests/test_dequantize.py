@@ -174,6 +174,13 @@ def test_evaluate_reports_bits_per_dim_and_the_kind(idx_dir, tmp_path, capsys):
         run = tmp_path / likelihood
         assert main(["train", "--run-dir", str(run), "--likelihood", likelihood, *tiny]) == 0
         summary = json.loads((run / "summary.json").read_text())
+        # the bits/dim with its standard error, as the nats have theirs (it was printed bare)
+        bits = f"{summary['bits_per_dim']:.4f} ± {summary['bits_per_dim_stderr']:.4f} bits/dim"
+        assert bits in capsys.readouterr().out
+        assert main(["evaluate", str(run), "--limit", "20"]) == 0
+        elbo = json.loads((run / "evaluation.json").read_text())
+        assert f"{elbo['bits_per_dim']:.4f} ± {elbo['bits_per_dim_stderr']:.4f} bits/dim" in capsys.readouterr().out
+        assert elbo["bits_per_dim_stderr"] == pytest.approx(elbo["elbo_stderr"] / (784 * math.log(2)))
         assert summary["likelihood"] == likelihood and summary["binarize"] == "none"
         assert summary["bits_per_dim"] == pytest.approx(-summary["test_elbo"] / (784 * math.log(2)))
         assert main(["evaluate", str(run), "--k", "3", "--limit", "20"]) == 0
@@ -189,3 +196,29 @@ def test_evaluate_reports_bits_per_dim_and_the_kind(idx_dir, tmp_path, capsys):
     assert json.loads((run / "loglik.json").read_text())["kind"] == kinds.DEQUANTIZED_BOUND
     assert main(["evaluate", str(run), "--k", "3", "--limit", "20", "--density", "-o", str(run / "loglik.json")]) == 0
     assert json.loads((run / "loglik.json").read_text())["kind"] == kinds.DENSITY
+
+
+@pytest.mark.parametrize("dataset,likelihood,what", [
+    ("binarized-mnist", "gaussian", "a density already: binary images are not dequantized"),
+    ("binarized-mnist", "discretized-logistic", "a probability mass on binary data"),
+    ("fashion-mnist", "discretized-logistic", "a probability mass on 8-bit data"),
+    ("fashion-mnist", "bernoulli", "a probability mass on binary data"),
+])
+def test_density_refused_where_it_changes_nothing_names_the_kind_the_number_has(dataset, likelihood, what):
+    """A Gaussian run on binarized MNIST refused --density saying its log p(x) "is a probability mass of
+    binary or discrete data"; evaluate --k printed the same number as "density (not comparable)"."""
+    from types import SimpleNamespace
+
+    from pyro_vae.cli import _refuse_evaluation
+    from pyro_vae.config import Config
+    from pyro_vae.errors import PyroVAEError
+
+    config = Config()
+    config.data.dataset, config.model.likelihood = dataset, likelihood
+    config.validate()
+    run = SimpleNamespace(run_dir="RUN", config=config, model=SimpleNamespace(likelihood=make_likelihood(
+        likelihood, (1, 28, 28))))
+    args = SimpleNamespace(density=True, k=3, label_fidelity=False, seed_given=False, limit=0)
+    with pytest.raises(PyroVAEError, match=f"^--density has no effect on RUN: its log p\\(x\\) is {what}, scored "
+                                           "as it is; drop --density.$"):
+        _refuse_evaluation(args, run)

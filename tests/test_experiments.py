@@ -7,6 +7,8 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -240,6 +242,25 @@ def test_several_runs_are_all_checked_before_the_first_result_is_written(two_run
         assert main(["evaluate", str(a), str(tmp_path / "missing"), *argv]) == 2
         assert "does not exist" in capsys.readouterr().err
         assert {p.name: p.read_bytes() for p in a.iterdir() if p.is_file()} == before
+
+
+def test_a_later_runs_refusal_leaves_the_earlier_runs_files_as_they_were(two_runs, idx_dir, tmp_path, capsys):
+    """`evaluate GAUSSIAN BERNOULLI --k 2 --density` wrote GAUSSIAN's loglik.json and then refused
+    BERNOULLI (exit 2); so did a later run whose loglik.json held another request's result."""
+    a, b = (Path(shutil.copytree(run, tmp_path / run.name)) for run in two_runs)
+    for result in [*a.glob("loglik*"), *b.glob("loglik*")]:  # earlier tests' estimates, of other requests
+        result.unlink()
+    gaussian = tmp_path / "gaussian"
+    train_run(tiny_config(idx_dir, **{"data.binarize": "none", "model.likelihood": "gaussian",
+                                      "train.epochs": 1}), gaussian, progress=False, log=quiet)
+    assert main(["evaluate", str(b), "--k", "2", "--limit", "5"]) == 0
+    capsys.readouterr()
+    for runs, argv, refusal in (([gaussian, a], ["--k", "2", "--limit", "5", "--density"], "--density has no effect"),
+                                ([a, b], ["--k", "3", "--limit", "5"], "already holds a log p(x) estimate with K=2")):
+        before = {p.name: p.read_bytes() for p in runs[0].iterdir() if p.is_file()}
+        assert main(["evaluate", *map(str, runs), *argv]) == 2
+        assert refusal in capsys.readouterr().err
+        assert {p.name: p.read_bytes() for p in runs[0].iterdir() if p.is_file()} == before
 
 
 # -- the beta-IWAE objective --------------------------------------------------------------

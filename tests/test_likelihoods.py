@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from pyro_vae.errors import DataError
+from pyro_vae.errors import ConfigError, DataError
 from pyro_vae.likelihoods import LIKELIHOODS, make_likelihood
 
 SHAPE = (1, 2, 3)
@@ -87,6 +87,13 @@ def test_registry_holds_every_likelihood():
                                 "continuous-bernoulli"}
 
 
+def test_an_unknown_likelihood_name_is_a_sentence_naming_the_registered_ones():
+    """make_likelihood("gaussian_learned", ...) raised a bare KeyError: 'gaussian_learned'."""
+    with pytest.raises(ConfigError, match=r"unknown likelihood 'gaussian_learned' \(choose from bernoulli, .*\); "
+                                          r"did you mean 'gaussian-learned'\?"):
+        make_likelihood("gaussian_learned", SHAPE)
+
+
 def test_gaussian_with_a_learned_scale_per_channel_matches_normal_formula():
     shape = (3, 4, 5)
     lik = make_likelihood("gaussian-learned-per-channel", shape, scale=0.2)
@@ -145,3 +152,29 @@ def test_support_checks_name_the_split_they_were_given(name):
     lik.check_support(torch.tensor([0.0, 1.0, 1.0]).repeat(2).reshape(1, *SHAPE), "the test split")
     with pytest.raises(DataError, match="^the test split contains NaN or infinite values"):
         lik.check_support(torch.full((1, *SHAPE), float("nan")), "the test split")
+
+
+@pytest.mark.parametrize("name", ["gaussian-learned", "gaussian-learned-per-channel", "gaussian-learned-per-pixel"])
+def test_a_learned_sigma_starts_at_the_scale_given_or_is_refused_below_its_floor(name):
+    """--likelihood-scale 0.0005 with a learned sigma (softplus(raw) + 1e-3) started it at 1e-3 silently,
+    while config.toml recorded 0.0005."""
+    from pyro_vae.config import Config
+
+    x, mean = torch.zeros(*SHAPE), torch.full(SHAPE, 0.01)
+    for sigma in (0.002, 0.5):  # the starting density is N(x; mean, sigma) per pixel, by hand
+        by_hand = 6 * (-0.5 * (0.01 / sigma) ** 2 - math.log(sigma) - 0.5 * math.log(2 * math.pi))
+        lik = make_likelihood(name, SHAPE, scale=sigma)
+        assert lik.distribution(mean).log_prob(x).item() == pytest.approx(by_hand, rel=1e-5)
+    for sigma in (1e-3, 5e-4):
+        config = Config()
+        config.model.likelihood, config.model.likelihood_scale, config.data.binarize = name, sigma, "none"
+        with pytest.raises(ConfigError, match=f"^--likelihood-scale {sigma} cannot be the starting sigma of "
+                                              f"--likelihood {name}, which is softplus\\(raw\\) \\+ 0.001, always "
+                                              "above 0.001 \\(it would start there\\); give a --likelihood-scale "
+                                              "above 0.001.$"):
+            config.validate()
+        config.validate(check_effect=False)  # a run saved before the rule still opens: its sigma is in its checkpoint
+    config.model.likelihood = "gaussian"  # a fixed sigma has no floor
+    config.validate()
+    with pytest.raises(ConfigError, match="likelihood_scale must be positive, not 0.0"):
+        make_likelihood("gaussian", SHAPE, scale=0.0)  # was sigma 0: an infinite density

@@ -156,6 +156,9 @@ def test_log_weights_are_per_example(ppca):
     (5, torch.full((2, 1, 28, 28), float("nan")), "NaN"),
     (5, torch.zeros(0, 1, 28, 28), "empty"),
     (5, torch.zeros(2, 1, 28, 28, dtype=torch.long), "float tensor"),
+    # was torch's "mat1 and mat2 must have the same dtype" from inside the encoder
+    (5, torch.zeros(2, 1, 28, 28, dtype=torch.float64), r"the examples are torch.float64 but the model's "
+                                                        r"parameters are torch.float32; pass x.to\(torch.float32\)"),
 ])
 def test_bad_input_to_the_estimator_gets_a_sentence(k, x, message):
     from pyro_vae.build import build_vae

@@ -180,6 +180,42 @@ def test_log_likelihood_sums_the_label_out_exactly():
     assert estimate.ess.shape == (12,)  # one effective sample size per image
 
 
+def test_the_effective_sample_size_over_the_classes_is_that_of_all_their_weights_together():
+    """marginal_log_likelihood reported the smallest ESS over the classes: for an image of class 0, with
+    q(z | x, y = 0) the exact posterior (every weight equal: ESS = K), class 1's poor guide (a class with
+    next to no mass) gave ESS near 1 and evaluate's warning that the estimate was far from converged."""
+    from pyro_vae.inference.loglik import LogMeanExp
+    from pyro_vae.inference.semisupervised import pooled_ess
+
+    torch.manual_seed(0)  # the formula against (sum w)^2 / sum w^2 of explicit weights [C, K, N]
+    log_w = torch.randn(3, 40, 5, dtype=torch.float64) * 2 + torch.tensor([0.0, -3.0, 1.0], dtype=torch.float64)[:, None, None]
+    per_class = []
+    for c in range(3):
+        stream = LogMeanExp()
+        for chunk in log_w[c].split(15):
+            stream.update(chunk)
+        per_class.append(stream)
+    pooled = pooled_ess(torch.stack([s.log_mean for s in per_class]), torch.stack([s.ess for s in per_class]))
+    w = log_w.exp().flatten(0, 1)
+    assert torch.allclose(pooled, w.sum(0) ** 2 / (w ** 2).sum(0), rtol=1e-10)
+
+    def model(x, y):  # y ~ U{0, 1}; z ~ N(0, 1); x ~ N(z + 10 y, 1)
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("y", dist.Categorical(logits=torch.zeros(x.shape[0], 2, dtype=x.dtype)), obs=y)
+            z = pyro.sample("z", dist.Normal(torch.zeros_like(x), 1.0))
+            pyro.sample("x", dist.Normal(z + 10.0 * y, 1.0), obs=x)
+
+    def guide(x, y):  # exact for y = 0, N((x - 10) / 2, 1/2); a narrow, misplaced N(0, 0.1) for y = 1
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal(torch.where(y == 0, x / 2, 0.0), torch.where(y == 0, 0.5 ** 0.5, 0.1)))
+
+    x = torch.tensor([0.3, -0.5], dtype=torch.float64)  # images of class 0: p(x, y = 1) / p(x, y = 0) ~ e^-25
+    estimate = marginal_log_likelihood(model, guide, x, 2, k=200)
+    exact = torch.logsumexp(torch.stack([dist.Normal(10.0 * c, 2 ** 0.5).log_prob(x) for c in (0, 1)]), 0) - math.log(2)
+    assert torch.allclose(estimate.log_likelihood, exact, atol=1e-6)
+    assert torch.all(estimate.ess > 199.9) and torch.all(estimate.ess <= 200.0)  # class 0's K equal weights
+
+
 def test_m2_from_the_cli(idx_dir, tmp_path, capsys):
     from pyro_vae.cli import main
 

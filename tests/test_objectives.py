@@ -109,3 +109,12 @@ def test_an_option_the_objective_does_not_read_is_refused():
         with pytest.raises(ValueError, match=f"num_particles has no effect on the {name} objective"):
             make_objective(name, num_particles=8)
         assert make_objective(name, num_particles=1, k=7).k == 7 and make_objective(name).k == 5
+
+
+@pytest.mark.parametrize("name,option,value", [("iwae", "k", 0), ("iwae-dreg", "k", -1), ("iwae", "k", 2.5),
+                                               ("elbo", "num_particles", 0), ("analytic-kl", "num_particles", -2)])
+def test_a_count_of_draws_below_one_is_refused_when_the_objective_is_made(name, option, value):
+    """make_objective('iwae', k=0) was accepted and its first loss raised ZeroDivisionError "size cannot be zero"
+    (k=-1: "math domain error"; num_particles=-2: "integer multiplication overflow")."""
+    with pytest.raises(ValueError, match=f"^{option} must be a whole number of at least 1, not {value}\\.$"):
+        make_objective(name, **{option: value})

@@ -180,6 +180,28 @@ def test_train_help_lists_each_option_with_what_it_does_and_its_choices(capsys):
         assert fragment in text
 
 
+def test_evaluate_help_names_everything_the_seed_draws(capsys):
+    """--seed's help named the importance samples and the --limit subset, not the dequantization noise
+    that it also draws for a continuous likelihood's log p(x) (inference.dequantize)."""
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "with --k a continuous likelihood's dequantization noise, and the --limit subset" in text
+
+
+def test_evaluate_help_gives_the_cpus_default_chunk():
+    """--batch-size's help said the default chunk holds about 10,000 example-samples; on the CPU
+    (loglik.chunk_budget) it holds as many as keep the decoder's output under 4 MiB: 1,336 for 28x28."""
+    import torch
+
+    from pyro_vae.inference.loglik import chunk_budget
+
+    sub = next(a for a in build_parser()._actions if hasattr(a, "choices") and isinstance(a.choices, dict))
+    text = next(a.help for a in sub.choices["evaluate"]._actions if a.dest == "batch_size")
+    assert f"{chunk_budget(torch.zeros(1, 1, 28, 28)):,} for 28x28 images" in text
+    assert "up to 10,000 example-samples on a GPU" in text
+
+
 @pytest.mark.parametrize("command", ["train", "evaluate", "sample", "reconstruct", "plot"])
 def test_every_option_of_every_command_has_a_description(command):
     sub = next(a for a in build_parser()._actions if hasattr(a, "choices") and isinstance(a.choices, dict))
@@ -355,7 +377,10 @@ def test_the_estimator_reports_progress_after_every_chunk(vae_run):
 
 def test_a_low_effective_sample_size_is_warned_about():
     low = LogLikelihoodEstimate(torch.zeros(3), torch.tensor([5.0, 10.0, 15.0]), k=1000)
-    assert "mean effective sample size is 10.0 of K=1000 (1.0%" in ess_warning(low)
+    assert "mean effective sample size is 10.0 of K=1000 (1.00%" in ess_warning(low)
+    # just below the threshold: the share was printed "5.0%, below 5%" (evaluate --k 50, mean ESS 2.4959)
+    near = LogLikelihoodEstimate(torch.zeros(2), torch.tensor([2.4959, 2.4959]), k=50)
+    assert "(4.99%, below 5%)" in ess_warning(near)
     assert ess_warning(LogLikelihoodEstimate(torch.zeros(2), torch.tensor([60.0, 40.0]), k=1000)) == ""
 
 

@@ -280,6 +280,17 @@ def test_bad_sweeps_are_refused_before_anything_is_written(idx_dir, tmp_path, ca
     assert not sweep_dir.exists()
 
 
+def test_a_learned_sigma_below_its_floor_at_a_point_of_a_grid_is_refused_not_set_back(idx_dir, tmp_path, capsys):
+    """At the learned point the sigma would start at its floor 0.001, not at 0.0005; a sweep sets an option of
+    no effect back to its default (0.1), which would train that point with a sigma nobody asked for."""
+    sweep_dir = tmp_path / "scale"
+    assert main(["sweep", "--sweep-dir", str(sweep_dir), "--grid", "likelihood=gaussian,gaussian-learned",
+                 "--likelihood-scale", "0.0005", *tiny_flags(idx_dir, without=("--binarize",))]) == 2
+    assert ("--likelihood-scale 0.0005 cannot be the starting sigma of --likelihood gaussian-learned"
+            in capsys.readouterr().err)
+    assert not sweep_dir.exists()
+
+
 @pytest.mark.parametrize("storage, words", [
     ("foo://bar", "Can't load plugin: sqlalchemy.dialects:foo"),  # was NoSuchModuleError's traceback, exit 1
     ("not a url", "Could not parse SQLAlchemy URL"),

@@ -107,18 +107,20 @@ def build_parser() -> argparse.ArgumentParser:
                           help="which split to score (binarized as training binarized it); with --label-fidelity, the real "
                                "images the style grid encodes and the z probe is scored on (valid: to choose a setting "
                                "without reading the test set)")
-    evaluate.add_argument("--limit", type=int, default=0, help="score only N examples of the split "
-                          "(0: all; --label-fidelity takes --fidelity-images instead)")
+    evaluate.add_argument("--limit", type=int, default=0, help="score only N examples of the split, N at "
+                          "least 2 for a standard error (0: all; --label-fidelity takes --fidelity-images instead)")
     evaluate.add_argument("--subset", default=None, choices=SUBSETS,
                           help="with --limit: a random subset drawn with --seed (the default), or the first N")
     evaluate.add_argument("--batch-size", type=int, default=None,
-                          help="examples per chunk for --k (default: about 10,000 example-samples a chunk)")
+                          help="examples per chunk for --k (default: a chunk of up to 10,000 example-samples on a "
+                               "GPU; on the CPU as many as keep the decoder's output under 4 MiB, 1,336 for 28x28 "
+                               "images with one output per pixel)")
     evaluate.add_argument("--checkpoint", default="best", choices=("best", "last"),
                           help="the best (by validation) or the last epoch's model")
     evaluate.add_argument("-o", "--output", default=None,
                           help="JSON file for the result (default: RUN_DIR/loglik.json with --k, else evaluation.json)")
     evaluate.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the run's)")
-    evaluate.add_argument("--seed", type=int, default=None, help="seeds the importance samples (or, without --k, the ELBO's Monte Carlo reconstruction term) and the --limit subset; recorded in the JSON")
+    evaluate.add_argument("--seed", type=int, default=None, help="seeds the importance samples (or, without --k, the ELBO's Monte Carlo reconstruction term), with --k a continuous likelihood's dequantization noise, and the --limit subset; recorded in the JSON")
     evaluate.add_argument("--density", action="store_true",
                           help="with --k: score a continuous likelihood's density on the grey levels as they are, "
                                "not on dequantized images (a number not comparable with probability masses)")
@@ -276,7 +278,8 @@ def cmd_train(args) -> int:
               f"run directory {run_dir}")
     else:
         print(f"test ELBO {summary['test_elbo']:.2f} ± {summary['test_elbo_stderr']:.2f} nats per example, "
-              f"{summary['bits_per_dim']:.4f} bits/dim{_scored(summary)} (a lower bound on "
+              f"{summary['bits_per_dim']:.4f} ± {summary['bits_per_dim_stderr']:.4f} bits/dim{_scored(summary)} "
+              "(a lower bound on "
               f"{summary.get('quantity', 'log p(x)')}, {summary['kind']}; ± is the "
               f"standard error over the test images; best epoch {summary['best_epoch']}); run directory {run_dir}")
     if summary.get("nothing_trained"):  # the result line is the run's summary.json; no figure was drawn
@@ -299,6 +302,9 @@ def cmd_evaluate(args) -> int:
         raise PyroVAEError("-o names one file; with several runs leave it out (each run gets its own JSON).")
     if args.label_fidelity and args.k:
         raise PyroVAEError("--label-fidelity and --k are two measurements; run evaluate once with each.")
+    if args.limit == 1 and not args.label_fidelity:  # evaluate_elbo and LogLikelihoodEstimate: one value, stderr 0
+        raise PyroVAEError("--limit 1 scores one image, and the mean of one value has no standard error to print "
+                           "beside it (it showed ± 0.00); give --limit 2 or more.")
     # an option that would have no effect is refused (None: not given)
     unused = [(args.density and not args.k, "--density",
                "it scores the density of --k's log p(x); give --k K or drop it"),
@@ -320,11 +326,13 @@ def cmd_evaluate(args) -> int:
     args.fidelity_images = 1000 if args.fidelity_images is None else args.fidelity_images
     if args.label_fidelity and (args.fidelity_samples < 1 or args.fidelity_images < 1):
         raise PyroVAEError("--fidelity-samples and --fidelity-images must be at least 1.")
-    if len(args.run_dirs) > 1:  # every run is checked before the first one's results are written
+    if len(args.run_dirs) > 1:  # every run and its output file are checked before the first one's results are written
         from pyro_vae.runs import open_run
 
         for run_dir in args.run_dirs:
             _refuse_evaluation(args, open_run(Path(run_dir), args.checkpoint, args.device))
+        for run_dir in args.run_dirs:  # once every run has opened: a missing one is named first
+            _checked_output(args, Path(run_dir))
     for run_dir in args.run_dirs:
         if len(args.run_dirs) > 1:
             print(f"{run_dir}:")
@@ -334,6 +342,8 @@ def cmd_evaluate(args) -> int:
 
 def _refuse_evaluation(args, run) -> None:
     """The refusals that need only the reopened run, not its data or an estimate."""
+    from pyro_vae.runs import binary_data
+
     if run.config.model.model == "m1m2" and not args.label_fidelity:  # its data are M1's codes, not images
         raise PyroVAEError(f"{run.run_dir} is a --model m1m2 run, whose M2 models M1's codes, not the images, so it "
                            "has no ELBO or log p(x) of the images; its results are the test accuracy in its "
@@ -346,10 +356,35 @@ def _refuse_evaluation(args, run) -> None:
         raise PyroVAEError(f"--seed has no effect on the reconstruction score of {run.run_dir}, a plain autoencoder: "
                            "its code is the encoder's output, so nothing is drawn (the seed would pick a random "
                            "--limit subset); drop it.")
+    if args.density and (run.model.likelihood.data_kind != "unit-interval" or binary_data(run.config)):
+        from pyro_vae.inference.kinds import DENSITY, number_kind
+
+        # a continuous likelihood on binary images scores a density already (only 8-bit images are dequantized)
+        kind = number_kind(run.model.likelihood.data_kind, binary_data(run.config))
+        what = "a density already: binary images are not dequantized" if kind == DENSITY else f"a {kind}"
+        raise PyroVAEError(f"--density has no effect on {run.run_dir}: its log p(x) is {what}, scored as it is; "
+                           "drop --density.")
     if args.label_fidelity:
         from pyro_vae.experiments import labels
 
         labels.check_labelled(run)
+
+
+def _checked_output(args, run_dir: Path) -> Path:
+    """The JSON file that evaluating ``run_dir`` writes (:func:`_json_output`; with ``--k`` its
+    per-example file beside it too), refused now, before anything is measured, where it could
+    not be written or holds another request's result."""
+    if args.label_fidelity:
+        from pyro_vae.experiments.labels import FIDELITY_FILE
+
+        return _json_output(args, run_dir, FIDELITY_FILE, _request(args, "label-fidelity"))
+    if not args.k:
+        return _json_output(args, run_dir, "evaluation.json", _request(args, "elbo"))
+    from pyro_vae.experiments.compare import examples_path
+
+    output = _json_output(args, run_dir, "loglik.json", _request(args, "loglik"))
+    check_output(examples_path(output), f"-o {output}'s per-example file" if args.output else None)
+    return output
 
 
 def _checkpoint_position(run) -> dict:
@@ -370,7 +405,7 @@ def _evaluate_one(args, run_dir: str) -> None:
     if args.label_fidelity:
         from pyro_vae.experiments import labels
 
-        output = _json_output(args, run.run_dir, labels.FIDELITY_FILE, request := _request(args, "label-fidelity"))
+        output, request = _checked_output(args, run.run_dir), _request(args, "label-fidelity")
         result = labels.measure_run(run, args.fidelity_samples, args.fidelity_images, args.seed,
                                     args.classifier_cache, log=lambda line: print(line, file=sys.stderr),
                                     split=args.split)
@@ -382,7 +417,7 @@ def _evaluate_one(args, run_dir: str) -> None:
         from pyro_vae.runs import evaluate_run
 
         request = _request(args, "elbo")
-        output = _json_output(args, run.run_dir, "evaluation.json", request)  # refused before the evaluation
+        output = _checked_output(args, run.run_dir)  # refused before the evaluation
         result = {**_checkpoint_position(run), **evaluate_run(run, args.split, args.limit, args.subset, args.seed),
                   "request": request}
         make_folder(output)
@@ -396,7 +431,8 @@ def _evaluate_one(args, run_dir: str) -> None:
         print(f"{split} ELBO {result['elbo']:.2f} ± {result['elbo_stderr']:.2f} nats per example "
               f"(reconstruction {result['reconstruction']:.2f} ± {result['reconstruction_stderr']:.2f}, KL "
               f"{result['kl']:.2f} ± {result['kl_stderr']:.2f}; {result['examples']} examples; "
-              f"± is the standard error over the images), {result['bits_per_dim']:.4f} bits/dim{_scored(result)}: "
+              f"± is the standard error over the images), {result['bits_per_dim']:.4f} ± "
+              f"{result['bits_per_dim_stderr']:.4f} bits/dim{_scored(result)}: "
               f"a lower bound on {result['quantity']}, {result['kind']}")
         return 0
     from pyro_vae.data.datasets import as_tensor
@@ -405,14 +441,10 @@ def _evaluate_one(args, run_dir: str) -> None:
     from pyro_vae.runs import (ProgressReport, binary_data, ess_warning, estimate_name,
                                evaluation_examples, kind_fields)
 
-    from pyro_vae.experiments.compare import examples_path, save_examples  # per image, for paired comparisons
+    from pyro_vae.experiments.compare import save_examples  # per image, for paired comparisons
 
-    if args.density and (run.model.likelihood.data_kind != "unit-interval" or binary_data(run.config)):
-        raise PyroVAEError(f"--density has no effect on {run.run_dir}: its log p(x) is a probability mass of "
-                           "binary or discrete data, scored as it is; drop --density.")
     request = _request(args, "loglik")
-    output = _json_output(args, run.run_dir, "loglik.json", request)  # both files refused before the estimate
-    check_output(examples_path(output), f"-o {output}'s per-example file" if args.output else None)
+    output = _checked_output(args, run.run_dir)  # both files refused before the estimate
     part, chosen, rows = evaluation_examples(run, args.split, args.limit, args.subset, args.seed)
     images = as_tensor(part.images)
     name = estimate_name(run.config)

@@ -125,7 +125,7 @@ class ModelConfig:
     activation: str = "relu"
     likelihood: str = "bernoulli"
     #: Standard deviation of the fixed-scale Gaussian likelihood (pixel units); the learned
-    #: Gaussians' starting value. The other likelihoods have no scale.
+    #: Gaussians' starting value (above 0.001, their sigma's floor). The other likelihoods have no scale.
     likelihood_scale: float = 0.1
     scale_transform: str = "softplus"
     #: Floor added to the encoder's standard deviation so it never reaches 0.
@@ -329,6 +329,7 @@ class Config:
             raise ConfigError("--labels is for --model m2, m1m2 and adgm; the other models use every label or none.")
         if check_effect:
             self.check_effect()
+            _check_starting_scale(self.model)
         return self
 
     def check_effect(self, keys=None) -> None:
@@ -628,6 +629,21 @@ FIELD_HELP = {
     "kl_warmup_steps": "linear KL warm-up from 0 to beta over this many optimizer steps instead of epochs "
                        "(0 = none; give one of the two)",
 }
+
+
+def _check_starting_scale(model: ModelConfig) -> None:
+    """Refuse, in a new configuration, a ``likelihood_scale`` at or below a learned sigma's floor
+    (softplus(raw) + floor): the sigma would start at the floor, not at the value config.toml
+    records. A saved run's config is read as it ran (its sigma is in its checkpoint), and a
+    sweep's point is refused rather than set back to the default as an option of no effect is."""
+    from pyro_vae.likelihoods import LIKELIHOODS
+
+    floor = LIKELIHOODS[model.likelihood].scale_floor
+    if LIKELIHOODS[model.likelihood].uses_scale and model.likelihood_scale <= floor:
+        raise ConfigError(f"--likelihood-scale {show_value(model.likelihood_scale)} cannot be the starting sigma of "
+                          f"--likelihood {model.likelihood}, which is softplus(raw) + {show_value(floor)}, always "
+                          f"above {show_value(floor)} (it would start there); give a --likelihood-scale above "
+                          f"{show_value(floor)}.")
 
 
 def _check_closed_form_kl(model: ModelConfig, train: TrainConfig) -> None:

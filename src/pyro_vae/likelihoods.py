@@ -45,6 +45,9 @@ def register(cls: type[Likelihood]) -> type[Likelihood]:
 def make_likelihood(name: str, image_shape: tuple[int, int, int], scale: float = 0.1) -> Likelihood:
     """The likelihood called ``name`` for images of ``image_shape``; ``scale`` is the
     fixed Gaussian's standard deviation (and the learned ones' starting value)."""
+    from pyro_vae.config import _choice  # the sentence ModelConfig gives a name not registered
+
+    _choice("likelihood", name, tuple(LIKELIHOODS))  # a bare KeyError named neither the problem nor the names
     return LIKELIHOODS[name](image_shape=tuple(image_shape), scale=scale)
 
 
@@ -58,6 +61,9 @@ class Likelihood(PyroModule):
     data_kind = "unit-interval"
     #: Decoder outputs per pixel and channel that this likelihood reads.
     params_per_channel = 1
+    #: Where it ``uses_scale``: the value its sigma stays above. A new configuration whose
+    #: ``likelihood_scale`` is not above it is refused (:meth:`pyro_vae.config.Config.validate`).
+    scale_floor = 0.0
 
     @classmethod
     def output_shape(cls, image_shape: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -228,6 +234,9 @@ class GaussianLikelihood(Likelihood):
 
     def __init__(self, image_shape, scale=0.1):
         super().__init__(image_shape, scale)
+        from pyro_vae.config import _positive  # ModelConfig's check: sigma 0 gave an infinite density
+
+        _positive("likelihood_scale", scale)
         self.register_buffer("fixed_scale", torch.tensor(float(scale)))
 
     def scale(self) -> torch.Tensor:
@@ -244,16 +253,23 @@ class _LearnedScaleGaussian(GaussianLikelihood):
     """Gaussian whose sigma is learned as softplus(raw) + 1e-3; :meth:`param_shape` sets
     how many sigmas (one for all pixels, one per channel, or one per pixel)."""
 
+    # The floor keeps the density bounded. A starting sigma at or below it starts just above it;
+    # a new configuration asking for one is refused (it once was not, and config.toml recorded the
+    # value asked for), while a saved run's is read as it ran: its sigma is in its checkpoint.
+    scale_floor = 1e-3
+
     def param_shape(self, image_shape) -> tuple[int, ...]:
         return tuple(image_shape)
 
     def __init__(self, image_shape, scale=0.1):
         super().__init__(image_shape, scale)
-        start = math.log(math.expm1(max(scale - 1e-3, 1e-6)))  # softplus^{-1}
+        # softplus^{-1}; the 1e-6 where scale is within 1e-6 of the floor or below it (expm1(0) = 0 has no
+        # log): a saved run asked for one before Config.validate refused it, and make_likelihood is not checked
+        start = math.log(math.expm1(max(scale - self.scale_floor, 1e-6)))
         self.raw_scale = nn.Parameter(torch.full(self.param_shape(image_shape), start))
 
     def scale(self):
-        return F.softplus(self.raw_scale) + 1e-3
+        return F.softplus(self.raw_scale) + self.scale_floor
 
 
 @register

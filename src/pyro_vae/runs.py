@@ -909,7 +909,8 @@ def ess_warning(estimate, share: float = ESS_WARNING_SHARE) -> str:
     if mean_ess >= share * estimate.k:
         return ""
     return (f"warning: the mean effective sample size is {mean_ess:.1f} of K={estimate.k} "
-            f"({100 * mean_ess / estimate.k:.1f}%, below {100 * share:g}%), so the estimate is far from converged "
+            # two decimals: with one, a share of 4.99% read "5.0%, below 5%"
+            f"({100 * mean_ess / estimate.k:.2f}%, below {100 * share:g}%), so the estimate is far from converged "
             "and a larger --k would likely raise it.")
 
 

@@ -405,11 +405,12 @@ def kind_notes(records: list[RunRecord]) -> list[str]:
     """One note per quantity whose rows are not all pairwise comparable: which rows (by
     their differing settings) and each reason sentence once. Empty when all can be ranked."""
     keys, groups = group_runs(records)
+    labels = [f"row {number}" + (f" ({_label(group.settings, keys)})" if keys else "")
+              for number, group in enumerate(groups, start=1)]
     notes = []
     for quantity in KINDED:
         kinds = []  # (row label, kind, what it bounds or estimates) of every run with the number
-        for number, group in enumerate(groups, start=1):
-            label = f"row {number}" + (f" ({_label(group.settings, keys)})" if keys else "")
+        for label, group in zip(labels, groups):
             kinds += [(label, number_kind_of(r, quantity), quantity_of(r, quantity)) for r in group.runs
                       if number_kind_of(r, quantity) is not None]
         reasons: dict[str, list[str]] = {}
@@ -424,6 +425,7 @@ def kind_notes(records: list[RunRecord]) -> list[str]:
         for reason, pairs in reasons.items():
             paired = " No paired difference is taken between them." if quantity == "test log p(x)" else ""
             notes.append(f"Note: {quantity} is not comparable between {'; '.join(pairs)}: {reason}.{paired}")
+    notes += _within_row_notes(labels, groups)
     if any(is_autoencoder(r.summary) for r in records):
         notes.append(AE_NOTE)
     for group in groups:
@@ -433,6 +435,25 @@ def kind_notes(records: list[RunRecord]) -> list[str]:
                          "may draw a point twice), so it is counted once, as that run, not as another seed.")
     notes += [note for note in map(stale_loglik_note, records) if note]
     return notes
+
+
+def _within_row_notes(labels: list[str], groups: list[Group]) -> list[str]:
+    """A note where a row's own test ELBO and test log p(x) are of kinds that cannot be ranked:
+    a continuous likelihood's ELBO is a density on the grey levels as they are, its log p(x)
+    (``evaluate --k``) a dequantized bound on their probability, thousands of nats below it,
+    so the row would show an ELBO above the log p(x) it is taken to bound."""
+    rows: dict[str, list[str]] = {}  # reason -> the rows it applies to
+    for label, group in zip(labels, groups):
+        for run in group.runs:
+            elbo, loglik = number_kind_of(run, "test ELBO"), number_kind_of(run, "test log p(x)")
+            if None in (elbo, loglik) or UNKNOWN_KIND in (elbo, loglik):
+                continue
+            verdict = pair_verdict(elbo, loglik, quantity_of(run, "test ELBO"), quantity_of(run, "test log p(x)"))
+            if not verdict.ok and label not in rows.setdefault(verdict.reason, []):
+                rows[verdict.reason].append(label)
+    return [f"Note: the test ELBO and the test log p(x) of {'; '.join(labelled)} are not comparable with each "
+            f"other: {reason}; that ELBO bounds a number of its own kind, not that log p(x), and may lie above "
+            "it." for reason, labelled in rows.items() if labelled]
 
 
 def stale_loglik_note(record: RunRecord) -> str | None:

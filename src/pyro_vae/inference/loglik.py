@@ -140,6 +140,11 @@ def _check_input(model, x, k: int) -> None:
         raise DataError(f"log p(x) needs a float tensor of examples, not {getattr(x, 'dtype', type(x))}.")
     if x.dim() == 0 or x.shape[0] == 0:
         raise DataError("log p(x) needs at least one example (the tensor is empty).")
+    # float64 images (from numpy, say) met float32 weights as torch's "mat1 and mat2 must have the same dtype"
+    parameter = next(model.parameters(), None) if isinstance(model, torch.nn.Module) else None
+    if parameter is not None and parameter.is_floating_point() and parameter.dtype != x.dtype:
+        raise DataError(f"the examples are {x.dtype} but the model's parameters are {parameter.dtype}; pass "
+                        f"x.to({parameter.dtype}) (or convert the model and guide with .to({x.dtype})).")
     decoder = getattr(model, "decoder", None)
     expected = getattr(decoder, "image_shape", None)
     if expected is not None and tuple(x.shape[1:]) != tuple(expected):

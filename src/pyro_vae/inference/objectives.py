@@ -59,6 +59,9 @@ def make_objective(name: str, num_particles: int | None = None, k: int | None = 
         raise ValueError(f"k has no effect on the {name} objective; give num_particles to average it over "
                          "several draws, or use 'iwae' for the importance-weighted bound with K draws.")
     num_particles, k = 1 if num_particles is None else num_particles, 5 if k is None else k
+    for option, count in (("num_particles", num_particles), ("k", k)):  # 0 failed in the first loss as
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:  # "size cannot be zero"
+            raise ValueError(f"{option} must be a whole number of at least 1, not {count!r}.")
     if implementation == "fast" and name in ("elbo", "analytic-kl"):
         return ReparamELBO(num_particles, analytic_kl=name == "analytic-kl", max_plate_nesting=max_plate_nesting)
     if name == "elbo":
