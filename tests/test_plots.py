@@ -179,3 +179,28 @@ def test_the_style_figure_of_a_model_without_a_label_names_every_model_with_one(
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "needs a model with a label (--model cvae, m2 or adgm)" in err
     assert f"{run_2d} is a --model vae run" in err and not out.exists()
+
+
+def test_the_latent_plot_gives_every_one_of_26_classes_its_own_colour(tmp_path, monkeypatch):
+    """With more than 20 classes (EMNIST letters through --dataset idx) tab20's colours came
+    round again: class 20 was drawn in class 0's colour, so the plot merged two classes."""
+    from matplotlib.colors import to_hex
+
+    from pyro_vae import plots
+
+    torch.manual_seed(0)
+    _, guide = build_vae(ModelConfig(latent_dim=2, hidden_dims=[8]), (1, 4, 4))
+    x = torch.bernoulli(torch.full((52, 1, 4, 4), 0.3))
+    labels = torch.arange(52) % 26
+    drawn = {}
+    scatter = plots.matplotlib.axes.Axes.scatter
+
+    def recording_scatter(ax, xs, ys, *args, label=None, color=None, **kwargs):
+        drawn[label] = to_hex(color)
+        return scatter(ax, xs, ys, *args, label=label, color=color, **kwargs)
+
+    monkeypatch.setattr(plots.matplotlib.axes.Axes, "scatter", recording_scatter)
+    plots.plot_latent(guide, x, labels, tmp_path / "latent.png", class_names=tuple("abcdefghijklmnopqrstuvwxyz"))
+    assert sorted(drawn) == list("abcdefghijklmnopqrstuvwxyz")
+    assert len(set(drawn.values())) == 26
+    assert plots.class_colours(10) == [plots.matplotlib.colormaps["tab10"](c) for c in range(10)]

@@ -369,19 +369,31 @@ def _codes(guide, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     return torch.cat([guide.encode(images[i:i + batch_size])[0] for i in range(0, len(images), batch_size)])
 
 
+def class_colours(num_classes: int) -> list:
+    """One colour per class, all different: tab10 or tab20 up to 20 classes, beyond that
+    evenly spaced hues of turbo (tab20 repeated its colours, so classes 0 and 20 of EMNIST's
+    letters looked alike)."""
+    if num_classes <= 20:
+        cmap = matplotlib.colormaps["tab10" if num_classes <= 10 else "tab20"]
+        return [cmap(c) for c in range(num_classes)]
+    cmap = matplotlib.colormaps["turbo"]
+    return [cmap(c / (num_classes - 1)) for c in range(num_classes)]
+
+
 def _scatter_codes(ax, points: torch.Tensor, labels: torch.Tensor | None, class_names: tuple[str, ...],
-                   legend: bool = True) -> None:
+                   legend: bool = True, fontsize: int = 7) -> None:
+    """``points`` ``[N, 2]`` on ``ax``, one colour and legend entry per class in ``labels``."""
     if labels is None:
         ax.scatter(points[:, 0], points[:, 1], s=3, alpha=0.5)
         return
     labels = labels.cpu()
-    cmap = matplotlib.colormaps["tab10" if int(labels.max()) < 10 else "tab20"]
+    colours = class_colours(max(int(labels.max()) + 1, len(class_names)))
     for c in labels.unique().tolist():
         chosen = labels == c
         name = class_names[c] if c < len(class_names) else str(c)
-        ax.scatter(points[chosen, 0], points[chosen, 1], s=3, alpha=0.6, color=cmap(c % cmap.N), label=name)
+        ax.scatter(points[chosen, 0], points[chosen, 1], s=3, alpha=0.6, color=colours[c], label=name)
     if legend:
-        ax.legend(markerscale=4, fontsize=7, loc="best", title="class")
+        ax.legend(markerscale=4, fontsize=fontsize, loc="best", title="class")
 
 
 #: Radius of the disc holding 95% of N(0, I_2)'s mass: sqrt of the chi-square(2) 95% quantile.
@@ -439,16 +451,7 @@ def plot_latent(guide, images: torch.Tensor, labels: torch.Tensor | None, path: 
     else:
         points, axis = principal_components(codes), "principal component "
     fig, ax = _subplots(layout="constrained", figsize=(7, 6))
-    if labels is None:
-        ax.scatter(points[:, 0], points[:, 1], s=3, alpha=0.5)
-    else:
-        labels = labels.cpu()
-        cmap = matplotlib.colormaps["tab10" if int(labels.max()) < 10 else "tab20"]
-        for c in labels.unique().tolist():
-            chosen = labels == c
-            name = class_names[c] if c < len(class_names) else str(c)
-            ax.scatter(points[chosen, 0], points[chosen, 1], s=3, alpha=0.6, color=cmap(c % cmap.N), label=name)
-        ax.legend(markerscale=4, fontsize=8, loc="best", title="class")
+    _scatter_codes(ax, points, labels, class_names, fontsize=8)
     ax.set_xlabel(f"{axis}1" if axis == "z" else f"{axis}1")
     ax.set_ylabel(f"{axis}2" if axis == "z" else f"{axis}2")
     how = "" if codes.shape[1] == 2 else f" (PCA of {codes.shape[1]} dimensions)"
