@@ -374,3 +374,31 @@ def test_a_log_likelihood_of_a_checkpoint_since_replaced_is_noted(tmp_path, caps
             f"epoch 3 now") in out and f"`pyro-vae evaluate {a} --k 10 -o {a / 'loglik.json'}`" in out
     assert f"test log p(x) of {b}" not in out  # measured on the checkpoint it names
     assert compare.stale_loglik_note(compare.read_run(b)) is None
+
+
+def test_a_row_whose_log_likelihood_some_seeds_lack_shows_none_and_says_why(tmp_path, capsys):
+    """Two seeds of one setting, one evaluated: the row showed that seed's log p(x) (-70) with
+    no standard error, under "se over: the 2 seeds", as if it were the mean over both."""
+    runs = []
+    for name, seed, values in (("a0", 0, [-80.0, -70.0, -60.0]), ("a1", 1, [-78.0, -69.0, -57.0]),
+                               ("b0", 0, [-90.0, -80.0, -70.0]), ("b1", 1, [-88.0, -79.0, -67.0])):
+        run = fake_run(tmp_path, name, "bernoulli", "static" if name[0] == "a" else "dynamic", BINARY_MASS, values)
+        config = Config()
+        config.data.binarize, config.train.seed = ("static" if name[0] == "a" else "dynamic"), seed
+        (run / "config.toml").write_text(config.validate().dumps())
+        runs.append(run)
+    for path in (runs[1] / "loglik.json", compare.examples_path(runs[1] / "loglik.json")):
+        path.unlink()  # seed 1 of the first setting not evaluated
+    assert main(["compare", *map(str, runs), "-o", str(tmp_path / "table")]) == 0
+    out = capsys.readouterr().out
+    with open(tmp_path / "table.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["seeds"] for row in rows] == ["2", "2"]
+    assert rows[0]["test log p(x)"] == rows[0]["test log p(x) se"] == rows[0]["test log p(x) bits/dim"] == ""
+    # the other row: the mean of its seeds' means -80 and -78, standard error |-80 - (-78)| / 2
+    assert float(rows[1]["test log p(x)"]) == pytest.approx(-79.0)
+    assert float(rows[1]["test log p(x) se"]) == pytest.approx(1.0)
+    assert (f"Note: row 1 (binarize=static) shows no test log p(x), test log p(x) bits/dim: 1 of its 2 seeds has "
+            f"them, and a mean over those would pass for one over all 2; measure them for {runs[1]} too "
+            "(`pyro-vae evaluate RUN --k K`), or compare the runs one by one.") in out
+    assert "row 2" not in out

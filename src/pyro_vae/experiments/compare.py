@@ -342,6 +342,12 @@ class Group:
     def values(self, read) -> list[float]:
         return [float(v) for v in (read(r) for r in self.runs) if v is not None]
 
+    def lacking(self, read) -> list[RunRecord]:
+        """The runs without ``read``'s number where some others of the group have it (a log
+        p(x) evaluated for some seeds): empty where all or none have it."""
+        missing = [r for r in self.runs if read(r) is None]
+        return missing if len(missing) < len(self.runs) else []
+
 
 def group_runs(records: list[RunRecord]) -> tuple[list[str], list[Group]]:
     """The differing keys (seed aside) and the runs grouped by them, in first-seen order."""
@@ -384,7 +390,9 @@ def compare_table(records: list[RunRecord]) -> tuple[list[str], list[dict]]:
         single = len(group.runs) == 1  # no spread over seeds: the run's own, over its images
         row["se over"] = "the images (one run)" if single else f"the {len(group.runs)} seeds"
         for name, read in present:
-            values = group.values(read)
+            # A mean over the seeds that have the number would pass for one over all the row's
+            # seeds (one seed's value for it, with no uncertainty): left out, with a note.
+            values = [] if group.lacking(read) else group.values(read)
             mean, se = mean_and_stderr(values) if values else (None, None)
             if single and name in OWN_STDERR:
                 se = OWN_STDERR[name](group.runs[0])
@@ -432,6 +440,39 @@ def kind_notes(records: list[RunRecord]) -> list[str]:
             notes.append(f"Note: {repeat.run_dir} has the settings and seed of {first.run_dir} (a sweep's sampler "
                          "may draw a point twice), so it is counted once, as that run, not as another seed.")
     notes += [note for note in map(stale_loglik_note, records) if note]
+    notes += missing_seed_notes(groups, keys)
+    return notes
+
+
+#: How a number measured after training is measured for a run (``{run}``: its directory).
+MEASURED_BY = {"test log p(x)": "pyro-vae evaluate {run} --k K",
+               "label fidelity (prior)": "pyro-vae evaluate {run} --label-fidelity",
+               "label fidelity (style grid)": "pyro-vae evaluate {run} --label-fidelity",
+               "z probe accuracy": "pyro-vae evaluate {run} --label-fidelity"}
+
+
+def missing_seed_notes(groups: list[Group], keys: list[str]) -> list[str]:
+    """One note per row whose numbers some of its seeds lack (:meth:`Group.lacking`), which
+    :func:`compare_table` leaves blank: which numbers, which runs lack them, and how to
+    measure them."""
+    notes = []
+    for number, group in enumerate(groups, start=1):
+        names, lacking = [], {}
+        for name, read in QUANTITIES:
+            runs = group.lacking(read)
+            if runs:
+                names.append(name)
+                lacking.update(dict.fromkeys(r.run_dir for r in runs))
+        if not names:
+            continue
+        label = f"row {number}" + (f" ({_label(group.settings, keys)})" if keys else "")
+        commands = dict.fromkeys(MEASURED_BY[name].format(run="RUN") for name in names if name in MEASURED_BY)
+        how = f" ({'; '.join(f'`{c}`' for c in commands)})" if commands else ""
+        have = len(group.runs) - len(lacking)
+        notes.append(f"Note: {label} shows no {', '.join(names)}: {have} of its {len(group.runs)} seeds "
+                     f"{'has' if have == 1 else 'have'} them, and a mean over those would pass for one over all "
+                     f"{len(group.runs)}; measure them for {', '.join(map(str, lacking))} too{how}, or compare "
+                     "the runs one by one.")
     return notes
 
 
