@@ -262,6 +262,15 @@ def test_a_grid_in_a_config_file_refuses_a_number_of_trials(tmp_path):
     # its best trial would be chosen among numbers of different kinds (a helper's search drew all three)
     (["--search", "likelihood=choice:bernoulli,gaussian-learned,discretized-logistic", "--trials", "3"],
      "--search over likelihood would rank by one --metric numbers of different kinds"),
+    # its best trial would be chosen by a bound whose tightness the searched key sets (an IWAE
+    # bound is above the ELBO of the same model; a larger K is higher): searched, not refused
+    (["--search", "objective=choice:elbo,iwae", "--trials", "2", "--metric", "selection"],
+     "--search objective=choice:elbo,iwae would rank its trials by --metric selection, which is the validation "
+     "ELBO at objective=elbo and the validation IWAE bound with K=5 at objective=iwae: a bound with more samples"),
+    (["--search", "k=int:2:8", "--objective", "iwae", "--trials", "2", "--metric", "valid_iwae"],
+     "which is the validation IWAE bound with K=2 at k=2 and the validation IWAE bound with K=8 at k=8"),
+    (["--search", "select_k=int:2:8", "--select-by", "valid-loglik", "--trials", "2", "--metric", "selection"],
+     "by importance sampling with K=2 at select_k=2 and the validation log p(x) by importance sampling with K=8"),
     (["--search", "objective=choice:iwae,elbo", "--search", "k=int:2:8", "--trials", "2"],
      "--search k=int:2:8 has no effect at its point objective=elbo,k=2"),
     (["--grid", "beta=1,2", "--trials", "5"], "--trials 5 has no effect without a search"),  # a grid runs every point
@@ -369,6 +378,22 @@ def test_a_swept_key_is_accepted_where_every_point_uses_it():
     assert [spec.config_for(p).train.k for p in spec.points()] == [3, 5]
     spec = sweep.SweepSpec(Config(), {"objective": ["iwae", "iwae-dreg"], "k": [3, 5]}, [0]).validate()
     assert len({(c.train.objective, c.train.k) for c in map(spec.config_for, spec.points())}) == 4
+
+
+def test_a_search_over_keys_that_leave_its_metric_alike_is_accepted():
+    """The check of what a search's metric measures refuses only where it differs."""
+    base = Config()
+    base.train.objective = "iwae"
+    for search, metric in (({"k": "int:2:8"}, "valid_elbo"), ({"objective": "choice:iwae,iwae-dreg"}, "selection"),
+                           ({"objective": "choice:elbo,analytic-kl"}, "selection"), ({"beta": "float:0.5:2"},
+                                                                                     "valid_iwae")):
+        ranges = {key: sweep.SearchRange.parse(key, text) for key, text in search.items()}
+        sweep.SweepSpec(base, search=ranges, trials=2, metric=metric, sampler="tpe").validate()
+    config = Config()
+    config.train.objective, config.train.k = "iwae-dreg", 7
+    assert sweep.metric_measure(config, "selection") == "the validation IWAE bound with K=7"
+    config.train.select_by = "valid-elbo"
+    assert sweep.metric_measure(config, "selection") == "the validation ELBO"
 
 
 def test_a_sweep_can_optimise_the_validation_log_likelihood_of_runs_that_select_by_it():

@@ -114,6 +114,22 @@ def metric_stderr(summary: dict, metric: str) -> float | None:
     return None
 
 
+def metric_measure(config: Config, metric: str) -> str:
+    """What ``metric`` is in runs of ``config``: the bound or estimate, with its number of
+    importance samples K (``selection`` resolved to the number that selects, as the run's
+    ``--select-by`` makes it). Two runs' values rank their models only where this is the same:
+    a bound with more samples is higher for the same model."""
+    from pyro_vae.runs import _selection
+
+    if metric == "selection" and config.model.model not in SEMI_SUPERVISED:
+        metric = _selection(config.train)["selection"].replace("-", "_")  # valid_elbo, valid_iwae, valid_loglik
+    if metric == "valid_iwae":
+        return f"the validation IWAE bound with K={config.train.k}"
+    if metric == "valid_loglik":
+        return f"the validation log p(x) by importance sampling with K={config.train.select_k}"
+    return "the validation ELBO" if metric == "valid_elbo" else METRICS[metric]
+
+
 def describe_metric(summary: dict, metric: str) -> str:
     """``valid_elbo -485.9467 ± 0.3203 nats per example`` (an accuracy is a fraction)."""
     value, se = metric_value(summary, metric), metric_stderr(summary, metric)
@@ -270,6 +286,26 @@ class SweepSpec:
                     swept = f"--search {name}={self.search[name].text}"
                 raise ConfigError(f"the sweep's {swept} has no effect at its point {self.run_name(point)}: {sentence}")
 
+    def _check_search_ranks_alike(self) -> None:
+        """Refuse a search whose ``metric`` is another bound or estimate at some of its points
+        (:func:`metric_measure`): ``selection`` over ``objective`` (an ELBO at one point, an
+        IWAE bound at another), ``valid_iwae`` over ``k``. Its best trial would be the one with
+        the looser or tighter bound, not the better model. Checked at every combination of the
+        ranges' bounds and choices, as what a key changes does not depend on where in a range
+        a value lies."""
+        measured: dict[str, dict] = {}
+        for values in itertools.product(*(r.corners() for r in self.search.values())):
+            point = dict(zip(self.search, values))
+            measured.setdefault(metric_measure(self.config_for(point | {"seed": self.seeds[0]}), self.metric), point)
+        if len(measured) > 1:
+            (first, at_first), (second, at_second) = list(measured.items())[:2]
+            raise ConfigError(f"--search {' '.join(f'{k}={r.text}' for k, r in self.search.items())} would rank its "
+                              f"trials by --metric {self.metric}, which is {first} at {self.run_name(at_first)} and "
+                              f"{second} at {self.run_name(at_second)}: a bound with more samples is higher for the "
+                              "same model, so the search would favour it, not the better model; choose a --metric "
+                              "that measures every trial alike (valid_elbo, test_elbo), or sweep these with --grid "
+                              "and compare the runs' log p(x) (pyro-vae evaluate RUN --k K, then pyro-vae compare).")
+
     def run_name(self, params: dict, number: int | None = None) -> str:
         """``beta=2,objective=iwae,seed=1``; a search trial's name starts with its number."""
         parts = [f"{k}={format_value(v)}" for k, v in params.items() if k != "seed"]
@@ -322,6 +358,7 @@ class SweepSpec:
                                   "kinds (a mass on binary or on 8-bit data, a density), which cannot be ranked; "
                                   f"sweep {ranked_apart[0]} with --grid and read the runs with pyro-vae compare "
                                   "(it notes which cannot be ranked), or search the other settings at one value of it.")
+            self._check_search_ranks_alike()
             configs = [self.config_for({k: r.corners()[i % len(r.corners())] for k, r in self.search.items()}
                                        | {"seed": self.seeds[0]}) for i in range(2)]
         else:
