@@ -180,6 +180,17 @@ def test_train_help_lists_each_option_with_what_it_does_and_its_choices(capsys):
         assert fragment in text
 
 
+@pytest.mark.parametrize("command", ["sweep", "compare", "plot"])
+def test_metric_help_lists_every_metric_the_command_accepts(command):
+    """sweep --help listed six metrics, leaving out valid_loglik, which it accepts."""
+    from pyro_vae.experiments.sweep import METRICS
+
+    sub = next(a for a in build_parser()._actions if hasattr(a, "choices") and isinstance(a.choices, dict))
+    (action,) = [a for a in sub.choices[command]._actions if a.dest == "metric"]
+    assert f"({', '.join(METRICS)}; default " in action.help
+    assert "valid_loglik" in METRICS
+
+
 @pytest.mark.parametrize("command", ["train", "evaluate", "sample", "reconstruct", "plot"])
 def test_every_option_of_every_command_has_a_description(command):
     sub = next(a for a in build_parser()._actions if hasattr(a, "choices") and isinstance(a.choices, dict))
