@@ -315,6 +315,10 @@ def test_mlflow_tracking_logs_params_epochs_final_numbers_and_figures(idx_dir, t
     final = {key: value for key, value, step in client.metrics if key.startswith("final.")}
     assert final["final.test_elbo"] == summary["test_elbo"] and final["final.best_epoch"] == summary["best_epoch"]
     assert "final.beta" not in final  # settings are params, not results
+    # what the final numbers are, as tags (final.test_elbo alone did not say it is a mass on binary data)
+    assert {key: client.tags[key] for key in client.tags if key.startswith("final.")} == {
+        "final.kind": "probability mass on binary data", "final.quantity": "log p(x)", "final.unit": "nats per example",
+        "final.selection": "best validation ELBO", "final.train_objective_name": "ELBO with the KL weight beta=0.5"}
     names = sorted(p.rsplit("/", 1)[-1] for p in client.artifacts)
     assert names == ["config.toml", "curves.png", "metrics.csv", "reconstructions.png", "samples.png", "summary.json"]
     assert client.status == ["FINISHED"]

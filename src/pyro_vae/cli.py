@@ -199,7 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--reference", default=None, metavar="RUN_DIR",
                          help="paired difference of log p(x) of every evaluated run against this one")
     compare.add_argument("--figure", default=None, help="also draw the sweep figure (metric against each setting)")
-    compare.add_argument("--metric", default=None, help=f"with --figure: the figure's quantity ({metrics}; default test_elbo)")
+    compare.add_argument("--metric", default=None,
+                         help=f"with --figure: the figure's quantity ({metrics}; default test_elbo)")
 
     sweep = commands.add_parser("sweep", help="train a grid or a search of runs as one Optuna study",
                                 formatter_class=_HelpFormatter)
