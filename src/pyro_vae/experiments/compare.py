@@ -19,6 +19,7 @@ import csv
 import io
 import json
 import math
+import textwrap
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -409,29 +410,39 @@ def compare_table(records: list[RunRecord]) -> tuple[list[str], list[dict]]:
     return columns, rows
 
 
+def incomparable_pairs(groups: list[Group], labels: list[str], quantity: str) -> dict[str, list[str]]:
+    """The groups (named by ``labels``, one per group) whose ``quantity`` ("test ELBO" or
+    "test log p(x)") cannot be ranked against each other's, by reason sentence:
+    ``{reason: ["row 1 and row 2", "the seeds of row 3"]}``; empty when all can be ranked."""
+    kinds = []  # (group label, kind, what it bounds or estimates) of every run with the number
+    for label, group in zip(labels, groups):
+        kinds += [(label, number_kind_of(r, quantity), quantity_of(r, quantity)) for r in group.runs
+                  if number_kind_of(r, quantity) is not None]
+    reasons: dict[str, list[str]] = {}
+    for i, (label_a, kind_a, of_a) in enumerate(kinds):
+        for label_b, kind_b, of_b in kinds[i + 1:]:
+            verdict = pair_verdict(kind_a, kind_b, of_a, of_b)
+            if not verdict.ok:
+                pairs = reasons.setdefault(verdict.reason, [])
+                pair = f"{label_a} and {label_b}" if label_a != label_b else f"the seeds of {label_a}"
+                if pair not in pairs:
+                    pairs.append(pair)
+    return reasons
+
+
 def kind_notes(records: list[RunRecord]) -> list[str]:
     """One note per quantity whose rows are not all pairwise comparable: which rows (by
     their differing settings) and each reason sentence once. Empty when all can be ranked."""
     keys, groups = group_runs(records)
     notes = []
     for quantity in KINDED:
-        kinds = []  # (row label, kind, what it bounds or estimates) of every run with the number
-        for number, group in enumerate(groups, start=1):
-            label = f"row {number}" + (f" ({_label(group.settings, keys)})" if keys else "")
-            kinds += [(label, number_kind_of(r, quantity), quantity_of(r, quantity)) for r in group.runs
-                      if number_kind_of(r, quantity) is not None]
-        reasons: dict[str, list[str]] = {}
-        for i, (label_a, kind_a, of_a) in enumerate(kinds):
-            for label_b, kind_b, of_b in kinds[i + 1:]:
-                verdict = pair_verdict(kind_a, kind_b, of_a, of_b)
-                if not verdict.ok:
-                    pairs = reasons.setdefault(verdict.reason, [])
-                    pair = f"{label_a} and {label_b}" if label_a != label_b else f"the seeds of {label_a}"
-                    if pair not in pairs:
-                        pairs.append(pair)
-        for reason, pairs in reasons.items():
+        labels = [f"row {number}" + (f" ({_label(group.settings, keys)})" if keys else "")
+                  for number, group in enumerate(groups, start=1)]
+        for reason, pairs in incomparable_pairs(groups, labels, quantity).items():
             paired = " No paired difference is taken between them." if quantity == "test log p(x)" else ""
-            notes.append(f"Note: {quantity} is not comparable between {'; '.join(pairs)}: {reason}.{paired}")
+            # the valid ELBO is the same run's bound on the same kind of data: its column too
+            named = "test ELBO (and valid ELBO, of the same kind)" if quantity == "test ELBO" else quantity
+            notes.append(f"Note: {named} is not comparable between {'; '.join(pairs)}: {reason}.{paired}")
     if any(is_autoencoder(r.summary) for r in records):
         notes.append(AE_NOTE)
     for group in groups:
@@ -656,7 +667,21 @@ def _metric_axis_label(records: list[RunRecord], metric: str) -> str:
         return f"{metric}: a fraction of the images"
     kinds = "; ".join(dict.fromkeys(r.summary.get("kind") or UNKNOWN_KIND for r in records))
     what = {"valid_loglik": "an importance-sampled estimate of log p(x)"}.get(metric, "a lower bound on log p(x)")
-    return f"{metric}, nats per example\n({what}; {kinds})"
+    # wrapped: two kinds on one line ran past the figure's edge, the second cut off
+    return f"{metric}, nats per example\n" + textwrap.fill(f"({what}; {kinds})", 50)
+
+
+def _incomparable_note(groups: list[Group], keys: list[str], metric: str) -> str | None:
+    """The sweep figure's note where its points are numbers of kinds that cannot be ranked
+    (a mass on binary data beside a density): the points and the reason, as the compare table's
+    note says it of the test ELBO, whose kind every bound and estimate of a run shares; None
+    where they can be ranked, or for an accuracy."""
+    runs = [r for g in groups for r in g.runs]
+    if "accuracy" in _metric_axis_label(runs, metric):
+        return None
+    reasons = incomparable_pairs(groups, [_label(g.settings, keys) for g in groups], "test ELBO")
+    return " ".join(f"Not comparable: {metric} of {'; '.join(pairs)}: {reason}." for reason, pairs in reasons.items())
+
 
 
 def plot_sweep_figure(records: list[RunRecord], output: Path, metric: str = "test_elbo") -> Path:
@@ -709,6 +734,9 @@ def plot_sweep_figure(records: list[RunRecord], output: Path, metric: str = "tes
         if others:
             ax.legend(fontsize="small")
         ax.set_title(f"{METRICS.get(metric, metric).split(' (')[0]}\n{'; '.join(bars)}", fontsize="small")
+    note = _incomparable_note(groups, keys, metric)
+    if note:  # one axis invites ranking what cannot be ranked: said under the panels
+        fig.supxlabel(textwrap.fill(note, 70 * max(1, len(keys))), fontsize="small", color="C3")
     return _save(fig, output)
 
 
