@@ -402,3 +402,19 @@ def test_a_row_whose_log_likelihood_some_seeds_lack_shows_none_and_says_why(tmp_
             f"them, and a mean over those would pass for one over all 2; measure them for {runs[1]} too "
             "(`pyro-vae evaluate RUN --k K`), or compare the runs one by one.") in out
     assert "row 2" not in out
+
+
+def test_log_likelihoods_estimated_with_different_k_are_not_paired(tmp_path, capsys):
+    """An estimate with K=100 against one with K=10 was paired without a word: the difference
+    (here 2 ± 0.58 nats) was partly K's, the estimate rising with K, under a tight s.e."""
+    a = fake_run(tmp_path, "a", "bernoulli", "static", BINARY_MASS, [-80.0, -70.0, -60.0])
+    b = fake_run(tmp_path, "b", "bernoulli", "dynamic", BINARY_MASS, [-78.0, -69.0, -57.0])
+    compare.save_examples(b / "loglik.json", [-78.0, -69.0, -57.0], np.arange(3), "test", 100, "fashion-mnist")
+    assert main(["compare", str(a), str(b), "-o", str(tmp_path / "table")]) == 0
+    out = capsys.readouterr().out
+    reason = ("its log p(x) was estimated with K=100 importance samples and the reference's with K=10; the estimate "
+              "rises with K, so their difference would be partly K's; evaluate both with the same --k")
+    assert f"no paired difference of {b} against {a}: {reason}." in out
+    assert not (tmp_path / "table-paired.csv").exists()
+    records = compare.collect_runs([a, b])
+    assert compare.paired_table(records, records[0]) == ([], [(records[1], reason)])

@@ -642,9 +642,11 @@ def cmd_compare(args) -> int:
         reference = records[0]
     if reference is not None:
         paired, refused = compare.paired_table(records, reference)
-        for record, _ in refused:  # the reason is in the table's note, once
-            print(f"\nno paired difference of {record.run_dir} against {reference.run_dir}: their test log p(x) "
-                  "are of kinds or quantities that cannot be ranked (see the note above).")
+        for record, reason in refused:  # a kind's reason is in the table's note, once
+            noted = any(reason in note for note in notes)
+            print(f"\nno paired difference of {record.run_dir} against {reference.run_dir}: "
+                  + ("their test log p(x) are of kinds or quantities that cannot be ranked (see the note above)."
+                     if noted else f"{reason}."))
         if paired:
             paired_columns = list(paired[0])
             print(f"\npaired difference of test log p(x) against {reference.run_dir} "

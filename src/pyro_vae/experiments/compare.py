@@ -564,7 +564,8 @@ def paired_table(records: list[RunRecord], reference: RunRecord) -> tuple[list[d
     """Paired difference of log p(x) of every evaluated run against ``reference``, and the
     runs refused because their log p(x) cannot be ranked against the reference's (a
     different kind of number, e.g. binarized and 8-bit data, or an unknown kind; or a
-    different quantity, e.g. the conditional VAE's log p(x | y)), each with the reason sentence."""
+    different quantity, e.g. the conditional VAE's log p(x | y); or estimated with another
+    number of importance samples K), each with the reason sentence."""
     base = reference_examples(reference)
     keys = differing_keys(records)
     rows, refused = [], []
@@ -577,6 +578,11 @@ def paired_table(records: list[RunRecord], reference: RunRecord) -> tuple[list[d
                                quantity_of(reference, "test log p(x)"), quantity_of(record, "test log p(x)"))
         if not verdict.ok:
             refused.append((record, verdict.reason))
+            continue
+        if other.k != base.k:  # a bias of K's making would pass for the models' difference, with a tight s.e.
+            refused.append((record, f"its log p(x) was estimated with K={other.k} importance samples and the "
+                                    f"reference's with K={base.k}; the estimate rises with K, so their difference "
+                                    "would be partly K's; evaluate both with the same --k"))
             continue
         diff = paired_difference(base, other)
         rows.append({"run": record.run_dir.name, **{setting_column(k): record.settings.get(k) for k in keys},
