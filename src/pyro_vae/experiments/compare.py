@@ -154,6 +154,7 @@ def read_run(run_dir: Path) -> RunRecord:
 def collect_runs(paths: list[Path]) -> list[RunRecord]:
     """The finished runs named: run directories, and sweep directories (their finished runs)."""
     from pyro_vae.experiments.sweep import SWEEP_FILE
+    from pyro_vae.inference.checkpoint import LAST
     from pyro_vae.runs import SUMMARY, is_run_dir
 
     records = []
@@ -163,6 +164,10 @@ def collect_runs(paths: list[Path]) -> list[RunRecord]:
                         if is_run_dir(child) and (child / SUMMARY).is_file()]
         elif is_run_dir(path):
             records.append(read_run(path))
+        elif (path / LAST).is_file() and (path / SUMMARY).is_file():  # fit() without config=: no config.toml
+            raise PyroVAEError(f"{path} has a checkpoint and a summary but no config.toml, where compare reads a "
+                               "run's settings (a run of fit() without config=); fit it with config= (the Config its "
+                               "model was built from), or read its summary.json in Python.")
         else:
             raise PyroVAEError(f"{path} is neither a run directory nor a sweep directory; give the --run-dir of a "
                                "training run or the --sweep-dir of a sweep.")
