@@ -420,3 +420,23 @@ def test_the_library_leaves_optunas_logging_as_its_user_set_it(tmp_path):
         assert optuna.logging.get_verbosity() == optuna.logging.DEBUG
     finally:
         optuna.logging.set_verbosity(before)
+
+
+def test_a_trials_line_says_what_its_number_is_and_of_which_data():
+    """The line after each trial said "selection -545.3309 ± 0.0207 nats per example": not which
+    bound selected (an IWAE bound here), nor the kind of data its log p(x) is a mass on."""
+    summary = {"best_valid_criterion": -545.33094, "selection": "best validation IWAE bound (K=5)",
+               "kind": "probability mass on binary data", "quantity": "log p(x)",
+               "best_epoch_metrics": {"valid_elbo": -546.2, "valid_elbo_stderr": 0.03, "valid_iwae": -545.33094,
+                                      "valid_iwae_stderr": 0.0207}}
+    assert sweep.describe_metric(summary, "selection") == (
+        "selection -545.3309 ± 0.0207 nats per example (validation IWAE bound (K=5): a lower bound on log p(x), "
+        "probability mass on binary data)")
+    assert sweep.describe_metric(summary, "valid_elbo") == (
+        "valid_elbo -546.2000 ± 0.0300 nats per example (a lower bound on log p(x), probability mass on binary data)")
+    summary["best_epoch_metrics"] = {"valid_loglik": -91.5, "valid_loglik_stderr": 0.5}
+    assert sweep.describe_metric({**summary, "quantity": "log p(x | y)"}, "valid_loglik") == (
+        "valid_loglik -91.5000 ± 0.5000 nats per example (an importance-sampled estimate of log p(x | y), "
+        "probability mass on binary data)")
+    assert sweep.describe_metric({"valid_accuracy": 0.9, "valid_accuracy_stderr": 0.01}, "valid_accuracy") == (
+        "valid_accuracy 0.9000 ± 0.0100 (a fraction of the images)")

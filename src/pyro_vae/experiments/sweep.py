@@ -131,11 +131,20 @@ def metric_measure(config: Config, metric: str) -> str:
 
 
 def describe_metric(summary: dict, metric: str) -> str:
-    """``valid_elbo -485.9467 ± 0.3203 nats per example`` (an accuracy is a fraction)."""
+    """``valid_elbo -485.9467 ± 0.3203 nats per example (a lower bound on log p(x), probability
+    mass on binary data)``: the number with what it is, the kind of its data as summary.json
+    records it (``selection`` names the number that selected); an accuracy is a fraction."""
     value, se = metric_value(summary, metric), metric_stderr(summary, metric)
     accuracy = metric.endswith("accuracy") or (metric == "selection" and "valid_accuracy" in summary)
     spread = f" ± {se:.4f}" if se is not None else " (no standard error recorded)"
-    return f"{metric} {value:.4f}{spread} {'(a fraction of the images)' if accuracy else 'nats per example'}"
+    if accuracy:
+        return f"{metric} {value:.4f}{spread} (a fraction of the images)"
+    selected_by = str(summary.get("selection", "")).removeprefix("best ")
+    estimate = metric == "valid_loglik" or (metric == "selection" and "log-likelihood" in selected_by)
+    what = (f"{selected_by}: " if metric == "selection" and selected_by else "") + (
+        "an importance-sampled estimate of " if estimate else "a lower bound on ") + summary.get("quantity", "log p(x)")
+    kind = summary.get("kind")
+    return f"{metric} {value:.4f}{spread} nats per example ({what}{', ' + kind if kind else ''})"
 
 
 # -- the sweep's definition -------------------------------------------------------------
@@ -692,7 +701,7 @@ def run_trial(study, trial, spec: SweepSpec, sweep_dir: Path, log: Callable[[str
         log(prefix + f"failed: {message}")
         return
     study.tell(trial, value)
-    log(prefix + describe_metric(summary, spec.metric) + " (± one standard error over the images)")
+    log(prefix + describe_metric(summary, spec.metric) + "; ± one standard error over the images")
 
 
 def train_or_resume(config: Config, run_dir: Path, log: Callable[[str], None] = print) -> dict:
