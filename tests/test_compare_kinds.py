@@ -418,3 +418,21 @@ def test_log_likelihoods_estimated_with_different_k_are_not_paired(tmp_path, cap
     assert not (tmp_path / "table-paired.csv").exists()
     records = compare.collect_runs([a, b])
     assert compare.paired_table(records, records[0]) == ([], [(records[1], reason)])
+
+
+def test_curves_of_runs_whose_elbos_cannot_be_ranked_say_so(tmp_path, monkeypatch):
+    """plot --kind curves of a binarized and an 8-bit run drew both ELBOs on one axis called
+    "validation ELBO, nats per example", with no kind and no word that they cannot be ranked."""
+    drawn = []
+    monkeypatch.setattr(compare, "_save", lambda fig, output: drawn.append(fig) or output)
+    a = fake_run(tmp_path, "bern", "bernoulli", "static", BINARY_MASS, [-90.0, -80.0])
+    b = fake_run(tmp_path, "logistic", "discretized-logistic", "none", EIGHT_BIT_MASS, [-2000.0, -1900.0])
+    c = fake_run(tmp_path, "bern2", "bernoulli", "dynamic", BINARY_MASS, [-91.0, -81.0])
+    compare.plot_overlaid_curves(compare.collect_runs([a, b]), tmp_path / "curves.png")
+    label = " ".join(drawn[0].axes[0].get_ylabel().split())
+    assert label == f"validation ELBO, nats per example (a lower bound on log p(x); {BINARY_MASS}; {EIGHT_BIT_MASS})"
+    assert " ".join(drawn[0]._supxlabel.get_text().split()) == (
+        "Not comparable: validation ELBO of binarize=static, likelihood=bernoulli and binarize=none, "
+        f"likelihood=discretized-logistic: {DIFFERENT_DATA}.")
+    compare.plot_overlaid_curves(compare.collect_runs([a, c]), tmp_path / "curves.png")
+    assert drawn[1]._supxlabel is None  # runs of one kind

@@ -631,9 +631,14 @@ def plot_overlaid_curves(records: list[RunRecord], output: Path) -> Path:
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
-    ax.set_ylabel("validation accuracy of q(y | x)" if accuracy else "validation ELBO, nats per example")
+    ax.set_ylabel("validation accuracy of q(y | x)" if accuracy else
+                  _metric_axis_label(records, column, "validation ELBO"), fontsize=None if accuracy else "small")
     ax.set_title("Validation curves (star: the best epoch kept)")
     ax.legend(fontsize="small")
+    group_keys, groups = group_runs(records)
+    note = None if accuracy else _incomparable_note(groups, group_keys, "validation ELBO")
+    if note:  # one axis invites ranking what cannot be ranked: said under it
+        fig.supxlabel(textwrap.fill(note, 110), fontsize="small", color="C3")
     return _save(fig, output)
 
 
@@ -668,18 +673,19 @@ def _point_and_error(runs: list[RunRecord], metric: str) -> tuple[float, float]:
     return mean, se
 
 
-def _metric_axis_label(records: list[RunRecord], metric: str) -> str:
-    """The y axis of a sweep figure: the metric, its unit and its kind of number (a bound on
-    log p(x) of which data, or a fraction of the images)."""
+def _metric_axis_label(records: list[RunRecord], metric: str, name: str | None = None) -> str:
+    """The y axis of a sweep figure (or of the overlaid curves): the metric (called ``name``
+    where given), its unit and its kind of number (a bound on log p(x) of which data, or a
+    fraction of the images)."""
     from pyro_vae.experiments.sweep import METRICS
 
     accuracy = "accuracy" in metric or (metric == "selection" and all("valid_accuracy" in r.summary for r in records))
     if accuracy:
-        return f"{metric}: a fraction of the images"
+        return f"{name or metric}: a fraction of the images"
     kinds = "; ".join(dict.fromkeys(r.summary.get("kind") or UNKNOWN_KIND for r in records))
     what = {"valid_loglik": "an importance-sampled estimate of log p(x)"}.get(metric, "a lower bound on log p(x)")
     # wrapped: two kinds on one line ran past the figure's edge, the second cut off
-    return f"{metric}, nats per example\n" + textwrap.fill(f"({what}; {kinds})", 50)
+    return f"{name or metric}, nats per example\n" + textwrap.fill(f"({what}; {kinds})", 50)
 
 
 def _incomparable_note(groups: list[Group], keys: list[str], metric: str) -> str | None:
@@ -688,7 +694,7 @@ def _incomparable_note(groups: list[Group], keys: list[str], metric: str) -> str
     note says it of the test ELBO, whose kind every bound and estimate of a run shares; None
     where they can be ranked, or for an accuracy."""
     runs = [r for g in groups for r in g.runs]
-    if "accuracy" in _metric_axis_label(runs, metric):
+    if "a fraction of the images" in _metric_axis_label(runs, metric):
         return None
     reasons = incomparable_pairs(groups, [_label(g.settings, keys) for g in groups], "test ELBO")
     return " ".join(f"Not comparable: {metric} of {'; '.join(pairs)}: {reason}." for reason, pairs in reasons.items())
