@@ -137,6 +137,11 @@ def test_tensorboard_logs_scalars_every_epoch_and_images(idx_dir, tmp_path):
     assert [round(e.value, 3) for e in valid] == [round(float(r.split(",")[3]), 3) for r in rows]
     assert {"samples", "reconstructions"} <= set(events.Tags()["images"])
     assert [e.step for e in events.Images("samples")] == [1, 2]
+    # what the bare scalars are, said once (they named neither their bound nor their data's kind)
+    (note,) = events.Tensors("numbers/text_summary")
+    assert note.tensor_proto.string_val[0].decode() == (
+        "The scalars are in nats per example (train/objective: the ELBO); the bounds and estimates are of log p(x), "
+        "a probability mass on binary data.")
 
 
 def test_a_figure_of_no_images_or_steps_is_refused_with_the_argument_named(tmp_path):

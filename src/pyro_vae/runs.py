@@ -443,6 +443,12 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
         if initialised_from is not None:
             options["extra_state"]["init_from"] = initialised_from
         semi_supervised = config.model.model in SEMI_SUPERVISED
+        if board is not None and not semi_supervised and config.model.model != "ae":
+            # TensorBoard's scalars are bare numbers: what they bound, and on which data, said once
+            fields = kind_fields(config, model.likelihood, dataset.image_shape, 0.0)
+            board.add_text("numbers", f"The scalars are in nats per example (train/objective: the "
+                                      f"{objective_name(config)}); the bounds and estimates are of "
+                                      f"{fields['quantity']}, a {fields['kind']}.")
         if semi_supervised:
             if ctx.active:
                 raise ConfigError(f"--model {config.model.model} trains in one process; launch it without torchrun.")
