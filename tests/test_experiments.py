@@ -333,6 +333,26 @@ def test_mlflow_tracking_logs_params_epochs_final_numbers_and_figures(idx_dir, t
     assert client.tags["pyro_vae.resumed_with"] == "train.epochs: 2 -> 3"
 
 
+def test_mlflow_turned_on_at_a_resume_logs_the_epochs_trained_before(idx_dir, tmp_path, monkeypatch):
+    """train --resume RUN --mlflow true of a run trained without it: its new MLflow run began
+    at the resumed epoch, its curves missing every epoch before, with no word."""
+    client = FakeClient()
+    real_start = MLflowTracker.start
+    monkeypatch.setattr(MLflowTracker, "start", classmethod(lambda cls, run_dir, config: real_start(
+        run_dir, config, client=client)))
+    config = tiny_config(idx_dir)
+    train_run(config, tmp_path / "run", progress=False, log=quiet)
+    config.train.epochs, config.train.mlflow = 3, True
+    train_run(None, tmp_path / "run", resume=True, overrides=config, progress=False, log=quiet)
+    history = load_checkpoint(tmp_path / "run" / LAST)["history"]
+    logged = [(value, step) for key, value, step in client.metrics if key == "valid_elbo"]
+    assert logged == [(row["valid_elbo"], row["epoch"]) for row in history] and len(logged) == 3
+    # a run that logged from its start is not logged twice on resume
+    config.train.epochs = 4
+    train_run(None, tmp_path / "run", resume=True, overrides=config, progress=False, log=quiet)
+    assert [step for key, _, step in client.metrics if key == "valid_elbo"] == [1, 2, 3, 4]
+
+
 @pytest.mark.parametrize("where", ["setup", "after training"])
 def test_a_run_that_fails_after_mlflow_started_ends_its_mlflow_run_failed(idx_dir, tmp_path, monkeypatch, where):
     """An exception after the MLflow run began, before training (building the trainer) or after

@@ -470,6 +470,8 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
             if ctx.is_main:  # a kill after the last commit may have left these behind it
                 trainer.write_best()
                 write_metrics(run_dir / METRICS, trainer.state.history)
+            if tracker is not None:
+                tracker.log_history(trainer.state.history)
         if ctx.is_main:
             atomic_write_text(run_dir / CONFIG, config_text(config))
         started = time.perf_counter()

@@ -60,8 +60,11 @@ class MLflowTracker:
     """Logs one run through ``client`` (an ``MlflowClient`` or any object with its
     ``create_run``, ``log_param``, ``log_metric``, ``log_artifact``, ``set_terminated``)."""
 
-    def __init__(self, client, run_id: str, run_dir: Path):
+    def __init__(self, client, run_id: str, run_dir: Path, continued: bool = False):
         self.client, self.run_id, self.run_dir = client, run_id, Path(run_dir)
+        #: whether this continues the run's MLflow run (``mlflow.json``), which holds its earlier
+        #: epochs; a new MLflow run of a resumed run is given them by :meth:`log_history`
+        self.continued = continued
 
     @classmethod
     def start(cls, run_dir: Path, config: Config, client=None, experiment: str = EXPERIMENT) -> MLflowTracker:
@@ -82,7 +85,7 @@ class MLflowTracker:
             run_id = json.loads(id_file.read_text())["run_id"]
             client.update_run(run_id, status="RUNNING")
             cls._log_resumed_params(client, run_id, config)
-            return cls(client, run_id, run_dir)
+            return cls(client, run_id, run_dir, continued=True)
         found = client.get_experiment_by_name(experiment)
         experiment_id = found.experiment_id if found is not None else client.create_experiment(experiment)
         run = client.create_run(experiment_id, run_name=run_dir.name, tags={"pyro_vae.run_dir": str(run_dir.resolve())})
@@ -111,6 +114,14 @@ class MLflowTracker:
                 changes.append(f"{key}: {logged[key]} -> {value}")
         if changes:
             client.set_tag(run_id, "pyro_vae.resumed_with", "; ".join(changes))
+
+    def log_history(self, history: list[dict]) -> None:
+        """The epochs a resumed run trained before this MLflow run began (``--mlflow true``
+        turned on at ``--resume``), so that its curves start at epoch 1; nothing where the MLflow
+        run is the run's own from its start, which logged them as they came."""
+        if not self.continued:
+            for row in history:
+                self.log_epoch(row)
 
     def log_epoch(self, row: dict) -> None:
         """One row of ``metrics.csv`` (nats per example, seconds) at step = its epoch."""
