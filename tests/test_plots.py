@@ -144,6 +144,22 @@ def test_tensorboard_logs_scalars_every_epoch_and_images(idx_dir, tmp_path):
         "a probability mass on binary data.")
 
 
+def test_tensorboard_turned_on_at_a_resume_logs_the_epochs_trained_before(idx_dir, tmp_path):
+    """train --resume RUN --tensorboard true of a run trained without it: valid/elbo began at
+    the resumed epoch, the epochs before missing from its curve."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "tb"
+    flags = ["--data-dir", str(idx_dir), "--latent-dim", "2", *TINY, "--figures", "false"]
+    assert main(["train", "--run-dir", str(run), *flags, "--epochs", "1"]) == 0
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--tensorboard", "true", "--no-progress"]) == 0
+    assert main(["train", "--resume", str(run), "--epochs", "3", "--no-progress"]) == 0  # logging on: not twice
+    valid = EventAccumulator(str(run / "tensorboard")).Reload().Scalars("valid/elbo")
+    rows = (run / "metrics.csv").read_text().splitlines()[1:]
+    assert [(e.step, round(e.value, 3)) for e in valid] == [(int(r.split(",")[0]), round(float(r.split(",")[3]), 3))
+                                                            for r in rows]
+
+
 def test_a_figure_of_no_images_or_steps_is_refused_with_the_argument_named(tmp_path):
     """n=0 samples, an interpolation of 0 steps, a manifold of n=0, a grid of 0 columns divided by
     zero; an empty batch of images failed inside torch ("cannot reshape tensor of 0 elements",

@@ -416,6 +416,8 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
     # from MLflow's start on, a failure (in setup, training, the summary or the figures) ends its
     # run FAILED (KILLED for an interrupt) instead of leaving it RUNNING
     with _ends_tracker_on_failure(tracker):
+        # a resumed run's first TensorBoard log (--tensorboard true turned on at --resume) lacks its earlier epochs
+        board_is_new = not (run_dir / "tensorboard").exists()
         board = writer(log_dir=str(run_dir / "tensorboard")) if writer is not None else None
 
         def on_epoch(trainer: Trainer, row: dict) -> None:  # rank 0 only
@@ -472,6 +474,9 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
                 write_metrics(run_dir / METRICS, trainer.state.history)
             if tracker is not None:
                 tracker.log_history(trainer.state.history)
+            if board is not None and board_is_new:  # their scalars; the grids are of the model as it is now
+                for row in trainer.state.history:
+                    _log_tensorboard(board, row, model, guide, dataset, device, images=False)
         if ctx.is_main:
             atomic_write_text(run_dir / CONFIG, config_text(config))
         started = time.perf_counter()
