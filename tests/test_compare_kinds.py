@@ -436,3 +436,26 @@ def test_curves_of_runs_whose_elbos_cannot_be_ranked_say_so(tmp_path, monkeypatc
         f"likelihood=discretized-logistic: {DIFFERENT_DATA}.")
     compare.plot_overlaid_curves(compare.collect_runs([a, c]), tmp_path / "curves.png")
     assert drawn[1]._supxlabel is None  # runs of one kind
+
+
+def test_runs_on_different_data_sets_are_noted_and_not_paired(tmp_path, capsys):
+    """An MNIST and a Fashion-MNIST run, both masses on binary data: the table set their numbers
+    side by side with no note, and the paired difference then stopped the command (exit 2)."""
+    runs = []
+    for name, dataset, values in (("m", "mnist", [-80.0, -70.0, -60.0]), ("f", "fashion-mnist", [-78.0, -69.0, -57.0])):
+        run = fake_run(tmp_path, name, "bernoulli", "dynamic", BINARY_MASS, values)
+        config = Config()
+        config.data.dataset, config.data.binarize = dataset, "dynamic"
+        (run / "config.toml").write_text(config.validate().dumps())
+        compare.save_examples(run / "loglik.json", values, np.arange(3), "test", 10, dataset)
+        runs.append(run)
+    assert main(["compare", *map(str, runs), "-o", str(tmp_path / "table")]) == 0
+    out = capsys.readouterr().out
+    reason = ("one is scored on mnist images and the other on fashion-mnist images: different data sets, so the "
+              "numbers cannot be ranked")
+    assert f"Note: test log p(x) is not comparable between row 1 (dataset=mnist) and row 2 (dataset=fashion-mnist): " \
+           f"{reason}. No paired difference is taken between them." in out
+    assert f"Note: test ELBO (and valid ELBO, of the same kind) is not comparable between row 1" in out
+    assert (f"no paired difference of {runs[1]} against {runs[0]}: their test log p(x) cannot be ranked (see the "
+            "note") in out
+    assert not (tmp_path / "table-paired.csv").exists()

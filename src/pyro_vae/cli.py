@@ -645,7 +645,7 @@ def cmd_compare(args) -> int:
         for record, reason in refused:  # a kind's reason is in the table's note, once
             noted = any(reason in note for note in notes)
             print(f"\nno paired difference of {record.run_dir} against {reference.run_dir}: "
-                  + ("their test log p(x) are of kinds or quantities that cannot be ranked (see the note above)."
+                  + ("their test log p(x) cannot be ranked (see the note above for why)."
                      if noted else f"{reason}."))
         if paired:
             paired_columns = list(paired[0])

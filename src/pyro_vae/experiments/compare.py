@@ -328,6 +328,20 @@ def pair_verdict(kind_a: str, kind_b: str, quantity_a: str | None = None, quanti
     return comparable(kind_a, kind_b, quantity_a, quantity_b)
 
 
+def run_verdict(a: RunRecord, b: RunRecord, quantity: str):
+    """Whether two runs' ``quantity`` ("test ELBO" or "test log p(x)") can be ranked: scored on
+    the same data set (the kinds of number say nothing of which images), then
+    :func:`pair_verdict` of their kinds and quantities."""
+    from pyro_vae.inference.kinds import Comparison
+
+    data_a, data_b = a.settings.get("dataset"), b.settings.get("dataset")
+    if data_a != data_b:
+        return Comparison(False, f"one is scored on {data_a} images and the other on {data_b} images: different "
+                                 "data sets, so the numbers cannot be ranked")
+    return pair_verdict(number_kind_of(a, quantity) or UNKNOWN_KIND, number_kind_of(b, quantity) or UNKNOWN_KIND,
+                        quantity_of(a, quantity), quantity_of(b, quantity))
+
+
 def mean_and_stderr(values: list[float]) -> tuple[float, float | None]:
     """Mean and standard error over ``values`` (None for a single value)."""
     array = np.asarray(values, dtype=np.float64)
@@ -419,14 +433,13 @@ def incomparable_pairs(groups: list[Group], labels: list[str], quantity: str) ->
     """The groups (named by ``labels``, one per group) whose ``quantity`` ("test ELBO" or
     "test log p(x)") cannot be ranked against each other's, by reason sentence:
     ``{reason: ["row 1 and row 2", "the seeds of row 3"]}``; empty when all can be ranked."""
-    kinds = []  # (group label, kind, what it bounds or estimates) of every run with the number
+    kinds = []  # (group label, run) of every run with the number
     for label, group in zip(labels, groups):
-        kinds += [(label, number_kind_of(r, quantity), quantity_of(r, quantity)) for r in group.runs
-                  if number_kind_of(r, quantity) is not None]
+        kinds += [(label, r) for r in group.runs if number_kind_of(r, quantity) is not None]
     reasons: dict[str, list[str]] = {}
-    for i, (label_a, kind_a, of_a) in enumerate(kinds):
-        for label_b, kind_b, of_b in kinds[i + 1:]:
-            verdict = pair_verdict(kind_a, kind_b, of_a, of_b)
+    for i, (label_a, run_a) in enumerate(kinds):
+        for label_b, run_b in kinds[i + 1:]:
+            verdict = run_verdict(run_a, run_b, quantity)
             if not verdict.ok:
                 pairs = reasons.setdefault(verdict.reason, [])
                 pair = f"{label_a} and {label_b}" if label_a != label_b else f"the seeds of {label_a}"
@@ -578,9 +591,7 @@ def paired_table(records: list[RunRecord], reference: RunRecord) -> tuple[list[d
         other = record.examples()
         if record is reference or other is None:
             continue
-        verdict = pair_verdict(number_kind_of(reference, "test log p(x)") or UNKNOWN_KIND,
-                               number_kind_of(record, "test log p(x)") or UNKNOWN_KIND,
-                               quantity_of(reference, "test log p(x)"), quantity_of(record, "test log p(x)"))
+        verdict = run_verdict(reference, record, "test log p(x)")
         if not verdict.ok:
             refused.append((record, verdict.reason))
             continue
