@@ -223,6 +223,49 @@ def test_search_runs_the_asked_number_of_trials_within_the_ranges(idx_dir, tmp_p
     assert main(args) == 0 and len(trials_by_state(sweep_dir)["COMPLETE"]) == 3  # nothing more to do
 
 
+def test_a_searchs_failed_trial_is_tried_again_by_a_rerun(idx_dir, tmp_path, monkeypatch):
+    """The docs say failed points are tried once more on each rerun; a search's failed trial
+    counted toward --trials, so a rerun did nothing and exited 1 again."""
+    import pyro_vae.runs as runs
+
+    real, calls = runs.train_run, []
+
+    def train_run(config, run_dir, **kwargs):
+        calls.append(run_dir.name)
+        if len(calls) == 1:
+            raise RuntimeError("disk on fire")
+        return real(config, run_dir, **kwargs)
+
+    monkeypatch.setattr(runs, "train_run", train_run)
+    sweep_dir = tmp_path / "search"
+    args = ["sweep", "--sweep-dir", str(sweep_dir), "--search", "latent_dim=int:2:4", "--trials", "2",
+            "--sampler", "random", *tiny_flags(idx_dir, 1, without=("--latent-dim",))]
+    assert main(args) == 1
+    failed = calls[0]
+    assert not (sweep_dir / failed / "summary.json").exists()
+    monkeypatch.setattr(runs, "train_run", real)
+    assert main(args) == 0  # the failed trial again, under its own name and settings; no third trial
+    assert (sweep_dir / failed / "summary.json").is_file()
+    states = trials_by_state(sweep_dir)
+    assert sorted(t.user_attrs["run_dir"] for t in states["COMPLETE"]) == sorted(set(calls))
+    (first_failure,) = states["FAIL"]
+    (retried,) = [t for t in states["COMPLETE"] if t.user_attrs["run_dir"] == failed]
+    assert retried.params == first_failure.params
+    with open(sweep_dir / "results.csv", newline="") as handle:
+        assert sorted(row["state"] for row in csv.DictReader(handle)) == ["COMPLETE", "COMPLETE"]
+    assert main(args) == 0 and len(trials_by_state(sweep_dir)["COMPLETE"]) == 2  # nothing more to do
+    # a point tried again is one of the --trials: a failure and its retry left room for one more
+    state = optuna.trial.TrialState
+    study = type("Study", (), {"get_trials": lambda self, deepcopy=False: [
+        type("Trial", (), {"state": kind, "user_attrs": {"run_dir": name}})()
+        for kind, name in ((state.FAIL, "a"), (state.COMPLETE, "a"), (state.COMPLETE, "b"))]})()
+    spec = sweep.SweepSpec(Config(), search={"beta": sweep.SearchRange.parse("beta", "float:0.5:2")}, trials=3,
+                           sampler="random")
+    assert sweep._search_budget_left(study, spec)
+    spec.trials = 2
+    assert not sweep._search_budget_left(study, spec)
+
+
 def test_the_sweep_table_of_a_config_file(tmp_path, idx_dir):
     path = tmp_path / "base.toml"
     path.write_text(f'[data]\ndataset = "idx"\ndata_dir = "{idx_dir}"\n[train]\nbeta = 4\n'

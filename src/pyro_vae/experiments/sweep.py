@@ -583,7 +583,9 @@ def _trials_of(study):
 def prepare_queue(study, spec: SweepSpec, log: Callable[[str], None]) -> None:
     """Put what remains to be done in the queue: a trial whose process died is marked
     failed and queued again under the same run directory (to be resumed); for a grid,
-    every point that has no finished, running or queued trial is queued."""
+    every point that has no finished, running or queued trial is queued; for a search, the
+    settings of every failed trial whose run directory has none (its retry does not count
+    toward ``--trials``)."""
     optuna = optuna_module()
     state = optuna.trial.TrialState
     for trial in _trials_of(study):
@@ -597,10 +599,15 @@ def prepare_queue(study, spec: SweepSpec, log: Callable[[str], None]) -> None:
             log(f"trial {trial.number} ({trial.user_attrs['run_dir']}) was interrupted; queued to resume")
             study.enqueue_trial(trial.params or trial.system_attrs.get("fixed_params", {}),
                                 user_attrs={"run_dir": trial.user_attrs["run_dir"]})
-    if not spec.is_grid:
-        return
     active = {t.user_attrs["run_dir"] for t in _trials_of(study)
               if t.state in (state.COMPLETE, state.RUNNING, state.WAITING)}
+    if not spec.is_grid:  # a failed trial's settings again, under its run directory (not a new draw)
+        for trial in _trials_of(study):
+            name = trial.user_attrs["run_dir"]
+            if trial.state == state.FAIL and name not in active:
+                study.enqueue_trial(trial.params, user_attrs={"run_dir": name})
+                active.add(name)
+        return
     for point in spec.points():
         name = spec.run_name(point)
         if name not in active:
@@ -610,7 +617,8 @@ def prepare_queue(study, spec: SweepSpec, log: Callable[[str], None]) -> None:
 def _search_budget_left(study, spec: SweepSpec) -> bool:
     optuna = optuna_module()
     state = optuna.trial.TrialState
-    counted = [t for t in _trials_of(study) if t.state != state.PRUNED and not t.user_attrs.get("requeued")]
+    # a point tried again (interrupted, or failed) is one of the --trials however often it is tried
+    counted = {t.user_attrs["run_dir"] for t in _trials_of(study) if t.state != state.PRUNED}
     return len(counted) < spec.trials
 
 
