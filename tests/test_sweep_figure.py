@@ -158,3 +158,15 @@ def test_points_of_kinds_that_cannot_be_ranked_are_noted_under_the_figure(tmp_pa
     same = [compare.read_run(fake_run(tmp_path, beta, 0, -100.0 - beta)) for beta in (1.0, 2.0)]
     compare.plot_sweep_figure(same, tmp_path / "g.png", "valid_elbo")
     assert drawn[1]._supxlabel is None
+
+
+def test_the_curves_of_one_sweep_directory_are_overlaid(tmp_path, drawn, capsys):
+    """plot SWEEP --kind curves (the help: "several runs or sweep directories for --kind
+    curves") took the one sweep directory for a run directory and refused it."""
+    for beta in (1.0, 2.0):
+        fake_run(tmp_path, beta, 0, -100.0 - beta)
+    (tmp_path / "sweep.json").write_text("{}")
+    assert main(["plot", str(tmp_path), "--kind", "curves", "-o", str(tmp_path / "curves.png")]) == 0
+    (ax,) = drawn[0].axes
+    assert [line.get_label() for line in ax.get_lines() if not line.get_label().startswith("_")] == [
+        "beta=1.0", "beta=2.0"]

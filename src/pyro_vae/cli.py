@@ -588,11 +588,12 @@ def cmd_reconstruct(args) -> int:
 
 def cmd_plot(args) -> int:
     _plot_options(args)
-    if args.kind in ("curves", "sweep") and (len(args.run_dirs) > 1 or args.kind == "sweep"):
+    one_sweep = len(args.run_dirs) == 1 and (Path(args.run_dirs[0]) / "sweep.json").is_file()
+    if args.kind in ("curves", "sweep") and (len(args.run_dirs) > 1 or args.kind == "sweep" or one_sweep):
         from pyro_vae.experiments import compare
 
         records = compare.collect_runs(args.run_dirs)
-        if args.kind == "sweep" and len(args.run_dirs) == 1 and not (Path(args.run_dirs[0]) / "sweep.json").is_file():
+        if args.kind == "sweep" and len(args.run_dirs) == 1 and not one_sweep:
             compare.check_metric(records, args.metric)  # a metric the run lacks is named first
             raise PyroVAEError(f"--kind sweep draws a metric against each setting a sweep varies, and "
                                f"{args.run_dirs[0]} is a single run (it has no sweep.json); give a sweep directory "
