@@ -314,6 +314,9 @@ def test_a_grid_in_a_config_file_refuses_a_number_of_trials(tmp_path):
      "which is the validation IWAE bound with K=2 at k=2 and the validation IWAE bound with K=8 at k=8"),
     (["--search", "select_k=int:2:8", "--select-by", "valid-loglik", "--trials", "2", "--metric", "selection"],
      "by importance sampling with K=2 at select_k=2 and the validation log p(x) by importance sampling with K=8"),
+    # the test images would choose the settings whose test number they then report
+    (["--search", "beta=float:0.5:2", "--trials", "2", "--metric", "test_elbo"],
+     "a search steers its trials by --metric, and test_elbo is measured on the test images"),
     (["--search", "objective=choice:iwae,elbo", "--search", "k=int:2:8", "--trials", "2"],
      "--search k=int:2:8 has no effect at its point objective=elbo,k=2"),
     (["--grid", "beta=1,2", "--trials", "5"], "--trials 5 has no effect without a search"),  # a grid runs every point

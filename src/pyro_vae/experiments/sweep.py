@@ -361,6 +361,11 @@ class SweepSpec:
             if len(self.seeds) != 1:
                 raise ConfigError("a search runs each trial once with the config's seed; repeat seeds in a grid "
                                   "(--grid with --seeds N) or drop --seeds.")
+            if self.metric.startswith("test_"):  # the test images would choose the settings they then score
+                raise ConfigError(f"a search steers its trials by --metric, and {self.metric} is measured on the test "
+                                  "images, which would then choose the settings whose test number they report (no "
+                                  "longer a measure on unseen data); search by a validation metric (valid_elbo, "
+                                  "valid_accuracy...) and read the test numbers in results.csv.")
             ranked_apart = [key for key in KIND_KEYS if key in self.search]
             if ranked_apart:  # the search would pick its best by a number whose meaning changes with the key
                 raise ConfigError(f"--search over {ranked_apart[0]} would rank by one --metric numbers of different "
