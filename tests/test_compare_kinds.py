@@ -415,6 +415,14 @@ def test_log_likelihoods_estimated_with_different_k_are_not_paired(tmp_path, cap
     reason = ("its log p(x) was estimated with K=100 importance samples and the reference's with K=10; the estimate "
               "rises with K, so their difference would be partly K's; evaluate both with the same --k")
     assert f"no paired difference of {b} against {a}: {reason}." in out
+    # and the table, which sets the two means side by side, says so
+    for run, k in ((a, 10), (b, 100)):
+        loglik = json.loads((run / "loglik.json").read_text())
+        (run / "loglik.json").write_text(json.dumps({**loglik, "k": k}))
+    assert compare.kind_notes(compare.collect_runs([a, b]))[-1] == (
+        "Note: test log p(x) was estimated with different numbers of importance samples (K = 10, 100; the K column); "
+        "the estimate rises with K, so numbers of different K cannot be ranked fairly: evaluate every run with the "
+        "same --k.")
     assert not (tmp_path / "table-paired.csv").exists()
     records = compare.collect_runs([a, b])
     assert compare.paired_table(records, records[0]) == ([], [(records[1], reason)])

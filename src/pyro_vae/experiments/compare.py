@@ -470,6 +470,11 @@ def kind_notes(records: list[RunRecord]) -> list[str]:
                          "may draw a point twice), so it is counted once, as that run, not as another seed.")
     notes += [note for note in map(stale_loglik_note, records) if note]
     notes += missing_seed_notes(groups, keys)
+    ks = sorted({int(r.loglik["k"]) for r in records if r.loglik is not None and r.loglik.get("k") is not None})
+    if len(ks) > 1:  # the paired table refuses such pairs; the table's means need the same word
+        notes.append(f"Note: test log p(x) was estimated with different numbers of importance samples (K = "
+                     f"{', '.join(map(str, ks))}; the K column); the estimate rises with K, so numbers of different "
+                     "K cannot be ranked fairly: evaluate every run with the same --k.")
     return notes
 
 
