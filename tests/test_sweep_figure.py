@@ -170,3 +170,24 @@ def test_the_curves_of_one_sweep_directory_are_overlaid(tmp_path, drawn, capsys)
     (ax,) = drawn[0].axes
     assert [line.get_label() for line in ax.get_lines() if not line.get_label().startswith("_")] == [
         "beta=1.0", "beta=2.0"]
+
+
+def test_a_selection_figure_of_an_elbo_and_an_iwae_grid_says_the_points_are_different_bounds(tmp_path, drawn):
+    """--metric selection over objective=elbo,iwae drew the ELBO of one point and the IWAE bound
+    of the other on one axis, as if one number, the IWAE bound's point the higher by its K."""
+    records = []
+    for objective, selection, value in (("elbo", "best validation ELBO", -100.0),
+                                        ("iwae", "best validation IWAE bound (K=5)", -97.0)):
+        config = Config()
+        config.train.objective = objective
+        run = finished_run_dir(tmp_path / objective, config)
+        (run / "summary.json").write_text(json.dumps({
+            "epochs": 1, "best_epoch": 1, "test_elbo": value, "kind": BINARY_MASS, "selection": selection,
+            "best_valid_criterion": value, "best_epoch_metrics": {"valid_elbo": value, "valid_elbo_stderr": 0.5}}))
+        records.append(compare.read_run(run))
+    compare.plot_sweep_figure(records, tmp_path / "f.png", "selection")
+    assert " ".join(drawn[0]._supxlabel.get_text().split()) == (
+        "Not comparable: selection is the validation ELBO at objective=elbo, k=None; the validation IWAE bound (K=5) "
+        "at objective=iwae, k=5 (a bound with more importance samples is higher for the same model).")
+    compare.plot_sweep_figure(records, tmp_path / "f.png", "valid_elbo")  # the same number at every point
+    assert drawn[1]._supxlabel is None

@@ -712,9 +712,17 @@ def _incomparable_note(groups: list[Group], keys: list[str], metric: str) -> str
     runs = [r for g in groups for r in g.runs]
     if "a fraction of the images" in _metric_axis_label(runs, metric):
         return None
-    reasons = incomparable_pairs(groups, [_label(g.settings, keys) for g in groups], "test ELBO")
-    return " ".join(f"Not comparable: {metric} of {'; '.join(pairs)}: {reason}." for reason, pairs in reasons.items())
-
+    labels = [_label(g.settings, keys) for g in groups]
+    reasons = incomparable_pairs(groups, labels, "test ELBO")
+    notes = [f"Not comparable: {metric} of {'; '.join(pairs)}: {reason}." for reason, pairs in reasons.items()]
+    if metric == "selection":  # each point's own selecting number: an ELBO at one, an IWAE bound at another
+        chosen = {label: str(g.runs[0].summary.get("selection", "")).removeprefix("best ")
+                  for label, g in zip(labels, groups)}
+        if len(set(chosen.values())) > 1:
+            notes.append("Not comparable: selection is " + "; ".join(f"the {what} at {label}" for label, what
+                                                                      in chosen.items())
+                         + " (a bound with more importance samples is higher for the same model).")
+    return " ".join(notes) or None
 
 
 def plot_sweep_figure(records: list[RunRecord], output: Path, metric: str = "test_elbo") -> Path:
