@@ -266,6 +266,23 @@ def test_a_searchs_failed_trial_is_tried_again_by_a_rerun(idx_dir, tmp_path, mon
     assert not sweep._search_budget_left(study, spec)
 
 
+def test_results_csv_reads_the_metric_from_the_summary_as_its_other_numbers(tmp_path):
+    """A run trained on after its trial (train --resume RUN --epochs 2): results.csv gave
+    Optuna's value told at epoch 1 beside epoch 2's standard error and epochs from summary.json."""
+    state = optuna.trial.TrialState
+    run = tmp_path / "beta=1,seed=0"
+    run.mkdir()
+    (run / "summary.json").write_text(json.dumps({"epochs": 2, "best_epoch": 2, "best_epoch_metrics": {
+        "valid_elbo": -90.0, "valid_elbo_stderr": 0.5}}))
+    trial = type("Trial", (), {"state": state.COMPLETE, "number": 0, "value": -100.0,  # told at epoch 1
+                               "params": {"beta": 1.0, "seed": 0}, "user_attrs": {"run_dir": run.name}})()
+    study = type("Study", (), {"get_trials": lambda self, deepcopy=False: [trial]})()
+    (row,) = sweep.write_results(study, sweep.SweepSpec(Config(), {"beta": [1.0]}, [0]), tmp_path)
+    assert (row["valid_elbo"], row["valid_elbo_stderr"], row["epochs"]) == (-90.0, 0.5, 2)
+    with open(tmp_path / "results.csv", newline="") as handle:
+        assert float(next(csv.DictReader(handle))["valid_elbo"]) == -90.0
+
+
 def test_the_sweep_table_of_a_config_file(tmp_path, idx_dir):
     path = tmp_path / "base.toml"
     path.write_text(f'[data]\ndataset = "idx"\ndata_dir = "{idx_dir}"\n[train]\nbeta = 4\n'

@@ -870,9 +870,12 @@ def write_results(study, spec: SweepSpec, sweep_dir: Path) -> list[dict]:
     for name, trial in latest.items():
         row = {"trial": trial.number, "run_dir": name, "state": trial.state.name}
         row.update({k: trial.params.get(k, "") for k in keys})
-        row[spec.metric] = trial.value if trial.state == state.COMPLETE else ""
         summary_path = sweep_dir / name / SUMMARY
         summary = json.loads(summary_path.read_text()) if trial.state == state.COMPLETE and summary_path.is_file() else {}
+        # the metric from the summary, as the row's other numbers: Optuna's value is the one told at
+        # the trial's end, stale once the run was trained on (train --resume RUN --epochs N)
+        row[spec.metric] = metric_value(summary, spec.metric) if summary else (
+            trial.value if trial.state == state.COMPLETE else "")
         row.update({k: summary.get(k, "") for k in RESULT_FIELDS})
         se = metric_stderr(summary, spec.metric) if summary else None
         row[f"{spec.metric}_stderr"] = "" if se is None else se
