@@ -386,6 +386,25 @@ def test_mlflow_missing_is_one_sentence_naming_the_extra(monkeypatch):
         mlflow_client()
 
 
+def test_a_resume_of_a_run_logging_to_mlflow_without_it_names_the_runs_setting(idx_dir, tmp_path, monkeypatch,
+                                                                               capsys):
+    """`train --resume RUN` of a run begun with --mlflow true, MLflow since gone: the error said
+    "--mlflow true needs MLflow", a flag its user had not given, and not how to go on without it."""
+    import sys
+
+    run = tmp_path / "run"
+    train_run(tiny_config(idx_dir, **{"train.epochs": 1}), run, progress=False, log=quiet)
+    (run / "config.toml").write_text((run / "config.toml").read_text().replace("mlflow = false", "mlflow = true"))
+    monkeypatch.setitem(sys.modules, "mlflow", None)
+    monkeypatch.setitem(sys.modules, "mlflow.tracking", None)
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    assert main(["train", "--resume", str(run), "--epochs", "2"]) == 2
+    assert capsys.readouterr().err == (
+        f"pyro-vae: error: {run} logs to MLflow (mlflow = true in its config.toml), but MLflow is not installed: pip "
+        "install 'pyro-vae[mlflow]' (or mlflow-skinny), or resume it with --mlflow false.\n")
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
 def test_a_missing_mlflow_is_refused_before_tensorboard_writes_anything(idx_dir, tmp_path, monkeypatch, capsys):
     """--tensorboard true --mlflow true without MLflow: one sentence, exit 2, and no run
     directory (TensorBoard's writer used to make RUN/tensorboard and an event file first)."""

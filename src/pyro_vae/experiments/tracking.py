@@ -33,18 +33,27 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlflow.db').resolve()}"
 
 
-def check_mlflow() -> None:
+def check_mlflow(run_dir: Path | None = None) -> None:
     """Refuse ``--mlflow true`` where MLflow is not installed (a sweep checks it before its
-    directory is made: each trial would fail on it, and the directory would hold the option)."""
+    directory is made: each trial would fail on it, and the directory would hold the option).
+    ``run_dir``: a run resumed with the setting from its own config.toml, named as the cause
+    (its user gave no --mlflow), with the way to go on without it."""
     try:
         import mlflow.tracking  # noqa: F401
     except ImportError:
-        raise ConfigError("--mlflow true needs MLflow: pip install 'pyro-vae[mlflow]' (or mlflow-skinny).") from None
+        from pyro_vae.runs import CONFIG, read_run_config
+
+        own = run_dir is not None and (Path(run_dir) / CONFIG).is_file() and read_run_config(run_dir).train.mlflow
+        install = "pip install 'pyro-vae[mlflow]' (or mlflow-skinny)"
+        if own:
+            raise ConfigError(f"{run_dir} logs to MLflow (mlflow = true in its {CONFIG}), but MLflow is not installed: "
+                              f"{install}, or resume it with --mlflow false.") from None
+        raise ConfigError(f"--mlflow true needs MLflow: {install}.") from None
 
 
-def mlflow_client():
-    """An ``MlflowClient`` on :func:`tracking_uri`."""
-    check_mlflow()
+def mlflow_client(run_dir: Path | None = None):
+    """An ``MlflowClient`` on :func:`tracking_uri` (``run_dir``: see :func:`check_mlflow`)."""
+    check_mlflow(run_dir)
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=tracking_uri())
@@ -71,7 +80,7 @@ class MLflowTracker:
         """Open the MLflow run of ``run_dir`` (the same one again on resume) and log its params."""
         run_dir = Path(run_dir)
         try:
-            return cls._start(run_dir, config, client if client is not None else mlflow_client(), experiment)
+            return cls._start(run_dir, config, client if client is not None else mlflow_client(run_dir), experiment)
         except ConfigError:
             raise
         except Exception as err:  # noqa: BLE001 - MLflow raises its own kinds for a bad store
