@@ -160,6 +160,24 @@ def test_tensorboard_turned_on_at_a_resume_logs_the_epochs_trained_before(idx_di
                                                             for r in rows]
 
 
+def test_a_resume_of_a_run_logging_to_tensorboard_without_it_names_the_runs_setting(idx_dir, tmp_path, monkeypatch,
+                                                                                    capsys):
+    """`train --resume RUN` of a run begun with --tensorboard true, the package since gone: the
+    error said "--tensorboard needs the tensorboard package", a flag its user had not given."""
+    import sys
+
+    run = tmp_path / "tb"
+    assert main(["train", "--data-dir", str(idx_dir), "--run-dir", str(run), "--latent-dim", "2", *TINY,
+                 "--epochs", "1", "--figures", "false", "--tensorboard", "true"]) == 0
+    capsys.readouterr()
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 2
+    assert capsys.readouterr().err == (
+        f"pyro-vae: error: {run} logs to TensorBoard (tensorboard = true in its config.toml), but the tensorboard "
+        "package is not installed: pip install 'pyro-vae[tensorboard]', or resume it with --tensorboard false.\n")
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--no-progress", "--tensorboard", "false"]) == 0
+
+
 def test_a_figure_of_no_images_or_steps_is_refused_with_the_argument_named(tmp_path):
     """n=0 samples, an interpolation of 0 steps, a manifold of n=0, a grid of 0 columns divided by
     zero; an empty batch of images failed inside torch ("cannot reshape tensor of 0 elements",

@@ -407,7 +407,7 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
 
     # TensorBoard's writer makes its folder at once: imported first, made after MLflow's start,
     # so that a missing MLflow is refused before anything is written
-    writer = _tensorboard_writer_class() if train_cfg.tensorboard and ctx.is_main else None
+    writer = _tensorboard_writer_class(run_dir if resume else None) if train_cfg.tensorboard and ctx.is_main else None
     tracker = None
     if train_cfg.mlflow and ctx.is_main:
         from pyro_vae.experiments.tracking import MLflowTracker
@@ -758,12 +758,19 @@ def _semi_supervised_results(config: Config, dataset: ImageDataset, labelled, be
     return results
 
 
-def _tensorboard_writer_class():
-    """TensorBoard's ``SummaryWriter`` class (imported, nothing written), or one sentence."""
+def _tensorboard_writer_class(run_dir: Path | None = None):
+    """TensorBoard's ``SummaryWriter`` class (imported, nothing written), or one sentence;
+    ``run_dir``: a resumed run, named as the cause where its own config.toml asks for
+    TensorBoard (its user gave no --tensorboard), with the way to go on without it."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        raise ConfigError("--tensorboard needs the tensorboard package: pip install 'pyro-vae[tensorboard]'.") from None
+        install = "pip install 'pyro-vae[tensorboard]'"
+        if run_dir is not None and (Path(run_dir) / CONFIG).is_file() and read_run_config(run_dir).train.tensorboard:
+            raise ConfigError(f"{run_dir} logs to TensorBoard (tensorboard = true in its {CONFIG}), but the "
+                              f"tensorboard package is not installed: {install}, or resume it with --tensorboard "
+                              "false.") from None
+        raise ConfigError(f"--tensorboard needs the tensorboard package: {install}.") from None
     return SummaryWriter
 
 
