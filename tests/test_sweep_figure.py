@@ -191,3 +191,32 @@ def test_a_selection_figure_of_an_elbo_and_an_iwae_grid_says_the_points_are_diff
         "at objective=iwae, k=5 (a bound with more importance samples is higher for the same model).")
     compare.plot_sweep_figure(records, tmp_path / "f.png", "valid_elbo")  # the same number at every point
     assert drawn[1]._supxlabel is None
+
+
+def test_an_autoencoders_number_is_not_called_a_bound_on_log_p_x(tmp_path, drawn):
+    """A grid over model=ae,vae: the figure called the autoencoder's reconstruction term "a
+    lower bound on log p(x)" of an "unknown" kind, beside the VAE's ELBO with no note; a
+    sweep's line after its trial said "a lower bound on log p(x)" of it as well."""
+    from pyro_vae.experiments.sweep import describe_metric
+
+    records = []
+    for model, summary in (("ae", {"selection": "best validation reconstruction log p(x | code)",
+                                   "test_reconstruction": -60.0}),
+                           ("vae", {"selection": "best validation ELBO", "test_elbo": -100.0, "kind": BINARY_MASS})):
+        config = Config()
+        config.model.model = model
+        run = finished_run_dir(tmp_path / model, config)
+        (run / "summary.json").write_text(json.dumps({
+            "epochs": 1, "best_epoch": 1, "model": model, **summary,
+            "best_epoch_metrics": {"valid_elbo": -60.0 if model == "ae" else -100.0, "valid_elbo_stderr": 0.5}}))
+        records.append(compare.read_run(run))
+    compare.plot_sweep_figure(records, tmp_path / "f.png", "valid_elbo")
+    label = " ".join(drawn[0].axes[0].get_ylabel().split())
+    assert label == ("valid_elbo, nats per example (a lower bound on log p(x); an autoencoder's reconstruction term; "
+                     f"{BINARY_MASS})")
+    assert " ".join(drawn[0]._supxlabel.get_text().split()) == (
+        "Not comparable: valid_elbo of model=ae is an autoencoder's reconstruction log p(x | code): not a bound on "
+        "log p(x), unlike the others' bounds.")
+    assert describe_metric(records[0].summary, "valid_elbo") == (
+        "valid_elbo -60.0000 ± 0.5000 nats per example (an autoencoder's reconstruction log p(x | code): not a bound "
+        "on log p(x))")

@@ -215,6 +215,8 @@ def _test_elbo_record(record) -> dict | None:
     return record.summary if record.summary.get("test_elbo") is not None else None
 
 
+#: What a plain autoencoder's validation or test number is, where a bound's kind would be said.
+AUTOENCODER_NUMBER = "an autoencoder's reconstruction log p(x | code): not a bound on log p(x)"
 #: The columns of a plain autoencoder's reconstruction term (kept out of the ELBO columns).
 AE_VALID, AE_TEST = "valid recon (autoencoder)", "test recon (autoencoder)"
 #: The note under a table with an autoencoder's row.
@@ -698,7 +700,10 @@ def _metric_axis_label(records: list[RunRecord], metric: str, name: str | None =
     accuracy = "accuracy" in metric or (metric == "selection" and all("valid_accuracy" in r.summary for r in records))
     if accuracy:
         return f"{name or metric}: a fraction of the images"
-    kinds = "; ".join(dict.fromkeys(r.summary.get("kind") or UNKNOWN_KIND for r in records))
+    if all(is_autoencoder(r.summary) for r in records):
+        return f"{name or metric}, nats per example\n" + textwrap.fill(f"({AUTOENCODER_NUMBER})", 50)
+    kinds = "; ".join(dict.fromkeys("an autoencoder's reconstruction term" if is_autoencoder(r.summary) else
+                                    r.summary.get("kind") or UNKNOWN_KIND for r in records))
     what = {"valid_loglik": "an importance-sampled estimate of log p(x)"}.get(metric, "a lower bound on log p(x)")
     # wrapped: two kinds on one line ran past the figure's edge, the second cut off
     return f"{name or metric}, nats per example\n" + textwrap.fill(f"({what}; {kinds})", 50)
@@ -715,6 +720,10 @@ def _incomparable_note(groups: list[Group], keys: list[str], metric: str) -> str
     labels = [_label(g.settings, keys) for g in groups]
     reasons = incomparable_pairs(groups, labels, "test ELBO")
     notes = [f"Not comparable: {metric} of {'; '.join(pairs)}: {reason}." for reason, pairs in reasons.items()]
+    autoencoders = [label for label, g in zip(labels, groups) if is_autoencoder(g.runs[0].summary)]
+    if autoencoders and len(autoencoders) < len(groups):  # its number bounds nothing: no rank against an ELBO
+        notes.append(f"Not comparable: {metric} of {'; '.join(autoencoders)} is {AUTOENCODER_NUMBER}, unlike the "
+                     "others' bounds.")
     if metric == "selection":  # each point's own selecting number: an ELBO at one, an IWAE bound at another
         chosen = {label: str(g.runs[0].summary.get("selection", "")).removeprefix("best ")
                   for label, g in zip(labels, groups)}

@@ -139,6 +139,10 @@ def describe_metric(summary: dict, metric: str) -> str:
     spread = f" ± {se:.4f}" if se is not None else " (no standard error recorded)"
     if accuracy:
         return f"{metric} {value:.4f}{spread} (a fraction of the images)"
+    from pyro_vae.experiments.compare import AUTOENCODER_NUMBER, is_autoencoder
+
+    if is_autoencoder(summary):  # its "valid_elbo" is its reconstruction term: no bound on anything
+        return f"{metric} {value:.4f}{spread} nats per example ({AUTOENCODER_NUMBER})"
     selected_by = str(summary.get("selection", "")).removeprefix("best ")
     estimate = metric == "valid_loglik" or (metric == "selection" and "log-likelihood" in selected_by)
     what = (f"{selected_by}: " if metric == "selection" and selected_by else "") + (
