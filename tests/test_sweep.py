@@ -459,6 +459,16 @@ def test_a_search_over_keys_that_leave_its_metric_alike_is_accepted():
     assert sweep.metric_measure(config, "selection") == "the validation ELBO"
 
 
+def test_a_search_chooses_among_lists_separated_as_a_grids():
+    """--search "hidden_dims=choice:32;16,8" was refused ("must be a whole number, not
+    '32;16'"): a list-valued key's choices could be single layers only."""
+    search = {"hidden_dims": sweep.SearchRange.parse("hidden_dims", "choice:32;16,8")}
+    assert search["hidden_dims"].choices == ["32", "16,8"]
+    spec = sweep.SweepSpec(Config(), search=search, trials=2, sampler="random").validate()
+    assert spec.config_for({"hidden_dims": "16,8", "seed": 0}).model.hidden_dims == [16, 8]
+    assert sweep.SearchRange.parse("activation", "choice:relu,elu").choices == ["relu", "elu"]
+
+
 def test_a_sweep_can_optimise_the_validation_log_likelihood_of_runs_that_select_by_it():
     config = Config()
     assert not sweep.metric_available(config, "valid_loglik")

@@ -199,8 +199,9 @@ class SearchRange:
     def parse(cls, key: str, text: str) -> SearchRange:
         kind, _, rest = str(text).partition(":")
         example = "int:8:64, float:0.1:2, logfloat:1e-4:1e-2 or choice:relu,elu"
-        if kind == "choice":
-            choices = [typed_value(key, v, f"--search {key}") for v in rest.split(",") if v.strip()]
+        if kind == "choice":  # a list-valued key's choices are separated by ';', as its grid values
+            separator = ";" if _key_kind(canonical_key(key, f"--search {key}")) is list else ","
+            choices = [typed_value(key, v.strip(), f"--search {key}") for v in rest.split(separator) if v.strip()]
             if not choices:
                 raise ConfigError(f"--search {key}: the choice list is empty; give values like {example}.")
             return cls("choice", choices=choices, text=str(text))
