@@ -108,3 +108,27 @@ def test_console_script_and_debug_traceback(tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 2
     assert "Traceback" in result.stderr and "not a pyro-vae run directory" in result.stderr
+
+
+def test_output_into_a_pipe_closed_early_ends_quietly(tmp_path):
+    """`pyro-vae compare SWEEP | head -3` ended in a BrokenPipeError traceback once head had
+    its lines; now the program ends as the shell's tools do: no message, exit 128 + SIGPIPE."""
+    import json
+    import signal
+
+    from pyro_vae.config import Config
+    from run_dirs import finished_run_dir
+
+    runs = []
+    for beta in (1.0, 2.0):
+        config = Config()
+        config.train.beta = beta
+        run = finished_run_dir(tmp_path / f"beta={beta}", config)
+        (run / "summary.json").write_text(json.dumps({"epochs": 1, "best_epoch": 1, "test_elbo": -100.0 - beta}))
+        runs.append(str(run))
+    process = subprocess.Popen([sys.executable, "-m", "pyro_vae.cli", "compare", *runs], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    process.stdout.close()  # the reader is gone before the table is printed
+    stderr = process.stderr.read()
+    assert process.wait() == 128 + signal.SIGPIPE
+    assert stderr == ""

@@ -392,3 +392,96 @@ def test_a_log_likelihood_of_a_checkpoint_since_replaced_is_noted(tmp_path, caps
             f"epoch 3 now") in out and f"`pyro-vae evaluate {a} --k 10 -o {a / 'loglik.json'}`" in out
     assert f"test log p(x) of {b}" not in out  # measured on the checkpoint it names
     assert compare.stale_loglik_note(compare.read_run(b)) is None
+
+
+def test_a_row_whose_log_likelihood_some_seeds_lack_shows_none_and_says_why(tmp_path, capsys):
+    """Two seeds of one setting, one evaluated: the row showed that seed's log p(x) (-70) with
+    no standard error, under "se over: the 2 seeds", as if it were the mean over both."""
+    runs = []
+    for name, seed, values in (("a0", 0, [-80.0, -70.0, -60.0]), ("a1", 1, [-78.0, -69.0, -57.0]),
+                               ("b0", 0, [-90.0, -80.0, -70.0]), ("b1", 1, [-88.0, -79.0, -67.0])):
+        run = fake_run(tmp_path, name, "bernoulli", "static" if name[0] == "a" else "dynamic", BINARY_MASS, values)
+        config = Config()
+        config.data.binarize, config.train.seed = ("static" if name[0] == "a" else "dynamic"), seed
+        (run / "config.toml").write_text(config.validate().dumps())
+        runs.append(run)
+    for path in (runs[1] / "loglik.json", compare.examples_path(runs[1] / "loglik.json")):
+        path.unlink()  # seed 1 of the first setting not evaluated
+    assert main(["compare", *map(str, runs), "-o", str(tmp_path / "table")]) == 0
+    out = capsys.readouterr().out
+    with open(tmp_path / "table.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["seeds"] for row in rows] == ["2", "2"]
+    assert rows[0]["test log p(x)"] == rows[0]["test log p(x) se"] == rows[0]["test log p(x) bits/dim"] == ""
+    # the other row: the mean of its seeds' means -80 and -78, standard error |-80 - (-78)| / 2
+    assert float(rows[1]["test log p(x)"]) == pytest.approx(-79.0)
+    assert float(rows[1]["test log p(x) se"]) == pytest.approx(1.0)
+    assert (f"Note: row 1 (binarize=static) shows no test log p(x), test log p(x) bits/dim: 1 of its 2 seeds has "
+            f"them, and a mean over those would pass for one over all 2; measure them for {runs[1]} too "
+            "(`pyro-vae evaluate RUN --k K`), or compare the runs one by one.") in out
+    assert "row 2" not in out
+
+
+def test_log_likelihoods_estimated_with_different_k_are_not_paired(tmp_path, capsys):
+    """An estimate with K=100 against one with K=10 was paired without a word: the difference
+    (here 2 ± 0.58 nats) was partly K's, the estimate rising with K, under a tight s.e."""
+    a = fake_run(tmp_path, "a", "bernoulli", "static", BINARY_MASS, [-80.0, -70.0, -60.0])
+    b = fake_run(tmp_path, "b", "bernoulli", "dynamic", BINARY_MASS, [-78.0, -69.0, -57.0])
+    compare.save_examples(b / "loglik.json", [-78.0, -69.0, -57.0], np.arange(3), "test", 100, "fashion-mnist")
+    assert main(["compare", str(a), str(b), "-o", str(tmp_path / "table")]) == 0
+    out = capsys.readouterr().out
+    reason = ("its log p(x) was estimated with K=100 importance samples and the reference's with K=10; the estimate "
+              "rises with K, so their difference would be partly K's; evaluate both with the same --k")
+    assert f"no paired difference of {b} against {a}: {reason}." in out
+    # and the table, which sets the two means side by side, says so
+    for run, k in ((a, 10), (b, 100)):
+        loglik = json.loads((run / "loglik.json").read_text())
+        (run / "loglik.json").write_text(json.dumps({**loglik, "k": k}))
+    assert compare.kind_notes(compare.collect_runs([a, b]))[-1] == (
+        "Note: test log p(x) was estimated with different numbers of importance samples (K = 10, 100; the K column); "
+        "the estimate rises with K, so numbers of different K cannot be ranked fairly: evaluate every run with the "
+        "same --k.")
+    assert not (tmp_path / "table-paired.csv").exists()
+    records = compare.collect_runs([a, b])
+    assert compare.paired_table(records, records[0]) == ([], [(records[1], reason)])
+
+
+def test_curves_of_runs_whose_elbos_cannot_be_ranked_say_so(tmp_path, monkeypatch):
+    """plot --kind curves of a binarized and an 8-bit run drew both ELBOs on one axis called
+    "validation ELBO, nats per example", with no kind and no word that they cannot be ranked."""
+    drawn = []
+    monkeypatch.setattr(compare, "_save", lambda fig, output: drawn.append(fig) or output)
+    a = fake_run(tmp_path, "bern", "bernoulli", "static", BINARY_MASS, [-90.0, -80.0])
+    b = fake_run(tmp_path, "logistic", "discretized-logistic", "none", EIGHT_BIT_MASS, [-2000.0, -1900.0])
+    c = fake_run(tmp_path, "bern2", "bernoulli", "dynamic", BINARY_MASS, [-91.0, -81.0])
+    compare.plot_overlaid_curves(compare.collect_runs([a, b]), tmp_path / "curves.png")
+    label = " ".join(drawn[0].axes[0].get_ylabel().split())
+    assert label == f"validation ELBO, nats per example (a lower bound on log p(x); {BINARY_MASS}; {EIGHT_BIT_MASS})"
+    assert " ".join(drawn[0]._supxlabel.get_text().split()) == (
+        "Not comparable: validation ELBO of binarize=static, likelihood=bernoulli and binarize=none, "
+        f"likelihood=discretized-logistic: {DIFFERENT_DATA}.")
+    compare.plot_overlaid_curves(compare.collect_runs([a, c]), tmp_path / "curves.png")
+    assert drawn[1]._supxlabel is None  # runs of one kind
+
+
+def test_runs_on_different_data_sets_are_noted_and_not_paired(tmp_path, capsys):
+    """An MNIST and a Fashion-MNIST run, both masses on binary data: the table set their numbers
+    side by side with no note, and the paired difference then stopped the command (exit 2)."""
+    runs = []
+    for name, dataset, values in (("m", "mnist", [-80.0, -70.0, -60.0]), ("f", "fashion-mnist", [-78.0, -69.0, -57.0])):
+        run = fake_run(tmp_path, name, "bernoulli", "dynamic", BINARY_MASS, values)
+        config = Config()
+        config.data.dataset, config.data.binarize = dataset, "dynamic"
+        (run / "config.toml").write_text(config.validate().dumps())
+        compare.save_examples(run / "loglik.json", values, np.arange(3), "test", 10, dataset)
+        runs.append(run)
+    assert main(["compare", *map(str, runs), "-o", str(tmp_path / "table")]) == 0
+    out = capsys.readouterr().out
+    reason = ("one is scored on mnist images and the other on fashion-mnist images: different data sets, so the "
+              "numbers cannot be ranked")
+    assert f"Note: test log p(x) is not comparable between row 1 (dataset=mnist) and row 2 (dataset=fashion-mnist): " \
+           f"{reason}. No paired difference is taken between them." in out
+    assert f"Note: test ELBO (and valid ELBO, of the same kind) is not comparable between row 1" in out
+    assert (f"no paired difference of {runs[1]} against {runs[0]}: their test log p(x) cannot be ranked (see the "
+            "note") in out
+    assert not (tmp_path / "table-paired.csv").exists()

@@ -336,6 +336,10 @@ def test_mlflow_tracking_logs_params_epochs_final_numbers_and_figures(idx_dir, t
     final = {key: value for key, value, step in client.metrics if key.startswith("final.")}
     assert final["final.test_elbo"] == summary["test_elbo"] and final["final.best_epoch"] == summary["best_epoch"]
     assert "final.beta" not in final  # settings are params, not results
+    # what the final numbers are, as tags (final.test_elbo alone did not say it is a mass on binary data)
+    assert {key: client.tags[key] for key in client.tags if key.startswith("final.")} == {
+        "final.kind": "probability mass on binary data", "final.quantity": "log p(x)", "final.unit": "nats per example",
+        "final.selection": "best validation ELBO", "final.train_objective_name": "ELBO with the KL weight beta=0.5"}
     names = sorted(p.rsplit("/", 1)[-1] for p in client.artifacts)
     assert names == ["config.toml", "curves.png", "metrics.csv", "reconstructions.png", "samples.png", "summary.json"]
     assert client.status == ["FINISHED"]
@@ -348,6 +352,26 @@ def test_mlflow_tracking_logs_params_epochs_final_numbers_and_figures(idx_dir, t
     # MLflow params cannot change: the raised epochs are a tag of the param's name (it said 2 alone)
     assert client.params["train.epochs"] == "2" and client.tags["train.epochs"] == "3"
     assert client.tags["pyro_vae.resumed_with"] == "train.epochs: 2 -> 3"
+
+
+def test_mlflow_turned_on_at_a_resume_logs_the_epochs_trained_before(idx_dir, tmp_path, monkeypatch):
+    """train --resume RUN --mlflow true of a run trained without it: its new MLflow run began
+    at the resumed epoch, its curves missing every epoch before, with no word."""
+    client = FakeClient()
+    real_start = MLflowTracker.start
+    monkeypatch.setattr(MLflowTracker, "start", classmethod(lambda cls, run_dir, config: real_start(
+        run_dir, config, client=client)))
+    config = tiny_config(idx_dir)
+    train_run(config, tmp_path / "run", progress=False, log=quiet)
+    config.train.epochs, config.train.mlflow = 3, True
+    train_run(None, tmp_path / "run", resume=True, overrides=config, progress=False, log=quiet)
+    history = load_checkpoint(tmp_path / "run" / LAST)["history"]
+    logged = [(value, step) for key, value, step in client.metrics if key == "valid_elbo"]
+    assert logged == [(row["valid_elbo"], row["epoch"]) for row in history] and len(logged) == 3
+    # a run that logged from its start is not logged twice on resume
+    config.train.epochs = 4
+    train_run(None, tmp_path / "run", resume=True, overrides=config, progress=False, log=quiet)
+    assert [step for key, _, step in client.metrics if key == "valid_elbo"] == [1, 2, 3, 4]
 
 
 @pytest.mark.parametrize("where", ["setup", "after training"])
@@ -381,6 +405,25 @@ def test_mlflow_missing_is_one_sentence_naming_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "mlflow.tracking", None)
     with pytest.raises(ConfigError, match=r"pip install 'pyro-vae\[mlflow\]'"):
         mlflow_client()
+
+
+def test_a_resume_of_a_run_logging_to_mlflow_without_it_names_the_runs_setting(idx_dir, tmp_path, monkeypatch,
+                                                                               capsys):
+    """`train --resume RUN` of a run begun with --mlflow true, MLflow since gone: the error said
+    "--mlflow true needs MLflow", a flag its user had not given, and not how to go on without it."""
+    import sys
+
+    run = tmp_path / "run"
+    train_run(tiny_config(idx_dir, **{"train.epochs": 1}), run, progress=False, log=quiet)
+    (run / "config.toml").write_text((run / "config.toml").read_text().replace("mlflow = false", "mlflow = true"))
+    monkeypatch.setitem(sys.modules, "mlflow", None)
+    monkeypatch.setitem(sys.modules, "mlflow.tracking", None)
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    assert main(["train", "--resume", str(run), "--epochs", "2"]) == 2
+    assert capsys.readouterr().err == (
+        f"pyro-vae: error: {run} logs to MLflow (mlflow = true in its config.toml), but MLflow is not installed: pip "
+        "install 'pyro-vae[mlflow]' (or mlflow-skinny), or resume it with --mlflow false.\n")
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
 
 
 def test_a_missing_mlflow_is_refused_before_tensorboard_writes_anything(idx_dir, tmp_path, monkeypatch, capsys):

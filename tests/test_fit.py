@@ -319,6 +319,23 @@ def test_fit_on_train_and_valid_tensors_reports_no_test_number(tmp_path):
     assert json.loads((tmp_path / "run" / "summary.json").read_text()) == result.summary
 
 
+def test_compare_of_a_fit_run_without_config_says_what_it_lacks(tmp_path, capsys):
+    """It said the run was "neither a run directory nor a sweep directory" and to give "the
+    --run-dir of a training run", though it is one, trained by fit()."""
+    from pyro_vae.cli import main
+
+    pyro.clear_param_store()
+    model, guide = tutorial_programs()
+    run = tmp_path / "run"
+    fit(model, guide, (linear_gaussian_data(200, 1), linear_gaussian_data(50, 2)), epochs=1, batch_size=50,
+        run_dir=run, figures=False, log=lambda s: None)
+    assert main(["compare", str(run)]) == 2
+    assert capsys.readouterr().err == (
+        f"pyro-vae: error: {run} has a checkpoint and a summary but no config.toml, where compare reads a run's "
+        "settings (a run of fit() without config=); fit it with config= (the Config its model was built from), or "
+        "read its summary.json in Python.\n")
+
+
 def test_a_fit_run_on_other_data_than_its_config_names_is_not_scored_on_the_configs(tmp_path, capsys):
     """fit on 8x8 tensors (or an ImageDataset named 'tiny') with a config whose [data] table says
     fashion-mnist: the checkpoint records the data that trained, and `pyro-vae evaluate`/`train

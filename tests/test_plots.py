@@ -137,6 +137,45 @@ def test_tensorboard_logs_scalars_every_epoch_and_images(idx_dir, tmp_path):
     assert [round(e.value, 3) for e in valid] == [round(float(r.split(",")[3]), 3) for r in rows]
     assert {"samples", "reconstructions"} <= set(events.Tags()["images"])
     assert [e.step for e in events.Images("samples")] == [1, 2]
+    # what the bare scalars are, said once (they named neither their bound nor their data's kind)
+    (note,) = events.Tensors("numbers/text_summary")
+    assert note.tensor_proto.string_val[0].decode() == (
+        "The scalars are in nats per example (train/objective: the ELBO); the bounds and estimates are of log p(x), "
+        "a probability mass on binary data.")
+
+
+def test_tensorboard_turned_on_at_a_resume_logs_the_epochs_trained_before(idx_dir, tmp_path):
+    """train --resume RUN --tensorboard true of a run trained without it: valid/elbo began at
+    the resumed epoch, the epochs before missing from its curve."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "tb"
+    flags = ["--data-dir", str(idx_dir), "--latent-dim", "2", *TINY, "--figures", "false"]
+    assert main(["train", "--run-dir", str(run), *flags, "--epochs", "1"]) == 0
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--tensorboard", "true", "--no-progress"]) == 0
+    assert main(["train", "--resume", str(run), "--epochs", "3", "--no-progress"]) == 0  # logging on: not twice
+    valid = EventAccumulator(str(run / "tensorboard")).Reload().Scalars("valid/elbo")
+    rows = (run / "metrics.csv").read_text().splitlines()[1:]
+    assert [(e.step, round(e.value, 3)) for e in valid] == [(int(r.split(",")[0]), round(float(r.split(",")[3]), 3))
+                                                            for r in rows]
+
+
+def test_a_resume_of_a_run_logging_to_tensorboard_without_it_names_the_runs_setting(idx_dir, tmp_path, monkeypatch,
+                                                                                    capsys):
+    """`train --resume RUN` of a run begun with --tensorboard true, the package since gone: the
+    error said "--tensorboard needs the tensorboard package", a flag its user had not given."""
+    import sys
+
+    run = tmp_path / "tb"
+    assert main(["train", "--data-dir", str(idx_dir), "--run-dir", str(run), "--latent-dim", "2", *TINY,
+                 "--epochs", "1", "--figures", "false", "--tensorboard", "true"]) == 0
+    capsys.readouterr()
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 2
+    assert capsys.readouterr().err == (
+        f"pyro-vae: error: {run} logs to TensorBoard (tensorboard = true in its config.toml), but the tensorboard "
+        "package is not installed: pip install 'pyro-vae[tensorboard]', or resume it with --tensorboard false.\n")
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--no-progress", "--tensorboard", "false"]) == 0
 
 
 def test_a_figure_of_no_images_or_steps_is_refused_with_the_argument_named(tmp_path):

@@ -223,6 +223,66 @@ def test_search_runs_the_asked_number_of_trials_within_the_ranges(idx_dir, tmp_p
     assert main(args) == 0 and len(trials_by_state(sweep_dir)["COMPLETE"]) == 3  # nothing more to do
 
 
+def test_a_searchs_failed_trial_is_tried_again_by_a_rerun(idx_dir, tmp_path, monkeypatch):
+    """The docs say failed points are tried once more on each rerun; a search's failed trial
+    counted toward --trials, so a rerun did nothing and exited 1 again."""
+    import pyro_vae.runs as runs
+
+    real, calls = runs.train_run, []
+
+    def train_run(config, run_dir, **kwargs):
+        calls.append(run_dir.name)
+        if len(calls) == 1:
+            raise RuntimeError("disk on fire")
+        return real(config, run_dir, **kwargs)
+
+    monkeypatch.setattr(runs, "train_run", train_run)
+    sweep_dir = tmp_path / "search"
+    args = ["sweep", "--sweep-dir", str(sweep_dir), "--search", "latent_dim=int:2:4", "--trials", "2",
+            "--sampler", "random", *tiny_flags(idx_dir, 1, without=("--latent-dim",))]
+    assert main(args) == 1
+    failed = calls[0]
+    assert not (sweep_dir / failed / "summary.json").exists()
+    monkeypatch.setattr(runs, "train_run", real)
+    assert main(args) == 0  # the failed trial again, under its own name and settings; no third trial
+    assert (sweep_dir / failed / "summary.json").is_file()
+    states = trials_by_state(sweep_dir)
+    assert sorted(t.user_attrs["run_dir"] for t in states["COMPLETE"]) == sorted(set(calls))
+    (first_failure,) = states["FAIL"]
+    (retried,) = [t for t in states["COMPLETE"] if t.user_attrs["run_dir"] == failed]
+    assert retried.params == first_failure.params
+    with open(sweep_dir / "results.csv", newline="") as handle:
+        assert sorted(row["state"] for row in csv.DictReader(handle)) == ["COMPLETE", "COMPLETE"]
+    assert main(args) == 0 and len(trials_by_state(sweep_dir)["COMPLETE"]) == 2  # nothing more to do
+    # a point tried again is one of the --trials: a failure and its retry left room for one more
+    state = optuna.trial.TrialState
+    study = type("Study", (), {"get_trials": lambda self, deepcopy=False: [
+        type("Trial", (), {"state": kind, "user_attrs": {"run_dir": name}})()
+        for kind, name in ((state.FAIL, "a"), (state.COMPLETE, "a"), (state.COMPLETE, "b"))]})()
+    spec = sweep.SweepSpec(Config(), search={"beta": sweep.SearchRange.parse("beta", "float:0.5:2")}, trials=3,
+                           sampler="random")
+    assert sweep._search_budget_left(study, spec)
+    spec.trials = 2
+    assert not sweep._search_budget_left(study, spec)
+
+
+def test_results_csv_reads_the_metric_from_the_summary_as_its_other_numbers(tmp_path):
+    """A run trained on after its trial (train --resume RUN --epochs 2): results.csv gave
+    Optuna's value told at epoch 1 beside epoch 2's standard error and epochs from summary.json."""
+    state = optuna.trial.TrialState
+    run = tmp_path / "beta=1,seed=0"
+    run.mkdir()
+    (run / "summary.json").write_text(json.dumps({"epochs": 2, "best_epoch": 2, "best_epoch_metrics": {
+        "valid_elbo": -90.0, "valid_elbo_stderr": 0.5}}))
+    trial = type("Trial", (), {"state": state.COMPLETE, "number": 0, "value": -100.0,  # told at epoch 1
+                               "params": {"beta": 1.0, "seed": 0}, "user_attrs": {"run_dir": run.name}})()
+    study = type("Study", (), {"get_trials": lambda self, deepcopy=False: [trial]})()
+    (row,) = sweep.write_results(study, sweep.SweepSpec(Config(), {"beta": [1.0]}, [0]), tmp_path)
+    assert (row["valid_elbo"], row["valid_elbo_stderr"], row["epochs"]) == (-90.0, 0.5, 2)
+    with open(tmp_path / "results.csv", newline="") as handle:
+        assert float(next(csv.DictReader(handle))["valid_elbo"]) == -90.0
+
+
 def test_the_sweep_table_of_a_config_file(tmp_path, idx_dir):
     path = tmp_path / "base.toml"
     path.write_text(f'[data]\ndataset = "idx"\ndata_dir = "{idx_dir}"\n[train]\nbeta = 4\n'
@@ -262,6 +322,18 @@ def test_a_grid_in_a_config_file_refuses_a_number_of_trials(tmp_path):
     # its best trial would be chosen among numbers of different kinds (a helper's search drew all three)
     (["--search", "likelihood=choice:bernoulli,gaussian-learned,discretized-logistic", "--trials", "3"],
      "--search over likelihood would rank by one --metric numbers of different kinds"),
+    # its best trial would be chosen by a bound whose tightness the searched key sets (an IWAE
+    # bound is above the ELBO of the same model; a larger K is higher): searched, not refused
+    (["--search", "objective=choice:elbo,iwae", "--trials", "2", "--metric", "selection"],
+     "--search objective=choice:elbo,iwae would rank its trials by --metric selection, which is the validation "
+     "ELBO at objective=elbo and the validation IWAE bound with K=5 at objective=iwae: a bound with more samples"),
+    (["--search", "k=int:2:8", "--objective", "iwae", "--trials", "2", "--metric", "valid_iwae"],
+     "which is the validation IWAE bound with K=2 at k=2 and the validation IWAE bound with K=8 at k=8"),
+    (["--search", "select_k=int:2:8", "--select-by", "valid-loglik", "--trials", "2", "--metric", "selection"],
+     "by importance sampling with K=2 at select_k=2 and the validation log p(x) by importance sampling with K=8"),
+    # the test images would choose the settings whose test number they then report
+    (["--search", "beta=float:0.5:2", "--trials", "2", "--metric", "test_elbo"],
+     "a search steers its trials by --metric, and test_elbo is measured on the test images"),
     (["--search", "objective=choice:iwae,elbo", "--search", "k=int:2:8", "--trials", "2"],
      "--search k=int:2:8 has no effect at its point objective=elbo,k=2"),
     (["--grid", "beta=1,2", "--trials", "5"], "--trials 5 has no effect without a search"),  # a grid runs every point
@@ -382,6 +454,32 @@ def test_a_swept_key_is_accepted_where_every_point_uses_it():
     assert len({(c.train.objective, c.train.k) for c in map(spec.config_for, spec.points())}) == 4
 
 
+def test_a_search_over_keys_that_leave_its_metric_alike_is_accepted():
+    """The check of what a search's metric measures refuses only where it differs."""
+    base = Config()
+    base.train.objective = "iwae"
+    for search, metric in (({"k": "int:2:8"}, "valid_elbo"), ({"objective": "choice:iwae,iwae-dreg"}, "selection"),
+                           ({"objective": "choice:elbo,analytic-kl"}, "selection"), ({"beta": "float:0.5:2"},
+                                                                                     "valid_iwae")):
+        ranges = {key: sweep.SearchRange.parse(key, text) for key, text in search.items()}
+        sweep.SweepSpec(base, search=ranges, trials=2, metric=metric, sampler="tpe").validate()
+    config = Config()
+    config.train.objective, config.train.k = "iwae-dreg", 7
+    assert sweep.metric_measure(config, "selection") == "the validation IWAE bound with K=7"
+    config.train.select_by = "valid-elbo"
+    assert sweep.metric_measure(config, "selection") == "the validation ELBO"
+
+
+def test_a_search_chooses_among_lists_separated_as_a_grids():
+    """--search "hidden_dims=choice:32;16,8" was refused ("must be a whole number, not
+    '32;16'"): a list-valued key's choices could be single layers only."""
+    search = {"hidden_dims": sweep.SearchRange.parse("hidden_dims", "choice:32;16,8")}
+    assert search["hidden_dims"].choices == ["32", "16,8"]
+    spec = sweep.SweepSpec(Config(), search=search, trials=2, sampler="random").validate()
+    assert spec.config_for({"hidden_dims": "16,8", "seed": 0}).model.hidden_dims == [16, 8]
+    assert sweep.SearchRange.parse("activation", "choice:relu,elu").choices == ["relu", "elu"]
+
+
 def test_a_sweep_can_optimise_the_validation_log_likelihood_of_runs_that_select_by_it():
     config = Config()
     assert not sweep.metric_available(config, "valid_loglik")
@@ -406,3 +504,23 @@ def test_the_library_leaves_optunas_logging_as_its_user_set_it(tmp_path):
         assert optuna.logging.get_verbosity() == optuna.logging.DEBUG
     finally:
         optuna.logging.set_verbosity(before)
+
+
+def test_a_trials_line_says_what_its_number_is_and_of_which_data():
+    """The line after each trial said "selection -545.3309 ± 0.0207 nats per example": not which
+    bound selected (an IWAE bound here), nor the kind of data its log p(x) is a mass on."""
+    summary = {"best_valid_criterion": -545.33094, "selection": "best validation IWAE bound (K=5)",
+               "kind": "probability mass on binary data", "quantity": "log p(x)",
+               "best_epoch_metrics": {"valid_elbo": -546.2, "valid_elbo_stderr": 0.03, "valid_iwae": -545.33094,
+                                      "valid_iwae_stderr": 0.0207}}
+    assert sweep.describe_metric(summary, "selection") == (
+        "selection -545.3309 ± 0.0207 nats per example (validation IWAE bound (K=5): a lower bound on log p(x), "
+        "probability mass on binary data)")
+    assert sweep.describe_metric(summary, "valid_elbo") == (
+        "valid_elbo -546.2000 ± 0.0300 nats per example (a lower bound on log p(x), probability mass on binary data)")
+    summary["best_epoch_metrics"] = {"valid_loglik": -91.5, "valid_loglik_stderr": 0.5}
+    assert sweep.describe_metric({**summary, "quantity": "log p(x | y)"}, "valid_loglik") == (
+        "valid_loglik -91.5000 ± 0.5000 nats per example (an importance-sampled estimate of log p(x | y), "
+        "probability mass on binary data)")
+    assert sweep.describe_metric({"valid_accuracy": 0.9, "valid_accuracy_stderr": 0.01}, "valid_accuracy") == (
+        "valid_accuracy 0.9000 ± 0.0100 (a fraction of the images)")

@@ -55,7 +55,8 @@ def test_a_point_of_one_seed_shows_its_runs_own_standard_error_and_says_so(tmp_p
     assert bars(ax) == pytest.approx([0.3, 0.5])  # were [0, 0]
     assert "one seed per point: ± the run's s.e. over its test images" in ax.get_title()
     assert "over 1 seeds" not in ax.get_title()
-    assert f"a lower bound on log p(x); {BINARY_MASS}" in ax.get_ylabel() and "nats per example" in ax.get_ylabel()
+    label = " ".join(ax.get_ylabel().split())  # wrapped to the axis' height
+    assert f"a lower bound on log p(x); {BINARY_MASS}" in label and "nats per example" in label
 
 
 def test_points_of_several_seeds_show_the_standard_error_over_the_seeds(tmp_path, drawn):
@@ -125,3 +126,97 @@ def test_runs_that_differ_in_their_seed_alone_draw_each_seed_and_the_mean_over_t
     assert mean_line.get_ydata()[0] == pytest.approx(-102.0)
     assert f"-102.00 ± {se:.2f} over 3 seeds" in ax.get_title()
     assert ax.get_xlabel() == "seed (the runs differ in nothing else)"
+
+
+def test_points_of_kinds_that_cannot_be_ranked_are_noted_under_the_figure(tmp_path, drawn):
+    """A grid over the likelihood drew a mass on binary data and a density on one axis with no
+    word but the y label, whose second kind ran past the figure's edge; the compare table's
+    note named the test ELBO alone, though its valid ELBO column is of the same kinds."""
+    from pyro_vae.inference.kinds import DENSITY, comparable
+
+    records = []
+    for likelihood, binarize, kind, value in (("bernoulli", "dynamic", BINARY_MASS, -100.0),
+                                              ("continuous-bernoulli", "none", DENSITY, 900.0)):
+        config = Config()
+        config.model.likelihood, config.data.binarize = likelihood, binarize
+        run = finished_run_dir(tmp_path / likelihood, config)
+        (run / "summary.json").write_text(json.dumps({
+            "epochs": 1, "best_epoch": 1, "test_elbo": value, "test_elbo_stderr": 0.5, "kind": kind,
+            "best_epoch_metrics": {"valid_elbo": value, "valid_elbo_stderr": 0.5}}))
+        records.append(compare.read_run(run))
+    reason = comparable(BINARY_MASS, DENSITY).reason
+    compare.plot_sweep_figure(records, tmp_path / "f.png", "valid_elbo")
+    note = " ".join(drawn[0]._supxlabel.get_text().split())
+    assert note == ("Not comparable: valid_elbo of binarize=dynamic, likelihood=bernoulli and binarize=none, "
+                    f"likelihood=continuous-bernoulli: {reason}.")
+    label = drawn[0].axes[0].get_ylabel()
+    assert BINARY_MASS in " ".join(label.split()) and DENSITY in " ".join(label.split())
+    assert max(map(len, label.splitlines())) <= 50  # wrapped, not cut off at the figure's edge
+    assert any(note.startswith("Note: test ELBO (and valid ELBO, of the same kind) is not comparable")
+               for note in compare.kind_notes(records))
+    # points of one kind: no note
+    same = [compare.read_run(fake_run(tmp_path, beta, 0, -100.0 - beta)) for beta in (1.0, 2.0)]
+    compare.plot_sweep_figure(same, tmp_path / "g.png", "valid_elbo")
+    assert drawn[1]._supxlabel is None
+
+
+def test_the_curves_of_one_sweep_directory_are_overlaid(tmp_path, drawn, capsys):
+    """plot SWEEP --kind curves (the help: "several runs or sweep directories for --kind
+    curves") took the one sweep directory for a run directory and refused it."""
+    for beta in (1.0, 2.0):
+        fake_run(tmp_path, beta, 0, -100.0 - beta)
+    (tmp_path / "sweep.json").write_text("{}")
+    assert main(["plot", str(tmp_path), "--kind", "curves", "-o", str(tmp_path / "curves.png")]) == 0
+    (ax,) = drawn[0].axes
+    assert [line.get_label() for line in ax.get_lines() if not line.get_label().startswith("_")] == [
+        "beta=1.0", "beta=2.0"]
+
+
+def test_a_selection_figure_of_an_elbo_and_an_iwae_grid_says_the_points_are_different_bounds(tmp_path, drawn):
+    """--metric selection over objective=elbo,iwae drew the ELBO of one point and the IWAE bound
+    of the other on one axis, as if one number, the IWAE bound's point the higher by its K."""
+    records = []
+    for objective, selection, value in (("elbo", "best validation ELBO", -100.0),
+                                        ("iwae", "best validation IWAE bound (K=5)", -97.0)):
+        config = Config()
+        config.train.objective = objective
+        run = finished_run_dir(tmp_path / objective, config)
+        (run / "summary.json").write_text(json.dumps({
+            "epochs": 1, "best_epoch": 1, "test_elbo": value, "kind": BINARY_MASS, "selection": selection,
+            "best_valid_criterion": value, "best_epoch_metrics": {"valid_elbo": value, "valid_elbo_stderr": 0.5}}))
+        records.append(compare.read_run(run))
+    compare.plot_sweep_figure(records, tmp_path / "f.png", "selection")
+    assert " ".join(drawn[0]._supxlabel.get_text().split()) == (
+        "Not comparable: selection is the validation ELBO at objective=elbo, k=None; the validation IWAE bound (K=5) "
+        "at objective=iwae, k=5 (a bound with more importance samples is higher for the same model).")
+    compare.plot_sweep_figure(records, tmp_path / "f.png", "valid_elbo")  # the same number at every point
+    assert drawn[1]._supxlabel is None
+
+
+def test_an_autoencoders_number_is_not_called_a_bound_on_log_p_x(tmp_path, drawn):
+    """A grid over model=ae,vae: the figure called the autoencoder's reconstruction term "a
+    lower bound on log p(x)" of an "unknown" kind, beside the VAE's ELBO with no note; a
+    sweep's line after its trial said "a lower bound on log p(x)" of it as well."""
+    from pyro_vae.experiments.sweep import describe_metric
+
+    records = []
+    for model, summary in (("ae", {"selection": "best validation reconstruction log p(x | code)",
+                                   "test_reconstruction": -60.0}),
+                           ("vae", {"selection": "best validation ELBO", "test_elbo": -100.0, "kind": BINARY_MASS})):
+        config = Config()
+        config.model.model = model
+        run = finished_run_dir(tmp_path / model, config)
+        (run / "summary.json").write_text(json.dumps({
+            "epochs": 1, "best_epoch": 1, "model": model, **summary,
+            "best_epoch_metrics": {"valid_elbo": -60.0 if model == "ae" else -100.0, "valid_elbo_stderr": 0.5}}))
+        records.append(compare.read_run(run))
+    compare.plot_sweep_figure(records, tmp_path / "f.png", "valid_elbo")
+    label = " ".join(drawn[0].axes[0].get_ylabel().split())
+    assert label == ("valid_elbo, nats per example (a lower bound on log p(x); an autoencoder's reconstruction term; "
+                     f"{BINARY_MASS})")
+    assert " ".join(drawn[0]._supxlabel.get_text().split()) == (
+        "Not comparable: valid_elbo of model=ae is an autoencoder's reconstruction log p(x | code): not a bound on "
+        "log p(x), unlike the others' bounds.")
+    assert describe_metric(records[0].summary, "valid_elbo") == (
+        "valid_elbo -60.0000 ± 0.5000 nats per example (an autoencoder's reconstruction log p(x | code): not a bound "
+        "on log p(x))")

@@ -75,7 +75,10 @@ def _add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = (
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from pyro_vae.experiments.sweep import METRICS
     from pyro_vae.runs import FIGURE_KINDS, RESUMABLE_CHANGES, SUBSETS
+
+    metrics = ", ".join(METRICS)  # every --metric the sweep, its figure and compare accept
 
     parser = argparse.ArgumentParser(prog="pyro-vae", description="Variational autoencoders in Pyro.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
@@ -188,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--seed", type=int, default=None, help="seeds the draws (samples, prior-check, completions, "
                       "compare; default 0)")
     plot.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the run's)")
-    plot.add_argument("--metric", default=None, help="sweep: the quantity drawn (default test_elbo)")
+    plot.add_argument("--metric", default=None, help=f"sweep: the quantity drawn ({metrics}; default test_elbo)")
 
     compare = commands.add_parser("compare", help="a table of runs or sweeps: what differs, what came out",
                                   formatter_class=_HelpFormatter)
@@ -198,7 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--reference", default=None, metavar="RUN_DIR",
                          help="paired difference of log p(x) of every evaluated run against this one")
     compare.add_argument("--figure", default=None, help="also draw the sweep figure (metric against each setting)")
-    compare.add_argument("--metric", default=None, help="with --figure: the figure's quantity (default test_elbo)")
+    compare.add_argument("--metric", default=None,
+                         help=f"with --figure: the figure's quantity ({metrics}; default test_elbo)")
 
     sweep = commands.add_parser("sweep", help="train a grid or a search of runs as one Optuna study",
                                 formatter_class=_HelpFormatter)
@@ -211,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--seeds", default=None, help="repeat each grid point with seeds 0..N-1 (default: the config's seed)")
     sweep.add_argument("--trials", type=int, default=None, help="a search's number of trials")
     sweep.add_argument("--metric", default=None, help="what the study maximises and the figure shows "
-                       "(valid_elbo, valid_iwae, selection, test_elbo, valid_accuracy, test_accuracy; default valid_elbo)")
+                       f"({metrics}; default valid_elbo)")
     sweep.add_argument("--sampler", default=None, choices=("tpe", "random"), help="a search's sampler (default tpe)")
     sweep.add_argument("--storage", default=None, help="Optuna storage URL shared by several machines "
                        "(default sqlite:///SWEEP_DIR/study.db)")
@@ -616,11 +620,12 @@ def cmd_reconstruct(args) -> int:
 
 def cmd_plot(args) -> int:
     _plot_options(args)
-    if args.kind in ("curves", "sweep") and (len(args.run_dirs) > 1 or args.kind == "sweep"):
+    one_sweep = len(args.run_dirs) == 1 and (Path(args.run_dirs[0]) / "sweep.json").is_file()
+    if args.kind in ("curves", "sweep") and (len(args.run_dirs) > 1 or args.kind == "sweep" or one_sweep):
         from pyro_vae.experiments import compare
 
         records = compare.collect_runs(args.run_dirs)
-        if args.kind == "sweep" and len(args.run_dirs) == 1 and not (Path(args.run_dirs[0]) / "sweep.json").is_file():
+        if args.kind == "sweep" and len(args.run_dirs) == 1 and not one_sweep:
             compare.check_metric(records, args.metric)  # a metric the run lacks is named first
             raise PyroVAEError(f"--kind sweep draws a metric against each setting a sweep varies, and "
                                f"{args.run_dirs[0]} is a single run (it has no sweep.json); give a sweep directory "
@@ -670,9 +675,11 @@ def cmd_compare(args) -> int:
         reference = records[0]
     if reference is not None:
         paired, refused = compare.paired_table(records, reference)
-        for record, _ in refused:  # the reason is in the table's note, once
-            print(f"\nno paired difference of {record.run_dir} against {reference.run_dir}: their test log p(x) "
-                  "are of kinds or quantities that cannot be ranked (see the note above).")
+        for record, reason in refused:  # a kind's reason is in the table's note, once
+            noted = any(reason in note for note in notes)
+            print(f"\nno paired difference of {record.run_dir} against {reference.run_dir}: "
+                  + ("their test log p(x) cannot be ranked (see the note above for why)."
+                     if noted else f"{reason}."))
         if paired:
             paired_columns = list(paired[0])
             print(f"\npaired difference of test log p(x) against {reference.run_dir} "

@@ -67,11 +67,16 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, raise_interrupted)
         signal.signal(signal.SIGINT, sigint)
     try:
-        return cli.main(argv)
+        code = cli.main(argv)
+        sys.stdout.flush()  # what is still buffered meets a closed pipe here, not at exit
+        return code
     except KeyboardInterrupt as err:  # landed before the command's own handling began
         message, code = interrupted_message(err, began=False)
         print(message, file=sys.stderr)
         return code
+    except BrokenPipeError:  # `pyro-vae compare SWEEP | head`: the reader has gone; as the shell's tools, end quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush writes nowhere
+        return 128 + signal.SIGPIPE
 
 
 if __name__ == "__main__":

@@ -407,7 +407,7 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
 
     # TensorBoard's writer makes its folder at once: imported first, made after MLflow's start,
     # so that a missing MLflow is refused before anything is written
-    writer = _tensorboard_writer_class() if train_cfg.tensorboard and ctx.is_main else None
+    writer = _tensorboard_writer_class(run_dir if resume else None) if train_cfg.tensorboard and ctx.is_main else None
     tracker = None
     if train_cfg.mlflow and ctx.is_main:
         from pyro_vae.experiments.tracking import MLflowTracker
@@ -416,6 +416,8 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
     # from MLflow's start on, a failure (in setup, training, the summary or the figures) ends its
     # run FAILED (KILLED for an interrupt) instead of leaving it RUNNING
     with _ends_tracker_on_failure(tracker):
+        # a resumed run's first TensorBoard log (--tensorboard true turned on at --resume) lacks its earlier epochs
+        board_is_new = not (run_dir / "tensorboard").exists()
         board = writer(log_dir=str(run_dir / "tensorboard")) if writer is not None else None
 
         def on_epoch(trainer: Trainer, row: dict) -> None:  # rank 0 only
@@ -443,6 +445,12 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
         if initialised_from is not None:
             options["extra_state"]["init_from"] = initialised_from
         semi_supervised = config.model.model in SEMI_SUPERVISED
+        if board is not None and not semi_supervised and config.model.model != "ae":
+            # TensorBoard's scalars are bare numbers: what they bound, and on which data, said once
+            fields = kind_fields(config, model.likelihood, dataset.image_shape, 0.0)
+            board.add_text("numbers", f"The scalars are in nats per example (train/objective: the "
+                                      f"{objective_name(config)}); the bounds and estimates are of "
+                                      f"{fields['quantity']}, a {fields['kind']}.")
         if semi_supervised:
             if ctx.active:
                 raise ConfigError(f"--model {config.model.model} trains in one process; launch it without torchrun.")
@@ -464,6 +472,11 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
             if ctx.is_main:  # a kill after the last commit may have left these behind it
                 trainer.write_best()
                 write_metrics(run_dir / METRICS, trainer.state.history)
+            if tracker is not None:
+                tracker.log_history(trainer.state.history)
+            if board is not None and board_is_new:  # their scalars; the grids are of the model as it is now
+                for row in trainer.state.history:
+                    _log_tensorboard(board, row, model, guide, dataset, device, images=False)
         if ctx.is_main:
             atomic_write_text(run_dir / CONFIG, config_text(config))
         started = time.perf_counter()
@@ -745,12 +758,19 @@ def _semi_supervised_results(config: Config, dataset: ImageDataset, labelled, be
     return results
 
 
-def _tensorboard_writer_class():
-    """TensorBoard's ``SummaryWriter`` class (imported, nothing written), or one sentence."""
+def _tensorboard_writer_class(run_dir: Path | None = None):
+    """TensorBoard's ``SummaryWriter`` class (imported, nothing written), or one sentence;
+    ``run_dir``: a resumed run, named as the cause where its own config.toml asks for
+    TensorBoard (its user gave no --tensorboard), with the way to go on without it."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        raise ConfigError("--tensorboard needs the tensorboard package: pip install 'pyro-vae[tensorboard]'.") from None
+        install = "pip install 'pyro-vae[tensorboard]'"
+        if run_dir is not None and (Path(run_dir) / CONFIG).is_file() and read_run_config(run_dir).train.tensorboard:
+            raise ConfigError(f"{run_dir} logs to TensorBoard (tensorboard = true in its {CONFIG}), but the "
+                              f"tensorboard package is not installed: {install}, or resume it with --tensorboard "
+                              "false.") from None
+        raise ConfigError(f"--tensorboard needs the tensorboard package: {install}.") from None
     return SummaryWriter
 
 

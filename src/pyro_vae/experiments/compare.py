@@ -19,6 +19,7 @@ import csv
 import io
 import json
 import math
+import textwrap
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,6 +154,7 @@ def read_run(run_dir: Path) -> RunRecord:
 def collect_runs(paths: list[Path]) -> list[RunRecord]:
     """The finished runs named: run directories, and sweep directories (their finished runs)."""
     from pyro_vae.experiments.sweep import SWEEP_FILE
+    from pyro_vae.inference.checkpoint import LAST
     from pyro_vae.runs import SUMMARY, is_run_dir
 
     records = []
@@ -162,6 +164,10 @@ def collect_runs(paths: list[Path]) -> list[RunRecord]:
                         if is_run_dir(child) and (child / SUMMARY).is_file()]
         elif is_run_dir(path):
             records.append(read_run(path))
+        elif (path / LAST).is_file() and (path / SUMMARY).is_file():  # fit() without config=: no config.toml
+            raise PyroVAEError(f"{path} has a checkpoint and a summary but no config.toml, where compare reads a "
+                               "run's settings (a run of fit() without config=); fit it with config= (the Config its "
+                               "model was built from), or read its summary.json in Python.")
         else:
             raise PyroVAEError(f"{path} is neither a run directory nor a sweep directory; give the --run-dir of a "
                                "training run or the --sweep-dir of a sweep.")
@@ -209,6 +215,8 @@ def _test_elbo_record(record) -> dict | None:
     return record.summary if record.summary.get("test_elbo") is not None else None
 
 
+#: What a plain autoencoder's validation or test number is, where a bound's kind would be said.
+AUTOENCODER_NUMBER = "an autoencoder's reconstruction log p(x | code): not a bound on log p(x)"
 #: The columns of a plain autoencoder's reconstruction term (kept out of the ELBO columns).
 AE_VALID, AE_TEST = "valid recon (autoencoder)", "test recon (autoencoder)"
 #: The note under a table with an autoencoder's row.
@@ -322,6 +330,20 @@ def pair_verdict(kind_a: str, kind_b: str, quantity_a: str | None = None, quanti
     return comparable(kind_a, kind_b, quantity_a, quantity_b)
 
 
+def run_verdict(a: RunRecord, b: RunRecord, quantity: str):
+    """Whether two runs' ``quantity`` ("test ELBO" or "test log p(x)") can be ranked: scored on
+    the same data set (the kinds of number say nothing of which images), then
+    :func:`pair_verdict` of their kinds and quantities."""
+    from pyro_vae.inference.kinds import Comparison
+
+    data_a, data_b = a.settings.get("dataset"), b.settings.get("dataset")
+    if data_a != data_b:
+        return Comparison(False, f"one is scored on {data_a} images and the other on {data_b} images: different "
+                                 "data sets, so the numbers cannot be ranked")
+    return pair_verdict(number_kind_of(a, quantity) or UNKNOWN_KIND, number_kind_of(b, quantity) or UNKNOWN_KIND,
+                        quantity_of(a, quantity), quantity_of(b, quantity))
+
+
 def mean_and_stderr(values: list[float]) -> tuple[float, float | None]:
     """Mean and standard error over ``values`` (None for a single value)."""
     array = np.asarray(values, dtype=np.float64)
@@ -341,6 +363,12 @@ class Group:
 
     def values(self, read) -> list[float]:
         return [float(v) for v in (read(r) for r in self.runs) if v is not None]
+
+    def lacking(self, read) -> list[RunRecord]:
+        """The runs without ``read``'s number where some others of the group have it (a log
+        p(x) evaluated for some seeds): empty where all or none have it."""
+        missing = [r for r in self.runs if read(r) is None]
+        return missing if len(missing) < len(self.runs) else []
 
 
 def group_runs(records: list[RunRecord]) -> tuple[list[str], list[Group]]:
@@ -384,7 +412,9 @@ def compare_table(records: list[RunRecord]) -> tuple[list[str], list[dict]]:
         single = len(group.runs) == 1  # no spread over seeds: the run's own, over its images
         row["se over"] = "the images (one run)" if single else f"the {len(group.runs)} seeds"
         for name, read in present:
-            values = group.values(read)
+            # A mean over the seeds that have the number would pass for one over all the row's
+            # seeds (one seed's value for it, with no uncertainty): left out, with a note.
+            values = [] if group.lacking(read) else group.values(read)
             mean, se = mean_and_stderr(values) if values else (None, None)
             if single and name in OWN_STDERR:
                 se = OWN_STDERR[name](group.runs[0])
@@ -401,6 +431,25 @@ def compare_table(records: list[RunRecord]) -> tuple[list[str], list[dict]]:
     return columns, rows
 
 
+def incomparable_pairs(groups: list[Group], labels: list[str], quantity: str) -> dict[str, list[str]]:
+    """The groups (named by ``labels``, one per group) whose ``quantity`` ("test ELBO" or
+    "test log p(x)") cannot be ranked against each other's, by reason sentence:
+    ``{reason: ["row 1 and row 2", "the seeds of row 3"]}``; empty when all can be ranked."""
+    kinds = []  # (group label, run) of every run with the number
+    for label, group in zip(labels, groups):
+        kinds += [(label, r) for r in group.runs if number_kind_of(r, quantity) is not None]
+    reasons: dict[str, list[str]] = {}
+    for i, (label_a, run_a) in enumerate(kinds):
+        for label_b, run_b in kinds[i + 1:]:
+            verdict = run_verdict(run_a, run_b, quantity)
+            if not verdict.ok:
+                pairs = reasons.setdefault(verdict.reason, [])
+                pair = f"{label_a} and {label_b}" if label_a != label_b else f"the seeds of {label_a}"
+                if pair not in pairs:
+                    pairs.append(pair)
+    return reasons
+
+
 def kind_notes(records: list[RunRecord]) -> list[str]:
     """One note per quantity whose rows are not all pairwise comparable: which rows (by
     their differing settings) and each reason sentence once. Empty when all can be ranked."""
@@ -409,22 +458,11 @@ def kind_notes(records: list[RunRecord]) -> list[str]:
               for number, group in enumerate(groups, start=1)]
     notes = []
     for quantity in KINDED:
-        kinds = []  # (row label, kind, what it bounds or estimates) of every run with the number
-        for label, group in zip(labels, groups):
-            kinds += [(label, number_kind_of(r, quantity), quantity_of(r, quantity)) for r in group.runs
-                      if number_kind_of(r, quantity) is not None]
-        reasons: dict[str, list[str]] = {}
-        for i, (label_a, kind_a, of_a) in enumerate(kinds):
-            for label_b, kind_b, of_b in kinds[i + 1:]:
-                verdict = pair_verdict(kind_a, kind_b, of_a, of_b)
-                if not verdict.ok:
-                    pairs = reasons.setdefault(verdict.reason, [])
-                    pair = f"{label_a} and {label_b}" if label_a != label_b else f"the seeds of {label_a}"
-                    if pair not in pairs:
-                        pairs.append(pair)
-        for reason, pairs in reasons.items():
+        for reason, pairs in incomparable_pairs(groups, labels, quantity).items():
             paired = " No paired difference is taken between them." if quantity == "test log p(x)" else ""
-            notes.append(f"Note: {quantity} is not comparable between {'; '.join(pairs)}: {reason}.{paired}")
+            # the valid ELBO is the same run's bound on the same kind of data: its column too
+            named = "test ELBO (and valid ELBO, of the same kind)" if quantity == "test ELBO" else quantity
+            notes.append(f"Note: {named} is not comparable between {'; '.join(pairs)}: {reason}.{paired}")
     notes += _within_row_notes(labels, groups)
     if any(is_autoencoder(r.summary) for r in records):
         notes.append(AE_NOTE)
@@ -434,6 +472,44 @@ def kind_notes(records: list[RunRecord]) -> list[str]:
             notes.append(f"Note: {repeat.run_dir} has the settings and seed of {first.run_dir} (a sweep's sampler "
                          "may draw a point twice), so it is counted once, as that run, not as another seed.")
     notes += [note for note in map(stale_loglik_note, records) if note]
+    notes += missing_seed_notes(groups, keys)
+    ks = sorted({int(r.loglik["k"]) for r in records if r.loglik is not None and r.loglik.get("k") is not None})
+    if len(ks) > 1:  # the paired table refuses such pairs; the table's means need the same word
+        notes.append(f"Note: test log p(x) was estimated with different numbers of importance samples (K = "
+                     f"{', '.join(map(str, ks))}; the K column); the estimate rises with K, so numbers of different "
+                     "K cannot be ranked fairly: evaluate every run with the same --k.")
+    return notes
+
+
+#: How a number measured after training is measured for a run (``{run}``: its directory).
+MEASURED_BY = {"test log p(x)": "pyro-vae evaluate {run} --k K",
+               "label fidelity (prior)": "pyro-vae evaluate {run} --label-fidelity",
+               "label fidelity (style grid)": "pyro-vae evaluate {run} --label-fidelity",
+               "z probe accuracy": "pyro-vae evaluate {run} --label-fidelity"}
+
+
+def missing_seed_notes(groups: list[Group], keys: list[str]) -> list[str]:
+    """One note per row whose numbers some of its seeds lack (:meth:`Group.lacking`), which
+    :func:`compare_table` leaves blank: which numbers, which runs lack them, and how to
+    measure them."""
+    notes = []
+    for number, group in enumerate(groups, start=1):
+        names, lacking = [], {}
+        for name, read in QUANTITIES:
+            runs = group.lacking(read)
+            if runs:
+                names.append(name)
+                lacking.update(dict.fromkeys(r.run_dir for r in runs))
+        if not names:
+            continue
+        label = f"row {number}" + (f" ({_label(group.settings, keys)})" if keys else "")
+        commands = dict.fromkeys(MEASURED_BY[name].format(run="RUN") for name in names if name in MEASURED_BY)
+        how = f" ({'; '.join(f'`{c}`' for c in commands)})" if commands else ""
+        have = len(group.runs) - len(lacking)
+        notes.append(f"Note: {label} shows no {', '.join(names)}: {have} of its {len(group.runs)} seeds "
+                     f"{'has' if have == 1 else 'have'} them, and a mean over those would pass for one over all "
+                     f"{len(group.runs)}; measure them for {', '.join(map(str, lacking))} too{how}, or compare "
+                     "the runs one by one.")
     return notes
 
 
@@ -533,7 +609,8 @@ def paired_table(records: list[RunRecord], reference: RunRecord) -> tuple[list[d
     """Paired difference of log p(x) of every evaluated run against ``reference``, and the
     runs refused because their log p(x) cannot be ranked against the reference's (a
     different kind of number, e.g. binarized and 8-bit data, or an unknown kind; or a
-    different quantity, e.g. the conditional VAE's log p(x | y)), each with the reason sentence."""
+    different quantity, e.g. the conditional VAE's log p(x | y); or estimated with another
+    number of importance samples K), each with the reason sentence."""
     base = reference_examples(reference)
     keys = differing_keys(records)
     rows, refused = [], []
@@ -541,11 +618,14 @@ def paired_table(records: list[RunRecord], reference: RunRecord) -> tuple[list[d
         other = record.examples()
         if record is reference or other is None:
             continue
-        verdict = pair_verdict(number_kind_of(reference, "test log p(x)") or UNKNOWN_KIND,
-                               number_kind_of(record, "test log p(x)") or UNKNOWN_KIND,
-                               quantity_of(reference, "test log p(x)"), quantity_of(record, "test log p(x)"))
+        verdict = run_verdict(reference, record, "test log p(x)")
         if not verdict.ok:
             refused.append((record, verdict.reason))
+            continue
+        if other.k != base.k:  # a bias of K's making would pass for the models' difference, with a tight s.e.
+            refused.append((record, f"its log p(x) was estimated with K={other.k} importance samples and the "
+                                    f"reference's with K={base.k}; the estimate rises with K, so their difference "
+                                    "would be partly K's; evaluate both with the same --k"))
             continue
         diff = paired_difference(base, other)
         rows.append({"run": record.run_dir.name, **{setting_column(k): record.settings.get(k) for k in keys},
@@ -589,9 +669,14 @@ def plot_overlaid_curves(records: list[RunRecord], output: Path) -> Path:
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
-    ax.set_ylabel("validation accuracy of q(y | x)" if accuracy else "validation ELBO, nats per example")
+    ax.set_ylabel("validation accuracy of q(y | x)" if accuracy else
+                  _metric_axis_label(records, column, "validation ELBO"), fontsize=None if accuracy else "small")
     ax.set_title("Validation curves (star: the best epoch kept)")
     ax.legend(fontsize="small")
+    group_keys, groups = group_runs(records)
+    note = None if accuracy else _incomparable_note(groups, group_keys, "validation ELBO")
+    if note:  # one axis invites ranking what cannot be ranked: said under it
+        fig.supxlabel(textwrap.fill(note, 110), fontsize="small", color="C3")
     return _save(fig, output)
 
 
@@ -626,17 +711,47 @@ def _point_and_error(runs: list[RunRecord], metric: str) -> tuple[float, float]:
     return mean, se
 
 
-def _metric_axis_label(records: list[RunRecord], metric: str) -> str:
-    """The y axis of a sweep figure: the metric, its unit and its kind of number (a bound on
-    log p(x) of which data, or a fraction of the images)."""
+def _metric_axis_label(records: list[RunRecord], metric: str, name: str | None = None) -> str:
+    """The y axis of a sweep figure (or of the overlaid curves): the metric (called ``name``
+    where given), its unit and its kind of number (a bound on log p(x) of which data, or a
+    fraction of the images)."""
     from pyro_vae.experiments.sweep import METRICS
 
     accuracy = "accuracy" in metric or (metric == "selection" and all("valid_accuracy" in r.summary for r in records))
     if accuracy:
-        return f"{metric}: a fraction of the images"
-    kinds = "; ".join(dict.fromkeys(r.summary.get("kind") or UNKNOWN_KIND for r in records))
+        return f"{name or metric}: a fraction of the images"
+    if all(is_autoencoder(r.summary) for r in records):
+        return f"{name or metric}, nats per example\n" + textwrap.fill(f"({AUTOENCODER_NUMBER})", 50)
+    kinds = "; ".join(dict.fromkeys("an autoencoder's reconstruction term" if is_autoencoder(r.summary) else
+                                    r.summary.get("kind") or UNKNOWN_KIND for r in records))
     what = {"valid_loglik": "an importance-sampled estimate of log p(x)"}.get(metric, "a lower bound on log p(x)")
-    return f"{metric}, nats per example\n({what}; {kinds})"
+    # wrapped: two kinds on one line ran past the figure's edge, the second cut off
+    return f"{name or metric}, nats per example\n" + textwrap.fill(f"({what}; {kinds})", 50)
+
+
+def _incomparable_note(groups: list[Group], keys: list[str], metric: str) -> str | None:
+    """The sweep figure's note where its points are numbers of kinds that cannot be ranked
+    (a mass on binary data beside a density): the points and the reason, as the compare table's
+    note says it of the test ELBO, whose kind every bound and estimate of a run shares; None
+    where they can be ranked, or for an accuracy."""
+    runs = [r for g in groups for r in g.runs]
+    if "a fraction of the images" in _metric_axis_label(runs, metric):
+        return None
+    labels = [_label(g.settings, keys) for g in groups]
+    reasons = incomparable_pairs(groups, labels, "test ELBO")
+    notes = [f"Not comparable: {metric} of {'; '.join(pairs)}: {reason}." for reason, pairs in reasons.items()]
+    autoencoders = [label for label, g in zip(labels, groups) if is_autoencoder(g.runs[0].summary)]
+    if autoencoders and len(autoencoders) < len(groups):  # its number bounds nothing: no rank against an ELBO
+        notes.append(f"Not comparable: {metric} of {'; '.join(autoencoders)} is {AUTOENCODER_NUMBER}, unlike the "
+                     "others' bounds.")
+    if metric == "selection":  # each point's own selecting number: an ELBO at one, an IWAE bound at another
+        chosen = {label: str(g.runs[0].summary.get("selection", "")).removeprefix("best ")
+                  for label, g in zip(labels, groups)}
+        if len(set(chosen.values())) > 1:
+            notes.append("Not comparable: selection is " + "; ".join(f"the {what} at {label}" for label, what
+                                                                      in chosen.items())
+                         + " (a bound with more importance samples is higher for the same model).")
+    return " ".join(notes) or None
 
 
 def plot_sweep_figure(records: list[RunRecord], output: Path, metric: str = "test_elbo") -> Path:
@@ -689,6 +804,9 @@ def plot_sweep_figure(records: list[RunRecord], output: Path, metric: str = "tes
         if others:
             ax.legend(fontsize="small")
         ax.set_title(f"{METRICS.get(metric, metric).split(' (')[0]}\n{'; '.join(bars)}", fontsize="small")
+    note = _incomparable_note(groups, keys, metric)
+    if note:  # one axis invites ranking what cannot be ranked: said under the panels
+        fig.supxlabel(textwrap.fill(note, 70 * max(1, len(keys))), fontsize="small", color="C3")
     return _save(fig, output)
 
 

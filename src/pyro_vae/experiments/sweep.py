@@ -114,12 +114,41 @@ def metric_stderr(summary: dict, metric: str) -> float | None:
     return None
 
 
+def metric_measure(config: Config, metric: str) -> str:
+    """What ``metric`` is in runs of ``config``: the bound or estimate, with its number of
+    importance samples K (``selection`` resolved to the number that selects, as the run's
+    ``--select-by`` makes it). Two runs' values rank their models only where this is the same:
+    a bound with more samples is higher for the same model."""
+    from pyro_vae.runs import _selection
+
+    if metric == "selection" and config.model.model not in SEMI_SUPERVISED:
+        metric = _selection(config.train)["selection"].replace("-", "_")  # valid_elbo, valid_iwae, valid_loglik
+    if metric == "valid_iwae":
+        return f"the validation IWAE bound with K={config.train.k}"
+    if metric == "valid_loglik":
+        return f"the validation log p(x) by importance sampling with K={config.train.select_k}"
+    return "the validation ELBO" if metric == "valid_elbo" else METRICS[metric]
+
+
 def describe_metric(summary: dict, metric: str) -> str:
-    """``valid_elbo -485.9467 ± 0.3203 nats per example`` (an accuracy is a fraction)."""
+    """``valid_elbo -485.9467 ± 0.3203 nats per example (a lower bound on log p(x), probability
+    mass on binary data)``: the number with what it is, the kind of its data as summary.json
+    records it (``selection`` names the number that selected); an accuracy is a fraction."""
     value, se = metric_value(summary, metric), metric_stderr(summary, metric)
     accuracy = metric.endswith("accuracy") or (metric == "selection" and "valid_accuracy" in summary)
     spread = f" ± {se:.4f}" if se is not None else " (no standard error recorded)"
-    return f"{metric} {value:.4f}{spread} {'(a fraction of the images)' if accuracy else 'nats per example'}"
+    if accuracy:
+        return f"{metric} {value:.4f}{spread} (a fraction of the images)"
+    from pyro_vae.experiments.compare import AUTOENCODER_NUMBER, is_autoencoder
+
+    if is_autoencoder(summary):  # its "valid_elbo" is its reconstruction term: no bound on anything
+        return f"{metric} {value:.4f}{spread} nats per example ({AUTOENCODER_NUMBER})"
+    selected_by = str(summary.get("selection", "")).removeprefix("best ")
+    estimate = metric == "valid_loglik" or (metric == "selection" and "log-likelihood" in selected_by)
+    what = (f"{selected_by}: " if metric == "selection" and selected_by else "") + (
+        "an importance-sampled estimate of " if estimate else "a lower bound on ") + summary.get("quantity", "log p(x)")
+    kind = summary.get("kind")
+    return f"{metric} {value:.4f}{spread} nats per example ({what}{', ' + kind if kind else ''})"
 
 
 # -- the sweep's definition -------------------------------------------------------------
@@ -170,8 +199,9 @@ class SearchRange:
     def parse(cls, key: str, text: str) -> SearchRange:
         kind, _, rest = str(text).partition(":")
         example = "int:8:64, float:0.1:2, logfloat:1e-4:1e-2 or choice:relu,elu"
-        if kind == "choice":
-            choices = [typed_value(key, v, f"--search {key}") for v in rest.split(",") if v.strip()]
+        if kind == "choice":  # a list-valued key's choices are separated by ';', as its grid values
+            separator = ";" if _key_kind(canonical_key(key, f"--search {key}")) is list else ","
+            choices = [typed_value(key, v.strip(), f"--search {key}") for v in rest.split(separator) if v.strip()]
             if not choices:
                 raise ConfigError(f"--search {key}: the choice list is empty; give values like {example}.")
             return cls("choice", choices=choices, text=str(text))
@@ -270,6 +300,26 @@ class SweepSpec:
                     swept = f"--search {name}={self.search[name].text}"
                 raise ConfigError(f"the sweep's {swept} has no effect at its point {self.run_name(point)}: {sentence}")
 
+    def _check_search_ranks_alike(self) -> None:
+        """Refuse a search whose ``metric`` is another bound or estimate at some of its points
+        (:func:`metric_measure`): ``selection`` over ``objective`` (an ELBO at one point, an
+        IWAE bound at another), ``valid_iwae`` over ``k``. Its best trial would be the one with
+        the looser or tighter bound, not the better model. Checked at every combination of the
+        ranges' bounds and choices, as what a key changes does not depend on where in a range
+        a value lies."""
+        measured: dict[str, dict] = {}
+        for values in itertools.product(*(r.corners() for r in self.search.values())):
+            point = dict(zip(self.search, values))
+            measured.setdefault(metric_measure(self.config_for(point | {"seed": self.seeds[0]}), self.metric), point)
+        if len(measured) > 1:
+            (first, at_first), (second, at_second) = list(measured.items())[:2]
+            raise ConfigError(f"--search {' '.join(f'{k}={r.text}' for k, r in self.search.items())} would rank its "
+                              f"trials by --metric {self.metric}, which is {first} at {self.run_name(at_first)} and "
+                              f"{second} at {self.run_name(at_second)}: a bound with more samples is higher for the "
+                              "same model, so the search would favour it, not the better model; choose a --metric "
+                              "that measures every trial alike (valid_elbo, test_elbo), or sweep these with --grid "
+                              "and compare the runs' log p(x) (pyro-vae evaluate RUN --k K, then pyro-vae compare).")
+
     def run_name(self, params: dict, number: int | None = None) -> str:
         """``beta=2,objective=iwae,seed=1``; a search trial's name starts with its number."""
         parts = [f"{k}={format_value(v)}" for k, v in params.items() if k != "seed"]
@@ -316,12 +366,18 @@ class SweepSpec:
             if len(self.seeds) != 1:
                 raise ConfigError("a search runs each trial once with the config's seed; repeat seeds in a grid "
                                   "(--grid with --seeds N) or drop --seeds.")
+            if self.metric.startswith("test_"):  # the test images would choose the settings they then score
+                raise ConfigError(f"a search steers its trials by --metric, and {self.metric} is measured on the test "
+                                  "images, which would then choose the settings whose test number they report (no "
+                                  "longer a measure on unseen data); search by a validation metric (valid_elbo, "
+                                  "valid_accuracy...) and read the test numbers in results.csv.")
             ranked_apart = [key for key in KIND_KEYS if key in self.search]
             if ranked_apart:  # the search would pick its best by a number whose meaning changes with the key
                 raise ConfigError(f"--search over {ranked_apart[0]} would rank by one --metric numbers of different "
                                   "kinds (a mass on binary or on 8-bit data, a density), which cannot be ranked; "
                                   f"sweep {ranked_apart[0]} with --grid and read the runs with pyro-vae compare "
                                   "(it notes which cannot be ranked), or search the other settings at one value of it.")
+            self._check_search_ranks_alike()
             configs = [self.config_for({k: r.corners()[i % len(r.corners())] for k, r in self.search.items()}
                                        | {"seed": self.seeds[0]}) for i in range(2)]
         else:
@@ -537,7 +593,9 @@ def _trials_of(study):
 def prepare_queue(study, spec: SweepSpec, log: Callable[[str], None]) -> None:
     """Put what remains to be done in the queue: a trial whose process died is marked
     failed and queued again under the same run directory (to be resumed); for a grid,
-    every point that has no finished, running or queued trial is queued."""
+    every point that has no finished, running or queued trial is queued; for a search, the
+    settings of every failed trial whose run directory has none (its retry does not count
+    toward ``--trials``)."""
     optuna = optuna_module()
     state = optuna.trial.TrialState
     for trial in _trials_of(study):
@@ -551,10 +609,15 @@ def prepare_queue(study, spec: SweepSpec, log: Callable[[str], None]) -> None:
             log(f"trial {trial.number} ({trial.user_attrs['run_dir']}) was interrupted; queued to resume")
             study.enqueue_trial(trial.params or trial.system_attrs.get("fixed_params", {}),
                                 user_attrs={"run_dir": trial.user_attrs["run_dir"]})
-    if not spec.is_grid:
-        return
     active = {t.user_attrs["run_dir"] for t in _trials_of(study)
               if t.state in (state.COMPLETE, state.RUNNING, state.WAITING)}
+    if not spec.is_grid:  # a failed trial's settings again, under its run directory (not a new draw)
+        for trial in _trials_of(study):
+            name = trial.user_attrs["run_dir"]
+            if trial.state == state.FAIL and name not in active:
+                study.enqueue_trial(trial.params, user_attrs={"run_dir": name})
+                active.add(name)
+        return
     for point in spec.points():
         name = spec.run_name(point)
         if name not in active:
@@ -564,7 +627,8 @@ def prepare_queue(study, spec: SweepSpec, log: Callable[[str], None]) -> None:
 def _search_budget_left(study, spec: SweepSpec) -> bool:
     optuna = optuna_module()
     state = optuna.trial.TrialState
-    counted = [t for t in _trials_of(study) if t.state != state.PRUNED and not t.user_attrs.get("requeued")]
+    # a point tried again (interrupted, or failed) is one of the --trials however often it is tried
+    counted = {t.user_attrs["run_dir"] for t in _trials_of(study) if t.state != state.PRUNED}
     return len(counted) < spec.trials
 
 
@@ -655,7 +719,7 @@ def run_trial(study, trial, spec: SweepSpec, sweep_dir: Path, log: Callable[[str
         log(prefix + f"failed: {message}")
         return
     study.tell(trial, value)
-    log(prefix + describe_metric(summary, spec.metric) + " (± one standard error over the images)")
+    log(prefix + describe_metric(summary, spec.metric) + "; ± one standard error over the images")
 
 
 def train_or_resume(config: Config, run_dir: Path, log: Callable[[str], None] = print) -> dict:
@@ -811,9 +875,12 @@ def write_results(study, spec: SweepSpec, sweep_dir: Path) -> list[dict]:
     for name, trial in latest.items():
         row = {"trial": trial.number, "run_dir": name, "state": trial.state.name}
         row.update({k: trial.params.get(k, "") for k in keys})
-        row[spec.metric] = trial.value if trial.state == state.COMPLETE else ""
         summary_path = sweep_dir / name / SUMMARY
         summary = json.loads(summary_path.read_text()) if trial.state == state.COMPLETE and summary_path.is_file() else {}
+        # the metric from the summary, as the row's other numbers: Optuna's value is the one told at
+        # the trial's end, stale once the run was trained on (train --resume RUN --epochs N)
+        row[spec.metric] = metric_value(summary, spec.metric) if summary else (
+            trial.value if trial.state == state.COMPLETE else "")
         row.update({k: summary.get(k, "") for k in RESULT_FIELDS})
         se = metric_stderr(summary, spec.metric) if summary else None
         row[f"{spec.metric}_stderr"] = "" if se is None else se

@@ -22,6 +22,10 @@ from pyro_vae.errors import ConfigError
 
 RUN_ID_FILE = "mlflow.json"
 EXPERIMENT = "pyro-vae"
+#: summary.json's words about its numbers, logged as ``final.*`` tags beside the ``final.*``
+#: metrics: without them ``final.test_elbo`` of a Bernoulli run (a mass on binary data) and of
+#: a Gaussian one (a density) sit side by side in MLflow as one kind of number.
+DESCRIBING = ("kind", "quantity", "unit", "selection", "train_objective_name")
 
 
 def tracking_uri() -> str:
@@ -29,18 +33,27 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlflow.db').resolve()}"
 
 
-def check_mlflow() -> None:
+def check_mlflow(run_dir: Path | None = None) -> None:
     """Refuse ``--mlflow true`` where MLflow is not installed (a sweep checks it before its
-    directory is made: each trial would fail on it, and the directory would hold the option)."""
+    directory is made: each trial would fail on it, and the directory would hold the option).
+    ``run_dir``: a run resumed with the setting from its own config.toml, named as the cause
+    (its user gave no --mlflow), with the way to go on without it."""
     try:
         import mlflow.tracking  # noqa: F401
     except ImportError:
-        raise ConfigError("--mlflow true needs MLflow: pip install 'pyro-vae[mlflow]' (or mlflow-skinny).") from None
+        from pyro_vae.runs import CONFIG, read_run_config
+
+        own = run_dir is not None and (Path(run_dir) / CONFIG).is_file() and read_run_config(run_dir).train.mlflow
+        install = "pip install 'pyro-vae[mlflow]' (or mlflow-skinny)"
+        if own:
+            raise ConfigError(f"{run_dir} logs to MLflow (mlflow = true in its {CONFIG}), but MLflow is not installed: "
+                              f"{install}, or resume it with --mlflow false.") from None
+        raise ConfigError(f"--mlflow true needs MLflow: {install}.") from None
 
 
-def mlflow_client():
-    """An ``MlflowClient`` on :func:`tracking_uri`."""
-    check_mlflow()
+def mlflow_client(run_dir: Path | None = None):
+    """An ``MlflowClient`` on :func:`tracking_uri` (``run_dir``: see :func:`check_mlflow`)."""
+    check_mlflow(run_dir)
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=tracking_uri())
@@ -56,15 +69,18 @@ class MLflowTracker:
     """Logs one run through ``client`` (an ``MlflowClient`` or any object with its
     ``create_run``, ``log_param``, ``log_metric``, ``log_artifact``, ``set_terminated``)."""
 
-    def __init__(self, client, run_id: str, run_dir: Path):
+    def __init__(self, client, run_id: str, run_dir: Path, continued: bool = False):
         self.client, self.run_id, self.run_dir = client, run_id, Path(run_dir)
+        #: whether this continues the run's MLflow run (``mlflow.json``), which holds its earlier
+        #: epochs; a new MLflow run of a resumed run is given them by :meth:`log_history`
+        self.continued = continued
 
     @classmethod
     def start(cls, run_dir: Path, config: Config, client=None, experiment: str = EXPERIMENT) -> MLflowTracker:
         """Open the MLflow run of ``run_dir`` (the same one again on resume) and log its params."""
         run_dir = Path(run_dir)
         try:
-            return cls._start(run_dir, config, client if client is not None else mlflow_client(), experiment)
+            return cls._start(run_dir, config, client if client is not None else mlflow_client(run_dir), experiment)
         except ConfigError:
             raise
         except Exception as err:  # noqa: BLE001 - MLflow raises its own kinds for a bad store
@@ -78,7 +94,7 @@ class MLflowTracker:
             run_id = json.loads(id_file.read_text())["run_id"]
             client.update_run(run_id, status="RUNNING")
             cls._log_resumed_params(client, run_id, config)
-            return cls(client, run_id, run_dir)
+            return cls(client, run_id, run_dir, continued=True)
         found = client.get_experiment_by_name(experiment)
         experiment_id = found.experiment_id if found is not None else client.create_experiment(experiment)
         run = client.create_run(experiment_id, run_name=run_dir.name, tags={"pyro_vae.run_dir": str(run_dir.resolve())})
@@ -108,6 +124,14 @@ class MLflowTracker:
         if changes:
             client.set_tag(run_id, "pyro_vae.resumed_with", "; ".join(changes))
 
+    def log_history(self, history: list[dict]) -> None:
+        """The epochs a resumed run trained before this MLflow run began (``--mlflow true``
+        turned on at ``--resume``), so that its curves start at epoch 1; nothing where the MLflow
+        run is the run's own from its start, which logged them as they came."""
+        if not self.continued:
+            for row in history:
+                self.log_epoch(row)
+
     def log_epoch(self, row: dict) -> None:
         """One row of ``metrics.csv`` (nats per example, seconds) at step = its epoch."""
         for key, value in row.items():
@@ -115,11 +139,14 @@ class MLflowTracker:
                 self.client.log_metric(self.run_id, key, float(value), step=int(row["epoch"]))
 
     def finish(self, summary: dict, figures: list[Path]) -> None:
-        """The summary's numbers as ``final.*`` metrics, the run's files as artifacts, and the end."""
+        """The summary's numbers as ``final.*`` metrics, with the words that say what they are
+        as ``final.*`` tags (:data:`DESCRIBING`), the run's files as artifacts, and the end."""
         settings = {"seed", "beta", "k", "latent_dim", "train_limit", "max_epochs", "patience", "processes"}
         for key, value in summary.items():
             if key not in settings and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
                 self.client.log_metric(self.run_id, f"final.{key}", float(value))
+            elif key in DESCRIBING and isinstance(value, str):
+                self.client.set_tag(self.run_id, f"final.{key}", value)
         files = [Path(f) for f in figures] + [self.run_dir / name
                                               for name in ("summary.json", "metrics.csv", "config.toml")]
         for path in files:
