@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from pyro_vae.cli import main
@@ -239,6 +241,18 @@ def test_the_options_a_kind_reads_are_accepted(tiny_run, tmp_path):
         out = tmp_path / f"{argv[1]}.png"
         assert main(["plot", str(tiny_run), *argv, "-o", str(out)]) == 0, argv
         assert out.stat().st_size > 0
+
+
+@pytest.mark.parametrize("name,flag", [("n", "-n"), ("limit", "--limit"), ("seed", "--seed")])
+def test_plot_help_names_exactly_the_kinds_that_read_an_option(name, flag):
+    """`plot --help` said --limit was read by interpolate, reconstructions and style, which
+    refuse it: the help names the kinds of PLOT_OPTIONS, as the refusal does."""
+    from pyro_vae.cli import PLOT_OPTIONS, build_parser
+
+    plot = build_parser()._subparsers._group_actions[0].choices["plot"]
+    (action,) = [a for a in plot._actions if flag in a.option_strings]
+    named = [kind for kind in PLOT_OPTIONS if re.search(rf"(?<![\w-]){re.escape(kind)}(?![\w-])", action.help)]
+    assert named == [kind for kind, names in PLOT_OPTIONS.items() if name in names]
 
 
 def test_compare_refuses_a_metric_without_a_figure(tiny_run, capsys):

@@ -48,6 +48,14 @@ PLOT_OPTIONS = {
 #: The value of each of those options when it is not given.
 PLOT_DEFAULTS = {"n": 64, "limit": 5000, "attribute": "", "attribute_file": None, "index_a": 0, "index_b": 1,
                  "image_a": "", "image_b": "", "seed": 0, "metric": "test_elbo"}
+
+
+def plot_option_readers(name: str) -> list[str]:
+    """The --kind values of ``plot`` that read option ``name`` (:data:`PLOT_OPTIONS`), in its order:
+    what the option's help names and what its refusal points to."""
+    return [kind for kind, names in PLOT_OPTIONS.items() if name in names]
+
+
 #: The most images -n may ask of each figure (more would not be drawn); without -n, 64 or this.
 N_CAPS = {"samples": 1024, "reconstructions": 32, "style": 10, "completions": 10, "compare": 64}
 #: The most samples ``sample -n`` and ``plot --kind samples -n`` draw: a 32 x 32 grid already
@@ -170,12 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("-o", "--output", required=True, help="the figure file (.png or .pdf)")
     # None: not given (a kind that does not use an option refuses it; see PLOT_OPTIONS)
     caps = ", ".join(f"{kind} {cap}" for kind, cap in N_CAPS.items())
-    plot.add_argument("-n", type=int, default=None, help="samples, reconstructions, style, completions, compare: "
+    plot.add_argument("-n", type=int, default=None, help=f"{', '.join(plot_option_readers('n'))}: "
                       f"how many images (default 64 or the most; the most: {caps}; samples of a conditional "
                       "model without --label: a multiple of its classes, default 60 for 10, as `sample -n`)")
-    plot.add_argument("--limit", type=int, default=None, help="the first N test images the figure may use "
-                      "(latent, prior-check, arithmetic, manifold, interpolate, reconstructions, style, compare; "
-                      "default 5000)")
+    plot.add_argument("--limit", type=int, default=None, help="the first N test images the figure reads "
+                      f"({', '.join(plot_option_readers('limit'))}; manifold reads them for an autoencoder only; default "
+                      f"{PLOT_DEFAULTS['limit']})")
     plot.add_argument("--attribute", default=None, help="arithmetic: an attribute name (Smiling), class name or "
                       "number (names in any case)")
     plot.add_argument("--attribute-file", default=None, help="arithmetic: 0/1 per test image (.txt or .npy)")
@@ -183,8 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--index-b", type=int, default=None, help="interpolate: second test image (default 1)")
     plot.add_argument("--image-a", default=None, help="interpolate: first image, by file name (image folders)")
     plot.add_argument("--image-b", default=None, help="interpolate: second image, by file name (image folders)")
-    plot.add_argument("--seed", type=int, default=None, help="seeds the draws (samples, prior-check, completions, "
-                      "compare; default 0)")
+    plot.add_argument("--seed", type=int, default=None, help="seeds the draws "
+                      f"({', '.join(plot_option_readers('seed'))}; default {PLOT_DEFAULTS['seed']})")
     plot.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the run's)")
     plot.add_argument("--metric", default=None, help="sweep: the quantity drawn (default test_elbo)")
 
@@ -552,7 +560,7 @@ def _plot_options(args) -> None:
     uses = PLOT_OPTIONS[args.kind]
     for name in PLOT_DEFAULTS:
         if getattr(args, name) is not None and name not in uses:
-            readers = [kind for kind, names in PLOT_OPTIONS.items() if name in names]
+            readers = plot_option_readers(name)
             flag = "-n" if name == "n" else f"--{name.replace('_', '-')}"
             raise ConfigError(f"{flag} has no effect with --kind {args.kind} (it is for --kind "
                               f"{', '.join(readers)}); drop it.")
