@@ -93,6 +93,12 @@ def test_cvae_from_the_cli(idx_dir, tmp_path, capsys):
     style = imread(tmp_path / "style.png")
     assert style.shape[:2] == (1480, 1100) and style[..., :3].std() > 0.05  # 11 rows (input + 10 classes)
     assert imread(tmp_path / "s.png")[..., :3].std() > 0.05
+    # `plot --kind samples` takes --label as `sample` does (its -n refusal above names --label): the same figure
+    assert main(["plot", str(run), "--kind", "samples", "--label", "2", "-n", "16", "-o", str(tmp_path / "p.png")]) == 0
+    assert (imread(tmp_path / "p.png") == imread(tmp_path / "s.png")).all()
+    capsys.readouterr()
+    assert main(["plot", str(run), "--kind", "style", "--label", "2", "-o", str(tmp_path / "p2.png")]) == 2
+    assert "--label has no effect with --kind style (it is for --kind samples)" in capsys.readouterr().err
     assert main(["evaluate", str(run), "--k", "20", "--limit", "30"]) == 0
     assert json.loads((run / "loglik.json").read_text())["examples"] == 30
     capsys.readouterr()

@@ -32,7 +32,7 @@ USAGE_ERROR = 2
 
 #: The options of ``plot`` that each --kind reads (besides -o and --device); any other given is refused.
 PLOT_OPTIONS = {
-    "samples": ("n", "seed"),
+    "samples": ("n", "seed", "label"),  # --label: one class of a conditional model, as `sample --label`
     "reconstructions": ("n",),  # the first -n test images (at most 32)
     "latent": ("limit",),
     "manifold": ("limit",),  # an autoencoder's grid spans the codes of the first --limit test images
@@ -47,7 +47,7 @@ PLOT_OPTIONS = {
 }
 #: The value of each of those options when it is not given.
 PLOT_DEFAULTS = {"n": 64, "limit": 5000, "attribute": "", "attribute_file": None, "index_a": 0, "index_b": 1,
-                 "image_a": "", "image_b": "", "seed": 0, "metric": "test_elbo"}
+                 "image_a": "", "image_b": "", "seed": 0, "metric": "test_elbo", "label": None}
 
 
 def plot_option_readers(name: str) -> list[str]:
@@ -193,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--image-b", default=None, help="interpolate: second image, by file name (image folders)")
     plot.add_argument("--seed", type=int, default=None, help="seeds the draws "
                       f"({', '.join(plot_option_readers('seed'))}; default {PLOT_DEFAULTS['seed']})")
+    plot.add_argument("--label", type=int, default=None,
+                      help="samples of a conditional model: draw only this class (a number; default: every class, "
+                           "one per row), as `sample --label`")
     plot.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the run's)")
     plot.add_argument("--metric", default=None, help="sweep: the quantity drawn (default test_elbo)")
 
@@ -613,7 +616,7 @@ def cmd_plot(args) -> int:
     args.run_dir = args.run_dirs[0]
     return _draw(args, args.kind, args.output, limit=args.limit if args.limit_given else None, attribute=args.attribute,
                  attribute_file=args.attribute_file, index_a=args.index_a, index_b=args.index_b,
-                 image_a=args.image_a, image_b=args.image_b)
+                 image_a=args.image_a, image_b=args.image_b, label=args.label)
 
 
 def cmd_compare(args) -> int:
