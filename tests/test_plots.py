@@ -179,3 +179,22 @@ def test_the_style_figure_of_a_model_without_a_label_names_every_model_with_one(
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "needs a model with a label (--model cvae, m2 or adgm)" in err
     assert f"{run_2d} is a --model vae run" in err and not out.exists()
+
+
+def test_the_m2_curves_name_the_objective_given_and_call_it_no_bound(monkeypatch, tmp_path):
+    """M2's training number adds alpha x log q(y | x), so it bounds nothing: the left panel was
+    titled "Training bound" and the objective passed in (the run's own name for it) was ignored."""
+    from pyro_vae import plots
+    from pyro_vae.inference.semisupervised import objective_name
+
+    drawn = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: drawn.append(fig) or path)
+    history = [{"epoch": e, "train_objective": -5000.0 + 100 * e, "valid_accuracy": 0.2 + 0.1 * e}
+               for e in (1, 2, 3)]
+    name = objective_name(20000.0, 4.0)
+    plots.plot_curves(history, tmp_path / "curves.png", name)
+    (fig,) = drawn
+    left = fig.axes[0]
+    assert "bound" not in left.get_title()
+    (legend_text,) = left.get_legend().get_texts()
+    assert legend_text.get_text().replace("\n", " ") == f"train: {name}"

@@ -576,17 +576,20 @@ def _curves_figure():
 def plot_curves(history: list[dict], path: Path, objective: str | None = None) -> Path:
     """The training objective (``train_objective``, named ``objective`` in the legend where
     given: "IWAE bound K=5", ...) and the validation ELBO, and the validation reconstruction
-    and KL, by epoch; for a semi-supervised run, the training bound and the classifier's
-    accuracies."""
+    and KL, by epoch; for a semi-supervised run, the training objective (named alike: M2's,
+    with its classification term, is no bound) and the classifier's accuracies."""
     if not history:
         raise ValueError("the history holds no epochs: train at least one before plotting the curves.")
     epochs = [row["epoch"] for row in history]
-    if "valid_accuracy" in history[0]:  # its long left title needs the constrained layout
+    if "valid_accuracy" in history[0]:  # its long legend needs the constrained layout
         fig, (left, right) = _subplots(1, 2, layout="constrained", figsize=(11, 4))
-        left.plot(epochs, [row["train_objective"] for row in history])
+        # With alpha > 0 the M2 objective adds alpha x log q(y | x): no bound, so the legend says what it is.
+        left.plot(epochs, [row["train_objective"] for row in history],
+                  label=textwrap.fill(f"train: {objective or 'the training objective'}", 60))
         left.set_xlabel("epoch")
         left.set_ylabel("nats per example")
-        left.set_title("Training bound (unlabelled + labelled, with the classification term)")
+        left.set_title("Training objective")
+        left.legend(fontsize="small")
         for key, name in (("valid_accuracy", "validation"), ("test_accuracy", "test")):
             if key not in history[0]:  # runs since issue 14 score the test split once, at the end
                 continue
