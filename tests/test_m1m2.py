@@ -99,6 +99,34 @@ def test_tuned_baseline_keeps_the_learning_rate_with_the_best_validation_accurac
     assert best["learning_rate"] == 1.0 and best["valid_accuracy"] == 1.0
 
 
+def test_tuned_baseline_scores_the_test_split_once(monkeypatch):
+    """The tuner scored the test split once per learning rate tried (three times) and kept the
+    number of the rate chosen by validation; the test split is read once, by the kept classifier."""
+    from pyro_vae.inference import semisupervised
+
+    torch.manual_seed(0)
+    x = torch.cat([torch.full((20, 1, 1, 1), -1.0), torch.full((20, 1, 1, 1), 1.0)])
+    y = torch.cat([torch.zeros(20, dtype=torch.long), torch.ones(20, dtype=torch.long)])
+    test = Split(x.clone(), y.clone())
+    data = ImageDataset("toy", Split(x, y), Split(x, y), test)
+    scored = []
+    accuracy = semisupervised.classification_accuracy
+    monkeypatch.setattr(semisupervised, "classification_accuracy",
+                        lambda guide, images, labels: scored.append(images) or accuracy(guide, images, labels))
+
+    def make():
+        net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(1, 2))
+        with torch.no_grad():
+            net[1].weight.copy_(torch.tensor([[1.0], [-1.0]])), net[1].bias.zero_()  # every answer wrong
+        return net
+
+    best = tuned_supervised_baseline(make, data, torch.arange(40), epochs=2, steps_per_epoch=3, batch_size=40,
+                                     learning_rates=(1e-4, 1.0, 1e-5))
+    assert sum(images is test.images for images in scored) == 1
+    assert len(scored) == 3 * 2 + 1  # each rate's two epochs on the validation split, then the test split once
+    assert best["learning_rate"] == 1.0 and best["test_accuracy"] == 1.0
+
+
 @pytest.mark.parametrize("flags, message", [
     (dict(model="m1m2"), "--m1-run RUN"),
     (dict(model="vae", m1_run="runs/m1"), "--m1-run runs/m1 has no effect"),
