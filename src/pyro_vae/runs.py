@@ -738,11 +738,21 @@ def _semi_supervised_results(config: Config, dataset: ImageDataset, labelled, be
         baseline = tuned_supervised_baseline(lambda: copy.deepcopy(pixels).to(device), images, labelled, **budget)
         on_codes = tuned_supervised_baseline(lambda: copy.deepcopy(fresh.classifier).to(device), dataset, labelled,
                                              **budget)
-        results.update({f"codes_baseline_{key}": value for key, value in on_codes.items()})
-        results["codes_baseline_test_accuracy_stderr"] = binomial_stderr(on_codes["test_accuracy"], len(dataset.test))
-    results.update({f"baseline_{key}": value for key, value in baseline.items()})
-    results["baseline_test_accuracy_stderr"] = binomial_stderr(baseline["test_accuracy"], len(dataset.test))
+        results.update(_with_accuracy_stderrs("codes_baseline_", on_codes, dataset))
+    results.update(_with_accuracy_stderrs("baseline_", baseline, dataset))
     return results
+
+
+def _with_accuracy_stderrs(prefix: str, result: dict, dataset: ImageDataset) -> dict:
+    """A baseline's ``result`` under ``prefix``, each of its accuracies (validation, test) with its
+    binomial standard error over that split's images, as M2's own are given."""
+    from pyro_vae.inference.judge import binomial_stderr
+
+    fields = {f"{prefix}{key}": value for key, value in result.items()}
+    for split in ("valid", "test"):
+        fields[f"{prefix}{split}_accuracy_stderr"] = binomial_stderr(result[f"{split}_accuracy"],
+                                                                    len(dataset.split(split)))
+    return fields
 
 
 def _tensorboard_writer_class():
