@@ -439,7 +439,7 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
         options = dict(run_dir=run_dir, seed=train_cfg.seed, device=device, on_epoch=on_epoch, progress=progress,
                        log=log, distributed=ctx,
                        extra_state={"config": config.to_dict(), "num_classes": num_classes(dataset),
-                                    "image_shape": list(dataset.image_shape)})
+                                    "class_names": list(dataset.class_names), "image_shape": list(dataset.image_shape)})
         if initialised_from is not None:
             options["extra_state"]["init_from"] = initialised_from
         semi_supervised = config.model.model in SEMI_SUPERVISED
@@ -1055,6 +1055,12 @@ def _image_by_name(dataset: ImageDataset, name: str) -> torch.Tensor:
                        f"(e.g. {dataset.test.names[0]}).")
 
 
+def run_class_names(run: Run) -> tuple[str, ...]:
+    """The names of a run's classes without loading its data: as its checkpoint recorded them
+    (an image folder's sub-folders), else the named data set's (runs from before the record)."""
+    return tuple(run.checkpoint.get("class_names") or class_names(run.config.data.dataset))
+
+
 def model_title(run: Run) -> str:
     """How a run is named in a side-by-side figure: its folder and what it is."""
     what = {"ae": "autoencoder", "vae": "VAE"}.get(run.config.model.model, run.config.model.model)
@@ -1163,7 +1169,7 @@ def figure_from_run(run: Run, kind: str, output: Path, n: int = 64, limit: int |
         return plots.plot_curves(read_metrics(run.run_dir), output, objective_name(run.config))
     if kind == "samples":
         return plots.plot_samples(run.model, output, n=n, device=run.device, label=label,
-                                  class_names=class_names(run.config.data.dataset))
+                                  class_names=run_class_names(run))
     autoencoder = not getattr(run.model, "has_marginal_likelihood", True)
     if kind == "prior-check" and autoencoder:
         raise PyroVAEError("the prior check compares the codes with the prior N(0, I), and a plain autoencoder "
