@@ -28,6 +28,22 @@ def _refused(settings: dict) -> list[str]:
 
 # -- 1. the label models select by validation accuracy ---------------------------------------
 
+@pytest.mark.parametrize("section,name,models", [
+    ("data", "labels", ("m2", "m1m2", "adgm")), ("train", "alpha", ("m2", "m1m2", "adgm")),
+    ("train", "labelled_weight", ("m2", "m1m2", "adgm")),
+    ("model", "label_at_encoder_input", ("cvae", "m2", "m1m2"))])
+def test_the_help_of_a_label_option_names_every_model_that_reads_it(section, name, models):
+    """--help said --alpha and --labelled-weight were for --model m2 (and --labels for m2 and
+    m1m2), though the ADGM and M1+M2 train with them; each model that reads one is named."""
+    from pyro_vae.config import SECTIONS, SEMI_SUPERVISED, field_help
+
+    note = field_help(SECTIONS[section])[name]
+    assert all(re.search(rf"\b{model}\b", note) for model in models), note
+    if name in ("alpha", "labelled_weight"):  # and a model that ignores it is pointed to all of them
+        (sentence,) = [s for s in _refused({"model.model": "cvae", f"train.{name}": "balanced" if
+                                             name == "labelled_weight" else 2.0}) if s.startswith(f"--{name.replace('_', '-')}")]
+        assert sentence.endswith(f"choose --model {', '.join(SEMI_SUPERVISED[:-1])} or {SEMI_SUPERVISED[-1]}.")
+
 @pytest.mark.parametrize("model", ["m2", "adgm", "m1m2"])
 @pytest.mark.parametrize("key,value,flag", [("train.select_by", "valid-iwae", "--select-by valid-iwae"),
                                             ("train.select_by", "valid-elbo", "--select-by valid-elbo"),
