@@ -153,7 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "RUN_DIR/samples.png)")
     sample.add_argument("--seed", type=int, default=0, help="seeds the draws from the prior")
     sample.add_argument("--label", type=int, default=None,
-                        help="conditional VAE: draw only this class (a number; default: every class, one per row)")
+                        help="a conditional model (cvae, m2, adgm): draw only this class (a number; default: every class, "
+                             "one per row)")
     sample.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the run's)")
 
     recon = commands.add_parser("reconstruct", help="test images beside their reconstructions",
@@ -194,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--seed", type=int, default=None, help="seeds the draws "
                       f"({', '.join(plot_option_readers('seed'))}; default {PLOT_DEFAULTS['seed']})")
     plot.add_argument("--label", type=int, default=None,
-                      help="samples of a conditional model: draw only this class (a number; default: every class, "
+                      help="samples of a conditional model (cvae, m2, adgm): draw only this class (a number; default: every class, "
                            "one per row), as `sample --label`")
     plot.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the run's)")
     plot.add_argument("--metric", default=None, help="sweep: the quantity drawn (default test_elbo)")

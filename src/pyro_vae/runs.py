@@ -1160,7 +1160,7 @@ def figure_from_run(run: Run, kind: str, output: Path, n: int = 64, limit: int |
         raise PyroVAEError(f"the 'style' figure needs a model with a label (--model cvae, m2 or adgm), and "
                            f"{run.run_dir} is a --model {run.config.model.model} run; choose another --kind.")
     if label is not None and not conditional:
-        raise PyroVAEError(f"--label draws one class of a conditional model (--model cvae or m2); this run's "
+        raise PyroVAEError(f"--label draws one class of a conditional model (--model cvae, m2 or adgm); this run's "
                            f"model is {run.config.model.model}, so drop --label.")
     if label is not None and not 0 <= label < run.model.num_classes:
         raise PyroVAEError(f"--label {label} is not a class of this model, which has {run.model.num_classes} "
