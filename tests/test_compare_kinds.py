@@ -162,6 +162,24 @@ def test_curves_of_an_accuracy_run_and_an_elbo_run_are_refused_not_a_traceback(t
     assert not (tmp_path / "c.png").exists()
 
 
+def test_a_setting_a_run_does_not_use_is_a_blank_cell_not_its_default(tmp_path, capsys):
+    """compare of an M2 and an ADGM run showed aux_dim 100 for M2, which has no auxiliary
+    variable (the default recorded in its config.toml); the ADGM's own value stays."""
+    runs = []
+    for model, aux_dim in (("m2", 100), ("adgm", 8)):
+        config = Config()
+        config.model.model, config.model.aux_dim, config.data.labels = model, aux_dim, 100
+        run = finished_run_dir(tmp_path / model, config)
+        (run / "summary.json").write_text(json.dumps({"epochs": 1, "best_epoch": 1, "test_accuracy": 0.9,
+                                                      "test_accuracy_stderr": 0.01}))
+        runs.append(str(run))
+    assert main(["compare", *runs, "-o", str(tmp_path / "table")]) == 0
+    with open(tmp_path / "table.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(row["model"], row["aux_dim"]) for row in rows] == [("m2", ""), ("adgm", "8")]
+    assert "| m2 |  |" in capsys.readouterr().out  # the printed table too
+
+
 # -- conditional log-likelihoods: log p(x | y) and log p(x_m | x_g) are not log p(x) --------
 
 def conditional_run(root, name, model, values, quantity=None, dims=DIMS, given_quadrants=1):

@@ -115,6 +115,8 @@ class RunRecord:
     loglik: dict | None = None
     history: list = field(default_factory=list)
     fidelity: dict | None = None  # label_fidelity.json of ``evaluate --label-fidelity``
+    #: The settings the run does not use (an M2 run's ``aux_dim``): a blank cell in the table.
+    unused: frozenset = frozenset()
 
     def examples(self) -> Examples | None:
         path = examples_path(self.run_dir / "loglik.json")
@@ -128,6 +130,14 @@ def _flat_settings(config: Config) -> dict:
 
     return {key: ",".join(map(str, value)) if isinstance(value, list) else value
             for key, value in settings_in_effect(config).items()}
+
+
+def unused_settings(config: Config) -> frozenset:
+    """The bare names of the settings a run of ``config`` does not use, whatever their values
+    (:func:`~pyro_vae.config.unused_options`): recorded at their defaults, but no part of the run."""
+    from pyro_vae.config import unused_options
+
+    return frozenset(key.split(".", 1)[1] for key in unused_options(config))
 
 
 def read_run(run_dir: Path) -> RunRecord:
@@ -147,7 +157,8 @@ def read_run(run_dir: Path) -> RunRecord:
               if loglik_path.is_file() else None)
     fidelity = (read_json(fidelity_path, f"measure it again with pyro-vae evaluate {run_dir} --label-fidelity")
                 if fidelity_path.is_file() else None)
-    return RunRecord(run_dir, _flat_settings(config), summary, loglik, read_metrics(run_dir), fidelity)
+    return RunRecord(run_dir, _flat_settings(config), summary, loglik, read_metrics(run_dir), fidelity,
+                     unused_settings(config))
 
 
 def collect_runs(paths: list[Path]) -> list[RunRecord]:
@@ -379,7 +390,10 @@ def compare_table(records: list[RunRecord]) -> tuple[list[str], list[dict]]:
             columns += ["test log p(x) K", "test log p(x) images"]
     rows = []
     for group in groups:
-        row = {setting_column(key): value for key, value in group.settings.items()}
+        # A setting a run does not use is left blank (the ADGM's aux_dim beside an M2 run), not
+        # shown at the default it was recorded at; the runs of a group share their settings.
+        row = {setting_column(key): None if key in group.runs[0].unused else value
+               for key, value in group.settings.items()}
         row["seeds"] = len(group.runs)
         single = len(group.runs) == 1  # no spread over seeds: the run's own, over its images
         row["se over"] = "the images (one run)" if single else f"the {len(group.runs)} seeds"
