@@ -198,3 +198,20 @@ def test_the_m2_curves_name_the_objective_given_and_call_it_no_bound(monkeypatch
     assert "bound" not in left.get_title()
     (legend_text,) = left.get_legend().get_texts()
     assert legend_text.get_text().replace("\n", " ") == f"train: {name}"
+
+
+def test_the_curves_of_a_conditional_elbo_name_what_it_bounds(monkeypatch, tmp_path):
+    """A CVAE's ELBOs bound log p(x | y): the validation curve was "validation ELBO", as if of log p(x)."""
+    from pyro_vae import plots
+    from pyro_vae.inference.kinds import GIVEN_LABEL
+
+    drawn = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: drawn.append(fig) or path)
+    history = [{"epoch": e, "train_objective": -250.0 + e, "valid_elbo": -240.0 + e, "valid_reconstruction": -230.0,
+                "valid_kl": 10.0} for e in (1, 2)]
+    plots.plot_curves(history, tmp_path / "c.png", "ELBO of log p(x | y)", GIVEN_LABEL)
+    plots.plot_curves(history, tmp_path / "c.png", "ELBO")
+    legends = [[t.get_text().replace("\n", " ") for t in fig.axes[0].get_legend().get_texts()] for fig in drawn]
+    assert legends == [["train: ELBO of log p(x | y)", "validation ELBO of log p(x | y)"],
+                       ["train: ELBO", "validation ELBO"]]
+    assert drawn[0].axes[0].get_title() == "Training objective and validation ELBO of log p(x | y)"

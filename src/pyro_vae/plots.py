@@ -573,11 +573,12 @@ def _curves_figure():
     return fig, axes
 
 
-def plot_curves(history: list[dict], path: Path, objective: str | None = None) -> Path:
+def plot_curves(history: list[dict], path: Path, objective: str | None = None, quantity: str = "log p(x)") -> Path:
     """The training objective (``train_objective``, named ``objective`` in the legend where
-    given: "IWAE bound K=5", ...) and the validation ELBO, and the validation reconstruction
-    and KL, by epoch; for a semi-supervised run, the training objective (named alike: M2's,
-    with its classification term, is no bound) and the classifier's accuracies."""
+    given: "IWAE bound K=5", ...) and the validation ELBO (named with the ``quantity`` it
+    bounds where that is not log p(x): "validation ELBO of log p(x | y)"), and the validation
+    reconstruction and KL, by epoch; for a semi-supervised run, the training objective (named
+    alike: M2's, with its classification term, is no bound) and the classifier's accuracies."""
     if not history:
         raise ValueError("the history holds no epochs: train at least one before plotting the curves.")
     epochs = [row["epoch"] for row in history]
@@ -604,10 +605,15 @@ def plot_curves(history: list[dict], path: Path, objective: str | None = None) -
     # several lines, so the legend stays inside its panel
     name = textwrap.fill(f"train: {objective or 'the training objective'}", 36)
     left.plot(epochs, [row["train_objective"] for row in history], label=name)
-    left.plot(epochs, [row["valid_elbo"] for row in history], label="validation ELBO")
+    bound = ""
+    if quantity != "log p(x)":  # a conditional model's run: the trainer (and Pyro) is loaded already
+        from pyro_vae.inference.train import bound_of
+
+        bound = bound_of(quantity)
+    left.plot(epochs, [row["valid_elbo"] for row in history], label=f"validation ELBO{bound}")
     left.set_xlabel("epoch")
     left.set_ylabel("nats per example")
-    left.set_title("Training objective and validation ELBO")
+    left.set_title(f"Training objective and validation ELBO{bound}")
     left.legend(fontsize="small")
     right.plot(epochs, [-row["valid_reconstruction"] for row in history], label="-E[log p(x|z)] (reconstruction)")
     right.set_xlabel("epoch")

@@ -423,7 +423,8 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
             every = config.train.figure_every
             figures_now = bool(every) and row["epoch"] % every == 0
             if figures_now and config.train.figures:
-                _figures(model, guide, dataset, run_dir, device, objective_name(config), images=scaler is None)
+                _figures(model, guide, dataset, run_dir, device, objective_name(config), images=scaler is None,
+                         quantity=quantity_of(config))
             if board is not None:
                 _log_tensorboard(board, row, model, guide, dataset, device, images=figures_now or row["epoch"] == 1)
             if tracker is not None:
@@ -506,7 +507,8 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
             }
         # M1+M2's "images" are codes: its image figures would need M1's decoder (the curves alone are drawn)
         figures = ([] if not train_cfg.figures else
-                   _figures(model, guide, dataset, run_dir, device, objective_name(config), images=scaler is None))
+                   _figures(model, guide, dataset, run_dir, device, objective_name(config), images=scaler is None,
+                            quantity=quantity_of(config)))
         summary = {
             **run_settings(config),
             "epochs": state.epoch,
@@ -783,9 +785,10 @@ def _log_tensorboard(board, row: dict, model, guide, dataset: ImageDataset, devi
 
 
 def _figures(model, guide, dataset: ImageDataset, run_dir: Path, device, objective: str | None = None,
-             images: bool = True) -> list[Path]:
+             images: bool = True, quantity: str = "log p(x)") -> list[Path]:
     """A run's figures: samples and reconstructions (completions for quadrant) unless
-    ``images`` is false (M1+M2, whose data are M1's codes, not images), and the curves."""
+    ``images`` is false (M1+M2, whose data are M1's codes, not images), and the curves
+    (``objective`` and ``quantity``: :func:`~pyro_vae.plots.plot_curves`)."""
     from pyro_vae.plots import plot_completions, plot_curves, plot_reconstructions, plot_samples
 
     if not images:
@@ -798,7 +801,7 @@ def _figures(model, guide, dataset: ImageDataset, run_dir: Path, device, objecti
                    plot_reconstructions(model, guide, test.images, run_dir / "reconstructions.png",
                                         labels=test.labels)]
     if (run_dir / METRICS).exists():
-        figures.append(plot_curves(read_metrics(run_dir), run_dir / "curves.png", objective))
+        figures.append(plot_curves(read_metrics(run_dir), run_dir / "curves.png", objective, quantity))
     return figures
 
 
@@ -1003,8 +1006,8 @@ def objective_name(config: Config) -> str:
 
         return semi_supervised_name(train_cfg.alpha, train_cfg.beta)
     return TrainSettings(epochs=train_cfg.epochs, beta=train_cfg.beta, kl_warmup_epochs=train_cfg.kl_warmup_epochs,
-                         kl_warmup_steps=train_cfg.kl_warmup_steps,
-                         objective_label=objective_label(config)).describe_objective()
+                         kl_warmup_steps=train_cfg.kl_warmup_steps, objective_label=objective_label(config),
+                         quantity=quantity_of(config)).describe_objective()
 
 
 def _attribute_mask(dataset: ImageDataset, split, attribute: str, attribute_file: str | None) -> tuple:
@@ -1166,7 +1169,7 @@ def figure_from_run(run: Run, kind: str, output: Path, n: int = 64, limit: int |
         raise PyroVAEError(f"--label {label} is not a class of this model, which has {run.model.num_classes} "
                            f"classes: give a number from 0 to {run.model.num_classes - 1}.")
     if kind == "curves":
-        return plots.plot_curves(read_metrics(run.run_dir), output, objective_name(run.config))
+        return plots.plot_curves(read_metrics(run.run_dir), output, objective_name(run.config), quantity_of(run.config))
     if kind == "samples":
         return plots.plot_samples(run.model, output, n=n, device=run.device, label=label,
                                   class_names=run_class_names(run))
