@@ -563,14 +563,50 @@ def plot_prior_check(guide, images: torch.Tensor, path: Path, max_dims: int = 16
     return _save(fig, path)
 
 
+#: The VAE curves' margins (fractions of the 11 x 4 inch figure) and gap between its panels
+#: (a fraction of a panel's width), wide enough for tick labels of up to five characters ("-1234").
+_CURVES_MARGINS = dict(left=0.065, right=0.935, bottom=0.13, top=0.92, wspace=0.32)
+
+
 def _curves_figure():
     """The VAE curves' two panels side by side, 11 x 4 inches, with fixed margins that leave room
     for the tick labels, titles and the right panel's twin axis: a constrained layout draws the
     figure once more to measure them, 45% of this figure's time (0.63 against 0.35 s of CPU
     on the benchmark machine), and every train run draws it (issue #16)."""
     fig, axes = _subplots(1, 2, figsize=(11, 4))
-    fig.subplots_adjust(left=0.065, right=0.935, bottom=0.13, top=0.92, wspace=0.32)
+    fig.subplots_adjust(**_CURVES_MARGINS)
     return fig, axes
+
+
+def _y_axis_room(ax) -> float:
+    """Inches that ``ax``'s y tick labels, ticks and axis label take beside it, measured from the
+    tick labels its locator and formatter will draw (font metrics, no drawing of the figure)."""
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.textpath import text_to_path
+
+    axis = ax.yaxis
+    low, high = sorted(ax.get_ylim())
+    ticks = [t for t in axis.get_major_locator()() if low <= t <= high]
+    font = FontProperties(size=matplotlib.rcParams["ytick.labelsize"])
+    widest = max((text_to_path.get_text_width_height_descent(label, font, ismath=False)[0]
+                  for label in axis.get_major_formatter().format_ticks(ticks)), default=0.0)
+    label_size = FontProperties(size=matplotlib.rcParams["axes.labelsize"]).get_size_in_points()
+    points = (widest + matplotlib.rcParams["ytick.major.size"] + matplotlib.rcParams["ytick.major.pad"]
+              + matplotlib.rcParams["axes.labelpad"] + 1.2 * label_size)
+    return points / 72
+
+
+def _widen_curves_margins(fig, left_panel, right_panel, twin) -> None:
+    """Widen the curves' fixed margins and gap where their tick labels need more room than
+    :data:`_CURVES_MARGINS` leaves (long numbers: "-12345.5" of an 8-bit likelihood's ELBO),
+    so no axis label is cut off at the figure's edge or runs into the other panel."""
+    width = fig.get_size_inches()[0]
+    left = max(_CURVES_MARGINS["left"], (_y_axis_room(left_panel) + _PAD) / width)
+    right = min(_CURVES_MARGINS["right"], 1 - (_y_axis_room(twin) + _PAD) / width)
+    span = (right - left) * width  # two panels and the gap between them, inches
+    default_gap = _CURVES_MARGINS["wspace"] * span / (2 + _CURVES_MARGINS["wspace"])
+    gap = max(default_gap, _y_axis_room(right_panel) + 2 * _PAD)
+    fig.subplots_adjust(left=left, right=right, wspace=gap / ((span - gap) / 2))
 
 
 def plot_curves(history: list[dict], path: Path, objective: str | None = None, quantity: str = "log p(x)") -> Path:
@@ -624,4 +660,5 @@ def plot_curves(history: list[dict], path: Path, objective: str | None = None, q
     right.set_title("Validation ELBO parts")
     right.legend(loc="upper left")
     twin.legend(loc="upper right")
+    _widen_curves_margins(fig, left, right, twin)
     return _save(fig, path)
