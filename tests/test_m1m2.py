@@ -187,6 +187,12 @@ def test_an_m1m2_run_is_not_drawn_or_scored_as_images(idx_dir, tmp_path, capsys)
                  "--epochs", "2", "--figure-every", "1", "--run-dir", str(stacked), *common]) == 0
     assert not (stacked / "samples.png").exists() and not (stacked / "reconstructions.png").exists()
     summary = json.loads((stacked / "summary.json").read_text())
+    # both baselines printed, each with its binomial standard error (the console gave only the pixels')
+    def percent(key):
+        return f"{100 * summary[key]:.2f} ± {100 * summary[key + '_stderr']:.2f}%"
+
+    assert (f"supervised-only baseline {percent('baseline_test_accuracy')}; M1 + classifier (M2's classifier on "
+            f"M1's codes) {percent('codes_baseline_test_accuracy')} (± is the binomial") in capsys.readouterr().out
     assert summary["figures"] == [str(stacked / "curves.png")] and (stacked / "curves.png").is_file()
     capsys.readouterr()
     for argv in (["sample", str(stacked), "-o", str(tmp_path / "s.png")],

@@ -277,9 +277,12 @@ def cmd_train(args) -> int:
     if not summary:  # a rank other than 0 of a distributed run: rank 0 reports
         return 0
     if "test_accuracy" in summary:
-        print(f"test accuracy {100 * summary['test_accuracy']:.2f} ± {100 * summary['test_accuracy_stderr']:.2f}% "
-              f"with {summary['labels']} labels (best epoch {summary['best_epoch']}); supervised-only baseline "
-              f"{100 * summary['baseline_test_accuracy']:.2f} ± {100 * summary['baseline_test_accuracy_stderr']:.2f}% "
+        percent = lambda key: f"{100 * summary[key]:.2f} ± {100 * summary[key + '_stderr']:.2f}%"  # noqa: E731
+        # M1+M2's second baseline, M2's classifier on M1's codes alone: what M2 adds to M1's features
+        codes = (f"; M1 + classifier (M2's classifier on M1's codes) {percent('codes_baseline_test_accuracy')}"
+                 if "codes_baseline_test_accuracy" in summary else "")
+        print(f"test accuracy {percent('test_accuracy')} with {summary['labels']} labels (best epoch "
+              f"{summary['best_epoch']}); supervised-only baseline {percent('baseline_test_accuracy')}{codes} "
               f"(± is the binomial standard error over the test images); run directory {run_dir}")
     elif "test_elbo" not in summary:  # a plain autoencoder has no ELBO
         print(f"test reconstruction log p(x | code) {summary['test_reconstruction']:.2f} ± "
