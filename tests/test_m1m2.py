@@ -127,6 +127,31 @@ def test_tuned_baseline_scores_the_test_split_once(monkeypatch):
     assert best["learning_rate"] == 1.0 and best["test_accuracy"] == 1.0
 
 
+def test_the_baseline_follows_m2s_learning_rate_decay_and_clipping(monkeypatch):
+    """--lr-decay and --clip-norm shaped M2's training but not its baseline's, which kept a
+    constant learning rate and unclipped gradients: it gets M2's schedule too."""
+    from pyro_vae.inference import semisupervised
+
+    x = torch.cat([torch.full((20, 1, 1, 1), -1.0), torch.full((20, 1, 1, 1), 1.0)])
+    y = torch.cat([torch.zeros(20, dtype=torch.long), torch.ones(20, dtype=torch.long)])
+    data = ImageDataset("toy", Split(x, y), Split(x, y), Split(x, y))
+    optimizers, rates, clipped = [], [], []
+    make_adam = semisupervised.make_adam
+    monkeypatch.setattr(semisupervised, "make_adam", lambda params, lr: optimizers.append(make_adam(params, lr))
+                        or optimizers[-1])
+    accuracy = semisupervised.classification_accuracy  # called once after each epoch's steps
+    monkeypatch.setattr(semisupervised, "classification_accuracy", lambda *args: rates.append(
+        optimizers[-1].param_groups[0]["lr"]) or accuracy(*args))
+    clip = torch.nn.utils.clip_grad_norm_
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_",
+                        lambda params, norm: clipped.append(norm) or clip(params, norm))
+    classifier = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(1, 2))
+    semisupervised.fit_supervised_baseline(classifier, data, torch.arange(40), epochs=3, steps_per_epoch=2,
+                                           batch_size=40, learning_rate=0.1, lr_decay=0.5, clip_norm=2.0)
+    assert rates == pytest.approx([0.1, 0.05, 0.025])  # 0.1 x 0.5^(epoch - 1), as Trainer.begin_epoch sets M2's
+    assert clipped == [2.0] * 6  # every step
+
+
 @pytest.mark.parametrize("flags, message", [
     (dict(model="m1m2"), "--m1-run RUN"),
     (dict(model="vae", m1_run="runs/m1"), "--m1-run runs/m1 has no effect"),

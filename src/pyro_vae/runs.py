@@ -719,7 +719,8 @@ def _semi_supervised_results(config: Config, dataset: ImageDataset, labelled, be
     # The best model (by validation accuracy) is loaded; the test split is scored once, here.
     test_accuracy = classification_accuracy(trainer.guide, dataset.test.images, dataset.test.labels)
     budget = dict(epochs=trainer.state.epoch, steps_per_epoch=trainer.steps_per_epoch(),
-                  batch_size=config.train.batch_size, seed=config.train.seed)
+                  batch_size=config.train.batch_size, seed=config.train.seed,
+                  lr_decay=config.train.lr_decay, clip_norm=config.train.clip_norm)  # M2's schedule too
     pyro.set_rng_seed(config.train.seed)
     # The ADGM's classifier also reads a; its baseline is M2's pixel classifier, built (and
     # initialised) exactly as for an M2 run of the same seed, so both share one baseline.
