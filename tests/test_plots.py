@@ -215,3 +215,20 @@ def test_the_curves_of_a_conditional_elbo_name_what_it_bounds(monkeypatch, tmp_p
     assert legends == [["train: ELBO of log p(x | y)", "validation ELBO of log p(x | y)"],
                        ["train: ELBO", "validation ELBO"]]
     assert drawn[0].axes[0].get_title() == "Training objective and validation ELBO of log p(x | y)"
+
+
+@pytest.mark.parametrize("semi_supervised", [False, True])
+def test_the_curves_have_ticks_at_whole_epochs_only(monkeypatch, tmp_path, semi_supervised):
+    """Two epochs were drawn with ticks at 1.2, 1.4, 1.6 and 1.8: epochs that do not exist."""
+    from pyro_vae import plots
+
+    drawn = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: drawn.append(fig) or path)
+    extra = {"valid_accuracy": 0.5} if semi_supervised else {"valid_elbo": -240.0, "valid_reconstruction": -230.0,
+                                                            "valid_kl": 10.0}
+    plots.plot_curves([{"epoch": e, "train_objective": -250.0 + e, **extra} for e in (1, 2)], tmp_path / "c.png")
+    (fig,) = drawn
+    for ax in fig.axes:
+        low, high = ax.get_xlim()
+        ticks = [t for t in ax.get_xticks() if low <= t <= high]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks

@@ -635,6 +635,7 @@ def plot_curves(history: list[dict], path: Path, objective: str | None = None, q
         right.set_ylabel("accuracy of q(y | x), %")
         right.set_title("Classification accuracy")
         right.legend()
+        _whole_epochs(left, right)
         return _save(fig, path)
     fig, (left, right) = _curves_figure()
     # a long name ("IWAE bound K=5 with the KL weight warmed up to beta=1 over 10 epochs") on
@@ -660,5 +661,12 @@ def plot_curves(history: list[dict], path: Path, objective: str | None = None, q
     right.set_title("Validation ELBO parts")
     right.legend(loc="upper left")
     twin.legend(loc="upper right")
+    _whole_epochs(left, right)
     _widen_curves_margins(fig, left, right, twin)
     return _save(fig, path)
+
+
+def _whole_epochs(*axes) -> None:
+    """Ticks at whole epochs only: a history has no epoch 1.5 (a few epochs got ticks at 1.2, 1.4, ...)."""
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
