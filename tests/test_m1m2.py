@@ -156,6 +156,9 @@ def test_the_baseline_follows_m2s_learning_rate_decay_and_clipping(monkeypatch):
     (dict(model="m1m2"), "--m1-run RUN"),
     (dict(model="vae", m1_run="runs/m1"), "--m1-run runs/m1 has no effect"),
     (dict(model="m1m2", m1_run="runs/m1", likelihood="gaussian"), "--likelihood gaussian has no effect"),
+    # it was refused after M1's codes were made, for its 1 x D "image" not divisible by 4 ("use fewer conv_channels")
+    (dict(model="m1m2", m1_run="runs/m1", network="conv"), "--network conv has no place in --model m1m2, whose M2 "
+                                                           "reads M1's codes, a vector, not an image"),
 ])
 def test_m1m2_options_are_checked(flags, message):
     config = Config()

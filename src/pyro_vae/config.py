@@ -158,6 +158,9 @@ class ModelConfig:
         if self.model == "adgm" and self.network != "mlp":
             raise ConfigError("--model adgm is built from MLPs (as in Maaløe et al. 2016); drop --network "
                               f"{self.network}.")
+        if self.model == "m1m2" and self.network != "mlp":  # conv layers would halve a 1 x D "image"
+            raise ConfigError(f"--network {self.network} has no place in --model m1m2, whose M2 reads M1's codes, a "
+                              "vector, not an image; drop --network (M2 on the codes is an MLP).")
         _choice("network", self.network, NETWORKS)
         _choice("classifier_network", self.classifier_network, NETWORKS)
         _choice("activation", self.activation, ACTIVATIONS)
