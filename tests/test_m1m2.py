@@ -157,6 +157,9 @@ def test_the_baseline_follows_m2s_learning_rate_decay_and_clipping(monkeypatch):
     (dict(model="vae", m1_run="runs/m1"), "--m1-run runs/m1 has no effect"),
     (dict(model="m1m2", m1_run="runs/m1", likelihood="gaussian"), "--likelihood gaussian has no effect"),
     # it was refused after M1's codes were made, for its 1 x D "image" not divisible by 4 ("use fewer conv_channels")
+    # it said "choose --likelihood gaussian", which m1m2 refuses in turn
+    (dict(model="m1m2", m1_run="runs/m1", likelihood_scale=0.5), r"--likelihood-scale 0.5 has no effect with --model "
+                                                                 r"m1m2 \(its codes' Gaussian likelihood learns"),
     (dict(model="m1m2", m1_run="runs/m1", network="conv"), "--network conv has no place in --model m1m2, whose M2 "
                                                            "reads M1's codes, a vector, not an image"),
 ])

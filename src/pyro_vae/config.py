@@ -529,7 +529,10 @@ def ineffective_options(config: Config, every: bool = False) -> list[tuple[str, 
             and len(model.hidden_dims) > 1:
         unused("model.hidden_dims", "beyond its first size with --network conv (one dense layer between the "
                "convolutions and the code)", "give one size, e.g. --hidden-dims 512")
-    if not getattr(LIKELIHOODS[model.likelihood], "uses_scale", False):
+    if model.model == "m1m2":  # not "choose --likelihood gaussian": --likelihood is refused there too
+        unused("model.likelihood_scale", "with --model m1m2 (its codes' Gaussian likelihood learns one sigma per "
+               "unit, starting at 1, the codes' standardized spread)", "drop it")
+    elif not getattr(LIKELIHOODS[model.likelihood], "uses_scale", False):
         unused("model.likelihood_scale", f"with --likelihood {model.likelihood} (it is the Gaussian likelihoods' "
                "sigma)", "drop it or choose --likelihood gaussian")
     if model.prior != "mog":
