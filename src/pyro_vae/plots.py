@@ -228,9 +228,11 @@ def plot_style_transfer(model, guide, images: torch.Tensor, labels: torch.Tensor
 def plot_reconstructions(model, guide, images: torch.Tensor, path: Path, title: str | None = None,
                          labels: torch.Tensor | None = None) -> Path:
     """Inputs (left) beside E[x | z = loc(x)] (right), one pair per row block; a
-    conditional model encodes and decodes with the images' ``labels``."""
+    conditional model encodes and decodes with the images' ``labels`` (its title says the
+    label is given: M2 and the ADGM do not infer it here)."""
     check_images(images)
-    if getattr(model, "num_classes", 0):
+    conditional = bool(getattr(model, "num_classes", 0))
+    if conditional:
         recon = model.decode_mean(guide.encode(images, labels)[0], labels)
     else:
         recon = model.decode_mean(guide.encode(images)[0])
@@ -244,7 +246,9 @@ def plot_reconstructions(model, guide, images: torch.Tensor, path: Path, title: 
     if not title:
         _margins_in_inches(fig, wspace=2 * _PAD)
     _show(axes[0], image_grid(images, ncol), "inputs")
-    _show(axes[1], image_grid(recon, ncol), "reconstructions (decoder mean at the code)")
+    # M2's and the ADGM's label is the image's own here, not inferred by q(y | x): the title says so
+    _show(axes[1], image_grid(recon, ncol), "reconstructions (decoder mean, label given)" if conditional
+          else "reconstructions (decoder mean at the code)")
     if title:
         fig.suptitle(title)
     return _save(fig, path)
