@@ -255,3 +255,22 @@ def test_a_conditional_models_reconstructions_say_the_label_was_given(monkeypatc
     fig.canvas.draw()
     extent = right.get_window_extent(fig.canvas.get_renderer())
     assert fig.bbox.x0 <= extent.x0 and extent.x1 <= fig.bbox.x1
+
+
+def test_the_interpolation_names_its_two_images(run_2d, tmp_path, monkeypatch):
+    """The title said "two test images" whichever they were (--image-a/--image-b find a file in
+    any split) and not which: it names the test image numbers, or the files given."""
+    from pyro_vae import plots
+
+    titles = []
+    draw = plots._rows_figure
+    monkeypatch.setattr(plots, "_rows_figure", lambda rows, path, title, xlabel="", **kw: titles.append(
+        (title, xlabel)) or draw(rows, path, title, xlabel, **kw))
+    assert main(["plot", str(run_2d), "--kind", "interpolate", "--index-a", "3", "--index-b", "5", "-o",
+                 str(tmp_path / "i.png")]) == 0
+    assert titles == [("Interpolation between test image 3 and test image 5 (codes = encoder means)",
+                       "t from 0 (test image 3) to 1 (test image 5)")]
+    model, guide = build_vae(ModelConfig(latent_dim=2, hidden_dims=[8]), (1, 28, 28))
+    plots.plot_interpolation(model, guide, torch.rand(1, 28, 28), torch.rand(1, 28, 28), tmp_path / "j.png",
+                             names=("000001.jpg", "000002.jpg"))
+    assert titles[-1][0] == "Interpolation between 000001.jpg and 000002.jpg (codes = encoder means)"

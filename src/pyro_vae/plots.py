@@ -341,14 +341,16 @@ def _rows_figure(rows: list[tuple[str, torch.Tensor]], path: Path, title: str, x
 
 
 @torch.no_grad()
-def plot_interpolation(model, guide, x_a: torch.Tensor, x_b: torch.Tensor, path: Path, steps: int = 10) -> Path:
-    """Decoded codes between two inputs ``[C, H, W]``: a linear and a spherical row."""
+def plot_interpolation(model, guide, x_a: torch.Tensor, x_b: torch.Tensor, path: Path, steps: int = 10,
+                       names: tuple[str, str] = ("the first image", "the second image")) -> Path:
+    """Decoded codes between two inputs ``[C, H, W]``: a linear and a spherical row; ``names``
+    say which two images they are ("test image 0", a file name) in the title."""
     check_count("steps", steps, 2)
     z_a, z_b = guide.encode(x_a[None])[0][0], guide.encode(x_b[None])[0][0]
     rows = [(method, model.decode_mean(interpolate_codes(z_a, z_b, steps, method)))
             for method in ("linear", "spherical")]
-    return _rows_figure(rows, path, "Interpolation between two test images (codes = encoder means)",
-                        "t from 0 (first image) to 1 (second image)")
+    return _rows_figure(rows, path, f"Interpolation between {names[0]} and {names[1]} (codes = encoder means)",
+                        f"t from 0 ({names[0]}) to 1 ({names[1]})")
 
 
 @torch.no_grad()

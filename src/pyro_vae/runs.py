@@ -1212,11 +1212,13 @@ def figure_from_run(run: Run, kind: str, output: Path, n: int = 64, limit: int |
             if not (image_a and image_b):
                 raise PyroVAEError("give both --image-a and --image-b (two file names) to interpolate between.")
             x_a, x_b = _image_by_name(dataset, image_a), _image_by_name(dataset, image_b)
+            names = (image_a, image_b)  # found in any split: not "test images"
         elif not (0 <= index_a < len(dataset.test) and 0 <= index_b < len(dataset.test)):
             raise PyroVAEError(f"--index-a and --index-b must be test image numbers below {len(dataset.test)}.")
         else:
             x_a, x_b = dataset.test.images[index_a], dataset.test.images[index_b]
-        return plots.plot_interpolation(run.model, run.guide, x_a, x_b, output)
+            names = (f"test image {index_a}", f"test image {index_b}")
+        return plots.plot_interpolation(run.model, run.guide, x_a, x_b, output, names=names)
     if kind == "arithmetic":
         if not attribute and not attribute_file:
             raise PyroVAEError("latent arithmetic needs --attribute CLASS (a class name or number) "
