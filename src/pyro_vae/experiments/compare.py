@@ -245,6 +245,8 @@ QUANTITIES = [
     ("test log p(x)", lambda r: (r.loglik or {}).get("log_likelihood_mean")),
     ("test log p(x) bits/dim", lambda r: (r.loglik or {}).get("bits_per_dim")),
     ("test accuracy", lambda r: r.summary.get("test_accuracy")),
+    # the same classifier trained on the labels alone: what the unlabelled images added is the difference
+    ("baseline test accuracy", lambda r: r.summary.get("baseline_test_accuracy")),
     # evaluate --label-fidelity: shares judged by an independent classifier of real images
     ("label fidelity (prior)", lambda r: ((r.fidelity or {}).get("prior") or {}).get("fidelity")),
     ("label fidelity (style grid)", lambda r: ((r.fidelity or {}).get("style_grid") or {}).get("fidelity")),
@@ -262,6 +264,7 @@ OWN_STDERR = {
     "test log p(x)": lambda r: (r.loglik or {}).get("log_likelihood_stderr"),
     "test log p(x) bits/dim": lambda r: (r.loglik or {}).get("bits_per_dim_stderr"),
     "test accuracy": lambda r: r.summary.get("test_accuracy_stderr"),  # binomial
+    "baseline test accuracy": lambda r: r.summary.get("baseline_test_accuracy_stderr"),  # binomial
     # evaluate --label-fidelity's shares, binomial over the images judged
     "label fidelity (prior)": lambda r: ((r.fidelity or {}).get("prior") or {}).get("stderr"),
     "label fidelity (style grid)": lambda r: ((r.fidelity or {}).get("style_grid") or {}).get("stderr"),
@@ -465,7 +468,8 @@ def stale_loglik_note(record: RunRecord) -> str | None:
 
 
 #: Decimals shown per quantity in the Markdown table (the CSV keeps full precision).
-DECIMALS = {"epochs": 1, "best epoch": 1, "train s": 1, "test accuracy": 4, "seeds": 0, "images": 0,
+DECIMALS = {"epochs": 1, "best epoch": 1, "train s": 1, "test accuracy": 4, "baseline test accuracy": 4, "seeds": 0,
+            "images": 0,
             "label fidelity (prior)": 4, "label fidelity (style grid)": 4, "z probe accuracy": 4,
             "s.e. of the difference of means": 2, "test ELBO bits/dim": 4, "test log p(x) bits/dim": 4}
 
