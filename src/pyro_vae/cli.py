@@ -221,7 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--seeds", default=None, help="repeat each grid point with seeds 0..N-1 (default: the config's seed)")
     sweep.add_argument("--trials", type=int, default=None, help="a search's number of trials")
     sweep.add_argument("--metric", default=None, help="what the study maximises and the figure shows "
-                       "(valid_elbo, valid_iwae, selection, test_elbo, valid_accuracy, test_accuracy; default valid_elbo)")
+                       "(valid_elbo, valid_iwae, selection, test_elbo, valid_accuracy, test_accuracy; default valid_elbo; "
+                       "a search takes a validation one: it chooses its trials by it)")
     sweep.add_argument("--sampler", default=None, choices=("tpe", "random"), help="a search's sampler (default tpe)")
     sweep.add_argument("--storage", default=None, help="Optuna storage URL shared by several machines "
                        "(default sqlite:///SWEEP_DIR/study.db)")

@@ -316,6 +316,11 @@ class SweepSpec:
             if len(self.seeds) != 1:
                 raise ConfigError("a search runs each trial once with the config's seed; repeat seeds in a grid "
                                   "(--grid with --seeds N) or drop --seeds.")
+            if self.metric.startswith("test_"):  # the sampler draws its next trials by the metric
+                raise ConfigError(f"a search chooses its trials by --metric, and {self.metric} is measured on the "
+                                  "test split, which would then choose the model; search by a validation number "
+                                  "(valid_elbo, valid_accuracy or selection) and read the chosen run's test "
+                                  "numbers once.")
             ranked_apart = [key for key in KIND_KEYS if key in self.search]
             if ranked_apart:  # the search would pick its best by a number whose meaning changes with the key
                 raise ConfigError(f"--search over {ranked_apart[0]} would rank by one --metric numbers of different "
