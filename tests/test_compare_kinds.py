@@ -190,6 +190,18 @@ def test_a_setting_a_run_does_not_use_is_a_blank_cell_not_its_default(tmp_path, 
     assert "| m2 |  |" in capsys.readouterr().out  # the printed table too
 
 
+def test_the_overlaid_curves_name_a_run_by_the_settings_it_uses(tmp_path, monkeypatch):
+    """The legend of an M2 run beside an ADGM's said aux_dim=100, a setting M2 has not."""
+    runs = _label_runs(tmp_path)
+    for run in runs:
+        (tmp_path / run / "metrics.csv").write_text("epoch,valid_accuracy\n1,0.5\n")
+    drawn = []
+    monkeypatch.setattr(compare, "_save", lambda fig, output: drawn.append(fig) or output)
+    compare.plot_overlaid_curves(compare.collect_runs(runs), tmp_path / "curves.png")
+    (fig,) = drawn
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["model=m2", "model=adgm, aux_dim=8"]
+
+
 def test_the_label_runs_baseline_accuracy_is_a_column_beside_theirs(tmp_path, capsys):
     """The table gave a label run's test accuracy without the supervised-only baseline it is
     measured against; both come with their binomial standard errors."""

@@ -426,7 +426,7 @@ def kind_notes(records: list[RunRecord]) -> list[str]:
     for quantity in KINDED:
         kinds = []  # (row label, kind, what it bounds or estimates) of every run with the number
         for number, group in enumerate(groups, start=1):
-            label = f"row {number}" + (f" ({_label(group.settings, keys)})" if keys else "")
+            label = f"row {number}" + (f" ({_label(group.settings, keys, group.runs[0].unused)})" if keys else "")
             kinds += [(label, number_kind_of(r, quantity), quantity_of(r, quantity)) for r in group.runs
                       if number_kind_of(r, quantity) is not None]
         reasons: dict[str, list[str]] = {}
@@ -553,8 +553,9 @@ def paired_table(records: list[RunRecord], reference: RunRecord) -> tuple[list[d
 
 # -- figures -----------------------------------------------------------------------------
 
-def _label(settings: dict, keys: list[str]) -> str:
-    return ", ".join(f"{k}={settings.get(k)}" for k in keys) or "run"
+def _label(settings: dict, keys: list[str], unused: frozenset = frozenset()) -> str:
+    """``key=value`` of each of ``keys`` but those the run does not use (an M2 run's aux_dim)."""
+    return ", ".join(f"{k}={settings.get(k)}" for k in keys if k not in unused) or "run"
 
 
 def plot_overlaid_curves(records: list[RunRecord], output: Path) -> Path:
@@ -578,7 +579,7 @@ def plot_overlaid_curves(records: list[RunRecord], output: Path) -> Path:
     ax = fig.add_subplot()
     for record in records:
         epochs = [row["epoch"] for row in record.history]
-        ax.plot(epochs, [row[column] for row in record.history], marker=".", label=_label(record.settings, keys))
+        ax.plot(epochs, [row[column] for row in record.history], marker=".", label=_label(record.settings, keys, record.unused))
         best = record.summary.get("best_epoch")
         if best is not None:
             ax.plot([best], [next(row[column] for row in record.history if row["epoch"] == best)], "k*", ms=8)
