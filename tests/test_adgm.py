@@ -150,14 +150,17 @@ def test_m2s_conv_classifier_is_also_its_baselines(idx_dir, tmp_path, monkeypatc
 
     def recording(make_classifier, *args, **kwargs):
         baselines.append(make_classifier())
+        schedules.append((kwargs["lr_decay"], kwargs["clip_norm"]))
         return tuned(make_classifier, *args, **kwargs)
 
+    schedules = []
     monkeypatch.setattr(runs, "tuned_supervised_baseline", recording)
     run = tmp_path / "m2conv"
     assert main(["train", "--model", "m2", "--classifier-network", "conv", "--conv-channels", "4,8", "--labels", "8",
                  "--dataset", "idx", "--data-dir", str(idx_dir), "--latent-dim", "2", "--hidden-dims", "16",
                  "--epochs", "1", "--batch-size", "200", "--train-limit", "400", "--no-progress",
-                 "--run-dir", str(run)]) == 0
+                 "--lr-decay", "0.9", "--clip-norm", "5", "--run-dir", str(run)]) == 0
+    assert schedules == [(0.9, 5.0)]  # M2's learning-rate decay and clipping
     trained = runs.open_run(run).guide.classifier
     assert [type(m).__name__ for m in baselines[0].modules()] == [type(m).__name__ for m in trained.modules()]
     convolutions = [m for m in trained.modules() if isinstance(m, torch.nn.Conv2d)]

@@ -180,6 +180,54 @@ def test_curves_of_an_accuracy_run_and_an_elbo_run_are_refused_not_a_traceback(t
     assert not (tmp_path / "c.png").exists()
 
 
+def _label_runs(root) -> list[str]:
+    """An M2 and an ADGM run (aux_dim 8) written by hand, each with its accuracy and baseline's."""
+    runs = []
+    for model, aux_dim in (("m2", 100), ("adgm", 8)):
+        config = Config()
+        config.model.model, config.model.aux_dim, config.data.labels = model, aux_dim, 100
+        run = finished_run_dir(root / model, config)
+        (run / "summary.json").write_text(json.dumps({"epochs": 1, "best_epoch": 1, "test_accuracy": 0.9,
+                                                      "test_accuracy_stderr": 0.01, "baseline_test_accuracy": 0.8,
+                                                      "baseline_test_accuracy_stderr": 0.012}))
+        runs.append(str(run))
+    return runs
+
+
+def _compared(root, runs) -> list[dict]:
+    assert main(["compare", *runs, "-o", str(root / "table")]) == 0
+    with open(root / "table.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_a_setting_a_run_does_not_use_is_a_blank_cell_not_its_default(tmp_path, capsys):
+    """compare of an M2 and an ADGM run showed aux_dim 100 for M2, which has no auxiliary
+    variable (the default recorded in its config.toml); the ADGM's own value stays."""
+    rows = _compared(tmp_path, _label_runs(tmp_path))
+    assert [(row["model"], row["aux_dim"]) for row in rows] == [("m2", ""), ("adgm", "8")]
+    assert "| m2 |  |" in capsys.readouterr().out  # the printed table too
+
+
+def test_the_overlaid_curves_name_a_run_by_the_settings_it_uses(tmp_path, monkeypatch):
+    """The legend of an M2 run beside an ADGM's said aux_dim=100, a setting M2 has not."""
+    runs = _label_runs(tmp_path)
+    for run in runs:
+        (tmp_path / run / "metrics.csv").write_text("epoch,valid_accuracy\n1,0.5\n")
+    drawn = []
+    monkeypatch.setattr(compare, "_save", lambda fig, output: drawn.append(fig) or output)
+    compare.plot_overlaid_curves(compare.collect_runs(runs), tmp_path / "curves.png")
+    (fig,) = drawn
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["model=m2", "model=adgm, aux_dim=8"]
+
+
+def test_the_label_runs_baseline_accuracy_is_a_column_beside_theirs(tmp_path, capsys):
+    """The table gave a label run's test accuracy without the supervised-only baseline it is
+    measured against; both come with their binomial standard errors."""
+    rows = _compared(tmp_path, _label_runs(tmp_path))
+    assert [(row["baseline test accuracy"], row["baseline test accuracy se"]) for row in rows] == [("0.8", "0.012")] * 2
+    assert "| 0.9000 ± 0.0100 | 0.8000 ± 0.0120 |" in capsys.readouterr().out
+
+
 # -- conditional log-likelihoods: log p(x | y) and log p(x_m | x_g) are not log p(x) --------
 
 def conditional_run(root, name, model, values, quantity=None, dims=DIMS, given_quadrants=1):

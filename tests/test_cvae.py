@@ -82,6 +82,10 @@ def test_cvae_from_the_cli(idx_dir, tmp_path, capsys):
     assert main(["train", "--model", "cvae", "--dataset", "idx", "--data-dir", str(idx_dir), "--run-dir", str(run),
                  "--latent-dim", "3", "--hidden-dims", "64", "--epochs", "2", "--batch-size", "64",
                  "--no-progress"]) == 0
+    epoch_lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch")]
+    # the training ELBO, like the validation one, says what it bounds: log p(x | y), not log p(x)
+    assert len(epoch_lines) == 2 and all("train ELBO of log p(x | y) " in line for line in epoch_lines)
+    assert json.loads((run / "summary.json").read_text())["train_objective_name"] == "ELBO of log p(x | y)"
     assert main(["sample", str(run), "--label", "2", "-n", "16", "-o", str(tmp_path / "s.png")]) == 0
     capsys.readouterr()
     assert main(["sample", str(run), "-n", "64", "-o", str(tmp_path / "s64.png")]) == 2  # 10 equal rows: 60 or 70
@@ -93,6 +97,12 @@ def test_cvae_from_the_cli(idx_dir, tmp_path, capsys):
     style = imread(tmp_path / "style.png")
     assert style.shape[:2] == (1480, 1100) and style[..., :3].std() > 0.05  # 11 rows (input + 10 classes)
     assert imread(tmp_path / "s.png")[..., :3].std() > 0.05
+    # `plot --kind samples` takes --label as `sample` does (its -n refusal above names --label): the same figure
+    assert main(["plot", str(run), "--kind", "samples", "--label", "2", "-n", "16", "-o", str(tmp_path / "p.png")]) == 0
+    assert (imread(tmp_path / "p.png") == imread(tmp_path / "s.png")).all()
+    capsys.readouterr()
+    assert main(["plot", str(run), "--kind", "style", "--label", "2", "-o", str(tmp_path / "p2.png")]) == 2
+    assert "--label has no effect with --kind style (it is for --kind samples)" in capsys.readouterr().err
     assert main(["evaluate", str(run), "--k", "20", "--limit", "30"]) == 0
     assert json.loads((run / "loglik.json").read_text())["examples"] == 30
     capsys.readouterr()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from pyro_vae.cli import main
@@ -25,6 +27,22 @@ def _refused(settings: dict) -> list[str]:
 
 
 # -- 1. the label models select by validation accuracy ---------------------------------------
+
+@pytest.mark.parametrize("section,name,models", [
+    ("data", "labels", ("m2", "m1m2", "adgm")), ("train", "alpha", ("m2", "m1m2", "adgm")),
+    ("train", "labelled_weight", ("m2", "m1m2", "adgm")),
+    ("model", "label_at_encoder_input", ("cvae", "m2", "m1m2"))])
+def test_the_help_of_a_label_option_names_every_model_that_reads_it(section, name, models):
+    """--help said --alpha and --labelled-weight were for --model m2 (and --labels for m2 and
+    m1m2), though the ADGM and M1+M2 train with them; each model that reads one is named."""
+    from pyro_vae.config import SECTIONS, SEMI_SUPERVISED, field_help
+
+    note = field_help(SECTIONS[section])[name]
+    assert all(re.search(rf"\b{model}\b", note) for model in models), note
+    if name in ("alpha", "labelled_weight"):  # and a model that ignores it is pointed to all of them
+        (sentence,) = [s for s in _refused({"model.model": "cvae", f"train.{name}": "balanced" if
+                                             name == "labelled_weight" else 2.0}) if s.startswith(f"--{name.replace('_', '-')}")]
+        assert sentence.endswith(f"choose --model {', '.join(SEMI_SUPERVISED[:-1])} or {SEMI_SUPERVISED[-1]}.")
 
 @pytest.mark.parametrize("model", ["m2", "adgm", "m1m2"])
 @pytest.mark.parametrize("key,value,flag", [("train.select_by", "valid-iwae", "--select-by valid-iwae"),
@@ -223,6 +241,9 @@ def tiny_run(idx_dir, tmp_path_factory):
     (["plot", "--kind", "samples", "-n", "1025"], "-n 1025 is more than the samples figure draws"),
     (["reconstruct", "-n", "100"], "-n 100 is more than the reconstructions figure draws (at most 32)"),
     (["sample", "-n", "100000"], "-n 100000 is more than the samples figure draws (at most 1024)"),
+    # every model with a label is named (the ADGM was left out)
+    (["sample", "--label", "3"], "--label draws one class of a conditional model (--model cvae, m2 or adgm)"),
+    (["plot", "--kind", "samples", "--label", "3"], "--label draws one class of a conditional model (--model cvae"),
 ])
 def test_a_figure_option_with_no_effect_is_refused_before_drawing(tiny_run, tmp_path, capsys, argv, message):
     out = tmp_path / "figure.png"
@@ -239,6 +260,18 @@ def test_the_options_a_kind_reads_are_accepted(tiny_run, tmp_path):
         out = tmp_path / f"{argv[1]}.png"
         assert main(["plot", str(tiny_run), *argv, "-o", str(out)]) == 0, argv
         assert out.stat().st_size > 0
+
+
+@pytest.mark.parametrize("name,flag", [("n", "-n"), ("limit", "--limit"), ("seed", "--seed")])
+def test_plot_help_names_exactly_the_kinds_that_read_an_option(name, flag):
+    """`plot --help` said --limit was read by interpolate, reconstructions and style, which
+    refuse it: the help names the kinds of PLOT_OPTIONS, as the refusal does."""
+    from pyro_vae.cli import PLOT_OPTIONS, build_parser
+
+    plot = build_parser()._subparsers._group_actions[0].choices["plot"]
+    (action,) = [a for a in plot._actions if flag in a.option_strings]
+    named = [kind for kind in PLOT_OPTIONS if re.search(rf"(?<![\w-]){re.escape(kind)}(?![\w-])", action.help)]
+    assert named == [kind for kind, names in PLOT_OPTIONS.items() if name in names]
 
 
 def test_compare_refuses_a_metric_without_a_figure(tiny_run, capsys):

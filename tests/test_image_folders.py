@@ -78,6 +78,27 @@ def test_class_subfolders_become_labels(tmp_path):
 
 
 
+def test_samples_of_a_conditional_run_name_their_rows_by_the_sub_folders(tmp_path, monkeypatch):
+    """`pyro-vae sample` of a CVAE trained on class sub-folders named its rows 0, 1, 2 (the names
+    of the data sets it knows by name), where the run's own samples.png names them by folder."""
+    from pyro_vae import plots
+
+    class_folder(tmp_path / "data", n=60)
+    run = tmp_path / "run"
+    assert main(["train", "--model", "cvae", "--dataset", "image-folder", "--data-dir", str(tmp_path / "data"),
+                 "--image-size", "8", "--likelihood", "gaussian", "--binarize", "none", "--latent-dim", "2",
+                 "--hidden-dims", "16", "--epochs", "1", "--figures", "false", "--no-progress",
+                 "--run-dir", str(run)]) == 0
+    rows = []
+    monkeypatch.setattr(plots, "_rows_figure", lambda drawn, path, *args, **kwargs: rows.append(drawn) or path)
+    titles = []
+    monkeypatch.setattr(plots, "_show", lambda ax, grid, title: titles.append(title))
+    assert main(["sample", str(run), "-n", "6", "-o", str(tmp_path / "s.png")]) == 0
+    assert [name for name, _ in rows[0]] == ["blue", "green", "red"]  # sorted sub-folder names
+    assert main(["sample", str(run), "--label", "2", "-n", "4", "-o", str(tmp_path / "s2.png")]) == 0
+    assert titles[-1] == "4 samples of class red (decoder means)"
+
+
 def test_images_both_loose_and_in_sub_folders_are_refused_not_half_dropped(tmp_path):
     # Taken as class sub-folders, the loose images were left out in silence (and a flat folder
     # with one sub-folder of thumbnails became a one-class data set of the thumbnails).

@@ -13,13 +13,18 @@ import torch
 from pyro_vae import plots
 
 
-@pytest.mark.parametrize("epochs,objective", [(1, None), (3, None), (120, None),
-                                              (3, "IWAE bound K=5 with the KL weight warmed up to beta=1 over 10 epochs")])
-def test_curves_figure_has_fixed_margins_and_nothing_outside_it(monkeypatch, tmp_path, epochs, objective):
+@pytest.mark.parametrize("epochs,objective,start,rise", [
+    (1, None, -250.0, 90.0), (3, None, -250.0, 90.0), (120, None, -250.0, 90.0),
+    (3, "IWAE bound K=5 with the KL weight warmed up to beta=1 over 10 epochs", -250.0, 90.0),
+    # tick labels of seven characters ("-12345.5", an 8-bit likelihood's ELBO late in training) cut the
+    # left panel's axis label off at the figure's edge
+    (3, None, -12345.6, 2.0), (3, None, -1234.5, 3.0)])
+def test_curves_figure_has_fixed_margins_and_nothing_outside_it(monkeypatch, tmp_path, epochs, objective, start,
+                                                                rise):
     drawn = []
     monkeypatch.setattr(plots, "_save", lambda fig, path: drawn.append(fig) or Path(path))
-    history = [{"epoch": e, "train_objective": -250.0 + 90 * e / epochs, "valid_elbo": -240.0 + 85 * e / epochs,
-                "valid_reconstruction": -230.0 + 80 * e / epochs, "valid_kl": 5.0 + 20 * e / epochs}
+    history = [{"epoch": e, "train_objective": start + rise * e / epochs, "valid_elbo": start + 10 + rise * e / epochs,
+                "valid_reconstruction": start + 20 + rise * e / epochs, "valid_kl": 5.0 + 20 * e / epochs}
                for e in range(1, epochs + 1)]
     plots.plot_curves(history, tmp_path / "curves.png", objective)  # the legend names the objective
     (fig,) = drawn

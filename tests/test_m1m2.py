@@ -99,10 +99,69 @@ def test_tuned_baseline_keeps_the_learning_rate_with_the_best_validation_accurac
     assert best["learning_rate"] == 1.0 and best["valid_accuracy"] == 1.0
 
 
+def test_tuned_baseline_scores_the_test_split_once(monkeypatch):
+    """The tuner scored the test split once per learning rate tried (three times) and kept the
+    number of the rate chosen by validation; the test split is read once, by the kept classifier."""
+    from pyro_vae.inference import semisupervised
+
+    torch.manual_seed(0)
+    x = torch.cat([torch.full((20, 1, 1, 1), -1.0), torch.full((20, 1, 1, 1), 1.0)])
+    y = torch.cat([torch.zeros(20, dtype=torch.long), torch.ones(20, dtype=torch.long)])
+    test = Split(x.clone(), y.clone())
+    data = ImageDataset("toy", Split(x, y), Split(x, y), test)
+    scored = []
+    accuracy = semisupervised.classification_accuracy
+    monkeypatch.setattr(semisupervised, "classification_accuracy",
+                        lambda guide, images, labels: scored.append(images) or accuracy(guide, images, labels))
+
+    def make():
+        net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(1, 2))
+        with torch.no_grad():
+            net[1].weight.copy_(torch.tensor([[1.0], [-1.0]])), net[1].bias.zero_()  # every answer wrong
+        return net
+
+    best = tuned_supervised_baseline(make, data, torch.arange(40), epochs=2, steps_per_epoch=3, batch_size=40,
+                                     learning_rates=(1e-4, 1.0, 1e-5))
+    assert sum(images is test.images for images in scored) == 1
+    assert len(scored) == 3 * 2 + 1  # each rate's two epochs on the validation split, then the test split once
+    assert best["learning_rate"] == 1.0 and best["test_accuracy"] == 1.0
+
+
+def test_the_baseline_follows_m2s_learning_rate_decay_and_clipping(monkeypatch):
+    """--lr-decay and --clip-norm shaped M2's training but not its baseline's, which kept a
+    constant learning rate and unclipped gradients: it gets M2's schedule too."""
+    from pyro_vae.inference import semisupervised
+
+    x = torch.cat([torch.full((20, 1, 1, 1), -1.0), torch.full((20, 1, 1, 1), 1.0)])
+    y = torch.cat([torch.zeros(20, dtype=torch.long), torch.ones(20, dtype=torch.long)])
+    data = ImageDataset("toy", Split(x, y), Split(x, y), Split(x, y))
+    optimizers, rates, clipped = [], [], []
+    make_adam = semisupervised.make_adam
+    monkeypatch.setattr(semisupervised, "make_adam", lambda params, lr: optimizers.append(make_adam(params, lr))
+                        or optimizers[-1])
+    accuracy = semisupervised.classification_accuracy  # called once after each epoch's steps
+    monkeypatch.setattr(semisupervised, "classification_accuracy", lambda *args: rates.append(
+        optimizers[-1].param_groups[0]["lr"]) or accuracy(*args))
+    clip = torch.nn.utils.clip_grad_norm_
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_",
+                        lambda params, norm: clipped.append(norm) or clip(params, norm))
+    classifier = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(1, 2))
+    semisupervised.fit_supervised_baseline(classifier, data, torch.arange(40), epochs=3, steps_per_epoch=2,
+                                           batch_size=40, learning_rate=0.1, lr_decay=0.5, clip_norm=2.0)
+    assert rates == pytest.approx([0.1, 0.05, 0.025])  # 0.1 x 0.5^(epoch - 1), as Trainer.begin_epoch sets M2's
+    assert clipped == [2.0] * 6  # every step
+
+
 @pytest.mark.parametrize("flags, message", [
     (dict(model="m1m2"), "--m1-run RUN"),
     (dict(model="vae", m1_run="runs/m1"), "--m1-run runs/m1 has no effect"),
     (dict(model="m1m2", m1_run="runs/m1", likelihood="gaussian"), "--likelihood gaussian has no effect"),
+    # it was refused after M1's codes were made, for its 1 x D "image" not divisible by 4 ("use fewer conv_channels")
+    # it said "choose --likelihood gaussian", which m1m2 refuses in turn
+    (dict(model="m1m2", m1_run="runs/m1", likelihood_scale=0.5), r"--likelihood-scale 0.5 has no effect with --model "
+                                                                 r"m1m2 \(its codes' Gaussian likelihood learns"),
+    (dict(model="m1m2", m1_run="runs/m1", network="conv"), "--network conv has no place in --model m1m2, whose M2 "
+                                                           "reads M1's codes, a vector, not an image"),
 ])
 def test_m1m2_options_are_checked(flags, message):
     config = Config()
@@ -159,6 +218,12 @@ def test_an_m1m2_run_is_not_drawn_or_scored_as_images(idx_dir, tmp_path, capsys)
                  "--epochs", "2", "--figure-every", "1", "--run-dir", str(stacked), *common]) == 0
     assert not (stacked / "samples.png").exists() and not (stacked / "reconstructions.png").exists()
     summary = json.loads((stacked / "summary.json").read_text())
+    # both baselines printed, each with its binomial standard error (the console gave only the pixels')
+    def percent(key):
+        return f"{100 * summary[key]:.2f} ± {100 * summary[key + '_stderr']:.2f}%"
+
+    assert (f"supervised-only baseline {percent('baseline_test_accuracy')}; M1 + classifier (M2's classifier on "
+            f"M1's codes) {percent('codes_baseline_test_accuracy')} (± is the binomial") in capsys.readouterr().out
     assert summary["figures"] == [str(stacked / "curves.png")] and (stacked / "curves.png").is_file()
     capsys.readouterr()
     for argv in (["sample", str(stacked), "-o", str(tmp_path / "s.png")],

@@ -232,6 +232,9 @@ def test_m2_from_the_cli(idx_dir, tmp_path, capsys):
     p = summary["test_accuracy"]  # its binomial standard error over the 200 test images
     assert summary["test_accuracy_stderr"] == pytest.approx((p * (1 - p) / 200) ** 0.5)
     assert summary["valid_accuracy_stderr"] == summary["best_epoch_metrics"]["valid_accuracy_stderr"]
+    for split, images in (("valid", 200), ("test", 200)):  # the baseline's accuracies carry theirs too
+        p = summary[f"baseline_{split}_accuracy"]
+        assert summary[f"baseline_{split}_accuracy_stderr"] == pytest.approx((p * (1 - p) / images) ** 0.5)
     assert (f"test accuracy {100 * summary['test_accuracy']:.2f} ± {100 * summary['test_accuracy_stderr']:.2f}% "
             in out)
     chosen = json.loads((run / "labelled_examples.json").read_text())

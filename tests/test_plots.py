@@ -243,3 +243,98 @@ def test_the_latent_plot_gives_every_one_of_26_classes_its_own_colour(tmp_path, 
     assert sorted(drawn) == list("abcdefghijklmnopqrstuvwxyz")
     assert len(set(drawn.values())) == 26
     assert plots.class_colours(10) == [plots.matplotlib.colormaps["tab10"](c) for c in range(10)]
+
+
+def test_the_m2_curves_name_the_objective_given_and_call_it_no_bound(monkeypatch, tmp_path):
+    """M2's training number adds alpha x log q(y | x), so it bounds nothing: the left panel was
+    titled "Training bound" and the objective passed in (the run's own name for it) was ignored."""
+    from pyro_vae import plots
+    from pyro_vae.inference.semisupervised import objective_name
+
+    drawn = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: drawn.append(fig) or path)
+    history = [{"epoch": e, "train_objective": -5000.0 + 100 * e, "valid_accuracy": 0.2 + 0.1 * e}
+               for e in (1, 2, 3)]
+    name = objective_name(20000.0, 4.0)
+    plots.plot_curves(history, tmp_path / "curves.png", name)
+    (fig,) = drawn
+    left = fig.axes[0]
+    assert "bound" not in left.get_title()
+    (legend_text,) = left.get_legend().get_texts()
+    assert legend_text.get_text().replace("\n", " ") == f"train: {name}"
+
+
+def test_the_curves_of_a_conditional_elbo_name_what_it_bounds(monkeypatch, tmp_path):
+    """A CVAE's ELBOs bound log p(x | y): the validation curve was "validation ELBO", as if of log p(x)."""
+    from pyro_vae import plots
+    from pyro_vae.inference.kinds import GIVEN_LABEL
+
+    drawn = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: drawn.append(fig) or path)
+    history = [{"epoch": e, "train_objective": -250.0 + e, "valid_elbo": -240.0 + e, "valid_reconstruction": -230.0,
+                "valid_kl": 10.0} for e in (1, 2)]
+    plots.plot_curves(history, tmp_path / "c.png", "ELBO of log p(x | y)", GIVEN_LABEL)
+    plots.plot_curves(history, tmp_path / "c.png", "ELBO")
+    legends = [[t.get_text().replace("\n", " ") for t in fig.axes[0].get_legend().get_texts()] for fig in drawn]
+    assert legends == [["train: ELBO of log p(x | y)", "validation ELBO of log p(x | y)"],
+                       ["train: ELBO", "validation ELBO"]]
+    assert drawn[0].axes[0].get_title() == "Training objective and validation ELBO of log p(x | y)"
+
+
+@pytest.mark.parametrize("semi_supervised", [False, True])
+def test_the_curves_have_ticks_at_whole_epochs_only(monkeypatch, tmp_path, semi_supervised):
+    """Two epochs were drawn with ticks at 1.2, 1.4, 1.6 and 1.8: epochs that do not exist."""
+    from pyro_vae import plots
+
+    drawn = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: drawn.append(fig) or path)
+    extra = {"valid_accuracy": 0.5} if semi_supervised else {"valid_elbo": -240.0, "valid_reconstruction": -230.0,
+                                                            "valid_kl": 10.0}
+    plots.plot_curves([{"epoch": e, "train_objective": -250.0 + e, **extra} for e in (1, 2)], tmp_path / "c.png")
+    (fig,) = drawn
+    for ax in fig.axes:
+        low, high = ax.get_xlim()
+        ticks = [t for t in ax.get_xticks() if low <= t <= high]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
+
+
+@pytest.mark.parametrize("num_classes,title", [(0, "reconstructions (decoder mean at the code)"),
+                                               (10, "reconstructions (decoder mean, label given)")])
+def test_a_conditional_models_reconstructions_say_the_label_was_given(monkeypatch, tmp_path, num_classes, title):
+    """M2's reconstructions decode with each test image's own label, not one q(y | x) infers;
+    the title said only "decoder mean at the code". It stays inside the figure of one row."""
+    from types import SimpleNamespace
+
+    from pyro_vae import plots
+
+    drawn = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: drawn.append(fig) or path)
+    images = torch.rand(8, 1, 28, 28)
+    model = SimpleNamespace(num_classes=num_classes, decode_mean=lambda z, *y: images)
+    guide = SimpleNamespace(encode=lambda x, *y: (torch.zeros(len(x), 2), torch.ones(len(x), 2)))
+    plots.plot_reconstructions(model, guide, images, tmp_path / "r.png", labels=torch.zeros(8, dtype=torch.long))
+    (fig,) = drawn
+    right = fig.axes[1].title
+    assert right.get_text() == title
+    fig.canvas.draw()
+    extent = right.get_window_extent(fig.canvas.get_renderer())
+    assert fig.bbox.x0 <= extent.x0 and extent.x1 <= fig.bbox.x1
+
+
+def test_the_interpolation_names_its_two_images(run_2d, tmp_path, monkeypatch):
+    """The title said "two test images" whichever they were (--image-a/--image-b find a file in
+    any split) and not which: it names the test image numbers, or the files given."""
+    from pyro_vae import plots
+
+    titles = []
+    draw = plots._rows_figure
+    monkeypatch.setattr(plots, "_rows_figure", lambda rows, path, title, xlabel="", **kw: titles.append(
+        (title, xlabel)) or draw(rows, path, title, xlabel, **kw))
+    assert main(["plot", str(run_2d), "--kind", "interpolate", "--index-a", "3", "--index-b", "5", "-o",
+                 str(tmp_path / "i.png")]) == 0
+    assert titles == [("Interpolation between test image 3 and test image 5 (codes = encoder means)",
+                       "t from 0 (test image 3) to 1 (test image 5)")]
+    model, guide = build_vae(ModelConfig(latent_dim=2, hidden_dims=[8]), (1, 28, 28))
+    plots.plot_interpolation(model, guide, torch.rand(1, 28, 28), torch.rand(1, 28, 28), tmp_path / "j.png",
+                             names=("000001.jpg", "000002.jpg"))
+    assert titles[-1][0] == "Interpolation between 000001.jpg and 000002.jpg (codes = encoder means)"

@@ -32,7 +32,7 @@ USAGE_ERROR = 2
 
 #: The options of ``plot`` that each --kind reads (besides -o and --device); any other given is refused.
 PLOT_OPTIONS = {
-    "samples": ("n", "seed"),
+    "samples": ("n", "seed", "label"),  # --label: one class of a conditional model, as `sample --label`
     "reconstructions": ("n",),  # the first -n test images (at most 32)
     "latent": ("limit",),
     "manifold": ("limit",),  # an autoencoder's grid spans the codes of the first --limit test images
@@ -47,7 +47,15 @@ PLOT_OPTIONS = {
 }
 #: The value of each of those options when it is not given.
 PLOT_DEFAULTS = {"n": 64, "limit": 5000, "attribute": "", "attribute_file": None, "index_a": 0, "index_b": 1,
-                 "image_a": "", "image_b": "", "seed": 0, "metric": "test_elbo"}
+                 "image_a": "", "image_b": "", "seed": 0, "metric": "test_elbo", "label": None}
+
+
+def plot_option_readers(name: str) -> list[str]:
+    """The --kind values of ``plot`` that read option ``name`` (:data:`PLOT_OPTIONS`), in its order:
+    what the option's help names and what its refusal points to."""
+    return [kind for kind, names in PLOT_OPTIONS.items() if name in names]
+
+
 #: The most images -n may ask of each figure (more would not be drawn); without -n, 64 or this.
 N_CAPS = {"samples": 1024, "reconstructions": 32, "style": 10, "completions": 10, "compare": 64}
 #: The most samples ``sample -n`` and ``plot --kind samples -n`` draw: a 32 x 32 grid already
@@ -150,7 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "RUN_DIR/samples.png)")
     sample.add_argument("--seed", type=int, default=0, help="seeds the draws from the prior")
     sample.add_argument("--label", type=int, default=None,
-                        help="conditional VAE: draw only this class (a number; default: every class, one per row)")
+                        help="a conditional model (cvae, m2, adgm): draw only this class (a number; default: every class, "
+                             "one per row)")
     sample.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the run's)")
 
     recon = commands.add_parser("reconstruct", help="test images beside their reconstructions",
@@ -175,12 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("-o", "--output", required=True, help="the figure file (.png or .pdf)")
     # None: not given (a kind that does not use an option refuses it; see PLOT_OPTIONS)
     caps = ", ".join(f"{kind} {cap}" for kind, cap in N_CAPS.items())
-    plot.add_argument("-n", type=int, default=None, help="samples, reconstructions, style, completions, compare: "
+    plot.add_argument("-n", type=int, default=None, help=f"{', '.join(plot_option_readers('n'))}: "
                       f"how many images (default 64 or the most; the most: {caps}; samples of a conditional "
                       "model without --label: a multiple of its classes, default 60 for 10, as `sample -n`)")
-    plot.add_argument("--limit", type=int, default=None, help="the first N test images the figure may use "
-                      "(latent, prior-check, arithmetic, manifold, interpolate, reconstructions, style, compare; "
-                      "default 5000)")
+    plot.add_argument("--limit", type=int, default=None, help="the first N test images the figure reads "
+                      f"({', '.join(plot_option_readers('limit'))}; manifold reads them for an autoencoder only; default "
+                      f"{PLOT_DEFAULTS['limit']})")
     plot.add_argument("--attribute", default=None, help="arithmetic: an attribute name (Smiling), class name or "
                       "number (names in any case)")
     plot.add_argument("--attribute-file", default=None, help="arithmetic: 0/1 per test image (.txt or .npy)")
@@ -188,8 +197,11 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--index-b", type=int, default=None, help="interpolate: second test image (default 1)")
     plot.add_argument("--image-a", default=None, help="interpolate: first image, by file name (image folders)")
     plot.add_argument("--image-b", default=None, help="interpolate: second image, by file name (image folders)")
-    plot.add_argument("--seed", type=int, default=None, help="seeds the draws (samples, prior-check, completions, "
-                      "compare; default 0)")
+    plot.add_argument("--seed", type=int, default=None, help="seeds the draws "
+                      f"({', '.join(plot_option_readers('seed'))}; default {PLOT_DEFAULTS['seed']})")
+    plot.add_argument("--label", type=int, default=None,
+                      help="samples of a conditional model (cvae, m2, adgm): draw only this class (a number; default: every class, "
+                           "one per row), as `sample --label`")
     plot.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the run's)")
     plot.add_argument("--metric", default=None, help=f"sweep: the quantity drawn ({metrics}; default test_elbo)")
 
@@ -215,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--seeds", default=None, help="repeat each grid point with seeds 0..N-1 (default: the config's seed)")
     sweep.add_argument("--trials", type=int, default=None, help="a search's number of trials")
     sweep.add_argument("--metric", default=None, help="what the study maximises and the figure shows "
-                       f"({metrics}; default valid_elbo)")
+                       f"({metrics}; default valid_elbo; a search takes a validation one: it chooses its trials by it)")
     sweep.add_argument("--sampler", default=None, choices=("tpe", "random"), help="a search's sampler (default tpe)")
     sweep.add_argument("--storage", default=None, help="Optuna storage URL shared by several machines "
                        "(default sqlite:///SWEEP_DIR/study.db)")
@@ -271,9 +283,12 @@ def cmd_train(args) -> int:
     if not summary:  # a rank other than 0 of a distributed run: rank 0 reports
         return 0
     if "test_accuracy" in summary:
-        print(f"test accuracy {100 * summary['test_accuracy']:.2f} ± {100 * summary['test_accuracy_stderr']:.2f}% "
-              f"with {summary['labels']} labels (best epoch {summary['best_epoch']}); supervised-only baseline "
-              f"{100 * summary['baseline_test_accuracy']:.2f} ± {100 * summary['baseline_test_accuracy_stderr']:.2f}% "
+        percent = lambda key: f"{100 * summary[key]:.2f} ± {100 * summary[key + '_stderr']:.2f}%"  # noqa: E731
+        # M1+M2's second baseline, M2's classifier on M1's codes alone: what M2 adds to M1's features
+        codes = (f"; M1 + classifier (M2's classifier on M1's codes) {percent('codes_baseline_test_accuracy')}"
+                 if "codes_baseline_test_accuracy" in summary else "")
+        print(f"test accuracy {percent('test_accuracy')} with {summary['labels']} labels (best epoch "
+              f"{summary['best_epoch']}); supervised-only baseline {percent('baseline_test_accuracy')}{codes} "
               f"(± is the binomial standard error over the test images); run directory {run_dir}")
     elif "test_elbo" not in summary:  # a plain autoencoder has no ELBO
         print(f"test reconstruction log p(x | code) {summary['test_reconstruction']:.2f} ± "
@@ -588,7 +603,7 @@ def _plot_options(args) -> None:
     uses = PLOT_OPTIONS[args.kind]
     for name in PLOT_DEFAULTS:
         if getattr(args, name) is not None and name not in uses:
-            readers = [kind for kind, names in PLOT_OPTIONS.items() if name in names]
+            readers = plot_option_readers(name)
             flag = "-n" if name == "n" else f"--{name.replace('_', '-')}"
             raise ConfigError(f"{flag} has no effect with --kind {args.kind} (it is for --kind "
                               f"{', '.join(readers)}); drop it.")
@@ -642,7 +657,7 @@ def cmd_plot(args) -> int:
     args.run_dir = args.run_dirs[0]
     return _draw(args, args.kind, args.output, limit=args.limit if args.limit_given else None, attribute=args.attribute,
                  attribute_file=args.attribute_file, index_a=args.index_a, index_b=args.index_b,
-                 image_a=args.image_a, image_b=args.image_b)
+                 image_a=args.image_a, image_b=args.image_b, label=args.label)
 
 
 def cmd_compare(args) -> int:

@@ -63,7 +63,7 @@ class DataConfig:
     skip_bad_images: bool = False
     #: Use only the first N training examples (0 = all); for quick experiments and tests.
     train_limit: int = 0
-    #: --model m2 and m1m2: how many training labels to keep (balanced across classes, chosen by the seed).
+    #: --model m2, m1m2 and adgm: how many training labels to keep (balanced across classes, chosen by the seed).
     labels: int = 0
 
     def validate(self) -> None:
@@ -101,8 +101,8 @@ class ModelConfig:
     given_quadrants: int = 1
     #: cvae: learn a prior p(z | y) per class instead of N(0, I).
     conditional_prior: bool = False
-    #: cvae and m2 with the MLP: the encoder q(z | x, y) reads y with the pixels, not only
-    #: at its output heads.
+    #: cvae, m2 and m1m2 with the MLP: the encoder q(z | x, y) reads y with the pixels, not only
+    #: at its output heads (the ADGM's encoder always does).
     label_at_encoder_input: bool = False
     latent_dim: int = 20
     #: --model hvae: dimensions of the top stochastic layer z2 (Burda et al. 2016: 50; z1 is --latent-dim).
@@ -158,6 +158,9 @@ class ModelConfig:
         if self.model == "adgm" and self.network != "mlp":
             raise ConfigError("--model adgm is built from MLPs (as in Maaløe et al. 2016); drop --network "
                               f"{self.network}.")
+        if self.model == "m1m2" and self.network != "mlp":  # conv layers would halve a 1 x D "image"
+            raise ConfigError(f"--network {self.network} has no place in --model m1m2, whose M2 reads M1's codes, a "
+                              "vector, not an image; drop --network (M2 on the codes is an MLP).")
         _choice("network", self.network, NETWORKS)
         _choice("classifier_network", self.classifier_network, NETWORKS)
         _choice("activation", self.activation, ACTIVATIONS)
@@ -215,10 +218,10 @@ class TrainConfig:
     select_k: int = 100
     #: --select-by valid-loglik: validation images in the fixed random subset (0 = all).
     select_examples: int = 1000
-    #: --model m2: weight alpha of the classifier's cross-entropy on each labelled example,
+    #: --model m2, m1m2 and adgm: weight alpha of the classifier's cross-entropy on each labelled example,
     #: relative to one example's bound in the objective summed over the data set.
     alpha: float = 20000.0
-    #: --model m2: "natural" weighs the labelled batch by N_labelled / N_train per example,
+    #: --model m2, m1m2 and adgm: "natural" weighs the labelled batch by N_labelled / N_train per example,
     #: so each step is an unbiased estimate of the paper's objective summed over the data;
     #: "balanced" counts a labelled batch as much as an unlabelled one.
     labelled_weight: str = "natural"
@@ -462,7 +465,7 @@ def ineffective_options(config: Config, every: bool = False) -> list[tuple[str, 
     else:
         for key in ("train.alpha", "train.labelled_weight"):
             unused(key, f"with --model {model.model} (it weighs M2's labelled examples)",
-                   "drop it or choose --model m2 or m1m2")
+                   f"drop it or choose --model {', '.join(SEMI_SUPERVISED[:-1])} or {SEMI_SUPERVISED[-1]}")
         if train.objective.startswith("iwae"):
             unused("train.num_particles", f"with --objective {train.objective}, whose samples per example are --k",
                    "drop it and set --k")
@@ -511,7 +514,7 @@ def ineffective_options(config: Config, every: bool = False) -> list[tuple[str, 
         unused("model.given_quadrants", f"with --model {model.model}", "drop it or choose --model quadrant")
     if not (model.model in ("cvae", "m2", "m1m2") and model.network == "mlp"):
         unused("model.label_at_encoder_input", f"with --model {model.model} --network {model.network} (it is for "
-               "the MLP encoder of cvae and m2)", "drop it")
+               "the MLP encoder of cvae, m2 and m1m2)", "drop it")
     if not train.figures:
         unused("train.figure_every", "with --figures false (no figure is drawn)", "drop it or drop --figures false")
     if model.model != "m2":
@@ -527,7 +530,10 @@ def ineffective_options(config: Config, every: bool = False) -> list[tuple[str, 
             and len(model.hidden_dims) > 1:
         unused("model.hidden_dims", "beyond its first size with --network conv (one dense layer between the "
                "convolutions and the code)", "give one size, e.g. --hidden-dims 512")
-    if not getattr(LIKELIHOODS[model.likelihood], "uses_scale", False):
+    if model.model == "m1m2":  # not "choose --likelihood gaussian": --likelihood is refused there too
+        unused("model.likelihood_scale", "with --model m1m2 (its codes' Gaussian likelihood learns one sigma per "
+               "unit, starting at 1, the codes' standardized spread)", "drop it")
+    elif not getattr(LIKELIHOODS[model.likelihood], "uses_scale", False):
         unused("model.likelihood_scale", f"with --likelihood {model.likelihood} (it is the Gaussian likelihoods' "
                "sigma)", "drop it or choose --likelihood gaussian")
     if model.prior != "mog":

@@ -232,6 +232,7 @@ def fit(model: Callable, guide: Callable, data, *, objective="elbo", epochs: int
         from pyro_vae.runs import num_classes
 
         extra["num_classes"] = num_classes(dataset)
+        extra["class_names"] = list(dataset.class_names)  # what `pyro-vae sample` names its rows by
 
     def on_epoch(trainer: Trainer, row: dict) -> None:
         from pyro_vae.runs import METRICS, write_metrics

@@ -228,9 +228,11 @@ def plot_style_transfer(model, guide, images: torch.Tensor, labels: torch.Tensor
 def plot_reconstructions(model, guide, images: torch.Tensor, path: Path, title: str | None = None,
                          labels: torch.Tensor | None = None) -> Path:
     """Inputs (left) beside E[x | z = loc(x)] (right), one pair per row block; a
-    conditional model encodes and decodes with the images' ``labels``."""
+    conditional model encodes and decodes with the images' ``labels`` (its title says the
+    label is given: M2 and the ADGM do not infer it here)."""
     check_images(images)
-    if getattr(model, "num_classes", 0):
+    conditional = bool(getattr(model, "num_classes", 0))
+    if conditional:
         recon = model.decode_mean(guide.encode(images, labels)[0], labels)
     else:
         recon = model.decode_mean(guide.encode(images)[0])
@@ -244,7 +246,9 @@ def plot_reconstructions(model, guide, images: torch.Tensor, path: Path, title: 
     if not title:
         _margins_in_inches(fig, wspace=2 * _PAD)
     _show(axes[0], image_grid(images, ncol), "inputs")
-    _show(axes[1], image_grid(recon, ncol), "reconstructions (decoder mean at the code)")
+    # M2's and the ADGM's label is the image's own here, not inferred by q(y | x): the title says so
+    _show(axes[1], image_grid(recon, ncol), "reconstructions (decoder mean, label given)" if conditional
+          else "reconstructions (decoder mean at the code)")
     if title:
         fig.suptitle(title)
     return _save(fig, path)
@@ -337,14 +341,16 @@ def _rows_figure(rows: list[tuple[str, torch.Tensor]], path: Path, title: str, x
 
 
 @torch.no_grad()
-def plot_interpolation(model, guide, x_a: torch.Tensor, x_b: torch.Tensor, path: Path, steps: int = 10) -> Path:
-    """Decoded codes between two inputs ``[C, H, W]``: a linear and a spherical row."""
+def plot_interpolation(model, guide, x_a: torch.Tensor, x_b: torch.Tensor, path: Path, steps: int = 10,
+                       names: tuple[str, str] = ("the first image", "the second image")) -> Path:
+    """Decoded codes between two inputs ``[C, H, W]``: a linear and a spherical row; ``names``
+    say which two images they are ("test image 0", a file name) in the title."""
     check_count("steps", steps, 2)
     z_a, z_b = guide.encode(x_a[None])[0][0], guide.encode(x_b[None])[0][0]
     rows = [(method, model.decode_mean(interpolate_codes(z_a, z_b, steps, method)))
             for method in ("linear", "spherical")]
-    return _rows_figure(rows, path, "Interpolation between two test images (codes = encoder means)",
-                        "t from 0 (first image) to 1 (second image)")
+    return _rows_figure(rows, path, f"Interpolation between {names[0]} and {names[1]} (codes = encoder means)",
+                        f"t from 0 ({names[0]}) to 1 ({names[1]})")
 
 
 @torch.no_grad()
@@ -566,30 +572,70 @@ def plot_prior_check(guide, images: torch.Tensor, path: Path, max_dims: int = 16
     return _save(fig, path)
 
 
+#: The VAE curves' margins (fractions of the 11 x 4 inch figure) and gap between its panels
+#: (a fraction of a panel's width), wide enough for tick labels of up to five characters ("-1234").
+_CURVES_MARGINS = dict(left=0.065, right=0.935, bottom=0.13, top=0.92, wspace=0.32)
+
+
 def _curves_figure():
     """The VAE curves' two panels side by side, 11 x 4 inches, with fixed margins that leave room
     for the tick labels, titles and the right panel's twin axis: a constrained layout draws the
     figure once more to measure them, 45% of this figure's time (0.63 against 0.35 s of CPU
     on the benchmark machine), and every train run draws it (issue #16)."""
     fig, axes = _subplots(1, 2, figsize=(11, 4))
-    fig.subplots_adjust(left=0.065, right=0.935, bottom=0.13, top=0.92, wspace=0.32)
+    fig.subplots_adjust(**_CURVES_MARGINS)
     return fig, axes
 
 
-def plot_curves(history: list[dict], path: Path, objective: str | None = None) -> Path:
+def _y_axis_room(ax) -> float:
+    """Inches that ``ax``'s y tick labels, ticks and axis label take beside it, measured from the
+    tick labels its locator and formatter will draw (font metrics, no drawing of the figure)."""
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.textpath import text_to_path
+
+    axis = ax.yaxis
+    low, high = sorted(ax.get_ylim())
+    ticks = [t for t in axis.get_major_locator()() if low <= t <= high]
+    font = FontProperties(size=matplotlib.rcParams["ytick.labelsize"])
+    widest = max((text_to_path.get_text_width_height_descent(label, font, ismath=False)[0]
+                  for label in axis.get_major_formatter().format_ticks(ticks)), default=0.0)
+    label_size = FontProperties(size=matplotlib.rcParams["axes.labelsize"]).get_size_in_points()
+    points = (widest + matplotlib.rcParams["ytick.major.size"] + matplotlib.rcParams["ytick.major.pad"]
+              + matplotlib.rcParams["axes.labelpad"] + 1.2 * label_size)
+    return points / 72
+
+
+def _widen_curves_margins(fig, left_panel, right_panel, twin) -> None:
+    """Widen the curves' fixed margins and gap where their tick labels need more room than
+    :data:`_CURVES_MARGINS` leaves (long numbers: "-12345.5" of an 8-bit likelihood's ELBO),
+    so no axis label is cut off at the figure's edge or runs into the other panel."""
+    width = fig.get_size_inches()[0]
+    left = max(_CURVES_MARGINS["left"], (_y_axis_room(left_panel) + _PAD) / width)
+    right = min(_CURVES_MARGINS["right"], 1 - (_y_axis_room(twin) + _PAD) / width)
+    span = (right - left) * width  # two panels and the gap between them, inches
+    default_gap = _CURVES_MARGINS["wspace"] * span / (2 + _CURVES_MARGINS["wspace"])
+    gap = max(default_gap, _y_axis_room(right_panel) + 2 * _PAD)
+    fig.subplots_adjust(left=left, right=right, wspace=gap / ((span - gap) / 2))
+
+
+def plot_curves(history: list[dict], path: Path, objective: str | None = None, quantity: str = "log p(x)") -> Path:
     """The training objective (``train_objective``, named ``objective`` in the legend where
-    given: "IWAE bound K=5", ...) and the validation ELBO, and the validation reconstruction
-    and KL, by epoch; for a semi-supervised run, the training bound and the classifier's
-    accuracies."""
+    given: "IWAE bound K=5", ...) and the validation ELBO (named with the ``quantity`` it
+    bounds where that is not log p(x): "validation ELBO of log p(x | y)"), and the validation
+    reconstruction and KL, by epoch; for a semi-supervised run, the training objective (named
+    alike: M2's, with its classification term, is no bound) and the classifier's accuracies."""
     if not history:
         raise ValueError("the history holds no epochs: train at least one before plotting the curves.")
     epochs = [row["epoch"] for row in history]
-    if "valid_accuracy" in history[0]:  # its long left title needs the constrained layout
+    if "valid_accuracy" in history[0]:  # its long legend needs the constrained layout
         fig, (left, right) = _subplots(1, 2, layout="constrained", figsize=(11, 4))
-        left.plot(epochs, [row["train_objective"] for row in history])
+        # With alpha > 0 the M2 objective adds alpha x log q(y | x): no bound, so the legend says what it is.
+        left.plot(epochs, [row["train_objective"] for row in history],
+                  label=textwrap.fill(f"train: {objective or 'the training objective'}", 60))
         left.set_xlabel("epoch")
         left.set_ylabel("nats per example")
-        left.set_title("Training bound (unlabelled + labelled, with the classification term)")
+        left.set_title("Training objective")
+        left.legend(fontsize="small")
         for key, name in (("valid_accuracy", "validation"), ("test_accuracy", "test")):
             if key not in history[0]:  # runs since issue 14 score the test split once, at the end
                 continue
@@ -598,16 +644,22 @@ def plot_curves(history: list[dict], path: Path, objective: str | None = None) -
         right.set_ylabel("accuracy of q(y | x), %")
         right.set_title("Classification accuracy")
         right.legend()
+        _whole_epochs(left, right)
         return _save(fig, path)
     fig, (left, right) = _curves_figure()
     # a long name ("IWAE bound K=5 with the KL weight warmed up to beta=1 over 10 epochs") on
     # several lines, so the legend stays inside its panel
     name = textwrap.fill(f"train: {objective or 'the training objective'}", 36)
     left.plot(epochs, [row["train_objective"] for row in history], label=name)
-    left.plot(epochs, [row["valid_elbo"] for row in history], label="validation ELBO")
+    bound = ""
+    if quantity != "log p(x)":  # a conditional model's run: the trainer (and Pyro) is loaded already
+        from pyro_vae.inference.train import bound_of
+
+        bound = bound_of(quantity)
+    left.plot(epochs, [row["valid_elbo"] for row in history], label=f"validation ELBO{bound}")
     left.set_xlabel("epoch")
     left.set_ylabel("nats per example")
-    left.set_title("Training objective and validation ELBO")
+    left.set_title(f"Training objective and validation ELBO{bound}")
     left.legend(fontsize="small")
     right.plot(epochs, [-row["valid_reconstruction"] for row in history], label="-E[log p(x|z)] (reconstruction)")
     right.set_xlabel("epoch")
@@ -618,4 +670,12 @@ def plot_curves(history: list[dict], path: Path, objective: str | None = None) -
     right.set_title("Validation ELBO parts")
     right.legend(loc="upper left")
     twin.legend(loc="upper right")
+    _whole_epochs(left, right)
+    _widen_curves_margins(fig, left, right, twin)
     return _save(fig, path)
+
+
+def _whole_epochs(*axes) -> None:
+    """Ticks at whole epochs only: a history has no epoch 1.5 (a few epochs got ticks at 1.2, 1.4, ...)."""
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -425,7 +425,8 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
             every = config.train.figure_every
             figures_now = bool(every) and row["epoch"] % every == 0
             if figures_now and config.train.figures:
-                _figures(model, guide, dataset, run_dir, device, objective_name(config), images=scaler is None)
+                _figures(model, guide, dataset, run_dir, device, objective_name(config), images=scaler is None,
+                         quantity=quantity_of(config))
             if board is not None:
                 _log_tensorboard(board, row, model, guide, dataset, device, images=figures_now or row["epoch"] == 1)
             if tracker is not None:
@@ -441,7 +442,7 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
         options = dict(run_dir=run_dir, seed=train_cfg.seed, device=device, on_epoch=on_epoch, progress=progress,
                        log=log, distributed=ctx,
                        extra_state={"config": config.to_dict(), "num_classes": num_classes(dataset),
-                                    "image_shape": list(dataset.image_shape)})
+                                    "class_names": list(dataset.class_names), "image_shape": list(dataset.image_shape)})
         if initialised_from is not None:
             options["extra_state"]["init_from"] = initialised_from
         semi_supervised = config.model.model in SEMI_SUPERVISED
@@ -519,7 +520,8 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
             }
         # M1+M2's "images" are codes: its image figures would need M1's decoder (the curves alone are drawn)
         figures = ([] if not train_cfg.figures else
-                   _figures(model, guide, dataset, run_dir, device, objective_name(config), images=scaler is None))
+                   _figures(model, guide, dataset, run_dir, device, objective_name(config), images=scaler is None,
+                            quantity=quantity_of(config)))
         summary = {
             **run_settings(config),
             "epochs": state.epoch,
@@ -730,7 +732,8 @@ def _semi_supervised_results(config: Config, dataset: ImageDataset, labelled, be
     # The best model (by validation accuracy) is loaded; the test split is scored once, here.
     test_accuracy = classification_accuracy(trainer.guide, dataset.test.images, dataset.test.labels)
     budget = dict(epochs=trainer.state.epoch, steps_per_epoch=trainer.steps_per_epoch(),
-                  batch_size=config.train.batch_size, seed=config.train.seed)
+                  batch_size=config.train.batch_size, seed=config.train.seed,
+                  lr_decay=config.train.lr_decay, clip_norm=config.train.clip_norm)  # M2's schedule too
     pyro.set_rng_seed(config.train.seed)
     # The ADGM's classifier also reads a; its baseline is M2's pixel classifier, built (and
     # initialised) exactly as for an M2 run of the same seed, so both share one baseline.
@@ -751,11 +754,21 @@ def _semi_supervised_results(config: Config, dataset: ImageDataset, labelled, be
         baseline = tuned_supervised_baseline(lambda: copy.deepcopy(pixels).to(device), images, labelled, **budget)
         on_codes = tuned_supervised_baseline(lambda: copy.deepcopy(fresh.classifier).to(device), dataset, labelled,
                                              **budget)
-        results.update({f"codes_baseline_{key}": value for key, value in on_codes.items()})
-        results["codes_baseline_test_accuracy_stderr"] = binomial_stderr(on_codes["test_accuracy"], len(dataset.test))
-    results.update({f"baseline_{key}": value for key, value in baseline.items()})
-    results["baseline_test_accuracy_stderr"] = binomial_stderr(baseline["test_accuracy"], len(dataset.test))
+        results.update(_with_accuracy_stderrs("codes_baseline_", on_codes, dataset))
+    results.update(_with_accuracy_stderrs("baseline_", baseline, dataset))
     return results
+
+
+def _with_accuracy_stderrs(prefix: str, result: dict, dataset: ImageDataset) -> dict:
+    """A baseline's ``result`` under ``prefix``, each of its accuracies (validation, test) with its
+    binomial standard error over that split's images, as M2's own are given."""
+    from pyro_vae.inference.judge import binomial_stderr
+
+    fields = {f"{prefix}{key}": value for key, value in result.items()}
+    for split in ("valid", "test"):
+        fields[f"{prefix}{split}_accuracy_stderr"] = binomial_stderr(result[f"{split}_accuracy"],
+                                                                    len(dataset.split(split)))
+    return fields
 
 
 def _tensorboard_writer_class(run_dir: Path | None = None):
@@ -793,9 +806,10 @@ def _log_tensorboard(board, row: dict, model, guide, dataset: ImageDataset, devi
 
 
 def _figures(model, guide, dataset: ImageDataset, run_dir: Path, device, objective: str | None = None,
-             images: bool = True) -> list[Path]:
+             images: bool = True, quantity: str = "log p(x)") -> list[Path]:
     """A run's figures: samples and reconstructions (completions for quadrant) unless
-    ``images`` is false (M1+M2, whose data are M1's codes, not images), and the curves."""
+    ``images`` is false (M1+M2, whose data are M1's codes, not images), and the curves
+    (``objective`` and ``quantity``: :func:`~pyro_vae.plots.plot_curves`)."""
     from pyro_vae.plots import plot_completions, plot_curves, plot_reconstructions, plot_samples
 
     if not images:
@@ -808,7 +822,7 @@ def _figures(model, guide, dataset: ImageDataset, run_dir: Path, device, objecti
                    plot_reconstructions(model, guide, test.images, run_dir / "reconstructions.png",
                                         labels=test.labels)]
     if (run_dir / METRICS).exists():
-        figures.append(plot_curves(read_metrics(run_dir), run_dir / "curves.png", objective))
+        figures.append(plot_curves(read_metrics(run_dir), run_dir / "curves.png", objective, quantity))
     return figures
 
 
@@ -1014,8 +1028,8 @@ def objective_name(config: Config) -> str:
 
         return semi_supervised_name(train_cfg.alpha, train_cfg.beta)
     return TrainSettings(epochs=train_cfg.epochs, beta=train_cfg.beta, kl_warmup_epochs=train_cfg.kl_warmup_epochs,
-                         kl_warmup_steps=train_cfg.kl_warmup_steps,
-                         objective_label=objective_label(config)).describe_objective()
+                         kl_warmup_steps=train_cfg.kl_warmup_steps, objective_label=objective_label(config),
+                         quantity=quantity_of(config)).describe_objective()
 
 
 def _attribute_mask(dataset: ImageDataset, split, attribute: str, attribute_file: str | None) -> tuple:
@@ -1064,6 +1078,12 @@ def _image_by_name(dataset: ImageDataset, name: str) -> torch.Tensor:
                            "--index-a and --index-b (test image numbers).")
     raise PyroVAEError(f"no image named '{name}' in the data set; give a file name from its folder "
                        f"(e.g. {dataset.test.names[0]}).")
+
+
+def run_class_names(run: Run) -> tuple[str, ...]:
+    """The names of a run's classes without loading its data: as its checkpoint recorded them
+    (an image folder's sub-folders), else the named data set's (runs from before the record)."""
+    return tuple(run.checkpoint.get("class_names") or class_names(run.config.data.dataset))
 
 
 def model_title(run: Run) -> str:
@@ -1165,16 +1185,16 @@ def figure_from_run(run: Run, kind: str, output: Path, n: int = 64, limit: int |
         raise PyroVAEError(f"the 'style' figure needs a model with a label (--model cvae, m2 or adgm), and "
                            f"{run.run_dir} is a --model {run.config.model.model} run; choose another --kind.")
     if label is not None and not conditional:
-        raise PyroVAEError(f"--label draws one class of a conditional model (--model cvae or m2); this run's "
+        raise PyroVAEError(f"--label draws one class of a conditional model (--model cvae, m2 or adgm); this run's "
                            f"model is {run.config.model.model}, so drop --label.")
     if label is not None and not 0 <= label < run.model.num_classes:
         raise PyroVAEError(f"--label {label} is not a class of this model, which has {run.model.num_classes} "
                            f"classes: give a number from 0 to {run.model.num_classes - 1}.")
     if kind == "curves":
-        return plots.plot_curves(read_metrics(run.run_dir), output, objective_name(run.config))
+        return plots.plot_curves(read_metrics(run.run_dir), output, objective_name(run.config), quantity_of(run.config))
     if kind == "samples":
         return plots.plot_samples(run.model, output, n=n, device=run.device, label=label,
-                                  class_names=class_names(run.config.data.dataset))
+                                  class_names=run_class_names(run))
     autoencoder = not getattr(run.model, "has_marginal_likelihood", True)
     if kind == "prior-check" and autoencoder:
         raise PyroVAEError("the prior check compares the codes with the prior N(0, I), and a plain autoencoder "
@@ -1213,11 +1233,13 @@ def figure_from_run(run: Run, kind: str, output: Path, n: int = 64, limit: int |
             if not (image_a and image_b):
                 raise PyroVAEError("give both --image-a and --image-b (two file names) to interpolate between.")
             x_a, x_b = _image_by_name(dataset, image_a), _image_by_name(dataset, image_b)
+            names = (image_a, image_b)  # found in any split: not "test images"
         elif not (0 <= index_a < len(dataset.test) and 0 <= index_b < len(dataset.test)):
             raise PyroVAEError(f"--index-a and --index-b must be test image numbers below {len(dataset.test)}.")
         else:
             x_a, x_b = dataset.test.images[index_a], dataset.test.images[index_b]
-        return plots.plot_interpolation(run.model, run.guide, x_a, x_b, output)
+            names = (f"test image {index_a}", f"test image {index_b}")
+        return plots.plot_interpolation(run.model, run.guide, x_a, x_b, output, names=names)
     if kind == "arithmetic":
         if not attribute and not attribute_file:
             raise PyroVAEError("latent arithmetic needs --attribute CLASS (a class name or number) "

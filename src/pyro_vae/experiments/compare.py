@@ -116,6 +116,8 @@ class RunRecord:
     loglik: dict | None = None
     history: list = field(default_factory=list)
     fidelity: dict | None = None  # label_fidelity.json of ``evaluate --label-fidelity``
+    #: The settings the run does not use (an M2 run's ``aux_dim``): a blank cell in the table.
+    unused: frozenset = frozenset()
 
     def examples(self) -> Examples | None:
         path = examples_path(self.run_dir / "loglik.json")
@@ -129,6 +131,14 @@ def _flat_settings(config: Config) -> dict:
 
     return {key: ",".join(map(str, value)) if isinstance(value, list) else value
             for key, value in settings_in_effect(config).items()}
+
+
+def unused_settings(config: Config) -> frozenset:
+    """The bare names of the settings a run of ``config`` does not use, whatever their values
+    (:func:`~pyro_vae.config.unused_options`): recorded at their defaults, but no part of the run."""
+    from pyro_vae.config import unused_options
+
+    return frozenset(key.split(".", 1)[1] for key in unused_options(config))
 
 
 def read_run(run_dir: Path) -> RunRecord:
@@ -148,7 +158,8 @@ def read_run(run_dir: Path) -> RunRecord:
               if loglik_path.is_file() else None)
     fidelity = (read_json(fidelity_path, f"measure it again with pyro-vae evaluate {run_dir} --label-fidelity")
                 if fidelity_path.is_file() else None)
-    return RunRecord(run_dir, _flat_settings(config), summary, loglik, read_metrics(run_dir), fidelity)
+    return RunRecord(run_dir, _flat_settings(config), summary, loglik, read_metrics(run_dir), fidelity,
+                     unused_settings(config))
 
 
 def collect_runs(paths: list[Path]) -> list[RunRecord]:
@@ -242,6 +253,8 @@ QUANTITIES = [
     ("test log p(x)", lambda r: (r.loglik or {}).get("log_likelihood_mean")),
     ("test log p(x) bits/dim", lambda r: (r.loglik or {}).get("bits_per_dim")),
     ("test accuracy", lambda r: r.summary.get("test_accuracy")),
+    # the same classifier trained on the labels alone: what the unlabelled images added is the difference
+    ("baseline test accuracy", lambda r: r.summary.get("baseline_test_accuracy")),
     # evaluate --label-fidelity: shares judged by an independent classifier of real images
     ("label fidelity (prior)", lambda r: ((r.fidelity or {}).get("prior") or {}).get("fidelity")),
     ("label fidelity (style grid)", lambda r: ((r.fidelity or {}).get("style_grid") or {}).get("fidelity")),
@@ -259,6 +272,7 @@ OWN_STDERR = {
     "test log p(x)": lambda r: (r.loglik or {}).get("log_likelihood_stderr"),
     "test log p(x) bits/dim": lambda r: (r.loglik or {}).get("bits_per_dim_stderr"),
     "test accuracy": lambda r: r.summary.get("test_accuracy_stderr"),  # binomial
+    "baseline test accuracy": lambda r: r.summary.get("baseline_test_accuracy_stderr"),  # binomial
     # evaluate --label-fidelity's shares, binomial over the images judged
     "label fidelity (prior)": lambda r: ((r.fidelity or {}).get("prior") or {}).get("stderr"),
     "label fidelity (style grid)": lambda r: ((r.fidelity or {}).get("style_grid") or {}).get("stderr"),
@@ -407,7 +421,10 @@ def compare_table(records: list[RunRecord]) -> tuple[list[str], list[dict]]:
             columns += ["test log p(x) K", "test log p(x) images"]
     rows = []
     for group in groups:
-        row = {setting_column(key): value for key, value in group.settings.items()}
+        # A setting a run does not use is left blank (the ADGM's aux_dim beside an M2 run), not
+        # shown at the default it was recorded at; the runs of a group share their settings.
+        row = {setting_column(key): None if key in group.runs[0].unused else value
+               for key, value in group.settings.items()}
         row["seeds"] = len(group.runs)
         single = len(group.runs) == 1  # no spread over seeds: the run's own, over its images
         row["se over"] = "the images (one run)" if single else f"the {len(group.runs)} seeds"
@@ -454,7 +471,7 @@ def kind_notes(records: list[RunRecord]) -> list[str]:
     """One note per quantity whose rows are not all pairwise comparable: which rows (by
     their differing settings) and each reason sentence once. Empty when all can be ranked."""
     keys, groups = group_runs(records)
-    labels = [f"row {number}" + (f" ({_label(group.settings, keys)})" if keys else "")
+    labels = [f"row {number}" + (f" ({_label(group.settings, keys, group.runs[0].unused)})" if keys else "")
               for number, group in enumerate(groups, start=1)]
     notes = []
     for quantity in KINDED:
@@ -548,7 +565,8 @@ def stale_loglik_note(record: RunRecord) -> str | None:
 
 
 #: Decimals shown per quantity in the Markdown table (the CSV keeps full precision).
-DECIMALS = {"epochs": 1, "best epoch": 1, "train s": 1, "test accuracy": 4, "seeds": 0, "images": 0,
+DECIMALS = {"epochs": 1, "best epoch": 1, "train s": 1, "test accuracy": 4, "baseline test accuracy": 4, "seeds": 0,
+            "images": 0,
             "label fidelity (prior)": 4, "label fidelity (style grid)": 4, "z probe accuracy": 4,
             "s.e. of the difference of means": 2, "test ELBO bits/dim": 4, "test log p(x) bits/dim": 4}
 
@@ -636,8 +654,9 @@ def paired_table(records: list[RunRecord], reference: RunRecord) -> tuple[list[d
 
 # -- figures -----------------------------------------------------------------------------
 
-def _label(settings: dict, keys: list[str]) -> str:
-    return ", ".join(f"{k}={settings.get(k)}" for k in keys) or "run"
+def _label(settings: dict, keys: list[str], unused: frozenset = frozenset()) -> str:
+    """``key=value`` of each of ``keys`` but those the run does not use (an M2 run's aux_dim)."""
+    return ", ".join(f"{k}={settings.get(k)}" for k in keys if k not in unused) or "run"
 
 
 def plot_overlaid_curves(records: list[RunRecord], output: Path) -> Path:
@@ -661,7 +680,7 @@ def plot_overlaid_curves(records: list[RunRecord], output: Path) -> Path:
     ax = fig.add_subplot()
     for record in records:
         epochs = [row["epoch"] for row in record.history]
-        ax.plot(epochs, [row[column] for row in record.history], marker=".", label=_label(record.settings, keys))
+        ax.plot(epochs, [row[column] for row in record.history], marker=".", label=_label(record.settings, keys, record.unused))
         best = record.summary.get("best_epoch")
         if best is not None:
             ax.plot([best], [next(row[column] for row in record.history if row["epoch"] == best)], "k*", ms=8)

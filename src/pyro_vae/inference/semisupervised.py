@@ -199,11 +199,27 @@ class SemiSupervisedTrainer(Trainer):
 
 def train_supervised_baseline(classifier: torch.nn.Module, dataset: ImageDataset, labelled: torch.Tensor,
                               epochs: int, steps_per_epoch: int, batch_size: int = 128, learning_rate: float = 1e-3,
-                              seed: int = 0) -> dict:
+                              seed: int = 0, lr_decay: float = 1.0, clip_norm: float = 0.0) -> dict:
     """The classifier trained on the labelled examples alone (cross-entropy), with the same
-    budget of steps and batch size as M2, the best epoch chosen by validation accuracy.
-    Returns its validation accuracy, the best epoch, and the test accuracy of that epoch's
-    parameters, scored once at the end (the classifier is left holding them)."""
+    budget of steps and batch size as M2 (and its schedule: the learning rate times ``lr_decay``
+    after every epoch, gradients clipped to a global norm of ``clip_norm`` where > 0), the best
+    epoch chosen by validation accuracy. Returns its validation accuracy, the best epoch, and
+    the test accuracy of that epoch's parameters, scored once at the end (the classifier is
+    left holding them)."""
+    best = fit_supervised_baseline(classifier, dataset, labelled, epochs, steps_per_epoch, batch_size,
+                                   learning_rate, seed, lr_decay, clip_norm)
+    return {**best, "test_accuracy": _test_accuracy(classifier, dataset)}
+
+
+def _test_accuracy(classifier: torch.nn.Module, dataset: ImageDataset) -> float:
+    return classification_accuracy(_ClassifierAsGuide(classifier), dataset.test.images, dataset.test.labels)
+
+
+def fit_supervised_baseline(classifier: torch.nn.Module, dataset: ImageDataset, labelled: torch.Tensor,
+                            epochs: int, steps_per_epoch: int, batch_size: int = 128, learning_rate: float = 1e-3,
+                            seed: int = 0, lr_decay: float = 1.0, clip_norm: float = 0.0) -> dict:
+    """:func:`train_supervised_baseline` without reading the test split: the validation
+    accuracy and the best epoch, the classifier left holding that epoch's parameters."""
     device = next(classifier.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
     noise = torch.Generator(device=device).manual_seed(seed + 1)
@@ -213,6 +229,8 @@ def train_supervised_baseline(classifier: torch.nn.Module, dataset: ImageDataset
     best = {"valid_accuracy": -1.0}
     wrapper = _ClassifierAsGuide(classifier)
     for epoch in range(1, epochs + 1):
+        for group in optimizer.param_groups:  # M2's schedule (Trainer.begin_epoch): decayed after every epoch
+            group["lr"] = learning_rate * lr_decay ** (epoch - 1)
         classifier.train()  # batch normalisation (a conv classifier's --batch-norm) steps on batch statistics
         for _ in range(steps_per_epoch):
             picked = labelled[torch.randint(len(labelled), (min(batch_size, len(labelled)),), generator=generator,
@@ -222,6 +240,8 @@ def train_supervised_baseline(classifier: torch.nn.Module, dataset: ImageDataset
                 x = binarize_batch(x, noise)
             optimizer.zero_grad(set_to_none=True)
             F.cross_entropy(classifier(x), labels[picked]).backward()
+            if clip_norm > 0:
+                torch.nn.utils.clip_grad_norm_(list(classifier.parameters()), clip_norm)
             optimizer.step()
         classifier.eval()  # and scores on its running averages, so an image's class never depends on its batch
         valid = classification_accuracy(wrapper, dataset.valid.images, dataset.valid.labels)
@@ -229,7 +249,7 @@ def train_supervised_baseline(classifier: torch.nn.Module, dataset: ImageDataset
             best = {"valid_accuracy": valid, "best_epoch": epoch}
             best_state = {k: v.detach().clone() for k, v in classifier.state_dict().items()}
     classifier.load_state_dict(best_state)
-    return {**best, "test_accuracy": classification_accuracy(wrapper, dataset.test.images, dataset.test.labels)}
+    return best
 
 
 #: The learning rates the supervised baseline tries; it keeps the one with the best validation accuracy.
@@ -238,18 +258,21 @@ BASELINE_LEARNING_RATES = (3e-4, 1e-3, 3e-3)
 
 def tuned_supervised_baseline(make_classifier: Callable[[], torch.nn.Module], dataset: ImageDataset,
                               labelled: torch.Tensor, epochs: int, steps_per_epoch: int, batch_size: int = 128,
-                              seed: int = 0, learning_rates=BASELINE_LEARNING_RATES) -> dict:
+                              seed: int = 0, learning_rates=BASELINE_LEARNING_RATES, lr_decay: float = 1.0,
+                              clip_norm: float = 0.0) -> dict:
     """:func:`train_supervised_baseline` at each of ``learning_rates`` (a fresh classifier from
     ``make_classifier`` each time, initialised alike), the one with the best validation
     accuracy kept: the baseline gets its own learning rate and its own best epoch, both
-    chosen by validation accuracy, as M2 does. Adds ``learning_rate`` to the result."""
-    best = None
+    chosen by validation accuracy, as M2 does; the test split is scored once, by the classifier
+    kept. Adds ``learning_rate`` to the result."""
+    best = kept = None
     for rate in learning_rates:
-        result = {**train_supervised_baseline(make_classifier(), dataset, labelled, epochs, steps_per_epoch,
-                                              batch_size, rate, seed), "learning_rate": rate}
+        classifier = make_classifier()
+        result = {**fit_supervised_baseline(classifier, dataset, labelled, epochs, steps_per_epoch, batch_size, rate,
+                                            seed, lr_decay, clip_norm), "learning_rate": rate}
         if best is None or result["valid_accuracy"] > best["valid_accuracy"]:
-            best = result
-    return best
+            best, kept = result, classifier
+    return {**best, "test_accuracy": _test_accuracy(kept, dataset)}
 
 
 class _ClassifierAsGuide:

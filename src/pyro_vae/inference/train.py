@@ -120,14 +120,16 @@ class TrainSettings:
     def describe_objective(self) -> str:
         """What the history's ``train_objective`` holds (the epoch's mean of the objective the
         steps ascended, nats per example), in words: the bound itself ("ELBO", "IWAE bound
-        K=5") only when the KL weight is 1 throughout; otherwise the bound with its KL weight."""
+        K=5", "ELBO of log p(x | y)") only when the KL weight is 1 throughout; otherwise the
+        bound with its KL weight."""
+        label = self.objective_label + bound_of(self.quantity)
         warmup = (f"{self.kl_warmup_steps} steps" if self.kl_warmup_steps else
                   f"{self.kl_warmup_epochs} epochs" if self.kl_warmup_epochs else "")
         if warmup:
-            return f"{self.objective_label} with the KL weight warmed up to beta={self.beta:g} over {warmup}"
+            return f"{label} with the KL weight warmed up to beta={self.beta:g} over {warmup}"
         if self.beta != 1:
-            return f"{self.objective_label} with the KL weight beta={self.beta:g}"
-        return self.objective_label
+            return f"{label} with the KL weight beta={self.beta:g}"
+        return label
 
 
 @dataclass
@@ -182,6 +184,13 @@ def epochs_since_best(criteria: list[float]) -> int:
         return 0
     best = max(range(len(criteria)), key=lambda i: (criteria[i], -i))
     return len(criteria) - 1 - best
+
+
+def bound_of(quantity: str) -> str:
+    """What a bound bounds where that is not log p(x), to follow its name ("ELBO", "IWAE bound
+    K=5"): " of log p(x | y)" for the conditional VAE, " of log p(x_m | x_g)" for quadrant
+    completion; "" for log p(x)."""
+    return "" if quantity == "log p(x)" else f" of {short_quantity(quantity)}"
 
 
 def label_kwargs(model, labels: torch.Tensor | None, rows=slice(None)) -> dict:
@@ -495,7 +504,7 @@ class Trainer:
         """What the epoch's training number is: the bound itself ("train ELBO", "train IWAE
         bound K=5") only when the KL weight was 1 throughout; otherwise the objective with
         its KL weight, which is not that bound."""
-        label, beta = self.settings.objective_label, self.settings.beta
+        label, beta = self.settings.objective_label + bound_of(self.settings.quantity), self.settings.beta
         warmup = self.settings.kl_warmup_steps or self.settings.kl_warmup_epochs * self.steps_per_epoch()
         # The epoch's first step (0-based) had the smallest weight, beta * (first + 1) / warmup.
         if warmup and row["step"] - self.steps_per_epoch() + 1 < warmup:
@@ -547,9 +556,8 @@ class Trainer:
             return (f"epoch {row['epoch']:>3}  {self.training_objective(row)} {with_stderr(row, 'train_objective', 9)}  valid "
                     f"reconstruction log p(x | code) {with_stderr(row, 'valid_reconstruction', 9)} (not a bound on "
                     f"log p(x): an autoencoder has none){selection}  {row['seconds']:6.1f} s")
-        bound = "" if self.settings.quantity == "log p(x)" else f" of {short_quantity(self.settings.quantity)}"
         return (f"epoch {row['epoch']:>3}  {self.training_objective(row)} {with_stderr(row, 'train_objective', 9)}  valid ELBO"
-                f"{bound} {with_stderr(row, 'valid_elbo', 9)} (recon {with_stderr(row, 'valid_reconstruction', 9)}, KL "
+                f"{bound_of(self.settings.quantity)} {with_stderr(row, 'valid_elbo', 9)} (recon {with_stderr(row, 'valid_reconstruction', 9)}, KL "
                 f"{with_stderr(row, 'valid_kl', 7)}){selection}  {row['seconds']:6.1f} s")
 
     # -- checkpoints -------------------------------------------------------------------
