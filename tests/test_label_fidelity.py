@@ -273,8 +273,8 @@ def test_evaluate_label_fidelity_of_a_cvae_run(idx_dir, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "label fidelity of prior samples" in out and "linear probe of z" in out
     result = json.loads((run / "label_fidelity.json").read_text())
-    assert result["prior"]["images"] == 3 * 10 and result["style_grid"]["images"] == 8 * 10
-    assert result["style_grid"]["swapped"]["images"] == 8 * 9 and result["seed"] == 0
+    assert result["prior"]["images"] == 3 * 4 and result["style_grid"]["images"] == 8 * 4  # the four classes
+    assert result["style_grid"]["swapped"]["images"] == 8 * 3 and result["seed"] == 0
     assert not result["judge"]["from_cache"] and result["judge"]["test_accuracy"] > 0.9  # four easy classes
     assert 0 <= result["z_probe_accuracy"] <= 1 and result["z_probe"]["test_examples"] == 200
     assert main(args) == 0  # the second time the judge comes from the cache
@@ -295,11 +295,11 @@ def test_evaluate_label_fidelity_reads_the_split_it_is_given(idx_dir, tmp_path, 
     assert main(base + ["--split", "train", "-o", str(tmp_path / "train.json")]) == 0
     result = json.loads((tmp_path / "train.json").read_text())
     assert result["style_grid"]["split"] == "train" and result["style_grid"]["test_images"] == 300
-    assert result["style_grid"]["images"] == 300 * 10 and result["z_probe"]["test_examples"] == 1000
+    assert result["style_grid"]["images"] == 300 * 4 and result["z_probe"]["test_examples"] == 1000
     assert main(base + ["--split", "valid", "-o", str(tmp_path / "valid.json")]) == 0
     result = json.loads((tmp_path / "valid.json").read_text())
     assert result["style_grid"]["split"] == "valid" and result["z_probe"]["split"] == "valid"
-    assert result["style_grid"]["images"] == 200 * 10 and result["z_probe"]["test_examples"] == 200
+    assert result["style_grid"]["images"] == 200 * 4 and result["z_probe"]["test_examples"] == 200
     assert "200 valid images x every label" in capsys.readouterr().out
 
 
