@@ -11,9 +11,7 @@ writes what a CLI run writes: ``checkpoint_last.pt`` and ``checkpoint_best.pt`` 
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +25,7 @@ from pyro_vae.data.datasets import ImageDataset, Split
 from pyro_vae.errors import CheckpointError, ConfigError, DataError
 from pyro_vae.inference.checkpoint import BEST, LAST, atomic_write_text, load_checkpoint
 from pyro_vae.inference.objectives import make_objective
+from pyro_vae.inference.randomness import random_state_kept
 from pyro_vae.inference.train import Trainer, TrainSettings, evaluate_elbo
 
 
@@ -70,27 +69,10 @@ def as_dataset(data) -> ImageDataset:
     return ImageDataset("tensors", *splits, binarize="none")
 
 
-@contextlib.contextmanager
-def callers_random_state_kept():
-    """Restore the caller's random states (Python's ``random``, NumPy's, torch's on the CPU and
-    on every CUDA device) on leaving the block, whatever happened inside: a library call that
-    seeds and draws (``pyro.set_rng_seed``) must not move or reset its user's random stream."""
-    import numpy as np
-
-    python_state, numpy_state = random.getstate(), np.random.get_state()
-    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-    try:
-        with torch.random.fork_rng(devices=cuda):
-            yield
-    finally:
-        random.setstate(python_state)
-        np.random.set_state(numpy_state)
-
-
 def _keeps_callers_random_state(function: Callable) -> Callable:
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
-        with callers_random_state_kept():
+        with random_state_kept():
             return function(*args, **kwargs)
     return wrapper
 
@@ -286,7 +268,7 @@ def _check_config_builds(config, model, guide, dataset: ImageDataset) -> None:
         return {k: tuple(v.shape) for k, v in module.state_dict().items()}
 
     try:
-        with torch.random.fork_rng(devices=[]):  # building initialises weights: leave the RNG as it was
+        with random_state_kept():  # building initialises weights: leave the RNG as it was
             built = build_vae(config.model, tuple(dataset.image_shape), num_classes(dataset))
     except Exception as err:  # noqa: BLE001 - any reason it cannot build for these data
         raise ConfigError(f"config's [model] table cannot build a model for these data ({err}); pass the "

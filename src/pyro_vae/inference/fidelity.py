@@ -38,6 +38,7 @@ import torch
 from torch.nn import functional as F
 
 from pyro_vae.inference.judge import binomial_stderr
+from pyro_vae.inference.randomness import random_state_kept
 
 Decode = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (z [N, L], y [N]) -> images [N, C, H, W]
 EncodeStyle = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x [N, C, H, W], y [N]) -> z [N, L]
@@ -117,7 +118,7 @@ def prior_fidelity(generator: LabelModel, classify: Classify, per_class: int = 1
     """Fidelity of ``per_class`` codes z ~ p(z | y) for each label y, decoded with y
     (the draws are seeded with ``seed``; the caller's random state is left as it was)."""
     labels = torch.arange(generator.num_classes, device=device).repeat_interleave(per_class)
-    with torch.random.fork_rng(devices=[]):
+    with random_state_kept():
         torch.manual_seed(seed)
         codes = generator.sample_prior(labels)
     predicted = _judge_decoded(generator.decode, classify, codes, labels, batch_size)

@@ -33,6 +33,7 @@ from torch.nn import functional as F
 from pyro_vae.data.datasets import ImageDataset, Split
 from pyro_vae.data.folders import ByteImages
 from pyro_vae.errors import DataError
+from pyro_vae.inference.randomness import random_state_kept
 
 #: Where the judges are kept when neither an option nor the environment says.
 CACHE_ENV = "PYRO_VAE_CLASSIFIER_CACHE"
@@ -152,7 +153,7 @@ def train_judge(dataset: ImageDataset, settings: JudgeSettings = JudgeSettings()
         raise DataError(f"'{dataset.name}' has no labels, so no classifier can be trained to judge its classes.")
     num_classes = len(dataset.class_names) or int(dataset.train.labels.max()) + 1
     started = time.perf_counter()
-    with torch.random.fork_rng(devices=[]):  # the caller's random state is left as it was
+    with random_state_kept():  # the caller's random state is left as it was
         torch.manual_seed(settings.seed)
         net = JudgeNet(dataset.image_shape, num_classes, settings)
         optimizer = torch.optim.Adam(net.parameters(), lr=settings.learning_rate)

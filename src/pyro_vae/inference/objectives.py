@@ -34,6 +34,7 @@ from torch.distributions import kl_divergence
 
 from pyro_vae.distributions import FullPlate
 from pyro_vae.errors import ConfigError
+from pyro_vae.inference.randomness import random_state_kept
 from pyro_vae.inference.weights import (MAX_PLATE_NESTING, guide_and_model_sites, log_importance_weights,
                                         per_example_log_prob, sample_sites)
 
@@ -187,7 +188,7 @@ def check_dreg_guide(model: Callable, guide: Callable, *args, **kwargs) -> None:
     """Raise the ConfigError of :class:`DReGIWAELoss` now, before training, where the guide
     cannot evaluate log q at a value it did not draw: one bound on the given examples (a
     couple suffice) without gradients, the RNGs left as they were."""
-    with torch.random.fork_rng(devices=[]), torch.no_grad():
+    with random_state_kept(), torch.no_grad():
         DReGIWAELoss(k=1).differentiable_loss(model, guide, *args, **kwargs)
 
 

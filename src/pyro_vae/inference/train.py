@@ -37,6 +37,7 @@ from pyro_vae.errors import CheckpointError, DataError, TrainingError, TrainingI
 from pyro_vae.inference.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
 from pyro_vae.inference.distributed import DistributedContext, GlobalBatchNoise
 from pyro_vae.inference.programs import trainable_programs
+from pyro_vae.inference.randomness import random_state_kept
 from pyro_vae.inference.kinds import short_quantity
 from pyro_vae.inference.objectives import ELBOTerms, elbo_terms, latent_sites, linear_warmup, scale_sites
 
@@ -537,8 +538,7 @@ class Trainer:
         valid, rows = self.dataset.valid, self.selection_rows()
         images = as_tensor(valid.images[rows.to(valid.images.device)])
         labels = None if valid.labels is None else valid.labels[rows.to(valid.labels.device)]
-        devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
+        with random_state_kept():  # the training streams go on as if no selection draw was made
             torch.manual_seed(self.settings.selection_seed)
             return importance_log_likelihood(self.model, self.guide, images, k=self.settings.selection_k,
                                              **label_kwargs(self.model, labels))
