@@ -53,7 +53,11 @@ def test_code_dataset_holds_the_standardized_posterior_means_of_every_split():
     split = lambda n: Split(torch.rand(n, 1, 2, 2), torch.arange(n) % 2)  # noqa: E731
     images = ImageDataset("toy", split(12), split(5), split(6), binarize="dynamic")
     codes, scaler = code_dataset(_LinearGuide(weight), images)
-    train_means = images.train.images.flatten(1) @ weight.T
+    # dynamic binarization: the training images are encoded as one fixed 0/1 draw, as the
+    # validation and test images are scored, not as their grey levels (M1 never saw those)
+    drawn = images.scored_split("train").images
+    assert set(drawn.unique().tolist()) == {0.0, 1.0}
+    train_means = drawn.flatten(1) @ weight.T
     assert scaler.active.tolist() == [True, False, True]  # unit 1 is always 0
     expected = (train_means[:, [0, 2]] - train_means[:, [0, 2]].mean(0)) / train_means[:, [0, 2]].std(0)
     assert codes.train.images.shape == (12, 1, 1, 2) and codes.binarize == "none"

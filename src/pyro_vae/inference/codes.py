@@ -79,9 +79,12 @@ class CodeScaler:
 def code_dataset(guide, dataset: ImageDataset, threshold: float = ACTIVITY_THRESHOLD) -> tuple[ImageDataset, CodeScaler]:
     """The data set with every image replaced by its standardized M1 code ``[N, 1, 1, D]``
     (labels kept, binarization "none"), and the scaler fitted on the training codes.
-    Grey images are encoded as they are (a dynamically binarized M1 saw 0/1 draws of them;
-    the grey image is their mean)."""
-    means = {name: posterior_means(guide, getattr(dataset, name).images) for name in ("train", "valid", "test")}
+    Every split is encoded as it is scored (:meth:`ImageDataset.scored_split`): with dynamic
+    binarization the training images are one fixed 0/1 draw, as the validation and test
+    images are. Encoding the grey training images instead put the codes M2 trains on about a
+    tenth of a code's spread away from those it is selected and tested on, and M1, trained on
+    0/1 draws, never saw a grey image."""
+    means = {name: posterior_means(guide, dataset.scored_split(name).images) for name in ("train", "valid", "test")}
     scaler = CodeScaler.fit(means["train"], threshold)
 
     def split(name: str) -> Split:
