@@ -197,4 +197,4 @@ def test_label_fidelity_of_an_m1m2_run_decodes_through_m1(idx_dir, tmp_path, cap
     assert main(["evaluate", str(stacked), "--label-fidelity", "--classifier-cache", str(tmp_path / "cache"),
                  "--fidelity-samples", "3", "--fidelity-images", "8"]) == 0
     result = json.loads((stacked / "label_fidelity.json").read_text())
-    assert result["prior"]["images"] == 3 * 10 and result["style_grid"]["images"] == 8 * 10
+    assert result["prior"]["images"] == 3 * 4 and result["style_grid"]["images"] == 8 * 4  # the four classes

@@ -88,14 +88,14 @@ def test_cvae_from_the_cli(idx_dir, tmp_path, capsys):
     assert json.loads((run / "summary.json").read_text())["train_objective_name"] == "ELBO of log p(x | y)"
     assert main(["sample", str(run), "--label", "2", "-n", "16", "-o", str(tmp_path / "s.png")]) == 0
     capsys.readouterr()
-    assert main(["sample", str(run), "-n", "64", "-o", str(tmp_path / "s64.png")]) == 2  # 10 equal rows: 60 or 70
-    assert "give n (-n) 60 or 70" in capsys.readouterr().err and not (tmp_path / "s64.png").exists()
-    assert main(["plot", str(run), "--kind", "samples", "-o", str(tmp_path / "s60.png")]) == 0  # the default: 60
+    assert main(["sample", str(run), "-n", "62", "-o", str(tmp_path / "s62.png")]) == 2  # 4 equal rows: 60 or 64
+    assert "give n (-n) 60 or 64" in capsys.readouterr().err and not (tmp_path / "s62.png").exists()
+    assert main(["plot", str(run), "--kind", "samples", "-o", str(tmp_path / "s64.png")]) == 0  # the default: 64
     assert main(["plot", str(run), "--kind", "style", "-o", str(tmp_path / "style.png")]) == 0
     from matplotlib.image import imread
 
     style = imread(tmp_path / "style.png")
-    assert style.shape[:2] == (1480, 1100) and style[..., :3].std() > 0.05  # 11 rows (input + 10 classes)
+    assert style.shape[:2] == (700, 1100) and style[..., :3].std() > 0.05  # 5 rows (input + 4 classes)
     assert imread(tmp_path / "s.png")[..., :3].std() > 0.05
     # `plot --kind samples` takes --label as `sample` does (its -n refusal above names --label): the same figure
     assert main(["plot", str(run), "--kind", "samples", "--label", "2", "-n", "16", "-o", str(tmp_path / "p.png")]) == 0
@@ -108,7 +108,7 @@ def test_cvae_from_the_cli(idx_dir, tmp_path, capsys):
     capsys.readouterr()
     assert main(["plot", str(run), "--kind", "latent", "-o", str(tmp_path / "l.png")]) == 2
     assert "for --model cvae choose" in capsys.readouterr().err
-    assert main(["sample", str(run), "--label", "12", "-o", str(tmp_path / "s12.png")]) == 2  # 10 digit classes
+    assert main(["sample", str(run), "--label", "12", "-o", str(tmp_path / "s12.png")]) == 2  # the four classes 0..3
 
 
 def test_cvae_needs_labelled_data(tmp_path, capsys):
