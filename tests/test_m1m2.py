@@ -84,21 +84,27 @@ def test_m1m2_program_log_density_equals_the_hand_computation():
     assert guide.classify(c).shape == (5, 4)
 
 
+def _two_separable_classes() -> tuple[torch.Tensor, torch.Tensor]:
+    """Two classes of 20 one-pixel images each, -1 and +1."""
+    x = torch.cat([torch.full((20, 1, 1, 1), -1.0), torch.full((20, 1, 1, 1), 1.0)])
+    return x, torch.cat([torch.zeros(20, dtype=torch.long), torch.ones(20, dtype=torch.long)])
+
+
+def _wrong_linear_classifier() -> torch.nn.Module:
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(1, 2))
+    with torch.no_grad():
+        net[1].weight.copy_(torch.tensor([[1.0], [-1.0]])), net[1].bias.zero_()  # every answer wrong
+    return net
+
+
 def test_tuned_baseline_keeps_the_learning_rate_with_the_best_validation_accuracy():
     # two separable classes in one feature: a linear classifier from a bad start needs a large
     # enough step to get there within 3 steps; the tuner must keep the rate that did.
     torch.manual_seed(0)
-    x = torch.cat([torch.full((20, 1, 1, 1), -1.0), torch.full((20, 1, 1, 1), 1.0)])
-    y = torch.cat([torch.zeros(20, dtype=torch.long), torch.ones(20, dtype=torch.long)])
+    x, y = _two_separable_classes()
     data = ImageDataset("toy", Split(x, y), Split(x, y), Split(x, y))
 
-    def make():
-        net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(1, 2))
-        with torch.no_grad():
-            net[1].weight.copy_(torch.tensor([[1.0], [-1.0]])), net[1].bias.zero_()  # every answer wrong
-        return net
-
-    best = tuned_supervised_baseline(make, data, torch.arange(40), epochs=1, steps_per_epoch=3, batch_size=40,
+    best = tuned_supervised_baseline(_wrong_linear_classifier, data, torch.arange(40), epochs=1, steps_per_epoch=3, batch_size=40,
                                      learning_rates=(1e-4, 1.0))
     assert best["learning_rate"] == 1.0 and best["valid_accuracy"] == 1.0
 
@@ -109,8 +115,7 @@ def test_tuned_baseline_scores_the_test_split_once(monkeypatch):
     from pyro_vae.inference import semisupervised
 
     torch.manual_seed(0)
-    x = torch.cat([torch.full((20, 1, 1, 1), -1.0), torch.full((20, 1, 1, 1), 1.0)])
-    y = torch.cat([torch.zeros(20, dtype=torch.long), torch.ones(20, dtype=torch.long)])
+    x, y = _two_separable_classes()
     test = Split(x.clone(), y.clone())
     data = ImageDataset("toy", Split(x, y), Split(x, y), test)
     scored = []
@@ -118,13 +123,7 @@ def test_tuned_baseline_scores_the_test_split_once(monkeypatch):
     monkeypatch.setattr(semisupervised, "classification_accuracy",
                         lambda guide, images, labels: scored.append(images) or accuracy(guide, images, labels))
 
-    def make():
-        net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(1, 2))
-        with torch.no_grad():
-            net[1].weight.copy_(torch.tensor([[1.0], [-1.0]])), net[1].bias.zero_()  # every answer wrong
-        return net
-
-    best = tuned_supervised_baseline(make, data, torch.arange(40), epochs=2, steps_per_epoch=3, batch_size=40,
+    best = tuned_supervised_baseline(_wrong_linear_classifier, data, torch.arange(40), epochs=2, steps_per_epoch=3, batch_size=40,
                                      learning_rates=(1e-4, 1.0, 1e-5))
     assert sum(images is test.images for images in scored) == 1
     assert len(scored) == 3 * 2 + 1  # each rate's two epochs on the validation split, then the test split once
@@ -136,8 +135,7 @@ def test_the_baseline_follows_m2s_learning_rate_decay_and_clipping(monkeypatch):
     constant learning rate and unclipped gradients: it gets M2's schedule too."""
     from pyro_vae.inference import semisupervised
 
-    x = torch.cat([torch.full((20, 1, 1, 1), -1.0), torch.full((20, 1, 1, 1), 1.0)])
-    y = torch.cat([torch.zeros(20, dtype=torch.long), torch.ones(20, dtype=torch.long)])
+    x, y = _two_separable_classes()
     data = ImageDataset("toy", Split(x, y), Split(x, y), Split(x, y))
     optimizers, rates, clipped = [], [], []
     make_adam = semisupervised.make_adam
