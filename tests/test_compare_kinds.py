@@ -533,3 +533,14 @@ def test_runs_on_different_data_sets_are_noted_and_not_paired(tmp_path, capsys):
     assert (f"no paired difference of {runs[1]} against {runs[0]}: their test log p(x) cannot be ranked (see the "
             "note") in out
     assert not (tmp_path / "table-paired.csv").exists()
+
+
+def test_train_seconds_are_those_of_every_epoch_not_of_the_last_session(tmp_path):
+    """A run resumed for its last epoch reported the last session's seconds only (2.7 s of 9)."""
+    resumed = {"epochs": 3, "best_epoch": 3, "test_elbo": -100.0, "seconds_per_epoch": [3.0, 3.5, 2.5],
+               "train_seconds_this_session": 2.7}
+    older = {"epochs": 2, "best_epoch": 2, "test_elbo": -101.0, "train_seconds_this_session": 6.0}
+    records = [compare.RunRecord(tmp_path / name, {"epochs": epochs, "seed": 0}, summary)
+               for name, epochs, summary in (("resumed", 3, resumed), ("older", 2, older))]
+    columns, rows = compare.compare_table(records)
+    assert [row["train s"] for row in rows] == [9.0, 6.0]

@@ -243,7 +243,7 @@ KINDED = {"test ELBO": _test_elbo_record, "test log p(x)": lambda r: r.loglik}
 QUANTITIES = [
     ("epochs", lambda r: r.summary.get("epochs")),
     ("best epoch", lambda r: r.summary.get("best_epoch")),
-    ("train s", lambda r: r.summary.get("train_seconds_this_session")),
+    ("train s", lambda r: training_seconds(r.summary)),
     ("valid ELBO", lambda r: _valid_elbo(r.summary)),
     ("test ELBO", lambda r: r.summary.get("test_elbo")),
     ("test ELBO bits/dim", lambda r: (_test_elbo_record(r) or {}).get("bits_per_dim")),
@@ -446,6 +446,17 @@ def compare_table(records: list[RunRecord]) -> tuple[list[str], list[dict]]:
                 row[f"{name} kind"] = "; ".join(kinds) or None
         rows.append(row)
     return columns, rows
+
+
+def training_seconds(summary: dict) -> float | None:
+    """The wall-clock seconds a run spent training, over every session of a resumed run: the
+    sum of ``seconds_per_epoch`` (each epoch's training steps). ``train_seconds_this_session``,
+    shown before, counted the last session alone, so a run resumed for its last epoch looked
+    many times cheaper than the same run trained in one go."""
+    per_epoch = summary.get("seconds_per_epoch")
+    if isinstance(per_epoch, list) and per_epoch:
+        return float(sum(per_epoch))
+    return summary.get("train_seconds_this_session")  # a summary without the per-epoch list
 
 
 def incomparable_pairs(groups: list[Group], labels: list[str], quantity: str) -> dict[str, list[str]]:
