@@ -43,7 +43,8 @@ def env():
 
 
 def trials_by_state(sweep_dir: Path) -> dict[str, list]:
-    study = optuna.load_study(study_name=sweep_dir.resolve().name, storage=sweep.default_storage(sweep_dir))
+    study = optuna.load_study(study_name=sweep.study_name(sweep.load_spec(sweep_dir), sweep_dir),
+                              storage=sweep.default_storage(sweep_dir))
     out: dict[str, list] = {}
     for trial in study.get_trials(deepcopy=False):
         out.setdefault(trial.state.name, []).append(trial)
@@ -524,3 +525,25 @@ def test_a_trials_line_says_what_its_number_is_and_of_which_data():
         "probability mass on binary data)")
     assert sweep.describe_metric({"valid_accuracy": 0.9, "valid_accuracy_stderr": 0.01}, "valid_accuracy") == (
         "valid_accuracy 0.9000 ± 0.0100 (a fraction of the images)")
+
+
+def test_two_sweeps_of_one_name_in_one_storage_keep_apart_and_one_sweep_is_one_study(idx_dir, tmp_path):
+    """The study was named after the sweep directory alone: two sweeps called "b" in two folders
+    with one --storage database shared a study, each queueing the other's points."""
+    base = Config()
+    base.data.dataset, base.data.data_dir = "idx", str(idx_dir)
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    first = sweep.SweepSpec(base.validate(), {"beta": [0.5, 1.0]}, [0]).validate()
+    other = sweep.SweepSpec(base.validate(), {"latent_dim": [2, 3, 4]}, [0]).validate()
+    a = sweep.create_sweep(first, tmp_path / "one" / "b", storage=url, log=lambda s: None)
+    b = sweep.create_sweep(other, tmp_path / "two" / "b", storage=url, log=lambda s: None)
+    assert a.study_name != b.study_name and a.study_name.startswith("b-")
+    assert len(a.get_trials(deepcopy=False)) == 2 and len(b.get_trials(deepcopy=False)) == 3
+    recorded = json.loads((tmp_path / "one" / "b" / "sweep.json").read_text())
+    assert recorded["study"] == a.study_name
+    # the same sweep run from another machine's folder of that name joins the same study
+    assert sweep.study_name(first, tmp_path / "three" / "b") == a.study_name
+    # a sweep begun before the name was recorded keeps the study it was begun in
+    del recorded["study"]
+    (tmp_path / "one" / "b" / "sweep.json").write_text(json.dumps(recorded))
+    assert sweep.study_name(first, tmp_path / "one" / "b") == "b"

@@ -30,6 +30,7 @@ import csv
 import io
 import itertools
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -522,8 +523,24 @@ def open_study(spec: SweepSpec, sweep_dir: Path, storage: str | None, worker: in
         sampler = optuna.samplers.TPESampler(seed=spec.base.train.seed + worker)
     else:
         sampler = optuna.samplers.RandomSampler(seed=spec.base.train.seed + worker)
-    return optuna.create_study(storage=rdb, study_name=Path(sweep_dir).resolve().name, sampler=sampler,
+    return optuna.create_study(storage=rdb, study_name=study_name(spec, sweep_dir), sampler=sampler,
                                direction="maximize", load_if_exists=True)
+
+
+def study_name(spec: SweepSpec, sweep_dir: Path) -> str:
+    """The name of the sweep's study in its storage: the one its ``sweep.json`` records; for a new
+    sweep the directory's name and a digest of the sweep's definition (``b-3f9c0a1e2d``), the
+    same on every machine that runs the same command. The name alone, used before (and still
+    for a sweep begun then), let two sweeps of one name in two folders share a study in one
+    ``--storage`` database, each queueing and ranking the other's trials."""
+    record = Path(sweep_dir) / SWEEP_FILE
+    if record.is_file():
+        try:
+            return json.loads(record.read_text()).get("study") or Path(sweep_dir).resolve().name
+        except (OSError, ValueError):
+            pass  # check_sweep_dir names the damaged file
+    digest = hashlib.sha256(_canonical(spec.to_dict()).encode()).hexdigest()[:10]
+    return f"{Path(sweep_dir).resolve().name}-{digest}"
 
 
 def _open_storage(optuna, url: str, engine: dict, given: bool):
@@ -798,10 +815,11 @@ def create_sweep(spec: SweepSpec, sweep_dir: Path, storage: str | None = None,
     _check_data(spec)
     # A --storage URL is opened before anything is written: one that cannot be opened
     # leaves no sweep directory behind (the default storage lives in the directory itself).
+    name = study_name(spec, sweep_dir)
     study = open_study(spec, sweep_dir, storage) if storage else None
     sweep_dir.mkdir(parents=True, exist_ok=True)
     if not existing:
-        write_json(sweep_dir / SWEEP_FILE, spec.to_dict())
+        write_json(sweep_dir / SWEEP_FILE, {**spec.to_dict(), "study": name})
     study = study or open_study(spec, sweep_dir, storage)
     prepare_queue(study, spec, log)
     return study
