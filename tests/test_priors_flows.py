@@ -252,6 +252,19 @@ def test_options_are_validated():
     config(prior="vamp", flow="iaf", objective="iwae-dreg").validate()  # a valid combination
 
 
+def test_the_vamp_prior_is_refused_with_batch_norm_which_would_count_its_pseudo_inputs_as_data():
+    """The VampPrior's components are the encoder at the pseudo-inputs; with batch normalisation
+    the encoder's running statistics (what evaluation normalises the data by) would be updated by
+    the pseudo-inputs too: one ELBO step updates them twice, once for each batch."""
+    options = dict(network="conv", conv_channels=[4, 8], hidden_dims=[16], batch_norm=True, latent_dim=2)
+    model, guide = build_vae(ModelConfig(prior="mog", prior_components=3, **options), (1, 8, 8))
+    norm = next(m for m in guide.encoder.modules() if isinstance(m, nn.BatchNorm2d))
+    make_objective("elbo").differentiable_loss(model, guide, torch.bernoulli(torch.full((5, 1, 8, 8), 0.4)))
+    assert norm.num_batches_tracked.item() == 1  # the data's batch alone
+    with pytest.raises(ConfigError, match="drop --batch-norm or use --prior mog"):
+        build_vae(ModelConfig(prior="vamp", pseudo_inputs=3, **options), (1, 8, 8))
+
+
 def test_a_vamp_prior_iaf_run_trains_reopens_and_evaluates(idx_dir, tmp_path):
     """End to end through the run directory: train, reopen the best checkpoint, score it."""
     from test_train import small_config

@@ -190,6 +190,13 @@ class ModelConfig:
         if self.model != "vae" and (self.prior != "standard" or self.flow != "none"):
             raise ConfigError(f"--prior and --flow are for --model vae; --model {self.model} keeps its own "
                               "prior and Gaussian guide (use --prior standard --flow none).")
+        if self.prior == "vamp" and self.batch_norm:
+            # The prior runs the guide's encoder on the K pseudo-inputs as a batch of their own: in
+            # training its components would be normalised by the pseudo-inputs' statistics, not the
+            # data's, and every step would mix them into the running statistics evaluation uses.
+            raise ConfigError("--batch-norm true cannot be used with --prior vamp, whose pseudo-inputs would go "
+                              "through the encoder's batch normalisation as a batch of their own (other statistics "
+                              "than the data's, mixed into the running ones); drop --batch-norm or use --prior mog.")
 
 
 @dataclass
