@@ -188,8 +188,10 @@ class ModelConfig:
         _choice("flow", self.flow, FLOWS)
         _between("flow_steps", self.flow_steps, 1, 1000)
         if self.model != "vae" and (self.prior != "standard" or self.flow != "none"):
-            raise ConfigError(f"--prior and --flow are for --model vae; --model {self.model} keeps its own "
-                              "prior and Gaussian guide (use --prior standard --flow none).")
+            keeps = ("has no prior and a point-mass code" if self.model == "ae" else
+                     "keeps its own prior and Gaussian guide")
+            raise ConfigError(f"--prior and --flow are for --model vae; --model {self.model} {keeps} "
+                              "(use --prior standard --flow none).")
         if self.prior == "vamp" and self.batch_norm:
             # The prior runs the guide's encoder on the K pseudo-inputs as a batch of their own: in
             # training its components would be normalised by the pseudo-inputs' statistics, not the
