@@ -138,7 +138,8 @@ class ModelConfig:
     pseudo_inputs: int = 500
     #: --prior vamp: where the pseudo-inputs start: "random" (near 0.05, as in Tomczak &
     #: Welling's code) or "data" (--pseudo-inputs training images drawn by the seed, their
-    #: other option; the sensible start for a VampPrior added to a trained VAE by --init-from).
+    #: other option; the sensible start for a VampPrior added to a trained VAE by --init-from). A
+    #: --init-from source that has a VampPrior keeps its learned pseudo-inputs.
     pseudo_init: str = "random"
     #: --model vae: push q(z | x) through --flow-steps amortized normalizing flows:
     #: "none", "iaf" (inverse autoregressive), "householder" or "planar".

@@ -390,7 +390,10 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
     if train_cfg.init_from:  # a resumed run has its parameters; its checkpoint says where they began
         initialised_from = (load_checkpoint(run_dir / LAST).get("init_from") if resume else
                             init_from_run(config, model, guide, tuple(dataset.image_shape), device))
-    if config.model.prior == "vamp" and config.model.pseudo_init == "data" and not resume:
+    # --pseudo-init says where fresh pseudo-inputs start: those a --init-from source's VampPrior
+    # learned are kept, as every other parameter it had (its prior is what is being fine-tuned).
+    inherited = initialised_from is not None and PSEUDO_INPUTS not in initialised_from["fresh_parameters"]
+    if config.model.prior == "vamp" and config.model.pseudo_init == "data" and not resume and not inherited:
         pseudo_inputs_from_data(model.latent_prior, dataset.train, train_cfg.seed)
     settings = TrainSettings(
         epochs=train_cfg.epochs, batch_size=train_cfg.batch_size, learning_rate=train_cfg.learning_rate,
@@ -663,6 +666,10 @@ def init_from_run(config: Config, model, guide, image_shape: tuple, device) -> d
         fresh += [f"{part}.{key}" for key in result.missing_keys]
     return {"run": str(source), "epoch": run.checkpoint.get("epoch"), "step": run.checkpoint.get("step"),
             "fresh_parameters": fresh}
+
+
+#: The VampPrior's pseudo-inputs as :func:`init_from_run` names a parameter that started afresh.
+PSEUDO_INPUTS = "model.latent_prior.raw_pseudo_inputs"
 
 
 def pseudo_inputs_from_data(prior, train: Split, seed: int) -> None:
