@@ -134,7 +134,9 @@ class ModelConfig:
     #: --prior-components Gaussians) or "vamp" (the VampPrior: the guide's posterior at
     #: --pseudo-inputs learned pseudo-inputs). mog and vamp have no closed-form KL.
     prior: str = "standard"
+    #: --prior mog: the number K of Gaussians in the mixture (weights, means and scales all learned).
     prior_components: int = 10
+    #: --prior vamp: the number K of learned pseudo-inputs u_k, one mixture component q(z | u_k) each.
     pseudo_inputs: int = 500
     #: --prior vamp: where the pseudo-inputs start: "random" (near 0.05, as in Tomczak &
     #: Welling's code) or "data" (--pseudo-inputs training images drawn by the seed, their
@@ -144,6 +146,7 @@ class ModelConfig:
     #: --model vae: push q(z | x) through --flow-steps amortized normalizing flows:
     #: "none", "iaf" (inverse autoregressive), "householder" or "planar".
     flow: str = "none"
+    #: --flow: the number of flow steps, applied in order (each with its own parameters).
     flow_steps: int = 4
 
     def validate(self) -> None:
