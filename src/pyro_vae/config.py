@@ -131,12 +131,12 @@ class ModelConfig:
     #: Floor added to the encoder's standard deviation so it never reaches 0.
     min_scale: float = 1e-3
     #: --model vae: the prior p(z): "standard" N(0, I), "mog" (a learned mixture of
-    #: --prior-components Gaussians) or "vamp" (the VampPrior: the guide's posterior at
+    #: --prior-components Gaussians) or "vamp" (the VampPrior: the guide encoder's Normal, before any --flow, at
     #: --pseudo-inputs learned pseudo-inputs). mog and vamp have no closed-form KL.
     prior: str = "standard"
     #: --prior mog: the number K of Gaussians in the mixture (weights, means and scales all learned).
     prior_components: int = 10
-    #: --prior vamp: the number K of learned pseudo-inputs u_k, one mixture component q(z | u_k) each.
+    #: --prior vamp: the number K of learned pseudo-inputs u_k, one mixture component each.
     pseudo_inputs: int = 500
     #: --prior vamp: where the pseudo-inputs start: "random" (near 0.05, as in Tomczak &
     #: Welling's code) or "data" (--pseudo-inputs training images drawn by the seed, their

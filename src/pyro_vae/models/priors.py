@@ -256,11 +256,13 @@ class _Unregistered:
 class VampPrior(MixturePrior):
     r"""p(z) = (1/K) sum_k q(z | u_k), the variational mixture of posteriors prior.
 
-    ``encoder`` is the guide's (images ``[..., C, H, W]`` -> ``(loc, scale)`` ``[..., L]``);
+    ``encoder`` is the guide's (images ``[..., C, H, W]`` -> ``(loc, scale)`` ``[..., L]``); with a
+    flow guide the components are its encoder's Normal before the flow steps, not the flowed
+    q(z | u_k) (whose density at a given z would need every IAF step inverted);
     the K pseudo-inputs u_k ``[K, C, H, W]`` are learned, kept in [0, 1] by a hard tanh as
     in Tomczak & Welling's code and initialised near their ``N(0.05, 0.01)``. The encoder's
     gradient from log p(z) flows into the guide's parameters. With K = 1 and u_1 = x,
-    p(z) = q(z | x) exactly.
+    p(z) = q(z | x) exactly (without a flow).
     """
 
     def __init__(self, latent_dim: int, encoder: nn.Module, image_shape: tuple[int, int, int],
