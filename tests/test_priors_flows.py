@@ -157,6 +157,23 @@ def test_vamp_prior_is_the_uniform_mixture_of_the_posteriors_at_the_pseudo_input
     assert model.latent_prior.raw_pseudo_inputs.grad.abs().sum() > 0
 
 
+def test_pseudo_inputs_started_at_binary_images_get_the_gradient_of_their_pixels():
+    """--pseudo-init data sets u to training images, whose pixels are mostly exactly 0 or 1: the
+    gradient that reaches the parameter there is d log p(z) / du itself (hardtanh gave 0)."""
+    torch.manual_seed(0)
+    model, guide = build_vae(ModelConfig(latent_dim=3, hidden_dims=[16], prior="vamp", pseudo_inputs=2), (1, 4, 4))
+    u = torch.bernoulli(torch.full((2, 1, 4, 4), 0.5))
+    model.latent_prior.set_pseudo_inputs(u)
+    z = torch.randn(5, 3)
+    model.prior(z, 5).log_prob(z).sum().backward()
+    leaf = u.clone().requires_grad_()
+    loc, scale = guide.encode(leaf)
+    hand = torch.logsumexp(torch.distributions.Normal(loc, scale).log_prob(z[:, None]).sum(-1), -1) - math.log(2)
+    (expected,) = torch.autograd.grad(hand.sum(), leaf)
+    assert expected.abs().min() > 0  # every pixel matters to log p(z)
+    torch.testing.assert_close(model.latent_prior.raw_pseudo_inputs.grad, expected)
+
+
 @pytest.mark.parametrize("flow", ["iaf", "householder", "planar"])
 def test_flow_guide_log_density_is_the_change_of_variables(flow):
     torch.manual_seed(0)

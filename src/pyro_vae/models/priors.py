@@ -259,8 +259,8 @@ class VampPrior(MixturePrior):
     ``encoder`` is the guide's (images ``[..., C, H, W]`` -> ``(loc, scale)`` ``[..., L]``); with a
     flow guide the components are its encoder's Normal before the flow steps, not the flowed
     q(z | u_k) (whose density at a given z would need every IAF step inverted);
-    the K pseudo-inputs u_k ``[K, C, H, W]`` are learned, kept in [0, 1] by a hard tanh as
-    in Tomczak & Welling's code and initialised near their ``N(0.05, 0.01)``. The encoder's
+    the K pseudo-inputs u_k ``[K, C, H, W]`` are learned, clamped to [0, 1] (Tomczak & Welling's
+    code: a hard tanh, the same values) and initialised near their ``N(0.05, 0.01)``. The encoder's
     gradient from log p(z) flows into the guide's parameters. With K = 1 and u_1 = x,
     p(z) = q(z | x) exactly (without a flow).
     """
@@ -276,7 +276,10 @@ class VampPrior(MixturePrior):
     @property
     def pseudo_inputs(self) -> torch.Tensor:
         """u ``[K, C, H, W]`` in [0, 1]."""
-        return F.hardtanh(self.raw_pseudo_inputs, 0.0, 1.0)
+        # clamp, not hardtanh: the same values, but a pixel at exactly 0 or 1 keeps its gradient
+        # (hardtanh's is 0 there), and --pseudo-init data puts most pixels there (background,
+        # binary images): they never moved. Beyond [0, 1] the gradient is 0 with either.
+        return self.raw_pseudo_inputs.clamp(0.0, 1.0)
 
     @torch.no_grad()
     def set_pseudo_inputs(self, images: torch.Tensor) -> None:
