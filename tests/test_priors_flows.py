@@ -306,3 +306,24 @@ def test_a_vamp_prior_iaf_run_trains_reopens_and_evaluates(idx_dir, tmp_path):
     # The K=50 bound is above the ELBO in expectation (up to the noise of 20 images).
     assert estimate.mean > elbo - 1.0
     assert abs(summary["test_elbo"]) < 1e4 and (tmp_path / "run" / "samples.png").exists()
+
+
+def test_figures_that_decode_standard_normal_codes_are_refused_for_a_learned_prior(idx_dir, tmp_path, capsys):
+    """manifold (a grid of N(0, I) quantiles) and compare (z ~ N(0, I) as each run's samples)
+    show what a VampPrior or mixture model does not generate; prior-check draws from its prior."""
+    from test_train import small_config
+
+    from pyro_vae.cli import main
+    from pyro_vae.runs import train_run
+
+    run = tmp_path / "run"
+    train_run(small_config(idx_dir, **{"model.prior": "mog", "model.prior_components": 3, "model.latent_dim": 2,
+                                       "train.epochs": 1}), run, progress=False, log=lambda line: None)
+    for kind in ("manifold", "compare"):
+        assert main(["plot", str(run), "--kind", kind, "-o", str(tmp_path / f"{kind}.png")]) == 2
+        err = capsys.readouterr().err
+        assert "--prior mog, whose codes are not drawn from N(0, I)" in err and len(err.strip().splitlines()) == 1
+        assert not (tmp_path / f"{kind}.png").exists()
+    assert main(["plot", str(run), str(run), "--kind", "compare", "-o", str(tmp_path / "two.png")]) == 2
+    assert "--prior mog" in capsys.readouterr().err and not (tmp_path / "two.png").exists()
+    assert main(["plot", str(run), "--kind", "prior-check", "-o", str(tmp_path / "check.png")]) == 0

@@ -999,6 +999,18 @@ FIGURE_KINDS = ("samples", "reconstructions", "latent", "manifold", "interpolate
 MULTI_RUN_KINDS = ("compare", "latent")
 #: The figures that draw codes from N(0, I) or compare codes with it: not for --model hvae.
 N01_CODE_KINDS = ("manifold", "prior-check", "compare")
+#: Of those, the ones that decode N(0, I) codes as the model's own: not for --prior mog or vamp
+#: either (prior-check draws its reference from a learned prior).
+N01_DRAW_KINDS = ("manifold", "compare")
+
+
+def _learned_prior(run: Run) -> str | None:
+    """Why ``run``'s decoder does not read codes from N(0, I) by its prior (--prior mog or
+    vamp), for the refusal of the :data:`N01_DRAW_KINDS`; None for the standard prior."""
+    prior = run.config.model.prior
+    if prior == "standard":
+        return None
+    return f"{run.run_dir} has --prior {prior}, whose codes are not drawn from N(0, I)"
 #: Figures drawn for the conditional VAE (the others read codes of an unconditional guide).
 CONDITIONAL_KINDS = ("samples", "reconstructions", "curves", "style")  # for cvae and m2
 
@@ -1132,6 +1144,10 @@ def figure_from_runs(runs: list[Run], kind: str, output: Path, n: int = 36, limi
         if getattr(run.model, "hierarchical", False):
             raise PyroVAEError(f"{run.run_dir} is a --model hvae run, whose code z1 does not have the prior "
                                "N(0, I) these figures draw from; draw its figures one run at a time.")
+        if kind == "compare" and _learned_prior(run):
+            raise PyroVAEError(f"the 'compare' figure decodes draws z ~ N(0, I) as each run's samples, but "
+                               f"{_learned_prior(run)}; compare its codes with --kind latent, or draw its "
+                               "samples one run at a time.")
         if getattr(run.model, "num_classes", 0) or hasattr(run.model, "complete"):
             raise PyroVAEError(f"{run.run_dir} is a conditional model; the side-by-side figures are for "
                                "unconditional ones (--model vae or ae).")
@@ -1179,6 +1195,10 @@ def figure_from_run(run: Run, kind: str, output: Path, n: int = 64, limit: int |
     if getattr(run.model, "hierarchical", False) and kind in N01_CODE_KINDS:
         raise PyroVAEError(f"the '{kind}' figure assumes the decoder's code has the prior N(0, I), but this "
                            "--model hvae run's z1 has the prior p(z1) = E_p(z2)[p(z1 | z2)]; choose samples, "
+                           "reconstructions, latent, interpolate, arithmetic or curves.")
+    if kind in N01_DRAW_KINDS and _learned_prior(run):
+        raise PyroVAEError(f"the '{kind}' figure decodes codes of N(0, I) as the model's own, but "
+                           f"{_learned_prior(run)}; choose samples (drawn from its prior), prior-check, "
                            "reconstructions, latent, interpolate, arithmetic or curves.")
     if kind in MULTI_RUN_KINDS and kind != "latent":
         return figure_from_runs([run], kind, output, n=min(n, 64), limit=limit)
