@@ -308,6 +308,31 @@ def test_a_vamp_prior_iaf_run_trains_reopens_and_evaluates(idx_dir, tmp_path):
     assert abs(summary["test_elbo"]) < 1e4 and (tmp_path / "run" / "samples.png").exists()
 
 
+def test_prior_check_is_refused_for_a_flow_guide_whose_q_is_not_the_normal_of_encode(idx_dir, tmp_path, capsys):
+    """prior-check drew its 'aggregate posterior' as N(loc, scale) from guide.encode and gave each
+    dimension KL(N(loc_d, scale_d) || N(0, 1)); a flow guide's encode is (flowed base mean, base
+    scale), which is not q(z | x): its log-density at q's own draws differs."""
+    from test_train import small_config
+
+    from pyro_vae.cli import main
+    from pyro_vae.runs import open_run, train_run
+
+    run_dir = tmp_path / "run"
+    train_run(small_config(idx_dir, **{"model.flow": "planar", "model.flow_steps": 2, "train.epochs": 1}), run_dir,
+              progress=False, log=lambda line: None)
+    run = open_run(run_dir, "best")
+    x = run.dataset().test.images[:8].float()
+    with torch.no_grad():
+        q = run.guide.distribution(x)
+        z = q.sample()
+        normal = dist.Normal(*run.guide.encode(x)).to_event(1)
+        assert (q.log_prob(z) - normal.log_prob(z)).abs().max() > 0.01
+    assert main(["plot", str(run_dir), "--kind", "prior-check", "-o", str(tmp_path / "check.png")]) == 2
+    err = capsys.readouterr().err
+    assert "--flow planar guide is not one" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "check.png").exists()
+
+
 def test_figures_that_decode_standard_normal_codes_are_refused_for_a_learned_prior(idx_dir, tmp_path, capsys):
     """manifold (a grid of N(0, I) quantiles) and compare (z ~ N(0, I) as each run's samples)
     show what a VampPrior or mixture model does not generate; prior-check draws from its prior."""

@@ -1196,6 +1196,12 @@ def figure_from_run(run: Run, kind: str, output: Path, n: int = 64, limit: int |
         raise PyroVAEError(f"the '{kind}' figure assumes the decoder's code has the prior N(0, I), but this "
                            "--model hvae run's z1 has the prior p(z1) = E_p(z2)[p(z1 | z2)]; choose samples, "
                            "reconstructions, latent, interpolate, arithmetic or curves.")
+    if kind == "prior-check" and run.config.model.flow != "none":
+        # it reads q(z | x) per dimension as the Normal (loc, scale) of guide.encode, which for a flow
+        # guide is the flowed base mean with the base scale: neither its draws nor its KL
+        raise PyroVAEError(f"the 'prior-check' figure reads q(z | x) as a diagonal Normal, and {run.run_dir}'s "
+                           f"--flow {run.config.model.flow} guide is not one (its per-dimension KL has no closed "
+                           "form); choose samples, reconstructions, latent, interpolate, arithmetic or curves.")
     if kind in N01_DRAW_KINDS and _learned_prior(run):
         raise PyroVAEError(f"the '{kind}' figure decodes codes of N(0, I) as the model's own, but "
                            f"{_learned_prior(run)}; choose samples (drawn from its prior), prior-check, "
