@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import pyro
 import pyro.distributions as dist
 import pytest
 import torch
@@ -155,6 +156,22 @@ def test_vamp_prior_is_the_uniform_mixture_of_the_posteriors_at_the_pseudo_input
     loss = make_objective("elbo").differentiable_loss(model, guide, torch.bernoulli(torch.rand(8, 1, 4, 4)))
     loss.backward()
     assert model.latent_prior.raw_pseudo_inputs.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("prior,parameter", [("mog", "latent_prior.loc"), ("vamp", "latent_prior.raw_pseudo_inputs")])
+def test_a_learned_priors_start_follows_the_seed_as_the_networks_do(prior, parameter):
+    """--seed seeds the initialisation: the mixture's means and the pseudo-inputs were drawn from a
+    generator of their own, seeded 0 whatever --seed said, so every seed began with the same prior."""
+    def start(seed):
+        pyro.set_rng_seed(seed)  # as a training run does before it builds the model
+        model, _ = build_vae(ModelConfig(latent_dim=2, hidden_dims=[8], prior=prior, prior_components=3,
+                                         pseudo_inputs=3), (1, 4, 4))
+        return dict(model.named_parameters())
+
+    first, again, other = start(0), start(0), start(1)
+    assert torch.equal(first[parameter], again[parameter])
+    assert not torch.allclose(first[parameter], other[parameter])
+    assert not torch.allclose(first["decoder.body.0.0.weight"], other["decoder.body.0.0.weight"])  # as this
 
 
 def test_pseudo_inputs_started_at_binary_images_get_the_gradient_of_their_pixels():
