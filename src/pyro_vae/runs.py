@@ -716,6 +716,10 @@ def m1_codes(config: Config, images: ImageDataset, device) -> tuple[ImageDataset
     m1 = open_run(m1_dir, device=str(device))
     if m1.config.model.model != "vae":
         raise ConfigError(f"--m1-run {m1_dir} is a --model {m1.config.model.model} run; M1 is a --model vae run.")
+    if m1.config.model.flow != "none":  # posterior_means reads the encoder's Normal: before the flow steps
+        raise ConfigError(f"--m1-run {m1_dir} has a --flow {m1.config.model.flow} guide, whose mean E[z | x] (M2's "
+                          "codes) has no closed form, and its encoder's is the mean before the flow steps; give a "
+                          "--model vae run without --flow.")
     for key in ("dataset", "train_limit"):
         if getattr(m1.config.data, key) != getattr(config.data, key):
             raise ConfigError(f"--m1-run {m1_dir} was trained with {key} {getattr(m1.config.data, key)!r}, this run "
