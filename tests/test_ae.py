@@ -91,6 +91,11 @@ def test_what_makes_no_sense_for_an_autoencoder_is_refused(runs, capsys):
     assert main(["train", "--model", "ae", "--objective", "iwae", "--run-dir", str(runs / "x")]) == 2
     assert "with --model ae, which has no KL term" in capsys.readouterr().err
     assert not (runs / "x").exists()
+    # a prior or flow: the autoencoder has neither a prior nor a Gaussian guide to keep
+    assert main(["train", "--model", "ae", "--prior", "vamp", "--run-dir", str(runs / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "--model ae has no prior and a point-mass code" in err and "Gaussian guide" not in err
+    assert not (runs / "x").exists()
 
 
 @pytest.mark.parametrize("kind", ["reconstructions", "latent", "manifold", "interpolate", "samples"])

@@ -104,6 +104,23 @@ def test_a_run_may_add_a_vampprior_and_a_flow_to_its_source(source, idx_dir, tmp
     assert nearest.values.max() < 1e-4 and len(set(nearest.indices.tolist())) == 6
 
 
+def test_a_vampprior_source_keeps_its_learned_pseudo_inputs_under_pseudo_init_data(source, idx_dir, tmp_path):
+    # --pseudo-init data starts fresh pseudo-inputs at training images; a run fine-tuning a
+    # VampPrior run with the same options (its config file says pseudo_init = "data") inherits
+    # the learned ones, as every other parameter, rather than having them redrawn from the data.
+    vamp, tuned = tmp_path / "vamp", tmp_path / "tuned"
+    prior = ["--prior", "vamp", "--pseudo-inputs", "4", "--pseudo-init", "data"]
+    assert main(["train", "--data-dir", str(idx_dir), "--run-dir", str(vamp), "--epochs", "1", "--learning-rate",
+                 "1e-2", *TINY, *prior, "--init-from", str(source)]) == 0
+    assert main(["train", "--data-dir", str(idx_dir), "--run-dir", str(tuned), "--epochs", "1", "--learning-rate",
+                 "1e-9", *TINY, *prior, "--init-from", str(vamp), "--seed", "1"]) == 0
+    learned, after = _parameters(vamp), _parameters(tuned, "last")
+    assert learned.keys() == after.keys()
+    for name in learned:
+        assert torch.allclose(after[name], learned[name], atol=1e-6), name
+    assert json.loads((tuned / "summary.json").read_text())["init_from"]["fresh_parameters"] == []
+
+
 def test_a_run_that_adds_iaf_steps_starts_with_its_sources_posterior(source, idx_dir, tmp_path, capsys):
     # IAF steps start at the identity, so the extended run's q(z | x) is the source's best
     # q(z | x) at every z (a random start would move log q by nats and undo the warm start).

@@ -184,6 +184,23 @@ def test_an_m1_run_that_is_not_a_run_directory_is_refused(tmp_path):
         m1_codes(config, None, "cpu")
 
 
+def test_an_m1_run_with_a_flow_guide_is_refused(idx_dir, tmp_path):
+    """M2's codes are E[z | x] read from the encoder's Normal; a flow guide's q(z | x) is that
+    Normal pushed through its steps, whose mean is not the encoder's (M2 learned on codes that
+    M1's decoder never reads as its own)."""
+    from test_train import small_config
+
+    from pyro_vae.runs import m1_codes, train_run
+
+    m1 = tmp_path / "m1"
+    train_run(small_config(idx_dir, **{"model.flow": "householder", "model.flow_steps": 1, "train.epochs": 1}), m1,
+              progress=False, log=lambda line: None)
+    config = Config()
+    config.model.model, config.model.m1_run, config.data.labels = "m1m2", str(m1), 100
+    with pytest.raises(ConfigError, match="has a --flow householder guide"):
+        m1_codes(config, None, "cpu")
+
+
 def test_the_stacked_label_model_goes_through_m1s_code_and_back():
     """encode_style(x, y) = mean of q(z2 | scaler(E[z1 | x]), y); decode(z2, y) = M1's mean
     image at the code scaler^-1(M2's mean code)."""

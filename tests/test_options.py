@@ -180,6 +180,14 @@ def test_train_help_lists_each_option_with_what_it_does_and_its_choices(capsys):
         assert fragment in text
 
 
+def test_every_config_option_has_a_description_in_help():
+    """--prior-components, --pseudo-inputs and --flow-steps had none: --help gave their default alone."""
+    from pyro_vae.config import SECTIONS, field_help
+
+    assert {f"{section}.{name}" for section, cls in SECTIONS.items()
+            for name, text in field_help(cls).items() if not text} == set()
+
+
 def test_evaluate_help_names_everything_the_seed_draws(capsys):
     """--seed's help named the importance samples and the --limit subset, not the dequantization noise
     that it also draws for a continuous likelihood's log p(x) (inference.dequantize)."""

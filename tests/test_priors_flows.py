@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import pyro
 import pyro.distributions as dist
 import pytest
 import torch
@@ -157,6 +158,39 @@ def test_vamp_prior_is_the_uniform_mixture_of_the_posteriors_at_the_pseudo_input
     assert model.latent_prior.raw_pseudo_inputs.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("prior,parameter", [("mog", "latent_prior.loc"), ("vamp", "latent_prior.raw_pseudo_inputs")])
+def test_a_learned_priors_start_follows_the_seed_as_the_networks_do(prior, parameter):
+    """--seed seeds the initialisation: the mixture's means and the pseudo-inputs were drawn from a
+    generator of their own, seeded 0 whatever --seed said, so every seed began with the same prior."""
+    def start(seed):
+        pyro.set_rng_seed(seed)  # as a training run does before it builds the model
+        model, _ = build_vae(ModelConfig(latent_dim=2, hidden_dims=[8], prior=prior, prior_components=3,
+                                         pseudo_inputs=3), (1, 4, 4))
+        return dict(model.named_parameters())
+
+    first, again, other = start(0), start(0), start(1)
+    assert torch.equal(first[parameter], again[parameter])
+    assert not torch.allclose(first[parameter], other[parameter])
+    assert not torch.allclose(first["decoder.body.0.0.weight"], other["decoder.body.0.0.weight"])  # as this
+
+
+def test_pseudo_inputs_started_at_binary_images_get_the_gradient_of_their_pixels():
+    """--pseudo-init data sets u to training images, whose pixels are mostly exactly 0 or 1: the
+    gradient that reaches the parameter there is d log p(z) / du itself (hardtanh gave 0)."""
+    torch.manual_seed(0)
+    model, guide = build_vae(ModelConfig(latent_dim=3, hidden_dims=[16], prior="vamp", pseudo_inputs=2), (1, 4, 4))
+    u = torch.bernoulli(torch.full((2, 1, 4, 4), 0.5))
+    model.latent_prior.set_pseudo_inputs(u)
+    z = torch.randn(5, 3)
+    model.prior(z, 5).log_prob(z).sum().backward()
+    leaf = u.clone().requires_grad_()
+    loc, scale = guide.encode(leaf)
+    hand = torch.logsumexp(torch.distributions.Normal(loc, scale).log_prob(z[:, None]).sum(-1), -1) - math.log(2)
+    (expected,) = torch.autograd.grad(hand.sum(), leaf)
+    assert expected.abs().min() > 0  # every pixel matters to log p(z)
+    torch.testing.assert_close(model.latent_prior.raw_pseudo_inputs.grad, expected)
+
+
 @pytest.mark.parametrize("flow", ["iaf", "householder", "planar"])
 def test_flow_guide_log_density_is_the_change_of_variables(flow):
     torch.manual_seed(0)
@@ -252,6 +286,19 @@ def test_options_are_validated():
     config(prior="vamp", flow="iaf", objective="iwae-dreg").validate()  # a valid combination
 
 
+def test_the_vamp_prior_is_refused_with_batch_norm_which_would_count_its_pseudo_inputs_as_data():
+    """The VampPrior's components are the encoder at the pseudo-inputs; with batch normalisation
+    the encoder's running statistics (what evaluation normalises the data by) would be updated by
+    the pseudo-inputs too: one ELBO step updates them twice, once for each batch."""
+    options = dict(network="conv", conv_channels=[4, 8], hidden_dims=[16], batch_norm=True, latent_dim=2)
+    model, guide = build_vae(ModelConfig(prior="mog", prior_components=3, **options), (1, 8, 8))
+    norm = next(m for m in guide.encoder.modules() if isinstance(m, nn.BatchNorm2d))
+    make_objective("elbo").differentiable_loss(model, guide, torch.bernoulli(torch.full((5, 1, 8, 8), 0.4)))
+    assert norm.num_batches_tracked.item() == 1  # the data's batch alone
+    with pytest.raises(ConfigError, match="drop --batch-norm or use --prior mog"):
+        build_vae(ModelConfig(prior="vamp", pseudo_inputs=3, **options), (1, 8, 8))
+
+
 def test_a_vamp_prior_iaf_run_trains_reopens_and_evaluates(idx_dir, tmp_path):
     """End to end through the run directory: train, reopen the best checkpoint, score it."""
     from test_train import small_config
@@ -276,3 +323,49 @@ def test_a_vamp_prior_iaf_run_trains_reopens_and_evaluates(idx_dir, tmp_path):
     # The K=50 bound is above the ELBO in expectation (up to the noise of 20 images).
     assert estimate.mean > elbo - 1.0
     assert abs(summary["test_elbo"]) < 1e4 and (tmp_path / "run" / "samples.png").exists()
+
+
+def test_prior_check_is_refused_for_a_flow_guide_whose_q_is_not_the_normal_of_encode(idx_dir, tmp_path, capsys):
+    """prior-check drew its 'aggregate posterior' as N(loc, scale) from guide.encode and gave each
+    dimension KL(N(loc_d, scale_d) || N(0, 1)); a flow guide's encode is (flowed base mean, base
+    scale), which is not q(z | x): its log-density at q's own draws differs."""
+    from test_train import small_config
+
+    from pyro_vae.cli import main
+    from pyro_vae.runs import open_run, train_run
+
+    run_dir = tmp_path / "run"
+    train_run(small_config(idx_dir, **{"model.flow": "planar", "model.flow_steps": 2, "train.epochs": 1}), run_dir,
+              progress=False, log=lambda line: None)
+    run = open_run(run_dir, "best")
+    x = run.dataset().test.images[:8].float()
+    with torch.no_grad():
+        q = run.guide.distribution(x)
+        z = q.sample()
+        normal = dist.Normal(*run.guide.encode(x)).to_event(1)
+        assert (q.log_prob(z) - normal.log_prob(z)).abs().max() > 0.01
+    assert main(["plot", str(run_dir), "--kind", "prior-check", "-o", str(tmp_path / "check.png")]) == 2
+    err = capsys.readouterr().err
+    assert "--flow planar guide is not one" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "check.png").exists()
+
+
+def test_figures_that_decode_standard_normal_codes_are_refused_for_a_learned_prior(idx_dir, tmp_path, capsys):
+    """manifold (a grid of N(0, I) quantiles) and compare (z ~ N(0, I) as each run's samples)
+    show what a VampPrior or mixture model does not generate; prior-check draws from its prior."""
+    from test_train import small_config
+
+    from pyro_vae.cli import main
+    from pyro_vae.runs import train_run
+
+    run = tmp_path / "run"
+    train_run(small_config(idx_dir, **{"model.prior": "mog", "model.prior_components": 3, "model.latent_dim": 2,
+                                       "train.epochs": 1}), run, progress=False, log=lambda line: None)
+    for kind in ("manifold", "compare"):
+        assert main(["plot", str(run), "--kind", kind, "-o", str(tmp_path / f"{kind}.png")]) == 2
+        err = capsys.readouterr().err
+        assert "--prior mog, whose codes are not drawn from N(0, I)" in err and len(err.strip().splitlines()) == 1
+        assert not (tmp_path / f"{kind}.png").exists()
+    assert main(["plot", str(run), str(run), "--kind", "compare", "-o", str(tmp_path / "two.png")]) == 2
+    assert "--prior mog" in capsys.readouterr().err and not (tmp_path / "two.png").exists()
+    assert main(["plot", str(run), "--kind", "prior-check", "-o", str(tmp_path / "check.png")]) == 0

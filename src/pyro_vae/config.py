@@ -131,18 +131,22 @@ class ModelConfig:
     #: Floor added to the encoder's standard deviation so it never reaches 0.
     min_scale: float = 1e-3
     #: --model vae: the prior p(z): "standard" N(0, I), "mog" (a learned mixture of
-    #: --prior-components Gaussians) or "vamp" (the VampPrior: the guide's posterior at
+    #: --prior-components Gaussians) or "vamp" (the VampPrior: the guide encoder's Normal, before any --flow, at
     #: --pseudo-inputs learned pseudo-inputs). mog and vamp have no closed-form KL.
     prior: str = "standard"
+    #: --prior mog: the number K of Gaussians in the mixture (weights, means and scales all learned).
     prior_components: int = 10
+    #: --prior vamp: the number K of learned pseudo-inputs u_k, one mixture component each.
     pseudo_inputs: int = 500
     #: --prior vamp: where the pseudo-inputs start: "random" (near 0.05, as in Tomczak &
     #: Welling's code) or "data" (--pseudo-inputs training images drawn by the seed, their
-    #: other option; the sensible start for a VampPrior added to a trained VAE by --init-from).
+    #: other option; the sensible start for a VampPrior added to a trained VAE by --init-from). A
+    #: --init-from source that has a VampPrior keeps its learned pseudo-inputs.
     pseudo_init: str = "random"
     #: --model vae: push q(z | x) through --flow-steps amortized normalizing flows:
     #: "none", "iaf" (inverse autoregressive), "householder" or "planar".
     flow: str = "none"
+    #: --flow: the number of flow steps, applied in order (each with its own parameters).
     flow_steps: int = 4
 
     def validate(self) -> None:
@@ -188,8 +192,17 @@ class ModelConfig:
         _choice("flow", self.flow, FLOWS)
         _between("flow_steps", self.flow_steps, 1, 1000)
         if self.model != "vae" and (self.prior != "standard" or self.flow != "none"):
-            raise ConfigError(f"--prior and --flow are for --model vae; --model {self.model} keeps its own "
-                              "prior and Gaussian guide (use --prior standard --flow none).")
+            keeps = ("has no prior and a point-mass code" if self.model == "ae" else
+                     "keeps its own prior and Gaussian guide")
+            raise ConfigError(f"--prior and --flow are for --model vae; --model {self.model} {keeps} "
+                              "(use --prior standard --flow none).")
+        if self.prior == "vamp" and self.batch_norm:
+            # The prior runs the guide's encoder on the K pseudo-inputs as a batch of their own: in
+            # training its components would be normalised by the pseudo-inputs' statistics, not the
+            # data's, and every step would mix them into the running statistics evaluation uses.
+            raise ConfigError("--batch-norm true cannot be used with --prior vamp, whose pseudo-inputs would go "
+                              "through the encoder's batch normalisation as a batch of their own (other statistics "
+                              "than the data's, mixed into the running ones); drop --batch-norm or use --prior mog.")
 
 
 @dataclass

@@ -500,6 +500,7 @@ def plot_manifold(model, path: Path, n: int = 20, device="cpu", codes: torch.Ten
 def plot_prior_check(guide, images: torch.Tensor, path: Path, max_dims: int = 16, prior=None) -> Path:
     """Each latent dimension's aggregate posterior (codes drawn from q(z|x) over the data)
     against the prior's marginal, and a bar per dimension saying whether it is in use.
+    ``guide.encode`` must give q(z | x)'s own diagonal Normal (not a flow guide's base scale).
 
     With the standard prior (``prior`` None or :class:`StandardNormalPrior`) the reference
     curve is N(0, 1) and the bars are the mean KL(q(z_d|x) || N(0, 1)) in nats: dimensions

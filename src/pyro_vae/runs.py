@@ -390,7 +390,10 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
     if train_cfg.init_from:  # a resumed run has its parameters; its checkpoint says where they began
         initialised_from = (load_checkpoint(run_dir / LAST).get("init_from") if resume else
                             init_from_run(config, model, guide, tuple(dataset.image_shape), device))
-    if config.model.prior == "vamp" and config.model.pseudo_init == "data" and not resume:
+    # --pseudo-init says where fresh pseudo-inputs start: those a --init-from source's VampPrior
+    # learned are kept, as every other parameter it had (its prior is what is being fine-tuned).
+    inherited = initialised_from is not None and PSEUDO_INPUTS not in initialised_from["fresh_parameters"]
+    if config.model.prior == "vamp" and config.model.pseudo_init == "data" and not resume and not inherited:
         pseudo_inputs_from_data(model.latent_prior, dataset.train, train_cfg.seed)
     settings = TrainSettings(
         epochs=train_cfg.epochs, batch_size=train_cfg.batch_size, learning_rate=train_cfg.learning_rate,
@@ -665,6 +668,10 @@ def init_from_run(config: Config, model, guide, image_shape: tuple, device) -> d
             "fresh_parameters": fresh}
 
 
+#: The VampPrior's pseudo-inputs as :func:`init_from_run` names a parameter that started afresh.
+PSEUDO_INPUTS = "model.latent_prior.raw_pseudo_inputs"
+
+
 def pseudo_inputs_from_data(prior, train: Split, seed: int) -> None:
     """--pseudo-init data: the VampPrior's K pseudo-inputs start as K distinct training
     images, drawn by ``seed``."""
@@ -709,6 +716,10 @@ def m1_codes(config: Config, images: ImageDataset, device) -> tuple[ImageDataset
     m1 = open_run(m1_dir, device=str(device))
     if m1.config.model.model != "vae":
         raise ConfigError(f"--m1-run {m1_dir} is a --model {m1.config.model.model} run; M1 is a --model vae run.")
+    if m1.config.model.flow != "none":  # posterior_means reads the encoder's Normal: before the flow steps
+        raise ConfigError(f"--m1-run {m1_dir} has a --flow {m1.config.model.flow} guide, whose mean E[z | x] (M2's "
+                          "codes) has no closed form, and its encoder's is the mean before the flow steps; give a "
+                          "--model vae run without --flow.")
     for key in ("dataset", "train_limit"):
         if getattr(m1.config.data, key) != getattr(config.data, key):
             raise ConfigError(f"--m1-run {m1_dir} was trained with {key} {getattr(m1.config.data, key)!r}, this run "
@@ -992,6 +1003,18 @@ FIGURE_KINDS = ("samples", "reconstructions", "latent", "manifold", "interpolate
 MULTI_RUN_KINDS = ("compare", "latent")
 #: The figures that draw codes from N(0, I) or compare codes with it: not for --model hvae.
 N01_CODE_KINDS = ("manifold", "prior-check", "compare")
+#: Of those, the ones that decode N(0, I) codes as the model's own: not for --prior mog or vamp
+#: either (prior-check draws its reference from a learned prior).
+N01_DRAW_KINDS = ("manifold", "compare")
+
+
+def _learned_prior(run: Run) -> str | None:
+    """Why ``run``'s decoder does not read codes from N(0, I) by its prior (--prior mog or
+    vamp), for the refusal of the :data:`N01_DRAW_KINDS`; None for the standard prior."""
+    prior = run.config.model.prior
+    if prior == "standard":
+        return None
+    return f"{run.run_dir} has --prior {prior}, whose codes are not drawn from N(0, I)"
 #: Figures drawn for the conditional VAE (the others read codes of an unconditional guide).
 CONDITIONAL_KINDS = ("samples", "reconstructions", "curves", "style")  # for cvae and m2
 
@@ -1125,6 +1148,10 @@ def figure_from_runs(runs: list[Run], kind: str, output: Path, n: int = 36, limi
         if getattr(run.model, "hierarchical", False):
             raise PyroVAEError(f"{run.run_dir} is a --model hvae run, whose code z1 does not have the prior "
                                "N(0, I) these figures draw from; draw its figures one run at a time.")
+        if kind == "compare" and _learned_prior(run):
+            raise PyroVAEError(f"the 'compare' figure decodes draws z ~ N(0, I) as each run's samples, but "
+                               f"{_learned_prior(run)}; compare its codes with --kind latent, or draw its "
+                               "samples one run at a time.")
         if getattr(run.model, "num_classes", 0) or hasattr(run.model, "complete"):
             raise PyroVAEError(f"{run.run_dir} is a conditional model; the side-by-side figures are for "
                                "unconditional ones (--model vae or ae).")
@@ -1172,6 +1199,16 @@ def figure_from_run(run: Run, kind: str, output: Path, n: int = 64, limit: int |
     if getattr(run.model, "hierarchical", False) and kind in N01_CODE_KINDS:
         raise PyroVAEError(f"the '{kind}' figure assumes the decoder's code has the prior N(0, I), but this "
                            "--model hvae run's z1 has the prior p(z1) = E_p(z2)[p(z1 | z2)]; choose samples, "
+                           "reconstructions, latent, interpolate, arithmetic or curves.")
+    if kind == "prior-check" and run.config.model.flow != "none":
+        # it reads q(z | x) per dimension as the Normal (loc, scale) of guide.encode, which for a flow
+        # guide is the flowed base mean with the base scale: neither its draws nor its KL
+        raise PyroVAEError(f"the 'prior-check' figure reads q(z | x) as a diagonal Normal, and {run.run_dir}'s "
+                           f"--flow {run.config.model.flow} guide is not one (its per-dimension KL has no closed "
+                           "form); choose samples, reconstructions, latent, interpolate, arithmetic or curves.")
+    if kind in N01_DRAW_KINDS and _learned_prior(run):
+        raise PyroVAEError(f"the '{kind}' figure decodes codes of N(0, I) as the model's own, but "
+                           f"{_learned_prior(run)}; choose samples (drawn from its prior), prior-check, "
                            "reconstructions, latent, interpolate, arithmetic or curves.")
     if kind in MULTI_RUN_KINDS and kind != "latent":
         return figure_from_runs([run], kind, output, n=min(n, 64), limit=limit)

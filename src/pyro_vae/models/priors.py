@@ -228,15 +228,14 @@ class DiagonalNormalMixture(dist.TorchDistribution):
 class MixtureOfGaussiansPrior(MixturePrior):
     """p(z) = sum_k pi_k N(z; mu_k, diag(sigma_k^2)), k = 1..K, all learned.
 
-    Means start as draws from N(0, I) (a fixed generator, so runs are reproducible),
-    scales at 1 and weights uniform: at K = 1 and mu = 0 it is the standard Normal.
+    Means start as draws from N(0, I) (torch's global generator, as the networks' weights:
+    --seed sets both), scales at 1 and weights uniform: at K = 1 and mu = 0 it is the standard Normal.
     """
 
-    def __init__(self, latent_dim: int, components: int, seed: int = 0):
+    def __init__(self, latent_dim: int, components: int):
         super().__init__(latent_dim)
-        generator = torch.Generator().manual_seed(seed)
         self.logits = nn.Parameter(torch.zeros(components))
-        self.loc = nn.Parameter(torch.randn(components, latent_dim, generator=generator))
+        self.loc = nn.Parameter(torch.randn(components, latent_dim))
         self.raw_scale = nn.Parameter(torch.full((components, latent_dim), math.log(math.expm1(1.0))))
 
     def mixture(self, like):
@@ -256,25 +255,29 @@ class _Unregistered:
 class VampPrior(MixturePrior):
     r"""p(z) = (1/K) sum_k q(z | u_k), the variational mixture of posteriors prior.
 
-    ``encoder`` is the guide's (images ``[..., C, H, W]`` -> ``(loc, scale)`` ``[..., L]``);
-    the K pseudo-inputs u_k ``[K, C, H, W]`` are learned, kept in [0, 1] by a hard tanh as
-    in Tomczak & Welling's code and initialised near their ``N(0.05, 0.01)``. The encoder's
+    ``encoder`` is the guide's (images ``[..., C, H, W]`` -> ``(loc, scale)`` ``[..., L]``); with a
+    flow guide the components are its encoder's Normal before the flow steps, not the flowed
+    q(z | u_k) (whose density at a given z would need every IAF step inverted);
+    the K pseudo-inputs u_k ``[K, C, H, W]`` are learned, clamped to [0, 1] (Tomczak & Welling's
+    code: a hard tanh, the same values) and initialised near their ``N(0.05, 0.01)`` (torch's
+    global generator, as the networks' weights: --seed sets both). The encoder's
     gradient from log p(z) flows into the guide's parameters. With K = 1 and u_1 = x,
-    p(z) = q(z | x) exactly.
+    p(z) = q(z | x) exactly (without a flow).
     """
 
     def __init__(self, latent_dim: int, encoder: nn.Module, image_shape: tuple[int, int, int],
-                 pseudo_inputs: int, seed: int = 0):
+                 pseudo_inputs: int):
         super().__init__(latent_dim)
         self._encoder = _Unregistered(encoder)
-        generator = torch.Generator().manual_seed(seed)
-        self.raw_pseudo_inputs = nn.Parameter(0.05 + 0.01 * torch.randn((pseudo_inputs,) + tuple(image_shape),
-                                                                        generator=generator))
+        self.raw_pseudo_inputs = nn.Parameter(0.05 + 0.01 * torch.randn((pseudo_inputs,) + tuple(image_shape)))
 
     @property
     def pseudo_inputs(self) -> torch.Tensor:
         """u ``[K, C, H, W]`` in [0, 1]."""
-        return F.hardtanh(self.raw_pseudo_inputs, 0.0, 1.0)
+        # clamp, not hardtanh: the same values, but a pixel at exactly 0 or 1 keeps its gradient
+        # (hardtanh's is 0 there), and --pseudo-init data puts most pixels there (background,
+        # binary images): they never moved. Beyond [0, 1] the gradient is 0 with either.
+        return self.raw_pseudo_inputs.clamp(0.0, 1.0)
 
     @torch.no_grad()
     def set_pseudo_inputs(self, images: torch.Tensor) -> None:
@@ -293,16 +296,17 @@ PSEUDO_INITS = ("random", "data")
 
 
 def make_prior(name: str, latent_dim: int, *, components: int = 10, pseudo_inputs: int = 500,
-               encoder: nn.Module | None = None, image_shape=None, seed: int = 0) -> Prior:
-    """The prior called ``name`` (one of :data:`PRIORS`)."""
+               encoder: nn.Module | None = None, image_shape=None) -> Prior:
+    """The prior called ``name`` (one of :data:`PRIORS`); a learned one starts from torch's
+    global generator (the CLI seeds it with --seed)."""
     if name == "standard":
         return StandardNormalPrior(latent_dim)
     if name == "mog":
-        return MixtureOfGaussiansPrior(latent_dim, components, seed)
+        return MixtureOfGaussiansPrior(latent_dim, components)
     if name == "vamp":
         if encoder is None or image_shape is None:
             raise ValueError("the VampPrior needs the guide's encoder and the image shape.")
-        return VampPrior(latent_dim, encoder, image_shape, pseudo_inputs, seed)
+        return VampPrior(latent_dim, encoder, image_shape, pseudo_inputs)
     raise ValueError(f"unknown prior {name!r}")
 
 
