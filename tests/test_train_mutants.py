@@ -227,6 +227,46 @@ def test_an_epochs_seconds_and_cpu_seconds_are_the_time_it_took():
     assert 0 < row["seconds"] <= time.perf_counter() - wall
 
 
+class _StepClock:
+    """A stand-in for the trainer's ``time`` module whose clocks move only with the steps: 5 wall
+    seconds and 3 CPU seconds each (the objective calls :meth:`step`)."""
+
+    def __init__(self):
+        self.wall, self.cpu = 100.0, 50.0
+
+    def perf_counter(self) -> float:
+        return self.wall
+
+    def process_time(self) -> float:
+        return self.cpu
+
+    def step(self) -> None:
+        self.wall, self.cpu = self.wall + 5.0, self.cpu + 3.0
+
+
+def test_an_epoch_stopped_and_resumed_counts_the_seconds_of_both_sessions(tmp_path, monkeypatch):
+    # 48 images in batches of 16: 3 steps, one before the stop and two after the resume.
+    clock = _StepClock()
+    monkeypatch.setattr(train_module, "time", clock)
+    objective = make_objective("analytic-kl")
+
+    class Ticking:
+        def differentiable_loss(self, *args, **kwargs):
+            clock.step()
+            return objective.differentiable_loss(*args, **kwargs)
+
+    stopped = _trainer(objective=Ticking(), run_dir=tmp_path)
+    stopped._stop_signal = signal.SIGTERM  # as the signal handler sets it: stop after the first step
+    with pytest.raises(TrainingInterrupted):
+        stopped.fit()
+    clock.wall += 1000.0  # the time between the sessions is not the epoch's
+    clock.cpu += 1000.0
+    resumed = _trainer(objective=Ticking(), run_dir=tmp_path)
+    resumed.load(tmp_path / LAST)
+    row = resumed.fit().history[0]
+    assert (row["seconds"], row["cpu_seconds"]) == (15.0, 9.0)
+
+
 def test_an_epochs_progress_bar_is_erased_when_the_epoch_ends(capsys):
     # train_epoch #30: leave=True keeps one finished bar per epoch on the terminal.
     trainer = _trainer(epochs=2)

@@ -164,6 +164,24 @@ class EpochTotal:
         return math.sqrt(max(variance, 0.0) / n)
 
 
+class EpochClock:
+    """An epoch's wall-clock and CPU seconds (``time.perf_counter``, ``time.process_time``) so
+    far, over every session it ran in: a run stopped mid-epoch saves them with its position
+    (:meth:`Trainer._save_interrupted`) and the resumed session adds its own, so the epoch's
+    ``seconds`` is the time it took, not the time since the resume."""
+
+    def __init__(self, seconds_before: float = 0.0, cpu_seconds_before: float = 0.0):
+        self.seconds_before, self.cpu_seconds_before = seconds_before, cpu_seconds_before
+        self.start, self.cpu_start = time.perf_counter(), time.process_time()
+
+    def seconds(self) -> float:
+        return self.seconds_before + time.perf_counter() - self.start
+
+    def cpu_seconds(self) -> float:
+        """This process's CPU seconds for the epoch (and the earlier sessions')."""
+        return self.cpu_seconds_before + time.process_time() - self.cpu_start
+
+
 @dataclass
 class TrainState:
     epoch: int = 0  # epochs completed
@@ -293,6 +311,7 @@ class Trainer:
         self.state = TrainState()
         self.position: dict | None = None  # where a mid-epoch checkpoint stopped
         self.epoch_total = EpochTotal()  # the epoch's running sums (its mean and standard error)
+        self.epoch_clock = EpochClock()  # the epoch's time so far
         self._stop_signal: int | None = None
         probe = poutine.trace(guide).get_trace(dataset.train.images[:1],
                                                **label_kwargs(model, dataset.train.labels, slice(0, 1)))
@@ -383,6 +402,9 @@ class Trainer:
             position, self.position = self.position, None
             # a checkpoint of an older version holds the total alone: the epoch's s.e. is then unknown
             sums = EpochTotal(position["total"], position.get("squares", math.nan), position.get("batches", 0))
+            # the time the stopped session spent on the epoch (a checkpoint of an older version: none kept)
+            self.epoch_clock.seconds_before = position.get("seconds", 0.0)
+            self.epoch_clock.cpu_seconds_before = position.get("cpu_seconds", 0.0)
             return position["order"], position["next_batch"], sums
         return torch.randperm(n, generator=self.generator, device=self.device), 0, EpochTotal()
 
@@ -392,7 +414,8 @@ class Trainer:
         if self.run_dir is not None:
             sums = self.epoch_total
             self.position = {"order": order, "next_batch": next_batch, "total": sums.total, "squares": sums.squares,
-                             "batches": sums.batches}
+                             "batches": sums.batches, "seconds": self.epoch_clock.seconds(),
+                             "cpu_seconds": self.epoch_clock.cpu_seconds()}
             self.save(self.run_dir / LAST)
             self.position = None
             message = (f"stopped by {signal.Signals(signum).name} after {where}; checkpoint saved, "
@@ -438,10 +461,10 @@ class Trainer:
 
     def _fit(self) -> TrainState:
         while self.state.epoch < self.settings.epochs and not self.stopped_early():
-            start, cpu_start = time.perf_counter(), time.process_time()
+            self.epoch_clock = EpochClock()
             self.model.train(), self.guide.train()
             train_bound = self.train_epoch()
-            seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+            seconds, cpu_seconds = self.epoch_clock.seconds(), self.epoch_clock.cpu_seconds()
             self.model.eval(), self.guide.eval()
             self.state.epoch += 1
             if not self.ctx.is_main:  # rank 0 alone evaluates and writes
