@@ -218,6 +218,13 @@ def test_kl_warm_up_in_epochs_labels_the_epochs_it_covers():
     assert [trainer.training_objective({"step": 3 * e}) for e in (1, 2, 3)] == [warm, warm, "train ELBO"]
 
 
+def test_an_epochs_kl_weight_is_that_of_its_last_step():
+    # 48 images in batches of 16: 3 steps an epoch, warm-up over 6 steps: epoch 1's last step
+    # (step 2, 0-based) has weight 3/6, epoch 2's (step 5) 6/6; not the next epoch's first step's 4/6.
+    history = _trainer(epochs=3, kl_warmup_epochs=2).fit().history
+    assert [row["kl_weight"] for row in history] == [0.5, 1.0, 1.0]
+
+
 def test_an_epochs_seconds_and_cpu_seconds_are_the_time_it_took():
     # _fit #8: process_time() + start (the process's whole CPU time, twice over); #7: perf_counter() + start.
     trainer = _trainer()

@@ -321,9 +321,10 @@ class Trainer:
     def steps_per_epoch(self) -> int:
         return math.ceil(len(self.dataset.train) / self.settings.batch_size)
 
-    def kl_weight(self) -> float:
+    def kl_weight(self, step: int | None = None) -> float:
+        """The KL weight of optimizer step ``step`` (0-based; by default the next one, ``state.step``)."""
         warmup = self.settings.kl_warmup_steps or self.settings.kl_warmup_epochs * self.steps_per_epoch()
-        return linear_warmup(self.state.step, warmup, self.settings.beta)
+        return linear_warmup(self.state.step if step is None else step, warmup, self.settings.beta)
 
     def train_epoch(self) -> float:
         """One pass over the training set; returns the mean training bound (nats/example).
@@ -505,7 +506,8 @@ class Trainer:
         valid = evaluate_elbo(self.model, self.guide, valid_split.images, self.settings.eval_batch_size,
                               self.settings.analytic_kl, valid_split.labels)
         metrics = {"valid_elbo": valid["elbo"], "valid_reconstruction": valid["reconstruction"],
-                   "valid_kl": valid["kl"], "kl_weight": self.kl_weight()}
+                   # the weight the epoch ended training with (of its last step), not the next epoch's
+                   "valid_kl": valid["kl"], "kl_weight": self.kl_weight(self.state.step - 1)}
         criterion = valid["elbo"]
         rule = self.settings.selection_rule()
         if rule == "valid-iwae":
