@@ -79,6 +79,23 @@ def test_iwae_training_names_its_objective_and_appends_every_stderr_column(tmp_p
     assert summary["test_reconstruction_stderr"] > 0 and summary["test_kl_stderr"] > 0
 
 
+def test_an_unknown_standard_error_is_null_in_summary_json_which_strict_readers_accept(idx_dir, tmp_path):
+    # One batch an epoch (batch 100 of 100 images): its training mean has no spread to measure.
+    from pyro_vae.experiments.sweep import metric_stderr
+
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", "idx", "--data-dir", str(idx_dir), "--run-dir", str(run), "--latent-dim", "2",
+                 "--hidden-dims", "8", "--epochs", "1", "--batch-size", "100", "--train-limit", "100",
+                 "--no-progress", "--figures", "false"]) == 0
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    summary = json.loads((run / "summary.json").read_text(), parse_constant=refuse)
+    assert summary["best_epoch_metrics"]["train_objective_stderr"] is None
+    assert metric_stderr(summary, "train_objective") is None
+
+
 @pytest.mark.parametrize("raw,name", [
     ({"train": {"objective": "elbo"}}, "ELBO"),
     ({"train": {"objective": "elbo", "beta": 4.0}}, "ELBO with the KL weight beta=4"),

@@ -247,8 +247,22 @@ def read_json(path: Path, fix: str) -> dict:
     return payload
 
 
+def json_ready(value):
+    """``value`` (dicts, lists, numbers, strings) with every non-finite float as None: JSON has
+    no NaN or infinity, and the bare ``NaN`` Python would write (a standard error that is
+    unknown, as an epoch of one batch leaves ``train_objective_stderr``) is refused by strict
+    readers (JavaScript's ``JSON.parse``, Go, jq 1.6)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: json_ready(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(item) for item in value]
+    return value
+
+
 def write_json(path: Path, payload: dict) -> None:
-    atomic_write_text(path, json.dumps(payload, indent=2) + "\n")
+    atomic_write_text(path, json.dumps(json_ready(payload), indent=2, allow_nan=False) + "\n")
 
 
 def _check_resume_changes(saved: Config, requested: Config) -> None:
