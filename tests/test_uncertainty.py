@@ -71,6 +71,7 @@ def test_iwae_training_names_its_objective_and_appends_every_stderr_column(tmp_p
                       "kl_weight", "valid_iwae", "seconds", "cpu_seconds", *ERRORS[:3], "valid_iwae_stderr",
                       ERRORS[3]]
     assert result.train_objective_name == result.summary["train_objective_name"] == "IWAE bound K=3"
+    assert result.summary["selection"] == "best validation IWAE bound (K=3)"  # the K of the bound that chose
     assert all(line.startswith(f"epoch {row['epoch']:>3}  train IWAE bound K=3 {row['train_objective']:9.2f}")
                for line, row in zip(lines, result.history))
     assert "train_elbo" not in result.history[0]
