@@ -76,6 +76,9 @@ def test_evaluate_refuses_one_image_whose_mean_has_no_standard_error(trained, tm
 def test_resume_extends_a_run(trained, capsys):
     assert main(["train", "--resume", str(trained), "--epochs", "3", "--no-progress"]) == 0
     assert len((trained / "metrics.csv").read_text().splitlines()) == 4
+    # the result line says which of the epochs trained was scored, and what chose it
+    best = json.loads((trained / "summary.json").read_text())["best_epoch"]
+    assert f"; best epoch {best} of 3, chosen by the best validation ELBO); run directory" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("argv,message", [
