@@ -163,6 +163,29 @@ def test_a_run_stopped_in_its_first_epoch_resumes_with_no_best_epoch_and_ends_as
     assert resumed.state.best_epoch == whole.state.best_epoch
 
 
+@pytest.mark.parametrize("epochs", [1, 2])
+def test_a_signal_after_an_epochs_last_step_stops_at_its_commit_and_resume_ends_as_an_unstopped_run(tmp_path,
+                                                                                                    epochs):
+    # A signal while epoch 1 is validated or drawn (here: from on_epoch): the run stops there, with no
+    # step of epoch 2 and, after the last epoch, without going on to its evaluation as if unasked.
+    def signal_in_epoch_1(trainer, row):
+        if row["epoch"] == 1:
+            trainer._stop_signal = signal.SIGINT
+
+    stopped = _trainer(epochs=epochs, run_dir=tmp_path)
+    stopped.on_epoch = signal_in_epoch_1
+    with pytest.raises(TrainingInterrupted, match=f"SIGINT after epoch 1; checkpoint saved, continue with --resume"):
+        stopped.fit()
+    checkpoint = load_checkpoint(tmp_path / LAST)
+    assert (checkpoint["epoch"], checkpoint["step"], checkpoint["position"]) == (1, 3, None)  # 3 steps an epoch
+    resumed = _trainer(epochs=2, run_dir=tmp_path)
+    resumed.load(tmp_path / LAST)
+    resumed.fit()
+    whole = _trainer(epochs=2)
+    whole.fit()
+    assert all(torch.equal(a, b) for a, b in zip(_parameters(resumed), _parameters(whole)))
+
+
 def test_cuda_rng_states_are_saved_and_restored_and_a_cpu_checkpoint_resumes_on_a_cuda_machine(tmp_path, monkeypatch):
     # load #88, #89, #91 (a checkpoint without CUDA states read as if it had them, or one with them not) and #94.
     trainer = _trainer(run_dir=tmp_path)

@@ -410,8 +410,6 @@ class Trainer:
         return torch.randperm(n, generator=self.generator, device=self.device), 0, EpochTotal()
 
     def _save_interrupted(self, order: torch.Tensor, next_batch: int) -> None:
-        signum = self._stop_signal or signal.SIGTERM  # another rank may have been signalled
-        where = f"step {self.state.step} (epoch {self.state.epoch + 1})"
         if self.run_dir is not None:
             sums = self.epoch_total
             self.position = {"order": order, "next_batch": next_batch, "total": sums.total, "squares": sums.squares,
@@ -419,11 +417,24 @@ class Trainer:
                              "cpu_seconds": self.epoch_clock.cpu_seconds()}
             self.save(self.run_dir / LAST)
             self.position = None
-            message = (f"stopped by {signal.Signals(signum).name} after {where}; checkpoint saved, "
-                       f"continue with --resume {self.run_dir}.")
-        else:
-            message = f"stopped by {signal.Signals(signum).name} after {where}."
-        raise TrainingInterrupted(message, signum)
+        self._interrupted(f"step {self.state.step} (epoch {self.state.epoch + 1})")
+
+    def _interrupted(self, where: str) -> None:
+        """Raise :class:`TrainingInterrupted` for the stop requested after ``where``, the run's
+        last checkpoint holding it."""
+        signum = self._stop_signal or signal.SIGTERM  # another rank may have been signalled
+        message = f"stopped by {signal.Signals(signum).name} after {where}"
+        if self.run_dir is not None:
+            message += f"; checkpoint saved, continue with --resume {self.run_dir}"
+        raise TrainingInterrupted(message + ".", signum)
+
+    def _stop_after_epoch(self) -> None:
+        """Stop on a signal that came after the epoch's last step (while it was validated,
+        committed, or its figures drawn): the epoch is committed, so the run stops here rather
+        than train a step more, or, after the last epoch, go on to its evaluation as if
+        nothing had been asked. Every rank agrees (each takes part in the sum)."""
+        if self.ctx.sum(float(self._stop_signal is not None), self.device) > 0:
+            self._interrupted(f"epoch {self.state.epoch}")
 
     # -- the loop ----------------------------------------------------------------------
     def fit(self) -> TrainState:
@@ -461,7 +472,11 @@ class Trainer:
         return self.ctx.sum(float(stop), self.device) > 0
 
     def _fit(self) -> TrainState:
+        committed = False  # an epoch committed by this call: a signal since then stops before the next
         while self.state.epoch < self.settings.epochs and not self.stopped_early():
+            if committed:
+                self._stop_after_epoch()
+            committed = True
             self.epoch_clock = EpochClock()
             self.model.train(), self.guide.train()
             train_bound = self.train_epoch()
@@ -494,6 +509,8 @@ class Trainer:
                     self.write_best()
             if self.on_epoch is not None:
                 self.on_epoch(self, row)
+        if committed:
+            self._stop_after_epoch()
         if self.state.epoch < self.settings.epochs and self.stopped_early():
             self.log(f"stopping early: no better {self.selection_key()} for {self.settings.patience} epochs")
         return self.state
