@@ -1,6 +1,7 @@
 """The pyro-vae command end to end on a tiny data set, and its usage errors."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -79,6 +80,21 @@ def test_resume_extends_a_run(trained, capsys):
     # the result line says which of the epochs trained was scored, and what chose it
     best = json.loads((trained / "summary.json").read_text())["best_epoch"]
     assert f"; best epoch {best} of 3, chosen by the best validation ELBO); run directory" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("with_summary", [True, False])
+def test_resume_with_fewer_epochs_than_trained_is_refused_and_writes_nothing(trained, tmp_path, capsys, with_summary):
+    # without its summary.json (killed before it), the resume used to rewrite config.toml with epochs = 1
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    if not with_summary:
+        (run / "summary.json").unlink()
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    epochs = json.loads((trained / "summary.json").read_text())["epochs"]
+    assert main(["train", "--resume", str(run), "--epochs", "1", "--no-progress"]) == 2
+    assert (f"--epochs 1 is fewer than the {epochs} epochs {run} has trained, and a run is not cut back; give "
+            f"--epochs {epochs} or more.") in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
 
 
 @pytest.mark.parametrize("argv,message", [

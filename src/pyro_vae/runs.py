@@ -315,7 +315,11 @@ def _train_run(config: Config | None, run_dir: Path, resume: bool, progress, log
                 section, name = key.split(".")
                 setattr(getattr(saved, section), name, getattr(getattr(overrides, section), name))
         config = saved.validate(check_effect=False)
-        check_own_data(run_dir, load_checkpoint(run_dir / LAST, map_location="cpu"), config)
+        last = load_checkpoint(run_dir / LAST, map_location="cpu")
+        check_own_data(run_dir, last, config)
+        if config.train.epochs < last["epoch"]:  # nothing would train, yet config.toml would say it stopped there
+            raise ConfigError(f"--epochs {config.train.epochs} is fewer than the {last['epoch']} epochs {run_dir} has "
+                              f"trained, and a run is not cut back; give --epochs {last['epoch']} or more.")
         finished = _finished_summary(run_dir, config.train.epochs)
         if finished is not None:  # nothing to train: every file is left as it is
             idle = sorted(changed - {"train.epochs"})
