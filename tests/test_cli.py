@@ -97,6 +97,29 @@ def test_resume_with_fewer_epochs_than_trained_is_refused_and_writes_nothing(tra
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
 
 
+def test_a_resume_of_a_run_still_training_is_refused_and_writes_nothing(trained, tmp_path, capsys):
+    # another process training in the directory holds its lock (flock conflicts across open files,
+    # so this process's own descriptor stands in for that process)
+    import fcntl
+    import os
+
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    fd = os.open(run, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert main(["train", "--resume", str(run), "--epochs", "9", "--no-progress"]) == 2
+    finally:
+        os.close(fd)
+    assert (f"{run} is being trained by another process; let it finish, or stop it (Ctrl-C or kill -TERM) and then "
+            f"--resume {run}.") in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    epochs = json.loads((run / "summary.json").read_text())["epochs"] + 1
+    assert main(["train", "--resume", str(run), "--epochs", str(epochs), "--no-progress"]) == 0  # trains, unlocked
+    assert json.loads((run / "summary.json").read_text())["epochs"] == epochs
+
+
 @pytest.mark.parametrize("argv,message", [
     (["train", "--dataset", "cifar"], "unknown dataset 'cifar'"),
     (["train", "--likelihood", "poisson"], "unknown likelihood 'poisson'"),

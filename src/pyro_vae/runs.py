@@ -22,6 +22,7 @@ import dataclasses
 import io
 import json
 import math
+import os
 import platform
 import time
 from dataclasses import dataclass
@@ -276,6 +277,30 @@ def _check_resume_changes(saved: Config, requested: Config) -> None:
                 )
 
 
+@contextlib.contextmanager
+def run_dir_lock(run_dir: Path):
+    """Hold an exclusive lock on the run directory itself (``fcntl.flock`` on its descriptor, so
+    no file is made) while this process trains there: a second ``train`` in the same directory
+    (a ``--resume`` of a run still training, which would interleave its commits with the first's
+    and leave checkpoint_best.pt of one and checkpoint_last.pt of the other) is refused
+    (:class:`CheckpointError`) before it writes anything. The lock ends with the process however
+    it ends; a file system that cannot lock (some network mounts) trains unlocked."""
+    import fcntl
+
+    fd = os.open(run_dir, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CheckpointError(f"{run_dir} is being trained by another process; let it finish, or stop it (Ctrl-C "
+                                  f"or kill -TERM) and then --resume {run_dir}.") from None
+        except OSError:
+            pass
+        yield
+    finally:
+        os.close(fd)
+
+
 def _get(config: Config, key: str):
     section, name = key.split(".")
     return getattr(getattr(config, section), name)
@@ -342,7 +367,10 @@ def _train_run(config: Config | None, run_dir: Path, resume: bool, progress, log
         refuse_sweep_dir(run_dir, "--run-dir")
     ctx, device_name = init_from_environment(config.train.device)
     try:
-        summary = _train(config, run_dir, resume, progress, log, ctx, resolve_device(device_name))
+        with contextlib.ExitStack() as held:  # the run directory's lock (rank 0), until the run ends
+            if resume and ctx.is_main:  # before its data are read: a run still training is refused at once
+                held.enter_context(run_dir_lock(run_dir))
+            summary = _train(config, run_dir, resume, progress, log, ctx, resolve_device(device_name), held)
         ctx.barrier()  # ranks leave together: none tears down the group while rank 0 still writes
         return summary
     finally:
@@ -382,7 +410,7 @@ def _finished_summary(run_dir: Path, epochs: int) -> dict | None:
 
 
 def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: DistributedContext,
-           device: torch.device) -> dict:
+           device: torch.device, held: contextlib.ExitStack) -> dict:
     train_cfg, data_cfg = config.train, config.data
     pyro.set_rng_seed(train_cfg.seed)
     dataset = open_dataset(config, progress=progress)
@@ -456,6 +484,8 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
             raise WriteError(f"cannot create the run directory {run_dir} ({err.strerror or err}); choose a --run-dir "
                              "in a writable place.") from None
         if ctx.is_main:
+            if not resume:  # (a resumed run holds it already)
+                held.enter_context(run_dir_lock(run_dir))
             remove_temporaries(run_dir)  # of a killed earlier attempt
         options = dict(run_dir=run_dir, seed=train_cfg.seed, device=device, on_epoch=on_epoch, progress=progress,
                        log=log, distributed=ctx,
