@@ -345,17 +345,21 @@ def _train_run(config: Config | None, run_dir: Path, resume: bool, progress, log
         if config.train.epochs < last["epoch"]:  # nothing would train, yet config.toml would say it stopped there
             raise ConfigError(f"--epochs {config.train.epochs} is fewer than the {last['epoch']} epochs {run_dir} has "
                               f"trained, and a run is not cut back; give --epochs {last['epoch']} or more.")
-        finished = _finished_summary(run_dir, config.train.epochs)
+        finished = _finished_summary(run_dir, config.train.epochs, config.train.patience)
         if finished is not None:  # nothing to train: every file is left as it is
+            done = finished["epochs"]
+            stopped = finished.get("stopped_early") and done < config.train.epochs
+            more = (f"--patience above {config.train.patience}" if stopped else f"--epochs above {done}")
             idle = sorted(changed - {"train.epochs"})
             if idle:  # a figure, device or tracking option would act only while training
                 given = ", ".join(f"--{key.split('.')[1].replace('_', '-')} {show_value(_get(config, key))}"
                                   for key in idle)
-                raise ConfigError(f"{given} {'has' if len(idle) == 1 else 'have'} no effect: {run_dir} has finished its {finished['epochs']} epochs, so "
-                                  f"nothing is trained; give --epochs above {finished['epochs']} to train on, or "
+                raise ConfigError(f"{given} {'has' if len(idle) == 1 else 'have'} no effect: {run_dir} has finished its {done} epochs, so "
+                                  f"nothing is trained; give {more} to train on, or "
                                   f"draw its figures with `pyro-vae plot {run_dir} --kind samples -o FILE`.")
-            log(f"nothing to train: {run_dir} has {finished['epochs']} epochs already and its summary; give "
-                f"--epochs above {finished['epochs']} to train on (nothing was written).")
+            why = f"stopped early (--patience {config.train.patience}) after {done} epochs" if stopped else \
+                f"has {done} epochs already"
+            log(f"nothing to train: {run_dir} {why} and has its summary; give {more} to train on (nothing was written).")
             return {**finished, "nothing_trained": True}  # the CLI then lists no figure as drawn
     else:
         config.validate()
@@ -389,9 +393,10 @@ def _ends_tracker_on_failure(tracker):
         raise
 
 
-def _finished_summary(run_dir: Path, epochs: int) -> dict | None:
-    """The run's summary.json when it already holds ``epochs`` (or more) epochs and was written
-    after the last checkpoint's epoch (a kill before the summary leaves it to be written)."""
+def _finished_summary(run_dir: Path, epochs: int, patience: int = 0) -> dict | None:
+    """The run's summary.json when it already holds ``epochs`` (or more) epochs, or stopped
+    early by the same ``patience`` (it would stop again at once: the same history), and was
+    written after the last checkpoint's epoch (a kill before the summary leaves it to be written)."""
     path = run_dir / SUMMARY
     if not path.is_file():
         return None
@@ -406,7 +411,10 @@ def _finished_summary(run_dir: Path, epochs: int) -> dict | None:
     except PyroVAEError:  # missing or damaged: resume writes it again from the checkpoint
         return None
     done = load_checkpoint(run_dir / LAST).get("epoch")
-    return summary if done is not None and summary.get("epochs") == done >= epochs else None
+    if done is None or summary.get("epochs") != done:
+        return None
+    stopped_again = bool(patience) and summary.get("stopped_early") is True and summary.get("patience") == patience
+    return summary if done >= epochs or stopped_again else None
 
 
 def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: DistributedContext,
