@@ -1,6 +1,7 @@
 """The pyro-vae command end to end on a tiny data set, and its usage errors."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -76,6 +77,47 @@ def test_evaluate_refuses_one_image_whose_mean_has_no_standard_error(trained, tm
 def test_resume_extends_a_run(trained, capsys):
     assert main(["train", "--resume", str(trained), "--epochs", "3", "--no-progress"]) == 0
     assert len((trained / "metrics.csv").read_text().splitlines()) == 4
+    # the result line says which of the epochs trained was scored, and what chose it
+    best = json.loads((trained / "summary.json").read_text())["best_epoch"]
+    assert f"; best epoch {best} of 3, chosen by the best validation ELBO); run directory" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("with_summary", [True, False])
+def test_resume_with_fewer_epochs_than_trained_is_refused_and_writes_nothing(trained, tmp_path, capsys, with_summary):
+    # without its summary.json (killed before it), the resume used to rewrite config.toml with epochs = 1
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    if not with_summary:
+        (run / "summary.json").unlink()
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    epochs = json.loads((trained / "summary.json").read_text())["epochs"]
+    assert main(["train", "--resume", str(run), "--epochs", "1", "--no-progress"]) == 2
+    assert (f"--epochs 1 is fewer than the {epochs} epochs {run} has trained, and a run is not cut back; give "
+            f"--epochs {epochs} or more.") in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
+def test_a_resume_of_a_run_still_training_is_refused_and_writes_nothing(trained, tmp_path, capsys):
+    # another process training in the directory holds its lock (flock conflicts across open files,
+    # so this process's own descriptor stands in for that process)
+    import fcntl
+    import os
+
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    fd = os.open(run, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert main(["train", "--resume", str(run), "--epochs", "9", "--no-progress"]) == 2
+    finally:
+        os.close(fd)
+    assert (f"{run} is being trained by another process; let it finish, or stop it (Ctrl-C or kill -TERM) and then "
+            f"--resume {run}.") in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    epochs = json.loads((run / "summary.json").read_text())["epochs"] + 1
+    assert main(["train", "--resume", str(run), "--epochs", str(epochs), "--no-progress"]) == 0  # trains, unlocked
+    assert json.loads((run / "summary.json").read_text())["epochs"] == epochs
 
 
 @pytest.mark.parametrize("argv,message", [

@@ -463,3 +463,24 @@ def test_fit_leaves_the_callers_random_states_as_they_were(tmp_path):
         assert np.array_equal(got[1], expected[1]), "numpy"
         assert got[2] == expected[2], "random"
     assert raised == [True]
+
+
+def test_fit_refuses_a_run_dir_that_another_process_trains_in_and_writes_nothing(tmp_path):
+    # as `pyro-vae train` (runs.run_dir_lock): flock conflicts across open files, so this
+    # process's own descriptor stands in for the other process
+    import fcntl
+    import os
+
+    run = tmp_path / "run"
+    run.mkdir()
+    fd = os.open(run, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        pyro.set_rng_seed(0)
+        model, guide = build_vae(ModelConfig(latent_dim=2, hidden_dims=[8]), (1, 4, 4))
+        data = (torch.rand(32, 1, 4, 4).round(), torch.rand(8, 1, 4, 4).round())
+        with pytest.raises(CheckpointError, match="is being trained by another process"):
+            fit(model, guide, data, epochs=1, batch_size=16, run_dir=run, figures=False, log=lambda line: None)
+    finally:
+        os.close(fd)
+    assert list(run.iterdir()) == []

@@ -155,6 +155,17 @@ def test_every_committed_config_loads_and_each_of_its_options_takes_effect():
             assert config.validate().data.binarize == "none", path
 
 
+
+def test_every_committed_config_names_the_command_that_runs_it():
+    """Each config's header comment holds the command line that runs that very file."""
+    from pathlib import Path
+
+    paths = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.toml"))
+    missing = [path.name for path in paths
+               if not any(line.startswith(f"# pyro-vae {command} --config configs/{path.name}")
+                          for line in path.read_text().splitlines() for command in ("train", "sweep"))]
+    assert missing == []
+
 # -- 4. --k sets the K of the selecting IWAE bound ---------------------------------------------
 
 def test_k_is_accepted_where_the_selection_uses_it_and_refused_elsewhere():

@@ -58,6 +58,7 @@ REFUSED = [
     (["--k", "50", "--objective", "analytic-kl"], "--k 50 has no effect with --objective analytic-kl"),
     (["--beta", "0", "--kl-warmup-epochs", "3"], "--kl-warmup-epochs 3 has no effect with --beta 0"),  # 0 to 0
     (["--beta", "0", "--kl-warmup-steps", "30"], "--kl-warmup-steps 30 has no effect with --beta 0"),
+    (["--kl-warmup-steps", "1"], "--kl-warmup-steps 1 has no effect (a warm-up over one step"),
     (["--num-particles", "4", "--objective", "iwae"], "--num-particles 4 has no effect with --objective iwae"),
     (["--conditional-prior", "true", "--model", "vae"], "--conditional-prior true has no effect with --model vae"),
     (["--likelihood-scale", "0.5", "--likelihood", "bernoulli"],

@@ -107,6 +107,22 @@ def test_resume_with_no_more_epochs_trains_and_writes_nothing(run, capsys):
     assert before == {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
 
 
+def test_resume_of_a_run_stopped_early_by_the_same_patience_trains_and_writes_nothing(idx_dir, tmp_path, capsys):
+    # it used to evaluate again and rewrite summary.json (its train_seconds_this_session lost) and the figures
+    run_dir = tmp_path / "run"
+    assert main(["train", "--data-dir", str(idx_dir), "--run-dir", str(run_dir), *TINY[:-2], "--figures", "false",
+                 "--epochs", "6", "--patience", "1", "--learning-rate", "1e-6"]) == 0
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["stopped_early"] and summary["epochs"] == 2  # epoch 2 no better than epoch 1
+    capsys.readouterr()
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    for more in ([], ["--epochs", "8"]):
+        assert main(["train", "--resume", str(run_dir), "--no-progress", *more]) == 0
+        assert ("nothing to train: " f"{run_dir} stopped early (--patience 1) after 2 epochs and has its summary; give "
+                "--patience above 1 to train on (nothing was written).") in capsys.readouterr().out
+    assert before == {p.name: p.read_bytes() for p in run_dir.iterdir()}
+
+
 def test_resume_with_no_more_epochs_lists_no_figure_as_drawn(idx_dir, tmp_path, capsys):
     """A finished run with figures: resuming it to the epochs it has draws nothing, so the
     console names no figure (a `figure: PATH` line reads as one just drawn)."""

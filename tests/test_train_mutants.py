@@ -163,6 +163,29 @@ def test_a_run_stopped_in_its_first_epoch_resumes_with_no_best_epoch_and_ends_as
     assert resumed.state.best_epoch == whole.state.best_epoch
 
 
+@pytest.mark.parametrize("epochs", [1, 2])
+def test_a_signal_after_an_epochs_last_step_stops_at_its_commit_and_resume_ends_as_an_unstopped_run(tmp_path,
+                                                                                                    epochs):
+    # A signal while epoch 1 is validated or drawn (here: from on_epoch): the run stops there, with no
+    # step of epoch 2 and, after the last epoch, without going on to its evaluation as if unasked.
+    def signal_in_epoch_1(trainer, row):
+        if row["epoch"] == 1:
+            trainer._stop_signal = signal.SIGINT
+
+    stopped = _trainer(epochs=epochs, run_dir=tmp_path)
+    stopped.on_epoch = signal_in_epoch_1
+    with pytest.raises(TrainingInterrupted, match=f"SIGINT after epoch 1; checkpoint saved, continue with --resume"):
+        stopped.fit()
+    checkpoint = load_checkpoint(tmp_path / LAST)
+    assert (checkpoint["epoch"], checkpoint["step"], checkpoint["position"]) == (1, 3, None)  # 3 steps an epoch
+    resumed = _trainer(epochs=2, run_dir=tmp_path)
+    resumed.load(tmp_path / LAST)
+    resumed.fit()
+    whole = _trainer(epochs=2)
+    whole.fit()
+    assert all(torch.equal(a, b) for a, b in zip(_parameters(resumed), _parameters(whole)))
+
+
 def test_cuda_rng_states_are_saved_and_restored_and_a_cpu_checkpoint_resumes_on_a_cuda_machine(tmp_path, monkeypatch):
     # load #88, #89, #91 (a checkpoint without CUDA states read as if it had them, or one with them not) and #94.
     trainer = _trainer(run_dir=tmp_path)
@@ -218,6 +241,13 @@ def test_kl_warm_up_in_epochs_labels_the_epochs_it_covers():
     assert [trainer.training_objective({"step": 3 * e}) for e in (1, 2, 3)] == [warm, warm, "train ELBO"]
 
 
+def test_an_epochs_kl_weight_is_that_of_its_last_step():
+    # 48 images in batches of 16: 3 steps an epoch, warm-up over 6 steps: epoch 1's last step
+    # (step 2, 0-based) has weight 3/6, epoch 2's (step 5) 6/6; not the next epoch's first step's 4/6.
+    history = _trainer(epochs=3, kl_warmup_epochs=2).fit().history
+    assert [row["kl_weight"] for row in history] == [0.5, 1.0, 1.0]
+
+
 def test_an_epochs_seconds_and_cpu_seconds_are_the_time_it_took():
     # _fit #8: process_time() + start (the process's whole CPU time, twice over); #7: perf_counter() + start.
     trainer = _trainer()
@@ -225,6 +255,46 @@ def test_an_epochs_seconds_and_cpu_seconds_are_the_time_it_took():
     row = trainer.fit().history[0]
     assert 0 < row["cpu_seconds"] <= time.process_time() - before
     assert 0 < row["seconds"] <= time.perf_counter() - wall
+
+
+class _StepClock:
+    """A stand-in for the trainer's ``time`` module whose clocks move only with the steps: 5 wall
+    seconds and 3 CPU seconds each (the objective calls :meth:`step`)."""
+
+    def __init__(self):
+        self.wall, self.cpu = 100.0, 50.0
+
+    def perf_counter(self) -> float:
+        return self.wall
+
+    def process_time(self) -> float:
+        return self.cpu
+
+    def step(self) -> None:
+        self.wall, self.cpu = self.wall + 5.0, self.cpu + 3.0
+
+
+def test_an_epoch_stopped_and_resumed_counts_the_seconds_of_both_sessions(tmp_path, monkeypatch):
+    # 48 images in batches of 16: 3 steps, one before the stop and two after the resume.
+    clock = _StepClock()
+    monkeypatch.setattr(train_module, "time", clock)
+    objective = make_objective("analytic-kl")
+
+    class Ticking:
+        def differentiable_loss(self, *args, **kwargs):
+            clock.step()
+            return objective.differentiable_loss(*args, **kwargs)
+
+    stopped = _trainer(objective=Ticking(), run_dir=tmp_path)
+    stopped._stop_signal = signal.SIGTERM  # as the signal handler sets it: stop after the first step
+    with pytest.raises(TrainingInterrupted):
+        stopped.fit()
+    clock.wall += 1000.0  # the time between the sessions is not the epoch's
+    clock.cpu += 1000.0
+    resumed = _trainer(objective=Ticking(), run_dir=tmp_path)
+    resumed.load(tmp_path / LAST)
+    row = resumed.fit().history[0]
+    assert (row["seconds"], row["cpu_seconds"]) == (15.0, 9.0)
 
 
 def test_an_epochs_progress_bar_is_erased_when_the_epoch_ends(capsys):

@@ -258,6 +258,16 @@ def _apply_flags(config: Config, args) -> Config:
     return config
 
 
+def _best_epoch(summary: dict) -> str:
+    """The scored epoch in words, from a run's summary.json: which of the epochs trained, whether
+    --patience stopped the run, and what chose it ("best epoch 3 of 10, chosen by the best
+    validation ELBO")."""
+    # (a summary.json of an older version, shown again by a --resume with nothing to train, may lack the last two)
+    stopped = f" (stopped early by --patience {summary.get('patience')})" if summary.get("stopped_early") else ""
+    chosen = f", chosen by the {summary['selection']}" if "selection" in summary else ""
+    return f"best epoch {summary['best_epoch']} of {summary['epochs']}{stopped}{chosen}"
+
+
 def cmd_train(args) -> int:
     from pyro_vae.runs import read_run_config, train_run
 
@@ -287,20 +297,20 @@ def cmd_train(args) -> int:
         # M1+M2's second baseline, M2's classifier on M1's codes alone: what M2 adds to M1's features
         codes = (f"; M1 + classifier (M2's classifier on M1's codes) {percent('codes_baseline_test_accuracy')}"
                  if "codes_baseline_test_accuracy" in summary else "")
-        print(f"test accuracy {percent('test_accuracy')} with {summary['labels']} labels (best epoch "
-              f"{summary['best_epoch']}); supervised-only baseline {percent('baseline_test_accuracy')}{codes} "
+        print(f"test accuracy {percent('test_accuracy')} with {summary['labels']} labels ({_best_epoch(summary)}); "
+              f"supervised-only baseline {percent('baseline_test_accuracy')}{codes} "
               f"(± is the binomial standard error over the test images); run directory {run_dir}")
     elif "test_elbo" not in summary:  # a plain autoencoder has no ELBO
         print(f"test reconstruction log p(x | code) {summary['test_reconstruction']:.2f} ± "
               f"{summary['test_reconstruction_stderr']:.2f} nats per example (± is the standard error over the test "
-              f"images; best epoch {summary['best_epoch']}; an autoencoder has no ELBO or log p(x)); "
+              f"images; {_best_epoch(summary)}; an autoencoder has no ELBO or log p(x)); "
               f"run directory {run_dir}")
     else:
         print(f"test ELBO {summary['test_elbo']:.2f} ± {summary['test_elbo_stderr']:.2f} nats per example, "
               f"{summary['bits_per_dim']:.4f} ± {summary['bits_per_dim_stderr']:.4f} bits/dim{_scored(summary)} "
               "(a lower bound on "
               f"{summary.get('quantity', 'log p(x)')}, {summary['kind']}; ± is the "
-              f"standard error over the test images; best epoch {summary['best_epoch']}); run directory {run_dir}")
+              f"standard error over the test images; {_best_epoch(summary)}); run directory {run_dir}")
     if summary.get("nothing_trained"):  # the result line is the run's summary.json; no figure was drawn
         return 0
     for figure in summary["figures"]:

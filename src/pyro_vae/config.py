@@ -513,6 +513,9 @@ def ineffective_options(config: Config, every: bool = False) -> list[tuple[str, 
     if train.beta == 0:  # a warm-up from 0 to 0 leaves the KL weight at 0 throughout
         for key in ("train.kl_warmup_epochs", "train.kl_warmup_steps"):
             unused(key, "with --beta 0 (it ramps the KL weight up to beta)", "drop it or give --beta above 0")
+    if train.kl_warmup_steps == 1:  # linear_warmup gives step 0 the weight beta * (0 + 1) / 1
+        unused("train.kl_warmup_steps", "(a warm-up over one step gives that first step the whole KL weight beta)",
+               "drop it or give 2 steps or more")
     if model.model != "hvae":
         for key in ("model.top_latent_dim", "model.top_hidden_dims"):
             unused(key, f"with --model {model.model} (it sizes the top layer z2 of --model hvae)",

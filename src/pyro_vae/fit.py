@@ -224,37 +224,43 @@ def fit(model: Callable, guide: Callable, data, *, objective="elbo", epochs: int
     trainer = Trainer(model, guide, objective, dataset, settings, run_dir=run_dir, seed=seed, device=device,
                       extra_state=extra, on_epoch=on_epoch if run_dir is not None else None, progress=progress,
                       log=log)
-    if run_dir is not None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if config is not None:
-            from pyro_vae.runs import CONFIG
+    # the run directory's lock, held until fit returns or raises
+    with contextlib.ExitStack() as held:
+        if run_dir is not None:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            from pyro_vae.runs import run_dir_lock
 
-            atomic_write_text(run_dir / CONFIG, config.dumps())
-    if resume:
-        trainer.load(run_dir / LAST)
-        log(f"resuming {run_dir} after epoch {trainer.state.epoch}")
-    started = time.perf_counter()
-    state = trainer.fit()
-    seconds = time.perf_counter() - started
-    best_epoch = max(state.history, key=_criterion)["epoch"] if state.history else 0
-    result = FitResult(list(state.history), best_epoch, state.best_valid_elbo, run_dir, settings.describe_objective())
-    if run_dir is None:
+            held.enter_context(run_dir_lock(run_dir))  # as the CLI's: a second fit or train there is refused
+            if config is not None:
+                from pyro_vae.runs import CONFIG
+
+                atomic_write_text(run_dir / CONFIG, config.dumps())
+        if resume:
+            trainer.load(run_dir / LAST)
+            log(f"resuming {run_dir} after epoch {trainer.state.epoch}")
+        started = time.perf_counter()
+        state = trainer.fit()
+        seconds = time.perf_counter() - started
+        best_epoch = max(state.history, key=_criterion)["epoch"] if state.history else 0
+        result = FitResult(list(state.history), best_epoch, state.best_valid_elbo, run_dir,
+                           settings.describe_objective())
+        if run_dir is None:
+            return result
+        best = load_checkpoint(run_dir / BEST, map_location=device)
+        trainer.model.load_state_dict(best["model"]), trainer.guide.load_state_dict(best["guide"])
+        trainer.model.eval(), trainer.guide.eval()
+        result.best_epoch = best["epoch"]
+        # (train, valid) tensors have no test split: as_dataset stands the validation split in for it
+        has_test = not (isinstance(data, (tuple, list)) and len(data) == 2)
+        result.summary = _summary(trainer, dataset, best, name, seconds, config, has_test)
+        result.summary["train_objective_name"] = result.train_objective_name  # what train_objective holds
+        if figures:
+            result.figures = _figures(model, guide, dataset, run_dir, device, result.train_objective_name)
+        result.summary["figures"] = [str(p) for p in result.figures]
+        from pyro_vae.runs import SUMMARY, write_json
+
+        write_json(run_dir / SUMMARY, result.summary)
         return result
-    best = load_checkpoint(run_dir / BEST, map_location=device)
-    trainer.model.load_state_dict(best["model"]), trainer.guide.load_state_dict(best["guide"])
-    trainer.model.eval(), trainer.guide.eval()
-    result.best_epoch = best["epoch"]
-    # (train, valid) tensors have no test split: as_dataset stands the validation split in for it
-    has_test = not (isinstance(data, (tuple, list)) and len(data) == 2)
-    result.summary = _summary(trainer, dataset, best, name, seconds, config, has_test)
-    result.summary["train_objective_name"] = result.train_objective_name  # what train_objective holds
-    if figures:
-        result.figures = _figures(model, guide, dataset, run_dir, device, result.train_objective_name)
-    result.summary["figures"] = [str(p) for p in result.figures]
-    from pyro_vae.runs import SUMMARY, write_json
-
-    write_json(run_dir / SUMMARY, result.summary)
-    return result
 
 
 def _check_config_builds(config, model, guide, dataset: ImageDataset) -> None:
@@ -360,8 +366,8 @@ def _summary(trainer: Trainer, dataset: ImageDataset, best: dict, objective: str
     common = {"dataset": dataset.name, "objective": objective, "epochs": trainer.state.epoch,
               "best_epoch": best["epoch"], "best_valid_criterion": best["best_valid_elbo"]}
     if not has_test:  # the validation images chose the best epoch: their ELBO is no test number
-        return {**common, "selection": "best validation IWAE bound" if trainer.settings.selection_k else
-                "best validation ELBO", "test_split": "none given (data were (train, valid) tensors); no test numbers",
+        return {**common, "selection": trainer.settings.describe_selection(),
+                "test_split": "none given (data were (train, valid) tensors); no test numbers",
                 "unit": "nats per example", "train_seconds_this_session": seconds}
     test = evaluate_elbo(trainer.model, trainer.guide, dataset.test.images, analytic_kl=True,
                          labels=dataset.test.labels)
@@ -383,7 +389,7 @@ def _summary(trainer: Trainer, dataset: ImageDataset, best: dict, objective: str
         kind = kind_fields(config, likelihood, dataset.image_shape, test["elbo"], test["elbo_stderr"])
     return {"dataset": dataset.name, "objective": objective, "epochs": trainer.state.epoch,
             "best_epoch": best["epoch"],
-            "selection": "best validation IWAE bound" if trainer.settings.selection_k else "best validation ELBO",
+            "selection": trainer.settings.describe_selection(),  # with the K of an IWAE bound, as the CLI's
             "best_valid_criterion": best["best_valid_elbo"], "test_elbo": test["elbo"],
             "test_elbo_stderr": test["elbo_stderr"],  # over the test images
             "test_reconstruction": test["reconstruction"], "test_reconstruction_stderr": test["reconstruction_stderr"],

@@ -22,6 +22,7 @@ import dataclasses
 import io
 import json
 import math
+import os
 import platform
 import time
 from dataclasses import dataclass
@@ -247,8 +248,22 @@ def read_json(path: Path, fix: str) -> dict:
     return payload
 
 
+def json_ready(value):
+    """``value`` (dicts, lists, numbers, strings) with every non-finite float as None: JSON has
+    no NaN or infinity, and the bare ``NaN`` Python would write (a standard error that is
+    unknown, as an epoch of one batch leaves ``train_objective_stderr``) is refused by strict
+    readers (JavaScript's ``JSON.parse``, Go, jq 1.6)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: json_ready(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(item) for item in value]
+    return value
+
+
 def write_json(path: Path, payload: dict) -> None:
-    atomic_write_text(path, json.dumps(payload, indent=2) + "\n")
+    atomic_write_text(path, json.dumps(json_ready(payload), indent=2, allow_nan=False) + "\n")
 
 
 def _check_resume_changes(saved: Config, requested: Config) -> None:
@@ -260,6 +275,30 @@ def _check_resume_changes(saved: Config, requested: Config) -> None:
                     f"cannot change {section}.{key} when resuming ({value!r} in the run, "
                     f"{req_d[section][key]!r} asked for); start a new --run-dir instead."
                 )
+
+
+@contextlib.contextmanager
+def run_dir_lock(run_dir: Path):
+    """Hold an exclusive lock on the run directory itself (``fcntl.flock`` on its descriptor, so
+    no file is made) while this process trains there: a second ``train`` in the same directory
+    (a ``--resume`` of a run still training, which would interleave its commits with the first's
+    and leave checkpoint_best.pt of one and checkpoint_last.pt of the other) is refused
+    (:class:`CheckpointError`) before it writes anything. The lock ends with the process however
+    it ends; a file system that cannot lock (some network mounts) trains unlocked."""
+    import fcntl
+
+    fd = os.open(run_dir, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CheckpointError(f"{run_dir} is being trained by another process; let it finish, or stop it (Ctrl-C "
+                                  f"or kill -TERM) and then --resume {run_dir}.") from None
+        except OSError:
+            pass
+        yield
+    finally:
+        os.close(fd)
 
 
 def _get(config: Config, key: str):
@@ -301,18 +340,26 @@ def _train_run(config: Config | None, run_dir: Path, resume: bool, progress, log
                 section, name = key.split(".")
                 setattr(getattr(saved, section), name, getattr(getattr(overrides, section), name))
         config = saved.validate(check_effect=False)
-        check_own_data(run_dir, load_checkpoint(run_dir / LAST, map_location="cpu"), config)
-        finished = _finished_summary(run_dir, config.train.epochs)
+        last = load_checkpoint(run_dir / LAST, map_location="cpu")
+        check_own_data(run_dir, last, config)
+        if config.train.epochs < last["epoch"]:  # nothing would train, yet config.toml would say it stopped there
+            raise ConfigError(f"--epochs {config.train.epochs} is fewer than the {last['epoch']} epochs {run_dir} has "
+                              f"trained, and a run is not cut back; give --epochs {last['epoch']} or more.")
+        finished = _finished_summary(run_dir, config.train.epochs, config.train.patience)
         if finished is not None:  # nothing to train: every file is left as it is
+            done = finished["epochs"]
+            stopped = finished.get("stopped_early") and done < config.train.epochs
+            more = (f"--patience above {config.train.patience}" if stopped else f"--epochs above {done}")
             idle = sorted(changed - {"train.epochs"})
             if idle:  # a figure, device or tracking option would act only while training
                 given = ", ".join(f"--{key.split('.')[1].replace('_', '-')} {show_value(_get(config, key))}"
                                   for key in idle)
-                raise ConfigError(f"{given} {'has' if len(idle) == 1 else 'have'} no effect: {run_dir} has finished its {finished['epochs']} epochs, so "
-                                  f"nothing is trained; give --epochs above {finished['epochs']} to train on, or "
+                raise ConfigError(f"{given} {'has' if len(idle) == 1 else 'have'} no effect: {run_dir} has finished its {done} epochs, so "
+                                  f"nothing is trained; give {more} to train on, or "
                                   f"draw its figures with `pyro-vae plot {run_dir} --kind samples -o FILE`.")
-            log(f"nothing to train: {run_dir} has {finished['epochs']} epochs already and its summary; give "
-                f"--epochs above {finished['epochs']} to train on (nothing was written).")
+            why = f"stopped early (--patience {config.train.patience}) after {done} epochs" if stopped else \
+                f"has {done} epochs already"
+            log(f"nothing to train: {run_dir} {why} and has its summary; give {more} to train on (nothing was written).")
             return {**finished, "nothing_trained": True}  # the CLI then lists no figure as drawn
     else:
         config.validate()
@@ -324,7 +371,10 @@ def _train_run(config: Config | None, run_dir: Path, resume: bool, progress, log
         refuse_sweep_dir(run_dir, "--run-dir")
     ctx, device_name = init_from_environment(config.train.device)
     try:
-        summary = _train(config, run_dir, resume, progress, log, ctx, resolve_device(device_name))
+        with contextlib.ExitStack() as held:  # the run directory's lock (rank 0), until the run ends
+            if resume and ctx.is_main:  # before its data are read: a run still training is refused at once
+                held.enter_context(run_dir_lock(run_dir))
+            summary = _train(config, run_dir, resume, progress, log, ctx, resolve_device(device_name), held)
         ctx.barrier()  # ranks leave together: none tears down the group while rank 0 still writes
         return summary
     finally:
@@ -343,9 +393,10 @@ def _ends_tracker_on_failure(tracker):
         raise
 
 
-def _finished_summary(run_dir: Path, epochs: int) -> dict | None:
-    """The run's summary.json when it already holds ``epochs`` (or more) epochs and was written
-    after the last checkpoint's epoch (a kill before the summary leaves it to be written)."""
+def _finished_summary(run_dir: Path, epochs: int, patience: int = 0) -> dict | None:
+    """The run's summary.json when it already holds ``epochs`` (or more) epochs, or stopped
+    early by the same ``patience`` (it would stop again at once: the same history), and was
+    written after the last checkpoint's epoch (a kill before the summary leaves it to be written)."""
     path = run_dir / SUMMARY
     if not path.is_file():
         return None
@@ -360,11 +411,14 @@ def _finished_summary(run_dir: Path, epochs: int) -> dict | None:
     except PyroVAEError:  # missing or damaged: resume writes it again from the checkpoint
         return None
     done = load_checkpoint(run_dir / LAST).get("epoch")
-    return summary if done is not None and summary.get("epochs") == done >= epochs else None
+    if done is None or summary.get("epochs") != done:
+        return None
+    stopped_again = bool(patience) and summary.get("stopped_early") is True and summary.get("patience") == patience
+    return summary if done >= epochs or stopped_again else None
 
 
 def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: DistributedContext,
-           device: torch.device) -> dict:
+           device: torch.device, held: contextlib.ExitStack) -> dict:
     train_cfg, data_cfg = config.train, config.data
     pyro.set_rng_seed(train_cfg.seed)
     dataset = open_dataset(config, progress=progress)
@@ -441,6 +495,8 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
             raise WriteError(f"cannot create the run directory {run_dir} ({err.strerror or err}); choose a --run-dir "
                              "in a writable place.") from None
         if ctx.is_main:
+            if not resume:  # (a resumed run holds it already)
+                held.enter_context(run_dir_lock(run_dir))
             remove_temporaries(run_dir)  # of a killed earlier attempt
         options = dict(run_dir=run_dir, seed=train_cfg.seed, device=device, on_epoch=on_epoch, progress=progress,
                        log=log, distributed=ctx,

@@ -110,7 +110,7 @@ def metric_stderr(summary: dict, metric: str) -> float | None:
         chosen = [key for key in ("valid_loglik", "valid_iwae") if key in best] or ["valid_elbo"]
         metric = "valid_accuracy" if "valid_accuracy" in summary else chosen[0]
     for table in (summary, summary.get("best_epoch_metrics", {})):
-        if f"{metric}_stderr" in table:
+        if table.get(f"{metric}_stderr") is not None:  # null: unknown (runs.json_ready)
             return float(table[f"{metric}_stderr"])
     return None
 

@@ -165,6 +165,24 @@ class EpochTotal:
         return math.sqrt(max(variance, 0.0) / n)
 
 
+class EpochClock:
+    """An epoch's wall-clock and CPU seconds (``time.perf_counter``, ``time.process_time``) so
+    far, over every session it ran in: a run stopped mid-epoch saves them with its position
+    (:meth:`Trainer._save_interrupted`) and the resumed session adds its own, so the epoch's
+    ``seconds`` is the time it took, not the time since the resume."""
+
+    def __init__(self, seconds_before: float = 0.0, cpu_seconds_before: float = 0.0):
+        self.seconds_before, self.cpu_seconds_before = seconds_before, cpu_seconds_before
+        self.start, self.cpu_start = time.perf_counter(), time.process_time()
+
+    def seconds(self) -> float:
+        return self.seconds_before + time.perf_counter() - self.start
+
+    def cpu_seconds(self) -> float:
+        """This process's CPU seconds for the epoch (and the earlier sessions')."""
+        return self.cpu_seconds_before + time.process_time() - self.cpu_start
+
+
 @dataclass
 class TrainState:
     epoch: int = 0  # epochs completed
@@ -294,6 +312,7 @@ class Trainer:
         self.state = TrainState()
         self.position: dict | None = None  # where a mid-epoch checkpoint stopped
         self.epoch_total = EpochTotal()  # the epoch's running sums (its mean and standard error)
+        self.epoch_clock = EpochClock()  # the epoch's time so far
         self._stop_signal: int | None = None
         probe = poutine.trace(guide).get_trace(dataset.train.images[:1],
                                                **label_kwargs(model, dataset.train.labels, slice(0, 1)))
@@ -303,9 +322,10 @@ class Trainer:
     def steps_per_epoch(self) -> int:
         return math.ceil(len(self.dataset.train) / self.settings.batch_size)
 
-    def kl_weight(self) -> float:
+    def kl_weight(self, step: int | None = None) -> float:
+        """The KL weight of optimizer step ``step`` (0-based; by default the next one, ``state.step``)."""
         warmup = self.settings.kl_warmup_steps or self.settings.kl_warmup_epochs * self.steps_per_epoch()
-        return linear_warmup(self.state.step, warmup, self.settings.beta)
+        return linear_warmup(self.state.step if step is None else step, warmup, self.settings.beta)
 
     def train_epoch(self) -> float:
         """One pass over the training set; returns the mean training bound (nats/example).
@@ -384,23 +404,38 @@ class Trainer:
             position, self.position = self.position, None
             # a checkpoint of an older version holds the total alone: the epoch's s.e. is then unknown
             sums = EpochTotal(position["total"], position.get("squares", math.nan), position.get("batches", 0))
+            # the time the stopped session spent on the epoch (a checkpoint of an older version: none kept)
+            self.epoch_clock.seconds_before = position.get("seconds", 0.0)
+            self.epoch_clock.cpu_seconds_before = position.get("cpu_seconds", 0.0)
             return position["order"], position["next_batch"], sums
         return torch.randperm(n, generator=self.generator, device=self.device), 0, EpochTotal()
 
     def _save_interrupted(self, order: torch.Tensor, next_batch: int) -> None:
-        signum = self._stop_signal or signal.SIGTERM  # another rank may have been signalled
-        where = f"step {self.state.step} (epoch {self.state.epoch + 1})"
         if self.run_dir is not None:
             sums = self.epoch_total
             self.position = {"order": order, "next_batch": next_batch, "total": sums.total, "squares": sums.squares,
-                             "batches": sums.batches}
+                             "batches": sums.batches, "seconds": self.epoch_clock.seconds(),
+                             "cpu_seconds": self.epoch_clock.cpu_seconds()}
             self.save(self.run_dir / LAST)
             self.position = None
-            message = (f"stopped by {signal.Signals(signum).name} after {where}; checkpoint saved, "
-                       f"continue with --resume {self.run_dir}.")
-        else:
-            message = f"stopped by {signal.Signals(signum).name} after {where}."
-        raise TrainingInterrupted(message, signum)
+        self._interrupted(f"step {self.state.step} (epoch {self.state.epoch + 1})")
+
+    def _interrupted(self, where: str) -> None:
+        """Raise :class:`TrainingInterrupted` for the stop requested after ``where``, the run's
+        last checkpoint holding it."""
+        signum = self._stop_signal or signal.SIGTERM  # another rank may have been signalled
+        message = f"stopped by {signal.Signals(signum).name} after {where}"
+        if self.run_dir is not None:
+            message += f"; checkpoint saved, continue with --resume {self.run_dir}"
+        raise TrainingInterrupted(message + ".", signum)
+
+    def _stop_after_epoch(self) -> None:
+        """Stop on a signal that came after the epoch's last step (while it was validated,
+        committed, or its figures drawn): the epoch is committed, so the run stops here rather
+        than train a step more, or, after the last epoch, go on to its evaluation as if
+        nothing had been asked. Every rank agrees (each takes part in the sum)."""
+        if self.ctx.sum(float(self._stop_signal is not None), self.device) > 0:
+            self._interrupted(f"epoch {self.state.epoch}")
 
     # -- the loop ----------------------------------------------------------------------
     def fit(self) -> TrainState:
@@ -438,11 +473,15 @@ class Trainer:
         return self.ctx.sum(float(stop), self.device) > 0
 
     def _fit(self) -> TrainState:
+        committed = False  # an epoch committed by this call: a signal since then stops before the next
         while self.state.epoch < self.settings.epochs and not self.stopped_early():
-            start, cpu_start = time.perf_counter(), time.process_time()
+            if committed:
+                self._stop_after_epoch()
+            committed = True
+            self.epoch_clock = EpochClock()
             self.model.train(), self.guide.train()
             train_bound = self.train_epoch()
-            seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+            seconds, cpu_seconds = self.epoch_clock.seconds(), self.epoch_clock.cpu_seconds()
             self.model.eval(), self.guide.eval()
             self.state.epoch += 1
             if not self.ctx.is_main:  # rank 0 alone evaluates and writes
@@ -471,6 +510,8 @@ class Trainer:
                     self.write_best()
             if self.on_epoch is not None:
                 self.on_epoch(self, row)
+        if committed:
+            self._stop_after_epoch()
         if self.state.epoch < self.settings.epochs and self.stopped_early():
             self.log(f"stopping early: no better {self.selection_key()} for {self.settings.patience} epochs")
         return self.state
@@ -483,7 +524,8 @@ class Trainer:
         valid = evaluate_elbo(self.model, self.guide, valid_split.images, self.settings.eval_batch_size,
                               self.settings.analytic_kl, valid_split.labels)
         metrics = {"valid_elbo": valid["elbo"], "valid_reconstruction": valid["reconstruction"],
-                   "valid_kl": valid["kl"], "kl_weight": self.kl_weight()}
+                   # the weight the epoch ended training with (of its last step), not the next epoch's
+                   "valid_kl": valid["kl"], "kl_weight": self.kl_weight(self.state.step - 1)}
         criterion = valid["elbo"]
         rule = self.settings.selection_rule()
         if rule == "valid-iwae":
