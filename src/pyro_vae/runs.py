@@ -285,8 +285,11 @@ def run_dir_lock(run_dir: Path):
     and leave checkpoint_best.pt of one and checkpoint_last.pt of the other) is refused
     (:class:`CheckpointError`) before it writes anything. The lock ends with the process however
     it ends; a file system that cannot lock (some network mounts) trains unlocked."""
-    import fcntl
-
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): trains unlocked, as on a file system that cannot lock
+        yield
+        return
     fd = os.open(run_dir, os.O_RDONLY)
     try:
         try:
