@@ -386,6 +386,11 @@ def test_fit_checks_its_device_as_the_cli_checks_device_before_writing(tmp_path,
     ({"batch_size": 0}, "batch_size must be between 1"),
     ({"seed": -1}, "seed must be between 0"),  # NumPy's traceback
     ({"lr_decay": 0.0}, "lr_decay must be positive"),
+    ({"epochs": 1.5}, "epochs must be a whole number, not 1.5"),  # trained 2 epochs
+    ({"objective": "iwae", "k": 2.5}, "k must be a whole number, not 2.5"),  # "unknown objective 'iwae'"
+    ({"num_particles": 2.5}, "num_particles must be a whole number, not 2.5"),  # "unknown objective 'elbo'"
+    ({"seed": 1.5}, "seed must be a whole number, not 1.5"),  # NumPy's "Cannot cast scalar" TypeError
+    ({"batch_size": True}, "batch_size must be a whole number, not True"),  # trained with batches of 1
 ])
 def test_fit_checks_its_numbers_as_the_cli_checks_its_flags(options, message, tmp_path):
     from pyro_vae import ModelConfig, build_vae, fit

@@ -132,13 +132,21 @@ def fit(model: Callable, guide: Callable, data, *, objective="elbo", epochs: int
     ``device`` (``"cpu"``, ``"cuda"`` or ``"cuda:N"``) is checked as the CLI's ``--device``: a
     malformed name or a GPU this machine lacks is a ConfigError before anything is written.
     """
+    from pyro_vae.config import coerce, field_types
     from pyro_vae.runs import resolve_device
 
     # Numbers checked as the CLI checks its flags (beta -1, epochs 0, k 0, seed -1 trained on or
-    # failed deep inside): one sentence naming the argument, before anything is read or written.
-    TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, lr_decay=lr_decay,
-                clip_norm=clip_norm, k=5 if k is None else k, num_particles=1 if num_particles is None else num_particles,
-                beta=beta, kl_warmup_epochs=kl_warmup_epochs, seed=seed).validate()
+    # failed deep inside; epochs=1.5 trained 2 epochs, k=2.5 was an "unknown objective"): of
+    # [train]'s types, then in range, one sentence naming the argument, before anything is read or written.
+    kinds = field_types(TrainConfig)
+    numbers = {name: coerce(name, value, kinds[name], "fit") if value is not None else None for name, value in
+               {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "lr_decay": lr_decay,
+                "clip_norm": clip_norm, "k": k, "num_particles": num_particles, "beta": beta,
+                "kl_warmup_epochs": kl_warmup_epochs, "seed": seed}.items()}
+    epochs, batch_size, learning_rate, lr_decay, clip_norm, k, num_particles, beta, kl_warmup_epochs, seed = \
+        numbers.values()
+    TrainConfig(**{**numbers, "k": 5 if k is None else k,
+                   "num_particles": 1 if num_particles is None else num_particles}).validate()
     # as the CLI's --device: a malformed name or a GPU this machine lacks, before anything is written
     device = resolve_device(str(device) if isinstance(device, torch.device) else device, python=True)
     dataset = as_dataset(data)
