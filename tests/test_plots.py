@@ -200,6 +200,7 @@ def test_a_figure_of_no_images_or_steps_is_refused_with_the_argument_named(tmp_p
         (lambda: plots.plot_manifold(model, out, n=0), "n must be a whole number of at least 1, not 0"),
         (lambda: plots.plot_curves([], out), "the history holds no epochs"),
         (lambda: plots.image_grid(x, 0), "ncol must be a whole number of at least 1, not 0"),
+        (lambda: plots.image_grid(x.flatten(1), 2), r"images must be \[N, C, H, W\] .*not of shape \(6, 16\)"),
         (lambda: interpolate_codes(torch.zeros(2), torch.ones(2), 0), "steps must be a whole number of at least 2"),
         (lambda: principal_components(torch.randn(5, 3), k=0), "k must be a whole number of at least 1, not 0"),
     ]

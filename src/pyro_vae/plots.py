@@ -49,6 +49,10 @@ def image_grid(images: torch.Tensor, ncol: int, pad: int = 1) -> torch.Tensor:
     """Tile ``images`` ``[N, C, H, W]`` (values in [0, 1]) into one ``[H', W', C]`` array."""
     check_count("ncol", ncol)
     check_images(images)
+    if images.dim() != 4:  # flat [N, 784] vectors (a tutorial decoder's) failed as "not enough values to unpack"
+        raise ValueError(f"images must be [N, C, H, W] (N images of C channels, H x W pixels), not of shape "
+                         f"{tuple(images.shape)}; a decode_mean of flat vectors must return them as images, "
+                         "e.g. .view(-1, 1, 28, 28).")
     images = images.detach().float().cpu().clamp(0, 1)
     n, c, h, w = images.shape
     nrow = math.ceil(n / ncol)
