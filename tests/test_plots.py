@@ -282,6 +282,22 @@ def test_the_curves_of_a_conditional_elbo_name_what_it_bounds(monkeypatch, tmp_p
     assert drawn[0].axes[0].get_title() == "Training objective and validation ELBO of log p(x | y)"
 
 
+def test_the_curves_of_a_fit_result_name_its_objective(monkeypatch, tmp_path):
+    """plot_curves(fit(...), path) failed with "'FitResult' object is not iterable"."""
+    from pyro_vae import FitResult, plots
+
+    drawn = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: drawn.append(fig) or path)
+    history = [{"epoch": e, "train_objective": -250.0 + e, "valid_elbo": -240.0 + e, "valid_reconstruction": -230.0,
+                "valid_kl": 10.0} for e in (1, 2)]
+    result = FitResult(history, best_epoch=2, best_valid_criterion=-238.0, train_objective_name="IWAE bound K=5")
+    plots.plot_curves(result, tmp_path / "c.png")
+    plots.plot_curves(result, tmp_path / "c.png", "my objective")
+    legends = [[t.get_text().replace("\n", " ") for t in fig.axes[0].get_legend().get_texts()] for fig in drawn]
+    assert legends == [["train: IWAE bound K=5", "validation ELBO"], ["train: my objective", "validation ELBO"]]
+    assert list(drawn[0].axes[0].lines[0].get_ydata()) == [-249.0, -248.0]
+
+
 @pytest.mark.parametrize("semi_supervised", [False, True])
 def test_the_curves_have_ticks_at_whole_epochs_only(monkeypatch, tmp_path, semi_supervised):
     """Two epochs were drawn with ticks at 1.2, 1.4, 1.6 and 1.8: epochs that do not exist."""

@@ -627,7 +627,12 @@ def plot_curves(history: list[dict], path: Path, objective: str | None = None, q
     given: "IWAE bound K=5", ...) and the validation ELBO (named with the ``quantity`` it
     bounds where that is not log p(x): "validation ELBO of log p(x | y)"), and the validation
     reconstruction and KL, by epoch; for a semi-supervised run, the training objective (named
-    alike: M2's, with its classification term, is no bound) and the classifier's accuracies."""
+    alike: M2's, with its classification term, is no bound) and the classifier's accuracies.
+    ``history``: the rows of ``metrics.csv`` (``FitResult.history``), or a :class:`~pyro_vae.fit.FitResult`
+    itself, whose ``train_objective_name`` then names the objective unless ``objective`` is given."""
+    if hasattr(history, "history") and hasattr(history, "train_objective_name"):  # a FitResult (no import: no Pyro)
+        objective = objective or history.train_objective_name or None
+        history = history.history
     if not history:
         raise ValueError("the history holds no epochs: train at least one before plotting the curves.")
     epochs = [row["epoch"] for row in history]
