@@ -403,6 +403,23 @@ def test_fit_checks_its_numbers_as_the_cli_checks_its_flags(options, message, tm
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("splits,message", [
+    # a float64 validation split (from NumPy) failed after an epoch of training, in torch's matmul
+    (lambda x: (x[:20], x[20:].double()), r"the valid examples are torch.float64 but the model's parameters are "
+                                          r"torch.float32; pass x.to\(torch.float32\)"),
+    (lambda x: (x[:20].double(), x[20:].double()), r"the train examples are torch.float64"),
+    # flat images: "The size of tensor a (28) must match the size of tensor b (784)" inside the likelihood
+    (lambda x: (x[:20].flatten(1), x[20:].flatten(1)), r"the train examples have shape \(784,\) but the model "
+                                                       r"expects \(1, 28, 28\)"),
+])
+def test_fit_refuses_data_its_model_cannot_read_before_writing(splits, message, tmp_path):
+    model, guide = build_vae(ModelConfig(latent_dim=2, hidden_dims=[8]), (1, 28, 28))
+    x = torch.bernoulli(torch.full((40, 1, 28, 28), 0.3))
+    with pytest.raises(DataError, match=message):
+        fit(model, guide, splits(x), run_dir=tmp_path / "run", figures=False, log=lambda s: None)
+    assert not (tmp_path / "run").exists()
+
+
 def test_fit_refuses_analytic_kl_where_the_kl_has_no_closed_form(tmp_path):
     """A mixture prior trained 'analytic-kl' with a Monte Carlo KL without a word (the CLI refuses it)."""
     from pyro_vae.errors import ConfigError

@@ -150,6 +150,10 @@ def fit(model: Callable, guide: Callable, data, *, objective="elbo", epochs: int
     # as the CLI's --device: a malformed name or a GPU this machine lacks, before anything is written
     device = resolve_device(str(device) if isinstance(device, torch.device) else device, python=True)
     dataset = as_dataset(data)
+    from pyro_vae.inference.loglik import check_examples_fit_programs
+
+    for split in ("train", "valid", "test"):  # float64 valid data failed after an epoch of training
+        check_examples_fit_programs(model, guide, getattr(dataset, split).images[:1], f"the {split} examples")
     run_dir = Path(run_dir) if run_dir is not None else None
     if resume and (run_dir is None or not (run_dir / LAST).is_file()):
         raise CheckpointError(f"resume=True needs the run_dir of an earlier fit holding {LAST}; "

@@ -129,7 +129,23 @@ class LogLikelihoodEstimate:
         }
 
 
-def _check_input(model, x, k: int) -> None:
+def check_examples_fit_programs(model, guide, x: torch.Tensor, what: str = "the examples") -> None:
+    """Refuse float examples ``x`` ``[N, ...]`` that the programs cannot read: of another dtype
+    than their parameters (float64 from NumPy met float32 weights as torch's "mat1 and mat2 must
+    have the same dtype"), or of another shape than the model's decoder makes (a size mismatch
+    deep in the likelihood). ``what`` names the examples in the sentence."""
+    for program in (guide, model):  # the guide reads x first
+        parameters = program.parameters() if isinstance(program, torch.nn.Module) else ()
+        parameter = next((p for p in parameters if p.is_floating_point()), None)
+        if parameter is not None and parameter.dtype != x.dtype:
+            raise DataError(f"{what} are {x.dtype} but the model's parameters are {parameter.dtype}; pass "
+                            f"x.to({parameter.dtype}) (or convert the model and guide with .to({x.dtype})).")
+    expected = getattr(getattr(model, "decoder", None), "image_shape", None)
+    if expected is not None and tuple(x.shape[1:]) != tuple(expected):
+        raise DataError(f"{what} have shape {tuple(x.shape[1:])} but the model expects {tuple(expected)}.")
+
+
+def _check_input(model, guide, x, k: int) -> None:
     """Once per call, at the boundary: K, the tensor, and the likelihood's support."""
     if not getattr(model, "has_marginal_likelihood", True):
         raise ConfigError("a plain autoencoder has no prior p(z) and so no log p(x) to estimate; compare its "
@@ -140,15 +156,7 @@ def _check_input(model, x, k: int) -> None:
         raise DataError(f"log p(x) needs a float tensor of examples, not {getattr(x, 'dtype', type(x))}.")
     if x.dim() == 0 or x.shape[0] == 0:
         raise DataError("log p(x) needs at least one example (the tensor is empty).")
-    # float64 images (from numpy, say) met float32 weights as torch's "mat1 and mat2 must have the same dtype"
-    parameter = next(model.parameters(), None) if isinstance(model, torch.nn.Module) else None
-    if parameter is not None and parameter.is_floating_point() and parameter.dtype != x.dtype:
-        raise DataError(f"the examples are {x.dtype} but the model's parameters are {parameter.dtype}; pass "
-                        f"x.to({parameter.dtype}) (or convert the model and guide with .to({x.dtype})).")
-    decoder = getattr(model, "decoder", None)
-    expected = getattr(decoder, "image_shape", None)
-    if expected is not None and tuple(x.shape[1:]) != tuple(expected):
-        raise DataError(f"the examples have shape {tuple(x.shape[1:])} but the model expects {tuple(expected)}.")
+    check_examples_fit_programs(model, guide, x)
     likelihood = getattr(model, "likelihood", None)
     if likelihood is not None:
         likelihood.check_support(x, "the examples")
@@ -185,7 +193,7 @@ def importance_log_likelihood(model: Callable, guide: Callable, x: torch.Tensor,
     called as ``model(x_chunk, **kwargs_chunk)``. ``progress``: True for a tqdm bar, or a
     callable told ``(examples done, len(x))`` after every chunk of examples.
     """
-    _check_input(model, x, k)
+    _check_input(model, guide, x, k)
     # A likelihood that reads P maps per channel (256 for a categorical) makes the decoder's
     # output P times as large, so a chunk holds P times fewer example-samples.
     budget = chunk_budget(x, getattr(getattr(model, "likelihood", None), "params_per_channel", 1))
