@@ -170,6 +170,22 @@ def test_bad_input_to_the_estimator_gets_a_sentence(k, x, message):
         importance_log_likelihood(model, guide, x, k=k)
 
 
+@pytest.mark.parametrize("options,message", [
+    # range()'s "arg 3 must not be zero"
+    ({"batch_size": 0}, "batch_size must be a whole number of at least 1, or None"),
+    ({"k_chunk": 0}, "k_chunk must be a whole number of at least 1, or None"),
+    ({"k_chunk": 2.5}, "k_chunk must be a whole number of at least 1, or None .*not 2.5"),  # a TypeError in range()
+])
+def test_chunk_sizes_of_the_estimator_are_checked(options, message):
+    from pyro_vae.build import build_vae
+    from pyro_vae.config import ModelConfig
+    from pyro_vae.errors import ConfigError
+
+    model, guide = build_vae(ModelConfig(latent_dim=2, hidden_dims=[8]), (1, 28, 28))
+    with pytest.raises(ConfigError, match=message):
+        importance_log_likelihood(model, guide, torch.zeros(2, 1, 28, 28), k=5, **options)
+
+
 MEMORY_PROBE = """
 import resource, sys, torch
 from pyro_vae.build import build_vae

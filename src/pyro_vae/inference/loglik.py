@@ -145,13 +145,17 @@ def check_examples_fit_programs(model, guide, x: torch.Tensor, what: str = "the 
         raise DataError(f"{what} have shape {tuple(x.shape[1:])} but the model expects {tuple(expected)}.")
 
 
-def _check_input(model, guide, x, k: int) -> None:
-    """Once per call, at the boundary: K, the tensor, and the likelihood's support."""
+def _check_input(model, guide, x, k: int, batch_size: int | None = None, k_chunk: int | None = None) -> None:
+    """Once per call, at the boundary: K and the chunk sizes, the tensor, and the likelihood's support."""
     if not getattr(model, "has_marginal_likelihood", True):
         raise ConfigError("a plain autoencoder has no prior p(z) and so no log p(x) to estimate; compare its "
                           "reconstruction log p(x | code) instead, or train a VAE for a held-out likelihood.")
-    if not isinstance(k, int) or k < 1:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ConfigError(f"K (--k) must be a whole number of at least 1, not {k!r}.")
+    for option, size in (("batch_size", batch_size), ("k_chunk", k_chunk)):  # 0 was range()'s "arg 3 must not be zero"
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+            raise ConfigError(f"{option} must be a whole number of at least 1, or None for the chunk that fits "
+                              f"the memory budget, not {size!r}.")
     if not torch.is_tensor(x) or not x.is_floating_point():
         raise DataError(f"log p(x) needs a float tensor of examples, not {getattr(x, 'dtype', type(x))}.")
     if x.dim() == 0 or x.shape[0] == 0:
@@ -193,7 +197,7 @@ def importance_log_likelihood(model: Callable, guide: Callable, x: torch.Tensor,
     called as ``model(x_chunk, **kwargs_chunk)``. ``progress``: True for a tqdm bar, or a
     callable told ``(examples done, len(x))`` after every chunk of examples.
     """
-    _check_input(model, guide, x, k)
+    _check_input(model, guide, x, k, batch_size, k_chunk)
     # A likelihood that reads P maps per channel (256 for a categorical) makes the decoder's
     # output P times as large, so a chunk holds P times fewer example-samples.
     budget = chunk_budget(x, getattr(getattr(model, "likelihood", None), "params_per_channel", 1))
