@@ -193,7 +193,9 @@ from pyro_vae.config import ModelConfig
 from pyro_vae.inference.loglik import importance_log_likelihood
 torch.set_num_threads(1)
 network = sys.argv[1]
-model, guide = build_vae(ModelConfig(network=network, latent_dim=50, hidden_dims=[500, 500]), (1, 28, 28))
+# the conv network has one dense layer between its convolutions and the code (build_vae refuses a second size)
+model, guide = build_vae(ModelConfig(network=network, latent_dim=50, hidden_dims=[500, 500] if network == "mlp"
+                                     else [500]), (1, 28, 28))
 x = torch.bernoulli(torch.full((12, 1, 28, 28), 0.3))
 estimate = importance_log_likelihood(model, guide, x, k=5000)
 assert torch.isfinite(estimate.log_likelihood).all()

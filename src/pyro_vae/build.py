@@ -37,7 +37,22 @@ def _encoder_body(config: ModelConfig, image_shape, extra_inputs: int = 0):
                                     config.batch_norm)
 
 
-def build_vae(config: ModelConfig, image_shape: tuple[int, int, int], num_classes: int = 0):
+def _check_model_options_take_effect(config: ModelConfig) -> None:
+    """The CLI's refusal of a [model] option of no effect (:func:`~pyro_vae.config.ineffective_options`),
+    worded with the ModelConfig's field names rather than its flags: ``ModelConfig(likelihood_scale=0.5)``
+    built a Bernoulli model without it."""
+    import re
+
+    from pyro_vae.config import Config, _check_starting_scale, ineffective_options
+
+    for key, sentence in ineffective_options(Config(model=config)):
+        if key.startswith("model."):
+            raise ConfigError("ModelConfig: " + re.sub(r"--([a-z0-9-]+)", lambda m: m[1].replace("-", "_"), sentence))
+    _check_starting_scale(config)
+
+
+def build_vae(config: ModelConfig, image_shape: tuple[int, int, int], num_classes: int = 0, *,
+              check_effect: bool = True):
     """The model and its guide for images of ``image_shape`` ``(C, H, W)``: p(x, z) and
     q(z | x) for ``model = "vae"``; the plain autoencoder's p(x | z) and point-mass
     q(z | x) = delta(z - loc(x)) for ``"ae"`` (same networks); p(x, z | y) and q(z | x, y) for ``"cvae"`` (and M2),
@@ -51,10 +66,15 @@ def build_vae(config: ModelConfig, image_shape: tuple[int, int, int], num_classe
     q(z1 | x) q(z2 | z1), the x <-> z1 networks the VAE's and the z1 <-> z2 ones MLPs of
     ``top_hidden_dims`` (mirrored in the model). ``config`` is checked as the CLI checks
     its flags (:meth:`ModelConfig.validate`): a misspelt model or likelihood, or a scale that
-    is not positive, is a ConfigError, not another model or a NaN loss."""
+    is not positive, is a ConfigError, not another model or a NaN loss; with ``check_effect``
+    so is a field set away from its default where it has no effect (``likelihood_scale`` with
+    the Bernoulli likelihood, ``flow_steps`` without a flow, ...), as ``pyro-vae train`` refuses
+    such a flag. A saved run's config is rebuilt as it ran, with ``check_effect=False``."""
     if not isinstance(config, ModelConfig):
         raise ConfigError(f"build_vae takes a ModelConfig (a Config's .model), not {type(config).__name__}.")
     config.validate()
+    if check_effect:
+        _check_model_options_take_effect(config)
     if config.model == "m1m2":
         config = dataclasses.replace(config, model="m2", likelihood="gaussian-learned-per-pixel", likelihood_scale=1.0)
     if config.model == "adgm":
