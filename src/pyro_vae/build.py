@@ -37,6 +37,13 @@ def _encoder_body(config: ModelConfig, image_shape, extra_inputs: int = 0):
                                     config.batch_norm)
 
 
+def _likelihood(config: ModelConfig, image_shape):
+    """The config's likelihood, given ``likelihood_scale`` where it has a sigma (a saved run's
+    config may hold one for a Bernoulli likelihood, which has none)."""
+    uses_scale = LIKELIHOODS[config.likelihood].uses_scale
+    return make_likelihood(config.likelihood, image_shape, config.likelihood_scale if uses_scale else None)
+
+
 def _check_model_options_take_effect(config: ModelConfig) -> None:
     """The CLI's refusal of a [model] option of no effect (:func:`~pyro_vae.config.ineffective_options`),
     worded with the ModelConfig's field names rather than its flags: ``ModelConfig(likelihood_scale=0.5)``
@@ -99,7 +106,7 @@ def build_vae(config: ModelConfig, image_shape: tuple[int, int, int], num_classe
     encoder = vae_nn.Encoder(enc_body, features, latent, config.scale_transform, config.min_scale, condition,
                              at_input)
     decoder = vae_nn.Decoder(dec_body, image_shape, output_shape)
-    likelihood = make_likelihood(config.likelihood, image_shape, config.likelihood_scale)
+    likelihood = _likelihood(config, image_shape)
     if config.model == "quadrant":
         if config.likelihood.endswith(("per-pixel", "per-channel")) or output_shape != tuple(image_shape):
             raise ConfigError("--model quadrant observes only the missing pixels, so it needs a likelihood with "
@@ -153,7 +160,7 @@ def build_adgm(config: ModelConfig, image_shape: tuple[int, int, int], num_class
 
     decoder = vae_nn.Decoder(vae_nn.mlp_decoder_body(output_shape, latent + num_classes, hidden, config.activation),
                              image_shape, output_shape)
-    likelihood = make_likelihood(config.likelihood, image_shape, config.likelihood_scale)
+    likelihood = _likelihood(config, image_shape)
     model = ADGMModel(decoder, gaussian(num_classes + latent, aux), likelihood, latent, num_classes, aux)
     classify = vae_nn.classifier(image_shape, hidden, num_classes, config.activation, extra_inputs=aux)
     guide = ADGMGuide(gaussian(0, aux), classify, gaussian(aux + num_classes, latent), num_classes)
