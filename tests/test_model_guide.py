@@ -1,6 +1,8 @@
 """The VAE model and guide as Pyro programs: sites, shapes, observed and latent; and the
 network building blocks against hand computations."""
 
+import re
+
 import pytest
 import torch
 from pyro import poutine
@@ -52,6 +54,14 @@ def test_build_vae_refuses_a_model_option_of_no_effect_as_the_cli_does(options, 
     with pytest.raises(ConfigError, match=message):
         build_vae(config, (1, 4, 4))
     build_vae(config, (1, 4, 4), check_effect=False)  # a saved run's config is rebuilt as it ran
+
+
+@pytest.mark.parametrize("image_shape", [(28, 28), (1, 28, 0), (1.0, 28, 28), 784])
+def test_build_vae_refuses_an_image_shape_that_is_not_c_h_w(image_shape):
+    """(28, 28) failed as "not enough values to unpack (expected 3, got 2)"."""
+    with pytest.raises(ConfigError, match=rf"image_shape must be \(C, H, W\), .*not {re.escape(repr(image_shape))}\.$"):
+        build_vae(ModelConfig(latent_dim=2, hidden_dims=[8]), image_shape)
+    assert build_vae(ModelConfig(latent_dim=2, hidden_dims=[8]), torch.Size([1, 4, 4]))[0].decoder.image_shape == (1, 4, 4)
 
 
 def test_networks_accept_extra_leading_dimensions():
