@@ -104,7 +104,8 @@ def open_dataset(config: Config, progress: bool = False) -> ImageDataset:
                            skip_bad=data.skip_bad_images, progress=progress)
     # binarized MNIST is loaded as it is; runs recorded before that rule say binarize "dynamic"
     binarize = "none" if data.dataset == "binarized-mnist" else data.binarize
-    return load_dataset(data.dataset, data.data_dir, binarize, config.train.seed, data.train_limit,
+    seed = config.train.seed if binarize == "static" else 0  # the one binarization a seed draws
+    return load_dataset(data.dataset, data.data_dir, binarize, seed, data.train_limit,
                         folder=folder if data.dataset == "image-folder" else None)
 
 
