@@ -269,3 +269,29 @@ def test_cpu_chunks_keep_the_decoder_output_under_the_mmap_threshold():
     pyro.set_rng_seed(1)
     explicit = importance_log_likelihood(model, guide, x, k=3000, batch_size=1, k_chunk=1336).log_likelihood
     assert torch.equal(default, explicit)
+
+
+@pytest.mark.parametrize("observed,x,kind", [
+    ("bernoulli", torch.tensor([[0.0, 1.0, 1.0], [1.0, 0.0, 0.0]]), "probability mass on binary data"),
+    ("normal", torch.tensor([[0.2, -1.0, 3.0], [1.5, 0.0, 0.7]]), "density (not comparable)"),
+    ("bernoulli-and-normal", torch.tensor([[0.0, 1.0, 1.0], [1.0, 0.0, 0.0]]), None),
+])
+def test_a_researchers_own_program_gets_the_kind_its_observed_sites_tell(observed, x, kind):
+    """A function-style model (no pyro-vae likelihood) was reported as 'not known' even for a Bernoulli."""
+    import pyro.distributions as dist
+
+    def model(x):
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(x.new_zeros(x.shape[0], 1), 1.0).to_event(1))
+            if observed.startswith("bernoulli"):
+                pyro.sample("x", dist.Bernoulli(logits=z.expand(z.shape[:-1] + x.shape[-1:])).to_event(1), obs=x)
+            if observed.endswith("normal"):
+                pyro.sample("y", dist.Normal(z.expand(z.shape[:-1] + x.shape[-1:]), 1.0).to_event(1), obs=x)
+
+    def guide(x):
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal(x.new_zeros(x.shape[0], 1), 1.0).to_event(1))
+
+    estimate = importance_log_likelihood(model, guide, x, k=3)
+    assert estimate.kind == kind and estimate.quantity == "log p(x)"
+    assert estimate.summary()["kind"] == (kind or "not known (the model has no pyro-vae likelihood)")

@@ -26,9 +26,10 @@ from typing import Callable
 
 import torch
 
+from pyro_vae.distributions import FullPlate
 from pyro_vae.errors import ConfigError, DataError
-from pyro_vae.inference.kinds import COMPLETION, GIVEN_LABEL, MARGINAL, number_kind
-from pyro_vae.inference.weights import MAX_PLATE_NESTING, log_importance_weights
+from pyro_vae.inference.kinds import BINARY_MASS, COMPLETION, DENSITY, GIVEN_LABEL, MARGINAL, number_kind
+from pyro_vae.inference.weights import MAX_PLATE_NESTING, guide_and_model_sites, log_importance_weights
 from pyro_vae.memory import MMAP_THRESHOLD_BYTES
 from pyro_vae.models.priors import fixed_priors
 
@@ -92,7 +93,8 @@ class LogLikelihoodEstimate:
     """Per-example importance-sampling estimates: ``log_likelihood`` and ``ess`` ``[N]``, with
     what they are: ``kind`` (:mod:`pyro_vae.inference.kinds`: a probability mass on binary or
     8-bit data, a density, a dequantized bound) and ``quantity`` ("log p(x)", the conditional
-    VAE's "log p(x | y)", ...); None where the model has no pyro-vae likelihood to tell."""
+    VAE's "log p(x | y)", ...). A model without a pyro-vae likelihood gets its kind from its
+    observed sites (:func:`kind_of_observed_sites`), None where they do not tell."""
 
     log_likelihood: torch.Tensor
     ess: torch.Tensor
@@ -234,8 +236,34 @@ def importance_log_likelihood(model: Callable, guide: Callable, x: torch.Tensor,
             ess[rows] = accumulator.ess
         if callable(progress):
             progress(min(start + batch_size, len(x)), len(x))
+    kind = (kind_of_scores(model, x) if hasattr(model, "likelihood")
+            else kind_of_observed_sites(model, guide, x, kwargs, max_plate_nesting))
     return LogLikelihoodEstimate(estimates.cpu(), ess.cpu(), k, time.perf_counter() - start_time,
-                                 kind_of_scores(model, x), quantity_of_scores(model, kwargs))
+                                 kind, quantity_of_scores(model, kwargs))
+
+
+def kind_of_observed_sites(model: Callable, guide: Callable, x: torch.Tensor, inputs: dict,
+                           max_plate_nesting: int = MAX_PLATE_NESTING) -> str | None:
+    """The kind of number a model without a pyro-vae likelihood (a researcher's own program)
+    gives the images ``x``, read from its observed sites on one example and one draw, run as the
+    estimator runs it (in the importance-sample plate): a mass on binary data where they are all
+    discrete (a Bernoulli) and ``x`` is 0/1, a density where they are all continuous (a Normal, a
+    continuous Bernoulli); None otherwise (a mass on other data, both, or a program that cannot
+    run so). The draw leaves the caller's random states as they were."""
+    rows = {key: value[:1] if torch.is_tensor(value) else value for key, value in inputs.items()}
+    devices = [x.device.index or 0] if x.is_cuda else []
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=devices), \
+                FullPlate("importance_samples", 1, dim=-(max_plate_nesting + 1)):
+            _, model_sites = guide_and_model_sites(model, guide, x[:1], **rows)
+    except Exception:  # noqa: BLE001 - the kind is a label: a program with state of its own gets none, not a failure
+        return None
+    discrete = {bool(site["fn"].support.is_discrete) for site in model_sites.values() if site["is_observed"]}
+    if discrete == {False}:
+        return DENSITY
+    if discrete == {True} and bool(((x == 0) | (x == 1)).all()):
+        return BINARY_MASS
+    return None
 
 
 def kind_of_scores(model, x: torch.Tensor) -> str | None:
