@@ -391,6 +391,8 @@ def test_fit_checks_its_device_as_the_cli_checks_device_before_writing(tmp_path,
     ({"num_particles": 2.5}, "num_particles must be a whole number, not 2.5"),  # "unknown objective 'elbo'"
     ({"seed": 1.5}, "seed must be a whole number, not 1.5"),  # NumPy's "Cannot cast scalar" TypeError
     ({"batch_size": True}, "batch_size must be a whole number, not True"),  # trained with batches of 1
+    # iwae-dreg trains, but the sentence offered three objectives
+    ({"objective": "iwea"}, "unknown objective 'iwea'; choose elbo, analytic-kl, iwae or iwae-dreg, or pass"),
 ])
 def test_fit_checks_its_numbers_as_the_cli_checks_its_flags(options, message, tmp_path):
     from pyro_vae import ModelConfig, build_vae, fit

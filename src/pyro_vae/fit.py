@@ -109,8 +109,9 @@ def fit(model: Callable, guide: Callable, data, *, objective="elbo", epochs: int
     split is redrawn in every batch, as in the CLI) or ``(train, valid[, test])`` tensors
     (without a test split the summary reports no test numbers).
     ``objective``: ``"elbo"``, ``"analytic-kl"`` (with ``num_particles``, default 1),
-    ``"iwae"`` (with ``k``, default 5; the best epoch is then chosen by the validation IWAE
-    bound; ``k`` or ``num_particles`` given where it has no effect is refused) or any object with
+    ``"iwae"`` or ``"iwae-dreg"`` (the same bound with the doubly reparameterized gradient; with
+    ``k``, default 5; the best epoch is then chosen by the validation IWAE bound; ``k`` or
+    ``num_particles`` given where it has no effect is refused) or any object with
     ``differentiable_loss(model, guide, x)``. Each epoch the validation ELBO (closed-form KL
     where torch has it) is computed and logged.
 
@@ -214,8 +215,10 @@ def fit(model: Callable, guide: Callable, data, *, objective="elbo", epochs: int
         try:
             objective = make_objective(objective, None if iwae else num_particles, k if iwae else None)
         except ValueError:
-            raise ConfigError(f"unknown objective '{name}'; choose elbo, analytic-kl or iwae, or pass an "
-                              "object with differentiable_loss(model, guide, x).") from None
+            from pyro_vae.config import OBJECTIVES
+
+            raise ConfigError(f"unknown objective '{name}'; choose {', '.join(OBJECTIVES[:-1])} or {OBJECTIVES[-1]}, "
+                              "or pass an object with differentiable_loss(model, guide, x).") from None
     settings = TrainSettings(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, lr_decay=lr_decay,
                              clip_norm=clip_norm, beta=beta, kl_warmup_epochs=kl_warmup_epochs, analytic_kl=True,
                              selection_k=k if name.startswith("iwae") else 0,
