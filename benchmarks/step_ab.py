@@ -81,8 +81,9 @@ def same_numbers(name: str, network: str, objective: str, particles: int):
     build, config, objectives, train = modules(name)
     torch.manual_seed(0)
     pyro.clear_param_store()
-    model, guide = build.build_vae(config.ModelConfig(network=network, latent_dim=8, hidden_dims=[32],
-                                                      conv_channels=[4, 8]), (1, 28, 28))
+    channels = {"conv_channels": [4, 8]} if network == "conv" else {}  # build_vae refuses them for an MLP
+    model, guide = build.build_vae(config.ModelConfig(network=network, latent_dim=8, hidden_dims=[32], **channels),
+                                   (1, 28, 28))
     loss_fn = objectives.make_objective(objective, num_particles=particles)
     optimizer = train.make_adam([*model.parameters(), *guide.parameters()], 1e-3)
     generator = torch.Generator().manual_seed(1)

@@ -350,9 +350,13 @@ def test_build_vae_checks_its_config_as_the_cli_does(change, message):
 
 
 @pytest.mark.parametrize("options,message", [({"binarize": "dinamic"}, "unknown binarize 'dinamic'"),
-                                             ({"train_limit": -5}, "train_limit must be 0")])
+                                             ({"train_limit": -5}, "train_limit must be 0"),
+                                             ({"binarize": "dynamic", "seed": 3},
+                                              "seed=3 has no effect with binarize='dynamic'"),
+                                             ({"seed": 3}, "seed=3 has no effect with binarize='none'")])
 def test_load_dataset_refuses_a_binarization_or_limit_it_would_misread(idx_dir, options, message):
-    """'dinamic' gave one static draw without a word; train_limit -5 dropped the last 5 images."""
+    """'dinamic' gave one static draw without a word; train_limit -5 dropped the last 5 images; a seed
+    with any binarization but 'static' was ignored."""
     from pyro_vae.data.datasets import load_dataset
     from pyro_vae.errors import DataError
 

@@ -178,7 +178,8 @@ def test_likelihoods_declare_their_data_and_scale_use():
 @pytest.mark.parametrize("network,shape", [("mlp", (1, 28, 28)), ("conv", (3, 16, 16))])
 @pytest.mark.parametrize("name", ["discretized-logistic-mixture", "categorical-256"])
 def test_decoders_output_every_map_the_likelihood_reads(network, shape, name):
-    config = ModelConfig(likelihood=name, network=network, hidden_dims=[16], conv_channels=[4, 8], latent_dim=3)
+    channels = {"conv_channels": [4, 8]} if network == "conv" else {}  # build_vae refuses them for an MLP
+    config = ModelConfig(likelihood=name, network=network, hidden_dims=[16], latent_dim=3, **channels)
     model, guide = build_vae(config, shape)
     z = torch.randn(5, 2, 3)
     out = model.decoder(z)

@@ -29,8 +29,9 @@ def _loss_and_grads(objective, model, guide, x, seed, params):
 @pytest.mark.parametrize("beta", [1.0, 0.3])
 def test_fast_elbo_equals_pyro_elbo_on_the_same_draws(network, likelihood, analytic_kl, reference, particles, beta):
     torch.manual_seed(0)
+    channels = {"conv_channels": [4]} if network == "conv" else {}  # build_vae refuses them for an MLP
     model, guide = build_vae(ModelConfig(network=network, likelihood=likelihood, latent_dim=3, hidden_dims=[16],
-                                         conv_channels=[4]), (1, 8, 8))
+                                         **channels), (1, 8, 8))
     x = torch.bernoulli(torch.full((5, 1, 8, 8), 0.4))
     params = [*model.parameters(), *guide.parameters()]
     m, g = (model, guide) if beta == 1.0 else (scale_sites(model, ["z"], beta), scale_sites(guide, ["z"], beta))

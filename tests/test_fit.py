@@ -386,6 +386,13 @@ def test_fit_checks_its_device_as_the_cli_checks_device_before_writing(tmp_path,
     ({"batch_size": 0}, "batch_size must be between 1"),
     ({"seed": -1}, "seed must be between 0"),  # NumPy's traceback
     ({"lr_decay": 0.0}, "lr_decay must be positive"),
+    ({"epochs": 1.5}, "epochs must be a whole number, not 1.5"),  # trained 2 epochs
+    ({"objective": "iwae", "k": 2.5}, "k must be a whole number, not 2.5"),  # "unknown objective 'iwae'"
+    ({"num_particles": 2.5}, "num_particles must be a whole number, not 2.5"),  # "unknown objective 'elbo'"
+    ({"seed": 1.5}, "seed must be a whole number, not 1.5"),  # NumPy's "Cannot cast scalar" TypeError
+    ({"batch_size": True}, "batch_size must be a whole number, not True"),  # trained with batches of 1
+    # iwae-dreg trains, but the sentence offered three objectives
+    ({"objective": "iwea"}, "unknown objective 'iwea'; choose elbo, analytic-kl, iwae or iwae-dreg, or pass"),
 ])
 def test_fit_checks_its_numbers_as_the_cli_checks_its_flags(options, message, tmp_path):
     from pyro_vae import ModelConfig, build_vae, fit
@@ -395,6 +402,23 @@ def test_fit_checks_its_numbers_as_the_cli_checks_its_flags(options, message, tm
     x = torch.bernoulli(torch.full((40, 1, 28, 28), 0.3))
     with pytest.raises(ConfigError, match=message):
         fit(model, guide, (x[:20], x[20:]), run_dir=tmp_path / "run", figures=False, **options)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("splits,message", [
+    # a float64 validation split (from NumPy) failed after an epoch of training, in torch's matmul
+    (lambda x: (x[:20], x[20:].double()), r"the valid examples are torch.float64 but the model's parameters are "
+                                          r"torch.float32; pass x.to\(torch.float32\)"),
+    (lambda x: (x[:20].double(), x[20:].double()), r"the train examples are torch.float64"),
+    # flat images: "The size of tensor a (28) must match the size of tensor b (784)" inside the likelihood
+    (lambda x: (x[:20].flatten(1), x[20:].flatten(1)), r"the train examples have shape \(784,\) but the model "
+                                                       r"expects \(1, 28, 28\)"),
+])
+def test_fit_refuses_data_its_model_cannot_read_before_writing(splits, message, tmp_path):
+    model, guide = build_vae(ModelConfig(latent_dim=2, hidden_dims=[8]), (1, 28, 28))
+    x = torch.bernoulli(torch.full((40, 1, 28, 28), 0.3))
+    with pytest.raises(DataError, match=message):
+        fit(model, guide, splits(x), run_dir=tmp_path / "run", figures=False, log=lambda s: None)
     assert not (tmp_path / "run").exists()
 
 

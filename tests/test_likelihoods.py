@@ -178,3 +178,17 @@ def test_a_learned_sigma_starts_at_the_scale_given_or_is_refused_below_its_floor
     config.validate()
     with pytest.raises(ConfigError, match="likelihood_scale must be positive, not 0.0"):
         make_likelihood("gaussian", SHAPE, scale=0.0)  # was sigma 0: an infinite density
+
+
+@pytest.mark.parametrize("name", [name for name, cls in LIKELIHOODS.items() if not cls.uses_scale])
+def test_make_likelihood_refuses_a_scale_the_likelihood_has_none_of(name):
+    """make_likelihood("bernoulli", shape, scale=0.3) returned a Bernoulli likelihood without a word."""
+    with pytest.raises(ConfigError, match=f"scale=0.3 has no effect on the {name} likelihood"):
+        make_likelihood(name, SHAPE, scale=0.3)
+    assert not make_likelihood(name, SHAPE).uses_scale
+
+
+def test_make_likelihood_gives_a_gaussian_its_scale_or_01():
+    assert make_likelihood("gaussian", SHAPE, scale=0.3).scale().item() == pytest.approx(0.3)
+    assert make_likelihood("gaussian", SHAPE).scale().item() == pytest.approx(0.1)
+    assert make_likelihood("gaussian-learned", SHAPE, scale=0.3).scale().item() == pytest.approx(0.3)

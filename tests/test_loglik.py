@@ -170,6 +170,22 @@ def test_bad_input_to_the_estimator_gets_a_sentence(k, x, message):
         importance_log_likelihood(model, guide, x, k=k)
 
 
+@pytest.mark.parametrize("options,message", [
+    # range()'s "arg 3 must not be zero"
+    ({"batch_size": 0}, "batch_size must be a whole number of at least 1, or None"),
+    ({"k_chunk": 0}, "k_chunk must be a whole number of at least 1, or None"),
+    ({"k_chunk": 2.5}, "k_chunk must be a whole number of at least 1, or None .*not 2.5"),  # a TypeError in range()
+])
+def test_chunk_sizes_of_the_estimator_are_checked(options, message):
+    from pyro_vae.build import build_vae
+    from pyro_vae.config import ModelConfig
+    from pyro_vae.errors import ConfigError
+
+    model, guide = build_vae(ModelConfig(latent_dim=2, hidden_dims=[8]), (1, 28, 28))
+    with pytest.raises(ConfigError, match=message):
+        importance_log_likelihood(model, guide, torch.zeros(2, 1, 28, 28), k=5, **options)
+
+
 MEMORY_PROBE = """
 import resource, sys, torch
 from pyro_vae.build import build_vae
@@ -177,7 +193,9 @@ from pyro_vae.config import ModelConfig
 from pyro_vae.inference.loglik import importance_log_likelihood
 torch.set_num_threads(1)
 network = sys.argv[1]
-model, guide = build_vae(ModelConfig(network=network, latent_dim=50, hidden_dims=[500, 500]), (1, 28, 28))
+# the conv network has one dense layer between its convolutions and the code (build_vae refuses a second size)
+model, guide = build_vae(ModelConfig(network=network, latent_dim=50, hidden_dims=[500, 500] if network == "mlp"
+                                     else [500]), (1, 28, 28))
 x = torch.bernoulli(torch.full((12, 1, 28, 28), 0.3))
 estimate = importance_log_likelihood(model, guide, x, k=5000)
 assert torch.isfinite(estimate.log_likelihood).all()
@@ -251,3 +269,29 @@ def test_cpu_chunks_keep_the_decoder_output_under_the_mmap_threshold():
     pyro.set_rng_seed(1)
     explicit = importance_log_likelihood(model, guide, x, k=3000, batch_size=1, k_chunk=1336).log_likelihood
     assert torch.equal(default, explicit)
+
+
+@pytest.mark.parametrize("observed,x,kind", [
+    ("bernoulli", torch.tensor([[0.0, 1.0, 1.0], [1.0, 0.0, 0.0]]), "probability mass on binary data"),
+    ("normal", torch.tensor([[0.2, -1.0, 3.0], [1.5, 0.0, 0.7]]), "density (not comparable)"),
+    ("bernoulli-and-normal", torch.tensor([[0.0, 1.0, 1.0], [1.0, 0.0, 0.0]]), None),
+])
+def test_a_researchers_own_program_gets_the_kind_its_observed_sites_tell(observed, x, kind):
+    """A function-style model (no pyro-vae likelihood) was reported as 'not known' even for a Bernoulli."""
+    import pyro.distributions as dist
+
+    def model(x):
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(x.new_zeros(x.shape[0], 1), 1.0).to_event(1))
+            if observed.startswith("bernoulli"):
+                pyro.sample("x", dist.Bernoulli(logits=z.expand(z.shape[:-1] + x.shape[-1:])).to_event(1), obs=x)
+            if observed.endswith("normal"):
+                pyro.sample("y", dist.Normal(z.expand(z.shape[:-1] + x.shape[-1:]), 1.0).to_event(1), obs=x)
+
+    def guide(x):
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal(x.new_zeros(x.shape[0], 1), 1.0).to_event(1))
+
+    estimate = importance_log_likelihood(model, guide, x, k=3)
+    assert estimate.kind == kind and estimate.quantity == "log p(x)"
+    assert estimate.summary()["kind"] == (kind or "not known (the model has no pyro-vae likelihood)")

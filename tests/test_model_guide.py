@@ -1,6 +1,8 @@
 """The VAE model and guide as Pyro programs: sites, shapes, observed and latent; and the
 network building blocks against hand computations."""
 
+import re
+
 import pytest
 import torch
 from pyro import poutine
@@ -10,13 +12,15 @@ from torch.nn import functional as F
 from pyro_vae import nn as vae_nn
 from pyro_vae.build import build_vae
 from pyro_vae.config import ModelConfig
+from pyro_vae.errors import ConfigError
 
 
 @pytest.mark.parametrize("network", ["mlp", "conv"])
 @pytest.mark.parametrize("scale_transform", ["softplus", "exp"])
 def test_traces_have_matching_sites_and_shapes(network, scale_transform):
+    channels = {"conv_channels": [4, 8]} if network == "conv" else {}  # build_vae refuses them for an MLP
     model, guide = build_vae(ModelConfig(network=network, latent_dim=7, hidden_dims=[32],
-                                         conv_channels=[4, 8], scale_transform=scale_transform), (1, 28, 28))
+                                         scale_transform=scale_transform, **channels), (1, 28, 28))
     x = torch.bernoulli(torch.rand(5, 1, 28, 28))
     guide_trace = poutine.trace(guide).get_trace(x)
     model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x)
@@ -33,6 +37,31 @@ def test_traces_have_matching_sites_and_shapes(network, scale_transform):
     # The prior is N(0, I); the guide's scale respects its floor.
     assert torch.allclose(m_sites["z"]["fn"].base_dist.loc, torch.zeros(5, 7))
     assert (g_sites["z"]["fn"].base_dist.scale >= 1e-3).all()
+
+
+@pytest.mark.parametrize("options,message", [
+    # each built a model that does not use it: a Bernoulli model with no sigma, a flow-less guide, ...
+    ({"likelihood_scale": 0.5}, "ModelConfig: likelihood_scale 0.5 has no effect with likelihood bernoulli "
+                                r"\(it is the Gaussian likelihoods' sigma\); drop it or choose likelihood gaussian\."),
+    ({"flow_steps": 7}, "ModelConfig: flow_steps 7 has no effect with flow none; drop it or choose a flow"),
+    ({"conv_channels": [4]}, "ModelConfig: conv_channels 4 has no effect with network mlp; drop it or choose network conv"),
+    ({"prior_components": 3}, "ModelConfig: prior_components 3 has no effect with prior standard"),
+    # a learned sigma starting at its floor (softplus(raw) + 0.001) starts just above it
+    ({"likelihood": "gaussian-learned", "likelihood_scale": 0.001}, "cannot be the starting sigma"),
+])
+def test_build_vae_refuses_a_model_option_of_no_effect_as_the_cli_does(options, message):
+    config = ModelConfig(latent_dim=2, hidden_dims=[8], **options)
+    with pytest.raises(ConfigError, match=message):
+        build_vae(config, (1, 4, 4))
+    build_vae(config, (1, 4, 4), check_effect=False)  # a saved run's config is rebuilt as it ran
+
+
+@pytest.mark.parametrize("image_shape", [(28, 28), (1, 28, 0), (1.0, 28, 28), 784])
+def test_build_vae_refuses_an_image_shape_that_is_not_c_h_w(image_shape):
+    """(28, 28) failed as "not enough values to unpack (expected 3, got 2)"."""
+    with pytest.raises(ConfigError, match=rf"image_shape must be \(C, H, W\), .*not {re.escape(repr(image_shape))}\.$"):
+        build_vae(ModelConfig(latent_dim=2, hidden_dims=[8]), image_shape)
+    assert build_vae(ModelConfig(latent_dim=2, hidden_dims=[8]), torch.Size([1, 4, 4]))[0].decoder.image_shape == (1, 4, 4)
 
 
 def test_networks_accept_extra_leading_dimensions():

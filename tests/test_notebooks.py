@@ -34,7 +34,25 @@ def check_elbo_rises(text: str) -> None:
     assert len(rows) >= 3 and rows[-1][1] > rows[0][1]
 
 
+def check_elbo_parts(text: str) -> None:
+    check_elbo_rises(text)
+    # the validation ELBO with its standard error and kind (it was printed bare)
+    assert re.search(r"ELBO -\d+\.\d ± \d+\.\d nats per image \(a lower bound on log p\(x\), a probability mass "
+                     r"on binary data; ± standard error over \d+ validation images\)", text)
+
+
+def check_likelihood_kinds(text: str) -> None:
+    """Each model's log p(x) is printed with its kind: a mass on binary images, or a density on grey
+    levels, which the caveat above says cannot be ranked against a mass (it was printed without)."""
+    kinds = dict(re.findall(r"^(\S+)\s+binarize=.*\): (.+)$", text, re.MULTILINE))
+    assert kinds == {"bernoulli": "probability mass on binary data", "continuous-bernoulli": "density (not comparable)",
+                     "gaussian-learned": "density (not comparable)"}
+
+
 def check_k_sweep(text: str) -> None:
+    # the ELBO with its standard error and kind (it was printed bare)
+    assert re.search(r"ELBO -\d+\.\d\d ± \d+\.\d\d \(closed-form KL; ± standard error over \d+ test images; all "
+                     r"numbers nats per image, probability mass on binary data\)", text)
     rows = numbers(r"K=\s*(\d+): log p\(x\)\s+(-?\d+\.\d+)", text)
     assert [k for k, _ in rows] == [1, 10, 100, 1000]
     steps = [b - a for (_, a), (_, b) in zip(rows, rows[1:])]
@@ -84,7 +102,8 @@ def with_small_sizes(notebook, name: str):
     return notebook
 
 
-CHECKS = {"01_vae_from_first_principles": check_elbo_rises, "03_heldout_likelihood": check_k_sweep,
+CHECKS = {"01_vae_from_first_principles": check_elbo_parts, "02_swapping_likelihoods": check_likelihood_kinds,
+          "03_heldout_likelihood": check_k_sweep,
           "06_autoencoder_versus_vae": check_autoencoder_versus_vae}
 
 

@@ -200,6 +200,7 @@ def test_a_figure_of_no_images_or_steps_is_refused_with_the_argument_named(tmp_p
         (lambda: plots.plot_manifold(model, out, n=0), "n must be a whole number of at least 1, not 0"),
         (lambda: plots.plot_curves([], out), "the history holds no epochs"),
         (lambda: plots.image_grid(x, 0), "ncol must be a whole number of at least 1, not 0"),
+        (lambda: plots.image_grid(x.flatten(1), 2), r"images must be \[N, C, H, W\] .*not of shape \(6, 16\)"),
         (lambda: interpolate_codes(torch.zeros(2), torch.ones(2), 0), "steps must be a whole number of at least 2"),
         (lambda: principal_components(torch.randn(5, 3), k=0), "k must be a whole number of at least 1, not 0"),
     ]
@@ -279,6 +280,22 @@ def test_the_curves_of_a_conditional_elbo_name_what_it_bounds(monkeypatch, tmp_p
     assert legends == [["train: ELBO of log p(x | y)", "validation ELBO of log p(x | y)"],
                        ["train: ELBO", "validation ELBO"]]
     assert drawn[0].axes[0].get_title() == "Training objective and validation ELBO of log p(x | y)"
+
+
+def test_the_curves_of_a_fit_result_name_its_objective(monkeypatch, tmp_path):
+    """plot_curves(fit(...), path) failed with "'FitResult' object is not iterable"."""
+    from pyro_vae import FitResult, plots
+
+    drawn = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: drawn.append(fig) or path)
+    history = [{"epoch": e, "train_objective": -250.0 + e, "valid_elbo": -240.0 + e, "valid_reconstruction": -230.0,
+                "valid_kl": 10.0} for e in (1, 2)]
+    result = FitResult(history, best_epoch=2, best_valid_criterion=-238.0, train_objective_name="IWAE bound K=5")
+    plots.plot_curves(result, tmp_path / "c.png")
+    plots.plot_curves(result, tmp_path / "c.png", "my objective")
+    legends = [[t.get_text().replace("\n", " ") for t in fig.axes[0].get_legend().get_texts()] for fig in drawn]
+    assert legends == [["train: IWAE bound K=5", "validation ELBO"], ["train: my objective", "validation ELBO"]]
+    assert list(drawn[0].axes[0].lines[0].get_ydata()) == [-249.0, -248.0]
 
 
 @pytest.mark.parametrize("semi_supervised", [False, True])

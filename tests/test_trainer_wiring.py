@@ -77,6 +77,24 @@ def _snapshots(trainer: Trainer, run_dir) -> list[dict]:
     return seen
 
 
+def test_a_trainer_seeds_torchs_global_rng_as_its_docstring_says_and_fit_keeps_the_callers():
+    """The Trainer's docstring and README say it resets torch's global stream to its seed (fit does not)."""
+    from pyro_vae import fit
+
+    data = _dataset()
+    model, guide = build_vae(MODEL, SHAPE)
+    settings = TrainSettings(epochs=1, batch_size=BATCH)
+    after = []
+    for callers_seed in (123, 456):  # the stream after construction is the Trainer's, whatever the caller's was
+        torch.manual_seed(callers_seed)
+        Trainer(model, guide, make_objective("elbo"), data, settings, seed=7, progress=False, log=lambda line: None)
+        after.append(torch.rand(3))
+    assert torch.equal(after[0], after[1])
+    torch.manual_seed(123)
+    fit(model, guide, data, epochs=1, batch_size=BATCH, seed=7, log=lambda line: None)
+    assert torch.equal(torch.rand(3), torch.rand(3, generator=torch.Generator().manual_seed(123)))
+
+
 def test_each_epochs_validation_numbers_are_those_of_its_checkpoint_on_the_validation_split(tmp_path):
     data = _dataset()
     trainer = _trainer(data, tmp_path, epochs=3)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import torch
+
 from pyro_vae import nn as vae_nn
 from pyro_vae.config import ModelConfig
 from pyro_vae.errors import ConfigError
@@ -37,7 +39,29 @@ def _encoder_body(config: ModelConfig, image_shape, extra_inputs: int = 0):
                                     config.batch_norm)
 
 
-def build_vae(config: ModelConfig, image_shape: tuple[int, int, int], num_classes: int = 0):
+def _likelihood(config: ModelConfig, image_shape):
+    """The config's likelihood, given ``likelihood_scale`` where it has a sigma (a saved run's
+    config may hold one for a Bernoulli likelihood, which has none)."""
+    uses_scale = LIKELIHOODS[config.likelihood].uses_scale
+    return make_likelihood(config.likelihood, image_shape, config.likelihood_scale if uses_scale else None)
+
+
+def _check_model_options_take_effect(config: ModelConfig) -> None:
+    """The CLI's refusal of a [model] option of no effect (:func:`~pyro_vae.config.ineffective_options`),
+    worded with the ModelConfig's field names rather than its flags: ``ModelConfig(likelihood_scale=0.5)``
+    built a Bernoulli model without it."""
+    import re
+
+    from pyro_vae.config import Config, _check_starting_scale, ineffective_options
+
+    for key, sentence in ineffective_options(Config(model=config)):
+        if key.startswith("model."):
+            raise ConfigError("ModelConfig: " + re.sub(r"--([a-z0-9-]+)", lambda m: m[1].replace("-", "_"), sentence))
+    _check_starting_scale(config)
+
+
+def build_vae(config: ModelConfig, image_shape: tuple[int, int, int], num_classes: int = 0, *,
+              check_effect: bool = True):
     """The model and its guide for images of ``image_shape`` ``(C, H, W)``: p(x, z) and
     q(z | x) for ``model = "vae"``; the plain autoencoder's p(x | z) and point-mass
     q(z | x) = delta(z - loc(x)) for ``"ae"`` (same networks); p(x, z | y) and q(z | x, y) for ``"cvae"`` (and M2),
@@ -51,10 +75,20 @@ def build_vae(config: ModelConfig, image_shape: tuple[int, int, int], num_classe
     q(z1 | x) q(z2 | z1), the x <-> z1 networks the VAE's and the z1 <-> z2 ones MLPs of
     ``top_hidden_dims`` (mirrored in the model). ``config`` is checked as the CLI checks
     its flags (:meth:`ModelConfig.validate`): a misspelt model or likelihood, or a scale that
-    is not positive, is a ConfigError, not another model or a NaN loss."""
+    is not positive, is a ConfigError, not another model or a NaN loss; with ``check_effect``
+    so is a field set away from its default where it has no effect (``likelihood_scale`` with
+    the Bernoulli likelihood, ``flow_steps`` without a flow, ...), as ``pyro-vae train`` refuses
+    such a flag. A saved run's config is rebuilt as it ran, with ``check_effect=False``."""
     if not isinstance(config, ModelConfig):
         raise ConfigError(f"build_vae takes a ModelConfig (a Config's .model), not {type(config).__name__}.")
     config.validate()
+    if check_effect:
+        _check_model_options_take_effect(config)
+    shape = tuple(image_shape) if isinstance(image_shape, (tuple, list, torch.Size)) else ()
+    if len(shape) != 3 or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape):
+        # (28, 28) failed as "not enough values to unpack (expected 3, got 2)"
+        raise ConfigError(f"image_shape must be (C, H, W), three positive whole numbers (channels, height, width), "
+                          f"e.g. (1, 28, 28) or a data set's .image_shape, not {image_shape!r}.")
     if config.model == "m1m2":
         config = dataclasses.replace(config, model="m2", likelihood="gaussian-learned-per-pixel", likelihood_scale=1.0)
     if config.model == "adgm":
@@ -79,7 +113,7 @@ def build_vae(config: ModelConfig, image_shape: tuple[int, int, int], num_classe
     encoder = vae_nn.Encoder(enc_body, features, latent, config.scale_transform, config.min_scale, condition,
                              at_input)
     decoder = vae_nn.Decoder(dec_body, image_shape, output_shape)
-    likelihood = make_likelihood(config.likelihood, image_shape, config.likelihood_scale)
+    likelihood = _likelihood(config, image_shape)
     if config.model == "quadrant":
         if config.likelihood.endswith(("per-pixel", "per-channel")) or output_shape != tuple(image_shape):
             raise ConfigError("--model quadrant observes only the missing pixels, so it needs a likelihood with "
@@ -133,7 +167,7 @@ def build_adgm(config: ModelConfig, image_shape: tuple[int, int, int], num_class
 
     decoder = vae_nn.Decoder(vae_nn.mlp_decoder_body(output_shape, latent + num_classes, hidden, config.activation),
                              image_shape, output_shape)
-    likelihood = make_likelihood(config.likelihood, image_shape, config.likelihood_scale)
+    likelihood = _likelihood(config, image_shape)
     model = ADGMModel(decoder, gaussian(num_classes + latent, aux), likelihood, latent, num_classes, aux)
     classify = vae_nn.classifier(image_shape, hidden, num_classes, config.activation, extra_inputs=aux)
     guide = ADGMGuide(gaussian(0, aux), classify, gaussian(aux + num_classes, latent), num_classes)

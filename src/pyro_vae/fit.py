@@ -91,8 +91,9 @@ def fit(model: Callable, guide: Callable, data, *, objective="elbo", epochs: int
     split is redrawn in every batch, as in the CLI) or ``(train, valid[, test])`` tensors
     (without a test split the summary reports no test numbers).
     ``objective``: ``"elbo"``, ``"analytic-kl"`` (with ``num_particles``, default 1),
-    ``"iwae"`` (with ``k``, default 5; the best epoch is then chosen by the validation IWAE
-    bound; ``k`` or ``num_particles`` given where it has no effect is refused) or any object with
+    ``"iwae"`` or ``"iwae-dreg"`` (the same bound with the doubly reparameterized gradient; with
+    ``k``, default 5; the best epoch is then chosen by the validation IWAE bound; ``k`` or
+    ``num_particles`` given where it has no effect is refused) or any object with
     ``differentiable_loss(model, guide, x)``. Each epoch the validation ELBO (closed-form KL
     where torch has it) is computed and logged.
 
@@ -114,16 +115,28 @@ def fit(model: Callable, guide: Callable, data, *, objective="elbo", epochs: int
     ``device`` (``"cpu"``, ``"cuda"`` or ``"cuda:N"``) is checked as the CLI's ``--device``: a
     malformed name or a GPU this machine lacks is a ConfigError before anything is written.
     """
+    from pyro_vae.config import coerce, field_types
     from pyro_vae.runs import resolve_device
 
     # Numbers checked as the CLI checks its flags (beta -1, epochs 0, k 0, seed -1 trained on or
-    # failed deep inside): one sentence naming the argument, before anything is read or written.
-    TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, lr_decay=lr_decay,
-                clip_norm=clip_norm, k=5 if k is None else k, num_particles=1 if num_particles is None else num_particles,
-                beta=beta, kl_warmup_epochs=kl_warmup_epochs, seed=seed).validate()
+    # failed deep inside; epochs=1.5 trained 2 epochs, k=2.5 was an "unknown objective"): of
+    # [train]'s types, then in range, one sentence naming the argument, before anything is read or written.
+    kinds = field_types(TrainConfig)
+    numbers = {name: coerce(name, value, kinds[name], "fit") if value is not None else None for name, value in
+               {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "lr_decay": lr_decay,
+                "clip_norm": clip_norm, "k": k, "num_particles": num_particles, "beta": beta,
+                "kl_warmup_epochs": kl_warmup_epochs, "seed": seed}.items()}
+    epochs, batch_size, learning_rate, lr_decay, clip_norm, k, num_particles, beta, kl_warmup_epochs, seed = \
+        numbers.values()
+    TrainConfig(**{**numbers, "k": 5 if k is None else k,
+                   "num_particles": 1 if num_particles is None else num_particles}).validate()
     # as the CLI's --device: a malformed name or a GPU this machine lacks, before anything is written
     device = resolve_device(str(device) if isinstance(device, torch.device) else device, python=True)
     dataset = as_dataset(data)
+    from pyro_vae.inference.loglik import check_examples_fit_programs
+
+    for split in ("train", "valid", "test"):  # float64 valid data failed after an epoch of training
+        check_examples_fit_programs(model, guide, getattr(dataset, split).images[:1], f"the {split} examples")
     run_dir = Path(run_dir) if run_dir is not None else None
     if resume and (run_dir is None or not (run_dir / LAST).is_file()):
         raise CheckpointError(f"resume=True needs the run_dir of an earlier fit holding {LAST}; "
@@ -184,8 +197,10 @@ def fit(model: Callable, guide: Callable, data, *, objective="elbo", epochs: int
         try:
             objective = make_objective(objective, None if iwae else num_particles, k if iwae else None)
         except ValueError:
-            raise ConfigError(f"unknown objective '{name}'; choose elbo, analytic-kl or iwae, or pass an "
-                              "object with differentiable_loss(model, guide, x).") from None
+            from pyro_vae.config import OBJECTIVES
+
+            raise ConfigError(f"unknown objective '{name}'; choose {', '.join(OBJECTIVES[:-1])} or {OBJECTIVES[-1]}, "
+                              "or pass an object with differentiable_loss(model, guide, x).") from None
     settings = TrainSettings(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, lr_decay=lr_decay,
                              clip_norm=clip_norm, beta=beta, kl_warmup_epochs=kl_warmup_epochs, analytic_kl=True,
                              selection_k=k if name.startswith("iwae") else 0,
@@ -275,7 +290,7 @@ def _check_config_builds(config, model, guide, dataset: ImageDataset) -> None:
 
     try:
         with random_state_kept():  # building initialises weights: leave the RNG as it was
-            built = build_vae(config.model, tuple(dataset.image_shape), num_classes(dataset))
+            built = build_vae(config.model, tuple(dataset.image_shape), num_classes(dataset), check_effect=False)
     except Exception as err:  # noqa: BLE001 - any reason it cannot build for these data
         raise ConfigError(f"config's [model] table cannot build a model for these data ({err}); pass the "
                           "ModelConfig the model and guide were built from.") from None

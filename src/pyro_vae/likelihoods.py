@@ -42,13 +42,20 @@ def register(cls: type[Likelihood]) -> type[Likelihood]:
     return cls
 
 
-def make_likelihood(name: str, image_shape: tuple[int, int, int], scale: float = 0.1) -> Likelihood:
+def make_likelihood(name: str, image_shape: tuple[int, int, int], scale: float | None = None) -> Likelihood:
     """The likelihood called ``name`` for images of ``image_shape``; ``scale`` is the
-    fixed Gaussian's standard deviation (and the learned ones' starting value)."""
+    fixed Gaussian's standard deviation (and the learned ones' starting value), 0.1 by
+    default, and refused for a likelihood without one (``uses_scale`` False: the Bernoulli)."""
     from pyro_vae.config import _choice  # the sentence ModelConfig gives a name not registered
 
     _choice("likelihood", name, tuple(LIKELIHOODS))  # a bare KeyError named neither the problem nor the names
-    return LIKELIHOODS[name](image_shape=tuple(image_shape), scale=scale)
+    cls = LIKELIHOODS[name]
+    if scale is not None and not cls.uses_scale:  # it was accepted and ignored
+        from pyro_vae.errors import ConfigError
+
+        raise ConfigError(f"scale={scale!r} has no effect on the {name} likelihood (it is the Gaussian likelihoods' "
+                          "sigma); drop it or choose 'gaussian'.")
+    return cls(image_shape=tuple(image_shape), scale=0.1 if scale is None else scale)
 
 
 class Likelihood(PyroModule):

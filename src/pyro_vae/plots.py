@@ -49,6 +49,10 @@ def image_grid(images: torch.Tensor, ncol: int, pad: int = 1) -> torch.Tensor:
     """Tile ``images`` ``[N, C, H, W]`` (values in [0, 1]) into one ``[H', W', C]`` array."""
     check_count("ncol", ncol)
     check_images(images)
+    if images.dim() != 4:  # flat [N, 784] vectors (a tutorial decoder's) failed as "not enough values to unpack"
+        raise ValueError(f"images must be [N, C, H, W] (N images of C channels, H x W pixels), not of shape "
+                         f"{tuple(images.shape)}; a decode_mean of flat vectors must return them as images, "
+                         "e.g. .view(-1, 1, 28, 28).")
     images = images.detach().float().cpu().clamp(0, 1)
     n, c, h, w = images.shape
     nrow = math.ceil(n / ncol)
@@ -624,7 +628,12 @@ def plot_curves(history: list[dict], path: Path, objective: str | None = None, q
     given: "IWAE bound K=5", ...) and the validation ELBO (named with the ``quantity`` it
     bounds where that is not log p(x): "validation ELBO of log p(x | y)"), and the validation
     reconstruction and KL, by epoch; for a semi-supervised run, the training objective (named
-    alike: M2's, with its classification term, is no bound) and the classifier's accuracies."""
+    alike: M2's, with its classification term, is no bound) and the classifier's accuracies.
+    ``history``: the rows of ``metrics.csv`` (``FitResult.history``), or a :class:`~pyro_vae.fit.FitResult`
+    itself, whose ``train_objective_name`` then names the objective unless ``objective`` is given."""
+    if hasattr(history, "history") and hasattr(history, "train_objective_name"):  # a FitResult (no import: no Pyro)
+        objective = objective or history.train_objective_name or None
+        history = history.history
     if not history:
         raise ValueError("the history holds no epochs: train at least one before plotting the curves.")
     epochs = [row["epoch"] for row in history]

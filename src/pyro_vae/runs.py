@@ -105,7 +105,8 @@ def open_dataset(config: Config, progress: bool = False) -> ImageDataset:
                            skip_bad=data.skip_bad_images, progress=progress)
     # binarized MNIST is loaded as it is; runs recorded before that rule say binarize "dynamic"
     binarize = "none" if data.dataset == "binarized-mnist" else data.binarize
-    return load_dataset(data.dataset, data.data_dir, binarize, config.train.seed, data.train_limit,
+    seed = config.train.seed if binarize == "static" else 0  # the one binarization a seed draws
+    return load_dataset(data.dataset, data.data_dir, binarize, seed, data.train_limit,
                         folder=folder if data.dataset == "image-folder" else None)
 
 
@@ -176,7 +177,7 @@ def open_run(run_dir: Path, which: str = "best", device: str | None = None) -> R
     if which == "best":
         checkpoint = best_of_run(run_dir, checkpoint, dev)
     image_shape = tuple(checkpoint.get("image_shape", (1, 28, 28)))
-    model, guide = build_vae(config.model, image_shape, checkpoint.get("num_classes", 0))
+    model, guide = build_vae(config.model, image_shape, checkpoint.get("num_classes", 0), check_effect=False)
     try:
         model.load_state_dict(checkpoint["model"])
         guide.load_state_dict(checkpoint["guide"])
@@ -430,7 +431,7 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
         if resume:  # the codes must be those the run began on: M1 as it was then
             check_m1_unchanged(run_dir, Path(config.model.m1_run))
         dataset, scaler = m1_codes(config, dataset, device)
-    model, guide = build_vae(config.model, dataset.image_shape, num_classes(dataset))
+    model, guide = build_vae(config.model, dataset.image_shape, num_classes(dataset), check_effect=False)
     dataset.check_support(model.likelihood, hint=CLI_SUPPORT_HINTS.get(config.model.likelihood))
     valid = len(dataset.valid)
     if _selection(train_cfg)["selection"] == "valid-loglik" and train_cfg.select_examples > valid:
@@ -808,7 +809,7 @@ def _semi_supervised_results(config: Config, dataset: ImageDataset, labelled, be
     # The ADGM's classifier also reads a; its baseline is M2's pixel classifier, built (and
     # initialised) exactly as for an M2 run of the same seed, so both share one baseline.
     pixel_model = dataclasses.replace(config.model, model="m2") if config.model.model == "adgm" else config.model
-    _, fresh = build_vae(pixel_model, dataset.image_shape, num_classes(dataset))
+    _, fresh = build_vae(pixel_model, dataset.image_shape, num_classes(dataset), check_effect=False)
     results = {"selection": "best validation accuracy of q(y | x)", "labels": len(labelled),
                "valid_accuracy": best_row["valid_accuracy"],
                "valid_accuracy_stderr": binomial_stderr(best_row["valid_accuracy"], len(dataset.valid)),

@@ -378,9 +378,14 @@ def _folder_splits(data_dir: str, options: FolderOptions) -> tuple[Split, Split,
 def load_dataset(name: str, data_dir: str = "", binarize: str = "none", seed: int = 0,
                  train_limit: int = 0, download: bool = True, folder: FolderOptions | None = None) -> ImageDataset:
     """Load data set ``name`` with its fixed splits and the chosen binarization (``folder``:
-    the options of ``image-folder``; binarized MNIST is 0/1 already and takes ``"none"``)."""
+    the options of ``image-folder``; binarized MNIST is 0/1 already and takes ``"none"``).
+    ``seed`` draws ``binarize="static"``'s one fixed binarization, and is refused with any other
+    (a dynamic binarization's draws come from the training seed: ``fit(..., seed=)``)."""
     if binarize not in BINARIZATIONS:  # _binarize would take any other name for a static draw
         raise DataError(f"unknown binarize {binarize!r}; choose from {', '.join(BINARIZATIONS)}.")
+    if seed != 0 and binarize != "static":  # it was accepted and ignored
+        raise DataError(f"seed={seed!r} has no effect with binarize={binarize!r} (it draws binarize='static''s one "
+                        "fixed binarization; a dynamic one is drawn from the training seed, fit's seed=); drop it.")
     # A negative one would drop images from the end; True would be read as 1.
     if not isinstance(train_limit, int) or isinstance(train_limit, bool) or train_limit < 0:
         raise DataError(f"train_limit must be 0 (all the training images) or a positive count, not {train_limit!r}.")

@@ -26,9 +26,10 @@ from typing import Callable
 
 import torch
 
+from pyro_vae.distributions import FullPlate
 from pyro_vae.errors import ConfigError, DataError
-from pyro_vae.inference.kinds import COMPLETION, GIVEN_LABEL, MARGINAL, number_kind
-from pyro_vae.inference.weights import MAX_PLATE_NESTING, log_importance_weights
+from pyro_vae.inference.kinds import BINARY_MASS, COMPLETION, DENSITY, GIVEN_LABEL, MARGINAL, number_kind
+from pyro_vae.inference.weights import MAX_PLATE_NESTING, guide_and_model_sites, log_importance_weights
 from pyro_vae.memory import MMAP_THRESHOLD_BYTES
 from pyro_vae.models.priors import fixed_priors
 
@@ -92,7 +93,8 @@ class LogLikelihoodEstimate:
     """Per-example importance-sampling estimates: ``log_likelihood`` and ``ess`` ``[N]``, with
     what they are: ``kind`` (:mod:`pyro_vae.inference.kinds`: a probability mass on binary or
     8-bit data, a density, a dequantized bound) and ``quantity`` ("log p(x)", the conditional
-    VAE's "log p(x | y)", ...); None where the model has no pyro-vae likelihood to tell."""
+    VAE's "log p(x | y)", ...). A model without a pyro-vae likelihood gets its kind from its
+    observed sites (:func:`kind_of_observed_sites`), None where they do not tell."""
 
     log_likelihood: torch.Tensor
     ess: torch.Tensor
@@ -129,26 +131,38 @@ class LogLikelihoodEstimate:
         }
 
 
-def _check_input(model, x, k: int) -> None:
-    """Once per call, at the boundary: K, the tensor, and the likelihood's support."""
+def check_examples_fit_programs(model, guide, x: torch.Tensor, what: str = "the examples") -> None:
+    """Refuse float examples ``x`` ``[N, ...]`` that the programs cannot read: of another dtype
+    than their parameters (float64 from NumPy met float32 weights as torch's "mat1 and mat2 must
+    have the same dtype"), or of another shape than the model's decoder makes (a size mismatch
+    deep in the likelihood). ``what`` names the examples in the sentence."""
+    for program in (guide, model):  # the guide reads x first
+        parameters = program.parameters() if isinstance(program, torch.nn.Module) else ()
+        parameter = next((p for p in parameters if p.is_floating_point()), None)
+        if parameter is not None and parameter.dtype != x.dtype:
+            raise DataError(f"{what} are {x.dtype} but the model's parameters are {parameter.dtype}; pass "
+                            f"x.to({parameter.dtype}) (or convert the model and guide with .to({x.dtype})).")
+    expected = getattr(getattr(model, "decoder", None), "image_shape", None)
+    if expected is not None and tuple(x.shape[1:]) != tuple(expected):
+        raise DataError(f"{what} have shape {tuple(x.shape[1:])} but the model expects {tuple(expected)}.")
+
+
+def _check_input(model, guide, x, k: int, batch_size: int | None = None, k_chunk: int | None = None) -> None:
+    """Once per call, at the boundary: K and the chunk sizes, the tensor, and the likelihood's support."""
     if not getattr(model, "has_marginal_likelihood", True):
         raise ConfigError("a plain autoencoder has no prior p(z) and so no log p(x) to estimate; compare its "
                           "reconstruction log p(x | code) instead, or train a VAE for a held-out likelihood.")
-    if not isinstance(k, int) or k < 1:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ConfigError(f"K (--k) must be a whole number of at least 1, not {k!r}.")
+    for option, size in (("batch_size", batch_size), ("k_chunk", k_chunk)):  # 0 was range()'s "arg 3 must not be zero"
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+            raise ConfigError(f"{option} must be a whole number of at least 1, or None for the chunk that fits "
+                              f"the memory budget, not {size!r}.")
     if not torch.is_tensor(x) or not x.is_floating_point():
         raise DataError(f"log p(x) needs a float tensor of examples, not {getattr(x, 'dtype', type(x))}.")
     if x.dim() == 0 or x.shape[0] == 0:
         raise DataError("log p(x) needs at least one example (the tensor is empty).")
-    # float64 images (from numpy, say) met float32 weights as torch's "mat1 and mat2 must have the same dtype"
-    parameter = next(model.parameters(), None) if isinstance(model, torch.nn.Module) else None
-    if parameter is not None and parameter.is_floating_point() and parameter.dtype != x.dtype:
-        raise DataError(f"the examples are {x.dtype} but the model's parameters are {parameter.dtype}; pass "
-                        f"x.to({parameter.dtype}) (or convert the model and guide with .to({x.dtype})).")
-    decoder = getattr(model, "decoder", None)
-    expected = getattr(decoder, "image_shape", None)
-    if expected is not None and tuple(x.shape[1:]) != tuple(expected):
-        raise DataError(f"the examples have shape {tuple(x.shape[1:])} but the model expects {tuple(expected)}.")
+    check_examples_fit_programs(model, guide, x)
     likelihood = getattr(model, "likelihood", None)
     if likelihood is not None:
         likelihood.check_support(x, "the examples")
@@ -185,7 +199,7 @@ def importance_log_likelihood(model: Callable, guide: Callable, x: torch.Tensor,
     called as ``model(x_chunk, **kwargs_chunk)``. ``progress``: True for a tqdm bar, or a
     callable told ``(examples done, len(x))`` after every chunk of examples.
     """
-    _check_input(model, x, k)
+    _check_input(model, guide, x, k, batch_size, k_chunk)
     # A likelihood that reads P maps per channel (256 for a categorical) makes the decoder's
     # output P times as large, so a chunk holds P times fewer example-samples.
     budget = chunk_budget(x, getattr(getattr(model, "likelihood", None), "params_per_channel", 1))
@@ -222,8 +236,34 @@ def importance_log_likelihood(model: Callable, guide: Callable, x: torch.Tensor,
             ess[rows] = accumulator.ess
         if callable(progress):
             progress(min(start + batch_size, len(x)), len(x))
+    kind = (kind_of_scores(model, x) if hasattr(model, "likelihood")
+            else kind_of_observed_sites(model, guide, x, kwargs, max_plate_nesting))
     return LogLikelihoodEstimate(estimates.cpu(), ess.cpu(), k, time.perf_counter() - start_time,
-                                 kind_of_scores(model, x), quantity_of_scores(model, kwargs))
+                                 kind, quantity_of_scores(model, kwargs))
+
+
+def kind_of_observed_sites(model: Callable, guide: Callable, x: torch.Tensor, inputs: dict,
+                           max_plate_nesting: int = MAX_PLATE_NESTING) -> str | None:
+    """The kind of number a model without a pyro-vae likelihood (a researcher's own program)
+    gives the images ``x``, read from its observed sites on one example and one draw, run as the
+    estimator runs it (in the importance-sample plate): a mass on binary data where they are all
+    discrete (a Bernoulli) and ``x`` is 0/1, a density where they are all continuous (a Normal, a
+    continuous Bernoulli); None otherwise (a mass on other data, both, or a program that cannot
+    run so). The draw leaves the caller's random states as they were."""
+    rows = {key: value[:1] if torch.is_tensor(value) else value for key, value in inputs.items()}
+    devices = [x.device.index or 0] if x.is_cuda else []
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=devices), \
+                FullPlate("importance_samples", 1, dim=-(max_plate_nesting + 1)):
+            _, model_sites = guide_and_model_sites(model, guide, x[:1], **rows)
+    except Exception:  # noqa: BLE001 - the kind is a label: a program with state of its own gets none, not a failure
+        return None
+    discrete = {bool(site["fn"].support.is_discrete) for site in model_sites.values() if site["is_observed"]}
+    if discrete == {False}:
+        return DENSITY
+    if discrete == {True} and bool(((x == 0) | (x == 1)).all()):
+        return BINARY_MASS
+    return None
 
 
 def kind_of_scores(model, x: torch.Tensor) -> str | None:

@@ -276,6 +276,11 @@ class Trainer:
     ``objective`` is any object with ``differentiable_loss(model, guide, x)`` (Pyro's
     ``Trace_ELBO``, ``TraceMeanField_ELBO``, or :class:`~pyro_vae.inference.objectives.IWAELoss`).
     ``on_epoch(trainer, row)`` is called after each epoch's checkpoint (figures, logs).
+
+    As ``pyro-vae train``, it seeds torch's global RNG with ``seed`` when constructed (and sets
+    it from the checkpoint in :meth:`load`), then draws from it while it trains: a notebook's
+    own torch stream is reset and moved. :func:`pyro_vae.fit` drives a Trainer with its
+    caller's random states kept; use it where those must stay as they were.
     """
 
     def __init__(self, model, guide, objective, dataset: ImageDataset, settings: TrainSettings,
