@@ -29,6 +29,7 @@ import torch
 from pyro_vae.distributions import FullPlate
 from pyro_vae.errors import ConfigError, DataError
 from pyro_vae.inference.kinds import BINARY_MASS, COMPLETION, DENSITY, GIVEN_LABEL, MARGINAL, number_kind
+from pyro_vae.inference.randomness import random_state_kept
 from pyro_vae.inference.weights import MAX_PLATE_NESTING, guide_and_model_sites, log_importance_weights
 from pyro_vae.memory import MMAP_THRESHOLD_BYTES
 from pyro_vae.models.priors import fixed_priors
@@ -251,9 +252,8 @@ def kind_of_observed_sites(model: Callable, guide: Callable, x: torch.Tensor, in
     continuous Bernoulli); None otherwise (a mass on other data, both, or a program that cannot
     run so). The draw leaves the caller's random states as they were."""
     rows = {key: value[:1] if torch.is_tensor(value) else value for key, value in inputs.items()}
-    devices = [x.device.index or 0] if x.is_cuda else []
     try:
-        with torch.no_grad(), torch.random.fork_rng(devices=devices), \
+        with torch.no_grad(), random_state_kept(), \
                 FullPlate("importance_samples", 1, dim=-(max_plate_nesting + 1)):
             _, model_sites = guide_and_model_sites(model, guide, x[:1], **rows)
     except Exception:  # noqa: BLE001 - the kind is a label: a program with state of its own gets none, not a failure
