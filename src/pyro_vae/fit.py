@@ -11,6 +11,7 @@ writes what a CLI run writes: ``checkpoint_last.pt`` and ``checkpoint_best.pt`` 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from dataclasses import dataclass, field
