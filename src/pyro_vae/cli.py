@@ -50,6 +50,10 @@ PLOT_DEFAULTS = {"n": 64, "limit": 5000, "attribute": "", "attribute_file": None
                  "image_a": "", "image_b": "", "seed": 0, "metric": "test_elbo", "label": None}
 
 
+#: What --label does, for `sample` and `plot --kind samples` alike.
+LABEL_HELP = "a conditional model (cvae, m2, adgm): draw only this class (a number; default: every class, one per row)"
+
+
 def plot_option_readers(name: str) -> list[str]:
     """The --kind values of ``plot`` that read option ``name`` (:data:`PLOT_OPTIONS`), in its order:
     what the option's help names and what its refusal points to."""
@@ -158,8 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "RUN_DIR/samples.png)")
     sample.add_argument("--seed", type=int, default=0, help="seeds the draws from the prior")
     sample.add_argument("--label", type=int, default=None,
-                        help="a conditional model (cvae, m2, adgm): draw only this class (a number; default: every class, "
-                             "one per row)")
+                        help=LABEL_HELP)
     sample.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the run's)")
 
     recon = commands.add_parser("reconstruct", help="test images beside their reconstructions",
@@ -200,8 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--seed", type=int, default=None, help="seeds the draws "
                       f"({', '.join(plot_option_readers('seed'))}; default {PLOT_DEFAULTS['seed']})")
     plot.add_argument("--label", type=int, default=None,
-                      help="samples of a conditional model (cvae, m2, adgm): draw only this class (a number; default: every class, "
-                           "one per row), as `sample --label`")
+                      help=f"samples: {LABEL_HELP}, as `sample --label`")
     plot.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the run's)")
     plot.add_argument("--metric", default=None, help=f"sweep: the quantity drawn ({metrics}; default test_elbo)")
 
