@@ -282,3 +282,137 @@ def test_an_m1m2_run_is_not_drawn_or_scored_as_images(idx_dir, tmp_path, capsys)
     assert before == {p.name: p.read_bytes() for p in stacked.iterdir()}
     with pytest.raises(DataError, match="has changed since"):
         generator_of(open_run(stacked))
+
+
+# -- --m1-codes sample: M2 trains on z_1 ~ q(z_1 | x), redrawn every batch (Kingma et al.'s code) --
+
+def test_draw_codes_is_normal_around_each_code_with_its_own_scale():
+    codes = torch.tensor([[0.0, 2.0], [-1.0, 5.0]]).repeat(20000, 1)  # [40000, 2]
+    scales = torch.tensor([[1.0, 0.1], [0.5, 3.0]]).repeat(20000, 1)
+    drawn = _draw(codes, scales, 0)
+    for row in (0, 1):
+        sample, mean, scale = drawn[row::2], codes[row], scales[row]
+        # the mean within 5 standard errors of the draw's; the standard deviation within 2%
+        assert ((sample.mean(0) - mean).abs() < 5 * scale / len(sample) ** 0.5).all()
+        assert torch.allclose(sample.std(0), scale, rtol=0.02)
+    assert torch.equal(_draw(codes, torch.zeros_like(scales), 1), codes)  # scale 0: the code itself
+
+
+def _draw(codes, scales, seed):
+    from pyro_vae.inference.codes import draw_codes
+
+    return draw_codes(codes, scales, torch.Generator().manual_seed(seed))
+
+
+class _LinearGuideWithScales(_LinearGuide):
+    """q(z | x): loc = W x, scale = 0.1 + |V x| (varies with the image)."""
+
+    def __init__(self, weight, scale_weight):
+        super().__init__(weight)
+        self.scale_weight = scale_weight
+
+    def encoder(self, x):
+        loc, _ = super().encoder(x)
+        return loc, 0.1 + (x.flatten(1) @ self.scale_weight.T).abs()
+
+
+def test_training_code_scales_are_the_encoders_scales_of_the_scored_training_images_standardized():
+    from pyro_vae.inference.codes import training_code_scales
+
+    torch.manual_seed(0)
+    weight = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [1.0, 2.0, 0.0, -1.0]])
+    scale_weight = torch.tensor([[0.5, 0.0, 1.0, 0.0], [1.0, 1.0, 1.0, 1.0], [0.0, -2.0, 0.0, 0.3]])
+    split = lambda n: Split(torch.rand(n, 1, 2, 2), torch.arange(n) % 2)  # noqa: E731
+    images = ImageDataset("toy", split(12), split(5), split(6), binarize="dynamic")
+    guide = _LinearGuideWithScales(weight, scale_weight)
+    codes, scaler = code_dataset(guide, images)
+    scales = training_code_scales(guide, images, scaler)
+    drawn = images.scored_split("train").images  # the fixed 0/1 draw the means were taken of
+    by_hand = (0.1 + (drawn.flatten(1) @ scale_weight.T).abs())[:, [0, 2]] / scaler.std  # unit 1 inactive
+    assert scales.shape == codes.train.images.shape == (12, 1, 1, 2)
+    assert torch.allclose(scales[:, 0, 0], by_hand, atol=1e-6)
+
+
+def _constant_codes(n=64, value=1.0):
+    images = torch.full((n, 1, 1, 3), value)
+    labels = torch.arange(n) % 2
+    return ImageDataset("codes", Split(images, labels), Split(images[:8], labels[:8]), Split(images[:8], labels[:8]))
+
+
+def test_the_m2_trainer_draws_every_training_code_around_its_mean_with_code_scales():
+    """With ``code_scales`` the unlabelled and the labelled batch are both draws N(code, scale^2)
+    (the codes are all 1.0 here, the scales 0.5); without, the codes themselves."""
+    from pyro_vae.inference.semisupervised import SemiSupervisedTrainer
+    from pyro_vae.inference.train import TrainSettings
+
+    data = _constant_codes()
+    seen = {}
+    for scales in (None, torch.full((64, 1, 1, 3), 0.5)):
+        torch.manual_seed(0)
+        model, guide = build_vae(ModelConfig(model="m1m2", latent_dim=2, hidden_dims=[8]), (1, 1, 3), num_classes=2)
+        trainer = SemiSupervisedTrainer(model, guide, data, torch.arange(8), TrainSettings(epochs=1, batch_size=16),
+                                        code_scales=scales)
+        unlabelled, labelled = [], []
+        objective = trainer.objective
+        real_unlabelled, real_labelled = objective.unlabelled, objective.labelled
+        objective.unlabelled = lambda m, g, x: unlabelled.append(x) or real_unlabelled(m, g, x)
+        objective.labelled = lambda m, g, x, y: labelled.append(x) or real_labelled(m, g, x, y)
+        trainer.train_epoch()
+        seen[scales is None] = torch.cat(unlabelled), torch.cat(labelled)
+    assert all(torch.equal(x, torch.ones_like(x)) for x in seen[True])
+    for x in seen[False]:
+        assert x.shape[0] in (64, 32) and abs(x.mean().item() - 1.0) < 5 * 0.5 / x.numel() ** 0.5
+        assert abs(x.std().item() - 0.5) < 0.1
+
+
+def test_the_codes_baseline_trains_on_drawn_codes_with_code_scales(monkeypatch):
+    from pyro_vae.inference import semisupervised
+
+    data = _constant_codes()
+    seen = []
+    classifier = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3, 2))
+    forward = classifier.forward
+    monkeypatch.setattr(classifier, "forward", lambda x: (seen.append(x) if x.shape[0] == 8 and
+                                                          classifier.training else None) or forward(x))
+    semisupervised.fit_supervised_baseline(classifier, data, torch.arange(8), epochs=1, steps_per_epoch=50,
+                                           batch_size=8, code_scales=torch.full((64, 1, 1, 3), 0.5))
+    x = torch.cat(seen)
+    assert len(seen) == 50 and abs(x.std().item() - 0.5) < 0.05 and abs(x.mean().item() - 1.0) < 0.05
+
+
+def test_m1_codes_sample_is_refused_outside_m1m2_and_checked():
+    config = Config()
+    config.model.m1_codes = "sample"
+    with pytest.raises(ConfigError, match="--m1-codes sample has no effect with --model vae"):
+        config.validate()
+    config = Config()
+    config.model.model, config.model.m1_run, config.data.labels, config.model.m1_codes = "m1m2", "m1", 100, "draws"
+    with pytest.raises(ConfigError, match="m1_codes"):
+        config.validate()
+
+
+def test_an_m1m2_run_with_sampled_codes_resumes_exactly_and_records_them(idx_dir, tmp_path):
+    """--m1-codes sample: the draws come from the trainer's checkpointed noise stream, so two
+    epochs in one go equal one epoch resumed for a second; and the draws change training (the
+    same run on the means ends elsewhere). The choice is recorded in config.toml."""
+    from test_train import small_config
+
+    from pyro_vae.inference.checkpoint import load_checkpoint
+    from pyro_vae.runs import LAST, train_run
+
+    quiet = dict(progress=False, log=lambda line: None)
+    m1 = tmp_path / "m1"
+    train_run(small_config(idx_dir, **{"train.epochs": 2}), m1, **quiet)
+
+    def config(epochs, codes="sample"):
+        return small_config(idx_dir, **{"model.model": "m1m2", "model.m1_run": str(m1), "model.m1_codes": codes,
+                                        "model.latent_dim": 2, "data.labels": 8, "train.epochs": epochs})
+
+    train_run(config(2), tmp_path / "full", **quiet)
+    train_run(config(1), tmp_path / "split", **quiet)
+    train_run(None, tmp_path / "split", resume=True, overrides=config(2), **quiet)
+    train_run(config(2, "mean"), tmp_path / "means", **quiet)
+    full, split, means = (load_checkpoint(tmp_path / name / LAST) for name in ("full", "split", "means"))
+    assert all(torch.equal(tensor, split["guide"][name]) for name, tensor in full["guide"].items())
+    assert not all(torch.equal(tensor, means["guide"][name]) for name, tensor in full["guide"].items())
+    assert 'm1_codes = "sample"' in (tmp_path / "full" / "config.toml").read_text()

@@ -37,6 +37,8 @@ OBJECTIVES = ("elbo", "analytic-kl", "iwae", "iwae-dreg")
 MODELS = ("vae", "cvae", "m2", "m1m2", "adgm", "quadrant", "ae", "hvae")
 #: The models trained by the semi-supervised M2 bound on a few labels (--labels N).
 SEMI_SUPERVISED = ("m2", "m1m2", "adgm")
+#: How M1+M2 reads M1's codes of the training images (ModelConfig.m1_codes).
+M1_CODES = ("mean", "sample")
 ELBO_IMPLEMENTATIONS = ("fast", "pyro")
 LABELLED_WEIGHTS = ("natural", "balanced")
 #: What chooses the best epoch: "auto" is valid-iwae for the iwae objectives, else valid-elbo.
@@ -96,6 +98,10 @@ class ModelConfig:
     #: --model m1m2: the run directory of a trained --model vae on the same data set
     #: (M1); M2 learns on its encoder's posterior means of the images.
     m1_run: str = ""
+    #: --model m1m2: M2's training codes: "mean" (E[z_1 | x], fixed) or "sample" (a new draw
+    #: z_1 ~ q(z_1 | x) for every batch, as Kingma et al. 2014's code does); validation and
+    #: test images are always scored on their means.
+    m1_codes: str = "mean"
     #: --model quadrant: how many quadrants are given (top-left, then top-right, then
     #: bottom-left); the others are completed.
     given_quadrants: int = 1
@@ -153,6 +159,7 @@ class ModelConfig:
         from pyro_vae.likelihoods import LIKELIHOODS  # the registry is the list of names
 
         _choice("model", self.model, MODELS)
+        _choice("m1_codes", self.m1_codes, M1_CODES)
         _between("given_quadrants", self.given_quadrants, 1, 3)
         _between("latent_dim", self.latent_dim, 1, 4096)
         _between("aux_dim", self.aux_dim, 1, 4096)
@@ -463,6 +470,8 @@ def ineffective_options(config: Config, every: bool = False) -> list[tuple[str, 
     if model.model != "m1m2":
         unused("model.m1_run", f"with --model {model.model} (it names M1 for --model m1m2)",
                "drop it or choose --model m1m2")
+        unused("model.m1_codes", f"with --model {model.model} (it says how --model m1m2 reads M1's codes)",
+               "drop it or choose --model m1m2")
     else:
         unused("model.likelihood", "with --model m1m2 (its codes get a Gaussian likelihood with one learned sigma "
                "per unit)", "drop it")
@@ -624,7 +633,8 @@ CHOICES = {"dataset": DATASETS, "binarize": BINARIZATIONS, "image_mode": IMAGE_M
            "scale_transform": SCALE_TRANSFORMS,
            "objective": OBJECTIVES, "elbo_implementation": ELBO_IMPLEMENTATIONS,
            "labelled_weight": LABELLED_WEIGHTS, "select_by": SELECTIONS, "prior": ("standard", "mog", "vamp"),
-           "pseudo_init": ("random", "data"), "flow": ("none", "iaf", "householder", "planar")}
+           "pseudo_init": ("random", "data"), "flow": ("none", "iaf", "householder", "planar"),
+           "m1_codes": M1_CODES}
 
 #: Descriptions of the fields that have no ``#:`` comment of their own.
 FIELD_HELP = {

@@ -39,7 +39,7 @@ from pyro_vae.data.folders import ByteImages
 from pyro_vae.data.sources import cache_dir
 from pyro_vae.errors import CheckpointError, ConfigError, DataError, PyroVAEError, TrainingInterrupted, WriteError
 from pyro_vae.inference.checkpoint import BEST, LAST, atomic_write_text, load_checkpoint
-from pyro_vae.inference.codes import CodeScaler, code_dataset
+from pyro_vae.inference.codes import CodeScaler, code_dataset, training_code_scales
 from pyro_vae.inference.distributed import DistributedContext, init_from_environment, shutdown
 from pyro_vae.inference.objectives import make_objective
 from pyro_vae.inference.semisupervised import SemiSupervisedTrainer, tuned_supervised_baseline
@@ -426,11 +426,12 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
     train_cfg, data_cfg = config.train, config.data
     pyro.set_rng_seed(train_cfg.seed)
     dataset = open_dataset(config, progress=progress)
-    images, scaler = dataset, None  # for m1m2: the images, and the codes that replace them
+    # for m1m2: the images, the codes that replace them, and (--m1-codes sample) the codes' spreads
+    images, scaler, code_scales = dataset, None, None
     if config.model.model == "m1m2":
         if resume:  # the codes must be those the run began on: M1 as it was then
             check_m1_unchanged(run_dir, Path(config.model.m1_run))
-        dataset, scaler = m1_codes(config, dataset, device)
+        dataset, scaler, code_scales = m1_codes(config, dataset, device)
     model, guide = build_vae(config.model, dataset.image_shape, num_classes(dataset), check_effect=False)
     dataset.check_support(model.likelihood, hint=CLI_SUPPORT_HINTS.get(config.model.likelihood))
     valid = len(dataset.valid)
@@ -525,7 +526,8 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
                                             "per_class": dataset.train.labels.cpu()[labelled].bincount().tolist(),
                                             "indices_into_training_split": labelled.tolist()})
             trainer = SemiSupervisedTrainer(model, guide, dataset, labelled, settings, train_cfg.alpha,
-                                            None if train_cfg.labelled_weight == "natural" else 1.0, **options)
+                                            None if train_cfg.labelled_weight == "natural" else 1.0,
+                                            code_scales=code_scales, **options)
         else:
             trainer = Trainer(model, guide, objective, dataset, settings, **options)
         if config.train.objective == "iwae-dreg" and config.model.flow == "iaf" and ctx.is_main:
@@ -766,9 +768,10 @@ def check_m1_unchanged(run_dir: Path, m1_dir: Path) -> None:
                         "run again.")
 
 
-def m1_codes(config: Config, images: ImageDataset, device) -> tuple[ImageDataset, CodeScaler]:
+def m1_codes(config: Config, images: ImageDataset, device) -> tuple[ImageDataset, CodeScaler, torch.Tensor | None]:
     """--model m1m2: the data set's images replaced by the standardized codes of the M1 run
-    (a ``--model vae`` run on the same data set), and their scaler."""
+    (a ``--model vae`` run on the same data set), their scaler, and with ``--m1-codes sample``
+    the standard deviations of the standardized training codes ``[N, 1, 1, D]`` (else None)."""
     m1_dir = Path(config.model.m1_run)
     if not is_run_dir(m1_dir):
         raise ConfigError(f"--m1-run {m1_dir} is not a run directory (no config.toml and checkpoint); give the "
@@ -785,7 +788,10 @@ def m1_codes(config: Config, images: ImageDataset, device) -> tuple[ImageDataset
             raise ConfigError(f"--m1-run {m1_dir} was trained with {key} {getattr(m1.config.data, key)!r}, this run "
                               f"has {getattr(config.data, key)!r}: give the same --{key.replace('_', '-')}.")
     m1.guide.eval()
-    return code_dataset(m1.guide, images.to(device))
+    images = images.to(device)
+    codes, scaler = code_dataset(m1.guide, images)
+    scales = training_code_scales(m1.guide, images, scaler) if config.model.m1_codes == "sample" else None
+    return codes, scaler, scales
 
 
 def _semi_supervised_results(config: Config, dataset: ImageDataset, labelled, best: dict, trainer, device,
@@ -824,7 +830,7 @@ def _semi_supervised_results(config: Config, dataset: ImageDataset, labelled, be
                                config.model.activation)
         baseline = tuned_supervised_baseline(lambda: copy.deepcopy(pixels).to(device), images, labelled, **budget)
         on_codes = tuned_supervised_baseline(lambda: copy.deepcopy(fresh.classifier).to(device), dataset, labelled,
-                                             **budget)
+                                             code_scales=trainer.code_scales, **budget)  # drawn as M2's codes are
         results.update(_with_accuracy_stderrs("codes_baseline_", on_codes, dataset))
     results.update(_with_accuracy_stderrs("baseline_", baseline, dataset))
     return results

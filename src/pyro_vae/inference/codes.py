@@ -7,10 +7,13 @@ codes instead of the pixels: p(y) p(z_2) p(c | y, z_2) with a Gaussian likelihoo
 data set of "images" of shape ``[N, 1, 1, D]``, so the M2 program, its guide, the
 semi-supervised trainer and the checkpoints take them unchanged.
 
-Two choices the paper leaves open:
+Two choices:
 
-* **posterior means, not samples**: the codes are fixed once (a deterministic feature of
-  each image), so validation and test images get one code each;
+* **posterior means, or samples for training** (``--m1-codes``): by default every code is
+  fixed once (a deterministic feature of each image); with "sample" the training codes are
+  drawn afresh for every batch, z_1 ~ q(z_1 | x), as Kingma et al.'s own code does
+  (``learn_yz_x_ss.py`` draws ``normal(mean, exp(logvar / 2))`` per minibatch). Validation
+  and test images get one code each, their means, either way;
 * **active units only, standardized**: a unit whose posterior mean barely moves with the
   image (``Var_x E[z_j | x] < threshold``, Burda et al. 2016's activity criterion, 0.01)
   carries nothing about x and would let the Gaussian likelihood's sigma collapse on a
@@ -39,6 +42,21 @@ def posterior_means(guide, images: torch.Tensor, batch_size: int = 1000) -> torc
                       for start in range(0, len(images), batch_size)])
 
 
+@torch.no_grad()
+def posterior_scales(guide, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """The standard deviations of q(z | x), ``[N, L]``, of a VAE guide with an ``encoder``
+    (x -> (loc, scale)) for ``images`` ``[N, C, H, W]``."""
+    return torch.cat([guide.encoder(images[start:start + batch_size])[1]
+                      for start in range(0, len(images), batch_size)])
+
+
+def draw_codes(codes: torch.Tensor, scales: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One draw c ~ N(codes, scales^2) of each code, any shape (both alike): M1's z_1 ~ q(z_1 | x),
+    standardized, for a training batch of ``--m1-codes sample``."""
+    noise = torch.randn(codes.shape, generator=generator, device=codes.device, dtype=codes.dtype)
+    return codes + scales * noise
+
+
 @dataclass
 class CodeScaler:
     """Keeps the active units of a code and standardizes them: c = (m[active] - mean) / std,
@@ -60,6 +78,11 @@ class CodeScaler:
 
     def __call__(self, means: torch.Tensor) -> torch.Tensor:
         return (means[:, self.active] - self.mean) / self.std
+
+    def scale(self, scales: torch.Tensor) -> torch.Tensor:
+        """Standard deviations of q(z | x) ``[N, L]`` -> those of the standardized codes ``[N, D]``
+        (the affine map divides them by ``std``; the mean does not move them)."""
+        return scales[:, self.active] / self.std
 
     def invert(self, codes: torch.Tensor) -> torch.Tensor:
         """Standardized codes ``[..., D]`` -> M1 codes ``[..., L]`` (inactive units at their
@@ -92,6 +115,13 @@ def code_dataset(guide, dataset: ImageDataset, threshold: float = ACTIVITY_THRES
 
     codes = replace(dataset, train=split("train"), valid=split("valid"), test=split("test"), binarize="none")
     return codes, scaler
+
+
+def training_code_scales(guide, dataset: ImageDataset, scaler: CodeScaler) -> torch.Tensor:
+    """The standard deviations of the standardized training codes of :func:`code_dataset`,
+    ``[N, 1, 1, D]``, in its order: q(z_1 | x)'s, of the same fixed 0/1 draw of the training
+    images the means were taken of, scaled as the codes are (:meth:`CodeScaler.scale`)."""
+    return scaler.scale(posterior_scales(guide, dataset.scored_split("train").images))[:, None, None, :]
 
 
 def stacked_label_model(m1_model, m1_guide, scaler: CodeScaler, model, guide):

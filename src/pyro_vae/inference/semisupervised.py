@@ -26,6 +26,7 @@ from torch.nn import functional as F
 
 from pyro_vae.data.datasets import ImageDataset, binarize_batch
 from pyro_vae.errors import TrainingError
+from pyro_vae.inference.codes import draw_codes
 from pyro_vae.inference.kinds import MARGINAL
 from pyro_vae.inference.loglik import LogLikelihoodEstimate, importance_log_likelihood
 from pyro_vae.inference.objectives import scale_sites
@@ -120,12 +121,18 @@ class SemiSupervisedTrainer(Trainer):
     (which over-weighs a few labels several hundred times). After each epoch the
     classifier q(y | x) is scored on the validation split; the best model is the one with
     the best validation accuracy, and the test split is scored once, after training
-    (:meth:`test_accuracy`), so nothing is chosen by it."""
+    (:meth:`test_accuracy`), so nothing is chosen by it. With ``code_scales`` ``[N, ...]``
+    (M1+M2, ``--m1-codes sample``) every training example of a batch, labelled or not, is
+    drawn afresh as N(example, scale^2) from the trainer's noise stream (the one dynamic
+    binarization draws from; checkpointed, so a resumed run draws what it would have)."""
 
     def __init__(self, model, guide, dataset: ImageDataset, labelled: torch.Tensor, settings: TrainSettings,
-                 alpha: float = 20000.0, labelled_weight: float | None = None, **options):
+                 alpha: float = 20000.0, labelled_weight: float | None = None,
+                 code_scales: torch.Tensor | None = None, **options):
         super().__init__(model, guide, SemiSupervisedLoss(alpha, z_weight=settings.beta), dataset, settings, **options)
         self.labelled = labelled.to(self.device)
+        # M1+M2 with --m1-codes sample: each training code is redrawn, N(code, scale^2), for every batch
+        self.code_scales = None if code_scales is None else code_scales.to(self.device)
         self.alpha = alpha  # for the epoch line (the objective holds it too)
         if labelled_weight is None:
             labelled_batch = min(settings.batch_size, len(labelled))
@@ -139,9 +146,13 @@ class SemiSupervisedTrainer(Trainer):
         for start in range(first * size, len(images), size):
             picked = self.labelled[torch.randint(len(self.labelled), (min(size, len(self.labelled)),),
                                                  generator=self.generator, device=self.device)]
-            x, x_labelled = images[order[start:start + size]], images[picked]
+            rows = order[start:start + size]
+            x, x_labelled = images[rows], images[picked]
             if self.dataset.binarize == "dynamic":
                 x, x_labelled = binarize_batch(x, self.noise_generator), binarize_batch(x_labelled, self.noise_generator)
+            if self.code_scales is not None:
+                x = draw_codes(x, self.code_scales[rows], self.noise_generator)
+                x_labelled = draw_codes(x_labelled, self.code_scales[picked], self.noise_generator)
             self.optimizer.zero_grad(set_to_none=True)
             loss = (self.objective.unlabelled(self.model, self.guide, x)
                     + self.labelled_weight * self.objective.labelled(self.model, self.guide, x_labelled, labels[picked]))
@@ -199,15 +210,17 @@ class SemiSupervisedTrainer(Trainer):
 
 def train_supervised_baseline(classifier: torch.nn.Module, dataset: ImageDataset, labelled: torch.Tensor,
                               epochs: int, steps_per_epoch: int, batch_size: int = 128, learning_rate: float = 1e-3,
-                              seed: int = 0, lr_decay: float = 1.0, clip_norm: float = 0.0) -> dict:
+                              seed: int = 0, lr_decay: float = 1.0, clip_norm: float = 0.0,
+                              code_scales: torch.Tensor | None = None) -> dict:
     """The classifier trained on the labelled examples alone (cross-entropy), with the same
     budget of steps and batch size as M2 (and its schedule: the learning rate times ``lr_decay``
     after every epoch, gradients clipped to a global norm of ``clip_norm`` where > 0), the best
     epoch chosen by validation accuracy. Returns its validation accuracy, the best epoch, and
     the test accuracy of that epoch's parameters, scored once at the end (the classifier is
-    left holding them)."""
+    left holding them). ``code_scales`` ``[N, ...]`` (M1+M2's sampled codes): each training
+    example is redrawn as N(example, scale^2) in every batch, as M2's are."""
     best = fit_supervised_baseline(classifier, dataset, labelled, epochs, steps_per_epoch, batch_size,
-                                   learning_rate, seed, lr_decay, clip_norm)
+                                   learning_rate, seed, lr_decay, clip_norm, code_scales)
     return {**best, "test_accuracy": _test_accuracy(classifier, dataset)}
 
 
@@ -217,7 +230,8 @@ def _test_accuracy(classifier: torch.nn.Module, dataset: ImageDataset) -> float:
 
 def fit_supervised_baseline(classifier: torch.nn.Module, dataset: ImageDataset, labelled: torch.Tensor,
                             epochs: int, steps_per_epoch: int, batch_size: int = 128, learning_rate: float = 1e-3,
-                            seed: int = 0, lr_decay: float = 1.0, clip_norm: float = 0.0) -> dict:
+                            seed: int = 0, lr_decay: float = 1.0, clip_norm: float = 0.0,
+                            code_scales: torch.Tensor | None = None) -> dict:
     """:func:`train_supervised_baseline` without reading the test split: the validation
     accuracy and the best epoch, the classifier left holding that epoch's parameters."""
     device = next(classifier.parameters()).device
@@ -226,6 +240,7 @@ def fit_supervised_baseline(classifier: torch.nn.Module, dataset: ImageDataset, 
     optimizer = make_adam(list(classifier.parameters()), learning_rate)
     images, labels = dataset.train.images, dataset.train.labels
     labelled = labelled.to(device)
+    code_scales = None if code_scales is None else code_scales.to(device)
     best = {"valid_accuracy": -1.0}
     wrapper = _ClassifierAsGuide(classifier)
     for epoch in range(1, epochs + 1):
@@ -238,6 +253,8 @@ def fit_supervised_baseline(classifier: torch.nn.Module, dataset: ImageDataset, 
             x = images[picked]
             if dataset.binarize == "dynamic":
                 x = binarize_batch(x, noise)
+            if code_scales is not None:
+                x = draw_codes(x, code_scales[picked], noise)
             optimizer.zero_grad(set_to_none=True)
             F.cross_entropy(classifier(x), labels[picked]).backward()
             if clip_norm > 0:
@@ -259,7 +276,7 @@ BASELINE_LEARNING_RATES = (3e-4, 1e-3, 3e-3)
 def tuned_supervised_baseline(make_classifier: Callable[[], torch.nn.Module], dataset: ImageDataset,
                               labelled: torch.Tensor, epochs: int, steps_per_epoch: int, batch_size: int = 128,
                               seed: int = 0, learning_rates=BASELINE_LEARNING_RATES, lr_decay: float = 1.0,
-                              clip_norm: float = 0.0) -> dict:
+                              clip_norm: float = 0.0, code_scales: torch.Tensor | None = None) -> dict:
     """:func:`train_supervised_baseline` at each of ``learning_rates`` (a fresh classifier from
     ``make_classifier`` each time, initialised alike), the one with the best validation
     accuracy kept: the baseline gets its own learning rate and its own best epoch, both
@@ -269,7 +286,7 @@ def tuned_supervised_baseline(make_classifier: Callable[[], torch.nn.Module], da
     for rate in learning_rates:
         classifier = make_classifier()
         result = {**fit_supervised_baseline(classifier, dataset, labelled, epochs, steps_per_epoch, batch_size, rate,
-                                            seed, lr_decay, clip_norm), "learning_rate": rate}
+                                            seed, lr_decay, clip_norm, code_scales), "learning_rate": rate}
         if best is None or result["valid_accuracy"] > best["valid_accuracy"]:
             best, kept = result, classifier
     return {**best, "test_accuracy": _test_accuracy(kept, dataset)}
