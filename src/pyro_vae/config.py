@@ -150,7 +150,9 @@ class ModelConfig:
     #: --init-from source that has a VampPrior keeps its learned pseudo-inputs.
     pseudo_init: str = "random"
     #: --model vae: push q(z | x) through --flow-steps amortized normalizing flows:
-    #: "none", "iaf" (inverse autoregressive), "householder" or "planar".
+    #: "none", "iaf" (inverse autoregressive), "householder" or "planar". Each IAF step's
+    #: autoregressive network is Pyro's default, one ReLU layer of 10 x --latent-dim units,
+    #: whatever --hidden-dims and --activation (which size the encoder and decoder) say.
     flow: str = "none"
     #: --flow: the number of flow steps, applied in order (each with its own parameters).
     flow_steps: int = 4
