@@ -68,6 +68,43 @@ def test_resume_equals_an_uninterrupted_run(idx_dir, tmp_path):
     assert len(metrics) == 5 and metrics[0].startswith("epoch,step,train_objective,valid_elbo")
 
 
+def test_a_run_resumed_on_another_kind_of_device_goes_on_from_streams_seeded_by_the_saved_ones(idx_dir, tmp_path):
+    """A run trained on CUDA and resumed on the CPU (or back) saved generator states of the
+    other kind (a CUDA Philox state is 16 bytes, a CPU one 5,056), which set_state refuses with
+    a traceback. Here a CPU checkpoint's two trainer streams are replaced by 16-byte states, as a
+    CUDA run's are: the resume says so in one line and goes on, the same way every time."""
+    import shutil
+
+    from pyro_vae.inference.checkpoint import save_checkpoint
+
+    train_run(small_config(idx_dir, **{"train.epochs": 1}), tmp_path / "run", progress=False, log=lambda s: None)
+    checkpoint = load_checkpoint(tmp_path / "run" / LAST)
+    assert checkpoint["rng"]["data"].numel() == 5056  # a CPU Mersenne Twister's state
+    for name, seed in (("data", 1), ("noise", 2)):
+        checkpoint["rng"][name] = torch.tensor([seed] + [0] * 15, dtype=torch.uint8)  # Philox seed and offset
+    save_checkpoint(tmp_path / "run" / LAST, checkpoint)
+    shutil.copytree(tmp_path / "run", tmp_path / "again")
+    ends = []
+    for name in ("run", "again"):
+        lines = []
+        train_run(None, tmp_path / name, resume=True, overrides=small_config(idx_dir, **{"train.epochs": 2}),
+                  progress=False, log=lines.append)
+        assert sum("on another kind of device than cpu" in line for line in lines) == 1, lines
+        ends.append(load_checkpoint(tmp_path / name / LAST))
+    assert ends[0]["epoch"] == 2
+    assert all(torch.equal(tensor, ends[1]["guide"][key]) for key, tensor in ends[0]["guide"].items())
+
+
+def test_continue_stream_sets_a_state_of_its_own_kind_exactly():
+    from pyro_vae.inference.train import continue_stream
+
+    source = torch.Generator().manual_seed(5)
+    torch.rand(3, generator=source)
+    target = torch.Generator().manual_seed(9)
+    assert continue_stream(target, source.get_state())
+    assert torch.equal(torch.rand(4, generator=target), torch.rand(4, generator=source))
+
+
 def test_best_checkpoint_tracks_the_best_validation_elbo(idx_dir, tmp_path):
     train_run(small_config(idx_dir), tmp_path / "run", progress=False, log=lambda s: None)
     last, best = load_checkpoint(tmp_path / "run" / LAST), load_checkpoint(tmp_path / "run" / BEST)

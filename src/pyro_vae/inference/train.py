@@ -268,6 +268,23 @@ def make_adam(parameters: list, learning_rate: float) -> torch.optim.Adam:
         return torch.optim.Adam(parameters, lr=learning_rate)
 
 
+def continue_stream(generator: torch.Generator, state: torch.Tensor) -> bool:
+    """Set ``generator`` to a saved ``state`` and return True. A state saved by a generator of
+    another kind of device cannot be set (a CPU Mersenne Twister's is 5,056 bytes, a CUDA
+    Philox's 16): a run trained on one and resumed on the other. The generator is then seeded
+    from a digest of the saved state, so the same checkpoint always goes on the same way,
+    and False is returned."""
+    import hashlib
+
+    state = state.cpu()
+    if state.numel() == generator.get_state().numel():
+        generator.set_state(state)
+        return True
+    digest = hashlib.sha256(state.numpy().tobytes()).digest()
+    generator.manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+    return False
+
+
 class Trainer:
     """Trains ``model`` and ``guide`` on ``dataset`` with ``objective``.
 
@@ -684,7 +701,11 @@ class Trainer:
             )
         rng = checkpoint["rng_ranks"][self.ctx.rank] if self.ctx.active else checkpoint["rng"]
         torch.set_rng_state(rng["torch"].cpu())
-        self.generator.set_state(rng["data"].cpu())
-        self.noise_generator.set_state(rng["noise"].cpu())
-        if "cuda" in rng and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([state.cpu() for state in rng["cuda"]])
+        exact = [continue_stream(self.generator, rng["data"]), continue_stream(self.noise_generator, rng["noise"])]
+        if not all(exact):
+            self.log(f"{path} saved its data-order and noise streams on another kind of device than {self.device}: "
+                     "they go on from new streams seeded from the saved ones (the same every time, but not the "
+                     "draws a resume on the run's own kind of device makes).")
+        if "cuda" in rng and torch.cuda.is_available():  # as many devices as both machines have
+            for index, state in enumerate(rng["cuda"][:torch.cuda.device_count()]):
+                torch.cuda.set_rng_state(state.cpu(), index)
