@@ -192,7 +192,8 @@ def test_cuda_rng_states_are_saved_and_restored_and_a_cpu_checkpoint_resumes_on_
     trainer.fit()
     restored = []
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda states: restored.append(states))
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, index: restored.append((state, index)))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     _trainer(run_dir=tmp_path).load(tmp_path / LAST)  # written on a machine without CUDA
     assert restored == []
     checkpoint = load_checkpoint(tmp_path / LAST)
@@ -200,7 +201,13 @@ def test_cuda_rng_states_are_saved_and_restored_and_a_cpu_checkpoint_resumes_on_
     checkpoint["rng"]["cuda"] = states
     save_checkpoint(tmp_path / "with_cuda.pt", checkpoint)
     _trainer(run_dir=tmp_path).load(tmp_path / "with_cuda.pt")
-    assert len(restored) == 1 and all(torch.equal(a, b) for a, b in zip(restored[0], states))
+    assert [index for _, index in restored] == [0, 1] and all(torch.equal(a, b) for (a, _), b in zip(restored, states))
+    # a machine with fewer devices than the one that saved them restores those it has (set_rng_state_all
+    # raised for the device it lacks)
+    restored.clear()
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    _trainer(run_dir=tmp_path).load(tmp_path / "with_cuda.pt")
+    assert [index for _, index in restored] == [0] and torch.equal(restored[0][0], states[0])
     # state_dict #8 and #9: the CUDA states saved where CUDA is available.
     monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: [state.clone() for state in states])
     saved = _trainer().state_dict()["rng"]["cuda"]
