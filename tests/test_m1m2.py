@@ -416,3 +416,31 @@ def test_an_m1m2_run_with_sampled_codes_resumes_exactly_and_records_them(idx_dir
     assert all(torch.equal(tensor, split["guide"][name]) for name, tensor in full["guide"].items())
     assert not all(torch.equal(tensor, means["guide"][name]) for name, tensor in full["guide"].items())
     assert 'm1_codes = "sample"' in (tmp_path / "full" / "config.toml").read_text()
+
+
+def test_an_m1m2_run_encodes_the_images_as_its_m1_run_saw_them(idx_dir, tmp_path):
+    """M2's codes are M1's encodings of the images, so an M1+M2 run takes its M1 run's
+    binarization: with --binarize auto a grey-level M1 (continuous Bernoulli, --binarize none)
+    gets the grey images, not the 0/1 draws that auto would give the run's own unused
+    (Bernoulli) likelihood; a different --binarize given by hand is refused in one sentence."""
+    from test_train import small_config
+
+    from pyro_vae.runs import m1_codes, open_dataset, open_run, train_run
+
+    m1 = tmp_path / "m1"
+    train_run(small_config(idx_dir, **{"data.binarize": "none", "model.likelihood": "continuous-bernoulli",
+                                       "train.epochs": 1}), m1, progress=False, log=lambda line: None)
+    stacked = {"model.model": "m1m2", "model.m1_run": str(m1), "data.labels": 8, "model.latent_dim": 2}
+    config = small_config(idx_dir, **stacked, **{"data.binarize": "auto"})
+    assert config.data.binarize == "none"
+    images = open_dataset(config)
+    codes, _, _ = m1_codes(config, images, "cpu")
+    guide = open_run(m1).guide.eval()
+    grey = images.train.images  # 8-bit grey levels, as M1 trained on them
+    assert len(grey.distinct_values() if hasattr(grey, "distinct_values") else grey.unique()) > 2
+    _, scaler = code_dataset(guide, images)
+    want = scaler(posterior_means(guide, grey))[:, None, None, :]
+    assert torch.allclose(codes.train.images, want)
+    with pytest.raises(ConfigError, match=r"was trained with binarize 'none', this run has 'dynamic': give the "
+                                          r"same --binarize"):
+        m1_codes(small_config(idx_dir, **stacked, **{"data.binarize": "dynamic"}), images, "cpu")

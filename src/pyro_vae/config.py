@@ -49,7 +49,8 @@ SELECTIONS = ("auto", "valid-elbo", "valid-iwae", "valid-loglik")
 class DataConfig:
     dataset: str = "fashion-mnist"
     data_dir: str = ""
-    #: "auto" is "dynamic" for the Bernoulli likelihood and "none" for the others.
+    #: "auto" is "dynamic" for the Bernoulli likelihood and "none" for the others; for
+    #: --model m1m2, its M1 run's binarization.
     binarize: str = "auto"
     #: image-folder: side of the square images in pixels (shorter side resized, centre cropped).
     image_size: int = 64
@@ -340,9 +341,7 @@ class Config:
         self.model.validate()
         self.train.validate()
         if self.data.binarize == "auto":
-            # binarized-mnist is binary already: the data set loads it as it is (datasets.load_dataset)
-            binary = self.model.likelihood == "bernoulli" and self.data.dataset != "binarized-mnist"
-            self.data.binarize = "dynamic" if binary else "none"
+            self.data.binarize = self._auto_binarization()
         if self.model.model in SEMI_SUPERVISED and self.data.labels < 1:
             raise ConfigError(f"--model {self.model.model} learns from a few labels: give their number with "
                               "--labels N (e.g. 100).")
@@ -356,6 +355,23 @@ class Config:
             self.check_effect()
             _check_starting_scale(self.model)
         return self
+
+    def _auto_binarization(self) -> str:
+        """``binarize = "auto"``: "dynamic" for the Bernoulli likelihood and "none" for the
+        others (binarized-mnist is binary already: the data set loads it as it is). An M1+M2
+        run sees the images as its M1 run did (M1's config.toml), whatever its own unused
+        ``likelihood``: M2's codes are M1's encodings of the images, and M1 trained on grey
+        levels (a continuous likelihood) would otherwise be handed 0/1 draws it never saw.
+        An unreadable M1 run falls back to the rule; ``runs.m1_codes`` refuses it then."""
+        if self.model.model == "m1m2" and self.model.m1_run:
+            m1_config = Path(self.model.m1_run) / "config.toml"
+            if m1_config.is_file():
+                try:
+                    return Config.load(m1_config).validate(check_effect=False).data.binarize
+                except ConfigError:
+                    pass
+        binary = self.model.likelihood == "bernoulli" and self.data.dataset != "binarized-mnist"
+        return "dynamic" if binary else "none"
 
     def check_effect(self, keys=None) -> None:
         """Raise :class:`ConfigError` for the first option (of ``keys``, ``section.name``;
@@ -644,7 +660,8 @@ FIELD_HELP = {
     "data_dir": "where the data set's files are (default: found in the usual places or downloaded)",
     "binarize": "how grey pixels become the 0/1 pixels the Bernoulli likelihood needs: dynamic (redrawn as "
                 "Bernoulli(pixel) in every batch), static (drawn once), threshold (pixel > 0.5), none; auto is "
-                "dynamic for bernoulli and none for the other likelihoods and for binarized-mnist (0/1 already)",
+                "dynamic for bernoulli and none for the other likelihoods and for binarized-mnist (0/1 already); "
+                "for --model m1m2, its M1 run's",
     "latent_dim": "dimensions of the code z",
     "network": "encoder and decoder: fully connected (mlp) or convolutional (conv)",
     "hidden_dims": "hidden layer sizes of the MLP, e.g. 512,256 (conv: the one dense layer's size)",

@@ -783,7 +783,8 @@ def m1_codes(config: Config, images: ImageDataset, device) -> tuple[ImageDataset
         raise ConfigError(f"--m1-run {m1_dir} has a --flow {m1.config.model.flow} guide, whose mean E[z | x] (M2's "
                           "codes) has no closed form, and its encoder's is the mean before the flow steps; give a "
                           "--model vae run without --flow.")
-    for key in ("dataset", "train_limit"):
+    # the codes are M1's encodings of this run's images: they must be the images M1 learned from
+    for key in ("dataset", "train_limit", "binarize"):
         if getattr(m1.config.data, key) != getattr(config.data, key):
             raise ConfigError(f"--m1-run {m1_dir} was trained with {key} {getattr(m1.config.data, key)!r}, this run "
                               f"has {getattr(config.data, key)!r}: give the same --{key.replace('_', '-')}.")
