@@ -81,7 +81,7 @@ SMALL = {
     "02_swapping_likelihoods": "TRAIN_IMAGES, EPOCHS, TEST_IMAGES, K = 2_000, 2, 100, 50",
     "03_heldout_likelihood": "TRAIN_IMAGES, EPOCHS, TEST_IMAGES = 4_000, 3, 50",
     "04_latent_arithmetic_and_interpolation": "TRAIN_IMAGES, EPOCHS = 4_000, 3",
-    "05_label_variants": "TRAIN_IMAGES, CVAE_EPOCHS, M2_EPOCHS, JUDGE_EPOCHS = 5_000, 6, 2, 2",
+    "05_label_variants": "TRAIN_IMAGES, CVAE_EPOCHS, M2_EPOCHS, JUDGE_EPOCHS, M1_EPOCHS, M1M2_EPOCHS = 5_000, 6, 2, 2, 3, 3",
     "06_autoencoder_versus_vae": "TRAIN_IMAGES, EPOCHS, TEST_IMAGES, K = 3_000, 3, 200, 1000",
 }
 
