@@ -172,7 +172,7 @@ def test_label_fidelity_of_an_m1m2_run_decodes_through_m1(idx_dir, tmp_path, cap
     """M1+M2 is judged on images: decode(z, y) = M1's mean image at the unstandardized code
     M2 decodes; encode_style(x, y) = q(z_2 | scaled M1 code of x, y)'s mean."""
     from pyro_vae.cli import main
-    from pyro_vae.experiments.labels import generator_of
+    from pyro_vae.runs import label_generator
     from pyro_vae.inference.codes import CodeScaler
     from pyro_vae.runs import open_run
 
@@ -185,7 +185,7 @@ def test_label_fidelity_of_an_m1m2_run_decodes_through_m1(idx_dir, tmp_path, cap
                  "--epochs", "1", "--run-dir", str(stacked), *common]) == 0
     run, vae = open_run(stacked), open_run(m1)
     scaler = CodeScaler.from_dict(json.loads((stacked / "m1_codes.json").read_text()))
-    generator = generator_of(run)
+    generator = label_generator(run)
     z, y = torch.randn(6, 2), torch.tensor([0, 1, 2, 3, 0, 1])
     x = run.dataset().test.images[:6]
     with torch.no_grad():

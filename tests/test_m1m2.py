@@ -223,10 +223,12 @@ def test_the_stacked_label_model_goes_through_m1s_code_and_back():
         assert stacked.sample_prior == model.sample_prior and stacked.num_classes == 3
 
 
-def test_an_m1m2_run_is_not_drawn_or_scored_as_images(idx_dir, tmp_path, capsys):
+def test_an_m1m2_run_is_not_drawn_or_scored_as_images(idx_dir, tmp_path, capsys, monkeypatch):
     """M2's "images" in an M1+M2 run are M1's codes: no samples or reconstructions of them are
-    drawn during training (--figure-every) or after it, and `sample`, `reconstruct` and
-    `plot --kind samples` refuse in one sentence; the curves are drawn."""
+    drawn during training (--figure-every) or after it, and `reconstruct` and `plot --kind
+    latent` refuse in one sentence; the curves are drawn, and `sample` and `plot --kind style`
+    draw images decoded through M1 (M1's decoder mean at M2's mean code)."""
+    from pyro_vae import plots
     from pyro_vae.cli import main
 
     common = ["--dataset", "idx", "--data-dir", str(idx_dir), "--hidden-dims", "16", "--no-progress"]
@@ -245,16 +247,38 @@ def test_an_m1m2_run_is_not_drawn_or_scored_as_images(idx_dir, tmp_path, capsys)
             f"M1's codes) {percent('codes_baseline_test_accuracy')} (± is the binomial") in capsys.readouterr().out
     assert summary["figures"] == [str(stacked / "curves.png")] and (stacked / "curves.png").is_file()
     capsys.readouterr()
-    for argv in (["sample", str(stacked), "-o", str(tmp_path / "s.png")],
-                 ["reconstruct", str(stacked), "-o", str(tmp_path / "r.png")],
-                 ["plot", str(stacked), "--kind", "samples", "-o", str(tmp_path / "p.png")]):
+    for argv in (["reconstruct", str(stacked), "-o", str(tmp_path / "r.png")],
+                 ["plot", str(stacked), "--kind", "latent", "-o", str(tmp_path / "p.png")]):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert len(err.strip().splitlines()) == 1 and "M1's codes, not images" in err
-        # a command that each of sample, reconstruct and plot can follow (it said "choose --kind curves" to sample)
-        assert f"`pyro-vae plot {stacked} --kind curves` draws its training curves" in err
-    assert not any((tmp_path / name).exists() for name in ("s.png", "r.png", "p.png"))
+        # commands that each of reconstruct and plot can follow
+        assert f"`pyro-vae plot {stacked} --kind samples` (or --kind style) draws images decoded through M1" in err
+    assert not any((tmp_path / name).exists() for name in ("r.png", "p.png"))
     assert main(["plot", str(stacked), "--kind", "curves", "-o", str(tmp_path / "c.png")]) == 0
+
+    # samples and the style grid: every image drawn is M1's decoder mean at M2's decoded code
+    from pyro_vae.runs import label_generator, open_run
+
+    run = open_run(stacked)
+    generator = label_generator(run)
+    drawn = []
+    rows_figure = plots._rows_figure
+    monkeypatch.setattr(plots, "_rows_figure", lambda rows, *a, **k: drawn.append(rows) or rows_figure(rows, *a, **k))
+    assert main(["sample", str(stacked), "-n", "8", "-o", str(tmp_path / "s.png")]) == 0
+    assert main(["plot", str(stacked), "--kind", "style", "-n", "3", "-o", str(tmp_path / "g.png")]) == 0
+    assert (tmp_path / "s.png").is_file() and (tmp_path / "g.png").is_file()
+    samples, style = drawn
+    m1_images = (1, 28, 28)
+    assert [name for name, _ in samples] == [str(c) for c in range(run.model.num_classes)]
+    assert all(images.shape == (2, *m1_images) for _, images in samples)  # 8 = 2 per class of 4, M1's image shape
+    test = run.dataset().test.head(3)
+    codes = generator.encode_style(test.images, test.labels)
+    for c, (_, images) in enumerate(style[1:]):  # the rows below the inputs: each image's code, every class
+        y = torch.full((3,), c)
+        want = generator.decode(codes, y)
+        assert images.shape == (3, *m1_images) and torch.allclose(images, want)
+        assert not torch.allclose(want, generator.decode(codes, (y + 1) % run.model.num_classes))  # y matters
     for extra in ([], ["--k", "3"]):  # the ELBO crashed (a traceback); --k blamed the images' shape
         assert main(["evaluate", str(stacked), *extra]) == 2
         err = capsys.readouterr().err
@@ -266,7 +290,7 @@ def test_an_m1m2_run_is_not_drawn_or_scored_as_images(idx_dir, tmp_path, capsys)
     import shutil
 
     from pyro_vae.errors import DataError
-    from pyro_vae.experiments.labels import generator_of
+    from pyro_vae.runs import label_generator
     from pyro_vae.runs import open_run
 
     codes = json.loads((stacked / "m1_codes.json").read_text())
@@ -281,7 +305,7 @@ def test_an_m1m2_run_is_not_drawn_or_scored_as_images(idx_dir, tmp_path, capsys)
     assert f"the M1 run {m1} has changed since the M1+M2 run {stacked} was trained on its codes" in err
     assert before == {p.name: p.read_bytes() for p in stacked.iterdir()}
     with pytest.raises(DataError, match="has changed since"):
-        generator_of(open_run(stacked))
+        label_generator(open_run(stacked))
 
 
 # -- --m1-codes sample: M2 trains on z_1 ~ q(z_1 | x), redrawn every batch (Kingma et al.'s code) --

@@ -320,7 +320,7 @@ def cmd_train(args) -> int:
     config = read_run_config(run_dir)
     if not summary["figures"] and not config.train.figures:
         # the kinds the run would have drawn (runs._figures): quadrant completes, M1+M2 has no images
-        others = {"quadrant": " (or completions)", "m1m2": ""}.get(config.model.model, " (or samples, reconstructions)")
+        others = {"quadrant": " (or completions)", "m1m2": " (or samples, style: decoded through M1)"}.get(config.model.model, " (or samples, reconstructions)")
         print(f"figures: none drawn (--figures false); `pyro-vae plot {run_dir} --kind curves -o curves.png`{others} "
               "draws them")
     return 0

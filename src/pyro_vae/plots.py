@@ -213,17 +213,19 @@ def plot_samples(model, path: Path, n: int | None = None, device="cpu", title: s
 
 
 @torch.no_grad()
-def plot_style_transfer(model, guide, images: torch.Tensor, labels: torch.Tensor, path: Path,
+def plot_style_transfer(generator, images: torch.Tensor, labels: torch.Tensor, path: Path,
                         class_names: tuple[str, ...] = ()) -> Path:
-    """The conditional model's style grid: the top row holds test images; below, one row
-    per class decodes each image's code z = loc(x, y) with that class instead of its own,
-    so one column keeps one "handwriting style" drawn as every class."""
+    """A labelled generator's style grid: the top row holds test images; below, one row per
+    class decodes each image's code z = ``generator.encode_style(x, y)`` with that class instead
+    of its own, so one column keeps one "handwriting style" drawn as every class. ``generator``:
+    a :class:`~pyro_vae.inference.fidelity.LabelModel` (``label_model(model, guide)`` for the
+    CVAE, M2 and the ADGM; M1+M2's decodes through M1)."""
     check_images(images)
-    codes = guide.encode(images, labels)[0]
+    codes = generator.encode_style(images, labels)
     rows = [("input", images)]
-    for c in range(model.num_classes):
+    for c in range(generator.num_classes):
         y = torch.full((len(images),), c, dtype=torch.long, device=images.device)
-        rows.append((class_names[c] if c < len(class_names) else str(c), model.decode_mean(codes, y)))
+        rows.append((class_names[c] if c < len(class_names) else str(c), generator.decode(codes, y)))
     return _rows_figure(rows, path, "Style transfer: each column keeps one image's code z, each row sets the class",
                         "one column per test image")
 

@@ -1075,6 +1075,35 @@ N01_CODE_KINDS = ("manifold", "prior-check", "compare")
 N01_DRAW_KINDS = ("manifold", "compare")
 
 
+#: The figures of a --model m1m2 run: its curves, and images decoded through its M1 run.
+M1M2_KINDS = ("samples", "style", "curves")
+
+
+def label_generator(run: Run):
+    """The labelled run as a generator of images (:class:`~pyro_vae.inference.fidelity.LabelModel`),
+    for its label fidelity and its samples and style grid: the CVAE, M2 and the ADGM decode pixels
+    themselves; M1+M2 decodes its codes through the decoder of the M1 run it was trained on, with
+    the code scaler it recorded (:func:`~pyro_vae.inference.codes.stacked_label_model`)."""
+    from pyro_vae.inference.codes import stacked_label_model
+    from pyro_vae.inference.fidelity import label_model
+
+    if run.config.model.model != "m1m2":
+        return label_model(run.model, run.guide)
+    if not (run.run_dir / CODES).is_file():
+        raise DataError(f"this M1+M2 run lacks its {CODES} (the M1 run and the codes' scaling it decodes "
+                        "through); train the M1+M2 run again.")
+    record = read_json(run.run_dir / CODES, "train the M1+M2 run again")
+    m1_dir = Path(record["m1_run"])
+    if not is_run_dir(m1_dir):
+        raise DataError(f"this M1+M2 run decodes through its M1 run {m1_dir}, which is not a run directory from "
+                        f"here; run the command from where the run was trained, or put the M1 run back.")
+    check_m1_unchanged(run.run_dir, m1_dir)
+    m1 = open_run(m1_dir, device=str(run.device))
+    scaler = CodeScaler.from_dict(record)
+    scaler = CodeScaler(scaler.active.to(run.device), scaler.mean.to(run.device), scaler.std.to(run.device))
+    return stacked_label_model(m1.model, m1.guide, scaler, run.model, run.guide)
+
+
 def _learned_prior(run: Run) -> str | None:
     """Why ``run``'s decoder does not read codes from N(0, I) by its prior (--prior mog or
     vamp), for the refusal of the :data:`N01_DRAW_KINDS`; None for the standard prior."""
@@ -1253,10 +1282,12 @@ def figure_from_run(run: Run, kind: str, output: Path, n: int = 64, limit: int |
     from pyro_vae import plots
 
     plots.check_figure_output(output)  # before anything is drawn (the run's own files included)
-    if run.config.model.model == "m1m2" and kind != "curves":  # its decoder's "images" are M1's codes
+    stacked = run.config.model.model == "m1m2"
+    if stacked and kind not in M1M2_KINDS:  # its decoder's "images" are M1's codes
         raise PyroVAEError(f"the '{kind}' figure would draw this --model m1m2 run's decoder, whose outputs are M1's "
-                           f"codes, not images; `pyro-vae plot {run.run_dir} --kind curves` draws its training curves, "
-                           f"and `pyro-vae evaluate {run.run_dir} --label-fidelity` judges images decoded through M1.")
+                           f"codes, not images; `pyro-vae plot {run.run_dir} --kind samples` (or --kind style) draws "
+                           f"images decoded through M1, --kind curves its training curves, and `pyro-vae evaluate "
+                           f"{run.run_dir} --label-fidelity` judges images decoded through M1.")
     if hasattr(run.model, "complete") and kind not in ("completions", "curves"):
         raise PyroVAEError(f"the '{kind}' figure is not drawn for a --model quadrant run, which completes given "
                            f"quadrants; use `pyro-vae plot {run.run_dir} --kind completions` (or --kind curves).")
@@ -1296,9 +1327,9 @@ def figure_from_run(run: Run, kind: str, output: Path, n: int = 64, limit: int |
                            f"classes: give a number from 0 to {run.model.num_classes - 1}.")
     if kind == "curves":
         return plots.plot_curves(read_metrics(run.run_dir), output, objective_name(run.config), quantity_of(run.config))
-    if kind == "samples":
-        return plots.plot_samples(run.model, output, n=n, device=run.device, label=label,
-                                  class_names=run_class_names(run))
+    if kind == "samples":  # M1+M2: E[x | z_2, y] = M1's decoder mean at M2's mean code
+        return plots.plot_samples(label_generator(run) if stacked else run.model, output, n=n, device=run.device,
+                                  label=label, class_names=run_class_names(run))
     autoencoder = not getattr(run.model, "has_marginal_likelihood", True)
     if kind == "prior-check" and autoencoder:
         raise PyroVAEError("the prior check compares the codes with the prior N(0, I), and a plain autoencoder "
@@ -1325,7 +1356,7 @@ def figure_from_run(run: Run, kind: str, output: Path, n: int = 64, limit: int |
         return plots.plot_reconstructions(run.model, run.guide, shown.images, output, labels=shown.labels)
     if kind == "style":
         shown = test.head(min(n, 10))
-        return plots.plot_style_transfer(run.model, run.guide, shown.images, shown.labels, output,
+        return plots.plot_style_transfer(label_generator(run), shown.images, shown.labels, output,
                                          dataset.class_names)
     if kind == "latent":
         return plots.plot_latent(run.guide, test.images, test.labels, output, dataset.class_names)

@@ -23,33 +23,6 @@ def check_labelled(run) -> None:
                           f"but {run.run_dir} is a --model {model} run with no label; drop --label-fidelity.")
 
 
-def generator_of(run):
-    """The run as a labelled generator of images (:class:`~pyro_vae.inference.fidelity.LabelModel`):
-    the CVAE, M2 and the ADGM decode pixels themselves; M1+M2 decodes its codes through the
-    decoder of the M1 run it was trained on, with the code scaler it recorded
-    (:func:`~pyro_vae.inference.codes.stacked_label_model`)."""
-    from pyro_vae.inference.fidelity import label_model
-
-    if run.config.model.model != "m1m2":
-        return label_model(run.model, run.guide)
-    from pyro_vae.inference.codes import CodeScaler, stacked_label_model
-    from pyro_vae.runs import CODES, check_m1_unchanged, is_run_dir, open_run, read_json
-
-    if not (run.run_dir / CODES).is_file():
-        raise DataError(f"this M1+M2 run lacks its {CODES} (the M1 run and the codes' scaling it decodes "
-                        "through); train the M1+M2 run again.")
-    record = read_json(run.run_dir / CODES, "train the M1+M2 run again")
-    m1_dir = Path(record["m1_run"])
-    if not is_run_dir(m1_dir):
-        raise DataError(f"this M1+M2 run decodes through its M1 run {m1_dir}, which is not a run directory from "
-                        f"here; run the command from where the run was trained, or put the M1 run back.")
-    check_m1_unchanged(run.run_dir, m1_dir)
-    m1 = open_run(m1_dir, device=str(run.device))
-    scaler = CodeScaler.from_dict(record)
-    scaler = CodeScaler(scaler.active.to(run.device), scaler.mean.to(run.device), scaler.std.to(run.device))
-    return stacked_label_model(m1.model, m1.guide, scaler, run.model, run.guide)
-
-
 def real_images(run):
     """The run's data set as the judge sees it: all its training images (whatever
     ``--train-limit``), grey levels (never binarized), its labels."""
@@ -78,7 +51,7 @@ def measure_run(run, per_class: int = 100, grid_images: int = 1000, seed: int = 
 
     from pyro_vae.inference.fidelity import encode_all, linear_probe, prior_fidelity, style_grid_fidelity
     from pyro_vae.inference.judge import JudgeCache, JudgeSettings
-    from pyro_vae.runs import evaluation_examples
+    from pyro_vae.runs import evaluation_examples, label_generator
 
     check_labelled(run)
     if per_class < 1 or grid_images < 1:
@@ -89,7 +62,7 @@ def measure_run(run, per_class: int = 100, grid_images: int = 1000, seed: int = 
     if judge.record["num_classes"] != run.model.num_classes:
         raise DataError(f"the data set has {judge.record['num_classes']} classes but the model "
                         f"{run.model.num_classes}; measure the run on the data it was trained on.")
-    generator = generator_of(run)
+    generator = label_generator(run)
     prior = prior_fidelity(generator, judge.predict, per_class, seed, run.device)
     grid_part, chosen, _ = evaluation_examples(run, split, grid_images, "random", seed, strict=False)
     grid, swapped = style_grid_fidelity(generator, judge.predict, grid_part.images, grid_part.labels)

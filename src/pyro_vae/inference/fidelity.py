@@ -58,6 +58,11 @@ class LabelModel:
     sample_prior: SamplePrior
     num_classes: int
 
+    def decode_mean(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``decode(z, y)`` under the name a conditional model gives it, so the figures that draw a
+        model's class rows (:func:`~pyro_vae.plots.plot_samples`) draw a LabelModel too (M1+M2)."""
+        return self.decode(z, y)
+
 
 def label_model(model, guide) -> LabelModel:
     """The :class:`LabelModel` of a CVAE or M2 (model, guide) pair."""
