@@ -25,18 +25,9 @@ from pathlib import Path
 import torch
 
 from pyro_vae.experiments.labels import real_images
-from pyro_vae.inference.codes import CodeScaler, stacked_label_model
-from pyro_vae.inference.fidelity import label_model, prior_fidelity, style_grid_fidelity
+from pyro_vae.inference.fidelity import prior_fidelity, style_grid_fidelity
 from pyro_vae.inference.judge import JudgeCache, JudgeSettings
-from pyro_vae.runs import CODES, open_run
-
-
-def generator_of(run):
-    if run.config.model.model != "m1m2":
-        return label_model(run.model, run.guide), run
-    saved = json.loads((run.run_dir / CODES).read_text())
-    m1 = open_run(Path(saved["m1_run"]))
-    return stacked_label_model(m1.model, m1.guide, CodeScaler.from_dict(saved), run.model, run.guide), m1
+from pyro_vae.runs import label_generator, open_run
 
 
 @torch.no_grad()
@@ -54,8 +45,8 @@ def label_share(generator, per_class: int = 100, seed: int = 0) -> float:
 def main(paths):
     for path in paths:
         run = open_run(Path(path))
-        generator, image_run = generator_of(run)
-        real = real_images(image_run)
+        generator = label_generator(run)  # M1+M2 decodes through its M1 run
+        real = real_images(run)
         judge = JudgeCache().load_or_train(real, JudgeSettings(), log=print)
         prior = prior_fidelity(generator, judge.predict, 100, 0)
         test = real.test.head(500)
