@@ -47,6 +47,28 @@ def test_evaluate_refuses_an_output_it_could_not_write_before_the_estimate(run, 
     assert not (run.parent / "taken.json").exists()
 
 
+def test_an_output_that_is_a_link_or_a_device_is_refused_not_replaced(run, capsys):
+    """Outputs are renamed into place: a pipe (as /dev/null is a device) or a link there would
+    be replaced by a plain file, not written through."""
+    import os
+    import stat
+
+    pipe = run.parent / "pipe.json"
+    os.mkfifo(pipe)
+    _refused(["evaluate", str(run), "-o", str(pipe)], capsys, f"-o {pipe} is not a regular file")
+    assert stat.S_ISFIFO(os.lstat(pipe).st_mode)
+    target = run.parent / "target.json"
+    target.write_text("kept")
+    link = run.parent / "link.json"
+    link.symlink_to(target)
+    _refused(["evaluate", str(run), "-o", str(link)], capsys, f"-o {link} is a symbolic link", "own path")
+    assert link.is_symlink() and target.read_text() == "kept"
+    figure_link = run.parent / "link.png"
+    figure_link.symlink_to(target)
+    _refused(["sample", str(run), "-o", str(figure_link)], capsys, "symbolic link")
+    assert figure_link.is_symlink() and target.read_text() == "kept"
+
+
 @pytest.mark.parametrize("name", ["x.txt", "x"])
 def test_a_figure_name_matplotlib_cannot_write_is_refused_before_drawing(run, twin, name, capsys, monkeypatch):
     import pyro_vae.plots as plots

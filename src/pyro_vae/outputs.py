@@ -43,8 +43,16 @@ def check_output(path: Path, option: str | None = "-o", own_record: bool = False
         if not own_record and path.name in records and any((path.parent / m).is_file() for m in markers):
             raise PyroVAEError(f"{name} would overwrite {path.name} of the {what} in {path.parent}, which "
                                f"--resume, evaluate and compare read back; {fix}.")
+    # Outputs are written to a temporary file renamed over the path (a crash leaves the old file
+    # whole): that would replace a link itself, or a device such as /dev/null, by a plain file.
+    if path.is_symlink():
+        raise PyroVAEError(f"{name} is a symbolic link (to {os.readlink(path)}), which writing would replace "
+                           f"by a plain file; give {option or 'the output'} the file's own path, or another path.")
     if path.is_dir():
         raise PyroVAEError(f"{name} is a directory; {fix} (a file name).")
+    if path.exists() and not path.is_file():
+        raise PyroVAEError(f"{name} is not a regular file (a device, pipe or socket), which writing would replace "
+                           f"by a plain file; {fix} (a file name).")
     folder = path.parent
     while not folder.exists():  # the nearest folder that exists: the missing ones are made in it
         folder = folder.parent
