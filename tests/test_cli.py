@@ -145,6 +145,21 @@ def test_errors_do_not_touch_an_existing_run(trained, capsys):
     assert before == after
 
 
+def test_a_new_run_is_refused_in_a_folder_whose_files_it_would_overwrite(idx_dir, tmp_path, capsys):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "metrics.csv").write_text("my own numbers\n")
+    (folder / "notes.txt").write_text("kept either way\n")
+    assert main(["train", "--run-dir", str(folder), "--data-dir", str(idx_dir), *TINY]) == 2
+    err = capsys.readouterr().err
+    assert "is not a run directory but holds metrics.csv" in err and len(err.strip().splitlines()) == 1
+    assert (folder / "metrics.csv").read_text() == "my own numbers\n"
+    assert sorted(p.name for p in folder.iterdir()) == ["metrics.csv", "notes.txt"]
+    (folder / "metrics.csv").unlink()  # a folder of other files is the user's to share with a run
+    assert main(["train", "--run-dir", str(folder), "--data-dir", str(idx_dir), *TINY]) == 0
+    assert (folder / "notes.txt").read_text() == "kept either way\n"
+
+
 def test_console_script_and_debug_traceback(tmp_path):
     result = subprocess.run([sys.executable, "-m", "pyro_vae.cli", "--debug", "evaluate", str(tmp_path)],
                             capture_output=True, text=True)

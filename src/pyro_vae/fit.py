@@ -146,9 +146,10 @@ def fit(model: Callable, guide: Callable, data, *, objective="elbo", epochs: int
         raise CheckpointError(f"{run_dir} already holds a training run; continue it with resume=True "
                               "or choose a new run_dir.")
     if not resume and run_dir is not None:
-        from pyro_vae.runs import refuse_sweep_dir
+        from pyro_vae.runs import refuse_overwriting_outputs, refuse_sweep_dir
 
         refuse_sweep_dir(run_dir, "run_dir")
+        refuse_overwriting_outputs(run_dir, "run_dir")
     likelihood = getattr(model, "likelihood", None)
     if likelihood is not None and hasattr(likelihood, "check_support"):
         dataset.check_support(likelihood)  # the same check as the CLI's, advice in Python terms

@@ -331,6 +331,22 @@ def refuse_sweep_dir(run_dir: Path, option: str = "--run-dir") -> None:
                               f"have a folder of their own; choose a new {option}.")
 
 
+#: What training writes into its run directory, besides the checkpoints: a folder holding any
+#: of these that is not a run would lose them (a new run is refused there).
+TRAINING_OUTPUTS = (CONFIG, METRICS, SUMMARY, LABELLED, CODES, BEST, "samples.png", "reconstructions.png",
+                    "completions.png", "curves.png", "tensorboard", "mlflow.json")  # (tracking.RUN_ID_FILE)
+
+
+def refuse_overwriting_outputs(run_dir: Path, option: str = "--run-dir") -> None:
+    """Refuse to start a new run in a folder that is not a run but holds a file the run would
+    write (a user's own ``metrics.csv`` or ``summary.json``, a copied figure): training
+    would replace it without a word."""
+    found = [name for name in TRAINING_OUTPUTS if (Path(run_dir) / name).exists()]
+    if found:
+        raise CheckpointError(f"{run_dir} is not a run directory but holds {', '.join(found)}, which a new run there "
+                              f"would overwrite; choose a new {option} (or an empty folder).")
+
+
 def _train_run(config: Config | None, run_dir: Path, resume: bool, progress, log, overrides) -> dict:
     if resume:
         saved = read_run_config(run_dir)
@@ -373,6 +389,7 @@ def _train_run(config: Config | None, run_dir: Path, resume: bool, progress, log
                 "or choose a new --run-dir."
             )
         refuse_sweep_dir(run_dir, "--run-dir")
+        refuse_overwriting_outputs(run_dir)
     ctx, device_name = init_from_environment(config.train.device)
     try:
         with contextlib.ExitStack() as held:  # the run directory's lock (rank 0), until the run ends
