@@ -1182,7 +1182,7 @@ def _attribute_mask(dataset: ImageDataset, split, attribute: str, attribute_file
         values = torch.as_tensor(np.asarray(values).reshape(-1))
         if len(values) < n or not torch.isin(values, torch.tensor([0.0, 1.0], dtype=values.dtype)).all():
             raise PyroVAEError(f"{attribute_file} must hold a 0 or 1 for each of the first {n} test images.")
-        return values[:n].bool(), attribute or Path(attribute_file).stem
+        return values[:n].bool(), Path(attribute_file).stem
     folded = attribute.casefold()  # names match in any case: "smiling" is CelebA's "Smiling"
     attribute_names = [a.casefold() for a in dataset.attribute_names]
     if folded in attribute_names:
@@ -1396,6 +1396,9 @@ def figure_from_run(run: Run, kind: str, output: Path, n: int = 64, limit: int |
         if not attribute and not attribute_file:
             raise PyroVAEError("latent arithmetic needs --attribute CLASS (a class name or number) "
                                "or --attribute-file FILE.")
+        if attribute and attribute_file:  # each picks the images: one would be ignored
+            raise PyroVAEError(f"--attribute {attribute} and --attribute-file {attribute_file} each say which images "
+                               "have the attribute; give one of them (the file's name names its attribute).")
         mask, name = _attribute_mask(dataset, test, attribute, attribute_file)
         try:
             examples = test.images[~mask.to(test.images.device)][:4]
