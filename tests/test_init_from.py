@@ -104,14 +104,20 @@ def test_a_run_may_add_a_vampprior_and_a_flow_to_its_source(source, idx_dir, tmp
     assert nearest.values.max() < 1e-4 and len(set(nearest.indices.tolist())) == 6
 
 
-def test_a_vampprior_source_keeps_its_learned_pseudo_inputs_under_pseudo_init_data(source, idx_dir, tmp_path):
+def test_a_vampprior_source_keeps_its_learned_pseudo_inputs(source, idx_dir, tmp_path, capsys):
     # --pseudo-init data starts fresh pseudo-inputs at training images; a run fine-tuning a
-    # VampPrior run with the same options (its config file says pseudo_init = "data") inherits
-    # the learned ones, as every other parameter, rather than having them redrawn from the data.
+    # VampPrior run inherits the learned ones, as every other parameter, so --pseudo-init data
+    # would do nothing there and is refused (before anything is written).
     vamp, tuned = tmp_path / "vamp", tmp_path / "tuned"
-    prior = ["--prior", "vamp", "--pseudo-inputs", "4", "--pseudo-init", "data"]
+    prior = ["--prior", "vamp", "--pseudo-inputs", "4"]
     assert main(["train", "--data-dir", str(idx_dir), "--run-dir", str(vamp), "--epochs", "1", "--learning-rate",
-                 "1e-2", *TINY, *prior, "--init-from", str(source)]) == 0
+                 "1e-2", *TINY, *prior, "--pseudo-init", "data", "--init-from", str(source)]) == 0
+    capsys.readouterr()
+    assert main(["train", "--data-dir", str(idx_dir), "--run-dir", str(tuned), "--epochs", "1", *TINY, *prior,
+                 "--pseudo-init", "data", "--init-from", str(vamp)]) == 2
+    err = capsys.readouterr().err
+    assert "--pseudo-init data has no effect" in err and len(err.strip().splitlines()) == 1
+    assert not tuned.exists()
     assert main(["train", "--data-dir", str(idx_dir), "--run-dir", str(tuned), "--epochs", "1", "--learning-rate",
                  "1e-9", *TINY, *prior, "--init-from", str(vamp), "--seed", "1"]) == 0
     learned, after = _parameters(vamp), _parameters(tuned, "last")
@@ -150,6 +156,19 @@ def test_a_run_may_not_drop_a_part_of_its_source(source, idx_dir, tmp_path, caps
                  "--init-from", str(flowed)]) == 2
     err = capsys.readouterr().err
     assert "guide parameter 'steps.0" in err and "not drop one" in err and len(err.strip().splitlines()) == 1
+    assert not run.exists()
+
+
+def test_a_prior_of_another_size_than_its_sources_names_the_size_to_give(source, idx_dir, tmp_path, capsys):
+    vamp = tmp_path / "vamp"
+    assert main(["train", "--data-dir", str(idx_dir), "--run-dir", str(vamp), "--epochs", "1", *TINY,
+                 "--prior", "vamp", "--pseudo-inputs", "4", "--init-from", str(source)]) == 0
+    capsys.readouterr()
+    run = tmp_path / "bigger"
+    assert main(["train", "--data-dir", str(idx_dir), "--run-dir", str(run), "--epochs", "1", *TINY,
+                 "--prior", "vamp", "--pseudo-inputs", "6", "--init-from", str(vamp)]) == 2
+    err = capsys.readouterr().err
+    assert "has --pseudo-inputs 4, this run 6: give --pseudo-inputs 4" in err and len(err.strip().splitlines()) == 1
     assert not run.exists()
 
 

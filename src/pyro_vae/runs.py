@@ -469,7 +469,11 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
     # --pseudo-init says where fresh pseudo-inputs start: those a --init-from source's VampPrior
     # learned are kept, as every other parameter it had (its prior is what is being fine-tuned).
     inherited = initialised_from is not None and PSEUDO_INPUTS not in initialised_from["fresh_parameters"]
-    if config.model.prior == "vamp" and config.model.pseudo_init == "data" and not resume and not inherited:
+    if config.model.prior == "vamp" and config.model.pseudo_init == "data" and not resume:
+        if inherited:
+            raise ConfigError(f"--pseudo-init data has no effect: the VampPrior of --init-from {train_cfg.init_from} "
+                              "has learned pseudo-inputs, which this run keeps; drop --pseudo-init data (in a config file: "
+                              "pseudo_init = \"random\", the default).")
         pseudo_inputs_from_data(model.latent_prior, dataset.train, train_cfg.seed)
     settings = TrainSettings(
         epochs=train_cfg.epochs, batch_size=train_cfg.batch_size, learning_rate=train_cfg.learning_rate,
@@ -736,6 +740,12 @@ def init_from_run(config: Config, model, guide, image_shape: tuple, device) -> d
         try:
             result = mine.load_state_dict(given.state_dict(), strict=False)
         except RuntimeError as err:  # a parameter of another shape, e.g. another number of classes
+            if "latent_prior." in str(err) and theirs.model.prior == config.model.prior:  # the prior's size differs
+                size = "pseudo_inputs" if theirs.model.prior == "vamp" else "prior_components"
+                flag = f"--{size.replace('_', '-')}"
+                raise ConfigError(f"--init-from {source} has {flag} {getattr(theirs.model, size)}, this run "
+                                  f"{getattr(config.model, size)}: give {flag} {getattr(theirs.model, size)} "
+                                  "(the prior it learned is kept; only a prior the source lacks starts afresh).") from None
             raise ConfigError(f"--init-from {source}: its parameters do not fit this run's model "
                               f"({str(err).splitlines()[-1].strip()}); give a run on the same data set.") from None
         if result.unexpected_keys:  # the source has a part this run lacks, e.g. flow steps
