@@ -323,6 +323,9 @@ def test_one_run_counted_twice_or_a_figure_of_one_run_is_refused(run, twin, tmp_
                         (["compare", str(run), "--figure", str(out)], ["is one run", "leave out the figure"])):
         _refused(argv, capsys, *words)
         assert not out.exists()
+    # refused before the table is printed or written
+    assert main(["compare", str(run), "--figure", str(out), "-o", str(tmp_path / "table")]) == 2
+    assert capsys.readouterr().out == "" and not list(tmp_path.glob("table*"))
     assert main(["compare", str(run), str(twin), "--figure", str(out)]) == 0 and out.stat().st_size > 0
 
 

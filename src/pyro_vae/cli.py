@@ -688,7 +688,7 @@ def cmd_compare(args) -> int:
             check_output(Path(f"{args.output}{suffix}"))
     if args.figure:
         check_output(Path(args.figure), "--figure")
-        compare.check_metric(records, args.metric)  # before the table is printed
+        compare.check_sweep_figure(records, args.metric)  # before the table is printed
     columns, rows = compare.compare_table(records)
     notes = compare.kind_notes(records)  # rows whose numbers are of kinds that cannot be ranked
     print(compare.to_markdown(columns, rows, notes), end="")

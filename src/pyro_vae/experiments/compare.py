@@ -784,6 +784,15 @@ def _incomparable_note(groups: list[Group], keys: list[str], metric: str) -> str
     return " ".join(notes) or None
 
 
+def check_sweep_figure(records: list[RunRecord], metric: str) -> None:
+    """Refuse what :func:`plot_sweep_figure` cannot draw (:func:`check_metric`; one run, which
+    has no setting or seeds to draw against), before any table is printed or written."""
+    check_metric(records, metric)
+    if len(records) == 1:
+        raise PyroVAEError(f"the figure draws {metric} against the settings runs differ in, and {records[0].run_dir} "
+                           "is one run; give several runs or a sweep directory, or leave out the figure.")
+
+
 def plot_sweep_figure(records: list[RunRecord], output: Path, metric: str = "test_elbo") -> Path:
     """One panel per swept setting: ``metric`` (mean over seeds, bars ± one standard error
     of that mean; a point of one seed: the run's value ± its own standard error over the
@@ -795,10 +804,7 @@ def plot_sweep_figure(records: list[RunRecord], output: Path, metric: str = "tes
     from pyro_vae.plots import check_figure_output
 
     check_figure_output(output)  # before anything is drawn
-    check_metric(records, metric)
-    if len(records) == 1:
-        raise PyroVAEError(f"the figure draws {metric} against the settings runs differ in, and {records[0].run_dir} "
-                           "is one run; give several runs or a sweep directory, or leave out the figure.")
+    check_sweep_figure(records, metric)
     keys, groups = group_runs(records)
     points = {id(group): _point_and_error(group.runs, metric) for group in groups}  # refused before drawing
     if not keys:  # the runs differ in their seed alone: there is no setting to draw against
