@@ -468,3 +468,34 @@ def test_an_m1m2_run_encodes_the_images_as_its_m1_run_saw_them(idx_dir, tmp_path
     with pytest.raises(ConfigError, match=r"was trained with binarize 'none', this run has 'dynamic': give the "
                                           r"same --binarize"):
         m1_codes(small_config(idx_dir, **stacked, **{"data.binarize": "dynamic"}), images, "cpu")
+
+
+def test_an_m1m2_run_trained_with_a_relative_m1_run_is_drawn_from_any_folder(idx_dir, tmp_path, monkeypatch):
+    """`--m1-run runs/m1` (README's form) was recorded as given, relative to the folder training
+    started in: `sample` from anywhere else then could not find M1. A new run records the
+    absolute path; an older run's relative path is looked for above the run directory (and
+    the M1 found is checked by its checkpoint's SHA-256)."""
+    from pyro_vae.cli import main
+    from pyro_vae.runs import read_run_config
+
+    common = ["--dataset", "idx", "--data-dir", str(idx_dir), "--hidden-dims", "16", "--no-progress",
+              "--figures", "false"]
+    project = tmp_path / "project"
+    (project / "runs").mkdir(parents=True)
+    monkeypatch.chdir(project)
+    assert main(["train", "--model", "vae", "--latent-dim", "4", "--epochs", "4", "--batch-size", "32", "--run-dir",
+                 "runs/m1", *common]) == 0
+    assert main(["train", "--model", "m1m2", "--m1-run", "runs/m1", "--labels", "8", "--latent-dim", "2",
+                 "--epochs", "1", "--run-dir", "runs/m1m2", *common]) == 0
+    stacked = project / "runs" / "m1m2"
+    assert read_run_config(stacked).model.m1_run == str(project / "runs" / "m1")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["sample", str(stacked), "--label", "1", "-o", "s.png"]) == 0 and (elsewhere / "s.png").is_file()
+    # as a run trained before recorded it: relative to the project folder
+    codes = json.loads((stacked / "m1_codes.json").read_text())
+    (stacked / "m1_codes.json").write_text(json.dumps({**codes, "m1_run": "runs/m1"}))
+    assert main(["sample", str(stacked), "--label", "1", "-o", "t.png"]) == 0 and (elsewhere / "t.png").is_file()
+    (stacked / "m1_codes.json").write_text(json.dumps({**codes, "m1_run": "runs/nowhere"}))
+    assert main(["sample", str(stacked), "--label", "1", "-o", "u.png"]) == 2 and not (elsewhere / "u.png").exists()

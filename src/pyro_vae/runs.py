@@ -390,6 +390,8 @@ def _train_run(config: Config | None, run_dir: Path, resume: bool, progress, log
             )
         refuse_sweep_dir(run_dir, "--run-dir")
         refuse_overwriting_outputs(run_dir)
+        if config.model.model == "m1m2" and config.model.m1_run:  # read again by sample, plot, evaluate:
+            config.model.m1_run = str(Path(config.model.m1_run).resolve())  # from any folder
     ctx, device_name = init_from_environment(config.train.device)
     try:
         with contextlib.ExitStack() as held:  # the run directory's lock (rank 0), until the run ends
@@ -1120,7 +1122,7 @@ def label_generator(run: Run):
         raise DataError(f"this M1+M2 run lacks its {CODES} (the M1 run and the codes' scaling it decodes "
                         "through); train the M1+M2 run again.")
     record = read_json(run.run_dir / CODES, "train the M1+M2 run again")
-    m1_dir = Path(record["m1_run"])
+    m1_dir = _recorded_m1_run(run.run_dir, Path(record["m1_run"]))
     if not is_run_dir(m1_dir):
         raise DataError(f"this M1+M2 run decodes through its M1 run {m1_dir}, which is not a run directory from "
                         f"here; run the command from where the run was trained, or put the M1 run back.")
@@ -1129,6 +1131,19 @@ def label_generator(run: Run):
     scaler = CodeScaler.from_dict(record)
     scaler = CodeScaler(scaler.active.to(run.device), scaler.mean.to(run.device), scaler.std.to(run.device))
     return stacked_label_model(m1.model, m1.guide, scaler, run.model, run.guide)
+
+
+def _recorded_m1_run(run_dir: Path, m1_dir: Path) -> Path:
+    """The M1 run an M1+M2 run recorded: as recorded, or, for a relative path recorded before
+    paths were made absolute (relative to the folder training was started from), the first
+    folder above the run directory in which it names a run. Which M1 it is, is checked by its
+    checkpoint's SHA-256 (:func:`check_m1_unchanged`), so a wrong guess is refused, not used."""
+    if is_run_dir(m1_dir) or m1_dir.is_absolute():
+        return m1_dir
+    for folder in Path(run_dir).resolve().parents:
+        if is_run_dir(folder / m1_dir):
+            return folder / m1_dir
+    return m1_dir
 
 
 def _learned_prior(run: Run) -> str | None:
