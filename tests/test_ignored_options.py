@@ -253,7 +253,7 @@ def tiny_run(idx_dir, tmp_path_factory):
     (["reconstruct", "-n", "100"], "-n 100 is more than the reconstructions figure draws (at most 32)"),
     (["sample", "-n", "100000"], "-n 100000 is more than the samples figure draws (at most 1024)"),
     # every model with a label is named (the ADGM was left out)
-    (["sample", "--label", "3"], "--label draws one class of a conditional model (--model cvae, m2 or adgm)"),
+    (["sample", "--label", "3"], "--label draws one class of a conditional model (--model cvae, m2, adgm or m1m2)"),
     (["plot", "--kind", "samples", "--label", "3"], "--label draws one class of a conditional model (--model cvae"),
 ])
 def test_a_figure_option_with_no_effect_is_refused_before_drawing(tiny_run, tmp_path, capsys, argv, message):

@@ -189,6 +189,17 @@ def test_every_config_option_has_a_description_in_help():
             for name, text in field_help(cls).items() if not text} == set()
 
 
+def test_an_ellipsis_in_an_options_description_is_kept_where_it_means_something():
+    """The comments' "..." that join two fields' descriptions are dropped; any other was cut
+    too (--figures read "`pyro-vae plot RUN --kind ` draws them later")."""
+    from pyro_vae.config import ModelConfig, TrainConfig, field_help
+
+    train, model = field_help(TrainConfig), field_help(ModelConfig)
+    assert "`pyro-vae plot RUN --kind ...` draws them later" in train["figures"]
+    assert "(z1 -> ... -> z2)" in model["top_hidden_dims"]
+    assert train["kl_warmup_epochs"].endswith("(0 = none)") and not train["kl_warmup_steps"].startswith(".")
+
+
 def test_evaluate_help_names_everything_the_seed_draws(capsys):
     """--seed's help named the importance samples and the --limit subset, not the dequantization noise
     that it also draws for a continuous likelihood's log p(x) (inference.dequantize)."""

@@ -220,7 +220,7 @@ def test_the_style_figure_of_a_model_without_a_label_names_every_model_with_one(
     out = tmp_path / "style.png"
     assert main(["plot", str(run_2d), "--kind", "style", "-o", str(out)]) == 2
     err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and "needs a model with a label (--model cvae, m2 or adgm)" in err
+    assert len(err.strip().splitlines()) == 1 and "needs a model with a label (--model cvae, m2, adgm or m1m2)" in err
     assert f"{run_2d} is a --model vae run" in err and not out.exists()
 
 

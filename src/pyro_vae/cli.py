@@ -51,7 +51,7 @@ PLOT_DEFAULTS = {"n": 64, "limit": 5000, "attribute": "", "attribute_file": None
 
 
 #: What --label does, for `sample` and `plot --kind samples` alike.
-LABEL_HELP = "a conditional model (cvae, m2, adgm): draw only this class (a number; default: every class, one per row)"
+LABEL_HELP = "a conditional model (cvae, m2, adgm, m1m2): draw only this class (a number; default: every class, one per row)"
 
 
 def plot_option_readers(name: str) -> list[str]:

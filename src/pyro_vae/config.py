@@ -631,7 +631,10 @@ def field_help(cls: type) -> dict[str, str]:
             continue
         name = text.split(":", 1)[0].strip()
         if name in names and pending:
-            notes[name] = " ".join(pending).replace(" ... ", " ").replace("...", "").strip()
+            # a comment split over two fields ends the first with "..." and starts the second so
+            note = " ".join(pending).strip()
+            note = note.removesuffix("...").rstrip() if note.endswith(" ...") else note
+            notes[name] = note.removeprefix("...").lstrip() if note.startswith("... ") else note
         pending = []
     return {name: FIELD_HELP.get(name) or notes.get(name, "") for name in names}
 

@@ -1359,10 +1359,10 @@ def figure_from_run(run: Run, kind: str, output: Path, n: int = 64, limit: int |
         raise PyroVAEError(f"the '{kind}' figure is for the unconditional VAE; for --model "
                            f"{run.config.model.model} choose {', '.join(CONDITIONAL_KINDS)}.")
     if kind == "style" and not conditional:
-        raise PyroVAEError(f"the 'style' figure needs a model with a label (--model cvae, m2 or adgm), and "
+        raise PyroVAEError(f"the 'style' figure needs a model with a label (--model cvae, m2, adgm or m1m2), and "
                            f"{run.run_dir} is a --model {run.config.model.model} run; choose another --kind.")
     if label is not None and not conditional:
-        raise PyroVAEError(f"--label draws one class of a conditional model (--model cvae, m2 or adgm); this run's "
+        raise PyroVAEError(f"--label draws one class of a conditional model (--model cvae, m2, adgm or m1m2); this run's "
                            f"model is {run.config.model.model}, so drop --label.")
     if label is not None and not 0 <= label < run.model.num_classes:
         raise PyroVAEError(f"--label {label} is not a class of this model, which has {run.model.num_classes} "
