@@ -77,6 +77,10 @@ def test_training_the_autoencoder_reports_reconstruction_not_an_elbo(runs, capsy
     assert main(["evaluate", str(runs / "ae")]) == 0
     out = capsys.readouterr().out
     assert "reconstruction log p(x | code)" in out and "ELBO " not in out.replace("no ELBO", "")
+    # the number's kind, in the file and on the console (binarized data: a mass on binary data)
+    assert summary["kind"] == "probability mass on binary data" and summary["quantity"] == "log p(x | code)"
+    assert "nats per example (a probability mass on binary data;" in out
+    assert json.loads((runs / "ae" / "evaluation.json").read_text())["kind"] == summary["kind"]
 
 
 def test_what_makes_no_sense_for_an_autoencoder_is_refused(runs, capsys):

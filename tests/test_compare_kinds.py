@@ -357,6 +357,24 @@ def test_an_autoencoders_reconstruction_term_is_kept_out_of_the_elbo_columns(tmp
     assert compare.kind_notes([vae]) == []
 
 
+def test_autoencoders_of_a_mass_and_a_density_are_not_ranked(tmp_path):
+    """A Bernoulli autoencoder's reconstruction term is a mass on binary data, a Gaussian one's a
+    density on grey levels: compare listed -546 and -8749 side by side without a word."""
+    def ae(name, kind, value):
+        return compare.RunRecord(tmp_path / name, {"model": "ae", "likelihood": name, "seed": 0, "dataset": "fashion"},
+                                 {"model": "ae", "selection": "best validation reconstruction log p(x | code)",
+                                  "test_reconstruction": value, "test_reconstruction_stderr": 0.3, "kind": kind,
+                                  "quantity": "log p(x | code)"})
+    bernoulli, gaussian = ae("bernoulli", BINARY_MASS, -546.0), ae("gaussian", DENSITY, -8749.0)
+    columns, rows = compare.compare_table([bernoulli, gaussian])
+    assert [row[f"{compare.AE_TEST} kind"] for row in rows] == ["log p(x | code): " + BINARY_MASS,
+                                                                 "log p(x | code): " + DENSITY]
+    notes = compare.kind_notes([bernoulli, gaussian])
+    assert any(note.startswith(f"Note: {compare.AE_TEST} is not comparable between row 1") and "density" in note
+               for note in notes), notes
+    assert not any("is not comparable" in note for note in compare.kind_notes([bernoulli, ae("b2", BINARY_MASS, -5.0)]))
+
+
 # -- settings that a run does not use ------------------------------------------------------
 
 def test_compare_shows_no_k_for_runs_trained_with_the_elbo(tmp_path):

@@ -302,7 +302,9 @@ def test_fit_of_an_autoencoder_reports_its_reconstruction_term_not_an_elbo(tmp_p
                  config=config, figures=False, log=lambda s: None)
     summary = result.summary
     assert result.train_objective_name == summary["train_objective_name"] == "reconstruction log p(x | code)"
-    assert "test_elbo" not in summary and "kind" not in summary and "bits_per_dim" not in summary
+    assert "test_elbo" not in summary and "bits_per_dim" not in summary
+    # the reconstruction term's own kind (dynamically binarized data: a mass on binary data)
+    assert (summary["kind"], summary["quantity"]) == ("probability mass on binary data", "log p(x | code)")
     assert summary["test_reconstruction_stderr"] > 0
     assert summary["selection"] == "best validation reconstruction log p(x | code)"
 

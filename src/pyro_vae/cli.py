@@ -304,8 +304,8 @@ def cmd_train(args) -> int:
               f"(± is the binomial standard error over the test images); run directory {run_dir}")
     elif "test_elbo" not in summary:  # a plain autoencoder has no ELBO
         print(f"test reconstruction log p(x | code) {summary['test_reconstruction']:.2f} ± "
-              f"{summary['test_reconstruction_stderr']:.2f} nats per example (± is the standard error over the test "
-              f"images; {_best_epoch(summary)}; an autoencoder has no ELBO or log p(x)); "
+              f"{summary['test_reconstruction_stderr']:.2f} nats per example (a {summary['kind']}; ± is the standard "
+              f"error over the test images; {_best_epoch(summary)}; an autoencoder has no ELBO or log p(x)); "
               f"run directory {run_dir}")
     else:
         print(f"test ELBO {summary['test_elbo']:.2f} ± {summary['test_elbo_stderr']:.2f} nats per example, "
@@ -455,8 +455,8 @@ def _evaluate_one(args, run_dir: str) -> None:
         write_json(output, result)
         if "elbo" not in result:  # a plain autoencoder
             print(f"{args.split} reconstruction log p(x | code) {result['reconstruction']:.2f} ± "
-                  f"{result['reconstruction_stderr']:.2f} nats per example ({result['examples']} examples; ± is the "
-                  "standard error over the images; an autoencoder has no ELBO or log p(x))")
+                  f"{result['reconstruction_stderr']:.2f} nats per example (a {result['kind']}; {result['examples']} "
+                  "examples; ± is the standard error over the images; an autoencoder has no ELBO or log p(x))")
             return 0
         split = "train-split" if args.split == "train" else args.split  # not the training objective
         print(f"{split} ELBO {result['elbo']:.2f} ± {result['elbo_stderr']:.2f} nats per example "

@@ -389,6 +389,11 @@ def _summary(trainer: Trainer, dataset: ImageDataset, best: dict, objective: str
     test = evaluate_elbo(trainer.model, trainer.guide, dataset.test.images, analytic_kl=True,
                          labels=dataset.test.labels)
     if not getattr(trainer.model, "has_marginal_likelihood", True):  # an autoencoder: no ELBO, no log p(x)
+        likelihood = getattr(trainer.model, "likelihood", None)
+        if config is not None and likelihood is not None:  # its kind, as the CLI's summary says it
+            from pyro_vae.runs import reconstruction_kind
+
+            common.update(reconstruction_kind(_as_given(config, dataset), likelihood))
         return {**common, "selection": "best validation reconstruction log p(x | code)",
                 "test_reconstruction": test["reconstruction"],
                 "test_reconstruction_stderr": test["reconstruction_stderr"],
@@ -396,14 +401,10 @@ def _summary(trainer: Trainer, dataset: ImageDataset, best: dict, objective: str
     kind = {}  # the test ELBO's kind and bits/dim, as the CLI's summary: known for a library model's config
     likelihood = getattr(trainer.model, "likelihood", None)
     if config is not None and likelihood is not None:
-        import copy
-
         from pyro_vae.runs import kind_fields
 
-        if config.data.binarize == "auto":  # as the data were given: the ImageDataset says how
-            config = copy.deepcopy(config)
-            config.data.binarize = dataset.binarize
-        kind = kind_fields(config, likelihood, dataset.image_shape, test["elbo"], test["elbo_stderr"])
+        kind = kind_fields(_as_given(config, dataset), likelihood, dataset.image_shape, test["elbo"],
+                           test["elbo_stderr"])
     return {"dataset": dataset.name, "objective": objective, "epochs": trainer.state.epoch,
             "best_epoch": best["epoch"],
             "selection": trainer.settings.describe_selection(),  # with the K of an IWAE bound, as the CLI's
@@ -412,6 +413,18 @@ def _summary(trainer: Trainer, dataset: ImageDataset, best: dict, objective: str
             "test_reconstruction": test["reconstruction"], "test_reconstruction_stderr": test["reconstruction_stderr"],
             "test_kl": test["kl"], "test_kl_stderr": test["kl_stderr"], "unit": "nats per example",
             **kind, "train_seconds_this_session": seconds}
+
+
+def _as_given(config, dataset: ImageDataset):
+    """``config`` with ``binarize = "auto"`` made what the data were given as (the ImageDataset
+    says how), so that the kind of a number says binary or 8-bit data."""
+    if config.data.binarize != "auto":
+        return config
+    import copy
+
+    config = copy.deepcopy(config)
+    config.data.binarize = dataset.binarize
+    return config
 
 
 def _figures(model, guide, dataset: ImageDataset, run_dir: Path, device, objective: str) -> list[Path]:

@@ -590,7 +590,7 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
             results = {"selection": "best validation reconstruction log p(x | code)",
                        "best_valid_criterion": best["best_valid_elbo"], "test_reconstruction": test["reconstruction"],
                        "test_reconstruction_stderr": test["reconstruction_stderr"],  # over the test images
-                       "unit": "nats per example"}
+                       "unit": "nats per example", **reconstruction_kind(config, model.likelihood)}
         else:
             test = evaluate_elbo(model, guide, dataset.test.images, analytic_kl=True, labels=dataset.test.labels)
             results = {
@@ -945,7 +945,8 @@ def evaluate_run(run: Run, split: str = "test", limit: int = 0, subset: str = "r
     # The seed draws the Monte Carlo reconstruction term's codes (and any --limit subset): a number's input.
     if not getattr(run.model, "has_marginal_likelihood", True):  # an autoencoder: no ELBO, no KL
         return {**chosen, "seed": seed, "examples": len(images), "unit": "nats per example",
-                "reconstruction": result["reconstruction"], "reconstruction_stderr": result["reconstruction_stderr"]}
+                "reconstruction": result["reconstruction"], "reconstruction_stderr": result["reconstruction_stderr"],
+                **reconstruction_kind(run.config, run.model.likelihood)}
     return {**chosen, "seed": seed, "examples": len(images), "unit": "nats per example", **result,
             **kind_fields(run.config, run.model.likelihood, part.images.shape[1:], result["elbo"],
                           result["elbo_stderr"])}
@@ -976,6 +977,14 @@ def kind_fields(config: Config, likelihood, image_shape, mean: float, stderr: fl
     if scored != dimensions(image_shape):
         fields["image_dimensions"] = dimensions(image_shape)
     return fields
+
+
+def reconstruction_kind(config: Config, likelihood) -> dict:
+    """An autoencoder's reconstruction log p(x | code): its kind of number (a mass on binary or
+    8-bit data, or a density: numbers of different kinds cannot be ranked) and its quantity."""
+    from pyro_vae.inference.kinds import RECONSTRUCTION, number_kind
+
+    return {"kind": number_kind(likelihood.data_kind, binary_data(config)), "quantity": RECONSTRUCTION}
 
 
 def quantity_of(config: Config) -> str:

@@ -235,9 +235,20 @@ AE_NOTE = (f"Note: {AE_VALID} and {AE_TEST} are an autoencoder's reconstruction 
            "and not a bound on log p(x) (an autoencoder has none), so they cannot be ranked against the ELBOs "
            "and log p(x) of the other rows.")
 
+def _autoencoder_test_record(record) -> dict | None:
+    """An autoencoder's summary.json, which holds its test reconstruction term, that number's
+    "kind" and its quantity (log p(x | code); a summary that predates them: kind unknown)."""
+    from pyro_vae.inference.kinds import RECONSTRUCTION
+
+    summary = record.summary
+    if not is_autoencoder(summary) or summary.get("test_reconstruction") is None:
+        return None
+    return {**summary, "quantity": summary.get("quantity") or RECONSTRUCTION}
+
+
 #: The numbers that carry a kind: (column, the JSON that holds it and its "kind" and
 #: "bits_per_dim", or None where the run has no such number).
-KINDED = {"test ELBO": _test_elbo_record, "test log p(x)": lambda r: r.loglik}
+KINDED = {"test ELBO": _test_elbo_record, "test log p(x)": lambda r: r.loglik, AE_TEST: _autoencoder_test_record}
 
 #: (column, how to read it from a run): epochs, seconds, nats per example, bits per dimension.
 QUANTITIES = [

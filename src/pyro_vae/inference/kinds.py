@@ -39,6 +39,8 @@ MARGINAL = "log p(x)"
 GIVEN_LABEL = "log p(x | y)"
 #: The quantity's short name for quadrant completion (:func:`quantity` adds which quadrants).
 COMPLETION = "log p(x_m | x_g)"
+#: A plain autoencoder's number: the reconstruction term at the encoder's code, no bound on log p(x).
+RECONSTRUCTION = "log p(x | code)"
 #: Quadrant completion's given quadrants, in order (as :mod:`pyro_vae.models.quadrant`).
 QUADRANT_ORDER = ("top-left", "top-right", "bottom-left")
 
