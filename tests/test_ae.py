@@ -167,7 +167,26 @@ def test_side_by_side_figure_titles_give_each_number_its_standard_error_images_k
     for title in titles:
         assert "log (1/K) sum_k p(x | z_k), z_k ~ N(0, I), K=1000: " in title
         assert title.count(" nats/image") == 2 and len(re.findall(r"-?\d+\.\d ± \d+\.\d nats/image", title)) == 2
-        assert f"(mean ± s.e. over 50 test images, the second over their first 20; {BINARY_MASS})" in title
+        assert f"(mean ± s.e. over 50 test images, the second over their first 20;\n{BINARY_MASS})" in title
+
+
+def test_a_side_by_side_figure_of_one_run_reads_the_default_5000_images_and_draws_no_circle_it_names(
+        idx_dir, tmp_path, monkeypatch):
+    """`plot RUN --kind compare` (one run, no --limit) read every test image, where its help says
+    5000; and a title named the dashed N(0, I) circle on principal components, where none is drawn."""
+    from pyro_vae import plots
+    from pyro_vae.cli import main
+
+    seen = []
+    monkeypatch.setattr(plots, "_scatter_codes", lambda ax, points, *a, **k: seen.append(len(points)))
+    monkeypatch.setattr(plots, "_save", lambda fig, path: seen.append([ax.get_title() for ax in fig.axes]) or path)
+    monkeypatch.setattr("pyro_vae.runs.FIGURE_IMAGES", 30)  # the idx test split is small: a default below it
+    run = tmp_path / "vae4"  # a 4-D code: drawn on its first two principal components
+    assert main(["train", "--data-dir", str(idx_dir), "--run-dir", str(run), *TINY, "--latent-dim", "4",
+                 "--figures", "false"]) == 0
+    assert main(["plot", str(run), "--kind", "compare", "-o", str(tmp_path / "c.png")]) == 0
+    assert seen[0] == 30
+    assert "principal components of" in seen[1][0] and "N(0, I))" not in seen[1][0].splitlines()[-1]
 
 
 def test_sampled_code_log_likelihood_is_log_p_x_for_a_linear_gaussian_decoder():

@@ -439,9 +439,11 @@ def plot_compare(entries: list[tuple[str, object, object]], images: torch.Tensor
             ax.add_patch(matplotlib.patches.Circle((0, 0), PRIOR_95_RADIUS, fill=False, ls="--", color="black",
                                                    label="95% of N(0, I)"))
             ax.set_xlabel("z1"), ax.set_ylabel("z2")
-        else:
+            what = "dashed: 95% of N(0, I)"
+        else:  # no circle: N(0, I)'s 95% region in a projection of codes is not that circle
             ax.set_xlabel("principal component 1"), ax.set_ylabel("principal component 2")
-        ax.set_title(f"{title}\ncodes of {len(codes)} test images (dashed: 95% of N(0, I))", fontsize=9)
+            what = f"their first two principal components of {codes.shape[1]}"
+        ax.set_title(f"{title}\ncodes of {len(codes)} test images ({what})", fontsize=9)
         if samples:
             device = next(iter(model.parameters())).device if hasattr(model, "parameters") else "cpu"
             drawn = model.decode_mean(z[:, :model.latent_dim].to(device))

@@ -1274,10 +1274,15 @@ def _mean_and_stderr(values: torch.Tensor) -> tuple[float, float, int]:
     return values.mean().item(), (values.std().item() / math.sqrt(n)) if n > 1 else float("nan"), n
 
 
-def figure_from_runs(runs: list[Run], kind: str, output: Path, n: int = 36, limit: int = 5000,
+#: The first test images a figure reads when no --limit is given.
+FIGURE_IMAGES = 5000
+
+
+def figure_from_runs(runs: list[Run], kind: str, output: Path, n: int = 36, limit: int | None = None,
                      seed: int = 0) -> Path:
     """Draw ``kind`` (``compare`` or ``latent``) for several unconditional runs side by side:
-    their codes of the first ``limit`` test images of the first run's data set, and for
+    their codes of the first ``limit`` test images of the first run's data set (None:
+    :data:`FIGURE_IMAGES`), and for
     ``compare`` ``n`` draws z ~ N(0, I) through each decoder. Each title gives the run's mean
     reconstruction log p(x | code) over those images and its mean log (1/K) sum_k p(x | z_k),
     z_k ~ N(0, I), over the first :data:`GENERATION_IMAGES` (nats per image), each ± its
@@ -1306,7 +1311,7 @@ def figure_from_runs(runs: list[Run], kind: str, output: Path, n: int = 36, limi
     if len(shapes) > 1 or len({run.config.data.dataset for run in runs}) > 1:
         raise PyroVAEError("the runs were trained on different data; compare runs of one data set.")
     dataset = runs[0].dataset()
-    test = dataset.test.head(limit)
+    test = dataset.test.head(FIGURE_IMAGES if limit is None else limit)
     images = as_tensor(test.images)
     entries = []
     for run in runs:
@@ -1320,7 +1325,7 @@ def figure_from_runs(runs: list[Run], kind: str, output: Path, n: int = 36, limi
                         f"reconstruction log p(x | code): {recon[0]:.1f} ± {recon[1]:.1f} nats/image\n"
                         f"log (1/K) sum_k p(x | z_k), z_k ~ N(0, I), K={GENERATION_DRAWS}: {sampled[0]:.1f} ± "
                         f"{sampled[1]:.1f} nats/image\n"
-                        f"(mean ± s.e. over {images_seen}; {number})", run.model, run.guide))
+                        f"(mean ± s.e. over {images_seen};\n{number})", run.model, run.guide))  # 2 lines: the width
     return plots.plot_compare(entries, images, test.labels, output, dataset.class_names,
                               samples=n if kind == "compare" else 0, seed=seed)
 
@@ -1395,7 +1400,7 @@ def figure_from_run(run: Run, kind: str, output: Path, n: int = 64, limit: int |
         except ValueError as err:
             raise PyroVAEError(f"{err}.") from None
     dataset = run.dataset()
-    test = dataset.test.head(5000 if limit is None else limit)
+    test = dataset.test.head(FIGURE_IMAGES if limit is None else limit)
     if kind == "manifold":  # an autoencoder has no prior quantiles: span its codes instead
         try:
             return plots.plot_manifold(run.model, output, device=run.device,
