@@ -160,6 +160,14 @@ def test_a_new_run_is_refused_in_a_folder_whose_files_it_would_overwrite(idx_dir
     assert (folder / "notes.txt").read_text() == "kept either way\n"
 
 
+def test_a_sigma_per_channel_on_one_channel_images_is_refused_as_the_single_learned_sigma(idx_dir, tmp_path, capsys):
+    run = tmp_path / "r"
+    assert main(["train", "--run-dir", str(run), "--data-dir", str(idx_dir), *TINY, "--binarize", "none",
+                 "--likelihood", "gaussian-learned-per-channel"]) == 2
+    err = capsys.readouterr().err
+    assert "give --likelihood gaussian-learned." in err and len(err.strip().splitlines()) == 1 and not run.exists()
+
+
 def test_console_script_and_debug_traceback(tmp_path):
     result = subprocess.run([sys.executable, "-m", "pyro_vae.cli", "--debug", "evaluate", str(tmp_path)],
                             capture_output=True, text=True)

@@ -451,6 +451,10 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
         if resume:  # the codes must be those the run began on: M1 as it was then
             check_m1_unchanged(run_dir, Path(config.model.m1_run))
         dataset, scaler, code_scales = m1_codes(config, dataset, device)
+    if config.model.likelihood == "gaussian-learned-per-channel" and dataset.image_shape[0] == 1 and not resume:
+        raise ConfigError(f"--likelihood gaussian-learned-per-channel learns one sigma per colour channel, and "
+                          f"'{dataset.name}' has one channel, so it would be --likelihood gaussian-learned under "
+                          "another name; give --likelihood gaussian-learned.")
     model, guide = build_vae(config.model, dataset.image_shape, num_classes(dataset), check_effect=False)
     dataset.check_support(model.likelihood, hint=CLI_SUPPORT_HINTS.get(config.model.likelihood))
     valid = len(dataset.valid)
