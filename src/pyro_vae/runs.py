@@ -331,10 +331,12 @@ def refuse_sweep_dir(run_dir: Path, option: str = "--run-dir") -> None:
                               f"have a folder of their own; choose a new {option}.")
 
 
-#: What training writes into its run directory, besides the checkpoints: a folder holding any
-#: of these that is not a run would lose them (a new run is refused there).
-TRAINING_OUTPUTS = (CONFIG, METRICS, SUMMARY, LABELLED, CODES, BEST, "samples.png", "reconstructions.png",
-                    "completions.png", "curves.png", "tensorboard", "mlflow.json")  # (tracking.RUN_ID_FILE)
+#: What training writes into its run directory only once an epoch has committed (with
+#: checkpoint_last.pt): a folder that holds any of these but is not a run is someone's own
+#: (a new run there is refused). The files written before the first commit (config.toml, the
+#: labelled examples, TensorBoard's and MLflow's) are a killed run's that never committed,
+#: which a new run there replaces, as starting again after such a crash should.
+TRAINING_OUTPUTS = (METRICS, SUMMARY, BEST, "samples.png", "reconstructions.png", "completions.png", "curves.png")
 
 
 def refuse_overwriting_outputs(run_dir: Path, option: str = "--run-dir") -> None:
