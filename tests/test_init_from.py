@@ -146,29 +146,23 @@ def test_a_run_that_adds_iaf_steps_starts_with_its_sources_posterior(source, idx
         torch.testing.assert_close(q_after.log_prob(z), q_before.log_prob(z), rtol=0, atol=1e-4)
 
 
-def test_a_run_may_not_drop_a_part_of_its_source(source, idx_dir, tmp_path, capsys):
-    flowed = tmp_path / "flowed"
-    assert main(["train", "--data-dir", str(idx_dir), "--run-dir", str(flowed), "--epochs", "1", *TINY,
-                 "--flow", "householder", "--flow-steps", "1", "--init-from", str(source)]) == 0
+@pytest.mark.parametrize("extended,second,words", [
+    # a run may add a prior or flow to its source, not drop one
+    (["--flow", "householder", "--flow-steps", "1"], [], ["guide parameter 'steps.0", "not drop one"]),
+    # a prior of another size than the source's: the size to give is named (it said "give a run on the same data set")
+    (["--prior", "vamp", "--pseudo-inputs", "4"], ["--prior", "vamp", "--pseudo-inputs", "6"],
+     ["has --pseudo-inputs 4, this run 6: give --pseudo-inputs 4"]),
+])
+def test_a_run_from_an_extended_source_must_keep_its_parts(source, idx_dir, tmp_path, capsys, extended, second, words):
+    first = tmp_path / "extended"
+    assert main(["train", "--data-dir", str(idx_dir), "--run-dir", str(first), "--epochs", "1", *TINY, *extended,
+                 "--init-from", str(source)]) == 0
     capsys.readouterr()
-    run = tmp_path / "plain"
-    assert main(["train", "--data-dir", str(idx_dir), "--run-dir", str(run), "--epochs", "1", *TINY,
-                 "--init-from", str(flowed)]) == 2
+    run = tmp_path / "second"
+    assert main(["train", "--data-dir", str(idx_dir), "--run-dir", str(run), "--epochs", "1", *TINY, *second,
+                 "--init-from", str(first)]) == 2
     err = capsys.readouterr().err
-    assert "guide parameter 'steps.0" in err and "not drop one" in err and len(err.strip().splitlines()) == 1
-    assert not run.exists()
-
-
-def test_a_prior_of_another_size_than_its_sources_names_the_size_to_give(source, idx_dir, tmp_path, capsys):
-    vamp = tmp_path / "vamp"
-    assert main(["train", "--data-dir", str(idx_dir), "--run-dir", str(vamp), "--epochs", "1", *TINY,
-                 "--prior", "vamp", "--pseudo-inputs", "4", "--init-from", str(source)]) == 0
-    capsys.readouterr()
-    run = tmp_path / "bigger"
-    assert main(["train", "--data-dir", str(idx_dir), "--run-dir", str(run), "--epochs", "1", *TINY,
-                 "--prior", "vamp", "--pseudo-inputs", "6", "--init-from", str(vamp)]) == 2
-    err = capsys.readouterr().err
-    assert "has --pseudo-inputs 4, this run 6: give --pseudo-inputs 4" in err and len(err.strip().splitlines()) == 1
+    assert all(word in err for word in words) and len(err.strip().splitlines()) == 1, err
     assert not run.exists()
 
 
