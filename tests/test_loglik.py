@@ -8,6 +8,7 @@ import torch
 from pyro.infer import RenyiELBO
 
 from linear_gaussian import PPCA, BernoulliLine
+from pyro_vae.config import ModelConfig
 from pyro_vae.inference.loglik import LogMeanExp, importance_log_likelihood
 from pyro_vae.inference.objectives import IWAELoss, elbo_terms
 from pyro_vae.inference.weights import log_importance_weights
@@ -168,6 +169,27 @@ def test_bad_input_to_the_estimator_gets_a_sentence(k, x, message):
     model, guide = build_vae(ModelConfig(latent_dim=2, hidden_dims=[8]), (1, 28, 28))
     with pytest.raises(PyroVAEError, match=message):
         importance_log_likelihood(model, guide, x, k=k)
+
+
+@pytest.mark.parametrize("other,message", [
+    ((ModelConfig(latent_dim=3, hidden_dims=[8]), (1, 28, 28)),
+     "the guide's code has 3 dimensions but the model's latent has 2"),
+    ((ModelConfig(latent_dim=2, hidden_dims=[8]), (1, 32, 32)), "it was built for images of another shape"),
+])
+def test_a_guide_that_is_not_the_models_pair_gets_a_sentence(other, message):
+    """A guide of another latent size or image shape failed with torch's "mat1 and mat2 shapes
+    cannot be multiplied", in the estimator and in fit (a new-user audit)."""
+    from pyro_vae.build import build_vae
+    from pyro_vae.errors import PyroVAEError
+    from pyro_vae.fit import fit
+
+    model, _ = build_vae(ModelConfig(latent_dim=2, hidden_dims=[8]), (1, 28, 28))
+    _, guide = build_vae(*other)
+    x = torch.zeros(4, 1, 28, 28)
+    with pytest.raises(PyroVAEError, match=message):
+        importance_log_likelihood(model, guide, x, k=3)
+    with pytest.raises(PyroVAEError, match=message):
+        fit(model, guide, (x, x), epochs=1, log=lambda line: None)
 
 
 @pytest.mark.parametrize("options,message", [

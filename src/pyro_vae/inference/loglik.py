@@ -146,6 +146,32 @@ def check_examples_fit_programs(model, guide, x: torch.Tensor, what: str = "the 
     expected = getattr(getattr(model, "decoder", None), "image_shape", None)
     if expected is not None and tuple(x.shape[1:]) != tuple(expected):
         raise DataError(f"{what} have shape {tuple(x.shape[1:])} but the model expects {tuple(expected)}.")
+    _check_guide_fits_model(model, guide, x, what)
+
+
+def _check_guide_fits_model(model, guide, x: torch.Tensor, what: str) -> None:
+    """Refuse a guide that is not the model's pair: one built for images of another shape, or
+    whose code has another size than the model's latent (torch said "mat1 and mat2 shapes
+    cannot be multiplied" deep in a network). Checked by encoding one example, where the guide
+    encodes images alone (a guide that also needs a label is not checked here)."""
+    encode, latent = getattr(guide, "encode", None), getattr(model, "latent_dim", None)
+    if not callable(encode) or latent is None or getattr(model, "hierarchical", False) or not isinstance(
+            guide, torch.nn.Module):
+        return
+    parameter = next(guide.parameters(), None)
+    one = x[:1].to(parameter.device) if parameter is not None else x[:1]
+    try:
+        with torch.no_grad():
+            loc = encode(one)[0]
+    except TypeError:  # it needs more than images (a label): not checked here
+        return
+    except RuntimeError:
+        raise DataError(f"the guide cannot encode {what} (shape {tuple(x.shape[1:])}): it was built for images of "
+                        "another shape; build the model and guide for these images (build_vae(config, "
+                        "image_shape) returns a matching pair).") from None
+    if loc.shape[-1] != latent:
+        raise DataError(f"the guide's code has {loc.shape[-1]} dimensions but the model's latent has {latent}; "
+                        "give the guide built with the model (build_vae returns a matching pair).")
 
 
 def _check_input(model, guide, x, k: int, batch_size: int | None = None, k_chunk: int | None = None) -> None:
