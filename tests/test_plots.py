@@ -332,7 +332,8 @@ def test_a_conditional_models_reconstructions_say_the_label_was_given(monkeypatc
     images = torch.rand(8, 1, 28, 28)
     model = SimpleNamespace(num_classes=num_classes, decode_mean=lambda z, *y: images)
     guide = SimpleNamespace(encode=lambda x, *y: (torch.zeros(len(x), 2), torch.ones(len(x), 2)))
-    plots.plot_reconstructions(model, guide, images, tmp_path / "r.png", labels=torch.zeros(8, dtype=torch.long))
+    labels = torch.zeros(8, dtype=torch.long) if num_classes else None  # refused where there is no label
+    plots.plot_reconstructions(model, guide, images, tmp_path / "r.png", labels=labels)
     (fig,) = drawn
     right = fig.axes[1].title
     assert right.get_text() == title
@@ -358,3 +359,31 @@ def test_the_interpolation_names_its_two_images(run_2d, tmp_path, monkeypatch):
     plots.plot_interpolation(model, guide, torch.rand(1, 28, 28), torch.rand(1, 28, 28), tmp_path / "j.png",
                              names=("000001.jpg", "000002.jpg"))
     assert titles[-1][0] == "Interpolation between 000001.jpg and 000002.jpg (codes = encoder means)"
+
+
+def test_what_a_figure_cannot_read_or_would_ignore_is_refused_in_a_sentence(tmp_path):
+    """A Python-API audit: plot_reconstructions of NaN images drew them; of 32 x 32 images (or
+    plot_interpolation's) failed with torch's "mat1 and mat2 shapes cannot be multiplied"; and
+    plot_samples(label=3) or plot_reconstructions(labels=...) of an unconditional VAE ignored
+    the label without a word."""
+    from pyro_vae import plots
+    from pyro_vae.build import build_vae
+    from pyro_vae.config import ModelConfig
+    from pyro_vae.errors import PyroVAEError
+
+    model, guide = build_vae(ModelConfig(latent_dim=2, hidden_dims=[8]), (1, 28, 28))
+    out = tmp_path / "x.png"
+    for call, message in (
+            (lambda: plots.plot_reconstructions(model, guide, torch.full((4, 1, 28, 28), float("nan")), out), "NaN"),
+            (lambda: plots.plot_reconstructions(model, guide, torch.rand(4, 1, 32, 32), out),
+             r"have shape \(1, 32, 32\) but the model expects \(1, 28, 28\)"),
+            (lambda: plots.plot_interpolation(model, guide, torch.rand(1, 32, 32), torch.rand(1, 32, 32), out),
+             "the two images have shape"),
+            (lambda: plots.plot_samples(model, out, n=4, label=3), "label=3 has no effect"),
+            (lambda: plots.plot_reconstructions(model, guide, torch.rand(4, 1, 28, 28), out,
+                                                labels=torch.zeros(4, dtype=torch.long)), "labels has no effect")):
+        with pytest.raises(PyroVAEError, match=message):
+            call()
+    assert not out.exists()
+    with pytest.raises(PyroVAEError, match="num_classes=10 has no effect with model 'vae'"):
+        build_vae(ModelConfig(latent_dim=2, hidden_dims=[8]), (1, 28, 28), num_classes=10)

@@ -84,6 +84,9 @@ def build_vae(config: ModelConfig, image_shape: tuple[int, int, int], num_classe
     config.validate()
     if check_effect:
         _check_model_options_take_effect(config)
+        if num_classes and config.model not in ("cvae", "m2", "m1m2", "adgm"):
+            raise ConfigError(f"num_classes={num_classes} has no effect with model '{config.model}', which has no "
+                              "label; leave it out, or build a label model (cvae, m2, adgm).")
     shape = tuple(image_shape) if isinstance(image_shape, (tuple, list, torch.Size)) else ()
     if len(shape) != 3 or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape):
         # (28, 28) failed as "not enough values to unpack (expected 3, got 2)"

@@ -45,6 +45,30 @@ def check_images(images: torch.Tensor, name: str = "images") -> None:
         raise ValueError(f"{name} must hold at least one image, not {tuple(getattr(images, 'shape', ()))}.")
 
 
+def check_images_fit(model, guide, images: torch.Tensor, name: str = "images") -> None:
+    """:func:`check_images`, then that ``images`` are finite and of the shape, dtype and pairing
+    the model and guide read (:func:`~pyro_vae.inference.loglik.check_examples_fit_programs`):
+    one sentence where torch said "mat1 and mat2 shapes cannot be multiplied", and NaN pixels
+    are refused rather than drawn."""
+    from pyro_vae.errors import DataError
+    from pyro_vae.inference.loglik import check_examples_fit_programs
+
+    check_images(images, name)
+    if images.is_floating_point() and not torch.isfinite(images).all():
+        raise DataError(f"the {name} contain NaN or infinite values; clean or drop those images.")
+    check_examples_fit_programs(model, guide, images, f"the {name}")
+
+
+def check_label_used(model, label=None, labels=None) -> None:
+    """Refuse a class label given to a model without one (it would be ignored without a word)."""
+    if not getattr(model, "num_classes", 0) and (label is not None or labels is not None):
+        from pyro_vae.errors import ConfigError
+
+        given = f"label={label}" if label is not None else "labels"
+        raise ConfigError(f"{given} has no effect: this model has no class label; leave it out, or give a label "
+                          "model (cvae, m2, adgm, m1m2).")
+
+
 def image_grid(images: torch.Tensor, ncol: int, pad: int = 1) -> torch.Tensor:
     """Tile ``images`` ``[N, C, H, W]`` (values in [0, 1]) into one ``[H', W', C]`` array."""
     check_count("ncol", ncol)
@@ -177,6 +201,7 @@ def plot_samples(model, path: Path, n: int | None = None, device="cpu", title: s
     conditional model, of E[x | z, y] with z ~ p(z | y) and y = ``label``, or without a label
     every class in turn by rows: exactly ``n`` images, n / C per class, ``n`` a multiple of the
     C classes (default C * (64 // C): 60 for 10 classes), see :func:`sample_count`."""
+    check_label_used(model, label=label)
     n = sample_count(model, n, label)
     ncol = math.ceil(math.sqrt(n))
     if getattr(model, "num_classes", 0):
@@ -236,7 +261,8 @@ def plot_reconstructions(model, guide, images: torch.Tensor, path: Path, title: 
     """Inputs (left) beside E[x | z = loc(x)] (right), one pair per row block; a
     conditional model encodes and decodes with the images' ``labels`` (its title says the
     label is given: M2 and the ADGM do not infer it here)."""
-    check_images(images)
+    check_label_used(model, labels=labels)
+    check_images_fit(model, guide, images)
     conditional = bool(getattr(model, "num_classes", 0))
     if conditional:
         recon = model.decode_mean(guide.encode(images, labels)[0], labels)
@@ -352,6 +378,7 @@ def plot_interpolation(model, guide, x_a: torch.Tensor, x_b: torch.Tensor, path:
     """Decoded codes between two inputs ``[C, H, W]``: a linear and a spherical row; ``names``
     say which two images they are ("test image 0", a file name) in the title."""
     check_count("steps", steps, 2)
+    check_images_fit(model, guide, torch.stack([x_a, x_b]), "two images")
     z_a, z_b = guide.encode(x_a[None])[0][0], guide.encode(x_b[None])[0][0]
     rows = [(method, model.decode_mean(interpolate_codes(z_a, z_b, steps, method)))
             for method in ("linear", "spherical")]

@@ -933,7 +933,7 @@ def _figures(model, guide, dataset: ImageDataset, run_dir: Path, device, objecti
         test = dataset.test.head(32)
         figures = [plot_samples(model, run_dir / "samples.png", device=device, class_names=dataset.class_names),
                    plot_reconstructions(model, guide, test.images, run_dir / "reconstructions.png",
-                                        labels=test.labels)]
+                                        labels=test.labels if getattr(model, "num_classes", 0) else None)]
     if (run_dir / METRICS).exists():
         figures.append(plot_curves(read_metrics(run_dir), run_dir / "curves.png", objective, quantity))
     return figures
@@ -1415,7 +1415,8 @@ def figure_from_run(run: Run, kind: str, output: Path, n: int = 64, limit: int |
             raise PyroVAEError(f"{err}.") from None
     if kind == "reconstructions":
         shown = test.head(min(n, 32))
-        return plots.plot_reconstructions(run.model, run.guide, shown.images, output, labels=shown.labels)
+        return plots.plot_reconstructions(run.model, run.guide, shown.images, output,
+                                          labels=shown.labels if getattr(run.model, "num_classes", 0) else None)
     if kind == "style":
         shown = test.head(min(n, 10))
         return plots.plot_style_transfer(label_generator(run), shown.images, shown.labels, output,
