@@ -109,8 +109,9 @@ def fit(model: Callable, guide: Callable, data, *, objective="elbo", epochs: int
     are not the ones its [data] table names: score those in Python on the same tensors) and the
     best epoch's parameters are loaded into ``model`` and ``guide`` at the end;
     ``resume=True`` continues the run in ``run_dir`` from its last checkpoint (parameters,
-    optimizer, RNG states) up to ``epochs``. Without ``run_dir`` nothing is written and the
-    last epoch's parameters stay. A fresh run draws from ``seed`` (``pyro.set_rng_seed``), and
+    optimizer, RNG states) up to ``epochs``. Without ``run_dir`` nothing is written, the
+    last epoch's parameters stay, and the result has its ``history`` but no ``summary`` (no
+    test numbers: those are of the best epoch, which a ``run_dir`` keeps). A fresh run draws from ``seed`` (``pyro.set_rng_seed``), and
     the caller's random states (torch, CUDA, NumPy, Python's ``random``) are restored when fit
     returns or raises, as they were before the call.
     ``device`` (``"cpu"``, ``"cuda"`` or ``"cuda:N"``) is checked as the CLI's ``--device``: a
