@@ -118,3 +118,11 @@ def test_a_count_of_draws_below_one_is_refused_when_the_objective_is_made(name, 
     (k=-1: "math domain error"; num_particles=-2: "integer multiplication overflow")."""
     with pytest.raises(ValueError, match=f"^{option} must be a whole number of at least 1, not {value}\\.$"):
         make_objective(name, **{option: value})
+
+
+def test_an_unknown_objective_is_named_with_the_choices():
+    """make_objective("foo") said only "unknown objective 'foo'" (fit's own message lists them)."""
+    from pyro_vae.inference.objectives import make_objective
+
+    with pytest.raises(ValueError, match="unknown objective 'foo'; choose elbo, analytic-kl, iwae or iwae-dreg."):
+        make_objective("foo")

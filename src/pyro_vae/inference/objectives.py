@@ -75,7 +75,9 @@ def make_objective(name: str, num_particles: int | None = None, k: int | None = 
         return IWAELoss(k=k, max_plate_nesting=max_plate_nesting)
     if name == "iwae-dreg":
         return DReGIWAELoss(k=k, max_plate_nesting=max_plate_nesting)
-    raise ValueError(f"unknown objective {name!r}")
+    from pyro_vae.config import OBJECTIVES
+
+    raise ValueError(f"unknown objective {name!r}; choose {', '.join(OBJECTIVES[:-1])} or {OBJECTIVES[-1]}.")
 
 
 class IWAELoss:
