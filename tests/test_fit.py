@@ -287,6 +287,21 @@ def test_fit_summary_has_the_test_elbos_standard_error_and_kind(tmp_path, monkey
     assert "binary" in summary["kind"] and summary == json.loads((tmp_path / "run" / "summary.json").read_text())
 
 
+def test_fit_without_a_config_still_says_the_kind_of_a_plain_models_test_elbo(tmp_path):
+    """A Gaussian VAE fitted without config= had no "kind" in its summary, though its test ELBO
+    is a bound on a density, which a binary-data result must not be ranked against."""
+    model, guide = build_vae(ModelConfig(latent_dim=2, hidden_dims=[16], likelihood="gaussian"), (1, 8, 8))
+    result = fit(model, guide, tiny_dataset("none"), epochs=1, batch_size=50, run_dir=tmp_path / "run",
+                 figures=False, log=lambda s: None)
+    assert (result.summary["kind"], result.summary["quantity"]) == ("density (not comparable)", "log p(x)")
+    cvae, cguide = build_vae(ModelConfig(model="cvae", latent_dim=2, hidden_dims=[16]), (1, 8, 8), num_classes=3)
+    plain = tiny_dataset("dynamic")
+    splits = [Split(part.images, torch.arange(len(part.images)) % 3) for part in (plain.train, plain.valid, plain.test)]
+    labelled = fit(cvae, cguide, ImageDataset("tiny", *splits, binarize="dynamic"), epochs=1, batch_size=50,
+                   run_dir=tmp_path / "cvae", figures=False, log=lambda s: None)
+    assert "kind" not in labelled.summary  # log p(x | y): not said without its config, rather than said wrong
+
+
 def test_fit_of_an_autoencoder_reports_its_reconstruction_term_not_an_elbo(tmp_path):
     """An autoencoder (no prior, no KL) has no ELBO or log p(x): fit names its objective and
     summary as the CLI does, and refuses the options that need a KL term."""

@@ -401,6 +401,8 @@ def _summary(trainer: Trainer, dataset: ImageDataset, best: dict, objective: str
                 "unit": "nats per example", "train_seconds_this_session": seconds}
     kind = {}  # the test ELBO's kind and bits/dim, as the CLI's summary: known for a library model's config
     likelihood = getattr(trainer.model, "likelihood", None)
+    if config is None and likelihood is not None:  # a library model without its config: when it is plain
+        config = _plain_model_config(trainer.model, likelihood, dataset)
     if config is not None and likelihood is not None:
         from pyro_vae.runs import kind_fields
 
@@ -414,6 +416,22 @@ def _summary(trainer: Trainer, dataset: ImageDataset, best: dict, objective: str
             "test_reconstruction": test["reconstruction"], "test_reconstruction_stderr": test["reconstruction_stderr"],
             "test_kl": test["kl"], "test_kl_stderr": test["kl_stderr"], "unit": "nats per example",
             **kind, "train_seconds_this_session": seconds}
+
+
+def _plain_model_config(model, likelihood, dataset: ImageDataset):
+    """A Config that says what a model given without one scores, where that is known from the
+    model alone: an unconditional model of whole images with a library likelihood (its ELBO
+    bounds log p(x), of the kind its likelihood and the data's binarization make); else None
+    (a label model's or quadrant completion's quantity is not read from the objects)."""
+    from pyro_vae.config import Config
+    from pyro_vae.likelihoods import LIKELIHOODS
+
+    name = getattr(likelihood, "name", None)
+    if name not in LIKELIHOODS or getattr(model, "num_classes", 0) or hasattr(model, "complete"):
+        return None
+    config = Config()
+    config.model.likelihood, config.data.binarize, config.data.dataset = name, dataset.binarize, dataset.name
+    return config
 
 
 def _as_given(config, dataset: ImageDataset):
