@@ -387,3 +387,24 @@ def test_what_a_figure_cannot_read_or_would_ignore_is_refused_in_a_sentence(tmp_
     assert not out.exists()
     with pytest.raises(PyroVAEError, match="num_classes=10 has no effect with model 'vae'"):
         build_vae(ModelConfig(latent_dim=2, hidden_dims=[8]), (1, 28, 28), num_classes=10)
+
+
+def test_codes_labels_and_vectors_of_mismatched_lengths_get_a_sentence(tmp_path):
+    """plot_latent with 5 labels for 16 images, attribute_vector with a mask of another length,
+    and interpolate_codes / apply_attribute of codes of different sizes failed deep in torch."""
+    from pyro_vae import plots
+    from pyro_vae.build import build_vae
+    from pyro_vae.config import ModelConfig
+
+    _, guide = build_vae(ModelConfig(latent_dim=2, hidden_dims=[8]), (1, 28, 28))
+    images = torch.rand(16, 1, 28, 28)
+    for call, message in (
+            (lambda: plots.plot_latent(guide, images, torch.zeros(5, dtype=torch.long), tmp_path / "l.png"),
+             "labels has 5 entries for 16 images"),
+            (lambda: plots.attribute_vector(torch.zeros(5, 2), torch.tensor([1, 0, 1])),
+             "has_attribute has 3 entries for 5 codes"),
+            (lambda: plots.interpolate_codes(torch.zeros(2), torch.ones(3), 3), "shapes \\(2,\\) and \\(3,\\)"),
+            (lambda: plots.apply_attribute(torch.zeros(2), torch.zeros(3), [1, 2]), "the code has shape")):
+        with pytest.raises(ValueError, match=message):
+            call()
+    assert not (tmp_path / "l.png").exists()

@@ -59,6 +59,13 @@ def check_images_fit(model, guide, images: torch.Tensor, name: str = "images") -
     check_examples_fit_programs(model, guide, images, f"the {name}")
 
 
+def check_same_length(what: str, values, images_name: str, n: int) -> None:
+    """A ValueError unless ``values`` has one entry per image (a mismatch was torch's "The shape
+    of the mask [5] ... does not match" deep in an index)."""
+    if values is not None and len(values) != n:
+        raise ValueError(f"{what} has {len(values)} entries for {n} {images_name}; give one per image.")
+
+
 def check_label_used(model, label=None, labels=None) -> None:
     """Refuse a class label given to a model without one (it would be ignored without a word)."""
     if not getattr(model, "num_classes", 0) and (label is not None or labels is not None):
@@ -313,6 +320,9 @@ def interpolate_codes(z_a: torch.Tensor, z_b: torch.Tensor, steps: int, method: 
     centre.
     """
     check_count("steps", steps, 2)  # both endpoints
+    if z_a.shape != z_b.shape:
+        raise ValueError(f"the two codes have shapes {tuple(z_a.shape)} and {tuple(z_b.shape)}; interpolate between "
+                         "codes of one latent space.")
     t = torch.linspace(0, 1, steps, dtype=z_a.dtype, device=z_a.device)[:, None]
     if method == "linear":
         return (1 - t) * z_a + t * z_b
@@ -330,6 +340,7 @@ def interpolate_codes(z_a: torch.Tensor, z_b: torch.Tensor, steps: int, method: 
 def attribute_vector(codes: torch.Tensor, has_attribute: torch.Tensor) -> torch.Tensor:
     """Mean code of the examples with the attribute minus the mean code of those without.
     ``codes`` ``[N, L]``, ``has_attribute`` ``[N]`` bool -> ``[L]``."""
+    check_same_length("has_attribute", has_attribute, "codes", len(codes))
     has_attribute = has_attribute.bool()
     if has_attribute.all() or not has_attribute.any():
         raise ValueError("an attribute vector needs examples both with and without the attribute")
@@ -338,6 +349,9 @@ def attribute_vector(codes: torch.Tensor, has_attribute: torch.Tensor) -> torch.
 
 def apply_attribute(code: torch.Tensor, vector: torch.Tensor, alphas) -> torch.Tensor:
     """``code + alpha * vector`` for each alpha -> ``[len(alphas), L]``; alpha = 0 is the code."""
+    if code.shape != vector.shape:
+        raise ValueError(f"the code has shape {tuple(code.shape)} and the attribute vector {tuple(vector.shape)}; "
+                         "give a vector of the code's latent space.")
     alphas = torch.as_tensor(list(alphas), dtype=code.dtype, device=code.device)[:, None]
     return code + alphas * vector
 
@@ -392,6 +406,7 @@ def plot_arithmetic(model, guide, images: torch.Tensor, has_attribute: torch.Ten
     """Rows ``decode(code + alpha * v)`` for a few ``examples``, with ``v`` the attribute
     vector of ``images`` (mean code with the attribute minus mean code without)."""
     check_images(examples, "examples")
+    check_same_length("has_attribute", has_attribute, "images", len(images))
     codes = _codes(guide, images)
     vector = attribute_vector(codes, has_attribute)
     rows = []
@@ -486,6 +501,7 @@ def plot_latent(guide, images: torch.Tensor, labels: torch.Tensor | None, path: 
     """Test-set codes (encoder means) coloured by class: the codes themselves for a 2-D
     latent, their first two principal components otherwise."""
     check_images(images)
+    check_same_length("labels", labels, "images", len(images))
     codes = _codes(guide, images).cpu()
     if codes.shape[1] == 2:
         points, axis = codes, "z"
