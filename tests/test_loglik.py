@@ -317,3 +317,20 @@ def test_a_researchers_own_program_gets_the_kind_its_observed_sites_tell(observe
     estimate = importance_log_likelihood(model, guide, x, k=3)
     assert estimate.kind == kind and estimate.quantity == "log p(x)"
     assert estimate.summary()["kind"] == (kind or "not known (the model has no pyro-vae likelihood)")
+
+
+def test_a_conditional_models_labels_are_checked_at_the_boundary():
+    """A CVAE's estimate with 3 labels for 8 images, a label of 10 among 4 classes, or no labels
+    failed deep in torch (broadcasting, one_hot, a missing positional argument)."""
+    from pyro_vae.build import build_vae
+    from pyro_vae.errors import PyroVAEError
+
+    model, guide = build_vae(ModelConfig(model="cvae", latent_dim=2, hidden_dims=[8]), (1, 28, 28), num_classes=4)
+    x = torch.zeros(8, 1, 28, 28)
+    for inputs, message in (({"y": torch.zeros(3, dtype=torch.long)}, "y has 3 entries for 8 examples"),
+                            ({"y": torch.full((8,), 10)}, r"y has labels outside 0\.\.3"),
+                            ({}, "pass y=labels")):
+        with pytest.raises(PyroVAEError, match=message):
+            importance_log_likelihood(model, guide, x, k=2, **inputs)
+    estimate = importance_log_likelihood(model, guide, x, k=2, y=torch.arange(8) % 4)
+    assert torch.isfinite(estimate.log_likelihood).all()

@@ -197,6 +197,22 @@ def _check_input(model, guide, x, k: int, batch_size: int | None = None, k_chunk
         raise DataError("the examples contain NaN or infinite values.")
 
 
+def _check_labels(model, x: torch.Tensor, inputs: dict) -> None:
+    """The inputs chunked with ``x`` (a conditional model's labels ``y``): one per example, and a
+    label model's in 0..C-1; a model that needs labels gets them (torch said "forward() missing
+    1 required positional argument: 'y'", or "Attempting to broadcast a dimension")."""
+    classes = getattr(model, "num_classes", 0)
+    if getattr(model, "needs_labels", False) and "y" not in inputs:
+        raise DataError(f"this model is conditioned on the class label: pass y=labels (a long tensor of one "
+                        f"label in 0..{classes - 1} per example).")
+    for name, value in inputs.items():
+        if torch.is_tensor(value) and len(value) != len(x):
+            raise DataError(f"{name} has {len(value)} entries for {len(x)} examples; give one per example.")
+    y = inputs.get("y")
+    if classes and torch.is_tensor(y) and len(y) and (y.min() < 0 or y.max() >= classes):
+        raise DataError(f"y has labels outside 0..{classes - 1}, the classes of this model.")
+
+
 def _priors_fixed(estimator: Callable) -> Callable:
     """Run ``estimator(model, ...)`` with the model's priors fixed (:func:`fixed_priors`): a
     mixture prior is then computed once per call rather than once per chunk (issue #19)."""
@@ -227,6 +243,7 @@ def importance_log_likelihood(model: Callable, guide: Callable, x: torch.Tensor,
     callable told ``(examples done, len(x))`` after every chunk of examples.
     """
     _check_input(model, guide, x, k, batch_size, k_chunk)
+    _check_labels(model, x, kwargs)
     # A likelihood that reads P maps per channel (256 for a categorical) makes the decoder's
     # output P times as large, so a chunk holds P times fewer example-samples.
     budget = chunk_budget(x, getattr(getattr(model, "likelihood", None), "params_per_channel", 1))
