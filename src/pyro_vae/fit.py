@@ -389,9 +389,13 @@ def _summary(trainer: Trainer, dataset: ImageDataset, best: dict, objective: str
                 "unit": "nats per example", "train_seconds_this_session": seconds}
     test = evaluate_elbo(trainer.model, trainer.guide, dataset.test.images, analytic_kl=True,
                          labels=dataset.test.labels)
+    # The number's kind, as the CLI's summary gives it: known from a library model's config, or
+    # without one for a plain model (:func:`_plain_model_config`).
+    likelihood = getattr(trainer.model, "likelihood", None)
+    if config is None and likelihood is not None:
+        config = _plain_model_config(trainer.model, likelihood, dataset)
     if not getattr(trainer.model, "has_marginal_likelihood", True):  # an autoencoder: no ELBO, no log p(x)
-        likelihood = getattr(trainer.model, "likelihood", None)
-        if config is not None and likelihood is not None:  # its kind, as the CLI's summary says it
+        if config is not None and likelihood is not None:
             from pyro_vae.runs import reconstruction_kind
 
             common.update(reconstruction_kind(_as_given(config, dataset), likelihood))
@@ -399,10 +403,7 @@ def _summary(trainer: Trainer, dataset: ImageDataset, best: dict, objective: str
                 "test_reconstruction": test["reconstruction"],
                 "test_reconstruction_stderr": test["reconstruction_stderr"],
                 "unit": "nats per example", "train_seconds_this_session": seconds}
-    kind = {}  # the test ELBO's kind and bits/dim, as the CLI's summary: known for a library model's config
-    likelihood = getattr(trainer.model, "likelihood", None)
-    if config is None and likelihood is not None:  # a library model without its config: when it is plain
-        config = _plain_model_config(trainer.model, likelihood, dataset)
+    kind = {}  # the test ELBO's kind and bits/dim
     if config is not None and likelihood is not None:
         from pyro_vae.runs import kind_fields
 
