@@ -192,6 +192,21 @@ def test_a_guide_that_is_not_the_models_pair_gets_a_sentence(other, message):
         fit(model, guide, (x, x), epochs=1, log=lambda line: None)
 
 
+def test_the_guides_pairing_is_probed_only_when_the_programs_fail():
+    """Encoding one example on every call to check the guide's pairing (above) was a fifth of a
+    small call's cost (K=4, two images; issue #16): the estimator probes only after a failure."""
+    from pyro_vae.build import build_vae
+
+    model, guide = build_vae(ModelConfig(latent_dim=2, hidden_dims=[8]), (1, 28, 28))
+
+    def refuse(x):
+        raise AssertionError("the guide was probed on a call that succeeded")
+
+    guide.encode = refuse
+    x = torch.bernoulli(torch.full((3, 1, 28, 28), 0.3))
+    assert importance_log_likelihood(model, guide, x, k=4).log_likelihood.shape == (3,)
+
+
 @pytest.mark.parametrize("options,message", [
     # range()'s "arg 3 must not be zero"
     ({"batch_size": 0}, "batch_size must be a whole number of at least 1, or None"),

@@ -132,11 +132,15 @@ class LogLikelihoodEstimate:
         }
 
 
-def check_examples_fit_programs(model, guide, x: torch.Tensor, what: str = "the examples") -> None:
+def check_examples_fit_programs(model, guide, x: torch.Tensor, what: str = "the examples",
+                                encode_one: bool = True) -> None:
     """Refuse float examples ``x`` ``[N, ...]`` that the programs cannot read: of another dtype
     than their parameters (float64 from NumPy met float32 weights as torch's "mat1 and mat2 must
     have the same dtype"), or of another shape than the model's decoder makes (a size mismatch
-    deep in the likelihood). ``what`` names the examples in the sentence."""
+    deep in the likelihood), and with ``encode_one`` a guide that is not the model's pair
+    (:func:`_check_guide_fits_model`, which encodes one example; a caller that runs the programs
+    anyway can instead call it when they fail, as the estimator does). ``what`` names the
+    examples in the sentence."""
     for program in (guide, model):  # the guide reads x first
         parameters = program.parameters() if isinstance(program, torch.nn.Module) else ()
         parameter = next((p for p in parameters if p.is_floating_point()), None)
@@ -146,7 +150,8 @@ def check_examples_fit_programs(model, guide, x: torch.Tensor, what: str = "the 
     expected = getattr(getattr(model, "decoder", None), "image_shape", None)
     if expected is not None and tuple(x.shape[1:]) != tuple(expected):
         raise DataError(f"{what} have shape {tuple(x.shape[1:])} but the model expects {tuple(expected)}.")
-    _check_guide_fits_model(model, guide, x, what)
+    if encode_one:
+        _check_guide_fits_model(model, guide, x, what)
 
 
 def _check_guide_fits_model(model, guide, x: torch.Tensor, what: str) -> None:
@@ -189,7 +194,9 @@ def _check_input(model, guide, x, k: int, batch_size: int | None = None, k_chunk
         raise DataError(f"log p(x) needs a float tensor of examples, not {getattr(x, 'dtype', type(x))}.")
     if x.dim() == 0 or x.shape[0] == 0:
         raise DataError("log p(x) needs at least one example (the tensor is empty).")
-    check_examples_fit_programs(model, guide, x)
+    # The guide's pairing with the model is checked only if the programs fail (importance_log_likelihood):
+    # encoding one example on every call was a fifth of a small call's cost (issue #16).
+    check_examples_fit_programs(model, guide, x, encode_one=False)
     likelihood = getattr(model, "likelihood", None)
     if likelihood is not None:
         likelihood.check_support(x, "the examples")
@@ -252,16 +259,31 @@ def importance_log_likelihood(model: Callable, guide: Callable, x: torch.Tensor,
     if k_chunk is None:
         k_chunk = max(1, min(k, budget // max(1, min(batch_size, len(x)))))
     start_time = time.perf_counter()
-    # The results go into two [N] tensors allocated once, not one small tensor per chunk of
-    # examples kept in a list: on the CPU such survivors are carved from the heap's holes between
-    # the chunks' 4 MB tensors, and each one that lands in a hole can leave the next chunk's
-    # tensors no room there, so the heap grows by a hole per image (issue #16, tenth pass).
-    estimates = ess = None
     starts = range(0, len(x), batch_size)
     if progress is True:
         from tqdm.auto import tqdm
 
         starts = tqdm(starts, desc=f"log p(x), K={k}", unit="batch", leave=False)
+    try:
+        estimates, ess = _estimate_in_chunks(model, guide, x, k, batch_size, k_chunk, max_plate_nesting, progress,
+                                             starts, kwargs)
+    except (RuntimeError, ValueError):  # torch's "mat1 and mat2 shapes cannot be multiplied", say
+        _check_guide_fits_model(model, guide, x, "the examples")  # a sentence where the guide is not the model's pair
+        raise
+    kind = (kind_of_scores(model, x) if hasattr(model, "likelihood")
+            else kind_of_observed_sites(model, guide, x, kwargs, max_plate_nesting))
+    return LogLikelihoodEstimate(estimates.cpu(), ess.cpu(), k, time.perf_counter() - start_time,
+                                 kind, quantity_of_scores(model, kwargs))
+
+
+def _estimate_in_chunks(model, guide, x: torch.Tensor, k: int, batch_size: int, k_chunk: int,
+                        max_plate_nesting: int, progress, starts, kwargs: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loop of :func:`importance_log_likelihood`: log p(x) and the ESS ``[N]`` of every example."""
+    # The results go into two [N] tensors allocated once, not one small tensor per chunk of
+    # examples kept in a list: on the CPU such survivors are carved from the heap's holes between
+    # the chunks' 4 MB tensors, and each one that lands in a hole can leave the next chunk's
+    # tensors no room there, so the heap grows by a hole per image (issue #16, tenth pass).
+    estimates = ess = None
     for start in starts:
         rows = slice(start, start + batch_size)
         chunk_kwargs = {key: value[rows] if torch.is_tensor(value) else value
@@ -280,10 +302,7 @@ def importance_log_likelihood(model: Callable, guide: Callable, x: torch.Tensor,
             ess[rows] = accumulator.ess
         if callable(progress):
             progress(min(start + batch_size, len(x)), len(x))
-    kind = (kind_of_scores(model, x) if hasattr(model, "likelihood")
-            else kind_of_observed_sites(model, guide, x, kwargs, max_plate_nesting))
-    return LogLikelihoodEstimate(estimates.cpu(), ess.cpu(), k, time.perf_counter() - start_time,
-                                 kind, quantity_of_scores(model, kwargs))
+    return estimates, ess
 
 
 def kind_of_observed_sites(model: Callable, guide: Callable, x: torch.Tensor, inputs: dict,
