@@ -290,6 +290,28 @@ def test_no_output_overwrites_the_record_of_another_run_or_a_sweep(run, capsys, 
     assert json.loads((tmp_path / "summary.json").read_text())["examples"] == 10
 
 
+def test_no_output_overwrites_the_per_image_values_compare_pairs_runs_by(run, capsys, tmp_path):
+    """`evaluate RUN --k 2 -o RUN/loglik_examples.npz` wrote its JSON over the per-image values of the run's
+    loglik.json and exited 0; `compare` then failed on the run ("cannot read per-example values")."""
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    assert main(["evaluate", str(copy), "--k", "2", "--limit", "10", "-o", str(copy / "loglik.json")]) == 0
+    kept = (copy / "loglik_examples.npz").read_bytes()
+    for argv in (["--k", "2", "--limit", "10"], ["--limit", "10"]):
+        _refused(["evaluate", str(copy), *argv, "-o", str(copy / "loglik_examples.npz")], capsys,
+                 "loglik_examples.npz", "-o")
+    _refused(["plot", str(copy), "--kind", "curves", "-o", str(copy / "loglik_examples.npz")], capsys,
+             "loglik_examples.npz")
+    assert (copy / "loglik_examples.npz").read_bytes() == kept
+    capsys.readouterr()
+    # the run's own loglik.json, named to replace it, still writes its per-image values
+    assert main(["evaluate", str(copy), "--k", "3", "--limit", "10", "-o", str(copy / "loglik.json")]) == 0
+    assert (copy / "loglik_examples.npz").read_bytes() != kept
+    assert main(["compare", str(copy)]) == 0
+
+
 def test_a_result_of_other_options_is_not_replaced_without_being_named(run, capsys, tmp_path):
     """A quick `evaluate RUN --k 2 --limit 5` silently replaced an hour's K=5000 estimate in loglik.json."""
     import shutil
@@ -338,5 +360,8 @@ def test_the_protected_records_are_the_files_runs_and_sweeps_are_read_from():
 
     markers, records = RECORDS["run"]
     assert set(markers) == {runs.CONFIG, LAST}
-    assert {runs.CONFIG, LAST, BEST, runs.METRICS, runs.SUMMARY, runs.LABELLED, runs.CODES} == records
+    from pyro_vae.experiments.compare import examples_path
+
+    assert {runs.CONFIG, LAST, BEST, runs.METRICS, runs.SUMMARY, runs.LABELLED, runs.CODES,
+            examples_path(Path("loglik.json")).name} == records
     assert RECORDS["sweep"] == ((sweep.SWEEP_FILE,), frozenset({sweep.SWEEP_FILE, sweep.STUDY_DB, sweep.RESULTS}))

@@ -414,7 +414,8 @@ def _checked_output(args, run_dir: Path) -> Path:
     from pyro_vae.experiments.compare import examples_path
 
     output = _json_output(args, run_dir, "loglik.json", _request(args, "loglik"))
-    check_output(examples_path(output), f"-o {output}'s per-example file" if args.output else None)
+    # the per-example file of the JSON it writes is its own (loglik.json's is a run's record, as loglik.json may be replaced)
+    check_output(examples_path(output), f"-o {output}'s per-example file" if args.output else None, own_record=True)
     return output
 
 

@@ -22,11 +22,12 @@ from pyro_vae.errors import PyroVAEError, WriteError
 #: The files a directory is read back from, by kind of directory: the files that mark one
 #: (a run: ``config.toml``, or the last checkpoint of a ``pyro_vae.fit`` run without a config;
 #: a sweep: ``sweep.json``) and the files no output may replace (``--resume``, ``evaluate``
-#: and ``compare`` would then fail on the run).
+#: and ``compare`` would then fail on the run; ``loglik_examples.npz``, the per-image values of
+#: ``evaluate --k``'s loglik.json, is what ``compare`` pairs runs by, and ``-o`` naming it wrote JSON into it).
 RECORDS = {
     "run": (("config.toml", "checkpoint_last.pt"),
             frozenset({"config.toml", "checkpoint_last.pt", "checkpoint_best.pt", "metrics.csv", "summary.json",
-                       "labelled_examples.json", "m1_codes.json"})),
+                       "labelled_examples.json", "m1_codes.json", "loglik_examples.npz"})),
     "sweep": (("sweep.json",), frozenset({"sweep.json", "study.db", "results.csv"})),
 }
 
