@@ -170,6 +170,22 @@ def test_side_by_side_figure_titles_give_each_number_its_standard_error_images_k
         assert f"(mean ± s.e. over 50 test images, the second over their first 20;\n{BINARY_MASS})" in title
 
 
+def test_a_side_by_side_figure_of_runs_binarized_differently_is_refused(runs, tmp_path, idx_dir, capsys):
+    """`plot RUN_8BIT RUN_BERNOULLI --kind compare` scored the Bernoulli run on the first run's grey images (no
+    mass: its support is 0/1) and titled it "probability mass on binary data"; the other order titled an 8-bit
+    likelihood's numbers on 0/1 images "probability mass on 8-bit data". Both exited 0."""
+    grey = tmp_path / "grey"
+    assert main(["train", "--data-dir", str(idx_dir), "--run-dir", str(grey), *TINY, "--epochs", "1",
+                 "--likelihood", "discretized-logistic", "--binarize", "none", "--figures", "false"]) == 0
+    capsys.readouterr()
+    for pair in ((grey, runs / "vae"), (runs / "vae", grey)):
+        out = tmp_path / "c.png"
+        assert main(["plot", *map(str, pair), "--kind", "compare", "--limit", "20", "-n", "4", "-o", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert "not binarized alike" in err and "dynamic" in err and "none" in err and "Traceback" not in err, err
+        assert len(err.strip().splitlines()) == 1 and not out.exists()
+
+
 def test_a_side_by_side_figure_of_one_run_reads_the_default_5000_images_and_draws_no_circle_it_names(
         idx_dir, tmp_path, monkeypatch):
     """`plot RUN --kind compare` (one run, no --limit) read every test image, where its help says

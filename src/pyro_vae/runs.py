@@ -1316,6 +1316,11 @@ def figure_from_runs(runs: list[Run], kind: str, output: Path, n: int = 36, limi
     shapes = {tuple(run.checkpoint.get("image_shape", (1, 28, 28))) for run in runs}
     if len(shapes) > 1 or len({run.config.data.dataset for run in runs}) > 1:
         raise PyroVAEError("the runs were trained on different data; compare runs of one data set.")
+    if len({binarization(run.config) for run in runs}) > 1:  # every run is scored on the first run's images
+        raise PyroVAEError("the runs' images are not binarized alike (" + ", ".join(
+            f"{run.run_dir}: {binarization(run.config)}" for run in runs) + "), and each run's numbers would be of "
+            "the first run's images (grey levels given to a Bernoulli, 0/1 pixels to an 8-bit likelihood); compare "
+            "runs of one binarization.")
     dataset = runs[0].dataset()
     test = dataset.test.head(FIGURE_IMAGES if limit is None else limit)
     images = as_tensor(test.images)
