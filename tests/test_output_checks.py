@@ -312,6 +312,23 @@ def test_no_output_overwrites_the_per_image_values_compare_pairs_runs_by(run, ca
     assert main(["compare", str(copy)]) == 0
 
 
+def test_an_elbo_is_not_written_where_compare_reads_a_runs_log_p_x(run, capsys, tmp_path):
+    """`evaluate RUN --limit 10 -o RUN/loglik.json` wrote the ELBO's result there (exit 0), and compare showed the
+    ELBO's bits/dim in the run's "test log p(x) bits/dim" column."""
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    assert main(["evaluate", str(copy), "--k", "2", "--limit", "10", "-o", str(copy / "loglik.json")]) == 0
+    kept = (copy / "loglik.json").read_bytes()
+    _refused(["evaluate", str(copy), "--limit", "10", "-o", str(copy / "loglik.json")], capsys,
+             "compare reads that run's log p(x)", "ELBO", "-o another path")
+    assert (copy / "loglik.json").read_bytes() == kept
+    # a loglik.json in a folder that is no run's is written as asked
+    assert main(["evaluate", str(copy), "--limit", "10", "-o", str(tmp_path / "loglik.json")]) == 0
+    assert json.loads((tmp_path / "loglik.json").read_text())["examples"] == 10
+
+
 def test_a_result_of_other_options_is_not_replaced_without_being_named(run, capsys, tmp_path):
     """A quick `evaluate RUN --k 2 --limit 5` silently replaced an hour's K=5000 estimate in loglik.json."""
     import shutil

@@ -405,6 +405,13 @@ def _checked_output(args, run_dir: Path) -> Path:
     """The JSON file that evaluating ``run_dir`` writes (:func:`_json_output`; with ``--k`` its
     per-example file beside it too), refused now, before anything is measured, where it could
     not be written or holds another request's result."""
+    if args.output and not args.k and Path(args.output).name == "loglik.json":
+        from pyro_vae.runs import is_run_dir
+
+        if is_run_dir(Path(args.output).parent):  # compare reads it as the run's log p(x) and its bits/dim
+            raise PyroVAEError(f"-o {args.output} is where compare reads that run's log p(x) estimate (evaluate --k), "
+                               f"and this {'label fidelity' if args.label_fidelity else 'ELBO'} would be read as one; "
+                               "give -o another path.")
     if args.label_fidelity:
         from pyro_vae.experiments.labels import FIDELITY_FILE
 
