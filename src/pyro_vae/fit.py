@@ -405,10 +405,16 @@ def _summary(trainer: Trainer, dataset: ImageDataset, best: dict, objective: str
                 "unit": "nats per example", "train_seconds_this_session": seconds}
     kind = {}  # the test ELBO's kind and bits/dim
     if config is not None and likelihood is not None:
+        from pyro_vae.data.datasets import as_tensor
+        from pyro_vae.inference.kinds import BINARY_MASS
+        from pyro_vae.inference.loglik import kind_of_scores
         from pyro_vae.runs import kind_fields
 
+        # Images given as 0/1 (tensors, binarize "none") to an 8-bit likelihood: a mass on binary data, as
+        # importance_log_likelihood says of the same images (the config alone said a mass on 8-bit data).
+        scored = kind_of_scores(trainer.model, as_tensor(dataset.test.images))
         kind = kind_fields(_as_given(config, dataset), likelihood, dataset.image_shape, test["elbo"],
-                           test["elbo_stderr"])
+                           test["elbo_stderr"], BINARY_MASS if scored == BINARY_MASS else None)
     return {"dataset": dataset.name, "objective": objective, "epochs": trainer.state.epoch,
             "best_epoch": best["epoch"],
             "selection": trainer.settings.describe_selection(),  # with the K of an IWAE bound, as the CLI's
