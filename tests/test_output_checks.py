@@ -329,6 +329,22 @@ def test_an_elbo_is_not_written_where_compare_reads_a_runs_log_p_x(run, capsys, 
     assert json.loads((tmp_path / "loglik.json").read_text())["examples"] == 10
 
 
+def test_a_limit_above_a_later_runs_split_is_refused_before_the_first_run_is_scored(run, idx_dir, capsys, tmp_path):
+    """`evaluate RUN_A RUN_B --k 2 --limit 150 --split train`, RUN_B trained on 100 images: RUN_A was estimated and
+    its loglik.json written, then RUN_B's --limit refused (exit 2), though every run is checked first."""
+    import shutil
+
+    first, small = tmp_path / "first", tmp_path / "small"
+    shutil.copytree(run, first)
+    for name in ("loglik.json", "loglik_examples.npz"):
+        (first / name).unlink(missing_ok=True)
+    assert main(["train", "--data-dir", str(idx_dir), "--run-dir", str(small), *TINY, "--train-limit", "100"]) == 0
+    capsys.readouterr()
+    _refused(["evaluate", str(first), str(small), "--k", "2", "--limit", "150", "--split", "train"], capsys,
+             "--limit 150 is more than the 100 images of the train split")
+    assert not (first / "loglik.json").exists() and not (small / "loglik.json").exists()
+
+
 def test_a_result_of_other_options_is_not_replaced_without_being_named(run, capsys, tmp_path):
     """A quick `evaluate RUN --k 2 --limit 5` silently replaced an hour's K=5000 estimate in loglik.json."""
     import shutil

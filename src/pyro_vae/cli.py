@@ -361,7 +361,12 @@ def cmd_evaluate(args) -> int:
         from pyro_vae.runs import open_run
 
         for run_dir in args.run_dirs:
-            _refuse_evaluation(args, open_run(Path(run_dir), args.checkpoint, args.device))
+            run = open_run(Path(run_dir), args.checkpoint, args.device)
+            _refuse_evaluation(args, run)
+            if args.limit and not args.label_fidelity:  # a --limit above a later run's split, before the first is scored
+                from pyro_vae.runs import evaluation_examples
+
+                evaluation_examples(run, args.split, args.limit, args.subset, args.seed)
         for run_dir in args.run_dirs:  # once every run has opened: a missing one is named first
             _checked_output(args, Path(run_dir))
     for run_dir in args.run_dirs:
