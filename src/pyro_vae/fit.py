@@ -399,22 +399,19 @@ def _summary(trainer: Trainer, dataset: ImageDataset, best: dict, objective: str
             from pyro_vae.runs import reconstruction_kind
 
             common.update(reconstruction_kind(_as_given(config, dataset), likelihood))
+            binary = _binary_mass_of_given_images(trainer.model, dataset)
+            if binary:  # 0/1 tensors given to an 8-bit likelihood: as for a VAE's test ELBO below
+                common["kind"] = binary
         return {**common, "selection": "best validation reconstruction log p(x | code)",
                 "test_reconstruction": test["reconstruction"],
                 "test_reconstruction_stderr": test["reconstruction_stderr"],
                 "unit": "nats per example", "train_seconds_this_session": seconds}
     kind = {}  # the test ELBO's kind and bits/dim
     if config is not None and likelihood is not None:
-        from pyro_vae.data.datasets import as_tensor
-        from pyro_vae.inference.kinds import BINARY_MASS
-        from pyro_vae.inference.loglik import kind_of_scores
         from pyro_vae.runs import kind_fields
 
-        # Images given as 0/1 (tensors, binarize "none") to an 8-bit likelihood: a mass on binary data, as
-        # importance_log_likelihood says of the same images (the config alone said a mass on 8-bit data).
-        scored = kind_of_scores(trainer.model, as_tensor(dataset.test.images))
         kind = kind_fields(_as_given(config, dataset), likelihood, dataset.image_shape, test["elbo"],
-                           test["elbo_stderr"], BINARY_MASS if scored == BINARY_MASS else None)
+                           test["elbo_stderr"], _binary_mass_of_given_images(trainer.model, dataset))
     return {"dataset": dataset.name, "objective": objective, "epochs": trainer.state.epoch,
             "best_epoch": best["epoch"],
             "selection": trainer.settings.describe_selection(),  # with the K of an IWAE bound, as the CLI's
@@ -439,6 +436,18 @@ def _plain_model_config(model, likelihood, dataset: ImageDataset):
     config = Config()
     config.model.likelihood, config.data.binarize, config.data.dataset = name, dataset.binarize, dataset.name
     return config
+
+
+def _binary_mass_of_given_images(model, dataset: ImageDataset) -> str | None:
+    """The kind "probability mass on binary data" where the test images are all 0/1 and the
+    model's likelihood scores them as such (images given as tensors record binarize "none", so
+    the config alone called an 8-bit likelihood's number on them a mass on 8-bit data, where
+    ``importance_log_likelihood`` says a mass on binary data of the same images); else None."""
+    from pyro_vae.data.datasets import as_tensor
+    from pyro_vae.inference.kinds import BINARY_MASS
+    from pyro_vae.inference.loglik import kind_of_scores
+
+    return BINARY_MASS if kind_of_scores(model, as_tensor(dataset.test.images)) == BINARY_MASS else None
 
 
 def _as_given(config, dataset: ImageDataset):
