@@ -579,3 +579,13 @@ def test_train_seconds_are_those_of_every_epoch_not_of_the_last_session(tmp_path
                for name, epochs, summary in (("resumed", 3, resumed), ("older", 2, older))]
     columns, rows = compare.compare_table(records)
     assert [row["train s"] for row in rows] == [9.0, 6.0]
+
+
+@pytest.mark.parametrize("given", ["table", "table.csv", "table.md"])
+def test_an_output_given_with_a_csv_or_md_ending_is_the_tables_prefix(tmp_path, capsys, given):
+    """`compare -o table.csv` wrote table.csv.csv and table.csv.md; the ending is now taken off the prefix."""
+    a = fake_run(tmp_path, "a", "bernoulli", "static", BINARY_MASS, [-80.0, -70.0])
+    b = fake_run(tmp_path, "b", "bernoulli", "dynamic", BINARY_MASS, [-78.0, -69.0])
+    assert main(["compare", str(a), str(b), "-o", str(tmp_path / given)]) == 0
+    assert sorted(p.name for p in tmp_path.glob("table*")) == ["table-paired.csv", "table-paired.md", "table.csv",
+                                                              "table.md"]
