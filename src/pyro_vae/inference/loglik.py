@@ -199,7 +199,7 @@ def _check_input(model, guide, x, k: int, batch_size: int | None = None, k_chunk
     check_examples_fit_programs(model, guide, x, encode_one=False)
     likelihood = getattr(model, "likelihood", None)
     if likelihood is not None:
-        likelihood.check_support(x, "the examples")
+        likelihood.check_support(x, "the tensor of examples")  # a singular subject: "... has grey-level pixels"
     elif not torch.isfinite(x).all():
         raise DataError("the examples contain NaN or infinite values.")
 
