@@ -460,23 +460,6 @@ def test_a_log_likelihood_of_a_checkpoint_since_replaced_is_noted(tmp_path, caps
     assert compare.stale_loglik_note(compare.read_run(b)) is None
 
 
-def test_a_log_likelihood_of_the_validation_images_is_not_shown_as_a_test_number_without_a_word(tmp_path, capsys):
-    """`evaluate RUN --k 5 --split valid -o RUN/loglik.json` (all 10,000 validation images): compare showed that
-    number in the "test log p(x)" column, its images "10000", ranked beside other runs' test numbers."""
-    a = fake_run(tmp_path, "a", "bernoulli", "static", BINARY_MASS, [-80.0, -70.0, -60.0])
-    b = fake_run(tmp_path, "b", "bernoulli", "dynamic", BINARY_MASS, [-78.0, -69.0, -57.0])
-    for run, split in ((a, "valid"), (b, "test")):
-        loglik = json.loads((run / "loglik.json").read_text())
-        (run / "loglik.json").write_text(json.dumps({**loglik, "split": split, "subset": "all", "examples": 3,
-                                                     "k": 10}))
-    assert main(["compare", str(a), str(b)]) == 0
-    out = capsys.readouterr().out
-    assert (f"Note: the test log p(x) of {a} is of its valid images, not its test images" in out
-            and f"`pyro-vae evaluate {a} --k 10 -o {a / 'loglik.json'}`" in out)
-    assert "| 3 of valid |" in out and f"test log p(x) of {b}" not in out
-    assert compare.other_split_note(compare.read_run(b)) is None
-
-
 def test_a_row_whose_log_likelihood_some_seeds_lack_shows_none_and_says_why(tmp_path, capsys):
     """Two seeds of one setting, one evaluated: the row showed that seed's log p(x) (-70) with
     no standard error, under "se over: the 2 seeds", as if it were the mean over both."""

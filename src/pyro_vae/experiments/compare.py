@@ -297,8 +297,6 @@ def _loglik_scope(record: RunRecord) -> tuple:
     images = loglik.get("examples")
     if loglik.get("subset") not in (None, "all"):
         images = f"{images} of {loglik.get('split', 'test')}, {loglik['subset']}"
-    elif loglik.get("split", "test") != "test":  # all of another split: said too (the column is "test log p(x)")
-        images = f"{images} of {loglik['split']}"
     return loglik.get("k"), images
 
 
@@ -513,7 +511,6 @@ def kind_notes(records: list[RunRecord]) -> list[str]:
             notes.append(f"Note: {repeat.run_dir} has the settings and seed of {first.run_dir} (a sweep's sampler "
                          "may draw a point twice), so it is counted once, as that run, not as another seed.")
     notes += [note for note in map(stale_loglik_note, records) if note]
-    notes += [note for note in map(other_split_note, records) if note]
     notes += missing_seed_notes(groups, keys)
     ks = sorted({int(r.loglik["k"]) for r in records if r.loglik is not None and r.loglik.get("k") is not None})
     if len(ks) > 1:  # the paired table refuses such pairs; the table's means need the same word
@@ -572,17 +569,6 @@ def _within_row_notes(labels: list[str], groups: list[Group]) -> list[str]:
     return [f"Note: the test ELBO and the test log p(x) of {'; '.join(labelled)} are not comparable with each "
             f"other: {reason}; that ELBO bounds a number of its own kind, not that log p(x), and may lie above "
             "it." for reason, labelled in rows.items() if labelled]
-
-
-def other_split_note(record: RunRecord) -> str | None:
-    """A note where a run's loglik.json holds a log p(x) of another split than the test images
-    (``evaluate --k --split valid -o RUN/loglik.json``), shown in the "test log p(x)" column; else None."""
-    split = (record.loglik or {}).get("split", "test")
-    if split == "test":
-        return None
-    return (f"Note: the test log p(x) of {record.run_dir} is of its {split} images, not its test images, so it cannot "
-            f"be ranked against test numbers; measure it on the test split with "
-            f"`pyro-vae evaluate {record.run_dir} --k {record.loglik.get('k')} -o {record.run_dir / 'loglik.json'}`.")
 
 
 def stale_loglik_note(record: RunRecord) -> str | None:
