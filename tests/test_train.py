@@ -68,6 +68,21 @@ def test_resume_equals_an_uninterrupted_run(idx_dir, tmp_path):
     assert len(metrics) == 5 and metrics[0].startswith("epoch,step,train_objective,valid_elbo")
 
 
+def test_tensorboard_and_figures_move_no_number_of_the_run(idx_dir, tmp_path):
+    """--tensorboard true drew its image grids (and --figure-every its figures) from the global
+    torch stream after each epoch, which the next epoch's validation ELBO and the test ELBO
+    draw from: the same seed scored other numbers (and might keep another best epoch) with
+    tracking on, and a resumed run's differed from an uninterrupted one's."""
+    plain = small_config(idx_dir, **{"train.epochs": 2, "train.figures": False})
+    tracked = small_config(idx_dir, **{"train.epochs": 2, "train.figures": False, "train.tensorboard": True})
+    a = train_run(plain, tmp_path / "plain", progress=False, log=lambda s: None)
+    b = train_run(tracked, tmp_path / "tracked", progress=False, log=lambda s: None)
+    history = [[row["valid_elbo"] for row in load_checkpoint(tmp_path / name / LAST)["history"]]
+               for name in ("plain", "tracked")]
+    assert history[0] == history[1]
+    assert a["test_elbo"] == b["test_elbo"]
+
+
 def test_a_run_resumed_on_another_kind_of_device_goes_on_from_streams_seeded_by_the_saved_ones(idx_dir, tmp_path):
     """A run trained on CUDA and resumed on the CPU (or back) saved generator states of the
     other kind (a CUDA Philox state is 16 bytes, a CPU one 5,056), which set_state refuses with

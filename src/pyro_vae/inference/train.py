@@ -292,7 +292,8 @@ class Trainer:
     parameters live in Pyro's param store; see :mod:`pyro_vae.inference.programs`).
     ``objective`` is any object with ``differentiable_loss(model, guide, x)`` (Pyro's
     ``Trace_ELBO``, ``TraceMeanField_ELBO``, or :class:`~pyro_vae.inference.objectives.IWAELoss`).
-    ``on_epoch(trainer, row)`` is called after each epoch's checkpoint (figures, logs).
+    ``on_epoch(trainer, row)`` is called after each epoch's checkpoint (figures, logs), with
+    the random streams kept: what it draws moves no number of the run.
 
     As ``pyro-vae train``, it seeds torch's global RNG with ``seed`` when constructed (and sets
     it from the checkpoint in :meth:`load`), then draws from it while it trains: a notebook's
@@ -531,7 +532,10 @@ class Trainer:
                 if improved:
                     self.write_best()
             if self.on_epoch is not None:
-                self.on_epoch(self, row)
+                # its figures and TensorBoard grids draw from the global streams, which the next
+                # epoch's validation and the test ELBO draw from: kept, lest they move those numbers
+                with random_state_kept():
+                    self.on_epoch(self, row)
         if committed:
             self._stop_after_epoch()
         if self.state.epoch < self.settings.epochs and self.stopped_early():
