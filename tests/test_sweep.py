@@ -345,6 +345,12 @@ def test_a_grid_in_a_config_file_refuses_a_number_of_trials(tmp_path):
      "--beta 4 has no effect: the sweep sets beta in every run (--search)"),
     (["--grid", "beta=1,2", "--seeds", "2", "--seed", "5"], "--seed 5 has no effect with --seeds 2"),  # runs 0, 1
     (["--search", "beta=float:0.5:2", "--trials", "2", "--seeds", "1", "--seed", "5"], "--seed 5 has no effect"),
+    # what a run logs or draws is no setting of its model: the same model trained under two names
+    # (and a search's mlflow=true trials failed one by one where MLflow is not installed)
+    (["--grid", "tensorboard=true,false"], "--grid tensorboard has no effect on the runs' models or numbers"),
+    (["--grid", "figures=true,false"], "--grid figures has no effect on the runs' models or numbers"),
+    (["--search", "mlflow=choice:true,false", "--trials", "2"],
+     "--search mlflow has no effect on the runs' models or numbers"),
 ])
 def test_bad_sweeps_are_refused_before_anything_is_written(idx_dir, tmp_path, capsys, extra, words):
     sweep_dir = tmp_path / "bad"

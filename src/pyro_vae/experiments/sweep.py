@@ -54,6 +54,9 @@ UNOWNED_GRACE_SECONDS = 600
 #: Settings that change the kind of a run's log-likelihood (what data it is a mass or density
 #: on, or which quantity it is): a search cannot rank its trials across their values.
 KIND_KEYS = ("likelihood", "binarize", "dataset", "model", "given_quadrants")
+#: Settings that change what a run logs or draws, or how fast it reads its images, and never its
+#: model or its numbers: a sweep over one would train the same model under several names.
+UNSWEPT_KEYS = ("figures", "figure_every", "tensorboard", "mlflow", "workers", "cache_images")
 
 #: What a sweep can optimise and report, all "higher is better", read from summary.json.
 METRICS = {
@@ -350,6 +353,12 @@ class SweepSpec:
         if "seed" in self.grid or "seed" in self.search:
             raise ConfigError("seeds are swept with --seeds N (seeds 0..N-1) or a list in [sweep] seeds, "
                               "not with --grid seed=...")
+        for key in [k for k in (*self.grid, *self.search) if k in UNSWEPT_KEYS]:
+            swept = "--grid" if key in self.grid else "--search"
+            raise ConfigError(f"{swept} {key} has no effect on the runs' models or numbers ({key} changes only what a "
+                              "run logs or draws, or how fast it reads its images), so its runs would train the same "
+                              "model under different names; set it once for every run (its flag, or the config "
+                              "file) instead.")
         for key, values in self.grid.items():
             if not values:
                 raise ConfigError(f"the grid for {key} is empty; give at least one value (--grid {key}=A,B).")
