@@ -295,6 +295,28 @@ def test_the_sweep_table_of_a_config_file(tmp_path, idx_dir):
     assert [spec.run_name(p) for p in spec.points()] == ["beta=1,objective=elbo,seed=0", "beta=1,objective=elbo,seed=1"]
 
 
+@pytest.mark.parametrize("text, words", [
+    ('trials = 1.5\n[sweep.search]\nbeta = "float:0.5:2"', "[sweep] trials must be a whole number"),  # was 1 trial
+    ('trials = "x"\n[sweep.search]\nbeta = "float:0.5:2"', "[sweep] trials must be a whole number"),  # ValueError
+    ("seeds = 2.7\n[sweep.grid]\nbeta = [1, 2]", "[sweep] seeds must be a whole number of seeds or a list"),  # 2 seeds
+    ("seeds = [1.5, 2]\n[sweep.grid]\nbeta = [1, 2]", "[sweep] seeds must be"),  # seeds 1 and 2
+    ('seeds = ["a"]\n[sweep.grid]\nbeta = [1, 2]', "[sweep] seeds must be"),  # ValueError
+    ("seeds = true\n[sweep.grid]\nbeta = [1, 2]", "[sweep] seeds must be"),  # one seed
+    ('metric = ["a"]\n[sweep.grid]\nbeta = [1, 2]', "[sweep] metric must be the name of a metric"),  # TypeError
+    ("grid = 3", "[sweep] grid must be a table"),  # AttributeError
+    ("search = 3", "[sweep] search must be a table"),  # AttributeError
+])
+def test_a_sweep_table_value_of_the_wrong_type_is_one_sentence(tmp_path, text, words):
+    """TOML gives each value as written: a float was cut to a whole number without a word, and a
+    string, list or number where a table or name belongs ended in a traceback."""
+    path = tmp_path / "base.toml"
+    path.write_text(f"[sweep]\n{text}\n")
+    with pytest.raises(ConfigError) as refused:
+        raw, table = sweep.split_sweep_table(sweep.read_toml(path), str(path))
+        sweep.build_spec(Config.from_dict(raw), table, [], [], None, None, None, None)
+    assert str(refused.value).startswith(f"{path}: {words}")
+
+
 def test_a_grid_in_a_config_file_refuses_a_number_of_trials(tmp_path):
     with pytest.raises(ConfigError, match=r"\[sweep\] trials = 4 has no effect without a search"):
         sweep.build_spec(Config(), {"grid": {"beta": [1, 2]}, "trials": 4}, [], [], None, None, None, None)

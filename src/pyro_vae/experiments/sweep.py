@@ -460,7 +460,33 @@ def split_sweep_table(raw: dict, source: str) -> tuple[dict, dict]:
     unknown = set(table) - known
     if unknown:
         raise ConfigError(f"{source}: unknown key '{sorted(unknown)[0]}' in [sweep]; valid: {', '.join(sorted(known))}.")
+    _check_sweep_types(table, source)
     return raw, table
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+#: What each [sweep] key must be: a test of a TOML value, and how to write one.
+SWEEP_TYPES = {
+    "trials": (_whole, "a whole number (trials = 20)"),
+    "seeds": (lambda v: _whole(v) or (isinstance(v, list) and all(map(_whole, v))),
+              "a whole number of seeds or a list of seeds (seeds = 3, or seeds = [0, 4])"),
+    "metric": (lambda v: isinstance(v, str), 'the name of a metric in quotes (metric = "valid_elbo")'),
+    "sampler": (lambda v: isinstance(v, str), 'the name of a sampler in quotes (sampler = "tpe")'),
+    "grid": (lambda v: isinstance(v, dict), "a table ([sweep.grid] with beta = [0.5, 1, 2])"),
+    "search": (lambda v: isinstance(v, dict), 'a table ([sweep.search] with latent_dim = "int:8:64")'),
+}
+
+
+def _check_sweep_types(table: dict, source: str) -> None:
+    """Refuse a [sweep] value of the wrong type in one sentence: ``trials = 1.5`` and
+    ``seeds = 2.7`` were cut to whole numbers without a word, ``seeds = ["a"]``, ``grid = 3``
+    or ``metric = ["a"]`` ended in a traceback."""
+    for name, (fits, how) in SWEEP_TYPES.items():
+        if name in table and not fits(table[name]):
+            raise ConfigError(f"{source}: [sweep] {name} must be {how}, not {table[name]!r}.")
 
 
 def build_spec(base: Config, table: dict, grid: list[str], search: list[str], seeds: str | None,
