@@ -200,6 +200,27 @@ def test_evaluate_saves_per_example_values_and_compare_pairs_them(two_runs, tmp_
         assert float(r["test ELBO"]) == json.loads((run / "summary.json").read_text())["test_elbo"]
 
 
+def test_compare_keeps_a_log_p_x_of_the_validation_images_out_of_the_test_column(two_runs, tmp_path, capsys):
+    """`evaluate A --split valid --k K` writes A/loglik.json: compare showed that number as A's
+    "test log p(x)" (averaged over seeds with the test ones), then stopped with exit 2 after the
+    table when it paired A's validation images against B's test images."""
+    a, b = (shutil.copytree(run, tmp_path / run.name) for run in two_runs)
+    for run, split in ((a, "valid"), (b, "test")):  # -o: the copies may hold an earlier test's loglik.json
+        assert main(["evaluate", str(run), "--k", "3", "--split", split, "--limit", "30",
+                     "-o", str(run / "loglik.json")]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(a), str(b), "-o", str(tmp_path / "table")]) == 0
+    out = capsys.readouterr().out
+    with open(tmp_path / "table.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows[0]["test log p(x)"] == ""  # a's validation number is no test log p(x)
+    assert float(rows[1]["test log p(x)"]) == json.loads((b / "loglik.json").read_text())["log_likelihood_mean"]
+    assert f"the log p(x) of {a} (loglik.json) is of 30 of its valid images" in " ".join(out.split())
+    assert "paired difference of test log p(x)" not in out
+    assert main(["compare", str(a), str(b), "--reference", str(a)]) == 2
+    assert "is of its valid images, and the paired difference is of test log p(x)" in capsys.readouterr().err
+
+
 def test_compare_aggregates_seeds_into_mean_and_standard_error(idx_dir, tmp_path):
     runs = []
     for beta in (1.0, 2.0):

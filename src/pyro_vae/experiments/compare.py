@@ -118,8 +118,13 @@ class RunRecord:
     fidelity: dict | None = None  # label_fidelity.json of ``evaluate --label-fidelity``
     #: The settings the run does not use (an M2 run's ``aux_dim``): a blank cell in the table.
     unused: frozenset = frozenset()
+    #: A ``loglik.json`` of another split than the test images (``evaluate --split valid --k K``):
+    #: kept out of the test log p(x) column and the paired differences, and named in a note.
+    other_split_loglik: dict | None = None
 
     def examples(self) -> Examples | None:
+        if self.other_split_loglik is not None:  # its per-example values are of the same other split
+            return None
         path = examples_path(self.run_dir / "loglik.json")
         return Examples.load(path) if path.is_file() else None
 
@@ -158,8 +163,11 @@ def read_run(run_dir: Path) -> RunRecord:
               if loglik_path.is_file() else None)
     fidelity = (read_json(fidelity_path, f"measure it again with pyro-vae evaluate {run_dir} --label-fidelity")
                 if fidelity_path.is_file() else None)
+    other_split = None
+    if loglik is not None and loglik.get("split", "test") != "test":  # not a test log p(x): no such column's number
+        other_split, loglik = loglik, None
     return RunRecord(run_dir, _flat_settings(config), summary, loglik, read_metrics(run_dir), fidelity,
-                     unused_settings(config))
+                     unused_settings(config), other_split)
 
 
 def collect_runs(paths: list[Path]) -> list[RunRecord]:
@@ -511,6 +519,7 @@ def kind_notes(records: list[RunRecord]) -> list[str]:
             notes.append(f"Note: {repeat.run_dir} has the settings and seed of {first.run_dir} (a sweep's sampler "
                          "may draw a point twice), so it is counted once, as that run, not as another seed.")
     notes += [note for note in map(stale_loglik_note, records) if note]
+    notes += [note for note in map(other_split_note, records) if note]
     notes += missing_seed_notes(groups, keys)
     ks = sorted({int(r.loglik["k"]) for r in records if r.loglik is not None and r.loglik.get("k") is not None})
     if len(ks) > 1:  # the paired table refuses such pairs; the table's means need the same word
@@ -569,6 +578,19 @@ def _within_row_notes(labels: list[str], groups: list[Group]) -> list[str]:
     return [f"Note: the test ELBO and the test log p(x) of {'; '.join(labelled)} are not comparable with each "
             f"other: {reason}; that ELBO bounds a number of its own kind, not that log p(x), and may lie above "
             "it." for reason, labelled in rows.items() if labelled]
+
+
+def other_split_note(record: RunRecord) -> str | None:
+    """A note where a run's ``loglik.json`` is a log p(x) of another split than the test images
+    (``evaluate --split valid --k K``), which the table leaves out of its test log p(x) column (a
+    mean over seeds would mix the splits' numbers); None where it is of the test images or absent."""
+    loglik = record.other_split_loglik
+    if loglik is None:
+        return None
+    return (f"Note: the log p(x) of {record.run_dir} (loglik.json) is of {loglik.get('examples')} of its "
+            f"{loglik['split']} images, not of the test images that the test log p(x) column holds, so it is left "
+            f"out (and from the paired differences); score the test images with `pyro-vae evaluate "
+            f"{record.run_dir} --k {loglik.get('k')} -o {record.run_dir / 'loglik.json'}`.")
 
 
 def stale_loglik_note(record: RunRecord) -> str | None:
@@ -639,6 +661,11 @@ def to_csv(columns: list[str], rows: list[dict]) -> str:
 def reference_examples(reference: RunRecord):
     """The reference run's per-example log p(x); refused if it has none."""
     base = reference.examples()
+    if reference.other_split_loglik is not None:
+        raise PyroVAEError(f"the reference {reference.run_dir}'s log p(x) is of its "
+                           f"{reference.other_split_loglik['split']} images, and the paired difference is of test "
+                           f"log p(x); run pyro-vae evaluate {reference.run_dir} --k K -o "
+                           f"{reference.run_dir / 'loglik.json'} first.")
     if base is None:
         raise PyroVAEError(f"the reference {reference.run_dir} has no per-example log p(x); run "
                            f"pyro-vae evaluate {reference.run_dir} --k K first.")
