@@ -395,6 +395,35 @@ def test_mlflow_turned_on_at_a_resume_logs_the_epochs_trained_before(idx_dir, tm
     assert [step for key, _, step in client.metrics if key == "valid_elbo"] == [1, 2, 3, 4]
 
 
+def test_a_run_resumed_from_another_directory_continues_its_mlflow_run_in_the_store_it_began_in(
+        idx_dir, tmp_path, monkeypatch):
+    """The store is ./mlflow.db of the working directory: `train --resume RUN` from another
+    directory opened another store, which lacks the run's MLflow run, and stopped with "MLflow
+    cannot use its store" (leaving an empty mlflow.db there)."""
+    import sys
+    import types
+
+    client, opened = FakeClient(), []
+
+    def open_client(tracking_uri):
+        opened.append(tracking_uri)
+        return client
+
+    monkeypatch.setitem(sys.modules, "mlflow", types.ModuleType("mlflow"))
+    monkeypatch.setitem(sys.modules, "mlflow.tracking", types.SimpleNamespace(MlflowClient=open_client))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    config = tiny_config(idx_dir, **{"train.mlflow": True, "train.figures": False})
+    train_run(config, tmp_path / "run", progress=False, log=quiet)
+    monkeypatch.chdir(tmp_path / "b")
+    config.train.epochs = 3
+    train_run(None, tmp_path / "run", resume=True, overrides=config, progress=False, log=quiet)
+    assert opened == [f"sqlite:///{(tmp_path / 'a' / 'mlflow.db').resolve()}"] * 2
+    assert client.status == ["FINISHED", "RUNNING", "FINISHED"]
+
+
 @pytest.mark.parametrize("where", ["setup", "after training"])
 def test_a_run_that_fails_after_mlflow_started_ends_its_mlflow_run_failed(idx_dir, tmp_path, monkeypatch, where):
     """An exception after the MLflow run began, before training (building the trainer) or after

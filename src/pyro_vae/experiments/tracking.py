@@ -5,8 +5,9 @@ One training run is one MLflow run: its configuration as params, every epoch's r
 (``final.test_elbo``...), and its figures, ``summary.json``, ``metrics.csv`` and
 ``config.toml`` as artifacts. The store is ``MLFLOW_TRACKING_URI`` when set, else a local
 SQLite file ``./mlflow.db`` (MLflow 3 refuses its old ``./mlruns`` folder store by default;
-``mlflow ui --backend-store-uri sqlite:///mlflow.db`` shows the runs). The MLflow run's id is kept in ``RUN_DIR/mlflow.json`` so that
-``--resume`` continues the same MLflow run. MLflow is an extra, never required:
+``mlflow ui --backend-store-uri sqlite:///mlflow.db`` shows the runs). The MLflow run's id and
+store are kept in ``RUN_DIR/mlflow.json`` so that ``--resume`` continues the same MLflow run, in
+the same store wherever it is resumed from. MLflow is an extra, never required:
 ``pip install 'pyro-vae[mlflow]'``.
 """
 
@@ -28,9 +29,22 @@ EXPERIMENT = "pyro-vae"
 DESCRIBING = ("kind", "quantity", "unit", "selection", "train_objective_name")
 
 
-def tracking_uri() -> str:
-    """``MLFLOW_TRACKING_URI``, or a SQLite file ``mlflow.db`` in the working directory."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlflow.db').resolve()}"
+def tracking_uri(run_dir: Path | None = None) -> str:
+    """``MLFLOW_TRACKING_URI``; else the store ``run_dir``'s MLflow run began in, as its
+    ``mlflow.json`` records it (``./mlflow.db`` of a resume from another working directory would
+    be another store, which lacks that run); else a SQLite file ``mlflow.db`` in the working
+    directory."""
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    id_file = Path(run_dir) / RUN_ID_FILE if run_dir is not None else None
+    if id_file is not None and id_file.is_file():
+        try:
+            recorded = json.loads(id_file.read_text()).get("tracking_uri")
+        except (OSError, ValueError, AttributeError):
+            recorded = None
+        if recorded:
+            return recorded
+    return f"sqlite:///{Path('mlflow.db').resolve()}"
 
 
 def check_mlflow(run_dir: Path | None = None) -> None:
@@ -52,11 +66,11 @@ def check_mlflow(run_dir: Path | None = None) -> None:
 
 
 def mlflow_client(run_dir: Path | None = None):
-    """An ``MlflowClient`` on :func:`tracking_uri` (``run_dir``: see :func:`check_mlflow`)."""
+    """An ``MlflowClient`` on :func:`tracking_uri` of ``run_dir`` (see also :func:`check_mlflow`)."""
     check_mlflow(run_dir)
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri=tracking_uri())
+    return MlflowClient(tracking_uri=tracking_uri(run_dir))
 
 
 def flat_params(config: Config) -> dict[str, str]:
@@ -84,7 +98,7 @@ class MLflowTracker:
         except ConfigError:
             raise
         except Exception as err:  # noqa: BLE001 - MLflow raises its own kinds for a bad store
-            raise ConfigError(f"MLflow cannot use its store {tracking_uri()} ({str(err).splitlines()[0][:160]}); "
+            raise ConfigError(f"MLflow cannot use its store {tracking_uri(run_dir)} ({str(err).splitlines()[0][:160]}); "
                               "set MLFLOW_TRACKING_URI to a store it accepts (e.g. sqlite:///mlflow.db).") from None
 
     @classmethod
@@ -92,7 +106,12 @@ class MLflowTracker:
         id_file = run_dir / RUN_ID_FILE
         if id_file.is_file():
             run_id = json.loads(id_file.read_text())["run_id"]
-            client.update_run(run_id, status="RUNNING")
+            try:
+                client.update_run(run_id, status="RUNNING")
+            except Exception as err:  # noqa: BLE001 - MLflow's own kind for a run its store lacks
+                raise ConfigError(f"{run_dir}'s MLflow run {run_id} is not in the store {tracking_uri(run_dir)} "
+                                  f"({str(err).splitlines()[0][:160]}); set MLFLOW_TRACKING_URI to the store it "
+                                  "began in, or resume with --mlflow false.") from None
             cls._log_resumed_params(client, run_id, config)
             return cls(client, run_id, run_dir, continued=True)
         found = client.get_experiment_by_name(experiment)
@@ -104,7 +123,8 @@ class MLflowTracker:
         run_dir.mkdir(parents=True, exist_ok=True)
         from pyro_vae.inference.checkpoint import atomic_write_text
 
-        atomic_write_text(id_file, json.dumps({"run_id": tracker.run_id, "experiment_id": experiment_id}) + "\n")
+        atomic_write_text(id_file, json.dumps({"run_id": tracker.run_id, "experiment_id": experiment_id,
+                                               "tracking_uri": tracking_uri()}) + "\n")
         return tracker
 
     @staticmethod
