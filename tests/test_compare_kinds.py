@@ -572,3 +572,21 @@ def test_an_output_given_with_a_csv_or_md_ending_is_the_tables_prefix(tmp_path, 
     assert main(["compare", str(a), str(b), "-o", str(tmp_path / given)]) == 0
     assert sorted(p.name for p in tmp_path.glob("table*")) == ["table-paired.csv", "table-paired.md", "table.csv",
                                                               "table.md"]
+
+
+def test_a_log_likelihood_of_the_last_checkpoint_beside_the_best_ones_elbo_is_noted(tmp_path, capsys):
+    """evaluate --checkpoint last wrote a log p(x) that compare set beside the test ELBO of the best
+    checkpoint (another epoch) without a word; now a note names both epochs and the command."""
+    a = fake_run(tmp_path, "a", "bernoulli", "static", BINARY_MASS, [-80.0, -70.0, -60.0])
+    b = fake_run(tmp_path, "b", "bernoulli", "dynamic", BINARY_MASS, [-78.0, -69.0, -57.0])
+    for run, checkpoint in ((a, "last"), (b, "best")):
+        summary = json.loads((run / "summary.json").read_text())
+        (run / "summary.json").write_text(json.dumps({**summary, "epochs": 3, "best_epoch": 2}))
+        loglik = json.loads((run / "loglik.json").read_text())
+        (run / "loglik.json").write_text(json.dumps({**loglik, "checkpoint": checkpoint,
+                                                     "checkpoint_epoch": 3 if checkpoint == "last" else 2, "k": 10}))
+    assert main(["compare", str(a), str(b), "-o", str(tmp_path / "table")]) == 0
+    out = capsys.readouterr().out
+    assert (f"Note: the test log p(x) of {a} is of its last checkpoint (epoch 3), and its test ELBO of its best "
+            f"(epoch 2)") in out
+    assert f"test log p(x) of {b} is of its last" not in out

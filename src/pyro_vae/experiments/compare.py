@@ -520,6 +520,7 @@ def kind_notes(records: list[RunRecord]) -> list[str]:
                          "may draw a point twice), so it is counted once, as that run, not as another seed.")
     notes += [note for note in map(stale_loglik_note, records) if note]
     notes += [note for note in map(other_split_note, records) if note]
+    notes += [note for note in map(other_checkpoint_note, records) if note]
     notes += missing_seed_notes(groups, keys)
     ks = sorted({int(r.loglik["k"]) for r in records if r.loglik is not None and r.loglik.get("k") is not None})
     if len(ks) > 1:  # the paired table refuses such pairs; the table's means need the same word
@@ -606,6 +607,20 @@ def stale_loglik_note(record: RunRecord) -> str | None:
     return (f"Note: the test log p(x) of {record.run_dir} was measured on its {checkpoint} checkpoint when that was "
             f"epoch {measured}, and it is epoch {now} now (the run trained on after); measure it again with "
             f"`pyro-vae evaluate {record.run_dir} --k {loglik.get('k')} -o {record.run_dir / 'loglik.json'}`.")
+
+
+def other_checkpoint_note(record: RunRecord) -> str | None:
+    """A note where a run's test log p(x) is of its last checkpoint (``evaluate --checkpoint
+    last``) and that is another epoch than the best one, whose model the run's test ELBO (and
+    every other number of its summary) is of: the row would set two models' numbers side by
+    side as one's. None where both are of one epoch, or where the JSON does not say."""
+    loglik = record.loglik or {}
+    measured, best = loglik.get("checkpoint_epoch"), record.summary.get("best_epoch")
+    if loglik.get("checkpoint") != "last" or measured is None or best is None or measured == best:
+        return None
+    return (f"Note: the test log p(x) of {record.run_dir} is of its last checkpoint (epoch {measured}), and its test "
+            f"ELBO of its best (epoch {best}): two models' numbers; score the best with `pyro-vae evaluate "
+            f"{record.run_dir} --k {loglik.get('k')} -o {record.run_dir / 'loglik.json'}`.")
 
 
 #: Decimals shown per quantity in the Markdown table (the CSV keeps full precision).
