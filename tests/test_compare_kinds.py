@@ -590,3 +590,18 @@ def test_a_log_likelihood_of_the_last_checkpoint_beside_the_best_ones_elbo_is_no
     assert (f"Note: the test log p(x) of {a} is of its last checkpoint (epoch 3), and its test ELBO of its best "
             f"(epoch 2)") in out
     assert f"test log p(x) of {b} is of its last" not in out
+
+
+def test_settings_that_change_only_what_a_run_draws_or_logs_make_no_column(tmp_path):
+    """Two runs differing in `figures` alone made a column of it and a row per run in compare's
+    table, as if their models differed; such settings (sweep.UNSWEPT_KEYS) now make no column."""
+    a = fake_run(tmp_path, "a", "bernoulli", "static", BINARY_MASS, [-80.0, -70.0])
+    b = fake_run(tmp_path, "b", "bernoulli", "static", BINARY_MASS, [-78.0, -69.0])
+    text = (b / "config.toml").read_text()
+    assert "figures = true" in text
+    (b / "config.toml").write_text(text.replace("figures = true", "figures = false"))
+    records = compare.collect_runs([a, b])
+    assert records[1].settings["figures"] is False  # read back as written
+    assert compare.differing_keys(records) == []
+    (a / "config.toml").write_text((a / "config.toml").read_text().replace("beta = 1.0", "beta = 2.0"))
+    assert compare.differing_keys(compare.collect_runs([a, b])) == ["beta"]

@@ -203,8 +203,13 @@ def collect_runs(paths: list[Path]) -> list[RunRecord]:
 
 
 def differing_keys(records: list[RunRecord]) -> list[str]:
-    """The settings whose values are not the same in every run, in config order."""
-    keys = list(records[0].settings)
+    """The settings whose values are not the same in every run, in config order, but those that
+    change only what a run logs or draws, or how fast it reads its images
+    (:data:`~pyro_vae.experiments.sweep.UNSWEPT_KEYS`): they made a column, and runs that differ
+    only there rows of their own, though their models and numbers are the same."""
+    from pyro_vae.experiments.sweep import UNSWEPT_KEYS
+
+    keys = [k for k in records[0].settings if k not in UNSWEPT_KEYS]
     return [k for k in keys if len({json.dumps(r.settings.get(k)) for r in records}) > 1]
 
 
