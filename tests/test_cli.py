@@ -136,6 +136,16 @@ def test_usage_errors_exit_2_with_one_sentence(argv, message, tmp_path, capsys):
     assert len(err.strip().splitlines()) == 1
 
 
+def test_resume_of_a_file_says_it_is_a_file_not_a_missing_run(tmp_path, capsys):
+    """`train --resume configs/x.toml` said "run directory configs/x.toml does not exist"."""
+    config = tmp_path / "x.toml"
+    config.write_text("[model]\nlatent_dim = 2\n")
+    assert main(["train", "--resume", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert f"{config} is a file, not a run directory" in err and "--config" in err
+    assert config.read_text() == "[model]\nlatent_dim = 2\n"
+
+
 def test_errors_do_not_touch_an_existing_run(trained, capsys):
     before = {p.name: p.read_bytes() for p in trained.iterdir() if p.is_file()}
     assert main(["train", "--run-dir", str(trained), "--data-dir", str(trained), *TINY]) == 2

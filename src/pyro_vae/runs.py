@@ -157,6 +157,9 @@ def is_run_dir(path: Path) -> bool:
 
 def read_run_config(run_dir: Path) -> Config:
     run_dir = Path(run_dir)
+    if run_dir.is_file():  # `train --resume configs/x.toml`: a file where a run's folder goes
+        raise CheckpointError(f"{run_dir} is a file, not a run directory; give the folder of a training run "
+                              f"(its --run-dir){' (a config file goes to --config)' if run_dir.suffix == '.toml' else ''}.")
     if not run_dir.is_dir():
         raise CheckpointError(f"run directory {run_dir} does not exist.")
     if not is_run_dir(run_dir):
