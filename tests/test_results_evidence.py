@@ -186,3 +186,21 @@ def test_checker_names_a_wrong_number_a_missing_file_and_a_missing_run_file(fake
     assert "not in the repository" in _check(fake_repo, "files: benchmarks/results/runs/q<n>/")[0]
     assert _check(fake_repo, f"see benchmarks/results/runs/bmnist-vae/ ({MISSING_MARKER})") == []
     assert "marked" in _check(fake_repo, f"{MISSING_MARKER} [-89.81]({link}#log_likelihood_mean)")[0]
+
+
+def test_the_performance_page_is_what_make_bench_writes_from_its_results(tmp_path, monkeypatch):
+    """docs/performance.md is written by benchmarks/report.py from benchmarks/results/*.json and
+    benchmarks/performance_notes.md; two sessions' sections were written into the page alone, so
+    `make bench` would have dropped them. The page must be the report's output, byte for byte."""
+    import importlib.util
+    import shutil
+
+    spec = importlib.util.spec_from_file_location("performance_report", REPO / "benchmarks" / "report.py")
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "benchmarks").mkdir()
+    shutil.copy(REPO / "benchmarks" / "performance_notes.md", tmp_path / "benchmarks" / "performance_notes.md")
+    monkeypatch.setattr(report, "ROOT", tmp_path)  # reads REPO's results (RESULTS), writes the page under tmp_path
+    report.main()
+    assert (tmp_path / "docs" / "performance.md").read_text() == (REPO / "docs" / "performance.md").read_text()
