@@ -170,6 +170,23 @@ def test_side_by_side_figure_titles_give_each_number_its_standard_error_images_k
         assert f"(mean ± s.e. over 50 test images, the second over their first 20;\n{BINARY_MASS})" in title
 
 
+@pytest.mark.parametrize("names", [("vae",), ("ae", "vae")])
+def test_the_side_by_side_figures_draws_follow_the_seed_for_one_run_as_for_several(runs, tmp_path, monkeypatch,
+                                                                                  names):
+    """`plot RUN --kind compare --seed 7` (one run) drew the same z ~ N(0, I) as --seed 0: the seed
+    was not passed on, so the option was accepted and ignored; with two runs it was used."""
+    from pyro_vae import plots
+
+    seeds = []
+    monkeypatch.setattr(plots, "plot_compare", lambda *a, seed=0, **k: seeds.append(seed) or a[3])
+    monkeypatch.setattr("pyro_vae.runs.GENERATION_IMAGES", 5)
+    monkeypatch.setattr("pyro_vae.runs.GENERATION_DRAWS", 5)
+    for seed in ("7", "8"):
+        assert main(["plot", *(str(runs / name) for name in names), "--kind", "compare", "--seed", seed,
+                     "--limit", "20", "-n", "4", "-o", str(tmp_path / "c.png")]) == 0
+    assert seeds == [7, 8]
+
+
 def test_a_side_by_side_figure_of_runs_binarized_differently_is_refused(runs, tmp_path, idx_dir, capsys):
     """`plot RUN_8BIT RUN_BERNOULLI --kind compare` scored the Bernoulli run on the first run's grey images (no
     mass: its support is 0/1) and titled it "probability mass on binary data"; the other order titled an 8-bit

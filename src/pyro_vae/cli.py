@@ -683,7 +683,7 @@ def cmd_plot(args) -> int:
     args.run_dir = args.run_dirs[0]
     return _draw(args, args.kind, args.output, limit=args.limit if args.limit_given else None, attribute=args.attribute,
                  attribute_file=args.attribute_file, index_a=args.index_a, index_b=args.index_b,
-                 image_a=args.image_a, image_b=args.image_b, label=args.label)
+                 image_a=args.image_a, image_b=args.image_b, label=args.label, seed=args.seed)
 
 
 def cmd_compare(args) -> int:

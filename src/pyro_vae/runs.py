@@ -1346,9 +1346,11 @@ def figure_from_runs(runs: list[Run], kind: str, output: Path, n: int = 36, limi
 
 def figure_from_run(run: Run, kind: str, output: Path, n: int = 64, limit: int | None = None, attribute: str = "",
                     attribute_file: str | None = None, index_a: int = 0, index_b: int = 1,
-                    label: int | None = None, image_a: str = "", image_b: str = "") -> Path:
+                    label: int | None = None, image_a: str = "", image_b: str = "", seed: int = 0) -> Path:
     """Draw figure ``kind`` (one of :data:`FIGURE_KINDS`) for a reopened run into ``output``;
-    ``limit``: the first test images the figure reads (None: 5000; refused where none are read)."""
+    ``limit``: the first test images the figure reads (None: 5000; refused where none are read);
+    ``seed``: the draws z ~ N(0, I) of ``compare`` (the other figures draw from torch's global
+    generator, which the caller seeds)."""
     from pyro_vae import plots
 
     plots.check_figure_output(output)  # before anything is drawn (the run's own files included)
@@ -1379,7 +1381,7 @@ def figure_from_run(run: Run, kind: str, output: Path, n: int = 64, limit: int |
                            f"{_learned_prior(run)}; choose samples (drawn from its prior), prior-check, "
                            "reconstructions, latent, interpolate, arithmetic or curves.")
     if kind in MULTI_RUN_KINDS and kind != "latent":
-        return figure_from_runs([run], kind, output, n=min(n, 64), limit=limit)
+        return figure_from_runs([run], kind, output, n=min(n, 64), limit=limit, seed=seed)
     if kind == "completions":
         return plots.plot_completions(run.model, run.dataset().test.head(min(n, 10)).images, output)
     conditional = bool(getattr(run.model, "num_classes", 0))
