@@ -318,6 +318,26 @@ def test_the_curves_have_ticks_at_whole_epochs_only(monkeypatch, tmp_path, semi_
         assert ticks and all(float(t).is_integer() for t in ticks), ticks
 
 
+@pytest.mark.parametrize("semi_supervised", [False, True])
+def test_the_curves_of_one_epoch_draw_its_points_at_a_whole_epoch(monkeypatch, tmp_path, semi_supervised):
+    """A one-epoch run's curves.png was empty: each curve is one point, which a line without a
+    marker does not draw, and the epoch axis had ticks at 0.945, 0.96, ... and none at 1."""
+    from pyro_vae import plots
+
+    drawn = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: drawn.append(fig) or path)
+    extra = {"valid_accuracy": 0.5} if semi_supervised else {"valid_elbo": -240.0, "valid_reconstruction": -230.0,
+                                                            "valid_kl": 10.0}
+    plots.plot_curves([{"epoch": 1, "train_objective": -250.0, **extra}], tmp_path / "c.png")
+    (fig,) = drawn
+    lines = [line for ax in fig.axes for line in ax.lines]
+    assert len(lines) == (2 if semi_supervised else 4)
+    assert all(line.get_marker() not in (None, "None", "", " ") for line in lines)
+    for ax in fig.axes:
+        low, high = ax.get_xlim()
+        assert [t for t in ax.get_xticks() if low <= t <= high] == [1.0]
+
+
 @pytest.mark.parametrize("num_classes,title", [(0, "reconstructions (decoder mean at the code)"),
                                                (10, "reconstructions (decoder mean, label given)")])
 def test_a_conditional_models_reconstructions_say_the_label_was_given(monkeypatch, tmp_path, num_classes, title):

@@ -733,6 +733,15 @@ def plot_curves(history: list[dict], path: Path, objective: str | None = None, q
 
 
 def _whole_epochs(*axes) -> None:
-    """Ticks at whole epochs only: a history has no epoch 1.5 (a few epochs got ticks at 1.2, 1.4, ...)."""
+    """Ticks at whole epochs only: a history has no epoch 1.5 (a few epochs got ticks at 1.2, 1.4, ...;
+    one epoch, whose axis spans no two whole numbers, at 0.945, 0.96, ...). A curve of one epoch is
+    one point, which a line does not draw: it gets a marker (a one-epoch run's curves were empty)."""
     for ax in axes:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax in axes[0].figure.axes:  # the KL's twin axis too: its point, a cross, on the reconstruction's
+        epochs = {x for line in ax.lines for x in line.get_xdata()}
+        if len(epochs) == 1:
+            ax.set_xticks(sorted(epochs))
+        for line in ax.lines:
+            if len(line.get_xdata()) == 1:
+                line.set_marker("o" if ax in axes else "x")
