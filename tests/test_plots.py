@@ -428,3 +428,35 @@ def test_codes_labels_and_vectors_of_mismatched_lengths_get_a_sentence(tmp_path)
         with pytest.raises(ValueError, match=message):
             call()
     assert not (tmp_path / "l.png").exists()
+
+
+def test_a_conditional_models_labels_missing_short_or_out_of_range_get_a_sentence(tmp_path):
+    """A Python-API audit of the label figures: plot_samples(label=12) of a 10-class CVAE failed in
+    torch's one_hot, label=-1 with "tuple index out of range", label=2.5 drew class 2 titled 2.5;
+    plot_reconstructions and plot_style_transfer without labels, with 3 labels for 4 images or a
+    label 10, failed in torch ("one_hot(): argument 'input' must be Tensor", "broadcast")."""
+    from pyro_vae import plots
+    from pyro_vae.inference.fidelity import label_model
+
+    model, guide = build_vae(ModelConfig(model="cvae", latent_dim=2, hidden_dims=[8]), (1, 28, 28), num_classes=10)
+    generator = label_model(model, guide)
+    out = tmp_path / "x.png"
+    x = torch.rand(4, 1, 28, 28)
+    long = dict(dtype=torch.long)
+    for call, message in (
+            (lambda: plots.plot_samples(model, out, n=4, label=12), "label must be a class number from 0 to 9, not 12"),
+            (lambda: plots.plot_samples(model, out, n=4, label=-1), "not -1"),
+            (lambda: plots.plot_samples(model, out, n=4, label=2.5), "not 2.5"),
+            (lambda: plots.plot_reconstructions(model, guide, x, out), "give labels, one class number"),
+            (lambda: plots.plot_reconstructions(model, guide, x, out, labels=torch.zeros(3, **long)),
+             "labels has 3 entries for 4 images"),
+            (lambda: plots.plot_reconstructions(model, guide, x, out, labels=torch.full((4,), 10)),
+             "these run from 10 to 10"),
+            (lambda: plots.plot_style_transfer(generator, x, None, out), "give labels"),
+            (lambda: plots.plot_style_transfer(generator, x, torch.zeros(3, **long), out), "3 entries for 4"),
+            (lambda: plots.plot_style_transfer(generator, x, torch.zeros(4), out), "whole class numbers")):
+        with pytest.raises(ValueError, match=message):
+            call()
+    assert not out.exists()
+    plots.plot_samples(model, out, n=4, label=np.int64(9))  # a NumPy class number is one
+    assert out.exists()

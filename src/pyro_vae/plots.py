@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 import os
 import textwrap
 from pathlib import Path
@@ -74,6 +75,28 @@ def check_label_used(model, label=None, labels=None) -> None:
         given = f"label={label}" if label is not None else "labels"
         raise ConfigError(f"{given} has no effect: this model has no class label; leave it out, or give a label "
                           "model (cvae, m2, adgm, m1m2).")
+
+
+def check_class_label(label, num_classes: int) -> None:
+    """A ValueError unless ``label`` is a class number of the model, 0 to ``num_classes`` - 1
+    (12 or -1 failed in torch's one_hot, 2.5 was drawn as class 2 and titled class 2.5)."""
+    if isinstance(label, bool) or not isinstance(label, numbers.Integral) or not 0 <= label < num_classes:
+        raise ValueError(f"label must be a class number from 0 to {num_classes - 1}, not {label!r}.")
+
+
+def check_class_labels(labels, num_classes: int, n: int, images_name: str = "images") -> None:
+    """A ValueError unless a conditional model's ``labels`` are given, one whole class number
+    (0 to ``num_classes`` - 1) per image (missing, short or out-of-range labels failed in torch)."""
+    if labels is None:
+        raise ValueError(f"this model reads each image's class: give labels, one class number from 0 to "
+                         f"{num_classes - 1} per image.")
+    check_same_length("labels", labels, images_name, n)
+    if not torch.is_tensor(labels) or labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise ValueError(f"labels must be a tensor of whole class numbers (torch.long), not "
+                         f"{getattr(labels, 'dtype', type(labels).__name__)}.")
+    if len(labels) and not (0 <= int(labels.min()) and int(labels.max()) < num_classes):
+        raise ValueError(f"labels must be class numbers from 0 to {num_classes - 1}; these run from "
+                         f"{int(labels.min())} to {int(labels.max())}.")
 
 
 def image_grid(images: torch.Tensor, ncol: int, pad: int = 1) -> torch.Tensor:
@@ -209,6 +232,8 @@ def plot_samples(model, path: Path, n: int | None = None, device="cpu", title: s
     every class in turn by rows: exactly ``n`` images, n / C per class, ``n`` a multiple of the
     C classes (default C * (64 // C): 60 for 10 classes), see :func:`sample_count`."""
     check_label_used(model, label=label)
+    if label is not None:
+        check_class_label(label, model.num_classes)
     n = sample_count(model, n, label)
     ncol = math.ceil(math.sqrt(n))
     if getattr(model, "num_classes", 0):
@@ -253,6 +278,7 @@ def plot_style_transfer(generator, images: torch.Tensor, labels: torch.Tensor, p
     a :class:`~pyro_vae.inference.fidelity.LabelModel` (``label_model(model, guide)`` for the
     CVAE, M2 and the ADGM; M1+M2's decodes through M1)."""
     check_images(images)
+    check_class_labels(labels, generator.num_classes, len(images))
     codes = generator.encode_style(images, labels)
     rows = [("input", images)]
     for c in range(generator.num_classes):
@@ -272,6 +298,7 @@ def plot_reconstructions(model, guide, images: torch.Tensor, path: Path, title: 
     check_images_fit(model, guide, images)
     conditional = bool(getattr(model, "num_classes", 0))
     if conditional:
+        check_class_labels(labels, model.num_classes, len(images))
         recon = model.decode_mean(guide.encode(images, labels)[0], labels)
     else:
         recon = model.decode_mean(guide.encode(images)[0])
