@@ -460,3 +460,36 @@ def test_a_conditional_models_labels_missing_short_or_out_of_range_get_a_sentenc
     assert not out.exists()
     plots.plot_samples(model, out, n=4, label=np.int64(9))  # a NumPy class number is one
     assert out.exists()
+
+
+def test_a_figure_given_a_model_it_does_not_draw_names_the_figures_that_do(tmp_path):
+    """A Python-API audit: the figures of unconditional codes given a CVAE failed with
+    "encode() missing 1 required positional argument: 'y'" (plot_manifold with decode_mean's);
+    plot_samples and plot_reconstructions of a quadrant model, plot_completions of a VAE and
+    plot_style_transfer of a VAE with AttributeErrors. The CLI refuses these; the functions did not."""
+    from pyro_vae import plots
+    from pyro_vae.errors import ConfigError
+
+    cvae, cvae_guide = build_vae(ModelConfig(model="cvae", latent_dim=2, hidden_dims=[8]), (1, 28, 28),
+                                 num_classes=10)
+    quadrant, quadrant_guide = build_vae(ModelConfig(model="quadrant", latent_dim=2, hidden_dims=[8]), (1, 28, 28))
+    vae, _ = build_vae(ModelConfig(latent_dim=2, hidden_dims=[8]), (1, 28, 28))
+    out = tmp_path / "x.png"
+    x = torch.rand(4, 1, 28, 28)
+    mask = torch.tensor([True, False, True, False])
+    unlabelled = "without a class label, and this model or guide has one"
+    for call, message in (
+            (lambda: plots.plot_latent(cvae_guide, x, None, out), unlabelled),
+            (lambda: plots.plot_arithmetic(cvae, cvae_guide, x, mask, x[:2], out, "a"), unlabelled),
+            (lambda: plots.plot_interpolation(cvae, cvae_guide, x[0], x[1], out), unlabelled),
+            (lambda: plots.plot_prior_check(cvae_guide, x, out), unlabelled),
+            (lambda: plots.plot_manifold(cvae, out, n=3), unlabelled),
+            (lambda: plots.plot_compare([("a", cvae, cvae_guide)], x, None, out, samples=4), unlabelled),
+            (lambda: plots.plot_samples(quadrant, out, n=4), "not drawn for quadrant completion"),
+            (lambda: plots.plot_reconstructions(quadrant, quadrant_guide, x, out), "not drawn for quadrant"),
+            (lambda: plots.plot_completions(vae, x, out), "this model completes nothing"),
+            (lambda: plots.plot_style_transfer(vae, x, torch.zeros(4, dtype=torch.long), out),
+             "every class label, and this model has none")):
+        with pytest.raises(ConfigError, match=message):
+            call()
+    assert not out.exists()

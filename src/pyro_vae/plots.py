@@ -77,6 +77,32 @@ def check_label_used(model, label=None, labels=None) -> None:
                           "model (cvae, m2, adgm, m1m2).")
 
 
+def check_drawn_by(figure: str, *programs, labelled: bool = False, completes: bool = False) -> None:
+    """Refuse a model or guide that figure ``figure`` cannot draw, in a sentence naming the figures
+    that draw it (a CVAE's guide given to plot_latent failed with "encode() missing 1 required
+    positional argument: 'y'", a quadrant model given to plot_samples with an AttributeError):
+    the figures of codes z ~ q(z | x) and decoded z read no label and complete nothing
+    (``labelled`` and ``completes`` false); ``labelled``: a generator with a class label;
+    ``completes``: quadrant completion's model."""
+    from pyro_vae.errors import ConfigError
+
+    for program in programs:
+        has_label, completing = bool(getattr(program, "num_classes", 0)), hasattr(program, "complete")
+        if labelled and not has_label:
+            raise ConfigError(f"the {figure} figure decodes codes with every class label, and this model has none; "
+                              "give a label model's generator (label_model(model, guide) of cvae, m2 or adgm).")
+        if completes and not completing:
+            raise ConfigError(f"the {figure} figure is for quadrant completion (--model quadrant), and this model "
+                              "completes nothing; draw plot_samples or plot_reconstructions.")
+        if not labelled and has_label:
+            raise ConfigError(f"the {figure} figure encodes and decodes codes z without a class label, and this "
+                              "model or guide has one (cvae, m2, adgm, m1m2); draw plot_samples, plot_style_transfer "
+                              "or plot_reconstructions(labels=...).")
+        if not completes and completing:
+            raise ConfigError(f"the {figure} figure is not drawn for quadrant completion, which decodes a code with "
+                              "the given quadrants; draw plot_completions.")
+
+
 def check_class_label(label, num_classes: int) -> None:
     """A ValueError unless ``label`` is a class number of the model, 0 to ``num_classes`` - 1
     (12 or -1 failed in torch's one_hot, 2.5 was drawn as class 2 and titled class 2.5)."""
@@ -232,6 +258,8 @@ def plot_samples(model, path: Path, n: int | None = None, device="cpu", title: s
     every class in turn by rows: exactly ``n`` images, n / C per class, ``n`` a multiple of the
     C classes (default C * (64 // C): 60 for 10 classes), see :func:`sample_count`."""
     check_label_used(model, label=label)
+    if hasattr(model, "complete"):
+        check_drawn_by("samples", model)
     if label is not None:
         check_class_label(label, model.num_classes)
     n = sample_count(model, n, label)
@@ -278,6 +306,7 @@ def plot_style_transfer(generator, images: torch.Tensor, labels: torch.Tensor, p
     a :class:`~pyro_vae.inference.fidelity.LabelModel` (``label_model(model, guide)`` for the
     CVAE, M2 and the ADGM; M1+M2's decodes through M1)."""
     check_images(images)
+    check_drawn_by("style", generator, labelled=True)
     check_class_labels(labels, generator.num_classes, len(images))
     codes = generator.encode_style(images, labels)
     rows = [("input", images)]
@@ -295,6 +324,8 @@ def plot_reconstructions(model, guide, images: torch.Tensor, path: Path, title: 
     conditional model encodes and decodes with the images' ``labels`` (its title says the
     label is given: M2 and the ADGM do not infer it here)."""
     check_label_used(model, labels=labels)
+    if hasattr(model, "complete"):
+        check_drawn_by("reconstructions", model)
     check_images_fit(model, guide, images)
     conditional = bool(getattr(model, "num_classes", 0))
     if conditional:
@@ -325,6 +356,7 @@ def plot_completions(model, images: torch.Tensor, path: Path, n: int = 6) -> Pat
     """Quadrant completion: for each test image (a column) the original, the given part
     alone, then ``n`` completions with z ~ p(z | x_g)."""
     check_images(images), check_count("n", n)
+    check_drawn_by("completions", model, completes=True)
     completions = model.complete(images, n)
     rows = [("original", images), ("given", model.condition(images))]
     rows += [(f"sample {i + 1}", completions[i]) for i in range(n)]
@@ -419,6 +451,7 @@ def plot_interpolation(model, guide, x_a: torch.Tensor, x_b: torch.Tensor, path:
     """Decoded codes between two inputs ``[C, H, W]``: a linear and a spherical row; ``names``
     say which two images they are ("test image 0", a file name) in the title."""
     check_count("steps", steps, 2)
+    check_drawn_by("interpolation", model, guide)
     check_images_fit(model, guide, torch.stack([x_a, x_b]), "two images")
     z_a, z_b = guide.encode(x_a[None])[0][0], guide.encode(x_b[None])[0][0]
     rows = [(method, model.decode_mean(interpolate_codes(z_a, z_b, steps, method)))
@@ -433,6 +466,7 @@ def plot_arithmetic(model, guide, images: torch.Tensor, has_attribute: torch.Ten
     """Rows ``decode(code + alpha * v)`` for a few ``examples``, with ``v`` the attribute
     vector of ``images`` (mean code with the attribute minus mean code without)."""
     check_images(examples, "examples")
+    check_drawn_by("arithmetic", model, guide)
     check_same_length("has_attribute", has_attribute, "images", len(images))
     codes = _codes(guide, images)
     vector = attribute_vector(codes, has_attribute)
@@ -493,6 +527,7 @@ def plot_compare(entries: list[tuple[str, object, object]], images: torch.Tensor
     check_images(images)
     if not entries:
         raise ValueError("plot_compare needs at least one (title, model, guide) entry.")
+    check_drawn_by("compare", *(program for _, model, guide in entries for program in (model, guide)))
     check_count("samples", samples, 0)
     rows = 2 if samples else 1
     fig, axes = _subplots(rows, len(entries), layout="constrained", figsize=(5.5 * len(entries), 5 * rows + 0.3),
@@ -528,6 +563,7 @@ def plot_latent(guide, images: torch.Tensor, labels: torch.Tensor | None, path: 
     """Test-set codes (encoder means) coloured by class: the codes themselves for a 2-D
     latent, their first two principal components otherwise."""
     check_images(images)
+    check_drawn_by("latent", guide)
     check_same_length("labels", labels, "images", len(images))
     codes = _codes(guide, images).cpu()
     if codes.shape[1] == 2:
@@ -549,6 +585,7 @@ def plot_manifold(model, path: Path, n: int = 20, device="cpu", codes: torch.Ten
     or, given ``codes`` ``[N, 2]`` (an autoencoder's, which has no prior), on an evenly spaced
     grid from the 1st to the 99th percentile of each coordinate of the codes."""
     check_count("n", n)
+    check_drawn_by("manifold", model)
     if model.latent_dim != 2:
         raise ValueError(f"the manifold plot needs a 2-D latent; this model has {model.latent_dim} dimensions "
                          "(train with --latent-dim 2)")
@@ -589,6 +626,7 @@ def plot_prior_check(guide, images: torch.Tensor, path: Path, max_dims: int = 16
     statistic A_d = Var_x(E_q[z_d | x]), which needs no prior: inactive below 0.01.
     """
     check_images(images), check_count("max_dims", max_dims)
+    check_drawn_by("prior-check", guide)
     locs, scales = zip(*(guide.encode(images[i:i + 1000]) for i in range(0, len(images), 1000)))
     loc, scale = torch.cat(locs).cpu(), torch.cat(scales).cpu()
     draws = loc + scale * torch.randn_like(loc)
