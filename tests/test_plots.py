@@ -147,6 +147,23 @@ def test_tensorboard_logs_scalars_every_epoch_and_images(idx_dir, tmp_path):
         "a probability mass on binary data.")
 
 
+@pytest.mark.parametrize("model,tags", [("cvae", {"samples", "reconstructions"}), ("quadrant", {"completions"})])
+def test_tensorboard_logs_the_image_grids_of_a_conditional_model(idx_dir, tmp_path, model, tags):
+    """--tensorboard true logs "image grids" (README), but for a CVAE, M2, the ADGM and quadrant
+    completion it logged none, without a word: a labelled model's samples are one row per class,
+    its reconstructions decoded with their labels; quadrant completion's grid its completions."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / model
+    assert main(["train", "--data-dir", str(idx_dir), "--run-dir", str(run), "--latent-dim", "2", *TINY,
+                 "--epochs", "1", "--model", model, "--figures", "false", "--tensorboard", "true"]) == 0
+    events = EventAccumulator(str(run / "tensorboard")).Reload()
+    assert set(events.Tags()["images"]) == tags
+    if model == "cvae":  # 4 classes: 4 rows of 8 samples of 28 x 28 with a pixel of padding
+        (image,) = events.Images("samples")
+        assert (image.width, image.height) == (8 * 29 + 1, 4 * 29 + 1)
+
+
 def test_tensorboard_turned_on_at_a_resume_logs_the_epochs_trained_before(idx_dir, tmp_path):
     """train --resume RUN --tensorboard true of a run trained without it: valid/elbo began at
     the resumed epoch, the epochs before missing from its curve."""

@@ -522,7 +522,8 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
                 _figures(model, guide, dataset, run_dir, device, objective_name(config), images=scaler is None,
                          quantity=quantity_of(config))
             if board is not None:
-                _log_tensorboard(board, row, model, guide, dataset, device, images=figures_now or row["epoch"] == 1)
+                _log_tensorboard(board, row, model, guide, dataset, device,
+                                 images=(figures_now or row["epoch"] == 1) and scaler is None)
             if tracker is not None:
                 tracker.log_epoch(row)
 
@@ -905,17 +906,34 @@ def _tensorboard_writer_class(run_dir: Path | None = None):
 
 @torch.no_grad()
 def _log_tensorboard(board, row: dict, model, guide, dataset: ImageDataset, device, images: bool) -> None:
-    """Scalars every epoch (nats per example); sample and reconstruction grids when asked."""
+    """Scalars every epoch (nats per example); sample and reconstruction grids when asked (``images``:
+    not for M1+M2, whose data are M1's codes): a labelled model's samples one row of 8 per class and its
+    reconstructions decoded with the images' labels, as its figures draw them; quadrant completion's
+    grid the originals, the given quadrants and a completion of each (the conditional models' grids
+    were left out without a word)."""
     from pyro_vae.plots import image_grid
 
     for key, value in row.items():
         if key not in ("epoch", "step"):
             board.add_scalar(key.replace("_", "/", 1), value, row["epoch"])
-    if images and not getattr(model, "num_classes", 0) and not hasattr(model, "complete"):
+    if not images:
+        board.flush()
+        return
+    x, classes = dataset.test.images[:16], getattr(model, "num_classes", 0)
+    if hasattr(model, "complete"):  # quadrant completion: no free samples
+        board.add_image("completions", image_grid(torch.cat([x, model.condition(x), model.complete(x, 1)[0]]), 16),
+                        row["epoch"], dataformats="HWC")
+    elif classes:  # z ~ p(z | y), one row per class; the test images' own labels for the reconstructions
+        y = torch.arange(classes, device=device).repeat_interleave(8)
+        board.add_image("samples", image_grid(model.decode_mean(model.sample_prior(y), y), 8), row["epoch"],
+                        dataformats="HWC")
+        labels = dataset.test.labels[:16].to(device)
+        pairs = torch.cat([x, model.decode_mean(guide.encode(x, labels)[0], labels)])
+        board.add_image("reconstructions", image_grid(pairs, 16), row["epoch"], dataformats="HWC")
+    else:
         codes = model.sample_prior(64) if hasattr(model, "sample_prior") else torch.randn(64, model.latent_dim)
         samples = model.decode_mean(codes.to(device))
         board.add_image("samples", image_grid(samples, 8), row["epoch"], dataformats="HWC")
-        x = dataset.test.images[:16]
         pairs = torch.cat([x, model.decode_mean(guide.encode(x)[0])])
         board.add_image("reconstructions", image_grid(pairs, 16), row["epoch"], dataformats="HWC")
     board.flush()
