@@ -220,6 +220,24 @@ def test_the_overlaid_curves_name_a_run_by_the_settings_it_uses(tmp_path, monkey
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["model=m2", "model=adgm, aux_dim=8"]
 
 
+def test_the_overlaid_curves_of_one_epoch_tell_the_runs_apart_at_a_whole_epoch(tmp_path, monkeypatch):
+    """Two one-epoch runs: each point lay under a black star (the best epoch), so no run's colour
+    showed, and the epoch axis was ticked at 0.945, 0.96, ... and not at 1."""
+    runs = _label_runs(tmp_path)
+    for run, accuracy in zip(runs, (0.5, 0.6)):
+        (tmp_path / run / "metrics.csv").write_text(f"epoch,valid_accuracy\n1,{accuracy}\n")
+    drawn = []
+    monkeypatch.setattr(compare, "_save", lambda fig, output: drawn.append(fig) or output)
+    compare.plot_overlaid_curves(compare.collect_runs(runs), tmp_path / "curves.png")
+    (fig,) = drawn
+    ax = fig.axes[0]
+    curves, stars = ax.lines[0::2], ax.lines[1::2]
+    assert [star.get_marker() for star in stars] == ["*", "*"]
+    assert [star.get_color() for star in stars] == [curve.get_color() for curve in curves]
+    low, high = ax.get_xlim()
+    assert [t for t in ax.get_xticks() if low <= t <= high] == [1.0]
+
+
 def test_the_label_runs_baseline_accuracy_is_a_column_beside_theirs(tmp_path, capsys):
     """The table gave a label run's test accuracy without the supervised-only baseline it is
     measured against; both come with their binomial standard errors."""

@@ -747,15 +747,21 @@ def plot_overlaid_curves(records: list[RunRecord], output: Path) -> Path:
                                "others' apart.")
     fig = Figure(figsize=(8, 5), layout="constrained")
     ax = fig.add_subplot()
+    drawn_epochs = set()
     for record in records:
         epochs = [row["epoch"] for row in record.history]
-        ax.plot(epochs, [row[column] for row in record.history], marker=".", label=_label(record.settings, keys, record.unused))
+        drawn_epochs.update(epochs)
+        (line,) = ax.plot(epochs, [row[column] for row in record.history], marker=".",
+                          label=_label(record.settings, keys, record.unused))
         best = record.summary.get("best_epoch")
-        if best is not None:
-            ax.plot([best], [next(row[column] for row in record.history if row["epoch"] == best)], "k*", ms=8)
+        if best is not None:  # in the run's colour: a black star hid the point of a one-epoch run, and its colour
+            ax.plot([best], [next(row[column] for row in record.history if row["epoch"] == best)], "*", ms=10,
+                    color=line.get_color(), markeredgecolor="black")
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if len(drawn_epochs) == 1:  # an axis that spans no two whole epochs was ticked at 0.945, 0.96, ...
+        ax.set_xticks(sorted(drawn_epochs))
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation accuracy of q(y | x)" if accuracy else
                   _metric_axis_label(records, column, "validation ELBO"), fontsize=None if accuracy else "small")
