@@ -510,3 +510,20 @@ def test_a_figure_given_a_model_it_does_not_draw_names_the_figures_that_do(tmp_p
         with pytest.raises(ConfigError, match=message):
             call()
     assert not out.exists()
+
+
+@pytest.mark.parametrize("settings", [dict(prior="vamp", pseudo_inputs=5), dict(prior="mog", prior_components=3),
+                                      dict(model="hvae", top_latent_dim=2, top_hidden_dims=[8])])
+def test_the_manifold_of_a_prior_other_than_n01_is_refused_not_titled_the_priors_quantiles(tmp_path, settings):
+    """plot_manifold of a VampPrior, mixture or two-layer model decoded N(0, I)'s quantiles under the
+    title "decoded prior quantiles 5%..95%" (the CLI refuses these runs; the function drew them)."""
+    from pyro_vae import plots
+    from pyro_vae.errors import ConfigError
+
+    model, guide = build_vae(ModelConfig(latent_dim=2, hidden_dims=[8], **settings), (1, 28, 28))
+    with pytest.raises(ConfigError, match="decodes the quantiles of N\\(0, I\\) as the prior's"):
+        plots.plot_manifold(model, tmp_path / "m.png", n=3)
+    assert not (tmp_path / "m.png").exists()
+    codes = guide.encode(torch.rand(20, 1, 28, 28))[0]
+    plots.plot_manifold(model, tmp_path / "m.png", n=3, codes=codes)  # a grid over its codes is drawn
+    assert (tmp_path / "m.png").exists()

@@ -581,14 +581,23 @@ def plot_latent(guide, images: torch.Tensor, labels: torch.Tensor | None, path: 
 
 @torch.no_grad()
 def plot_manifold(model, path: Path, n: int = 20, device="cpu", codes: torch.Tensor | None = None) -> Path:
-    """For a 2-D latent: decoded images on an n x n grid of the prior's quantiles 5%..95%,
-    or, given ``codes`` ``[N, 2]`` (an autoencoder's, which has no prior), on an evenly spaced
-    grid from the 1st to the 99th percentile of each coordinate of the codes."""
+    """For a 2-D latent: decoded images on an n x n grid of the prior's quantiles 5%..95%
+    (the prior N(0, I): a learned prior or a two-layer model's p(z1) is refused), or, given
+    ``codes`` ``[N, 2]`` (an autoencoder's, which has no prior), on an evenly spaced grid from
+    the 1st to the 99th percentile of each coordinate of the codes."""
     check_count("n", n)
     check_drawn_by("manifold", model)
     if model.latent_dim != 2:
         raise ValueError(f"the manifold plot needs a 2-D latent; this model has {model.latent_dim} dimensions "
                          "(train with --latent-dim 2)")
+    prior = getattr(model, "latent_prior", None)
+    if codes is None and (getattr(model, "hierarchical", False)
+                          or not (prior is None or getattr(prior, "closed_form_kl", False))):
+        from pyro_vae.errors import ConfigError
+
+        raise ConfigError("the manifold figure decodes the quantiles of N(0, I) as the prior's, and this model's "
+                          "prior is another (a learned mixture, a VampPrior, or a two-layer model's p(z1)); give "
+                          "codes=... (codes of images) to span those instead, or draw plot_samples.")
     if codes is None:
         q = torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(0.05, 0.95, n))
         q1, q2, title = q, q, "Latent manifold: decoded prior quantiles 5%..95%"
