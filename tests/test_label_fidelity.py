@@ -287,15 +287,14 @@ def test_evaluate_label_fidelity_of_a_cvae_run(idx_dir, tmp_path, capsys):
 def test_evaluate_label_fidelity_reads_the_split_it_is_given(idx_dir, tmp_path, capsys):
     """--split valid lets a setting be chosen without reading the test set: the style grid
     encodes, and the probe is scored on, the split named (the idx data: 1,000 training images,
-    200 validation, 200 test; only the training split can tell its size from the test's)."""
+    200 validation, 200 test). --split train is refused: the probe is fitted to the training
+    images, so its accuracy there was in-sample (it printed "train accuracy 78.50%")."""
     run, cache = tmp_path / "cvae", tmp_path / "cache"
     _train(run, idx_dir, "cvae")
     base = ["evaluate", str(run), "--label-fidelity", "--classifier-cache", str(cache), "--fidelity-samples", "2",
             "--fidelity-images", "300"]
-    assert main(base + ["--split", "train", "-o", str(tmp_path / "train.json")]) == 0
-    result = json.loads((tmp_path / "train.json").read_text())
-    assert result["style_grid"]["split"] == "train" and result["style_grid"]["test_images"] == 300
-    assert result["style_grid"]["images"] == 300 * 4 and result["z_probe"]["test_examples"] == 1000
+    assert main(base + ["--split", "train", "-o", str(tmp_path / "train.json")]) == 2
+    assert "in-sample accuracy" in capsys.readouterr().err and not (tmp_path / "train.json").exists()
     assert main(base + ["--split", "valid", "-o", str(tmp_path / "valid.json")]) == 0
     result = json.loads((tmp_path / "valid.json").read_text())
     assert result["style_grid"]["split"] == "valid" and result["z_probe"]["split"] == "valid"

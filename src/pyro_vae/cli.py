@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", default="test", choices=("train", "valid", "test"),
                           help="which split to score (binarized as training binarized it); with --label-fidelity, the real "
                                "images the style grid encodes and the z probe is scored on (valid: to choose a setting "
-                               "without reading the test set)")
+                               "without reading the test set; not train, where the probe is fitted)")
     evaluate.add_argument("--limit", type=int, default=0, help="score only N examples of the split, N at "
                           "least 2 for a standard error (0: all; --label-fidelity takes --fidelity-images instead)")
     evaluate.add_argument("--subset", default=None, choices=SUBSETS,

@@ -54,6 +54,9 @@ def measure_run(run, per_class: int = 100, grid_images: int = 1000, seed: int = 
     from pyro_vae.runs import evaluation_examples, label_generator
 
     check_labelled(run)
+    if split == "train":  # the probe (and the judge) are fitted to the training images: in-sample numbers
+        raise ConfigError("--label-fidelity on --split train would score the linear probe of z on the training "
+                          "images it is fitted to (an in-sample accuracy, too high); give --split valid or test.")
     if per_class < 1 or grid_images < 1:
         raise ConfigError("--fidelity-samples and --fidelity-images must be at least 1.")
     real = real_images(run)
