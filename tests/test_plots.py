@@ -527,3 +527,19 @@ def test_the_manifold_of_a_prior_other_than_n01_is_refused_not_titled_the_priors
     codes = guide.encode(torch.rand(20, 1, 28, 28))[0]
     plots.plot_manifold(model, tmp_path / "m.png", n=3, codes=codes)  # a grid over its codes is drawn
     assert (tmp_path / "m.png").exists()
+
+
+def test_the_prior_check_of_a_two_layer_guide_is_refused(tmp_path):
+    """plot_prior_check(two-layer guide) compared q(z1 | x) with N(0, 1), though z1's prior is
+    E_p(z2)[p(z1 | z2)] (the CLI refused such runs; the function drew them)."""
+    from pyro_vae import plots
+    from pyro_vae.errors import ConfigError
+
+    _, guide = build_vae(ModelConfig(model="hvae", latent_dim=2, hidden_dims=[8], top_latent_dim=2,
+                                     top_hidden_dims=[8]), (1, 28, 28))
+    with pytest.raises(ConfigError, match="two-layer guide's code z1 has the prior"):
+        plots.plot_prior_check(guide, torch.rand(20, 1, 28, 28), tmp_path / "p.png")
+    assert not (tmp_path / "p.png").exists()
+    _, vae_guide = build_vae(ModelConfig(latent_dim=2, hidden_dims=[8]), (1, 28, 28))
+    plots.plot_prior_check(vae_guide, torch.rand(20, 1, 28, 28), tmp_path / "p.png")  # a one-layer guide is drawn
+    assert (tmp_path / "p.png").exists()

@@ -636,6 +636,12 @@ def plot_prior_check(guide, images: torch.Tensor, path: Path, max_dims: int = 16
     """
     check_images(images), check_count("max_dims", max_dims)
     check_drawn_by("prior-check", guide)
+    if getattr(guide, "hierarchical", False):  # its code z1 has p(z1 | z2) as prior: the CLI refuses these runs too
+        from pyro_vae.errors import ConfigError
+
+        raise ConfigError("the prior check compares each dimension of q(z | x) with the prior's marginal, and this "
+                          "two-layer guide's code z1 has the prior E_p(z2)[p(z1 | z2)], which it cannot draw; look "
+                          "at its codes with plot_latent instead.")
     locs, scales = zip(*(guide.encode(images[i:i + 1000]) for i in range(0, len(images), 1000)))
     loc, scale = torch.cat(locs).cpu(), torch.cat(scales).cpu()
     draws = loc + scale * torch.randn_like(loc)

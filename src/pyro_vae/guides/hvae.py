@@ -22,6 +22,9 @@ class TwoLayerGuide(PyroModule):
     """
 
     needs_labels = False
+    #: Its ``encode`` gives q(z1 | x), whose prior p(z1) = E_p(z2)[p(z1 | z2)] is not N(0, I), as the
+    #: model's ``hierarchical`` says: figures that compare codes with N(0, I) refuse it.
+    hierarchical = True
 
     def __init__(self, encoder: torch.nn.Module, top_encoder: torch.nn.Module):
         super().__init__()
