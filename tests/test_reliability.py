@@ -505,7 +505,8 @@ def test_a_signal_during_start_up_is_an_interruption(idx_dir, tmp_path, signum):
     """)
     result = subprocess.run([sys.executable, "-c", script], env=_env(), capture_output=True, text=True, timeout=120)
     assert result.returncode == 128 + signum, result.stderr
-    assert result.stderr == f"pyro-vae: interrupted by {signal.Signals(signum).name}; the last checkpoint is intact.\n"
+    assert result.stderr == (f"pyro-vae: interrupted by {signal.Signals(signum).name}; no file was left "
+                             "half-written (each is written whole or not at all).\n")
     assert not (tmp_path / "run").exists()
 
 
@@ -534,7 +535,7 @@ def _console_script(tmp_path: Path) -> Path:
 
 
 STARTED = "pyro-vae: interrupted by {name} during start-up; nothing was written."
-LATER = (r"pyro-vae: interrupted by {name}; the last checkpoint is intact\.|"
+LATER = (r"pyro-vae: interrupted by {name}; no file was left half-written \(each is written whole or not at all\)\.|"
          r"pyro-vae: stopped by {name} after step \d+ \(epoch \d+\); checkpoint saved, continue with --resume .*\.")
 
 

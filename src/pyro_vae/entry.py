@@ -34,7 +34,9 @@ def interrupted_message(err: KeyboardInterrupt, began: bool) -> tuple[str, int]:
     signum = getattr(err, "signum", signal.SIGINT)
     name = signal.Signals(signum).name
     if began:
-        return f"pyro-vae: interrupted by {name}; the last checkpoint is intact.", 128 + signum
+        # evaluate, plot and sample are interrupted here too (not only train): say what holds for every command
+        return (f"pyro-vae: interrupted by {name}; no file was left half-written (each is written whole or not "
+                "at all).", 128 + signum)
     return f"pyro-vae: interrupted by {name} during start-up; nothing was written.", 128 + signum
 
 
