@@ -58,6 +58,9 @@ def test_training_writes_curves(run_2d):
     (["--kind", "arithmetic", "--attribute", "Sock"], "unknown attribute 'Sock'"),
     (["--kind", "interpolate", "--index-a", "100000"], "--index-a and --index-b must be"),
     (["--kind", "arithmetic", "--attribute", "0", "--attribute-file", "labels.txt"], "give one of them"),
+    # the first two images both have the attribute: the sentence named no fix
+    (["--kind", "arithmetic", "--attribute-file", "first-two.txt", "--limit", "2"],
+     "(of the 2 test images read, 2 have it and 0 not); give a larger --limit"),
 ])
 def test_missing_pieces_get_a_sentence(run_2d, tmp_path, capsys, argv, message):
     run = run_2d
@@ -67,7 +70,8 @@ def test_missing_pieces_get_a_sentence(run_2d, tmp_path, capsys, argv, message):
         shutil.copytree(run_2d, run)
         (run / "metrics.csv").unlink()
     (tmp_path / "labels.txt").write_text("1\n0\n" * 5000)  # a readable 0/1 file: the pair is what is refused
-    argv = [str(tmp_path / a) if a == "labels.txt" else a for a in argv]
+    (tmp_path / "first-two.txt").write_text("1\n1\n" + "0\n1\n" * 4999)
+    argv = [str(tmp_path / a) if a.endswith(".txt") else a for a in argv]
     assert main(["plot", str(run), *argv, "-o", str(tmp_path / "x.png")]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err

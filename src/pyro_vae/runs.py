@@ -1479,5 +1479,9 @@ def figure_from_run(run: Run, kind: str, output: Path, n: int = 64, limit: int |
             return plots.plot_arithmetic(run.model, run.guide, test.images, mask.to(test.images.device),
                                          examples, output, name)
         except ValueError as err:
-            raise PyroVAEError(f"{err}.") from None
+            with_it = int(mask.sum())
+            counts = (f" (of the {len(test)} test images read, {with_it} have it and {len(test) - with_it} not)"
+                      if with_it in (0, len(test)) else "")
+            fix = "; give a larger --limit" if counts and limit is not None else ""
+            raise PyroVAEError(f"{err}{counts}{fix}.") from None
     raise PyroVAEError(f"unknown figure kind '{kind}'; choose from {', '.join(FIGURE_KINDS)}.")
