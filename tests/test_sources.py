@@ -144,3 +144,45 @@ def test_a_pyro_vae_data_that_is_no_folder_is_refused_not_passed_over(tmp_path, 
     given.mkdir()
     (given / "f.gz").write_bytes(gzip.compress(content))
     assert locate(source, given)["f"] == given / "f.gz"
+
+
+@pytest.fixture
+def not_http():
+    """A server on 127.0.0.1 that answers every request with something other than HTTP."""
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(5)
+
+    def serve():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(4096)
+                conn.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/"
+    listener.close()
+
+
+def test_a_mirror_that_does_not_speak_http_is_a_failed_mirror_not_a_traceback(not_http, mirror, tmp_path):
+    root, url = mirror
+    source, spec = _fixture_source(root)
+    with pytest.raises(DataError, match=r"could not download .*127\.0\.0\.1.*SSH-2\.0"):
+        download_file(spec, (not_http,), tmp_path / "d")
+    # the next mirror is still tried
+    assert download_file(spec, (not_http, url), tmp_path / "d") == tmp_path / "d" / "data.bin.gz"
+
+
+def test_a_pyro_vae_mirror_that_is_no_url_is_one_sentence(mirror, tmp_path, monkeypatch):
+    root, url = mirror
+    source, spec = _fixture_source(root)
+    monkeypatch.setenv("PYRO_VAE_MIRROR", str(root))  # a folder, not file:// + folder
+    with pytest.raises(DataError, match=r"\$PYRO_VAE_MIRROR is .*mirror, which is not a base URL"):
+        locate(DataSource("fixture", source.files, (url,)))
+    monkeypatch.setenv("PYRO_VAE_MIRROR", root.as_uri() + "/")
+    assert locate(DataSource("fixture", source.files, ()))["data"].is_file()

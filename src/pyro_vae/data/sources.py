@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import os
 import shutil
 import tempfile
@@ -204,6 +205,9 @@ def _missing_message(source: DataSource, spec: DataFile, data_dir) -> str:
 
 def mirrors_for(source: DataSource) -> tuple[str, ...]:
     override = os.environ.get("PYRO_VAE_MIRROR")
+    if override and "://" not in override:  # urllib refuses it with a ValueError per file
+        raise DataError(f"$PYRO_VAE_MIRROR is {override}, which is not a base URL; give one such as "
+                        "https://host/path/ (file:///path/ for a local folder), or unset it.")
     return ((override,) if override else ()) + source.mirrors
 
 
@@ -239,8 +243,10 @@ def download_file(spec: DataFile, mirrors: tuple[str, ...], dest_dir: Path,
             target = dest_dir / spec.name
             os.replace(tmp, target)
             return target
-        except (urllib.error.URLError, OSError, DataError) as err:
-            failures.append(f"{url}: {getattr(err, 'reason', None) or err}")
+        # ValueError: a mirror that is no URL (a bare path); HTTPException: a server that does not
+        # speak HTTP (BadStatusLine) or breaks off mid-reply.
+        except (urllib.error.URLError, OSError, DataError, ValueError, http.client.HTTPException) as err:
+            failures.append(f"{url}: {getattr(err, 'reason', None) or err or type(err).__name__}")
         finally:
             tmp.unlink(missing_ok=True)
     name = source.name if source else spec.name
