@@ -246,3 +246,14 @@ def test_empty_or_tiny_folders_are_refused(tmp_path):
     class_folder(tmp_path / "tiny", n=3)
     with pytest.raises(DataError, match=r"split of .* would be empty \(3 readable images\)"):
         load_dataset("image-folder", str(tmp_path / "tiny"), folder=FolderOptions(size=8))
+
+
+def test_an_image_too_large_for_pillow_is_an_unreadable_image_not_a_traceback(tmp_path, monkeypatch, capsys):
+    class_folder(tmp_path / "data", n=40)
+    Image.new("L", (100, 100)).save(tmp_path / "data" / "red" / "huge.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2000)  # 100 x 100 is past twice that: a "decompression bomb"
+    with pytest.raises(DataError, match=r"1 image\(s\) .* cannot be read: red/huge.png: .*DecompressionBombError"):
+        load_dataset("image-folder", str(tmp_path / "data"), folder=FolderOptions(size=8))
+    data = load_dataset("image-folder", str(tmp_path / "data"), folder=FolderOptions(size=8, skip_bad=True))
+    assert "red/huge.png" not in data.train.names + data.valid.names + data.test.names
+    assert "skipping 1 unreadable image(s): red/huge.png" in capsys.readouterr().err

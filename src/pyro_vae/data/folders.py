@@ -193,11 +193,15 @@ class ImageFolderDataset(Dataset):
         return len(self.files)
 
     def __getitem__(self, index: int):
+        from PIL import Image
+
         try:
             return index, torch.from_numpy(load_image(self.image_dir / self.files[index], self.size, self.mode))
         except FileNotFoundError:
             return index, "the file is missing"
-        except (OSError, ValueError, SyntaxError) as err:  # Pillow's errors for truncated or foreign files
+        # Pillow's errors for truncated or foreign files, and for one of more than twice
+        # Image.MAX_IMAGE_PIXELS pixels (a "decompression bomb", an Exception of its own)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
             return index, f"not a readable image ({type(err).__name__}: {err})"
 
 
