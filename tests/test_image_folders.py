@@ -257,3 +257,20 @@ def test_an_image_too_large_for_pillow_is_an_unreadable_image_not_a_traceback(tm
     data = load_dataset("image-folder", str(tmp_path / "data"), folder=FolderOptions(size=8, skip_bad=True))
     assert "red/huge.png" not in data.train.names + data.valid.names + data.test.names
     assert "skipping 1 unreadable image(s): red/huge.png" in capsys.readouterr().err
+
+
+def test_a_file_name_that_is_not_utf8_is_loaded_not_a_traceback(tmp_path):
+    import os
+
+    class_folder(tmp_path / "data", n=40)
+    first = sorted((tmp_path / "data" / "red").iterdir())[0]
+    os.rename(first, os.fsencode(first.parent) + b"/caf\xe9.png")  # Latin-1, as from an old archive
+    name = "red/" + os.fsdecode(b"caf\xe9.png")
+    import hashlib
+
+    names = [f"red/{i}é.png" for i in range(50)]  # UTF-8 names keep the split they had: their UTF-8 bytes hashed
+    buckets = np.array([int(hashlib.sha256(n.encode("utf-8")).hexdigest()[:8], 16) % 10 for n in names])
+    assert (hash_partition(names) == np.where(buckets < 8, 0, np.where(buckets == 8, 1, 2))).all()
+    for cache in (None, tmp_path / "cache"):
+        data = load_dataset("image-folder", str(tmp_path / "data"), folder=FolderOptions(size=8, cache_dir=cache))
+        assert name in data.train.names + data.valid.names + data.test.names

@@ -69,8 +69,10 @@ def _first_existing(*paths: Path) -> Path | None:
 
 
 def hash_partition(names: list[str]) -> np.ndarray:
-    """Split by name: SHA-256 of each relative path, mod 10 -> 0-7 train, 8 valid, 9 test."""
-    buckets = np.array([int(hashlib.sha256(n.encode()).hexdigest()[:8], 16) % 10 for n in names], dtype=np.int64)
+    """Split by name: SHA-256 of each relative path, mod 10 -> 0-7 train, 8 valid, 9 test.
+    A name is hashed as its bytes on disk (``os.fsencode``: UTF-8, and a name that is not
+    UTF-8, e.g. Latin-1 from an old archive, as the bytes it has)."""
+    buckets = np.array([int(hashlib.sha256(os.fsencode(n)).hexdigest()[:8], 16) % 10 for n in names], dtype=np.int64)
     return np.where(buckets < 8, 0, np.where(buckets == 8, 1, 2))
 
 
@@ -232,13 +234,13 @@ def decode_folder(dataset: ImageFolderDataset, out: np.ndarray, workers: int = 0
 
 def _cache_key(layout: FolderLayout, size: int, mode: str) -> str:
     """Changes when any file is added, removed, replaced or touched, or the size or mode changes."""
-    digest = hashlib.sha256(f"{layout.image_dir.resolve()}|{size}|{mode}".encode())
+    digest = hashlib.sha256(os.fsencode(f"{layout.image_dir.resolve()}|{size}|{mode}"))
     for name in layout.files:
         try:
             stat = (layout.image_dir / name).stat()
-            digest.update(f"{name}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+            digest.update(os.fsencode(f"{name}|{stat.st_size}|{stat.st_mtime_ns}\n"))
         except FileNotFoundError:  # a missing file is reported when the folder is decoded
-            digest.update(f"{name}|missing\n".encode())
+            digest.update(os.fsencode(f"{name}|missing\n"))
     return digest.hexdigest()[:24]
 
 
