@@ -274,3 +274,14 @@ def test_a_file_name_that_is_not_utf8_is_loaded_not_a_traceback(tmp_path):
     for cache in (None, tmp_path / "cache"):
         data = load_dataset("image-folder", str(tmp_path / "data"), folder=FolderOptions(size=8, cache_dir=cache))
         assert name in data.train.names + data.valid.names + data.test.names
+
+
+def test_16_bit_grey_images_are_scaled_to_8_bits_not_clipped_white(tmp_path):
+    levels = np.array([[0, 257 * 40], [257 * 128, 65535]], dtype=np.uint16).repeat(8, 0).repeat(8, 1)
+    Image.fromarray(levels).save(tmp_path / "g16.png")
+    assert Image.open(tmp_path / "g16.png").mode.startswith("I;16")
+    for mode, channels in (("grey", 1), ("rgb", 3)):
+        image = load_image(tmp_path / "g16.png", 16, mode)
+        assert image.shape == (channels, 16, 16)
+        assert (image[:, :8, :8] == 0).all() and (image[:, :8, 8:] == 40).all()
+        assert (image[:, 8:, :8] == 128).all() and (image[:, 8:, 8:] == 255).all()

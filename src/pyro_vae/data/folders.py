@@ -178,6 +178,9 @@ def load_image(path: Path, size: int, mode: str = "rgb") -> np.ndarray:
 
     with Image.open(path) as image:
         image.draft(MODES[mode], (size, size))  # JPEG: decode at 1/2, 1/4 or 1/8 scale, never below size
+        if image.mode.startswith("I;16"):  # 16-bit grey: Pillow's convert clips it at 255 (mostly white)
+            levels = np.asarray(image).astype(np.uint32)
+            image = Image.fromarray(((levels * 255 + 32767) // 65535).astype(np.uint8), "L")
         image = ImageOps.fit(image.convert(MODES[mode]), (size, size), method=Image.Resampling.BILINEAR)
         array = np.array(image, dtype=np.uint8)  # a writable copy
     return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
