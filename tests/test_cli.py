@@ -207,3 +207,18 @@ def test_output_into_a_pipe_closed_early_ends_quietly(tmp_path):
     stderr = process.stderr.read()
     assert process.wait() == 128 + signal.SIGPIPE
     assert stderr == ""
+
+
+def test_a_relative_data_dir_is_recorded_whole_so_the_run_is_read_from_any_folder(idx_dir, tmp_path, monkeypatch,
+                                                                                 capsys):
+    (tmp_path / "here").mkdir()
+    shutil.copytree(idx_dir, tmp_path / "here" / "data")
+    monkeypatch.chdir(tmp_path / "here")
+    run = tmp_path / "run"
+    assert main(["train", "--data-dir", "data", "--run-dir", str(run), *TINY, "--epochs", "1",
+                 "--figures", "false"]) == 0
+    assert f'data_dir = "{tmp_path / "here" / "data"}"' in (run / "config.toml").read_text()
+    assert main(["train", "--resume", str(run), "--data-dir", "./data", "--epochs", "2"]) == 0  # the same folder
+    monkeypatch.chdir(tmp_path)  # where no ./data is
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "-o", str(tmp_path / "e.json")]) == 0, capsys.readouterr().err

@@ -17,6 +17,7 @@ import dataclasses
 import difflib
 import inspect
 import math
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -82,6 +83,8 @@ class DataConfig:
             )
         if self.dataset == "image-folder" and not self.data_dir:
             raise ConfigError("dataset 'image-folder' reads your own images: give their folder with --data-dir DIR.")
+        if self.data_dir:  # recorded whole: evaluate, sample, plot and --resume read it again from any folder
+            self.data_dir = os.path.abspath(os.path.expanduser(self.data_dir))
 
 
 @dataclass
