@@ -285,3 +285,22 @@ def test_16_bit_grey_images_are_scaled_to_8_bits_not_clipped_white(tmp_path):
         assert image.shape == (channels, 16, 16)
         assert (image[:, :8, :8] == 0).all() and (image[:, :8, 8:] == 40).all()
         assert (image[:, 8:, :8] == 128).all() and (image[:, 8:, 8:] == 255).all()
+
+
+def test_a_damaged_image_cache_is_one_sentence_naming_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))  # the CLI's --cache-images true is here
+    class_folder(tmp_path / "data", n=40)
+    options = FolderOptions(size=8, cache_dir=tmp_path / "xdg" / "pyro-vae" / "image-folders")
+    load_dataset("image-folder", str(tmp_path / "data"), folder=options)
+    (cache,) = options.cache_dir.glob("*[0-9a-f].npy")
+    cache.write_bytes(cache.read_bytes()[:1000])  # cut short
+    with pytest.raises(DataError, match=r"the image cache .*\.npy is damaged .*delete .*\.bad\.json beside it"):
+        load_dataset("image-folder", str(tmp_path / "data"), folder=options)
+    cache.unlink()
+    load_dataset("image-folder", str(tmp_path / "data"), folder=options)  # written again
+    bad = cache.with_name(cache.stem + ".bad.json")
+    bad.write_text('{"red/')
+    code = main(["train", "--dataset", "image-folder", "--data-dir", str(tmp_path / "data"), "--image-size", "8",
+                 "--cache-images", "true", "--epochs", "1", "--run-dir", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and "is damaged" in err and "Traceback" not in err

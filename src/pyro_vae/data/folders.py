@@ -304,8 +304,12 @@ def decoded_images(layout: FolderLayout, size: int, mode: str = "rgb", workers: 
             finally:
                 with contextlib.suppress(OSError):  # a read-only file system refuses even this (EROFS)
                     tmp.unlink(missing_ok=True)
-        bad = json.loads(bad_path.read_text())
-        array = np.load(path, mmap_mode="c")  # copy-on-write: pages are read from disk when used
+        try:
+            bad = json.loads(bad_path.read_text())
+            array = np.load(path, mmap_mode="c")  # copy-on-write: pages are read from disk when used
+        except (OSError, ValueError) as err:  # truncated or overwritten (JSONDecodeError is a ValueError)
+            raise DataError(f"the image cache {path} is damaged ({err}); delete {path} and {bad_path.name} "
+                            "beside it and run again.") from None
         if array.shape != shape:
             raise DataError(f"the image cache {path} does not match the folder; delete it and run again.")
     if bad:
