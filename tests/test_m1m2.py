@@ -499,3 +499,28 @@ def test_an_m1m2_run_trained_with_a_relative_m1_run_is_drawn_from_any_folder(idx
     assert main(["sample", str(stacked), "--label", "1", "-o", "t.png"]) == 0 and (elsewhere / "t.png").is_file()
     (stacked / "m1_codes.json").write_text(json.dumps({**codes, "m1_run": "runs/nowhere"}))
     assert main(["sample", str(stacked), "--label", "1", "-o", "u.png"]) == 2 and not (elsewhere / "u.png").exists()
+
+
+def test_an_m1_run_trained_on_another_folder_of_own_data_is_refused(idx_dir, tmp_path):
+    """An idx (or image-folder) data set is the files in its --data-dir: M2's codes of other images,
+    from an M1 that never saw them, were taken without a word."""
+    from conftest import synthetic_images, write_idx
+    from test_train import small_config
+
+    from pyro_vae.runs import m1_codes, open_dataset, train_run
+
+    other = tmp_path / "other"
+    other.mkdir()
+    for stem, n, seed in (("train", 1200, 7), ("t10k", 200, 8)):
+        images, labels = synthetic_images(n, seed=seed)
+        write_idx(other / f"{stem}-images-idx3-ubyte", images)
+        write_idx(other / f"{stem}-labels-idx1-ubyte", labels)
+    m1 = tmp_path / "m1"
+    train_run(small_config(idx_dir, **{"train.epochs": 1}), m1, progress=False, log=lambda line: None)
+    stacked = {"model.model": "m1m2", "model.m1_run": str(m1), "data.labels": 8, "model.latent_dim": 2}
+    config = small_config(other, **stacked)
+    with pytest.raises(ConfigError, match=r"was trained with data_dir '.*', this run has '.*other': give the same "
+                                          r"--data-dir"):
+        m1_codes(config, open_dataset(config), "cpu")
+    same = small_config(idx_dir, **stacked)
+    assert len(m1_codes(same, open_dataset(same), "cpu")[0].train) == 1000

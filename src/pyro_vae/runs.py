@@ -823,7 +823,10 @@ def m1_codes(config: Config, images: ImageDataset, device) -> tuple[ImageDataset
                           "codes) has no closed form, and its encoder's is the mean before the flow steps; give a "
                           "--model vae run without --flow.")
     # the codes are M1's encodings of this run's images: they must be the images M1 learned from
-    for key in ("dataset", "train_limit", "binarize"):
+    # idx and image-folder data are the files in --data-dir (a named data set's files are checked against their
+    # SHA-256 wherever they are found), an image folder's images as large and coloured as they were loaded
+    own = {"idx": ("data_dir",), "image-folder": ("data_dir", "image_size", "image_mode")}.get(config.data.dataset, ())
+    for key in ("dataset", "train_limit", "binarize", *own):
         if getattr(m1.config.data, key) != getattr(config.data, key):
             raise ConfigError(f"--m1-run {m1_dir} was trained with {key} {getattr(m1.config.data, key)!r}, this run "
                               f"has {getattr(config.data, key)!r}: give the same --{key.replace('_', '-')}.")
