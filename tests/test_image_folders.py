@@ -109,6 +109,21 @@ def test_images_both_loose_and_in_sub_folders_are_refused_not_half_dropped(tmp_p
     (tmp_path / "stray.png").unlink()
     assert scan_image_folder(tmp_path).kind == "classes"
 
+
+def test_a_class_whose_images_lie_in_a_deeper_folder_is_refused_not_dropped(tmp_path):
+    # blue/2020/*.png: 'blue' held no image directly, so it was no class, and its images were left out
+    class_folder(tmp_path, n=30)
+    (tmp_path / "blue" / "2020").mkdir()
+    for image in (tmp_path / "blue").glob("*.png"):
+        image.rename(tmp_path / "blue" / "2020" / image.name)
+    with pytest.raises(DataError, match=r"blue holds images only in folders below it \(blue/2020/.*\.png\)"):
+        scan_image_folder(tmp_path)
+    (tmp_path / "notes").mkdir()  # a sub-folder with no images at all is no class, as before
+    (tmp_path / "notes" / "readme.txt").write_text("not an image")
+    for image in (tmp_path / "blue" / "2020").glob("*.png"):
+        image.rename(tmp_path / "blue" / image.name)
+    assert scan_image_folder(tmp_path).class_names == ("blue", "green", "red")
+
 MALFORMED = [
     ("3\nA B\n1.jpg 1 -1\n2.jpg 1 1\n", "declares 3 images"),
     ("2\nA B\n1.jpg 1 -1\n2.jpg 1\n", "line 4 has 1 values"),

@@ -8,7 +8,8 @@ Three layouts are recognised (:func:`scan_image_folder`):
   ``list_eval_partition.txt`` (``name 0|1|2`` for train, valid, test; also looked for in
   ``Eval/``). The attributes become boolean labels by name (``Smiling``, ...).
 * **class sub-folders**: ``DIR/<class>/*.png``: the sorted sub-folder names are the classes
-  (images directly in ``DIR`` as well are refused: one layout or the other would drop them).
+  (images directly in ``DIR`` as well, or only in folders below a sub-folder, are refused: one
+  layout or the other would drop them).
 * **flat**: ``DIR/*.png``, unlabelled.
 
 Without a partition file the split is fixed by the file's name: the SHA-256 of its path
@@ -133,8 +134,14 @@ def scan_image_folder(root: str | Path) -> FolderLayout:
     attributes_file = _first_existing(root / CELEBA_ATTRIBUTES, root / "Anno" / CELEBA_ATTRIBUTES)
     if attributes_file is not None:
         return _celeba_layout(root, attributes_file)
-    class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    class_dirs = [d for d in class_dirs if any(_is_image(p) for p in d.iterdir())]
+    sub_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    class_dirs = [d for d in sub_dirs if any(_is_image(p) for p in d.iterdir())]
+    for folder in sub_dirs:  # images only deeper down would be left out of every class without a word
+        deeper = None if folder in class_dirs else next((p for p in folder.rglob("*") if _is_image(p)), None)
+        if deeper is not None:
+            raise DataError(f"{folder} holds images only in folders below it ({deeper.relative_to(root)}), and "
+                            "only the images directly in a class sub-folder are read; move them up into "
+                            f"{folder.name}/, or give the folder that holds them as --data-dir.")
     loose = sorted(p.name for p in root.iterdir() if _is_image(p))
     if class_dirs and loose:  # either layout alone would leave out some of the images
         raise DataError(f"{root} holds images both directly ({loose[0]}, ... {len(loose)} of them) and in "
