@@ -141,6 +141,15 @@ def test_malformed_attribute_files_are_refused_with_the_reason(tmp_path, text, m
         read_celeba_attributes(tmp_path / "list_attr_celeba.txt")
 
 
+def test_a_partition_file_without_the_attribute_file_is_refused_not_passed_over(tmp_path):
+    # the images were split by file name (80/10/10) instead of by the partition given, without a word
+    celeba_folder(tmp_path, n=30)
+    (tmp_path / "list_attr_celeba.txt").unlink()
+    with pytest.raises(DataError, match=r"list_eval_partition.txt gives CelebA's split, which is read with "
+                                        r"CelebA's list_attr_celeba.txt, and .* has none"):
+        scan_image_folder(tmp_path)
+
+
 def test_a_partition_file_missing_images_is_refused(tmp_path):
     truth = celeba_folder(tmp_path, n=30)
     lines = (tmp_path / "list_eval_partition.txt").read_text().splitlines()

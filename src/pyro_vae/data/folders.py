@@ -134,6 +134,11 @@ def scan_image_folder(root: str | Path) -> FolderLayout:
     attributes_file = _first_existing(root / CELEBA_ATTRIBUTES, root / "Anno" / CELEBA_ATTRIBUTES)
     if attributes_file is not None:
         return _celeba_layout(root, attributes_file)
+    partition_file = _first_existing(root / CELEBA_PARTITION, root / "Eval" / CELEBA_PARTITION)
+    if partition_file is not None:  # without the attributes it would be passed over for the split by file name
+        raise DataError(f"{partition_file} gives CelebA's split, which is read with CelebA's {CELEBA_ATTRIBUTES}, "
+                        f"and {root} has none; put {CELEBA_ATTRIBUTES} (from CelebA's Anno/) beside it, or move "
+                        "the partition file away to split the images by file name.")
     sub_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     class_dirs = [d for d in sub_dirs if any(_is_image(p) for p in d.iterdir())]
     for folder in sub_dirs:  # images only deeper down would be left out of every class without a word
