@@ -146,3 +146,12 @@ def test_dynamic_binarization_of_byte_images_still_checks_the_other_splits():
                         Split(torch.full((4, 1, 2, 2), 0.5)), Split(torch.ones(4, 1, 2, 2)), binarize="dynamic")
     with pytest.raises(DataError, match="the valid split of 'd' has grey-level pixels"):
         data.check_support(make_likelihood("bernoulli", (1, 2, 2)))
+
+
+@pytest.mark.parametrize("name", ["idx", "image-folder"])
+def test_own_data_without_a_data_dir_is_refused_not_read_from_the_current_folder(name, tmp_path, monkeypatch):
+    # data_dir="" was read as ".": a folder of images there became the data set without a word
+    celeba_folder(tmp_path, n=30)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError, match=rf"^'{name}' reads your own .*: give their folder as data_dir"):
+        load_dataset(name)

@@ -392,6 +392,9 @@ def load_dataset(name: str, data_dir: str = "", binarize: str = "none", seed: in
     if name == "binarized-mnist" and binarize != "none":  # as the CLI refuses --binarize there
         raise DataError(f"binarize={binarize!r} has no effect on binarized-mnist, whose pixels are 0/1 already (a "
                         "fixed draw); give binarize='none'.")
+    if name in ("idx", "image-folder") and not data_dir:  # "" would read the current folder as one
+        raise DataError(f"'{name}' reads your own {'IDX files' if name == 'idx' else 'images'}: give their folder "
+                        f"as data_dir (load_dataset({name!r}, data_dir=DIR)).")
     if folder is not None and name != "image-folder":
         raise DataError(f"folder options have no effect on {name!r} (they are for 'image-folder'); drop folder.")
     attribute_names: tuple[str, ...] = ()
