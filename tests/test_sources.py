@@ -186,3 +186,21 @@ def test_a_pyro_vae_mirror_that_is_no_url_is_one_sentence(mirror, tmp_path, monk
         locate(DataSource("fixture", source.files, (url,)))
     monkeypatch.setenv("PYRO_VAE_MIRROR", root.as_uri() + "/")
     assert locate(DataSource("fixture", source.files, ()))["data"].is_file()
+
+
+def test_a_data_dir_holding_none_of_the_files_is_refused_not_passed_over(tmp_path, monkeypatch):
+    content = b"abc" * 50
+    source = DataSource("thing", {"f": DataFile("f.gz", hashlib.sha256(content).hexdigest()),
+                                  "g": DataFile("g.gz", hashlib.sha256(content).hexdigest())}, ())
+    elsewhere = tmp_path / "cache" / "pyro-vae" / "thing"  # good copies later in the search order
+    elsewhere.mkdir(parents=True)
+    for name in ("f.gz", "g.gz"):
+        (elsewhere / name).write_bytes(gzip.compress(content))
+    given = tmp_path / "given"
+    given.mkdir()
+    (given / "notes.txt").write_text("the wrong folder")
+    with pytest.raises(DataError, match=r"data directory .*given holds none of the files of 'thing' \(f.gz, g.gz\)"):
+        locate(source, given)
+    (given / "thing").mkdir()  # one of them, in the data set's sub-folder: the other is found elsewhere
+    (given / "thing" / "f.gz").write_bytes(gzip.compress(content))
+    assert locate(source, given) == {"f": given / "thing" / "f.gz", "g": elsewhere / "g.gz"}

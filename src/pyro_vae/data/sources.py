@@ -2,7 +2,7 @@
 
 Files are looked for, in order, in
 
-1. the ``--data-dir`` folder (or its ``<name>/`` sub-folder),
+1. the ``--data-dir`` folder (or its ``<name>/`` sub-folder; refused if it holds none of the files),
 2. ``$PYRO_VAE_DATA`` (or its ``<name>/`` sub-folder),
 3. the user cache, ``$XDG_CACHE_HOME/pyro-vae/<name>`` (``~/.cache/pyro-vae/<name>``),
 4. Debian's ``/usr/share/datasets/<name>/``,
@@ -168,6 +168,12 @@ def locate(source: DataSource, data_dir: str | Path | None = None, download: boo
     checks its bytes (:func:`verify_content`; the readers' ``sha256=``) before using them."""
     check_data_dir(data_dir)
     wanted = roles or tuple(source.files)
+    if data_dir and not any(_find_on_disk(source.files[role], _root_dirs(source.name, data_dir)) for role in wanted):
+        # it would be passed over in silence (some of the files there, the others found elsewhere, is fine)
+        raise DataError(f"data directory {Path(data_dir).expanduser()} holds none of the files of '{source.name}' "
+                        f"({', '.join(source.files[role].name for role in wanted)}), neither directly nor in a "
+                        f"{source.name}/ sub-folder; put them there, or drop --data-dir to find them in the usual "
+                        "places or download them.")
     found: dict[str, Path] = {}
     for role in wanted:
         spec = source.files[role]
