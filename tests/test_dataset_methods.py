@@ -155,3 +155,18 @@ def test_own_data_without_a_data_dir_is_refused_not_read_from_the_current_folder
     monkeypatch.chdir(tmp_path)
     with pytest.raises(DataError, match=rf"^'{name}' reads your own .*: give their folder as data_dir"):
         load_dataset(name)
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(mode="gray"), r"mode 'gray' is not one of 'rgb', 'grey'"),  # a KeyError from every image
+    (dict(mode="RGB"), r"mode 'RGB' is not one of"),
+    (dict(size=0), r"size must be a whole number of pixels from 4 to 1024, not 0"),  # loaded as 0 x 0 images
+    (dict(size=-3), r"size must be .* not -3"),
+    (dict(workers=-1), r"workers must be 0 .* not -1"),
+])
+def test_folder_options_out_of_range_are_refused_in_one_sentence(tmp_path, options, message):
+    from pyro_vae.data.datasets import FolderOptions
+
+    celeba_folder(tmp_path, n=30)
+    with pytest.raises(DataError, match=message):
+        load_dataset("image-folder", str(tmp_path), folder=FolderOptions(**options))

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pyro_vae.data.folders import ByteImages, decoded_images, scan_image_folder
+from pyro_vae.data.folders import MODES, ByteImages, decoded_images, scan_image_folder
 from pyro_vae.data.readers import read_amat, read_idx
 from pyro_vae.data.sources import BINARIZED_MNIST, FASHION_MNIST, MNIST, DataSource, check_data_dir, locate
 from pyro_vae.errors import DataError
@@ -355,9 +355,20 @@ class FolderOptions:
     skip_bad: bool = False
     progress: bool = False
 
+    def check(self) -> FolderOptions:
+        """Refuse what the CLI's --image-size, --image-mode and --workers refuse (a :class:`DataError`)."""
+        if self.mode not in MODES:  # "gray", "RGB" ended in a KeyError from every image
+            raise DataError(f"FolderOptions mode {self.mode!r} is not one of {', '.join(map(repr, MODES))}.")
+        if isinstance(self.size, bool) or not isinstance(self.size, int) or not 4 <= self.size <= 1024:
+            raise DataError(f"FolderOptions size must be a whole number of pixels from 4 to 1024, not {self.size!r}.")
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0:
+            raise DataError(f"FolderOptions workers must be 0 (decode in this process) or more, not {self.workers!r}.")
+        return self
+
 
 def _folder_splits(data_dir: str, options: FolderOptions) -> tuple[Split, Split, Split, tuple, tuple]:
     check_data_dir(data_dir)
+    options.check()
     layout = scan_image_folder(data_dir)
     data, keep = decoded_images(layout, options.size, options.mode, options.workers, options.cache_dir,
                                 options.skip_bad, options.progress)
