@@ -222,3 +222,21 @@ def test_a_relative_data_dir_is_recorded_whole_so_the_run_is_read_from_any_folde
     monkeypatch.chdir(tmp_path)  # where no ./data is
     capsys.readouterr()
     assert main(["evaluate", str(run), "-o", str(tmp_path / "e.json")]) == 0, capsys.readouterr().err
+
+
+def test_a_run_whose_data_folder_moved_names_the_run_and_its_config_not_data_dir(idx_dir, tmp_path, capsys):
+    # it said "check --data-dir": evaluate has no such option, and --resume refuses to change it
+    shutil.copytree(idx_dir, tmp_path / "data")
+    run = tmp_path / "run"
+    assert main(["train", "--data-dir", str(tmp_path / "data"), "--run-dir", str(run), *TINY, "--epochs", "1",
+                 "--figures", "false"]) == 0
+    (tmp_path / "data").rename(tmp_path / "moved")
+    capsys.readouterr()
+    for argv in (["evaluate", str(run)], ["train", "--resume", str(run), "--epochs", "2"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert f"{run} was trained on the data in {tmp_path / 'data'}, which is no longer a folder" in err, err
+        assert f"write its new folder as data_dir in {run / 'config.toml'}" in err
+    config = run / "config.toml"
+    config.write_text(config.read_text().replace(str(tmp_path / "data"), str(tmp_path / "moved")))
+    assert main(["evaluate", str(run), "-o", str(tmp_path / "e.json")]) == 0  # as it says

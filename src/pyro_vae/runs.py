@@ -80,7 +80,7 @@ class Run:
 
     def dataset(self) -> ImageDataset:
         check_own_data(self.run_dir, self.checkpoint, self.config)
-        return open_dataset(self.config).to(self.device)
+        return open_dataset(self.config, run_dir=self.run_dir).to(self.device)
 
 
 def check_own_data(run_dir: Path, checkpoint: dict, config: Config) -> None:
@@ -97,9 +97,14 @@ def check_own_data(run_dir: Path, checkpoint: dict, config: Config) -> None:
                     "run.guide, x_test, k=1000), or fit(..., resume=True) to train on).")
 
 
-def open_dataset(config: Config, progress: bool = False) -> ImageDataset:
-    """The run's data set, as its configuration names it."""
+def open_dataset(config: Config, progress: bool = False, run_dir: Path | None = None) -> ImageDataset:
+    """The run's data set, as its configuration names it (``run_dir``: the saved run it is read
+    for, whose data_dir no option changes)."""
     data = config.data
+    if run_dir is not None and data.data_dir and not Path(data.data_dir).expanduser().is_dir():
+        # "check --data-dir" would send the user to an option evaluate lacks and --resume refuses to change
+        raise DataError(f"{run_dir} was trained on the data in {data.data_dir}, which is no longer a folder; put the "
+                        f"data back there, or write its new folder as data_dir in {Path(run_dir) / CONFIG}.")
     folder = FolderOptions(size=data.image_size, mode=data.image_mode, workers=data.workers,
                            cache_dir=cache_dir() / "image-folders" if data.cache_images else None,
                            skip_bad=data.skip_bad_images, progress=progress)
@@ -449,7 +454,7 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
            device: torch.device, held: contextlib.ExitStack) -> dict:
     train_cfg, data_cfg = config.train, config.data
     pyro.set_rng_seed(train_cfg.seed)
-    dataset = open_dataset(config, progress=progress)
+    dataset = open_dataset(config, progress=progress, run_dir=run_dir if resume else None)
     # for m1m2: the images, the codes that replace them, and (--m1-codes sample) the codes' spreads
     images, scaler, code_scales = dataset, None, None
     if config.model.model == "m1m2":

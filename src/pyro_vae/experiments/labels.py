@@ -32,7 +32,7 @@ def real_images(run):
 
     check_own_data(run.run_dir, run.checkpoint, run.config)  # a fit() run's data may not be its config's
     config = replace(run.config, data=replace(run.config.data, binarize="none", train_limit=0))
-    dataset = open_dataset(config)
+    dataset = open_dataset(config, run_dir=run.run_dir)
     if dataset.train.labels is None or dataset.test.labels is None:
         raise DataError(f"--label-fidelity needs a data set with class labels, and '{dataset.name}' has none; "
                         "train and measure a labelled model on labelled data.")
