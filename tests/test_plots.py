@@ -547,3 +547,17 @@ def test_the_prior_check_of_a_two_layer_guide_is_refused(tmp_path):
     _, vae_guide = build_vae(ModelConfig(latent_dim=2, hidden_dims=[8]), (1, 28, 28))
     plots.plot_prior_check(vae_guide, torch.rand(20, 1, 28, 28), tmp_path / "p.png")  # a one-layer guide is drawn
     assert (tmp_path / "p.png").exists()
+
+
+@pytest.mark.parametrize("name, write", [
+    ("labels.txt", lambda path: np.savetxt(path, [[1, 0, 0]] * 5000, fmt="%d")),  # three columns: read row by row
+    ("labels.npy", lambda path: np.save(path, np.array(["1", "0"] * 2500))),  # strings: a TypeError traceback
+])
+def test_an_attribute_file_that_is_not_one_label_per_image_is_refused(run_2d, tmp_path, capsys, name, write):
+    path = tmp_path / name
+    write(path)
+    assert main(["plot", str(run_2d), "--kind", "arithmetic", "--attribute-file", str(path), "--limit", "100",
+                 "-o", str(tmp_path / "a.png")]) == 2
+    err = capsys.readouterr().err
+    assert "must hold one 0 or 1 per test image, as one column or row of numbers" in err and "Traceback" not in err
+    assert not (tmp_path / "a.png").exists()

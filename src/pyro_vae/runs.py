@@ -1248,7 +1248,12 @@ def _attribute_mask(dataset: ImageDataset, split, attribute: str, attribute_file
             values = np.load(attribute_file) if attribute_file.endswith(".npy") else np.loadtxt(attribute_file)
         except (OSError, ValueError) as err:
             raise PyroVAEError(f"cannot read attribute labels from {attribute_file} ({err}).") from None
-        values = torch.as_tensor(np.asarray(values).reshape(-1))
+        values = np.asarray(values)
+        # a table of several columns was flattened row by row into one long list of labels
+        if values.dtype.kind not in "biuf" or values.ndim > 2 or (values.ndim == 2 and min(values.shape) > 1):
+            raise PyroVAEError(f"{attribute_file} must hold one 0 or 1 per test image, as one column or row of "
+                               f"numbers, not {values.dtype.name} values of shape {values.shape}.")
+        values = torch.as_tensor(values.reshape(-1))
         if len(values) < n or not torch.isin(values, torch.tensor([0.0, 1.0], dtype=values.dtype)).all():
             raise PyroVAEError(f"{attribute_file} must hold a 0 or 1 for each of the first {n} test images.")
         return values[:n].bool(), Path(attribute_file).stem
