@@ -170,3 +170,11 @@ def test_folder_options_out_of_range_are_refused_in_one_sentence(tmp_path, optio
     celeba_folder(tmp_path, n=30)
     with pytest.raises(DataError, match=message):
         load_dataset("image-folder", str(tmp_path), folder=FolderOptions(**options))
+
+
+def test_dynamic_binarization_draws_validation_and_test_once_with_seeds_0_and_1(idx_dir):
+    # as the module docstring and docs/design.md say (they said seed 0 for both)
+    grey, binary = load_dataset("idx", str(idx_dir)), load_dataset("idx", str(idx_dir), binarize="dynamic")
+    for split, seed in (("valid", 0), ("test", 1)):
+        want = torch.bernoulli(grey.split(split).images[:], generator=torch.Generator().manual_seed(seed))
+        assert torch.equal(binary.split(split).images[:], want)

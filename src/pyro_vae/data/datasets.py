@@ -21,8 +21,8 @@ Binarization (``--binarize``) of grey-level data:
 
 * ``none``: keep grey levels in [0, 1];
 * ``dynamic``: each training image is redrawn as Bernoulli(pixel) in every batch; the
-  validation and test images are drawn once with the fixed seed 0, so every run is
-  scored on the same binary images;
+  validation and test images are drawn once with the fixed seeds 0 and 1 (a stream each),
+  so every run is scored on the same binary images;
 * ``static``: every split drawn once as Bernoulli(pixel) with the run's seed;
 * ``threshold``: pixel > 0.5.
 """
