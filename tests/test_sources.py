@@ -204,3 +204,24 @@ def test_a_data_dir_holding_none_of_the_files_is_refused_not_passed_over(tmp_pat
     (given / "thing").mkdir()  # one of them, in the data set's sub-folder: the other is found elsewhere
     (given / "thing" / "f.gz").write_bytes(gzip.compress(content))
     assert locate(source, given) == {"f": given / "thing" / "f.gz", "g": elsewhere / "g.gz"}
+
+
+def test_another_data_sets_file_is_named_as_such_not_to_be_deleted(tmp_path):
+    """MNIST and Fashion-MNIST files have the same names: a --data-dir of one given for the other was told
+    'delete it so a good copy can be found or downloaded', of a good file."""
+    require_path(FASHION_DIR / "t10k-images-idx3-ubyte.gz", "Fashion-MNIST (Debian's dataset-fashion-mnist)")
+    from pyro_vae.data.datasets import load_dataset
+
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        (tmp_path / name).write_bytes((FASHION_DIR / name).read_bytes())
+    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte.gz is t10k-labels-idx1-ubyte.gz of data set "
+                                        r"'fashion-mnist', not of 'mnist'; give --dataset fashion-mnist for it"):
+        locate(sources.MNIST, tmp_path, download=False, roles=("test_labels",))
+    with pytest.raises(DataError, match=r"is t10k-images-idx3-ubyte.gz of data set 'fashion-mnist', not of 'mnist'"):
+        load_dataset("mnist-t10k", str(tmp_path), download=False)  # checked as it is read
+    (tmp_path / "t10k-images-idx3-ubyte.gz").unlink()
+    (tmp_path / "train-labels-idx1-ubyte.gz").write_bytes((FASHION_DIR / "t10k-labels-idx1-ubyte.gz").read_bytes())
+    with pytest.raises(DataError, match=r"train-labels-idx1-ubyte.gz holds t10k-labels-idx1-ubyte.gz of "
+                                        r"'fashion-mnist' under another name; give it its own name"):
+        locate(sources.FASHION_MNIST, tmp_path, download=False, roles=("train_labels",))
+    assert all(p.is_file() for p in tmp_path.iterdir())

@@ -143,8 +143,9 @@ def content_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def verify(path: Path, expected: str) -> None:
-    _check_sha256(path, content_sha256(path), expected)
+def verify(path: Path, expected: str, found: bool = True) -> None:
+    """``found``: a file found on disk (not a download), which may be another data set's."""
+    _check_sha256(path, content_sha256(path), expected, found)
 
 
 def verify_content(path: Path, content: bytes, expected: str) -> None:
@@ -153,12 +154,23 @@ def verify_content(path: Path, content: bytes, expected: str) -> None:
     _check_sha256(path, hashlib.sha256(content).hexdigest(), expected)
 
 
-def _check_sha256(path: Path, actual: str, expected: str) -> None:
-    if actual != expected:
-        raise DataError(
-            f"data file {path} does not match its published SHA-256 (expected {expected[:12]}..., "
-            f"got {actual[:12]}...); delete it so a good copy can be found or downloaded."
-        )
+def _check_sha256(path: Path, actual: str, expected: str, found: bool = True) -> None:
+    if actual == expected:
+        return
+    known = next(((source, spec) for source in SOURCES.values() for spec in source.files.values()
+                  if spec.sha256 == actual and found), None)
+    wanted = next((source for source in SOURCES.values() for spec in source.files.values()
+                   if spec.sha256 == expected), None)
+    if known is not None:  # MNIST and Fashion-MNIST share file names: "delete it" would delete a good file
+        source, spec = known
+        if source is wanted:
+            raise DataError(f"data file {path} holds {spec.name} of '{source.name}' under another name; give it "
+                            "its own name.")
+        raise DataError(f"data file {path} is {spec.name} of data set '{source.name}'"
+                        f"{'' if wanted is None else f', not of {wanted.name!r}'}; give --dataset {source.name} for it, "
+                        "or a --data-dir holding the files of the data set you asked for.")
+    raise DataError(f"data file {path} does not match its published SHA-256 (expected {expected[:12]}..., "
+                    f"got {actual[:12]}...); delete it so a good copy can be found or downloaded.")
 
 
 def locate(source: DataSource, data_dir: str | Path | None = None, download: bool = True,
@@ -245,7 +257,7 @@ def download_file(spec: DataFile, mirrors: tuple[str, ...], dest_dir: Path,
             checked = tmp.with_name(tmp.name + (".gz" if spec.name.endswith(".gz") else ""))
             tmp.rename(checked)
             tmp = checked
-            verify(tmp, spec.sha256)
+            verify(tmp, spec.sha256, found=False)
             target = dest_dir / spec.name
             os.replace(tmp, target)
             return target
