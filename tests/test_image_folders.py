@@ -328,3 +328,21 @@ def test_a_damaged_image_cache_is_one_sentence_naming_it(tmp_path, capsys, monke
                  "--cache-images", "true", "--epochs", "1", "--run-dir", str(tmp_path / "run")])
     err = capsys.readouterr().err
     assert code == 2 and "is damaged" in err and "Traceback" not in err
+
+
+def test_a_base_name_shared_by_images_of_several_classes_is_refused_not_the_first_taken(tmp_path):
+    # --image-a 1.png with red/1.png and blue/1.png interpolated from whichever came first
+    from pyro_vae.data.datasets import ImageDataset, Split
+    from pyro_vae.errors import PyroVAEError
+    from pyro_vae.runs import _image_by_name
+
+    def split(*names):
+        return Split(torch.arange(len(names), dtype=torch.float32).reshape(-1, 1, 1, 1) + 10 * len(names[0]),
+                     names=names)
+
+    data = ImageDataset("shapes", split("red/1.png", "red/2.png"), split("green/3.png"), split("blue/1.png"))
+    with pytest.raises(PyroVAEError, match=r"'1.png' names 2 images \(blue/1.png, red/1.png\); give the one you mean "
+                                           r"by its path in the folder"):
+        _image_by_name(data, "1.png")
+    assert _image_by_name(data, "red/1.png") == data.train.images[0]
+    assert _image_by_name(data, "2.png") == data.train.images[1] and _image_by_name(data, "3.png") == data.valid.images[0]

@@ -1278,11 +1278,16 @@ def _attribute_mask(dataset: ImageDataset, split, attribute: str, attribute_file
 
 def _image_by_name(dataset: ImageDataset, name: str) -> torch.Tensor:
     """The image whose file name (relative to the folder, or just its base name) is ``name``."""
-    for split_name in ("test", "valid", "train"):
-        split = dataset.split(split_name)
-        for i, file_name in enumerate(split.names):
-            if file_name == name or Path(file_name).name == name:
-                return split.images[i]
+    found = [(split_name, i, file_name) for split_name in ("test", "valid", "train")
+             for i, file_name in enumerate(dataset.split(split_name).names)
+             if file_name == name or Path(file_name).name == name]
+    exact = [hit for hit in found if hit[2] == name]
+    if len(exact) == 1 or len(found) == 1:
+        split_name, i, _ = (exact or found)[0]
+        return dataset.split(split_name).images[i]
+    if found:  # class sub-folders often reuse file names (cat/1.jpg, dog/1.jpg): the first was taken
+        raise PyroVAEError(f"'{name}' names {len(found)} images ({', '.join(hit[2] for hit in found[:3])}"
+                           f"{', ...' if len(found) > 3 else ''}); give the one you mean by its path in the folder.")
     if not dataset.train.names:
         raise PyroVAEError("--image-a/--image-b name files of an image folder; for this data set use "
                            "--index-a and --index-b (test image numbers).")
