@@ -218,6 +218,17 @@ def test_workers_and_the_memory_mapped_cache_give_the_same_bytes(tmp_path, monke
     assert fresh[0].float().mean() == 255 and len(list((tmp_path / "cache").glob("*.npy"))) == 2
 
 
+def test_a_cache_decoded_by_an_earlier_decoder_is_decoded_again(tmp_path, monkeypatch):
+    """The cache key named the files, size and mode but not the decoder, so the caches written
+    before 16-bit grey images were scaled (clipped white) were read back as they were."""
+    class_folder(tmp_path / "data", n=12)
+    layout = scan_image_folder(tmp_path / "data")
+    decoded_images(layout, 12, cache_dir=tmp_path / "cache")
+    monkeypatch.setattr(folders, "DECODER_VERSION", folders.DECODER_VERSION + 1)
+    decoded_images(layout, 12, cache_dir=tmp_path / "cache")
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 2  # a new key: decoded afresh, not read back
+
+
 def test_byte_images_read_as_floats_by_rows():
     data = torch.arange(5 * 3 * 2 * 2, dtype=torch.uint8).reshape(5, 3, 2, 2)
     images = ByteImages(data, rows=torch.tensor([4, 1, 3]))

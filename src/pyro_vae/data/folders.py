@@ -247,9 +247,16 @@ def decode_folder(dataset: ImageFolderDataset, out: np.ndarray, workers: int = 0
     return bad
 
 
+#: The decoder's version, part of every cache key: a change to how an image becomes its array
+#: (2: 16-bit grey levels scaled to 8 bits, where Pillow clipped them at 255) makes the caches
+#: decoded before it stale, so they are decoded again rather than read back as they were.
+DECODER_VERSION = 2
+
+
 def _cache_key(layout: FolderLayout, size: int, mode: str) -> str:
-    """Changes when any file is added, removed, replaced or touched, or the size or mode changes."""
-    digest = hashlib.sha256(os.fsencode(f"{layout.image_dir.resolve()}|{size}|{mode}"))
+    """Changes when any file is added, removed, replaced or touched, the size or mode changes,
+    or the decoder does (:data:`DECODER_VERSION`)."""
+    digest = hashlib.sha256(os.fsencode(f"{layout.image_dir.resolve()}|{size}|{mode}|decoder {DECODER_VERSION}"))
     for name in layout.files:
         try:
             stat = (layout.image_dir / name).stat()
