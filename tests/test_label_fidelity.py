@@ -239,6 +239,19 @@ def test_the_judge_is_cached_and_a_changed_data_set_retrains(tmp_path, monkeypat
     assert not rebuilt.from_cache and trained == [1, 1, 1] and path.is_file()
 
 
+def test_a_cache_folder_that_cannot_be_made_is_refused_before_the_judge_trains(tmp_path, monkeypatch):
+    """PYRO_VAE_CLASSIFIER_CACHE=/some/file trained the judge (minutes on real data) and only then
+    refused the folder; now nothing is trained first."""
+    from pyro_vae.errors import WriteError
+
+    (tmp_path / "a-file").write_text("not a folder")
+    trained = []
+    monkeypatch.setattr(judge_module, "train_judge", lambda *a, **k: trained.append(1))
+    with pytest.raises(WriteError, match="cannot create the classifier cache"):
+        JudgeCache(tmp_path / "a-file").load_or_train(_dataset(_templates()), TINY)
+    assert trained == []
+
+
 def test_the_cache_folder_comes_from_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("PYRO_VAE_CLASSIFIER_CACHE", str(tmp_path / "mine"))
     assert JudgeCache().root == tmp_path / "mine"

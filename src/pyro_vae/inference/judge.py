@@ -239,6 +239,7 @@ class JudgeCache:
             except Exception as err:  # noqa: BLE001 - truncated, corrupt or foreign: a cache is rebuilt
                 if log is not None:
                     log(f"the cached label judge {path} is unreadable ({type(err).__name__}); training it again")
+        self._make_folder(path)  # before the judge trains (minutes), not after: a cache path that is a file, say
         if log is not None:
             log(f"training the label judge (a classifier of real '{dataset.name}' images; cached in {path.parent})")
         judge = train_judge(dataset, settings, log)
@@ -246,15 +247,20 @@ class JudgeCache:
         return judge
 
     @staticmethod
-    def save(path: Path, judge: Judge) -> None:
+    def _make_folder(path: Path) -> None:
         from pyro_vae.errors import WriteError
-        from pyro_vae.inference.checkpoint import atomic_write_bytes
 
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise WriteError(f"cannot create the classifier cache {path.parent} ({err.strerror or err}); set "
                              f"{CACHE_ENV} or --classifier-cache to a writable folder.") from None
+
+    @staticmethod
+    def save(path: Path, judge: Judge) -> None:
+        from pyro_vae.inference.checkpoint import atomic_write_bytes
+
+        JudgeCache._make_folder(path)
         buffer = io.BytesIO()
         torch.save({"state": judge.net.state_dict(), "record": judge.record}, buffer)
         atomic_write_bytes(path, lambda handle: handle.write(buffer.getvalue()))
