@@ -141,6 +141,13 @@ def test_malformed_attribute_files_are_refused_with_the_reason(tmp_path, text, m
         read_celeba_attributes(tmp_path / "list_attr_celeba.txt")
 
 
+def test_an_attribute_file_with_a_byte_order_mark_is_read(tmp_path):
+    """A BOM (a file saved by Windows Notepad) made the count "\ufeff2", refused as not a number."""
+    (tmp_path / "list_attr_celeba.txt").write_text("\ufeff2\nA B\n1.jpg 1 -1\n2.jpg -1 1\n", encoding="utf-8")
+    names, files, values = read_celeba_attributes(tmp_path / "list_attr_celeba.txt")
+    assert names == ("A", "B") and files == ["1.jpg", "2.jpg"] and values.tolist() == [[True, False], [False, True]]
+
+
 def test_a_partition_file_without_the_attribute_file_is_refused_not_passed_over(tmp_path):
     # the images were split by file name (80/10/10) instead of by the partition given, without a word
     celeba_folder(tmp_path, n=30)

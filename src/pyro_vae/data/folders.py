@@ -80,8 +80,8 @@ def hash_partition(names: list[str]) -> np.ndarray:
 def read_celeba_attributes(path: Path) -> tuple[tuple[str, ...], list[str], np.ndarray]:
     """Parse ``list_attr_celeba.txt`` -> (attribute names, file names, values ``[N, A]`` bool).
     Raises :class:`DataError` naming the line for anything malformed."""
-    try:
-        lines = path.read_text().splitlines()
+    try:  # utf-8-sig: a byte-order mark (a file saved by Windows Notepad) is not part of the count
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as err:
         raise DataError(f"cannot read {path} ({err}).") from None
     lines = [line for line in lines if line.strip()]
@@ -113,7 +113,7 @@ def read_celeba_partition(path: Path) -> dict[str, int]:
     """Parse ``list_eval_partition.txt`` (``name 0|1|2`` per line) -> name to split."""
     partition = {}
     try:
-        lines = path.read_text().splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()  # a byte-order mark is not part of a name
     except (OSError, UnicodeDecodeError) as err:
         raise DataError(f"cannot read {path} ({err}).") from None
     for number, line in enumerate(lines, start=1):
