@@ -64,8 +64,11 @@ def test_corrupted_download_is_rejected_and_never_replaces_a_good_file(mirror, t
     dest.mkdir()
     (dest / "data.bin.gz").write_bytes(gzip.compress(good))
     before = (dest / "data.bin.gz").read_bytes()
-    with pytest.raises(DataError, match="SHA-256"):
+    with pytest.raises(DataError, match="SHA-256") as refused:
         download_file(spec, (url,), dest)
+    # the mirror's copy is named, not the temporary file (gone by then) with "delete it" advice
+    assert "its copy does not match the published SHA-256" in str(refused.value)
+    assert ".part" not in str(refused.value) and "delete it" not in str(refused.value)
     assert (dest / "data.bin.gz").read_bytes() == before
     assert sorted(p.name for p in dest.iterdir()) == ["data.bin.gz"]  # no temporary left behind
 
