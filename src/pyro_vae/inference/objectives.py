@@ -118,7 +118,10 @@ class DReGIWAELoss(IWAELoss):
       :math:`\sum_k \tilde w_k^2 \, \partial_{z} \log w_k \, \partial z_k / \partial \phi`,
       where log q is evaluated with phi held fixed (its score-function term, whose
       expectation is zero, is dropped). This is unbiased for the IWAE gradient and its
-      signal-to-noise ratio does not decay as K grows (Rainforth et al. 2018).
+      signal-to-noise ratio does not decay as K grows (Rainforth et al. 2018). Under a KL
+      weight s on the latent sites (beta, KL warm-up) the weights are
+      :math:`\tilde w_k ((1 - s) + s \tilde w_k)`, the same identity applied to the score
+      term s * sum_k w~_k d log q / d phi; with s = 1 they are :math:`\tilde w_k^2`.
 
     Implemented as one pass: log q is read from the guide replayed on its own draws with
     its parameters detached (``torch.func.functional_call``), and the model and that frozen
@@ -165,6 +168,16 @@ class DReGIWAELoss(IWAELoss):
             if not site["is_observed"]:  # the scale from the guide as called (a handler may have set it)
                 log_w = log_w - _log_q_at_copy(site, self.max_plate_nesting) * guide_trace.nodes[name]["scale"]
         weights = torch.softmax(log_w.detach(), 0)  # [K, B]
+        # Under a KL weight s on log q the score term that DReG replaces is s * sum_k w~_k d log q / d phi,
+        # whose reparameterized form is s * w~_k (1 - w~_k) d log w_k / dz: the factor at z_k is
+        # w~_k - s w~_k (1 - w~_k) = w~_k ((1 - s) + s w~_k), i.e. (1 - s) + s w~_k after the bound's own w~_k.
+        scales = {_plain_scale(guide_trace.nodes[name]["scale"]) for name in copies}
+        if len(scales) > 1:
+            raise ValueError("iwae-dreg needs one KL weight on all of the guide's latent sites, not "
+                             f"{sorted(scales)}; use --objective iwae.")
+        scale = scales.pop()
+        if scale != 1.0:
+            weights = (1.0 - scale) + scale * weights
         for name, z in copies.items():
             if not z.requires_grad:
                 continue
@@ -173,6 +186,11 @@ class DReGIWAELoss(IWAELoss):
                                  f"{list(weights.shape)}, not {list(z.shape)}.")
             z.register_hook(lambda grad: grad * weights.reshape(weights.shape + (1,) * (grad.dim() - 2)))
         return -(torch.logsumexp(log_w, 0) - math.log(self.k)).sum()
+
+
+def _plain_scale(scale) -> float:
+    """A site's scale as a number (a handler may have made it a 0-d tensor)."""
+    return float(scale)
 
 
 def _log_q_at_copy(site: dict, max_plate_nesting: int) -> torch.Tensor:
