@@ -124,7 +124,8 @@ class DReGIWAELoss(IWAELoss):
       term s * sum_k w~_k d log q / d phi; with s = 1 they are :math:`\tilde w_k^2`.
 
     Implemented as one pass: log q is read from the guide replayed on its own draws with
-    its parameters detached (``torch.func.functional_call``), and the model and that frozen
+    its parameters detached (``torch.func.functional_call``, around the evaluation of log q
+    too, which a flow's steps compute only then), and the model and that frozen
     guide read each latent z_k through an identity node whose gradient hook multiplies what
     reaches it by :math:`\tilde w_k` (the bound already gives it :math:`\tilde w_k`).
     With several latents (a two-layer guide q(z1 | x) q(z2 | z1), z = (z1, z2)) the hooks
@@ -140,10 +141,7 @@ class DReGIWAELoss(IWAELoss):
         module = _find_module(guide)  # the guide itself, or inside a handler such as scale_sites
         if module is None:
             raise TypeError("iwae-dreg detaches the guide's parameters, so the guide must be a torch.nn.Module.")
-        frozen = {name: p.detach() for name, p in module.named_parameters()}
-
-        def frozen_guide(*a, **kw):
-            return torch.func.functional_call(module, frozen, a, kw)
+        frozen = {f"guide.{name}": p.detach() for name, p in module.named_parameters()}
 
         with FullPlate("importance_samples", self.k, dim=-(self.max_plate_nesting + 1)):
             guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
@@ -159,14 +157,14 @@ class DReGIWAELoss(IWAELoss):
             model_trace = poutine.trace(poutine.replay(model, trace=read)).get_trace(*args, **kwargs)
             with warnings.catch_warnings():  # PyroModule notes that detached parameters skip the param store
                 warnings.filterwarnings("ignore", message=".*not registered in the param store")
-                frozen_trace = poutine.trace(poutine.replay(frozen_guide, trace=read)).get_trace(*args, **kwargs)
+                log_q = torch.func.functional_call(_FrozenLogQ(module, read, self.max_plate_nesting), frozen,
+                                                   args, kwargs)
         log_w = 0.0
         # Each site weighted by its scale, as IWAELoss does (a KL weight gives the beta-IWAE weights).
         for site in sample_sites(model_trace).values():
             log_w = log_w + per_example_log_prob(site, self.max_plate_nesting) * site["scale"]
-        for name, site in sample_sites(frozen_trace).items():
-            if not site["is_observed"]:  # the scale from the guide as called (a handler may have set it)
-                log_w = log_w - _log_q_at_copy(site, self.max_plate_nesting) * guide_trace.nodes[name]["scale"]
+        for name, term in log_q.items():  # the scale from the guide as called (a handler may have set it)
+            log_w = log_w - term * guide_trace.nodes[name]["scale"]
         weights = torch.softmax(log_w.detach(), 0)  # [K, B]
         # Under a KL weight s on log q the score term that DReG replaces is s * sum_k w~_k d log q / d phi,
         # whose reparameterized form is s * w~_k (1 - w~_k) d log w_k / dz: the factor at z_k is
@@ -186,6 +184,24 @@ class DReGIWAELoss(IWAELoss):
                                  f"{list(weights.shape)}, not {list(z.shape)}.")
             z.register_hook(lambda grad: grad * weights.reshape(weights.shape + (1,) * (grad.dim() - 2)))
         return -(torch.logsumexp(log_w, 0) - math.log(self.k)).sum()
+
+
+class _FrozenLogQ(torch.nn.Module):
+    """The guide replayed on the draws' copies (``read``) and its log q at them, per latent site
+    ``{name: [K, B]}``, as one call, so that ``torch.func.functional_call`` holds the detached
+    parameters for all of it: a conditioned flow step (Pyro's IAF and Householder) runs its
+    network when log q is evaluated, not when the guide samples, and read after the guide's
+    call that network's live parameters, which put the score-function term back for them."""
+
+    def __init__(self, guide: torch.nn.Module, read, max_plate_nesting: int):
+        super().__init__()
+        self.guide = guide
+        self.read, self.max_plate_nesting = read, max_plate_nesting
+
+    def forward(self, *args, **kwargs) -> dict[str, torch.Tensor]:
+        trace = poutine.trace(poutine.replay(self.guide, trace=self.read)).get_trace(*args, **kwargs)
+        return {name: _log_q_at_copy(site, self.max_plate_nesting)
+                for name, site in sample_sites(trace).items() if not site["is_observed"]}
 
 
 def _plain_scale(scale) -> float:
