@@ -369,3 +369,21 @@ def test_figures_that_decode_standard_normal_codes_are_refused_for_a_learned_pri
     assert main(["plot", str(run), str(run), "--kind", "compare", "-o", str(tmp_path / "two.png")]) == 2
     assert "--prior mog" in capsys.readouterr().err and not (tmp_path / "two.png").exists()
     assert main(["plot", str(run), "--kind", "prior-check", "-o", str(tmp_path / "check.png")]) == 0
+
+
+def test_a_float64_iaf_guide_evaluates_log_q_at_a_given_z_without_autograd():
+    """Without autograd an IAF step's network is the context-projected one; Pyro's inverse feeds
+    it float32 zeros whatever the guide's dtype, which its own network promotes: a float64
+    guide's log q at a z it did not draw (iwae-dreg's check before training) failed on dtypes."""
+    torch.manual_seed(0)
+    _, guide = build_vae(ModelConfig(latent_dim=3, hidden_dims=[16], flow="iaf", flow_steps=2), (1, 4, 4))
+    guide = guide.double()
+    with torch.no_grad():  # move the steps off their identity start
+        for parameter in guide.steps.parameters():
+            parameter.add_(0.3 * torch.randn_like(parameter))
+    x = torch.rand(2, 1, 4, 4, dtype=torch.float64)
+    z = torch.randn(5, 2, 3, dtype=torch.float64)
+    expected = guide.distribution(x).log_prob(z)  # with autograd: Pyro's network
+    with torch.no_grad():
+        got = guide.distribution(x).log_prob(z)
+    torch.testing.assert_close(got, expected.detach(), rtol=1e-9, atol=1e-9)

@@ -94,7 +94,10 @@ class ContextProjectedARN:
         self.get_permutation = arn.get_permutation
 
     def __call__(self, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        hidden = self.activation(F.linear(z, self.input_weight) + self.context_term)
+        # Pyro's inverse starts from zeros of the default dtype (float32) whatever the network's; its
+        # own network promotes them in torch.cat with the context, so the product here is cast as well
+        # (a float64 guide's log q at a given z failed as "expected m1 and m2 to have the same dtype").
+        hidden = self.activation(F.linear(z.to(self.input_weight.dtype), self.input_weight) + self.context_term)
         for weight, bias in self.layers[:-1]:
             hidden = self.activation(F.linear(hidden, weight, bias))
         out = F.linear(hidden, *self.layers[-1])
