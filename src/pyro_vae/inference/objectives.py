@@ -116,9 +116,11 @@ class DReGIWAELoss(IWAELoss):
       :math:`\sum_k \tilde w_k \nabla_\theta \log w_k`;
     * the guide's parameters phi get
       :math:`\sum_k \tilde w_k^2 \, \partial_{z} \log w_k \, \partial z_k / \partial \phi`,
-      where log q is evaluated with phi held fixed (its score-function term, whose
-      expectation is zero, is dropped). This is unbiased for the IWAE gradient and its
-      signal-to-noise ratio does not decay as K grows (Rainforth et al. 2018). Under a KL
+      where log q is evaluated with phi held fixed: the score-function term
+      -sum_k w~_k d log q(z_k) / d phi (whose expectation is not zero for K > 1) is replaced by
+      its reparameterized form sum_k w~_k (1 - w~_k) d log w_k / dz dz_k / d phi (Tucker et
+      al.'s identity), which turns the IWAE path term's w~_k into w~_k^2. This is unbiased
+      for the IWAE gradient and its signal-to-noise ratio does not decay as K grows (Rainforth et al. 2018). Under a KL
       weight s on the latent sites (beta, KL warm-up) the weights are
       :math:`\tilde w_k ((1 - s) + s \tilde w_k)`, the same identity applied to the score
       term s * sum_k w~_k d log q / d phi; with s = 1 they are :math:`\tilde w_k^2`.
@@ -127,7 +129,8 @@ class DReGIWAELoss(IWAELoss):
     its parameters detached (``torch.func.functional_call``, around the evaluation of log q
     too, which a flow's steps compute only then), and the model and that frozen
     guide read each latent z_k through an identity node whose gradient hook multiplies what
-    reaches it by :math:`\tilde w_k` (the bound already gives it :math:`\tilde w_k`).
+    reaches it by :math:`\tilde w_k` (the bound already gives it :math:`\tilde w_k`; under a KL
+    weight s the hook's factor is (1 - s) + s w~_k).
     With several latents (a two-layer guide q(z1 | x) q(z2 | z1), z = (z1, z2)) the hooks
     sit on those copies, not on the draws: the gradient that reaches z1 through z2's own
     reparameterization z2(z1, eps2; phi) was scaled once at z2's copy and is not scaled
