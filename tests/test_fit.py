@@ -128,6 +128,24 @@ def test_resumed_fit_of_function_programs_equals_uninterrupted(tmp_path):
     assert torch.equal(best["model"]["W"], pyro.param("W").detach())
 
 
+def test_resumed_fit_rebuilds_a_best_checkpoint_a_kill_left_behind_the_last(tmp_path):
+    """A kill after an epoch's checkpoint_last.pt, before its checkpoint_best.pt, left the best
+    checkpoint of an earlier epoch; resume=True read that stale file back and loaded, scored
+    and summarised the wrong epoch. It is derived again from the last checkpoint, as the CLI's
+    --resume does."""
+    whole, whole_params = _fit_tutorial(tmp_path / "whole", epochs=2, figures=False)
+    assert whole.best_epoch == 2
+    run = tmp_path / "parts"
+    _fit_tutorial(run, epochs=1, figures=False)
+    stale = (run / "checkpoint_best.pt").read_bytes()
+    _fit_tutorial(run, epochs=2, resume=True, figures=False)
+    (run / "checkpoint_best.pt").write_bytes(stale)  # epoch 2 committed, its best not yet written
+    parts, parts_params = _fit_tutorial(run, epochs=2, resume=True, figures=False)
+    assert parts.best_epoch == 2 and json.loads((run / "summary.json").read_text())["best_epoch"] == 2
+    for name, value in whole_params.items():
+        assert torch.equal(parts_params[name], value), name
+
+
 def test_fit_refuses_to_overwrite_or_resume_nothing(tmp_path):
     _fit_tutorial(tmp_path / "run", epochs=1)
     before = (tmp_path / "run" / "checkpoint_last.pt").read_bytes()

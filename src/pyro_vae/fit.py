@@ -256,6 +256,11 @@ def fit(model: Callable, guide: Callable, data, *, objective="elbo", epochs: int
         if resume:
             trainer.load(run_dir / LAST)
             log(f"resuming {run_dir} after epoch {trainer.state.epoch}")
+            # as the CLI's resume: a kill after the last commit may have left these behind it
+            from pyro_vae.runs import METRICS, write_metrics
+
+            trainer.write_best()
+            write_metrics(run_dir / METRICS, trainer.state.history)
         started = time.perf_counter()
         state = trainer.fit()
         seconds = time.perf_counter() - started
