@@ -17,7 +17,7 @@ import pyro_vae
 from pyro_vae import ModelConfig, build_vae, fit
 from pyro_vae.config import Config
 from pyro_vae.data.datasets import ImageDataset, Split
-from pyro_vae.errors import CheckpointError, DataError
+from pyro_vae.errors import CheckpointError, ConfigError, DataError
 
 D, SIGMA = 4, 0.5
 W_TRUE = torch.tensor([[1.5], [-1.0], [0.5], [2.0]])
@@ -144,6 +144,17 @@ def test_resumed_fit_rebuilds_a_best_checkpoint_a_kill_left_behind_the_last(tmp_
     assert parts.best_epoch == 2 and json.loads((run / "summary.json").read_text())["best_epoch"] == 2
     for name, value in whole_params.items():
         assert torch.equal(parts_params[name], value), name
+
+
+def test_fit_refuses_to_resume_with_fewer_epochs_than_trained_and_writes_nothing(tmp_path):
+    """resume=True with epochs below those trained returned the longer run, and wrote its
+    config.toml and summary again as if it had been asked for; the CLI's --epochs refuses it."""
+    run = tmp_path / "run"
+    _fit_tutorial(run, epochs=3, figures=False)
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    with pytest.raises(ConfigError, match="epochs=2 is fewer than the 3 epochs .* give epochs=3 or more"):
+        _fit_tutorial(run, epochs=2, resume=True, figures=False)
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
 
 
 def test_fit_refuses_to_overwrite_or_resume_nothing(tmp_path):

@@ -220,7 +220,7 @@ def fit(model: Callable, guide: Callable, data, *, objective="elbo", epochs: int
         config = _as_trained(config, recorded, epochs, str(device), figures)
     digest = data_digest(dataset) if run_dir is not None else None
     if resume:
-        _check_resumable(run_dir / LAST, recorded, config, digest)
+        _check_resumable(run_dir / LAST, recorded, config, digest, epochs)
     else:
         pyro.set_rng_seed(seed)
     # which data trained: the config's [data] table may name other data than those given, and
@@ -351,13 +351,18 @@ def data_digest(dataset: ImageDataset) -> str:
     return digest.hexdigest()
 
 
-def _check_resumable(path: Path, recorded: dict, config, digest: str | None = None) -> None:
+def _check_resumable(path: Path, recorded: dict, config, digest: str | None = None, epochs: int | None = None) -> None:
     """Refuse ``resume=True`` with a setting other than the run's own: the run would go on
     as another one (a new learning rate, batch size, objective or seed's latent noise) while
     claiming to continue it, or with other data (``digest``, :func:`data_digest`) under the
     same name. Only ``epochs``, ``device``, ``figures``, ``progress`` and ``log`` may change.
-    Runs written before the settings (or the data's digest) were recorded are not checked."""
+    Runs written before the settings (or the data's digest) were recorded are not checked.
+    ``epochs`` below the epochs the run has trained is refused, as the CLI's ``--epochs``: a
+    run is not cut back."""
     checkpoint = load_checkpoint(path, map_location="cpu")
+    if epochs is not None and epochs < checkpoint["epoch"]:
+        raise ConfigError(f"epochs={epochs} is fewer than the {checkpoint['epoch']} epochs {path.parent} has trained, "
+                          f"and a run is not cut back; give epochs={checkpoint['epoch']} or more.")
     trained_on = checkpoint.get("fit_data_digest")
     if trained_on is not None and digest is not None and trained_on != digest:
         raise ConfigError(f"resume=True continues the run in {path.parent}, which was trained on other data (its "
