@@ -157,6 +157,14 @@ def test_fit_refuses_to_resume_with_fewer_epochs_than_trained_and_writes_nothing
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
 
 
+def test_fit_refuses_a_kl_warmup_to_beta_0_before_writing(tmp_path):
+    """beta=0 with kl_warmup_epochs trained with the KL weight 0 throughout, as if no warm-up
+    had been given, while the summary named a warm-up; the CLI refuses the pair."""
+    with pytest.raises(ConfigError, match="kl_warmup_epochs=2 has no effect with beta=0"):
+        _fit_tutorial(tmp_path / "run", epochs=1, beta=0.0, kl_warmup_epochs=2)
+    assert not (tmp_path / "run").exists()
+
+
 def test_fit_refuses_to_overwrite_or_resume_nothing(tmp_path):
     _fit_tutorial(tmp_path / "run", epochs=1)
     before = (tmp_path / "run" / "checkpoint_last.pt").read_bytes()

@@ -166,6 +166,9 @@ def fit(model: Callable, guide: Callable, data, *, objective="elbo", epochs: int
     for option, (value, refused, why) in unused.items():
         if value is not None and refused:  # as the CLI refuses an option that has no effect
             raise ConfigError(f"{option}={value} has no effect with objective={name!r}; drop it ({why}).")
+    if beta == 0 and kl_warmup_epochs:  # as the CLI refuses --kl-warmup-epochs with --beta 0
+        raise ConfigError(f"kl_warmup_epochs={kl_warmup_epochs} has no effect with beta=0 (it ramps the KL weight up "
+                          "to beta, so the weight stays 0 throughout); drop it or give beta above 0.")
     autoencoder = not getattr(model, "has_marginal_likelihood", True)  # --model ae: no prior, no KL
     if autoencoder:  # as the CLI refuses them for --model ae
         why = {"beta": (beta, beta != 1, "it weighs a KL term"),
