@@ -173,3 +173,21 @@ def test_kl_warmup_in_steps_reaches_beta_after_that_many_steps(idx_dir):
     trainer.settings.kl_warmup_steps, trainer.settings.kl_warmup_epochs = 0, 2  # 2 epochs of 4 steps
     trainer.state.step = 3
     assert trainer.kl_weight() == 0.5 * 4 / 8
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"selection": "valid_loglik", "selection_k": 10}, "unknown selection 'valid_loglik'"),
+    ({"patience": -1}, "patience must be at least 0"),
+    ({"kl_warmup_steps": -1}, "kl_warmup_steps must be at least 0"),
+    ({"batch_size": 0}, "batch_size must be between 1"),
+    ({"lr_decay": 0.0}, "lr_decay must be positive"),
+    ({"selection": "valid-iwae"}, "needs selection_k"),
+])
+def test_train_settings_refuse_what_the_loop_would_misread(settings, message):
+    """TrainSettings took any value: a misspelt selection chose by the validation ELBO, a
+    negative patience trained no epoch, a negative warm-up was taken for none, a learning rate
+    decayed by 0 stopped training after the first epoch, batch_size 0 failed in range();
+    selection 'valid-iwae' without its K failed after the first epoch's training; each is one
+    sentence now, before anything trains, as the CLI's flags are."""
+    with pytest.raises(ConfigError, match=message):
+        TrainSettings(epochs=2, **settings)

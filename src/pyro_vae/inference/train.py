@@ -33,7 +33,7 @@ import torch
 from pyro import poutine
 
 from pyro_vae.data.datasets import ImageDataset, as_tensor, binarize_batch
-from pyro_vae.errors import CheckpointError, DataError, TrainingError, TrainingInterrupted
+from pyro_vae.errors import CheckpointError, ConfigError, DataError, TrainingError, TrainingInterrupted
 from pyro_vae.inference.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
 from pyro_vae.inference.distributed import DistributedContext, GlobalBatchNoise
 from pyro_vae.inference.programs import trainable_programs
@@ -103,6 +103,26 @@ class TrainSettings:
     selection: str = ""
     selection_examples: int = 0
     selection_seed: int = 0
+
+    def __post_init__(self) -> None:
+        """Refuse, in one sentence, a setting the loop would misread rather than use: a
+        misspelt ``selection`` chose by the validation ELBO, a negative ``patience`` trained
+        no epoch, a zero batch failed inside ``range``. (Both warm-ups given: the steps' rules.)"""
+        from pyro_vae.config import SELECTIONS, _at_least, _between, _positive
+
+        _between("epochs", self.epochs, 0, 10**6)
+        _between("batch_size", self.batch_size, 1, 10**6)
+        _positive("learning_rate", self.learning_rate)
+        _positive("lr_decay", self.lr_decay)
+        for name in ("clip_norm", "beta", "kl_warmup_epochs", "kl_warmup_steps", "patience", "selection_k",
+                     "selection_examples"):
+            _at_least(name, getattr(self, name), 0)
+        if self.selection not in ("", *SELECTIONS[1:]):
+            raise ConfigError(f"unknown selection '{self.selection}' (choose from {', '.join(SELECTIONS[1:])}, or "
+                              "leave it empty).")
+        if self.selection_rule() in ("valid-iwae", "valid-loglik") and self.selection_k < 1:
+            raise ConfigError(f"selection '{self.selection_rule()}' needs selection_k, its number of importance "
+                              "samples, of at least 1.")
 
     def selection_rule(self) -> str:
         return self.selection or ("valid-iwae" if self.selection_k else "valid-elbo")
