@@ -268,8 +268,9 @@ class TrainConfig:
     #: Also log scalars (every epoch) and image grids (every figure_every epochs) for
     #: TensorBoard under RUN_DIR/tensorboard (needs the optional `tensorboard` package).
     tensorboard: bool = False
-    #: Stop when the selection metric (validation ELBO, IWAE bound, or M2's validation
-    #: accuracy) has not improved for this many epochs (0 = never stop early).
+    #: Stop when the selection metric (validation ELBO, IWAE bound, importance-sampled log p(x)
+    #: with --select-by valid-loglik, or M2's validation accuracy) has not improved for this
+    #: many epochs (0 = never stop early).
     patience: int = 0
     #: Also log params, per-epoch metrics, final metrics and figures to MLflow (needs the
     #: optional `mlflow-skinny` package; MLFLOW_TRACKING_URI is honoured, else ./mlflow.db).
