@@ -12,6 +12,7 @@ import math
 
 import pyro
 import pyro.distributions as dist
+from pyro import poutine
 import pytest
 import torch
 from torch import nn
@@ -230,6 +231,11 @@ def test_dreg_refuses_different_kl_weights_on_its_latents():
     with pytest.raises(ValueError, match="one KL weight"):
         DReGIWAELoss(k=2).differentiable_loss(scale_sites(model, ["a"], 0.5), scale_sites(Guide(), ["a"], 0.5),
                                               torch.zeros(3))
+    # a scale per example (poutine.scale by a tensor) failed in float() with torch's conversion error
+    per_example = torch.tensor([0.5, 1.0, 1.0])
+    with pytest.raises(ValueError, match="one KL weight on the guide's latent sites, not a tensor of shape"):
+        DReGIWAELoss(k=2).differentiable_loss(poutine.scale(model, scale=per_example),
+                                              poutine.scale(Guide(), scale=per_example), torch.zeros(3))
 
 
 @pytest.mark.filterwarnings("ignore:.*not registered in the param store")

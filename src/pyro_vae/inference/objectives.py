@@ -208,7 +208,11 @@ class _FrozenLogQ(torch.nn.Module):
 
 
 def _plain_scale(scale) -> float:
-    """A site's scale as a number (a handler may have made it a 0-d tensor)."""
+    """A site's scale as a number (a handler may have made it a 0-d tensor); a scale per example
+    (a user's ``poutine.scale`` by a tensor) is refused: DReG's weights take one KL weight."""
+    if isinstance(scale, torch.Tensor) and scale.numel() != 1:
+        raise ValueError(f"iwae-dreg needs one KL weight on the guide's latent sites, not a tensor of shape "
+                         f"{tuple(scale.shape)} (a scale per example); use --objective iwae.")
     return float(scale)
 
 
