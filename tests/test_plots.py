@@ -304,6 +304,9 @@ def test_the_curves_of_a_conditional_elbo_name_what_it_bounds(monkeypatch, tmp_p
     assert legends == [["train: ELBO of log p(x | y)", "validation ELBO of log p(x | y)"],
                        ["train: ELBO", "validation ELBO"]]
     assert drawn[0].axes[0].get_title() == "Training objective and validation ELBO of log p(x | y)"
+    # the reconstruction term of the CVAE's decoder reads y (it was "-E[log p(x|z)]" for every model)
+    parts = [[t.get_text() for t in fig.axes[1].get_legend().get_texts()] for fig in drawn]
+    assert parts == [["-E[log p(x|z,y)] (reconstruction)"], ["-E[log p(x|z)] (reconstruction)"]]
 
 
 def test_the_curves_of_a_fit_result_name_its_objective(monkeypatch, tmp_path):
