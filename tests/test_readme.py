@@ -77,3 +77,55 @@ def test_documented_train_commands_pass_the_option_checks():
         except Exception as error:  # noqa: BLE001 - each refusal is reported with its command
             refused.append(f"{command}: {error}")
     assert not refused, "\n".join(refused)
+
+
+RELIABILITY = README.parent / "docs/reliability.md"
+
+
+def reliability_row(case_start: str) -> str:
+    """The row of docs/reliability.md's tables whose case begins with ``case_start``."""
+    rows = [line for line in RELIABILITY.read_text().splitlines() if line.startswith(f"| {case_start}")]
+    assert len(rows) == 1, (case_start, rows)
+    return rows[0].replace("\\|", "|")
+
+
+def test_reliability_quotes_the_messages_the_commands_print(tmp_path, monkeypatch, capsys):
+    """docs/reliability.md quoted `refusing to overwrite RUN/checkpoint_best.pt, a file of the run`
+    (no such message exists), the Python function's sentence for `evaluate --k` on an autoencoder
+    and the library's for several runs to a one-run figure; each quote is the CLI's own sentence."""
+    from types import SimpleNamespace
+
+    from pyro_vae.cli import _refuse_evaluation, main
+    from pyro_vae.errors import PyroVAEError
+    from pyro_vae.outputs import check_output
+    from pyro_vae.plots import check_figure_output
+
+    monkeypatch.chdir(tmp_path)
+    run = Path("RUN")
+    run.mkdir()
+    for name in ("config.toml", "checkpoint_last.pt"):
+        (run / name).write_text("")
+
+    def message(call) -> str:
+        try:
+            call()
+        except PyroVAEError as error:
+            return str(error)
+        raise AssertionError("not refused")
+
+    row = reliability_row("an `-o` that is a file a run is read back from")
+    assert message(lambda: check_output(run / "checkpoint_best.pt")) in row
+    assert message(lambda: check_figure_output(run / "checkpoint_best.pt")).split(" .avif")[0] in row
+    row = reliability_row("`evaluate RUN -o RUN/loglik.json` without `--k`")
+    assert message(lambda: check_output(run / "loglik_examples.npz")) in row
+
+    autoencoder = SimpleNamespace(config=SimpleNamespace(model=SimpleNamespace(model="ae")), run_dir=run,
+                                  model=SimpleNamespace(has_marginal_likelihood=False))
+    args = SimpleNamespace(k=100, label_fidelity=False, seed_given=False, limit=0, subset=None)
+    assert message(lambda: _refuse_evaluation(args, autoencoder)) in reliability_row("`evaluate --k` on a plain autoencoder")
+
+    other = Path("OTHER")
+    other.mkdir()
+    assert main(["plot", "RUN", "OTHER", "--kind", "samples", "-o", "s.png"]) == 2
+    printed = capsys.readouterr().err.strip().removeprefix("pyro-vae: error: ")
+    assert printed and printed in reliability_row("several runs to `plot` for a one-run figure")
