@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The Fashion-MNIST sweep of docs/experiments.md: beta in {0.5, 1, 2} x objective in
 # {elbo, iwae}, 3 seeds, 5 epochs on the first 10,000 training images; then log p(x) of every
-# run (K = 100, first 1,000 test images), the compare table and the figures. The small
+# run (K = 100, 1,000 test images drawn at random with seed 0), the compare table and the figures. The small
 # result files (no checkpoints) are copied to benchmarks/results/fmnist-sweep/.
 # Usage: benchmarks/sweep_fmnist.sh [SWEEP_DIR]   (default sweeps/fmnist-beta-objective)
 set -euo pipefail

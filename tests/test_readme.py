@@ -129,3 +129,17 @@ def test_reliability_quotes_the_messages_the_commands_print(tmp_path, monkeypatc
     assert main(["plot", "RUN", "OTHER", "--kind", "samples", "-o", "s.png"]) == 2
     printed = capsys.readouterr().err.strip().removeprefix("pyro-vae: error: ")
     assert printed and printed in reliability_row("several runs to `plot` for a one-run figure")
+
+
+def test_experiments_names_the_sweep_result_files_that_are_kept():
+    """docs/experiments.md said benchmarks/results/fmnist-sweep/ holds each run's summary.json,
+    metrics.csv, config.toml and loglik.json; it holds no run's files. Every file it says is
+    there is there, and a `runs/` folder is named kept only if it exists."""
+    text = (README.parent / "docs/experiments.md").read_text()
+    paragraph = " ".join(text[text.index("Result files (no checkpoints)"):].split("\n\n")[0].split())
+    kept = paragraph.split("holds", 1)[1].split(". ")[0]
+    folder = README.parent / "benchmarks/results/fmnist-sweep"
+    named = re.findall(r"`([\w.-]+\.(?:csv|json|md))`", kept)
+    assert {"results.csv", "sweep.json"} <= set(named)
+    assert [name for name in named if not (folder / name).is_file()] == []
+    assert "summary.json" not in kept or (folder / "runs").is_dir()
