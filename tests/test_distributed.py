@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pyro
+import pytest
 import torch
 
 from pyro_vae.build import build_vae
@@ -80,6 +81,53 @@ def test_two_processes_match_one_process_with_the_same_draws(idx_dir, tmp_path):
                             capture_output=True, text=True,
                             env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src")))
     assert single.returncode == 2 and "resume it with the same number" in single.stderr
+
+
+#: pyro_vae.cli with a stop requested on rank 0 as step STOP_AFTER_STEP + 1 begins (as a SIGTERM
+#: would): the checkpoint is saved mid-epoch after that step.
+STOP_ON_RANK_0 = """
+import os, signal, sys
+from pyro_vae.inference.train import Trainer
+kl_weight = Trainer.kl_weight
+def stopping(self, step=None):
+    if step is None and self.ctx.is_main and self.state.step == int(os.environ["STOP_AFTER_STEP"]):
+        self._stop_signal = signal.SIGTERM
+    return kl_weight(self, step)
+Trainer.kl_weight = stopping
+from pyro_vae.cli import main
+sys.exit(main())
+"""
+
+
+def test_two_processes_stopped_mid_epoch_and_resumed_report_one_processs_training_objective(idx_dir, tmp_path):
+    """Each rank added its own shard of every batch to the epoch's sums, summed across ranks
+    at the epoch's end: the standard error of the training objective was over half-batches
+    (0.70 where one process has 1.01), and a run stopped mid-epoch saved rank 0's partial sums
+    alone, which every rank took back on --resume (the epoch's objective -529.62 for
+    -529.60). Each step now adds the global batch's sum on every rank."""
+    run, single = tmp_path / "ddp", tmp_path / "single"
+    args = ["train", "--dataset", "idx", "--data-dir", str(idx_dir), "--binarize", "dynamic", "--train-limit",
+            str(LIMIT), "--latent-dim", "3", "--hidden-dims", "32", "--batch-size", str(BATCH), "--seed",
+            str(SEED), "--no-progress", "--epochs", "2"]
+    script = tmp_path / "stop_on_rank_0.py"
+    script.write_text(STOP_ON_RANK_0)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"),
+               STOP_AFTER_STEP="7")  # 5 steps an epoch: stopped after the 3rd step of epoch 2
+    env.pop("CI", None)
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--nnodes=1",
+               "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{_free_port()}", str(script),
+               *args, "--run-dir", str(run)]
+    stopped = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert stopped.returncode != 0 and "stopped by SIGTERM after step 8 (epoch 2)" in stopped.stderr
+    assert load_checkpoint(run / LAST)["position"]["next_batch"] == 3
+    resumed = _torchrun(["train", "--resume", str(run), "--no-progress"])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert main([*args, "--run-dir", str(single)]) == 0
+    got, want = load_checkpoint(run / LAST)["history"], load_checkpoint(single / LAST)["history"]
+    assert len(got) == len(want) == 2
+    assert [a["train_objective"] for a in got] == pytest.approx([b["train_objective"] for b in want], abs=1e-3)
+    assert ([a["train_objective_stderr"] for a in got]
+            == pytest.approx([b["train_objective_stderr"] for b in want], rel=1e-4))
 
 
 def test_each_rank_binarizes_its_rows_of_the_global_batch():

@@ -420,14 +420,12 @@ class Trainer:
             if self.settings.clip_norm > 0:
                 torch.nn.utils.clip_grad_norm_(self.parameters, self.settings.clip_norm)
             self.optimizer.step()
-            self.epoch_total.add(value, len(rows))
+            # the global batch's sum, on every rank: its mean and standard error are over the global
+            # batches, as one process has them, and a mid-epoch checkpoint (rank 0's) holds all ranks' sums
+            self.epoch_total.add(self.ctx.sum(value, self.device), len(global_rows))
             self.state.step += 1
             if stop:
                 self._save_interrupted(order, start // size + 1)
-        total = self.epoch_total  # over all ranks, for the epoch's mean and its standard error
-        self.epoch_total = EpochTotal(*(self.ctx.sum(float(part), self.device)
-                                        for part in (total.total, total.squares, total.batches)))
-        self.epoch_total.batches = int(self.epoch_total.batches)
         return -self.epoch_total.total / len(train)
 
     def global_noise(self, global_size: int) -> GlobalBatchNoise:
