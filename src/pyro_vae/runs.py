@@ -404,6 +404,12 @@ def _train_run(config: Config | None, run_dir: Path, resume: bool, progress, log
             config.model.m1_run = str(Path(config.model.m1_run).resolve())  # from any folder
     ctx, device_name = init_from_environment(config.train.device)
     try:
+        if ctx.active and config.model.batch_norm and resolve_device(device_name).type == "cpu":
+            # each rank would normalise its rows of a batch by their own mean and variance (torch's
+            # SyncBatchNorm, which would share them, runs on GPUs only): not the steps of one process
+            raise ConfigError(f"--batch-norm true normalises each of the {ctx.world_size} processes' rows of a batch by "
+                              "their own statistics on the CPU, so they would not take the steps one process takes "
+                              "with the same --batch-size; train it in one process (without torchrun).")
         with contextlib.ExitStack() as held:  # the run directory's lock (rank 0), until the run ends
             if resume and ctx.is_main:  # before its data are read: a run still training is refused at once
                 held.enter_context(run_dir_lock(run_dir))
