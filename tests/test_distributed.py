@@ -158,3 +158,19 @@ def test_batch_norm_on_several_cpu_processes_is_refused_before_anything_is_writt
     assert code == 2
     assert "--batch-norm true normalises each of the 2 processes' rows" in capsys.readouterr().err
     assert not run.exists()
+
+
+def test_a_semi_supervised_model_under_torchrun_is_refused_before_its_run_directory_is_made(idx_dir, tmp_path,
+                                                                                          monkeypatch, capsys):
+    """--model m2 (m1m2, adgm) under torchrun was refused only after the run directory had been
+    made (and, for m1m2, M1's codes computed), leaving an empty folder behind."""
+    from pyro_vae import runs
+
+    monkeypatch.setattr(runs, "init_from_environment", lambda device: (DistributedContext(0, 2), device))
+    run = tmp_path / "ddp-m2"
+    code = main(["train", "--model", "m2", "--labels", "20", "--dataset", "idx", "--data-dir", str(idx_dir),
+                 "--train-limit", str(LIMIT), "--latent-dim", "3", "--hidden-dims", "32", "--epochs", "1",
+                 "--no-progress", "--run-dir", str(run)])
+    assert code == 2
+    assert "--model m2 trains in one process; launch it without torchrun." in capsys.readouterr().err
+    assert not run.exists()

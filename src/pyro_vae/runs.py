@@ -404,6 +404,8 @@ def _train_run(config: Config | None, run_dir: Path, resume: bool, progress, log
             config.model.m1_run = str(Path(config.model.m1_run).resolve())  # from any folder
     ctx, device_name = init_from_environment(config.train.device)
     try:
+        if ctx.active and config.model.model in SEMI_SUPERVISED:  # before the run directory (and M1's codes) is made
+            raise ConfigError(f"--model {config.model.model} trains in one process; launch it without torchrun.")
         if ctx.active and config.model.batch_norm and resolve_device(device_name).type == "cpu":
             # each rank would normalise its rows of a batch by their own mean and variance (torch's
             # SyncBatchNorm, which would share them, runs on GPUs only): not the steps of one process
@@ -561,8 +563,6 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
                                       f"{objective_name(config)}); the bounds and estimates are of "
                                       f"{fields['quantity']}, a {fields['kind']}.")
         if semi_supervised:
-            if ctx.active:
-                raise ConfigError(f"--model {config.model.model} trains in one process; launch it without torchrun.")
             if scaler is not None:
                 write_json(run_dir / CODES, {"m1_run": config.model.m1_run, **m1_identity(Path(config.model.m1_run)),
                                              **scaler.to_dict()})
