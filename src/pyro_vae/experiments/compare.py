@@ -595,8 +595,7 @@ def other_split_note(record: RunRecord) -> str | None:
         return None
     return (f"Note: the log p(x) of {record.run_dir} (loglik.json) is of {loglik.get('examples')} of its "
             f"{loglik['split']} images, not of the test images that the test log p(x) column holds, so it is left "
-            f"out (and from the paired differences); score the test images with `pyro-vae evaluate "
-            f"{record.run_dir} --k {loglik.get('k')} -o {record.run_dir / 'loglik.json'}`.")
+            f"out (and from the paired differences); score the test images with {_evaluate_again(record, loglik)}.")
 
 
 def stale_loglik_note(record: RunRecord) -> str | None:
@@ -611,7 +610,7 @@ def stale_loglik_note(record: RunRecord) -> str | None:
         return None
     return (f"Note: the test log p(x) of {record.run_dir} was measured on its {checkpoint} checkpoint when that was "
             f"epoch {measured}, and it is epoch {now} now (the run trained on after); measure it again with "
-            f"`pyro-vae evaluate {record.run_dir} --k {loglik.get('k')} -o {record.run_dir / 'loglik.json'}`.")
+            f"{_evaluate_again(record, loglik)}.")
 
 
 def other_checkpoint_note(record: RunRecord) -> str | None:
@@ -624,8 +623,14 @@ def other_checkpoint_note(record: RunRecord) -> str | None:
     if loglik.get("checkpoint") != "last" or measured is None or best is None or measured == best:
         return None
     return (f"Note: the test log p(x) of {record.run_dir} is of its last checkpoint (epoch {measured}), and its test "
-            f"ELBO of its best (epoch {best}): two models' numbers; score the best with `pyro-vae evaluate "
-            f"{record.run_dir} --k {loglik.get('k')} -o {record.run_dir / 'loglik.json'}`.")
+            f"ELBO of its best (epoch {best}): two models' numbers; score the best with "
+            f"{_evaluate_again(record, loglik)}.")
+
+
+def _evaluate_again(record: RunRecord, loglik: dict) -> str:
+    """The command that measures a run's test log p(x) again as its notes give it: the K of
+    ``loglik`` (its loglik.json), written where compare reads it."""
+    return f"`pyro-vae evaluate {record.run_dir} --k {loglik.get('k')} -o {record.run_dir / 'loglik.json'}`"
 
 
 #: Decimals shown per quantity in the Markdown table (the CSV keeps full precision).
