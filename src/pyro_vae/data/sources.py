@@ -143,9 +143,9 @@ def content_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def verify(path: Path, expected: str, found: bool = True) -> None:
-    """``found``: a file found on disk (not a download), which may be another data set's."""
-    _check_sha256(path, content_sha256(path), expected, found)
+def verify(path: Path, expected: str) -> None:
+    """Refuse a file found on disk whose content is not ``expected`` (it may be another data set's)."""
+    _check_sha256(path, content_sha256(path), expected)
 
 
 def verify_content(path: Path, content: bytes, expected: str) -> None:
@@ -154,11 +154,11 @@ def verify_content(path: Path, content: bytes, expected: str) -> None:
     _check_sha256(path, hashlib.sha256(content).hexdigest(), expected)
 
 
-def _check_sha256(path: Path, actual: str, expected: str, found: bool = True) -> None:
+def _check_sha256(path: Path, actual: str, expected: str) -> None:
     if actual == expected:
         return
     known = next(((source, spec) for source in SOURCES.values() for spec in source.files.values()
-                  if spec.sha256 == actual and found), None)
+                  if spec.sha256 == actual), None)
     wanted = next((source for source in SOURCES.values() for spec in source.files.values()
                    if spec.sha256 == expected), None)
     if known is not None:  # MNIST and Fashion-MNIST share file names: "delete it" would delete a good file
