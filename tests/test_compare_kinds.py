@@ -208,6 +208,23 @@ def test_a_setting_a_run_does_not_use_is_a_blank_cell_not_its_default(tmp_path, 
     assert "| m2 |  |" in capsys.readouterr().out  # the printed table too
 
 
+def test_binarized_mnist_has_a_blank_binarize_cell_not_none(tmp_path):
+    """binarized-mnist beside a dynamically binarized Fashion-MNIST run showed binarize "auto"
+    (its recorded default) as if its pixels were grey levels taken as they are: its 0/1
+    pixels are a fixed draw that no --binarize changes."""
+    runs = []
+    for dataset, binarize in (("binarized-mnist", "auto"), ("fashion-mnist", "dynamic")):
+        config = Config()
+        config.data.dataset, config.data.binarize = dataset, binarize
+        run = finished_run_dir(tmp_path / dataset, config)
+        (run / "summary.json").write_text(json.dumps({"epochs": 1, "best_epoch": 1, "test_elbo": -100.0,
+                                                      "likelihood": "bernoulli", "kind": BINARY_MASS}))
+        runs.append(str(run))
+    rows = _compared(tmp_path, runs)
+    assert [(row["dataset"], row["binarize"]) for row in rows] == [("binarized-mnist", ""),
+                                                                   ("fashion-mnist", "dynamic")]
+
+
 def test_the_overlaid_curves_name_a_run_by_the_settings_it_uses(tmp_path, monkeypatch):
     """The legend of an M2 run beside an ADGM's said aux_dim=100, a setting M2 has not."""
     runs = _label_runs(tmp_path)

@@ -604,6 +604,9 @@ def ineffective_options(config: Config, every: bool = False) -> list[tuple[str, 
     if data.dataset == "binarized-mnist" and data.binarize in ("dynamic", "static", "threshold"):
         found.append(("data.binarize", f"--binarize {data.binarize} has no effect with --dataset binarized-mnist "
                       "(its pixels are 0/1 already, a fixed draw); drop it or give --binarize none."))
+    elif data.dataset == "binarized-mnist" and every:  # auto or none: recorded, but no part of the run
+        found.append(("data.binarize", "--binarize has no effect with --dataset binarized-mnist (its pixels are "
+                      "0/1 already, a fixed draw)."))
     elif data.binarize in ("dynamic", "static", "threshold") and not _takes_binary_data(model.likelihood):
         found.append(("data.binarize", f"--binarize {data.binarize} makes 0/1 pixels, but --likelihood "
                       f"{model.likelihood} models grey levels; choose --binarize none, or --likelihood bernoulli "
