@@ -327,12 +327,16 @@ def test_static_binarization_draws_each_split_from_its_own_stream(tmp_path):
     assert not torch.equal(valid[:rows], test[:rows]) and not torch.equal(train[:rows], test[:rows])
 
 
-def test_an_idx_folder_with_one_label_file_of_two_is_unlabelled(tmp_path):
+@pytest.mark.parametrize("missing, present", [("t10k-labels-idx1-ubyte", "train-labels-idx1-ubyte.gz"),
+                                              ("train-labels-idx1-ubyte", "t10k-labels-idx1-ubyte.gz")])
+def test_an_idx_folder_with_one_label_file_of_two_is_refused_naming_both(tmp_path, missing, present):
     # _own_idx_paths #42 (`or`): labelled with the test labels missing (a KeyError, not a data set).
+    # It was then read as unlabelled, the one label file dropped without a word.
     folder = _idx_folder(tmp_path, _rows(12), _rows(6))
-    (folder / "t10k-labels-idx1-ubyte.gz").unlink()
-    data = load_dataset("idx", str(folder))
-    assert data.train.labels is None and data.test.labels is None and data.class_names == ()
+    (folder / f"{missing}.gz").unlink()
+    with pytest.raises(DataError, match=rf"has {present} but no {missing}\[\.gz\]; add it for labelled data, or "
+                                        rf"move {present} out of the folder for unlabelled images"):
+        load_dataset("idx", str(folder))
 
 
 def test_a_label_subset_may_take_every_member_of_a_class():

@@ -339,7 +339,12 @@ def _own_idx_paths(data_dir: str) -> tuple[dict[str, Path], bool]:
         if role not in paths:
             stem = "train-images-idx3-ubyte" if role == "train_images" else "t10k-images-idx3-ubyte"
             raise DataError(f"{root} has no {stem}[.gz]; an idx data folder needs MNIST-style file names.")
-    return paths, "train_labels" in paths and "test_labels" in paths
+    have = [role for role in ("train_labels", "test_labels") if role in paths]
+    if len(have) == 1:  # read as unlabelled, the one label file was dropped without a word
+        missing = "t10k-labels-idx1-ubyte" if have == ["train_labels"] else "train-labels-idx1-ubyte"
+        raise DataError(f"{root} has {paths[have[0]].name} but no {missing}[.gz]; add it for labelled data, or "
+                        f"move {paths[have[0]].name} out of the folder for unlabelled images.")
+    return paths, len(have) == 2
 
 
 @dataclass
