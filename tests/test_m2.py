@@ -214,6 +214,7 @@ def test_the_effective_sample_size_over_the_classes_is_that_of_all_their_weights
     exact = torch.logsumexp(torch.stack([dist.Normal(10.0 * c, 2 ** 0.5).log_prob(x) for c in (0, 1)]), 0) - math.log(2)
     assert torch.allclose(estimate.log_likelihood, exact, atol=1e-6)
     assert torch.all(estimate.ess > 199.9) and torch.all(estimate.ess <= 200.0)  # class 0's K equal weights
+    assert estimate.draws == 400  # the ESS is over both classes' K weights
 
 
 def test_m2_from_the_cli(idx_dir, tmp_path, capsys):
@@ -249,8 +250,11 @@ def test_m2_from_the_cli(idx_dir, tmp_path, capsys):
 
     assert main(["plot", str(run), "--kind", "curves", "-o", str(tmp_path / "acc.png")]) == 0
     assert imread(tmp_path / "acc.png")[..., :3].std() > 0.05  # accuracy against epochs
+    capsys.readouterr()
     assert main(["evaluate", str(run), "--k", "10", "--limit", "20"]) == 0
-    assert json.loads((run / "loglik.json").read_text())["examples"] == 20
+    loglik = json.loads((run / "loglik.json").read_text())
+    assert loglik["examples"] == 20 and loglik["ess_of"] == 40  # the 4 classes' K = 10 weights, pooled
+    assert " of 40 weights (4 classes x K), " in capsys.readouterr().out
     assert main(["train", "--model", "m2", "--dataset", "idx", "--data-dir", str(idx_dir),
                  "--run-dir", str(tmp_path / "x")]) == 2
     assert "give their number with --labels N" in capsys.readouterr().err

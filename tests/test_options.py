@@ -415,6 +415,16 @@ def test_a_low_effective_sample_size_is_warned_about():
     assert ess_warning(LogLikelihoodEstimate(torch.zeros(2), torch.tensor([60.0, 40.0]), k=1000)) == ""
 
 
+def test_the_effective_sample_size_of_a_summed_out_label_is_judged_against_all_its_weights():
+    """M2's log p(x) pools the C * K weights of its classes (an ESS of 1 to C * K): a mean ESS of
+    30 over 10 classes at K=100 is 3% of its 1,000 weights, and was judged against K alone (30%)."""
+    pooled = LogLikelihoodEstimate(torch.zeros(2), torch.tensor([20.0, 40.0]), k=100, draws=1000)
+    assert ("mean effective sample size is 30.0 of 1000 weights (K=100 for each of 10 classes) (3.00%, below 5%)"
+            in ess_warning(pooled))
+    assert pooled.summary()["ess_of"] == 1000
+    assert LogLikelihoodEstimate(torch.zeros(2), torch.ones(2), k=7).summary()["ess_of"] == 7
+
+
 # -- figures a reader can read ---------------------------------------------------------------
 
 @pytest.fixture

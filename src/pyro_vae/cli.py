@@ -529,10 +529,16 @@ def _evaluate_one(args, run_dir: str) -> None:
           f"{result['bits_per_dim']:.4f} ± {result['bits_per_dim_stderr']:.4f} bits/dim{_scored(result)}: {kind} "
           f"(± one standard "
           f"error over the {len(images)} {args.split} images; K={args.k}, ESS mean {result['ess_mean']:.1f} "
-          f"min {result['ess_min']:.1f}, {estimate.seconds:.1f} s)")
+          f"min {result['ess_min']:.1f}{_ess_of(result, args.k)}, {estimate.seconds:.1f} s)")
     warning = ess_warning(estimate)
     if warning:
         print(f"pyro-vae: {warning}", file=sys.stderr)
+
+
+def _ess_of(fields: dict, k: int) -> str:
+    """Where the ESS is over more weights than K (M2's classes summed out: C * K), how many; else ''."""
+    draws = fields.get("ess_of", k)
+    return f" of {draws} weights ({draws // k} classes x K)" if draws != k else ""
 
 
 def _scored(fields: dict) -> str:

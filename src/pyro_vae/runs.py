@@ -1094,14 +1094,16 @@ def evaluation_examples(run: Run, split: str, limit: int = 0, subset: str = "ran
 
 def ess_warning(estimate, share: float = ESS_WARNING_SHARE) -> str:
     """A sentence when the mean effective sample size of ``estimate`` is below ``share`` of
-    its K (the log-weights are then dominated by a few draws and the bound far from
-    converged), else ''."""
+    the weights it is over (K, or C * K where C classes are summed out: ``estimate.draws``;
+    the log-weights are then dominated by a few draws and the bound far from converged), else ''."""
     mean_ess = estimate.ess.mean().item()
-    if mean_ess >= share * estimate.k:
+    draws = getattr(estimate, "draws", None) or estimate.k
+    if mean_ess >= share * draws:
         return ""
-    return (f"warning: the mean effective sample size is {mean_ess:.1f} of K={estimate.k} "
+    of = f"K={estimate.k}" if draws == estimate.k else f"{draws} weights (K={estimate.k} for each of {draws // estimate.k} classes)"
+    return (f"warning: the mean effective sample size is {mean_ess:.1f} of {of} "
             # two decimals: with one, a share of 4.99% read "5.0%, below 5%"
-            f"({100 * mean_ess / estimate.k:.2f}%, below {100 * share:g}%), so the estimate is far from converged "
+            f"({100 * mean_ess / draws:.2f}%, below {100 * share:g}%), so the estimate is far from converged "
             "and a larger --k would likely raise it.")
 
 

@@ -103,6 +103,13 @@ class LogLikelihoodEstimate:
     seconds: float = 0.0
     kind: str | None = None
     quantity: str | None = None
+    #: The weights each example's ESS is over, so at most: K, or C * K where a label's C classes
+    #: are summed out (M2's log p(x), :func:`~pyro_vae.inference.semisupervised.marginal_log_likelihood`).
+    draws: int | None = None
+
+    def __post_init__(self):
+        if self.draws is None:
+            self.draws = self.k
 
     @property
     def mean(self) -> float:
@@ -128,6 +135,7 @@ class LogLikelihoodEstimate:
             "examples": self.log_likelihood.numel(),
             "ess_mean": self.ess.mean().item(),
             "ess_min": self.ess.min().item(),
+            "ess_of": self.draws,
             "seconds": self.seconds,
         }
 

@@ -87,7 +87,7 @@ def marginal_log_likelihood(model: Callable, guide: Callable, x: torch.Tensor, n
     log_joint = torch.stack([e.log_likelihood for e in per_class])
     ess = pooled_ess(log_joint, torch.stack([e.ess for e in per_class]))
     return LogLikelihoodEstimate(torch.logsumexp(log_joint, 0), ess, k, sum(e.seconds for e in per_class),
-                                 per_class[0].kind, MARGINAL)
+                                 per_class[0].kind, MARGINAL, draws=num_classes * k)
 
 
 def pooled_ess(log_means: torch.Tensor, ess: torch.Tensor) -> torch.Tensor:
