@@ -64,6 +64,27 @@ def test_continuous_bernoulli_includes_its_normaliser(output):
     assert torch.allclose(lik.distribution(output).log_prob(x).double(), by_hand, atol=1e-3)
 
 
+def test_continuous_bernoulli_integrates_to_one_and_has_its_mean_at_large_logits():
+    """torch's normaliser reads probs = sigmoid(l) clamped to 1 - 1.2e-7, so for |l| > 16 log C
+    stayed at 2.769: the density integrated to 0.80 at l = 20 and 0.32 at l = 50, and the mean of
+    l = -46 was 0.063, not 0.022. A decoder trained on images with a black background gets there."""
+    logits = torch.tensor([-1000.0, -50.0, -20.0, -0.1001, -0.0999, 0.0, 0.05, 1.0, 12.0, 20.0, 50.0, 300.0])
+    lik = make_likelihood("continuous-bernoulli", (1, 1, 1))
+    d = lik.distribution(logits.reshape(-1, 1, 1, 1))
+    exact = torch.log(logits.double().abs() / torch.tanh(logits.double().abs() / 2)).nan_to_num(math.log(2.0))
+    at_zero = d.log_prob(torch.zeros(len(logits), 1, 1, 1)).double() + F.softplus(logits.double())  # log C(l)
+    assert torch.allclose(at_zero, exact, atol=1e-5), (at_zero - exact)
+    x = (torch.arange(100_000, dtype=torch.float64) + 0.5) / 100_000  # midpoint rule on [0, 1]
+    integral = d.log_prob(x.float().reshape(-1, 1, 1, 1, 1)).double().exp().mean(0)
+    assert torch.allclose(integral, torch.ones_like(integral), atol=2e-3), integral
+    l = logits.double()
+    want = torch.where(l == 0, 0.5, 1 / (1 - torch.exp(-l)) - 1 / l)
+    assert torch.allclose(lik.mean(logits.reshape(-1, 1, 1, 1)).flatten().double(), want, atol=1e-5)
+    draws = d.base_dist.sample((20_000,))
+    assert ((draws >= 0) & (draws <= 1)).all()
+    assert torch.allclose(draws.double().mean(0).flatten(), want, atol=0.01)
+
+
 def test_bernoulli_refuses_grey_pixels_and_names_the_fix():
     lik = make_likelihood("bernoulli", SHAPE)
     with pytest.raises(DataError, match=r"pyro_vae\.binarize\(x\)") as python_error:
