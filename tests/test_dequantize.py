@@ -222,3 +222,71 @@ def test_density_refused_where_it_changes_nothing_names_the_kind_the_number_has(
     with pytest.raises(PyroVAEError, match=f"^--density has no effect on RUN: its log p\\(x\\) is {what}, scored "
                                            "as it is; drop --density.$"):
         _refuse_evaluation(args, run)
+
+
+def test_a_conditional_score_dequantizes_and_counts_the_bins_of_the_scored_pixels_alone():
+    """Quadrant completion scores log p(x_m | x_g): its dequantized bound must add the bin volumes of
+    the missing pixels x_m alone and keep x_g, the values conditioned on, as they are."""
+    torch.manual_seed(0)
+    log_masses = torch.log_softmax(torch.randn(256) * 2, 0)
+    scored = torch.zeros(1, 4, 4, dtype=torch.bool)
+    scored[:, 2:, 2:] = True  # four scored pixel values of sixteen
+
+    def model(x):
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal(torch.zeros(x.shape[0], 1), 1.0).to_event(1))
+            missing = x[:, scored]  # [B, 4]
+            pyro.sample("x", Histogram(log_masses, missing.shape).to_event(1), obs=missing)
+
+    def guide(x):
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal(torch.zeros(x.shape[0], 1), 1.0).to_event(1))
+
+    k = torch.randint(0, 256, (30, 1, 4, 4))
+    seen = []
+
+    def estimate(y):
+        seen.append(y)
+        return importance_log_likelihood(model, guide, y, k=2)
+
+    result, kind = score_log_likelihood(estimate, k / 255.0, "unit-interval", binary_data=False, seed=1,
+                                        scored=scored)
+    assert kind == kinds.DEQUANTIZED_BOUND
+    exact = log_masses[k[:, scored]].sum(1)  # log P(k_m): the bound is exact for a histogram density
+    assert torch.allclose(result.log_likelihood, exact, atol=1e-3)
+    y = seen[-1]
+    assert torch.equal(y[:, ~scored], (k / 255.0)[:, ~scored])  # x_g as it is
+    assert not torch.equal(y[:, scored], (k / 255.0)[:, scored])
+
+
+def test_evaluate_dequantizes_a_quadrant_runs_missing_pixels_alone(idx_dir, tmp_path, capsys, monkeypatch):
+    """evaluate --k of a quadrant run with a continuous likelihood dequantized the given quadrant too and
+    added its 196 bin volumes (about -1,100 nats) to log p(x_m | x_g), which scores the 588 others."""
+    import pyro_vae.inference.loglik as loglik
+    from pyro_vae.models.quadrant import quadrant_mask
+    from pyro_vae.runs import open_run
+
+    run = tmp_path / "quadrant"
+    assert main(["train", "--model", "quadrant", "--likelihood", "gaussian-learned", "--dataset", "idx",
+                 "--data-dir", str(idx_dir), "--latent-dim", "2", "--hidden-dims", "16", "--epochs", "1",
+                 "--train-limit", "200", "--no-progress", "--figures", "false", "--run-dir", str(run)]) == 0
+    seen, estimator = [], loglik.importance_log_likelihood
+
+    def recorded(model, guide, x, **kwargs):
+        result = estimator(model, guide, x, **kwargs)
+        seen.append((x.clone(), result.log_likelihood.clone()))
+        return result
+
+    monkeypatch.setattr(loglik, "importance_log_likelihood", recorded)
+    assert main(["evaluate", str(run), "--k", "2", "--limit", "10", "--subset", "first"]) == 0
+    capsys.readouterr()
+    y = torch.cat([x for x, _ in seen])
+    density = torch.cat([value for _, value in seen])
+    x = open_run(run).dataset().test.head(10).images
+    given = quadrant_mask((1, 28, 28), 1)
+    assert torch.equal(y[:, given], x[:, given])  # conditioned on as they are
+    assert not torch.equal(y[:, ~given], x[:, ~given])
+    widths = _bin_widths(torch.round(x * 255).long())
+    log_volume = (widths.log() * (~given)).sum((1, 2, 3))  # the 588 missing pixel values' bins
+    result = json.loads((run / "loglik.json").read_text())
+    assert result["log_likelihood_mean"] == pytest.approx((density.double() + log_volume).mean().item(), abs=1e-2)

@@ -484,7 +484,7 @@ def _evaluate_one(args, run_dir: str) -> None:
     from pyro_vae.inference.dequantize import score_log_likelihood
     from pyro_vae.inference.train import label_kwargs
     from pyro_vae.runs import (ProgressReport, binary_data, ess_warning, estimate_name,
-                               evaluation_examples, kind_fields)
+                               evaluation_examples, kind_fields, scored_pixels)
 
     from pyro_vae.experiments.compare import save_examples  # per image, for paired comparisons
 
@@ -513,7 +513,8 @@ def _evaluate_one(args, run_dir: str) -> None:
                                          progress=progress, **label_kwargs(run.model, part.labels))
 
     estimate, kind = score_log_likelihood(estimator, images, run.model.likelihood.data_kind,
-                                          binary_data(run.config), dequantized=not args.density, seed=args.seed)
+                                          binary_data(run.config), dequantized=not args.density, seed=args.seed,
+                                          scored=scored_pixels(run.config, images.shape[1:]))
     report.close()
     result = {**chosen, "estimate": name, "checkpoint": args.checkpoint, **_checkpoint_position(run), "seed": args.seed,
               **estimate.summary(),

@@ -1047,6 +1047,16 @@ def scored_dimensions(config: Config, image_shape) -> int:
     return int((~quadrant_mask(tuple(int(n) for n in image_shape), config.model.given_quadrants)).sum())
 
 
+def scored_pixels(config: Config, image_shape):
+    """Bool ``[C, H, W]``, true on the pixel values a run's log-likelihood scores, where that is
+    not all of them (quadrant completion's missing quadrants); None where it is all."""
+    if config.model.model != "quadrant":
+        return None
+    from pyro_vae.models.quadrant import quadrant_mask
+
+    return ~quadrant_mask(tuple(int(n) for n in image_shape), config.model.given_quadrants)
+
+
 #: How the examples of ``evaluate --limit N`` are chosen.
 SUBSETS = ("random", "first")
 #: ``evaluate --k`` warns when the mean effective sample size is below this share of K.

@@ -40,9 +40,13 @@ from pyro_vae.inference.loglik import LogLikelihoodEstimate
 DEQUANTIZATION_STREAM = 0x9E3779B9
 
 
-def dequantize(x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def dequantize(x: torch.Tensor, generator: torch.Generator,
+               scored: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Uniform draws y in each value's bin cut to [0, 1], ``[N, ...]``, and the log-volume of
-    each example's bins sum_d log |B_{k_d}| ``[N]`` (nats)."""
+    each example's bins sum_d log |B_{k_d}| ``[N]`` (nats). ``scored``, a bool mask of one
+    example's shape, limits both to the pixel values the log-likelihood scores (quadrant
+    completion's missing pixels): the others keep their values (they are conditioned on, not
+    scored) and add no bin volume."""
     if discrete.off_grid(x).any():
         raise DataError("the images are not on the 256-level grid k/255, so they cannot be dequantized; "
                         "score 8-bit images as loaded (bytes / 255, --binarize none).")
@@ -50,16 +54,21 @@ def dequantize(x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tenso
     lower, upper = lower.clamp(min=0.0), upper.clamp(max=1.0)
     u = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=generator.device).to(x.device)
     width = upper - lower
-    return lower + u * width, torch.log(width).flatten(1).sum(1)
+    y, log_width = lower + u * width, torch.log(width)
+    if scored is not None:
+        scored = scored.to(x.device)
+        y, log_width = torch.where(scored, y, x), log_width * scored.to(x.dtype)
+    return y, log_width.flatten(1).sum(1)
 
 
 def dequantized_log_likelihood(estimate: Callable[[torch.Tensor], LogLikelihoodEstimate], x: torch.Tensor,
-                               seed: int = 0) -> LogLikelihoodEstimate:
+                               seed: int = 0, scored: torch.Tensor | None = None) -> LogLikelihoodEstimate:
     """E_u[log p(y)] + log |B| per example: ``estimate(y)`` (the importance sampler on the
-    dequantized images y) plus each example's log bin volume, a lower bound on log P(x)."""
+    dequantized images y) plus each example's log bin volume, a lower bound on log P(x);
+    ``scored`` as for :func:`dequantize` (a conditional log p(x_m | x_g) dequantizes x_m alone)."""
     # A stream of its own: seeded with ``seed`` itself, u would replay the uniforms behind the
     # sampler's z draws (or the data's, in a test), and the two noises would be correlated.
-    y, log_volume = dequantize(x, torch.Generator().manual_seed(DEQUANTIZATION_STREAM + seed))
+    y, log_volume = dequantize(x, torch.Generator().manual_seed(DEQUANTIZATION_STREAM + seed), scored)
     result = estimate(y)
     return replace(result, log_likelihood=result.log_likelihood + log_volume.to(result.log_likelihood),
                    kind=DEQUANTIZED_BOUND if result.kind == DENSITY else result.kind)
@@ -67,10 +76,11 @@ def dequantized_log_likelihood(estimate: Callable[[torch.Tensor], LogLikelihoodE
 
 def score_log_likelihood(estimate: Callable[[torch.Tensor], LogLikelihoodEstimate], x: torch.Tensor,
                          data_kind: str, binary_data: bool, dequantized: bool = True,
-                         seed: int = 0) -> tuple[LogLikelihoodEstimate, str]:
+                         seed: int = 0, scored: torch.Tensor | None = None) -> tuple[LogLikelihoodEstimate, str]:
     """log p(x) per example and its kind (:mod:`pyro_vae.inference.kinds`): a continuous
     likelihood (``data_kind`` "unit-interval") on 8-bit images is scored on dequantized images
-    unless ``dequantized`` is False (then it is a density); the others as they are."""
+    unless ``dequantized`` is False (then it is a density); the others as they are. ``scored``:
+    the pixel values the estimate scores where not all (:func:`dequantize`)."""
     dequantize_now = dequantized and data_kind == "unit-interval" and not binary_data
-    result = dequantized_log_likelihood(estimate, x, seed) if dequantize_now else estimate(x)
+    result = dequantized_log_likelihood(estimate, x, seed, scored) if dequantize_now else estimate(x)
     return result, number_kind(data_kind, binary_data, dequantize_now)
