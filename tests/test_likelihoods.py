@@ -201,6 +201,16 @@ def test_a_learned_sigma_starts_at_the_scale_given_or_is_refused_below_its_floor
         make_likelihood("gaussian", SHAPE, scale=0.0)  # was sigma 0: an infinite density
 
 
+@pytest.mark.parametrize("name", ["gaussian-learned", "gaussian-learned-per-channel", "gaussian-learned-per-pixel"])
+def test_a_learned_sigma_starts_at_a_large_scale_given(name):
+    """--likelihood-scale 710 (or more) with a learned sigma raised OverflowError (a traceback, exit 1):
+    its starting raw value was log(expm1(710)), and expm1 overflows above 709.78 in float64."""
+    for sigma in (50.0, 710.0, 1e4):
+        lik = make_likelihood(name, SHAPE, scale=sigma)
+        assert torch.allclose(lik.scale(), torch.tensor(sigma)), (sigma, lik.scale())
+        assert torch.isfinite(lik.distribution(torch.zeros(SHAPE)).log_prob(torch.rand(SHAPE))).all()
+
+
 @pytest.mark.parametrize("name", [name for name, cls in LIKELIHOODS.items() if not cls.uses_scale])
 def test_make_likelihood_refuses_a_scale_the_likelihood_has_none_of(name):
     """make_likelihood("bernoulli", shape, scale=0.3) returned a Bernoulli likelihood without a word."""

@@ -317,9 +317,12 @@ class _LearnedScaleGaussian(GaussianLikelihood):
 
     def __init__(self, image_shape, scale=0.1):
         super().__init__(image_shape, scale)
-        # softplus^{-1}; the 1e-6 where scale is within 1e-6 of the floor or below it (expm1(0) = 0 has no
-        # log): a saved run asked for one before Config.validate refused it, and make_likelihood is not checked
-        start = math.log(math.expm1(max(scale - self.scale_floor, 1e-6)))
+        # softplus^{-1}(y) = log(expm1(y)), as y + log(-expm1(-y)), which does not overflow for y above 709
+        # (a --likelihood-scale of 710 raised OverflowError); the 1e-6 where scale is within 1e-6 of the floor
+        # or below it (expm1(0) = 0 has no log): a saved run asked for one before Config.validate refused it,
+        # and make_likelihood is not checked
+        above = max(scale - self.scale_floor, 1e-6)
+        start = above + math.log(-math.expm1(-above))
         self.raw_scale = nn.Parameter(torch.full(self.param_shape(image_shape), start))
 
     def scale(self):
