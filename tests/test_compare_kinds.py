@@ -640,3 +640,19 @@ def test_settings_that_change_only_what_a_run_draws_or_logs_make_no_column(tmp_p
     assert compare.differing_keys(records) == []
     (a / "config.toml").write_text((a / "config.toml").read_text().replace("beta = 1.0", "beta = 2.0"))
     assert compare.differing_keys(compare.collect_runs([a, b])) == ["beta"]
+
+
+def test_the_tables_say_the_unit_of_their_log_likelihoods(tmp_path, capsys):
+    """compare's table (and compare.md) held bare ELBOs and log p(x), "-7340.73 ± 43.36", with no word of
+    their unit, and compare-paired.md the paired differences with none; the unit is now said under each."""
+    a = fake_run(tmp_path, "a", "gaussian-learned", "none", DEQUANTIZED_BOUND, [-4000.0, -4100.0, -3900.0])
+    b = fake_run(tmp_path, "b", "discretized-logistic", "none", EIGHT_BIT_MASS, [-2000.0, -1900.0, -1950.0])
+    assert main(["compare", str(a), str(b), "-o", str(tmp_path / "table")]) == 0
+    unit = ("Units: test ELBO and test log p(x) in nats per example (bits/dim: -nats / (D ln 2), D the pixel values "
+            "scored); each ± is one standard error, over what the \"se over\" column says.")
+    assert unit in capsys.readouterr().out
+    assert unit in (tmp_path / "table.md").read_text()
+    assert (f"Paired difference of test log p(x) against {a}, in nats per example, on the images both evaluated."
+            in (tmp_path / "table-paired.md").read_text())
+    columns, _ = compare.compare_table(compare.collect_runs([a, b]))
+    assert compare.unit_notes([c for c in columns if "ELBO" not in c and "log p(x)" not in c]) == []

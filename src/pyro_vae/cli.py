@@ -713,7 +713,8 @@ def cmd_compare(args) -> int:
         check_output(Path(args.figure), "--figure")
         compare.check_sweep_figure(records, args.metric)  # before the table is printed
     columns, rows = compare.compare_table(records)
-    notes = compare.kind_notes(records)  # rows whose numbers are of kinds that cannot be ranked
+    # the unit of the bare numbers, then the rows whose numbers are of kinds that cannot be ranked
+    notes = compare.unit_notes(columns) + compare.kind_notes(records)
     print(compare.to_markdown(columns, rows, notes), end="")
     prefix = args.output
     if prefix is None and len(args.paths) == 1 and (Path(args.paths[0]) / "sweep.json").is_file():
@@ -736,7 +737,9 @@ def cmd_compare(args) -> int:
                   "(nats per example, on the images both evaluated):")
             print(compare.to_markdown(paired_columns, paired), end="")
             if prefix:
-                written += compare.write_tables(paired_columns, paired, Path(f"{prefix}-paired"))
+                written += compare.write_tables(paired_columns, paired, Path(f"{prefix}-paired"), [
+                    f"Paired difference of test log p(x) against {reference.run_dir}, in nats per example, on the "
+                    "images both evaluated."])
     if args.figure:
         written.append(compare.plot_sweep_figure(records, Path(args.figure), args.metric))
     for path in written:

@@ -535,6 +535,23 @@ def kind_notes(records: list[RunRecord]) -> list[str]:
     return notes
 
 
+#: The columns whose numbers are log-likelihoods or bounds on one, in nats per example.
+NATS_COLUMNS = ("valid ELBO", "test ELBO", AE_VALID, AE_TEST, "test log p(x)")
+
+
+def unit_notes(columns: list[str]) -> list[str]:
+    """The line under the table that says the unit of its log-likelihood columns, the bits/dim
+    conversion and what its ± are (the cells hold bare numbers); empty where it has none."""
+    shown = [c for c in NATS_COLUMNS if c in columns]
+    if not shown:
+        return []
+    named = shown[0] if len(shown) == 1 else f"{', '.join(shown[:-1])} and {shown[-1]}"
+    bits = " (bits/dim: -nats / (D ln 2), D the pixel values scored)" if any(
+        c.endswith("bits/dim") for c in columns) else ""
+    return [f"Units: {named} in nats per example{bits}; each ± is one standard error, over what the "
+            "\"se over\" column says."]
+
+
 #: How a number measured after training is measured for a run (``{run}``: its directory).
 MEASURED_BY = {"test log p(x)": "pyro-vae evaluate {run} --k K",
                "label fidelity (prior)": "pyro-vae evaluate {run} --label-fidelity",
