@@ -211,6 +211,22 @@ def test_a_learned_sigma_starts_at_a_large_scale_given(name):
         assert torch.isfinite(lik.distribution(torch.zeros(SHAPE)).log_prob(torch.rand(SHAPE))).all()
 
 
+@pytest.mark.parametrize("name", ["gaussian", "gaussian-learned", "gaussian-learned-per-pixel"])
+def test_a_sigma_beyond_float32_is_refused_in_one_sentence(name):
+    """--likelihood-scale 1e39: a fixed sigma gave an infinite loss (and advised raising the scale), a
+    learned one a RuntimeError from torch.full's overflow (a traceback, exit 1)."""
+    from pyro_vae.config import FLOAT32_MAX, Config
+
+    assert FLOAT32_MAX == torch.finfo(torch.float32).max
+    config = Config()
+    config.model.likelihood, config.model.likelihood_scale, config.data.binarize = name, 1e39, "none"
+    with pytest.raises(ConfigError, match=r"^--likelihood-scale 1e\+39 is beyond float32's largest number "
+                                          r"\(3\.403e\+38\), so sigma would be infinite; give a smaller one\.$"):
+        config.validate()
+    config.model.likelihood_scale = 1e38
+    config.validate()
+
+
 @pytest.mark.parametrize("name", [name for name, cls in LIKELIHOODS.items() if not cls.uses_scale])
 def test_make_likelihood_refuses_a_scale_the_likelihood_has_none_of(name):
     """make_likelihood("bernoulli", shape, scale=0.3) returned a Bernoulli likelihood without a word."""

@@ -692,6 +692,10 @@ FIELD_HELP = {
 }
 
 
+#: The largest float32 (torch.finfo(torch.float32).max), written out: this module does not import torch.
+FLOAT32_MAX = 3.4028234663852886e38
+
+
 def _check_starting_scale(model: ModelConfig) -> None:
     """Refuse, in a new configuration, a ``likelihood_scale`` at or below a learned sigma's floor
     (softplus(raw) + floor): the sigma would start at the floor, not at the value config.toml
@@ -700,6 +704,10 @@ def _check_starting_scale(model: ModelConfig) -> None:
     from pyro_vae.likelihoods import LIKELIHOODS
 
     floor = LIKELIHOODS[model.likelihood].scale_floor
+    if LIKELIHOODS[model.likelihood].uses_scale and model.likelihood_scale > FLOAT32_MAX:
+        # the float32 sigma is inf: an infinite loss (fixed sigma) or torch.full's overflow (learned)
+        raise ConfigError(f"--likelihood-scale {show_value(model.likelihood_scale)} is beyond float32's largest "
+                          f"number ({FLOAT32_MAX:.4g}), so sigma would be infinite; give a smaller one.")
     if LIKELIHOODS[model.likelihood].uses_scale and model.likelihood_scale <= floor:
         raise ConfigError(f"--likelihood-scale {show_value(model.likelihood_scale)} cannot be the starting sigma of "
                           f"--likelihood {model.likelihood}, which is softplus(raw) + {show_value(floor)}, always "
