@@ -357,7 +357,7 @@ def test_a_log_likelihood_summary_names_its_numbers_and_unit():
     assert estimate.summary() == {"log_likelihood_mean": -3.0, "log_likelihood_stderr": pytest.approx(math.sqrt(7 / 3)),
                                   "unit": "nats per example", "kind": "not known (the model has no pyro-vae likelihood)",
                                   "quantity": None, "k": 50, "examples": 3, "ess_mean": 5.0,
-                                  "ess_min": 2.0, "seconds": 1.5}
+                                  "ess_min": 2.0, "ess_of": 50, "seconds": 1.5}
     assert LogLikelihoodEstimate(torch.tensor([-4.0]), torch.tensor([1.0]), k=1).summary()["log_likelihood_stderr"] == 0
 
 
