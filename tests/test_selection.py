@@ -3,6 +3,7 @@ importance-sampled log-likelihood on a fixed random subset, with common random n
 
 import json
 
+import pytest
 import torch
 
 from pyro_vae.data.datasets import as_tensor
@@ -21,7 +22,8 @@ def test_select_by_valid_loglik_keeps_the_epoch_with_the_best_subset_estimate(id
     assert best["best_valid_elbo"] == max(values)
     assert best["epoch"] == 1 + values.index(max(values))
     assert summary["selection"] == ("best validation log-likelihood by importance sampling "
-                                    "(K=7, 25 fixed random validation images, seed 2)")
+                                    "(K=7, 25 fixed random validation images, seed 2); a probability mass on "
+                                    "binary data")
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["selection"] == summary["selection"]
 
     # The recorded criterion is the estimator on the subset drawn from the seed, with the
@@ -60,3 +62,28 @@ def test_more_selection_examples_than_validation_images_is_refused_before_traini
     assert not (tmp_path / "run").exists()
     config.train.select_examples = valid  # all of them, drawn as a fixed subset: accepted
     train_run(config, tmp_path / "all", progress=False, log=lambda s: None)
+
+
+def test_a_continuous_likelihood_on_8_bit_images_is_selected_by_its_dequantized_mass(idx_dir, tmp_path):
+    """A Gaussian's valid-loglik criterion was its density on the grey levels as they are (thousands
+    of nats above any probability, and not the number evaluate --k reports): it is now the
+    dequantized bound on the images' probability mass, on the same draws every epoch."""
+    from pyro_vae.inference.dequantize import score_log_likelihood
+
+    config = small_config(idx_dir, **{"train.select_by": "valid-loglik", "train.select_k": 5,
+                                      "train.select_examples": 20, "train.epochs": 2, "train.seed": 1})
+    config.data.binarize, config.model.likelihood, config.model.likelihood_scale = "none", "gaussian", 0.05
+    summary = train_run(config.validate(), tmp_path / "run", progress=False, log=lambda s: None)
+    assert summary["selection"].endswith("seed 1); a dequantized lower bound on 8-bit mass")
+    history = load_checkpoint(tmp_path / "run" / LAST)["history"]
+    assert all(row["valid_loglik"] < 0 for row in history)  # a log-probability (the density was above 0)
+
+    run = open_run(tmp_path / "run", "best")
+    valid = run.dataset().valid
+    rows = torch.randperm(len(valid), generator=torch.Generator().manual_seed(1))[:20].sort().values
+    images = as_tensor(valid.images[rows])
+    torch.manual_seed(1)
+    again, kind = score_log_likelihood(lambda x: importance_log_likelihood(run.model, run.guide, x, k=5), images,
+                                       "unit-interval", False, seed=1)
+    assert kind == "dequantized lower bound on 8-bit mass"
+    assert again.mean == pytest.approx(load_checkpoint(tmp_path / "run" / BEST)["best_valid_elbo"], abs=1e-9)

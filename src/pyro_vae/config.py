@@ -237,7 +237,8 @@ class TrainConfig:
     #: What chooses checkpoint_best.pt: "valid-elbo"; "valid-iwae" (the importance-weighted
     #: bound with the training K on all validation images); "valid-loglik" (log p(x) by
     #: importance sampling with --select-k samples on --select-examples validation images
-    #: drawn once by the seed, with the same draws every epoch); "auto" is valid-iwae for
+    #: drawn once by the seed, with the same draws every epoch; a continuous likelihood's on
+    #: dequantized 8-bit images, as evaluate --k scores it); "auto" is valid-iwae for
     #: the iwae objectives and valid-elbo otherwise.
     select_by: str = "auto"
     #: --select-by valid-loglik: importance samples per validation image.

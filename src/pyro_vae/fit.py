@@ -397,7 +397,7 @@ def _summary(trainer: Trainer, dataset: ImageDataset, best: dict, objective: str
     common = {"dataset": dataset.name, "objective": objective, "epochs": trainer.state.epoch,
               "best_epoch": best["epoch"], "best_valid_criterion": best["best_valid_elbo"]}
     if not has_test:  # the validation images chose the best epoch: their ELBO is no test number
-        return {**common, "selection": trainer.settings.describe_selection(),
+        return {**common, "selection": trainer.describe_selection(),
                 "test_split": "none given (data were (train, valid) tensors); no test numbers",
                 "unit": "nats per example", "train_seconds_this_session": seconds}
     test = evaluate_elbo(trainer.model, trainer.guide, dataset.test.images, analytic_kl=True,
@@ -427,7 +427,7 @@ def _summary(trainer: Trainer, dataset: ImageDataset, best: dict, objective: str
                            test["elbo_stderr"], _binary_mass_of_given_images(trainer.model, dataset))
     return {"dataset": dataset.name, "objective": objective, "epochs": trainer.state.epoch,
             "best_epoch": best["epoch"],
-            "selection": trainer.settings.describe_selection(),  # with the K of an IWAE bound, as the CLI's
+            "selection": trainer.describe_selection(),  # with the K of an IWAE bound, as the CLI's
             "best_valid_criterion": best["best_valid_elbo"], "test_elbo": test["elbo"],
             "test_elbo_stderr": test["elbo_stderr"],  # over the test images
             "test_reconstruction": test["reconstruction"], "test_reconstruction_stderr": test["reconstruction_stderr"],

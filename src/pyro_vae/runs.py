@@ -615,7 +615,7 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
         else:
             test = evaluate_elbo(model, guide, dataset.test.images, analytic_kl=True, labels=dataset.test.labels)
             results = {
-                "selection": settings.describe_selection(),
+                "selection": trainer.describe_selection(),
                 "best_valid_criterion": best["best_valid_elbo"],
                 "test_elbo": test["elbo"],
                 "test_elbo_stderr": test["elbo_stderr"],  # over the test images

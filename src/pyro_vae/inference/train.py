@@ -618,16 +618,61 @@ class Trainer:
         (a :class:`~pyro_vae.inference.loglik.LogLikelihoodEstimate`: ``mean``, ``stderr``).
 
         The importance draws come from a generator reseeded every epoch (the training RNG is
-        left as it was), so two epochs are compared on common random numbers."""
+        left as it was), so two epochs are compared on common random numbers. A continuous
+        likelihood on 8-bit images is scored on dequantized images (the same ones every epoch):
+        a lower bound on their probability mass, as ``evaluate --k`` reports it."""
+        from pyro_vae.inference.dequantize import score_log_likelihood
         from pyro_vae.inference.loglik import importance_log_likelihood
 
-        valid, rows = self.dataset.valid, self.selection_rows()
-        images = as_tensor(valid.images[rows.to(valid.images.device)])
-        labels = None if valid.labels is None else valid.labels[rows.to(valid.labels.device)]
+        images, labels = self._selection_examples()
+
+        def estimate(x):
+            return importance_log_likelihood(self.model, self.guide, x, k=self.settings.selection_k,
+                                             **label_kwargs(self.model, labels))
+
+        likelihood, given = getattr(self.model, "likelihood", None), getattr(self.model, "given", None)
         with random_state_kept():  # the training streams go on as if no selection draw was made
             torch.manual_seed(self.settings.selection_seed)
-            return importance_log_likelihood(self.model, self.guide, images, k=self.settings.selection_k,
-                                             **label_kwargs(self.model, labels))
+            if likelihood is None:  # a researcher's own model: scored as it is
+                return estimate(images)
+            # A continuous density on 8-bit images is scored on the same dequantized draws every epoch,
+            # as evaluate --k scores it: a bound on their probability mass. On the images as they are,
+            # a density can rise by piling onto the 256 grey levels while the mass does not.
+            return score_log_likelihood(estimate, images, likelihood.data_kind, self._binary_data(),
+                                        dequantized=self._selection_dequantizes(images),
+                                        seed=self.settings.selection_seed,
+                                        scored=None if given is None else ~given)[0]
+
+    def _selection_examples(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The images (and labels) of :meth:`selection_rows`."""
+        valid, rows = self.dataset.valid, self.selection_rows()
+        images = as_tensor(valid.images[rows.to(valid.images.device)])
+        return images, None if valid.labels is None else valid.labels[rows.to(valid.labels.device)]
+
+    @staticmethod
+    def _selection_dequantizes(images: torch.Tensor) -> bool:
+        """Images on the 256-level grid k/255 are dequantized for a continuous density (others,
+        a researcher's own float tensors, are scored as they are: a density)."""
+        from pyro_vae import discrete
+
+        return not discrete.off_grid(images).any()
+
+    def describe_selection(self) -> str:
+        """:meth:`TrainSettings.describe_selection`, with the kind of number a validation
+        log p(x) is (:mod:`~pyro_vae.inference.kinds`) where it chooses the best epoch."""
+        from pyro_vae.inference.kinds import number_kind
+
+        text = self.settings.describe_selection()
+        likelihood = getattr(self.model, "likelihood", None)
+        if self.settings.selection_rule() != "valid-loglik" or likelihood is None:
+            return text
+        dequantized = (likelihood.data_kind == "unit-interval" and not self._binary_data()
+                       and self._selection_dequantizes(self._selection_examples()[0]))
+        return f"{text}; a {number_kind(likelihood.data_kind, self._binary_data(), dequantized)}"
+
+    def _binary_data(self) -> bool:
+        """Whether the images are 0/1 draws (binarized, or binarized MNIST), as ``runs.binary_data`` says of a run."""
+        return self.dataset.binarize != "none" or self.dataset.name == "binarized-mnist"
 
     def describe(self, row: dict) -> str:
         """The epoch's log line: each validation mean ± its standard error over the validation
