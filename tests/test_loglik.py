@@ -349,3 +349,30 @@ def test_a_conditional_models_labels_are_checked_at_the_boundary():
             importance_log_likelihood(model, guide, x, k=2, **inputs)
     estimate = importance_log_likelihood(model, guide, x, k=2, y=torch.arange(8) % 4)
     assert torch.isfinite(estimate.log_likelihood).all()
+
+
+def test_a_model_in_training_mode_is_scored_as_in_evaluation_mode_and_left_as_it_was():
+    """Called on a batch-normalised model still in training mode (as a training loop leaves it), the
+    estimator normalised each chunk by its own statistics: an image's log p(x) moved by tens of nats
+    with batch_size, and the call moved the running statistics towards the images it scored."""
+    from pyro_vae.build import build_vae
+
+    pyro.set_rng_seed(0)
+    model, guide = build_vae(ModelConfig(network="conv", batch_norm=True, latent_dim=4, hidden_dims=[32],
+                                         conv_channels=[8, 16]), (1, 28, 28))
+    x = torch.bernoulli(torch.full((6, 1, 28, 28), 0.3))
+    with torch.no_grad():  # running statistics away from their initial 0 and 1, as after training
+        for program in (model, guide):
+            program(torch.bernoulli(torch.full((32, 1, 28, 28), 0.6)))
+    states = [{name: value.clone() for name, value in program.state_dict().items()} for program in (model, guide)]
+    estimates = {}
+    for mode, batch_size in (("train", 1), ("train", 6), ("eval", 1)):
+        model.train(mode == "train"), guide.train(mode == "train")
+        pyro.set_rng_seed(1)
+        estimates[mode, batch_size] = importance_log_likelihood(model, guide, x, k=20, batch_size=batch_size)
+        assert model.training == guide.training == (mode == "train")
+        assert all(module.training == (mode == "train") for module in [*model.modules(), *guide.modules()])
+        for program, state in zip((model, guide), states):
+            assert all(torch.equal(value, state[name]) for name, value in program.state_dict().items())
+    assert torch.equal(estimates["train", 1].log_likelihood, estimates["eval", 1].log_likelihood)
+    assert torch.allclose(estimates["train", 6].log_likelihood, estimates["eval", 1].log_likelihood, atol=3.0)

@@ -238,6 +238,29 @@ def _priors_fixed(estimator: Callable) -> Callable:
     return wrapper
 
 
+def _in_eval_mode(estimator: Callable) -> Callable:
+    """Run ``estimator(model, guide, ...)`` with the modules of ``model`` and ``guide`` in
+    evaluation mode, each left as it was afterwards. In training mode a batch normalisation
+    layer (``batch_norm=True``) normalised each chunk by its own statistics, so an example's
+    estimate depended on the others in its chunk (and on ``batch_size``), and the call moved
+    the layer's running statistics towards the images scored (test images, say)."""
+    @functools.wraps(estimator)
+    def wrapper(model, guide, *args, **kwargs):
+        programs = [program for program in (model, guide) if isinstance(program, torch.nn.Module)]
+        training = [module for program in programs for module in program.modules() if module.training]
+        if not training:
+            return estimator(model, guide, *args, **kwargs)
+        for program in programs:
+            program.train(False)
+        try:
+            return estimator(model, guide, *args, **kwargs)
+        finally:
+            for module in training:
+                module.training = True
+    return wrapper
+
+
+@_in_eval_mode
 @_priors_fixed
 def importance_log_likelihood(model: Callable, guide: Callable, x: torch.Tensor, *, k: int,
                               batch_size: int | None = None, k_chunk: int | None = None,
@@ -255,7 +278,9 @@ def importance_log_likelihood(model: Callable, guide: Callable, x: torch.Tensor,
     CPU than on a GPU; on the same draws the estimate does not depend on it. Tensors in
     ``kwargs`` (labels, say) are chunked along their first dimension with ``x``; the model and guide are
     called as ``model(x_chunk, **kwargs_chunk)``. ``progress``: True for a tqdm bar, or a
-    callable told ``(examples done, len(x))`` after every chunk of examples.
+    callable told ``(examples done, len(x))`` after every chunk of examples. The model and
+    guide are evaluated in evaluation mode (batch normalisation by its running statistics)
+    and left in the mode each of their modules was in.
     """
     _check_input(model, guide, x, k, batch_size, k_chunk)
     _check_labels(model, x, kwargs)
