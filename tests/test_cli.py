@@ -240,3 +240,22 @@ def test_a_run_whose_data_folder_moved_names_the_run_and_its_config_not_data_dir
     config = run / "config.toml"
     config.write_text(config.read_text().replace(str(tmp_path / "data"), str(tmp_path / "moved")))
     assert main(["evaluate", str(run), "-o", str(tmp_path / "e.json")]) == 0  # as it says
+
+
+def test_evaluate_refuses_to_write_where_compare_reads_another_runs_results(trained, tmp_path, capsys):
+    """`evaluate runs/a --k K -o runs/b/loglik.json` replaced run b's estimate (and its per-example file)
+    with run a's, which compare then read as b's own log p(x)."""
+    other = tmp_path / "other"
+    shutil.copytree(trained, other)
+    assert main(["evaluate", str(other), "--k", "5", "--limit", "10", "-o", str(other / "loglik.json")]) == 0
+    kept = {name: (other / name).read_bytes() for name in ("loglik.json", "loglik_examples.npz")}
+    for argv, name in ((["--k", "5", "--limit", "20"], "loglik.json"),
+                       (["--limit", "20"], "label_fidelity.json")):  # an ELBO where its label fidelity is read
+        assert main(["evaluate", str(trained), *argv, "-o", str(other / name)]) == 2
+        assert (f"-o {other / name} is where compare reads the results of the run {other}, and these are of "
+                f"{trained}: they would replace that run's and be read as its own; give -o another path."
+                in capsys.readouterr().err)
+    assert {name: (other / name).read_bytes() for name in kept} == kept and not (other / "label_fidelity.json").exists()
+    # its own run's file may still be named, to replace an estimate on purpose
+    assert main(["evaluate", str(other), "--k", "5", "--limit", "20", "-o", str(other / "loglik.json")]) == 0
+    assert json.loads((other / "loglik.json").read_text())["examples"] == 20

@@ -418,9 +418,18 @@ def _checked_output(args, run_dir: Path) -> Path:
             raise PyroVAEError(f"-o {args.output} is where compare reads that run's log p(x) estimate (evaluate --k), "
                                f"and this {'label fidelity' if args.label_fidelity else 'ELBO'} would be read as one; "
                                "give -o another path.")
-    if args.label_fidelity:
-        from pyro_vae.experiments.labels import FIDELITY_FILE
+    from pyro_vae.experiments.labels import FIDELITY_FILE
 
+    target = Path(args.output) if args.output else None
+    if target is not None and target.name in ("loglik.json", FIDELITY_FILE):
+        from pyro_vae.runs import is_run_dir
+
+        other = target.parent
+        if is_run_dir(other) and other.resolve() != Path(run_dir).resolve():  # compare reads it as that run's
+            raise PyroVAEError(f"-o {target} is where compare reads the results of the run {other}, and these are "
+                               f"of {run_dir}: they would replace that run's and be read as its own; give -o "
+                               "another path.")
+    if args.label_fidelity:
         return _json_output(args, run_dir, FIDELITY_FILE, _request(args, "label-fidelity"))
     if not args.k:
         return _json_output(args, run_dir, "evaluation.json", _request(args, "elbo"))
