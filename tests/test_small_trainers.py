@@ -236,6 +236,21 @@ def test_valid_loglik_is_the_estimate_on_those_rows_with_reseeded_draws_and_leav
     assert "valid IWAE" not in trainer.describe(row)
 
 
+@pytest.mark.parametrize("quantity,short", [("log p(x | y)", "log p(x | y)"),
+                                            ("log p(x_m | x_g), x_g the top-left quadrant", "log p(x_m | x_g)")])
+def test_the_selecting_estimate_is_named_by_its_quantity_as_the_validation_elbo_is(quantity, short):
+    """A conditional VAE's epoch line read `valid ELBO of log p(x | y) ... valid log p(x) K=4 ...` (and
+    quadrant completion's `valid IWAE bound K=5`): the selecting number is of the model's quantity."""
+    trainer = _vae_trainer(_m2_data(), selection="valid-loglik", selection_k=4, quantity=quantity)
+    row = {"epoch": 1, "step": 3, "train_objective": -20.0, "seconds": 0.5, "valid_elbo": -30.0,
+           "valid_reconstruction": -29.0, "valid_kl": 1.0, "valid_loglik": -28.0, "valid_loglik_stderr": 0.5}
+    line = trainer.describe(row)
+    assert f"valid ELBO of {short}" in line and f"  valid {short} K=4    -28.00 ± 0.50 (selects)" in line, line
+    trainer.settings.selection, trainer.settings.selection_k = "valid-iwae", 5
+    row["valid_iwae"] = row.pop("valid_loglik")
+    assert f"  valid IWAE bound of {short} K=5    -28.00 (selects)" in trainer.describe(row)
+
+
 @pytest.mark.parametrize("settings,words", [
     ({}, "best validation ELBO"),
     ({"selection_k": 6}, "best validation IWAE bound (K=6)"),

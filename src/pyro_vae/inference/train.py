@@ -679,7 +679,9 @@ class Trainer:
         images; with ``selection_k`` also the validation IWAE bound (or log p(x)) that
         chooses the best model."""
         selection = ""
-        for key, name in (("valid_iwae", "valid IWAE bound"), ("valid_loglik", "valid log p(x)")):
+        quantity = self.settings.quantity  # the conditional VAE's log p(x | y), quadrant completion's log p(x_m | x_g)
+        for key, name in (("valid_iwae", f"valid IWAE bound{bound_of(quantity)}"),
+                          ("valid_loglik", f"valid {short_quantity(quantity)}")):
             if key in row:
                 selection = f"  {name} K={self.settings.selection_k} {with_stderr(row, key, 9)} (selects)"
         if not getattr(getattr(self, "model", None), "has_marginal_likelihood", True):
