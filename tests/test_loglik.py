@@ -376,3 +376,32 @@ def test_a_model_in_training_mode_is_scored_as_in_evaluation_mode_and_left_as_it
             assert all(torch.equal(value, state[name]) for name, value in program.state_dict().items())
     assert torch.equal(estimates["train", 1].log_likelihood, estimates["eval", 1].log_likelihood)
     assert torch.allclose(estimates["train", 6].log_likelihood, estimates["eval", 1].log_likelihood, atol=3.0)
+
+
+@pytest.mark.parametrize("guide_site,message", [
+    ("latent", "the model samples the latent 'z' but the guide does not"),
+    (None, "the guide samples 'extra' but the model has no site of that name"),
+])
+def test_a_guide_whose_latents_are_not_the_models_gets_a_sentence(guide_site, message):
+    """A researcher's guide naming its site 'latent' where the model's is 'z' gave a number: z was
+    drawn from the prior and log p(z) - log q(latent) entered every weight, an estimate of nothing;
+    a guide site the model lacks added -log q without a log p."""
+    import pyro.distributions as dist
+
+    from pyro_vae.errors import DataError
+
+    ppca = PPCA(latent_dim=2, data_dim=3, sigma=0.5)
+    x = ppca.sample(4)
+
+    def guide(x):
+        if guide_site is None:  # the model's z, and a site of the guide's own
+            ppca.exact_guide(x)
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample(guide_site or "extra", dist.Normal(torch.zeros(x.shape[0], 2, dtype=x.dtype), 1.0).to_event(1))
+
+    with pytest.raises(DataError, match=message):
+        importance_log_likelihood(ppca.model, guide, x, k=10)
+    with pytest.raises(DataError, match=message):
+        IWAELoss(k=3).loss(ppca.model, guide, x)
+    assert torch.allclose(importance_log_likelihood(ppca.model, ppca.exact_guide, x, k=1).log_likelihood,
+                          ppca.log_marginal(x).to(x.dtype), atol=1e-6)  # the model's pair: exact at any K

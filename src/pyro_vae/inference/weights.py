@@ -11,6 +11,7 @@ from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 
 from pyro_vae.distributions import FullPlate
+from pyro_vae.errors import DataError
 
 #: The data plate is the only plate in the package's VAE programs.
 MAX_PLATE_NESTING = 1
@@ -97,6 +98,7 @@ def log_importance_weights(model: Callable, guide: Callable, *args, k: int,
     with torch.set_grad_enabled(grad):  # the log-densities too: a prior's or flow's parameters enter there
         with FullPlate("importance_samples", k, dim=-(max_plate_nesting + 1)):
             guide_sites, model_sites = guide_and_model_sites(model, guide, *args, **kwargs)
+        check_latents_match(model_sites, guide_sites)
         # Terms joined without a 0.0 to start from and without multiplying by a unit scale
         # (both exact, and each an op a call: the estimator's fixed cost per chunk, issue #16).
         log_weight = None
@@ -108,6 +110,23 @@ def log_importance_weights(model: Callable, guide: Callable, *args, k: int,
                 term = _scaled_term(site, max_plate_nesting, scaled)
                 log_weight = -term if log_weight is None else log_weight - term
     return log_weight
+
+
+def check_latents_match(model_sites: dict, guide_sites: dict) -> None:
+    """Refuse a guide whose latent sites are not the model's: a model latent the guide does not
+    sample was drawn from the prior and weighed by its density (the weights then estimate
+    nothing), and a guide latent the model lacks entered with log q and no log p; both gave a
+    number, silently wrong (a misspelt site name, say)."""
+    for name, site in model_sites.items():
+        if not site["is_observed"] and name not in guide_sites:
+            raise DataError(f"the model samples the latent '{name}' but the guide does not, so it would be drawn "
+                            f"from the prior and the importance weights would estimate nothing; give the guide a "
+                            f"sample site '{name}' (the sites of a model and its guide share their names).")
+    for name, site in guide_sites.items():
+        if not site["is_observed"] and name not in model_sites:
+            raise DataError(f"the guide samples '{name}' but the model has no site of that name, so its log q would "
+                            f"enter the importance weights without a log p; name the guide's site as the model's "
+                            "latent it stands for.")
 
 
 def _scaled_term(site: dict, max_plate_nesting: int, scaled: bool) -> torch.Tensor:
