@@ -327,6 +327,11 @@ def test_an_elbo_is_not_written_where_compare_reads_a_runs_log_p_x(run, capsys, 
     # a loglik.json in a folder that is no run's is written as asked
     assert main(["evaluate", str(copy), "--limit", "10", "-o", str(tmp_path / "loglik.json")]) == 0
     assert json.loads((tmp_path / "loglik.json").read_text())["examples"] == 10
+    # nor where it reads the run's label fidelity (an ELBO or a log p(x) written as the run's label_fidelity.json)
+    for extra, what in (([], "ELBO"), (["--k", "2"], "log p(x) estimate")):
+        _refused(["evaluate", str(copy), "--limit", "10", *extra, "-o", str(copy / "label_fidelity.json")], capsys,
+                 "compare reads that run's label fidelity (evaluate --label-fidelity)", what, "-o another path")
+        assert not (copy / "label_fidelity.json").exists()
 
 
 def test_a_limit_above_a_later_runs_split_is_refused_before_the_first_run_is_scored(run, idx_dir, capsys, tmp_path):

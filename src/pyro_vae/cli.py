@@ -420,6 +420,13 @@ def _checked_output(args, run_dir: Path) -> Path:
                                "give -o another path.")
     from pyro_vae.experiments.labels import FIDELITY_FILE
 
+    if args.output and not args.label_fidelity and Path(args.output).name == FIDELITY_FILE:
+        from pyro_vae.runs import is_run_dir
+
+        if is_run_dir(Path(args.output).parent):  # compare reads it as the run's label fidelity
+            raise PyroVAEError(f"-o {args.output} is where compare reads that run's label fidelity (evaluate "
+                               f"--label-fidelity), and this {'log p(x) estimate' if args.k else 'ELBO'} would be "
+                               "read as one; give -o another path.")
     target = Path(args.output) if args.output else None
     if target is not None and target.name in ("loglik.json", FIDELITY_FILE):
         from pyro_vae.runs import is_run_dir
