@@ -28,6 +28,7 @@ import torch
 
 from pyro_vae.distributions import FullPlate
 from pyro_vae.errors import ConfigError, DataError
+from pyro_vae.inference.programs import in_eval_mode
 from pyro_vae.inference.kinds import BINARY_MASS, COMPLETION, DENSITY, GIVEN_LABEL, MARGINAL, number_kind
 from pyro_vae.inference.randomness import random_state_kept
 from pyro_vae.inference.weights import MAX_PLATE_NESTING, guide_and_model_sites, log_importance_weights
@@ -238,29 +239,7 @@ def _priors_fixed(estimator: Callable) -> Callable:
     return wrapper
 
 
-def _in_eval_mode(estimator: Callable) -> Callable:
-    """Run ``estimator(model, guide, ...)`` with the modules of ``model`` and ``guide`` in
-    evaluation mode, each left as it was afterwards. In training mode a batch normalisation
-    layer (``batch_norm=True``) normalised each chunk by its own statistics, so an example's
-    estimate depended on the others in its chunk (and on ``batch_size``), and the call moved
-    the layer's running statistics towards the images scored (test images, say)."""
-    @functools.wraps(estimator)
-    def wrapper(model, guide, *args, **kwargs):
-        programs = [program for program in (model, guide) if isinstance(program, torch.nn.Module)]
-        training = [module for program in programs for module in program.modules() if module.training]
-        if not training:
-            return estimator(model, guide, *args, **kwargs)
-        for program in programs:
-            program.train(False)
-        try:
-            return estimator(model, guide, *args, **kwargs)
-        finally:
-            for module in training:
-                module.training = True
-    return wrapper
-
-
-@_in_eval_mode
+@in_eval_mode
 @_priors_fixed
 def importance_log_likelihood(model: Callable, guide: Callable, x: torch.Tensor, *, k: int,
                               batch_size: int | None = None, k_chunk: int | None = None,

@@ -36,7 +36,7 @@ from pyro_vae.data.datasets import ImageDataset, as_tensor, binarize_batch
 from pyro_vae.errors import CheckpointError, ConfigError, DataError, TrainingError, TrainingInterrupted
 from pyro_vae.inference.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
 from pyro_vae.inference.distributed import DistributedContext, GlobalBatchNoise
-from pyro_vae.inference.programs import trainable_programs
+from pyro_vae.inference.programs import in_eval_mode, trainable_programs
 from pyro_vae.inference.randomness import random_state_kept
 from pyro_vae.inference.kinds import short_quantity
 from pyro_vae.inference.objectives import ELBOTerms, elbo_terms, latent_sites, linear_warmup, scale_sites
@@ -241,12 +241,14 @@ def label_kwargs(model, labels: torch.Tensor | None, rows=slice(None)) -> dict:
     return {"y": labels[rows]}
 
 
+@in_eval_mode
 def evaluate_elbo(model: Callable, guide: Callable, images: torch.Tensor, batch_size: int = 1000,
                   analytic_kl: bool = False, labels: torch.Tensor | None = None) -> dict[str, float]:
     """Mean ELBO, reconstruction and KL over ``images`` ``[N, C, H, W]`` (given ``labels``
     for a conditional model), nats per example, and the standard error of each mean over the
     examples, ``elbo_stderr``, ``reconstruction_stderr`` and ``kl_stderr``: sqrt(s^2 / N) with
-    s^2 the unbiased sample variance of the per-example values (0 for one example)."""
+    s^2 the unbiased sample variance of the per-example values (0 for one example). The model
+    and guide are evaluated in evaluation mode and left as they were (:func:`in_eval_mode`)."""
     totals = torch.zeros(6, dtype=torch.float64)  # sums of the three terms, then of their squares
     with torch.no_grad():
         for start in range(0, len(images), batch_size):
