@@ -832,6 +832,7 @@ def _metric_axis_label(records: list[RunRecord], metric: str, name: str | None =
     where given), its unit and its kind of number (a bound on log p(x) of which data, or a
     fraction of the images)."""
     from pyro_vae.experiments.sweep import METRICS
+    from pyro_vae.inference.kinds import MARGINAL
 
     accuracy = "accuracy" in metric or (metric == "selection" and all("valid_accuracy" in r.summary for r in records))
     if accuracy:
@@ -840,9 +841,12 @@ def _metric_axis_label(records: list[RunRecord], metric: str, name: str | None =
         return f"{name or metric}, nats per example\n" + textwrap.fill(f"({AUTOENCODER_NUMBER})", 50)
     kinds = "; ".join(dict.fromkeys("an autoencoder's reconstruction term" if is_autoencoder(r.summary) else
                                     r.summary.get("kind") or UNKNOWN_KIND for r in records))
-    what = {"valid_loglik": "an importance-sampled estimate of log p(x)"}.get(metric, "a lower bound on log p(x)")
-    # wrapped: two kinds on one line ran past the figure's edge, the second cut off
-    return f"{name or metric}, nats per example\n" + textwrap.fill(f"({what}; {kinds})", 50)
+    # of what: log p(x), or the conditional VAE's log p(x | y), quadrant completion's log p(x_m | x_g)
+    quantities = " or ".join(dict.fromkeys(quantity_of(r, "test ELBO") or MARGINAL for r in records
+                                           if not is_autoencoder(r.summary)))
+    what = ("an importance-sampled estimate of " if metric == "valid_loglik" else "a lower bound on ") + quantities
+    # wrapped: two kinds on one line ran past the figure's edge, the second cut off ("top-left" kept whole)
+    return f"{name or metric}, nats per example\n" + textwrap.fill(f"({what}; {kinds})", 50, break_on_hyphens=False)
 
 
 def _incomparable_note(groups: list[Group], keys: list[str], metric: str) -> str | None:
