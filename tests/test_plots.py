@@ -309,6 +309,25 @@ def test_the_curves_of_a_conditional_elbo_name_what_it_bounds(monkeypatch, tmp_p
     assert parts == [["-E[log p(x|z,y)] (reconstruction)"], ["-E[log p(x|z)] (reconstruction)"]]
 
 
+def test_the_curves_of_quadrant_completion_name_its_reconstruction_term(monkeypatch, tmp_path):
+    """Quadrant completion's quantity names its given quadrants ("log p(x_m | x_g), x_g the top-left
+    quadrant"), so the lookup of its reconstruction term missed and its curves (curves.png, plot
+    --kind curves) called it "-E[log p(x|z)]", a term of every pixel, where it scores the missing
+    ones given x_g."""
+    from pyro_vae import plots
+    from pyro_vae.inference.kinds import quantity
+
+    drawn = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: drawn.append(fig) or path)
+    history = [{"epoch": e, "train_objective": -250.0 + e, "valid_elbo": -240.0 + e, "valid_reconstruction": -230.0,
+                "valid_kl": 10.0} for e in (1, 2)]
+    for given in (1, 3):
+        plots.plot_curves(history, tmp_path / "c.png", "ELBO of log p(x_m | x_g)", quantity("quadrant", given))
+    parts = [[t.get_text() for t in fig.axes[1].get_legend().get_texts()] for fig in drawn]
+    assert parts == [["-E[log p(x_m|z,x_g)] (reconstruction)"]] * 2
+    assert drawn[0].axes[0].get_title() == "Training objective and validation ELBO of log p(x_m | x_g)"
+
+
 def test_the_curves_of_a_fit_result_name_its_objective(monkeypatch, tmp_path):
     """plot_curves(fit(...), path) failed with "'FitResult' object is not iterable"."""
     from pyro_vae import FitResult, plots

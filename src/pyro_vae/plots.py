@@ -799,7 +799,9 @@ def plot_curves(history: list[dict], path: Path, objective: str | None = None, q
     left.set_title(f"Training objective and validation ELBO{bound}")
     left.legend(fontsize="small")
     # the likelihood term of the quantity bounded: a CVAE's decoder reads y, quadrant completion's x_g
-    term = {"log p(x | y)": "log p(x|z,y)", "log p(x_m | x_g)": "log p(x_m|z,x_g)"}.get(quantity, "log p(x|z)")
+    # (quadrant completion's quantity names its given quadrants after a comma: "log p(x_m | x_g), x_g the ...")
+    term = {"log p(x | y)": "log p(x|z,y)", "log p(x_m | x_g)": "log p(x_m|z,x_g)"}.get(quantity.split(",")[0],
+                                                                                        "log p(x|z)")
     right.plot(epochs, [-row["valid_reconstruction"] for row in history], label=f"-E[{term}] (reconstruction)")
     right.set_xlabel("epoch")
     right.set_ylabel("nats per example")
