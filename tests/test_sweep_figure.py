@@ -187,7 +187,7 @@ def test_a_selection_figure_of_an_elbo_and_an_iwae_grid_says_the_points_are_diff
         records.append(compare.read_run(run))
     compare.plot_sweep_figure(records, tmp_path / "f.png", "selection")
     assert " ".join(drawn[0]._supxlabel.get_text().split()) == (
-        "Not comparable: selection is the validation ELBO at objective=elbo, k=None; the validation IWAE bound (K=5) "
+        "Not comparable: selection is the validation ELBO at objective=elbo; the validation IWAE bound (K=5) "
         "at objective=iwae, k=5 (a bound with more importance samples is higher for the same model).")
     compare.plot_sweep_figure(records, tmp_path / "f.png", "valid_elbo")  # the same number at every point
     assert drawn[1]._supxlabel is None
@@ -247,3 +247,29 @@ def test_the_axis_of_a_conditional_models_bounds_names_what_they_bound(tmp_path,
     compare.plot_overlaid_curves(records, tmp_path / "c.png")
     label = " ".join(drawn[-1].axes[0].get_ylabel().split())
     assert f"(a lower bound on {quantity('quadrant')}; {BINARY_MASS})" in label and "log p(x);" not in label
+
+
+def test_the_note_under_the_figure_names_runs_by_the_settings_they_use(tmp_path, drawn):
+    """The note under overlaid curves of a CVAE and a two-layer VAE named the CVAE
+    "model=cvae, top_latent_dim=50, top_hidden_dims=100,100", settings only --model hvae uses
+    (its config.toml records them at their defaults), where the legend and compare's table
+    name it "model=cvae"."""
+    from pyro_vae.inference.kinds import quantity
+
+    records = []
+    for model in ("cvae", "hvae"):
+        config = Config()
+        config.model.model = model
+        if model == "hvae":
+            config.model.top_latent_dim = 3
+        run = finished_run_dir(tmp_path / model, config)
+        (run / "summary.json").write_text(json.dumps({
+            "epochs": 1, "best_epoch": 1, "model": model, "test_elbo": -100.0, "test_elbo_stderr": 0.3,
+            "kind": BINARY_MASS, "quantity": quantity(model),
+            "best_epoch_metrics": {"valid_elbo": -101.0, "valid_elbo_stderr": 0.25}}))
+        records.append(compare.read_run(run))
+    compare.plot_overlaid_curves(records, tmp_path / "c.png")
+    legend = [t.get_text() for t in drawn[-1].axes[0].get_legend().get_texts()]
+    assert legend == ["model=cvae", "model=hvae, top_latent_dim=3"]
+    note = " ".join(drawn[-1]._supxlabel.get_text().split())
+    assert note.startswith("Not comparable: validation ELBO of model=cvae and model=hvae, top_latent_dim=3: "), note

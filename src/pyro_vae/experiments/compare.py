@@ -857,7 +857,7 @@ def _incomparable_note(groups: list[Group], keys: list[str], metric: str) -> str
     runs = [r for g in groups for r in g.runs]
     if "a fraction of the images" in _metric_axis_label(runs, metric):
         return None
-    labels = [_label(g.settings, keys) for g in groups]
+    labels = [_label(g.settings, keys, g.runs[0].unused) for g in groups]  # as the legend and the table name them
     reasons = incomparable_pairs(groups, labels, "test ELBO")
     notes = [f"Not comparable: {metric} of {'; '.join(pairs)}: {reason}." for reason, pairs in reasons.items()]
     autoencoders = [label for label, g in zip(labels, groups) if is_autoencoder(g.runs[0].summary)]
