@@ -176,3 +176,21 @@ def test_pseudo_inputs_from_data_are_refused_where_they_cannot_be(idx_dir, tmp_p
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not run.exists()
+
+
+@pytest.mark.parametrize("model", ["m2", "adgm"])
+def test_a_semi_supervised_run_is_not_started_from_another_run(idx_dir, tmp_path, capsys, model):
+    """--model m2 --labels 10 --init-from a run trained on 100 labels (or another --seed's 10)
+    trained, and summary.json reported the test accuracy "with 10 labels" of a classifier that
+    had learned from the source's labelled images, beside a supervised baseline trained afresh
+    for this run's steps alone. It is refused before anything is written."""
+    source = tmp_path / "source"
+    labelled = ["--model", model, "--data-dir", str(idx_dir), "--epochs", "1", "--figures", "false",
+                "--train-limit", "300", *TINY]
+    assert main(["train", *labelled, "--labels", "100", "--run-dir", str(source)]) == 0
+    capsys.readouterr()
+    run = tmp_path / "run"
+    assert main(["train", *labelled, "--labels", "10", "--run-dir", str(run), "--init-from", str(source)]) == 2
+    err = capsys.readouterr().err
+    assert f"--init-from cannot start a --model {model} run: its summary reports the test accuracy" in err, err
+    assert not run.exists()

@@ -357,6 +357,14 @@ class Config:
         if self.model.model not in SEMI_SUPERVISED and self.data.labels:
             raise ConfigError("--labels is for --model m2, m1m2 and adgm; the other models use every label or none.")
         if check_effect:
+            if self.model.model in SEMI_SUPERVISED and self.train.init_from:
+                # its classifier would begin trained on the source's labelled images (another --seed or --labels
+                # picks others), and the baseline, a fresh classifier given this run's steps, would not be its match
+                raise ConfigError(f"--init-from cannot start a --model {self.model.model} run: its summary reports the "
+                                  "test accuracy of a classifier trained on this run's --labels images in this run's "
+                                  "steps (beside a supervised baseline given the same), and one begun from "
+                                  f"{self.train.init_from} has been trained on that run's labelled images already; "
+                                  "continue that run with --resume, or drop --init-from.")
             self.check_effect()
             _check_starting_scale(self.model)
         return self
