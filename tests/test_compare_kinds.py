@@ -130,6 +130,34 @@ def test_one_runs_label_fidelity_shows_its_binomial_standard_errors(tmp_path):
     assert "0.9000 ± 0.0300" in compare.to_markdown(columns, [row])
 
 
+def test_a_label_fidelity_of_the_validation_images_is_not_shown_as_the_test_images(tmp_path):
+    """evaluate --label-fidelity --split valid (to choose a setting without the test set) writes
+    label_fidelity.json, and compare set its style grid and z probe, of validation images, in the
+    same columns as the other seeds' test numbers and averaged them together, with no word.
+    Those two columns now hold test numbers alone, with a note; the prior samples read no split."""
+    def record(seed, split, grid):
+        style = {"fidelity": grid, "stderr": 0.01, "images": 1000, **({"split": split} if split else {})}
+        fidelity = {"prior": {"fidelity": 0.9, "stderr": 0.03, "images": 1000}, "style_grid": style,
+                    "z_probe_accuracy": grid - 0.3, "z_probe_accuracy_stderr": 0.01}
+        return compare.RunRecord(tmp_path / f"seed={seed}", {"beta": 4.0, "seed": seed},
+                                 {"test_elbo": -90.0, "test_elbo_stderr": 0.5}, fidelity=fidelity)
+
+    records = [record(0, "test", 0.90), record(1, None, 0.80), record(2, "valid", 0.50)]  # None: before --split
+    columns, (row,) = compare.compare_table(records)
+    # a mean over seeds 0 and 1 would pass for one over the row's three: left blank, as a missing number is
+    # (it was the mean of all three, 0.7333, the validation images' 0.5 among them)
+    assert row["label fidelity (style grid)"] is None and row["z probe accuracy"] is None
+    assert row["label fidelity (prior)"] == pytest.approx(0.9)
+    _, (row,) = compare.compare_table(records[:2])
+    assert row["label fidelity (style grid)"] == pytest.approx(0.85)
+    notes = compare.kind_notes(records)
+    assert [n for n in notes if "label_fidelity.json" in n] == [
+        f"Note: the style grid and z probe of {tmp_path / 'seed=2'} (label_fidelity.json) are of its valid images, "
+        "not the test images those columns hold, so they are left out (its prior samples' fidelity, which reads no "
+        f"images, is shown); measure the test images with `pyro-vae evaluate {tmp_path / 'seed=2'} --label-fidelity "
+        f"-o {tmp_path / 'seed=2' / 'label_fidelity.json'}`."]
+
+
 def test_a_failed_comparison_figure_leaves_the_old_one_whole(tmp_path, monkeypatch):
     """plot --kind curves (several runs), --kind sweep and compare --figure write as every
     figure does: a write that fails midway leaves the previous file as it was, in one sentence."""

@@ -281,8 +281,8 @@ QUANTITIES = [
     ("baseline test accuracy", lambda r: r.summary.get("baseline_test_accuracy")),
     # evaluate --label-fidelity: shares judged by an independent classifier of real images
     ("label fidelity (prior)", lambda r: ((r.fidelity or {}).get("prior") or {}).get("fidelity")),
-    ("label fidelity (style grid)", lambda r: ((r.fidelity or {}).get("style_grid") or {}).get("fidelity")),
-    ("z probe accuracy", lambda r: (r.fidelity or {}).get("z_probe_accuracy")),
+    ("label fidelity (style grid)", lambda r: (_test_fidelity(r).get("style_grid") or {}).get("fidelity")),
+    ("z probe accuracy", lambda r: _test_fidelity(r).get("z_probe_accuracy")),
 ]
 
 #: A run's own standard error of a quantity (over the images it was measured on): the one
@@ -299,9 +299,22 @@ OWN_STDERR = {
     "baseline test accuracy": lambda r: r.summary.get("baseline_test_accuracy_stderr"),  # binomial
     # evaluate --label-fidelity's shares, binomial over the images judged
     "label fidelity (prior)": lambda r: ((r.fidelity or {}).get("prior") or {}).get("stderr"),
-    "label fidelity (style grid)": lambda r: ((r.fidelity or {}).get("style_grid") or {}).get("stderr"),
-    "z probe accuracy": lambda r: (r.fidelity or {}).get("z_probe_accuracy_stderr"),
+    "label fidelity (style grid)": lambda r: (_test_fidelity(r).get("style_grid") or {}).get("stderr"),
+    "z probe accuracy": lambda r: _test_fidelity(r).get("z_probe_accuracy_stderr"),
 }
+
+
+def fidelity_split(record: RunRecord) -> str:
+    """The split whose images a run's label_fidelity.json encoded for its style grid and scored
+    its z probe on (``evaluate --label-fidelity --split``); "test" for records from before --split."""
+    return ((record.fidelity or {}).get("style_grid") or {}).get("split", "test")
+
+
+def _test_fidelity(record: RunRecord) -> dict:
+    """A run's label fidelity record where its style grid and z probe are of the test images,
+    else ``{}``: those columns hold test numbers (a mean over seeds would mix the splits'), and
+    the prior samples' fidelity, drawn from p(z | y), reads no split."""
+    return (record.fidelity or {}) if fidelity_split(record) == "test" else {}
 
 
 def _loglik_scope(record: RunRecord) -> tuple:
@@ -525,6 +538,7 @@ def kind_notes(records: list[RunRecord]) -> list[str]:
                          "may draw a point twice), so it is counted once, as that run, not as another seed.")
     notes += [note for note in map(stale_loglik_note, records) if note]
     notes += [note for note in map(other_split_note, records) if note]
+    notes += [note for note in map(other_split_fidelity_note, records) if note]
     notes += [note for note in map(other_checkpoint_note, records) if note]
     notes += missing_seed_notes(groups, keys)
     ks = sorted({int(r.loglik["k"]) for r in records if r.loglik is not None and r.loglik.get("k") is not None})
@@ -613,6 +627,19 @@ def other_split_note(record: RunRecord) -> str | None:
     return (f"Note: the log p(x) of {record.run_dir} (loglik.json) is of {loglik.get('examples')} of its "
             f"{loglik['split']} images, not of the test images that the test log p(x) column holds, so it is left "
             f"out (and from the paired differences); score the test images with {_evaluate_again(record, loglik)}.")
+
+
+def other_split_fidelity_note(record: RunRecord) -> str | None:
+    """A note where a run's label_fidelity.json encoded the style grid's images and scored the z
+    probe on another split than the test images (``evaluate --label-fidelity --split valid``):
+    those two columns leave it out; None where it is of the test images or absent."""
+    split = fidelity_split(record)
+    if record.fidelity is None or split == "test":
+        return None
+    return (f"Note: the style grid and z probe of {record.run_dir} ({FIDELITY_FILE}) are of its {split} images, not "
+            "the test images those columns hold, so they are left out (its prior samples' fidelity, which reads no "
+            f"images, is shown); measure the test images with `pyro-vae evaluate {record.run_dir} --label-fidelity "
+            f"-o {record.run_dir / FIDELITY_FILE}`.")
 
 
 def stale_loglik_note(record: RunRecord) -> str | None:
