@@ -16,6 +16,7 @@ which entries of the store each registers, and wraps each function in a
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from typing import Callable
 
@@ -100,24 +101,35 @@ def trainable_programs(model: Callable, guide: Callable, *args, **kwargs) -> tup
     return model, guide
 
 
+@contextlib.contextmanager
+def evaluation_mode(*programs):
+    """Within the block, every ``torch.nn.Module`` among ``programs`` in evaluation mode; after
+    it, each of their submodules back in the mode it had (a held-out number or a figure of a
+    model left in training mode: batch normalisation by its running statistics, which it leaves
+    as they were)."""
+    modules = [program for program in programs if isinstance(program, torch.nn.Module)]
+    training = [module for program in modules for module in program.modules() if module.training]
+    if not training:
+        yield
+        return
+    for program in modules:
+        program.train(False)
+    try:
+        yield
+    finally:
+        for module in training:
+            module.training = True
+
+
 def in_eval_mode(estimator: Callable) -> Callable:
     """Run ``estimator(model, guide, ...)`` (a held-out number: log p(x), the ELBO) with the
-    modules of ``model`` and ``guide`` in evaluation mode, each left as it was afterwards. In
+    modules of ``model`` and ``guide`` in evaluation mode (:func:`evaluation_mode`). In
     training mode a batch normalisation layer (``batch_norm=True``) normalised each chunk by its
     own statistics, so an example's number depended on the others in its chunk (and on the
     batch size), and the call moved the layer's running statistics towards the images scored
     (test images, say)."""
     @functools.wraps(estimator)
     def wrapper(model, guide, *args, **kwargs):
-        programs = [program for program in (model, guide) if isinstance(program, torch.nn.Module)]
-        training = [module for program in programs for module in program.modules() if module.training]
-        if not training:
+        with evaluation_mode(model, guide):
             return estimator(model, guide, *args, **kwargs)
-        for program in programs:
-            program.train(False)
-        try:
-            return estimator(model, guide, *args, **kwargs)
-        finally:
-            for module in training:
-                module.training = True
     return wrapper
