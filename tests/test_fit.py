@@ -394,6 +394,26 @@ def test_fit_on_train_and_valid_tensors_reports_no_test_number(tmp_path):
     assert json.loads((tmp_path / "run" / "summary.json").read_text()) == result.summary
 
 
+def test_fit_gives_no_standard_error_for_a_split_of_one_image(tmp_path):
+    """A validation or test split of one image printed "valid ELBO ... ± 0.00" and recorded a
+    standard error of 0, as if the mean were exact; one value has no spread to estimate it from,
+    so the standard error is unknown: NaN in the history, "± nan" on the console and null in
+    summary.json (as for a training epoch of one batch), and importance_log_likelihood says the same."""
+    from pyro_vae import importance_log_likelihood
+
+    pyro.clear_param_store()
+    model, guide = tutorial_programs()
+    lines = []
+    result = fit(model, guide, (linear_gaussian_data(200, 1), linear_gaussian_data(1, 2), linear_gaussian_data(1, 3)),
+                 epochs=1, batch_size=50, run_dir=tmp_path / "run", figures=False, log=lines.append)
+    assert math.isnan(result.history[-1]["valid_elbo_stderr"]) and math.isnan(result.history[-1]["valid_kl_stderr"])
+    assert "± 0.00" not in lines[0] and "valid ELBO" in lines[0] and "± nan" in lines[0]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["test_elbo_stderr"] is None and summary["test_kl_stderr"] is None
+    estimate = importance_log_likelihood(model, guide, linear_gaussian_data(1, 4), k=10)
+    assert math.isnan(estimate.stderr) and math.isnan(estimate.summary()["log_likelihood_stderr"])
+
+
 def test_compare_of_a_fit_run_without_config_says_what_it_lacks(tmp_path, capsys):
     """It said the run was "neither a run directory nor a sweep directory" and to give "the
     --run-dir of a training run", though it is one, trained by fit()."""

@@ -119,9 +119,10 @@ class LogLikelihoodEstimate:
 
     @property
     def stderr(self) -> float:
-        """Standard error of ``mean`` over examples (0 for a single example)."""
+        """Standard error of ``mean`` over examples, nats (NaN for a single example, whose mean
+        has no spread to estimate it from; not 0, which would claim an exact estimate)."""
         n = self.log_likelihood.numel()
-        return (self.log_likelihood.std() / math.sqrt(n)).item() if n > 1 else 0.0
+        return (self.log_likelihood.std() / math.sqrt(n)).item() if n > 1 else math.nan
 
     def summary(self) -> dict:
         """The estimate in numbers, each with what it is: mean and standard error over the

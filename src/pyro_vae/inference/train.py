@@ -247,8 +247,8 @@ def evaluate_elbo(model: Callable, guide: Callable, images: torch.Tensor, batch_
     """Mean ELBO, reconstruction and KL over ``images`` ``[N, C, H, W]`` (given ``labels``
     for a conditional model), nats per example, and the standard error of each mean over the
     examples, ``elbo_stderr``, ``reconstruction_stderr`` and ``kl_stderr``: sqrt(s^2 / N) with
-    s^2 the unbiased sample variance of the per-example values (0 for one example). The model
-    and guide are evaluated in evaluation mode and left as they were (:func:`in_eval_mode`)."""
+    s^2 the unbiased sample variance of the per-example values (NaN for one example: unknown). The
+    model and guide are evaluated in evaluation mode and left as they were (:func:`in_eval_mode`)."""
     totals = torch.zeros(6, dtype=torch.float64)  # sums of the three terms, then of their squares
     with torch.no_grad():
         for start in range(0, len(images), batch_size):
@@ -267,10 +267,11 @@ def evaluate_elbo(model: Callable, guide: Callable, images: torch.Tensor, batch_
 
 def mean_stderr(mean: float, mean_square: float, n: int) -> float:
     """The standard error of a mean of ``n`` values from their mean and mean square:
-    sqrt(s^2 / n), s^2 = (mean_square - mean^2) n / (n - 1) (clamped at 0 against rounding;
-    0 for one value)."""
+    sqrt(s^2 / n), s^2 = (mean_square - mean^2) n / (n - 1) (clamped at 0 against rounding).
+    One value has no spread to estimate it from: NaN (unknown, printed "± nan", null in the JSON
+    files), as for a training epoch of one batch, not 0, which would claim an exact mean."""
     if n < 2:
-        return 0.0
+        return math.nan
     return math.sqrt(max(0.0, mean_square - mean ** 2) / (n - 1))
 
 
