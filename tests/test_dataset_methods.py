@@ -4,6 +4,7 @@ and an image folder's own checks."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -60,6 +61,17 @@ def test_batches_of_a_split_in_order_or_shuffled_by_the_generator():
     assert [_ids(b) for b in data.batches("train", batch_size=10, shuffle=False)] == [list(range(10))]
     with pytest.raises(DataError, match="unknown split 'training'"):
         next(data.batches("training"))
+
+
+@pytest.mark.parametrize("batch_size", [-1, 0, 2.5, True, "64"])
+def test_batches_refuses_a_batch_size_that_is_not_a_positive_whole_number_when_called(batch_size):
+    """batch_size=-1 gave no batch at all (a loop over them trained nothing, silently), 0 failed
+    with range()'s "arg 3 must not be zero" and 2.5 with a TypeError, both at the first batch; now
+    the call itself refuses each in one sentence naming batch_size."""
+    data = _dataset()
+    with pytest.raises(DataError, match=r"batch_size must be a whole number of at least 1, not "):
+        data.batches("train", batch_size=batch_size)
+    assert [len(b) for b in data.batches("train", batch_size=np.int64(4))] == [4, 4, 2]  # NumPy's ints are whole
 
 
 def test_batches_of_a_dynamically_binarized_training_split_are_fresh_binary_draws():

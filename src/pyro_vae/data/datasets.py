@@ -212,8 +212,15 @@ class ImageDataset:
         training split of a dynamically binarized data set is drawn afresh as Bernoulli(pixel)
         in every batch (the other splits and binarizations were drawn once at load time), so
         every batch lies in the likelihood's support. ``shuffle`` (default: for ``train``)
-        draws the order with ``generator``; the last batch may be smaller."""
+        draws the order with ``generator``; the last batch may be smaller. A ``batch_size``
+        that is not a whole number of at least 1 is refused when called (a negative one gave no
+        batch at all, so a loop over them trained nothing without a word)."""
         images = self.split(split).images
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise DataError(f"batch_size must be a whole number of at least 1, not {batch_size!r}.")
+        return self._batches(images, split, int(batch_size), shuffle, generator)
+
+    def _batches(self, images, split: str, batch_size: int, shuffle: bool | None, generator):
         shuffle = split == "train" if shuffle is None else shuffle
         n = images.shape[0]
         order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
