@@ -338,6 +338,13 @@ def test_the_elbo_draws_the_number_of_particles_asked_for(implementation):
     ({"likelihood": "gaussian", "likelihood_scale": -1.0}, "likelihood_scale must be positive"),  # a NaN loss
     ({"latent_dim": 0}, "latent_dim must be between 1"),
     ({"hidden_dims": []}, "hidden_dims must be a non-empty list"),
+    # fields of the wrong type, as only Python can give them (a TOML file or a flag is converted):
+    ({"latent_dim": 4.5}, r"latent_dim must be a whole number, not 4\.5\."),  # torch's "type must be tuple of ints"
+    ({"latent_dim": "8"}, "latent_dim must be a whole number, not '8'"),  # "'<=' not supported between 'int' and 'str'"
+    ({"hidden_dims": "512,256"}, "hidden_dims must be a list of whole numbers, not '512,256'"),  # the same
+    ({"hidden_dims": [512.0, 256]}, r"hidden_dims must be a list of whole numbers, not \[512\.0, 256\]"),
+    ({"likelihood": "gaussian", "likelihood_scale": "0.1"}, "likelihood_scale must be a number, not '0.1'"),
+    ({"batch_norm": "false"}, "batch_norm must be true or false, not 'false'"),  # a non-empty string is true
 ])
 def test_build_vae_checks_its_config_as_the_cli_does(change, message):
     from pyro_vae import ModelConfig, build_vae

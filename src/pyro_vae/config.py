@@ -17,6 +17,7 @@ import dataclasses
 import difflib
 import inspect
 import math
+import numbers
 import os
 import re
 import tomllib
@@ -164,6 +165,7 @@ class ModelConfig:
     def validate(self) -> None:
         from pyro_vae.likelihoods import LIKELIHOODS  # the registry is the list of names
 
+        check_field_types(self)  # a ModelConfig built in Python: latent_dim=4.5 failed deep inside torch
         _choice("model", self.model, MODELS)
         _choice("m1_codes", self.m1_codes, M1_CODES)
         _between("given_quadrants", self.given_quadrants, 1, 3)
@@ -752,6 +754,30 @@ def field_types(cls: type) -> dict[str, Any]:
     # ``from __future__ import annotations`` stores types as strings; map them back.
     table = {"int": int, "float": float, "str": str, "bool": bool, "list[int]": list}
     return {name: table.get(t, t) if isinstance(t, str) else t for name, t in hints.items()}
+
+
+def check_field_types(obj) -> None:
+    """A ConfigError naming the first field of the dataclass ``obj`` whose value is not of the
+    field's type: a whole number for an int (not 4.5, "4" or True), a number for a float, true
+    or false for a bool, a string for a str, a list or tuple of whole numbers for a list. A
+    configuration read from TOML or flags is converted by :func:`coerce` and always passes; one
+    built in Python (``ModelConfig(latent_dim=4.5)``) failed deep inside torch or with
+    "'<=' not supported between instances of 'int' and 'str'"."""
+    def whole(value) -> bool:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+    checks = {int: (whole, "a whole number"),
+              float: (lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool), "a number"),
+              bool: (lambda v: isinstance(v, bool), "true or false"),
+              str: (lambda v: isinstance(v, str), "a string"),
+              list: (lambda v: isinstance(v, (list, tuple)) and all(whole(item) for item in v),
+                     "a list of whole numbers")}
+    for name, kind in field_types(type(obj)).items():
+        if kind in checks:
+            valid, expected = checks[kind]
+            value = getattr(obj, name)
+            if not valid(value):
+                raise ConfigError(f"{name} must be {expected}, not {value!r}.")
 
 
 def coerce(name: str, value: Any, kind: type, source: str) -> Any:
