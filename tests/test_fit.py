@@ -414,6 +414,30 @@ def test_fit_gives_no_standard_error_for_a_split_of_one_image(tmp_path):
     assert math.isnan(estimate.stderr) and math.isnan(estimate.summary()["log_likelihood_stderr"])
 
 
+def test_fit_refuses_programs_without_a_data_plate_before_training(tmp_path):
+    """The tutorial's programs with the batch sampled as one event (no pyro.plate) trained an epoch
+    and then failed validating with torch's "zero-dimensional tensor (at position 0) cannot be
+    concatenated"; fit now refuses them before training or writing, in a sentence naming the plate."""
+    pyro.clear_param_store()
+    encoder = nn.Linear(D, 2)
+
+    def model(x):
+        w = pyro.param("W", 0.1 * torch.ones(D, 1))
+        z = pyro.sample("z", dist.Normal(x.new_zeros(x.shape[0], 1), 1.0).to_event(2))
+        pyro.sample("x", dist.Normal(z @ w.T, SIGMA).to_event(2), obs=x)
+
+    def guide(x):
+        pyro.module("encoder", encoder)
+        loc, raw = encoder(x).split(1, -1)
+        pyro.sample("z", dist.Normal(loc, nn.functional.softplus(raw) + 1e-3).to_event(2))
+
+    lines = []
+    with pytest.raises(DataError, match=r"a batch of 2 examples, not one per example: .*pyro\.plate"):
+        fit(model, guide, (linear_gaussian_data(200, 1), linear_gaussian_data(50, 2)), epochs=1, batch_size=50,
+            run_dir=tmp_path / "run", log=lines.append)
+    assert lines == [] and not (tmp_path / "run").exists()
+
+
 def test_compare_of_a_fit_run_without_config_says_what_it_lacks(tmp_path, capsys):
     """It said the run was "neither a run directory nor a sweep directory" and to give "the
     --run-dir of a training run", though it is one, trained by fit()."""

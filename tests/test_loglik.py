@@ -1,5 +1,6 @@
 """The importance-sampling estimator of log p(x) against closed forms and quadrature."""
 
+import contextlib
 import math
 
 import pyro
@@ -332,6 +333,36 @@ def test_a_researchers_own_program_gets_the_kind_its_observed_sites_tell(observe
     estimate = importance_log_likelihood(model, guide, x, k=3)
     assert estimate.kind == kind and estimate.quantity == "log p(x)"
     assert estimate.summary()["kind"] == (kind or "not known (the model has no pyro-vae likelihood)")
+
+
+def test_a_program_without_a_data_plate_is_refused_not_scored_as_one_example():
+    """A function-style model and guide that sample the batch as one event (``.to_event(2)``, no
+    pyro.plate) gave one "log p(x)" for a batch of 10 examples: the joint density of the batch,
+    reported as one example's, in nats per example. Now refused with a sentence naming the plate;
+    the same programs with the plate are scored one value per example."""
+    import pyro.distributions as dist
+    from pyro_vae.errors import DataError
+
+    def programs(plate: bool):
+        def model(x):
+            with pyro.plate("data", x.shape[0]) if plate else contextlib.nullcontext():
+                z = pyro.sample("z", dist.Normal(x.new_zeros(x.shape[0], 1), 1.0).to_event(1 if plate else 2))
+                pyro.sample("x", dist.Normal(z.expand(z.shape[:-1] + x.shape[-1:]), 1.0).to_event(1 if plate else 2),
+                            obs=x)
+
+        def guide(x):
+            with pyro.plate("data", x.shape[0]) if plate else contextlib.nullcontext():
+                pyro.sample("z", dist.Normal(x.new_zeros(x.shape[0], 1), 1.0).to_event(1 if plate else 2))
+        return model, guide
+
+    x = torch.randn(10, 3, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(DataError, match=r"give 1 value\(s\) for a batch of 10 examples, not one per example: .*"
+                                        r"pyro\.plate\(\"data\", x\.shape\[0\]\)"):
+        importance_log_likelihood(*programs(plate=False), x, k=3)
+    with pytest.raises(DataError, match="a batch of 4 examples, not one per example"):  # in chunks of examples
+        importance_log_likelihood(*programs(plate=False), x, k=3, batch_size=4)
+    assert importance_log_likelihood(*programs(plate=True), x, k=3).log_likelihood.shape == (10,)
+    assert importance_log_likelihood(*programs(plate=False), x[:1], k=3).log_likelihood.shape == (1,)  # one: alike
 
 
 def test_a_conditional_models_labels_are_checked_at_the_boundary():

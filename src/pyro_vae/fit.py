@@ -179,6 +179,15 @@ def fit(model: Callable, guide: Callable, data, *, objective="elbo", epochs: int
             if given:
                 raise ConfigError(f"{option}={value!r} has no effect on a plain autoencoder, which has no prior and "
                                   f"no KL term ({reason}); drop it.")
+    if len(dataset.train.images) > 1:  # a program without a data plate trained, then failed validating
+        from pyro_vae.inference.objectives import elbo_terms
+        from pyro_vae.inference.train import label_kwargs
+        from pyro_vae.inference.weights import check_one_value_per_example
+
+        with torch.no_grad():  # two examples as the trainer draws them (0/1 pixels under dynamic binarization)
+            two = next(dataset.batches("train", batch_size=2, shuffle=False))
+            terms = elbo_terms(model, guide, two, **label_kwargs(model, dataset.train.labels, slice(0, 2)))
+        check_one_value_per_example(terms.elbo, 2)
     if name == "iwae-dreg" and isinstance(guide, torch.nn.Module):  # as the CLI refuses it for a planar flow
         from pyro_vae.inference.objectives import check_dreg_guide
         from pyro_vae.inference.train import label_kwargs

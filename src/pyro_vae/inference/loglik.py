@@ -31,7 +31,8 @@ from pyro_vae.errors import ConfigError, DataError
 from pyro_vae.inference.programs import in_eval_mode
 from pyro_vae.inference.kinds import BINARY_MASS, COMPLETION, DENSITY, GIVEN_LABEL, MARGINAL, number_kind
 from pyro_vae.inference.randomness import random_state_kept
-from pyro_vae.inference.weights import MAX_PLATE_NESTING, guide_and_model_sites, log_importance_weights
+from pyro_vae.inference.weights import (MAX_PLATE_NESTING, check_one_value_per_example, guide_and_model_sites,
+                                       log_importance_weights)
 from pyro_vae.memory import MMAP_THRESHOLD_BYTES
 from pyro_vae.models.priors import fixed_priors
 
@@ -303,9 +304,11 @@ def _estimate_in_chunks(model, guide, x: torch.Tensor, k: int, batch_size: int, 
                         for key, value in kwargs.items()}
         accumulator = LogMeanExp()
         for k_start in range(0, k, k_chunk):
-            accumulator.update(log_importance_weights(
-                model, guide, x[rows], k=min(k_chunk, k - k_start),
-                max_plate_nesting=max_plate_nesting, **chunk_kwargs))
+            log_w = log_importance_weights(model, guide, x[rows], k=min(k_chunk, k - k_start),
+                                           max_plate_nesting=max_plate_nesting, **chunk_kwargs)
+            # a model without a data plate gives one joint number for the chunk: refused
+            check_one_value_per_example(log_w, min(batch_size, len(x) - start))
+            accumulator.update(log_w)
         if batch_size >= len(x):  # one chunk of examples: its results are the results (no buffer, no copy)
             estimates, ess = accumulator.log_mean, accumulator.ess
         else:

@@ -40,6 +40,7 @@ from pyro_vae.inference.programs import in_eval_mode, trainable_programs
 from pyro_vae.inference.randomness import random_state_kept
 from pyro_vae.inference.kinds import short_quantity
 from pyro_vae.inference.objectives import ELBOTerms, elbo_terms, latent_sites, linear_warmup, scale_sites
+from pyro_vae.inference.weights import check_one_value_per_example
 
 
 CHECKPOINT_FORMAT = "pyro-vae-checkpoint-1"
@@ -255,6 +256,7 @@ def evaluate_elbo(model: Callable, guide: Callable, images: torch.Tensor, batch_
             rows = slice(start, start + batch_size)
             terms: ELBOTerms = elbo_terms(model, guide, images[rows], analytic_kl=analytic_kl,
                                           **label_kwargs(model, labels, rows))
+            check_one_value_per_example(terms.elbo, min(batch_size, len(images) - start))
             values = torch.stack([terms.elbo.double(), terms.reconstruction.double(), terms.kl.double()])
             totals += torch.cat([values.sum(-1), (values ** 2).sum(-1)]).cpu()
     n = len(images)

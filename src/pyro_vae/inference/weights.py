@@ -83,6 +83,22 @@ def guide_and_model_sites(model: Callable, guide: Callable, *args, **kwargs) -> 
     return guide_sites, record_sites(model, *args, replay=guide_sites, **kwargs)
 
 
+def check_one_value_per_example(values: torch.Tensor, n: int) -> None:
+    """Refuse per-example values (log-weights ``[..., B]``, ELBOs ``[B]``) of a batch of ``n``
+    examples whose last dimension is not ``n``: a model and guide that sample outside a data
+    plate (``.to_event`` over the batch, or another plate at dim -1) give one number for the
+    whole batch, which the estimator reported as the log p(x) of one example ("nats per
+    example" of a joint density of the batch) and fit's validation failed on with torch's
+    "zero-dimensional tensor cannot be concatenated". A batch of one cannot tell: passed."""
+    if n > 1 and (values.dim() == 0 or values.shape[-1] != n):
+        from pyro_vae.errors import DataError
+
+        raise DataError(f"the model and guide give {values.shape[-1] if values.dim() else 1} value(s) for a batch of "
+                        f"{n} examples, not one per example: sample every site of an example inside "
+                        "pyro.plate(\"data\", x.shape[0]), the outermost plate (dim -1), as in Pyro's VAE tutorial; "
+                        "without it the numbers are of the whole batch, not nats per example.")
+
+
 def log_importance_weights(model: Callable, guide: Callable, *args, k: int,
                            max_plate_nesting: int = MAX_PLATE_NESTING, grad: bool = False,
                            scaled: bool = False, **kwargs) -> torch.Tensor:
