@@ -236,6 +236,34 @@ def test_a_figure_of_no_images_or_steps_is_refused_with_the_argument_named(tmp_p
     assert interpolate_codes(torch.zeros(2), torch.ones(2), 2).tolist() == [[0.0, 0.0], [1.0, 1.0]]
 
 
+def test_figures_leave_a_model_in_training_mode_as_it_was_and_build_no_graph(tmp_path):
+    """A conv model with batch normalisation in training mode (a loop of one's own never calls
+    .eval()) drew its figures with batch statistics and every figure moved the running
+    statistics, so drawing changed the model; plot_samples also built an autograd graph through
+    the decoder (its no_grad had slipped onto sample_count). Each figure now draws in evaluation
+    mode without autograd and hands the model and guide back as they came."""
+    from pyro_vae.plots import (plot_interpolation, plot_latent, plot_manifold, plot_prior_check,
+                                plot_reconstructions, plot_samples)
+
+    model, guide = build_vae(ModelConfig(latent_dim=2, network="conv", conv_channels=[4], hidden_dims=[8],
+                                         batch_norm=True), (1, 8, 8))
+    x = torch.bernoulli(torch.full((6, 1, 8, 8), 0.3), generator=torch.Generator().manual_seed(0))
+    state = {key: value.clone() for key, value in [*model.state_dict().items(), *guide.state_dict().items()]}
+    seen = []  # (training, grad enabled) at every call of the decoder and encoder
+    for module in (model.decoder, guide.encoder):
+        module.register_forward_hook(lambda m, args, out: seen.append((m.training, torch.is_grad_enabled())))
+    plot_samples(model, tmp_path / "s.png", n=4)
+    plot_reconstructions(model, guide, x, tmp_path / "r.png")
+    plot_latent(guide, x, None, tmp_path / "l.png")
+    plot_manifold(model, tmp_path / "m.png", n=3)
+    plot_interpolation(model, guide, x[0], x[1], tmp_path / "i.png")
+    plot_prior_check(guide, x, tmp_path / "p.png")
+    assert seen and set(seen) == {(False, False)}
+    assert model.training and guide.training and all(m.training for m in [*model.modules(), *guide.modules()])
+    after = dict([*model.state_dict().items(), *guide.state_dict().items()])
+    assert all(torch.equal(state[key], after[key]) for key in state)  # running statistics untouched
+
+
 def test_the_style_figure_of_a_model_without_a_label_names_every_model_with_one(run_2d, tmp_path, capsys):
     """It said "train with --model cvae" although M2 and the ADGM draw the style grid too."""
     out = tmp_path / "style.png"

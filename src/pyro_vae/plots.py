@@ -11,6 +11,7 @@ as it was.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import numbers
 import os
@@ -31,6 +32,24 @@ from pyro_vae.outputs import check_output, make_folder
 DPI = 100
 #: A latent dimension whose mean KL(q(z_d | x) || p(z_d)) is below this (nats) is "inactive".
 INACTIVE_KL = 0.01
+
+
+def _drawn_in_evaluation_mode(function):
+    """Draw with every ``torch.nn.Module`` among the arguments (and in ``entries``' tuples) in
+    evaluation mode and without autograd, each handed back in the mode it came in: a model left
+    in training mode (a loop of one's own never calls ``.eval()``) decoded its figures with
+    batch statistics and moved its batch-norm running statistics, so drawing changed the model
+    (:func:`pyro_vae.inference.programs.evaluation_mode`)."""
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        from pyro_vae.inference.programs import evaluation_mode
+
+        values = [*args, *kwargs.values()]
+        values += [item for value in values if isinstance(value, (list, tuple))
+                   for entry in value if isinstance(entry, (list, tuple)) for item in entry]
+        with torch.no_grad(), evaluation_mode(*(value for value in values if isinstance(value, torch.nn.Module))):
+            return function(*args, **kwargs)
+    return wrapper
 
 
 def check_count(name: str, value, least: int = 1) -> None:
@@ -227,7 +246,6 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-@torch.no_grad()
 def sample_count(model, n: int | None, label: int | None = None) -> int:
     """How many images :func:`plot_samples` draws: ``n``, by default 64. A conditional model
     without a ``label`` draws one row per class, all rows alike, so ``n`` must be a multiple of
@@ -251,6 +269,7 @@ def sample_count(model, n: int | None, label: int | None = None) -> int:
     return n
 
 
+@_drawn_in_evaluation_mode
 def plot_samples(model, path: Path, n: int | None = None, device="cpu", title: str | None = None,
                  label: int | None = None, class_names: tuple[str, ...] = ()) -> Path:
     """A grid of E[x | z] for ``n`` draws z ~ p(z) (the model's prior; default 64). For a
@@ -317,7 +336,7 @@ def plot_style_transfer(generator, images: torch.Tensor, labels: torch.Tensor, p
                         "one column per test image")
 
 
-@torch.no_grad()
+@_drawn_in_evaluation_mode
 def plot_reconstructions(model, guide, images: torch.Tensor, path: Path, title: str | None = None,
                          labels: torch.Tensor | None = None) -> Path:
     """Inputs (left) beside E[x | z = loc(x)] (right), one pair per row block; a
@@ -351,7 +370,7 @@ def plot_reconstructions(model, guide, images: torch.Tensor, path: Path, title: 
     return _save(fig, path)
 
 
-@torch.no_grad()
+@_drawn_in_evaluation_mode
 def plot_completions(model, images: torch.Tensor, path: Path, n: int = 6) -> Path:
     """Quadrant completion: for each test image (a column) the original, the given part
     alone, then ``n`` completions with z ~ p(z | x_g)."""
@@ -445,7 +464,7 @@ def _rows_figure(rows: list[tuple[str, torch.Tensor]], path: Path, title: str, x
     return _save(fig, path)
 
 
-@torch.no_grad()
+@_drawn_in_evaluation_mode
 def plot_interpolation(model, guide, x_a: torch.Tensor, x_b: torch.Tensor, path: Path, steps: int = 10,
                        names: tuple[str, str] = ("the first image", "the second image")) -> Path:
     """Decoded codes between two inputs ``[C, H, W]``: a linear and a spherical row; ``names``
@@ -460,7 +479,7 @@ def plot_interpolation(model, guide, x_a: torch.Tensor, x_b: torch.Tensor, path:
                         f"t from 0 ({names[0]}) to 1 ({names[1]})")
 
 
-@torch.no_grad()
+@_drawn_in_evaluation_mode
 def plot_arithmetic(model, guide, images: torch.Tensor, has_attribute: torch.Tensor, examples: torch.Tensor,
                     path: Path, attribute: str, alphas=(-2, -1, 0, 1, 2)) -> Path:
     """Rows ``decode(code + alpha * v)`` for a few ``examples``, with ``v`` the attribute
@@ -515,7 +534,7 @@ def _scatter_codes(ax, points: torch.Tensor, labels: torch.Tensor | None, class_
 PRIOR_95_RADIUS = math.sqrt(-2 * math.log(0.05))
 
 
-@torch.no_grad()
+@_drawn_in_evaluation_mode
 def plot_compare(entries: list[tuple[str, object, object]], images: torch.Tensor, labels: torch.Tensor | None,
                  path: Path, class_names: tuple[str, ...] = (), samples: int = 36, seed: int = 0) -> Path:
     """Models side by side, one column per ``(title, model, guide)`` of ``entries``: on top
@@ -557,7 +576,7 @@ def plot_compare(entries: list[tuple[str, object, object]], images: torch.Tensor
     return _save(fig, path)
 
 
-@torch.no_grad()
+@_drawn_in_evaluation_mode
 def plot_latent(guide, images: torch.Tensor, labels: torch.Tensor | None, path: Path,
                 class_names: tuple[str, ...] = ()) -> Path:
     """Test-set codes (encoder means) coloured by class: the codes themselves for a 2-D
@@ -579,7 +598,7 @@ def plot_latent(guide, images: torch.Tensor, labels: torch.Tensor | None, path: 
     return _save(fig, path)
 
 
-@torch.no_grad()
+@_drawn_in_evaluation_mode
 def plot_manifold(model, path: Path, n: int = 20, device="cpu", codes: torch.Tensor | None = None) -> Path:
     """For a 2-D latent: decoded images on an n x n grid of the prior's quantiles 5%..95%
     (the prior N(0, I): a learned prior or a two-layer model's p(z1) is refused), or, given
@@ -620,7 +639,7 @@ def plot_manifold(model, path: Path, n: int = 20, device="cpu", codes: torch.Ten
     return _save(fig, path)
 
 
-@torch.no_grad()
+@_drawn_in_evaluation_mode
 def plot_prior_check(guide, images: torch.Tensor, path: Path, max_dims: int = 16, prior=None) -> Path:
     """Each latent dimension's aggregate posterior (codes drawn from q(z|x) over the data)
     against the prior's marginal, and a bar per dimension saying whether it is in use.
