@@ -213,6 +213,11 @@ def test_the_guides_pairing_is_probed_only_when_the_programs_fail():
     ({"batch_size": 0}, "batch_size must be a whole number of at least 1, or None"),
     ({"k_chunk": 0}, "k_chunk must be a whole number of at least 1, or None"),
     ({"k_chunk": 2.5}, "k_chunk must be a whole number of at least 1, or None .*not 2.5"),  # a TypeError in range()
+    # Pyro's "Shape mismatch inside plate('importance_samples')", torch's "Expected dim < 0 to index from the right"
+    # and "list indices must be integers or slices, not float"
+    ({"max_plate_nesting": 0}, r"max_plate_nesting must be a whole number of at least 1 \(the data plate .*not 0\."),
+    ({"max_plate_nesting": -1}, "max_plate_nesting must be a whole number of at least 1 .*not -1"),
+    ({"max_plate_nesting": 1.5}, "max_plate_nesting must be a whole number of at least 1 .*not 1.5"),
 ])
 def test_chunk_sizes_of_the_estimator_are_checked(options, message):
     from pyro_vae.build import build_vae

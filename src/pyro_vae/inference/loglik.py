@@ -264,6 +264,11 @@ def importance_log_likelihood(model: Callable, guide: Callable, x: torch.Tensor,
     and left in the mode each of their modules was in.
     """
     _check_input(model, guide, x, k, batch_size, k_chunk)
+    if isinstance(max_plate_nesting, bool) or not isinstance(max_plate_nesting, int) or max_plate_nesting < 1:
+        # 0 collided with the data plate ("Shape mismatch inside plate('importance_samples')"), -1 and 1.5 failed
+        # with "Expected dim < 0 to index from the right" and "list indices must be integers"
+        raise ConfigError(f"max_plate_nesting must be a whole number of at least 1 (the data plate and the plates "
+                          f"nested inside it), not {max_plate_nesting!r}.")
     _check_labels(model, x, kwargs)
     # A likelihood that reads P maps per channel (256 for a categorical) makes the decoder's
     # output P times as large, so a chunk holds P times fewer example-samples.
