@@ -411,22 +411,8 @@ def _checked_output(args, run_dir: Path) -> Path:
     """The JSON file that evaluating ``run_dir`` writes (:func:`_json_output`; with ``--k`` its
     per-example file beside it too), refused now, before anything is measured, where it could
     not be written or holds another request's result."""
-    if args.output and not args.k and Path(args.output).name == "loglik.json":
-        from pyro_vae.runs import is_run_dir
-
-        if is_run_dir(Path(args.output).parent):  # compare reads it as the run's log p(x) and its bits/dim
-            raise PyroVAEError(f"-o {args.output} is where compare reads that run's log p(x) estimate (evaluate --k), "
-                               f"and this {'label fidelity' if args.label_fidelity else 'ELBO'} would be read as one; "
-                               "give -o another path.")
     from pyro_vae.experiments.labels import FIDELITY_FILE
 
-    if args.output and not args.label_fidelity and Path(args.output).name == FIDELITY_FILE:
-        from pyro_vae.runs import is_run_dir
-
-        if is_run_dir(Path(args.output).parent):  # compare reads it as the run's label fidelity
-            raise PyroVAEError(f"-o {args.output} is where compare reads that run's label fidelity (evaluate "
-                               f"--label-fidelity), and this {'log p(x) estimate' if args.k else 'ELBO'} would be "
-                               "read as one; give -o another path.")
     target = Path(args.output) if args.output else None
     if target is not None and target.name in ("loglik.json", FIDELITY_FILE):
         from pyro_vae.runs import is_run_dir
@@ -436,6 +422,20 @@ def _checked_output(args, run_dir: Path) -> Path:
             raise PyroVAEError(f"-o {target} is where compare reads the results of the run {other}, and these are "
                                f"of {run_dir}: they would replace that run's and be read as its own; give -o "
                                "another path.")
+    if args.output and not args.k and Path(args.output).name == "loglik.json":
+        from pyro_vae.runs import is_run_dir
+
+        if is_run_dir(Path(args.output).parent):  # compare reads it as the run's log p(x) and its bits/dim
+            raise PyroVAEError(f"-o {args.output} is where compare reads that run's log p(x) estimate (evaluate --k), "
+                               f"and this {'label fidelity' if args.label_fidelity else 'ELBO'} would be read as one; "
+                               "give -o another path.")
+    if args.output and not args.label_fidelity and Path(args.output).name == FIDELITY_FILE:
+        from pyro_vae.runs import is_run_dir
+
+        if is_run_dir(Path(args.output).parent):  # compare reads it as the run's label fidelity
+            raise PyroVAEError(f"-o {args.output} is where compare reads that run's label fidelity (evaluate "
+                               f"--label-fidelity), and this {'log p(x) estimate' if args.k else 'ELBO'} would be "
+                               "read as one; give -o another path.")
     if args.label_fidelity:
         return _json_output(args, run_dir, FIDELITY_FILE, _request(args, "label-fidelity"))
     if not args.k:
