@@ -387,29 +387,39 @@ def test_a_conditional_models_labels_are_checked_at_the_boundary():
     assert torch.isfinite(estimate.log_likelihood).all()
 
 
-def test_a_model_in_training_mode_is_scored_as_in_evaluation_mode_and_left_as_it_was():
-    """Called on a batch-normalised model still in training mode (as a training loop leaves it), the
-    estimator normalised each chunk by its own statistics: an image's log p(x) moved by tens of nats
-    with batch_size, and the call moved the running statistics towards the images it scored."""
+def _batch_normed_vae_and_images():
+    """A conv VAE with batch normalisation whose running statistics have moved from their initial
+    0 and 1 (as after training), six images, and a check that it is in a mode with its statistics kept."""
     from pyro_vae.build import build_vae
 
     pyro.set_rng_seed(0)
     model, guide = build_vae(ModelConfig(network="conv", batch_norm=True, latent_dim=4, hidden_dims=[32],
                                          conv_channels=[8, 16]), (1, 28, 28))
     x = torch.bernoulli(torch.full((6, 1, 28, 28), 0.3))
-    with torch.no_grad():  # running statistics away from their initial 0 and 1, as after training
+    with torch.no_grad():
         for program in (model, guide):
             program(torch.bernoulli(torch.full((32, 1, 28, 28), 0.6)))
     states = [{name: value.clone() for name, value in program.state_dict().items()} for program in (model, guide)]
+
+    def left_as_it_was(training: bool) -> None:
+        assert all(module.training == training for module in [*model.modules(), *guide.modules()])
+        for program, state in zip((model, guide), states):
+            assert all(torch.equal(value, state[name]) for name, value in program.state_dict().items())
+
+    return model, guide, x, left_as_it_was
+
+
+def test_a_model_in_training_mode_is_scored_as_in_evaluation_mode_and_left_as_it_was():
+    """Called on a batch-normalised model still in training mode (as a training loop leaves it), the
+    estimator normalised each chunk by its own statistics: an image's log p(x) moved by tens of nats
+    with batch_size, and the call moved the running statistics towards the images it scored."""
+    model, guide, x, left_as_it_was = _batch_normed_vae_and_images()
     estimates = {}
     for mode, batch_size in (("train", 1), ("train", 6), ("eval", 1)):
         model.train(mode == "train"), guide.train(mode == "train")
         pyro.set_rng_seed(1)
         estimates[mode, batch_size] = importance_log_likelihood(model, guide, x, k=20, batch_size=batch_size)
-        assert model.training == guide.training == (mode == "train")
-        assert all(module.training == (mode == "train") for module in [*model.modules(), *guide.modules()])
-        for program, state in zip((model, guide), states):
-            assert all(torch.equal(value, state[name]) for name, value in program.state_dict().items())
+        left_as_it_was(mode == "train")
     assert torch.equal(estimates["train", 1].log_likelihood, estimates["eval", 1].log_likelihood)
     assert torch.allclose(estimates["train", 6].log_likelihood, estimates["eval", 1].log_likelihood, atol=3.0)
 
@@ -417,27 +427,17 @@ def test_a_model_in_training_mode_is_scored_as_in_evaluation_mode_and_left_as_it
 def test_the_elbo_of_a_model_in_training_mode_is_that_of_evaluation_mode_and_leaves_it_as_it_was():
     """evaluate_elbo from Python on a batch-normalised model in training mode normalised each batch
     by its own statistics (the mean ELBO moved with batch_size) and moved the running statistics."""
-    from pyro_vae.build import build_vae
     from pyro_vae.inference.train import evaluate_elbo
 
-    pyro.set_rng_seed(0)
-    model, guide = build_vae(ModelConfig(network="conv", batch_norm=True, latent_dim=4, hidden_dims=[32],
-                                         conv_channels=[8, 16]), (1, 28, 28))
-    x = torch.bernoulli(torch.full((6, 1, 28, 28), 0.3))
-    with torch.no_grad():  # running statistics away from their initial 0 and 1, as after training
-        for program in (model, guide):
-            program(torch.bernoulli(torch.full((32, 1, 28, 28), 0.6)))
-    states = [{name: value.clone() for name, value in program.state_dict().items()} for program in (model, guide)]
-    elbos = {}
+    model, guide, x, left_as_it_was = _batch_normed_vae_and_images()
+    kls = {}
     for mode, batch_size in (("train", 2), ("train", 6), ("eval", 6)):
         model.train(mode == "train"), guide.train(mode == "train")
-        elbos[mode, batch_size] = evaluate_elbo(model, guide, x, batch_size=batch_size, analytic_kl=True)["kl"]
-        assert all(module.training == (mode == "train") for module in [*model.modules(), *guide.modules()])
-        for program, state in zip((model, guide), states):
-            assert all(torch.equal(value, state[name]) for name, value in program.state_dict().items())
+        kls[mode, batch_size] = evaluate_elbo(model, guide, x, batch_size=batch_size, analytic_kl=True)["kl"]
+        left_as_it_was(mode == "train")
     # the KL term is deterministic given x: equal to the digit in every mode and batch size
-    assert elbos["train", 2] == pytest.approx(elbos["eval", 6], rel=1e-6)
-    assert elbos["train", 6] == pytest.approx(elbos["eval", 6], rel=1e-6)
+    assert kls["train", 2] == pytest.approx(kls["eval", 6], rel=1e-6)
+    assert kls["train", 6] == pytest.approx(kls["eval", 6], rel=1e-6)
 
 
 @pytest.mark.parametrize("guide_site,message", [
