@@ -91,8 +91,6 @@ def check_one_value_per_example(values: torch.Tensor, n: int) -> None:
     example" of a joint density of the batch) and fit's validation failed on with torch's
     "zero-dimensional tensor cannot be concatenated". A batch of one cannot tell: passed."""
     if n > 1 and (values.dim() == 0 or values.shape[-1] != n):
-        from pyro_vae.errors import DataError
-
         raise DataError(f"the model and guide give {values.shape[-1] if values.dim() else 1} value(s) for a batch of "
                         f"{n} examples, not one per example: sample every site of an example inside "
                         "pyro.plate(\"data\", x.shape[0]), the outermost plate (dim -1), as in Pyro's VAE tutorial; "
