@@ -627,3 +627,32 @@ def test_fit_refuses_a_run_dir_that_another_process_trains_in_and_writes_nothing
     finally:
         os.close(fd)
     assert list(run.iterdir()) == []
+
+
+def test_training_starts_from_the_batch_norm_statistics_the_model_was_given(monkeypatch):
+    """Three checks before the first step ran a batch-normalised guide in training mode, each
+    moving its running statistics by one or two training images: fit's check of one value per
+    example, the guide's pairing with the model (one example encoded per split), and the
+    trainer's probe of the guide's latent sites (the CLI's path too)."""
+    from pyro_vae.inference import train
+
+    pyro.set_rng_seed(0)
+    model, guide = build_vae(ModelConfig(network="conv", batch_norm=True, latent_dim=2, hidden_dims=[16],
+                                         conv_channels=[4, 8]), (1, 28, 28))
+    built = {**{f"m.{k}": v.clone() for k, v in model.state_dict().items()},
+             **{f"g.{k}": v.clone() for k, v in guide.state_dict().items()}}
+
+    class Started(Exception):
+        pass
+
+    def first_epoch(trainer, *args, **kwargs):
+        now = {**{f"m.{k}": v for k, v in trainer.model.state_dict().items()},
+               **{f"g.{k}": v for k, v in trainer.guide.state_dict().items()}}
+        assert all(torch.equal(now[name], value) for name, value in built.items()), \
+            [name for name, value in built.items() if not torch.equal(now[name], value)]
+        raise Started
+
+    monkeypatch.setattr(train.Trainer, "train_epoch", first_epoch)
+    images = torch.bernoulli(torch.full((8, 1, 28, 28), 0.3))
+    with pytest.raises(Started):
+        fit(model, guide, (images, images[:4]), epochs=1, batch_size=4)

@@ -181,10 +181,13 @@ def fit(model: Callable, guide: Callable, data, *, objective="elbo", epochs: int
                                   f"no KL term ({reason}); drop it.")
     if len(dataset.train.images) > 1:  # a program without a data plate trained, then failed validating
         from pyro_vae.inference.objectives import elbo_terms
+        from pyro_vae.inference.programs import evaluation_mode
         from pyro_vae.inference.train import label_kwargs
         from pyro_vae.inference.weights import check_one_value_per_example
 
-        with torch.no_grad():  # two examples as the trainer draws them (0/1 pixels under dynamic binarization)
+        # two examples as the trainer draws them (0/1 pixels under dynamic binarization); the programs in
+        # evaluation mode and the random streams kept, so the check moves no batch-norm statistics and no draw
+        with torch.no_grad(), evaluation_mode(model, guide), random_state_kept():
             two = next(dataset.batches("train", batch_size=2, shuffle=False))
             terms = elbo_terms(model, guide, two, **label_kwargs(model, dataset.train.labels, slice(0, 2)))
         check_one_value_per_example(terms.elbo, 2)

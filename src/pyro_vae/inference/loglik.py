@@ -28,7 +28,7 @@ import torch
 
 from pyro_vae.distributions import FullPlate
 from pyro_vae.errors import ConfigError, DataError
-from pyro_vae.inference.programs import in_eval_mode
+from pyro_vae.inference.programs import evaluation_mode, in_eval_mode
 from pyro_vae.inference.kinds import BINARY_MASS, COMPLETION, DENSITY, GIVEN_LABEL, MARGINAL, number_kind
 from pyro_vae.inference.randomness import random_state_kept
 from pyro_vae.inference.weights import (MAX_PLATE_NESTING, check_one_value_per_example, guide_and_model_sites,
@@ -177,7 +177,7 @@ def _check_guide_fits_model(model, guide, x: torch.Tensor, what: str) -> None:
     parameter = next(guide.parameters(), None)
     one = x[:1].to(parameter.device) if parameter is not None else x[:1]
     try:
-        with torch.no_grad():
+        with torch.no_grad(), evaluation_mode(guide):  # a batch-normalised guide's statistics stay as they are
             loc = encode(one)[0]
     except TypeError:  # it needs more than images (a label): not checked here
         return

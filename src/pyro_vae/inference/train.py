@@ -36,7 +36,7 @@ from pyro_vae.data.datasets import ImageDataset, as_tensor, binarize_batch
 from pyro_vae.errors import CheckpointError, ConfigError, DataError, TrainingError, TrainingInterrupted
 from pyro_vae.inference.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
 from pyro_vae.inference.distributed import DistributedContext, GlobalBatchNoise
-from pyro_vae.inference.programs import in_eval_mode, trainable_programs
+from pyro_vae.inference.programs import evaluation_mode, in_eval_mode, trainable_programs
 from pyro_vae.inference.randomness import random_state_kept
 from pyro_vae.inference.kinds import short_quantity
 from pyro_vae.inference.objectives import ELBOTerms, elbo_terms, latent_sites, linear_warmup, scale_sites
@@ -362,8 +362,11 @@ class Trainer:
         self.epoch_total = EpochTotal()  # the epoch's running sums (its mean and standard error)
         self.epoch_clock = EpochClock()  # the epoch's time so far
         self._stop_signal: int | None = None
-        probe = poutine.trace(guide).get_trace(dataset.train.images[:1],
-                                               **label_kwargs(model, dataset.train.labels, slice(0, 1)))
+        # In evaluation mode: in training mode the probe moved batch normalisation's running statistics
+        # by one training image before the first step (its draws are kept: the random streams follow them).
+        with torch.no_grad(), evaluation_mode(guide):
+            probe = poutine.trace(guide).get_trace(dataset.train.images[:1],
+                                                   **label_kwargs(model, dataset.train.labels, slice(0, 1)))
         self.latent_names = latent_sites(probe)
 
     # -- one epoch ---------------------------------------------------------------------
