@@ -134,6 +134,13 @@ def fit(model: Callable, guide: Callable, data, *, objective="elbo", epochs: int
                    "num_particles": 1 if num_particles is None else num_particles}).validate()
     # as the CLI's --device: a malformed name or a GPU this machine lacks, before anything is written
     device = resolve_device(str(device) if isinstance(device, torch.device) else device, python=True)
+    from pyro_vae.models import M2Model
+
+    if isinstance(model, M2Model):  # its guide's y is discrete: the fast ELBO failed at the first step
+        raise ConfigError(f"fit does not train a semi-supervised {type(model).__name__} (its label y is discrete, and it "
+                          "trains on labelled and unlabelled images with its own objective and selection by accuracy); "
+                          "train it with `pyro-vae train --model m2` (or adgm, m1m2), or in Python with "
+                          "pyro_vae.inference.semisupervised.SemiSupervisedTrainer.")
     dataset = as_dataset(data)
     from pyro_vae.inference.loglik import check_examples_fit_programs
 
@@ -189,7 +196,17 @@ def fit(model: Callable, guide: Callable, data, *, objective="elbo", epochs: int
         # evaluation mode and the random streams kept, so the check moves no batch-norm statistics and no draw
         with torch.no_grad(), evaluation_mode(model, guide), random_state_kept():
             two = next(dataset.batches("train", batch_size=2, shuffle=False))
-            terms = elbo_terms(model, guide, two, **label_kwargs(model, dataset.train.labels, slice(0, 2)))
+            try:  # the objectives named by a string differentiate through the guide's draws
+                terms = elbo_terms(model, guide, two, require_reparameterized=isinstance(objective, str),
+                                   **label_kwargs(model, dataset.train.labels, slice(0, 2)))
+            except ValueError as err:
+                if "not reparameterized" not in str(err):
+                    raise
+                site = str(err).split(" is not reparameterized")[0]
+                raise ConfigError(f"objective={name!r} differentiates through the guide's draws, and {site} is not "
+                                  "reparameterized; pass an objective with score-function gradients, "
+                                  "objective=pyro.infer.Trace_ELBO() (TraceEnum_ELBO() for an enumerated site).") \
+                    from None
         check_one_value_per_example(terms.elbo, 2)
     if name == "iwae-dreg" and isinstance(guide, torch.nn.Module):  # as the CLI refuses it for a planar flow
         from pyro_vae.inference.objectives import check_dreg_guide
