@@ -642,3 +642,18 @@ def test_the_epochs_training_loss_standard_error_is_that_of_the_batch_means():
     single = EpochTotal()
     single.add(5.0, 4)
     assert math.isnan(single.stderr(4))
+
+
+@pytest.mark.parametrize("kind, classifier", [("m2", "q(y | x)"), ("adgm", "q(y | a, x)")])
+def test_the_semi_supervised_epoch_line_names_the_models_own_classifier(kind, classifier):
+    """The ADGM's epoch line (and the objective's name in summary.json and the curves) said it
+    adds alpha x log q(y | x); its classifier reads the auxiliary a, q(y | a, x)."""
+    from pyro_vae.config import Config
+    from pyro_vae.runs import objective_name
+
+    model, guide = build_vae(ModelConfig(model=kind, latent_dim=2, hidden_dims=[16]), SHAPE, num_classes=CLASSES)
+    trainer = SemiSupervisedTrainer(model, guide, _m2_data(), torch.arange(6), TrainSettings(epochs=1, batch_size=16),
+                                    alpha=5.0, progress=False)
+    assert trainer.training_objective({}) == f"train M2 objective (not a bound: it adds alpha=5 x log {classifier})"
+    config = Config.from_dict({"model": {"model": kind}, "train": {"alpha": 5.0}})
+    assert f"alpha=5 x log {classifier} of the labelled batches" in objective_name(config)

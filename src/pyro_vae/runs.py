@@ -1249,7 +1249,7 @@ def objective_name(config: Config) -> str:
     if config.model.model in SEMI_SUPERVISED:
         from pyro_vae.inference.semisupervised import objective_name as semi_supervised_name
 
-        return semi_supervised_name(train_cfg.alpha, train_cfg.beta)
+        return semi_supervised_name(train_cfg.alpha, train_cfg.beta, auxiliary=config.model.model == "adgm")
     return TrainSettings(epochs=train_cfg.epochs, beta=train_cfg.beta, kl_warmup_epochs=train_cfg.kl_warmup_epochs,
                          kl_warmup_steps=train_cfg.kl_warmup_steps, objective_label=objective_label(config),
                          quantity=quantity_of(config)).describe_objective()

@@ -103,11 +103,17 @@ def pooled_ess(log_means: torch.Tensor, ess: torch.Tensor) -> torch.Tensor:
     return torch.exp(2 * torch.logsumexp(log_means, 0) - torch.logsumexp(2 * log_means - ess.log(), 0))
 
 
-def objective_name(alpha: float, beta: float = 1.0) -> str:
-    """What :class:`SemiSupervisedTrainer`'s ``train_objective`` holds, in words."""
+def classifier_name(auxiliary: bool = False) -> str:
+    """The classifier whose log-probability the objective adds: q(y | x), or the ADGM's q(y | a, x)."""
+    return "q(y | a, x)" if auxiliary else "q(y | x)"
+
+
+def objective_name(alpha: float, beta: float = 1.0, auxiliary: bool = False) -> str:
+    """What :class:`SemiSupervisedTrainer`'s ``train_objective`` holds, in words (``auxiliary``:
+    the ADGM, whose classifier reads its auxiliary a)."""
     weight = f", the KL term of z weighted by beta={beta:g}" if beta != 1 else ""
-    return (f"the M2 objective (the unlabelled bound, plus the labelled bound and alpha={alpha:g} x log q(y | x) "
-            f"of the labelled batches{weight})")
+    return (f"the M2 objective (the unlabelled bound, plus the labelled bound and alpha={alpha:g} x "
+            f"log {classifier_name(auxiliary)} of the labelled batches{weight})")
 
 
 class SemiSupervisedTrainer(Trainer):
@@ -187,7 +193,10 @@ class SemiSupervisedTrainer(Trainer):
         beta != 1 the KL term of z is weighted (:func:`objective_name` in full)."""
         alpha, beta = self.alpha, self.settings.beta
         if alpha:
-            return f"train M2 objective (not a bound: it adds alpha={alpha:g} x log q(y | x))"
+            from pyro_vae.models import ADGMModel
+
+            classifier = classifier_name(isinstance(self.model, ADGMModel))  # the ADGM's reads its a: q(y | a, x)
+            return f"train M2 objective (not a bound: it adds alpha={alpha:g} x log {classifier})"
         if beta != 1:
             return f"train M2 objective (the bound with the KL of z weighted by beta={beta:g})"
         return "train M2 bound"
