@@ -155,6 +155,25 @@ def test_label_split_is_balanced_seeded_and_inside_the_training_split():
         balanced_label_subset(labels, 5, seed=0)
 
 
+def test_label_split_names_a_class_missing_from_the_training_split_and_the_fix():
+    """A class absent from a (limited) training split was refused with "ask for fewer --labels",
+    which cannot help (every class needs a label), and a missing highest class went unnoticed
+    (the classes were counted from the largest label); both now name the class and the fix."""
+    labels = torch.tensor([0, 1, 2, 4, 0, 1, 2, 4, 0, 1])  # no 3 (nor 5, the highest, of 6 classes)
+    with pytest.raises(DataError, match=r"^class 3 has no example in the training split, .*larger --train-limit"):
+        balanced_label_subset(labels, 5, seed=0)
+    with pytest.raises(DataError, match=r"^class 3 \(Dress\) has no example .*larger --train-limit \(or none\), or "
+                                        r"data with examples of every class\.$"):
+        balanced_label_subset(labels, 5, seed=0, names=("T-shirt/top", "Trouser", "Pullover", "Dress"))
+    present = torch.tensor([0, 1, 2, 3, 4, 0, 1, 2, 3, 4])
+    assert len(balanced_label_subset(present, 5, seed=0)) == 5
+    with pytest.raises(DataError, match=r"^class 5 has no example in the training split"):
+        balanced_label_subset(present, 6, seed=0, classes=6)
+    with pytest.raises(DataError, match=r"^class 0 has only 1 training example, fewer than the 2 labels of it that "
+                                        r"--labels 10 asks for; ask for fewer --labels, or give a larger --train-limit\.$"):
+        balanced_label_subset(torch.tensor([0, 1, 2, 3, 4, 1, 2, 3, 4, 1]), 10, seed=0)
+
+
 def test_log_likelihood_sums_the_label_out_exactly():
     """A mixture of PPCAs, p(x) = sum_y 1/3 N(x; b_y, W W^T + s^2 I), with the exact
     posterior q(z | x, y): the estimate is exact for any K."""

@@ -482,7 +482,8 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
     if model.needs_labels and dataset.train.labels is None:
         raise DataError(f"--model {config.model.model} needs labelled data, but '{dataset.name}' has no labels.")
     # Chosen before the run directory is made: too many --labels leaves no empty directory behind.
-    labelled = (balanced_label_subset(dataset.train.labels.cpu(), data_cfg.labels, train_cfg.seed)
+    labelled = (balanced_label_subset(dataset.train.labels.cpu(), data_cfg.labels, train_cfg.seed,
+                                      num_classes(dataset), dataset.class_names)
                 if config.model.model in SEMI_SUPERVISED else None)
     dataset = dataset.to(device)
     model.to(device), guide.to(device)

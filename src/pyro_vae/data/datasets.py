@@ -55,14 +55,17 @@ def class_names(dataset: str) -> tuple[str, ...]:
     return {"fashion-mnist": FASHION_MNIST_CLASSES, "mnist": DIGIT_CLASSES, "mnist-t10k": DIGIT_CLASSES}.get(dataset, ())
 
 
-def balanced_label_subset(labels: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+def balanced_label_subset(labels: torch.Tensor, n: int, seed: int, classes: int | None = None,
+                          names: tuple[str, ...] = ()) -> torch.Tensor:
     """Indices of ``n`` examples, as balanced across the classes as ``n`` allows (the first
     ``n % C`` classes get one more), chosen at random with ``seed``; sorted.
 
     The same seed gives the same examples; the indices are into ``labels`` (a training
-    split), so they cannot overlap the validation or test split.
+    split), so they cannot overlap the validation or test split. ``classes`` is how many
+    classes the data set has (default: the largest label + 1); one with no training example
+    (a small ``--train-limit``) is refused, named by ``names`` where given.
     """
-    classes = int(labels.max()) + 1
+    classes = int(labels.max()) + 1 if classes is None else classes
     if not classes <= n <= len(labels):
         raise DataError(f"--labels must be between the number of classes ({classes}) and the number of "
                         f"training examples ({len(labels)}), not {n}.")
@@ -71,8 +74,13 @@ def balanced_label_subset(labels: torch.Tensor, n: int, seed: int) -> torch.Tens
     for c in range(classes):
         members = torch.nonzero(labels == c).flatten()
         want = n // classes + (1 if c < n % classes else 0)
+        name = f"class {c}" + (f" ({names[c]})" if c < len(names) and names[c] != str(c) else "")
+        if len(members) == 0:  # fewer --labels cannot help: every class needs one
+            raise DataError(f"{name} has no example in the training split, so no label of it can be chosen; give a "
+                            "larger --train-limit (or none), or data with examples of every class.")
         if len(members) < want:
-            raise DataError(f"class {c} has only {len(members)} training examples; ask for fewer --labels.")
+            raise DataError(f"{name} has only {len(members)} training example{'s' * (len(members) > 1)}, fewer than the {want} labels of it "
+                            f"that --labels {n} asks for; ask for fewer --labels, or give a larger --train-limit.")
         chosen.append(members[torch.randperm(len(members), generator=generator)[:want]])
     return torch.cat(chosen).sort().values
 
