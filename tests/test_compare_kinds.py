@@ -503,6 +503,17 @@ def test_an_epochs_setting_keeps_a_column_of_its_own_beside_the_epochs_trained(t
     assert len(header) == len(set(header)) and "max epochs" in header
 
 
+def test_epochs_and_best_epoch_are_whole_numbers_in_the_table(tmp_path):
+    """One run's epochs and best epoch showed as "12.0 | 10.0"; a whole mean is now shown whole, a mean
+    over seeds that disagree keeps its decimal and its standard error."""
+    records = [compare.RunRecord(tmp_path / name, {"latent_dim": dim, "seed": seed},
+                                 {"epochs": trained, "best_epoch": trained - 2, "test_elbo": -100.0})
+               for name, dim, seed, trained in (("a", 2, 0, 12), ("b", 4, 0, 12), ("c", 4, 1, 13))]
+    table = compare.to_markdown(*compare.compare_table(records))
+    assert "| 2 | 1 | the images (one run) | 12 | 10 | -100.00 |" in table, table
+    assert "| 4 | 2 | the 2 seeds | 12.5 ± 0.50 | 10.5 ± 0.50 | -100.00 ± 0.00 |" in table, table
+
+
 def test_a_log_likelihood_of_a_checkpoint_since_replaced_is_noted(tmp_path, capsys):
     """After `train --resume`, compare set loglik.json's number (measured on epoch 1's best
     checkpoint) beside the new test ELBO (best epoch 3) without a word, though the file records

@@ -684,11 +684,15 @@ DECIMALS = {"epochs": 1, "best epoch": 1, "train s": 1, "test accuracy": 4, "bas
             "s.e. of the difference of means": 2, "test ELBO bits/dim": 4, "test log p(x) bits/dim": 4}
 
 
-def _fmt(value, se=None, decimals: int = 2) -> str:
+#: Counts: a whole mean (one run's, or seeds that agree) is shown as the whole number it is, not "2.0".
+WHOLE = frozenset({"epochs", "best epoch"})
+
+
+def _fmt(value, se=None, decimals: int = 2, whole: bool = False) -> str:
     if value is None:
         return ""
     if isinstance(value, float) and not isinstance(value, bool):
-        text = f"{value:.{decimals}f}"
+        text = f"{value:.0f}" if whole and value.is_integer() else f"{value:.{decimals}f}"
         return text + (f" ± {se:.{max(decimals, 2)}f}" if se is not None else "")
     return str(value)
 
@@ -709,7 +713,7 @@ def to_markdown(columns: list[str], rows: list[dict], notes: list[str] = ()) -> 
             value = row.get(c)
             if c in DECIMALS or f"{c} se" in columns:  # a measured quantity, not a setting
                 cells.append(_fmt(float(value) if isinstance(value, (int, float)) else value, row.get(f"{c} se"),
-                                  DECIMALS.get(c, 2)))
+                                  DECIMALS.get(c, 2), whole=c in WHOLE))
             else:
                 cells.append(str(value) if value is not None else "")
         lines.append("| " + " | ".join(map(_cell, cells)) + " |")
