@@ -486,6 +486,27 @@ def test_m1m2_records_the_likelihood_and_objective_it_uses(tmp_path):
     assert "model.likelihood" not in config_text(plain) and "# train.k = 5 is not used" in config_text(plain)
 
 
+def test_an_autoencoder_run_records_the_reconstruction_term_it_trains_as_its_objective(tmp_path):
+    """--model ae trains log p(x | code), no ELBO, but compare's objective column (and summary.json's
+    objective) said "elbo", train.objective's default; they now say what it trains, and config.toml
+    notes that its train.objective is not used."""
+    from pyro_vae.runs import AUTOENCODER_OBJECTIVE, config_text, run_settings
+
+    config = Config()
+    config.model.model = "ae"
+    config.validate()
+    assert run_settings(config)["objective"] == AUTOENCODER_OBJECTIVE == "reconstruction"
+    assert "# train.objective = 'elbo' is not used: the run uses 'reconstruction'" in config_text(config)
+    runs = []
+    for name, model in (("vae", "vae"), ("ae", "ae")):
+        config = Config()
+        config.model.model = model
+        runs.append(finished_run_dir(tmp_path / name, config))
+        (runs[-1] / "summary.json").write_text(json.dumps({"epochs": 1, "best_epoch": 1, "model": model}))
+    columns, rows = compare.compare_table(compare.collect_runs(runs))
+    assert [(row["model"], row["objective"]) for row in rows] == [("vae", "elbo"), ("ae", "reconstruction")]
+
+
 def test_an_epochs_setting_keeps_a_column_of_its_own_beside_the_epochs_trained(tmp_path):
     """Runs that differ in --epochs: the setting (the most epochs a run may train) and the
     epochs each run trained (fewer when --patience stopped it) are two columns; the setting

@@ -659,13 +659,17 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
 M1M2_LIKELIHOOD = "gaussian-learned-per-pixel on M1's codes"
 #: What M2, M1+M2 and the ADGM train, whatever train.objective says (semisupervised.objective_name).
 SEMI_SUPERVISED_OBJECTIVE = "m2"
+#: What a plain autoencoder (``--model ae``) trains, whatever train.objective says: its
+#: reconstruction term log p(x | code), which has no prior and no KL (objective_label).
+AUTOENCODER_OBJECTIVE = "reconstruction"
 
 
 def settings_in_effect(config: Config) -> dict:
     """The run's settings as it uses them, ``{name: value}`` flat (names as in config.toml's
     tables): the value used where the model sets its own (M1+M2's likelihood on M1's codes,
     :data:`M1M2_LIKELIHOOD`; the M2 objective of M2, M1+M2 and the ADGM,
-    :data:`SEMI_SUPERVISED_OBJECTIVE`), and None for ``k`` where no importance-weighted bound
+    :data:`SEMI_SUPERVISED_OBJECTIVE`; the autoencoder's reconstruction term,
+    :data:`AUTOENCODER_OBJECTIVE`), and None for ``k`` where no importance-weighted bound
     uses it (it is recorded at its default all the same)."""
     from pyro_vae.config import unused_options
 
@@ -678,6 +682,8 @@ def settings_in_effect(config: Config) -> dict:
         settings["likelihood"] = M1M2_LIKELIHOOD
     if config.model.model in SEMI_SUPERVISED:
         settings["objective"] = SEMI_SUPERVISED_OBJECTIVE
+    if config.model.model == "ae":  # it trains log p(x | code), not the ELBO train.objective names
+        settings["objective"] = AUTOENCODER_OBJECTIVE
     return settings
 
 
