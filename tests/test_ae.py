@@ -170,6 +170,25 @@ def test_side_by_side_figure_titles_give_each_number_its_standard_error_images_k
         assert f"(mean ± s.e. over 50 test images, the second over their first 20;\n{BINARY_MASS})" in title
 
 
+def test_side_by_side_figure_titles_show_a_small_standard_error_not_zero(runs, tmp_path, monkeypatch):
+    """A standard error of 0.04 nats was titled "± 0.0" (one decimal): it now shows its first
+    significant digit, the mean to the same place; one of 1.2 keeps one decimal."""
+    from pyro_vae import plots, runs as runs_module
+    from pyro_vae.inference import reconstruction
+
+    titles = []
+    monkeypatch.setattr(plots, "plot_compare", lambda entries, *a, **k: titles.extend(e[0] for e in entries))
+    spread = torch.tensor([-1.0, 1.0]).repeat(25).double()  # std 1.0102 over 50 images
+    monkeypatch.setattr(reconstruction, "reconstruction_log_likelihood",
+                        lambda model, guide, x: -537.91234 + 0.04 / (1.0102 / 50 ** 0.5) * spread[:len(x)])
+    monkeypatch.setattr(reconstruction, "sampled_code_log_likelihood",
+                        lambda model, x, k: -535.8 + 1.2 / (1.0102 / 50 ** 0.5) * spread[:len(x)])
+    monkeypatch.setattr(runs_module, "GENERATION_IMAGES", 50)
+    runs_module.figure_from_runs([runs_module.open_run(runs / "vae")], "compare", tmp_path / "c.png", n=4, limit=50)
+    assert "reconstruction log p(x | code): -537.91 ± 0.04 nats/image" in titles[0], titles[0]
+    assert "K=1000: -535.8 ± 1.2 nats/image" in titles[0], titles[0]
+
+
 @pytest.mark.parametrize("names", [("vae",), ("ae", "vae")])
 def test_the_side_by_side_figures_draws_follow_the_seed_for_one_run_as_for_several(runs, tmp_path, monkeypatch,
                                                                                   names):

@@ -1344,6 +1344,15 @@ def _mean_and_stderr(values: torch.Tensor) -> tuple[float, float, int]:
     return values.mean().item(), (values.std().item() / math.sqrt(n)) if n > 1 else float("nan"), n
 
 
+def mean_plus_minus(mean: float, stderr: float) -> str:
+    """``mean ± stderr`` with one decimal, or as many as a standard error below 0.1 needs to show
+    its first significant digit (0.04 read "0.0" with one decimal); both to the same place."""
+    decimals = 1
+    if math.isfinite(stderr) and 0 < stderr < 0.1:  # at 10^-d or above: d decimals never round it to 0
+        decimals = -math.floor(math.log10(stderr))
+    return f"{mean:.{decimals}f} ± {stderr:.{decimals}f}"
+
+
 #: The first test images a figure reads when no --limit is given.
 FIGURE_IMAGES = 5000
 
@@ -1397,9 +1406,9 @@ def figure_from_runs(runs: list[Run], kind: str, output: Path, n: int = 36, limi
         images_seen = (f"{recon[2]} test images" if recon[2] == sampled[2] else
                        f"{recon[2]} test images, the second over their first {sampled[2]}")
         entries.append((f"{model_title(run)}\n"
-                        f"reconstruction log p(x | code): {recon[0]:.1f} ± {recon[1]:.1f} nats/image\n"
-                        f"log (1/K) sum_k p(x | z_k), z_k ~ N(0, I), K={GENERATION_DRAWS}: {sampled[0]:.1f} ± "
-                        f"{sampled[1]:.1f} nats/image\n"
+                        f"reconstruction log p(x | code): {mean_plus_minus(*recon[:2])} nats/image\n"
+                        f"log (1/K) sum_k p(x | z_k), z_k ~ N(0, I), K={GENERATION_DRAWS}: "
+                        f"{mean_plus_minus(*sampled[:2])} nats/image\n"
                         f"(mean ± s.e. over {images_seen};\n{number})", run.model, run.guide))  # 2 lines: the width
     return plots.plot_compare(entries, images, test.labels, output, dataset.class_names,
                               samples=n if kind == "compare" else 0, seed=seed)
