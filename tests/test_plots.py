@@ -611,3 +611,20 @@ def test_an_attribute_file_that_is_not_one_label_per_image_is_refused(run_2d, tm
     err = capsys.readouterr().err
     assert "must hold one 0 or 1 per test image, as one column or row of numbers" in err and "Traceback" not in err
     assert not (tmp_path / "a.png").exists()
+
+
+def test_the_latent_figure_names_the_images_it_is_given(tmp_path, monkeypatch):
+    """plot_latent titled any images "Latent codes of N test images" (a Python user's training or
+    own images included); it now says "images", or what the caller names them (the CLI: test images)."""
+    from pyro_vae import plots
+
+    torch.manual_seed(0)
+    _, guide = build_vae(ModelConfig(latent_dim=2, hidden_dims=[8]), (1, 4, 4))
+    x = torch.bernoulli(torch.full((12, 1, 4, 4), 0.3))
+    titles = []
+    set_title = plots.matplotlib.axes.Axes.set_title
+    monkeypatch.setattr(plots.matplotlib.axes.Axes, "set_title",
+                        lambda ax, label, *a, **k: (titles.append(label), set_title(ax, label, *a, **k))[1])
+    plots.plot_latent(guide, x, None, tmp_path / "a.png")
+    plots.plot_latent(guide, x, None, tmp_path / "b.png", what="training images")
+    assert titles == ["Latent codes of 12 images", "Latent codes of 12 training images"]

@@ -578,9 +578,10 @@ def plot_compare(entries: list[tuple[str, object, object]], images: torch.Tensor
 
 @_drawn_in_evaluation_mode
 def plot_latent(guide, images: torch.Tensor, labels: torch.Tensor | None, path: Path,
-                class_names: tuple[str, ...] = ()) -> Path:
-    """Test-set codes (encoder means) coloured by class: the codes themselves for a 2-D
-    latent, their first two principal components otherwise."""
+                class_names: tuple[str, ...] = (), what: str = "images") -> Path:
+    """The codes (encoder means) of ``images`` coloured by class: the codes themselves for a 2-D
+    latent, their first two principal components otherwise. ``what`` names the images in the
+    title ("Latent codes of 500 test images" with ``what="test images"``)."""
     check_images(images)
     check_drawn_by("latent", guide)
     check_same_length("labels", labels, "images", len(images))
@@ -594,7 +595,7 @@ def plot_latent(guide, images: torch.Tensor, labels: torch.Tensor | None, path: 
     ax.set_xlabel(f"{axis}1" if axis == "z" else f"{axis}1")
     ax.set_ylabel(f"{axis}2" if axis == "z" else f"{axis}2")
     how = "" if codes.shape[1] == 2 else f" (PCA of {codes.shape[1]} dimensions)"
-    ax.set_title(f"Latent codes of {len(codes)} test images{how}")
+    ax.set_title(f"Latent codes of {len(codes)} {what}{how}")
     return _save(fig, path)
 
 

@@ -1502,7 +1502,7 @@ def figure_from_run(run: Run, kind: str, output: Path, n: int = 64, limit: int |
         return plots.plot_style_transfer(label_generator(run), shown.images, shown.labels, output,
                                          dataset.class_names)
     if kind == "latent":
-        return plots.plot_latent(run.guide, test.images, test.labels, output, dataset.class_names)
+        return plots.plot_latent(run.guide, test.images, test.labels, output, dataset.class_names, "test images")
     if kind == "prior-check":
         return plots.plot_prior_check(run.guide, test.images, output,
                                       prior=getattr(run.model, "latent_prior", None))
