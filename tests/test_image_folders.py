@@ -280,6 +280,29 @@ def test_colour_vae_trains_from_the_cli_and_the_red_vector_reddens(tmp_path, cap
     assert "no attribute or class 'Smiling' (its attributes: Red, Green, Blue, Left, Square)" in capsys.readouterr().err
 
 
+def test_interpolating_from_a_training_image_of_a_dynamically_binarized_run_draws_it_binary(tmp_path, capsys,
+                                                                                            monkeypatch):
+    """--image-a may name a training image, whose grey levels a dynamically binarized Bernoulli run
+    never reads (each epoch draws them afresh): it is drawn once with a fixed seed, as the validation
+    and test images are, so the figures' support check (that of fit) lets it through as 0/1 pixels."""
+    from pyro_vae import plots
+
+    class_folder(tmp_path / "data", n=60)
+    run_dir = tmp_path / "run"
+    assert main(["train", "--dataset", "image-folder", "--data-dir", str(tmp_path / "data"), "--image-size", "8",
+                 "--binarize", "dynamic", "--likelihood", "bernoulli", "--latent-dim", "2", "--hidden-dims", "16",
+                 "--epochs", "1", "--figures", "false", "--run-dir", str(run_dir)]) == 0
+    data = load_dataset("image-folder", str(tmp_path / "data"), folder=FolderOptions(size=8), binarize="dynamic")
+    drawn = []
+    interpolate = plots.plot_interpolation
+    monkeypatch.setattr(plots, "plot_interpolation", lambda model, guide, x_a, x_b, *a, **k: (
+        drawn.extend([x_a, x_b]), interpolate(model, guide, x_a, x_b, *a, **k))[1])
+    capsys.readouterr()
+    assert main(["plot", str(run_dir), "--kind", "interpolate", "--image-a", data.train.names[0], "--image-b",
+                 data.test.names[0], "-o", str(tmp_path / "i.png")]) == 0, capsys.readouterr().err
+    assert all(((x == 0) | (x == 1)).all() for x in drawn) and (tmp_path / "i.png").is_file()
+
+
 def test_empty_or_tiny_folders_are_refused(tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "notes.txt").write_text("no images here")

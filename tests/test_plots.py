@@ -447,7 +447,8 @@ def test_the_interpolation_names_its_two_images(run_2d, tmp_path, monkeypatch):
     assert titles == [("Interpolation between test image 3 and test image 5 (codes = encoder means)",
                        "t from 0 (test image 3) to 1 (test image 5)")]
     model, guide = build_vae(ModelConfig(latent_dim=2, hidden_dims=[8]), (1, 28, 28))
-    plots.plot_interpolation(model, guide, torch.rand(1, 28, 28), torch.rand(1, 28, 28), tmp_path / "j.png",
+    plots.plot_interpolation(model, guide, torch.bernoulli(torch.rand(1, 28, 28)), torch.bernoulli(torch.rand(1, 28, 28)),
+                             tmp_path / "j.png",
                              names=("000001.jpg", "000002.jpg"))
     assert titles[-1][0] == "Interpolation between 000001.jpg and 000002.jpg (codes = encoder means)"
 
@@ -512,7 +513,7 @@ def test_a_conditional_models_labels_missing_short_or_out_of_range_get_a_sentenc
     model, guide = build_vae(ModelConfig(model="cvae", latent_dim=2, hidden_dims=[8]), (1, 28, 28), num_classes=10)
     generator = label_model(model, guide)
     out = tmp_path / "x.png"
-    x = torch.rand(4, 1, 28, 28)
+    x = torch.bernoulli(torch.rand(4, 1, 28, 28))  # 0/1 pixels, as the Bernoulli likelihood reads
     long = dict(dtype=torch.long)
     for call, message in (
             (lambda: plots.plot_samples(model, out, n=4, label=12), "label must be a class number from 0 to 9, not 12"),
@@ -628,3 +629,25 @@ def test_the_latent_figure_names_the_images_it_is_given(tmp_path, monkeypatch):
     plots.plot_latent(guide, x, None, tmp_path / "a.png")
     plots.plot_latent(guide, x, None, tmp_path / "b.png", what="training images")
     assert titles == ["Latent codes of 12 images", "Latent codes of 12 training images"]
+
+
+def test_figures_of_a_bernoulli_model_refuse_grey_level_images_as_fit_does(tmp_path):
+    """plot_reconstructions (and plot_interpolation) drew grey-level images through a Bernoulli
+    model without a word, where fit and importance_log_likelihood refuse them: they now refuse them
+    with the same sentence, before anything is drawn."""
+    from pyro_vae import plots
+    from pyro_vae.errors import DataError
+
+    torch.manual_seed(0)
+    model, guide = build_vae(ModelConfig(latent_dim=2, hidden_dims=[8]), (1, 4, 4))
+    grey = torch.rand(6, 1, 4, 4)
+    out = tmp_path / "figure.png"
+    says = r"^the tensor of images has grey-level pixels but the Bernoulli likelihood needs 0/1 pixels; binarize them"
+    with pytest.raises(DataError, match=says):
+        plots.plot_reconstructions(model, guide, grey, out)
+    with pytest.raises(DataError, match="^the tensor of two images has grey-level pixels"):
+        plots.plot_interpolation(model, guide, grey[0], grey[1], out)
+    assert not out.exists()
+    assert plots.plot_reconstructions(model, guide, torch.bernoulli(grey), out) == out
+    gaussian, encoder = build_vae(ModelConfig(latent_dim=2, hidden_dims=[8], likelihood="gaussian"), (1, 4, 4))
+    assert plots.plot_reconstructions(gaussian, encoder, grey, out) == out  # grey levels are its support

@@ -69,7 +69,9 @@ def check_images_fit(model, guide, images: torch.Tensor, name: str = "images") -
     """:func:`check_images`, then that ``images`` are finite and of the shape, dtype and pairing
     the model and guide read (:func:`~pyro_vae.inference.loglik.check_examples_fit_programs`):
     one sentence where torch said "mat1 and mat2 shapes cannot be multiplied", and NaN pixels
-    are refused rather than drawn."""
+    are refused rather than drawn; and in the support of the model's likelihood, as ``fit`` and
+    ``importance_log_likelihood`` check it (grey levels drawn through a Bernoulli model were
+    encoded as inputs it never reads)."""
     from pyro_vae.errors import DataError
     from pyro_vae.inference.loglik import check_examples_fit_programs
 
@@ -77,6 +79,9 @@ def check_images_fit(model, guide, images: torch.Tensor, name: str = "images") -
     if images.is_floating_point() and not torch.isfinite(images).all():
         raise DataError(f"the {name} contain NaN or infinite values; clean or drop those images.")
     check_examples_fit_programs(model, guide, images, f"the {name}")
+    likelihood = getattr(model, "likelihood", None)
+    if likelihood is not None and hasattr(likelihood, "check_support"):
+        likelihood.check_support(images, f"the tensor of {name}")  # a singular subject: "... has grey-level pixels"
 
 
 def check_same_length(what: str, values, images_name: str, n: int) -> None:

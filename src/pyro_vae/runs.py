@@ -1302,14 +1302,22 @@ def _attribute_mask(dataset: ImageDataset, split, attribute: str, attribute_file
 
 
 def _image_by_name(dataset: ImageDataset, name: str) -> torch.Tensor:
-    """The image whose file name (relative to the folder, or just its base name) is ``name``."""
+    """The image whose file name (relative to the folder, or just its base name) is ``name``; a
+    training image of a dynamically binarized data set drawn once with a fixed seed, as the
+    validation and test images are (its grey levels are no input a Bernoulli model reads)."""
     found = [(split_name, i, file_name) for split_name in ("test", "valid", "train")
              for i, file_name in enumerate(dataset.split(split_name).names)
              if file_name == name or Path(file_name).name == name]
     exact = [hit for hit in found if hit[2] == name]
     if len(exact) == 1 or len(found) == 1:
         split_name, i, _ = (exact or found)[0]
-        return dataset.split(split_name).images[i]
+        image = dataset.split(split_name).images[i]
+        if split_name == "train" and dataset.binarize == "dynamic":
+            from pyro_vae.data.datasets import TRAIN_EVAL_BINARIZATION_SEED, binarize_batch
+
+            seeded = torch.Generator().manual_seed(TRAIN_EVAL_BINARIZATION_SEED + i)
+            image = binarize_batch(image.cpu(), seeded).to(image.device)
+        return image
     if found:  # class sub-folders often reuse file names (cat/1.jpg, dog/1.jpg): the first was taken
         raise PyroVAEError(f"'{name}' names {len(found)} images ({', '.join(hit[2] for hit in found[:3])}"
                            f"{', ...' if len(found) > 3 else ''}); give the one you mean by its path in the folder.")
