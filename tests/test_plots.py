@@ -264,6 +264,36 @@ def test_figures_leave_a_model_in_training_mode_as_it_was_and_build_no_graph(tmp
     assert all(torch.equal(state[key], after[key]) for key in state)  # running statistics untouched
 
 
+def test_figures_and_fidelity_of_a_label_model_in_training_mode_draw_in_evaluation_mode(tmp_path):
+    """plot_style_transfer (and plot_samples of a LabelModel, and the label-fidelity measurements)
+    read the model through a LabelModel's closures, which the figures' evaluation mode did not
+    see: a conditional model left in training mode drew with batch statistics and moved its
+    batch-norm running statistics. They now draw in evaluation mode without autograd and hand
+    the model and guide back as they came."""
+    from pyro_vae.inference.fidelity import encode_all, label_model, prior_fidelity, style_grid_fidelity
+    from pyro_vae.plots import plot_samples, plot_style_transfer
+
+    model, guide = build_vae(ModelConfig(model="cvae", latent_dim=2, network="conv", conv_channels=[4],
+                                         hidden_dims=[8], batch_norm=True), (1, 8, 8), num_classes=3)
+    x = torch.bernoulli(torch.full((6, 1, 8, 8), 0.3), generator=torch.Generator().manual_seed(0))
+    y = torch.arange(6) % 3
+    state = {key: value.clone() for key, value in [*model.state_dict().items(), *guide.state_dict().items()]}
+    seen = []  # (training, grad enabled) at every call of the decoder and encoder
+    for module in (model.decoder, guide.encoder):
+        module.register_forward_hook(lambda m, args, out: seen.append((m.training, torch.is_grad_enabled())))
+    generator = label_model(model, guide)
+    plot_style_transfer(generator, x, y, tmp_path / "style.png")
+    plot_samples(generator, tmp_path / "s.png", n=3)
+    judge = lambda images: torch.zeros(len(images), dtype=torch.long)  # noqa: E731
+    style_grid_fidelity(generator, judge, x, y)
+    prior_fidelity(generator, judge, per_class=2)
+    encode_all(generator, x, y)
+    assert seen and set(seen) == {(False, False)}
+    assert all(m.training for m in [*model.modules(), *guide.modules()])
+    after = dict([*model.state_dict().items(), *guide.state_dict().items()])
+    assert all(torch.equal(state[key], after[key]) for key in state)  # running statistics untouched
+
+
 def test_the_style_figure_of_a_model_without_a_label_names_every_model_with_one(run_2d, tmp_path, capsys):
     """It said "train with --model cvae" although M2 and the ADGM draw the style grid too."""
     out = tmp_path / "style.png"

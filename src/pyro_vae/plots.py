@@ -35,7 +35,8 @@ INACTIVE_KL = 0.01
 
 
 def _drawn_in_evaluation_mode(function):
-    """Draw with every ``torch.nn.Module`` among the arguments (and in ``entries``' tuples) in
+    """Draw with every ``torch.nn.Module`` among the arguments (in ``entries``' tuples, and those a
+    :class:`~pyro_vae.inference.fidelity.LabelModel` argument reads) in
     evaluation mode and without autograd, each handed back in the mode it came in: a model left
     in training mode (a loop of one's own never calls ``.eval()``) decoded its figures with
     batch statistics and moved its batch-norm running statistics, so drawing changed the model
@@ -44,9 +45,12 @@ def _drawn_in_evaluation_mode(function):
     def wrapper(*args, **kwargs):
         from pyro_vae.inference.programs import evaluation_mode
 
+        from pyro_vae.inference.fidelity import LabelModel
+
         values = [*args, *kwargs.values()]
         values += [item for value in values if isinstance(value, (list, tuple))
                    for entry in value if isinstance(entry, (list, tuple)) for item in entry]
+        values += [module for value in values if isinstance(value, LabelModel) for module in value.modules]
         with torch.no_grad(), evaluation_mode(*(value for value in values if isinstance(value, torch.nn.Module))):
             return function(*args, **kwargs)
     return wrapper
@@ -321,7 +325,7 @@ def plot_samples(model, path: Path, n: int | None = None, device="cpu", title: s
     return _save(fig, path)
 
 
-@torch.no_grad()
+@_drawn_in_evaluation_mode
 def plot_style_transfer(generator, images: torch.Tensor, labels: torch.Tensor, path: Path,
                         class_names: tuple[str, ...] = ()) -> Path:
     """A labelled generator's style grid: the top row holds test images; below, one row per

@@ -139,4 +139,5 @@ def stacked_label_model(m1_model, m1_guide, scaler: CodeScaler, model, guide):
         return m1_model.decode_mean(scaler.invert(code))
 
     return LabelModel(decode=decode, encode_style=lambda x, y: guide.encode(codes_of(x), y)[0],
-                      sample_prior=model.sample_prior, num_classes=model.num_classes)
+                      sample_prior=model.sample_prior, num_classes=model.num_classes,
+                      modules=(m1_model, m1_guide, model, guide))

@@ -51,12 +51,16 @@ class LabelModel:
     """What the fidelity needs of a labelled generator: ``decode(z, y)`` gives mean images
     ``[N, C, H, W]`` for codes ``[N, L]`` and labels ``[N]``; ``encode_style(x, y)`` the code
     ``[N, L]`` (posterior mean) of images with their labels; ``sample_prior(y)`` one code
-    z ~ p(z | y) per label, drawn from torch's global generator (seeded by the caller)."""
+    z ~ p(z | y) per label, drawn from torch's global generator (seeded by the caller).
+    ``modules``: the ``torch.nn.Module``s the three read, which the fidelity and the figures
+    put in evaluation mode while they draw (:func:`~pyro_vae.inference.programs.evaluation_mode`)
+    and hand back in the modes they came in."""
 
     decode: Decode
     encode_style: EncodeStyle
     sample_prior: SamplePrior
     num_classes: int
+    modules: tuple = ()
 
     def decode_mean(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """``decode(z, y)`` under the name a conditional model gives it, so the figures that draw a
@@ -67,7 +71,22 @@ class LabelModel:
 def label_model(model, guide) -> LabelModel:
     """The :class:`LabelModel` of a CVAE or M2 (model, guide) pair."""
     return LabelModel(decode=model.decode_mean, encode_style=lambda x, y: guide.encode(x, y)[0],
-                      sample_prior=model.sample_prior, num_classes=model.num_classes)
+                      sample_prior=model.sample_prior, num_classes=model.num_classes, modules=(model, guide))
+
+
+def _in_evaluation_mode(function: Callable) -> Callable:
+    """Run ``function(generator, ...)`` with the generator's modules in evaluation mode: a model
+    left in training mode decoded and encoded with batch statistics (a cell's class then depended
+    on the others in its batch) and moved its batch-norm running statistics."""
+    import functools
+
+    @functools.wraps(function)
+    def wrapper(generator: LabelModel, *args, **kwargs):
+        from pyro_vae.inference.programs import evaluation_mode
+
+        with evaluation_mode(*generator.modules):
+            return function(generator, *args, **kwargs)
+    return wrapper
 
 
 @dataclass
@@ -118,6 +137,7 @@ def _judge_decoded(decode: Decode, classify: Classify, codes: torch.Tensor, labe
 
 
 @torch.no_grad()
+@_in_evaluation_mode
 def prior_fidelity(generator: LabelModel, classify: Classify, per_class: int = 100, seed: int = 0,
                    device: torch.device | str = "cpu", batch_size: int = 1000) -> Fidelity:
     """Fidelity of ``per_class`` codes z ~ p(z | y) for each label y, decoded with y
@@ -131,6 +151,7 @@ def prior_fidelity(generator: LabelModel, classify: Classify, per_class: int = 1
 
 
 @torch.no_grad()
+@_in_evaluation_mode
 def style_grid_fidelity(generator: LabelModel, classify: Classify, images: torch.Tensor, labels: torch.Tensor,
                         batch_size: int = 1000) -> tuple[Fidelity, Proportion]:
     """Fidelity of the style grid: the codes z = encode_style(x, own label) of ``images``
@@ -194,6 +215,7 @@ def linear_probe(z_train: torch.Tensor, y_train: torch.Tensor, z_test: torch.Ten
 
 
 @torch.no_grad()
+@_in_evaluation_mode
 def encode_all(generator: LabelModel, images, labels: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """The codes ``[N, L]`` of ``images`` (a tensor or byte images) with their labels."""
     return torch.cat([generator.encode_style(images[i:i + batch_size], labels[i:i + batch_size])
