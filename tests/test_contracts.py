@@ -369,3 +369,44 @@ def test_load_dataset_refuses_a_binarization_or_limit_it_would_misread(idx_dir, 
 
     with pytest.raises(DataError, match=message):
         load_dataset("idx", str(idx_dir), **options)
+
+
+def test_numpy_integers_are_counts_wherever_the_library_takes_one(idx_dir, tmp_path):
+    """load_dataset(..., train_limit=np.int64(500)) was refused as "not a count", as were a NumPy
+    k or batch_size of importance_log_likelihood, make_objective's k, the figures' n and steps,
+    FolderOptions' size and build_vae's image_shape; a Config field set to one passed validate and
+    then failed writing config.toml ("Object of type 'int64' is not TOML serializable"). Each now
+    takes it as the Python int it is (and still refuses True, 4.0 or 4.5)."""
+    import numpy as np
+
+    from pyro_vae import plots
+    from pyro_vae.build import build_vae
+    from pyro_vae.config import Config, ModelConfig
+    from pyro_vae.data.datasets import FolderOptions
+    from pyro_vae.errors import ConfigError
+    from pyro_vae.inference.loglik import importance_log_likelihood
+
+    data = load_dataset("idx", str(idx_dir), binarize="threshold", train_limit=np.int64(500))
+    assert len(data.train) == 500 and len(next(iter(data.batches("train", batch_size=np.int32(100))))) == 100
+    with pytest.raises(DataError, match="train_limit must be 0 .* not True"):
+        load_dataset("idx", str(idx_dir), train_limit=True)
+    assert FolderOptions(size=np.int64(8), workers=np.int64(0)).check().size == 8
+    model, guide = build_vae(ModelConfig(latent_dim=np.int64(2), hidden_dims=[np.int64(8)]),
+                             tuple(np.array([1, 28, 28])))
+    x = data.test.images[:4]
+    pyro.set_rng_seed(0)
+    given = importance_log_likelihood(model, guide, x, k=np.int64(3), batch_size=np.int64(2), k_chunk=np.int64(3),
+                                      max_plate_nesting=np.int64(1))
+    pyro.set_rng_seed(0)
+    python = importance_log_likelihood(model, guide, x, k=3, batch_size=2, k_chunk=3, max_plate_nesting=1)
+    assert type(given.k) is int and torch.equal(given.log_likelihood, python.log_likelihood)
+    for bad in (True, 4.0, 4.5):
+        with pytest.raises(ConfigError, match=r"K \(--k\) must be a whole number"):
+            importance_log_likelihood(model, guide, x, k=bad)
+    assert make_objective("iwae", k=np.int64(3)).k == 3
+    assert plots.plot_samples(model, tmp_path / "s.png", n=np.int64(4)).is_file()
+    assert plots.plot_interpolation(model, guide, x[0], x[1], tmp_path / "i.png", steps=np.int64(3)).is_file()
+    config = Config()
+    config.model.latent_dim, config.train.epochs, config.data.train_limit = np.int64(4), np.int64(3), np.int64(500)
+    text = config.validate().dumps()
+    assert "latent_dim = 4" in text and "epochs = 3" in text and "train_limit = 500" in text

@@ -9,6 +9,7 @@ import torch
 
 from pyro_vae import nn as vae_nn
 from pyro_vae.config import ModelConfig
+from pyro_vae.counts import is_whole_number
 from pyro_vae.errors import ConfigError
 from pyro_vae.guides import (ADGMGuide, ConditionalNormalGuide, DiagonalNormalGuide, M2Guide, PointMassGuide,
                               TwoLayerGuide)
@@ -88,10 +89,11 @@ def build_vae(config: ModelConfig, image_shape: tuple[int, int, int], num_classe
             raise ConfigError(f"num_classes={num_classes} has no effect with model '{config.model}', which has no "
                               "label; leave it out, or build a label model (cvae, m2, adgm).")
     shape = tuple(image_shape) if isinstance(image_shape, (tuple, list, torch.Size)) else ()
-    if len(shape) != 3 or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape):
+    if len(shape) != 3 or not all(is_whole_number(n) and n > 0 for n in shape):
         # (28, 28) failed as "not enough values to unpack (expected 3, got 2)"
         raise ConfigError(f"image_shape must be (C, H, W), three positive whole numbers (channels, height, width), "
                           f"e.g. (1, 28, 28) or a data set's .image_shape, not {image_shape!r}.")
+    image_shape = tuple(map(int, shape))  # NumPy integers as Python's
     if config.model == "m1m2":
         config = dataclasses.replace(config, model="m2", likelihood="gaussian-learned-per-pixel", likelihood_scale=1.0)
     if config.model == "adgm":

@@ -72,6 +72,7 @@ class DataConfig:
     labels: int = 0
 
     def validate(self) -> None:
+        check_field_types(self)  # set in Python: a NumPy integer became Python's, as config.toml writes only those
         _choice("dataset", self.dataset, DATASETS)
         _choice("binarize", self.binarize, BINARIZATIONS)
         _at_least("train_limit", self.train_limit, 0)
@@ -284,6 +285,7 @@ class TrainConfig:
     init_from: str = ""
 
     def validate(self) -> None:
+        check_field_types(self)  # set in Python: a NumPy integer became Python's, as config.toml writes only those
         _between("epochs", self.epochs, 1, 10**6)
         _between("batch_size", self.batch_size, 1, 10**6)
         _positive("learning_rate", self.learning_rate)
@@ -778,6 +780,10 @@ def check_field_types(obj) -> None:
             value = getattr(obj, name)
             if not valid(value):
                 raise ConfigError(f"{name} must be {expected}, not {value!r}.")
+            if kind is int and type(value) is not int:  # a NumPy integer as Python's (config.toml writes it)
+                setattr(obj, name, int(value))
+            elif kind is list and any(type(item) is not int for item in value):
+                setattr(obj, name, type(value)(int(item) for item in value))
 
 
 def coerce(name: str, value: Any, kind: type, source: str) -> Any:

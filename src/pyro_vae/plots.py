@@ -59,7 +59,9 @@ def _drawn_in_evaluation_mode(function):
 def check_count(name: str, value, least: int = 1) -> None:
     """A ValueError naming ``name`` unless ``value`` is a whole number of at least ``least``
     (a count of images, steps or columns: 0 divided by zero or drew an empty figure)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+    from pyro_vae.counts import is_whole_number
+
+    if not is_whole_number(value) or value < least:
         raise ValueError(f"{name} must be a whole number of at least {least}, not {value!r}.")
 
 

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pyro_vae.counts import is_whole_number
 from pyro_vae.data.folders import MODES, ByteImages, decoded_images, scan_image_folder
 from pyro_vae.data.readers import read_amat, read_idx
 from pyro_vae.data.sources import BINARIZED_MNIST, FASHION_MNIST, MNIST, DataSource, check_data_dir, locate
@@ -224,7 +225,7 @@ class ImageDataset:
         that is not a whole number of at least 1 is refused when called (a negative one gave no
         batch at all, so a loop over them trained nothing without a word)."""
         images = self.split(split).images
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        if not is_whole_number(batch_size) or batch_size < 1:
             raise DataError(f"batch_size must be a whole number of at least 1, not {batch_size!r}.")
         return self._batches(images, split, int(batch_size), shuffle, generator)
 
@@ -379,10 +380,11 @@ class FolderOptions:
         """Refuse what the CLI's --image-size, --image-mode and --workers refuse (a :class:`DataError`)."""
         if self.mode not in MODES:  # "gray", "RGB" ended in a KeyError from every image
             raise DataError(f"FolderOptions mode {self.mode!r} is not one of {', '.join(map(repr, MODES))}.")
-        if isinstance(self.size, bool) or not isinstance(self.size, int) or not 4 <= self.size <= 1024:
+        if not is_whole_number(self.size) or not 4 <= self.size <= 1024:
             raise DataError(f"FolderOptions size must be a whole number of pixels from 4 to 1024, not {self.size!r}.")
-        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0:
+        if not is_whole_number(self.workers) or self.workers < 0:
             raise DataError(f"FolderOptions workers must be 0 (decode in this process) or more, not {self.workers!r}.")
+        self.size, self.workers = int(self.size), int(self.workers)  # NumPy integers as Python's
         return self
 
 
@@ -418,8 +420,9 @@ def load_dataset(name: str, data_dir: str = "", binarize: str = "none", seed: in
         raise DataError(f"seed={seed!r} has no effect with binarize={binarize!r} (it draws binarize='static''s one "
                         "fixed binarization; a dynamic one is drawn from the training seed, fit's seed=); drop it.")
     # A negative one would drop images from the end; True would be read as 1.
-    if not isinstance(train_limit, int) or isinstance(train_limit, bool) or train_limit < 0:
+    if not is_whole_number(train_limit) or train_limit < 0:
         raise DataError(f"train_limit must be 0 (all the training images) or a positive count, not {train_limit!r}.")
+    train_limit = int(train_limit)  # a NumPy integer as Python's
     if name == "binarized-mnist" and binarize != "none":  # as the CLI refuses --binarize there
         raise DataError(f"binarize={binarize!r} has no effect on binarized-mnist, whose pixels are 0/1 already (a "
                         "fixed draw); give binarize='none'.")

@@ -26,6 +26,7 @@ from typing import Callable
 
 import torch
 
+from pyro_vae.counts import is_whole_number
 from pyro_vae.distributions import FullPlate
 from pyro_vae.errors import ConfigError, DataError
 from pyro_vae.inference.programs import evaluation_mode, in_eval_mode
@@ -195,10 +196,10 @@ def _check_input(model, guide, x, k: int, batch_size: int | None = None, k_chunk
     if not getattr(model, "has_marginal_likelihood", True):
         raise ConfigError("a plain autoencoder has no prior p(z) and so no log p(x) to estimate; compare its "
                           "reconstruction log p(x | code) instead, or train a VAE for a held-out likelihood.")
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+    if not is_whole_number(k) or k < 1:
         raise ConfigError(f"K (--k) must be a whole number of at least 1, not {k!r}.")
     for option, size in (("batch_size", batch_size), ("k_chunk", k_chunk)):  # 0 was range()'s "arg 3 must not be zero"
-        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+        if size is not None and (not is_whole_number(size) or size < 1):
             raise ConfigError(f"{option} must be a whole number of at least 1, or None for the chunk that fits "
                               f"the memory budget, not {size!r}.")
     if not torch.is_tensor(x) or not x.is_floating_point():
@@ -264,11 +265,14 @@ def importance_log_likelihood(model: Callable, guide: Callable, x: torch.Tensor,
     and left in the mode each of their modules was in.
     """
     _check_input(model, guide, x, k, batch_size, k_chunk)
-    if isinstance(max_plate_nesting, bool) or not isinstance(max_plate_nesting, int) or max_plate_nesting < 1:
+    if not is_whole_number(max_plate_nesting) or max_plate_nesting < 1:
         # 0 collided with the data plate ("Shape mismatch inside plate('importance_samples')"), -1 and 1.5 failed
         # with "Expected dim < 0 to index from the right" and "list indices must be integers"
         raise ConfigError(f"max_plate_nesting must be a whole number of at least 1 (the data plate and the plates "
                           f"nested inside it), not {max_plate_nesting!r}.")
+    # NumPy integers as Python's (recorded in the estimate, and written to JSON)
+    k, max_plate_nesting = int(k), int(max_plate_nesting)
+    batch_size, k_chunk = (None if size is None else int(size) for size in (batch_size, k_chunk))
     _check_labels(model, x, kwargs)
     # A likelihood that reads P maps per channel (256 for a categorical) makes the decoder's
     # output P times as large, so a chunk holds P times fewer example-samples.

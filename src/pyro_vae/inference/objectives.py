@@ -33,6 +33,7 @@ from pyro.poutine.messenger import Messenger
 from torch.distributions import kl_divergence
 
 from pyro_vae.distributions import FullPlate
+from pyro_vae.counts import is_whole_number
 from pyro_vae.errors import ConfigError
 from pyro_vae.inference.randomness import random_state_kept
 from pyro_vae.inference.weights import (MAX_PLATE_NESTING, guide_and_model_sites, log_importance_weights,
@@ -61,8 +62,9 @@ def make_objective(name: str, num_particles: int | None = None, k: int | None = 
                          "several draws, or use 'iwae' for the importance-weighted bound with K draws.")
     num_particles, k = 1 if num_particles is None else num_particles, 5 if k is None else k
     for option, count in (("num_particles", num_particles), ("k", k)):  # 0 failed in the first loss as
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:  # "size cannot be zero"
+        if not is_whole_number(count) or count < 1:  # "size cannot be zero"
             raise ValueError(f"{option} must be a whole number of at least 1, not {count!r}.")
+    num_particles, k = int(num_particles), int(k)  # NumPy integers as Python's
     if implementation == "fast" and name in ("elbo", "analytic-kl"):
         return ReparamELBO(num_particles, analytic_kl=name == "analytic-kl", max_plate_nesting=max_plate_nesting)
     if name == "elbo":
