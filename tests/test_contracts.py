@@ -283,9 +283,29 @@ def test_a_code_scaler_survives_its_dict_form():
     again = CodeScaler.from_dict(scaler.to_dict())
     assert torch.equal(again.active, torch.tensor([True, False, True, True]))
     assert torch.equal(again(means), scaler(means)) and torch.equal(again.invert(scaler(means)), scaler.invert(scaler(means)))
-    # invert undoes the standardisation on the active units and leaves the others at 0
+    # invert undoes the standardisation on the active units and leaves the others at their training mean (here 0)
     back = scaler.invert(scaler(means))
     assert torch.allclose(back[:, scaler.active], means[:, scaler.active], atol=1e-5) and (back[:, 1] == 0).all()
+
+
+def test_a_code_scaler_inverts_an_inactive_unit_to_its_training_mean():
+    """CodeScaler.invert said it put M1's inactive units "at their training mean" but set them to 0:
+    a unit whose posterior mean sits at 0.8 for every image was decoded at 0, a code M1's decoder
+    never read. It now puts them at their training means (kept in m1_codes.json); a scaler saved
+    before they were kept still inverts them to 0."""
+    from pyro_vae.inference.codes import CodeScaler
+
+    g = torch.Generator().manual_seed(0)
+    means = torch.randn(50, 3, generator=g)
+    means[:, 1] = 0.8 + 0.01 * torch.randn(50, generator=g)  # inactive: Var_x E[z_1 | x] ~ 1e-4
+    scaler = CodeScaler.fit(means)
+    assert torch.equal(scaler.active, torch.tensor([True, False, True]))
+    back = scaler.invert(scaler(means))
+    assert torch.allclose(back[:, 1], means[:, 1].mean().expand(50)) and abs(back[0, 1].item() - 0.8) < 0.01
+    again = CodeScaler.from_dict(scaler.to_dict())
+    assert torch.equal(again.invert(scaler(means)), back)
+    old = {key: value for key, value in scaler.to_dict().items() if key != "inactive_mean"}
+    assert (CodeScaler.from_dict(old).invert(scaler(means))[:, 1] == 0).all()
 
 
 @pytest.mark.parametrize("code,start", [("ENOSPC", "no space left"), ("EDQUOT", "no space left"),

@@ -1197,8 +1197,7 @@ def label_generator(run: Run):
                         f"here; run the command from where the run was trained, or put the M1 run back.")
     check_m1_unchanged(run.run_dir, m1_dir)
     m1 = open_run(m1_dir, device=str(run.device))
-    scaler = CodeScaler.from_dict(record)
-    scaler = CodeScaler(scaler.active.to(run.device), scaler.mean.to(run.device), scaler.std.to(run.device))
+    scaler = CodeScaler.from_dict(record).to(run.device)
     return stacked_label_model(m1.model, m1.guide, scaler, run.model, run.guide)
 
 

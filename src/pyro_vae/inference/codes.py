@@ -60,11 +60,14 @@ def draw_codes(codes: torch.Tensor, scales: torch.Tensor, generator: torch.Gener
 @dataclass
 class CodeScaler:
     """Keeps the active units of a code and standardizes them: c = (m[active] - mean) / std,
-    with ``mean`` and ``std`` ``[D]`` over the training codes and ``active`` ``[L]`` bool."""
+    with ``mean`` and ``std`` ``[D]`` over the training codes and ``active`` ``[L]`` bool.
+    ``inactive_mean`` ``[L - D]``: the inactive units' training means, where :meth:`invert`
+    puts them (None, as in scalers saved before it was kept: 0)."""
 
     active: torch.Tensor
     mean: torch.Tensor
     std: torch.Tensor
+    inactive_mean: torch.Tensor | None = None
 
     @classmethod
     def fit(cls, train_means: torch.Tensor, threshold: float = ACTIVITY_THRESHOLD) -> "CodeScaler":
@@ -74,7 +77,7 @@ class CodeScaler:
             raise ConfigError(f"the M1 run's encoder has no active unit (every Var_x E[z_j | x] <= {threshold}): "
                               "its codes carry nothing about the images; train M1 longer or with another seed.")
         kept = train_means[:, active]
-        return cls(active, kept.mean(0), kept.std(0))
+        return cls(active, kept.mean(0), kept.std(0), train_means[:, ~active].mean(0))
 
     def __call__(self, means: torch.Tensor) -> torch.Tensor:
         return (means[:, self.active] - self.mean) / self.std
@@ -85,18 +88,29 @@ class CodeScaler:
         return scales[:, self.active] / self.std
 
     def invert(self, codes: torch.Tensor) -> torch.Tensor:
-        """Standardized codes ``[..., D]`` -> M1 codes ``[..., L]`` (inactive units at their
-        training mean, which is about 0 = the prior's mean)."""
+        """Standardized codes ``[..., D]`` -> M1 codes ``[..., L]``, the inactive units at their
+        training means: the value M1's decoder saw them take, whatever the image (an inactive
+        unit's posterior mean hardly moves, Var_x E[z_j | x] below the threshold, but need not sit
+        at the prior's mean 0, and 0 would feed the decoder a code it never read)."""
         full = codes.new_zeros(codes.shape[:-1] + self.active.shape)
+        if self.inactive_mean is not None:
+            full[..., ~self.active] = self.inactive_mean.to(codes)
         full[..., self.active] = codes * self.std + self.mean
         return full
 
+    def to(self, device) -> "CodeScaler":
+        moved = None if self.inactive_mean is None else self.inactive_mean.to(device)
+        return CodeScaler(self.active.to(device), self.mean.to(device), self.std.to(device), moved)
+
     def to_dict(self) -> dict:
-        return {"active": self.active.tolist(), "mean": self.mean.tolist(), "std": self.std.tolist()}
+        inactive = {} if self.inactive_mean is None else {"inactive_mean": self.inactive_mean.tolist()}
+        return {"active": self.active.tolist(), "mean": self.mean.tolist(), "std": self.std.tolist(), **inactive}
 
     @classmethod
     def from_dict(cls, data: dict) -> "CodeScaler":
-        return cls(torch.tensor(data["active"]), torch.tensor(data["mean"]), torch.tensor(data["std"]))
+        inactive = data.get("inactive_mean")  # absent from the codes of runs trained before it was kept
+        return cls(torch.tensor(data["active"]), torch.tensor(data["mean"]), torch.tensor(data["std"]),
+                   None if inactive is None else torch.tensor(inactive))
 
 
 def code_dataset(guide, dataset: ImageDataset, threshold: float = ACTIVITY_THRESHOLD) -> tuple[ImageDataset, CodeScaler]:
