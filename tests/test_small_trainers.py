@@ -99,6 +99,33 @@ def test_m2_labelled_weight_counts_each_labelled_example_once_per_epoch():
     assert given.labelled_weight == 2.5 and given.objective.alpha == 7.0
 
 
+def test_m2s_short_last_batch_weighs_its_labelled_batch_down_alike():
+    """50 images in batches of 16 end with a batch of 2, which was paired with a labelled batch
+    at full weight: an epoch counted its labelled terms 4 x 16 / 50 = 1.28 times and that step was
+    no estimate of the objective (labelled over unlabelled 8 times too heavy). The labelled loss is
+    now weighted by len(x) / B on such a step, so an epoch counts each labelled example once."""
+    data = ImageDataset("m2-toy", _labelled_split(50, 1), _labelled_split(30, 2), _labelled_split(30, 3), binarize="none")
+    trainer, _ = _m2_trainer(data)
+    parameter = next(trainer.model.parameters())
+    calls = []
+
+    class Counting:  # each labelled image adds 1 to the loss, the unlabelled ones nothing
+        alpha = 5.0
+
+        def unlabelled(self, model, guide, x):
+            calls.append(len(x))
+            return parameter.sum() * 0
+
+        def labelled(self, model, guide, x, y):
+            return parameter.sum() * 0 + float(len(y))
+
+    trainer.objective = Counting()
+    bound = trainer.train_epoch()
+    assert calls == [16, 16, 16, 2]
+    # N_l = 6 labelled examples, each counted once over the epoch: minus 6 nats over the 50 images
+    assert bound == pytest.approx(-6 / 50, rel=1e-6)
+
+
 def test_an_m2_epoch_sees_every_image_once_and_labelled_pairs_from_the_label_set():
     data = _m2_data()
     trainer, spy = _m2_trainer(data)

@@ -124,7 +124,9 @@ class SemiSupervisedTrainer(Trainer):
     (N_l / B_l) / (N / B), so each step estimates, without bias and up to the constant
     B / N, the objective summed over the whole data set, where the N_l labelled examples
     count once each, as in Kingma et al.; 1 counts a labelled batch like an unlabelled one
-    (which over-weighs a few labels several hundred times). After each epoch the
+    (which over-weighs a few labels several hundred times). Either weight is multiplied by
+    b / B on a step whose unlabelled batch holds b < B images (the epoch's last, when B does
+    not divide N), so the per-image weights are the same on every step. After each epoch the
     classifier q(y | x) is scored on the validation split; the best model is the one with
     the best validation accuracy, and the test split is scored once, after training
     (:meth:`test_accuracy`), so nothing is chosen by it. With ``code_scales`` ``[N, ...]``
@@ -160,8 +162,12 @@ class SemiSupervisedTrainer(Trainer):
                 x = draw_codes(x, self.code_scales[rows], self.noise_generator)
                 x_labelled = draw_codes(x_labelled, self.code_scales[picked], self.noise_generator)
             self.optimizer.zero_grad(set_to_none=True)
+            # The epoch's last unlabelled batch may be short (N not a multiple of B): its labelled batch is
+            # weighted down alike, len(x) / B, so every step estimates the objective up to len(x) / N and an
+            # epoch's labelled terms add up to each labelled example once (a full weight over-counted them).
+            weight = self.labelled_weight * len(x) / size
             loss = (self.objective.unlabelled(self.model, self.guide, x)
-                    + self.labelled_weight * self.objective.labelled(self.model, self.guide, x_labelled, labels[picked]))
+                    + weight * self.objective.labelled(self.model, self.guide, x_labelled, labels[picked]))
             value = loss.item()
             if not math.isfinite(value):
                 raise TrainingError(f"the loss became {value} at step {self.state.step + 1}; lower --learning-rate "
