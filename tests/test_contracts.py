@@ -88,8 +88,9 @@ def test_global_batch_noise_is_drawn_in_the_latents_precision():
 
 
 def test_per_example_log_prob_sums_plates_inside_the_data_plate_and_broadcasts_global_sites():
-    normal = torch.distributions.Normal(torch.zeros(2, 5, 3), 1.0)  # [K, B, pixels]
-    got = per_example_log_prob({"fn": normal, "value": torch.zeros(2, 5, 3)}, max_plate_nesting=2)
+    # [K, pixels, B]: the data plate at dim -1 (Pyro's outermost), a plate nested in it at dim -2
+    normal = torch.distributions.Normal(torch.zeros(2, 3, 5), 1.0)
+    got = per_example_log_prob({"fn": normal, "value": torch.zeros(2, 3, 5)}, max_plate_nesting=2)
     assert got.shape == (2, 5) and torch.allclose(got, torch.full((2, 5), -1.5 * math.log(2 * math.pi)))
     scalar = torch.distributions.Normal(torch.tensor(0.0), 1.0)  # a site outside every plate
     got = per_example_log_prob({"fn": scalar, "value": torch.tensor(0.0)}, max_plate_nesting=1)

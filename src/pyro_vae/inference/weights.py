@@ -153,11 +153,15 @@ def _scaled_term(site: dict, max_plate_nesting: int, scaled: bool) -> torch.Tens
 
 
 def per_example_log_prob(site: dict, max_plate_nesting: int) -> torch.Tensor:
-    """A site's log-density with all plates but the sample and data plates summed out."""
+    """A site's log-density ``[K, B]`` with all plates but the sample and data plates summed out:
+    the sample plate at dim -(max_plate_nesting + 1), the data plate at dim -1 (the outermost
+    plate of the model, as Pyro allocates it), plates nested inside it at dims -2 .. -max_plate_nesting.
+    (The nested plates were taken to lie right of the data plate, so with max_plate_nesting=2 a
+    model's ``[K, 1, B]`` had its data dimension summed out: one value for the batch.)"""
     log_prob = site["fn"].log_prob(site["value"])
     while log_prob.dim() < 2:  # a site outside the data plate counts for every example
         log_prob = log_prob.unsqueeze(-1)
-    # Plates nested inside the data plate (dims 2 .. n) are summed out.
+    # Plates nested inside the data plate (dims 1 .. n - 2, between the sample and data dims) are summed out.
     if log_prob.dim() > 2:
-        log_prob = log_prob.sum(tuple(range(2, log_prob.dim())))
+        log_prob = log_prob.sum(tuple(range(1, log_prob.dim() - 1)))
     return log_prob
