@@ -215,8 +215,8 @@ def test_an_autoencoders_number_is_not_called_a_bound_on_log_p_x(tmp_path, drawn
     assert label == ("valid_elbo, nats per example (a lower bound on log p(x); an autoencoder's reconstruction term; "
                      f"{BINARY_MASS})")
     assert " ".join(drawn[0]._supxlabel.get_text().split()) == (
-        "Not comparable: valid_elbo of model=ae is an autoencoder's reconstruction log p(x | code): not a bound on "
-        "log p(x), unlike the others' bounds.")
+        "Not comparable: valid_elbo of model=ae, objective=reconstruction is an autoencoder's reconstruction "
+        "log p(x | code): not a bound on log p(x), unlike the others' bounds.")  # an ae trains its reconstruction term
     assert describe_metric(records[0].summary, "valid_elbo") == (
         "valid_elbo -60.0000 ± 0.5000 nats per example (an autoencoder's reconstruction log p(x | code): not a bound "
         "on log p(x))")
