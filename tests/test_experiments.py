@@ -85,6 +85,67 @@ def test_patience_stops_at_the_expected_epoch_and_resume_keeps_it_stopped(idx_di
     assert more["epochs"] == 10 and more["best_epoch"] == 10 and more["stopped_early"] is False
 
 
+def test_resume_refuses_a_patience_that_would_have_stopped_the_run_before_the_epochs_it_trained(
+        idx_dir, tmp_path, monkeypatch, capsys):
+    # Best at epoch 3, then 3 epochs without a better one: patience 3 stops the run after epoch 6.
+    # Patience 1 or 2 would have stopped it after epoch 4 or 5: given on resume, the run stopped at
+    # once and summary.json and config.toml said patience 1 stopped a run of 6 epochs, which it did not.
+    scripted_validation(monkeypatch, [-300.0, -290.0, -280.0, -285.0, -281.0, -282.0] + [-270.0] * 4)
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", "idx", "--data-dir", str(idx_dir), "--binarize", "dynamic", "--train-limit",
+                 "600", "--latent-dim", "2", "--hidden-dims", "16", "--batch-size", "200", "--epochs", "10",
+                 "--patience", "3", "--figures", "false", "--no-progress", "--run-dir", str(run)]) == 0
+    before = {name: (run / name).read_bytes() for name in ("summary.json", "config.toml", "metrics.csv", LAST, BEST)}
+    assert json.loads(before["summary.json"])["epochs"] == 6
+    capsys.readouterr()
+    for patience, stop in ((1, 4), (2, 5)):
+        assert main(["train", "--resume", str(run), "--patience", str(patience), "--no-progress"]) == 2
+        assert capsys.readouterr().err.strip() == (
+            f"pyro-vae: error: --patience {patience} would have stopped {run} after epoch {stop} (no better valid_elbo "
+            f"for {patience} epochs), but it trained 6 epochs, so its record would name a patience it did not train "
+            "with; give --patience 3 or more, or 0 (never stop early).")
+        assert {name: (run / name).read_bytes() for name in before} == before
+    # a patience that stops the run where it stopped, or later, is what it trained under: accepted
+    assert main(["train", "--resume", str(run), "--patience", "4", "--no-progress"]) == 0
+    assert json.loads((run / "summary.json").read_text())["epochs"] == 10
+
+
+def test_resume_refuses_a_patience_that_would_not_have_begun_the_epoch_the_run_stopped_inside(
+        idx_dir, tmp_path, monkeypatch, capsys):
+    # Best at epoch 3; stopped by SIGINT inside epoch 6 (3 steps an epoch). Patience 2 would have
+    # stopped the run after epoch 5, before the steps of epoch 6 its last checkpoint holds.
+    import os
+    import signal
+
+    scripted_validation(monkeypatch, [-300.0, -290.0, -280.0, -285.0, -281.0, -270.0, -260.0, -250.0, -240.0,
+                                      -230.0])
+    real = Trainer.global_noise
+
+    def global_noise(self, size):
+        if self.state.step == 16:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(self, size)
+
+    monkeypatch.setattr(Trainer, "global_noise", global_noise)
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", "idx", "--data-dir", str(idx_dir), "--binarize", "dynamic", "--train-limit",
+                 "600", "--latent-dim", "2", "--hidden-dims", "16", "--batch-size", "200", "--epochs", "10",
+                 "--figures", "false", "--no-progress", "--run-dir", str(run)]) == 128 + signal.SIGINT
+    stopped = load_checkpoint(run / LAST)
+    assert stopped["epoch"] == 5 and stopped["position"] is not None
+    monkeypatch.setattr(Trainer, "global_noise", real)
+    before = {name: (run / name).read_bytes() for name in ("config.toml", "metrics.csv", LAST, BEST)}
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--patience", "2", "--no-progress"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"pyro-vae: error: --patience 2 would have stopped {run} after epoch 5 (no better valid_elbo for 2 epochs), "
+        "but it trained 5 epochs and part of epoch 6, so its record would name a patience it did not train with; "
+        "give --patience 3 or more, or 0 (never stop early).")
+    assert {name: (run / name).read_bytes() for name in before} == before and not (run / "summary.json").exists()
+    assert main(["train", "--resume", str(run), "--patience", "3", "--no-progress"]) == 0
+    assert json.loads((run / "summary.json").read_text())["epochs"] == 10
+
+
 def test_without_patience_a_plateau_runs_every_epoch(idx_dir, tmp_path, monkeypatch):
     scripted_validation(monkeypatch, [-300.0, -300.0, -300.0, -300.0])
     summary = train_run(tiny_config(idx_dir, **{"train.epochs": 4}), tmp_path / "run", progress=False, log=quiet)

@@ -43,7 +43,8 @@ from pyro_vae.inference.codes import CodeScaler, code_dataset, training_code_sca
 from pyro_vae.inference.distributed import DistributedContext, init_from_environment, shutdown
 from pyro_vae.inference.objectives import make_objective
 from pyro_vae.inference.semisupervised import SemiSupervisedTrainer, tuned_supervised_baseline
-from pyro_vae.inference.train import Trainer, TrainSettings, best_checkpoint, current_row, evaluate_elbo
+from pyro_vae.inference.train import (Trainer, TrainSettings, best_checkpoint, current_row, epochs_since_best,
+                                      evaluate_elbo, patience_stop)
 from pyro_vae.nn import classifier as nn_classifier
 
 CONFIG = "config.toml"
@@ -391,6 +392,7 @@ def _train_run(config: Config | None, run_dir: Path, resume: bool, progress, log
                 f"has {done} epochs already"
             log(f"nothing to train: {run_dir} {why} and has its summary; give {more} to train on (nothing was written).")
             return {**finished, "nothing_trained": True}  # the CLI then lists no figure as drawn
+        _check_resumed_patience(config, run_dir, last["history"], last.get("position") is not None)
     else:
         config.validate()
         if run_dir.exists() and (is_run_dir(run_dir) or (run_dir / LAST).exists()):
@@ -420,6 +422,31 @@ def _train_run(config: Config | None, run_dir: Path, resume: bool, progress, log
         return summary
     finally:
         shutdown()
+
+
+def _check_resumed_patience(config: Config, run_dir: Path, history: list[dict], inside_next: bool = False) -> None:
+    """Refuse a ``--patience`` given on resume that would have stopped the run before the epochs
+    it has begun (``history``'s, and the next one where the run stopped ``inside_next``): the run
+    would stop at once, and its summary.json and config.toml would say that patience stopped it,
+    after epochs it would never have trained. (A patience that stops it where it is, or later,
+    is one it trained under.)"""
+    patience = config.train.patience
+    if not patience:  # never stops early: nothing to refuse
+        return
+    if config.model.model in SEMI_SUPERVISED:
+        key = "valid_accuracy"  # SemiSupervisedTrainer.selection_key
+    else:
+        key = {"valid-iwae": "valid_iwae", "valid-loglik": "valid_loglik"}.get(_selection(config.train)["selection"],
+                                                                            "valid_elbo")
+    criteria = [current_row(row)[key] for row in history]
+    begun = len(criteria) + inside_next  # the epochs the run has started
+    stop = patience_stop(criteria, patience)
+    if stop is not None and stop < begun:
+        least = 1 + max(epochs_since_best(criteria[:done]) for done in range(1, begun))
+        trained = f"{len(criteria)} epochs" + (f" and part of epoch {begun}" if inside_next else "")
+        raise ConfigError(f"--patience {patience} would have stopped {run_dir} after epoch {stop} (no better {key} for "
+                          f"{patience} epochs), but it trained {trained}, so its record would name a "
+                          f"patience it did not train with; give --patience {least} or more, or 0 (never stop early).")
 
 
 @contextlib.contextmanager

@@ -226,6 +226,18 @@ def epochs_since_best(criteria: list[float]) -> int:
     return len(criteria) - 1 - best
 
 
+def patience_stop(criteria: list[float], patience: int) -> int | None:
+    """The number of epochs after which a run with ``patience`` (> 0) stops early, given its
+    selection ``criteria`` (one per epoch trained): the first count whose epochs since the best
+    reach ``patience``, as :meth:`Trainer.stopped_early` checks before each epoch; None where it
+    would go on past them all (or ``patience`` is 0, which never stops)."""
+    if patience:
+        for done in range(1, len(criteria) + 1):
+            if epochs_since_best(criteria[:done]) >= patience:
+                return done
+    return None
+
+
 def bound_of(quantity: str) -> str:
     """What a bound bounds where that is not log p(x), to follow its name ("ELBO", "IWAE bound
     K=5"): " of log p(x | y)" for the conditional VAE, " of log p(x_m | x_g)" for quadrant
