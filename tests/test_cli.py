@@ -97,6 +97,42 @@ def test_resume_with_fewer_epochs_than_trained_is_refused_and_writes_nothing(tra
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
 
 
+def test_resume_with_epochs_that_end_before_the_epoch_it_stopped_inside_is_refused(idx_dir, tmp_path, monkeypatch,
+                                                                                    capsys):
+    """A run stopped by a signal inside epoch 2, resumed with --epochs 1, trained nothing and wrote
+    config.toml and summary.json as a finished 1-epoch run, while its checkpoint_last.pt (what
+    `evaluate --checkpoint last` scores) held the steps of epoch 2 as well."""
+    import os
+    import signal
+
+    from pyro_vae.inference.checkpoint import LAST, load_checkpoint
+    from pyro_vae.inference.train import Trainer
+
+    real = Trainer.global_noise
+
+    def global_noise(self, size):
+        if self.state.step == 5:  # the second step of epoch 2 (4 steps an epoch)
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(self, size)
+
+    monkeypatch.setattr(Trainer, "global_noise", global_noise)
+    run = tmp_path / "run"
+    assert main(["train", "--data-dir", str(idx_dir), "--run-dir", str(run), *TINY, "--train-limit", "256",
+                 "--figures", "false"]) == 128 + signal.SIGINT
+    monkeypatch.setattr(Trainer, "global_noise", real)
+    stopped = load_checkpoint(run / LAST)
+    assert stopped["epoch"] == 1 and stopped["step"] == 6 and stopped["position"] is not None
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--epochs", "1", "--no-progress"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"pyro-vae: error: --epochs 1 would end {run} after epoch 1, but it stopped inside epoch 2 (2 of its 4 "
+        "steps trained), and a run is not cut back; give --epochs 2 or more.")
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 0
+    assert json.loads((run / "summary.json").read_text())["epochs"] == 2
+
+
 def test_a_resume_of_a_run_still_training_is_refused_and_writes_nothing(trained, tmp_path, capsys):
     # another process training in the directory holds its lock (flock conflicts across open files,
     # so this process's own descriptor stands in for that process)

@@ -157,6 +157,35 @@ def test_fit_refuses_to_resume_with_fewer_epochs_than_trained_and_writes_nothing
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
 
 
+def test_fit_refuses_to_resume_with_epochs_that_end_before_the_epoch_it_stopped_inside(tmp_path, monkeypatch):
+    """A fit stopped by a signal inside epoch 2, resumed with epochs=1, returned and wrote a finished
+    1-epoch run whose checkpoint_last.pt held the steps of epoch 2 as well."""
+    import os
+    import signal
+
+    from pyro_vae.errors import TrainingInterrupted
+    from pyro_vae.inference.train import Trainer
+
+    real = Trainer.global_noise
+
+    def global_noise(self, size):
+        if self.state.step == 6:  # the second step of epoch 2 (5 steps an epoch)
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(self, size)
+
+    monkeypatch.setattr(Trainer, "global_noise", global_noise)
+    run = tmp_path / "run"
+    with pytest.raises(TrainingInterrupted):
+        _fit_tutorial(run, epochs=3, figures=False)
+    monkeypatch.setattr(Trainer, "global_noise", real)
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    with pytest.raises(ConfigError, match=r"^epochs=1 would end .* after epoch 1, but it stopped inside epoch 2 \(2 of "
+                       r"its 5 steps trained\), and a run is not cut back; give epochs=2 or more\.$"):
+        _fit_tutorial(run, epochs=1, resume=True, figures=False)
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+    assert _fit_tutorial(run, epochs=2, resume=True, figures=False)[0].summary["epochs"] == 2
+
+
 def test_fit_refuses_a_kl_warmup_to_beta_0_before_writing(tmp_path):
     """beta=0 with kl_warmup_epochs trained with the KL weight 0 throughout, as if no warm-up
     had been given, while the summary named a warm-up; the CLI refuses the pair."""

@@ -27,7 +27,7 @@ from pyro_vae.errors import CheckpointError, ConfigError, DataError
 from pyro_vae.inference.checkpoint import BEST, LAST, atomic_write_text, load_checkpoint
 from pyro_vae.inference.objectives import make_objective
 from pyro_vae.inference.randomness import random_state_kept
-from pyro_vae.inference.train import Trainer, TrainSettings, evaluate_elbo
+from pyro_vae.inference.train import Trainer, TrainSettings, cut_back, evaluate_elbo
 
 
 @dataclass
@@ -389,12 +389,13 @@ def _check_resumable(path: Path, recorded: dict, config, digest: str | None = No
     claiming to continue it, or with other data (``digest``, :func:`data_digest`) under the
     same name. Only ``epochs``, ``device``, ``figures``, ``progress`` and ``log`` may change.
     Runs written before the settings (or the data's digest) were recorded are not checked.
-    ``epochs`` below the epochs the run has trained is refused, as the CLI's ``--epochs``: a
-    run is not cut back."""
+    ``epochs`` below the epochs the run has trained (or no more than it had finished where it
+    stopped inside the next) is refused, as the CLI's ``--epochs``: a run is not cut back."""
     checkpoint = load_checkpoint(path, map_location="cpu")
-    if epochs is not None and epochs < checkpoint["epoch"]:
-        raise ConfigError(f"epochs={epochs} is fewer than the {checkpoint['epoch']} epochs {path.parent} has trained, "
-                          f"and a run is not cut back; give epochs={checkpoint['epoch']} or more.")
+    batch_size = (checkpoint.get("fit_settings") or recorded)["batch_size"]  # the run's own, for its steps an epoch
+    refusal = None if epochs is None else cut_back(checkpoint, epochs, "epochs={}", path.parent, batch_size)
+    if refusal is not None:
+        raise ConfigError(refusal)
     trained_on = checkpoint.get("fit_data_digest")
     if trained_on is not None and digest is not None and trained_on != digest:
         raise ConfigError(f"resume=True continues the run in {path.parent}, which was trained on other data (its "

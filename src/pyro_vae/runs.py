@@ -43,8 +43,8 @@ from pyro_vae.inference.codes import CodeScaler, code_dataset, training_code_sca
 from pyro_vae.inference.distributed import DistributedContext, init_from_environment, shutdown
 from pyro_vae.inference.objectives import make_objective
 from pyro_vae.inference.semisupervised import SemiSupervisedTrainer, tuned_supervised_baseline
-from pyro_vae.inference.train import (Trainer, TrainSettings, best_checkpoint, current_row, epochs_since_best,
-                                      evaluate_elbo, patience_stop)
+from pyro_vae.inference.train import (Trainer, TrainSettings, best_checkpoint, current_row, cut_back,
+                                      epochs_since_best, evaluate_elbo, patience_stop)
 from pyro_vae.nn import classifier as nn_classifier
 
 CONFIG = "config.toml"
@@ -373,9 +373,10 @@ def _train_run(config: Config | None, run_dir: Path, resume: bool, progress, log
         config = saved.validate(check_effect=False)
         last = load_checkpoint(run_dir / LAST, map_location="cpu")
         check_own_data(run_dir, last, config)
-        if config.train.epochs < last["epoch"]:  # nothing would train, yet config.toml would say it stopped there
-            raise ConfigError(f"--epochs {config.train.epochs} is fewer than the {last['epoch']} epochs {run_dir} has "
-                              f"trained, and a run is not cut back; give --epochs {last['epoch']} or more.")
+        # nothing would train, yet config.toml would say it stopped there
+        refusal = cut_back(last, config.train.epochs, "--epochs {}", run_dir, config.train.batch_size)
+        if refusal is not None:
+            raise ConfigError(refusal)
         finished = _finished_summary(run_dir, config.train.epochs, config.train.patience)
         if finished is not None:  # nothing to train: every file is left as it is
             done = finished["epochs"]

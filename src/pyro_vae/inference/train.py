@@ -238,6 +238,24 @@ def patience_stop(criteria: list[float], patience: int) -> int | None:
     return None
 
 
+def cut_back(checkpoint: dict, epochs: int, option: str, run_dir, batch_size: int) -> str | None:
+    """The sentence refusing to resume the run in ``run_dir`` (last checkpoint ``checkpoint``)
+    with ``epochs`` in all where that would cut it back, or None: fewer epochs than it has
+    trained, or no more than it had finished where it stopped inside the next one (its last
+    checkpoint then holds that epoch's first steps, which the finished run's record would not
+    count). ``option`` is how the caller names it, ``"--epochs {}"`` or ``"epochs={}"``."""
+    done, position = checkpoint["epoch"], checkpoint.get("position")
+    if position is not None and epochs <= done:
+        steps = math.ceil(len(position["order"]) / batch_size)
+        return (f"{option.format(epochs)} would end {run_dir} after epoch {epochs}, but it stopped inside epoch "
+                f"{done + 1} ({position['next_batch']} of its {steps} steps trained), and a run is not cut back; "
+                f"give {option.format(done + 1)} or more.")
+    if epochs < done:
+        return (f"{option.format(epochs)} is fewer than the {done} epochs {run_dir} has trained, and a run is not cut "
+                f"back; give {option.format(done)} or more.")
+    return None
+
+
 def bound_of(quantity: str) -> str:
     """What a bound bounds where that is not log p(x), to follow its name ("ELBO", "IWAE bound
     K=5"): " of log p(x | y)" for the conditional VAE, " of log p(x_m | x_g)" for quadrant
