@@ -87,3 +87,25 @@ def test_a_continuous_likelihood_on_8_bit_images_is_selected_by_its_dequantized_
                                        "unit-interval", False, seed=1)
     assert kind == "dequantized lower bound on 8-bit mass"
     assert again.mean == pytest.approx(load_checkpoint(tmp_path / "run" / BEST)["best_valid_elbo"], abs=1e-9)
+
+
+def test_the_epoch_line_says_the_kinds_where_the_selecting_log_likelihood_is_not_of_the_elbos_kind(idx_dir,
+                                                                                                     tmp_path):
+    """A Gaussian on 8-bit images printed `valid ELBO -4361.19 ... valid log p(x) K=3 -8395.88 ... (selects)`:
+    the ELBO a density on the grey levels, the log p(x) a dequantized bound on their probability mass,
+    thousands of nats apart and read as an ELBO above log p(x). The line now says what each is; where
+    both are of one kind (a Bernoulli's masses) it is as it was."""
+    config = small_config(idx_dir, **{"train.select_by": "valid-loglik", "train.select_k": 5,
+                                      "train.select_examples": 20, "train.epochs": 1})
+    config.data.binarize, config.model.likelihood, config.model.likelihood_scale = "none", "gaussian", 0.05
+    lines = []
+    train_run(config.validate(), tmp_path / "gauss", progress=False, log=lines.append)
+    epoch = next(line for line in lines if line.startswith("epoch   1"))
+    assert "(selects; a dequantized lower bound on 8-bit mass, unlike the ELBO, a density (not comparable))" in epoch
+
+    lines = []
+    binary = small_config(idx_dir, **{"train.select_by": "valid-loglik", "train.select_k": 5,
+                                      "train.select_examples": 20, "train.epochs": 1})
+    train_run(binary, tmp_path / "bernoulli", progress=False, log=lines.append)
+    epoch = next(line for line in lines if line.startswith("epoch   1"))
+    assert "(selects)  " in epoch and "unlike the ELBO" not in epoch

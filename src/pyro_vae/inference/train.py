@@ -712,6 +712,23 @@ class Trainer:
         """Whether the images are 0/1 draws (binarized, or binarized MNIST), as ``runs.binary_data`` says of a run."""
         return self.dataset.binarize != "none" or self.dataset.name == "binarized-mnist"
 
+    def _selection_kinds(self) -> tuple[str, str] | None:
+        """The kinds of the validation log p(x) that selects (``valid-loglik``) and of the validation
+        ELBO beside it on the epoch's line, where they differ: a continuous density on 8-bit images
+        is selected by a dequantized bound on their mass, while its ELBO is a density on the grey
+        levels as they are (thousands of nats apart, on different scales). None where they are of
+        one kind, or a researcher's own model has no library likelihood to say it."""
+        from pyro_vae.inference.kinds import number_kind
+
+        likelihood = getattr(self.model, "likelihood", None)
+        if likelihood is None or likelihood.data_kind != "unit-interval" or self._binary_data():
+            return None
+        if not hasattr(self, "_kinds_of_selection"):  # the same validation images every epoch
+            dequantized = self._selection_dequantizes(self._selection_examples()[0])
+            kinds = (number_kind(likelihood.data_kind, False, dequantized), number_kind(likelihood.data_kind, False))
+            self._kinds_of_selection = kinds if kinds[0] != kinds[1] else None
+        return self._kinds_of_selection
+
     def describe(self, row: dict) -> str:
         """The epoch's log line: each validation mean ± its standard error over the validation
         images; with ``selection_k`` also the validation IWAE bound (or log p(x)) that
@@ -721,7 +738,9 @@ class Trainer:
         for key, name in (("valid_iwae", f"valid IWAE bound{bound_of(quantity)}"),
                           ("valid_loglik", f"valid {short_quantity(quantity)}")):
             if key in row:
-                selection = f"  {name} K={self.settings.selection_k} {with_stderr(row, key, 9)} (selects)"
+                kinds = self._selection_kinds() if key == "valid_loglik" else None
+                unlike = f"; a {kinds[0]}, unlike the ELBO, a {kinds[1]}" if kinds else ""
+                selection = f"  {name} K={self.settings.selection_k} {with_stderr(row, key, 9)} (selects{unlike})"
         if not getattr(getattr(self, "model", None), "has_marginal_likelihood", True):
             # an autoencoder: its "ELBO" is the reconstruction term alone, with no KL, and bounds nothing
             return (f"epoch {row['epoch']:>3}  {self.training_objective(row)} {with_stderr(row, 'train_objective', 9)}  valid "
