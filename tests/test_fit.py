@@ -186,6 +186,34 @@ def test_fit_refuses_to_resume_with_epochs_that_end_before_the_epoch_it_stopped_
     assert _fit_tutorial(run, epochs=2, resume=True, figures=False)[0].summary["epochs"] == 2
 
 
+def test_an_interrupted_fit_says_to_continue_it_with_fit_not_the_clis_resume(tmp_path, monkeypatch):
+    """A fit stopped by SIGINT said "checkpoint saved, continue with --resume RUN": a flag of the
+    command line, which refuses a run fit trained on tensors; it now names fit's own resume=True."""
+    import os
+    import signal
+
+    from pyro_vae.cli import main
+    from pyro_vae.errors import TrainingInterrupted
+    from pyro_vae.inference.train import Trainer
+
+    real = Trainer.global_noise
+
+    def global_noise(self, size):
+        if self.state.step == 6:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(self, size)
+
+    monkeypatch.setattr(Trainer, "global_noise", global_noise)
+    run = tmp_path / "run"
+    with pytest.raises(TrainingInterrupted) as stopped:
+        _fit_tutorial(run, epochs=3, figures=False)
+    assert str(stopped.value) == (f"stopped by SIGINT after step 7 (epoch 2); checkpoint saved, continue with "
+                                  f"fit(..., run_dir={str(run)!r}, resume=True).")
+    monkeypatch.setattr(Trainer, "global_noise", real)
+    assert main(["train", "--resume", str(run)]) == 2  # the advice it gave before: refused
+    assert _fit_tutorial(run, epochs=3, resume=True, figures=False)[0].summary["epochs"] == 3
+
+
 def test_fit_refuses_a_kl_warmup_to_beta_0_before_writing(tmp_path):
     """beta=0 with kl_warmup_epochs trained with the KL weight 0 throughout, as if no warm-up
     had been given, while the summary named a warm-up; the CLI refuses the pair."""

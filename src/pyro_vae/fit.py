@@ -273,7 +273,7 @@ def fit(model: Callable, guide: Callable, data, *, objective="elbo", epochs: int
 
     trainer = Trainer(model, guide, objective, dataset, settings, run_dir=run_dir, seed=seed, device=device,
                       extra_state=extra, on_epoch=on_epoch if run_dir is not None else None, progress=progress,
-                      log=log)
+                      log=log, continue_with=f"fit(..., run_dir={str(run_dir)!r}, resume=True)")
     # the run directory's lock, held until fit returns or raises
     with contextlib.ExitStack() as held:
         if run_dir is not None:

@@ -348,7 +348,8 @@ class Trainer:
     ``objective`` is any object with ``differentiable_loss(model, guide, x)`` (Pyro's
     ``Trace_ELBO``, ``TraceMeanField_ELBO``, or :class:`~pyro_vae.inference.objectives.IWAELoss`).
     ``on_epoch(trainer, row)`` is called after each epoch's checkpoint (figures, logs), with
-    the random streams kept: what it draws moves no number of the run.
+    the random streams kept: what it draws moves no number of the run. ``continue_with`` is how
+    the message of a run stopped by a signal says to continue it (default ``--resume RUN_DIR``).
 
     As ``pyro-vae train``, it seeds torch's global RNG with ``seed`` when constructed (and sets
     it from the checkpoint in :meth:`load`), then draws from it while it trains: a notebook's
@@ -360,7 +361,7 @@ class Trainer:
                  run_dir: Path | None = None, seed: int = 0, device: str | torch.device = "cpu",
                  extra_state: dict | None = None, on_epoch: Callable | None = None,
                  progress: bool | None = None, log: Callable[[str], None] = print,
-                 distributed: DistributedContext | None = None):
+                 distributed: DistributedContext | None = None, continue_with: str | None = None):
         # Function-style programs (pyro.module inside def model(x)) keep their parameters in
         # Pyro's param store; one traced run finds them.
         model, guide = trainable_programs(model, guide, dataset.train.images[:1],
@@ -372,6 +373,8 @@ class Trainer:
         self.extra_state = extra_state or {}
         self.ctx = distributed or DistributedContext()
         self.on_epoch, self.progress = on_epoch, progress
+        # how a run stopped by a signal is continued, in the caller's terms (the CLI's by default)
+        self.continue_with = continue_with or f"--resume {self.run_dir}"
         self.log = log if self.ctx.is_main else (lambda message: None)
         self.parameters = [p for p in list(model.parameters()) + list(guide.parameters()) if p.requires_grad]
         self.ctx.broadcast_parameters(self.parameters)
@@ -505,7 +508,7 @@ class Trainer:
         signum = self._stop_signal or signal.SIGTERM  # another rank may have been signalled
         message = f"stopped by {signal.Signals(signum).name} after {where}"
         if self.run_dir is not None:
-            message += f"; checkpoint saved, continue with --resume {self.run_dir}"
+            message += f"; checkpoint saved, continue with {self.continue_with}"
         raise TrainingInterrupted(message + ".", signum)
 
     def _stop_after_epoch(self) -> None:
