@@ -172,6 +172,34 @@ def encoder_gradient_draws(model, guide, called_guide, x, k: int, repeats: int) 
     return draws
 
 
+def test_iwae_refuses_to_train_a_guide_with_a_latent_it_cannot_reparameterize():
+    """IWAELoss took a guide with a Bernoulli latent and differentiated the bound at its draws as if
+    they did not depend on the guide: the gradient lacked the score-function term (at K = 1 the
+    guide's expected gradient was 0), a biased training step with no word. It now refuses the
+    guide, as the fast ELBO and DReG do; the estimator, which takes no gradient, still scores it."""
+    from pyro_vae.inference.loglik import importance_log_likelihood
+
+    encoder = nn.Linear(3, 1)
+
+    def model(x):
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Bernoulli(torch.full((x.shape[0], 1), 0.5)).to_event(1))
+            pyro.sample("x", dist.Normal(2.0 * z, 1.0).to_event(1), obs=x)
+
+    def guide(x):
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Bernoulli(logits=encoder(x)).to_event(1))
+
+    x = torch.randn(4, 3)
+    for k in (1, 5):
+        with pytest.raises(ValueError, match="guide site 'z' .* is not reparameterized, so the IWAE bound's gradient "
+                                             "would lack its score-function term"):
+            IWAELoss(k=k).differentiable_loss(model, guide, x)
+    with torch.no_grad():  # the bound's value alone takes no gradient: scored
+        assert math.isfinite(IWAELoss(k=5).loss(model, guide, x))
+    assert torch.isfinite(importance_log_likelihood(model, guide, x, k=50).log_likelihood).all()
+
+
 def test_dreg_refuses_a_guide_with_a_latent_it_cannot_reparameterize():
     def model(x):
         with pyro.plate("data", x.shape[0]):

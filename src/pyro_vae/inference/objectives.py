@@ -88,7 +88,9 @@ class IWAELoss:
     .. math:: -\sum_b \log \frac{1}{K} \sum_{k=1}^K \frac{p(x_b, z_{bk})}{q(z_{bk} | x_b)},
               \quad z_{bk} \sim q(z | x_b),
 
-    with reparameterized draws (the IWAE gradient of Burda et al.). K = 1 is the ELBO.
+    with reparameterized draws (the IWAE gradient of Burda et al.; where a gradient is taken, a guide
+    latent that cannot be reparameterized is refused: its score-function term would be missing). K = 1
+    is the ELBO.
     Site scales count, so a KL weight beta (``scale_sites``, also KL warm-up) weighs
     log p(z) - log q(z | x) in every log-weight: the beta-ELBO at K = 1.
     """
@@ -99,7 +101,8 @@ class IWAELoss:
 
     def differentiable_loss(self, model: Callable, guide: Callable, *args, **kwargs) -> torch.Tensor:
         log_w = log_importance_weights(model, guide, *args, k=self.k, grad=True, scaled=True,
-                                       max_plate_nesting=self.max_plate_nesting, **kwargs)
+                                       max_plate_nesting=self.max_plate_nesting,
+                                       require_reparameterized=torch.is_grad_enabled(), **kwargs)
         return -(torch.logsumexp(log_w, 0) - math.log(self.k)).sum()
 
     def loss(self, model: Callable, guide: Callable, *args, **kwargs) -> float:
@@ -152,8 +155,8 @@ class DReGIWAELoss(IWAELoss):
             guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
             latents = [site for site in sample_sites(guide_trace).values() if not site["is_observed"]]
             if not latents or not all(site["fn"].has_rsample for site in latents):
-                raise ValueError("iwae-dreg needs a guide whose latent sites are all reparameterized; "
-                                 "use --objective iwae for this model.")
+                raise ValueError("iwae-dreg needs a guide whose latent sites are all reparameterized; train this "
+                                 "guide with Pyro's Trace_ELBO, or TraceEnum_ELBO to sum a discrete latent out.")
             # The model and the frozen guide read the draws through copies (identity nodes) that carry the hooks.
             copies = {site["name"]: site["value"].view_as(site["value"]) for site in latents}
             read = guide_trace.copy()

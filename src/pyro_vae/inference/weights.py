@@ -99,7 +99,7 @@ def check_one_value_per_example(values: torch.Tensor, n: int) -> None:
 
 def log_importance_weights(model: Callable, guide: Callable, *args, k: int,
                            max_plate_nesting: int = MAX_PLATE_NESTING, grad: bool = False,
-                           scaled: bool = False, **kwargs) -> torch.Tensor:
+                           scaled: bool = False, require_reparameterized: bool = False, **kwargs) -> torch.Tensor:
     """log p(x, z_k) - log q(z_k | x) for K draws from the guide: ``[K, B]`` in nats.
 
     ``B`` is the size of the model's outermost (data) plate; the K draws are vectorized
@@ -107,12 +107,21 @@ def log_importance_weights(model: Callable, guide: Callable, *args, k: int,
     unweighted joint density, unless ``scaled``: then each site's log-density is multiplied
     by its scale, as Pyro's ELBOs do, so that a KL weight beta on z gives the beta-IWAE
     weights log p(x | z) + beta (log p(z) - log q(z | x)) (the beta-ELBO at K = 1).
-    With ``grad=False`` no autograd graph is built.
+    With ``grad=False`` no autograd graph is built. With ``require_reparameterized`` (a training
+    objective's gradient) a guide latent that cannot be reparameterized raises ``ValueError``:
+    its draws would be differentiated as if they did not depend on the guide.
     """
     with torch.set_grad_enabled(grad):  # the log-densities too: a prior's or flow's parameters enter there
         with FullPlate("importance_samples", k, dim=-(max_plate_nesting + 1)):
             guide_sites, model_sites = guide_and_model_sites(model, guide, *args, **kwargs)
         check_latents_match(model_sites, guide_sites)
+        if require_reparameterized:
+            for name, site in guide_sites.items():
+                if not site["is_observed"] and not site["fn"].has_rsample:
+                    raise ValueError(f"guide site '{name}' ({type(site['fn']).__name__}) is not reparameterized, so "
+                                     "the IWAE bound's gradient would lack its score-function term and train the "
+                                     "guide on a biased gradient; train this guide with Pyro's Trace_ELBO, or "
+                                     "TraceEnum_ELBO to sum a discrete latent out.")
         # Terms joined without a 0.0 to start from and without multiplying by a unit scale
         # (both exact, and each an op a call: the estimator's fixed cost per chunk, issue #16).
         log_weight = None
