@@ -214,6 +214,49 @@ def test_an_interrupted_fit_says_to_continue_it_with_fit_not_the_clis_resume(tmp
     assert _fit_tutorial(run, epochs=3, resume=True, figures=False)[0].summary["epochs"] == 3
 
 
+@pytest.mark.parametrize("objective", ["elbo", "analytic-kl", "iwae", "iwae-dreg"])
+def test_fit_refuses_a_guide_its_objective_cannot_train_before_writing(tmp_path, objective):
+    """A guide with a Bernoulli latent failed at the first step, after the run directory was made:
+    objective='elbo' with a ValueError sending the user to implementation='pyro', which fit does not
+    take, 'iwae-dreg' with a TypeError; a function-style guide (as Pyro's tutorials write them) failed
+    'iwae-dreg' alike. fit now refuses both in one sentence before anything is written, naming what
+    trains them; Trace_ELBO, the fix it names, trains the Bernoulli guide."""
+    from pyro.infer import Trace_ELBO
+
+    encoder, decoder = nn.Linear(D, 1), nn.Linear(1, D)
+
+    def model(x):
+        pyro.module("decoder", decoder)
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Bernoulli(torch.full((x.shape[0], 1), 0.5)).to_event(1))
+            pyro.sample("x", dist.Normal(decoder(z), 1.0).to_event(1), obs=x)
+
+    def guide(x):
+        pyro.module("encoder", encoder)
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Bernoulli(logits=encoder(x)).to_event(1))
+
+    pyro.clear_param_store()
+    data = (linear_gaussian_data(60, seed=1), linear_gaussian_data(20, seed=2), linear_gaussian_data(20, seed=3))
+    run = tmp_path / "run"
+    with pytest.raises(ConfigError, match=rf"^objective='{objective}' differentiates through the guide's draws, and "
+                       r"its site 'z' \(Independent\) cannot be reparameterized \(its gradient would need a "
+                       r"score-function term\); pass objective=pyro\.infer\.Trace_ELBO\(\), which has one, or "
+                       r"TraceEnum_ELBO\(\) to sum a discrete latent out\.$"):
+        fit(model, guide, data, objective=objective, epochs=1, run_dir=run, log=lambda s: None)
+    assert not run.exists()
+    fit(model, guide, data, objective=Trace_ELBO(), epochs=1, run_dir=run, figures=False, log=lambda s: None)
+
+    pyro.clear_param_store()
+    model, guide = tutorial_programs()  # reparameterized, but a function: DReG needs a module to hold fixed
+    with pytest.raises(ConfigError, match=r"^objective='iwae-dreg' evaluates log q with the guide's parameters held "
+                       r"fixed, which needs the guide to be a torch\.nn\.Module, and this one is a function; use "
+                       r"objective='iwae' \(the same bound, with the IWAE gradient\) or write the guide as a "
+                       r"PyroModule\.$"):
+        fit(model, guide, data, objective="iwae-dreg", epochs=1, run_dir=tmp_path / "dreg", log=lambda s: None)
+    assert not (tmp_path / "dreg").exists()
+
+
 def test_fit_refuses_a_kl_warmup_to_beta_0_before_writing(tmp_path):
     """beta=0 with kl_warmup_epochs trained with the KL weight 0 throughout, as if no warm-up
     had been given, while the summary named a warm-up; the CLI refuses the pair."""

@@ -95,7 +95,10 @@ def fit(model: Callable, guide: Callable, data, *, objective="elbo", epochs: int
     ``"iwae"`` or ``"iwae-dreg"`` (the same bound with the doubly reparameterized gradient; with
     ``k``, default 5; the best epoch is then chosen by the validation IWAE bound; ``k`` or
     ``num_particles`` given where it has no effect is refused) or any object with
-    ``differentiable_loss(model, guide, x)``. Each epoch the validation ELBO (closed-form KL
+    ``differentiable_loss(model, guide, x)``. The four named objectives differentiate through the
+    guide's draws, so they refuse a guide latent that cannot be reparameterized (pass
+    ``pyro.infer.Trace_ELBO()`` or ``TraceEnum_ELBO()`` for one), and ``"iwae-dreg"`` a guide that
+    is not a ``torch.nn.Module``. Each epoch the validation ELBO (closed-form KL
     where torch has it) is computed and logged.
 
     Function-style programs keep their parameters in Pyro's param store: call
@@ -208,6 +211,8 @@ def fit(model: Callable, guide: Callable, data, *, objective="elbo", epochs: int
                                   "objective=pyro.infer.Trace_ELBO() (TraceEnum_ELBO() for an enumerated site).") \
                     from None
         check_one_value_per_example(terms.elbo, 2)
+    if objective in ("elbo", "analytic-kl", "iwae", "iwae-dreg"):  # before the first step fails, past the run_dir
+        _check_objective_trains_guide(name, model, guide, dataset)
     if name == "iwae-dreg" and isinstance(guide, torch.nn.Module):  # as the CLI refuses it for a planar flow
         from pyro_vae.inference.objectives import check_dreg_guide
         from pyro_vae.inference.train import label_kwargs
@@ -316,6 +321,30 @@ def fit(model: Callable, guide: Callable, data, *, objective="elbo", epochs: int
 
         write_json(run_dir / SUMMARY, result.summary)
         return result
+
+
+def _check_objective_trains_guide(name: str, model, guide, dataset: ImageDataset) -> None:
+    """Refuse a guide that the objective ``name`` cannot train, in one sentence naming what can:
+    a latent that cannot be reparameterized (a Bernoulli code) for the four objectives, which all
+    differentiate through the guide's draws (the fast ELBO, the IWAE bounds); a function-style
+    guide for ``iwae-dreg``, which holds the parameters of a module fixed. (The first step failed
+    with a ValueError or TypeError, after the run directory was made.)"""
+    from pyro_vae.inference.train import label_kwargs
+    from pyro_vae.inference.weights import record_sites
+
+    with random_state_kept(), torch.no_grad():  # two examples as the trainer draws them
+        two = next(dataset.batches("train", batch_size=2, shuffle=False))
+        sites = record_sites(guide, two, **label_kwargs(model, dataset.train.labels, slice(0, 2)))
+    for site_name, site in sites.items():
+        if not site["is_observed"] and not site["fn"].has_rsample:
+            raise ConfigError(f"objective={name!r} differentiates through the guide's draws, and its site "
+                              f"'{site_name}' ({type(site['fn']).__name__}) cannot be reparameterized (its gradient "
+                              "would need a score-function term); pass objective=pyro.infer.Trace_ELBO(), which has "
+                              "one, or TraceEnum_ELBO() to sum a discrete latent out.")
+    if name == "iwae-dreg" and not isinstance(guide, torch.nn.Module):
+        raise ConfigError("objective='iwae-dreg' evaluates log q with the guide's parameters held fixed, which needs "
+                          "the guide to be a torch.nn.Module, and this one is a function; use objective='iwae' (the "
+                          "same bound, with the IWAE gradient) or write the guide as a PyroModule.")
 
 
 def _check_config_builds(config, model, guide, dataset: ImageDataset) -> None:
