@@ -769,30 +769,3 @@ def test_fit_refuses_a_semi_supervised_model_in_one_sentence_before_writing(kind
     with pytest.raises(ConfigError, match=r"fit does not train a semi-supervised .*SemiSupervisedTrainer\.$"):
         fit(model, guide, data, epochs=1, batch_size=4, run_dir=tmp_path / "run", log=lines.append)
     assert lines == [] and not (tmp_path / "run").exists()
-
-
-def test_fit_refuses_a_discrete_guide_site_for_its_named_objectives_before_writing(tmp_path):
-    """A guide with a discrete latent failed at the first step with the fast ELBO's ValueError
-    advising implementation='pyro', which fit does not take (and the IWAE bound would train it with
-    no gradient through the draw); fit now refuses it, naming an objective that handles the site."""
-    pyro.clear_param_store()
-    encoder = nn.Linear(D, 1)
-
-    def model(x):
-        w = pyro.param("W", 0.1 * torch.ones(D))
-        with pyro.plate("data", x.shape[0]):
-            z = pyro.sample("z", dist.Bernoulli(x.new_full((x.shape[0],), 0.5)))
-            pyro.sample("x", dist.Normal(z.unsqueeze(-1) * w, SIGMA).to_event(1), obs=x)
-
-    def guide(x):
-        pyro.module("encoder", encoder)
-        with pyro.plate("data", x.shape[0]):
-            pyro.sample("z", dist.Bernoulli(logits=encoder(x).squeeze(-1)))
-
-    data = (linear_gaussian_data(40, 1), linear_gaussian_data(20, 2))
-    for objective in ("elbo", "iwae"):
-        with pytest.raises(ConfigError, match=r"guide site 'z' \(Bernoulli\) is not reparameterized; .*Trace_ELBO\(\)"):
-            fit(model, guide, data, objective=objective, epochs=1, batch_size=10, run_dir=tmp_path / "run")
-        assert not (tmp_path / "run").exists()
-    result = fit(model, guide, data, objective=pyro.infer.Trace_ELBO(), epochs=1, batch_size=10)
-    assert len(result.history) == 1
