@@ -26,6 +26,22 @@ TIMING_KEYS = {"seconds", "cpu_seconds", "train_seconds_this_session", "seconds_
 EVALUATIONS = ("loglik.json", "evaluation.json")
 
 
+def interrupt_at_step(monkeypatch, step: int):
+    """From now on, SIGINT this process when the trainer draws the noise of step ``step`` (0-based,
+    counted over the run), as Ctrl-C there would; returns a function that stops doing so."""
+    from pyro_vae.inference.train import Trainer
+
+    real = Trainer.global_noise
+
+    def global_noise(self, size):
+        if self.state.step == step:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(self, size)
+
+    monkeypatch.setattr(Trainer, "global_noise", global_noise)
+    return lambda: monkeypatch.setattr(Trainer, "global_noise", real)
+
+
 def kill_at_write(target: str, nth: int, phase: str) -> None:
     """From now on, SIGKILL this process at the ``nth`` atomic write of a file named
     ``target`` (every run file is written as a temporary file, then ``os.replace``d):

@@ -102,24 +102,16 @@ def test_resume_with_epochs_that_end_before_the_epoch_it_stopped_inside_is_refus
     """A run stopped by a signal inside epoch 2, resumed with --epochs 1, trained nothing and wrote
     config.toml and summary.json as a finished 1-epoch run, while its checkpoint_last.pt (what
     `evaluate --checkpoint last` scores) held the steps of epoch 2 as well."""
-    import os
     import signal
 
+    from faults import interrupt_at_step
     from pyro_vae.inference.checkpoint import LAST, load_checkpoint
-    from pyro_vae.inference.train import Trainer
 
-    real = Trainer.global_noise
-
-    def global_noise(self, size):
-        if self.state.step == 5:  # the second step of epoch 2 (4 steps an epoch)
-            os.kill(os.getpid(), signal.SIGINT)
-        return real(self, size)
-
-    monkeypatch.setattr(Trainer, "global_noise", global_noise)
+    stop_interrupting = interrupt_at_step(monkeypatch, 5)  # the second step of epoch 2 (4 steps an epoch)
     run = tmp_path / "run"
     assert main(["train", "--data-dir", str(idx_dir), "--run-dir", str(run), *TINY, "--train-limit", "256",
                  "--figures", "false"]) == 128 + signal.SIGINT
-    monkeypatch.setattr(Trainer, "global_noise", real)
+    stop_interrupting()
     stopped = load_checkpoint(run / LAST)
     assert stopped["epoch"] == 1 and stopped["step"] == 6 and stopped["position"] is not None
     before = {p.name: p.read_bytes() for p in run.iterdir()}

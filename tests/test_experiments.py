@@ -114,26 +114,20 @@ def test_resume_refuses_a_patience_that_would_not_have_begun_the_epoch_the_run_s
         idx_dir, tmp_path, monkeypatch, capsys):
     # Best at epoch 3; stopped by SIGINT inside epoch 6 (3 steps an epoch). Patience 2 would have
     # stopped the run after epoch 5, before the steps of epoch 6 its last checkpoint holds.
-    import os
     import signal
+
+    from faults import interrupt_at_step
 
     scripted_validation(monkeypatch, [-300.0, -290.0, -280.0, -285.0, -281.0, -270.0, -260.0, -250.0, -240.0,
                                       -230.0])
-    real = Trainer.global_noise
-
-    def global_noise(self, size):
-        if self.state.step == 16:
-            os.kill(os.getpid(), signal.SIGINT)
-        return real(self, size)
-
-    monkeypatch.setattr(Trainer, "global_noise", global_noise)
+    stop_interrupting = interrupt_at_step(monkeypatch, 16)
     run = tmp_path / "run"
     assert main(["train", "--dataset", "idx", "--data-dir", str(idx_dir), "--binarize", "dynamic", "--train-limit",
                  "600", "--latent-dim", "2", "--hidden-dims", "16", "--batch-size", "200", "--epochs", "10",
                  "--figures", "false", "--no-progress", "--run-dir", str(run)]) == 128 + signal.SIGINT
     stopped = load_checkpoint(run / LAST)
     assert stopped["epoch"] == 5 and stopped["position"] is not None
-    monkeypatch.setattr(Trainer, "global_noise", real)
+    stop_interrupting()
     before = {name: (run / name).read_bytes() for name in ("config.toml", "metrics.csv", LAST, BEST)}
     capsys.readouterr()
     assert main(["train", "--resume", str(run), "--patience", "2", "--no-progress"]) == 2

@@ -160,24 +160,14 @@ def test_fit_refuses_to_resume_with_fewer_epochs_than_trained_and_writes_nothing
 def test_fit_refuses_to_resume_with_epochs_that_end_before_the_epoch_it_stopped_inside(tmp_path, monkeypatch):
     """A fit stopped by a signal inside epoch 2, resumed with epochs=1, returned and wrote a finished
     1-epoch run whose checkpoint_last.pt held the steps of epoch 2 as well."""
-    import os
-    import signal
-
+    from faults import interrupt_at_step
     from pyro_vae.errors import TrainingInterrupted
-    from pyro_vae.inference.train import Trainer
 
-    real = Trainer.global_noise
-
-    def global_noise(self, size):
-        if self.state.step == 6:  # the second step of epoch 2 (5 steps an epoch)
-            os.kill(os.getpid(), signal.SIGINT)
-        return real(self, size)
-
-    monkeypatch.setattr(Trainer, "global_noise", global_noise)
+    stop_interrupting = interrupt_at_step(monkeypatch, 6)  # the second step of epoch 2 (5 steps an epoch)
     run = tmp_path / "run"
     with pytest.raises(TrainingInterrupted):
         _fit_tutorial(run, epochs=3, figures=False)
-    monkeypatch.setattr(Trainer, "global_noise", real)
+    stop_interrupting()
     before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
     with pytest.raises(ConfigError, match=r"^epochs=1 would end .* after epoch 1, but it stopped inside epoch 2 \(2 of "
                        r"its 5 steps trained\), and a run is not cut back; give epochs=2 or more\.$"):
@@ -189,27 +179,17 @@ def test_fit_refuses_to_resume_with_epochs_that_end_before_the_epoch_it_stopped_
 def test_an_interrupted_fit_says_to_continue_it_with_fit_not_the_clis_resume(tmp_path, monkeypatch):
     """A fit stopped by SIGINT said "checkpoint saved, continue with --resume RUN": a flag of the
     command line, which refuses a run fit trained on tensors; it now names fit's own resume=True."""
-    import os
-    import signal
-
+    from faults import interrupt_at_step
     from pyro_vae.cli import main
     from pyro_vae.errors import TrainingInterrupted
-    from pyro_vae.inference.train import Trainer
 
-    real = Trainer.global_noise
-
-    def global_noise(self, size):
-        if self.state.step == 6:
-            os.kill(os.getpid(), signal.SIGINT)
-        return real(self, size)
-
-    monkeypatch.setattr(Trainer, "global_noise", global_noise)
+    stop_interrupting = interrupt_at_step(monkeypatch, 6)
     run = tmp_path / "run"
     with pytest.raises(TrainingInterrupted) as stopped:
         _fit_tutorial(run, epochs=3, figures=False)
     assert str(stopped.value) == (f"stopped by SIGINT after step 7 (epoch 2); checkpoint saved, continue with "
                                   f"fit(..., run_dir={str(run)!r}, resume=True).")
-    monkeypatch.setattr(Trainer, "global_noise", real)
+    stop_interrupting()
     assert main(["train", "--resume", str(run)]) == 2  # the advice it gave before: refused
     assert _fit_tutorial(run, epochs=3, resume=True, figures=False)[0].summary["epochs"] == 3
 
