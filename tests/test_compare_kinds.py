@@ -23,10 +23,10 @@ DIMS = 784
 DIFFERENT_DATA = comparable(BINARY_MASS, EIGHT_BIT_MASS).reason  # the sentence compare must print
 
 
-def fake_run(root, name, likelihood, binarize, kind, values, test_elbo=-100.0, kinds_recorded=True):
+def fake_run(root, name, likelihood, binarize, kind, values, test_elbo=-100.0, kinds_recorded=True, beta=1.0):
     """A finished, evaluated run: per-example log p(x) ``values`` on test images 0..n-1."""
     config = Config()
-    config.model.likelihood, config.data.binarize = likelihood, binarize
+    config.model.likelihood, config.data.binarize, config.train.beta = likelihood, binarize, beta
     run = finished_run_dir(root / name, config)
     mean = float(np.mean(values))
     fields = ({"likelihood": likelihood, "binarize": binarize, "kind": kind, "dimensions": DIMS}
@@ -90,7 +90,7 @@ def test_a_rows_density_elbo_above_its_dequantized_log_likelihood_is_noted(tmp_p
 
 def test_runs_of_one_kind_are_still_paired(tmp_path, capsys):
     a = fake_run(tmp_path, "a", "bernoulli", "static", BINARY_MASS, [-80.0, -70.0, -60.0])
-    b = fake_run(tmp_path, "b", "bernoulli", "dynamic", BINARY_MASS, [-78.0, -69.0, -57.0])
+    b = fake_run(tmp_path, "b", "bernoulli", "static", BINARY_MASS, [-78.0, -69.0, -57.0], beta=2.0)
     prefix = tmp_path / "table"
     assert main(["compare", str(a), str(b), "-o", str(prefix)]) == 0
     out = capsys.readouterr().out
@@ -100,6 +100,28 @@ def test_runs_of_one_kind_are_still_paired(tmp_path, capsys):
     # d = (2, 1, 3): mean 2, standard error 1 / sqrt(3)
     assert float(row["paired difference"]) == pytest.approx(2.0)
     assert float(row["paired difference se"]) == pytest.approx(1 / math.sqrt(3))
+
+
+def test_runs_scored_on_other_binarization_draws_of_the_test_images_are_not_paired(tmp_path, capsys):
+    """A static binarization draws the test images with the run's seed (a dynamic one once, with a
+    fixed seed): compare paired image i of a seed-0 run with image i of a seed-1 run, or of a dynamic
+    run, 2,000 other 0/1 images in 1,999 of 2,000 on mnist-t10k, and called it a paired difference
+    on the images both evaluated. Their means are still set side by side (one distribution's draws)."""
+    a = fake_run(tmp_path, "a", "bernoulli", "static", BINARY_MASS, [-80.0, -70.0, -60.0])
+    b = fake_run(tmp_path, "b", "bernoulli", "static", BINARY_MASS, [-78.0, -69.0, -57.0])
+    config = Config()
+    config.model.likelihood, config.data.binarize, config.train.seed = "bernoulli", "static", 1
+    (b / "config.toml").write_text(config.validate().dumps())
+    c = fake_run(tmp_path, "c", "bernoulli", "dynamic", BINARY_MASS, [-79.0, -68.0, -58.0])
+    assert main(["compare", str(a), str(b), str(c), "--reference", str(a), "-o", str(tmp_path / "table")]) == 0
+    out = capsys.readouterr().out
+    assert (f"no paired difference of {b} against {a}: its test images are binarized static with seed 1 and the "
+            "reference's static with seed 0, so image i is not the same 0/1 image in both and the differences are "
+            "not paired; compare runs of one binarization draw.") in out
+    assert f"no paired difference of {c} against {a}: its test images are binarized dynamic and the reference's " \
+           "static with seed 0" in out
+    assert "paired difference of test log p(x) against" not in out and not (tmp_path / "table-paired.csv").exists()
+    assert "Note: test" not in out  # the means rank: draws of the same Bernoulli(pixel) images
 
 
 def test_runs_that_predate_kinds_are_unknown_not_guessed(tmp_path, capsys):
@@ -587,7 +609,7 @@ def test_log_likelihoods_estimated_with_different_k_are_not_paired(tmp_path, cap
     """An estimate with K=100 against one with K=10 was paired without a word: the difference
     (here 2 ± 0.58 nats) was partly K's, the estimate rising with K, under a tight s.e."""
     a = fake_run(tmp_path, "a", "bernoulli", "static", BINARY_MASS, [-80.0, -70.0, -60.0])
-    b = fake_run(tmp_path, "b", "bernoulli", "dynamic", BINARY_MASS, [-78.0, -69.0, -57.0])
+    b = fake_run(tmp_path, "b", "bernoulli", "static", BINARY_MASS, [-78.0, -69.0, -57.0], beta=2.0)
     compare.save_examples(b / "loglik.json", [-78.0, -69.0, -57.0], np.arange(3), "test", 100, "fashion-mnist")
     assert main(["compare", str(a), str(b), "-o", str(tmp_path / "table")]) == 0
     out = capsys.readouterr().out
@@ -663,7 +685,7 @@ def test_train_seconds_are_those_of_every_epoch_not_of_the_last_session(tmp_path
 def test_an_output_given_with_a_csv_or_md_ending_is_the_tables_prefix(tmp_path, capsys, given):
     """`compare -o table.csv` wrote table.csv.csv and table.csv.md; the ending is now taken off the prefix."""
     a = fake_run(tmp_path, "a", "bernoulli", "static", BINARY_MASS, [-80.0, -70.0])
-    b = fake_run(tmp_path, "b", "bernoulli", "dynamic", BINARY_MASS, [-78.0, -69.0])
+    b = fake_run(tmp_path, "b", "bernoulli", "static", BINARY_MASS, [-78.0, -69.0], beta=2.0)
     assert main(["compare", str(a), str(b), "-o", str(tmp_path / given)]) == 0
     assert sorted(p.name for p in tmp_path.glob("table*")) == ["table-paired.csv", "table-paired.md", "table.csv",
                                                               "table.md"]

@@ -395,6 +395,22 @@ def run_verdict(a: RunRecord, b: RunRecord, quantity: str):
                         quantity_of(a, quantity), quantity_of(b, quantity))
 
 
+def binarization_of(record: RunRecord) -> str:
+    """How a run's images were binarized (none, dynamic, static or threshold); "none" where
+    the data set's pixels are used as they are (binarized MNIST's fixed 0/1 draw)."""
+    if "binarize" in record.unused:
+        return "none"
+    return str(record.settings.get("binarize") or "none")
+
+
+def scored_images_draw(record: RunRecord) -> str:
+    """Which 0/1 images a run's test log p(x) scored: a static binarization draws the test split
+    with the run's seed, so two static runs of other seeds (or a static and a dynamic run, whose
+    test images are drawn once with a fixed seed) scored other images under the same numbers."""
+    binarized = binarization_of(record)
+    return f"static with seed {record.settings.get('seed')}" if binarized == "static" else binarized
+
+
 def mean_and_stderr(values: list[float]) -> tuple[float, float | None]:
     """Mean and standard error over ``values`` (None for a single value)."""
     array = np.asarray(values, dtype=np.float64)
@@ -761,6 +777,11 @@ def paired_table(records: list[RunRecord], reference: RunRecord) -> tuple[list[d
         verdict = run_verdict(reference, record, "test log p(x)")
         if not verdict.ok:
             refused.append((record, verdict.reason))
+            continue
+        if scored_images_draw(record) != scored_images_draw(reference):  # image i is another 0/1 image in each
+            refused.append((record, f"its test images are binarized {scored_images_draw(record)} and the reference's "
+                                    f"{scored_images_draw(reference)}, so image i is not the same 0/1 image in both "
+                                    "and the differences are not paired; compare runs of one binarization draw"))
             continue
         if other.k != base.k:  # a bias of K's making would pass for the models' difference, with a tight s.e.
             refused.append((record, f"its log p(x) was estimated with K={other.k} importance samples and the "
