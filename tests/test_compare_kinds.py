@@ -124,6 +124,29 @@ def test_runs_scored_on_other_binarization_draws_of_the_test_images_are_not_pair
     assert "Note: test" not in out  # the means rank: draws of the same Bernoulli(pixel) images
 
 
+def test_thresholded_runs_beside_drawn_ones_are_noted_and_not_paired(tmp_path, capsys):
+    """A grid over binarize=dynamic,threshold: both numbers are masses on binary data, so compare
+    ranked them with no note and paired them, though the thresholded images are other, far more
+    predictable 0/1 data; the table, the paired differences and the sweep figure now say so."""
+    a = fake_run(tmp_path, "a", "bernoulli", "dynamic", BINARY_MASS, [-80.0, -70.0, -60.0])
+    b = fake_run(tmp_path, "b", "bernoulli", "threshold", BINARY_MASS, [-60.0, -50.0, -40.0])
+    c = fake_run(tmp_path, "c", "bernoulli", "static", BINARY_MASS, [-79.0, -69.0, -61.0])
+    assert main(["compare", str(a), str(b), str(c), "--reference", str(a)]) == 0
+    out = capsys.readouterr().out
+    reason = ("one is scored on images thresholded at 0.5 (binarize threshold) and the other on images drawn as "
+              "Bernoulli(pixel) (binarize dynamic or static): different binary data, the thresholded far more "
+              "predictable, so the numbers cannot be ranked")
+    assert (f"Note: test log p(x) is not comparable between row 1 (binarize=dynamic) and row 2 (binarize=threshold); "
+            f"row 2 (binarize=threshold) and row 3 (binarize=static): {reason}. No paired difference is taken "
+            "between them.") in out
+    assert "Note: test ELBO (and valid ELBO, of the same kind) is not comparable between row 1" in out
+    assert f"no paired difference of {b} against {a}: their test log p(x) cannot be ranked" in out
+    assert "row 1 (binarize=dynamic) and row 3" not in out  # draws of the same Bernoulli images rank
+    keys, groups = compare.group_runs(compare.collect_runs([a, b]))  # the sweep figure's and curves' note
+    assert compare._incomparable_note(groups, keys, "test_elbo") == (
+        f"Not comparable: test_elbo of binarize=dynamic and binarize=threshold: {reason}.")
+
+
 def test_runs_that_predate_kinds_are_unknown_not_guessed(tmp_path, capsys):
     a = fake_run(tmp_path, "old", "bernoulli", "static", None, [-80.0, -70.0, -60.0], kinds_recorded=False)
     b = fake_run(tmp_path, "new", "bernoulli", "dynamic", BINARY_MASS, [-78.0, -69.0, -57.0])

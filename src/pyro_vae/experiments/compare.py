@@ -384,15 +384,24 @@ def pair_verdict(kind_a: str, kind_b: str, quantity_a: str | None = None, quanti
 def run_verdict(a: RunRecord, b: RunRecord, quantity: str):
     """Whether two runs' ``quantity`` ("test ELBO" or "test log p(x)") can be ranked: scored on
     the same data set (the kinds of number say nothing of which images), then
-    :func:`pair_verdict` of their kinds and quantities."""
+    :func:`pair_verdict` of their kinds and quantities, then binarized alike where one was
+    thresholded (a dynamic and a static run score draws of the same Bernoulli images)."""
     from pyro_vae.inference.kinds import Comparison
 
     data_a, data_b = a.settings.get("dataset"), b.settings.get("dataset")
     if data_a != data_b:
         return Comparison(False, f"one is scored on {data_a} images and the other on {data_b} images: different "
                                  "data sets, so the numbers cannot be ranked")
-    return pair_verdict(number_kind_of(a, quantity) or UNKNOWN_KIND, number_kind_of(b, quantity) or UNKNOWN_KIND,
-                        quantity_of(a, quantity), quantity_of(b, quantity))
+    verdict = pair_verdict(number_kind_of(a, quantity) or UNKNOWN_KIND, number_kind_of(b, quantity) or UNKNOWN_KIND,
+                           quantity_of(a, quantity), quantity_of(b, quantity))
+    binarized = binarization_of(a), binarization_of(b)
+    if verdict.ok and binarized[0] != binarized[1] and "threshold" in binarized:
+        # a mass on binary data either way, but of other 0/1 images: thresholding keeps each
+        # pixel's likelier value, where a dynamic or static draw flips it with its grey level
+        return Comparison(False, "one is scored on images thresholded at 0.5 (binarize threshold) and the other on "
+                                 "images drawn as Bernoulli(pixel) (binarize dynamic or static): different binary "
+                                 "data, the thresholded far more predictable, so the numbers cannot be ranked")
+    return verdict
 
 
 def binarization_of(record: RunRecord) -> str:
