@@ -333,6 +333,12 @@ def test_a_grid_in_a_config_file_refuses_a_number_of_trials(tmp_path):
     (["--grid", "beta=1", "--search", "latent_dim=int:2:4"], "not both"),
     (["--search", "latent_dim=int:9:4", "--trials", "2"], "LOW < HIGH"),
     (["--grid", "seed=1,2"], "--seeds"),
+    # the second --grid of a key replaced the first's values: beta=1,2 then beta=3 trained beta=3 alone
+    (["--grid", "beta=1,2", "--grid", "beta=3"],
+     "--grid beta is given twice; list all its values in one --grid beta=V1,V2,..."),
+    (["--grid", "train.beta=1,2", "--grid", "beta=3"], "--grid beta is given twice"),
+    (["--search", "beta=float:0.5:1", "--search", "beta=float:1:2", "--trials", "2"],
+     "--search beta is given twice; give it one range"),
     (["--grid", "beta=1,2", "--k", "3"], "--k 3 has no effect"),  # no run of the sweep would use it
     # a swept key without effect at some point: its runs would differ in name alone (k=3 and k=5
     # both trained the default k, the run named k=3 recording k = 5); refused as train refuses --k

@@ -419,6 +419,8 @@ def parse_grid(entries: list[str]) -> dict[str, list]:
         if not sep:
             raise ConfigError(f"--grid {entry}: write KEY=V1,V2 (e.g. --grid beta=0.5,1,2).")
         key = canonical_key(key, f"--grid {entry}")
+        if key in grid:  # the second would replace the first's values without a word
+            raise ConfigError(f"--grid {key} is given twice; list all its values in one --grid {key}=V1,V2,...")
         parts = values.split(";") if _key_kind(key) is list else values.split(",")
         grid[key] = [typed_value(key, v.strip(), f"--grid {key}") for v in parts if v.strip()]
     return grid
@@ -431,6 +433,9 @@ def parse_search(entries: list[str]) -> dict[str, SearchRange]:
         if not sep:
             raise ConfigError(f"--search {entry}: write KEY=int:LOW:HIGH (e.g. --search latent_dim=int:8:64).")
         key = canonical_key(key, f"--search {entry}")
+        if key in search:  # the second would replace the first's range without a word
+            raise ConfigError(f"--search {key} is given twice; give it one range (--search {key}=int:LOW:HIGH, "
+                              "float:..., logfloat:... or choice:A,B).")
         search[key] = SearchRange.parse(key, text)
     return search
 
