@@ -464,6 +464,27 @@ def test_train_into_a_sweep_dir_is_refused_and_leaves_it_alone(idx_dir, tmp_path
     assert {p.name: p.read_bytes() for p in sweep_dir.iterdir()} == before
 
 
+def test_a_grid_over_run_paths_names_each_run_one_folder_of_the_sweep(idx_dir, tmp_path, capsys):
+    """--grid init_from=/a/r1,/a/r2 named its runs SWEEP/init_from=/a/r1,seed=0: folders inside
+    folders, which compare and the sweep figure never found (the sweep trained every run, then
+    ended with "no finished runs to compare", exit 2)."""
+    sources = [tmp_path / "sources" / name for name in ("r1", "r2")]
+    for seed, source in enumerate(sources):
+        assert main(["train", "--run-dir", str(source), "--seed", str(seed), "--figures", "false",
+                     *tiny_flags(idx_dir, epochs=1)]) == 0
+    sweep_dir = tmp_path / "fine-tune"
+    assert main(["sweep", "--sweep-dir", str(sweep_dir), "--grid", f"init_from={sources[0]},{sources[1]}",
+                 "--figures", "false", *tiny_flags(idx_dir, epochs=1)]) == 0
+    runs = sorted(p.name for p in sweep_dir.iterdir() if p.is_dir())
+    assert runs == [f"init_from={str(source).replace('/', '%2F')},seed=0" for source in sources]
+    assert all((sweep_dir / run / "summary.json").is_file() for run in runs)
+    assert (sweep_dir / "sweep.png").is_file()
+    from pyro_vae.experiments.compare import collect_runs
+
+    records = collect_runs([sweep_dir])
+    assert sorted(r.settings["init_from"] for r in records) == sorted(map(str, sources))
+
+
 def test_optuna_missing_is_one_sentence_naming_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "optuna", None)
     with pytest.raises(ConfigError, match=r"pip install 'pyro-vae\[sweep\]'"):

@@ -188,6 +188,12 @@ def format_value(value: Any) -> str:
     return str(value).replace(",", "-")
 
 
+def _one_folder(text: str) -> str:
+    """``text`` with "%" and the path separators written as %25, %2F and %5C, so that it names
+    one folder, distinct for distinct texts."""
+    return text.replace("%", "%25").replace("/", "%2F").replace("\\", "%5C")
+
+
 @dataclass
 class SearchRange:
     """One search dimension: ``int:LOW:HIGH``, ``float:LOW:HIGH``, ``logfloat:LOW:HIGH`` or
@@ -325,8 +331,11 @@ class SweepSpec:
                               "and compare the runs' log p(x) (pyro-vae evaluate RUN --k K, then pyro-vae compare).")
 
     def run_name(self, params: dict, number: int | None = None) -> str:
-        """``beta=2,objective=iwae,seed=1``; a search trial's name starts with its number."""
-        parts = [f"{k}={format_value(v)}" for k, v in params.items() if k != "seed"]
+        """``beta=2,objective=iwae,seed=1``; a search trial's name starts with its number. A
+        path's "/" is written %2F (and "%" %25): the name is one folder of the sweep directory.
+        (``--grid init_from=/a/r1,/a/r2`` made ``SWEEP/init_from=/a/r1,seed=0``, folders inside
+        folders that compare and the sweep's figure never found, and ``..`` could lead out.)"""
+        parts = [f"{k}={_one_folder(format_value(v))}" for k, v in params.items() if k != "seed"]
         if "seed" in params:
             parts.append(f"seed={params['seed']}")
         if number is not None:
