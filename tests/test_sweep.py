@@ -337,6 +337,10 @@ def test_a_grid_in_a_config_file_refuses_a_number_of_trials(tmp_path):
     (["--grid", "beta=1,2", "--grid", "beta=3"],
      "--grid beta is given twice; list all its values in one --grid beta=V1,V2,..."),
     (["--grid", "train.beta=1,2", "--grid", "beta=3"], "--grid beta is given twice"),
+    # both named beta=1: the second point resumed the first's run directory and failed, and its row was
+    # dropped from results.csv ("1 runs complete, 0 failed", exit 0)
+    (["--grid", "beta=1.0000001,1"], "the grid for beta has values that name one run directory (1.0000001 and 1.0 "
+                                     "are both beta=1); give values that differ in their first 6 significant digits."),
     (["--search", "beta=float:0.5:1", "--search", "beta=float:1:2", "--trials", "2"],
      "--search beta is given twice; give it one range"),
     (["--grid", "beta=1,2", "--k", "3"], "--k 3 has no effect"),  # no run of the sweep would use it

@@ -373,6 +373,13 @@ class SweepSpec:
                 raise ConfigError(f"the grid for {key} is empty; give at least one value (--grid {key}=A,B).")
             if len(set(map(str, values))) != len(values):
                 raise ConfigError(f"the grid for {key} repeats a value ({values}); list each value once.")
+            names = [format_value(v) for v in values]
+            alike = next((v for v, name in zip(values, names) if names.count(name) > 1), None)
+            if alike is not None:  # one run directory for two points: the second failed, its row dropped, exit 0
+                twins = [str(v) for v, name in zip(values, names) if name == format_value(alike)]
+                raise ConfigError(f"the grid for {key} has values that name one run directory ({' and '.join(twins)} "
+                                  f"are both {key}={format_value(alike)}); give values that differ in their first "
+                                  "6 significant digits.")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
             raise ConfigError("--seeds must be at least 1 (or a list of distinct seeds of 0 or more).")
         if self.metric not in METRICS:
