@@ -693,6 +693,34 @@ def test_runs_on_different_data_sets_are_noted_and_not_paired(tmp_path, capsys):
     assert not (tmp_path / "table-paired.csv").exists()
 
 
+def test_runs_on_other_images_of_ones_own_data_are_noted_and_not_paired(tmp_path, capsys):
+    """A grid over image_size=16,24 of an image folder: both numbers masses on 8-bit data of
+    "image-folder", so compare ranked -5049.78 (768 pixel values) against -11372.83 (1,728) with no
+    note and printed their paired difference, -6323.05 ± 1.05 nats per example."""
+    runs = []
+    for name, settings in (("s16", {"image_size": 16}), ("s24", {"image_size": 24}),
+                           ("other", {"image_size": 16, "data_dir": "/data/other"})):
+        run = tmp_path / name
+        run.mkdir()
+        values = [-5000.0, -5100.0, -5050.0]
+        compare.save_examples(run / "loglik.json", values, np.arange(3), "test", 10, "image-folder")
+        loglik = {"log_likelihood_mean": float(np.mean(values)), "kind": EIGHT_BIT_MASS, "k": 10}
+        settings = {"dataset": "image-folder", "data_dir": "/data/faces", "image_mode": "rgb", "seed": 0, **settings}
+        runs.append(compare.RunRecord(run, settings, {"epochs": 1, "test_elbo": -5100.0, "kind": EIGHT_BIT_MASS},
+                                      loglik))
+    reason = ("one is scored on image-folder images with image_size=16 and the other with image_size=24: other "
+              "images or other pixels, so the numbers cannot be ranked")
+    notes = compare.kind_notes(runs)
+    assert (f"Note: test log p(x) is not comparable between row 1 (data_dir=/data/faces, image_size=16) and row 2 "
+            f"(data_dir=/data/faces, image_size=24): {reason}. No paired difference is taken between them.") in notes
+    assert any("with data_dir=/data/faces and the other with data_dir=/data/other" in note for note in notes)
+    paired, refused = compare.paired_table(runs, runs[0])
+    assert paired == [] and [(r.run_dir.name, why) for r, why in refused][0] == ("s24", reason)
+    # idx and image-folder runs of the same images are still ranked and paired
+    same = compare.RunRecord(tmp_path / "s16", {**runs[0].settings, "seed": 1}, runs[0].summary, runs[0].loglik)
+    assert compare.run_verdict(runs[0], same, "test log p(x)").ok
+
+
 def test_train_seconds_are_those_of_every_epoch_not_of_the_last_session(tmp_path):
     """A run resumed for its last epoch reported the last session's seconds only (2.7 s of 9)."""
     resumed = {"epochs": 3, "best_epoch": 3, "test_elbo": -100.0, "seconds_per_epoch": [3.0, 3.5, 2.5],

@@ -392,6 +392,11 @@ def run_verdict(a: RunRecord, b: RunRecord, quantity: str):
     if data_a != data_b:
         return Comparison(False, f"one is scored on {data_a} images and the other on {data_b} images: different "
                                  "data sets, so the numbers cannot be ranked")
+    for key in OWN_DATA_KEYS if data_a in OWN_DATA_SETS else ():  # your own images: which, at what size
+        value_a, value_b = a.settings.get(key), b.settings.get(key)
+        if value_a != value_b and not (key in a.unused and key in b.unused):
+            return Comparison(False, f"one is scored on {data_a} images with {key}={value_a} and the other with "
+                                     f"{key}={value_b}: other images or other pixels, so the numbers cannot be ranked")
     verdict = pair_verdict(number_kind_of(a, quantity) or UNKNOWN_KIND, number_kind_of(b, quantity) or UNKNOWN_KIND,
                            quantity_of(a, quantity), quantity_of(b, quantity))
     binarized = binarization_of(a), binarization_of(b)
@@ -402,6 +407,13 @@ def run_verdict(a: RunRecord, b: RunRecord, quantity: str):
                                  "images drawn as Bernoulli(pixel) (binarize dynamic or static): different binary "
                                  "data, the thresholded far more predictable, so the numbers cannot be ranked")
     return verdict
+
+
+#: The data sets read from your own files, and the settings that say which images they are and
+#: at what size: two runs of ``image-folder`` at image_size 16 and 24 score 768 and 1,728 pixel
+#: values per image, and two of ``idx`` on two folders score other images.
+OWN_DATA_SETS = ("idx", "image-folder")
+OWN_DATA_KEYS = ("data_dir", "image_size", "image_mode")
 
 
 def binarization_of(record: RunRecord) -> str:
