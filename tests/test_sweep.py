@@ -391,6 +391,22 @@ def test_bad_sweeps_are_refused_before_anything_is_written(idx_dir, tmp_path, ca
     assert not sweep_dir.exists()
 
 
+@pytest.mark.parametrize("dataset, key, text", [("image-folder", "image_size", "int:16:32"),
+                                               ("image-folder", "image_mode", "choice:rgb,grey"),
+                                               ("idx", "data_dir", "choice:/data/a,/data/b")])
+def test_a_search_over_which_images_or_how_many_pixels_is_refused(dataset, key, text):
+    """--search image_size=int:16:32 of an image folder was accepted: its trials' validation ELBOs,
+    nats per example over 768 to 3,072 pixel values, were ranked alike, so the smallest images won."""
+    base = Config()
+    base.data.dataset, base.data.data_dir, base.model.likelihood = dataset, "/data/a", "discretized-logistic"
+    with pytest.raises(ConfigError, match=rf"^--search over {key} would rank by one --metric, in nats per example, "
+                                          "numbers of other images"):
+        sweep.SweepSpec(base, search={key: sweep.SearchRange.parse(key, text)}, trials=2, sampler="tpe").validate()
+    base.data.dataset = "fashion-mnist"  # where the files of a named data set are: the same images
+    sweep.SweepSpec(base, search={"data_dir": sweep.SearchRange.parse("data_dir", "choice:/data/a,/data/b")},
+                    trials=2, sampler="tpe").validate()
+
+
 def test_a_learned_sigma_below_its_floor_at_a_point_of_a_grid_is_refused_not_set_back(idx_dir, tmp_path, capsys):
     """At the learned point the sigma would start at its floor 0.001, not at 0.0005; a sweep sets an option of
     no effect back to its default (0.1), which would train that point with a sigma nobody asked for."""

@@ -54,6 +54,9 @@ UNOWNED_GRACE_SECONDS = 600
 #: Settings that change the kind of a run's log-likelihood (what data it is a mass or density
 #: on, or which quantity it is): a search cannot rank its trials across their values.
 KIND_KEYS = ("likelihood", "binarize", "dataset", "model", "given_quadrants")
+#: Settings that change which images, or how many pixel values, a run of your own data scores:
+#: a search cannot rank its trials across their values either.
+IMAGE_KEYS = ("image_size", "image_mode", "data_dir")
 #: Settings that change what a run logs or draws, or how fast it reads its images, and never its
 #: model or its numbers: a sweep over one would train the same model under several names.
 UNSWEPT_KEYS = ("figures", "figure_every", "tensorboard", "mlflow", "workers", "cache_images")
@@ -403,6 +406,14 @@ class SweepSpec:
                                   "kinds (a mass on binary or on 8-bit data, a density), which cannot be ranked; "
                                   f"sweep {ranked_apart[0]} with --grid and read the runs with pyro-vae compare "
                                   "(it notes which cannot be ranked), or search the other settings at one value of it.")
+            own = {"image-folder": IMAGE_KEYS, "idx": ("data_dir",)}.get(self.base.data.dataset, ())
+            resized = [key for key in own if key in self.search]
+            if resized:  # a log-likelihood over fewer pixel values is higher: the search would favour the smallest
+                raise ConfigError(f"--search over {resized[0]} would rank by one --metric, in nats per example, "
+                                  "numbers of other images (more or fewer pixel values, or another folder's), so its "
+                                  "best trial would be the one with the easiest images, not the better model; sweep "
+                                  f"{resized[0]} with --grid and read the runs with pyro-vae compare, or search the "
+                                  "other settings at one value of it.")
             self._check_search_ranks_alike()
             configs = [self.config_for({k: r.corners()[i % len(r.corners())] for k, r in self.search.items()}
                                        | {"seed": self.seeds[0]}) for i in range(2)]
