@@ -184,6 +184,39 @@ def test_tensorboard_turned_on_at_a_resume_logs_the_epochs_trained_before(idx_di
                                                             for r in rows]
 
 
+def test_an_epoch_checkpointed_before_a_kill_stopped_its_tensorboard_logging_is_logged_on_resume(idx_dir, tmp_path,
+                                                                                                    monkeypatch):
+    """A sweep's run killed (kill -9) after epoch 2's checkpoint, before its scalars reached
+    TensorBoard: the resumed run rewrote metrics.csv from the checkpoint (epochs 1 to 4) but its
+    TensorBoard record went on from epoch 3, valid/elbo missing epoch 2 for good."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from pyro_vae import runs
+
+    class Killed(BaseException):
+        pass
+
+    real = runs._log_tensorboard
+
+    def log_until_killed(board, row, *args, **kwargs):
+        if row["epoch"] == 2:  # the checkpoint of epoch 2 is written; its logging never happens
+            raise Killed
+        return real(board, row, *args, **kwargs)
+
+    run = tmp_path / "tb"
+    flags = ["--data-dir", str(idx_dir), "--latent-dim", "2", *TINY, "--figures", "false", "--tensorboard", "true"]
+    monkeypatch.setattr(runs, "_log_tensorboard", log_until_killed)
+    with pytest.raises(Killed):
+        main(["train", "--run-dir", str(run), *flags, "--epochs", "3"])
+    monkeypatch.setattr(runs, "_log_tensorboard", real)
+    assert main(["train", "--resume", str(run), "--epochs", "3", "--no-progress"]) == 0
+    valid = EventAccumulator(str(run / "tensorboard")).Reload().Scalars("valid/elbo")
+    rows = (run / "metrics.csv").read_text().splitlines()[1:]
+    assert [(e.step, round(e.value, 3)) for e in valid] == [(int(r.split(",")[0]), round(float(r.split(",")[3]), 3))
+                                                            for r in rows]
+    assert [e.step for e in valid] == [1, 2, 3]
+
+
 def test_a_resume_of_a_run_logging_to_tensorboard_without_it_names_the_runs_setting(idx_dir, tmp_path, monkeypatch,
                                                                                     capsys):
     """`train --resume RUN` of a run begun with --tensorboard true, the package since gone: the

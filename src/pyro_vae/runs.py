@@ -613,9 +613,13 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
                 write_metrics(run_dir / METRICS, trainer.state.history)
             if tracker is not None:
                 tracker.log_history(trainer.state.history)
-            if board is not None and board_is_new:  # their scalars; the grids are of the model as it is now
+            if board is not None:  # their scalars; the grids are of the model as it is now
+                # those its record lacks: all where it is new, else an epoch whose checkpoint was
+                # written before a kill stopped its logging (metrics.csv is rewritten above)
+                logged = set() if board_is_new else _tensorboard_epochs(run_dir / "tensorboard")
                 for row in trainer.state.history:
-                    _log_tensorboard(board, row, model, guide, dataset, device, images=False)
+                    if row["epoch"] not in logged:
+                        _log_tensorboard(board, row, model, guide, dataset, device, images=False)
         if ctx.is_main:
             atomic_write_text(run_dir / CONFIG, config_text(config))
         started = time.perf_counter()
@@ -951,6 +955,15 @@ def _tensorboard_writer_class(run_dir: Path | None = None):
                               "false.") from None
         raise ConfigError(f"--tensorboard needs the tensorboard package: {install}.") from None
     return SummaryWriter
+
+
+def _tensorboard_epochs(folder: Path) -> set[int]:
+    """The epochs whose scalars a run's TensorBoard record holds (``valid/elbo``, or whatever
+    scalar it logged at that step)."""
+    from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
+
+    events = EventAccumulator(str(folder), size_guidance={SCALARS: 0}).Reload()
+    return {event.step for tag in events.Tags()[SCALARS] for event in events.Scalars(tag)}
 
 
 @torch.no_grad()
