@@ -396,6 +396,9 @@ class FakeClient:
     def set_tag(self, run_id, key, value):
         self.tags[key] = value
 
+    def get_metric_history(self, run_id, key):
+        return [type("Metric", (), {"key": k, "value": v, "step": step})() for k, v, step in self.metrics if k == key]
+
 
 def test_mlflow_tracking_logs_params_epochs_final_numbers_and_figures(idx_dir, tmp_path, monkeypatch):
     client = FakeClient()
@@ -448,6 +451,37 @@ def test_mlflow_turned_on_at_a_resume_logs_the_epochs_trained_before(idx_dir, tm
     config.train.epochs = 4
     train_run(None, tmp_path / "run", resume=True, overrides=config, progress=False, log=quiet)
     assert [step for key, _, step in client.metrics if key == "valid_elbo"] == [1, 2, 3, 4]
+
+
+def test_an_epoch_checkpointed_before_a_kill_stopped_its_mlflow_logging_is_logged_on_resume(idx_dir, tmp_path,
+                                                                                                monkeypatch):
+    """A run killed (kill -9) after epoch 2's checkpoint, before its metrics reached MLflow: the
+    resumed run continued its MLflow run from epoch 3, valid_elbo missing epoch 2 that
+    metrics.csv (rewritten from the checkpoint) holds."""
+    client = FakeClient()
+    real_start = MLflowTracker.start
+    monkeypatch.setattr(MLflowTracker, "start", classmethod(lambda cls, run_dir, config: real_start(
+        run_dir, config, client=client)))
+
+    class Killed(BaseException):
+        pass
+
+    real_log = MLflowTracker.log_epoch
+
+    def log_until_killed(self, row):
+        if row["epoch"] == 2:  # epoch 2's checkpoint is written; its logging never happens
+            raise Killed
+        real_log(self, row)
+
+    monkeypatch.setattr(MLflowTracker, "log_epoch", log_until_killed)
+    config = tiny_config(idx_dir, **{"train.mlflow": True, "train.epochs": 3})
+    with pytest.raises(Killed):
+        train_run(config, tmp_path / "run", progress=False, log=quiet)
+    monkeypatch.setattr(MLflowTracker, "log_epoch", real_log)
+    train_run(None, tmp_path / "run", resume=True, overrides=config, progress=False, log=quiet)
+    history = load_checkpoint(tmp_path / "run" / LAST)["history"]
+    logged = sorted((step, value) for key, value, step in client.metrics if key == "valid_elbo")
+    assert logged == [(row["epoch"], row["valid_elbo"]) for row in history] and len(logged) == 3
 
 
 def test_a_run_resumed_from_another_directory_continues_its_mlflow_run_in_the_store_it_began_in(

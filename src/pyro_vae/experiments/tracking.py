@@ -146,10 +146,17 @@ class MLflowTracker:
 
     def log_history(self, history: list[dict]) -> None:
         """The epochs a resumed run trained before this MLflow run began (``--mlflow true``
-        turned on at ``--resume``), so that its curves start at epoch 1; nothing where the MLflow
-        run is the run's own from its start, which logged them as they came."""
-        if not self.continued:
-            for row in history:
+        turned on at ``--resume``), so that its curves start at epoch 1; where the MLflow run is
+        the run's own from its start, which logged them as they came, those it lacks: an epoch
+        whose checkpoint was written before a kill stopped its logging."""
+        if not history:
+            return
+        logged = set()
+        if self.continued:
+            key = next(key for key in history[0] if key != "epoch")  # log_epoch logs every one at each epoch
+            logged = {metric.step for metric in self.client.get_metric_history(self.run_id, key)}
+        for row in history:
+            if int(row["epoch"]) not in logged:
                 self.log_epoch(row)
 
     def log_epoch(self, row: dict) -> None:
