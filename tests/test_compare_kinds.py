@@ -789,3 +789,22 @@ def test_the_tables_say_the_unit_of_their_log_likelihoods(tmp_path, capsys):
             in (tmp_path / "table-paired.md").read_text())
     columns, _ = compare.compare_table(compare.collect_runs([a, b]))
     assert compare.unit_notes([c for c in columns if "ELBO" not in c and "log p(x)" not in c]) == []
+
+
+def test_a_sweeps_runs_without_a_summary_are_named_under_the_table(tmp_path, capsys):
+    """compare SWEEP left out a grid point still training (no summary.json) without a word, so it
+    vanished from the table; it is now named in a note under it, with how to finish it."""
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / "sweep.json").write_text("{}")
+    fake_run(sweep, "beta=1", "bernoulli", "static", BINARY_MASS, [-80.0, -70.0])
+    fake_run(sweep, "beta=2", "bernoulli", "static", BINARY_MASS, [-78.0, -69.0], beta=2.0)
+    training = fake_run(sweep, "beta=3", "bernoulli", "static", BINARY_MASS, [-77.0, -68.0], beta=3.0)
+    (training / "summary.json").unlink()
+    assert main(["compare", str(sweep)]) == 0
+    note = (f"Note: not in the table, with no summary.json yet (still training, stopped or failed): {training} (of "
+            f"the sweep {sweep}); finish each with the same sweep command again, or `pyro-vae train --resume RUN`.")
+    assert note in capsys.readouterr().out
+    assert note in (sweep / "compare.md").read_text()
+    assert [r.run_dir.name for r in compare.collect_runs([sweep])] == ["beta=1", "beta=2"]
+    assert compare.unfinished_notes([sweep / "beta=1"]) == []  # a run directory given alone: refused, not noted

@@ -730,7 +730,7 @@ def cmd_compare(args) -> int:
         compare.check_sweep_figure(records, args.metric)  # before the table is printed
     columns, rows = compare.compare_table(records)
     # the unit of the bare numbers, then the rows whose numbers are of kinds that cannot be ranked
-    notes = compare.unit_notes(columns) + compare.kind_notes(records)
+    notes = compare.unit_notes(columns) + compare.kind_notes(records) + compare.unfinished_notes(args.paths)
     print(compare.to_markdown(columns, rows, notes), end="")
     prefix = args.output
     if prefix is None and len(args.paths) == 1 and (Path(args.paths[0]) / "sweep.json").is_file():

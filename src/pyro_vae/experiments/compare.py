@@ -202,6 +202,26 @@ def collect_runs(paths: list[Path]) -> list[RunRecord]:
     return records
 
 
+def unfinished_notes(paths: list[Path]) -> list[str]:
+    """A note per sweep directory among ``paths`` whose run directories include some with no
+    summary.json (:func:`collect_runs` leaves them out of the table: a grid point still training,
+    stopped, or failed), naming them and how to finish them; empty where every run finished."""
+    from pyro_vae.experiments.sweep import SWEEP_FILE
+    from pyro_vae.runs import SUMMARY, is_run_dir
+
+    notes = []
+    for path in map(Path, paths):
+        if not (path / SWEEP_FILE).is_file():
+            continue
+        unfinished = [child for child in sorted(path.iterdir())
+                      if is_run_dir(child) and not (child / SUMMARY).is_file()]
+        if unfinished:
+            notes.append(f"Note: not in the table, with no {SUMMARY} yet (still training, stopped or failed): "
+                         f"{', '.join(map(str, unfinished))} (of the sweep {path}); finish each with the same sweep "
+                         "command again, or `pyro-vae train --resume RUN`.")
+    return notes
+
+
 def differing_keys(records: list[RunRecord]) -> list[str]:
     """The settings whose values are not the same in every run, in config order, but those that
     change only what a run logs or draws, or how fast it reads its images
