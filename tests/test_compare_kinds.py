@@ -808,3 +808,30 @@ def test_a_sweeps_runs_without_a_summary_are_named_under_the_table(tmp_path, cap
     assert note in (sweep / "compare.md").read_text()
     assert [r.run_dir.name for r in compare.collect_runs([sweep])] == ["beta=1", "beta=2"]
     assert compare.unfinished_notes([sweep / "beta=1"]) == []  # a run directory given alone: refused, not noted
+
+
+def test_an_earlier_comparisons_paired_table_is_removed_not_left_beside_a_new_table(tmp_path, capsys):
+    """compare SWEEP of two evaluated runs wrote compare-paired.md; once the sweep had a third run,
+    compare SWEEP (no reference, so no paired table) rewrote compare.md and left that paired table
+    beside it, where it passed for this comparison's. It is now removed; a file of that name that
+    compare did not write is left as it is."""
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / "sweep.json").write_text("{}")
+    fake_run(sweep, "beta=1", "bernoulli", "static", BINARY_MASS, [-80.0, -70.0])
+    fake_run(sweep, "beta=2", "bernoulli", "static", BINARY_MASS, [-78.0, -69.0], beta=2.0)
+    assert main(["compare", str(sweep)]) == 0
+    assert (sweep / "compare-paired.md").is_file() and (sweep / "compare-paired.csv").is_file()
+    fake_run(sweep, "beta=3", "bernoulli", "static", BINARY_MASS, [-77.0, -68.0], beta=3.0)
+    capsys.readouterr()
+    assert main(["compare", str(sweep)]) == 0
+    out = capsys.readouterr().out
+    assert not (sweep / "compare-paired.md").exists() and not (sweep / "compare-paired.csv").exists()
+    assert f"removed {sweep / 'compare-paired.md'}: the paired table of an earlier comparison" in out
+    assert "| 3.0 |" in (sweep / "compare.md").read_text()
+    # a file compare did not write, at the name its paired table would have: never deleted
+    mine = tmp_path / "table-paired.md"
+    mine.write_text("my notes on the paired runs\n")
+    assert main(["compare", str(sweep), "-o", str(tmp_path / "table")]) == 0
+    assert mine.read_text() == "my notes on the paired runs\n"
+    assert "removed" not in capsys.readouterr().out

@@ -740,6 +740,7 @@ def cmd_compare(args) -> int:
         records = [r for r in records if r.run_dir.resolve() != reference.run_dir.resolve()] + [reference]
     elif len(records) == 2 and all(r.examples() is not None for r in records):
         reference = records[0]
+    paired = []
     if reference is not None:
         paired, refused = compare.paired_table(records, reference)
         for record, reason in refused:  # a kind's reason is in the table's note, once
@@ -756,6 +757,10 @@ def cmd_compare(args) -> int:
                 written += compare.write_tables(paired_columns, paired, Path(f"{prefix}-paired"), [
                     f"Paired difference of test log p(x) against {reference.run_dir}, in nats per example, on the "
                     "images both evaluated."])
+    if prefix and not paired:  # an earlier comparison's paired table would pass for this one's
+        for path in compare.remove_stale_paired_tables(Path(prefix)):
+            print(f"\nremoved {path}: the paired table of an earlier comparison, which this one (no paired "
+                  "difference) does not replace")
     if args.figure:
         written.append(compare.plot_sweep_figure(records, Path(args.figure), args.metric))
     for path in written:

@@ -1070,6 +1070,39 @@ def _save(fig, output: Path) -> Path:
 
 # -- the command's work ------------------------------------------------------------------
 
+def _is_paired_table(path: Path) -> bool:
+    """Whether ``path`` is a paired table compare wrote (``PREFIX-paired.csv`` or ``.md``): its
+    header's first column is "run" and it has a "paired difference" column."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            header = handle.readline()
+    except (OSError, UnicodeDecodeError):
+        return False
+    if path.suffix == ".csv":
+        return header.startswith("run,") and ",paired difference," in header
+    return header.startswith("| run |") and "| paired difference |" in header
+
+
+def remove_stale_paired_tables(prefix: Path) -> list[Path]:
+    """Remove ``PREFIX-paired.csv`` and ``.md`` of an earlier comparison, where this one wrote
+    no paired table (no reference, or every run refused): beside the new ``PREFIX.md`` they
+    would pass for its paired differences. Only files compare wrote (:func:`_is_paired_table`)
+    are removed; another file of that name is left as it is. Returns the paths removed."""
+    from pyro_vae.errors import WriteError
+
+    removed = []
+    for suffix in (".csv", ".md"):
+        path = Path(f"{prefix}-paired{suffix}")
+        if path.is_file() and not path.is_symlink() and _is_paired_table(path):
+            try:
+                path.unlink()
+            except OSError as err:
+                raise WriteError(f"cannot remove {path}, the paired table of an earlier comparison that this one "
+                                 f"does not replace ({err.strerror or err}); delete it by hand.") from None
+            removed.append(path)
+    return removed
+
+
 def write_tables(columns: list[str], rows: list[dict], prefix: Path, notes: list[str] = ()) -> list[Path]:
     """``PREFIX.csv`` and ``PREFIX.md`` (with ``notes`` under the table), written atomically."""
     from pyro_vae.inference.checkpoint import atomic_write_text
