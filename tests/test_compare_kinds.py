@@ -835,3 +835,19 @@ def test_an_earlier_comparisons_paired_table_is_removed_not_left_beside_a_new_ta
     assert main(["compare", str(sweep), "-o", str(tmp_path / "table")]) == 0
     assert mine.read_text() == "my notes on the paired runs\n"
     assert "removed" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("given", ["out/", "out/new/", "."])
+def test_an_output_folder_gets_the_tables_inside_it(tmp_path, capsys, monkeypatch, given):
+    """`compare -o out/` wrote out.csv and out.md beside the folder and the paired tables as out/-paired.csv
+    (and `-o .` was a traceback); a folder now gets compare.csv, compare.md and compare-paired.* inside it."""
+    a = fake_run(tmp_path, "a", "bernoulli", "static", BINARY_MASS, [-80.0, -70.0])
+    b = fake_run(tmp_path, "b", "bernoulli", "static", BINARY_MASS, [-78.0, -69.0], beta=2.0)
+    work = tmp_path / "work"
+    (work / "out").mkdir(parents=True)
+    monkeypatch.chdir(work)
+    assert main(["compare", str(a), str(b), "-o", given]) == 0
+    folder = work / given
+    assert sorted(p.name for p in folder.glob("compare*")) == ["compare-paired.csv", "compare-paired.md",
+                                                              "compare.csv", "compare.md"]
+    assert not list(folder.parent.glob(f"{folder.name}.*"))  # nothing beside the folder (out.csv, out.md)

@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import json
 import math
+import os
 import signal
 import sys
 import threading
@@ -211,8 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
                                   formatter_class=_HelpFormatter)
     compare.add_argument("paths", nargs="+", metavar="RUN_OR_SWEEP")
     compare.add_argument("-o", "--output", default=None, metavar="PREFIX",
-                         help="write PREFIX.csv and PREFIX.md (a .csv or .md ending is taken off PREFIX; default for "
-                              "one sweep: SWEEP_DIR/compare)")
+                         help="write PREFIX.csv and PREFIX.md (a .csv or .md ending is taken off PREFIX; a folder, DIR/: "
+                              "DIR/compare.csv and .md; default for one sweep: SWEEP_DIR/compare)")
     compare.add_argument("--reference", default=None, metavar="RUN_DIR",
                          help="paired difference of log p(x) of every evaluated run against this one")
     compare.add_argument("--figure", default=None, help="also draw the sweep figure (metric against each setting)")
@@ -716,6 +717,8 @@ def cmd_compare(args) -> int:
         raise ConfigError(f"--metric {args.metric} has no effect without --figure (it is the figure's quantity; "
                           "the table shows every metric); drop it or add --figure FILE.")
     args.metric = args.metric or "test_elbo"
+    if args.output and (args.output.endswith(("/", os.sep)) or Path(args.output).name in ("", "..")):
+        args.output = str(Path(args.output) / "compare")  # "-o DIR/": the tables in DIR, as a sweep's in SWEEP_DIR
     if args.output and Path(args.output).suffix in (".csv", ".md"):  # "-o table.csv": the prefix table, not table.csv.csv
         args.output = str(Path(args.output).with_suffix(""))
     records = compare.collect_runs(args.paths)
