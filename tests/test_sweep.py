@@ -343,6 +343,11 @@ def test_a_grid_in_a_config_file_refuses_a_number_of_trials(tmp_path):
                                      "are both beta=1); give values that differ in their first 6 significant digits."),
     (["--search", "beta=float:0.5:1", "--search", "beta=float:1:2", "--trials", "2"],
      "--search beta is given twice; give it one range"),
+    # a repeated choice doubled its weight (the grid refuses a repeated value)
+    (["--search", "latent_dim=choice:4,8,4", "--trials", "2"],
+     "--search latent_dim=choice:4,8,4 repeats a choice ([4, 8, 4]), which would be drawn twice as often as the "
+     "others; list each choice once."),
+    (["--search", "beta=choice:1,1.0,2", "--trials", "2"], "--search beta=choice:1,1.0,2 repeats a choice"),
     (["--grid", "beta=1,2", "--k", "3"], "--k 3 has no effect"),  # no run of the sweep would use it
     # a swept key without effect at some point: its runs would differ in name alone (k=3 and k=5
     # both trained the default k, the run named k=3 recording k = 5); refused as train refuses --k

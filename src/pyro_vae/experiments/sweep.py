@@ -217,6 +217,9 @@ class SearchRange:
             choices = [typed_value(key, v.strip(), f"--search {key}") for v in rest.split(separator) if v.strip()]
             if not choices:
                 raise ConfigError(f"--search {key}: the choice list is empty; give values like {example}.")
+            if len(set(map(str, choices))) != len(choices):  # a repeat would be drawn twice as often, unsaid
+                raise ConfigError(f"--search {key}={text} repeats a choice ({choices}), which would be drawn twice as "
+                                  "often as the others; list each choice once.")
             return cls("choice", choices=choices, text=str(text))
         parts = rest.split(":")
         if kind not in ("int", "float", "logfloat") or len(parts) != 2:
