@@ -317,6 +317,23 @@ def test_a_sweep_table_value_of_the_wrong_type_is_one_sentence(tmp_path, text, w
     assert str(refused.value).startswith(f"{path}: {words}")
 
 
+@pytest.mark.parametrize("text, words", [
+    ('[sweep.grid]\nbeta = [0.5, 1]\n"train.beta" = [2]',
+     "[sweep] grid gives beta twice (beta and train.beta); list all its values under one key."),
+    ('trials = 2\n[sweep.search]\n"train.beta" = "float:0.5:1"\nbeta = "float:1:2"',
+     "[sweep] search gives beta twice (train.beta and beta); give its one range under one key."),
+])
+def test_a_key_given_twice_in_a_config_files_sweep_table_is_refused(tmp_path, text, words):
+    """[sweep.grid] with both beta = [0.5, 1] and "train.beta" = [2] swept beta=2 alone, the other values
+    dropped without a word (the command line refuses --grid beta twice); refused alike now."""
+    path = tmp_path / "base.toml"
+    path.write_text(f"[sweep]\n{text}\n")
+    raw, table = sweep.split_sweep_table(sweep.read_toml(path), str(path))
+    with pytest.raises(ConfigError) as refused:
+        sweep.build_spec(Config.from_dict(raw), table, [], [], None, None, None, None)
+    assert str(refused.value) == words
+
+
 def test_a_grid_in_a_config_file_refuses_a_number_of_trials(tmp_path):
     with pytest.raises(ConfigError, match=r"\[sweep\] trials = 4 has no effect without a search"):
         sweep.build_spec(Config(), {"grid": {"beta": [1, 2]}, "trials": 4}, [], [], None, None, None, None)

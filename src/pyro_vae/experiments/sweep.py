@@ -527,7 +527,15 @@ def _check_sweep_types(table: dict, source: str) -> None:
 def build_spec(base: Config, table: dict, grid: list[str], search: list[str], seeds: str | None,
                trials: int | None, metric: str | None, sampler: str | None, source: str = "[sweep]") -> SweepSpec:
     """The sweep from a config file's ``[sweep]`` table and the flags (the flags win, key by key)."""
-    spec_grid = {}
+    spec_grid, spec_search, given_as = {}, {}, {}
+    for part in ("grid", "search"):  # beta and "train.beta" name one key: the second replaced the first unsaid
+        for key in table.get(part) or {}:
+            name = canonical_key(key, f"{source} {part}")
+            if (part, name) in given_as:
+                raise ConfigError(f"{source} {part} gives {name} twice ({given_as[part, name]} and {key}); "
+                                  f"{'list all its values' if part == 'grid' else 'give its one range'} under one "
+                                  "key.")
+            given_as[part, name] = key
     for key, values in (table.get("grid") or {}).items():
         name = canonical_key(key, f"{source} grid")
         if not isinstance(values, list):
