@@ -851,3 +851,23 @@ def test_an_output_folder_gets_the_tables_inside_it(tmp_path, capsys, monkeypatc
     assert sorted(p.name for p in folder.glob("compare*")) == ["compare-paired.csv", "compare-paired.md",
                                                               "compare.csv", "compare.md"]
     assert not list(folder.parent.glob(f"{folder.name}.*"))  # nothing beside the folder (out.csv, out.md)
+
+
+def test_paired_rows_of_two_sweeps_runs_of_one_name_are_told_apart(tmp_path, capsys):
+    """compare A B --reference REF of two sweeps, each with a run beta=2, gave two paired rows named
+    "beta=2" that could not be told apart; each row is now named by the shortest path that tells it apart."""
+    reference = fake_run(tmp_path, "ref", "bernoulli", "static", BINARY_MASS, [-80.0, -70.0])
+    for sweep, values in (("sweep-a", [-79.0, -69.0]), ("sweep-b", [-77.0, -60.0])):
+        (tmp_path / sweep).mkdir()
+        (tmp_path / sweep / "sweep.json").write_text("{}")
+        fake_run(tmp_path / sweep, "beta=2", "bernoulli", "static", BINARY_MASS, values, beta=2.0)
+    single = fake_run(tmp_path / "sweep-b", "beta=3", "bernoulli", "static", BINARY_MASS, [-78.0, -68.0], beta=3.0)
+    prefix = tmp_path / "table"
+    assert main(["compare", str(tmp_path / "sweep-a"), str(tmp_path / "sweep-b"), "--reference", str(reference),
+                 "-o", str(prefix)]) == 0
+    with open(f"{prefix}-paired.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(row["run"], float(row["paired difference"])) for row in rows] == [
+        ("sweep-a/beta=2", 1.0), ("sweep-b/beta=2", 6.5), ("beta=3", 2.0)]  # a name no other run has: kept short
+    assert "| sweep-a/beta=2 |" in capsys.readouterr().out
+    assert compare.distinct_names([single, tmp_path / "x" / "beta=3"]) == ["sweep-b/beta=3", "x/beta=3"]

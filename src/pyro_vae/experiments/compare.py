@@ -802,6 +802,19 @@ def reference_examples(reference: RunRecord):
     return base
 
 
+def distinct_names(run_dirs: list[Path]) -> list[str]:
+    """Each run directory by the fewest of its last path components that no other of
+    ``run_dirs`` ends in (``beta=2``, or ``sweep-a/beta=2`` beside ``sweep-b/beta=2``)."""
+    parts = [Path(run_dir).resolve().parts for run_dir in run_dirs]
+    names = []
+    for i, mine in enumerate(parts):
+        k = 1
+        while k < len(mine) and any(other[-k:] == mine[-k:] for j, other in enumerate(parts) if j != i):
+            k += 1
+        names.append(str(Path(*mine[-k:])))
+    return names
+
+
 def paired_table(records: list[RunRecord], reference: RunRecord) -> tuple[list[dict], list[tuple[RunRecord, str]]]:
     """Paired difference of log p(x) of every evaluated run against ``reference``, and the
     runs refused because their log p(x) cannot be ranked against the reference's (a
@@ -810,6 +823,9 @@ def paired_table(records: list[RunRecord], reference: RunRecord) -> tuple[list[d
     number of importance samples K), each with the reason sentence."""
     base = reference_examples(reference)
     keys = differing_keys(records)
+    # the run's folder name alone told apart no two sweeps' runs of one name (two rows "beta=2")
+    named = records if any(r is reference for r in records) else [*records, reference]
+    names = dict(zip(map(id, named), distinct_names([r.run_dir for r in named])))
     rows, refused = [], []
     for record in records:
         other = record.examples()
@@ -830,7 +846,7 @@ def paired_table(records: list[RunRecord], reference: RunRecord) -> tuple[list[d
                                     "would be partly K's; evaluate both with the same --k"))
             continue
         diff = paired_difference(base, other)
-        rows.append({"run": record.run_dir.name, **{setting_column(k): record.settings.get(k) for k in keys},
+        rows.append({"run": names[id(record)], **{setting_column(k): record.settings.get(k) for k in keys},
                      "images": diff.n, "paired difference": diff.mean, "paired difference se": diff.stderr,
                      "s.e. of the difference of means": diff.unpaired_stderr})
     return rows, refused
