@@ -749,3 +749,30 @@ def test_fit_refuses_a_semi_supervised_model_in_one_sentence_before_writing(kind
     with pytest.raises(ConfigError, match=r"fit does not train a semi-supervised .*SemiSupervisedTrainer\.$"):
         fit(model, guide, data, epochs=1, batch_size=4, run_dir=tmp_path / "run", log=lines.append)
     assert lines == [] and not (tmp_path / "run").exists()
+
+
+def test_parameters_left_non_finite_by_an_epochs_last_step_are_not_committed(tmp_path, monkeypatch):
+    """A step whose loss was finite but whose gradient was not left NaN weights, and each step
+    checks its loss alone: on an epoch's last step the epoch was committed with them, a
+    checkpoint_last.pt that no run could resume. The trainer now stops before committing it."""
+    from pyro_vae.errors import TrainingError
+    from pyro_vae.inference.checkpoint import LAST, load_checkpoint
+    from pyro_vae.inference.train import Trainer
+
+    real = Trainer.train_epoch
+
+    def train_epoch(self):
+        bound = real(self)
+        if self.state.epoch == 1:  # epoch 2's last step left a NaN in the guide's parameters
+            with torch.no_grad():
+                next(iter(self.guide.parameters())).view(-1)[0] = float("nan")
+        return bound
+
+    monkeypatch.setattr(Trainer, "train_epoch", train_epoch)
+    run = tmp_path / "run"
+    with pytest.raises(TrainingError, match=r"^the guide's parameter \S+ became NaN or infinite in epoch 2 \(a step's "
+                                            r"gradient was not finite though its loss was\); lower --learning-rate "
+                                            r"or set --clip-norm \(the last good checkpoint is kept\)\.$"):
+        _fit_tutorial(run, epochs=3, figures=False)
+    last = load_checkpoint(run / LAST)  # epoch 1's, which loads (a NaN checkpoint is refused)
+    assert last["epoch"] == 1

@@ -563,6 +563,7 @@ class Trainer:
             self.epoch_clock = EpochClock()
             self.model.train(), self.guide.train()
             train_bound = self.train_epoch()
+            self._refuse_non_finite_parameters()  # before the epoch is validated and committed
             seconds, cpu_seconds = self.epoch_clock.seconds(), self.epoch_clock.cpu_seconds()
             self.model.eval(), self.guide.eval()
             self.state.epoch += 1
@@ -778,6 +779,23 @@ class Trainer:
             "position": self.position,
             **self.extra_state,
         }
+
+    def _refuse_non_finite_parameters(self) -> None:
+        """A :class:`TrainingError` where a parameter is NaN or infinite after the epoch's steps: a
+        step whose loss was finite but whose gradient was not (each step checks its loss alone)
+        left them so, and on the epoch's last step the epoch would be committed with them, a
+        checkpoint_last.pt that no run could resume. Once an epoch, on every rank (their
+        parameters are the same)."""
+        for part, program in (("model", self.model), ("guide", self.guide)):
+            # a module's names, or a function-style program's param-store names (ParamStoreProgram)
+            named = (program.named_parameters() if isinstance(program, torch.nn.Module)
+                     else zip(getattr(program, "names", ()), program.parameters()))
+            for name, parameter in named:
+                if not torch.isfinite(parameter).all():
+                    raise TrainingError(
+                        f"the {part}'s parameter {name} became NaN or infinite in epoch {self.state.epoch + 1} (a "
+                        "step's gradient was not finite though its loss was); lower --learning-rate or set "
+                        "--clip-norm (the last good checkpoint is kept).")
 
     def save(self, path: Path) -> None:
         """Write a checkpoint (rank 0 only; every rank must call this)."""
