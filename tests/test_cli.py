@@ -123,6 +123,8 @@ def test_resume_with_epochs_that_end_before_the_epoch_it_stopped_inside_is_refus
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
     assert main(["train", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 0
     assert json.loads((run / "summary.json").read_text())["epochs"] == 2
+    # it said "resuming RUN after epoch 1", though it went on inside epoch 2
+    assert f"resuming {run} inside epoch 2, after 2 of its 4 steps" in capsys.readouterr().out
 
 
 def test_a_resume_of_a_run_still_training_is_refused_and_writes_nothing(trained, tmp_path, capsys):

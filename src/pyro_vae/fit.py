@@ -284,7 +284,7 @@ def fit(model: Callable, guide: Callable, data, *, objective="elbo", epochs: int
                 atomic_write_text(run_dir / CONFIG, config.dumps())
         if resume:
             trainer.load(run_dir / LAST)
-            log(f"resuming {run_dir} after epoch {trainer.state.epoch}")
+            log(f"resuming {run_dir} {trainer.resumes_at()}")
             # as the CLI's resume: a kill after the last commit may have left these behind it
             from pyro_vae.runs import METRICS, write_metrics
 

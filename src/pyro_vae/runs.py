@@ -607,7 +607,7 @@ def _train(config: Config, run_dir: Path, resume: bool, progress, log, ctx: Dist
             log(DREG_IAF_NOTE)
         if resume:
             trainer.load(run_dir / LAST)
-            trainer.log(f"resuming {run_dir} after epoch {trainer.state.epoch}")
+            trainer.log(f"resuming {run_dir} {trainer.resumes_at()}")
             if ctx.is_main:  # a kill after the last commit may have left these behind it
                 trainer.write_best()
                 write_metrics(run_dir / METRICS, trainer.state.history)

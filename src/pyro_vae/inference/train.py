@@ -492,6 +492,14 @@ class Trainer:
             return position["order"], position["next_batch"], sums
         return torch.randperm(n, generator=self.generator, device=self.device), 0, EpochTotal()
 
+    def resumes_at(self) -> str:
+        """Where a loaded run goes on, in words: "after epoch N", or, for a run stopped inside
+        an epoch, "inside epoch N + 1, after S of its steps"."""
+        if self.position is None:
+            return f"after epoch {self.state.epoch}"
+        steps = math.ceil(len(self.position["order"]) / self.settings.batch_size)
+        return f"inside epoch {self.state.epoch + 1}, after {self.position['next_batch']} of its {steps} steps"
+
     def _save_interrupted(self, order: torch.Tensor, next_batch: int) -> None:
         if self.run_dir is not None:
             sums = self.epoch_total
