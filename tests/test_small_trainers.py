@@ -684,3 +684,9 @@ def test_the_semi_supervised_epoch_line_names_the_models_own_classifier(kind, cl
     assert trainer.training_objective({}) == f"train M2 objective (not a bound: it adds alpha=5 x log {classifier})"
     config = Config.from_dict({"model": {"model": kind}, "train": {"alpha": 5.0}})
     assert f"alpha=5 x log {classifier} of the labelled batches" in objective_name(config)
+
+
+def test_a_warm_up_or_patience_of_one_epoch_is_not_called_1_epochs():
+    settings = TrainSettings(epochs=3, kl_warmup_epochs=1)
+    assert settings.describe_objective() == "ELBO with the KL weight warmed up to beta=1 over 1 epoch"
+    assert TrainSettings(epochs=3, kl_warmup_epochs=2).describe_objective().endswith("over 2 epochs")

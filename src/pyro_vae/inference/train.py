@@ -145,8 +145,8 @@ class TrainSettings:
         K=5", "ELBO of log p(x | y)") only when the KL weight is 1 throughout; otherwise the
         bound with its KL weight."""
         label = self.objective_label + bound_of(self.quantity)
-        warmup = (f"{self.kl_warmup_steps} steps" if self.kl_warmup_steps else
-                  f"{self.kl_warmup_epochs} epochs" if self.kl_warmup_epochs else "")
+        warmup = (f"{self.kl_warmup_steps} steps" if self.kl_warmup_steps else  # a 1-step warm-up is refused
+                  _count(self.kl_warmup_epochs, "epoch") if self.kl_warmup_epochs else "")
         if warmup:
             return f"{label} with the KL weight warmed up to beta={self.beta:g} over {warmup}"
         if self.beta != 1:
@@ -270,6 +270,11 @@ def label_kwargs(model, labels: torch.Tensor | None, rows=slice(None)) -> dict:
     if labels is None:
         raise DataError("this model is conditioned on labels, but the data set has none.")
     return {"y": labels[rows]}
+
+
+def _count(n: int, noun: str) -> str:
+    """"1 epoch", "3 epochs"."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 @in_eval_mode
@@ -607,7 +612,7 @@ class Trainer:
         if committed:
             self._stop_after_epoch()
         if self.state.epoch < self.settings.epochs and self.stopped_early():
-            self.log(f"stopping early: no better {self.selection_key()} for {self.settings.patience} epochs")
+            self.log(f"stopping early: no better {self.selection_key()} for {_count(self.settings.patience, 'epoch')}")
         return self.state
 
     def validate(self) -> tuple[dict, float]:
