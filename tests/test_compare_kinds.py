@@ -808,6 +808,9 @@ def test_a_sweeps_runs_without_a_summary_are_named_under_the_table(tmp_path, cap
     assert note in (sweep / "compare.md").read_text()
     assert [r.run_dir.name for r in compare.collect_runs([sweep])] == ["beta=1", "beta=2"]
     assert compare.unfinished_notes([sweep / "beta=1"]) == []  # a run directory given alone: refused, not noted
+    # the figures of the sweep leave it out too, and say so
+    assert main(["plot", str(sweep), "--kind", "curves", "-o", str(tmp_path / "curves.png")]) == 0
+    assert note.replace("not in the table", "not in the figure") in capsys.readouterr().out
 
 
 def test_an_earlier_comparisons_paired_table_is_removed_not_left_beside_a_new_table(tmp_path, capsys):

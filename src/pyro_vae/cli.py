@@ -699,6 +699,8 @@ def cmd_plot(args) -> int:
             print(compare.plot_overlaid_curves(records, Path(args.output)))
         else:
             print(compare.plot_sweep_figure(records, Path(args.output), args.metric))
+        for note in compare.unfinished_notes(args.run_dirs):  # left out of the figure, as of compare's table
+            print(note.replace("not in the table", "not in the figure", 1))
         return 0
     if args.limit < 2:
         raise PyroVAEError("--limit must be at least 2.")
