@@ -174,3 +174,30 @@ def test_a_semi_supervised_model_under_torchrun_is_refused_before_its_run_direct
     assert code == 2
     assert "--model m2 trains in one process; launch it without torchrun." in capsys.readouterr().err
     assert not run.exists()
+
+
+def test_cuda_under_torchrun_without_a_gpu_for_each_rank_is_refused_in_one_sentence(idx_dir, tmp_path, monkeypatch,
+                                                                                    capsys):
+    """torchrun ... train --device cuda on a machine without CUDA ended every rank in an
+    AttributeError traceback from torch.cuda.set_device (one process is refused in one
+    sentence); a local rank beyond the machine's GPUs, or --device cuda:1 (silently replaced
+    by each rank's cuda:LOCAL_RANK), are refused in one sentence too, before anything is written."""
+    from pyro_vae.errors import ConfigError
+    from pyro_vae.inference.distributed import init_from_environment
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    run = tmp_path / "ddp-cuda"
+    code = main(["train", "--dataset", "idx", "--data-dir", str(idx_dir), "--train-limit", str(LIMIT),
+                 "--latent-dim", "3", "--hidden-dims", "32", "--epochs", "1", "--no-progress", "--device", "cuda",
+                 "--run-dir", str(run)])
+    assert code == 2
+    assert "device 'cuda' was asked for but CUDA is not available here; use --device cpu." in capsys.readouterr().err
+    assert not run.exists()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ConfigError, match="local rank 1 with --device cuda, but this machine has 1 CUDA device"):
+        init_from_environment("cuda")
+    with pytest.raises(ConfigError, match="--device cuda:1 names one GPU, but under torchrun each process"):
+        init_from_environment("cuda:1")

@@ -100,7 +100,19 @@ def init_from_environment(device: str) -> tuple[DistributedContext, str]:
         return DistributedContext(), device
     cuda = device.startswith("cuda")
     if cuda:
-        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+        from pyro_vae.errors import ConfigError
+
+        if device != "cuda":  # each rank takes the GPU of its local rank, not the one named
+            raise ConfigError(f"--device {device} names one GPU, but under torchrun each process trains on the GPU of "
+                              "its local rank (cuda:0 for the first); give --device cuda.")
+        if not torch.cuda.is_available():
+            raise ConfigError("device 'cuda' was asked for but CUDA is not available here; use --device cpu.")
+        local_rank, count = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
+        if local_rank >= count:
+            raise ConfigError(f"torchrun started a process of local rank {local_rank} with --device cuda, but this "
+                              f"machine has {count} CUDA device(s), one per process; give --nproc_per_node "
+                              f"{count} or fewer.")
+        device = f"cuda:{local_rank}"
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if cuda else "gloo")
