@@ -154,6 +154,18 @@ def test_mean_and_samples_follow_the_masses():
 
 
 @pytest.mark.parametrize("name", EIGHT_BIT)
+def test_the_mean_image_is_made_on_the_decoder_outputs_device(name):
+    """The 256 levels of ``log_masses`` (the mean's and the draws') were made on the CPU, so a
+    decoder on a GPU (--device cuda) failed to give its mean image (every samples and
+    reconstruction figure of a discretized-logistic, -gaussian or -mixture run) with torch's
+    "Expected all tensors to be on the same device"; the meta device stands in for the GPU."""
+    lik = make_likelihood(name, SHAPE)
+    output = torch.zeros((2, lik.params_per_channel * SHAPE[0]) + SHAPE[1:], device="meta")
+    mean = lik.mean(output)
+    assert mean.device.type == "meta" and mean.shape == (2,) + SHAPE
+
+
+@pytest.mark.parametrize("name", EIGHT_BIT)
 def test_off_grid_data_are_refused_in_one_sentence(name):
     lik = make_likelihood(name, SHAPE)
     with pytest.raises(DataError, match=r"not on the 256-level grid k/255.*not binarized") as err:

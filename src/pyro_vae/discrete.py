@@ -122,7 +122,8 @@ class DiscreteGrid(TorchDistribution):
     value's level (values are checked to be on the grid once, at the data boundary).
 
     Subclasses implement :meth:`log_mass` ``(k) -> log P(k)`` for int64 levels ``k`` that
-    broadcast against the batch shape, and :meth:`expand`. ``mean`` and ``sample`` go
+    broadcast against the batch shape, and :meth:`expand`, and hold a tensor ``loc`` (on the
+    levels' device) or override :meth:`log_masses`. ``mean`` and ``sample`` go
     through all 256 masses, ``[256, *batch]`` (fine for figures; training never calls them).
     """
 
@@ -137,7 +138,7 @@ class DiscreteGrid(TorchDistribution):
 
     def log_masses(self) -> torch.Tensor:
         """log P(k) for every level: ``[256, *batch_shape]``."""
-        k = torch.arange(LEVELS).reshape((LEVELS,) + (1,) * len(self.batch_shape))
+        k = torch.arange(LEVELS, device=self.loc.device).reshape((LEVELS,) + (1,) * len(self.batch_shape))
         return self.log_mass(k)
 
     @property
