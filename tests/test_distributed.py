@@ -160,6 +160,24 @@ def test_batch_norm_on_several_cpu_processes_is_refused_before_anything_is_writt
     assert not run.exists()
 
 
+def test_batch_norm_on_several_gpu_processes_is_refused_too(idx_dir, tmp_path, monkeypatch, capsys):
+    """The refusal above was made on the CPU only, as if torch's SyncBatchNorm shared the
+    statistics on GPUs, but no layer is ever converted to it: under torchrun --device cuda
+    each rank normalised its own rows as silently as on the CPU. It is refused there too."""
+    from pyro_vae import runs
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(runs, "init_from_environment", lambda device: (DistributedContext(0, 2), "cuda:0"))
+    run = tmp_path / "ddp-bn-cuda"
+    code = main(["train", "--dataset", "idx", "--data-dir", str(idx_dir), "--train-limit", str(LIMIT),
+                 "--latent-dim", "3", "--hidden-dims", "32", "--network", "conv", "--conv-channels", "4,8",
+                 "--batch-norm", "true", "--epochs", "1", "--no-progress", "--device", "cuda", "--run-dir", str(run)])
+    assert code == 2
+    assert "--batch-norm true normalises each of the 2 processes' rows" in capsys.readouterr().err
+    assert not run.exists()
+
+
 def test_a_semi_supervised_model_under_torchrun_is_refused_before_its_run_directory_is_made(idx_dir, tmp_path,
                                                                                           monkeypatch, capsys):
     """--model m2 (m1m2, adgm) under torchrun was refused only after the run directory had been

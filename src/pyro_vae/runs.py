@@ -409,12 +409,14 @@ def _train_run(config: Config | None, run_dir: Path, resume: bool, progress, log
     try:
         if ctx.active and config.model.model in SEMI_SUPERVISED:  # before the run directory (and M1's codes) is made
             raise ConfigError(f"--model {config.model.model} trains in one process; launch it without torchrun.")
-        if ctx.active and config.model.batch_norm and resolve_device(device_name).type == "cpu":
-            # each rank would normalise its rows of a batch by their own mean and variance (torch's
-            # SyncBatchNorm, which would share them, runs on GPUs only): not the steps of one process
+        if ctx.active and config.model.batch_norm:
+            # each rank would normalise its rows of a batch by their own mean and variance, on any device: the
+            # layers are torch's BatchNorm, never converted to SyncBatchNorm (which runs on GPUs only): not the
+            # steps of one process
             raise ConfigError(f"--batch-norm true normalises each of the {ctx.world_size} processes' rows of a batch by "
-                              "their own statistics on the CPU, so they would not take the steps one process takes "
-                              "with the same --batch-size; train it in one process (without torchrun).")
+                              "their own statistics (on the CPU or on GPUs: nothing shares them across processes), so "
+                              "they would not take the steps one process takes with the same --batch-size; train it "
+                              "in one process (without torchrun).")
         with contextlib.ExitStack() as held:  # the run directory's lock (rank 0), until the run ends
             if resume and ctx.is_main:  # before its data are read: a run still training is refused at once
                 held.enter_context(run_dir_lock(run_dir))
