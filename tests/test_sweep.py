@@ -169,6 +169,18 @@ def test_a_worker_takes_its_trial_under_the_sweep_dirs_lock(idx_dir, tmp_path, m
     assert held == [True, True]
 
 
+def test_a_sweep_under_torchrun_is_refused_before_anything_is_written(idx_dir, tmp_path, monkeypatch, capsys):
+    """torchrun --nproc_per_node 2 -m pyro_vae.cli sweep ran the whole sweep in every rank on one
+    study: one rank died on its own study.db ("UNIQUE constraint failed", named as an unwritable
+    folder), torchrun killed the other, and a half-made sweep directory stayed behind."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    sweep_dir = tmp_path / "sweep"
+    code = main(["sweep", "--sweep-dir", str(sweep_dir), "--grid", "beta=0.5,1", *tiny_flags(idx_dir, 1)])
+    assert code == 2
+    assert "sweep runs each of its trainings in one process, but torchrun started 2" in capsys.readouterr().err
+    assert not sweep_dir.exists()
+
+
 def test_a_failing_trial_is_recorded_and_the_others_go_on(idx_dir, tmp_path, monkeypatch, capsys):
     import pyro_vae.runs as runs
 

@@ -777,6 +777,11 @@ def cmd_sweep(args) -> int:
     from pyro_vae.experiments import sweep
 
     sweep_dir = Path(args.sweep_dir)
+    processes = os.environ.get("WORLD_SIZE", "1")
+    if processes.isdigit() and int(processes) > 1:  # every rank ran the whole sweep, racing on one study
+        raise ConfigError(f"sweep runs each of its trainings in one process, but torchrun started {processes}, which "
+                          f"would each run the whole sweep in {sweep_dir}; launch it without torchrun (--workers N "
+                          "trains N runs at once).")
 
     def log(line: str) -> None:
         print(line, flush=True)  # several worker processes share the terminal or log file
