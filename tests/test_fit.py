@@ -108,6 +108,17 @@ def test_fit_refuses_a_sweep_directory(tmp_path):
     assert sorted(p.name for p in sweep_dir.iterdir()) == ["sweep.json"]
 
 
+def test_fit_under_torchrun_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    """A script calling fit launched with torchrun --nproc_per_node 2 trained the whole data set
+    in each rank, both writing one run_dir, where `torchrun -m pyro_vae.cli train` splits every
+    batch: refused in one sentence."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    run_dir = tmp_path / "run"
+    with pytest.raises(ConfigError, match="fit trains in one process, but torchrun started 2"):
+        _fit_tutorial(run_dir, epochs=1)
+    assert not run_dir.exists()
+
+
 def test_resumed_fit_of_function_programs_equals_uninterrupted(tmp_path):
     whole, whole_params = _fit_tutorial(tmp_path / "whole", epochs=4)
     _fit_tutorial(tmp_path / "parts", epochs=2)

@@ -12,6 +12,7 @@ writes what a CLI run writes: ``checkpoint_last.pt`` and ``checkpoint_best.pt`` 
 from __future__ import annotations
 
 import contextlib
+import os
 import functools
 import time
 from dataclasses import dataclass, field
@@ -137,6 +138,11 @@ def fit(model: Callable, guide: Callable, data, *, objective="elbo", epochs: int
                    "num_particles": 1 if num_particles is None else num_particles}).validate()
     # as the CLI's --device: a malformed name or a GPU this machine lacks, before anything is written
     device = resolve_device(str(device) if isinstance(device, torch.device) else device, python=True)
+    processes = os.environ.get("WORLD_SIZE", "1")
+    if processes.isdigit() and int(processes) > 1:  # each rank trained the whole data alone, all in one run_dir
+        raise ConfigError(f"fit trains in one process, but torchrun started {processes}, which would each train the "
+                          "whole data set alone (and write one run_dir together); run the script without torchrun, "
+                          "or train data-parallel with `torchrun ... -m pyro_vae.cli train`.")
     from pyro_vae.models import M2Model
 
     if isinstance(model, M2Model):  # its guide's y is discrete: the fast ELBO failed at the first step
