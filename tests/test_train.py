@@ -160,6 +160,32 @@ def test_nan_loss_stops_with_a_sentence_and_keeps_the_checkpoint(idx_dir, tmp_pa
     assert (tmp_path / "run" / LAST).read_bytes() == before
 
 
+def test_a_cpu_run_on_a_machine_with_a_gpu_never_touches_cuda(idx_dir, tmp_path, monkeypatch):
+    """Every checkpoint of a --device cpu run read the RNG state of every CUDA device where the
+    machine had one (torch.cuda.get_rng_state_all), which initialises CUDA and takes a context's
+    memory on a GPU that the run never uses (on a shared server, on every rank of a CPU
+    torchrun); a CPU run now saves no CUDA state, and resumes as before."""
+    data = load_dataset("idx", str(idx_dir), "dynamic", train_limit=64)
+
+    def no_cuda(*args, **kwargs):
+        raise AssertionError("a CPU run touched CUDA's RNG")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", no_cuda)
+    (tmp_path / "run").mkdir()
+    model, guide = build_vae(ModelConfig(latent_dim=2, hidden_dims=[8]), data.image_shape)
+    trainer = Trainer(model, guide, make_objective("elbo"), data, TrainSettings(epochs=1, batch_size=32),
+                      run_dir=tmp_path / "run", progress=False, log=lambda s: None)
+    trainer.fit()
+    assert "cuda" not in load_checkpoint(tmp_path / "run" / LAST)["rng"]
+    model, guide = build_vae(ModelConfig(latent_dim=2, hidden_dims=[8]), data.image_shape)
+    resumed = Trainer(model, guide, make_objective("elbo"), data, TrainSettings(epochs=2, batch_size=32),
+                      run_dir=tmp_path / "run", progress=False, log=lambda s: None)
+    resumed.load(tmp_path / "run" / LAST)
+    assert resumed.fit().epoch == 2
+
+
 def test_kl_warmup_in_steps_reaches_beta_after_that_many_steps(idx_dir):
     data = load_dataset("idx", str(idx_dir), "dynamic", train_limit=64)
     model, guide = build_vae(ModelConfig(latent_dim=2, hidden_dims=[8]), data.image_shape)

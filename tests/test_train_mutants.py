@@ -208,9 +208,12 @@ def test_cuda_rng_states_are_saved_and_restored_and_a_cpu_checkpoint_resumes_on_
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     _trainer(run_dir=tmp_path).load(tmp_path / "with_cuda.pt")
     assert [index for _, index in restored] == [0] and torch.equal(restored[0][0], states[0])
-    # state_dict #8 and #9: the CUDA states saved where CUDA is available.
+    # state_dict #8 and #9: the CUDA states saved where CUDA is available, by a run on CUDA (a CPU run
+    # leaves CUDA alone: test_train's test_a_cpu_run_on_a_machine_with_a_gpu_never_touches_cuda)
     monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: [state.clone() for state in states])
-    saved = _trainer().state_dict()["rng"]["cuda"]
+    on_cuda = _trainer()
+    on_cuda.device = torch.device("cuda")
+    saved = on_cuda.state_dict()["rng"]["cuda"]
     assert len(saved) == 2 and all(torch.equal(a, b) for a, b in zip(saved, states))
 
 

@@ -773,7 +773,7 @@ class Trainer:
         states of all ranks are gathered)."""
         rng = {"torch": torch.get_rng_state(), "data": self.generator.get_state(),
                "noise": self.noise_generator.get_state()}
-        if torch.cuda.is_available():
+        if self.device.type == "cuda" and torch.cuda.is_available():  # a CPU run leaves CUDA uninitialised
             rng["cuda"] = [state.cpu() for state in torch.cuda.get_rng_state_all()]
         return {
             "format": CHECKPOINT_FORMAT,
