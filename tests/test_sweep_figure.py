@@ -273,3 +273,35 @@ def test_the_note_under_the_figure_names_runs_by_the_settings_they_use(tmp_path,
     assert legend == ["model=cvae", "model=hvae, top_latent_dim=3"]
     note = " ".join(drawn[-1]._supxlabel.get_text().split())
     assert note.startswith("Not comparable: validation ELBO of model=cvae and model=hvae, top_latent_dim=3: "), note
+
+
+def test_runs_of_long_paths_are_named_by_the_end_of_their_path_and_the_panels_keep_their_room(tmp_path, monkeypatch):
+    """A sweep over --grid init_from=/long/path/r1,/long/path/r2 labelled the x ticks and the
+    legends with the whole paths: the tick labels ran into each other and the figure warned
+    "constrained_layout not applied because axes sizes collapsed to zero". A path is now named
+    by the fewest of its last components that tell it from the others (r1, r2)."""
+    import warnings
+
+    drawn, save = [], compare._save
+    monkeypatch.setattr(compare, "_save", lambda fig, output: drawn.append(fig) or save(fig, output))
+    sources = tmp_path / ("pretrained-models-for-the-fine-tuning-study-of-" + "x" * 40)
+    records = []
+    for name in ("r1", "r2"):
+        for beta in (1.0, 2.0):
+            config = Config()
+            config.train.init_from, config.train.beta = str(sources / name), beta
+            run = finished_run_dir(tmp_path / f"{name}-{beta}", config)
+            (run / "summary.json").write_text(json.dumps({
+                "epochs": 1, "best_epoch": 1, "test_elbo": -100.0 - beta, "test_elbo_stderr": 0.3,
+                "kind": BINARY_MASS, "unit": "nats per example"}))
+            records.append(compare.read_run(run))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the collapsed layout's warning fails the test
+        compare.plot_sweep_figure(records, tmp_path / "sweep.png", "test_elbo")
+        compare.plot_overlaid_curves(records, tmp_path / "curves.png")
+    by_beta, by_source = drawn[0].axes
+    assert [t.get_text() for t in by_source.get_xticklabels()] == ["r1", "r2"]
+    assert [t.get_text() for t in by_beta.get_legend().get_texts()] == ["init_from=r1", "init_from=r2"]
+    legend = [t.get_text() for t in drawn[1].axes[0].get_legend().get_texts()]
+    assert legend == ["beta=1.0, init_from=r1", "beta=2.0, init_from=r1", "beta=1.0, init_from=r2",
+                      "beta=2.0, init_from=r2"]

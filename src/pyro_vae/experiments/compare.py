@@ -859,6 +859,26 @@ def _label(settings: dict, keys: list[str], unused: frozenset = frozenset()) -> 
     return ", ".join(f"{k}={settings.get(k)}" for k in keys if k not in unused) or "run"
 
 
+def _path_names(settings: list[dict]) -> dict[str, dict[str, str]]:
+    """For each setting whose values are paths (init_from, m1_run, data_dir: a string with a
+    /), each path by the fewest of its last components that tell it from the others
+    (:func:`distinct_names`): a figure that labelled its ticks and legend by whole paths
+    squeezed its panels to nothing ("constrained_layout not applied because axes sizes
+    collapsed to zero") and overlapped the tick labels."""
+    names = {}
+    for key in dict.fromkeys(k for s in settings for k in s):
+        values = [s.get(key) for s in settings]
+        if all(isinstance(v, str) for v in values) and any("/" in v for v in values):
+            paths = [v for v in dict.fromkeys(values) if v]
+            names[key] = dict(zip(paths, distinct_names(paths)))
+    return names
+
+
+def _named(settings: dict, names: dict[str, dict[str, str]]) -> dict:
+    """``settings`` with each path named as :func:`_path_names` names it."""
+    return {k: names[k].get(v, v) if k in names else v for k, v in settings.items()}
+
+
 def plot_overlaid_curves(records: list[RunRecord], output: Path) -> Path:
     """The validation curve of every run by epoch (validation ELBO, or accuracy of q(y | x)
     for M2), labelled by the settings that differ."""
@@ -876,6 +896,7 @@ def plot_overlaid_curves(records: list[RunRecord], output: Path) -> Path:
             raise PyroVAEError(f"{record.run_dir}'s validation curve is its {other}, which cannot share an axis with "
                                f"the others' ({column.replace('_', ' ')}); draw the label models' curves and the "
                                "others' apart.")
+    names = _path_names([r.settings for r in records])
     fig = Figure(figsize=(8, 5), layout="constrained")
     ax = fig.add_subplot()
     drawn_epochs = set()
@@ -883,7 +904,7 @@ def plot_overlaid_curves(records: list[RunRecord], output: Path) -> Path:
         epochs = [row["epoch"] for row in record.history]
         drawn_epochs.update(epochs)
         (line,) = ax.plot(epochs, [row[column] for row in record.history], marker=".",
-                          label=_label(record.settings, keys, record.unused))
+                          label=_label(_named(record.settings, names), keys, record.unused))
         best = record.summary.get("best_epoch")
         if best is not None:  # in the run's colour: a black star hid the point of a one-epoch run, and its colour
             ax.plot([best], [next(row[column] for row in record.history if row["epoch"] == best)], "*", ms=10,
@@ -966,7 +987,8 @@ def _incomparable_note(groups: list[Group], keys: list[str], metric: str) -> str
     runs = [r for g in groups for r in g.runs]
     if "a fraction of the images" in _metric_axis_label(runs, metric):
         return None
-    labels = [_label(g.settings, keys, g.runs[0].unused) for g in groups]  # as the legend and the table name them
+    names = _path_names([g.settings for g in groups])
+    labels = [_label(_named(g.settings, names), keys, g.runs[0].unused) for g in groups]  # as the legend names them
     reasons = incomparable_pairs(groups, labels, "test ELBO")
     notes = [f"Not comparable: {metric} of {'; '.join(pairs)}: {reason}." for reason, pairs in reasons.items()]
     autoencoders = [label for label, g in zip(labels, groups) if is_autoencoder(g.runs[0].summary)]
@@ -1013,6 +1035,7 @@ def plot_sweep_figure(records: list[RunRecord], output: Path, metric: str = "tes
     bars = ([f"mean ± s.e. over {'/'.join(map(str, seeds))} seeds"] if seeds else []) + (
         [f"{'one seed' if seeds else 'one seed per point'}: ± the run's s.e. over its {split} images"]
         if any(len(g.runs) == 1 for g in groups) else [])
+    names = _path_names([g.settings for g in groups])
     fig = Figure(figsize=(5.5 * max(1, len(keys)), 4.4), layout="constrained")
     for panel, key in enumerate(keys or ["run"]):
         ax = fig.add_subplot(1, max(1, len(keys)), panel + 1)
@@ -1022,7 +1045,7 @@ def plot_sweep_figure(records: list[RunRecord], output: Path, metric: str = "tes
         order = sorted(values) if numeric else values
         series: dict[str, dict] = {}
         for group in groups:
-            series.setdefault(_label(group.settings, others), {})[group.settings.get(key)] = group
+            series.setdefault(_label(_named(group.settings, names), others), {})[group.settings.get(key)] = group
         for name, by_value in series.items():
             xs, means, errors = [], [], []
             for value in order:
@@ -1033,7 +1056,7 @@ def plot_sweep_figure(records: list[RunRecord], output: Path, metric: str = "tes
                     errors.append(se)
             ax.errorbar(xs, means, yerr=errors, marker="o", capsize=4, label=name if others else None)
         if not numeric:
-            ax.set_xticks(range(len(order)), [str(v) for v in order])
+            ax.set_xticks(range(len(order)), [str(names[key].get(v, v) if key in names else v) for v in order])
         ax.set_xlabel(key)
         ax.set_ylabel(_metric_axis_label(records, metric), fontsize="small")
         if others:
