@@ -182,7 +182,7 @@ def test_side_by_side_figure_titles_show_a_small_standard_error_not_zero(runs, t
     monkeypatch.setattr(reconstruction, "reconstruction_log_likelihood",
                         lambda model, guide, x: -537.91234 + 0.04 / (1.0102 / 50 ** 0.5) * spread[:len(x)])
     monkeypatch.setattr(reconstruction, "sampled_code_log_likelihood",
-                        lambda model, x, k: -535.8 + 1.2 / (1.0102 / 50 ** 0.5) * spread[:len(x)])
+                        lambda model, x, k, prior=None: -535.8 + 1.2 / (1.0102 / 50 ** 0.5) * spread[:len(x)])
     monkeypatch.setattr(runs_module, "GENERATION_IMAGES", 50)
     runs_module.figure_from_runs([runs_module.open_run(runs / "vae")], "compare", tmp_path / "c.png", n=4, limit=50)
     assert "reconstruction log p(x | code): -537.91 ± 0.04 nats/image" in titles[0], titles[0]

@@ -387,3 +387,34 @@ def test_a_float64_iaf_guide_evaluates_log_q_at_a_given_z_without_autograd():
     with torch.no_grad():
         got = guide.distribution(x).log_prob(z)
     torch.testing.assert_close(got, expected.detach(), rtol=1e-9, atol=1e-9)
+
+
+def test_the_side_by_side_latent_figure_scores_a_learned_prior_run_by_draws_from_its_own_prior(idx_dir, tmp_path,
+                                                                                             monkeypatch):
+    """plot RUN_VAMP RUN_VAE --kind latent titled the --prior mog run with "log (1/K) sum_k
+    p(x | z_k), z_k ~ N(0, I)", codes its decoder was never trained on: no estimate of its
+    log p(x), shown beside the standard run's, which is one. It now draws z_k from the run's
+    own prior and says so."""
+    from test_train import small_config
+
+    from pyro_vae import plots
+    from pyro_vae.data.datasets import as_tensor
+    from pyro_vae.inference.reconstruction import sampled_code_log_likelihood
+    from pyro_vae.runs import GENERATION_DRAWS, GENERATION_IMAGES, figure_from_runs, open_run, train_run
+
+    train_run(small_config(idx_dir, **{"model.prior": "mog", "model.prior_components": 3, "train.epochs": 1,
+                                       "train.figures": False}), tmp_path / "mog", progress=False)
+    run = open_run(tmp_path / "mog", "best")
+    with torch.no_grad():  # a prior far from N(0, I): draws from it and from N(0, I) decode apart
+        run.model.latent_prior.loc.add_(4.0)
+    entries = []
+    monkeypatch.setattr(plots, "plot_compare", lambda found, *args, **kwargs: entries.extend(found) or args[2])
+    figure_from_runs([run], "latent", tmp_path / "latent.png", limit=50)
+    title = entries[0][0]
+    assert "z_k ~ p(z) (its --prior mog)" in title and "N(0, I)" not in title
+    x = as_tensor(run.dataset().test.head(50).images)[:GENERATION_IMAGES]
+    with torch.no_grad():
+        own = sampled_code_log_likelihood(run.model, x, k=GENERATION_DRAWS, prior=run.model.latent_prior).mean()
+        standard = sampled_code_log_likelihood(run.model, x, k=GENERATION_DRAWS).mean()
+    assert abs(own - standard) > 0.5  # the two numbers differ, and the title holds the prior's own
+    assert f"{own:.1f}" in title.replace("−", "-")

@@ -24,7 +24,7 @@ def reconstruction_log_likelihood(model, guide, images: torch.Tensor, batch_size
 
 @torch.no_grad()
 def sampled_code_log_likelihood(model, images: torch.Tensor, k: int = 1000, seed: int = 0,
-                                batch_size: int = 20) -> torch.Tensor:
+                                batch_size: int = 20, prior=None) -> torch.Tensor:
     r"""How likely each image is under the decoder when codes are drawn as one samples them:
 
     .. math:: \log \frac{1}{K} \sum_{k=1}^K p(x \mid z_k), \quad z_k \sim N(0, I),
@@ -33,8 +33,15 @@ def sampled_code_log_likelihood(model, images: torch.Tensor, k: int = 1000, seed
     its log p(x) with the prior as the proposal (unbiased in p, a lower bound in expectation in
     log p; good for a code of a few dimensions, poor for many); for an autoencoder, which has no
     p(z), it is what its decoder is worth as a generator of N(0, I) codes. The same ``k`` draws
-    (from ``seed``) serve every image."""
-    z = torch.randn(k, model.latent_dim, generator=torch.Generator().manual_seed(seed)).to(images.device)
+    (from ``seed``) serve every image. Given a learned ``prior`` (a mixture, the VampPrior:
+    the model's ``latent_prior``), z_k ~ that prior instead: N(0, I) is not its p(z), and the
+    number would be no estimate of the model's log p(x)."""
+    if prior is None:
+        z = torch.randn(k, model.latent_dim, generator=torch.Generator().manual_seed(seed)).to(images.device)
+    else:
+        with torch.random.fork_rng(devices=[images.device] if images.device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            z = prior.sample(k, torch.zeros((), device=images.device))
     output = model.decoder(z)                                      # [K, C, H, W]
     out = []
     for start in range(0, len(images), batch_size):
