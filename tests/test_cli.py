@@ -289,3 +289,20 @@ def test_evaluate_refuses_to_write_where_compare_reads_another_runs_results(trai
     # its own run's file may still be named, to replace an estimate on purpose
     assert main(["evaluate", str(other), "--k", "5", "--limit", "20", "-o", str(other / "loglik.json")]) == 0
     assert json.loads((other / "loglik.json").read_text())["examples"] == 20
+
+
+def test_the_reconstructions_figure_names_the_images_it_shows(trained, monkeypatch):
+    """reconstruct, plot --kind reconstructions and train's reconstructions.png titled the left
+    panel "inputs": whether those were training images (which a model may have memorised) or
+    test images was not said. It now says "the first N test images"."""
+    from pyro_vae import plots
+    from pyro_vae.runs import _figures, open_run
+
+    titles, show = [], plots._show
+    monkeypatch.setattr(plots, "_show", lambda ax, grid, title: titles.append(title) or show(ax, grid, title))
+    assert main(["reconstruct", str(trained), "-n", "5", "-o", str(trained.parent / "r5.png")]) == 0
+    assert main(["plot", str(trained), "--kind", "reconstructions", "-o", str(trained.parent / "p.png")]) == 0
+    run = open_run(trained, "best")
+    _figures(run.model, run.guide, run.dataset(), trained.parent / "figures", "cpu")
+    assert [t for t in titles if "reconstructions" not in t and "samples" not in t] == [
+        "the first 5 test images", "the first 32 test images", "the first 32 test images"]

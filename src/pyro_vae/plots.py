@@ -349,10 +349,10 @@ def plot_style_transfer(generator, images: torch.Tensor, labels: torch.Tensor, p
 
 @_drawn_in_evaluation_mode
 def plot_reconstructions(model, guide, images: torch.Tensor, path: Path, title: str | None = None,
-                         labels: torch.Tensor | None = None) -> Path:
-    """Inputs (left) beside E[x | z = loc(x)] (right), one pair per row block; a
-    conditional model encodes and decodes with the images' ``labels`` (its title says the
-    label is given: M2 and the ADGM do not infer it here)."""
+                         labels: torch.Tensor | None = None, what: str = "inputs") -> Path:
+    """Inputs (left, titled ``what``: which images of which split) beside E[x | z = loc(x)]
+    (right), one pair per row block; a conditional model encodes and decodes with the images'
+    ``labels`` (its title says the label is given: M2 and the ADGM do not infer it here)."""
     check_label_used(model, labels=labels)
     if hasattr(model, "complete"):
         check_drawn_by("reconstructions", model)
@@ -372,7 +372,7 @@ def plot_reconstructions(model, guide, images: torch.Tensor, path: Path, title: 
                           **({"layout": "constrained"} if title else {}))
     if not title:
         _margins_in_inches(fig, wspace=2 * _PAD)
-    _show(axes[0], image_grid(images, ncol), "inputs")
+    _show(axes[0], image_grid(images, ncol), what)
     # M2's and the ADGM's label is the image's own here, not inferred by q(y | x): the title says so
     _show(axes[1], image_grid(recon, ncol), "reconstructions (decoder mean, label given)" if conditional
           else "reconstructions (decoder mean at the code)")

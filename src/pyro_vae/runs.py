@@ -1018,7 +1018,8 @@ def _figures(model, guide, dataset: ImageDataset, run_dir: Path, device, objecti
         test = dataset.test.head(32)
         figures = [plot_samples(model, run_dir / "samples.png", device=device, class_names=dataset.class_names),
                    plot_reconstructions(model, guide, test.images, run_dir / "reconstructions.png",
-                                        labels=test.labels if getattr(model, "num_classes", 0) else None)]
+                                        labels=test.labels if getattr(model, "num_classes", 0) else None,
+                                        what=f"the first {len(test)} test images")]
     if (run_dir / METRICS).exists():
         figures.append(plot_curves(read_metrics(run_dir), run_dir / "curves.png", objective, quantity))
     return figures
@@ -1551,7 +1552,8 @@ def figure_from_run(run: Run, kind: str, output: Path, n: int = 64, limit: int |
     if kind == "reconstructions":
         shown = test.head(min(n, 32))
         return plots.plot_reconstructions(run.model, run.guide, shown.images, output,
-                                          labels=shown.labels if getattr(run.model, "num_classes", 0) else None)
+                                          labels=shown.labels if getattr(run.model, "num_classes", 0) else None,
+                                          what=f"the first {len(shown)} test images")
     if kind == "style":
         shown = test.head(min(n, 10))
         return plots.plot_style_transfer(label_generator(run), shown.images, shown.labels, output,
