@@ -452,6 +452,25 @@ def test_the_curves_have_ticks_at_whole_epochs_only(monkeypatch, tmp_path, semi_
         assert ticks and all(float(t).is_integer() for t in ticks), ticks
 
 
+def test_the_validation_curve_draws_its_recorded_standard_error(monkeypatch, tmp_path):
+    """metrics.csv records valid_elbo_stderr every epoch, and curves.png drew the validation
+    ELBO as a bare line: no uncertainty, so two epochs 0.3 nats apart looked like progress
+    under a standard error of 9. It is now drawn ± that standard error, and the legend says so."""
+    from pyro_vae import plots
+
+    drawn = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: drawn.append(fig) or path)
+    history = [{"epoch": e, "train_objective": -250.0 + e, "valid_elbo": -240.0 + e, "valid_reconstruction": -230.0,
+                "valid_kl": 10.0, "valid_elbo_stderr": se} for e, se in ((1, 0.5), (2, 0.25))]
+    plots.plot_curves(history, tmp_path / "c.png", "ELBO")
+    left = drawn[0].axes[0]
+    (container,) = left.containers
+    half = [float(seg[1][1] - seg[0][1]) / 2 for seg in container.lines[2][0].get_segments()]
+    assert half == pytest.approx([0.5, 0.25])
+    legend = [t.get_text().replace("\n", " ") for t in left.get_legend().get_texts()]
+    assert legend == ["train: ELBO", "validation ELBO ± s.e. over the validation images"]
+
+
 @pytest.mark.parametrize("semi_supervised", [False, True])
 def test_the_curves_of_one_epoch_draw_its_points_at_a_whole_epoch(monkeypatch, tmp_path, semi_supervised):
     """A one-epoch run's curves.png was empty: each curve is one point, which a line without a

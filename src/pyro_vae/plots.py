@@ -824,7 +824,12 @@ def plot_curves(history: list[dict], path: Path, objective: str | None = None, q
         from pyro_vae.inference.train import bound_of
 
         bound = bound_of(quantity)
-    left.plot(epochs, [row["valid_elbo"] for row in history], label=f"validation ELBO{bound}")
+    stderr = [row.get("valid_elbo_stderr") for row in history]
+    if all(isinstance(se, numbers.Real) and math.isfinite(se) for se in stderr):  # metrics.csv records it
+        left.errorbar(epochs, [row["valid_elbo"] for row in history], yerr=stderr, capsize=3,
+                      label=textwrap.fill(f"validation ELBO{bound} ± s.e. over the validation images", 36))
+    else:  # a run written before the standard errors were recorded
+        left.plot(epochs, [row["valid_elbo"] for row in history], label=f"validation ELBO{bound}")
     left.set_xlabel("epoch")
     left.set_ylabel("nats per example")
     left.set_title(f"Training objective and validation ELBO{bound}")
