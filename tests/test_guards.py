@@ -173,6 +173,9 @@ def test_torchruns_environment_joins_a_gloo_group_on_cpu_and_nccl_per_local_gpu(
     monkeypatch.setattr(distributed.dist, "get_rank", lambda: 1)
     monkeypatch.setattr(distributed.dist, "get_world_size", lambda: 3)
     monkeypatch.setattr(distributed.torch.cuda, "set_device", lambda device: calls.append(device))
+    # a machine with a GPU for each of the three local ranks (none is here; the CUDA calls are recorded)
+    monkeypatch.setattr(distributed.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(distributed.torch.cuda, "device_count", lambda: 3)
     for name in ("WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(name, raising=False)
     assert distributed.init_from_environment("cpu") == (DistributedContext(), "cpu")  # no torchrun
