@@ -195,34 +195,30 @@ def fit(model: Callable, guide: Callable, data, *, objective="elbo", epochs: int
             if given:
                 raise ConfigError(f"{option}={value!r} has no effect on a plain autoencoder, which has no prior and "
                                   f"no KL term ({reason}); drop it.")
-    if objective in ("elbo", "analytic-kl", "iwae", "iwae-dreg"):  # before the first step fails, past the run_dir
-        _check_objective_trains_guide(name, model, guide, dataset)
-    if len(dataset.train.images) > 1:  # a program without a data plate trained, then failed validating
-        from pyro_vae.inference.objectives import elbo_terms
-        from pyro_vae.inference.programs import evaluation_mode
-        from pyro_vae.inference.train import label_kwargs
-        from pyro_vae.inference.weights import check_one_value_per_example
+    from pyro_vae.inference.programs import evaluation_mode
+    from pyro_vae.inference.train import label_kwargs
 
-        # two examples as the trainer draws them (0/1 pixels under dynamic binarization); the programs in
-        # evaluation mode and the random streams kept, so the check moves no batch-norm statistics and no draw;
-        # values only (a guide the named objectives cannot differentiate was refused just above)
-        with torch.no_grad(), evaluation_mode(model, guide), random_state_kept():
-            two = next(dataset.batches("train", batch_size=2, shuffle=False))
-            terms = elbo_terms(model, guide, two, require_reparameterized=False,
-                               **label_kwargs(model, dataset.train.labels, slice(0, 2)))
-        check_one_value_per_example(terms.elbo, 2)
+    # Two examples as the trainer draws them (0/1 pixels under dynamic binarization) try the programs before
+    # anything is written: in evaluation mode and with the random streams kept, so no batch-norm statistic
+    # and no draw of the run moves.
+    first_two = label_kwargs(model, dataset.train.labels, slice(0, 2))
+    with torch.no_grad(), evaluation_mode(model, guide), random_state_kept():
+        two = next(dataset.batches("train", batch_size=2, shuffle=False))
+        if objective in ("elbo", "analytic-kl", "iwae", "iwae-dreg"):  # the first step failed, past the run_dir
+            _check_objective_trains_guide(name, model, guide, two, first_two)
+        if len(two) > 1:  # a program without a data plate trained, then failed validating
+            from pyro_vae.inference.objectives import elbo_terms
+            from pyro_vae.inference.weights import check_one_value_per_example
+
+            check_one_value_per_example(elbo_terms(model, guide, two, **first_two).elbo, 2)
     if name == "iwae-dreg" and isinstance(guide, torch.nn.Module):  # as the CLI refuses it for a planar flow
         from pyro_vae.inference.objectives import check_dreg_guide
-        from pyro_vae.inference.train import label_kwargs
 
-        check_dreg_guide(model, guide, dataset.train.images[:2].float(),
-                         **label_kwargs(model, dataset.train.labels, slice(0, 2)))
+        check_dreg_guide(model, guide, dataset.train.images[:2].float(), **first_two)
     if name == "analytic-kl":  # as the CLI refuses it for a mixture prior or a flow guide
         from pyro_vae.inference.objectives import sites_without_closed_form_kl
-        from pyro_vae.inference.train import label_kwargs
 
-        missing = sites_without_closed_form_kl(model, guide, dataset.train.images[:2].float(),
-                                               **label_kwargs(model, dataset.train.labels, slice(0, 2)))
+        missing = sites_without_closed_form_kl(model, guide, dataset.train.images[:2].float(), **first_two)
         if missing:
             raise ConfigError(f"objective='analytic-kl' needs KL(q || p) in closed form, which this model's prior and "
                               f"guide do not have at {', '.join(repr(n) for n in missing)} (it would be Monte Carlo "
@@ -321,27 +317,22 @@ def fit(model: Callable, guide: Callable, data, *, objective="elbo", epochs: int
         return result
 
 
-def _check_objective_trains_guide(name: str, model, guide, dataset: ImageDataset) -> None:
+def _check_objective_trains_guide(name: str, model, guide, two: torch.Tensor, labels: dict) -> None:
     """Refuse a guide that the objective ``name`` cannot train, in one sentence naming what can:
     a latent that cannot be reparameterized (a Bernoulli code) for the four objectives, which all
     differentiate through the guide's draws (the fast ELBO, the IWAE bounds); a function-style
     guide for ``iwae-dreg``, which holds the parameters of a module fixed. (The first step failed
-    with a ValueError or TypeError, after the run directory was made.)"""
-    from pyro_vae.inference.train import label_kwargs
-    from pyro_vae.inference.weights import record_sites
+    with a ValueError or TypeError, after the run directory was made.) The guide is run on
+    ``two`` training examples (with ``labels``, a conditional model's)."""
+    from pyro_vae.inference.weights import record_sites, unreparameterized_latent
 
-    from pyro_vae.inference.programs import evaluation_mode
-
-    # two examples as the trainer draws them; no draw and no batch-norm statistic moved
-    with random_state_kept(), torch.no_grad(), evaluation_mode(guide):
-        two = next(dataset.batches("train", batch_size=2, shuffle=False))
-        sites = record_sites(guide, two, **label_kwargs(model, dataset.train.labels, slice(0, 2)))
-    for site_name, site in sites.items():
-        if not site["is_observed"] and not site["fn"].has_rsample:
-            raise ConfigError(f"objective={name!r} differentiates through the guide's draws, and its site "
-                              f"'{site_name}' ({type(site['fn']).__name__}) cannot be reparameterized (its gradient "
-                              "would need a score-function term); pass objective=pyro.infer.Trace_ELBO(), which has "
-                              "one, or TraceEnum_ELBO() to sum a discrete latent out.")
+    sites = record_sites(guide, two, **labels)
+    site_name = unreparameterized_latent(sites)
+    if site_name is not None:
+        raise ConfigError(f"objective={name!r} differentiates through the guide's draws, and its site "
+                          f"'{site_name}' ({type(sites[site_name]['fn']).__name__}) cannot be reparameterized (its "
+                          "gradient would need a score-function term); pass objective=pyro.infer.Trace_ELBO(), which "
+                          "has one, or TraceEnum_ELBO() to sum a discrete latent out.")
     if name == "iwae-dreg" and not isinstance(guide, torch.nn.Module):
         raise ConfigError("objective='iwae-dreg' evaluates log q with the guide's parameters held fixed, which needs "
                           "the guide to be a torch.nn.Module, and this one is a function; use objective='iwae' (the "

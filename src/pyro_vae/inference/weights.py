@@ -115,13 +115,12 @@ def log_importance_weights(model: Callable, guide: Callable, *args, k: int,
         with FullPlate("importance_samples", k, dim=-(max_plate_nesting + 1)):
             guide_sites, model_sites = guide_and_model_sites(model, guide, *args, **kwargs)
         check_latents_match(model_sites, guide_sites)
-        if require_reparameterized:
-            for name, site in guide_sites.items():
-                if not site["is_observed"] and not site["fn"].has_rsample:
-                    raise ValueError(f"guide site '{name}' ({type(site['fn']).__name__}) is not reparameterized, so "
-                                     "the IWAE bound's gradient would lack its score-function term and train the "
-                                     "guide on a biased gradient; train this guide with Pyro's Trace_ELBO, or "
-                                     "TraceEnum_ELBO to sum a discrete latent out.")
+        name = unreparameterized_latent(guide_sites) if require_reparameterized else None
+        if name is not None:
+            raise ValueError(f"guide site '{name}' ({type(guide_sites[name]['fn']).__name__}) is not reparameterized, "
+                             "so the IWAE bound's gradient would lack its score-function term and train the guide on "
+                             "a biased gradient; train this guide with Pyro's Trace_ELBO, or TraceEnum_ELBO to sum a "
+                             "discrete latent out.")
         # Terms joined without a 0.0 to start from and without multiplying by a unit scale
         # (both exact, and each an op a call: the estimator's fixed cost per chunk, issue #16).
         log_weight = None
@@ -133,6 +132,13 @@ def log_importance_weights(model: Callable, guide: Callable, *args, k: int,
                 term = _scaled_term(site, max_plate_nesting, scaled)
                 log_weight = -term if log_weight is None else log_weight - term
     return log_weight
+
+
+def unreparameterized_latent(sites: dict) -> str | None:
+    """The name of the first latent site of ``sites`` whose distribution cannot be
+    reparameterized (no ``rsample``: a Bernoulli or categorical code), or None."""
+    return next((name for name, site in sites.items() if not site["is_observed"] and not site["fn"].has_rsample),
+                None)
 
 
 def check_latents_match(model_sites: dict, guide_sites: dict) -> None:
