@@ -765,8 +765,7 @@ def check_field_types(obj) -> None:
     configuration read from TOML or flags is converted by :func:`coerce` and always passes; one
     built in Python (``ModelConfig(latent_dim=4.5)``) failed deep inside torch or with
     "'<=' not supported between instances of 'int' and 'str'"."""
-    def whole(value) -> bool:
-        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    from pyro_vae.counts import is_whole_number as whole
 
     checks = {int: (whole, "a whole number"),
               float: (lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool), "a number"),
